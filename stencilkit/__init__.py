@@ -1,0 +1,19 @@
+"""stencilkit: write a neighbourhood computation once in plain Python, run it at memory speed.
+
+>>> import numpy as np, stencilkit as sk
+>>> @sk.stencil
+... def laplace(u):
+...     return u[-1, 0] + u[1, 0] + u[0, -1] + u[0, 1] - 4 * u[0, 0]
+>>> laplace(np.eye(3))
+array([[-2.,  2.,  0.],
+       [ 2., -4.,  2.],
+       [ 0.,  2., -2.]])
+"""
+
+from ._stencil import Stencil, stencil
+from .kernel import StencilError, StencilTypeError
+from .modes import MODES
+
+__version__ = "0.1.0"
+
+__all__ = ["MODES", "Stencil", "StencilError", "StencilTypeError", "stencil", "__version__"]

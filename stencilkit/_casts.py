@@ -1,0 +1,98 @@
+"""The two conversions every generated kernel makes, as numba overloads used by every backend.
+
+``widen(value, acc_marker)`` converts an element read from an input to the accumulator type (the
+marker is a zero of that type, so one generated source serves every dtype). ``store_cast(value,
+out_array)`` converts the kernel's result to the output's dtype by the rules of
+:mod:`stencilkit._dtypes`. They are explicit so that the CPU backend, the CUDA backend and the
+CUDA simulator (which follows NumPy scalar promotion) agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.core.errors import TypingError
+from numba.extending import overload
+
+
+def widen(value, acc_marker):  # pragma: no cover - replaced by the overload in compiled code
+    """Convert ``value`` to the type of ``acc_marker``."""
+    return type(acc_marker)(value)
+
+
+def store_cast(value, out):  # pragma: no cover - replaced by the overload in compiled code
+    """Convert ``value`` to ``out.dtype`` by stencilkit's casting rules."""
+    return out.dtype.type(value)
+
+
+@overload(widen)
+def _ol_widen(value, acc_marker):
+    target = acc_marker
+
+    def impl(value, acc_marker):
+        return target(value)
+
+    return impl
+
+
+@overload(store_cast)
+def _ol_store_cast(value, out):
+    target = out.dtype
+    if isinstance(target, types.Boolean):
+
+        def to_bool(value, out):
+            return value != 0
+
+        return to_bool
+    if isinstance(value, types.Complex) and not isinstance(target, types.Complex):
+        raise TypingError(
+            "the kernel returns a complex value but the output dtype is "
+            f"{target}; return .real or abs(...), or pass out_dtype=complex128"
+        )
+    if isinstance(value, types.Float) and isinstance(target, types.Integer):
+        info = np.iinfo(str(target))
+        lo, hi = float(info.min), float(info.max)
+        scalar = np.dtype(str(target)).type
+        lo_i, hi_i = scalar(info.min), scalar(info.max)
+
+        def saturate(value, out):
+            if value != value:
+                return target(0)
+            if value <= lo:
+                return lo_i
+            if value >= hi:
+                return hi_i
+            return target(value)
+
+        return saturate
+    if not isinstance(value, (types.Number, types.Boolean)):
+        raise TypingError(
+            f"the kernel returns a value of type {value}, not a number; a stencil kernel must "
+            "return one scalar per output element"
+        )
+
+    def plain(value, out):
+        return target(value)
+
+    return plain
+
+
+def default_acc(arr):  # pragma: no cover - replaced by the overload in compiled code
+    """A zero of the default accumulator type for ``arr``'s dtype (see :mod:`stencilkit._dtypes`)."""
+    return np.int64(0) if arr.dtype.kind in "biu" else arr.dtype.type(0)
+
+
+@overload(default_acc)
+def _ol_default_acc(arr):
+    dt = arr.dtype
+    if isinstance(dt, (types.Integer, types.Boolean)):
+
+        def int_acc(arr):
+            return np.int64(0)
+
+        return int_acc
+
+    def own(arr):
+        return dt(0)
+
+    return own

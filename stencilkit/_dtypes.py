@@ -1,0 +1,79 @@
+"""The one dtype policy: which dtypes are accepted, what they are computed in, what comes out.
+
+Every entry point calls :func:`resolve` before anything is compiled, and the tests assert its
+table directly, so the policy is written down once:
+
+* accepted inputs: bool, signed and unsigned integers of 8 to 64 bits, float16/32/64,
+  complex64/128, in either byte order;
+* computed in: each element read is widened to the accumulator dtype ``acc``: int64 for bool and
+  integer inputs (so ``int8`` sums never wrap and ``uint8`` differences go negative), the input's
+  own type for float32/64 and complex, float32 for float16 (numba has no float16 arithmetic on
+  the CPU); with several inputs, the NumPy promotion of their accumulators;
+* returned as: ``out_dtype``, by default the first input's dtype (in native byte order).  The
+  kernel's value is converted by :func:`stencilkit._casts.store_cast`: integer to integer wraps
+  modulo 2**bits as NumPy's ``astype`` does, float to integer truncates toward zero and
+  saturates at the type's limits (NaN gives 0), anything to bool is ``value != 0``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_KINDS = "biufc"
+
+
+def check_dtype(dtype: np.dtype, what: str, where: str) -> np.dtype:
+    """Return ``dtype`` if stencilkit computes on it, else raise a TypeError that says what to do."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in _KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise TypeError(
+            f"{where}: {what} has dtype {dtype!r}, which stencils cannot compute on; "
+            "use a bool, integer, float or complex array (convert with .astype(...))"
+        )
+    if dtype.kind == "f" and dtype.itemsize > 8 or dtype.kind == "c" and dtype.itemsize > 16:
+        raise TypeError(
+            f"{where}: {what} has dtype {dtype!r} (extended precision), which numba cannot "
+            "compile; convert it with .astype(np.float64)"
+        )
+    return dtype
+
+
+def work_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype an input is handed to compiled code in: native byte order, float16 as float32."""
+    dtype = np.dtype(dtype).newbyteorder("=")
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    return dtype
+
+
+def default_acc(dtype: np.dtype) -> np.dtype:
+    """The accumulator an input's reads are widened to when ``acc`` is not given."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biu":
+        return np.dtype(np.int64)
+    return work_dtype(dtype)
+
+
+def resolve(
+    dtypes: tuple[np.dtype, ...],
+    acc=None,
+    out_dtype=None,
+    where: str = "stencil",
+) -> tuple[np.dtype, np.dtype]:
+    """Return ``(acc, out_dtype)`` for inputs of ``dtypes`` and the user's ``acc``/``out_dtype``.
+
+    Raises TypeError for a dtype that cannot be computed on.
+    """
+    dtypes = tuple(check_dtype(d, f"input {i}", where) for i, d in enumerate(dtypes))
+    if acc is None:
+        acc = np.result_type(*(default_acc(d) for d in dtypes))
+    else:
+        acc = check_dtype(acc, "acc", where)
+        if acc == np.float16:
+            raise TypeError(f"{where}: acc=float16 is not supported; use float32")
+    acc = acc.newbyteorder("=")
+    if out_dtype is None:
+        out_dtype = dtypes[0]
+    else:
+        out_dtype = check_dtype(out_dtype, "out_dtype", where)
+    return np.dtype(acc), np.dtype(out_dtype).newbyteorder("=")

@@ -1,0 +1,542 @@
+"""The public :class:`Stencil` object and the :func:`stencil` decorator."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import operator
+import threading
+import types
+
+import numpy as np
+
+from . import _dtypes, codegen, modes
+from .backends import cpu
+from .kernel import StencilError, StencilTypeError, kernel_source, parse
+
+_OPTIONS = {
+    "mode": "reflect",
+    "cval": None,
+    "acc": None,
+    "out_dtype": None,
+    "axes": None,
+    "parallel": None,
+    "fastmath": False,
+    "debug": False,
+    "target": None,
+}
+"""Options of the decorator, each overridable per call (``fastmath``/``debug`` select another
+compiled variant)."""
+
+_TARGETS = (None, "cpu", "cuda")
+
+
+class _ModuleRef:
+    """A module in a pickled kernel's scope, pickled by name."""
+
+    def __init__(self, name):
+        self.name = name
+
+
+def _rebuild(source, scope, neighborhood, options):
+    scope = {
+        k: importlib.import_module(v.name) if isinstance(v, _ModuleRef) else v
+        for k, v in scope.items()
+    }
+    return Stencil._from_source(source, scope, neighborhood, options)
+
+
+class Stencil:
+    """A compiled-on-demand stencil kernel; create it with :func:`stencil`.
+
+    Calling it applies the kernel at every element of its input arrays (see :func:`stencil` for
+    the options). Attributes: ``radius``, ``ndim``, ``signature``, ``gufunc``, ``arrays``,
+    ``params``, ``options``; method :meth:`iterate`.
+    """
+
+    def __init__(self, fn, *, neighborhood=None, **options):
+        source, scope = kernel_source(fn)
+        self._init(source, scope, neighborhood, options)
+        functools.update_wrapper(self, fn, updated=())
+
+    @classmethod
+    def _from_source(cls, source, scope, neighborhood, options):
+        self = cls.__new__(cls)
+        self._init(source, scope, neighborhood, options)
+        self.__name__ = self._spec.name
+        self.__qualname__ = self._spec.name
+        self.__doc__ = None
+        return self
+
+    def _init(self, source, scope, neighborhood, options):
+        self._spec = parse(source, scope, neighborhood)
+        self._source = source
+        self._neighborhood = neighborhood
+        self._where = f"stencil kernel {self._spec.name!r}"
+        unknown = set(options) - set(_OPTIONS)
+        if unknown:
+            raise StencilTypeError(
+                f"{self._where}: unknown option(s) {', '.join(sorted(unknown))}; the options are "
+                f"{', '.join(_OPTIONS)}"
+            )
+        clash = set(self._spec.params) & (set(_OPTIONS) | {"out", "steps"})
+        if clash:
+            raise StencilError(
+                f"{self._where}: parameter name(s) {', '.join(sorted(clash))} clash with "
+                "stencil options of the same name; rename them"
+            )
+        self.options = {**_OPTIONS, **options}
+        self._check_options(self.options, explicit_cval="cval" in options)
+        self._modules = {}
+        self._gufunc = None
+        self._lock = threading.Lock()
+
+    # -- public attributes ---------------------------------------------------------------------
+
+    @property
+    def radius(self) -> tuple:
+        """``((before, after), ...)``: how far the kernel reads along each core axis."""
+        return self._spec.radius
+
+    @property
+    def ndim(self) -> int:
+        """The number of core axes (the number of indices in each subscript)."""
+        return self._spec.ndim
+
+    @property
+    def signature(self) -> str:
+        """The gufunc signature, e.g. ``"(n,m)->(n,m)"``; scalar parameters are ``()``."""
+        return self._spec.signature
+
+    @property
+    def arrays(self) -> tuple:
+        """Names of the kernel's array arguments."""
+        return self._spec.arrays
+
+    @property
+    def params(self) -> tuple:
+        """Names of the kernel's scalar parameters."""
+        return self._spec.params
+
+    def __repr__(self):
+        return f"<stencilkit.Stencil {self._spec.name}{self.signature} radius={self.radius}>"
+
+    def __reduce__(self):
+        scope = {
+            k: _ModuleRef(v.__name__) if isinstance(v, types.ModuleType) else v
+            for k, v in self._spec.globals.items()
+        }
+        options = {k: v for k, v in self.options.items() if v != _OPTIONS[k]}
+        return _rebuild, (self._source, scope, self._neighborhood, options)
+
+    # -- compilation ---------------------------------------------------------------------------
+
+    def _module(self, fastmath: bool, debug: bool):
+        key = (bool(fastmath), bool(debug))
+        module = self._modules.get(key)
+        if module is None:
+            opts = self.options
+            gu = {
+                "mode": modes.mode_code(opts["mode"], self._where),
+                "cval": 0 if opts["cval"] is None else opts["cval"],
+                "acc": opts["acc"],
+            }
+            header = f"# globals: {sorted(self._spec.global_keys.items())!r}\n"
+            module = cpu.load_module(
+                lambda cache: header + codegen.generate(
+                    self._spec, fastmath=key[0], debug=key[1], cache=cache, gufunc=gu
+                ),
+                self._spec.globals,
+            )
+            self._modules[key] = module
+        return module
+
+    @property
+    def gufunc(self):
+        """The kernel as a NumPy generalized ufunc (numba.guvectorize) with :attr:`signature`.
+
+        It applies the decorator's mode/cval/acc with the default output dtype (the input's),
+        serially per core array, for every dtype from bool to float64 (scalar parameters are
+        float64). Use it where a gufunc is required; calling the Stencil is faster.
+        """
+        with self._lock:
+            if self._gufunc is None:
+                import numba
+
+                module = self._module(self.options["fastmath"], False)
+                sigs = []
+                core = ", ".join([":"] * self.ndim)
+                for dt in _GUFUNC_DTYPES:
+                    t = getattr(numba, dt)
+                    arr = t[core] if self.ndim > 1 else t[:]
+                    sigs.append(
+                        (*[arr] * len(self.arrays), *[numba.float64] * len(self.params), arr)
+                    )
+                self._gufunc = numba.guvectorize(
+                    sigs, self.signature, cache=cpu.cache_dir() is not None
+                )(module._sk_gufunc)
+            return self._gufunc
+
+    # -- calling -------------------------------------------------------------------------------
+
+    def _check_options(self, opts, explicit_cval):
+        where = self._where
+        code = modes.mode_code(opts["mode"], where)
+        if explicit_cval and opts["cval"] is not None and code not in (modes.CONSTANT, modes.SKIP):
+            raise StencilError(
+                f"{where}: cval={opts['cval']!r} has no effect with mode={opts['mode']!r}; "
+                "it is used by mode='constant' (value outside the array) and mode='skip' "
+                "(value of the uncomputed border)"
+            )
+        if opts["target"] not in _TARGETS:
+            raise StencilError(f"{where}: unknown target {opts['target']!r}; use 'cpu' or 'cuda'")
+        if opts["parallel"] not in (None, True, False):
+            raise StencilTypeError(f"{where}: parallel must be None, True or False")
+        return code
+
+    def _split_args(self, args, kwargs):
+        spec = self._spec
+        n_arr, n_par = len(spec.arrays), len(spec.params)
+        args = list(args)
+        for name in spec.params[len(args) - n_arr:] if len(args) >= n_arr else ():
+            if name in kwargs:
+                args.append(kwargs.pop(name))
+        if len(args) != n_arr + n_par:
+            raise StencilTypeError(
+                f"{self._where} takes {n_arr} array(s) ({', '.join(spec.arrays)}) and {n_par} "
+                f"scalar parameter(s) ({', '.join(spec.params) or 'none'}); got {len(args)} "
+                "positional argument(s)"
+            )
+        unknown = set(kwargs) - set(_OPTIONS) - {"out"}
+        if unknown:
+            raise StencilTypeError(
+                f"{self._where}: unexpected keyword argument(s) {', '.join(sorted(unknown))}; "
+                f"options are {', '.join(_OPTIONS)} and out"
+            )
+        return args[:n_arr], args[n_arr:], kwargs
+
+    def __call__(self, *args, out=None, **kwargs):
+        """Apply the kernel; see :func:`stencil` for arguments and options."""
+        arrays, params, overrides = self._split_args(args, kwargs)
+        return self._apply(arrays, params, out, overrides)
+
+    def _prepare(self, arrays, params, out, overrides):
+        where = self._where
+        opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
+        explicit_cval = overrides.get("cval") is not None
+        mode = self._check_options(opts, explicit_cval)
+        if opts["target"] == "cuda" or any(_is_device_array(a) for a in arrays):
+            raise NotImplementedError(
+                f"{where}: the CUDA backend is not available in this version of stencilkit; "
+                "pass host (NumPy) arrays"
+            )
+        if any(type(a).__module__.split(".")[0] == "dask" for a in arrays):
+            raise NotImplementedError(
+                f"{where}: Dask arrays are not supported by this version of stencilkit; "
+                "call it on NumPy arrays (e.g. inside dask.array.map_overlap)"
+            )
+        k = self.ndim
+        host = []
+        for name, a in zip(self._spec.arrays, arrays):
+            try:
+                a = np.asarray(a)
+            except Exception as exc:
+                raise StencilTypeError(f"{where}: cannot read {name} as an array ({exc})") from None
+            _dtypes.check_dtype(a.dtype, f"array {name!r}", where)
+            if a.ndim < k:
+                raise StencilError(
+                    f"{where}: array {name!r} has {a.ndim} axis/axes but the kernel has {k} core "
+                    f"axes; pass an array with at least {k} axes (add axes with a[None])"
+                )
+            host.append(a)
+        shape = host[0].shape
+        for name, a in zip(self._spec.arrays[1:], host[1:]):
+            if a.shape != shape:
+                raise StencilError(
+                    f"{where}: arrays must have one shape, but {self._spec.arrays[0]!r} has "
+                    f"{shape} and {name!r} has {a.shape}; broadcast them first "
+                    "(np.broadcast_to)"
+                )
+        for name, p in zip(self._spec.params, params):
+            if not isinstance(p, (bool, int, float, complex, np.number, np.bool_)):
+                raise StencilTypeError(
+                    f"{where}: parameter {name!r} must be a scalar number, got "
+                    f"{type(p).__name__}; arrays go before the parameters"
+                )
+        axes = _normalize_axes(opts["axes"], len(shape), k, where)
+        acc, out_dtype = _dtypes.resolve(
+            tuple(a.dtype for a in host), opts["acc"], opts["out_dtype"], where
+        )
+        cval = 0 if opts["cval"] is None else opts["cval"]
+        cval_acc = _exact_scalar(cval, acc, "the accumulator", where) \
+            if mode == modes.CONSTANT else acc.type(0)
+        cval_out = _exact_scalar(cval, out_dtype, "the output", where) \
+            if mode == modes.SKIP else out_dtype.type(0)
+        batch = tuple(shape[d] for d in range(len(shape)) if d not in axes)
+        core = tuple(shape[d] for d in axes)
+        B = int(np.prod(batch, dtype=np.int64))
+        work = []
+        for a in host:
+            w = np.moveaxis(a, axes, range(-k, 0)) if axes != tuple(range(len(shape) - k, len(shape))) else a
+            wd = _dtypes.work_dtype(a.dtype)
+            if w.dtype != wd:
+                w = w.astype(wd)
+            work.append(w.reshape((B,) + core))
+        if out is not None:
+            if not isinstance(out, np.ndarray):
+                raise StencilTypeError(f"{where}: out must be a NumPy array, got {type(out).__name__}")
+            if out.shape != shape:
+                raise StencilError(
+                    f"{where}: out has shape {out.shape} but the result has shape {shape}"
+                )
+            if out.dtype.newbyteorder("=") != out_dtype:
+                raise StencilError(
+                    f"{where}: out has dtype {out.dtype} but the result's dtype is {out_dtype}; "
+                    f"pass out_dtype={out.dtype.name!r} or an out array of dtype {out_dtype}"
+                )
+            if not out.flags.writeable:
+                raise StencilError(f"{where}: out is read-only; pass a writeable array")
+        return opts, mode, axes, batch, core, B, work, acc, out_dtype, cval_acc, cval_out
+
+    def _apply(self, arrays, params, out, overrides):
+        (opts, mode, axes, batch, core, B, work, acc, out_dtype, cval_acc, cval_out) = \
+            self._prepare(arrays, params, out, overrides)
+        ndim = len(batch) + len(core)
+        # Write straight into out= when it can be viewed as (B, *core) in native byte order and
+        # does not overlap an input; otherwise compute aside and copy (in-place use is allowed).
+        dest = None if out is None else _work_view(out, axes, B, core)
+        direct = dest is not None and not any(np.may_share_memory(dest, w) for w in work)
+        if not direct:
+            dest = np.empty((B,) + core, dtype=out_dtype)
+        if dest.size:
+            module = self._module(opts["fastmath"], opts["debug"])
+            parallel = _use_parallel(opts, dest.size)
+            cpu.run(module, work, dest, params, mode, cval_acc, cval_out, acc.type(0), parallel)
+        if out is None:
+            return _from_work(dest, axes, batch, core, ndim)
+        if not direct:
+            np.copyto(out, _from_work(dest, axes, batch, core, ndim))
+        return out
+
+    def iterate(self, *args, steps, out=None, **kwargs):
+        """Apply the kernel ``steps`` times, feeding each result back as the first array.
+
+        Other arrays and parameters stay fixed. Two buffers are allocated once and swapped, so
+        no step allocates; the result equals ``steps`` successive calls bit for bit.
+
+        Parameters
+        ----------
+        *args : arrays and scalars
+            As for calling the stencil.
+        steps : int
+            Number of applications (0 returns a copy).
+        out : ndarray, optional
+            Where to put the final state.
+        **kwargs
+            Options, as for calling the stencil.
+
+        Returns
+        -------
+        ndarray
+            The state after ``steps`` applications.
+
+        Examples
+        --------
+        >>> import numpy as np, stencilkit as sk
+        >>> @sk.stencil(mode="wrap")
+        ... def shift(x):
+        ...     return x[-1]
+        >>> shift.iterate(np.arange(5), steps=2)
+        array([3, 4, 0, 1, 2])
+        """
+        try:
+            steps = operator.index(steps)
+        except TypeError:
+            raise StencilTypeError(f"{self._where}: steps must be an int, got {steps!r}") from None
+        if steps < 0:
+            raise StencilError(f"{self._where}: steps must be >= 0, got {steps}")
+        arrays, params, overrides = self._split_args(args, kwargs)
+        (opts, mode, axes, batch, core, B, work, acc, out_dtype, cval_acc, cval_out) = \
+            self._prepare(arrays, params, out, overrides)
+        first = np.asarray(arrays[0])
+        if out_dtype != first.dtype.newbyteorder("="):
+            raise StencilError(
+                f"{self._where}: iterate feeds each result back as {self._spec.arrays[0]!r}, so "
+                f"the output dtype ({out_dtype}) must equal that array's dtype ({first.dtype})"
+            )
+        if work[0].dtype != out_dtype:  # float16 state: each step must round to float16
+            state = np.array(first, copy=True)
+            for _ in range(steps):
+                state = self._apply([state, *arrays[1:]], params, None, overrides)
+            if out is not None:
+                np.copyto(out, state)
+                return out
+            return state
+        shape = batch + core
+        cur = np.array(work[0], dtype=out_dtype, order="C", copy=True)
+        if steps and cur.size:
+            nxt = np.empty_like(cur)
+            module = self._module(opts["fastmath"], opts["debug"])
+            parallel = _use_parallel(opts, cur.size)
+            for _ in range(steps):
+                cpu.run(module, [cur, *work[1:]], nxt, params, mode, cval_acc, cval_out,
+                        acc.type(0), parallel)
+                cur, nxt = nxt, cur
+        result = _from_work(cur, axes, batch, core, len(shape))
+        if out is not None:
+            np.copyto(out, result)
+            return out
+        return result
+
+
+_GUFUNC_DTYPES = ("boolean", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                  "uint64", "float32", "float64")
+
+
+def _is_device_array(a) -> bool:
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    mod = type(a).__module__
+    return mod.startswith("numba.cuda") or mod.startswith("cupy")
+
+
+def _normalize_axes(axes, ndim, k, where):
+    if axes is None:
+        return tuple(range(ndim - k, ndim))
+    if isinstance(axes, (int, np.integer)):
+        axes = (axes,)
+    try:
+        axes = tuple(operator.index(a) for a in axes)
+    except TypeError:
+        raise StencilTypeError(f"{where}: axes must be a tuple of ints, got {axes!r}") from None
+    if len(axes) != k:
+        raise StencilError(
+            f"{where}: axes={axes} names {len(axes)} axis/axes but the kernel has {k} core axes"
+        )
+    out = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise StencilError(f"{where}: axis {a} is out of range for an array with {ndim} axes")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise StencilError(f"{where}: axes={axes} repeats an axis")
+    return tuple(out)
+
+
+def _exact_scalar(value, dtype, what, where):
+    """Convert cval to ``dtype``, refusing values that would change (NaN into ints, 1.5 into ints)."""
+    try:
+        with np.errstate(all="ignore"):
+            converted = np.array(value).astype(dtype)[()]
+        ok = np.array_equal(np.array(value), converted, equal_nan=True) if not isinstance(
+            value, (complex, np.complexfloating)) or dtype.kind == "c" else False
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise StencilError(
+            f"{where}: cval={value!r} cannot be represented exactly in {what} dtype "
+            f"{np.dtype(dtype)}; choose another cval or pass acc=/out_dtype= of a wider type"
+        )
+    return converted
+
+
+def _use_parallel(opts, size) -> bool:
+    if opts["debug"]:
+        return False  # bounds-check exceptions are raised from the serial loop
+    if opts["parallel"] is None:
+        return size >= cpu.PARALLEL_THRESHOLD
+    return bool(opts["parallel"])
+
+
+def _work_view(out, axes, B, core):
+    """``out`` as a ``(B, *core)`` view, or None if that needs a copy or a byte swap."""
+    if not out.dtype.isnative:
+        return None
+    k = len(core)
+    moved = np.moveaxis(out, axes, range(-k, 0))
+    view = moved.view()
+    try:
+        view.shape = (B,) + core
+    except AttributeError:
+        return None
+    return view
+
+
+def _from_work(dest, axes, batch, core, ndim):
+    k = len(core)
+    res = dest.reshape(batch + core)
+    if axes != tuple(range(ndim - k, ndim)):
+        res = np.moveaxis(res, range(-k, 0), axes)
+    return res
+
+
+def stencil(fn=None, /, *, neighborhood=None, **options):
+    """Compile a plain-Python relative-index kernel into a fast, multi-backend stencil.
+
+    Parameters
+    ----------
+    fn : function
+        The kernel: array arguments read by relative offsets (``x[-1, 0]``), then scalar
+        parameters; it returns the value of the output element. See :mod:`stencilkit.kernel` for
+        the full grammar.
+    neighborhood : tuple of (int, int), optional
+        ``((low, high), ...)`` per core axis: the offset range of reads whose offsets are not
+        constants (loops over a window). Required for such kernels.
+    mode : {'reflect', 'mirror', 'nearest', 'wrap', 'constant', 'skip'}, optional
+        How reads beyond the array's edges are answered (scipy.ndimage's names); ``skip`` does not
+        compute border outputs and sets them to ``cval`` (numba.stencil's behaviour). Default
+        ``'reflect'``.
+    cval : scalar, optional
+        The value outside the array for ``constant``, the border value for ``skip``. Default 0.
+    acc : dtype, optional
+        Type every element read is widened to before arithmetic. Default int64 for bool and
+        integer inputs, the input's type for floats (float32 for float16).
+    out_dtype : dtype, optional
+        dtype of the result. Default: the first input's dtype.
+    axes : tuple of int, optional
+        The core axes, one per subscript index. Default: the last ``ndim`` axes; other axes are
+        batch axes (the kernel runs on each of their elements independently).
+    parallel : bool or None, optional
+        Threads (True), one thread (False), or automatic (None: threads for large arrays).
+    fastmath : bool, optional
+        Let LLVM reassociate float arithmetic. Off by default, so results are bit-identical
+        across backends, chunkings and thread counts.
+    debug : bool, optional
+        Check every read against the declared neighbourhood (``IndexError`` on violation) and
+        bounds-check all indexing. Slow; for developing kernels with ``neighborhood=``.
+    target : {'cpu', 'cuda'}, optional
+        Force a backend; by default it follows the input's type.
+
+    Returns
+    -------
+    Stencil
+        Call it as the kernel's signature says: ``smooth(a)``, ``blend(a, b, 0.5)``, with any of
+        the options above as keyword overrides and ``out=`` for a preallocated result.
+
+    See Also
+    --------
+    numba.stencil : the relative-index kernel notation this follows (mode ``'skip'``).
+    scipy.ndimage.correlate : for fixed linear weights.
+
+    Examples
+    --------
+    >>> import numpy as np, stencilkit as sk
+    >>> @sk.stencil
+    ... def smooth(x):
+    ...     return (x[-1, -1] + x[-1, 0] + x[-1, 1] +
+    ...             x[ 0, -1] + x[ 0, 0] + x[ 0, 1] +
+    ...             x[ 1, -1] + x[ 1, 0] + x[ 1, 1]) // 9
+    >>> smooth.radius, smooth.signature
+    (((1, 1), (1, 1)), '(n,m)->(n,m)')
+    >>> a = np.arange(16, dtype=np.int8).reshape(4, 4) * 9
+    >>> smooth(a, mode="skip")
+    array([[ 0,  0,  0,  0],
+           [ 0, 45, 54,  0],
+           [ 0, 81, 90,  0],
+           [ 0,  0,  0,  0]], dtype=int8)
+    >>> smooth(a)[0]
+    array([15, 21, 30, 36], dtype=int8)
+    """
+    if fn is None:
+        return lambda f: Stencil(f, neighborhood=neighborhood, **options)
+    return Stencil(fn, neighborhood=neighborhood, **options)

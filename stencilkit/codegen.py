@@ -1,0 +1,348 @@
+"""Generate the source of a compiled stencil module from a :class:`~stencilkit.kernel.KernelSpec`.
+
+One generated module serves every dtype, boundary mode and cval of a kernel: the mode is an
+integer argument, cval and the accumulator are typed scalar arguments, and numba specialises on
+the argument types. What it contains, for a kernel with ``k`` core axes (arrays are handed in
+with the batch axes flattened to one leading axis, ``(B, n0, ..., nk-1)``):
+
+``_sk_pt_rows``
+    the kernel body with every ``x[d0, ..., dk-1]`` rewritten to read a 1-D row view at column
+    ``j + dk-1``, so the interior loop is a unit-stride loop over plain row pointers that LLVM
+    vectorises (measured: 0.78 x memcpy for a 3 x 3 int8 mean on 8000^2 against 0.65 x for
+    the same loop with 2-D indexing). Used when the offsets along all but the last axis are
+    constants; ``_sk_pt_direct`` (plain n-D indexing) otherwise.
+``_sk_pt_border``
+    the body with every read going through the boundary mode's index map (``_sk_map``), for the
+    few elements whose neighbourhood leaves the array.
+``_sk_run_par`` / ``_sk_run_ser``
+    the loop nest: one ``prange`` over (batch x all-but-last core axes x column blocks); per row an
+    interior span without boundary logic and border spans on either side. The two are the same
+    text under two names because numba's cache index does not key on the ``parallel`` flag.
+``_sk_gufunc``
+    the kernel as a gufunc core (for ``Stencil.gufunc``), with the decorator's default options.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import math
+
+import numpy as np
+
+from . import modes
+from .kernel import KernelSpec
+
+BLOCK = 1 << 14
+"""Columns per parallel work item: splits long 1-D signals, never a row of a normal image."""
+
+
+def _enc(offset: int) -> str:
+    return f"m{-offset}" if offset < 0 else f"p{offset}"
+
+
+def _literal(value) -> str:
+    """Python source for a scalar constant, including non-finite floats."""
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return repr(int(value))
+    if isinstance(value, (complex, np.complexfloating)):
+        return f"complex({_literal(value.real)}, {_literal(value.imag)})"
+    value = float(value)
+    if math.isnan(value):
+        return "_sk_np.nan"
+    if math.isinf(value):
+        return "_sk_np.inf" if value > 0 else "(-_sk_np.inf)"
+    return repr(value)
+
+
+class _Rewriter(ast.NodeTransformer):
+    """Replace every array subscript of the kernel body by a read for one code context."""
+
+    def __init__(self, spec: KernelSpec, context: str, debug: bool):
+        self.spec = spec
+        self.context = context
+        self.debug = debug
+        self.rows: dict = {}  # (array, leading offsets) -> row variable name
+        self.maps: dict = {}  # (axis, offset) -> mapped index variable name (border)
+
+    def index(self, d: int, off) -> str:
+        if isinstance(off, int):
+            return f"_sk_i{d} + {off}" if off else f"_sk_i{d}"
+        if self.debug:
+            lo, hi = -self.spec.radius[d][0], self.spec.radius[d][1]
+            return f"_sk_i{d} + _sk_chk({off}, {lo}, {hi})"
+        return f"_sk_i{d} + ({off})"
+
+    def visit_Subscript(self, node):
+        if not (isinstance(node.value, ast.Name) and node.value.id in self.spec.arrays):
+            return self.generic_visit(node)
+        name = node.value.id
+        # _attach_offsets has made every constant offset an ast.Constant; the rest are run-time
+        # expressions, which may themselves read arrays (data-dependent offsets).
+        offsets = [
+            item.value if isinstance(item, ast.Constant) else ast.unparse(self.visit(item))
+            for item in _items(node)
+        ]
+        k = self.spec.ndim
+        last = k - 1
+        if self.context == "rows":
+            # Row views start radius-before elements left of the span, so every constant
+            # index is the loop counter plus a non-negative constant: numba then drops its
+            # negative-index wraparound test, which otherwise blocks vectorisation (measured:
+            # 16x slower for the 3 x 3 mean).
+            lead = tuple(offsets[:last])
+            row = self.rows.setdefault(
+                (name, lead), f"_sk_r_{name}_" + "_".join(_enc(o) for o in lead)
+            )
+            off = offsets[last]
+            shift = self.spec.radius[last][0]
+            off = off + shift if isinstance(off, int) else f"{shift} + ({off})"
+            text = f"_sk_widen({row}[{self.index(last, off)}], _sk_acc)"
+        elif self.context == "direct":
+            idx = ", ".join(["_sk_b"] + [self.index(d, o) for d, o in enumerate(offsets)])
+            text = f"_sk_widen({name}[{idx}], _sk_acc)"
+        elif all(isinstance(o, int) for o in offsets):
+            # Border, constant offsets: each (axis, offset) is mapped once per element (the
+            # maps are computed at the top of the point function), and reads test them inline.
+            qs = []
+            for d, o in enumerate(offsets):
+                qs.append(self.maps.setdefault((d, o), f"_sk_m{d}_{_enc(o)}"))
+            test = " and ".join(f"{q} >= 0" for q in qs)
+            text = (f"(_sk_widen({name}[_sk_b, {', '.join(qs)}], _sk_acc) if {test} "
+                    "else _sk_cval)")
+        else:
+            idx = ", ".join(self.index(d, o) for d, o in enumerate(offsets))
+            lens = ", ".join(f"_sk_n{d}" for d in range(k))
+            text = f"_sk_read({name}, _sk_b, {idx}, {lens}, _sk_mode, _sk_cval, _sk_acc)"
+        return ast.parse(text, mode="eval").body
+
+
+def _items(sub: ast.Subscript):
+    return sub.slice.elts if isinstance(sub.slice, ast.Tuple) else [sub.slice]
+
+
+def _body(spec: KernelSpec, context: str, debug: bool):
+    fdef = copy.deepcopy(spec.tree)
+    _attach_offsets(spec, fdef)
+    rewriter = _Rewriter(spec, context, debug)
+    new = rewriter.visit(fdef)
+    prologue = [
+        f"{var} = _sk_map(_sk_i{d} + {o}, _sk_n{d}, _sk_mode)"
+        for (d, o), var in sorted(rewriter.maps.items())
+    ]
+    return "\n".join("    " + line for line in prologue + _stmts(new)), rewriter.rows
+
+
+def _attach_offsets(spec: KernelSpec, fdef: ast.FunctionDef) -> None:
+    """Write the parser's folded offsets into the deep-copied subscripts (matched in walk order,
+    since a deep copy loses node identity)."""
+    originals = [
+        n for n in ast.walk(spec.tree)
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
+        and n.value.id in spec.arrays
+    ]
+    copies = [
+        n for n in ast.walk(fdef)
+        if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
+        and n.value.id in spec.arrays
+    ]
+    by_node = {id(a.node): a for a in spec.accesses}
+    for orig, dup in zip(originals, copies):
+        access = by_node[id(orig)]
+        dup.slice = ast.Tuple(
+            elts=[
+                ast.Constant(o) if isinstance(o, int) else ast.parse(o, mode="eval").body
+                for o in access.offsets
+            ],
+            ctx=ast.Load(),
+        )
+
+
+def _stmts(fdef: ast.FunctionDef):
+    return "\n".join(ast.unparse(s) for s in fdef.body).splitlines()
+
+
+def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufunc: dict) -> str:
+    """Return the source of the module that compiles ``spec``.
+
+    ``gufunc`` holds the defaults baked into ``_sk_gufunc``: ``mode`` (int code), ``cval``,
+    ``acc`` (dtype or None for the default policy).
+    """
+    k = spec.ndim
+    last = k - 1
+    arrays = list(spec.arrays)
+    params = list(spec.params)
+    A = ", ".join(arrays)
+    P = "".join(f", {p}" for p in params)
+    I = [f"_sk_i{d}" for d in range(k)]
+    N = [f"_sk_n{d}" for d in range(k)]
+    lead_i = "".join(f", {i}" for i in I[:last])
+    all_n = ", ".join(N)
+    rb = [r[0] for r in spec.radius]
+    ra = [r[1] for r in spec.radius]
+
+    lines = [
+        f"# Generated by stencilkit from kernel {spec.name!r}; do not edit.",
+        "# The kernel's source, for reference:",
+        *("#   " + line for line in spec.source.splitlines()),
+        "import numpy as _sk_np",
+        "import numba as _sk_numba",
+        "from stencilkit._casts import widen as _sk_widen, store_cast as _sk_store_cast",
+        "from stencilkit._casts import default_acc as _sk_default_acc",
+        "",
+        f"_sk_opts = dict(cache={cache}, fastmath={fastmath}, boundscheck={debug}, "
+        "error_model='numpy', nogil=True)",
+        "_sk_njit = _sk_numba.njit(**_sk_opts)",
+
+        modes.MAP_SOURCE,
+        "",
+        "@_sk_njit",
+        "def _sk_chk(v, lo, hi):",
+        "    if v < lo or v > hi:",
+        "        raise IndexError('stencil kernel read outside its declared neighborhood')",
+        "    return v",
+        "",
+        "",
+        "@_sk_njit",
+        f"def _sk_read(a, _sk_b, {', '.join(f'k{d}' for d in range(k))}, {all_n}, _sk_mode, "
+        "_sk_cval, _sk_acc):",
+        *(f"    q{d} = _sk_map(k{d}, _sk_n{d}, _sk_mode)" for d in range(k)),
+        "    if " + " or ".join(f"q{d} < 0" for d in range(k)) + ":",
+        "        return _sk_cval",
+        f"    return _sk_widen(a[_sk_b, {', '.join(f'q{d}' for d in range(k))}], _sk_acc)",
+        "",
+    ]
+
+    use_rows = all(isinstance(o, int) for a in spec.accesses for o in a.offsets[:last])
+    if use_rows:
+        body, rows = _body(spec, "rows", debug)
+        row_names = list(rows.values())
+        lines += [
+            "",
+            "@_sk_njit",
+            f"def _sk_pt_rows({', '.join(row_names)}, {I[last]}, _sk_acc{P}):",
+            body,
+        ]
+        # Row indices along the leading core axes: plain in interior rows, mapped by the mode in
+        # border rows (so border rows run the same vectorised span loop; only the constant
+        # mode's rows outside the array fall back to the element-wise border path).
+        leads = sorted({(d, o) for lead in (key[1] for key in rows) for d, o in enumerate(lead)})
+        qname = {(d, o): f"_sk_q{d}_{_enc(o)}" for d, o in leads}
+        row_index = [f"{qname[d, o]} = {I[d]} + {o}" for d, o in leads]
+        row_mapped = [
+            f"{qname[d, o]} = _sk_map({I[d]} + {o}, {N[d]}, _sk_mode)" for d, o in leads
+        ]
+        rows_ok = " and ".join(f"{q} >= 0" for q in qname.values()) or "True"
+        row_setup = [
+            f"{rname} = {arr}[_sk_b" + "".join(f", {qname[d, o]}" for d, o in enumerate(lead))
+            + f", _sk_s - {rb[last]}:]"
+            for (arr, lead), rname in rows.items()
+        ]
+        interior_call = f"_sk_pt_rows({', '.join(row_names)}, {I[last]}, _sk_acc{P})"
+    else:
+        body, _ = _body(spec, "direct", debug)
+        lines += [
+            "",
+            "@_sk_njit",
+            f"def _sk_pt_direct({A}, _sk_b, {', '.join(I)}, _sk_acc{P}):",
+            body,
+        ]
+        row_index, row_mapped, rows_ok, row_setup = [], [], "False", []
+        # The span loop counts from the span's start _sk_s; direct indexing wants the column.
+        cols = ", ".join(I[:last] + [f"_sk_s + {I[last]}"])
+        interior_call = f"_sk_pt_direct({A}, _sk_b, {cols}, _sk_acc{P})"
+
+    body, _ = _body(spec, "border", debug)
+    lines += [
+        "",
+        "@_sk_njit",
+        f"def _sk_pt_border({A}, _sk_b, {', '.join(I)}, {all_n}, _sk_mode, _sk_cval, "
+        f"_sk_acc{P}):",
+        body,
+        "",
+        "",
+        "@_sk_njit",
+        f"def _sk_border({A}, _sk_o, _sk_b{lead_i}, _sk_ja, _sk_jb, {all_n}, _sk_mode, "
+        f"_sk_cval, _sk_cvout, _sk_acc{P}):",
+        f"    for {I[last]} in range(_sk_ja, _sk_jb):",
+        f"        if _sk_mode == {modes.SKIP}:",
+        f"            _sk_o[{I[last]}] = _sk_cvout",
+        "        else:",
+        f"            _sk_o[{I[last]}] = _sk_store_cast(_sk_pt_border({A}, _sk_b, {', '.join(I)}, "
+        f"{all_n}, _sk_mode, _sk_cval, _sk_acc{P}), _sk_o)",
+        "",
+    ]
+
+    border_args = lambda ja, jb: (  # noqa: E731
+        f"_sk_border({A}, _sk_o, _sk_b{lead_i}, {ja}, {jb}, {all_n}, _sk_mode, _sk_cval, "
+        f"_sk_cvout, _sk_acc{P})"
+    )
+    interior_rows = " and ".join(
+        f"{rb[d]} <= {I[d]} < {N[d]} - {ra[d]}" for d in range(last)
+    ) or "True"
+    run = [
+        f"def _sk_run_NAME({A}, _sk_out, _sk_mode, _sk_cval, _sk_cvout, _sk_acc{P}):",
+        "    _sk_B = _sk_out.shape[0]",
+        *(f"    {N[d]} = _sk_out.shape[{d + 1}]" for d in range(k)),
+        f"    _sk_nblk = ({N[last]} + {BLOCK - 1}) // {BLOCK}",
+        f"    _sk_lo = min({rb[last]}, {N[last]})",
+        f"    _sk_hi = max({N[last]} - {ra[last]}, _sk_lo)",
+        "    _sk_total = _sk_B * " + "".join(f"{N[d]} * " for d in range(last)) + "_sk_nblk",
+        "    for _sk_t in _sk_numba.prange(_sk_total):",
+        "        _sk_blk = _sk_t % _sk_nblk",
+        f"        _sk_q{last} = _sk_t // _sk_nblk",
+    ]
+    # Fresh names at each step: parfors refuse any reassignment derived from the loop index.
+    for d in reversed(range(last)):
+        run += [f"        {I[d]} = _sk_q{d + 1} % {N[d]}", f"        _sk_q{d} = _sk_q{d + 1} // {N[d]}"]
+    run += [
+        "        _sk_b = _sk_q0",
+        f"        _sk_ja = _sk_blk * {BLOCK}",
+        f"        _sk_jb = min(_sk_ja + {BLOCK}, {N[last]})",
+        f"        _sk_o = _sk_out[_sk_b{lead_i}]",
+        "        _sk_s = max(_sk_ja, _sk_lo)",
+        "        _sk_e = min(_sk_jb, _sk_hi)",
+        "        if _sk_e > _sk_s:",
+        f"            _sk_inner = {interior_rows}",
+        "            if _sk_inner:",
+        *(f"                {x}" for x in row_index or ["pass"]),
+        f"            elif _sk_mode != {modes.SKIP}:",
+        *(f"                {x}" for x in row_mapped or ["pass"]),
+        f"            if _sk_inner or (_sk_mode != {modes.SKIP} and {rows_ok}):",
+        *(f"                {x}" for x in row_setup),
+        "                _sk_os = _sk_o[_sk_s:]",
+        f"                for {I[last]} in range(_sk_e - _sk_s):",
+        f"                    _sk_os[{I[last]}] = _sk_store_cast({interior_call}, _sk_os)",
+        "            else:",
+        f"                {border_args('_sk_s', '_sk_e')}",
+        f"        {border_args('_sk_ja', 'min(_sk_jb, _sk_lo)')}",
+        f"        {border_args('max(_sk_ja, _sk_hi, _sk_lo)', '_sk_jb')}",
+        "",
+        "",
+    ]
+    run_text = "\n".join(run)
+    lines += [
+        "",
+        "@_sk_numba.njit(parallel=True, **_sk_opts)",
+        run_text.replace("NAME", "par"),
+        "@_sk_njit",
+        run_text.replace("NAME", "ser"),
+    ]
+
+    cval = gufunc["cval"]
+    acc = gufunc["acc"]
+    acc_expr = f"_sk_np.{np.dtype(acc).name}(0)" if acc is not None else \
+        f"_sk_default_acc({arrays[0]})"
+    batched = ", ".join(f"{a}[None]" for a in arrays)
+    lines += [
+        "",
+        f"def _sk_gufunc({A}{P}, _sk_out):",
+        f"    _sk_acc = {acc_expr}",
+        f"    _sk_run_ser({batched}, _sk_out[None], {gufunc['mode']}, "
+        f"_sk_widen({_literal(cval)}, _sk_acc), _sk_store_cast({_literal(cval)}, _sk_out), "
+        f"_sk_acc{P})",
+        "",
+    ]
+    return "\n".join(lines)
