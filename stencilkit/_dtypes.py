@@ -17,6 +17,8 @@ table directly, so the policy is written down once:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 _KINDS = "biufc"
@@ -54,17 +56,21 @@ def default_acc(dtype: np.dtype) -> np.dtype:
     return work_dtype(dtype)
 
 
+@functools.lru_cache(maxsize=1024)
 def resolve(
-    dtypes: tuple[np.dtype, ...],
+    dtypes: tuple,
     acc=None,
     out_dtype=None,
     where: str = "stencil",
-) -> tuple[np.dtype, np.dtype]:
-    """Return ``(acc, out_dtype)`` for inputs of ``dtypes`` and the user's ``acc``/``out_dtype``.
+    names: tuple = (),
+) -> tuple:
+    """Return ``(acc, out_dtype, work_dtypes)`` for inputs of ``dtypes`` and the user's options.
 
-    Raises TypeError for a dtype that cannot be computed on.
+    ``work_dtypes`` are the dtypes the inputs are handed to compiled code in. Raises TypeError
+    for a dtype that cannot be computed on. Cached: it runs on every call of a stencil.
     """
-    dtypes = tuple(check_dtype(d, f"input {i}", where) for i, d in enumerate(dtypes))
+    names = names or tuple(f"input {i}" for i in range(len(dtypes)))
+    dtypes = tuple(check_dtype(d, f"array {n!r}", where) for d, n in zip(dtypes, names))
     if acc is None:
         acc = np.result_type(*(default_acc(d) for d in dtypes))
     else:
@@ -76,4 +82,5 @@ def resolve(
         out_dtype = dtypes[0]
     else:
         out_dtype = check_dtype(out_dtype, "out_dtype", where)
-    return np.dtype(acc), np.dtype(out_dtype).newbyteorder("=")
+    work = tuple(work_dtype(d) for d in dtypes)
+    return np.dtype(acc), np.dtype(out_dtype).newbyteorder("="), work

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 import operator
 import threading
 import types
@@ -165,10 +166,8 @@ class Stencil:
 
                 module = self._module(self.options["fastmath"], False)
                 sigs = []
-                core = ", ".join([":"] * self.ndim)
                 for dt in _GUFUNC_DTYPES:
-                    t = getattr(numba, dt)
-                    arr = t[core] if self.ndim > 1 else t[:]
+                    arr = numba.types.Array(getattr(numba, dt), self.ndim, "A")
                     sigs.append(
                         (*[arr] * len(self.arrays), *[numba.float64] * len(self.params), arr)
                     )
@@ -221,28 +220,37 @@ class Stencil:
         return self._apply(arrays, params, out, overrides)
 
     def _prepare(self, arrays, params, out, overrides):
+        # This runs on every call, so it is kept lean: dtype decisions are cached per dtype
+        # combination, and arrays are only moved, converted or copied when they must be.
         where = self._where
-        opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
-        explicit_cval = overrides.get("cval") is not None
-        mode = self._check_options(opts, explicit_cval)
-        if opts["target"] == "cuda" or any(_is_device_array(a) for a in arrays):
-            raise NotImplementedError(
-                f"{where}: the CUDA backend is not available in this version of stencilkit; "
-                "pass host (NumPy) arrays"
-            )
-        if any(type(a).__module__.split(".")[0] == "dask" for a in arrays):
-            raise NotImplementedError(
-                f"{where}: Dask arrays are not supported by this version of stencilkit; "
-                "call it on NumPy arrays (e.g. inside dask.array.map_overlap)"
-            )
+        if overrides:
+            opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
+            mode = self._check_options(opts, overrides.get("cval") is not None)
+        else:
+            opts = self.options
+            mode = modes.mode_code(opts["mode"], where)
+        for a in arrays:
+            if opts["target"] == "cuda" or _is_device_array(a):
+                raise NotImplementedError(
+                    f"{where}: the CUDA backend is not available in this version of "
+                    "stencilkit; pass host (NumPy) arrays"
+                )
+            if type(a).__module__.startswith("dask"):
+                raise NotImplementedError(
+                    f"{where}: Dask arrays are not supported by this version of stencilkit; "
+                    "call it on NumPy arrays (e.g. inside dask.array.map_overlap)"
+                )
         k = self.ndim
+        names = self._spec.arrays
         host = []
-        for name, a in zip(self._spec.arrays, arrays):
-            try:
-                a = np.asarray(a)
-            except Exception as exc:
-                raise StencilTypeError(f"{where}: cannot read {name} as an array ({exc})") from None
-            _dtypes.check_dtype(a.dtype, f"array {name!r}", where)
+        for name, a in zip(names, arrays):
+            if type(a) is not np.ndarray:
+                try:
+                    a = np.asarray(a)
+                except Exception as exc:
+                    raise StencilTypeError(
+                        f"{where}: cannot read {name} as an array ({exc})"
+                    ) from None
             if a.ndim < k:
                 raise StencilError(
                     f"{where}: array {name!r} has {a.ndim} axis/axes but the kernel has {k} core "
@@ -250,10 +258,10 @@ class Stencil:
                 )
             host.append(a)
         shape = host[0].shape
-        for name, a in zip(self._spec.arrays[1:], host[1:]):
+        for name, a in zip(names[1:], host[1:]):
             if a.shape != shape:
                 raise StencilError(
-                    f"{where}: arrays must have one shape, but {self._spec.arrays[0]!r} has "
+                    f"{where}: arrays must have one shape, but {names[0]!r} has "
                     f"{shape} and {name!r} has {a.shape}; broadcast them first "
                     "(np.broadcast_to)"
                 )
@@ -263,25 +271,30 @@ class Stencil:
                     f"{where}: parameter {name!r} must be a scalar number, got "
                     f"{type(p).__name__}; arrays go before the parameters"
                 )
-        axes = _normalize_axes(opts["axes"], len(shape), k, where)
-        acc, out_dtype = _dtypes.resolve(
-            tuple(a.dtype for a in host), opts["acc"], opts["out_dtype"], where
+        ndim = len(shape)
+        axes = _normalize_axes(opts["axes"], ndim, k, where)
+        acc, out_dtype, work_dtypes = _dtypes.resolve(
+            tuple(a.dtype for a in host), opts["acc"], opts["out_dtype"], where, names
         )
         cval = 0 if opts["cval"] is None else opts["cval"]
         cval_acc = _exact_scalar(cval, acc, "the accumulator", where) \
             if mode == modes.CONSTANT else acc.type(0)
         cval_out = _exact_scalar(cval, out_dtype, "the output", where) \
             if mode == modes.SKIP else out_dtype.type(0)
-        batch = tuple(shape[d] for d in range(len(shape)) if d not in axes)
-        core = tuple(shape[d] for d in axes)
-        B = int(np.prod(batch, dtype=np.int64))
+        moved = axes != tuple(range(ndim - k, ndim))
+        if moved:
+            batch = tuple(shape[d] for d in range(ndim) if d not in axes)
+            core = tuple(shape[d] for d in axes)
+        else:
+            batch, core = shape[: ndim - k], shape[ndim - k:]
+        B = math.prod(batch)
         work = []
-        for a in host:
-            w = np.moveaxis(a, axes, range(-k, 0)) if axes != tuple(range(len(shape) - k, len(shape))) else a
-            wd = _dtypes.work_dtype(a.dtype)
-            if w.dtype != wd:
-                w = w.astype(wd)
-            work.append(w.reshape((B,) + core))
+        for a, wd in zip(host, work_dtypes):
+            if moved:
+                a = np.moveaxis(a, axes, range(-k, 0))
+            if a.dtype != wd:
+                a = a.astype(wd)
+            work.append(a.reshape((B,) + core))
         if out is not None:
             if not isinstance(out, np.ndarray):
                 raise StencilTypeError(f"{where}: out must be a NumPy array, got {type(out).__name__}")
@@ -304,18 +317,22 @@ class Stencil:
         ndim = len(batch) + len(core)
         # Write straight into out= when it can be viewed as (B, *core) in native byte order and
         # does not overlap an input; otherwise compute aside and copy (in-place use is allowed).
-        dest = None if out is None else _work_view(out, axes, B, core)
+        # float16 results are computed into float32 and rounded once at the end.
+        wout = _dtypes.work_dtype(out_dtype)
+        dest = None if out is None or wout != out_dtype else _work_view(out, axes, B, core)
         direct = dest is not None and not any(np.may_share_memory(dest, w) for w in work)
         if not direct:
-            dest = np.empty((B,) + core, dtype=out_dtype)
+            dest = np.empty((B,) + core, dtype=wout)
         if dest.size:
             module = self._module(opts["fastmath"], opts["debug"])
             parallel = _use_parallel(opts, dest.size)
-            cpu.run(module, work, dest, params, mode, cval_acc, cval_out, acc.type(0), parallel)
+            cpu.run(module, work, dest, params, mode, cval_acc, wout.type(cval_out),
+                    acc.type(0), parallel)
         if out is None:
-            return _from_work(dest, axes, batch, core, ndim)
+            result = _from_work(dest, axes, batch, core, ndim)
+            return result if wout == out_dtype else result.astype(out_dtype)
         if not direct:
-            np.copyto(out, _from_work(dest, axes, batch, core, ndim))
+            np.copyto(out, _from_work(dest, axes, batch, core, ndim), casting="unsafe")
         return out
 
     def iterate(self, *args, steps, out=None, **kwargs):
@@ -453,8 +470,9 @@ def _work_view(out, axes, B, core):
     if not out.dtype.isnative:
         return None
     k = len(core)
-    moved = np.moveaxis(out, axes, range(-k, 0))
-    view = moved.view()
+    if axes != tuple(range(out.ndim - k, out.ndim)):
+        out = np.moveaxis(out, axes, range(-k, 0))
+    view = out.view()
     try:
         view.shape = (B,) + core
     except AttributeError:

@@ -1,0 +1,84 @@
+"""Kernels shared by the tests, defined once at module level so each compiles once per run.
+
+Each entry of ``KERNELS`` pairs a Stencil with the plain Python function it was made from, which
+tests/reference.py evaluates element by element as the independent reference.
+"""
+
+import numpy as np
+
+import stencilkit as sk
+
+
+def smooth_py(x):
+    return (x[-1, -1] + x[-1, 0] + x[-1, 1] +
+            x[0, -1] + x[0, 0] + x[0, 1] +
+            x[1, -1] + x[1, 0] + x[1, 1]) // 9
+
+
+def skew1_py(x):
+    return x[-1] + x[0] + x[0] - x[2]
+
+
+def asym2_py(x):
+    return x[0, 1] - x[0, -2]
+
+
+def lap3_py(u):
+    return (u[-1, 0, 0] + u[1, 0, 0] + u[0, -1, 0] + u[0, 1, 0] + u[0, 0, -1] + u[0, 0, 1]
+            - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0])
+
+
+def blend_py(a, b, alpha):
+    return a[0, 0] * alpha + b[-1, 1]
+
+
+smooth = sk.stencil(smooth_py)
+skew1 = sk.stencil(skew1_py)
+asym2 = sk.stencil(asym2_py)
+lap3 = sk.stencil(lap3_py)
+blend = sk.stencil(blend_py)
+
+
+# Offsets known only at run time: the reach is declared with neighborhood=.
+@sk.stencil(neighborhood=((-3, 3), (-3, 3)))
+def shift(x, di, dj):
+    return x[di, dj]
+
+
+@sk.stencil(neighborhood=((-2, 2), (-2, 2)))
+def box5(x):
+    s = 0
+    for i in range(-2, 3):
+        for j in range(-2, 3):
+            s += x[i, j]
+    return s
+
+
+KERNELS = {
+    "smooth": (smooth, smooth_py),
+    "skew1": (skew1, skew1_py),
+    "asym2": (asym2, asym2_py),
+    "lap3": (lap3, lap3_py),
+}
+
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
+FLOAT_DTYPES = [np.float32, np.float64]
+ALL_DTYPES = [np.bool_, *INT_DTYPES, *FLOAT_DTYPES]
+
+
+def sample(shape, dtype, seed=0):
+    """Small random data that exercises the whole range of ``dtype`` (extremes included)."""
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(bool)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        a = rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
+        flat = a.reshape(-1)
+        if flat.size >= 2:
+            flat[0], flat[-1] = info.min, info.max
+        return a
+    if dtype.kind == "c":
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    return (rng.standard_normal(shape) * 100).astype(dtype)
