@@ -11,7 +11,7 @@ array([[-2.,  2.,  0.],
 """
 
 from ._stencil import Stencil, stencil
-from .kernel import StencilError, StencilTypeError
+from ._errors import StencilError, StencilTypeError
 from .modes import MODES
 
 __version__ = "0.1.0"

@@ -67,13 +67,14 @@ class _Rewriter(ast.NodeTransformer):
         self.rows: dict = {}  # (array, leading offsets) -> row variable name
         self.maps: dict = {}  # (axis, offset) -> mapped index variable name (border)
 
-    def index(self, d: int, off) -> str:
+    def index(self, d: int, off, shift: int = 0) -> str:
         if isinstance(off, int):
+            off += shift
             return f"_sk_i{d} + {off}" if off else f"_sk_i{d}"
         if self.debug:
             lo, hi = -self.spec.radius[d][0], self.spec.radius[d][1]
-            return f"_sk_i{d} + _sk_chk({off}, {lo}, {hi})"
-        return f"_sk_i{d} + ({off})"
+            off = f"_sk_chk({off}, {lo}, {hi})"
+        return f"_sk_i{d} + {shift} + ({off})" if shift else f"_sk_i{d} + ({off})"
 
     def visit_Subscript(self, node):
         if not (isinstance(node.value, ast.Name) and node.value.id in self.spec.arrays):
@@ -96,10 +97,8 @@ class _Rewriter(ast.NodeTransformer):
             row = self.rows.setdefault(
                 (name, lead), f"_sk_r_{name}_" + "_".join(_enc(o) for o in lead)
             )
-            off = offsets[last]
-            shift = self.spec.radius[last][0]
-            off = off + shift if isinstance(off, int) else f"{shift} + ({off})"
-            text = f"_sk_widen({row}[{self.index(last, off)}], _sk_acc)"
+            index = self.index(last, offsets[last], shift=self.spec.radius[last][0])
+            text = f"_sk_widen({row}[{index}], _sk_acc)"
         elif self.context == "direct":
             idx = ", ".join(["_sk_b"] + [self.index(d, o) for d, o in enumerate(offsets)])
             text = f"_sk_widen({name}[{idx}], _sk_acc)"

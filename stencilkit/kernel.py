@@ -34,15 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._errors import StencilError, StencilTypeError
+
 RESERVED_PREFIX = "_sk_"
-
-
-class StencilError(ValueError):
-    """A kernel that stencilkit cannot compile, or arguments that do not fit it."""
-
-
-class StencilTypeError(TypeError):
-    """A kernel argument or option of the wrong type."""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ border is a vanishing fraction of the work on any array worth parallelising.
 
 from __future__ import annotations
 
+from ._errors import StencilError, StencilTypeError
+
 MODES = ("reflect", "mirror", "nearest", "wrap", "constant", "skip")
 """Boundary modes understood by every backend, in the order of their integer codes."""
 
@@ -25,12 +27,12 @@ _ALIASES = {
 def mode_code(mode: str, where: str = "stencil") -> int:
     """Return the integer code of a boundary mode name, or raise a ValueError naming the choices."""
     if not isinstance(mode, str):
-        raise TypeError(f"{where}: mode must be a string, one of {', '.join(MODES)}; got {mode!r}")
+        raise StencilTypeError(f"{where}: mode must be a string, one of {', '.join(MODES)}; got {mode!r}")
     name = _ALIASES.get(mode, mode)
     try:
         return MODES.index(name)
     except ValueError:
-        raise ValueError(
+        raise StencilError(
             f"{where}: unknown boundary mode {mode!r}; use one of {', '.join(MODES)}"
         ) from None
 

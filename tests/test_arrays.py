@@ -1,0 +1,213 @@
+"""Arrays as users have them: layouts, views, byte orders, out=, aliasing, axes, iterate."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import stencilkit as sk
+from kernels import KERNELS, blend, sample, smooth, smooth_py
+from reference import apply_reference
+
+skew1 = KERNELS["skew1"][0]
+
+
+def ref_smooth(a, mode="reflect"):
+    return apply_reference(smooth_py, [a], ndim=2, mode=mode)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda a: np.asfortranarray(a),
+        lambda a: a[::2, ::3],
+        lambda a: a[::-1, ::-2],
+        lambda a: a.T,
+        lambda a: np.broadcast_to(a[:1], a.shape),
+        lambda a: a.astype(a.dtype.newbyteorder(">")),
+    ],
+    ids=["fortran", "strided", "negative", "transposed", "broadcast", "big-endian"],
+)
+def test_layouts(make):
+    base = sample((12, 14), np.int16)
+    a = make(base)
+    before = a.copy()
+    np.testing.assert_array_equal(smooth(a), ref_smooth(np.ascontiguousarray(a)))
+    np.testing.assert_array_equal(a, before)
+
+
+def test_read_only_input_is_untouched():
+    a = sample((9, 9), np.uint8)
+    a.flags.writeable = False
+    np.testing.assert_array_equal(smooth(a), ref_smooth(a))
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 5), (5, 0), (1, 0, 3), (0, 4, 4)])
+def test_zero_size(shape):
+    k = skew1 if len(shape) == 1 else smooth
+    a = np.zeros(shape, np.int8)
+    got = k(a)
+    assert got.shape == shape and got.dtype == np.int8
+    assert k.iterate(a, steps=3).shape == shape
+
+
+def test_out_is_filled_in_place_without_allocating():
+    a = sample((400, 400), np.uint8)
+    out = np.empty_like(a)
+    smooth(a, out=out)  # compile outside the measurement
+    tracemalloc.start()
+    res = smooth(a, out=out)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert res is out
+    assert peak < a.nbytes // 10
+    np.testing.assert_array_equal(out, ref_smooth(a))
+
+
+def test_out_views_byteswapped_and_checks():
+    a = sample((6, 8), np.int32)
+    want = ref_smooth(a)
+    big = np.empty((6, 16), np.int32)[:, ::2]  # a strided view of a bigger array
+    assert smooth(a, out=big) is big
+    np.testing.assert_array_equal(big, want)
+    swapped = np.empty((6, 8), ">i4")
+    smooth(a, out=swapped)
+    np.testing.assert_array_equal(swapped, want)
+
+
+def test_out_aliasing_input_equals_out_of_place():
+    a = sample((10, 11), np.float64)
+    want = smooth(a)
+    b = a.copy()
+    assert smooth(b, out=b) is b
+    np.testing.assert_array_equal(b, want)
+    # partial overlap: output shifted by one row over the input
+    buf = np.concatenate([a, a[:1]])
+    smooth(buf[1:], out=buf[:-1])
+    np.testing.assert_array_equal(buf[:-1], smooth(np.concatenate([a, a[:1]])[1:]))
+
+
+def test_out_dtype_and_acc():
+    a = np.array([[250, 251], [252, 253]], np.uint8)
+    # default: uint8 in, uint8 out, int64 accumulator (no wrap in the sum)
+    got = smooth(a)
+    assert got.dtype == np.uint8 and got.min() >= 250  # a wrapped uint8 sum would be small
+    np.testing.assert_array_equal(got, [[251, 251], [251, 252]])  # e.g. 2265 // 9 at [1, 0]
+    assert smooth(a, out_dtype=np.float32).dtype == np.float32
+    # acc sets the type of every read: float32 reads of float64 data lose the low bits
+    asym2, asym2_py = KERNELS["asym2"]
+    f = np.array([[2.0**24 + 1, 0.0, 1.0, 2.0**24 + 3]])
+    got = asym2(f, acc=np.float32)
+    np.testing.assert_array_equal(got, apply_reference(asym2_py, [f], ndim=2, acc=np.float32))
+    assert not np.array_equal(got, asym2(f))
+
+
+def test_float_to_int_saturates_and_nan_is_zero():
+    @sk.stencil(out_dtype=np.uint8)
+    def scale(x):
+        return x[0] * 100.0
+
+    x = np.array([-1.0, 0.5, 1.0, 3.0, np.nan, np.inf, -np.inf])
+    np.testing.assert_array_equal(scale(x), [0, 50, 100, 255, 0, 255, 0])
+
+
+def test_bool_game_of_life_blinker():
+    @sk.stencil(mode="constant")
+    def life(x):
+        n = (x[-1, -1] + x[-1, 0] + x[-1, 1] + x[0, -1] + x[0, 1]
+             + x[1, -1] + x[1, 0] + x[1, 1])
+        return n == 3 or (x[0, 0] and n == 2)
+
+    board = np.zeros((5, 5), bool)
+    board[2, 1:4] = True
+    step = life(board)
+    assert step.dtype == bool
+    np.testing.assert_array_equal(step, board.T)
+    np.testing.assert_array_equal(life.iterate(board, steps=2), board)
+
+
+def test_axes_and_batch_axes():
+    a = sample((3, 5, 6), np.int16)
+    # default: the last two axes are core, axis 0 is a batch of frames
+    per_frame = np.stack([ref_smooth(f) for f in a])
+    np.testing.assert_array_equal(smooth(a), per_frame)
+    # axes=(0, 2): core axes are 0 and 2, axis 1 is the batch
+    moved = np.stack([ref_smooth(a[:, i, :]) for i in range(5)], axis=1)
+    np.testing.assert_array_equal(smooth(a, axes=(0, 2)), moved)
+    # order matters: the first index of the kernel runs along the first named axis
+    np.testing.assert_array_equal(
+        smooth(a, axes=(2, 0)), np.stack([ref_smooth(a[:, i, :].T).T for i in range(5)], axis=1)
+    )
+    out = np.empty_like(a)
+    smooth(a, axes=(0, 2), out=out)
+    np.testing.assert_array_equal(out, moved)
+
+
+def test_iterate_equals_repeated_calls_and_allocates_two_buffers():
+    a = sample((64, 64), np.float32)
+    want = a
+    for _ in range(5):
+        want = smooth(want, mode="wrap")
+    np.testing.assert_array_equal(smooth.iterate(a, steps=5, mode="wrap"), want)
+    np.testing.assert_array_equal(smooth.iterate(a, steps=0), a)
+
+    big = sample((256, 256), np.float64)
+    smooth.iterate(big, steps=1)
+    peaks = []
+    for steps in (2, 40):
+        tracemalloc.start()
+        smooth.iterate(big, steps=steps)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] <= 2.2 * big.nbytes  # the state and one scratch buffer, whatever the steps
+    assert abs(peaks[1] - peaks[0]) < big.nbytes // 8
+
+
+def test_iterate_with_fixed_inputs_and_out():
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((2, 7, 8))
+    want = a
+    for _ in range(3):
+        want = blend(want, b, 0.5)
+    out = np.empty_like(a)
+    assert blend.iterate(a, b, 0.5, steps=3, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    h = np.arange(12, dtype=np.float16).reshape(3, 4)
+    np.testing.assert_array_equal(smooth.iterate(h, steps=2), smooth(smooth(h)))
+
+
+def test_threads_give_serial_results():
+    """Many threads launching parallel kernels at once: no abort, serial results."""
+    a = sample((300, 300), np.uint8)
+    want = smooth(a, parallel=False)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(20):
+                np.testing.assert_array_equal(smooth(a, parallel=True), want)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+def test_debug_catches_reads_outside_the_neighborhood():
+    @sk.stencil(neighborhood=((-1, 1),), debug=True)
+    def leaky(x, r):
+        s = 0.0
+        for d in range(-r, r + 1):
+            s += x[d]
+        return s
+
+    a = np.arange(10.0)
+    np.testing.assert_array_equal(leaky(a, 1), apply_reference(lambda x: x[-1] + x[0] + x[1],
+                                                               [a], ndim=1))
+    with pytest.raises(IndexError, match="outside its declared neighborhood"):
+        leaky(a, 2)
