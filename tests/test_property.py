@@ -1,0 +1,102 @@
+"""Hypothesis property tests: random shapes, offsets, kernels and modes against the reference."""
+
+import importlib.util
+import itertools
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from kernels import shift, smooth, smooth_py
+from reference import apply_reference, pad_index
+
+pytestmark = pytest.mark.property
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant", "skip"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    shape=hnp.array_shapes(min_dims=2, max_dims=3, min_side=1, max_side=7),
+    di=st.integers(-3, 3),
+    dj=st.integers(-3, 3),
+    mode=st.sampled_from(MODES),
+    seed=st.integers(0, 2**16),
+)
+def test_any_offset_any_shape(shape, di, dj, mode, seed):
+    """A read at any offset, on any shape down to 1 x 1, follows the mode's definition."""
+    a = np.random.default_rng(seed).integers(-99, 99, shape)
+    got = shift(a, di, dj, mode=mode, cval=-1 if mode in ("constant", "skip") else None)
+    want = np.empty_like(a)
+    n, m = shape[-2:]
+    for idx in np.ndindex(*shape):
+        *b, i, j = idx
+        if mode == "skip":
+            inside = 3 <= i < n - 3 and 3 <= j < m - 3
+            want[idx] = a[idx[:-2] + (i + di, j + dj)] if inside else -1
+            continue
+        qi, qj = pad_index(i + di, n, mode), pad_index(j + dj, m, mode)
+        want[idx] = -1 if qi is None or qj is None else a[tuple(b) + (qi, qj)]
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    a=hnp.arrays(np.int16, hnp.array_shapes(min_dims=2, max_dims=4, min_side=1, max_side=6)),
+    mode=st.sampled_from(MODES),
+    data=st.data(),
+)
+def test_smooth_on_random_arrays_and_axes(a, mode, data):
+    axes = tuple(data.draw(st.permutations(range(a.ndim)))[:2])
+    got = smooth(a, mode=mode, axes=axes)
+    moved = np.moveaxis(a, axes, (-2, -1))
+    want = apply_reference(smooth_py, [moved], ndim=2, mode=mode, radius=smooth.radius)
+    np.testing.assert_array_equal(got, np.moveaxis(want, (-2, -1), axes))
+
+
+_KERNEL_DIR = Path(tempfile.mkdtemp(prefix="stencilkit-hypothesis-"))
+_counter = itertools.count()
+
+
+def _load_kernel(source: str):
+    """Write a kernel module to a file and import it, as a user's module would be."""
+    path = _KERNEL_DIR / f"random_kernel_{next(_counter)}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@st.composite
+def random_kernels(draw):
+    ndim = draw(st.integers(1, 3))
+    offsets = draw(st.lists(st.tuples(*[st.integers(-3, 3)] * ndim), min_size=1, max_size=5,
+                            unique=True))
+    weights = draw(st.lists(st.integers(-4, 4), min_size=len(offsets), max_size=len(offsets)))
+    terms = " + ".join(f"({w}) * x[{', '.join(map(str, o))}]" for w, o in zip(weights, offsets))
+    return ndim, offsets, f"def kern(x):\n    return {terms}\n"
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kernel=random_kernels(), mode=st.sampled_from(MODES), seed=st.integers(0, 2**16),
+       data=st.data())
+def test_random_constant_offset_kernels(kernel, mode, seed, data):
+    """Random offsets and weights: the inferred radius and every mode match the reference."""
+    ndim, offsets, source = kernel
+    module = _load_kernel("import stencilkit as sk\n\n" + source + "\nst = sk.stencil(kern)\n")
+    st_, py = module.st, module.kern
+    for d in range(ndim):
+        lo = min(o[d] for o in offsets)
+        hi = max(o[d] for o in offsets)
+        assert st_.radius[d] == (max(0, -lo), max(0, hi))
+    shape = tuple(data.draw(st.lists(st.integers(1, 6), min_size=ndim, max_size=ndim)))
+    a = np.random.default_rng(seed).integers(-1000, 1000, shape)
+    want = apply_reference(py, [a], ndim=ndim, mode=mode, cval=0, radius=st_.radius)
+    np.testing.assert_array_equal(st_(a, mode=mode), want)
