@@ -155,26 +155,17 @@ class Stencil:
 
     @property
     def gufunc(self):
-        """The kernel as a NumPy generalized ufunc (numba.guvectorize) with :attr:`signature`.
+        """The kernel as a generalized ufunc (numba.guvectorize) with :attr:`signature`.
 
-        It applies the decorator's mode/cval/acc with the default output dtype (the input's),
-        serially per core array, for every dtype from bool to float64 (scalar parameters are
-        float64). Use it where a gufunc is required; calling the Stencil is faster.
+        It applies the decorator's mode/cval/acc per core array, serially, with the input's
+        dtype as output dtype; scalar parameters are float64. Each dtype's loop is compiled on
+        first use (``gufunc.for_dtype(dtype)`` returns numba's gufunc for one dtype, whose
+        ``.ufunc`` is the NumPy ufunc object). Use it where a gufunc is required (e.g. over a
+        Dask stack whose frames are whole chunks); calling the Stencil is faster.
         """
         with self._lock:
             if self._gufunc is None:
-                import numba
-
-                module = self._module(self.options["fastmath"], False)
-                sigs = []
-                for dt in _GUFUNC_DTYPES:
-                    arr = numba.types.Array(getattr(numba, dt), self.ndim, "A")
-                    sigs.append(
-                        (*[arr] * len(self.arrays), *[numba.float64] * len(self.params), arr)
-                    )
-                self._gufunc = numba.guvectorize(
-                    sigs, self.signature, cache=cpu.cache_dir() is not None
-                )(module._sk_gufunc)
+                self._gufunc = StencilGUFunc(self)
             return self._gufunc
 
     # -- calling -------------------------------------------------------------------------------
@@ -295,7 +286,9 @@ class Stencil:
                 a = np.moveaxis(a, axes, range(-k, 0))
             if a.dtype != wd:
                 a = a.astype(wd)
-            work.append(a.reshape((B,) + core))
+            # Compiled code indexes flat C-contiguous memory (see codegen); other layouts are
+            # copied once, which is cheap next to strided access in every read.
+            work.append(np.ascontiguousarray(a).reshape((B,) + core))
         if out is not None:
             if not isinstance(out, np.ndarray):
                 raise StencilTypeError(f"{where}: out must be a NumPy array, got {type(out).__name__}")
@@ -407,7 +400,55 @@ class Stencil:
         return result
 
 
-_GUFUNC_DTYPES = ("boolean", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+class StencilGUFunc:
+    """A Stencil as a generalized ufunc, one numba gufunc per input dtype, compiled on demand.
+
+    Compiling every dtype eagerly costs a few seconds per dtype, so loops are built when a dtype
+    is first seen (and then come from numba's on-disk cache).
+    """
+
+    def __init__(self, st: Stencil):
+        self._stencil = st
+        self._loops = {}
+        self._lock = threading.Lock()
+        self.signature = st.signature
+        self.nin = len(st.arrays) + len(st.params)
+        self.nout = 1
+
+    def __repr__(self):
+        return f"<stencilkit gufunc {self._stencil.__name__}{self.signature}>"
+
+    def for_dtype(self, dtype):
+        """numba's gufunc for inputs of ``dtype`` (compiled on first request)."""
+        dtype = np.dtype(dtype)
+        with self._lock:
+            loop = self._loops.get(dtype)
+            if loop is None:
+                import numba
+
+                if dtype.name not in _GUFUNC_DTYPES:
+                    raise StencilTypeError(
+                        f"{self._stencil._where}: the gufunc has loops for "
+                        f"{', '.join(_GUFUNC_DTYPES)}; got {dtype}. Call the stencil itself, "
+                        "which takes every numeric dtype"
+                    )
+                st = self._stencil
+                arr = numba.types.Array(numba.from_dtype(dtype), st.ndim, "A")
+                sig = (*[arr] * len(st.arrays), *[numba.float64] * len(st.params), arr)
+                module = st._module(st.options["fastmath"], False)
+                loop = numba.guvectorize([sig], self.signature,
+                                         cache=cpu.cache_dir() is not None)(module._sk_gufunc)
+                self._loops[dtype] = loop
+            return loop
+
+    def __call__(self, *args, **kwargs):
+        """Apply the gufunc; the first argument's dtype selects the loop."""
+        first = args[0]
+        dtype = getattr(first, "dtype", None) or np.asarray(first).dtype
+        return self.for_dtype(dtype)(*args, **kwargs)
+
+
+_GUFUNC_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                   "uint64", "float32", "float64")
 
 
@@ -473,12 +514,9 @@ def _work_view(out, axes, B, core):
     k = len(core)
     if axes != tuple(range(out.ndim - k, out.ndim)):
         out = np.moveaxis(out, axes, range(-k, 0))
-    view = out.view()
-    try:
-        view.shape = (B,) + core
-    except AttributeError:
+    if not out.flags.c_contiguous:
         return None
-    return view
+    return out.reshape((B,) + core)
 
 
 def _from_work(dest, axes, batch, core, ndim):

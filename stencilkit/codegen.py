@@ -67,14 +67,13 @@ class _Rewriter(ast.NodeTransformer):
         self.rows: dict = {}  # (array, leading offsets) -> row variable name
         self.maps: dict = {}  # (axis, offset) -> mapped index variable name (border)
 
-    def index(self, d: int, off, shift: int = 0) -> str:
+    def index(self, d: int, off) -> str:
         if isinstance(off, int):
-            off += shift
             return f"_sk_i{d} + {off}" if off else f"_sk_i{d}"
         if self.debug:
             lo, hi = -self.spec.radius[d][0], self.spec.radius[d][1]
             off = f"_sk_chk({off}, {lo}, {hi})"
-        return f"_sk_i{d} + {shift} + ({off})" if shift else f"_sk_i{d} + ({off})"
+        return f"_sk_i{d} + ({off})"
 
     def visit_Subscript(self, node):
         if not (isinstance(node.value, ast.Name) and node.value.id in self.spec.arrays):
@@ -89,16 +88,40 @@ class _Rewriter(ast.NodeTransformer):
         k = self.spec.ndim
         last = k - 1
         if self.context == "rows":
-            # Row views start radius-before elements left of the span, so every constant
-            # index is the loop counter plus a non-negative constant: numba then drops its
-            # negative-index wraparound test, which otherwise blocks vectorisation (measured:
-            # 16x slower for the 3 x 3 mean).
+            # Interior reads index the flat (C-contiguous) array with unsigned integers: the row's
+            # base, plus the span counter, plus a non-negative constant (the offset shifted by
+            # the radius before). numba's negative-index wraparound test then disappears and the
+            # loop vectorises (measured: 16x faster than signed 2-D indexing for the 3 x 3 mean,
+            # and 2x faster than 1-D row views on 100 x 100 frames, which pay per-row view set-up).
             lead = tuple(offsets[:last])
             row = self.rows.setdefault(
                 (name, lead), f"_sk_r_{name}_" + "_".join(_enc(o) for o in lead)
             )
-            index = self.index(last, offsets[last], shift=self.spec.radius[last][0])
-            text = f"_sk_widen({row}[{index}], _sk_acc)"
+            off, shift = offsets[last], self.spec.radius[last][0]
+            if isinstance(off, int):
+                c = off + shift
+                index = f"{row} + _sk_j" + (f" + _sk_np.uint64({c})" if c else "")
+            else:
+                if self.debug:
+                    lo, hi = -self.spec.radius[last][0], self.spec.radius[last][1]
+                    off = f"_sk_chk({off}, {lo}, {hi})"
+                index = f"{row} + _sk_j + _sk_np.uint64({shift} + ({off}))"
+            text = f"_sk_widen(_sk_f_{name}[{index}], _sk_acc)"
+        elif self.context == "edge":
+            # Left and right edge columns of a row whose row bases are valid: only the column is
+            # mapped by the mode (once per offset, in the prologue); -1 means cval.
+            lead = tuple(offsets[:last])
+            row = self.rows.setdefault(
+                (name, lead), f"_sk_r_{name}_" + "_".join(_enc(o) for o in lead)
+            )
+            off = offsets[last]
+            if isinstance(off, int):
+                c = self.maps.setdefault((last, off), f"_sk_m{last}_{_enc(off)}")
+                text = (f"(_sk_widen(_sk_f_{name}[{row} + _sk_np.uint64({c})], _sk_acc) "
+                        f"if {c} >= 0 else _sk_cval)")
+            else:
+                c = f"_sk_map({self.index(last, off)}, _sk_n{last}, _sk_mode)"
+                text = f"_sk_read_flat(_sk_f_{name}, {row}, {c}, _sk_cval, _sk_acc)"
         elif self.context == "direct":
             idx = ", ".join(["_sk_b"] + [self.index(d, o) for d, o in enumerate(offsets)])
             text = f"_sk_widen({name}[{idx}], _sk_acc)"
@@ -205,6 +228,13 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "",
         "",
         "@_sk_njit",
+        "def _sk_read_flat(f, row, c, _sk_cval, _sk_acc):",
+        "    if c < 0:",
+        "        return _sk_cval",
+        "    return _sk_widen(f[row + _sk_np.uint64(c)], _sk_acc)",
+        "",
+        "",
+        "@_sk_njit",
         f"def _sk_read(a, _sk_b, {', '.join(f'k{d}' for d in range(k))}, {all_n}, _sk_mode, "
         "_sk_cval, _sk_acc):",
         *(f"    q{d} = _sk_map(k{d}, _sk_n{d}, _sk_mode)" for d in range(k)),
@@ -214,6 +244,10 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "",
     ]
 
+    flat = ", ".join(f"_sk_f_{a}" for a in arrays)
+    # Element strides of the C-contiguous (B, n0, ..., nk-1) arrays; row bases are built from
+    # them in the runner.
+    strides = [f"_sk_S{d}" for d in range(k)]
     use_rows = all(isinstance(o, int) for a in spec.accesses for o in a.offsets[:last])
     if use_rows:
         body, rows = _body(spec, "rows", debug)
@@ -221,7 +255,15 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         lines += [
             "",
             "@_sk_njit",
-            f"def _sk_pt_rows({', '.join(row_names)}, {I[last]}, _sk_acc{P}):",
+            f"def _sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P}):",
+            body,
+        ]
+        body, _ = _body(spec, "edge", debug)
+        lines += [
+            "",
+            "@_sk_njit",
+            f"def _sk_pt_edge({flat}, {', '.join(row_names)}, {I[last]}, {N[last]}, _sk_mode, "
+            f"_sk_cval, _sk_acc{P}):",
             body,
         ]
         # Row indices along the leading core axes: plain in interior rows, mapped by the mode in
@@ -234,12 +276,16 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
             f"{qname[d, o]} = _sk_map({I[d]} + {o}, {N[d]}, _sk_mode)" for d, o in leads
         ]
         rows_ok = " and ".join(f"{q} >= 0" for q in qname.values()) or "True"
+        bases = [rname.replace("_sk_r_", "_sk_R_", 1) for rname in row_names]
         row_setup = [
-            f"{rname} = {arr}[_sk_b" + "".join(f", {qname[d, o]}" for d, o in enumerate(lead))
-            + f", _sk_s - {rb[last]}:]"
-            for (arr, lead), rname in rows.items()
+            f"{base} = _sk_np.uint64(_sk_b * _sk_SB"
+            + "".join(f" + {qname[d, o]} * {strides[d]}" for d, o in enumerate(lead)) + ")"
+            for ((arr, lead), rname), base in zip(rows.items(), bases)
         ]
-        interior_call = f"_sk_pt_rows({', '.join(row_names)}, {I[last]}, _sk_acc{P})"
+        shifted = ", ".join(f"{b} + _sk_sh" for b in bases)
+        interior_call = f"_sk_pt_rows({flat}, {shifted}, _sk_j, _sk_acc{P})"
+        edge_call = (f"_sk_pt_edge({flat}, {', '.join(bases)}, _sk_jj, {N[last]}, _sk_mode, "
+                     f"_sk_cval, _sk_acc{P})")
     else:
         body, _ = _body(spec, "direct", debug)
         lines += [
@@ -248,7 +294,6 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
             f"def _sk_pt_direct({A}, _sk_b, {', '.join(I)}, _sk_acc{P}):",
             body,
         ]
-        row_index, row_mapped, rows_ok, row_setup = [], [], "False", []
         # The span loop counts from the span's start _sk_s; direct indexing wants the column.
         cols = ", ".join(I[:last] + [f"_sk_s + {I[last]}"])
         interior_call = f"_sk_pt_direct({A}, _sk_b, {cols}, _sk_acc{P})"
@@ -263,28 +308,35 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "",
         "",
         "@_sk_njit",
-        f"def _sk_border({A}, _sk_o, _sk_b{lead_i}, _sk_ja, _sk_jb, {all_n}, _sk_mode, "
-        f"_sk_cval, _sk_cvout, _sk_acc{P}):",
+        f"def _sk_border({A}, _sk_fo, _sk_orow, _sk_b{lead_i}, _sk_ja, _sk_jb, {all_n}, "
+        f"_sk_mode, _sk_cval, _sk_cvout, _sk_acc{P}):",
         f"    for {I[last]} in range(_sk_ja, _sk_jb):",
+        f"        _sk_at = _sk_orow + _sk_np.uint64({I[last]})",
         f"        if _sk_mode == {modes.SKIP}:",
-        f"            _sk_o[{I[last]}] = _sk_cvout",
+        "            _sk_fo[_sk_at] = _sk_cvout",
         "        else:",
-        f"            _sk_o[{I[last]}] = _sk_store_cast(_sk_pt_border({A}, _sk_b, {', '.join(I)}, "
-        f"{all_n}, _sk_mode, _sk_cval, _sk_acc{P}), _sk_o)",
+        f"            _sk_fo[_sk_at] = _sk_store_cast(_sk_pt_border({A}, _sk_b, {', '.join(I)}, "
+        f"{all_n}, _sk_mode, _sk_cval, _sk_acc{P}), _sk_fo)",
         "",
     ]
 
     border_args = lambda ja, jb: (  # noqa: E731
-        f"_sk_border({A}, _sk_o, _sk_b{lead_i}, {ja}, {jb}, {all_n}, _sk_mode, _sk_cval, "
-        f"_sk_cvout, _sk_acc{P})"
+        f"_sk_border({A}, _sk_fo, _sk_orow, _sk_b{lead_i}, {ja}, {jb}, {all_n}, _sk_mode, "
+        f"_sk_cval, _sk_cvout, _sk_acc{P})"
     )
     interior_rows = " and ".join(
         f"{rb[d]} <= {I[d]} < {N[d]} - {ra[d]}" for d in range(last)
     ) or "True"
     run = [
         f"def _sk_run_NAME({A}, _sk_out, _sk_mode, _sk_cval, _sk_cvout, _sk_acc{P}):",
+        "    # Every array arrives C-contiguous with shape (B, n0, ..., nk-1).",
         "    _sk_B = _sk_out.shape[0]",
         *(f"    {N[d]} = _sk_out.shape[{d + 1}]" for d in range(k)),
+        f"    {strides[last]} = 1",
+        *(f"    {strides[d]} = {N[d + 1]} * {strides[d + 1]}" for d in reversed(range(last))),
+        f"    _sk_SB = {N[0]} * {strides[0]}",
+        *(f"    _sk_f_{a} = {a}.reshape(-1)" for a in arrays),
+        "    _sk_fo = _sk_out.reshape(-1)",
         f"    _sk_nblk = ({N[last]} + {BLOCK - 1}) // {BLOCK}",
         f"    _sk_lo = min({rb[last]}, {N[last]})",
         f"    _sk_hi = max({N[last]} - {ra[last]}, _sk_lo)",
@@ -300,27 +352,58 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "        _sk_b = _sk_q0",
         f"        _sk_ja = _sk_blk * {BLOCK}",
         f"        _sk_jb = min(_sk_ja + {BLOCK}, {N[last]})",
-        f"        _sk_o = _sk_out[_sk_b{lead_i}]",
+        "        _sk_orow = _sk_np.uint64(_sk_b * _sk_SB"
+        + "".join(f" + {I[d]} * {strides[d]}" for d in range(last)) + ")",
         "        _sk_s = max(_sk_ja, _sk_lo)",
         "        _sk_e = min(_sk_jb, _sk_hi)",
-        "        if _sk_e > _sk_s:",
-        f"            _sk_inner = {interior_rows}",
-        "            if _sk_inner:",
-        *(f"                {x}" for x in row_index or ["pass"]),
-        f"            elif _sk_mode != {modes.SKIP}:",
-        *(f"                {x}" for x in row_mapped or ["pass"]),
-        f"            if _sk_inner or (_sk_mode != {modes.SKIP} and {rows_ok}):",
-        *(f"                {x}" for x in row_setup),
-        "                _sk_os = _sk_o[_sk_s:]",
-        f"                for {I[last]} in range(_sk_e - _sk_s):",
-        f"                    _sk_os[{I[last]}] = _sk_store_cast({interior_call}, _sk_os)",
-        "            else:",
-        f"                {border_args('_sk_s', '_sk_e')}",
-        f"        {border_args('_sk_ja', 'min(_sk_jb, _sk_lo)')}",
-        f"        {border_args('max(_sk_ja, _sk_hi, _sk_lo)', '_sk_jb')}",
-        "",
-        "",
+        "        _sk_le = min(_sk_jb, _sk_lo)",
+        "        _sk_rs = max(_sk_ja, _sk_hi, _sk_lo)",
+        f"        _sk_inner = {interior_rows}",
     ]
+    if use_rows:
+        def edge_loop(lo, hi, value):
+            return [
+                f"                for _sk_jj in range({lo}, {hi}):",
+                f"                    _sk_fo[_sk_orow + _sk_np.uint64(_sk_jj)] = {value}",
+            ]
+
+        edge_value = f"_sk_store_cast({edge_call}, _sk_fo)"
+        run += [
+            "        if _sk_inner:",
+            *(f"            {x}" for x in row_index or ["pass"]),
+            f"        elif _sk_mode != {modes.SKIP}:",
+            *(f"            {x}" for x in row_mapped or ["pass"]),
+            f"        if _sk_inner or (_sk_mode != {modes.SKIP} and {rows_ok}):",
+            *(f"            {x}" for x in row_setup),
+            "            if _sk_e > _sk_s:",
+            f"                _sk_sh = _sk_np.uint64(_sk_s - {rb[last]})",
+            "                _sk_ob = _sk_orow + _sk_np.uint64(_sk_s)",
+            f"                for {I[last]} in range(_sk_e - _sk_s):",
+            f"                    _sk_j = _sk_np.uint64({I[last]})",
+            f"                    _sk_fo[_sk_ob + _sk_j] = _sk_store_cast({interior_call}, _sk_fo)",
+            f"            if _sk_mode == {modes.SKIP}:",
+            *edge_loop("_sk_ja", "_sk_le", "_sk_cvout"),
+            *edge_loop("_sk_rs", "_sk_jb", "_sk_cvout"),
+            "            else:",
+            *edge_loop("_sk_ja", "_sk_le", edge_value),
+            *edge_loop("_sk_rs", "_sk_jb", edge_value),
+            "        else:",
+            f"            {border_args('_sk_ja', '_sk_jb')}",
+        ]
+    else:
+        run += [
+            "        if _sk_inner:",
+            "            if _sk_e > _sk_s:",
+            "                _sk_ob = _sk_orow + _sk_np.uint64(_sk_s)",
+            f"                for {I[last]} in range(_sk_e - _sk_s):",
+            f"                    _sk_j = _sk_np.uint64({I[last]})",
+            f"                    _sk_fo[_sk_ob + _sk_j] = _sk_store_cast({interior_call}, _sk_fo)",
+            f"            {border_args('_sk_ja', '_sk_le')}",
+            f"            {border_args('_sk_rs', '_sk_jb')}",
+            "        else:",
+            f"            {border_args('_sk_ja', '_sk_jb')}",
+        ]
+    run += ["", ""]
     run_text = "\n".join(run)
     lines += [
         "",
@@ -334,14 +417,17 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     acc = gufunc["acc"]
     acc_expr = f"_sk_np.{np.dtype(acc).name}(0)" if acc is not None else \
         f"_sk_default_acc({arrays[0]})"
-    batched = ", ".join(f"{a}[None]" for a in arrays)
+    batched = ", ".join(f"_sk_np.ascontiguousarray({a})[None]" for a in arrays)
     lines += [
         "",
+        "# gufunc inner loops may hand in strided core arrays; the runner wants C-contiguous ones.",
         f"def _sk_gufunc({A}{P}, _sk_out):",
         f"    _sk_acc = {acc_expr}",
-        f"    _sk_run_ser({batched}, _sk_out[None], {gufunc['mode']}, "
+        "    _sk_tmp = _sk_np.empty(_sk_out.shape, _sk_out.dtype)",
+        f"    _sk_run_ser({batched}, _sk_tmp[None], {gufunc['mode']}, "
         f"_sk_widen({_literal(cval)}, _sk_acc), _sk_store_cast({_literal(cval)}, _sk_out), "
         f"_sk_acc{P})",
+        "    _sk_out[...] = _sk_tmp",
         "",
     ]
     return "\n".join(lines)

@@ -141,6 +141,10 @@ def test_parallel_equals_serial():
 def test_gufunc_matches_call():
     a = sample((3, 6, 7), np.uint8)
     g = smooth.gufunc
-    assert isinstance(g.ufunc, np.ufunc) and g.signature == "(n,m)->(n,m)"
+    assert g.signature == "(n,m)->(n,m)" and (g.nin, g.nout) == (1, 1)
     np.testing.assert_array_equal(g(a), smooth(a))
+    assert isinstance(g.for_dtype(np.uint8).ufunc, np.ufunc)
+    np.testing.assert_array_equal(g(a[:, ::2, ::-1]), smooth(a[:, ::2, ::-1]))  # strided cores
+    with pytest.raises(sk.StencilTypeError, match="the gufunc has loops for"):
+        g(a.astype(np.complex64))
     assert sk.stencil(blend_py).gufunc.signature == "(n,m),(n,m),()->(n,m)"
