@@ -8,6 +8,7 @@ import math
 import operator
 import threading
 import types
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,25 @@ _OPTIONS = {
 compiled variant)."""
 
 _TARGETS = (None, "cpu", "cuda")
+
+
+class _Plan(NamedTuple):
+    """What a call with given shapes, dtypes and options does (see ``Stencil._plan``)."""
+
+    mode: int
+    axes: tuple
+    moved: bool
+    batch: tuple
+    core: tuple
+    wshape: tuple
+    acc0: np.generic
+    out_dtype: np.dtype
+    wout: np.dtype
+    work_dtypes: tuple
+    cval_acc: np.generic
+    cval_out: np.generic
+    variant: tuple
+    parallel: bool
 
 
 class _ModuleRef:
@@ -90,6 +110,7 @@ class Stencil:
         self.options = {**_OPTIONS, **options}
         self._check_options(self.options, explicit_cval="cval" in options)
         self._modules = {}
+        self._plans = {}
         self._gufunc = None
         self._lock = threading.Lock()
 
@@ -211,32 +232,24 @@ class Stencil:
         arrays, params, overrides = self._split_args(args, kwargs)
         return self._apply(arrays, params, out, overrides)
 
-    def _prepare(self, arrays, params, out, overrides):
-        # This runs on every call, so it is kept lean: dtype decisions are cached per dtype
-        # combination, and arrays are only moved, converted or copied when they must be.
+    def _host_arrays(self, arrays, params, out, target):
+        """The inputs as NumPy arrays of one shape, after the checks that need the values."""
         where = self._where
-        if overrides:
-            opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
-            mode = self._check_options(opts, overrides.get("cval") is not None)
-        else:
-            opts = self.options
-            mode = modes.mode_code(opts["mode"], where)
-        for a in arrays:
-            if opts["target"] == "cuda" or _is_device_array(a):
-                raise NotImplementedError(
-                    f"{where}: the CUDA backend is not available in this version of "
-                    "stencilkit; pass host (NumPy) arrays"
-                )
-            if type(a).__module__.startswith("dask"):
-                raise NotImplementedError(
-                    f"{where}: Dask arrays are not supported by this version of stencilkit; "
-                    "call it on NumPy arrays (e.g. inside dask.array.map_overlap)"
-                )
         k = self.ndim
         names = self._spec.arrays
         host = []
         for name, a in zip(names, arrays):
             if type(a) is not np.ndarray:
+                if target == "cuda" or _is_device_array(a):
+                    raise NotImplementedError(
+                        f"{where}: the CUDA backend is not available in this version of "
+                        "stencilkit; pass host (NumPy) arrays"
+                    )
+                if type(a).__module__.startswith("dask"):
+                    raise NotImplementedError(
+                        f"{where}: Dask arrays are not supported by this version of "
+                        "stencilkit; call it on NumPy arrays (e.g. inside map_overlap)"
+                    )
                 try:
                     a = np.asarray(a)
                 except Exception as exc:
@@ -263,10 +276,46 @@ class Stencil:
                     f"{where}: parameter {name!r} must be a scalar number, got "
                     f"{type(p).__name__}; arrays go before the parameters"
                 )
+        if out is not None and not isinstance(out, np.ndarray):
+            raise StencilTypeError(f"{where}: out must be a NumPy array, got {type(out).__name__}")
+        return host
+
+    def _plan(self, host, out, overrides) -> _Plan:
+        """Every decision that depends only on shapes, dtypes and options, cached per combination.
+
+        A call then only reshapes its arrays and runs the compiled loop (the cache keeps a
+        100 x 100 call at a few microseconds of Python).
+        """
+        key = (tuple((a.shape, a.dtype) for a in host),
+               None if out is None else (out.shape, out.dtype))
+        try:
+            key += tuple(sorted(overrides.items()))
+            plan = self._plans.get(key)
+        except TypeError:  # an unhashable option value: plan without the cache
+            key, plan = None, None
+        if plan is None:
+            plan = self._make_plan(host, out, overrides)
+            if key is not None:
+                if len(self._plans) > 256:
+                    self._plans.clear()
+                self._plans[key] = plan
+        return plan
+
+    def _make_plan(self, host, out, overrides) -> _Plan:
+        where = self._where
+        opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
+        mode = self._check_options(opts, overrides.get("cval") is not None)
+        if opts["target"] == "cuda":
+            raise NotImplementedError(
+                f"{where}: the CUDA backend is not available in this version of stencilkit; "
+                "pass host (NumPy) arrays"
+            )
+        k = self.ndim
+        shape = host[0].shape
         ndim = len(shape)
         axes = _normalize_axes(opts["axes"], ndim, k, where)
         acc, out_dtype, work_dtypes = _dtypes.resolve(
-            tuple(a.dtype for a in host), opts["acc"], opts["out_dtype"], where, names
+            tuple(a.dtype for a in host), opts["acc"], opts["out_dtype"], where, self._spec.arrays
         )
         cval = 0 if opts["cval"] is None else opts["cval"]
         cval_acc = _exact_scalar(cval, acc, "the accumulator", where) \
@@ -274,24 +323,9 @@ class Stencil:
         cval_out = _exact_scalar(cval, out_dtype, "the output", where) \
             if mode == modes.SKIP else out_dtype.type(0)
         moved = axes != tuple(range(ndim - k, ndim))
-        if moved:
-            batch = tuple(shape[d] for d in range(ndim) if d not in axes)
-            core = tuple(shape[d] for d in axes)
-        else:
-            batch, core = shape[: ndim - k], shape[ndim - k:]
-        B = math.prod(batch)
-        work = []
-        for a, wd in zip(host, work_dtypes):
-            if moved:
-                a = np.moveaxis(a, axes, range(-k, 0))
-            if a.dtype != wd:
-                a = a.astype(wd)
-            # Compiled code indexes flat C-contiguous memory (see codegen); other layouts are
-            # copied once, which is cheap next to strided access in every read.
-            work.append(np.ascontiguousarray(a).reshape((B,) + core))
+        batch = tuple(shape[d] for d in range(ndim) if d not in axes)
+        core = tuple(shape[d] for d in axes)
         if out is not None:
-            if not isinstance(out, np.ndarray):
-                raise StencilTypeError(f"{where}: out must be a NumPy array, got {type(out).__name__}")
             if out.shape != shape:
                 raise StencilError(
                     f"{where}: out has shape {out.shape} but the result has shape {shape}"
@@ -301,32 +335,56 @@ class Stencil:
                     f"{where}: out has dtype {out.dtype} but the result's dtype is {out_dtype}; "
                     f"pass out_dtype={out.dtype.name!r} or an out array of dtype {out_dtype}"
                 )
-            if not out.flags.writeable:
-                raise StencilError(f"{where}: out is read-only; pass a writeable array")
-        return opts, mode, axes, batch, core, B, work, acc, out_dtype, cval_acc, cval_out
-
-    def _apply(self, arrays, params, out, overrides):
-        (opts, mode, axes, batch, core, B, work, acc, out_dtype, cval_acc, cval_out) = \
-            self._prepare(arrays, params, out, overrides)
-        ndim = len(batch) + len(core)
-        # Write straight into out= when it can be viewed as (B, *core) in native byte order and
-        # does not overlap an input; otherwise compute aside and copy (in-place use is allowed).
         # float16 results are computed into float32 and rounded once at the end.
         wout = _dtypes.work_dtype(out_dtype)
-        dest = None if out is None or wout != out_dtype else _work_view(out, axes, B, core)
-        direct = dest is not None and not any(np.may_share_memory(dest, w) for w in work)
+        size = math.prod(shape)
+        return _Plan(
+            mode=mode, axes=axes, moved=moved, batch=batch, core=core,
+            wshape=(math.prod(batch),) + core, acc0=acc.type(0), out_dtype=out_dtype, wout=wout,
+            work_dtypes=work_dtypes, cval_acc=cval_acc, cval_out=wout.type(cval_out),
+            variant=(bool(opts["fastmath"]), bool(opts["debug"])),
+            parallel=_use_parallel(opts, size),
+        )
+
+    def _work(self, a, plan, wd):
+        """An input as the C-contiguous ``(B, *core)`` array compiled code expects."""
+        if plan.moved:
+            a = np.moveaxis(a, plan.axes, range(-self.ndim, 0))
+        if a.dtype != wd:
+            a = a.astype(wd)
+        # Compiled code indexes flat C-contiguous memory (see codegen); other layouts are
+        # copied once, which is cheap next to strided access in every read.
+        return np.ascontiguousarray(a).reshape(plan.wshape)
+
+    def _prepare(self, arrays, params, out, overrides):
+        host = self._host_arrays(arrays, params, out,
+                                 overrides.get("target") or self.options["target"])
+        plan = self._plan(host, out, overrides)
+        if out is not None and not out.flags.writeable:
+            raise StencilError(f"{self._where}: out is read-only; pass a writeable array")
+        work = [self._work(a, plan, wd) for a, wd in zip(host, plan.work_dtypes)]
+        return plan, work
+
+    def _apply(self, arrays, params, out, overrides):
+        plan, work = self._prepare(arrays, params, out, overrides)
+        # Write straight into out= when it can be viewed as (B, *core) in native byte order and
+        # does not overlap an input; otherwise compute aside and copy (in-place use is allowed).
+        dest = None
+        if out is not None and plan.wout == plan.out_dtype:
+            dest = _work_view(out, plan)
+            if dest is not None and any(np.may_share_memory(dest, w) for w in work):
+                dest = None
+        direct = dest is not None
         if not direct:
-            dest = np.empty((B,) + core, dtype=wout)
+            dest = np.empty(plan.wshape, dtype=plan.wout)
         if dest.size:
-            module = self._module(opts["fastmath"], opts["debug"])
-            parallel = _use_parallel(opts, dest.size)
-            cpu.run(module, work, dest, params, mode, cval_acc, wout.type(cval_out),
-                    acc.type(0), parallel)
+            cpu.run(self._module(*plan.variant), work, dest, params, plan.mode, plan.cval_acc,
+                    plan.cval_out, plan.acc0, plan.parallel)
         if out is None:
-            result = _from_work(dest, axes, batch, core, ndim)
-            return result if wout == out_dtype else result.astype(out_dtype)
+            result = _from_work(dest, plan)
+            return result if plan.wout == plan.out_dtype else result.astype(plan.out_dtype)
         if not direct:
-            np.copyto(out, _from_work(dest, axes, batch, core, ndim), casting="unsafe")
+            np.copyto(out, _from_work(dest, plan), casting="unsafe")
         return out
 
     def iterate(self, *args, steps, out=None, **kwargs):
@@ -367,37 +425,32 @@ class Stencil:
         if steps < 0:
             raise StencilError(f"{self._where}: steps must be >= 0, got {steps}")
         arrays, params, overrides = self._split_args(args, kwargs)
-        (opts, mode, axes, batch, core, B, work, acc, out_dtype, cval_acc, cval_out) = \
-            self._prepare(arrays, params, out, overrides)
+        plan, work = self._prepare(arrays, params, out, overrides)
         first = np.asarray(arrays[0])
-        if out_dtype != first.dtype.newbyteorder("="):
+        if plan.out_dtype != first.dtype.newbyteorder("="):
             raise StencilError(
                 f"{self._where}: iterate feeds each result back as {self._spec.arrays[0]!r}, so "
-                f"the output dtype ({out_dtype}) must equal that array's dtype ({first.dtype})"
+                f"the output dtype ({plan.out_dtype}) must equal that array's dtype "
+                f"({first.dtype})"
             )
-        if work[0].dtype != out_dtype:  # float16 state: each step must round to float16
+        if plan.wout != plan.out_dtype:  # float16 state: each step must round to float16
             state = np.array(first, copy=True)
             for _ in range(steps):
                 state = self._apply([state, *arrays[1:]], params, None, overrides)
-            if out is not None:
-                np.copyto(out, state)
-                return out
-            return state
-        shape = batch + core
-        cur = np.array(work[0], dtype=out_dtype, order="C", copy=True)
-        if steps and cur.size:
-            nxt = np.empty_like(cur)
-            module = self._module(opts["fastmath"], opts["debug"])
-            parallel = _use_parallel(opts, cur.size)
-            for _ in range(steps):
-                cpu.run(module, [cur, *work[1:]], nxt, params, mode, cval_acc, cval_out,
-                        acc.type(0), parallel)
-                cur, nxt = nxt, cur
-        result = _from_work(cur, axes, batch, core, len(shape))
+        else:
+            cur = np.array(work[0], order="C", copy=True)
+            if steps and cur.size:
+                nxt = np.empty_like(cur)
+                module = self._module(*plan.variant)
+                for _ in range(steps):
+                    cpu.run(module, [cur, *work[1:]], nxt, params, plan.mode, plan.cval_acc,
+                            plan.cval_out, plan.acc0, plan.parallel)
+                    cur, nxt = nxt, cur
+            state = _from_work(cur, plan)
         if out is not None:
-            np.copyto(out, result)
+            np.copyto(out, state)
             return out
-        return result
+        return state
 
 
 class StencilGUFunc:
@@ -507,23 +560,21 @@ def _use_parallel(opts, size) -> bool:
     return bool(opts["parallel"])
 
 
-def _work_view(out, axes, B, core):
+def _work_view(out, plan):
     """``out`` as a ``(B, *core)`` view, or None if that needs a copy or a byte swap."""
     if not out.dtype.isnative:
         return None
-    k = len(core)
-    if axes != tuple(range(out.ndim - k, out.ndim)):
-        out = np.moveaxis(out, axes, range(-k, 0))
+    if plan.moved:
+        out = np.moveaxis(out, plan.axes, range(-len(plan.core), 0))
     if not out.flags.c_contiguous:
         return None
-    return out.reshape((B,) + core)
+    return out.reshape(plan.wshape)
 
 
-def _from_work(dest, axes, batch, core, ndim):
-    k = len(core)
-    res = dest.reshape(batch + core)
-    if axes != tuple(range(ndim - k, ndim)):
-        res = np.moveaxis(res, range(-k, 0), axes)
+def _from_work(dest, plan):
+    res = dest.reshape(plan.batch + plan.core)
+    if plan.moved:
+        res = np.moveaxis(res, range(-len(plan.core), 0), plan.axes)
     return res
 
 
