@@ -109,12 +109,15 @@ LATENCY_PROBE = """
 
 def compile_latency():
     """First call of a new parallel kernel: cold cache, then a second process with a warm one."""
-    with tempfile.TemporaryDirectory() as cache:
-        env = {**os.environ, "STENCILKIT_CACHE_DIR": cache}
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "STENCILKIT_CACHE_DIR": os.path.join(tmp, "cache")}
+        probe = os.path.join(tmp, "probe.py")  # kernels are compiled from their source file
+        with open(probe, "w") as f:
+            f.write(textwrap.dedent(LATENCY_PROBE))
         times = []
         for _ in range(2):
-            out = subprocess.run([sys.executable, "-c", textwrap.dedent(LATENCY_PROBE)], env=env,
-                                 capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, probe], env=env, capture_output=True,
+                                 text=True, check=True)
             times.append(float(out.stdout.split()[-1]))
     return times
 

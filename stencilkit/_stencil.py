@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _dtypes, codegen, modes
+from . import _buffers, _dtypes, codegen, modes
 from .backends import cpu
 from ._errors import StencilError, StencilTypeError
 from .kernel import kernel_source, parse
@@ -376,7 +376,7 @@ class Stencil:
                 dest = None
         direct = dest is not None
         if not direct:
-            dest = np.empty(plan.wshape, dtype=plan.wout)
+            dest = _buffers.POOL.empty(plan.wshape, plan.wout)
         if dest.size:
             cpu.run(self._module(*plan.variant), work, dest, params, plan.mode, plan.cval_acc,
                     plan.cval_out, plan.acc0, plan.parallel)

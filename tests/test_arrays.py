@@ -211,3 +211,69 @@ def test_debug_catches_reads_outside_the_neighborhood():
                                                                [a], ndim=1))
     with pytest.raises(IndexError, match="outside its declared neighborhood"):
         leaky(a, 2)
+
+
+def test_integer_results_wrap_like_numpy_astype():
+    """Policy (RELIABILITY item 9): int -> int output wraps modulo 2**bits, as ndarray.astype."""
+
+    @sk.stencil
+    def box_sum(x):
+        return x[-1, -1] + x[-1, 0] + x[-1, 1] + x[0, -1] + x[0, 0] + x[0, 1] \
+            + x[1, -1] + x[1, 0] + x[1, 1]
+
+    a = np.full((3, 3), 255, np.uint8)
+    np.testing.assert_array_equal(box_sum(a), np.full((3, 3), 2295 % 256, np.uint8))
+    np.testing.assert_array_equal(box_sum(a, out_dtype=np.int32), np.full((3, 3), 2295))
+
+
+def test_unsigned_differences_are_signed_in_the_accumulator():
+    @sk.stencil(out_dtype=np.int16)
+    def diff(x):
+        return x[0] - x[1]
+
+    np.testing.assert_array_equal(diff(np.array([3, 4, 250], np.uint8), mode="nearest"),
+                                  [-1, -246, 0])
+
+
+def test_nan_stays_in_its_window_and_nan_cval():
+    a = np.zeros((7, 7))
+    a[3, 3] = np.nan
+    got = smooth(a)
+    assert np.isnan(got[2:5, 2:5]).all() and np.isnan(got).sum() == 9
+    b = np.ones((3, 4))
+    edge = smooth(b, mode="constant", cval=np.nan)
+    assert np.isnan(edge[0]).all() and np.isnan(edge[:, 0]).all() and not np.isnan(edge[1, 1:3]).any()
+    from kernels import box5  # a plain sum: inf // 9 would be nan by Python's floor division
+
+    inf = box5(np.ones((5, 6)), mode="constant", cval=np.inf)
+    assert np.isposinf(inf[:2]).all() and np.isposinf(inf[:, -2:]).all()
+    np.testing.assert_array_equal(box5(np.ones((5, 6)), mode="constant", cval=-np.inf)[2, 2], 25)
+
+
+def test_kernel_returning_a_tuple_is_refused():
+    @sk.stencil
+    def pair(x):
+        return x[0], x[1]
+
+    with pytest.raises(Exception, match="not a number; a stencil kernel must return one scalar"):
+        pair(np.zeros(4))
+
+
+def test_zero_dimensional_input_is_refused():
+    with pytest.raises(sk.StencilError, match="has 0 axis/axes but the kernel has 1 core axes"):
+        skew1(np.float64(3.0))
+
+
+@pytest.mark.slow
+def test_more_than_2_to_the_31_elements():
+    """64-bit indexing end to end (RELIABILITY item 19): reads and writes past 2**31."""
+    n = 2**31 + 1000
+    a = np.zeros(n, np.int8)  # calloc'ed: only the written output touches all of memory
+    a[-5:] = [1, 2, 3, 4, 5]
+    a[2**31 - 2: 2**31 + 2] = [7, 8, 9, 10]
+    got = skew1(a, mode="wrap")
+    tail = np.concatenate([a[-8:], a[:3]])
+    np.testing.assert_array_equal(got[-6:], skew1(tail, mode="wrap")[2:8])
+    mid = a[2**31 - 6: 2**31 + 6]
+    np.testing.assert_array_equal(got[2**31 - 4: 2**31 + 3], skew1(mid)[2:9])
+    del got
