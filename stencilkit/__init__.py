@@ -10,8 +10,8 @@ array([[-2.,  2.,  0.],
        [ 0.,  2., -2.]])
 """
 
-from ._stencil import Stencil, stencil
 from ._errors import StencilError, StencilTypeError
+from ._stencil import Stencil, stencil
 from .modes import MODES
 
 __version__ = "0.1.0"

@@ -78,7 +78,7 @@ def _ol_store_cast(value, out):
 
 
 def default_acc(arr):  # pragma: no cover - replaced by the overload in compiled code
-    """A zero of the default accumulator type for ``arr``'s dtype (see :mod:`stencilkit._dtypes`)."""
+    """A zero of the default accumulator type for ``arr``'s dtype (see stencilkit._dtypes)."""
     return np.int64(0) if arr.dtype.kind in "biu" else arr.dtype.type(0)
 
 

@@ -25,7 +25,7 @@ _KINDS = "biufc"
 
 
 def check_dtype(dtype: np.dtype, what: str, where: str) -> np.dtype:
-    """Return ``dtype`` if stencilkit computes on it, else raise a TypeError that says what to do."""
+    """Return ``dtype`` if stencilkit computes on it, else raise a TypeError saying what to do."""
     dtype = np.dtype(dtype)
     if dtype.kind not in _KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise TypeError(

@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _buffers, _dtypes, codegen, modes
-from .backends import cpu
 from ._errors import StencilError, StencilTypeError
+from .backends import cpu
 from .kernel import kernel_source, parse
 
 _OPTIONS = {
@@ -472,7 +472,7 @@ class StencilGUFunc:
         return f"<stencilkit gufunc {self._stencil.__name__}{self.signature}>"
 
     def for_dtype(self, dtype):
-        """numba's gufunc for inputs of ``dtype`` (compiled on first request)."""
+        """Numba's gufunc for inputs of ``dtype`` (compiled on first request)."""
         dtype = np.dtype(dtype)
         with self._lock:
             loop = self._loops.get(dtype)
@@ -536,7 +536,7 @@ def _normalize_axes(axes, ndim, k, where):
 
 
 def _exact_scalar(value, dtype, what, where):
-    """Convert cval to ``dtype``, refusing values that would change (NaN into ints, 1.5 into ints)."""
+    """Convert cval to ``dtype``, refusing values that would change (NaN or 1.5 into ints)."""
     try:
         with np.errstate(all="ignore"):
             converted = np.array(value).astype(dtype)[()]

@@ -158,8 +158,10 @@ def _body(spec: KernelSpec, context: str, debug: bool):
 
 
 def _attach_offsets(spec: KernelSpec, fdef: ast.FunctionDef) -> None:
-    """Write the parser's folded offsets into the deep-copied subscripts (matched in walk order,
-    since a deep copy loses node identity)."""
+    """Write the parser's folded offsets into the deep-copied subscripts.
+
+    Subscripts are matched in walk order, since a deep copy loses node identity.
+    """
     originals = [
         n for n in ast.walk(spec.tree)
         if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name)
@@ -198,9 +200,9 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     params = list(spec.params)
     A = ", ".join(arrays)
     P = "".join(f", {p}" for p in params)
-    I = [f"_sk_i{d}" for d in range(k)]
+    IX = [f"_sk_i{d}" for d in range(k)]
     N = [f"_sk_n{d}" for d in range(k)]
-    lead_i = "".join(f", {i}" for i in I[:last])
+    lead_i = "".join(f", {i}" for i in IX[:last])
     all_n = ", ".join(N)
     rb = [r[0] for r in spec.radius]
     ra = [r[1] for r in spec.radius]
@@ -262,7 +264,7 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         lines += [
             "",
             "@_sk_njit",
-            f"def _sk_pt_edge({flat}, {', '.join(row_names)}, {I[last]}, {N[last]}, _sk_mode, "
+            f"def _sk_pt_edge({flat}, {', '.join(row_names)}, {IX[last]}, {N[last]}, _sk_mode, "
             f"_sk_cval, _sk_acc{P}):",
             body,
         ]
@@ -271,9 +273,9 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         # mode's rows outside the array fall back to the element-wise border path).
         leads = sorted({(d, o) for lead in (key[1] for key in rows) for d, o in enumerate(lead)})
         qname = {(d, o): f"_sk_q{d}_{_enc(o)}" for d, o in leads}
-        row_index = [f"{qname[d, o]} = {I[d]} + {o}" for d, o in leads]
+        row_index = [f"{qname[d, o]} = {IX[d]} + {o}" for d, o in leads]
         row_mapped = [
-            f"{qname[d, o]} = _sk_map({I[d]} + {o}, {N[d]}, _sk_mode)" for d, o in leads
+            f"{qname[d, o]} = _sk_map({IX[d]} + {o}, {N[d]}, _sk_mode)" for d, o in leads
         ]
         rows_ok = " and ".join(f"{q} >= 0" for q in qname.values()) or "True"
         bases = [rname.replace("_sk_r_", "_sk_R_", 1) for rname in row_names]
@@ -291,18 +293,18 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         lines += [
             "",
             "@_sk_njit",
-            f"def _sk_pt_direct({A}, _sk_b, {', '.join(I)}, _sk_acc{P}):",
+            f"def _sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P}):",
             body,
         ]
         # The span loop counts from the span's start _sk_s; direct indexing wants the column.
-        cols = ", ".join(I[:last] + [f"_sk_s + {I[last]}"])
+        cols = ", ".join(IX[:last] + [f"_sk_s + {IX[last]}"])
         interior_call = f"_sk_pt_direct({A}, _sk_b, {cols}, _sk_acc{P})"
 
     body, _ = _body(spec, "border", debug)
     lines += [
         "",
         "@_sk_njit",
-        f"def _sk_pt_border({A}, _sk_b, {', '.join(I)}, {all_n}, _sk_mode, _sk_cval, "
+        f"def _sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, _sk_mode, _sk_cval, "
         f"_sk_acc{P}):",
         body,
         "",
@@ -310,12 +312,12 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "@_sk_njit",
         f"def _sk_border({A}, _sk_fo, _sk_orow, _sk_b{lead_i}, _sk_ja, _sk_jb, {all_n}, "
         f"_sk_mode, _sk_cval, _sk_cvout, _sk_acc{P}):",
-        f"    for {I[last]} in range(_sk_ja, _sk_jb):",
-        f"        _sk_at = _sk_orow + _sk_np.uint64({I[last]})",
+        f"    for {IX[last]} in range(_sk_ja, _sk_jb):",
+        f"        _sk_at = _sk_orow + _sk_np.uint64({IX[last]})",
         f"        if _sk_mode == {modes.SKIP}:",
         "            _sk_fo[_sk_at] = _sk_cvout",
         "        else:",
-        f"            _sk_fo[_sk_at] = _sk_store_cast(_sk_pt_border({A}, _sk_b, {', '.join(I)}, "
+        f"            _sk_fo[_sk_at] = _sk_store_cast(_sk_pt_border({A}, _sk_b, {', '.join(IX)}, "
         f"{all_n}, _sk_mode, _sk_cval, _sk_acc{P}), _sk_fo)",
         "",
     ]
@@ -325,7 +327,7 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         f"_sk_cval, _sk_cvout, _sk_acc{P})"
     )
     interior_rows = " and ".join(
-        f"{rb[d]} <= {I[d]} < {N[d]} - {ra[d]}" for d in range(last)
+        f"{rb[d]} <= {IX[d]} < {N[d]} - {ra[d]}" for d in range(last)
     ) or "True"
     run = [
         f"def _sk_run_NAME({A}, _sk_out, _sk_mode, _sk_cval, _sk_cvout, _sk_acc{P}):",
@@ -347,13 +349,14 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     ]
     # Fresh names at each step: parfors refuse any reassignment derived from the loop index.
     for d in reversed(range(last)):
-        run += [f"        {I[d]} = _sk_q{d + 1} % {N[d]}", f"        _sk_q{d} = _sk_q{d + 1} // {N[d]}"]
+        run += [f"        {IX[d]} = _sk_q{d + 1} % {N[d]}",
+                f"        _sk_q{d} = _sk_q{d + 1} // {N[d]}"]
     run += [
         "        _sk_b = _sk_q0",
         f"        _sk_ja = _sk_blk * {BLOCK}",
         f"        _sk_jb = min(_sk_ja + {BLOCK}, {N[last]})",
         "        _sk_orow = _sk_np.uint64(_sk_b * _sk_SB"
-        + "".join(f" + {I[d]} * {strides[d]}" for d in range(last)) + ")",
+        + "".join(f" + {IX[d]} * {strides[d]}" for d in range(last)) + ")",
         "        _sk_s = max(_sk_ja, _sk_lo)",
         "        _sk_e = min(_sk_jb, _sk_hi)",
         "        _sk_le = min(_sk_jb, _sk_lo)",
@@ -378,8 +381,8 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
             "            if _sk_e > _sk_s:",
             f"                _sk_sh = _sk_np.uint64(_sk_s - {rb[last]})",
             "                _sk_ob = _sk_orow + _sk_np.uint64(_sk_s)",
-            f"                for {I[last]} in range(_sk_e - _sk_s):",
-            f"                    _sk_j = _sk_np.uint64({I[last]})",
+            f"                for {IX[last]} in range(_sk_e - _sk_s):",
+            f"                    _sk_j = _sk_np.uint64({IX[last]})",
             f"                    _sk_fo[_sk_ob + _sk_j] = _sk_store_cast({interior_call}, _sk_fo)",
             f"            if _sk_mode == {modes.SKIP}:",
             *edge_loop("_sk_ja", "_sk_le", "_sk_cvout"),
@@ -395,8 +398,8 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
             "        if _sk_inner:",
             "            if _sk_e > _sk_s:",
             "                _sk_ob = _sk_orow + _sk_np.uint64(_sk_s)",
-            f"                for {I[last]} in range(_sk_e - _sk_s):",
-            f"                    _sk_j = _sk_np.uint64({I[last]})",
+            f"                for {IX[last]} in range(_sk_e - _sk_s):",
+            f"                    _sk_j = _sk_np.uint64({IX[last]})",
             f"                    _sk_fo[_sk_ob + _sk_j] = _sk_store_cast({interior_call}, _sk_fo)",
             f"            {border_args('_sk_ja', '_sk_le')}",
             f"            {border_args('_sk_rs', '_sk_jb')}",

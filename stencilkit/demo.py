@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     same = np.array_equal(classic(stack), out)
 
     def line(name, t):
-        return f"  {name:<38} {t * 1e3:9.1f} ms  {nbytes / t / 1e9:6.2f} GB/s  {t_copy / t:5.2f} x copy"
+        rate = nbytes / t / 1e9
+        return f"  {name:<38} {t * 1e3:9.1f} ms  {rate:6.2f} GB/s  {t_copy / t:5.2f} x copy"
 
     print(line("numpy.copyto (memory bandwidth)", t_copy))
     print(line("stencilkit smooth(stack, out=out)", t_sk))

@@ -53,6 +53,7 @@ class Access:
 
     @property
     def text(self) -> str:
+        """The subscript as written in the kernel."""
         return ast.unparse(self.node)
 
 
@@ -74,6 +75,7 @@ class KernelSpec:
 
     @property
     def signature(self) -> str:
+        """The gufunc signature of the kernel, e.g. ``"(n,m),()->(n,m)"``."""
         core = "(" + ",".join(_DIM_NAMES[: self.ndim]) + ")"
         ins = [core] * len(self.arrays) + ["()"] * len(self.params)
         return ",".join(ins) + "->" + core
@@ -220,7 +222,8 @@ def _check_statements(fdef: ast.FunctionDef, arrays: set, where: str) -> None:
     # An array name must only appear as the value of a subscript.
     for node in ast.walk(fdef):
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.Name) and child.id in arrays and isinstance(child.ctx, ast.Load):
+            if (isinstance(child, ast.Name) and child.id in arrays
+                    and isinstance(child.ctx, ast.Load)):
                 if not (isinstance(node, ast.Subscript) and node.value is child):
                     raise StencilError(
                         f"{where}: the array argument {child.id!r} is used whole in "
@@ -269,7 +272,8 @@ class _NotIntIndex(Exception):
 
 def _collect_accesses(fdef, subscripts, scope, where):
     # Names bound inside the kernel shadow globals of the same name in index expressions.
-    local = {n.id for n in ast.walk(fdef) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    local = {n.id for n in ast.walk(fdef)
+             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     fold_scope = {k: v for k, v in scope.items() if k not in local}
     ndim = None
     accesses = []

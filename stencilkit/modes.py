@@ -27,7 +27,9 @@ _ALIASES = {
 def mode_code(mode: str, where: str = "stencil") -> int:
     """Return the integer code of a boundary mode name, or raise a ValueError naming the choices."""
     if not isinstance(mode, str):
-        raise StencilTypeError(f"{where}: mode must be a string, one of {', '.join(MODES)}; got {mode!r}")
+        raise StencilTypeError(
+            f"{where}: mode must be a string, one of {', '.join(MODES)}; got {mode!r}"
+        )
     name = _ALIASES.get(mode, mode)
     try:
         return MODES.index(name)

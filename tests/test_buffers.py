@@ -1,8 +1,8 @@
 """The recycled-output-buffer pool: reuse only what nothing refers to any more."""
 
 import numpy as np
-
 from kernels import smooth
+
 from stencilkit._buffers import MIN_BYTES, BufferPool
 
 SHAPE = (MIN_BYTES // 8 + 1,)

@@ -5,9 +5,9 @@ Every message names the kernel, the problem and the fix; ``match=`` pins the wor
 
 import numpy as np
 import pytest
+from kernels import blend, smooth
 
 import stencilkit as sk
-from kernels import blend, smooth
 
 GLOBAL_ARRAY = np.ones(3)
 
@@ -92,7 +92,8 @@ def offsets_outside(x, k):
 
 
 DECORATION_ERRORS = [
-    (bad_dynamic, {}, sk.StencilError, r"'bad_dynamic'.*index 'k' in x\[k\] is not a constant.*neighborhood="),
+    (bad_dynamic, {}, sk.StencilError,
+     r"'bad_dynamic'.*index 'k' in x\[k\] is not a constant.*neighborhood="),
     (bad_rank, {}, sk.StencilError, r"x\[1\] has 1 indices but x\[0, 1\] has 2"),
     (bad_assign, {}, sk.StencilError, r"is assigned to; a kernel must not write into its inputs"),
     (bad_augassign, {}, sk.StencilError, r"must not write into its inputs"),
@@ -102,7 +103,8 @@ DECORATION_ERRORS = [
     (bad_slice, {}, sk.StencilError, r"x\[0:2\] takes a slice"),
     (bad_float_index, {}, sk.StencilError, r"index '0.5' in x\[0.5\] is not an integer offset"),
     (bad_whole, {}, sk.StencilError, r"'x' is used whole in 'x.shape'"),
-    (bad_order, {}, sk.StencilError, r"array arguments must come before scalar parameters.*\(x, a\)"),
+    (bad_order, {}, sk.StencilError,
+     r"array arguments must come before scalar parameters.*\(x, a\)"),
     (bad_global_array, {}, sk.StencilTypeError, r"global 'GLOBAL_ARRAY' is a ndarray"),
     (bad_undefined, {}, sk.StencilError, r"name 'not_defined_anywhere' is not defined"),
     (bad_nested, {}, sk.StencilError, r"nested functions, lambdas"),

@@ -8,9 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
+from kernels import blend, sample, smooth
 
 import stencilkit as sk
-from kernels import blend, sample, smooth
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_pickled_kernel_runs_in_a_fresh_process(tmp_path):
 
 
 def test_kernel_defined_in_main_crosses_processes(tmp_path):
-    """A kernel from a __main__ script (as in a notebook or a dask job script) unpickles elsewhere."""
+    """A kernel from a __main__ script (a notebook, a dask job script) unpickles elsewhere."""
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(f"""
         import math, pickle
@@ -112,7 +112,7 @@ def test_cold_cache_race_between_processes(tmp_path):
 def test_unwritable_cache_dir_falls_back(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    out = run_python(f"""
+    out = run_python("""
         import numpy as np
         from stencilkit.backends import cpu
         from kernels import smooth

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-
 from kernels import shift, smooth, smooth_py
 from reference import apply_reference, pad_index
 

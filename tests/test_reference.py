@@ -4,10 +4,10 @@ import numba
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-
-import stencilkit as sk
 from kernels import ALL_DTYPES, KERNELS, blend, blend_py, box5, sample, smooth
 from reference import apply_reference
+
+import stencilkit as sk
 
 MODES = ["reflect", "mirror", "nearest", "wrap", "constant", "skip"]
 
@@ -122,7 +122,8 @@ def test_runtime_offsets_match_a_shift(mode):
     a = sample((4, 5), np.int32)
     for di in (-3, 0, 2):
         for dj in (-1, 3):
-            want = apply_reference(lambda x: x[di, dj], [a], ndim=2, mode=mode, cval=0,
+            want = apply_reference(lambda x, di=di, dj=dj: x[di, dj], [a], ndim=2, mode=mode,
+                                   cval=0,
                                    radius=shift.radius)
             np.testing.assert_array_equal(shift(a, di, dj, mode=mode), want)
 

@@ -1,0 +1,1 @@
+"""Execution backends: each runs generated code on one kind of array."""
