@@ -26,33 +26,7 @@ import time
 import numpy as np
 
 import stencilkit as sk
-
-
-@sk.stencil
-def smooth(x):
-    return (x[-1, -1] + x[-1, 0] + x[-1, 1] +
-            x[0, -1] + x[0, 0] + x[0, 1] +
-            x[1, -1] + x[1, 0] + x[1, 1]) // 9
-
-
-def _numba_stencil_peers():
-    import numba
-
-    @numba.stencil
-    def _smooth(x):
-        return (x[-1, -1] + x[-1, 0] + x[-1, 1] +
-                x[0, -1] + x[0, 0] + x[0, 1] +
-                x[1, -1] + x[1, 0] + x[1, 1]) // 9
-
-    @numba.njit
-    def serial(x):
-        return _smooth(x)
-
-    @numba.njit(parallel=True)
-    def parallel(x):
-        return _smooth(x)
-
-    return serial, parallel
+from stencilkit.demo import classic_kernels, smooth
 
 
 def peers(x):
@@ -63,7 +37,7 @@ def peers(x):
         "stencilkit smooth(x, out=out)": lambda: smooth(x, out=out),
         "stencilkit smooth(x)": lambda: smooth(x),
     }
-    serial, parallel = _numba_stencil_peers()
+    serial, parallel, _ = classic_kernels()
     table["numba.stencil njit (classic)"] = lambda: serial(x)
     table["numba.stencil njit parallel"] = lambda: parallel(x)
     try:
@@ -95,7 +69,6 @@ def best_time(fn, budget=0.5, min_runs=5, max_runs=200):
 
 LATENCY_PROBE = """
     import time, numpy as np
-    t0 = time.perf_counter()
     import stencilkit as sk
     @sk.stencil
     def probe(x):
