@@ -209,6 +209,8 @@ class Stencil:
     def _split_args(self, args, kwargs):
         spec = self._spec
         n_arr, n_par = len(spec.arrays), len(spec.params)
+        if not kwargs and len(args) == n_arr + n_par:  # the common call, kept cheap
+            return args[:n_arr], args[n_arr:], kwargs
         args = list(args)
         for name in spec.params[len(args) - n_arr:] if len(args) >= n_arr else ():
             if name in kwargs:
@@ -286,10 +288,11 @@ class Stencil:
         A call then only reshapes its arrays and runs the compiled loop (the cache keeps a
         100 x 100 call at a few microseconds of Python).
         """
-        key = (tuple((a.shape, a.dtype) for a in host),
-               None if out is None else (out.shape, out.dtype))
+        key = [(a.shape, a.dtype) for a in host]
+        if out is not None:
+            key.append((out.shape, out.dtype))
         try:
-            key += tuple(sorted(overrides.items()))
+            key = tuple(key) + tuple(sorted(overrides.items())) if overrides else tuple(key)
             plan = self._plans.get(key)
         except TypeError:  # an unhashable option value: plan without the cache
             key, plan = None, None
