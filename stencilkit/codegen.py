@@ -339,22 +339,39 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         f"    _sk_SB = {N[0]} * {strides[0]}",
         *(f"    _sk_f_{a} = {a}.reshape(-1)" for a in arrays),
         "    _sk_fo = _sk_out.reshape(-1)",
-        f"    _sk_nblk = ({N[last]} + {BLOCK - 1}) // {BLOCK}",
         f"    _sk_lo = min({rb[last]}, {N[last]})",
         f"    _sk_hi = max({N[last]} - {ra[last]}, _sk_lo)",
-        "    _sk_total = _sk_B * " + "".join(f"{N[d]} * " for d in range(last)) + "_sk_nblk",
-        "    for _sk_t in _sk_numba.prange(_sk_total):",
-        "        _sk_blk = _sk_t % _sk_nblk",
-        f"        _sk_q{last} = _sk_t // _sk_nblk",
     ]
+    # The parallel loop runs over rows (batch x all but the last core axis). Only 1-D kernels
+    # also split the row into column blocks, so that one long signal still uses every core; for
+    # the others the divisions that would decompose a block index cost more than they give
+    # (integer division dominates the per-row overhead of 100 x 100 frames).
     # Fresh names at each step: parfors refuse any reassignment derived from the loop index.
-    for d in reversed(range(last)):
-        run += [f"        {IX[d]} = _sk_q{d + 1} % {N[d]}",
-                f"        _sk_q{d} = _sk_q{d + 1} // {N[d]}"]
+    if k == 1:
+        run += [
+            f"    _sk_nblk = ({N[last]} + {BLOCK - 1}) // {BLOCK}",
+            "    for _sk_t in _sk_numba.prange(_sk_B * _sk_nblk):",
+            "        _sk_b = _sk_t // _sk_nblk",
+            "        _sk_ja = (_sk_t - _sk_b * _sk_nblk) * " + str(BLOCK),
+            f"        _sk_jb = min(_sk_ja + {BLOCK}, {N[last]})",
+        ]
+    else:
+        run += [
+            "    for _sk_t in _sk_numba.prange(_sk_B * "
+            + " * ".join(N[d] for d in range(last)) + "):",
+        ]
+        prev = "_sk_t"
+        for d in reversed(range(last)):
+            nxt = f"_sk_q{d}"
+            run += [f"        {nxt} = {prev} // {N[d]}",
+                    f"        {IX[d]} = {prev} - {nxt} * {N[d]}"]
+            prev = nxt
+        run += [
+            f"        _sk_b = {prev}",
+            "        _sk_ja = 0",
+            f"        _sk_jb = {N[last]}",
+        ]
     run += [
-        "        _sk_b = _sk_q0",
-        f"        _sk_ja = _sk_blk * {BLOCK}",
-        f"        _sk_jb = min(_sk_ja + {BLOCK}, {N[last]})",
         "        _sk_orow = _sk_np.uint64(_sk_b * _sk_SB"
         + "".join(f" + {IX[d]} * {strides[d]}" for d in range(last)) + ")",
         "        _sk_s = max(_sk_ja, _sk_lo)",
