@@ -232,25 +232,40 @@ class Stencil:
     def __call__(self, *args, out=None, **kwargs):
         """Apply the kernel; see :func:`stencil` for arguments and options."""
         arrays, params, overrides = self._split_args(args, kwargs)
+        if any(_is_dask(a) for a in arrays):
+            return self._apply_dask(arrays, params, out, overrides)
         return self._apply(arrays, params, out, overrides)
 
+    def _apply_dask(self, arrays, params, out, overrides):
+        from .backends import dask as dask_backend
+
+        if out is not None:
+            raise StencilError(
+                f"{self._where}: out= is not supported for Dask arrays (the result is lazy); "
+                "store the result with dask.array.store or result.to_zarr(...)"
+            )
+        host = self._host_arrays(arrays, params, out,
+                                 overrides.get("target") or self.options["target"])
+        for name, a in zip(self._spec.arrays, host):
+            if any(math.isnan(n) for n in a.shape):
+                raise StencilError(
+                    f"{self._where}: array {name!r} has unknown chunk sizes {a.shape}; call "
+                    ".compute_chunk_sizes() on it first"
+                )
+        return dask_backend.apply(self, host, params, overrides)
+
     def _host_arrays(self, arrays, params, out, target):
-        """The inputs as NumPy arrays of one shape, after the checks that need the values."""
+        """The inputs as NumPy arrays (Dask arrays stay lazy) of one shape, checked."""
         where = self._where
         k = self.ndim
         names = self._spec.arrays
         host = []
         for name, a in zip(names, arrays):
-            if type(a) is not np.ndarray:
+            if type(a) is not np.ndarray and not _is_dask(a):
                 if target == "cuda" or _is_device_array(a):
                     raise NotImplementedError(
                         f"{where}: the CUDA backend is not available in this version of "
                         "stencilkit; pass host (NumPy) arrays"
-                    )
-                if type(a).__module__.startswith("dask"):
-                    raise NotImplementedError(
-                        f"{where}: Dask arrays are not supported by this version of "
-                        "stencilkit; call it on NumPy arrays (e.g. inside map_overlap)"
                     )
                 try:
                     a = np.asarray(a)
@@ -428,6 +443,12 @@ class Stencil:
         if steps < 0:
             raise StencilError(f"{self._where}: steps must be >= 0, got {steps}")
         arrays, params, overrides = self._split_args(args, kwargs)
+        if any(_is_dask(a) for a in arrays):
+            # One lazy application per step, each exact; the graph grows with steps.
+            state = arrays[0]
+            for _ in range(steps):
+                state = self._apply_dask([state, *arrays[1:]], params, out, overrides)
+            return state
         plan, work = self._prepare(arrays, params, out, overrides)
         first = np.asarray(arrays[0])
         if plan.out_dtype != first.dtype.newbyteorder("="):
@@ -506,6 +527,10 @@ class StencilGUFunc:
 
 _GUFUNC_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                   "uint64", "float32", "float64")
+
+
+def _is_dask(a) -> bool:
+    return type(a).__module__.startswith("dask.array")
 
 
 def _is_device_array(a) -> bool:

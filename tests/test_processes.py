@@ -135,3 +135,13 @@ def test_no_writable_location_compiles_in_memory(tmp_path, monkeypatch):
         return x[0] - x[1]
 
     np.testing.assert_array_equal(in_memory(np.array([1, 4, 9])), [-3, -5, 0])
+
+
+def test_import_does_not_pull_optional_stacks():
+    out = run_python("""
+        import sys
+        import stencilkit
+        print(sorted(m for m in ("dask", "distributed", "cupy", "numba.cuda", "scipy")
+                     if m in sys.modules))
+    """)
+    assert out.strip() == "[]"

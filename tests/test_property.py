@@ -99,3 +99,37 @@ def test_random_constant_offset_kernels(kernel, mode, seed, data):
     a = np.random.default_rng(seed).integers(-1000, 1000, shape)
     want = apply_reference(py, [a], ndim=ndim, mode=mode, cval=0, radius=st_.radius)
     np.testing.assert_array_equal(st_(a, mode=mode), want)
+
+
+@st.composite
+def chunked_arrays(draw, min_dims=2, max_dims=3):
+    """A random int array and a random chunking of it (uneven, one-element and whole chunks)."""
+    shape = draw(hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=1, max_side=9))
+    chunks = []
+    for n in shape:
+        sizes = []
+        left = n
+        while left:
+            size = draw(st.integers(1, left))
+            sizes.append(size)
+            left -= size
+        chunks.append(tuple(sizes))
+    seed = draw(st.integers(0, 2**16))
+    return np.random.default_rng(seed).integers(-99, 99, shape), tuple(chunks)
+
+
+@settings(max_examples=120, deadline=None)
+@given(data=chunked_arrays(), mode=st.sampled_from(MODES), di=st.integers(-3, 3),
+       dj=st.integers(-3, 3))
+def test_dask_equals_numpy_for_any_chunking(data, mode, di, dj):
+    """Dask result == NumPy result, bit for bit, for random shapes, chunkings, modes, offsets."""
+    da = pytest.importorskip("dask.array")
+    a, chunks = data
+    x = da.from_array(a, chunks=chunks)
+    cval = 7 if mode in ("constant", "skip") else None
+    np.testing.assert_array_equal(
+        shift(x, di, dj, mode=mode, cval=cval).compute(scheduler="sync"),
+        shift(a, di, dj, mode=mode, cval=cval),
+    )
+    np.testing.assert_array_equal(smooth(x, mode=mode).compute(scheduler="sync"),
+                                  smooth(a, mode=mode))

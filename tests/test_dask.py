@@ -1,0 +1,137 @@
+"""Dask backend: lazy results equal the NumPy result bit for bit, any chunking and mode."""
+
+import numpy as np
+import pytest
+from kernels import KERNELS, blend, sample, shift, smooth
+
+import stencilkit as sk
+
+da = pytest.importorskip("dask.array")
+dask = pytest.importorskip("dask")
+
+MODES = list(sk.MODES)
+
+# A 10 x 14 array in chunkings that make halos cross chunk edges in every way (dask-image's test
+# shape, plus chunks smaller than the halo, one-element chunks and a single chunk).
+CHUNKINGS_2D = {
+    "single": (10, 14),
+    "even": (5, 7),
+    "uneven": ((3, 7), (6, 5, 3)),
+    "smaller-than-halo": (2, 2),
+    "one-element": ((1,) * 10, 14),
+    "one-element-both": (1, 1),
+}
+
+
+def compute(x):
+    return x.compute(scheduler="sync")
+
+
+@pytest.mark.parametrize("chunks", list(CHUNKINGS_2D.values()), ids=list(CHUNKINGS_2D))
+@pytest.mark.parametrize("mode", MODES)
+def test_2d_kernels_every_chunking(mode, chunks):
+    a = sample((10, 14), np.int16)
+    x = da.from_array(a, chunks=chunks)
+    for name in ("smooth", "asym2"):
+        st = KERNELS[name][0]
+        y = st(x, mode=mode, cval=5 if mode in ("constant", "skip") else None)
+        assert isinstance(y, da.Array) and y.chunks == x.chunks and y.dtype == a.dtype
+        want = st(a, mode=mode, cval=5 if mode in ("constant", "skip") else None)
+        np.testing.assert_array_equal(compute(y), want)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_runtime_offsets_reach_far_chunks(mode):
+    """Offsets of 3 with chunks of 1 and 2: regions gather from several neighbours (or wrap)."""
+    a = sample((6, 7), np.int32)
+    for chunks in ((1, 2), (2, 7), (6, 1)):
+        x = da.from_array(a, chunks=chunks)
+        for di, dj in ((-3, 3), (3, -2), (0, 3)):
+            np.testing.assert_array_equal(compute(shift(x, di, dj, mode=mode)),
+                                          shift(a, di, dj, mode=mode))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_1d_and_3d_kernels(mode):
+    skew1, lap3 = KERNELS["skew1"][0], KERNELS["lap3"][0]
+    s = sample((13,), np.float64)
+    for chunks in (1, 2, 5, 13):
+        np.testing.assert_array_equal(compute(skew1(da.from_array(s, chunks=chunks), mode=mode)),
+                                      skew1(s, mode=mode))
+    v = sample((5, 6, 7), np.int64)
+    for chunks in ((2, 3, 4), (5, 1, 7), (1, 6, 2)):
+        np.testing.assert_array_equal(compute(lap3(da.from_array(v, chunks=chunks), mode=mode)),
+                                      lap3(v, mode=mode))
+
+
+def test_batch_axes_and_axes_option():
+    a = sample((4, 9, 8), np.uint8)
+    for chunks in ((1, 9, 8), (3, 4, 3), (2, 2, 8)):
+        x = da.from_array(a, chunks=chunks)
+        np.testing.assert_array_equal(compute(smooth(x)), smooth(a))
+        np.testing.assert_array_equal(compute(smooth(x, axes=(0, 2), mode="wrap")),
+                                      smooth(a, axes=(0, 2), mode="wrap"))
+
+
+def test_several_inputs_mixed_with_numpy():
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((2, 8, 9))
+    x = da.from_array(a, chunks=(3, 4))
+    y = da.from_array(b, chunks=(5, 2))  # different chunks: aligned to the first input's
+    for mode in MODES:
+        np.testing.assert_array_equal(compute(blend(x, y, 0.5, mode=mode)),
+                                      blend(a, b, 0.5, mode=mode))
+    np.testing.assert_array_equal(compute(blend(x, b, 2.0)), blend(a, b, 2.0))
+
+
+def test_results_are_lazy():
+    calls = []
+
+    def make(block):
+        calls.append(1)
+        return block
+
+    x = da.from_array(sample((8, 8), np.int8), chunks=4).map_blocks(make)
+    calls.clear()  # map_blocks itself probed `make` on an empty block
+    y = smooth(x)
+    assert calls == [] and isinstance(y, da.Array)
+    compute(y)
+    assert calls
+
+
+def test_classic_pipeline_and_gufunc_on_a_stack():
+    """DESIGN.md's classic use: a stack chunked along frames, smooth(x).max() and the gufunc."""
+    x = da.random.default_rng(0).integers(0, 127, size=(12, 40, 50), chunks=(5, None, None),
+                                          dtype="int8")
+    stack = x.compute()
+    assert int(smooth(x).max().compute()) == int(smooth(stack).max())
+    np.testing.assert_array_equal(smooth.gufunc(x).compute(), smooth(stack))
+
+
+def test_iterate_on_dask_equals_numpy():
+    a = sample((9, 11), np.float64)
+    x = da.from_array(a, chunks=(4, 3))
+    np.testing.assert_array_equal(compute(smooth.iterate(x, steps=3, mode="mirror")),
+                                  smooth.iterate(a, steps=3, mode="mirror"))
+
+
+def test_threaded_scheduler_matches():
+    a = sample((64, 70), np.uint16)
+    x = da.from_array(a, chunks=(16, 20))
+    with dask.config.set(scheduler="threads", num_workers=4):
+        for _ in range(3):
+            np.testing.assert_array_equal(smooth(x, mode="wrap").compute(),
+                                          smooth(a, mode="wrap"))
+
+
+def test_dask_errors():
+    x = da.from_array(np.zeros((4, 4)), chunks=2)
+    with pytest.raises(sk.StencilError, match="out= is not supported for Dask arrays"):
+        smooth(x, out=np.zeros((4, 4)))
+    unknown = x[x[:, 0] >= 0]
+    with pytest.raises(sk.StencilError, match="unknown chunk sizes"):
+        smooth(unknown)
+    with pytest.raises(sk.StencilError, match="has 1 axis/axes but the kernel has 2"):
+        smooth(da.zeros(4, chunks=2))
+    with pytest.raises(TypeError, match="cannot compute on"):
+        smooth(da.zeros((3, 3), dtype="M8[s]", chunks=2))
