@@ -236,7 +236,33 @@ class Stencil:
             return self._apply_dask(arrays, params, out, overrides)
         return self._apply(arrays, params, out, overrides)
 
-    def _apply_dask(self, arrays, params, out, overrides):
+    def _iterate_dask(self, arrays, params, out, overrides, steps, block_steps):
+        from .backends import dask as dask_backend
+
+        state = arrays[0]
+        if not _is_dask(state):
+            ref = next(a for a in arrays if _is_dask(a))
+            state = dask_backend.da.from_array(np.asarray(state), chunks=ref.chunks)
+        if not steps:
+            return state
+        if block_steps is None:
+            axes = _normalize_axes(overrides.get("axes") or self.options["axes"], state.ndim,
+                                   self.ndim, self._where)
+            block_steps = dask_backend.auto_block_steps(
+                self, [state.chunks[a] for a in axes], steps
+            )
+        elif not isinstance(block_steps, (int, np.integer)) or block_steps < 1:
+            raise StencilError(
+                f"{self._where}: block_steps must be a positive int, got {block_steps!r}"
+            )
+        remaining = steps
+        while remaining:
+            n = min(block_steps, remaining)
+            state = self._apply_dask([state, *arrays[1:]], params, out, overrides, steps=n)
+            remaining -= n
+        return state
+
+    def _apply_dask(self, arrays, params, out, overrides, steps=1):
         from .backends import dask as dask_backend
 
         if out is not None:
@@ -252,7 +278,7 @@ class Stencil:
                     f"{self._where}: array {name!r} has unknown chunk sizes {a.shape}; call "
                     ".compute_chunk_sizes() on it first"
                 )
-        return dask_backend.apply(self, host, params, overrides)
+        return dask_backend.apply(self, host, params, overrides, steps=steps)
 
     def _host_arrays(self, arrays, params, out, target):
         """The inputs as NumPy arrays (Dask arrays stay lazy) of one shape, checked."""
@@ -405,7 +431,7 @@ class Stencil:
             np.copyto(out, _from_work(dest, plan), casting="unsafe")
         return out
 
-    def iterate(self, *args, steps, out=None, **kwargs):
+    def iterate(self, *args, steps, out=None, block_steps=None, **kwargs):
         """Apply the kernel ``steps`` times, feeding each result back as the first array.
 
         Other arrays and parameters stay fixed. Two buffers are allocated once and swapped, so
@@ -417,6 +443,11 @@ class Stencil:
             As for calling the stencil.
         steps : int
             Number of applications (0 returns a copy).
+        block_steps : int, optional
+            Dask inputs: steps per halo exchange (temporal blocking). Each exchange gathers a halo
+            ``radius * block_steps`` deep and advances every chunk that many steps, so the graph
+            has ``steps / block_steps`` layers. Default: the most that keeps the halo within
+            half the smallest chunk.
         out : ndarray, optional
             Where to put the final state.
         **kwargs
@@ -444,11 +475,7 @@ class Stencil:
             raise StencilError(f"{self._where}: steps must be >= 0, got {steps}")
         arrays, params, overrides = self._split_args(args, kwargs)
         if any(_is_dask(a) for a in arrays):
-            # One lazy application per step, each exact; the graph grows with steps.
-            state = arrays[0]
-            for _ in range(steps):
-                state = self._apply_dask([state, *arrays[1:]], params, out, overrides)
-            return state
+            return self._iterate_dask(arrays, params, out, overrides, steps, block_steps)
         plan, work = self._prepare(arrays, params, out, overrides)
         first = np.asarray(arrays[0])
         if plan.out_dtype != first.dtype.newbyteorder("="):

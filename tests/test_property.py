@@ -133,3 +133,21 @@ def test_dask_equals_numpy_for_any_chunking(data, mode, di, dj):
     )
     np.testing.assert_array_equal(smooth(x, mode=mode).compute(scheduler="sync"),
                                   smooth(a, mode=mode))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=chunked_arrays(min_dims=2, max_dims=2), mode=st.sampled_from(MODES),
+       steps=st.integers(0, 5), block_steps=st.integers(1, 5))
+def test_dask_temporal_blocking_equals_numpy(data, mode, steps, block_steps):
+    """iterate with halos radius * block_steps deep == step by step, any chunking and mode."""
+    da = pytest.importorskip("dask.array")
+    from kernels import KERNELS
+
+    asym2 = KERNELS["asym2"][0]
+    a, chunks = data
+    x = da.from_array(a, chunks=chunks)
+    np.testing.assert_array_equal(
+        asym2.iterate(x, steps=steps, mode=mode, block_steps=block_steps).compute(
+            scheduler="sync"),
+        asym2.iterate(a, steps=steps, mode=mode),
+    )
