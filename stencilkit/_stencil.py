@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _buffers, _dtypes, codegen, modes
+from . import _buffers, _dtypes, _regions, codegen, modes
 from ._errors import StencilError, StencilTypeError
 from .backends import cpu
 from .kernel import kernel_source, parse
@@ -248,8 +248,8 @@ class Stencil:
         if block_steps is None:
             axes = _normalize_axes(overrides.get("axes") or self.options["axes"], state.ndim,
                                    self.ndim, self._where)
-            block_steps = dask_backend.auto_block_steps(
-                self, [state.chunks[a] for a in axes], steps
+            block_steps = _regions.auto_block_steps(
+                self.radius, [state.chunks[a] for a in axes], steps
             )
         elif not isinstance(block_steps, (int, np.integer)) or block_steps < 1:
             raise StencilError(

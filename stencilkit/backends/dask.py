@@ -1,21 +1,10 @@
 """Dask backend: a stencil over a chunked array, equal bit for bit to the NumPy result.
 
 Each output chunk is computed by the CPU backend from one *region* of the input: the chunk plus
-``radius * steps`` elements on each side along every core axis, gathered from whichever input
-chunks hold them, with the kernel applied ``steps`` times to the region (temporal blocking: one
-halo exchange for several steps of ``iterate``) and only the region's centre kept. How a region
-meets the array's edges decides exactness there:
-
-* ``wrap``: the region is indexed by the periodic map of the global indices
-  ``start - before ... stop + after``, so an edge chunk receives the far end of the array. A
-  periodic extension stays periodic under any stencil, so this is exact for any number of steps.
-* every other mode: the region reaches the larger radius on both sides and is clipped to the
-  array. Where it is clipped, its end *is* the array's edge, and the kernel applies the mode
-  there exactly as on the whole array, at every step; a reflection turns a read ``before``
-  elements past the edge into one at most ``before`` elements inside, which the symmetric halo
-  holds even for a one-element edge chunk (the test that asked for it: mirror mode, an
-  asymmetric kernel, one-element chunks). Where the region is not clipped, no centre element
-  depends on what lies past its end.
+a halo along every split core axis, gathered from whichever input chunks hold it, with the kernel
+applied ``steps`` times (temporal blocking for ``iterate``: one halo exchange for several steps)
+and only the region's centre kept. :mod:`stencilkit._regions` says how a region is laid out so
+that every boundary mode stays exact at the array's edges, whatever the chunking.
 
 Core axes held in one chunk need no gathering; a stack whose frames are whole chunks (the
 classic Dask use) maps the kernel over the blocks directly. There is no halo along batch axes.
@@ -31,7 +20,7 @@ import itertools
 
 import numpy as np
 
-from .. import modes
+from .._regions import axis_regions
 
 try:  # the backend is only imported for Dask inputs; stencilkit does not require Dask
     import dask.array as da
@@ -44,28 +33,6 @@ except ImportError:  # pragma: no cover - exercised only without dask
 def is_dask_array(a) -> bool:
     """True for a dask.array.Array (checked without importing Dask)."""
     return type(a).__module__.startswith("dask.array") and hasattr(a, "dask")
-
-
-def global_map(index: np.ndarray, n: int, mode: int) -> np.ndarray:
-    """NumPy twin of the compiled ``_sk_map`` (modes.MAP_SOURCE) for a vector of indices."""
-    index = np.asarray(index, dtype=np.int64)
-    inside = (index >= 0) & (index < n)
-    if mode == modes.REFLECT:
-        k = index % (2 * n)
-        mapped = np.where(k < n, k, 2 * n - 1 - k)
-    elif mode == modes.MIRROR:
-        if n == 1:
-            mapped = np.zeros_like(index)
-        else:
-            k = index % (2 * n - 2)
-            mapped = np.where(k < n, k, 2 * n - 2 - k)
-    elif mode == modes.NEAREST:
-        mapped = np.clip(index, 0, n - 1)
-    elif mode == modes.WRAP:
-        mapped = index % n
-    else:
-        raise ValueError(mode)  # pragma: no cover - constant and skip are clipped, not mapped
-    return np.where(inside, index, mapped)
 
 
 def _runs(src_chunk: np.ndarray, local: np.ndarray):
@@ -99,36 +66,11 @@ def _axis_plan(chunks: tuple, n: int, before: int, after: int, mode: int):
     """Per output chunk along one core axis: (region length, centre slice, pieces)."""
     bounds = np.concatenate([[0], np.cumsum(chunks)])
     plans = []
-    for j, size in enumerate(chunks):
-        s, e = int(bounds[j]), int(bounds[j + 1])
-        if mode == modes.WRAP:
-            index = global_map(np.arange(s - before, e + after), n, mode)
-            centre = slice(before, before + size)
-        else:
-            # Both sides get the larger radius: at an edge, a reflection turns a read of
-            # `before` elements to the left into one up to `before` elements to the right.
-            reach = max(before, after)
-            lo, hi = max(s - reach, 0), min(e + reach, n)
-            index = np.arange(lo, hi)
-            centre = slice(s - lo, s - lo + size)
+    for index, centre in axis_regions(chunks, n, before, after, mode):
         src_chunk = np.searchsorted(bounds, index, side="right") - 1
         local = index - bounds[src_chunk]
         plans.append((len(index), centre, list(_runs(src_chunk, local))))
     return plans
-
-
-def auto_block_steps(st, core_chunks, steps: int) -> int:
-    """Steps per halo exchange for ``iterate``.
-
-    As many as keep the halo within half the smallest chunk of every split core axis (at least
-    1, at most ``steps``); ``core_chunks[d]`` are the chunks of the d-th core axis.
-    """
-    best = steps
-    for axis_chunks, (before, after) in zip(core_chunks, st.radius):
-        reach = max(before, after)
-        if len(axis_chunks) > 1 and reach:
-            best = min(best, max(1, min(axis_chunks) // (2 * reach)))
-    return max(1, best)
 
 
 def apply(st, arrays, params, overrides, steps: int = 1):
