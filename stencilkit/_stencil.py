@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import math
 import operator
 import threading
@@ -431,6 +432,87 @@ class Stencil:
             np.copyto(out, _from_work(dest, plan), casting="unsafe")
         return out
 
+    # Temporal blocking on NumPy: tiles of about this many elements (1 MiB of float32) fit a
+    # core's L2 cache with their halo, so several steps run from cache between memory passes.
+    TILE_ELEMENTS = 1 << 18
+    TILE_MIN_BYTES = 1 << 24  # below this the state stays in cache anyway: step by step
+    TILE_MAX_STEPS = 16
+
+    def _tile_chunks(self, plan):
+        k = self.ndim
+        side = max(8, int(round(self.TILE_ELEMENTS ** (1.0 / k))))
+        return [_tiles(n, min(side, n)) if n else (0,) for n in plan.core]
+
+    def _auto_tile_steps(self, plan, cur, steps):
+        if steps < 2 or cur.nbytes < self.TILE_MIN_BYTES or plan.variant[1]:
+            return 1
+        if not any(b or a for b, a in self.radius):
+            return 1
+        return _regions.auto_block_steps(self.radius, self._tile_chunks(plan), steps,
+                                         cap=self.TILE_MAX_STEPS)
+
+    def _iterate_tiled(self, plan, cur, nxt, fixed, params, overrides, steps, block_steps):
+        """Advance ``cur`` by ``steps``, ``block_steps`` at a time per cache-sized tile.
+
+        Each pass gives every tile a region with a halo ``radius * block_steps`` deep (laid
+        out as in :mod:`stencilkit._regions`, so every mode stays exact at the edges), advances
+        it ``block_steps`` times in cache, and writes its centre to the other buffer. Tiles run
+        on a thread pool (the compiled kernels release the GIL), each thread in two scratch
+        buffers of its own: fresh memory for every tile cost more in page faults (0.6 ms per
+        1 MiB tile) than the 16 steps it computed.
+        """
+        import concurrent.futures
+
+        import numba
+
+        chunks = self._tile_chunks(plan)
+        bounds = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in chunks]
+        B = plan.wshape[0]
+        module = self._module(*plan.variant)
+        largest = math.prod(max(c) + 2 * max(r) * block_steps
+                            for c, r in zip(chunks, self.radius))
+        local = threading.local()
+
+        def selector(index, wrap):
+            return index if wrap else slice(int(index[0]), int(index[-1]) + 1)
+
+        wrap = plan.mode == modes.WRAP
+        with concurrent.futures.ThreadPoolExecutor(numba.get_num_threads()) as pool:
+            remaining = steps
+            while remaining:
+                t = min(block_steps, remaining)
+                per_axis = [
+                    list(enumerate(_regions.axis_regions(c, n, b * t, a * t, plan.mode)))
+                    for c, n, (b, a) in zip(chunks, plan.core, self.radius)
+                ]
+
+                def run(task, src=cur, dst=nxt, t=t):
+                    bi, *regs = task
+                    sel = [selector(index, wrap) for _, (index, _) in regs]
+                    if wrap:
+                        sel = list(np.ix_(*sel))
+                    region = src[bi][tuple(sel)]
+                    if not hasattr(local, "buffers"):
+                        local.buffers = [np.empty(largest, plan.wout) for _ in range(2)]
+                    size = region.size
+                    a, b = (buf[:size].reshape((1,) + region.shape) for buf in local.buffers)
+                    np.copyto(a[0], region)
+                    others = [np.ascontiguousarray(f[bi][tuple(sel)])[None] for f in fixed]
+                    for _ in range(t):
+                        cpu.run(module, [a, *others], b, params, plan.mode, plan.cval_acc,
+                                plan.cval_out, plan.acc0, False)
+                        a, b = b, a
+                    centre = tuple(c for _, (_, c) in regs)
+                    target = tuple(slice(bd[j], bd[j + 1]) for bd, (j, _) in zip(bounds, regs))
+                    dst[bi][target] = a[0][centre]
+
+                tasks = itertools.product(range(B), *per_axis)
+                for _ in pool.map(run, tasks):
+                    pass
+                cur, nxt = nxt, cur
+                remaining -= t
+        return cur
+
     def iterate(self, *args, steps, out=None, block_steps=None, **kwargs):
         """Apply the kernel ``steps`` times, feeding each result back as the first array.
 
@@ -444,10 +526,12 @@ class Stencil:
         steps : int
             Number of applications (0 returns a copy).
         block_steps : int, optional
-            Dask inputs: steps per halo exchange (temporal blocking). Each exchange gathers a halo
-            ``radius * block_steps`` deep and advances every chunk that many steps, so the graph
-            has ``steps / block_steps`` layers. Default: the most that keeps the halo within
-            half the smallest chunk.
+            Steps per halo exchange (temporal blocking). Each exchange gives every block (a Dask
+            chunk, or a cache-sized tile of a NumPy array) a halo ``radius * block_steps`` deep
+            and advances it that many steps, so memory is swept (or the Dask graph layered)
+            ``steps / block_steps`` times instead of ``steps`` times; results are identical.
+            Default: Dask, the most that keeps the halo within half the smallest chunk; NumPy,
+            up to 16 for states of 16 MiB or more, else 1 (step by step).
         out : ndarray, optional
             Where to put the final state.
         **kwargs
@@ -489,19 +573,30 @@ class Stencil:
             for _ in range(steps):
                 state = self._apply([state, *arrays[1:]], params, None, overrides)
         else:
-            cur = np.array(work[0], order="C", copy=True)
+            cur = _buffers.POOL.empty(plan.wshape, plan.wout)
+            np.copyto(cur, work[0])
             if steps and cur.size:
-                nxt = np.empty_like(cur)
-                module = self._module(*plan.variant)
-                for _ in range(steps):
-                    cpu.run(module, [cur, *work[1:]], nxt, params, plan.mode, plan.cval_acc,
-                            plan.cval_out, plan.acc0, plan.parallel)
-                    cur, nxt = nxt, cur
+                nxt = _buffers.POOL.empty(plan.wshape, plan.wout)
+                if block_steps is None:
+                    block_steps = self._auto_tile_steps(plan, cur, steps)
+                if block_steps > 1:
+                    cur = self._iterate_tiled(plan, cur, nxt, work[1:], params, overrides,
+                                              steps, block_steps)
+                else:
+                    module = self._module(*plan.variant)
+                    for _ in range(steps):
+                        cpu.run(module, [cur, *work[1:]], nxt, params, plan.mode,
+                                plan.cval_acc, plan.cval_out, plan.acc0, plan.parallel)
+                        cur, nxt = nxt, cur
             state = _from_work(cur, plan)
         if out is not None:
             np.copyto(out, state)
             return out
         return state
+
+
+def _tiles(n: int, size: int) -> tuple:
+    return (size,) * (n // size) + ((n % size,) if n % size else ())
 
 
 class StencilGUFunc:
