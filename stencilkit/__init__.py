@@ -10,10 +10,14 @@ array([[-2.,  2.,  0.],
        [ 0.,  2., -2.]])
 """
 
+from ._chain import Chain, chain
 from ._errors import StencilError, StencilTypeError
 from ._stencil import Stencil, stencil
 from .modes import MODES
 
 __version__ = "0.1.0"
 
-__all__ = ["MODES", "Stencil", "StencilError", "StencilTypeError", "stencil", "__version__"]
+__all__ = [
+    "MODES", "Chain", "Stencil", "StencilError", "StencilTypeError", "chain", "stencil",
+    "__version__",
+]

@@ -159,3 +159,59 @@ def test_temporal_blocking_shrinks_the_graph():
     np.testing.assert_array_equal(compute(blocked), smooth.iterate(a, steps=8))
     with pytest.raises(sk.StencilError, match="block_steps must be a positive int"):
         smooth.iterate(x, steps=2, block_steps=0)
+
+
+def _stage(mode):
+    return sk.stencil(KERNELS["asym2"][1], mode=mode)
+
+
+@pytest.mark.parametrize("modes", [("reflect", "constant", "skip"), ("mirror", "nearest"),
+                                   ("wrap", "wrap"), ("wrap", "reflect")])
+def test_chain_equals_sequential_with_one_exchange(modes):
+    stages = [_stage(m) for m in modes]
+    chained = sk.chain(*stages, (blend_one, 3))
+    a = sample((13, 17), np.int64) % 1000
+    want = a
+    for st in stages:
+        want = st(want)
+    want = blend_one(want, 3)
+    np.testing.assert_array_equal(chained(a), want)
+    for chunks in ((5, 6), (13, 4), (2, 17), ((6, 7), (1, 16))):
+        x = da.from_array(a, chunks=chunks)
+        y = chained(x)
+        np.testing.assert_array_equal(compute(y), want, err_msg=str(chunks))
+    assert chained.radius == tuple(
+        (sum(st.radius[d][0] for st in stages) + blend_one.radius[d][0],
+         sum(st.radius[d][1] for st in stages) + blend_one.radius[d][1]) for d in range(2))
+    if "wrap" not in modes:  # (blend_one is "nearest": a wrap stage makes the chain mixed)
+        # one gather layer: as many tasks as chunks above the input, not one layer per stage
+        x = da.from_array(a, chunks=(5, 6))
+        assert len(chained(x).dask) == 2 * x.npartitions
+
+
+@sk.stencil(mode="nearest")
+def blend_one(x, k):
+    return x[0, 0] * k - x[1, 1]
+
+
+def test_chain_errors():
+    with pytest.raises(sk.StencilError, match="a chain stage takes one array"):
+        sk.chain(blend)
+    with pytest.raises(sk.StencilError, match="takes 1 array"):
+        sk.chain(blend_one)  # missing its parameter
+    with pytest.raises(sk.StencilTypeError, match="each stage is a Stencil"):
+        sk.chain(np.sum)
+    with pytest.raises(sk.StencilError, match="different numbers of core axes"):
+        sk.chain(smooth, KERNELS["skew1"][0])
+
+
+def test_all_periodic_chain_exchanges_once():
+    stages = [_stage("wrap"), _stage("wrap"), _stage("wrap")]
+    a = sample((11, 12), np.int64) % 1000
+    want = a
+    for st in stages:
+        want = st(want)
+    x = da.from_array(a, chunks=(3, 5))
+    y = sk.chain(*stages)(x)
+    np.testing.assert_array_equal(compute(y), want)
+    assert len(y.dask) == 2 * x.npartitions

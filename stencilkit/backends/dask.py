@@ -73,6 +73,41 @@ def _axis_plan(chunks: tuple, n: int, before: int, after: int, mode: int):
     return plans
 
 
+class Program:
+    """What runs on each region.
+
+    Either ``steps`` applications of one Stencil (the first array fed back, the others fixed)
+    or a chain of single-input stencils. Picklable, for workers in other processes.
+    """
+
+    def __init__(self, stages, steps=1):
+        self.stages = stages  # [(stencil, params, options)]
+        self.steps = steps
+
+    def __call__(self, *regions):
+        """Run on the regions (one per input array) and return the whole result."""
+        if len(self.stages) == 1:
+            st, params, opts = self.stages[0]
+            if self.steps == 1:
+                return st(*regions, *params, **opts)
+            return st.iterate(*regions, *params, steps=self.steps, **opts)
+        (x,) = regions
+        for st, params, opts in self.stages:
+            x = st(x, *params, **opts)
+        return x
+
+    def __dask_tokenize__(self):
+        return ("stencilkit.Program", [(st._source, st.options, p, o) for st, p, o in self.stages],
+                self.steps)
+
+
+def block_options(overrides) -> dict:
+    """Per-region call options: core axes are already last, and each chunk runs serially."""
+    opts = {k: v for k, v in overrides.items() if k not in ("parallel", "axes", "target")}
+    opts["parallel"] = False
+    return opts
+
+
 def apply(st, arrays, params, overrides, steps: int = 1):
     """Apply Stencil ``st`` ``steps`` times (feeding back the first array) to Dask arrays.
 
@@ -85,46 +120,40 @@ def apply(st, arrays, params, overrides, steps: int = 1):
     k = st.ndim
     if plan.moved:
         arrays = [da.moveaxis(a, plan.axes, range(-k, 0)) for a in arrays]
+    halo = [(b * steps, a * steps) for b, a in st.radius]
+    program = Program([(st, tuple(params), block_options(overrides))], steps)
+    result = run_program(program, arrays, k, halo, plan.mode, plan.out_dtype)
+    if plan.moved:
+        result = da.moveaxis(result, range(-k, 0), plan.axes)
+    return result
+
+
+def run_program(program, arrays, k, halo, mode, out_dtype):
+    """Run ``program`` on a region per chunk of ``arrays`` (core axes last).
+
+    ``halo[d]`` is (before, after) along core axis d; regions are laid out by
+    :func:`stencilkit._regions.axis_regions` for ``mode``.
+    """
     first = arrays[0]
     arrays = [first] + [a.rechunk(first.chunks) for a in arrays[1:]]
     ndim = first.ndim
     nbatch = ndim - k
-    # Blocks arrive with the core axes last already; each chunk runs on one thread.
-    call_opts = {k: v for k, v in overrides.items() if k not in ("parallel", "axes", "target")}
-    call_opts["parallel"] = False
-
     axis_plans = []
     for d in range(ndim):
         chunks = first.chunks[d]
         if d < nbatch or len(chunks) == 1:
             axis_plans.append(None)  # batch axis or whole core axis: blocks are used as they are
         else:
-            before, after = st.radius[d - nbatch]
-            axis_plans.append(
-                _axis_plan(chunks, first.shape[d], before * steps, after * steps, plan.mode)
-            )
-
-    out_dtype = plan.out_dtype
+            before, after = halo[d - nbatch]
+            axis_plans.append(_axis_plan(chunks, first.shape[d], before, after, mode))
+    meta = np.empty((0,) * ndim, out_dtype)
     if all(p is None for p in axis_plans):
-        result = da.map_blocks(
-            _apply_block, *arrays, st=st, params=tuple(params), opts=call_opts, steps=steps,
-            dtype=out_dtype, meta=np.empty((0,) * ndim, out_dtype),
-        )
-    else:
-        result = _gathered(st, arrays, params, call_opts, axis_plans, out_dtype, steps)
-    if plan.moved:
-        result = da.moveaxis(result, range(-k, 0), plan.axes)
-    return result
+        return da.map_blocks(program, *arrays, dtype=out_dtype, meta=meta)
+    return _gathered(program, arrays, axis_plans, meta)
 
 
-def _apply_block(*blocks, st, params, opts, steps):
-    if steps == 1:
-        return st(*blocks, *params, **opts)
-    return st.iterate(*blocks, *params, steps=steps, **opts)
-
-
-def _gather_apply(st, params, opts, steps, shape, dtypes, centre, sels, *blocks_per_array):
-    """Assemble each input's region from its source pieces, run the kernel, keep the centre.
+def _gather_apply(program, shape, dtypes, centre, sels, *blocks_per_array):
+    """Assemble each input's region from its source pieces, run the program, keep the centre.
 
     ``sels[i]`` is the (source, destination) selection of the i-th source block of every array.
     """
@@ -134,17 +163,13 @@ def _gather_apply(st, params, opts, steps, shape, dtypes, centre, sels, *blocks_
         for block, (src, dst) in zip(blocks, sels):
             region[dst] = block[src]
         regions.append(region)
-    if steps == 1:
-        result = st(*regions, *params, **opts)
-    else:
-        result = st.iterate(*regions, *params, steps=steps, **opts)
-    return np.ascontiguousarray(result[centre])
+    return np.ascontiguousarray(program(*regions)[centre])
 
 
-def _gathered(st, arrays, params, opts, axis_plans, out_dtype, steps):
+def _gathered(program, arrays, axis_plans, meta):
     first = arrays[0]
     ndim = first.ndim
-    name = "stencil-" + tokenize(st, *arrays, params, opts, steps)
+    name = "stencil-" + tokenize(program, *arrays)
     dsk = {}
     per_axis = []
     for d in range(ndim):
@@ -164,9 +189,6 @@ def _gathered(st, arrays, params, opts, axis_plans, out_dtype, steps):
         # Keys go in plain lists (Dask substitutes those); slices stay in a separate literal.
         sels = [(tuple(c[1] for c in combo), tuple(c[2] for c in combo)) for combo in combos]
         keys = [[(arr.name, *(c[0] for c in combo)) for combo in combos] for arr in arrays]
-        dsk[(name, *out_index)] = (
-            _gather_apply, st, tuple(params), opts, steps, shape, dtypes, centre, sels, *keys,
-        )
+        dsk[(name, *out_index)] = (_gather_apply, program, shape, dtypes, centre, sels, *keys)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=arrays)
-    meta = np.empty((0,) * ndim, out_dtype)
     return da.Array(graph, name, first.chunks, meta=meta)
