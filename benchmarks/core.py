@@ -38,7 +38,7 @@ def peers(x):
         "stencilkit smooth(x, out=out)": lambda: smooth(x, out=out),
         "stencilkit smooth(x)": lambda: smooth(x),
     }
-    serial, parallel, _ = classic_kernels()
+    serial, parallel, _, _ = classic_kernels()
     table["numba.stencil njit (classic)"] = lambda: serial(x)
     table["numba.stencil njit parallel"] = lambda: parallel(x)
     try:

@@ -27,9 +27,10 @@ def smooth(x):
 def classic_kernels():
     """The classic example of DESIGN.md, as users write it today with numba.stencil.
 
-    Returns ``(serial, parallel, per_frame)``: the stencil under ``numba.njit`` and under
-    ``numba.njit(parallel=True)`` for one 2-D frame, and the serial one looped over a stack.
-    Border outputs are left at 0 (numba.stencil's rule, stencilkit's ``mode="skip"``).
+    Returns ``(serial, parallel, per_frame, gufunc)``: the stencil under ``numba.njit`` and
+    under ``numba.njit(parallel=True)`` for one 2-D frame, the serial one looped over a stack,
+    and the int8 ``numba.guvectorize`` twin that Dask maps over a stack. Border outputs are left
+    at 0 (numba.stencil's rule, stencilkit's ``mode="skip"``).
     """
     import numba
 
@@ -54,7 +55,11 @@ def classic_kernels():
             out[f] = _smooth(stack[f])
         return out
 
-    return serial, parallel, per_frame
+    @numba.guvectorize([(numba.int8[:, :], numba.int8[:, :])], "(n,m)->(n,m)")
+    def gufunc(x, out):
+        out[:] = _smooth(x)
+
+    return serial, parallel, per_frame, gufunc
 
 
 def _best_of(fn, repeat):
