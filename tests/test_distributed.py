@@ -1,5 +1,6 @@
 """dask.distributed with worker processes: kernels travel by source, survive a killed worker."""
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -87,3 +88,32 @@ def test_kernel_defined_in_a_main_script(tmp_path):
                           timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "ok"
+
+
+def _poison(block):
+    if (block == -7).any():
+        os._exit(1)  # a crash that takes the worker process with it, like a segfault
+    return block
+
+
+def test_poison_chunk_fails_by_name_after_allowed_failures():
+    """A chunk that kills every worker running it ends in KilledWorker naming its task."""
+    with _cluster_with(allowed_failures=1) as c:
+        a = sample((20, 20), np.int16)
+        a[13, 13] = -7
+        x = da.from_array(a, chunks=(10, 10)).map_blocks(_poison, dtype=a.dtype,
+                                                           meta=np.empty((0, 0), a.dtype))
+        future = c.compute(smooth(x))
+        with pytest.raises(distributed.KilledWorker, match="_poison"):
+            future.result(timeout=120)
+
+
+@contextlib.contextmanager
+def _cluster_with(allowed_failures):
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None, silence_logs=50) as cluster:
+            with distributed.Client(cluster) as c:
+                yield c
