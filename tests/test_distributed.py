@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=40)
+                                       dashboard_address=":0", silence_logs=40)
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
@@ -71,7 +71,7 @@ SCRIPT = """
 
     if __name__ == "__main__":
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, silence_logs=40) as cluster:
+                                      dashboard_address=":0", silence_logs=40) as cluster:
             with distributed.Client(cluster):
                 a = np.arange(120, dtype=np.int32).reshape(10, 12) ** 2
                 got = edge(da.from_array(a, chunks=(3, 5))).compute()
@@ -114,6 +114,6 @@ def _cluster_with(allowed_failures):
 
     with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None, silence_logs=50) as cluster:
+                                      dashboard_address=":0", silence_logs=50) as cluster:
             with distributed.Client(cluster) as c:
                 yield c
