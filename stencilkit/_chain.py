@@ -6,6 +6,7 @@ import numpy as np
 
 from . import modes
 from ._errors import StencilError, StencilTypeError
+from .backends import is_dask_array
 
 
 class Chain:
@@ -51,7 +52,7 @@ class Chain:
 
     def __call__(self, a, *, parallel=None):
         """Apply the stages in order, each with its own options (mode, cval, dtypes, ...)."""
-        if type(a).__module__.startswith("dask.array"):
+        if is_dask_array(a):
             return self._dask(a)
         for st, params in self.stages:
             a = st(a, *params, parallel=parallel)

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _buffers, _dtypes, _regions, codegen, modes
 from ._errors import StencilError, StencilTypeError
-from .backends import cpu
+from .backends import cpu, is_dask_array
 from .kernel import kernel_source, parse
 
 _OPTIONS = {
@@ -233,7 +233,7 @@ class Stencil:
     def __call__(self, *args, out=None, **kwargs):
         """Apply the kernel; see :func:`stencil` for arguments and options."""
         arrays, params, overrides = self._split_args(args, kwargs)
-        if any(_is_dask(a) for a in arrays):
+        if any(is_dask_array(a) for a in arrays):
             return self._apply_dask(arrays, params, out, overrides)
         return self._apply(arrays, params, out, overrides)
 
@@ -241,8 +241,8 @@ class Stencil:
         from .backends import dask as dask_backend
 
         state = arrays[0]
-        if not _is_dask(state):
-            ref = next(a for a in arrays if _is_dask(a))
+        if not is_dask_array(state):
+            ref = next(a for a in arrays if is_dask_array(a))
             state = dask_backend.da.from_array(np.asarray(state), chunks=ref.chunks)
         if not steps:
             return state
@@ -288,7 +288,7 @@ class Stencil:
         names = self._spec.arrays
         host = []
         for name, a in zip(names, arrays):
-            if type(a) is not np.ndarray and not _is_dask(a):
+            if type(a) is not np.ndarray and not is_dask_array(a):
                 if target == "cuda" or _is_device_array(a):
                     raise NotImplementedError(
                         f"{where}: the CUDA backend is not available in this version of "
@@ -558,7 +558,7 @@ class Stencil:
         if steps < 0:
             raise StencilError(f"{self._where}: steps must be >= 0, got {steps}")
         arrays, params, overrides = self._split_args(args, kwargs)
-        if any(_is_dask(a) for a in arrays):
+        if any(is_dask_array(a) for a in arrays):
             return self._iterate_dask(arrays, params, out, overrides, steps, block_steps)
         plan, work = self._prepare(arrays, params, out, overrides)
         first = np.asarray(arrays[0])
@@ -649,10 +649,6 @@ class StencilGUFunc:
 
 _GUFUNC_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                   "uint64", "float32", "float64")
-
-
-def _is_dask(a) -> bool:
-    return type(a).__module__.startswith("dask.array")
 
 
 def _is_device_array(a) -> bool:

@@ -21,6 +21,7 @@ import itertools
 import numpy as np
 
 from .._regions import axis_regions
+from . import is_dask_array
 
 try:  # the backend is only imported for Dask inputs; stencilkit does not require Dask
     import dask.array as da
@@ -28,11 +29,6 @@ try:  # the backend is only imported for Dask inputs; stencilkit does not requir
     from dask.highlevelgraph import HighLevelGraph
 except ImportError:  # pragma: no cover - exercised only without dask
     da = None
-
-
-def is_dask_array(a) -> bool:
-    """True for a dask.array.Array (checked without importing Dask)."""
-    return type(a).__module__.startswith("dask.array") and hasattr(a, "dask")
 
 
 def _runs(src_chunk: np.ndarray, local: np.ndarray):
