@@ -244,6 +244,13 @@ class Stencil:
         if not is_dask_array(state):
             ref = next(a for a in arrays if is_dask_array(a))
             state = dask_backend.da.from_array(np.asarray(state), chunks=ref.chunks)
+        host = self._host_arrays([state, *arrays[1:]], params, out, None)
+        out_dtype = self._plan(host, None, overrides).out_dtype
+        if out is not None or out_dtype != state.dtype.newbyteorder("="):
+            raise StencilError(
+                f"{self._where}: iterate on Dask arrays needs out=None and an output dtype equal "
+                f"to {self._spec.arrays[0]!r}'s ({state.dtype}; the result's is {out_dtype})"
+            )
         if not steps:
             return state
         if block_steps is None:

@@ -215,3 +215,11 @@ def test_all_periodic_chain_exchanges_once():
     y = sk.chain(*stages)(x)
     np.testing.assert_array_equal(compute(y), want)
     assert len(y.dask) == 2 * x.npartitions
+
+
+def test_iterate_on_dask_checks_like_numpy():
+    x = da.from_array(np.zeros((4, 4), np.int16), chunks=2)
+    with pytest.raises(sk.StencilError, match="output dtype equal"):
+        smooth.iterate(x, steps=2, out_dtype=np.float64)
+    with pytest.raises(sk.StencilError, match="needs out=None"):
+        smooth.iterate(x, steps=0, out=np.zeros((4, 4), np.int16))
