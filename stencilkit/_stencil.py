@@ -259,10 +259,6 @@ class Stencil:
             block_steps = _regions.auto_block_steps(
                 self.radius, [state.chunks[a] for a in axes], steps
             )
-        elif not isinstance(block_steps, (int, np.integer)) or block_steps < 1:
-            raise StencilError(
-                f"{self._where}: block_steps must be a positive int, got {block_steps!r}"
-            )
         remaining = steps
         while remaining:
             n = min(block_steps, remaining)
@@ -288,6 +284,12 @@ class Stencil:
                 )
         return dask_backend.apply(self, host, params, overrides, steps=steps)
 
+    def _refuse_cuda(self):
+        raise NotImplementedError(
+            f"{self._where}: the CUDA backend is not available in this version of stencilkit; "
+            "pass host (NumPy) arrays"
+        )
+
     def _host_arrays(self, arrays, params, out, target):
         """The inputs as NumPy arrays (Dask arrays stay lazy) of one shape, checked."""
         where = self._where
@@ -297,10 +299,7 @@ class Stencil:
         for name, a in zip(names, arrays):
             if type(a) is not np.ndarray and not is_dask_array(a):
                 if target == "cuda" or _is_device_array(a):
-                    raise NotImplementedError(
-                        f"{where}: the CUDA backend is not available in this version of "
-                        "stencilkit; pass host (NumPy) arrays"
-                    )
+                    self._refuse_cuda()
                 try:
                     a = np.asarray(a)
                 except Exception as exc:
@@ -358,10 +357,7 @@ class Stencil:
         opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
         mode = self._check_options(opts, overrides.get("cval") is not None)
         if opts["target"] == "cuda":
-            raise NotImplementedError(
-                f"{where}: the CUDA backend is not available in this version of stencilkit; "
-                "pass host (NumPy) arrays"
-            )
+            self._refuse_cuda()
         k = self.ndim
         shape = host[0].shape
         ndim = len(shape)
@@ -458,13 +454,14 @@ class Stencil:
         return _regions.auto_block_steps(self.radius, self._tile_chunks(plan), steps,
                                          cap=self.TILE_MAX_STEPS)
 
-    def _iterate_tiled(self, plan, cur, nxt, fixed, params, overrides, steps, block_steps):
+    def _iterate_tiled(self, plan, cur, nxt, fixed, params, steps, block_steps):
         """Advance ``cur`` by ``steps``, ``block_steps`` at a time per cache-sized tile.
 
         Each pass gives every tile a region with a halo ``radius * block_steps`` deep (laid
         out as in :mod:`stencilkit._regions`, so every mode stays exact at the edges), advances
         it ``block_steps`` times in cache, and writes its centre to the other buffer. Tiles run
-        on a thread pool (the compiled kernels release the GIL), each thread in two scratch
+        on a thread pool (the compiled kernels release the GIL; one thread when the call is
+        serial, as inside a Dask task), each thread in two scratch
         buffers of its own: fresh memory for every tile cost more in page faults (0.6 ms per
         1 MiB tile) than the 16 steps it computed.
         """
@@ -484,7 +481,8 @@ class Stencil:
             return index if wrap else slice(int(index[0]), int(index[-1]) + 1)
 
         wrap = plan.mode == modes.WRAP
-        with concurrent.futures.ThreadPoolExecutor(numba.get_num_threads()) as pool:
+        workers = numba.get_num_threads() if plan.parallel else 1
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             remaining = steps
             while remaining:
                 t = min(block_steps, remaining)
@@ -564,6 +562,12 @@ class Stencil:
             raise StencilTypeError(f"{self._where}: steps must be an int, got {steps!r}") from None
         if steps < 0:
             raise StencilError(f"{self._where}: steps must be >= 0, got {steps}")
+        if block_steps is not None and (
+            not isinstance(block_steps, (int, np.integer)) or block_steps < 1
+        ):
+            raise StencilError(
+                f"{self._where}: block_steps must be a positive int, got {block_steps!r}"
+            )
         arrays, params, overrides = self._split_args(args, kwargs)
         if any(is_dask_array(a) for a in arrays):
             return self._iterate_dask(arrays, params, out, overrides, steps, block_steps)
@@ -587,8 +591,8 @@ class Stencil:
                 if block_steps is None:
                     block_steps = self._auto_tile_steps(plan, cur, steps)
                 if block_steps > 1:
-                    cur = self._iterate_tiled(plan, cur, nxt, work[1:], params, overrides,
-                                              steps, block_steps)
+                    cur = self._iterate_tiled(plan, cur, nxt, work[1:], params, steps,
+                                              block_steps)
                 else:
                     module = self._module(*plan.variant)
                     for _ in range(steps):

@@ -290,8 +290,10 @@ def test_tiled_iterate_equals_step_by_step(mode, monkeypatch):
     for _ in range(7):
         want = asym2(want, mode=mode)
     for block_steps in (2, 3, 7):
-        np.testing.assert_array_equal(asym2.iterate(a, steps=7, mode=mode,
-                                                    block_steps=block_steps), want)
+        for parallel in (None, False):  # a thread pool of tiles, and one thread
+            np.testing.assert_array_equal(
+                asym2.iterate(a, steps=7, mode=mode, block_steps=block_steps,
+                              parallel=parallel), want)
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((2, 19, 23))
     want = x

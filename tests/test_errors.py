@@ -176,6 +176,10 @@ CALL_ERRORS = [
     (lambda: smooth(np.zeros((2, 2), np.longdouble)), TypeError, r"extended precision"),
     (lambda: smooth.iterate(a2, steps=-1), sk.StencilError, r"steps must be >= 0"),
     (lambda: smooth.iterate(a2, steps=1.5), sk.StencilTypeError, r"steps must be an int"),
+    (lambda: smooth.iterate(a2, steps=2, block_steps=0), sk.StencilError,
+     r"block_steps must be a positive int, got 0"),
+    (lambda: smooth.iterate(a2, steps=2, block_steps=2.5), sk.StencilError,
+     r"block_steps must be a positive int, got 2.5"),
     (lambda: smooth.iterate(a2, steps=1, out_dtype=np.float64), sk.StencilError,
      r"output dtype \(float64\) must equal that array's dtype \(int16\)"),
 ]

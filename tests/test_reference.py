@@ -87,7 +87,10 @@ def test_against_scipy_uniform(mode, shape):
 
 
 def test_classic_numba_stencil_equals_skip():
-    """DESIGN.md's classic example, run by numba.stencil itself, equals mode='skip' exactly."""
+    """DESIGN.md's classic example, run by numba.stencil itself, equals mode='skip' exactly.
+
+    Written out here rather than imported from stencilkit.demo: the reference stays independent.
+    """
 
     @numba.stencil
     def _smooth(x):

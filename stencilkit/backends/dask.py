@@ -86,7 +86,8 @@ class Program:
             st, params, opts = self.stages[0]
             if self.steps == 1:
                 return st(*regions, *params, **opts)
-            return st.iterate(*regions, *params, steps=self.steps, **opts)
+            # block_steps=1: the region is this task's whole work; no tiling pool inside Dask.
+            return st.iterate(*regions, *params, steps=self.steps, block_steps=1, **opts)
         (x,) = regions
         for st, params, opts in self.stages:
             x = st(x, *params, **opts)
