@@ -284,16 +284,18 @@ def test_more_than_2_to_the_31_elements():
 def test_tiled_iterate_equals_step_by_step(mode, monkeypatch):
     """Temporal blocking on NumPy (cache-sized tiles, halo radius * s) is exact for every mode."""
     asym2, _ = KERNELS["asym2"]
-    monkeypatch.setattr(sk.Stencil, "TILE_ELEMENTS", 64)  # 8 x 8 tiles on small arrays
+    monkeypatch.setattr(sk.Stencil, "TILE_BYTES", 512)  # 8 x 8 tiles of 8-byte elements
     a = sample((2, 30, 37), np.int64) % 1000
+    before = a.copy()
     want = a
     for _ in range(7):
         want = asym2(want, mode=mode)
-    for block_steps in (2, 3, 7):
+    for block_steps in (2, 3, 7):  # several passes, and one
         for parallel in (None, False):  # a thread pool of tiles, and one thread
             np.testing.assert_array_equal(
                 asym2.iterate(a, steps=7, mode=mode, block_steps=block_steps,
                               parallel=parallel), want)
+    np.testing.assert_array_equal(a, before)  # the first pass reads the input, never writes it
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((2, 19, 23))
     want = x
