@@ -1,0 +1,802 @@
+"""Ready filters with scipy.ndimage's names and parameters, on every backend.
+
+Change ``from scipy import ndimage`` to ``from stencilkit import filters`` and the same calls
+run multi-threaded, on Dask arrays (lazily, exact at chunk edges) and, through the same kernels,
+on every backend stencilkit has. Each filter is *generated*: its window, weights and origin are
+written out as an ordinary stencil kernel (``w0 * a[-1, 0] + ...``), compiled once per
+configuration (and then loaded from the on-disk cache), so boundary modes, threads, Dask halos
+and dtype handling are the ones every user kernel gets. Windows with many taps run as separable
+passes (one per axis) where the filter allows it.
+
+Results and the one place they differ from scipy.ndimage:
+
+* Floating-point output: equal to scipy's to round-off (sums are evaluated in float64, or in
+  float32 for float32 input as scipy does; the order of the additions differs).
+* Integer output: scipy truncates toward zero and wraps out-of-range values (a 3 x 3 mean of
+  ``[[1, 1, 0], ...]`` that is 0.67 becomes 0; a uint8 Laplacian of -20 becomes 236). stencilkit
+  *rounds to nearest, ties to even, and saturates* to the output dtype's range, so an integer
+  result is the exact result rounded. Integer inputs with integer weights (uniform, Sobel,
+  Prewitt, Laplace, integer ``correlate`` weights) are computed in exact int64 arithmetic;
+  64-bit integer input and fractional weights use float64.
+* NaN: a window containing NaN gives NaN (min, max and median too, where scipy's answer depends
+  on where the NaN is); a NaN never reaches outputs whose window does not contain it. NaN stored
+  into an integer output becomes 0.
+
+* ``sobel``/``prewitt`` with ``mode='constant'`` and a nonzero ``cval`` filter the padded
+  array itself; scipy pads the intermediate of its second pass with ``cval`` again, so its edge
+  values differ.
+
+``mode`` takes scipy.ndimage's names (``'reflect'``, ``'mirror'``, ``'nearest'``, ``'wrap'``,
+``'constant'`` and the ``'grid-*'`` aliases); ``cval`` is used by ``'constant'`` only.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+
+import numpy as np
+
+from ._errors import StencilError, StencilTypeError
+from ._stencil import Stencil
+from .backends import is_dask_array
+
+__all__ = [
+    "convolve", "correlate", "gaussian_filter", "laplace", "maximum_filter", "median_filter",
+    "minimum_filter", "prewitt", "sobel", "uniform_filter",
+]
+
+_MODES = {
+    "reflect": "reflect", "grid-mirror": "reflect", "mirror": "mirror", "nearest": "nearest",
+    "wrap": "wrap", "grid-wrap": "wrap", "constant": "constant", "grid-constant": "constant",
+}
+# A window with more taps than this (or a separable filter with more than this many in all)
+# runs as one pass per axis: one memory sweep per axis, but taps per element grow as the sum of
+# the sizes instead of their product.
+DIRECT_TAPS = 27
+# Sorting networks for the median grow as n log^2 n comparisons; beyond this many elements the
+# generated kernel would take too long to compile.
+MEDIAN_MAX = 49
+
+
+# --------------------------------------------------------------------------- argument checking
+
+def _array(input, name):
+    if is_dask_array(input):
+        arr = input
+    else:
+        arr = np.asarray(input)
+    if arr.dtype.kind not in "biufc":
+        raise StencilTypeError(f"{name}: input must have a numeric or bool dtype, got "
+                               f"{arr.dtype}")
+    if arr.ndim == 0:
+        raise StencilError(f"{name}: input is 0-d; a filter needs at least one axis "
+                           "(np.atleast_1d(input) gives one)")
+    return arr
+
+
+def _axes(axes, ndim, name):
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, (int, np.integer)):
+        axes = (axes,)
+    out = []
+    for ax in axes:
+        try:
+            ax = operator.index(ax)
+        except TypeError:
+            raise StencilTypeError(f"{name}: axes must be ints, got {ax!r}") from None
+        if not -ndim <= ax < ndim:
+            raise StencilError(f"{name}: axis {ax} is out of range for a {ndim}-d input")
+        out.append(ax % ndim)
+    if len(set(out)) != len(out):
+        raise StencilError(f"{name}: axes {tuple(axes)} name an axis twice")
+    return tuple(out)
+
+
+def _per_axis(value, axes, what, name, convert=int):
+    """A scalar for every filtered axis, or a sequence of one value per axis."""
+    if np.ndim(value) == 0:
+        values = [value] * len(axes)
+    else:
+        values = list(value)
+        if len(values) != len(axes):
+            raise StencilError(f"{name}: {what} has {len(values)} values but the filter runs "
+                               f"along {len(axes)} axes {axes}; give one per axis or a scalar")
+    out = []
+    for v in values:
+        if convert is int:
+            if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
+                raise StencilTypeError(f"{name}: {what} must be integers, got {v!r}")
+            out.append(int(v))
+        else:
+            out.append(float(v))
+    return tuple(out)
+
+
+def _mode_cval(mode, cval, name, arr):
+    mode = _mode(mode, name)
+    cval = _cval(cval, name, arr)
+    if mode != "constant" and cval != 0:
+        raise StencilError(f"{name}: cval={cval!r} has no effect with mode={mode!r}; it is the "
+                           "value outside the array for mode='constant'")
+    return mode, cval
+
+
+def _mode(mode, name):
+    if not isinstance(mode, str):
+        modes = list(mode)
+        if len(set(modes)) != 1:
+            raise StencilError(f"{name}: one mode per axis ({modes}) is not supported; pass a "
+                               "single mode")
+        mode = modes[0]
+    try:
+        return _MODES[mode]
+    except (KeyError, TypeError):
+        raise StencilError(f"{name}: unknown mode {mode!r}; use one of "
+                           f"{', '.join(sorted(_MODES))}") from None
+
+
+def _footprint(size, footprint, axes, name):
+    """The window over the filtered axes as a bool array, and whether it is a full box."""
+    if footprint is not None:
+        fp = np.asarray(footprint)
+        if fp.ndim != len(axes):
+            raise StencilError(f"{name}: footprint has {fp.ndim} dimensions but the filter runs "
+                               f"along {len(axes)} axes; give a {len(axes)}-d footprint")
+        if fp.size == 0 or not fp.any():
+            raise StencilError(f"{name}: footprint selects no element; it needs at least one "
+                               "True")
+        fp = fp.astype(bool)
+        return fp, bool(fp.all())
+    if size is None:
+        raise StencilError(f"{name}: give size or footprint")
+    sizes = _per_axis(size, axes, "size", name)
+    if any(s < 1 for s in sizes):
+        raise StencilError(f"{name}: size must be >= 1 along every axis, got {sizes}")
+    return np.ones(sizes, bool), True
+
+
+def _origins(origin, shape, axes, name):
+    origins = _per_axis(origin, axes, "origin", name)
+    for o, s in zip(origins, shape):
+        if not -(s // 2) <= o <= (s - 1) // 2:
+            raise StencilError(f"{name}: origin {o} is outside [{-(s // 2)}, {(s - 1) // 2}] "
+                               f"for a window of {s}")
+    return origins
+
+
+def _output(output, arr, name):
+    """(out array or None, output dtype)."""
+    if output is None:
+        return None, arr.dtype.newbyteorder("=")
+    if isinstance(output, np.ndarray):
+        if is_dask_array(arr):
+            raise StencilError(f"{name}: output= arrays do not apply to Dask input; the result "
+                               "is a lazy Dask array (pass a dtype instead)")
+        if output.shape != arr.shape:
+            raise StencilError(f"{name}: output has shape {output.shape}, the input "
+                               f"{arr.shape}; they must match")
+        if output.dtype.kind not in "biufc":
+            raise StencilTypeError(f"{name}: output must have a numeric dtype, got "
+                                   f"{output.dtype}")
+        if output.dtype.kind != "c" and arr.dtype.kind == "c":
+            raise StencilTypeError(f"{name}: complex input needs a complex output, got "
+                                   f"{output.dtype}")
+        return output, output.dtype.newbyteorder("=")
+    try:
+        dtype = np.dtype(output)
+    except TypeError:
+        raise StencilTypeError(f"{name}: output must be an array or a dtype, got "
+                               f"{output!r}") from None
+    if dtype.kind not in "biufc":
+        raise StencilTypeError(f"{name}: output must have a numeric dtype, got {dtype}")
+    if dtype.kind != "c" and arr.dtype.kind == "c":
+        raise StencilTypeError(f"{name}: complex input needs a complex output dtype, got "
+                               f"{dtype}")
+    return None, dtype.newbyteorder("=")
+
+
+def _cval(cval, name, arr=None):
+    if np.ndim(cval) != 0:
+        raise StencilTypeError(f"{name}: cval must be a scalar, got {cval!r}")
+    if isinstance(cval, (complex, np.complexfloating)) and arr is not None \
+            and arr.dtype.kind != "c":
+        raise StencilTypeError(f"{name}: a complex cval needs complex input, got {arr.dtype}")
+    try:
+        return complex(cval) if isinstance(cval, complex) else float(cval)
+    except (TypeError, ValueError):
+        raise StencilTypeError(f"{name}: cval must be a number, got {cval!r}") from None
+
+
+# ------------------------------------------------------------------------ kernel generation
+
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str) -> Stencil:
+    """One Stencil per generated source (the source is the whole configuration)."""
+    return Stencil._from_source(source, {"np": np}, None, {})
+
+
+def _read(ndim, offsets):
+    return "a[" + ", ".join(str(int(o)) for o in offsets) + ("," if ndim == 1 else "") + "]"
+
+
+def _taps(fp, origins, axes, ndim):
+    """(full-rank offsets, index into fp) for every True element of the window."""
+    centre = [s // 2 + o for s, o in zip(fp.shape, origins)]
+    taps = []
+    for idx in zip(*np.nonzero(fp)):
+        offs = [0] * ndim
+        for ax, i, c in zip(axes, idx, centre):
+            offs[ax] = int(i) - c
+        taps.append((tuple(offs), idx))
+    return taps
+
+
+def _limits(dtype):
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _store(lines, value, acc, out_dtype):
+    """Finish a kernel: the value rounded and saturated as the module docstring says."""
+    if out_dtype.kind in "iu" and acc == "int":
+        lo, hi = _limits(out_dtype)
+        hi = min(hi, 2**63 - 1)  # the int64 accumulator cannot exceed this anyway
+        if lo > -(2**63) or hi < 2**63 - 1:
+            lines.append(f"    v = {value}")
+            lines.append(f"    return {lo} if v < {lo} else ({hi} if v > {hi} else v)")
+            return
+    elif out_dtype.kind in "iub" and acc == "float":
+        value = f"np.rint({value})"
+    lines.append(f"    return {value}")
+
+
+def _literal(w, acc_dtype):
+    if acc_dtype == np.float32:
+        return f"np.float32({float(w)!r})"
+    if acc_dtype.kind == "c":
+        return repr(complex(w))
+    return repr(float(w))
+
+
+def _plan_acc(arr_dtype, weights_integral, cval):
+    """The accumulator: exact int64 for integer data and weights, float otherwise."""
+    kind = arr_dtype.kind
+    if kind == "c":
+        return np.dtype(np.complex128), "float"
+    if (kind in "biu" and arr_dtype.itemsize < 8 and weights_integral
+            and float(np.real(cval)).is_integer()):
+        return np.dtype(np.int64), "int"
+    if kind == "f" and arr_dtype.itemsize <= 4:
+        return np.dtype(np.float32), "float"
+    return np.dtype(np.float64), "float"
+
+
+def _linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
+    terms = []
+    for offs, w in taps:
+        if w == 0:
+            continue
+        read = _read(ndim, offs)
+        if acc_kind == "int":
+            w = int(w)
+            term = read if abs(w) == 1 else f"{abs(w)} * {read}"
+            terms.append(("- " if w < 0 else "+ ") + term)
+        else:
+            terms.append(f"+ {_literal(w, acc)} * {read}")
+    if not terms:
+        expr = "0 * " + _read(ndim, [0] * ndim)
+    else:
+        expr = " ".join(terms).lstrip("+ ")
+        if expr.startswith("- "):
+            expr = "-" + expr[2:]
+    lines = ["def f_linear(a):", f"    s = {expr}"]
+    if divisor is not None and acc_kind == "int":
+        # exact mean: the nearest integer to s / n, ties to even
+        lines += [f"    q = s // {divisor}", f"    r = s - q * {divisor}",
+                  f"    if 2 * r > {divisor} or (2 * r == {divisor} and q % 2 == 1):",
+                  "        q += 1"]
+        _store(lines, "q", acc_kind, out_dtype)
+    elif divisor is not None:
+        _store(lines, f"s / {_literal(divisor, acc)}", acc_kind, out_dtype)
+    else:
+        _store(lines, "s", acc_kind, out_dtype)
+    return "\n".join(lines) + "\n"
+
+
+def _run(source, arr, mode, cval, acc, out_dtype, out=None):
+    st = _compiled(source)
+    kwargs = dict(mode=mode, acc=acc, out_dtype=out_dtype)
+    if mode == "constant":
+        kwargs["cval"] = cval
+    if out is not None:
+        return st(arr, out=out, **kwargs)
+    return st(arr, **kwargs)
+
+
+def _linear(arr, taps, mode, cval, out, out_dtype, integral, divisor=None):
+    acc, acc_kind = _plan_acc(arr.dtype, integral, cval)
+    source = _linear_source(arr.ndim, taps, acc, acc_kind, out_dtype, divisor)
+    return _run(source, arr, mode, cval, acc, out_dtype, out)
+
+
+def _separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
+    """Apply 1-D weight vectors along axes one after another; the last pass rounds/stores.
+
+    Intermediates are exact int64 sums for integer data and weights, float64 for other
+    integer data, and the input's float type for floats (as scipy.ndimage keeps them).
+    """
+    acc, acc_kind = _plan_acc(arr.dtype, integral, cval)
+    if acc_kind == "int":
+        inter = np.dtype(np.int64)
+    elif arr.dtype.kind in "fc":
+        inter = arr.dtype.newbyteorder("=")
+    else:
+        inter = np.dtype(np.float64)
+    for i, (axis, weights, origin) in enumerate(passes):
+        offs = np.arange(len(weights)) - (len(weights) // 2 + origin)
+        taps = []
+        for o, w in zip(offs, weights):
+            full = [0] * arr.ndim
+            full[axis] = int(o)
+            taps.append((tuple(full), w))
+        last = i == len(passes) - 1
+        target = out_dtype if last else inter
+        source = _linear_source(arr.ndim, taps, acc, acc_kind, target,
+                                divisor if last else None)
+        arr = _run(source, arr, mode, cval, acc, target, out if last else None)
+        if not last:  # outside the array, the intermediate is this pass applied to cval
+            cval = np.asarray(cval * sum(weights)).astype(inter)[()]
+    return arr
+
+
+def _finish_empty(arr, out, out_dtype):
+    result = np.zeros(arr.shape, out_dtype) if not is_dask_array(arr) else arr.astype(out_dtype)
+    if out is not None:
+        out[...] = result
+        return out
+    return result
+
+
+# ------------------------------------------------------------------------------- the filters
+
+def correlate(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
+    """Multidimensional correlation: ``sum(weights[k] * input[i + k - centre])``.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+        Numeric or bool input.
+    weights : array_like
+        Weights, one dimension per filtered axis.
+    output : ndarray or dtype, optional
+        Where to put the result, or its dtype. Default: the input's dtype.
+    mode : str, optional
+        Boundary mode, scipy.ndimage's names. Default ``'reflect'``.
+    cval : scalar, optional
+        Value outside the array for ``mode='constant'``. Default 0.
+    origin : int or sequence of int, optional
+        Shift of the window's centre, per axis, as in scipy.ndimage.
+    axes : sequence of int, optional
+        Axes the weights run along. Default: all.
+
+    Returns
+    -------
+    ndarray or dask array
+        The filtered array (``output`` if one was given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.correlate(np.array([0, 0, 4, 0, 0]), [1, 2, 3], mode="constant")
+    array([ 0, 12,  8,  4,  0])
+    """
+    name = "correlate"
+    arr, w, axes = _weights_args(input, weights, axes, name)
+    # as scipy.ndimage: correlation with complex weights uses their conjugate
+    return _correlate(arr, w.conj() if w.dtype.kind == "c" else w, output, mode, cval, origin,
+                      axes, name)
+
+
+def _weights_args(input, weights, axes, name):
+    arr = _array(input, name)
+    axes = _axes(axes, arr.ndim, name)
+    w = np.asarray(weights)
+    if w.ndim != len(axes):
+        raise StencilError(f"{name}: weights have {w.ndim} dimensions but the filter runs along "
+                           f"{len(axes)} axes; give {len(axes)}-d weights")
+    if w.size == 0:
+        raise StencilError(f"{name}: weights are empty")
+    if w.dtype.kind not in "biufc":
+        raise StencilTypeError(f"{name}: weights must be numeric, got {w.dtype}")
+    if w.dtype.kind == "c" and arr.dtype.kind != "c":
+        raise StencilTypeError(f"{name}: complex weights need complex input; convert the input "
+                               "with input.astype(complex)")
+    return arr, w, axes
+
+
+def _correlate(arr, w, output, mode, cval, origin, axes, name):
+    mode, cval = _mode_cval(mode, cval, name, arr)
+    origins = _origins(origin, w.shape, axes, name)
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    integral = w.dtype.kind in "biuf" and bool(np.all(w == np.round(w))) \
+        and bool(np.all(np.abs(w) < 2**31))
+    taps = [(offs, w[idx]) for offs, idx in _taps(np.ones(w.shape, bool), origins, axes,
+                                                 arr.ndim)]
+    return _linear(arr, taps, mode, cval, out, out_dtype, integral)
+
+
+def convolve(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
+    """Multidimensional convolution: correlation with the weights reversed.
+
+    Parameters are those of :func:`correlate`; ``origin`` shifts the window as in
+    scipy.ndimage.convolve.
+
+    Returns
+    -------
+    ndarray or dask array
+        The filtered array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.convolve(np.array([0, 0, 4, 0, 0]), [1, 2, 3], mode="constant")
+    array([ 0,  4,  8, 12,  0])
+    """
+    name = "convolve"
+    arr, w, axes = _weights_args(input, weights, axes, name)
+    origins = _per_axis(origin, axes, "origin", name)
+    # Reversing the weights mirrors the window about its centre; an even window's centre then
+    # moves by one, which the origin takes back.
+    flipped = w[(slice(None, None, -1),) * w.ndim]
+    origins = tuple(-o - (1 - s % 2) for o, s in zip(origins, w.shape))
+    return _correlate(arr, flipped, output, mode, cval, origins, axes, name)
+
+
+def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, *,
+                   axes=None):
+    """Mean over a box window of ``size`` elements per axis.
+
+    Integer input gives the exact window mean rounded to nearest (ties to even), from int64
+    sums. Windows of more than ``DIRECT_TAPS`` elements run one pass per axis.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    size : int or sequence of int, optional
+        Window length per filtered axis. Default 3.
+    output, mode, cval, origin, axes
+        As for :func:`correlate`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.uniform_filter(np.array([0, 3, 0, 0, 6], np.uint8), 3, mode="constant")
+    array([1, 1, 1, 2, 2], dtype=uint8)
+    """
+    name = "uniform_filter"
+    arr = _array(input, name)
+    axes = _axes(axes, arr.ndim, name)
+    fp, _ = _footprint(size, None, axes, name)
+    mode, cval = _mode_cval(mode, cval, name, arr)
+    origins = _origins(origin, fp.shape, axes, name)
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    n = fp.size
+    if n <= DIRECT_TAPS or len(axes) == 1:
+        taps = [(offs, 1) for offs, _ in _taps(fp, origins, axes, arr.ndim)]
+        return _linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
+    passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
+    return _separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
+
+
+def _gaussian_weights(sigma, radius):
+    """Sampled, normalised Gaussian exp(-x^2 / (2 sigma^2)) for x in [-radius, radius]."""
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0,
+                    truncate=4.0, *, radius=None, axes=None):
+    """Gaussian smoothing, one separable pass per axis.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    sigma : float or sequence of float
+        Standard deviation per filtered axis; 0 leaves an axis unfiltered.
+    order : int, optional
+        Only 0 (smoothing) is implemented; derivative orders raise.
+    output, mode, cval, axes
+        As for :func:`correlate`.
+    truncate : float, optional
+        The window reaches ``int(truncate * sigma + 0.5)`` elements each side. Default 4.
+    radius : int or sequence of int, optional
+        The reach each side, overriding ``truncate``.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.gaussian_filter(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), 1.0).round(3)
+    array([0.058, 0.242, 0.399, 0.242, 0.058])
+    """
+    name = "gaussian_filter"
+    arr = _array(input, name)
+    axes = _axes(axes, arr.ndim, name)
+    sigmas = _per_axis(sigma, axes, "sigma", name, convert=float)
+    if any(not math.isfinite(s) or s < 0 for s in sigmas):
+        raise StencilError(f"{name}: sigma must be finite and >= 0, got {sigmas}")
+    if np.any(np.asarray(order) != 0):
+        raise StencilError(f"{name}: only order=0 (smoothing) is implemented; for derivatives "
+                           "use correlate with derivative weights")
+    if not math.isfinite(float(truncate)) or truncate < 0:
+        raise StencilError(f"{name}: truncate must be finite and >= 0, got {truncate!r}")
+    if radius is None:
+        radii = tuple(int(float(truncate) * s + 0.5) for s in sigmas)
+    else:
+        radii = _per_axis(radius, axes, "radius", name)
+        if any(r < 0 for r in radii):
+            raise StencilError(f"{name}: radius must be >= 0, got {radii}")
+    mode, cval = _mode_cval(mode, cval, name, arr)
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    passes = [(ax, _gaussian_weights(s, r), 0)
+              for ax, s, r in zip(axes, sigmas, radii) if s > 1e-15 and r > 0]
+    if not passes:
+        return _linear(arr, [((0,) * arr.ndim, 1)], mode, cval, out, out_dtype, True)
+    taps = math.prod(len(w) for _, w, _ in passes)
+    if len(passes) == 1 or taps <= DIRECT_TAPS:
+        w = functools.reduce(np.multiply.outer, [p[1] for p in passes])
+        pax = tuple(p[0] for p in passes)
+        return _correlate(arr, w, output, mode, cval, 0, pax, name)
+    return _separable(arr, passes, mode, cval, out, out_dtype, False)
+
+
+def _derivative(input, axis, output, mode, cval, smooth, name):
+    arr = _array(input, name)
+    try:
+        axis = _axes((axis,), arr.ndim, name)[0]
+    except StencilTypeError:
+        raise StencilTypeError(f"{name}: axis must be an int, got {axis!r}") from None
+    w = np.array(1)
+    for ax in range(arr.ndim):
+        w = np.multiply.outer(w, np.array([-1, 0, 1]) if ax == axis else np.array(smooth))
+    return _correlate(arr, w, output, mode, cval, 0, tuple(range(arr.ndim)), name)
+
+
+def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
+    """Sobel derivative along ``axis``: ``[-1, 0, 1]`` there, ``[1, 2, 1]`` along the others.
+
+    Exact integer arithmetic for integer input; results saturate to the output dtype (scipy
+    wraps them): pass ``output=np.int16`` (or a float dtype) to keep the sign of uint8 data.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.sobel(np.array([[0, 0, 9]] * 3), axis=1)
+    array([[ 0, 36, 36],
+           [ 0, 36, 36],
+           [ 0, 36, 36]])
+    """
+    return _derivative(input, axis, output, mode, cval, [1, 2, 1], "sobel")
+
+
+def prewitt(input, axis=-1, output=None, mode="reflect", cval=0.0):
+    """Prewitt derivative along ``axis``: ``[-1, 0, 1]`` there, ``[1, 1, 1]`` along the others.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.prewitt(np.array([[0, 0, 9]] * 3), axis=1)
+    array([[ 0, 27, 27],
+           [ 0, 27, 27],
+           [ 0, 27, 27]])
+    """
+    return _derivative(input, axis, output, mode, cval, [1, 1, 1], "prewitt")
+
+
+def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
+    """Discrete Laplacian: the sum over axes of ``[1, -2, 1]``.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.laplace(np.array([0, 10, 0]), mode="constant")
+    array([ 10, -20,  10])
+    """
+    name = "laplace"
+    arr = _array(input, name)
+    axes = _axes(axes, arr.ndim, name)
+    w = np.zeros((3,) * len(axes), np.int64)
+    centre = (1,) * len(axes)
+    for d in range(len(axes)):
+        for o in (0, 2):
+            idx = list(centre)
+            idx[d] = o
+            w[tuple(idx)] += 1
+        w[centre] -= 2
+    return _correlate(arr, w, output, mode, cval, 0, axes, name)
+
+
+def _extreme_source(ndim, taps, op):
+    reads = [_read(ndim, offs) for offs, _ in taps]
+    expr = reads[0]
+    for r in reads[1:]:
+        expr = f"np.{op}({expr}, {r})"
+    return f"def f_{op}(a):\n    return {expr}\n"
+
+
+def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
+    arr = _array(input, name)
+    if arr.dtype.kind == "c":
+        raise StencilTypeError(f"{name}: complex input has no order; filter the real and "
+                               "imaginary parts (or np.abs(input)) separately")
+    axes = _axes(axes, arr.ndim, name)
+    fp, box = _footprint(size, footprint, axes, name)
+    mode, cval = _mode_cval(mode, cval, name, arr)
+    origins = _origins(origin, fp.shape, axes, name)
+    out, out_dtype = _output(output, arr, name)
+    return arr, axes, fp, box, mode, cval, origins, out, out_dtype
+
+
+def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name):
+    arr, axes, fp, box, mode, cval, origins, out, out_dtype = _rank_args(
+        input, size, footprint, output, mode, cval, origin, axes, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    acc = arr.dtype.newbyteorder("=")
+    if box and fp.size > DIRECT_TAPS and sum(fp.shape) < fp.size:
+        # a box's extreme is the extreme along each axis in turn (exact: no arithmetic)
+        for i, (ax, s, o) in enumerate(zip(axes, fp.shape, origins)):
+            last = i == len(axes) - 1
+            line = np.ones((s,), bool)
+            taps = _taps(line, (o,), (ax,), arr.ndim)
+            arr = _run(_extreme_source(arr.ndim, taps, op), arr, mode, cval, acc,
+                       out_dtype if last else acc, out if last else None)
+        return arr
+    taps = _taps(fp, origins, axes, arr.ndim)
+    return _run(_extreme_source(arr.ndim, taps, op), arr, mode, cval, acc, out_dtype, out)
+
+
+def minimum_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
+                   origin=0, *, axes=None):
+    """Minimum over a window (``size`` box or boolean ``footprint``).
+
+    Exact for every dtype (int64/uint64 extremes included); a window holding NaN gives NaN.
+    Box windows larger than ``DIRECT_TAPS`` run one pass per axis.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.minimum_filter(np.array([5, 3, 8, 1, 9]), size=3)
+    array([3, 3, 1, 1, 1])
+    """
+    return _extreme("minimum", input, size, footprint, output, mode, cval, origin, axes,
+                    "minimum_filter")
+
+
+def maximum_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
+                   origin=0, *, axes=None):
+    """Maximum over a window (``size`` box or boolean ``footprint``).
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.maximum_filter(np.array([5, 3, 8, 1, 9]), size=3)
+    array([5, 8, 8, 9, 9])
+    """
+    return _extreme("maximum", input, size, footprint, output, mode, cval, origin, axes,
+                    "maximum_filter")
+
+
+def _batcher_pairs(n):
+    """Comparators of Batcher's odd-even merge sort on n wires (those past n dropped).
+
+    Wires past ``n`` would hold +inf, which no comparator moves, so dropping every comparator
+    that touches one leaves a network that sorts the first ``n`` (Knuth, TAOCP vol. 3, 5.3.4).
+    """
+    pairs = []
+    size = 1
+    while size < n:
+        size *= 2
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        a, b = i + j, i + j + k
+                        if b < n:
+                            pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def _median_source(ndim, taps):
+    n = len(taps)
+    lines = ["def f_median(a):"]
+    for i, (offs, _) in enumerate(taps):
+        lines.append(f"    v{i} = {_read(ndim, offs)}")
+    for a, b in _batcher_pairs(n):
+        lines.append(f"    v{a}, v{b} = np.minimum(v{a}, v{b}), np.maximum(v{a}, v{b})")
+    lines.append(f"    return v{n // 2}")
+    return "\n".join(lines) + "\n"
+
+
+def median_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
+                  origin=0, *, axes=None):
+    """Median over a window: the element of rank ``n // 2`` of its ``n`` values, as scipy.
+
+    A generated sorting network (Batcher's odd-even merge sort, pruned by the compiler to what
+    the middle rank needs): exact for every dtype; a window holding NaN gives NaN. Windows of
+    up to ``MEDIAN_MAX`` elements.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.median_filter(np.array([5, 3, 8, 1, 9]), size=3)
+    array([5, 5, 3, 8, 9])
+    """
+    name = "median_filter"
+    arr, axes, fp, box, mode, cval, origins, out, out_dtype = _rank_args(
+        input, size, footprint, output, mode, cval, origin, axes, name)
+    n = int(fp.sum())
+    if n > MEDIAN_MAX:
+        raise StencilError(f"{name}: windows of up to {MEDIAN_MAX} elements are supported, got "
+                           f"{n}; use a smaller size or footprint")
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    taps = _taps(fp, origins, axes, arr.ndim)
+    acc = arr.dtype.newbyteorder("=")
+    return _run(_median_source(arr.ndim, taps), arr, mode, cval, acc, out_dtype, out)

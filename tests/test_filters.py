@@ -1,0 +1,222 @@
+"""stencilkit.filters against scipy.ndimage and exact NumPy references, NumPy and Dask.
+
+Every (filter, parameters) in tests/filter_table.py runs over dtypes x the five scipy modes x
+(NumPy, Dask with uneven chunks smaller than the window). The kernels are compiled once per
+(configuration, dtype); modes and chunkings reuse them.
+"""
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from filter_table import TABLE, entry, numpy_reference, round_even_saturate
+from kernels import sample
+
+from stencilkit import StencilError, StencilTypeError, filters
+
+da = pytest.importorskip("dask.array")
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+DTYPES = [np.uint8, np.int16, np.float32, np.float64]
+SHAPE = (13, 17)
+CHUNKS = ((4, 1, 6, 2), (2, 9, 6))  # uneven, some smaller than every window's reach
+CASES = [(e.name, i) for e in TABLE for i in range(max(1, len(e.params)))]
+# What the README's "combinations compared" figure counts.
+COMBINATIONS = len(CASES) * len(DTYPES) * len(MODES) * 2
+
+
+def _params(name, i):
+    e = entry(name)
+    return e, (e.params[i] if e.params else {})
+
+
+def _cval(mode, dtype):
+    if mode != "constant":
+        return {}
+    return {"cval": 7 if np.dtype(dtype).kind in "iu" else 1.5}
+
+
+def expected(e, a, params, kw):
+    """The reference result for ``a`` (see tests/filter_table.py for the two references)."""
+    mode, cval = kw["mode"], kw.get("cval", 0)
+    if a.dtype.kind in "iu" and e.exact_ints:
+        return numpy_reference(e.name, a, params, mode, cval, a.dtype)
+    if e.name in ("sobel", "prewitt") and cval:
+        # scipy pads its second (smoothing) pass with cval again, not with the derivative of
+        # the padded array; stencilkit filters the padded array itself
+        return numpy_reference(e.name, a, params, mode, cval, a.dtype)
+    if a.dtype.kind in "iu":
+        return round_even_saturate(e.scipy(a.astype(np.float64), params, **kw), a.dtype)
+    return e.scipy(a, params, **kw)
+
+
+def check(e, a, got, want, ref_float=None):
+    assert got.dtype == a.dtype and got.shape == a.shape
+    if a.dtype.kind in "iu" and not e.exact_ints:
+        # rounding of a float result: only exact ties may land either side
+        diff = got.astype(np.int64) - want.astype(np.int64)
+        frac = np.abs(np.abs(ref_float - np.floor(ref_float)) - 0.5)
+        assert np.all((diff == 0) | ((np.abs(diff) == 1) & (frac < 1e-9)))
+    elif a.dtype.kind in "iu" or e.rank:
+        np.testing.assert_array_equal(got, want)
+    else:
+        scale = float(np.abs(a).max()) * 4
+        tol = 2e-6 if a.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name,i", CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_filter_matches_reference_every_mode_numpy_and_dask(name, i, dtype):
+    e, params = _params(name, i)
+    a = sample(SHAPE, dtype)
+    x = da.from_array(a, chunks=CHUNKS)
+    for mode in MODES:
+        kw = {"mode": mode, **_cval(mode, dtype)}
+        got = e.stencilkit(a, params, **kw)
+        want = expected(e, a, params, kw)
+        ref_float = None
+        if a.dtype.kind in "iu" and not e.exact_ints:
+            ref_float = e.scipy(a.astype(np.float64), params, **kw)
+        check(e, a, got, want, ref_float)
+        lazy = e.stencilkit(x, params, **kw)
+        assert isinstance(lazy, da.Array) and lazy.chunks == x.chunks
+        np.testing.assert_array_equal(lazy.compute(scheduler="sync"), got)
+
+
+def test_integer_results_round_and_saturate_where_scipy_truncates_and_wraps():
+    a = np.array([1, 1, 0, 0], np.uint8)
+    assert ndi.uniform_filter(a, 3, mode="constant").tolist() == [0, 0, 0, 0]
+    assert filters.uniform_filter(a, 3, mode="constant").tolist() == [1, 1, 0, 0]  # 2/3 -> 1
+    ties = np.array([1, 2, 3, 4], np.uint8)  # pair means 1.5, 2.5, 3.5: ties to even
+    assert filters.uniform_filter(ties, 2, mode="nearest").tolist() == [1, 2, 2, 4]
+    peak = np.array([0, 10, 0], np.uint8)
+    assert ndi.laplace(peak).tolist() == [10, 236, 10]
+    assert filters.laplace(peak).tolist() == [10, 0, 10]  # -20 saturates to 0
+    assert filters.laplace(peak, output=np.int16).tolist() == [10, -20, 10]
+    edge = np.tile(np.array([0, 0, 255, 255], np.uint8), (3, 1))
+    assert filters.sobel(edge, axis=1).max() == 255  # 1020 saturates
+    assert filters.sobel(edge, axis=1, output=np.int32).max() == 1020
+
+
+def test_large_windows_run_as_separable_passes_and_stay_exact():
+    a = sample((40, 37), np.int16)
+    for size in [(7, 5), 9]:
+        want = numpy_reference("uniform_filter", a, {"size": size}, "reflect", 0, a.dtype)
+        np.testing.assert_array_equal(filters.uniform_filter(a, size), want)
+        kw = {"mode": "constant", "cval": -3}
+        want = numpy_reference("uniform_filter", a, {"size": size}, "constant", -3, a.dtype)
+        np.testing.assert_array_equal(filters.uniform_filter(a, size, **kw), want)
+        for name in ("minimum_filter", "maximum_filter"):
+            got = getattr(filters, name)(a, size=size, mode="wrap")
+            np.testing.assert_array_equal(got, getattr(ndi, name)(a, size=size, mode="wrap"))
+    f = sample((30, 33), np.float64)
+    np.testing.assert_allclose(filters.gaussian_filter(f, 2.5, mode="mirror"),
+                               ndi.gaussian_filter(f, 2.5, mode="mirror"), rtol=1e-12, atol=1e-9)
+
+
+def test_windows_larger_than_the_array_and_tiny_arrays():
+    for shape in [(1,), (2,), (1, 3), (2, 2)]:
+        a = sample(shape, np.float64)
+        for mode in MODES:
+            np.testing.assert_allclose(filters.uniform_filter(a, 5, mode=mode),
+                                       ndi.uniform_filter(a, 5, mode=mode), atol=1e-12)
+            # scipy 1.17 returns garbage here for the (2,) array (gh-23075): NumPy reference
+            np.testing.assert_array_equal(
+                filters.median_filter(a, 5, mode=mode),
+                numpy_reference("median_filter", a, {"size": 5}, mode, 0, a.dtype))
+    for shape in [(0,), (0, 5), (3, 0)]:
+        a = np.zeros(shape, np.uint8)
+        for fn in (filters.uniform_filter, filters.median_filter, filters.laplace):
+            got = fn(a) if fn is filters.laplace else fn(a, size=3)
+            assert got.shape == shape and got.dtype == np.uint8
+
+
+def test_integer_extremes_and_nan_in_rank_filters():
+    for dtype in (np.int64, np.uint64):
+        info = np.iinfo(dtype)
+        a = np.array([info.max, info.min, info.max - 1, info.min + 1, 5], dtype)
+        for name in ("minimum_filter", "maximum_filter", "median_filter"):
+            # scipy rounds int64 through double here (scipy #11816): NumPy reference
+            np.testing.assert_array_equal(
+                getattr(filters, name)(a, size=3),
+                numpy_reference(name, a, {"size": 3}, "reflect", 0, a.dtype))
+    f = np.arange(12.0)
+    f[5] = np.nan
+    for name in ("minimum_filter", "maximum_filter", "median_filter", "uniform_filter"):
+        got = getattr(filters, name)(f, size=3)
+        assert np.isnan(got[4:7]).all()  # exactly the windows that hold the NaN
+        assert not np.isnan(np.delete(got, [4, 5, 6])).any()
+
+
+def test_strided_byteswapped_readonly_input_and_output_aliasing():
+    base = sample((20, 30), np.float64)
+    want = ndi.gaussian_filter(base[::2, ::-3], 1.2)
+    np.testing.assert_allclose(filters.gaussian_filter(base[::2, ::-3], 1.2), want, atol=1e-9)
+    swapped = base.astype(">f8")
+    swapped.flags.writeable = False
+    np.testing.assert_allclose(filters.uniform_filter(swapped, 3), ndi.uniform_filter(base, 3),
+                               atol=1e-12)
+    b = base.copy()
+    want = ndi.uniform_filter(base, 5)
+    assert filters.uniform_filter(b, 5, output=b) is b  # separable passes, in place
+    np.testing.assert_allclose(b, want, atol=1e-12)
+    c = sample((9, 9), np.uint8)
+    want = filters.median_filter(c, 3)
+    filters.median_filter(c, 3, output=c)
+    np.testing.assert_array_equal(c, want)
+
+
+def test_axes_and_complex_input():
+    a = sample((4, 9, 11), np.float64)
+    np.testing.assert_allclose(filters.uniform_filter(a, 3, axes=(1, 2)),
+                               ndi.uniform_filter(a, 3, axes=(1, 2)), atol=1e-12)
+    np.testing.assert_allclose(filters.gaussian_filter(a, 1.0, axes=(0, 2)),
+                               ndi.gaussian_filter(a, 1.0, axes=(0, 2)), atol=1e-12)
+    z = sample((8, 9), np.complex128)
+    for fn in ("correlate", "convolve"):  # complex weights: scipy's conjugation rule
+        np.testing.assert_allclose(getattr(filters, fn)(z, [[1, 2j], [0.5, 1]]),
+                                   getattr(ndi, fn)(z, [[1, 2j], [0.5, 1]]), atol=1e-12)
+
+
+BAD_CALLS = [
+    (lambda a: filters.uniform_filter(a, 0), StencilError, r"size must be >= 1"),
+    (lambda a: filters.uniform_filter(a, -2), StencilError, r"size must be >= 1"),
+    (lambda a: filters.uniform_filter(a, 2.5), StencilTypeError, r"size must be integers"),
+    (lambda a: filters.uniform_filter(a, (3, 3, 3)), StencilError, r"size has 3 values"),
+    (lambda a: filters.uniform_filter(a, 3, origin=2), StencilError, r"origin 2 is outside"),
+    (lambda a: filters.uniform_filter(a, 3, mode="edge"), StencilError, r"unknown mode 'edge'"),
+    (lambda a: filters.uniform_filter(a, 3, mode=["wrap", "nearest"]), StencilError,
+     r"one mode per axis"),
+    (lambda a: filters.uniform_filter(a, 3, cval=2), StencilError, r"cval=2.0 has no effect"),
+    (lambda a: filters.uniform_filter(a, 3, axes=(0, 0)), StencilError, r"name an axis twice"),
+    (lambda a: filters.uniform_filter(a, 3, axes=(2,)), StencilError, r"out of range"),
+    (lambda a: filters.uniform_filter(a, 3, output=np.zeros((2, 2))), StencilError,
+     r"output has shape"),
+    (lambda a: filters.uniform_filter(a, 3, output="U3"), StencilTypeError, r"numeric dtype"),
+    (lambda a: filters.uniform_filter(a.astype(object), 3), StencilTypeError, r"numeric"),
+    (lambda a: filters.uniform_filter(np.float64(3), 3), StencilError, r"0-d"),
+    (lambda a: filters.minimum_filter(a, footprint=np.zeros((3, 3))), StencilError,
+     r"selects no element"),
+    (lambda a: filters.minimum_filter(a, footprint=np.ones(3)), StencilError,
+     r"footprint has 1 dimensions"),
+    (lambda a: filters.maximum_filter(a), StencilError, r"give size or footprint"),
+    (lambda a: filters.median_filter(a.astype(complex), 3), StencilTypeError, r"complex"),
+    (lambda a: filters.median_filter(a, 9), StencilError, r"up to 49 elements"),
+    (lambda a: filters.gaussian_filter(a, -1), StencilError, r"sigma must be finite and >= 0"),
+    (lambda a: filters.gaussian_filter(a, 1, order=1), StencilError, r"only order=0"),
+    (lambda a: filters.gaussian_filter(a, 1, radius=-1), StencilError, r"radius must be >= 0"),
+    (lambda a: filters.correlate(a, np.ones(3)), StencilError, r"weights have 1 dimensions"),
+    (lambda a: filters.correlate(a, np.ones((3, 3)) * 1j), StencilTypeError,
+     r"complex weights"),
+    (lambda a: filters.sobel(a, axis=5), StencilError, r"out of range"),
+    (lambda a: filters.uniform_filter(a, 3, mode="constant", cval=1j), StencilTypeError,
+     r"complex cval"),
+    (lambda a: filters.uniform_filter(da.from_array(a), 3, output=np.zeros_like(a)),
+     StencilError, r"do not apply to Dask"),
+]
+
+
+@pytest.mark.parametrize("call,exc,match", BAD_CALLS, ids=[m for _, _, m in BAD_CALLS])
+def test_bad_parameters_raise_specific_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call(sample((6, 7), np.float64))
