@@ -38,6 +38,7 @@ import operator
 
 import numpy as np
 
+from . import _lines, modes
 from ._errors import StencilError, StencilTypeError
 from ._stencil import Stencil
 from .backends import is_dask_array
@@ -294,10 +295,12 @@ def _linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
             expr = "-" + expr[2:]
     lines = ["def f_linear(a):", f"    s = {expr}"]
     if divisor is not None and acc_kind == "int":
-        # exact mean: the nearest integer to s / n, ties to even
-        lines += [f"    q = s // {divisor}", f"    r = s - q * {divisor}",
-                  f"    if 2 * r > {divisor} or (2 * r == {divisor} and q % 2 == 1):",
-                  "        q += 1"]
+        # exact mean: the nearest integer to s / n, ties to even; branch-free so that the loop
+        # vectorises (floor((s + n//2) / n) rounds ties up; an odd n has no ties)
+        lines.append(f"    q = (s + {divisor // 2}) // {divisor}")
+        if divisor % 2 == 0:
+            lines.append(f"    q = q - 1 if (s + {divisor // 2}) - q * {divisor} == 0 "
+                         "and q % 2 != 0 else q")
         _store(lines, "q", acc_kind, out_dtype)
     elif divisor is not None:
         _store(lines, f"s / {_literal(divisor, acc)}", acc_kind, out_dtype)
@@ -358,6 +361,67 @@ def _finish_empty(arr, out, out_dtype):
         out[...] = result
         return out
     return result
+
+
+class _LineProgram:
+    """Separable line passes (running sums, van Herk) over a whole array or a Dask region.
+
+    ``passes``: ``("box", axis, lo, hi, divisor, dtype, clip)``,
+    ``("box2", axis, (lo0, hi0, lo1, hi1), divisor, dtype, clip)`` (axes ``axis`` and
+    ``axis + 1``, the last two) or ``("extreme", axis, lo, hi, is_max)``; each pass reads the previous one's result, and the
+    constant outside the array follows along (the pass applied to a constant line).
+    Picklable, for Dask workers in other processes.
+    """
+
+    def __init__(self, passes, mode, cval):
+        self.passes = tuple(passes)
+        self.mode = mode
+        self.cval = cval
+
+    def __call__(self, region):
+        x = np.ascontiguousarray(region)
+        x = x.astype(x.dtype.newbyteorder("="), copy=False)
+        cval = self.cval
+        for kind, axis, *rest in self.passes:
+            if kind == "box":
+                lo, hi, divisor, dtype, clip = rest
+                x = _lines.box_pass(x, axis, lo, hi, self.mode, cval, dtype, divisor, clip)
+                k = lo + hi + 1
+            elif kind == "box2":
+                reach, divisor, dtype, clip = rest
+                x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip)
+                k = (reach[0] + reach[1] + 1) * (reach[2] + reach[3] + 1)
+            else:
+                lo, hi, is_max = rest
+                x = _lines.extreme_pass(x, axis, lo, hi, self.mode, cval, is_max)
+                continue
+            # outside the array, the next pass sees this one applied to constant cval
+            cval = cval * k / divisor if divisor != 1 or dtype.kind == "f" else cval * k
+        return x
+
+    def __dask_tokenize__(self):
+        return ("stencilkit.filters.lines", repr(self.passes), self.mode, self.cval)
+
+
+def _run_lines(arr, passes, mode, cval, out, out_dtype):
+    program = _LineProgram(passes, mode, cval)
+    if is_dask_array(arr):
+        from .backends import dask as dask_backend
+
+        halo = [(0, 0)] * arr.ndim
+        for kind, axis, *rest in passes:
+            if kind == "box2":
+                lo0, hi0, lo1, hi1 = rest[0]
+                halo[axis], halo[axis + 1] = (lo0, hi0), (lo1, hi1)
+            else:
+                halo[axis] = (rest[0], rest[1])
+        return dask_backend.run_program(program, [arr], arr.ndim, halo,
+                                        modes.mode_code(mode), out_dtype)
+    result = program(arr)
+    if out is not None:
+        np.copyto(out, result, casting="unsafe")
+        return out
+    return result if result.dtype == out_dtype else result.astype(out_dtype)
 
 
 # ------------------------------------------------------------------------------- the filters
@@ -495,11 +559,42 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
     n = fp.size
-    if n <= DIRECT_TAPS or len(axes) == 1:
+    if n <= DIRECT_TAPS:
         taps = [(offs, 1) for offs, _ in _taps(fp, origins, axes, arr.ndim)]
         return _linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
-    passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
-    return _separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
+    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8):
+        # complex, and 64-bit integers (whose sums could overflow int64): tap-by-tap passes
+        passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
+        return _separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
+    # running sums: a few operations per element whatever the size
+    lines = [(ax, s // 2 + o, s - 1 - (s // 2 + o), s)
+             for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
+    exact = arr.dtype.kind in "biu" and out_dtype.kind in "biu"
+    if exact:
+        # int32 partial sums when they cannot overflow, else int64 (exact either way)
+        bound = max(abs(int(v)) for v in _limits(arr.dtype)) if arr.dtype.kind != "b" else 1
+        inter = np.dtype(np.int32) if bound * n + abs(cval) * n < 2**31 else np.dtype(np.int64)
+        lo_c, hi_c = _limits(out_dtype) if out_dtype.kind != "b" else (0, 1)
+    else:
+        inter = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+    # the last two axes in one sweep (no intermediate array), the others first, one pass each
+    pair = [ln for ln in lines if ln[0] >= arr.ndim - 2] if arr.ndim >= 2 else []
+    if len(pair) != 2:
+        pair = []
+    singles = [ln for ln in lines if ln not in pair]
+    passes = []
+    for i, (ax, lo, hi, s) in enumerate(singles):
+        last = i == len(singles) - 1 and not pair
+        if exact:
+            passes.append(("box", ax, lo, hi, n if last else 1,
+                           out_dtype if last else inter, (lo_c, hi_c) if last else None))
+        else:
+            passes.append(("box", ax, lo, hi, s, out_dtype if last else inter, None))
+    if pair:
+        (_, lo0, hi0, s0), (_, lo1, hi1, s1) = pair
+        passes.append(("box2", arr.ndim - 2, (lo0, hi0, lo1, hi1), n if exact else s0 * s1,
+                       out_dtype, (lo_c, hi_c) if exact else None))
+    return _run_lines(arr, passes, mode, cval, out, out_dtype)
 
 
 def _gaussian_weights(sigma, radius):
@@ -679,15 +774,12 @@ def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
     acc = arr.dtype.newbyteorder("=")
-    if box and fp.size > DIRECT_TAPS and sum(fp.shape) < fp.size:
-        # a box's extreme is the extreme along each axis in turn (exact: no arithmetic)
-        for i, (ax, s, o) in enumerate(zip(axes, fp.shape, origins)):
-            last = i == len(axes) - 1
-            line = np.ones((s,), bool)
-            taps = _taps(line, (o,), (ax,), arr.ndim)
-            arr = _run(_extreme_source(arr.ndim, taps, op), arr, mode, cval, acc,
-                       out_dtype if last else acc, out if last else None)
-        return arr
+    if box and fp.size > DIRECT_TAPS:
+        # a box's extreme is the extreme along each axis in turn (exact: no arithmetic), each
+        # by van Herk / Gil-Werman in three comparisons per element
+        passes = [("extreme", ax, s // 2 + o, s - 1 - (s // 2 + o), op == "maximum")
+                  for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
+        return _run_lines(arr, passes, mode, cval, out, out_dtype)
     taps = _taps(fp, origins, axes, arr.ndim)
     return _run(_extreme_source(arr.ndim, taps, op), arr, mode, cval, acc, out_dtype, out)
 

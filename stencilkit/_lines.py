@@ -1,0 +1,509 @@
+"""Line passes whose cost per element does not grow with the window: running sums and van Herk.
+
+A box mean or a min/max over a large box is separable: one pass per axis of a 1-D window of
+``k = lo + 1 + hi`` elements. Summing (or comparing) the k elements of every window costs k
+operations per element; these passes cost a few, whatever k:
+
+* :func:`box_pass`, a running sum: the window's sum moves along the line by adding the element
+  that enters and subtracting the one that leaves. Integer sums are exact (int64). Float sums
+  keep non-finite values out of the running sum and count them per window instead, so a NaN or
+  an infinity reaches only the windows that hold it; such a window is summed directly, which
+  gives IEEE's answer (NaN, or the infinity).
+* :func:`extreme_pass`, van Herk / Gil-Werman: the extended line is cut into blocks of k; a
+  window starting inside a block covers that block's tail and the next block's head, so its
+  extreme is ``op(suffix[i], prefix[i + k - 1])`` with suffix and prefix extremes computed once
+  per block (M. van Herk, Pattern Recognit. Lett. 13, 1992; J. Gil and M. Werman, IEEE TPAMI
+  15, 1993): three comparisons per element. NaN propagates (``np.maximum``'s rule), confined to
+  the windows holding it.
+
+Arrays are viewed as ``(outer, n, inner)`` with the pass along ``n``; the inner axis is
+processed in tiles of ``lanes`` elements side by side (contiguous lanes vectorise; for a pass
+along the last axis the lanes are rows, streamed together). Indices past a line's ends go
+through the same ``_sk_map`` source as the generated stencils, so both agree at every edge, and
+Dask runs these passes per region through the same halo machinery.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from . import _buffers, modes
+
+_sk_njit = numba.njit(cache=True, nogil=True)
+LAST_AXIS_LANES = 16
+MAX_LANES = 16384  # int64 accumulators of 128 KiB, in L2
+# _sk_map, the index map every generated stencil uses too, compiled here under this file's name
+# (so numba's on-disk cache can locate it)
+exec(compile(modes.MAP_SOURCE, __file__, "exec"))
+_map = globals()["_sk_map"]
+
+
+@_sk_njit
+def _finite(v):
+    return v - v == 0  # False for NaN and +-inf; always True for integers
+
+
+@_sk_njit
+def _slide_float(src, o, a, b, c0, w, cval, acc, bad):
+    """Move float windows one step: add row ``a``, drop row ``b`` (-1: outside, cval).
+
+    Inner loops index with unsigned integers: numba adds a negative-index check to every
+    signed index, which keeps LLVM from vectorising the loop (3-5x slower here).
+    """
+    c0u = np.uint64(c0)
+    if a >= 0 and b >= 0:
+        for c in range(w):
+            u = np.uint64(c)
+            x = np.float64(src[o, a, c0u + u])
+            y = np.float64(src[o, b, c0u + u])
+            fx = _finite(x)
+            fy = _finite(y)
+            acc[u] += (x if fx else 0.0) - (y if fy else 0.0)
+            bad[u] += (0 if fx else 1) - (0 if fy else 1)
+    elif a >= 0 or b >= 0:
+        sign = 1.0 if a >= 0 else -1.0
+        r = a if a >= 0 else b
+        cv = cval if _finite(cval) else 0.0
+        cb = 0 if _finite(cval) else 1
+        for c in range(w):
+            u = np.uint64(c)
+            x = np.float64(src[o, r, c0u + u])
+            fx = _finite(x)
+            acc[u] += sign * ((x if fx else 0.0) - cv)
+            bad[u] += (1 if a >= 0 else -1) * ((0 if fx else 1) - cb)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _box_float(src, dst, lo, hi, mode, cval, divisor, lanes):
+    n_outer, n, n_inner = src.shape
+    tiles = (n_inner + lanes - 1) // lanes
+    for t in numba.prange(n_outer * tiles):
+        o = t // tiles
+        c0 = (t - o * tiles) * lanes
+        w = min(lanes, n_inner - c0)
+        c0u = np.uint64(c0)
+        acc = np.zeros(w, np.float64)
+        bad = np.zeros(w, np.int64)
+        for j in range(-lo, hi + 1):
+            m = _map(j, n, mode)
+            for c in range(w):
+                u = np.uint64(c)
+                v = np.float64(src[o, m, c0u + u]) if m >= 0 else cval
+                if _finite(v):
+                    acc[u] += v
+                else:
+                    bad[u] += 1
+        for i in range(n):
+            if i > 0:
+                _slide_float(src, o, _map(i + hi, n, mode), _map(i - lo - 1, n, mode), c0, w,
+                             cval, acc, bad)
+            nbad = 0
+            for c in range(w):
+                u = np.uint64(c)
+                dst[o, i, c0u + u] = acc[u] / divisor
+                nbad += bad[u]
+            if nbad:  # windows holding NaN or an infinity: summed directly (IEEE's answer)
+                for c in range(w):
+                    u = np.uint64(c)
+                    if bad[u]:
+                        s = 0.0
+                        for j in range(i - lo, i + hi + 1):
+                            m = _map(j, n, mode)
+                            s += np.float64(src[o, m, c0u + u]) if m >= 0 else cval
+                        dst[o, i, c0u + u] = s / divisor
+
+
+@_sk_njit
+def _slide_int(src, o, a, b, c0, w, cval, acc):
+    c0u = np.uint64(c0)
+    if a >= 0 and b >= 0:
+        for c in range(w):
+            u = np.uint64(c)
+            acc[u] += np.int64(src[o, a, c0u + u]) - np.int64(src[o, b, c0u + u])
+    elif a >= 0:
+        for c in range(w):
+            u = np.uint64(c)
+            acc[u] += np.int64(src[o, a, c0u + u]) - cval
+    elif b >= 0:
+        for c in range(w):
+            u = np.uint64(c)
+            acc[u] += cval - np.int64(src[o, b, c0u + u])
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _box_int(src, dst, lo, hi, mode, cval, divisor, lanes, clip_lo, clip_hi):
+    """Exact int64 sums; divisor 1 stores the sum, else the mean rounded (ties to even).
+
+    The mean is ``rint(float64(sum) / divisor)``: exact for sums below 2^52, because a
+    quotient s / n that is not a tie lies at least 1 / (2n) from one, far more than the
+    division's rounding error (and a tie, k + 1/2, is computed exactly); unlike an integer
+    division by a run-time divisor, it vectorises.
+    """
+    n_outer, n, n_inner = src.shape
+    tiles = (n_inner + lanes - 1) // lanes
+    fdiv = np.float64(divisor)
+    flo = np.float64(clip_lo)
+    fhi = np.float64(clip_hi)
+    for t in numba.prange(n_outer * tiles):
+        o = t // tiles
+        c0 = (t - o * tiles) * lanes
+        w = min(lanes, n_inner - c0)
+        c0u = np.uint64(c0)
+        acc = np.zeros(w, np.int64)
+        for j in range(-lo, hi + 1):
+            m = _map(j, n, mode)
+            for c in range(w):
+                u = np.uint64(c)
+                acc[u] += np.int64(src[o, m, c0u + u]) if m >= 0 else cval
+        for i in range(n):
+            if i > 0:
+                _slide_int(src, o, _map(i + hi, n, mode), _map(i - lo - 1, n, mode), c0, w,
+                           cval, acc)
+            if divisor == 1:
+                for c in range(w):
+                    u = np.uint64(c)
+                    dst[o, i, c0u + u] = min(max(acc[u], clip_lo), clip_hi)
+            else:
+                for c in range(w):
+                    u = np.uint64(c)
+                    q = np.rint(np.float64(acc[u]) / fdiv)
+                    dst[o, i, c0u + u] = np.int64(min(max(q, flo), fhi))
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, band, acc_proto):
+    """2-D box over axes 1 and 2 of (outer, n0, n1) in one sweep (no intermediate array).
+
+    Each task takes a band of rows: column sums over the k0 rows of the window slide down the
+    band (add the row entering, drop the one leaving); each output row is then a difference of
+    prefix sums of those column sums, extended past the row's ends by the mode. The dtype of
+    ``acc_proto`` is the accumulator: int64 (exact; the mean rounded to nearest, ties to even,
+    clipped) or float64 (non-finite values counted apart, as in :func:`_box_float`).
+    """
+    n_outer, n0, n1 = src.shape
+    k0 = lo0 + hi0 + 1
+    k1 = lo1 + hi1 + 1
+    width = n1 + k1 - 1
+    k1u = np.uint64(k1)
+    lo1u = np.uint64(lo1 + 1)
+    bands = -(-n0 // band)
+    is_int = acc_proto.dtype.kind != "f"
+    zero = acc_proto[0] * 0
+    cv = zero + cval
+    cv_ok = _finite(cv)
+    inv = 1.0 / divisor
+    fdiv = np.float64(divisor)
+    flo = np.float64(clip_lo)
+    fhi = np.float64(clip_hi)
+    for t in numba.prange(n_outer * bands):
+        o = t // bands
+        r0 = (t - o * bands) * band
+        r1 = min(r0 + band, n0)
+        col = np.zeros(n1, acc_proto.dtype)  # column sums over the current window's rows
+        bad = np.zeros(n1, np.int64)
+        prefix = np.zeros(width + 1, acc_proto.dtype)
+        prefix_bad = np.zeros(width + 1, np.int64)
+        for j in range(r0 - lo0, r0 + hi0 + 1):
+            m = _map(j, n0, mode)
+            for c in range(n1):
+                u = np.uint64(c)
+                v = src[o, m, u] if m >= 0 else cv
+                f = _finite(v)
+                col[u] += v if f else zero
+                bad[u] += 0 if f else 1
+        for i in range(r0, r1):
+            if i > r0:
+                a = _map(i + hi0, n0, mode)
+                b = _map(i - lo0 - 1, n0, mode)
+                for c in range(n1):
+                    u = np.uint64(c)
+                    x = src[o, a, u] if a >= 0 else cv
+                    y = src[o, b, u] if b >= 0 else cv
+                    fx = _finite(x)
+                    fy = _finite(y)
+                    col[u] += (x if fx else zero) - (y if fy else zero)
+                    bad[u] += (0 if fx else 1) - (0 if fy else 1)
+            # prefix sums of the column sums along the row extended by the mode (position p
+            # holds column p - lo1)
+            acc = zero
+            nb = 0
+            for p in range(lo1):
+                m = _map(p - lo1, n1, mode)
+                acc += col[m] if m >= 0 else (cv * k0 if cv_ok else zero)
+                nb += bad[m] if m >= 0 else (0 if cv_ok else k0)
+                prefix[p + 1] = acc
+                prefix_bad[p + 1] = nb
+            for c in range(n1):
+                u = np.uint64(c)
+                acc += col[u]
+                prefix[lo1u + u] = acc
+            for c in range(n1):
+                u = np.uint64(c)
+                nb += bad[u]
+                prefix_bad[lo1u + u] = nb
+            for p in range(lo1 + n1, width):
+                m = _map(p - lo1, n1, mode)
+                acc += col[m] if m >= 0 else (cv * k0 if cv_ok else zero)
+                nb += bad[m] if m >= 0 else (0 if cv_ok else k0)
+                prefix[p + 1] = acc
+                prefix_bad[p + 1] = nb
+            if is_int:  # rounded as in _box_int
+                for c in range(n1):
+                    u = np.uint64(c)
+                    q = np.rint(np.float64(prefix[u + k1u] - prefix[u]) / fdiv)
+                    dst[o, i, u] = np.int64(min(max(q, flo), fhi))
+            else:
+                for c in range(n1):
+                    u = np.uint64(c)
+                    dst[o, i, u] = (prefix[u + k1u] - prefix[u]) * inv
+                if prefix_bad[width]:
+                    for c in range(n1):
+                        u = np.uint64(c)
+                        if prefix_bad[u + k1u] - prefix_bad[u]:  # NaN or inf inside: sum directly
+                            d = zero
+                            for jj in range(i - lo0, i + hi0 + 1):
+                                mm = _map(jj, n0, mode)
+                                for cc in range(c - lo1, c + hi1 + 1):
+                                    mc = _map(cc, n1, mode)
+                                    d += src[o, mm, mc] if mm >= 0 and mc >= 0 else cv
+                            dst[o, i, u] = d * inv
+
+
+def box2_pass(src, lo0, hi0, lo1, hi1, mode, cval, out_dtype, divisor, clip=None):
+    """Box sum/mean over the last two axes of a C-contiguous array, in one sweep."""
+    dst = _buffers.POOL.empty(src.shape, out_dtype)
+    if src.size == 0:
+        return dst
+    n0, n1 = src.shape[-2:]
+    s = src.reshape(-1, n0, n1)
+    d = dst.reshape(-1, n0, n1)
+    code = modes.mode_code(mode)
+    # bands of rows: enough tasks for every thread, each long enough that re-summing its first
+    # window (k0 rows) is a small part of its work
+    tasks = max(1, 4 * numba.get_num_threads() // s.shape[0])
+    band = max(4 * (lo0 + hi0 + 1), -(-n0 // tasks))
+    if src.dtype.kind == "f" or out_dtype.kind == "f":
+        _box2(s, d, lo0, hi0, lo1, hi1, code, float(cval), float(divisor), 0, 0, band,
+              np.zeros(1, np.float64))
+    else:
+        info = np.iinfo(out_dtype)
+        lo_c, hi_c = clip if clip is not None else (int(info.min), int(info.max))
+        _box2(s, d, lo0, hi0, lo1, hi1, code, int(cval), int(divisor), int(lo_c), int(hi_c),
+              band, np.zeros(1, np.int64))
+    return dst
+
+
+@_sk_njit
+def _pick(x, y, is_max):
+    """np.maximum / np.minimum for scalars: NaN wins."""
+    if x != x:
+        return x
+    if y != y:
+        return y
+    if is_max:
+        return x if x >= y else y
+    return x if x <= y else y
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _extreme(src, dst, lo, hi, mode, cval, lanes, is_max):
+    n_outer, n, n_inner = src.shape
+    k = lo + hi + 1
+    length = n + k - 1  # the extended line: position p holds the line's element p - lo
+    tiles = (n_inner + lanes - 1) // lanes
+    for t in numba.prange(n_outer * tiles):
+        o = t // tiles
+        c0 = (t - o * tiles) * lanes
+        w = min(lanes, n_inner - c0)
+        c0u = np.uint64(c0)
+        suffix = np.empty((k, w), src.dtype)
+        prefix = np.empty((k, w), src.dtype)
+        for start in range(0, n, k):  # the block that windows i = start .. start + k - 1 begin in
+            stop = min(start + k, length)
+            for p in range(stop - 1, start - 1, -1):
+                m = _map(p - lo, n, mode)
+                r = p - start
+                for c in range(w):
+                    u = np.uint64(c)
+                    v = src[o, m, c0u + u] if m >= 0 else cval
+                    suffix[r, u] = v if p == stop - 1 else _pick(v, suffix[r + 1, u], is_max)
+            top = min(start + k + k - 1, length)  # the next block, as far as windows reach
+            for p in range(start + k, top):
+                m = _map(p - lo, n, mode)
+                r = p - start - k
+                for c in range(w):
+                    u = np.uint64(c)
+                    v = src[o, m, c0u + u] if m >= 0 else cval
+                    prefix[r, u] = v if r == 0 else _pick(v, prefix[r - 1, u], is_max)
+            for i in range(start, min(start + k, n)):
+                r = i - start
+                for c in range(w):
+                    u = np.uint64(c)
+                    if r == 0:
+                        dst[o, i, c0u + u] = suffix[0, u]
+                    else:
+                        dst[o, i, c0u + u] = _pick(suffix[r, u], prefix[r - 1, u], is_max)
+
+
+@_sk_njit
+def _extend_row(src, r, ext, lo, n, mode, cval):
+    """ext[p] = row r's element p - lo, past the ends as the mode says (interior: a copy)."""
+    lou = np.uint64(lo)
+    for j in range(n):
+        u = np.uint64(j)
+        ext[u + lou] = src[r, u]
+    for p in range(lo):
+        m = _map(p - lo, n, mode)
+        ext[p] = src[r, m] if m >= 0 else cval
+    for p in range(lo + n, ext.size):
+        m = _map(p - lo, n, mode)
+        ext[p] = src[r, m] if m >= 0 else cval
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _rows_extreme(src, dst, lo, hi, mode, cval, is_max):
+    """Min/max along the rows of a 2-D array by doubling spans (for the last axis).
+
+    A row, extended by the mode, is folded onto itself: after the pass with span s, element j
+    holds the extreme of ``[j, j + 2s)``. Overlapping spans are harmless for min/max, so two
+    spans of at least k/2 cover a window of k: ``op(e[j], e[j + k - s])``. That is
+    ceil(log2 k) passes, each contiguous and vectorised, instead of a chain of comparisons.
+    """
+    rows, n = src.shape
+    k = lo + hi + 1
+    width = n + k - 1
+    for r in numba.prange(rows):
+        ext = np.empty(width, src.dtype)
+        nxt = np.empty(width, src.dtype)
+        _extend_row(src, r, ext, lo, n, mode, cval)
+        span = 1
+        while 2 * span <= k:  # out of place: an in-place fold does not vectorise (20x slower)
+            su = np.uint64(span)
+            for j in range(width - span):
+                u = np.uint64(j)
+                nxt[u] = _pick(ext[u], ext[u + su], is_max)
+            ext, nxt = nxt, ext
+            span *= 2
+        last = np.uint64(k - span)
+        for j in range(n):
+            u = np.uint64(j)
+            dst[r, u] = _pick(ext[u], ext[u + last], is_max)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _rows_box(src, dst, lo, hi, mode, cval, divisor, clip_lo, clip_hi, acc_proto):
+    """Box sum/mean along the rows of a 2-D array from power-of-two partial sums.
+
+    The window ``[j, j + k)`` is split by the binary digits of k into blocks of 1, 2, 4, ...
+    elements, each read from a level of pairwise sums (level b holds the sums of 2^b
+    elements), so each element costs about 2 log2(k) vectorised additions, with no running
+    subtraction: a NaN or an infinity stays inside its windows. ``acc_proto``: int64 sums
+    rounded as in :func:`_box_int`, or float64 sums divided by ``divisor``.
+    """
+    rows, n = src.shape
+    k = lo + hi + 1
+    width = n + k - 1
+    is_int = acc_proto.dtype.kind != "f"
+    zero = acc_proto[0] * 0
+    cv = zero + cval
+    fdiv = np.float64(divisor)
+    flo = np.float64(clip_lo)
+    fhi = np.float64(clip_hi)
+    for r in numba.prange(rows):
+        level = np.empty(width, acc_proto.dtype)
+        nxt = np.empty(width, acc_proto.dtype)
+        total = np.zeros(n, acc_proto.dtype)
+        _extend_row(src, r, level, lo, n, mode, cv)
+        span = 1
+        offset = 0
+        while span <= k:
+            if k & span:
+                ou = np.uint64(offset)
+                for j in range(n):
+                    u = np.uint64(j)
+                    total[u] += level[u + ou]
+                offset += span
+            if 2 * span <= k:  # out of place, as in _rows_extreme
+                su = np.uint64(span)
+                for j in range(width - span):
+                    u = np.uint64(j)
+                    nxt[u] = level[u] + level[u + su]
+                level, nxt = nxt, level
+            span *= 2
+        if is_int:
+            for j in range(n):
+                u = np.uint64(j)
+                q = np.rint(np.float64(total[u]) / fdiv)
+                dst[r, u] = np.int64(min(max(q, flo), fhi))
+        else:
+            for j in range(n):
+                u = np.uint64(j)
+                dst[r, u] = total[u] / fdiv
+
+
+def _views(src, dst, axis):
+    """(outer, n, inner) views of src and dst for a pass along ``axis``, and the lane count."""
+    shape = src.shape
+    n = shape[axis]
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1:])
+    if inner == 1 and outer > 1:
+        # the last axis: rows become lanes, streamed side by side (a transposed view)
+        return (src.reshape(outer, n).T[None], dst.reshape(outer, n).T[None], LAST_AXIS_LANES)
+    # Lanes: whole rows where possible (each step then reads whole rows, sequentially: tiles
+    # of a few hundred lanes made every step a TLB miss), split so every thread has work.
+    tasks = max(1, 2 * numba.get_num_threads() // max(outer, 1))
+    lanes = min(max(-(-inner // tasks), 256), MAX_LANES)
+    return src.reshape(outer, n, inner), dst.reshape(outer, n, inner), lanes
+
+
+def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None):
+    """Running-sum box pass along ``axis`` (window ``i - lo .. i + hi``) of a C-contiguous array.
+
+    Integer ``src``: exact int64 sums; ``divisor`` > 1 stores their mean rounded to nearest
+    (ties to even), clipped to ``clip``. Float ``src``: float64 sums divided by ``divisor``.
+    """
+    dst = _buffers.POOL.empty(src.shape, out_dtype)
+    if src.size == 0:
+        return dst
+    code = modes.mode_code(mode)
+    if axis == src.ndim - 1:
+        s, d = src.reshape(-1, src.shape[-1]), dst.reshape(-1, src.shape[-1])
+        if src.dtype.kind == "f" or np.dtype(out_dtype).kind == "f":
+            _rows_box(s, d, lo, hi, code, float(cval), float(divisor), 0, 0,
+                      np.zeros(1, np.float64))
+        else:
+            info = np.iinfo(out_dtype)
+            lo_c, hi_c = clip if clip is not None else (max(info.min, -(2**63)),
+                                                         min(info.max, 2**63 - 1))
+            _rows_box(s, d, lo, hi, code, int(cval), int(divisor), int(lo_c), int(hi_c),
+                      np.zeros(1, np.int64))
+        return dst
+    s, d, lanes = _views(src, dst, axis)
+    if src.dtype.kind == "f":
+        _box_float(s, d, lo, hi, code, float(cval), float(divisor), lanes)
+    else:
+        info = np.iinfo(out_dtype)
+        lo_c, hi_c = clip if clip is not None else (max(info.min, -(2**63)),
+                                                     min(info.max, 2**63 - 1))
+        _box_int(s, d, lo, hi, code, int(cval), int(divisor), lanes, int(lo_c), int(hi_c))
+    return dst
+
+
+def extreme_pass(src, axis, lo, hi, mode, cval, is_max):
+    """Van Herk / Gil-Werman min or max pass along ``axis`` of a C-contiguous array."""
+    dst = _buffers.POOL.empty(src.shape, src.dtype)
+    if src.size == 0:
+        return dst
+    fill = np.asarray(cval).astype(src.dtype)[()]
+    if axis == src.ndim - 1:
+        n = src.shape[-1]
+        _rows_extreme(src.reshape(-1, n), dst.reshape(-1, n), lo, hi, modes.mode_code(mode),
+                      fill, bool(is_max))
+        return dst
+    s, d, lanes = _views(src, dst, axis)
+    _extreme(s, d, lo, hi, modes.mode_code(mode), fill, lanes, bool(is_max))
+    return dst
