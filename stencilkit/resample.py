@@ -1,0 +1,481 @@
+"""Downsampling: every n-th element, block reductions and a Gaussian pyramid.
+
+* :func:`decimate`: every ``factor``-th element per axis ("direct assignment").
+* :func:`block_reduce`: one value per block of ``factor`` elements per axis: mean (the "local
+  mean" downsampling of skimage.transform.downscale_local_mean), sum, min, max or median.
+* :func:`pyramid_down`: a 5 x 5 binomial (Gaussian) prefilter, then every second element, as
+  cv2.pyrDown, per level.
+
+Shapes the factor does not divide: ``edge="partial"`` (the default) reduces the real elements
+of the last, smaller block; ``"pad"`` fills it with ``cval`` first (skimage's behaviour);
+``"trim"`` drops it. Integer input keeps its dtype for mean, median, min and max, rounded to
+nearest with ties to even (the exact mean of integers is computed from int64 sums); ``sum``
+returns NumPy's sum dtype (int64 or uint64 for integers). NaN propagates to its block. NumPy and
+Dask arrays are accepted; on Dask, reduced axes are rechunked to multiples of the factor so that
+no block straddles chunks, and the result equals the NumPy one exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+
+import numba
+import numpy as np
+
+from . import _buffers, filters
+from ._errors import StencilError, StencilTypeError
+from .backends import is_dask_array
+
+__all__ = ["block_reduce", "decimate", "pyramid_down"]
+
+FUNCS = ("mean", "sum", "min", "max", "median")
+EDGES = ("partial", "pad", "trim")
+_ALIASES = {np.mean: "mean", np.sum: "sum", np.min: "min", np.max: "max", np.median: "median",
+            np.amin: "min", np.amax: "max", np.nanmean: None}
+
+
+def _array(a, name):
+    arr = a if is_dask_array(a) else np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise StencilTypeError(f"{name}: input must be a real numeric or bool array, got "
+                               f"{arr.dtype}")
+    if arr.ndim == 0:
+        raise StencilError(f"{name}: input is 0-d; there is nothing to downsample")
+    return arr
+
+
+def _factors(factor, ndim, axes, name):
+    """One positive int per axis (1 on the axes not downsampled)."""
+    if axes is None:
+        axes = tuple(range(ndim))
+    else:
+        axes = filters._axes(axes, ndim, name)
+    values = filters._per_axis(factor, axes, "factor", name)
+    if any(f < 1 for f in values):
+        raise StencilError(f"{name}: factor must be >= 1 along every axis, got {values}")
+    full = [1] * ndim
+    for ax, f in zip(axes, values):
+        full[ax] = f
+    return tuple(full)
+
+
+def decimate(a, factor, *, axes=None):
+    """Every ``factor``-th element along each axis, starting with the first.
+
+    Parameters
+    ----------
+    a : array_like or dask array
+    factor : int or sequence of int
+        Step per axis (of ``axes``).
+    axes : sequence of int, optional
+        The axes to decimate. Default: all.
+
+    Returns
+    -------
+    ndarray or dask array
+        A C-contiguous copy (NumPy) or a lazy slice (Dask), of ``ceil(n / factor)`` elements
+        per axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import resample
+    >>> resample.decimate(np.arange(10), 3)
+    array([0, 3, 6, 9])
+    """
+    name = "decimate"
+    arr = a if is_dask_array(a) else np.asarray(a)
+    if arr.ndim == 0:
+        raise StencilError(f"{name}: input is 0-d; there is nothing to downsample")
+    full = _factors(factor, arr.ndim, axes, name)
+    sliced = arr[tuple(slice(None, None, f) for f in full)]
+    return sliced if is_dask_array(sliced) else np.ascontiguousarray(sliced)
+
+
+# ----------------------------------------------------------------------------- block_reduce
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _block2(src, dst, f0, f1, op, rounding, lo_c, hi_c, acc_proto, int_acc, small):
+    """Reduce (B, n0, n1) by blocks of f0 x f1 into (B, m0, m1); the last blocks may be short.
+
+    op: 0 mean, 1 sum, 2 min, 3 max; a short block reduces its real elements. Sums accumulate
+    in ``acc_proto``'s dtype (int64: exact; float64), one accumulator row per output row (the
+    rows of a block added as whole vectorised rows), then each block of ``f1`` columns.
+    ``rounding`` stores the nearest integer (ties to even), clipped to ``[lo_c, hi_c]``;
+    ``int_acc``: integer sums (means by shifts where the count is a power of two); ``small``:
+    int32 sums of <= 16-bit data (a one-pass 2 x 2 mean).
+    """
+    nb, n0, n1 = src.shape
+    m0 = dst.shape[1]
+    m1 = dst.shape[2]
+    for t in numba.prange(nb * m0):
+        b = t // m0
+        i = t - b * m0
+        r0 = i * f0
+        r1 = min(r0 + f0, n0)
+        if op == 0 and f0 == 2 and f1 == 2 and small and r1 - r0 == 2:
+            # 2 x 2 means of <= 16-bit integers (halving an image): one pass over both rows,
+            # int32 sums, rounded by shifts (ties to even)
+            top = src[b, r0]
+            bottom = src[b, r0 + 1]
+            for j in range(n1 // 2):
+                u = np.uint64(2 * j)
+                v = np.uint64(1)
+                t4 = (np.int32(top[u]) + np.int32(top[u + v]) + np.int32(bottom[u])
+                      + np.int32(bottom[u + v]))
+                dst[b, i, np.uint64(j)] = (t4 + 1 + ((t4 >> 2) & 1)) >> 2
+            if n1 % 2:
+                t2 = np.int32(top[n1 - 1]) + np.int32(bottom[n1 - 1])
+                dst[b, i, n1 // 2] = (t2 + ((t2 >> 1) & 1)) >> 1
+            continue
+        acc = np.empty(n1, acc_proto.dtype)
+        first = src[b, r0]
+        for c in range(n1):
+            acc[np.uint64(c)] = first[np.uint64(c)]
+        for r in range(r0 + 1, r1):
+            row = src[b, r]
+            if op <= 1:
+                for c in range(n1):
+                    u = np.uint64(c)
+                    acc[u] += row[u]
+            elif op == 2:
+                for c in range(n1):
+                    u = np.uint64(c)
+                    x = acc[u]
+                    y = row[u]
+                    acc[u] = x if x <= y or x != x else y
+            else:
+                for c in range(n1):
+                    u = np.uint64(c)
+                    x = acc[u]
+                    y = row[u]
+                    acc[u] = x if x >= y or x != x else y
+        rows = r1 - r0
+        full = n1 // f1
+        shift = 0
+        while (2 << shift) <= rows * 2:
+            shift += 1
+        if op == 0 and f1 == 2 and int_acc and (1 << shift) == rows * 2:
+            # halving integers: the block holds 2^shift elements, so the mean rounded to
+            # nearest, ties to even, is integer shifts (vectorised; no float division)
+            half = (1 << shift) >> 1
+            for j in range(full):
+                u = np.uint64(2 * j)
+                t2 = np.int64(acc[u] + acc[u + np.uint64(1)])  # (int_acc: already integral)
+                dst[b, i, np.uint64(j)] = (t2 + (half - 1) + ((t2 >> shift) & 1)) >> shift
+            start = full
+        elif op <= 1 and f1 == 2:
+            # halving, the common case: pairs at a constant stride vectorise
+            cnt = np.float64(rows * 2)
+            for j in range(full):
+                u = np.uint64(2 * j)
+                _put(dst, b, i, np.uint64(j), acc[u] + acc[u + np.uint64(1)], op, cnt,
+                     rounding, lo_c, hi_c)
+            start = full
+        else:
+            start = 0
+        for j in range(start, m1):
+            c0 = j * f1
+            c1 = min(c0 + f1, n1)
+            s = acc[c0]
+            for c in range(c0 + 1, c1):
+                x = acc[c]
+                if op <= 1:
+                    s += x
+                elif op == 2:
+                    s = s if s <= x or s != s else x
+                else:
+                    s = s if s >= x or s != s else x
+            _put(dst, b, i, np.uint64(j), s, op, np.float64(rows * (c1 - c0)), rounding, lo_c,
+                 hi_c)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(dst, b, i, j, s, op, count, rounding, lo_c, hi_c):
+    """Store one block's value: the sum, or the mean (op 0) or extreme, rounded if asked."""
+    if op == 1:
+        dst[b, i, j] = s
+        return
+    v = np.float64(s) / count if op == 0 else np.float64(s)
+    if rounding:
+        dst[b, i, j] = min(max(np.rint(v), lo_c), hi_c)
+    else:
+        dst[b, i, j] = v
+
+
+def _kernel(x, f0, f1, op, out_dtype, acc):
+    """One _block2 call over the last two axes of ``x`` (a 1-D ``x`` is one row)."""
+    shape = x.shape if x.ndim >= 2 else (1,) + x.shape
+    n0, n1 = shape[-2], shape[-1]
+    m0, m1 = -(-n0 // f0), -(-n1 // f1)
+    src = np.ascontiguousarray(x).reshape((-1, n0, n1))
+    dst = _buffers.POOL.empty((src.shape[0], m0, m1), out_dtype)
+    rounding = out_dtype.kind in "iub" and op in ("mean", "median")
+    lo_c, hi_c = 0.0, 0.0
+    if out_dtype.kind == "b":
+        lo_c, hi_c = 0.0, 1.0
+    elif rounding:
+        info = np.iinfo(out_dtype)
+        lo_c, hi_c = float(info.min), float(info.max)
+    proto = acc if op in ("mean", "sum") else np.zeros(1, src.dtype)
+    int_acc = rounding and proto.dtype.kind in "iu"
+    _block2(src, dst, f0, f1, FUNCS.index(op), rounding, lo_c, hi_c, proto, int_acc,
+            int_acc and proto.dtype == np.int32)
+    return dst.reshape(shape[:-2] + (m0, m1) if x.ndim >= 2 else (m1,))
+
+
+def _along(x, axis, f, op, out_dtype, acc):
+    """Blocks of ``f`` along one axis (moved last for the kernel, then back)."""
+    moved = np.moveaxis(x, axis, -1)
+    y = _kernel(moved.reshape((-1, 1, moved.shape[-1])), 1, f, op, out_dtype, acc)
+    return np.moveaxis(y.reshape(moved.shape[:-1] + (y.shape[-1],)), -1, axis)
+
+
+def _reduce_numpy(arr, full, op, edge, cval, out_dtype):
+    """Block reduction of a NumPy array of any rank (mean, sum, min, max)."""
+    x = np.asarray(arr)
+    x = x.astype(x.dtype.newbyteorder("="), copy=False)
+    if edge == "trim":
+        x = x[tuple(slice(0, (n // f) * f) for n, f in zip(x.shape, full))]
+    elif edge == "pad" and any(n % f for n, f in zip(x.shape, full)):
+        x = np.pad(x, [(0, (-n) % f) for n, f in zip(x.shape, full)], constant_values=cval)
+    base = x.shape  # after trimming or padding: the mean's block counts follow from it
+    out_shape = tuple(-(-n // f) for n, f in zip(base, full))
+    if x.size == 0:
+        return np.zeros(out_shape, out_dtype)
+    # exact sums: int64 for integers (a mean divides once, at the end); float64 otherwise
+    acc = np.zeros(1, np.float64 if x.dtype.kind == "f" or x.dtype == np.uint64 else np.int64)
+    if x.dtype.kind in "biu" and x.dtype.itemsize <= 2 and math.prod(full) < 2**15:
+        acc = np.zeros(1, np.int32)  # exact too, and half the width of int64 rows
+    last = [d for d in (x.ndim - 2, x.ndim - 1) if d >= 0]
+    others = [d for d, f in enumerate(full) if f > 1 and d not in last]
+    f0 = full[-2] if x.ndim >= 2 else 1
+    f1 = full[-1]
+    if op in ("min", "max"):
+        for d in others:
+            x = _along(x, d, full[d], op, x.dtype, acc)
+        return _kernel(x, f0, f1, op, out_dtype, acc)
+    if not others:
+        return _kernel(x, f0, f1, op, out_dtype, acc)
+    for d in others:
+        x = _along(x, d, full[d], "sum", acc.dtype, acc)
+    sums = _kernel(x, f0, f1, "sum", acc.dtype, acc)
+    if op == "sum":
+        return sums.astype(out_dtype)
+    counts = np.ones((1,) * len(out_shape), np.int64)
+    for d, (n, f) in enumerate(zip(base, full)):
+        shape = [1] * len(out_shape)
+        shape[d] = out_shape[d]
+        counts = counts * _counts(n, f).reshape(shape)
+    mean = sums / counts
+    if out_dtype.kind in "iub":
+        if out_dtype.kind == "b":
+            return np.rint(mean) != 0
+        info = np.iinfo(out_dtype)
+        return np.clip(np.rint(mean), info.min, info.max).astype(out_dtype)
+    return mean.astype(out_dtype)
+
+
+def _counts(n, f):
+    """Elements per block along an axis of n (the last block may be short)."""
+    counts = np.full(-(-n // f), f, np.int64)
+    if n % f:
+        counts[-1] = n % f
+    return counts
+
+
+def _median_numpy(arr, full, edge, cval, out_dtype):
+    """Median per block: complete blocks by a reshape, the short edge blocks one by one."""
+    x = np.asarray(arr)
+    if edge == "trim":
+        x = x[tuple(slice(0, (n // f) * f) for n, f in zip(x.shape, full))]
+    elif edge == "pad":
+        pads = [(0, (-n) % f) for n, f in zip(x.shape, full)]
+        x = np.pad(x, pads, constant_values=cval)
+    out_shape = tuple(-(-n // f) for n, f in zip(x.shape, full))
+    result = np.empty(out_shape, np.float64)
+    whole = tuple(n // f for n, f in zip(x.shape, full))
+    if all(whole):
+        core = x[tuple(slice(0, w * f) for w, f in zip(whole, full))]
+        split = []
+        for w, f in zip(whole, full):
+            split += [w, f]
+        blocks = core.reshape(split).astype(np.float64)
+        inner = tuple(range(1, 2 * x.ndim, 2))
+        result[tuple(slice(0, w) for w in whole)] = np.median(blocks, axis=inner)
+    for index in np.ndindex(*out_shape):
+        if all(i < w for i, w in zip(index, whole)):
+            continue
+        block = x[tuple(slice(i * f, (i + 1) * f) for i, f in zip(index, full))]
+        result[index] = np.median(block.astype(np.float64)) if block.size else 0
+    if out_dtype.kind in "iub":
+        if out_dtype.kind == "b":
+            return np.rint(result) != 0
+        info = np.iinfo(out_dtype)
+        return np.clip(np.rint(result), info.min, info.max).astype(out_dtype)
+    return result.astype(out_dtype)
+
+
+def block_reduce(a, factor, func="mean", *, edge="partial", cval=0, axes=None):
+    """One value per block of ``factor`` elements per axis (downsampling by a block function).
+
+    Parameters
+    ----------
+    a : array_like or dask array
+        Real numeric or bool input.
+    factor : int or sequence of int
+        Block size per axis (of ``axes``).
+    func : {'mean', 'sum', 'min', 'max', 'median'} or the NumPy function of that name
+        The reduction. Default ``'mean'``.
+    edge : {'partial', 'pad', 'trim'}, optional
+        Where the factor does not divide an axis: reduce the real elements of the short last
+        block (default), pad it with ``cval`` (skimage's behaviour), or drop it.
+    cval : scalar, optional
+        The padding value for ``edge='pad'``.
+    axes : sequence of int, optional
+        The axes to reduce. Default: all.
+
+    Returns
+    -------
+    ndarray or dask array
+        ``ceil(n / factor)`` elements per axis (``floor`` with ``edge='trim'``); the input's
+        dtype (integers rounded to nearest, ties to even), except ``sum``: NumPy's sum dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import resample
+    >>> a = np.array([[1, 2, 3, 4, 5], [5, 6, 7, 8, 9]], np.uint8)
+    >>> resample.block_reduce(a, 2)
+    array([[4, 6, 7]], dtype=uint8)
+    >>> resample.block_reduce(a, 2, edge="pad")
+    array([[4, 6, 4]], dtype=uint8)
+    >>> resample.block_reduce(a, (1, 2), func="max", edge="trim")
+    array([[2, 4],
+           [6, 8]], dtype=uint8)
+    """
+    name = "block_reduce"
+    arr = _array(a, name)
+    full = _factors(factor, arr.ndim, axes, name)
+    op = _ALIASES.get(func, func) if not isinstance(func, str) else func
+    if op not in FUNCS:
+        raise StencilError(f"{name}: unknown func {func!r}; use one of {', '.join(FUNCS)}")
+    if edge not in EDGES:
+        raise StencilError(f"{name}: unknown edge {edge!r}; use one of {', '.join(EDGES)}")
+    if np.ndim(cval) != 0 or isinstance(cval, (complex, np.complexfloating)):
+        raise StencilTypeError(f"{name}: cval must be a real scalar, got {cval!r}")
+    if edge != "pad" and cval != 0:
+        raise StencilError(f"{name}: cval={cval!r} is only used with edge='pad'")
+    if edge == "trim" and any(n < f for n, f in zip(arr.shape, full)):
+        raise StencilError(f"{name}: factor {full} is larger than the array {arr.shape} along "
+                           "an axis, so edge='trim' leaves nothing; use edge='partial'")
+    dtype = arr.dtype.newbyteorder("=")
+    if op == "sum":
+        out_dtype = np.zeros(1, dtype).sum().dtype if dtype.kind != "b" else np.dtype(np.int64)
+    else:
+        out_dtype = dtype
+    if is_dask_array(arr):
+        return _block_reduce_dask(arr, full, op, edge, cval, out_dtype)
+    if op == "median":
+        return _median_numpy(arr, full, edge, cval, out_dtype)
+    return _reduce_numpy(arr, full, op, edge, cval, out_dtype)
+
+
+def _block_reduce_dask(arr, full, op, edge, cval, out_dtype):
+    import dask.array as da
+
+    if edge == "trim":
+        arr = arr[tuple(slice(0, (n // f) * f) for n, f in zip(arr.shape, full))]
+    chunks = []
+    for n, f, c in zip(arr.shape, full, arr.chunks):
+        if f == 1:
+            chunks.append(c)
+            continue
+        size = max(f, (max(c) // f) * f)  # chunks of whole blocks, near the original size
+        chunks.append(tuple([size] * (n // size) + ([n % size] if n % size else [])) or (0,))
+    arr = arr.rechunk(tuple(chunks))
+    out_chunks = tuple(tuple(-(-c // f) for c in cs) for cs, f in zip(arr.chunks, full))
+
+    def block(x):
+        if op == "median":
+            return _median_numpy(x, full, edge, cval, out_dtype)
+        return _reduce_numpy(x, full, op, edge, cval, out_dtype)
+
+    return da.map_blocks(block, arr, chunks=out_chunks, dtype=out_dtype,
+                         meta=np.empty((0,) * arr.ndim, out_dtype))
+
+
+# ----------------------------------------------------------------------------- pyramid_down
+
+_BINOMIAL = np.array([1, 4, 6, 4, 1])
+
+
+def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
+    """Halve ``levels`` times, as cv2.pyrDown: prefilter, then every second element.
+
+    The prefilter is the 5-tap binomial ``[1, 4, 6, 4, 1] / 16`` along each axis (cv2's
+    border, BORDER_REFLECT_101, is ``mode='mirror'``).
+
+    Integer results are the exact filtered value rounded to nearest, ties to even (cv2 rounds
+    ties up, so a tie can differ by one).
+
+    Parameters
+    ----------
+    a : array_like or dask array
+    levels : int, optional
+        Number of halvings. Default 1.
+    axes : sequence of int, optional
+        Axes to halve. Default: the last two (images and stacks of images); all for 1-D.
+    mode : str, optional
+        Boundary mode of the prefilter. Default ``'mirror'``.
+
+    Returns
+    -------
+    list of ndarray or dask array
+        The ``levels`` downsampled arrays, each ``ceil(n / 2)`` of the previous per axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import resample
+    >>> resample.pyramid_down(np.arange(8, dtype=np.float32), 1)[0]
+    array([0.75 , 2.   , 4.   , 5.875], dtype=float32)
+    """
+    name = "pyramid_down"
+    arr = _array(a, name)
+    try:
+        levels = operator.index(levels)
+    except TypeError:
+        raise StencilTypeError(f"{name}: levels must be an int, got {levels!r}") from None
+    if levels < 1:
+        raise StencilError(f"{name}: levels must be >= 1, got {levels}")
+    if axes is None:
+        axes = tuple(range(max(0, arr.ndim - 2), arr.ndim))
+    axes = filters._axes(axes, arr.ndim, name)
+    weights = _BINOMIAL
+    for _ in range(len(axes) - 1):
+        weights = np.multiply.outer(weights, _BINOMIAL)
+    divisor = 16 ** len(axes)
+    out = []
+    x = arr
+    for level in range(levels):
+        short = [ax for ax in axes if x.shape[ax] <= 1]
+        if short:
+            raise StencilError(f"{name}: axis {short[0]} has length {x.shape[short[0]]} after "
+                               f"{level} levels, nothing left to halve; use fewer levels")
+        y = _binomial(x, weights, axes, mode, divisor)
+        x = decimate(y, 2, axes=axes)
+        out.append(x)
+    return out
+
+
+def _binomial(x, weights, axes, mode, divisor):
+    """The prefilter: exact integer sums divided once (integers), float64 sums (floats)."""
+    mode = filters._mode(mode, "pyramid_down")
+    taps = [(offs, w) for offs, w in
+            ((o, weights[idx]) for o, idx in filters._taps(np.ones(weights.shape, bool),
+                                                           (0,) * len(axes), axes, x.ndim))]
+    return filters._linear(x, taps, mode, 0.0, None, x.dtype.newbyteorder("="),
+                           x.dtype.kind in "biu", divisor=divisor)
+
