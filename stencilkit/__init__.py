@@ -18,6 +18,15 @@ from .modes import MODES
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODES", "Chain", "Stencil", "StencilError", "StencilTypeError", "chain", "stencil",
-    "__version__",
+    "MODES", "Chain", "Stencil", "StencilError", "StencilTypeError", "chain", "filters",
+    "resample", "stencil", "__version__",
 ]
+
+
+def __getattr__(name):
+    """``sk.filters`` and ``sk.resample`` load on first use (they import Dask only then)."""
+    if name in ("filters", "resample"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'stencilkit' has no attribute {name!r}")

@@ -286,26 +286,30 @@ def _sep_row(src, o, m, w, cval, ext, lou, n1):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_hi):
+def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_hi, step):
     """Separable correlation over the last two axes of (outer, n0, n1) in one sweep.
 
     For each output row: a vertical pass (``wv``, reaching ``lov`` rows up) into a row buffer,
     that row extended by the mode (outside the array, a column of cval, so ``cval * sum(wv)``),
     then a horizontal pass (``wh``, ``loh`` columns left), all in float64; no intermediate
     array. ``rounding``: store integers rounded to nearest (ties to even) and clipped.
+    ``step`` > 1 computes only every step-th row and column (a prefilter-and-decimate, as a
+    pyramid level), into ``dst`` of ``ceil(n / step)`` per axis.
     """
     n_outer, n0, n1 = src.shape
+    m0 = dst.shape[1]
+    m1 = dst.shape[2]
     kv = wv.size
     kh = wh.size
     width = n1 + kh - 1
-    bands = -(-n0 // band)
+    bands = -(-m0 // band)
     edge = cval * wv.sum()
     for t in numba.prange(n_outer * bands):
         o = t // bands
         r0 = (t - o * bands) * band
-        r1 = min(r0 + band, n0)
+        r1 = min(r0 + band, m0)
         ext = np.empty(width, np.float64)
-        row = np.empty(n1, np.float64)
+        row = np.empty(m1, np.float64)
         lou = np.uint64(loh)
         for i in range(r0, r1):
             for c in range(n1):
@@ -315,24 +319,25 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
             # folding four rows into one pass cuts that traffic (3x faster than one tap a pass)
             j = 0
             while j + 4 <= kv:
-                m0 = _map(i + j - lov, n0, mode)
-                m1 = _map(i + j + 1 - lov, n0, mode)
-                m2 = _map(i + j + 2 - lov, n0, mode)
-                m3 = _map(i + j + 3 - lov, n0, mode)
-                if m0 >= 0 and m1 >= 0 and m2 >= 0 and m3 >= 0:
+                m0_ = _map(i * step + j - lov, n0, mode)
+                m1_ = _map(i * step + j + 1 - lov, n0, mode)
+                m2 = _map(i * step + j + 2 - lov, n0, mode)
+                m3 = _map(i * step + j + 3 - lov, n0, mode)
+                if m0_ >= 0 and m1_ >= 0 and m2 >= 0 and m3 >= 0:
                     w0, w1, w2, w3 = wv[j], wv[j + 1], wv[j + 2], wv[j + 3]
                     for c in range(n1):
                         u = np.uint64(c)
-                        ext[u + lou] += (w0 * np.float64(src[o, m0, u])
-                                         + w1 * np.float64(src[o, m1, u])
+                        ext[u + lou] += (w0 * np.float64(src[o, m0_, u])
+                                         + w1 * np.float64(src[o, m1_, u])
                                          + w2 * np.float64(src[o, m2, u])
                                          + w3 * np.float64(src[o, m3, u]))
                     j += 4
                 else:
-                    _sep_row(src, o, m0, wv[j], cval, ext, lou, n1)
+                    _sep_row(src, o, m0_, wv[j], cval, ext, lou, n1)
                     j += 1
             while j < kv:
-                _sep_row(src, o, _map(i + j - lov, n0, mode), wv[j], cval, ext, lou, n1)
+                _sep_row(src, o, _map(i * step + j - lov, n0, mode), wv[j], cval, ext, lou,
+                         n1)
                 j += 1
             for p in range(loh):
                 m = _map(p - loh, n1, mode)
@@ -340,52 +345,76 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
             for p in range(loh + n1, width):
                 m = _map(p - loh, n1, mode)
                 ext[p] = ext[m + loh] if m >= 0 else edge
-            for c in range(n1):
+            for c in range(m1):
                 row[np.uint64(c)] = 0.0
-            j = 0
-            while j + 4 <= kh:
-                w0, w1, w2, w3 = wh[j], wh[j + 1], wh[j + 2], wh[j + 3]
-                ju = np.uint64(j)
-                for c in range(n1):
-                    u = np.uint64(c) + ju
-                    row[np.uint64(c)] += (w0 * ext[u] + w1 * ext[u + np.uint64(1)]
-                                          + w2 * ext[u + np.uint64(2)]
-                                          + w3 * ext[u + np.uint64(3)])
-                j += 4
-            while j < kh:
-                w = wh[j]
-                ju = np.uint64(j)
-                for c in range(n1):
-                    u = np.uint64(c)
-                    row[u] += w * ext[u + ju]
-                j += 1
+            if step == 1:
+                j = 0
+                while j + 4 <= kh:
+                    w0, w1, w2, w3 = wh[j], wh[j + 1], wh[j + 2], wh[j + 3]
+                    ju = np.uint64(j)
+                    for c in range(n1):
+                        u = np.uint64(c) + ju
+                        row[np.uint64(c)] += (w0 * ext[u] + w1 * ext[u + np.uint64(1)]
+                                              + w2 * ext[u + np.uint64(2)]
+                                              + w3 * ext[u + np.uint64(3)])
+                    j += 4
+                while j < kh:
+                    w = wh[j]
+                    ju = np.uint64(j)
+                    for c in range(n1):
+                        u = np.uint64(c)
+                        row[u] += w * ext[u + ju]
+                    j += 1
+            else:
+                su = np.uint64(step)
+                j = 0
+                while j + 4 <= kh:  # grouped as above
+                    w0, w1, w2, w3 = wh[j], wh[j + 1], wh[j + 2], wh[j + 3]
+                    ju = np.uint64(j)
+                    for c in range(m1):
+                        u = np.uint64(c) * su + ju
+                        row[np.uint64(c)] += (w0 * ext[u] + w1 * ext[u + np.uint64(1)]
+                                              + w2 * ext[u + np.uint64(2)]
+                                              + w3 * ext[u + np.uint64(3)])
+                    j += 4
+                while j < kh:
+                    w = wh[j]
+                    ju = np.uint64(j)
+                    for c in range(m1):
+                        u = np.uint64(c)
+                        row[u] += w * ext[u * su + ju]
+                    j += 1
             if rounding:
-                for c in range(n1):
+                for c in range(m1):
                     u = np.uint64(c)
                     dst[o, i, u] = min(max(np.rint(row[u]), clip_lo), clip_hi)
             else:
-                for c in range(n1):
+                for c in range(m1):
                     u = np.uint64(c)
                     dst[o, i, u] = row[u]
 
 
-def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype):
-    """Separable correlation (vertical ``wv``, horizontal ``wh``) over the last two axes."""
+def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1):
+    """Separable correlation (``wv`` down, ``wh`` across) over the last two axes.
+
+    Only every ``step``-th row and column is computed (``step`` 2: a pyramid level).
+    """
     out_dtype = np.dtype(out_dtype)
-    dst = _buffers.POOL.empty(src.shape, out_dtype)
+    n0, n1 = src.shape[-2:]
+    m0, m1 = -(-n0 // step), -(-n1 // step)
+    dst = _buffers.POOL.empty(src.shape[:-2] + (m0, m1), out_dtype)
     if src.size == 0:
         return dst
-    n0, n1 = src.shape[-2:]
     s = src.reshape(-1, n0, n1)
-    d = dst.reshape(-1, n0, n1)
+    d = dst.reshape(-1, m0, m1)
     tasks = max(1, 4 * numba.get_num_threads() // s.shape[0])
-    band = max(16, -(-n0 // tasks))
+    band = max(16, -(-m0 // tasks))
     rounding = out_dtype.kind in "iub"
     lo_c, hi_c = (0.0, 1.0) if out_dtype.kind == "b" else (
         (float(np.iinfo(out_dtype).min), float(np.iinfo(out_dtype).max)) if rounding
         else (0.0, 0.0))
     _sep2(s, d, np.asarray(wv, np.float64), lov, np.asarray(wh, np.float64), loh,
-          modes.mode_code(mode), float(cval), band, rounding, lo_c, hi_c)
+          modes.mode_code(mode), float(cval), band, rounding, lo_c, hi_c, step)
     return dst
 
 

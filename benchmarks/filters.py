@@ -1,0 +1,157 @@
+"""Filters and downsampling beside scipy.ndimage, OpenCV and skimage, in one run.
+
+    python benchmarks/filters.py [--size 4000] [--rounds 5] [--no-scipy]
+
+Every filter of tests/filter_table.py (the table the tests check against scipy) runs with the
+table's first parameters on a ``size x size`` uint8 image (Gaussian: also float32), plus
+large-window variants, beside scipy.ndimage with the same arguments and OpenCV's equivalent;
+then block-mean halving of a 12000 x 5000 uint8 image (cv2.resize INTER_AREA, skimage) and one
+pyramid level (cv2.pyrDown). Each line gives the best of ``--rounds`` interleaved rounds in ms,
+the bandwidth (bytes read + written), its ratio to numpy.copyto of the same bytes measured in
+the same run, and stencilkit's speed-up over each peer. The peers' borders and integer rounding
+differ a little (see stencilkit.filters): this compares the same work per pixel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+from filter_table import entry  # noqa: E402
+
+from stencilkit import filters, resample  # noqa: E402
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+def cases(size, scipy_on):
+    """(label, input, stencilkit callable, {peer: callable})."""
+    import scipy.ndimage as ndi
+
+    cv2 = _cv2()
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    flt = rng.random((size, size), dtype=np.float32)
+    out8 = np.empty_like(img)
+    outf = np.empty_like(flt)
+    reflect = getattr(cv2, "BORDER_REFLECT", None)
+    k3 = np.ones((3, 3), np.uint8)
+    k15 = np.ones((15, 15), np.uint8)
+
+    def sk(name, a, out, **kw):
+        params = {**(entry(name).params[0] if entry(name).params else {}), **kw}
+        return lambda: getattr(filters, name)(a, output=out, **params)
+
+    def sp(name, a, out, **kw):
+        params = {**(entry(name).params[0] if entry(name).params else {}), **kw}
+        return lambda: getattr(ndi, name)(a, output=out, **params)
+
+    rows = [
+        ("uniform_filter 3x3", img, sk("uniform_filter", img, out8),
+         sp("uniform_filter", img, out8),
+         cv2 and (lambda: cv2.blur(img, (3, 3), dst=out8, borderType=reflect))),
+        ("uniform_filter 15x15", img, sk("uniform_filter", img, out8, size=15),
+         sp("uniform_filter", img, out8, size=15),
+         cv2 and (lambda: cv2.blur(img, (15, 15), dst=out8, borderType=reflect))),
+        ("gaussian_filter s=1", img, sk("gaussian_filter", img, out8),
+         sp("gaussian_filter", img, out8),
+         cv2 and (lambda: cv2.GaussianBlur(img, (9, 9), 1.0, dst=out8, borderType=reflect))),
+        ("gaussian_filter s=2 f32", flt, sk("gaussian_filter", flt, outf, sigma=2.0),
+         sp("gaussian_filter", flt, outf, sigma=2.0),
+         cv2 and (lambda: cv2.GaussianBlur(flt, (17, 17), 2.0, dst=outf, borderType=reflect))),
+        ("correlate 3x3", img, sk("correlate", img, out8), sp("correlate", img, out8),
+         cv2 and (lambda: cv2.filter2D(img, -1, entry("correlate").params[0]["weights"]
+                                       .astype(np.float32), dst=out8, borderType=reflect))),
+        ("convolve 3x2", img, sk("convolve", img, out8), sp("convolve", img, out8), None),
+        ("laplace", img, sk("laplace", img, out8), sp("laplace", img, out8),
+         cv2 and (lambda: cv2.Laplacian(img, -1, dst=out8, ksize=1, borderType=reflect))),
+        ("sobel", img, sk("sobel", img, out8), sp("sobel", img, out8),
+         cv2 and (lambda: cv2.Sobel(img, -1, 0, 1, dst=out8, ksize=3, borderType=reflect))),
+        ("prewitt", img, sk("prewitt", img, out8), sp("prewitt", img, out8), None),
+        ("minimum_filter 3x3", img, sk("minimum_filter", img, out8),
+         sp("minimum_filter", img, out8),
+         cv2 and (lambda: cv2.erode(img, k3, dst=out8, borderType=reflect))),
+        ("minimum_filter 15x15", img, sk("minimum_filter", img, out8, size=15),
+         sp("minimum_filter", img, out8, size=15),
+         cv2 and (lambda: cv2.erode(img, k15, dst=out8, borderType=reflect))),
+        ("maximum_filter 3x3", img, sk("maximum_filter", img, out8, size=3, origin=0),
+         sp("maximum_filter", img, out8, size=3, origin=0),
+         cv2 and (lambda: cv2.dilate(img, k3, dst=out8, borderType=reflect))),
+        ("median_filter 3x3", img, sk("median_filter", img, out8),
+         sp("median_filter", img, out8), cv2 and (lambda: cv2.medianBlur(img, 3, dst=out8))),
+    ]
+    result = []
+    for label, a, ours, theirs, ocv in rows:
+        peers = {}
+        if scipy_on:
+            peers["scipy"] = theirs
+        if ocv:
+            peers["opencv"] = ocv
+        result.append((label, a.nbytes * 2, ours, peers))
+    big = rng.integers(0, 256, (12000, 5000), dtype=np.uint8)
+    peers = {}
+    if cv2:
+        peers["opencv"] = lambda: cv2.resize(big, (2500, 6000), interpolation=cv2.INTER_AREA)
+    try:
+        from skimage.transform import downscale_local_mean
+
+        peers["skimage"] = lambda: downscale_local_mean(big, (2, 2))
+    except ImportError:
+        pass
+    result.append(("block_reduce mean 2x2 12000x5000", big.nbytes * 5 // 4,
+                   lambda: resample.block_reduce(big, 2), peers))
+    result.append(("pyramid_down 1 level 12000x5000", big.nbytes * 5 // 4,
+                   lambda: resample.pyramid_down(big, 1),
+                   {"opencv": lambda: cv2.pyrDown(big)} if cv2 else {}))
+    return result
+
+
+def best_of(fn, rounds):
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-scipy", action="store_true", help="skip the (slow) scipy runs")
+    args = parser.parse_args(argv)
+    src = np.ones(64 * 2**20, np.uint8)
+    dst = np.empty_like(src)
+    copy = 2 * src.nbytes / min(best_of(lambda: np.copyto(dst, src), 1) for _ in range(10))
+    print(f"numpy.copyto {copy / 1e9:.1f} GB/s; {os.cpu_count()} cores; image "
+          f"{args.size}^2 uint8")
+    print(f"{'':34} {'stencilkit':>22}   speed-up over")
+    for label, nbytes, ours, peers in cases(args.size, not args.no_scipy):
+        ours()  # compile / load from cache
+        for fn in peers.values():
+            fn()
+        t_ours = best_of(ours, args.rounds)
+        ratios = []
+        for name, fn in peers.items():
+            t = best_of(fn, max(1, args.rounds if name != "scipy" else 1))
+            ratios.append(f"{name} {t / t_ours:6.1f}x ({t * 1e3:7.1f} ms)")
+        bw = nbytes / t_ours
+        print(f"{label:34} {t_ours * 1e3:7.1f} ms {bw / 1e9:5.1f} GB/s {bw / copy:4.2f}x copy"
+              f"   {'   '.join(ratios)}")
+
+
+if __name__ == "__main__":
+    main()
