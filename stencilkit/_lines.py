@@ -347,43 +347,25 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
                 ext[p] = ext[m + loh] if m >= 0 else edge
             for c in range(m1):
                 row[np.uint64(c)] = 0.0
-            if step == 1:
-                j = 0
-                while j + 4 <= kh:
-                    w0, w1, w2, w3 = wh[j], wh[j + 1], wh[j + 2], wh[j + 3]
-                    ju = np.uint64(j)
-                    for c in range(n1):
-                        u = np.uint64(c) + ju
-                        row[np.uint64(c)] += (w0 * ext[u] + w1 * ext[u + np.uint64(1)]
-                                              + w2 * ext[u + np.uint64(2)]
-                                              + w3 * ext[u + np.uint64(3)])
-                    j += 4
-                while j < kh:
-                    w = wh[j]
-                    ju = np.uint64(j)
-                    for c in range(n1):
-                        u = np.uint64(c)
-                        row[u] += w * ext[u + ju]
-                    j += 1
-            else:
-                su = np.uint64(step)
-                j = 0
-                while j + 4 <= kh:  # grouped as above
-                    w0, w1, w2, w3 = wh[j], wh[j + 1], wh[j + 2], wh[j + 3]
-                    ju = np.uint64(j)
-                    for c in range(m1):
-                        u = np.uint64(c) * su + ju
-                        row[np.uint64(c)] += (w0 * ext[u] + w1 * ext[u + np.uint64(1)]
-                                              + w2 * ext[u + np.uint64(2)]
-                                              + w3 * ext[u + np.uint64(3)])
-                    j += 4
-                while j < kh:
-                    w = wh[j]
-                    ju = np.uint64(j)
-                    for c in range(m1):
-                        u = np.uint64(c)
-                        row[u] += w * ext[u * su + ju]
-                    j += 1
+            # taps four at a time here too; column c reads ext[c * step + j ...]
+            su = np.uint64(step)
+            j = 0
+            while j + 4 <= kh:
+                w0, w1, w2, w3 = wh[j], wh[j + 1], wh[j + 2], wh[j + 3]
+                ju = np.uint64(j)
+                for c in range(m1):
+                    u = np.uint64(c) * su + ju
+                    row[np.uint64(c)] += (w0 * ext[u] + w1 * ext[u + np.uint64(1)]
+                                          + w2 * ext[u + np.uint64(2)]
+                                          + w3 * ext[u + np.uint64(3)])
+                j += 4
+            while j < kh:
+                w = wh[j]
+                ju = np.uint64(j)
+                for c in range(m1):
+                    u = np.uint64(c)
+                    row[u] += w * ext[u * su + ju]
+                j += 1
             if rounding:
                 for c in range(m1):
                     u = np.uint64(c)
