@@ -278,7 +278,7 @@ def _sep_row(src, o, m, w, cval, ext, lou, n1):
     if m >= 0:
         for c in range(n1):
             u = np.uint64(c)
-            ext[u + lou] += w * np.float64(src[o, m, u])
+            ext[u + lou] += w * src[o, m, u]
     else:
         for c in range(n1):
             u = np.uint64(c)
@@ -291,8 +291,8 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
 
     For each output row: a vertical pass (``wv``, reaching ``lov`` rows up) into a row buffer,
     that row extended by the mode (outside the array, a column of cval, so ``cval * sum(wv)``),
-    then a horizontal pass (``wh``, ``loh`` columns left), all in float64; no intermediate
-    array. ``rounding``: store integers rounded to nearest (ties to even) and clipped.
+    then a horizontal pass (``wh``, ``loh`` columns left), in the weights' float type; no
+    intermediate array. ``rounding``: store integers rounded to nearest (ties to even) and clipped.
     ``step`` > 1 computes only every step-th row and column (a prefilter-and-decimate, as a
     pyramid level), into ``dst`` of ``ceil(n / step)`` per axis.
     """
@@ -303,18 +303,19 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
     kh = wh.size
     width = n1 + kh - 1
     bands = -(-m0 // band)
-    edge = cval * wv.sum()
+    zero = wv[0] * 0
+    edge = zero + cval * wv.sum()
     for t in numba.prange(n_outer * bands):
         o = t // bands
         r0 = (t - o * bands) * band
         r1 = min(r0 + band, m0)
-        ext = np.empty(width, np.float64)
-        row = np.empty(m1, np.float64)
+        ext = np.empty(width, wv.dtype)
+        row = np.empty(m1, wv.dtype)
         lou = np.uint64(loh)
         for i in range(r0, r1):
             for c in range(n1):
                 u = np.uint64(c)
-                ext[u + lou] = 0.0
+                ext[u + lou] = zero
             # taps four at a time: each pass over the row buffer is a load and a store, so
             # folding four rows into one pass cuts that traffic (3x faster than one tap a pass)
             j = 0
@@ -327,10 +328,8 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
                     w0, w1, w2, w3 = wv[j], wv[j + 1], wv[j + 2], wv[j + 3]
                     for c in range(n1):
                         u = np.uint64(c)
-                        ext[u + lou] += (w0 * np.float64(src[o, m0_, u])
-                                         + w1 * np.float64(src[o, m1_, u])
-                                         + w2 * np.float64(src[o, m2, u])
-                                         + w3 * np.float64(src[o, m3, u]))
+                        ext[u + lou] += (w0 * src[o, m0_, u] + w1 * src[o, m1_, u]
+                                         + w2 * src[o, m2, u] + w3 * src[o, m3, u])
                     j += 4
                 else:
                     _sep_row(src, o, m0_, wv[j], cval, ext, lou, n1)
@@ -346,7 +345,7 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
                 m = _map(p - loh, n1, mode)
                 ext[p] = ext[m + loh] if m >= 0 else edge
             for c in range(m1):
-                row[np.uint64(c)] = 0.0
+                row[np.uint64(c)] = zero
             # taps four at a time here too; column c reads ext[c * step + j ...]
             su = np.uint64(step)
             j = 0
@@ -376,10 +375,11 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
                     dst[o, i, u] = row[u]
 
 
-def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1):
+def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float64):
     """Separable correlation (``wv`` down, ``wh`` across) over the last two axes.
 
-    Only every ``step``-th row and column is computed (``step`` 2: a pyramid level).
+    Only every ``step``-th row and column is computed (``step`` 2: a pyramid level). ``acc``:
+    the float type of the sums (float32 vectors are twice as wide).
     """
     out_dtype = np.dtype(out_dtype)
     n0, n1 = src.shape[-2:]
@@ -395,7 +395,7 @@ def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1):
     lo_c, hi_c = (0.0, 1.0) if out_dtype.kind == "b" else (
         (float(np.iinfo(out_dtype).min), float(np.iinfo(out_dtype).max)) if rounding
         else (0.0, 0.0))
-    _sep2(s, d, np.asarray(wv, np.float64), lov, np.asarray(wh, np.float64), loh,
+    _sep2(s, d, np.asarray(wv, acc), lov, np.asarray(wh, acc), loh,
           modes.mode_code(mode), float(cval), band, rounding, lo_c, hi_c, step)
     return dst
 

@@ -393,8 +393,10 @@ class _LineProgram:
                 k = lo + hi + 1
             elif kind == "sep2":
                 (wv, lov, wh, loh), dtype = rest
+                # float32 data is summed in float32, as scipy keeps it between passes
+                acc = np.float32 if x.dtype == np.float32 else np.float64
                 x = _lines.sep2_pass(x, np.array(wv), lov, np.array(wh), loh, self.mode, cval,
-                                     dtype)
+                                     dtype, acc=acc)
                 cval = cval * sum(wv) * sum(wh)
                 continue
             elif kind == "box2":

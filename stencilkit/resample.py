@@ -467,14 +467,17 @@ def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
                                f"{level} levels, nothing left to halve; use fewer levels")
         if (not is_dask_array(x) and axes == (x.ndim - 2, x.ndim - 1)
                 and x.dtype.kind in "biuf"):
-            # images and stacks: prefilter only the kept rows and columns, in one sweep
-            # (float64 sums of dyadic weights: exact for integer data, so rounded as the
-            # generic path rounds)
+            # images and stacks: prefilter only the kept rows and columns, in one sweep (sums of
+            # dyadic weights: exact for integer data, so rounded as the generic path rounds)
             w = _BINOMIAL / 16.0
             src = np.ascontiguousarray(x)
             src = src.astype(src.dtype.newbyteorder("="), copy=False)
+            # float32 sums are exact for <= 16-bit integers: every partial sum is a multiple
+            # of 1/256 below 2^16, within float32's 24-bit significand
+            small = src.dtype.kind in "biu" and src.dtype.itemsize <= 2
+            acc = np.float32 if small or src.dtype == np.float32 else np.float64
             x = _lines.sep2_pass(src, w, 2, w, 2, filters._mode(mode, name), 0.0,
-                                 src.dtype, step=2)
+                                 src.dtype, step=2, acc=acc)
         else:
             y = _binomial(x, weights, axes, mode, divisor)
             x = decimate(y, 2, axes=axes)
