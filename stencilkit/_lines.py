@@ -635,3 +635,142 @@ def extreme_pass(src, axis, lo, hi, mode, cval, is_max):
     s, d, lanes = _views(src, dst, axis)
     _extreme(s, d, lo, hi, modes.mode_code(mode), fill, lanes, bool(is_max))
     return dst
+
+
+# ------------------------------------------------------------------ medians of large windows
+
+@_sk_njit
+def _select(buf, n, rank):
+    """The element of ``rank`` in buf[:n] (Hoare's quickselect, in place); NaN if any is NaN."""
+    for i in range(n):
+        if buf[i] != buf[i]:
+            return buf[i]
+    lo = 0
+    hi = n - 1
+    while lo < hi:
+        pivot = buf[(lo + hi) // 2]
+        i = lo
+        j = hi
+        while i <= j:
+            while buf[i] < pivot:
+                i += 1
+            while buf[j] > pivot:
+                j -= 1
+            if i <= j:
+                buf[i], buf[j] = buf[j], buf[i]
+                i += 1
+                j -= 1
+        if rank <= j:
+            hi = j
+        elif rank >= i:
+            lo = i
+        else:
+            return buf[rank]
+    return buf[rank]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _rank_padded(flat, pstrides, dst, offsets, rank):
+    """dst[idx] = the rank-th of flat[base(idx) + offsets] (a padded array, flattened)."""
+    shape = dst.shape
+    nd = len(shape)
+    total = dst.size
+    out = dst.reshape(-1)
+    chunk = 4096
+    for t in numba.prange((total + chunk - 1) // chunk):
+        buf = np.empty(offsets.size, flat.dtype)
+        for q in range(t * chunk, min(total, (t + 1) * chunk)):
+            rem = q
+            base = 0
+            for d in range(nd - 1, -1, -1):
+                i = rem % shape[d]
+                rem //= shape[d]
+                base += i * pstrides[d]
+            for j in range(offsets.size):
+                buf[j] = flat[base + offsets[j]]
+            out[q] = _select(buf, offsets.size, rank)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _huang(padded, dst, k0, k1, rank):
+    """Box median of uint8 by Huang's sliding histogram.
+
+    Each output row keeps a 256-bin histogram of its window, moved one column at a time (add
+    the entering column, drop the leaving one), with the count below the current median kept
+    up to date: O(k0) per element instead of a selection over k0 * k1 values (T. Huang, G.
+    Yang, G. Tang, IEEE TASSP 27, 1979). ``padded`` has the window's reach added.
+    """
+    nb, m0, m1 = dst.shape
+    for t in numba.prange(nb * m0):
+        b = t // m0
+        i = t - b * m0
+        hist = np.zeros(256, np.int64)
+        for r in range(i, i + k0):
+            for c in range(k1):
+                hist[padded[b, r, c]] += 1
+        med = 0
+        below = 0  # elements below med
+        while below + hist[med] <= rank:
+            below += hist[med]
+            med += 1
+        dst[b, i, 0] = med
+        for j in range(1, m1):
+            for r in range(i, i + k0):
+                v = padded[b, r, j - 1]
+                hist[v] -= 1
+                if v < med:
+                    below -= 1
+                w = padded[b, r, j + k1 - 1]
+                hist[w] += 1
+                if w < med:
+                    below += 1
+            while below > rank:
+                med -= 1
+                below -= hist[med]
+            while below + hist[med] <= rank:
+                below += hist[med]
+                med += 1
+            dst[b, i, j] = med
+
+
+def pad(src, reach, mode, cval):
+    """``src`` extended by ``reach[d] = (before, after)`` along each axis, as the mode says."""
+    from ._regions import global_map
+
+    x = src
+    code = modes.mode_code(mode)
+    for d, (before, after) in enumerate(reach):
+        if not before and not after:
+            continue
+        n = x.shape[d]
+        index = np.arange(-before, n + after)
+        if code == modes.CONSTANT:
+            inside = (index >= 0) & (index < n)
+            x = np.take(x, np.clip(index, 0, n - 1), axis=d)
+            sel = [slice(None)] * x.ndim
+            sel[d] = ~inside
+            x[tuple(sel)] = cval
+        else:
+            x = np.take(x, global_map(index, n, code), axis=d)
+    return np.ascontiguousarray(x)
+
+
+def rank_pass(src, fp, lo, rank, mode, cval, box_last2=False):
+    """Rank filter with footprint ``fp`` (full rank, window start ``-lo`` per axis)."""
+    reach = [(lo_d, s - 1 - lo_d) for lo_d, s in zip(lo, fp.shape)]
+    fill = np.asarray(cval).astype(src.dtype)[()]
+    padded = pad(src, reach, mode, fill)
+    dst = _buffers.POOL.empty(src.shape, src.dtype)
+    if src.size == 0:
+        return dst
+    if box_last2 and src.dtype == np.uint8:
+        k0, k1 = fp.shape[-2:]
+        n0, n1 = src.shape[-2:]
+        _huang(padded.reshape(-1, n0 + k0 - 1, n1 + k1 - 1), dst.reshape(-1, n0, n1), k0, k1,
+               rank)
+        return dst
+    pstrides = np.array([s // padded.itemsize for s in padded.strides], np.int64)
+    offsets = np.array([sum(int(i) * st for i, st in zip(idx, pstrides))
+                        for idx in zip(*np.nonzero(fp))], np.int64)
+    _rank_padded(padded.reshape(-1), pstrides, dst, offsets, rank)
+    return dst

@@ -60,7 +60,7 @@ _MODES = {
 # the sizes instead of their product.
 DIRECT_TAPS = 27
 # Sorting networks for the median grow as n log^2 n comparisons; beyond this many elements the
-# generated kernel would take too long to compile.
+# generated kernel would take too long to compile, and a selection per element takes over.
 MEDIAN_MAX = 49
 
 
@@ -403,6 +403,10 @@ class _LineProgram:
                 reach, divisor, dtype, clip = rest
                 x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip)
                 k = (reach[0] + reach[1] + 1) * (reach[2] + reach[3] + 1)
+            elif kind == "rank":
+                fp, lo, rank, last2 = rest
+                x = _lines.rank_pass(x, np.array(fp, bool), lo, rank, self.mode, cval, last2)
+                continue
             else:
                 lo, hi, is_max = rest
                 x = _lines.extreme_pass(x, axis, lo, hi, self.mode, cval, is_max)
@@ -425,6 +429,10 @@ def _run_lines(arr, passes, mode, cval, out, out_dtype):
             if kind == "box2":
                 lo0, hi0, lo1, hi1 = rest[0]
                 halo[axis], halo[axis + 1] = (lo0, hi0), (lo1, hi1)
+            elif kind == "rank":
+                fp, lo = np.array(rest[0], bool), rest[1]
+                for d, (s, lo_d) in enumerate(zip(fp.shape, lo)):
+                    halo[d] = (lo_d, s - 1 - lo_d)
             elif kind == "sep2":
                 wv, lov, wh, loh = rest[0]
                 halo[axis] = (lov, len(wv) - 1 - lov)
@@ -892,9 +900,10 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
                   origin=0, *, axes=None):
     """Median over a window: the element of rank ``n // 2`` of its ``n`` values, as scipy.
 
-    A generated sorting network (Batcher's odd-even merge sort, pruned by the compiler to what
-    the middle rank needs): exact for every dtype; a window holding NaN gives NaN. Windows of
-    up to ``MEDIAN_MAX`` elements.
+    Windows of up to ``MEDIAN_MAX`` elements: a generated sorting network (Batcher's odd-even
+    merge sort, pruned by the compiler to what the middle rank needs); larger ones: a selection
+    per element (quickselect), or for uint8 boxes Huang's sliding histogram. Exact for every
+    dtype; a window holding NaN gives NaN.
 
     Returns
     -------
@@ -911,11 +920,22 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
     arr, axes, fp, box, mode, cval, origins, out, out_dtype = _rank_args(
         input, size, footprint, output, mode, cval, origin, axes, name)
     n = int(fp.sum())
-    if n > MEDIAN_MAX:
-        raise StencilError(f"{name}: windows of up to {MEDIAN_MAX} elements are supported, got "
-                           f"{n}; use a smaller size or footprint")
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
+    if n > MEDIAN_MAX:
+        # large windows: a selection per element over the mode-padded array (uint8 boxes:
+        # Huang's sliding histogram)
+        full = np.ones([1] * arr.ndim, bool)
+        shape = [1] * arr.ndim
+        for ax, s in zip(axes, fp.shape):
+            shape[ax] = s
+        full = fp.reshape(shape)
+        lo = [0] * arr.ndim
+        for ax, s, o in zip(axes, fp.shape, origins):
+            lo[ax] = s // 2 + o
+        last2 = box and all(s == 1 for ax, s in enumerate(shape) if ax < arr.ndim - 2)
+        passes = [("rank", 0, full.tolist(), tuple(lo), n // 2, last2)]
+        return _run_lines(arr, passes, mode, cval, out, out_dtype)
     taps = _taps(fp, origins, axes, arr.ndim)
     acc = arr.dtype.newbyteorder("=")
     return _run(_median_source(arr.ndim, taps), arr, mode, cval, acc, out_dtype, out)

@@ -208,7 +208,6 @@ BAD_CALLS = [
      r"footprint has 1 dimensions"),
     (lambda a: filters.maximum_filter(a), StencilError, r"give size or footprint"),
     (lambda a: filters.median_filter(a.astype(complex), 3), StencilTypeError, r"complex"),
-    (lambda a: filters.median_filter(a, 9), StencilError, r"up to 49 elements"),
     (lambda a: filters.gaussian_filter(a, -1), StencilError, r"sigma must be finite and >= 0"),
     (lambda a: filters.gaussian_filter(a, 1, order=1), StencilError, r"only order=0"),
     (lambda a: filters.gaussian_filter(a, 1, radius=-1), StencilError, r"radius must be >= 0"),
@@ -266,3 +265,22 @@ def test_line_passes_for_large_windows_every_axis(mode):
         assert np.isposinf(got[inf & ~win]).all()
         clean = ~win & ~inf
         np.testing.assert_allclose(got[clean], want[clean], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float64], ids=lambda d: np.dtype(d).name)
+def test_large_median_windows_select_exactly(dtype):
+    """Beyond the sorting networks: Huang's histogram (uint8 boxes) or quickselect."""
+    a = sample((23, 29), dtype)
+    fp = np.random.default_rng(1).random((9, 7)) > 0.3
+    x = da.from_array(a, chunks=(5, 8))
+    for mode in MODES:
+        kw = {"mode": mode, **_cval(mode, dtype)}
+        for params in ({"size": 9}, {"size": (11, 5), "origin": (2, -1)}, {"footprint": fp}):
+            got = filters.median_filter(a, **params, **kw)
+            np.testing.assert_array_equal(got, ndi.median_filter(a, **params, **kw))
+            np.testing.assert_array_equal(
+                filters.median_filter(x, **params, **kw).compute(scheduler="sync"), got)
+    f = sample((20, 20), np.float64)
+    f[5, 5] = np.nan
+    got = filters.median_filter(f, 9)
+    assert np.isnan(got[1:10, 1:10]).all() and np.isnan(got).sum() == 81
