@@ -25,9 +25,9 @@ Results and the one place they differ from scipy.ndimage:
   on where the NaN is); a NaN never reaches outputs whose window does not contain it. NaN stored
   into an integer output becomes 0.
 
-* ``sobel``/``prewitt`` with ``mode='constant'`` and a nonzero ``cval`` filter the padded
-  array itself; scipy pads the intermediate of its second pass with ``cval`` again, so its edge
-  values differ.
+* ``sobel``/``prewitt`` and Gaussian derivatives with ``mode='constant'`` and a nonzero
+  ``cval`` filter the padded array itself; scipy pads the intermediate of its second pass with
+  ``cval`` again, so its edge values differ.
 
 ``mode`` takes scipy.ndimage's names (``'reflect'``, ``'mirror'``, ``'nearest'``, ``'wrap'``,
 ``'constant'`` and the ``'grid-*'`` aliases); ``cval`` is used by ``'constant'`` only.
@@ -621,11 +621,26 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     return _run_lines(arr, passes, mode, cval, out, out_dtype)
 
 
-def _gaussian_weights(sigma, radius):
-    """Sampled, normalised Gaussian exp(-x^2 / (2 sigma^2)) for x in [-radius, radius]."""
+def _gaussian_weights(sigma, radius, order=0):
+    """Correlation weights of the sampled Gaussian, or of its derivative of ``order`` (1-3).
+
+    g(x) = exp(-x^2 / (2 sigma^2)) / sum, for x in [-radius, radius]. Smoothing by the n-th
+    derivative g_n is a convolution with it, i.e. a correlation with g_n(-x) = (-1)^n g_n(x),
+    where g_1 = -x/s^2 g, g_2 = (x^2/s^4 - 1/s^2) g and g_3 = (3x/s^4 - x^3/s^6) g.
+    """
     x = np.arange(-radius, radius + 1, dtype=np.float64)
-    w = np.exp(-0.5 * (x / sigma) ** 2)
-    return w / w.sum()
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    g = g / g.sum()
+    s2 = sigma * sigma
+    if order == 0:
+        return g
+    if order == 1:
+        d = -x / s2 * g
+    elif order == 2:
+        d = (x * x / (s2 * s2) - 1 / s2) * g
+    else:
+        d = (3 * x / (s2 * s2) - x ** 3 / (s2 * s2 * s2)) * g
+    return d * (-1) ** order
 
 
 def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0,
@@ -637,8 +652,8 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     input : array_like or dask array
     sigma : float or sequence of float
         Standard deviation per filtered axis; 0 leaves an axis unfiltered.
-    order : int, optional
-        Only 0 (smoothing) is implemented; derivative orders raise.
+    order : int or sequence of int, optional
+        0 smooths; 1, 2 or 3 filters with that derivative of the Gaussian, per axis.
     output, mode, cval, axes
         As for :func:`correlate`.
     truncate : float, optional
@@ -663,9 +678,10 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     sigmas = _per_axis(sigma, axes, "sigma", name, convert=float)
     if any(not math.isfinite(s) or s < 0 for s in sigmas):
         raise StencilError(f"{name}: sigma must be finite and >= 0, got {sigmas}")
-    if np.any(np.asarray(order) != 0):
-        raise StencilError(f"{name}: only order=0 (smoothing) is implemented; for derivatives "
-                           "use correlate with derivative weights")
+    orders = _per_axis(order, axes, "order", name)
+    if any(not 0 <= o <= 3 for o in orders):
+        raise StencilError(f"{name}: order must be 0 (smoothing) to 3 (third derivative) per "
+                           f"axis, got {orders}")
     if not math.isfinite(float(truncate)) or truncate < 0:
         raise StencilError(f"{name}: truncate must be finite and >= 0, got {truncate!r}")
     if radius is None:
@@ -678,8 +694,8 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     out, out_dtype = _output(output, arr, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
-    passes = [(ax, _gaussian_weights(s, r), 0)
-              for ax, s, r in zip(axes, sigmas, radii) if s > 1e-15 and r > 0]
+    passes = [(ax, _gaussian_weights(s, r, o), 0)
+              for ax, s, r, o in zip(axes, sigmas, radii, orders) if s > 1e-15 and r > 0]
     if not passes:
         return _linear(arr, [((0,) * arr.ndim, 1)], mode, cval, out, out_dtype, True)
     taps = math.prod(len(w) for _, w, _ in passes)
