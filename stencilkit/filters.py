@@ -119,10 +119,21 @@ def _per_axis(value, axes, what, name, convert=int):
     return tuple(out)
 
 
-def _mode_cval(mode, cval, name, arr):
-    mode = _mode(mode, name)
+def _mode_cval(mode, cval, name, arr, axes=None):
+    """The mode (a name, or for separable filters given ``axes`` a {axis: name} dict when the
+    axes differ) and cval, checked."""
+    if axes is not None and not isinstance(mode, str):
+        modes = list(mode)
+        if len(modes) != len(axes):
+            raise StencilError(f"{name}: mode has {len(modes)} values but the filter runs along "
+                               f"{len(axes)} axes {axes}; give one per axis or a single mode")
+        names = [_mode(m, name) for m in modes]
+        mode = names[0] if len(set(names)) == 1 else dict(zip(axes, names))
+    else:
+        mode = _mode(mode, name)
     cval = _cval(cval, name, arr)
-    if mode != "constant" and cval != 0:
+    used = mode.values() if isinstance(mode, dict) else [mode]
+    if "constant" not in used and cval != 0:
         raise StencilError(f"{name}: cval={cval!r} has no effect with mode={mode!r}; it is the "
                            "value outside the array for mode='constant'")
     return mode, cval
@@ -132,8 +143,9 @@ def _mode(mode, name):
     if not isinstance(mode, str):
         modes = list(mode)
         if len(set(modes)) != 1:
-            raise StencilError(f"{name}: one mode per axis ({modes}) is not supported; pass a "
-                               "single mode")
+            raise StencilError(f"{name}: one mode per axis ({modes}) is only supported by the "
+                               "separable filters (uniform, gaussian, minimum/maximum with a "
+                               "size, sobel, prewitt, laplace); pass a single mode")
         mode = modes[0]
     try:
         return _MODES[mode]
@@ -333,6 +345,8 @@ def _separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
 
     Intermediates are exact int64 sums for integer data and weights, float64 for other
     integer data, and the input's float type for floats (as scipy.ndimage keeps them).
+    ``mode``: one name, or {axis: name}, each pass using its axis' mode (the padded array is
+    then the per-axis extension, and separability still holds).
     """
     acc, acc_kind = _plan_acc(arr.dtype, integral, cval)
     if acc_kind == "int":
@@ -352,7 +366,8 @@ def _separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
         target = out_dtype if last else inter
         source = _linear_source(arr.ndim, taps, acc, acc_kind, target,
                                 divisor if last else None)
-        arr = _run(source, arr, mode, cval, acc, target, out if last else None)
+        pass_mode = mode[axis] if isinstance(mode, dict) else mode
+        arr = _run(source, arr, pass_mode, cval, acc, target, out if last else None)
         if not last:  # outside the array, the intermediate is this pass applied to cval
             cval = np.asarray(cval * sum(weights)).astype(inter)[()]
     return arr
@@ -577,12 +592,15 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     arr = _array(input, name)
     axes = _axes(axes, arr.ndim, name)
     fp, _ = _footprint(size, None, axes, name)
-    mode, cval = _mode_cval(mode, cval, name, arr)
+    mode, cval = _mode_cval(mode, cval, name, arr, axes)
     origins = _origins(origin, fp.shape, axes, name)
     out, out_dtype = _output(output, arr, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
     n = fp.size
+    if isinstance(mode, dict):  # a mode per axis: one pass per axis
+        passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins)]
+        return _separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
     if n <= DIRECT_TAPS:
         taps = [(offs, 1) for offs, _ in _taps(fp, origins, axes, arr.ndim)]
         return _linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
@@ -690,14 +708,16 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
         radii = _per_axis(radius, axes, "radius", name)
         if any(r < 0 for r in radii):
             raise StencilError(f"{name}: radius must be >= 0, got {radii}")
-    mode, cval = _mode_cval(mode, cval, name, arr)
+    mode, cval = _mode_cval(mode, cval, name, arr, axes)
     out, out_dtype = _output(output, arr, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
     passes = [(ax, _gaussian_weights(s, r, o), 0)
               for ax, s, r, o in zip(axes, sigmas, radii, orders) if s > 1e-15 and r > 0]
     if not passes:
-        return _linear(arr, [((0,) * arr.ndim, 1)], mode, cval, out, out_dtype, True)
+        return _linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+    if isinstance(mode, dict):
+        return _separable(arr, passes, mode, cval, out, out_dtype, False)
     taps = math.prod(len(w) for _, w, _ in passes)
     if len(passes) == 1 or taps <= DIRECT_TAPS:
         w = functools.reduce(np.multiply.outer, [p[1] for p in passes])
@@ -723,10 +743,18 @@ def _derivative(input, axis, output, mode, cval, smooth, name):
         axis = _axes((axis,), arr.ndim, name)[0]
     except StencilTypeError:
         raise StencilTypeError(f"{name}: axis must be an int, got {axis!r}") from None
+    all_axes = tuple(range(arr.ndim))
+    mode, cval = _mode_cval(mode, cval, name, arr, all_axes)
+    if isinstance(mode, dict):  # a mode per axis: one pass per axis
+        out, out_dtype = _output(output, arr, name)
+        if arr.size == 0:
+            return _finish_empty(arr, out, out_dtype)
+        passes = [(ax, [-1, 0, 1] if ax == axis else list(smooth), 0) for ax in all_axes]
+        return _separable(arr, passes, mode, cval, out, out_dtype, True)
     w = np.array(1)
-    for ax in range(arr.ndim):
+    for ax in all_axes:
         w = np.multiply.outer(w, np.array([-1, 0, 1]) if ax == axis else np.array(smooth))
-    return _correlate(arr, w, output, mode, cval, 0, tuple(range(arr.ndim)), name)
+    return _correlate(arr, w, output, mode, cval, 0, all_axes, name)
 
 
 def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
@@ -787,6 +815,24 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
     name = "laplace"
     arr = _array(input, name)
     axes = _axes(axes, arr.ndim, name)
+    modes_, cval_ = _mode_cval(mode, cval, name, arr, axes)
+    if isinstance(modes_, dict):
+        # a mode per axis: the sum of one [1, -2, 1] pass per axis, exact (int64 or float64)
+        out, out_dtype = _output(output, arr, name)
+        if arr.size == 0:
+            return _finish_empty(arr, out, out_dtype)
+        wide = np.dtype(np.int64) if arr.dtype.kind in "biu" else (
+            np.dtype(np.complex128) if arr.dtype.kind == "c" else np.dtype(np.float64))
+        total = sum(_separable(arr, [(ax, [1, -2, 1], 0)], modes_, cval_, None, wide, True)
+                    for ax in axes)
+        if out_dtype.kind in "iu":
+            info = np.iinfo(out_dtype)
+            total = total.clip(info.min, info.max)
+        result = total.astype(out_dtype)
+        if out is not None:
+            out[...] = result
+            return out
+        return result
     w = np.zeros((3,) * len(axes), np.int64)
     centre = (1,) * len(axes)
     for d in range(len(axes)):
@@ -813,7 +859,10 @@ def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
                                "imaginary parts (or np.abs(input)) separately")
     axes = _axes(axes, arr.ndim, name)
     fp, box = _footprint(size, footprint, axes, name)
-    mode, cval = _mode_cval(mode, cval, name, arr)
+    mode, cval = _mode_cval(mode, cval, name, arr, axes)
+    if isinstance(mode, dict) and not (box and name != "median_filter"):
+        raise StencilError(f"{name}: one mode per axis needs a separable window (minimum or "
+                           "maximum with size=); pass a single mode")
     origins = _origins(origin, fp.shape, axes, name)
     out, out_dtype = _output(output, arr, name)
     return arr, axes, fp, box, mode, cval, origins, out, out_dtype
@@ -825,6 +874,13 @@ def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
     acc = arr.dtype.newbyteorder("=")
+    if isinstance(mode, dict):  # a mode per axis: a 1-D pass per axis, each with its mode
+        for i, (ax, s, o) in enumerate(zip(axes, fp.shape, origins)):
+            last = i == len(axes) - 1
+            taps = _taps(np.ones((s,), bool), (o,), (ax,), arr.ndim)
+            arr = _run(_extreme_source(arr.ndim, taps, op), arr, mode[ax], cval, acc,
+                       out_dtype if last else acc, out if last else None)
+        return arr
     if box and fp.size > DIRECT_TAPS:
         # a box's extreme is the extreme along each axis in turn (exact: no arithmetic), each
         # by van Herk / Gil-Werman in three comparisons per element
