@@ -120,8 +120,11 @@ def _per_axis(value, axes, what, name, convert=int):
 
 
 def _mode_cval(mode, cval, name, arr, axes=None):
-    """The mode (a name, or for separable filters given ``axes`` a {axis: name} dict when the
-    axes differ) and cval, checked."""
+    """The mode and cval, checked.
+
+    The mode is a name, or, for separable filters (given ``axes``), a {axis: name} dict when
+    the axes' modes differ.
+    """
     if axes is not None and not isinstance(mode, str):
         modes = list(mode)
         if len(modes) != len(axes):
