@@ -41,6 +41,24 @@ exec(compile(modes.MAP_SOURCE, __file__, "exec"))
 _map = globals()["_sk_map"]
 
 
+def _int_range(dtype):
+    """Clip bounds for integer (or bool) results, within int64."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return 0, 1
+    info = np.iinfo(dtype)
+    return max(int(info.min), -(2**63)), min(int(info.max), 2**63 - 1)
+
+
+def native(dtype):
+    """The dtype compiled code works in: native byte order, float32 for float16.
+
+    numba cannot pass float16 arrays; callers cast results back.
+    """
+    dtype = np.dtype(dtype).newbyteorder("=")
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
 @_sk_njit
 def _finite(v):
     return v - v == 0  # False for NaN and +-inf; always True for integers
@@ -417,8 +435,7 @@ def box2_pass(src, lo0, hi0, lo1, hi1, mode, cval, out_dtype, divisor, clip=None
         _box2(s, d, lo0, hi0, lo1, hi1, code, float(cval), float(divisor), 0, 0, band,
               np.zeros(1, np.float64))
     else:
-        info = np.iinfo(out_dtype)
-        lo_c, hi_c = clip if clip is not None else (int(info.min), int(info.max))
+        lo_c, hi_c = clip if clip is not None else _int_range(out_dtype)
         _box2(s, d, lo0, hi0, lo1, hi1, code, int(cval), int(divisor), int(lo_c), int(hi_c),
               band, np.zeros(1, np.int64))
     return dst
@@ -604,9 +621,7 @@ def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None):
             _rows_box(s, d, lo, hi, code, float(cval), float(divisor), 0, 0,
                       np.zeros(1, np.float64))
         else:
-            info = np.iinfo(out_dtype)
-            lo_c, hi_c = clip if clip is not None else (max(info.min, -(2**63)),
-                                                         min(info.max, 2**63 - 1))
+            lo_c, hi_c = clip if clip is not None else _int_range(out_dtype)
             _rows_box(s, d, lo, hi, code, int(cval), int(divisor), int(lo_c), int(hi_c),
                       np.zeros(1, np.int64))
         return dst
@@ -614,9 +629,7 @@ def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None):
     if src.dtype.kind == "f":
         _box_float(s, d, lo, hi, code, float(cval), float(divisor), lanes)
     else:
-        info = np.iinfo(out_dtype)
-        lo_c, hi_c = clip if clip is not None else (max(info.min, -(2**63)),
-                                                     min(info.max, 2**63 - 1))
+        lo_c, hi_c = clip if clip is not None else _int_range(out_dtype)
         _box_int(s, d, lo, hi, code, int(cval), int(divisor), lanes, int(lo_c), int(hi_c))
     return dst
 

@@ -402,15 +402,19 @@ class _LineProgram:
 
     def __call__(self, region):
         x = np.ascontiguousarray(region)
-        x = x.astype(x.dtype.newbyteorder("="), copy=False)
+        x = x.astype(_lines.native(x.dtype), copy=False)
         cval = self.cval
+        # (intermediate and final dtypes go through _lines.native: compiled code has no
+        # float16, so it works in float32 and _run_lines casts the result back)
         for kind, axis, *rest in self.passes:
             if kind == "box":
                 lo, hi, divisor, dtype, clip = rest
+                dtype = _lines.native(dtype)
                 x = _lines.box_pass(x, axis, lo, hi, self.mode, cval, dtype, divisor, clip)
                 k = lo + hi + 1
             elif kind == "sep2":
                 (wv, lov, wh, loh), dtype = rest
+                dtype = _lines.native(dtype)
                 # float32 data is summed in float32, as scipy keeps it between passes
                 acc = np.float32 if x.dtype == np.float32 else np.float64
                 x = _lines.sep2_pass(x, np.array(wv), lov, np.array(wh), loh, self.mode, cval,
@@ -419,6 +423,7 @@ class _LineProgram:
                 continue
             elif kind == "box2":
                 reach, divisor, dtype, clip = rest
+                dtype = _lines.native(dtype)
                 x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip)
                 k = (reach[0] + reach[1] + 1) * (reach[2] + reach[3] + 1)
             elif kind == "rank":
@@ -876,7 +881,7 @@ def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name)
         input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
-    acc = arr.dtype.newbyteorder("=")
+    acc = _lines.native(arr.dtype)  # float16 compares in float32 (exactly)
     if isinstance(mode, dict):  # a mode per axis: a 1-D pass per axis, each with its mode
         for i, (ax, s, o) in enumerate(zip(axes, fp.shape, origins)):
             last = i == len(axes) - 1
@@ -1012,5 +1017,5 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
         passes = [("rank", 0, full.tolist(), tuple(lo), n // 2, last2)]
         return _run_lines(arr, passes, mode, cval, out, out_dtype)
     taps = _taps(fp, origins, axes, arr.ndim)
-    acc = arr.dtype.newbyteorder("=")
+    acc = _lines.native(arr.dtype)  # float16 compares in float32 (exactly)
     return _run(_median_source(arr.ndim, taps), arr, mode, cval, acc, out_dtype, out)

@@ -235,7 +235,9 @@ def _along(x, axis, f, op, out_dtype, acc):
 def _reduce_numpy(arr, full, op, edge, cval, out_dtype):
     """Block reduction of a NumPy array of any rank (mean, sum, min, max)."""
     x = np.asarray(arr)
-    x = x.astype(x.dtype.newbyteorder("="), copy=False)
+    x = x.astype(_lines.native(x.dtype), copy=False)
+    if out_dtype == np.float16:  # compiled code has no float16: compute in float32
+        return _reduce_numpy(x, full, op, edge, cval, np.dtype(np.float32)).astype(out_dtype)
     if edge == "trim":
         x = x[tuple(slice(0, (n // f) * f) for n, f in zip(x.shape, full))]
     elif edge == "pad" and any(n % f for n, f in zip(x.shape, full)):
@@ -471,13 +473,13 @@ def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
             # dyadic weights: exact for integer data, so rounded as the generic path rounds)
             w = _BINOMIAL / 16.0
             src = np.ascontiguousarray(x)
-            src = src.astype(src.dtype.newbyteorder("="), copy=False)
+            src = src.astype(_lines.native(src.dtype), copy=False)
             # float32 sums are exact for <= 16-bit integers: every partial sum is a multiple
             # of 1/256 below 2^16, within float32's 24-bit significand
             small = src.dtype.kind in "biu" and src.dtype.itemsize <= 2
             acc = np.float32 if small or src.dtype == np.float32 else np.float64
             x = _lines.sep2_pass(src, w, 2, w, 2, filters._mode(mode, name), 0.0,
-                                 src.dtype, step=2, acc=acc)
+                                 src.dtype, step=2, acc=acc).astype(x.dtype, copy=False)
         else:
             y = _binomial(x, weights, axes, mode, divisor)
             x = decimate(y, 2, axes=axes)

@@ -330,3 +330,30 @@ def test_one_mode_per_axis_in_separable_filters():
         filters.median_filter(a, 3, mode=modes)
     with pytest.raises(StencilError, match="mode has 3 values"):
         filters.uniform_filter(a, 3, mode=("wrap",) * 3)
+
+
+def test_float16_bool_and_nan_cval():
+    """float16 is computed in float32 and stored back; bool as 0/1 integers; a NaN cval gives
+    NaN (float) or 0 (integer output) in the border windows only."""
+    h = (sample((20, 30), np.float32) / 20).astype(np.float16)
+    b = sample((20, 30), np.bool_)
+    from stencilkit import resample
+
+    for name, params in [("uniform_filter", {"size": 3}), ("uniform_filter", {"size": 9}),
+                         ("gaussian_filter", {"sigma": 1.5}), ("median_filter", {"size": 9}),
+                         ("minimum_filter", {"size": 3}), ("maximum_filter", {"size": 9})]:
+        got = getattr(filters, name)(h, **params)
+        want = getattr(ndi, name)(h.astype(np.float32), **params)
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got.astype(np.float32), want, rtol=2e-3, atol=2e-3)
+        got = getattr(filters, name)(b, **params)
+        want = round_even_saturate(getattr(ndi, name)(b.astype(np.float64), **params), bool)
+        assert got.dtype == np.bool_
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert resample.block_reduce(h, 3).dtype == np.float16
+    assert resample.pyramid_down(b, 1)[0].dtype == np.bool_
+    x = np.arange(12.0).reshape(3, 4)
+    got = filters.uniform_filter(x, 3, mode="constant", cval=np.nan)
+    assert np.isnan(got[0]).all() and np.isnan(got[:, 0]).all() and got[1, 1] == 5
+    got = filters.uniform_filter(x.astype(np.uint8), 3, mode="constant", cval=np.nan)
+    assert got[0].tolist() == [0, 0, 0, 0] and got[1, 1] == 5
