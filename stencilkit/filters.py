@@ -395,10 +395,11 @@ class _LineProgram:
     Picklable, for Dask workers in other processes.
     """
 
-    def __init__(self, passes, mode, cval):
+    def __init__(self, passes, mode, cval, out_dtype):
         self.passes = tuple(passes)
         self.mode = mode
         self.cval = cval
+        self.out_dtype = np.dtype(out_dtype)
 
     def __call__(self, region):
         x = np.ascontiguousarray(region)
@@ -436,14 +437,15 @@ class _LineProgram:
                 continue
             # outside the array, the next pass sees this one applied to constant cval
             cval = cval * k / divisor if divisor != 1 or dtype.kind == "f" else cval * k
-        return x
+        return x.astype(self.out_dtype, copy=False)  # float16 results come back as float16
 
     def __dask_tokenize__(self):
-        return ("stencilkit.filters.lines", repr(self.passes), self.mode, self.cval)
+        return ("stencilkit.filters.lines", repr(self.passes), self.mode, self.cval,
+                self.out_dtype.str)
 
 
 def _run_lines(arr, passes, mode, cval, out, out_dtype):
-    program = _LineProgram(passes, mode, cval)
+    program = _LineProgram(passes, mode, cval, out_dtype)
     if is_dask_array(arr):
         from .backends import dask as dask_backend
 

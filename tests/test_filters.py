@@ -350,6 +350,8 @@ def test_float16_bool_and_nan_cval():
         want = round_even_saturate(getattr(ndi, name)(b.astype(np.float64), **params), bool)
         assert got.dtype == np.bool_
         np.testing.assert_array_equal(got, want, err_msg=name)
+        lazy = getattr(filters, name)(da.from_array(h, chunks=(7, 11)), **params)
+        assert lazy.dtype == np.float16 and lazy.compute().dtype == np.float16
     assert resample.block_reduce(h, 3).dtype == np.float16
     assert resample.pyramid_down(b, 1)[0].dtype == np.bool_
     x = np.arange(12.0).reshape(3, 4)
