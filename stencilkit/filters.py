@@ -539,6 +539,9 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
         return _finish_empty(arr, out, out_dtype)
     integral = w.dtype.kind in "biuf" and bool(np.all(w == np.round(w))) \
         and bool(np.all(np.abs(w) < 2**31))
+    if integral and arr.dtype.kind in "iu":  # int64 sums must not overflow, else float64
+        bound = max(abs(int(v)) for v in _limits(arr.dtype))
+        integral = bound * float(np.abs(w).sum()) < 2**62
     taps = [(offs, w[idx]) for offs, idx in _taps(np.ones(w.shape, bool), origins, axes,
                                                  arr.ndim)]
     return _linear(arr, taps, mode, cval, out, out_dtype, integral)
