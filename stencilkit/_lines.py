@@ -60,6 +60,14 @@ def native(dtype):
 
 
 @_sk_njit
+def _tile(t, tiles, lanes, n_inner):
+    """Task t of a (outer x lane tiles) split: (outer index, first lane, lane count)."""
+    o = t // tiles
+    c0 = (t - o * tiles) * lanes
+    return o, c0, min(lanes, n_inner - c0)
+
+
+@_sk_njit
 def _finite(v):
     return v - v == 0  # False for NaN and +-inf; always True for integers
 
@@ -99,9 +107,7 @@ def _box_float(src, dst, lo, hi, mode, cval, divisor, lanes):
     n_outer, n, n_inner = src.shape
     tiles = (n_inner + lanes - 1) // lanes
     for t in numba.prange(n_outer * tiles):
-        o = t // tiles
-        c0 = (t - o * tiles) * lanes
-        w = min(lanes, n_inner - c0)
+        o, c0, w = _tile(t, tiles, lanes, n_inner)
         c0u = np.uint64(c0)
         acc = np.zeros(w, np.float64)
         bad = np.zeros(w, np.int64)
@@ -166,9 +172,7 @@ def _box_int(src, dst, lo, hi, mode, cval, divisor, lanes, clip_lo, clip_hi):
     flo = np.float64(clip_lo)
     fhi = np.float64(clip_hi)
     for t in numba.prange(n_outer * tiles):
-        o = t // tiles
-        c0 = (t - o * tiles) * lanes
-        w = min(lanes, n_inner - c0)
+        o, c0, w = _tile(t, tiles, lanes, n_inner)
         c0u = np.uint64(c0)
         acc = np.zeros(w, np.int64)
         for j in range(-lo, hi + 1):
@@ -540,9 +544,7 @@ def _extreme(src, dst, lo, hi, mode, cval, lanes, is_max):
     length = n + k - 1  # the extended line: position p holds the line's element p - lo
     tiles = (n_inner + lanes - 1) // lanes
     for t in numba.prange(n_outer * tiles):
-        o = t // tiles
-        c0 = (t - o * tiles) * lanes
-        w = min(lanes, n_inner - c0)
+        o, c0, w = _tile(t, tiles, lanes, n_inner)
         c0u = np.uint64(c0)
         suffix = np.empty((k, w), src.dtype)
         prefix = np.empty((k, w), src.dtype)

@@ -270,13 +270,17 @@ def _reduce_numpy(arr, full, op, edge, cval, out_dtype):
         shape = [1] * len(out_shape)
         shape[d] = out_shape[d]
         counts = counts * _counts(n, f).reshape(shape)
-    mean = sums / counts
-    if out_dtype.kind in "iub":
-        if out_dtype.kind == "b":
-            return np.rint(mean) != 0
+    return _rounded(sums / counts, out_dtype)
+
+
+def _rounded(values, out_dtype):
+    """Float results into ``out_dtype``: integers nearest (ties to even), saturated."""
+    if out_dtype.kind == "b":
+        return np.rint(values) != 0
+    if out_dtype.kind in "iu":
         info = np.iinfo(out_dtype)
-        return np.clip(np.rint(mean), info.min, info.max).astype(out_dtype)
-    return mean.astype(out_dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(out_dtype)
+    return values.astype(out_dtype)
 
 
 def _counts(n, f):
@@ -311,12 +315,7 @@ def _median_numpy(arr, full, edge, cval, out_dtype):
             continue
         block = x[tuple(slice(i * f, (i + 1) * f) for i, f in zip(index, full))]
         result[index] = np.median(block.astype(np.float64)) if block.size else 0
-    if out_dtype.kind in "iub":
-        if out_dtype.kind == "b":
-            return np.rint(result) != 0
-        info = np.iinfo(out_dtype)
-        return np.clip(np.rint(result), info.min, info.max).astype(out_dtype)
-    return result.astype(out_dtype)
+    return _rounded(result, out_dtype)
 
 
 def block_reduce(a, factor, func="mean", *, edge="partial", cval=0, axes=None):
