@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 from . import modes
-from .kernel import KernelSpec
+from .kernel import KernelSpec, with_ast_lock
 
 BLOCK = 1 << 14
 """Columns per parallel work item: splits long 1-D signals, never a row of a normal image."""
@@ -193,6 +193,7 @@ def _stmts(fdef: ast.FunctionDef):
     return "\n".join(ast.unparse(s) for s in fdef.body).splitlines()
 
 
+@with_ast_lock
 def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufunc: dict) -> str:
     """Return the source of the module that compiles ``spec``.
 

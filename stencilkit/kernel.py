@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import hashlib
 import inspect
 import textwrap
+import threading
 import types
 from dataclasses import dataclass, field
 
@@ -116,6 +118,26 @@ def kernel_source(fn) -> tuple[str, dict]:
     return textwrap.dedent(source), scope
 
 
+# CPython 3.11 keeps the AST constructor's recursion depth per interpreter, not per thread, so
+# two threads building or converting ASTs at once can fail with "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython#106905). It happened here in a dask.distributed
+# worker (unpickling a kernel on the comm thread while the task thread generated code), so all
+# of stencilkit's AST work takes this lock.
+AST_LOCK = threading.RLock()
+
+
+def with_ast_lock(fn):
+    """Decorator: run ``fn`` holding :data:`AST_LOCK`."""
+
+    @functools.wraps(fn)
+    def locked(*args, **kwargs):
+        with AST_LOCK:
+            return fn(*args, **kwargs)
+
+    return locked
+
+
+@with_ast_lock
 def parse(source: str, scope: dict, neighborhood=None) -> KernelSpec:
     """Parse the source of one kernel function; ``scope`` resolves its global names."""
     module = ast.parse(source)
