@@ -17,8 +17,10 @@ operations per element; these passes cost a few, whatever k:
   the windows holding it.
 
 Arrays are viewed as ``(outer, n, inner)`` with the pass along ``n``; the inner axis is
-processed in tiles of ``lanes`` elements side by side (contiguous lanes vectorise; for a pass
-along the last axis the lanes are rows, streamed together). Indices past a line's ends go
+processed in tiles of ``lanes`` contiguous elements side by side, so the inner loops vectorise.
+A pass along rows (the last axis) works on each row instead, by span doubling (min/max) or
+power-of-two partial sums (box), also vectorised. Further down: one-sweep 2-D box and separable
+passes over the last two axes, and large-window medians. Indices past a line's ends go
 through the same ``_sk_map`` source as the generated stencils, so both agree at every edge, and
 Dask runs these passes per region through the same halo machinery.
 """
@@ -33,7 +35,6 @@ import numpy as np
 from . import _buffers, modes
 
 _sk_njit = numba.njit(cache=True, nogil=True)
-LAST_AXIS_LANES = 16
 MAX_LANES = 16384  # int64 accumulators of 128 KiB, in L2
 # _sk_map, the index map every generated stencil uses too, compiled here under this file's name
 # (so numba's on-disk cache can locate it)
@@ -671,15 +672,20 @@ def _rows_box(src, dst, lo, hi, mode, cval, divisor, clip_lo, clip_hi, acc_proto
                 dst[r, u] = total[u] / fdiv
 
 
+def _along_rows(shape, axis):
+    """Whether a pass along ``axis`` runs along contiguous rows (nothing varies after it)."""
+    return math.prod(shape[axis + 1:]) == 1
+
+
 def _views(src, dst, axis):
-    """(outer, n, inner) views of src and dst for a pass along ``axis``, and the lane count."""
+    """(outer, n, inner) views of src and dst for a pass along ``axis``, and the lane count.
+
+    Passes along rows (:func:`_along_rows`) take the row kernels instead.
+    """
     shape = src.shape
     n = shape[axis]
     outer = math.prod(shape[:axis])
     inner = math.prod(shape[axis + 1:])
-    if inner == 1 and outer > 1:
-        # the last axis: rows become lanes, streamed side by side (a transposed view)
-        return (src.reshape(outer, n).T[None], dst.reshape(outer, n).T[None], LAST_AXIS_LANES)
     # Lanes: whole rows where possible (each step then reads whole rows, sequentially: tiles
     # of a few hundred lanes made every step a TLB miss), split so every thread has work.
     tasks = max(1, 2 * numba.get_num_threads() // max(outer, 1))
@@ -697,8 +703,9 @@ def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None):
     if src.size == 0:
         return dst
     code = modes.mode_code(mode)
-    if axis == src.ndim - 1:
-        s, d = src.reshape(-1, src.shape[-1]), dst.reshape(-1, src.shape[-1])
+    if _along_rows(src.shape, axis):
+        n = src.shape[axis]
+        s, d = src.reshape(-1, n), dst.reshape(-1, n)
         if src.dtype.kind == "f" or np.dtype(out_dtype).kind == "f":
             _rows_box(s, d, lo, hi, code, float(cval), float(divisor), 0, 0,
                       np.zeros(1, np.float64))
@@ -722,8 +729,8 @@ def extreme_pass(src, axis, lo, hi, mode, cval, is_max):
     if src.size == 0:
         return dst
     fill = np.asarray(cval).astype(src.dtype)[()]
-    if axis == src.ndim - 1:
-        n = src.shape[-1]
+    if _along_rows(src.shape, axis):
+        n = src.shape[axis]
         _rows_extreme(src.reshape(-1, n), dst.reshape(-1, n), lo, hi, modes.mode_code(mode),
                       fill, bool(is_max))
         return dst

@@ -235,8 +235,9 @@ def test_line_passes_for_large_windows_every_axis(mode):
     cval = kw.get("cval", 0)
     cube = sample((6, 11, 35), np.int16)
     line = sample((70,), np.uint8)
+    column = sample((6, 35, 1), np.int16)  # a pass along rows whose axis is not the last
     for a, size, axes in [(cube, (3, 5, 7), None), (cube, 31, (2,)), (cube, 29, (1,)),
-                          (line, 33, None)]:
+                          (line, 33, None), (column, 29, (1,))]:
         ax = tuple(range(a.ndim)) if axes is None else axes
         full = [1] * a.ndim
         for d in ax:
