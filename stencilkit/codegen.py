@@ -193,6 +193,11 @@ def _stmts(fdef: ast.FunctionDef):
     return "\n".join(ast.unparse(s) for s in fdef.body).splitlines()
 
 
+def _jitted(signature: str, body: str) -> list[str]:
+    """Lines of one generated ``@_sk_njit`` function (after a blank line)."""
+    return ["", "@_sk_njit", f"def {signature}:", body]
+
+
 @with_ast_lock
 def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufunc: dict) -> str:
     """Return the source of the module that compiles ``spec``.
@@ -259,20 +264,11 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     if use_rows:
         body, rows = _body(spec, "rows", debug)
         row_names = list(rows.values())
-        lines += [
-            "",
-            "@_sk_njit",
-            f"def _sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P}):",
-            body,
-        ]
+        lines += _jitted(f"_sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P})",
+                         body)
         body, _ = _body(spec, "edge", debug)
-        lines += [
-            "",
-            "@_sk_njit",
-            f"def _sk_pt_edge({flat}, {', '.join(row_names)}, {IX[last]}, {N[last]}, _sk_mode, "
-            f"_sk_cval, _sk_acc{P}):",
-            body,
-        ]
+        lines += _jitted(f"_sk_pt_edge({flat}, {', '.join(row_names)}, {IX[last]}, {N[last]}, "
+                         f"_sk_mode, _sk_cval, _sk_acc{P})", body)
         # Row indices along the leading core axes: plain in interior rows, mapped by the mode in
         # border rows (so border rows run the same vectorised span loop; only the constant
         # mode's rows outside the array fall back to the element-wise border path).
@@ -295,23 +291,15 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
                      f"_sk_cval, _sk_acc{P})")
     else:
         body, _ = _body(spec, "direct", debug)
-        lines += [
-            "",
-            "@_sk_njit",
-            f"def _sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P}):",
-            body,
-        ]
+        lines += _jitted(f"_sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P})", body)
         # The span loop counts from the span's start _sk_s; direct indexing wants the column.
         cols = ", ".join(IX[:last] + [f"_sk_s + {IX[last]}"])
         interior_call = f"_sk_pt_direct({A}, _sk_b, {cols}, _sk_acc{P})"
 
     body, _ = _body(spec, "border", debug)
+    lines += _jitted(f"_sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, _sk_mode, "
+                     f"_sk_cval, _sk_acc{P})", body)
     lines += [
-        "",
-        "@_sk_njit",
-        f"def _sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, _sk_mode, _sk_cval, "
-        f"_sk_acc{P}):",
-        body,
         "",
         "",
         "@_sk_njit",
