@@ -1,10 +1,12 @@
 """Temporal blocking: iterate a 5-point heat step step by step and in cache-sized tiles.
 
-    python benchmarks/iterate.py [--size 8000] [--steps 16]
+    python benchmarks/iterate.py [--size 8000] [--steps 16] [--tile-bytes N ...]
 
 Prints ms per step for step-by-step application (one memory sweep per step) and for
 ``iterate`` with temporal blocking (tiles advanced ``block_steps`` steps per sweep), checks the
 two are identical, and shows the Dask graph sizes of both strategies on a chunked copy.
+``--tile-bytes`` times the temporal blocking once per tile size instead (the sweep behind
+``Stencil.TILE_BYTES``).
 """
 
 from __future__ import annotations
@@ -37,8 +39,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=8000)
     parser.add_argument("--steps", type=int, default=16)
+    parser.add_argument("--tile-bytes", type=int, nargs="+", metavar="N",
+                        help="time temporal blocking with each of these tile sizes")
     args = parser.parse_args(argv)
     u = np.random.default_rng(0).random((args.size, args.size), dtype=np.float32)
+    if args.tile_bytes:
+        default = sk.Stencil.TILE_BYTES
+        try:
+            for size in args.tile_bytes:
+                sk.Stencil.TILE_BYTES = size
+                t, _ = best(lambda: heat.iterate(u, steps=args.steps))
+                print(f"tiles of {size} bytes: {t / args.steps * 1e3:.1f} ms/step")
+        finally:
+            sk.Stencil.TILE_BYTES = default
+        return
     t_plain, r_plain = best(lambda: heat.iterate(u, steps=args.steps, block_steps=1))
     t_tiled, r_tiled = best(lambda: heat.iterate(u, steps=args.steps))
     print(f"heat {args.size}^2 float32, {args.steps} steps: step by step "

@@ -436,9 +436,9 @@ class Stencil:
         return out
 
     # Temporal blocking on NumPy: tiles of about this many bytes (724^2 float32; each thread's
-    # two scratch buffers, halo included, stay in its L2 and the shared L3). Measured with
-    # benchmarks/iterate.py on heat 8000^2 float32: 512 KiB tiles 17.7, 1 MiB 15.6, 2 MiB 11.5,
-    # 4 MiB 13.2 ms/step (16 steps per pass).
+    # two scratch buffers, halo included, stay in its L2 and the shared L3). Heat 8000^2
+    # float32, 16 steps, ms/step over two runs of `benchmarks/iterate.py --tile-bytes ...`:
+    # 512 KiB 14.4/16.7, 1 MiB 12.2/14.5, 2 MiB 10.9/11.9, 4 MiB 12.9/11.7.
     TILE_BYTES = 1 << 21
     TILE_MIN_BYTES = 1 << 24  # below this the state stays in cache anyway: step by step
     TILE_MAX_STEPS = 16
