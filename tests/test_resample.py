@@ -4,11 +4,15 @@ import itertools
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
+from filter_table import exact_mean
 from kernels import sample
 
 from stencilkit import StencilError, StencilTypeError, resample
 
 da = pytest.importorskip("dask.array")
+
+_BINOMIAL = np.array([1, 4, 6, 4, 1])
 
 DTYPES = [np.uint8, np.int16, np.float32, np.float64]
 FUNCS = {"mean": np.mean, "sum": np.sum, "min": np.min, "max": np.max, "median": np.median}
@@ -109,15 +113,22 @@ def test_pyramid_down_matches_opencv(dtype):
     cv2 = pytest.importorskip("cv2")
     a = sample((45, 62), dtype) if dtype == np.uint8 else np.abs(sample((45, 62), dtype))
     levels = resample.pyramid_down(a, 3)
-    want = a
+    want = prev = a
     for level in levels:
         want = cv2.pyrDown(want)
         assert level.shape == want.shape and level.dtype == want.dtype
         if dtype == np.float32:
             np.testing.assert_allclose(level, want, rtol=1e-5, atol=1e-3)
         else:
-            assert np.abs(level.astype(int) - want.astype(int)).max() <= 1  # ties only
-        want = level  # compare the next level from the same input
+            # exact: integer 5 x 5 binomial sums (scipy, mirror = cv2's border) over 256,
+            # rounded ties to even; OpenCV rounds ties up, and differs from it only there
+            sums = ndi.correlate(prev.astype(np.int64), np.outer(_BINOMIAL, _BINOMIAL),
+                                 mode="mirror")[::2, ::2]
+            np.testing.assert_array_equal(level, exact_mean(sums, 256, np.uint8))
+            tie = sums % 256 == 128
+            np.testing.assert_array_equal(level[~tie], want[~tie])
+            assert np.all(want[tie].astype(int) - level[tie] <= 1)
+        want = prev = level  # the next level, from the same input
     x = da.from_array(a, chunks=(10, 17))
     lazy = resample.pyramid_down(x, 2)
     for lz, level in zip(lazy, levels):
