@@ -31,8 +31,9 @@ __all__ = ["block_reduce", "decimate", "pyramid_down"]
 
 FUNCS = ("mean", "sum", "min", "max", "median")
 EDGES = ("partial", "pad", "trim")
+# skimage passes NumPy functions as func: the same reductions by name
 _ALIASES = {np.mean: "mean", np.sum: "sum", np.min: "min", np.max: "max", np.median: "median",
-            np.amin: "min", np.amax: "max", np.nanmean: None}
+            np.amin: "min", np.amax: "max"}
 
 
 def _array(a, name):
@@ -359,7 +360,7 @@ def block_reduce(a, factor, func="mean", *, edge="partial", cval=0, axes=None):
     name = "block_reduce"
     arr = _array(a, name)
     full = _factors(factor, arr.ndim, axes, name)
-    op = _ALIASES.get(func, func) if not isinstance(func, str) else func
+    op = _ALIASES.get(func, func) if callable(func) else func
     if op not in FUNCS:
         raise StencilError(f"{name}: unknown func {func!r}; use one of {', '.join(FUNCS)}")
     if edge not in EDGES:

@@ -67,6 +67,8 @@ def test_block_reduce_matches_loop_reference_numpy_and_dask(func, dtype):
 def test_block_mean_of_integers_rounds_ties_to_even_exactly():
     a = np.array([[1, 2, 3, 4], [0, 0, 0, 1]], np.uint8)  # block sums 3 and 8: 0.75, 2.0
     assert resample.block_reduce(a, 2).tolist() == [[1, 2]]
+    assert resample.block_reduce(a, 2, np.mean).tolist() == [[1, 2]]  # skimage's spelling
+    assert resample.block_reduce(a, 2, np.max).tolist() == [[2, 4]]
     ties = np.array([[1, 0, 3, 0]], np.int16)  # 0.5 -> 0, 1.5 -> 2
     assert resample.block_reduce(ties, (1, 2)).tolist() == [[0, 2]]
     neg = np.array([[-1, 0, -3, 0]], np.int16)  # -0.5 -> 0, -1.5 -> -2
