@@ -13,13 +13,14 @@ array([[-2.,  2.,  0.],
 from ._chain import Chain, chain
 from ._errors import StencilError, StencilTypeError
 from ._stencil import Stencil, stencil
+from .backends.cuda import cuda_available
 from .modes import MODES
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODES", "Chain", "Stencil", "StencilError", "StencilTypeError", "chain", "filters",
-    "resample", "stencil", "__version__",
+    "MODES", "Chain", "Stencil", "StencilError", "StencilTypeError", "chain", "cuda_available",
+    "filters", "resample", "stencil", "__version__",
 ]
 
 

@@ -14,15 +14,36 @@ from numba import types
 from numba.core.errors import TypingError
 from numba.extending import overload
 
+# The Python bodies below run only where kernels run as Python: numba's CUDA simulator (compiled
+# code, CPU or device, uses the overloads). They follow the overloads' rules exactly, so that the
+# simulator gives the compiled backends' bits.
 
-def widen(value, acc_marker):  # pragma: no cover - replaced by the overload in compiled code
+def widen(value, acc_marker):
     """Convert ``value`` to the type of ``acc_marker``."""
     return type(acc_marker)(value)
 
 
-def store_cast(value, out):  # pragma: no cover - replaced by the overload in compiled code
+def store_cast(value, out):
     """Convert ``value`` to ``out.dtype`` by stencilkit's casting rules."""
-    return out.dtype.type(value)
+    target = np.dtype(out.dtype)
+    v = np.asarray(value)
+    if target.kind == "b":
+        return np.bool_(v != 0)
+    if v.dtype.kind == "c" and target.kind != "c":
+        raise TypeError(
+            "the kernel returns a complex value but the output dtype is "
+            f"{target}; return .real or abs(...), or pass out_dtype=complex128"
+        )
+    if v.dtype.kind == "f" and target.kind in "iu":
+        info = np.iinfo(target)
+        if v != v:
+            return target.type(0)
+        if v <= float(info.min):
+            return target.type(info.min)
+        if v >= float(info.max):
+            return target.type(info.max)
+    with np.errstate(all="ignore"):
+        return v.astype(target)[()]
 
 
 @overload(widen)

@@ -235,6 +235,8 @@ class Stencil:
         arrays, params, overrides = self._split_args(args, kwargs)
         if any(is_dask_array(a) for a in arrays):
             return self._apply_dask(arrays, params, out, overrides)
+        if self._on_cuda(arrays, overrides):
+            return self._apply_cuda(arrays, params, out, overrides)
         return self._apply(arrays, params, out, overrides)
 
     def _iterate_dask(self, arrays, params, out, overrides, steps, block_steps):
@@ -284,22 +286,40 @@ class Stencil:
                 )
         return dask_backend.apply(self, host, params, overrides, steps=steps)
 
-    def _refuse_cuda(self):
-        raise NotImplementedError(
-            f"{self._where}: the CUDA backend is not available in this version of stencilkit; "
-            "pass host (NumPy) arrays"
-        )
+    def _on_cuda(self, arrays, overrides) -> bool:
+        """Whether a call runs on the CUDA backend.
 
-    def _host_arrays(self, arrays, params, out, target):
-        """The inputs as NumPy arrays (Dask arrays stay lazy) of one shape, checked."""
+        It does for target="cuda", and for device input unless target="cpu" (which copies
+        device input to the host).
+        """
+        target = overrides.get("target") or self.options["target"]
+        if target == "cuda":
+            return True
+        return target is None and any(_is_device_array(a) for a in arrays)
+
+    def _host_arrays(self, arrays, params, out, target, device=False):
+        """The inputs as NumPy arrays (Dask arrays stay lazy) of one shape, checked.
+
+        ``device=True`` (the CUDA backend) keeps device arrays as they are.
+        """
         where = self._where
         k = self.ndim
         names = self._spec.arrays
         host = []
         for name, a in zip(names, arrays):
             if type(a) is not np.ndarray and not is_dask_array(a):
-                if target == "cuda" or _is_device_array(a):
-                    self._refuse_cuda()
+                if _is_device_array(a):
+                    from .backends import cuda as cuda_backend
+
+                    if not device:  # target="cpu" on device input
+                        a = cuda_backend.to_host(a)
+                    if a.ndim < k:
+                        raise StencilError(
+                            f"{where}: array {name!r} has {a.ndim} axis/axes but the kernel has "
+                            f"{k} core axes; pass an array with at least {k} axes"
+                        )
+                    host.append(a)
+                    continue
                 try:
                     a = np.asarray(a)
                 except Exception as exc:
@@ -312,9 +332,9 @@ class Stencil:
                     f"axes; pass an array with at least {k} axes (add axes with a[None])"
                 )
             host.append(a)
-        shape = host[0].shape
+        shape = tuple(host[0].shape)
         for name, a in zip(names[1:], host[1:]):
-            if a.shape != shape:
+            if tuple(a.shape) != shape:
                 raise StencilError(
                     f"{where}: arrays must have one shape, but {names[0]!r} has "
                     f"{shape} and {name!r} has {a.shape}; broadcast them first "
@@ -326,8 +346,12 @@ class Stencil:
                     f"{where}: parameter {name!r} must be a scalar number, got "
                     f"{type(p).__name__}; arrays go before the parameters"
                 )
-        if out is not None and not isinstance(out, np.ndarray):
-            raise StencilTypeError(f"{where}: out must be a NumPy array, got {type(out).__name__}")
+        if out is not None and not isinstance(out, np.ndarray) and not (
+                device and _is_device_array(out)):
+            raise StencilTypeError(
+                f"{where}: out must be a NumPy array{' or a device array' if device else ''}, "
+                f"got {type(out).__name__}"
+            )
         return host
 
     def _plan(self, host, out, overrides) -> _Plan:
@@ -336,9 +360,9 @@ class Stencil:
         A call then only reshapes its arrays and runs the compiled loop (the cache keeps a
         100 x 100 call at a few microseconds of Python).
         """
-        key = [(a.shape, a.dtype) for a in host]
+        key = [(tuple(a.shape), a.dtype) for a in host]
         if out is not None:
-            key.append((out.shape, out.dtype))
+            key.append((tuple(out.shape), out.dtype))
         try:
             key = tuple(key) + tuple(sorted(overrides.items())) if overrides else tuple(key)
             plan = self._plans.get(key)
@@ -356,10 +380,8 @@ class Stencil:
         where = self._where
         opts = {**self.options, **{k: v for k, v in overrides.items() if v is not None}}
         mode = self._check_options(opts, overrides.get("cval") is not None)
-        if opts["target"] == "cuda":
-            self._refuse_cuda()
         k = self.ndim
-        shape = host[0].shape
+        shape = tuple(host[0].shape)
         ndim = len(shape)
         axes = _normalize_axes(opts["axes"], ndim, k, where)
         acc, out_dtype, work_dtypes = _dtypes.resolve(
@@ -374,7 +396,7 @@ class Stencil:
         batch = tuple(shape[d] for d in range(ndim) if d not in axes)
         core = tuple(shape[d] for d in axes)
         if out is not None:
-            if out.shape != shape:
+            if tuple(out.shape) != shape:
                 raise StencilError(
                     f"{where}: out has shape {out.shape} but the result has shape {shape}"
                 )
@@ -433,6 +455,121 @@ class Stencil:
             return result if plan.wout == plan.out_dtype else result.astype(plan.out_dtype)
         if not direct:
             np.copyto(out, _from_work(dest, plan), casting="unsafe")
+        return out
+
+    # -- the CUDA backend ------------------------------------------------------------------------
+
+    def _cuda_module(self, fastmath: bool):
+        key = ("cuda", bool(fastmath))
+        module = self._modules.get(key)
+        if module is None:
+            header = f"# globals: {sorted(self._spec.global_keys.items())!r}\n"
+            module = cpu.load_module(
+                lambda cache: header + codegen.generate_cuda(
+                    self._spec, fastmath=key[1], cache=cache),
+                self._spec.globals,
+            )
+            self._modules[key] = module
+        return module
+
+    def _prepare_cuda(self, arrays, params, out, overrides):
+        """Plan a CUDA call: (plan, device work arrays, params, the kind of array to return)."""
+        from .backends import cuda as cuda_backend
+
+        cuda_backend.require(self._where)
+        if overrides.get("debug") or (self.options["debug"] and overrides.get("debug") is None):
+            raise StencilError(
+                f"{self._where}: debug=True checks reads on the CPU backend only; run the "
+                "kernel with target='cpu' (or on host arrays) to check it"
+            )
+        host = self._host_arrays(arrays, params, out, "cuda", device=True)
+        like = next((a for a in host if _is_device_array(a)), None)
+        if out is not None and (like is None) != isinstance(out, np.ndarray):
+            raise StencilTypeError(
+                f"{self._where}: out must be "
+                + ("a NumPy array for host input" if like is None else
+                   "a device array for device input") + f", got {type(out).__name__}"
+            )
+        plan = self._plan(host, out, overrides)
+        work = [cuda_backend.work(a, plan.axes, plan.moved, plan.wshape, wd, like)
+                for a, wd in zip(host, plan.work_dtypes)]
+        # Scalars as the NumPy types numba gives them (int64, float64, ...): the simulator then
+        # promotes as compiled code does (a Python float next to float32 would stay float32).
+        params = tuple(np.asarray(p)[()] if not isinstance(p, np.generic) else p
+                       for p in params)
+        return plan, work, params, like
+
+    def _apply_cuda(self, arrays, params, out, overrides):
+        from .backends import cuda as cuda_backend
+
+        plan, work, params, like = self._prepare_cuda(arrays, params, out, overrides)
+        dest = None
+        if (out is not None and like is not None and plan.wout == plan.out_dtype
+                and not plan.moved and out.dtype.isnative
+                and cuda_backend._contiguous(out)
+                and not any(cuda_backend.may_share_memory(out, w) for w in work)):
+            dest = out.reshape(plan.wshape)
+        direct = dest is not None
+        if not direct:
+            dest = cuda_backend.empty(plan.wshape, plan.wout, like)
+        if math.prod(plan.wshape):
+            cuda_backend.run(self._cuda_module(plan.variant[0]), work, dest, params, plan.mode,
+                             plan.cval_acc, plan.cval_out, plan.acc0)
+        if direct:
+            return out
+        res = cuda_backend.result(dest, plan.batch, plan.core, plan.axes, plan.moved,
+                                  plan.out_dtype, like)
+        if out is None:
+            return res
+        if like is None:
+            np.copyto(out, res, casting="unsafe")
+        else:
+            cuda_backend.copy_into(out, res)
+        return out
+
+    def _iterate_cuda(self, arrays, params, out, overrides, steps):
+        """``steps`` launches ping-ponging two device buffers: no host round trip per step."""
+        from .backends import cuda as cuda_backend
+
+        plan, work, params, like = self._prepare_cuda(arrays, params, out, overrides)
+        first_dtype = np.dtype(arrays[0].dtype) if hasattr(arrays[0], "dtype") else \
+            np.asarray(arrays[0]).dtype
+        if plan.out_dtype != first_dtype.newbyteorder("="):
+            raise StencilError(
+                f"{self._where}: iterate feeds each result back as {self._spec.arrays[0]!r}, so "
+                f"the output dtype ({plan.out_dtype}) must equal that array's dtype "
+                f"({first_dtype})"
+            )
+        if plan.wout != plan.out_dtype:  # float16 state: each step must round to float16
+            if steps:
+                res = arrays[0]
+                for _ in range(steps):
+                    res = self._apply_cuda([res, *arrays[1:]], params, None, overrides)
+            else:  # work[0] is a float32 copy
+                res = cuda_backend.result(work[0], plan.batch, plan.core, plan.axes, plan.moved,
+                                          plan.out_dtype, like)
+        else:
+            module = self._cuda_module(plan.variant[0])
+            cur = work[0]
+            bufs = [cuda_backend.empty(plan.wshape, plan.wout, like) for _ in
+                    range(min(steps, 2))]
+            for i in range(steps):
+                nxt = bufs[i % 2]
+                if math.prod(plan.wshape):
+                    cuda_backend.run(module, [cur, *work[1:]], nxt, params, plan.mode,
+                                     plan.cval_acc, plan.cval_out, plan.acc0)
+                cur = nxt
+            if not steps:  # a copy, never the caller's array
+                cur = cuda_backend.empty(plan.wshape, plan.wout, like)
+                cuda_backend.copy_into(cur, work[0])
+            res = cuda_backend.result(cur, plan.batch, plan.core, plan.axes, plan.moved,
+                                      plan.out_dtype, like)
+        if out is None:
+            return res
+        if like is None:
+            np.copyto(out, res)
+        else:
+            cuda_backend.copy_into(out, res)
         return out
 
     # Temporal blocking on NumPy: tiles of about this many bytes (724^2 float32; each thread's
@@ -581,6 +718,8 @@ class Stencil:
         arrays, params, overrides = self._split_args(args, kwargs)
         if any(is_dask_array(a) for a in arrays):
             return self._iterate_dask(arrays, params, out, overrides, steps, block_steps)
+        if self._on_cuda(arrays, overrides):
+            return self._iterate_cuda(arrays, params, out, overrides, steps)
         plan, work = self._prepare(arrays, params, out, overrides)
         first = np.asarray(arrays[0])
         if plan.out_dtype != first.dtype.newbyteorder("="):

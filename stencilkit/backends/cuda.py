@@ -1,0 +1,264 @@
+"""CUDA backend: run generated numba.cuda kernels on device arrays.
+
+Nothing here is imported by ``import stencilkit``; the first call with a device array (or
+``target="cuda"``) imports numba.cuda. Device arrays are CuPy arrays, numba device arrays and
+the CUDA simulator's arrays (``NUMBA_ENABLE_CUDASIM=1``, which lack
+``__cuda_array_interface__``; recognised by their type's module, so that CI without a GPU runs
+the same dispatch). Results come back as the kind of array that came in: CuPy for CuPy, numba
+device arrays for numba's, host NumPy arrays for ``target="cuda"`` on host input.
+
+CuPy arrays are reshaped, transposed and converted on the device. numba device arrays have no
+transpose or dtype conversion of their own, so a call that needs one of those for them (core
+axes that are not the last ones, float16, a dtype the kernel does not take, a strided view)
+goes through host memory for that step; contiguous arrays of a computed dtype, the usual case,
+never leave the device.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import numpy as np
+
+from .._errors import StencilError
+
+THREADS = (32, 8)
+"""Threads per block: 32 along the last axis (one warp reads a contiguous 128-byte line of a
+float32 row), 8 rows."""
+
+MAX_BLOCKS = 65535
+"""Blocks per grid dimension; grid-stride loops cover whatever lies beyond."""
+
+SIMULATOR_BLOCKS = (2, 2)
+"""Under the simulator every thread is a Python thread: a small grid (grid-stride loops still
+cross block edges) keeps the tests fast."""
+
+
+def is_device_array(a) -> bool:
+    """True for CuPy arrays, numba device arrays and the CUDA simulator's device arrays."""
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    mod = type(a).__module__
+    return mod.startswith("numba.cuda") or mod.startswith("cupy")
+
+
+def is_cupy(a) -> bool:
+    """True for CuPy arrays."""
+    return type(a).__module__.startswith("cupy")
+
+
+def simulated() -> bool:
+    """True when numba runs CUDA kernels in its simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe():
+    try:
+        from numba import cuda
+    except Exception as exc:  # pragma: no cover - numba without its CUDA package
+        return False, f"numba.cuda cannot be imported ({exc}); pip install 'stencilkit[gpu]'"
+    if simulated():
+        return True, "numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1): correct, not fast"
+    try:
+        if not cuda.is_available():
+            return False, ("numba finds no usable CUDA GPU or driver (no device, or libcuda / "
+                           "the CUDA runtime missing); numba.cuda.detect() says more")
+        device = cuda.get_current_device()
+        name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
+        cc = ".".join(map(str, device.compute_capability))
+        return True, f"{name} (compute capability {cc})"
+    except Exception as exc:  # pragma: no cover - needs a broken driver
+        return False, f"CUDA initialisation failed: {exc}"
+
+
+def cuda_available(explain: bool = False):
+    """Whether stencilkit can run kernels with CUDA, and (``explain=True``) what it found.
+
+    Parameters
+    ----------
+    explain : bool, optional
+        Return ``(available, reason)`` instead of a bool: the GPU's name and compute capability,
+        the simulator, or why CUDA cannot be used.
+
+    Returns
+    -------
+    bool or (bool, str)
+
+    Examples
+    --------
+    >>> import stencilkit as sk
+    >>> ok, why = sk.cuda_available(explain=True)
+    >>> isinstance(ok, bool) and isinstance(why, str)
+    True
+    """
+    ok, why = _probe()
+    return (ok, why) if explain else ok
+
+
+def require(where: str) -> None:
+    """Raise a StencilError naming why CUDA cannot be used, if it cannot."""
+    ok, why = _probe()
+    if not ok:
+        raise StencilError(f"{where}: the CUDA backend is not available: {why}. Pass host "
+                           "(NumPy) arrays and no target='cuda' to run on the CPU")
+
+
+def cuda():
+    """The numba.cuda module (imported on first use)."""
+    from numba import cuda as module
+
+    return module
+
+
+# -- arrays ------------------------------------------------------------------------------------
+
+
+def to_host(a) -> np.ndarray:
+    """A host (NumPy) copy of a device array; NumPy arrays pass through."""
+    if isinstance(a, np.ndarray):
+        return a
+    if is_cupy(a):
+        return a.get()
+    return a.copy_to_host()
+
+
+def empty(shape, dtype, like=None):
+    """A device array of ``shape`` and ``dtype`` of the same kind as ``like``."""
+    if like is not None and is_cupy(like):
+        import cupy
+
+        return cupy.empty(shape, dtype)
+    return cuda().device_array(shape, dtype)
+
+
+def _contiguous(a) -> bool:
+    if is_cupy(a):
+        return bool(a.flags.c_contiguous)
+    return bool(a.is_c_contiguous())
+
+
+def work(a, axes, moved, wshape, dtype, like):
+    """``a`` as a C-contiguous ``(B, *core)`` device array of ``dtype`` (a copy when needed)."""
+    k = len(wshape) - 1
+    if isinstance(a, np.ndarray):  # host input: arrange it on the host, copy it in once
+        if moved:
+            a = np.moveaxis(a, axes, range(-k, 0))
+        host = np.ascontiguousarray(a, dtype=dtype).reshape(wshape)
+        if like is not None and is_cupy(like):
+            import cupy
+
+            return cupy.asarray(host)
+        return cuda().to_device(host)
+    if is_cupy(a):
+        import cupy
+
+        if moved:
+            a = cupy.moveaxis(a, axes, range(-k, 0))
+        return cupy.ascontiguousarray(a.astype(dtype, copy=False)).reshape(wshape)
+    if not moved and np.dtype(a.dtype) == dtype and _contiguous(a):
+        return a.reshape(wshape)
+    # numba device arrays cannot transpose or convert on the device: via the host
+    return work(to_host(a), axes, moved, wshape, dtype, like)
+
+
+def result(dest, batch, core, axes, moved, out_dtype, like):
+    """The ``(B, *core)`` device result as the caller's kind of array, shape and dtype."""
+    k = len(core)
+    if like is None:  # host input, target="cuda"
+        res = to_host(dest).reshape(batch + core)
+        if moved:
+            res = np.moveaxis(res, range(-k, 0), axes)
+        return res if res.dtype == out_dtype else res.astype(out_dtype)
+    if is_cupy(like):
+        import cupy
+
+        res = dest.reshape(batch + core)
+        if moved:
+            res = cupy.moveaxis(res, range(-k, 0), axes)
+        return res if res.dtype == out_dtype else res.astype(out_dtype)
+    if not moved and np.dtype(dest.dtype) == out_dtype:
+        return dest.reshape(batch + core)
+    res = result(dest, batch, core, axes, moved, out_dtype, None)
+    return cuda().to_device(np.ascontiguousarray(res))
+
+
+def _span(a):
+    """(first byte, end byte) of a device array's memory, or None if unknown."""
+    iface = getattr(a, "__cuda_array_interface__", None)
+    if iface is not None:
+        start = int(iface["data"][0])
+        shape, strides = iface["shape"], iface.get("strides")
+        itemsize = np.dtype(iface["typestr"]).itemsize
+        if not shape or math.prod(shape) == 0:
+            return (start, start)
+        if strides is None:
+            return (start, start + math.prod(shape) * itemsize)
+        lo = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)
+        hi = sum(s * (n - 1) for s, n in zip(strides, shape) if s > 0)
+        return (start + lo, start + hi + itemsize)
+    host = getattr(a, "_ary", None)  # the simulator's arrays wrap a NumPy array
+    if isinstance(host, np.ndarray):
+        return host
+    return None
+
+
+def may_share_memory(a, b) -> bool:
+    """Conservative overlap test of two device arrays (True when it cannot tell)."""
+    sa, sb = _span(a), _span(b)
+    if isinstance(sa, np.ndarray) and isinstance(sb, np.ndarray):
+        return bool(np.may_share_memory(sa, sb))
+    if isinstance(sa, tuple) and isinstance(sb, tuple):
+        return sa[0] < sb[1] and sb[0] < sa[1]
+    return True
+
+
+def copy_into(out, src) -> None:
+    """Copy the device array ``src`` (same shape and dtype) into the device array ``out``."""
+    if is_cupy(out):
+        import cupy
+
+        out[...] = cupy.asarray(src)
+    elif _contiguous(out) and _contiguous(src):
+        out.copy_to_device(src)
+    else:
+        out[...] = to_host(src)
+
+
+# -- kernels -------------------------------------------------------------------------------------
+
+
+def launch_config(wshape):
+    """(blocks, threads) for a ``(B, *core)`` array: x along the last axis, y over rows."""
+    cols = wshape[-1]
+    rows = math.prod(wshape[:-1])
+    tx, ty = THREADS
+    if simulated():
+        return SIMULATOR_BLOCKS, (min(tx, 8), min(ty, 4))
+    gx = max(1, min(MAX_BLOCKS, -(-cols // tx)))
+    gy = max(1, min(MAX_BLOCKS, -(-rows // ty)))
+    return (gx, gy), (tx, ty)
+
+
+def run(module, arrays, out, params, mode, cval_acc, cval_out, acc_marker) -> None:
+    """Launch the generated kernel on ``(B, *core)`` device arrays into ``out``."""
+    blocks, threads = launch_config(tuple(out.shape))
+    launch = module._sk_cuda_run[blocks, threads]
+    if not simulated():
+        launch(*arrays, out, mode, cval_acc, cval_out, acc_marker, *params)
+        return
+    # Compiled code wraps integers and overflows floats silently; the simulator's NumPy scalars
+    # warn instead. Its threads do not inherit np.errstate, so the warnings are filtered.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        launch(*arrays, out, mode, cval_acc, cval_out, acc_marker, *params)
+
+
+def synchronize() -> None:
+    """Wait for the device's queued work (for timing); nothing under the simulator."""
+    if not simulated():
+        cuda().synchronize()

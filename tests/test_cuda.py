@@ -1,0 +1,220 @@
+"""The CUDA backend: generated kernels against the CPU backend, bit for bit.
+
+Without a GPU these run under numba's CUDA simulator (tests/conftest.py sets
+NUMBA_ENABLE_CUDASIM=1), which executes the generated kernels as Python on NumPy scalars: the
+arrays stay small. `NUMBA_ENABLE_CUDASIM=0 make test` runs them on a real device.
+"""
+
+import numpy as np
+import pytest
+from kernels import asym2, blend, box5, lap3, sample, shift, skew1, smooth
+
+import stencilkit as sk
+from stencilkit.backends import cuda as cuda_backend
+
+ok, why = sk.cuda_available(explain=True)
+pytestmark = pytest.mark.skipif(not ok, reason=f"no CUDA: {why}")
+
+numba_cuda = pytest.importorskip("numba.cuda")
+
+
+@sk.stencil
+def scaled(x):
+    return x[0, -1] * 0.25 + x[0, 1] * 0.5 - 3
+
+
+@sk.stencil(out_dtype=np.uint8)
+def amplify(x):
+    return x[0] * 300.0 - x[1]
+
+
+MODES = list(sk.MODES)
+DTYPES = [np.bool_, np.uint8, np.int16, np.uint32, np.int64, np.float32, np.float64]
+
+
+def cpu(st, *args, **kw):
+    return st(*args, **kw)
+
+
+def gpu(st, *args, **kw):
+    return st(*args, target="cuda", **kw)
+
+
+def same(a, b):
+    assert type(a) is np.ndarray and type(b) is np.ndarray
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+def test_available_says_what_it_found():
+    assert ok is True
+    assert isinstance(why, str) and why
+    if cuda_backend.simulated():
+        assert "simulator" in why
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_smooth_every_mode_and_dtype(mode, dtype):
+    a = sample((9, 21), dtype, seed=3)
+    kw = {"mode": mode}
+    if mode in ("constant", "skip"):
+        kw["cval"] = 1
+    same(gpu(smooth, a, **kw), cpu(smooth, a, **kw))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("st", [skew1, asym2, lap3, scaled, box5],
+                         ids=["skew1", "asym2", "lap3", "scaled", "box5"])
+def test_kernels_every_mode(st, mode):
+    shape = {1: (37,), 2: (7, 18), 3: (4, 5, 9)}[st.ndim]
+    for dtype in (np.int16, np.float32, np.complex128):
+        a = sample(shape, dtype, seed=1)
+        same(gpu(st, a, mode=mode), cpu(st, a, mode=mode))
+
+
+def test_float32_arithmetic_follows_numba_not_numpy_scalars():
+    # x * 0.25 is float64 in compiled code (numba types the literal as float64); the simulator
+    # would keep float32 without the explicit literal types in the generated CUDA source
+    a = (np.arange(40, dtype=np.float32) / 7).reshape(4, 10)
+    same(gpu(scaled, a), cpu(scaled, a))
+
+
+@pytest.mark.parametrize("alpha", [0.3, 2, np.float32(0.3)])
+def test_two_inputs_and_scalar_parameters(alpha):
+    a = sample((6, 11), np.float32, seed=4)
+    b = sample((6, 11), np.float32, seed=5)
+    same(gpu(blend, a, b, alpha), cpu(blend, a, b, alpha))
+
+
+def test_run_time_offsets():
+    a = sample((8, 9), np.int32)
+    for di, dj in [(0, 0), (-3, 2), (3, -3)]:
+        same(gpu(shift, a, di, dj, mode="wrap"), cpu(shift, a, di, dj, mode="wrap"))
+
+
+def test_float_to_integer_output_saturates_like_the_cpu():
+    a = np.array([-1.0, 0.1, 0.9, 1.0, np.nan, np.inf, -np.inf, 1e30, 0.5], np.float64)
+    same(gpu(amplify, a), cpu(amplify, a))
+    assert gpu(amplify, a).dtype == np.uint8
+
+
+@pytest.mark.parametrize("options", [
+    {"out_dtype": np.float32}, {"acc": np.float64}, {"out_dtype": np.int8},
+    {"mode": "constant", "cval": -5},
+])
+def test_options(options):
+    a = sample((5, 13), np.int16, seed=6)
+    same(gpu(smooth, a, **options), cpu(smooth, a, **options))
+
+
+def test_batch_axes_and_axes_option():
+    stack = sample((3, 6, 7), np.uint8)
+    same(gpu(smooth, stack), cpu(smooth, stack))
+    same(gpu(smooth, stack, axes=(0, 2)), cpu(smooth, stack, axes=(0, 2)))
+    same(gpu(skew1, stack, axes=(1,)), cpu(skew1, stack, axes=(1,)))
+
+
+def test_float16_is_computed_in_float32_and_rounded_once():
+    a = sample((5, 6), np.float16)
+    same(gpu(smooth, a), cpu(smooth, a))
+
+
+def test_layouts_and_byte_order():
+    base = sample((10, 12), np.int32)
+    for a in (base.T, base[::2, ::-3], base.astype(">i4"), np.asfortranarray(base)):
+        same(gpu(smooth, a), cpu(smooth, np.ascontiguousarray(a)))
+
+
+def test_empty_and_tiny_arrays():
+    for shape in [(0, 5), (1, 1), (1, 7), (2, 1)]:
+        a = np.ones(shape, np.float32)
+        for mode in MODES:
+            same(gpu(smooth, a, mode=mode), cpu(smooth, a, mode=mode))
+
+
+def test_device_array_in_device_array_out():
+    a = sample((6, 9), np.int16)
+    d = numba_cuda.to_device(a)
+    r = smooth(d)
+    assert cuda_backend.is_device_array(r) and not isinstance(r, np.ndarray)
+    same(r.copy_to_host(), cpu(smooth, a))
+    np.testing.assert_array_equal(d.copy_to_host(), a)  # the input is untouched
+    # a transposed view and a dtype change go through the host for numba arrays: same bits
+    r = smooth(numba_cuda.to_device(sample((3, 5, 6), np.float16)), axes=(0, 2))
+    same(r.copy_to_host(), cpu(smooth, sample((3, 5, 6), np.float16), axes=(0, 2)))
+
+
+def test_target_cpu_copies_device_input_to_the_host():
+    a = sample((6, 9), np.int16)
+    same(smooth(numba_cuda.to_device(a), target="cpu"), cpu(smooth, a))
+
+
+def test_out_on_the_device_and_in_place():
+    a = sample((7, 8), np.float32)
+    d = numba_cuda.to_device(a)
+    out = numba_cuda.device_array(a.shape, np.float32)
+    assert smooth(d, out=out) is out
+    same(out.copy_to_host(), cpu(smooth, a))
+    assert smooth(d, out=d) is d  # in place: computed aside, then copied
+    same(d.copy_to_host(), cpu(smooth, a))
+    host_out = np.empty_like(a)
+    assert smooth(a, out=host_out, target="cuda") is host_out
+    same(host_out, cpu(smooth, a))
+
+
+def test_iterate_stays_on_the_device():
+    a = sample((9, 10), np.float64)
+    for mode in ("wrap", "reflect", "constant"):
+        same(smooth.iterate(a, steps=5, mode=mode, target="cuda"),
+             smooth.iterate(a, steps=5, mode=mode))
+    d = numba_cuda.to_device(a)
+    r = smooth.iterate(d, steps=4)
+    same(r.copy_to_host(), smooth.iterate(a, steps=4))
+    zero = smooth.iterate(d, steps=0)
+    assert zero is not d
+    same(zero.copy_to_host(), a)
+    h = sample((4, 5), np.float16)
+    same(smooth.iterate(h, steps=2, target="cuda"), smooth.iterate(h, steps=2))
+
+
+def test_gufunc_path_is_not_needed_for_stacks_on_the_device():
+    stack = numba_cuda.to_device(sample((2, 5, 6), np.int8))
+    same(smooth(stack).copy_to_host(), cpu(smooth, stack.copy_to_host()))
+
+
+def test_errors():
+    a = np.ones((4, 4))
+    with pytest.raises(sk.StencilError, match="debug=True checks reads on the CPU"):
+        smooth(a, target="cuda", debug=True)
+    with pytest.raises(sk.StencilTypeError, match="NumPy array for host input"):
+        smooth(a, target="cuda", out=numba_cuda.device_array((4, 4)))
+    with pytest.raises(sk.StencilTypeError, match="device array for device input"):
+        smooth(numba_cuda.to_device(a), out=np.empty((4, 4)))
+    with pytest.raises(sk.StencilError, match="out has shape"):
+        smooth(numba_cuda.to_device(a), out=numba_cuda.device_array((4, 5)))
+    with pytest.raises(sk.StencilError, match="unknown target"):
+        smooth(a, target="gpu")
+
+
+def test_unavailable_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "_probe", lambda: (False, "no GPU here (test)"))
+    with pytest.raises(sk.StencilError, match=r"CUDA backend is not available: no GPU here"):
+        smooth(np.ones((3, 3)), target="cuda")
+
+
+def test_launch_covers_huge_arrays_with_64_bit_indices(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "simulated", lambda: False)
+    blocks, threads = cuda_backend.launch_config((1, 3 * 2**20, 2**20))
+    assert blocks == (32768, cuda_backend.MAX_BLOCKS) and threads == (32, 8)
+    blocks, _ = cuda_backend.launch_config((1, 2**33))
+    assert blocks == (cuda_backend.MAX_BLOCKS, 1)
+
+
+def test_generated_source_uses_64_bit_thread_indices():
+    from stencilkit import codegen
+
+    source = codegen.generate_cuda(smooth._spec, fastmath=False, cache=False)
+    assert "cuda.grid(" not in source  # 32-bit block * thread products (numba #9229)
+    assert "_sk_np.int64(_sk_cuda.blockIdx.x) * _sk_cuda.blockDim.x" in source
+    assert "range(_sk_y, _sk_rows, _sk_sy)" in source  # grid-stride: any size, any grid
