@@ -45,6 +45,7 @@ from . import _lines, modes
 from ._errors import StencilError, StencilTypeError
 from ._stencil import Stencil
 from .backends import is_dask_array
+from .backends.cuda import is_device_array
 
 __all__ = [
     "convolve", "correlate", "gaussian_filter", "laplace", "maximum_filter", "median_filter",
@@ -66,8 +67,19 @@ MEDIAN_MAX = 49
 
 # --------------------------------------------------------------------------- argument checking
 
+def _gpu(arr) -> bool:
+    """Whether ``arr`` lives on a GPU (a device array, or a Dask array of CuPy chunks).
+
+    Such arrays take only the generated-stencil paths (which have a CUDA backend): direct
+    windows and one 1-D pass per axis, never the CPU line kernels of :mod:`_lines`.
+    """
+    if is_dask_array(arr):
+        return is_device_array(getattr(arr, "_meta", None))
+    return is_device_array(arr)
+
+
 def _array(input, name):
-    if is_dask_array(input):
+    if is_dask_array(input) or is_device_array(input):
         arr = input
     else:
         arr = np.asarray(input)
@@ -190,11 +202,16 @@ def _output(output, arr, name):
     """(out array or None, output dtype)."""
     if output is None:
         return None, arr.dtype.newbyteorder("=")
-    if isinstance(output, np.ndarray):
+    if isinstance(output, np.ndarray) or is_device_array(output):
+        if is_device_array(output) != is_device_array(arr):
+            raise StencilTypeError(f"{name}: output must be "
+                                   + ("a device array for device input" if is_device_array(arr)
+                                      else "a NumPy array (or a dtype) for host input")
+                                   + f", got {type(output).__name__}")
         if is_dask_array(arr):
             raise StencilError(f"{name}: output= arrays do not apply to Dask input; the result "
                                "is a lazy Dask array (pass a dtype instead)")
-        if output.shape != arr.shape:
+        if tuple(output.shape) != tuple(arr.shape):
             raise StencilError(f"{name}: output has shape {output.shape}, the input "
                                f"{arr.shape}; they must match")
         if output.dtype.kind not in "biufc":
@@ -376,7 +393,27 @@ def _separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
     return arr
 
 
+def _sum(parts, acc, out, out_dtype):
+    """The element-wise sum of same-shape arrays into ``out_dtype`` (rounded, saturated).
+
+    A generated kernel, so it runs on every backend.
+    """
+    names = [f"a{i}" for i in range(len(parts))]
+    ndim = parts[0].ndim
+    reads = [_read(ndim, [0] * ndim).replace("a[", f"{n}[", 1) for n in names]
+    lines = [f"def f_sum({', '.join(names)}):", f"    s = {' + '.join(reads)}"]
+    _store(lines, "s", "int" if acc.kind in "iu" else "float", out_dtype)
+    st = _compiled("\n".join(lines) + "\n")
+    if out is not None:
+        return st(*parts, acc=acc, out_dtype=out_dtype, out=out)
+    return st(*parts, acc=acc, out_dtype=out_dtype)
+
+
 def _finish_empty(arr, out, out_dtype):
+    if is_device_array(arr):
+        from .backends import cuda as cuda_backend
+
+        return out if out is not None else cuda_backend.zeros(arr.shape, out_dtype, arr)
     result = np.zeros(arr.shape, out_dtype) if not is_dask_array(arr) else arr.astype(out_dtype)
     if out is not None:
         out[...] = result
@@ -617,8 +654,10 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     if n <= DIRECT_TAPS:
         taps = [(offs, 1) for offs, _ in _taps(fp, origins, axes, arr.ndim)]
         return _linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
-    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8):
-        # complex, and 64-bit integers (whose sums could overflow int64): tap-by-tap passes
+    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8) \
+            or _gpu(arr):
+        # complex, 64-bit integers (whose sums could overflow int64) and GPU arrays: tap-by-tap
+        # passes
         passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
         return _separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
     # running sums: a few operations per element whatever the size
@@ -737,7 +776,8 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
         pax = tuple(p[0] for p in passes)
         return _correlate(arr, w, output, mode, cval, 0, pax, name)
     last_two = [p for p in passes if p[0] >= arr.ndim - 2]
-    if len(last_two) == 2 and arr.dtype.kind in "biuf" and out_dtype.kind in "biuf":
+    if len(last_two) == 2 and arr.dtype.kind in "biuf" and out_dtype.kind in "biuf" \
+            and not _gpu(arr):
         # the last two axes fused in one sweep (no intermediate array); others first
         (_, wv, _), (_, wh, _) = last_two
         head = [p for p in passes if p[0] < arr.ndim - 2]
@@ -836,16 +876,9 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
             return _finish_empty(arr, out, out_dtype)
         wide = np.dtype(np.int64) if arr.dtype.kind in "biu" else (
             np.dtype(np.complex128) if arr.dtype.kind == "c" else np.dtype(np.float64))
-        total = sum(_separable(arr, [(ax, [1, -2, 1], 0)], modes_, cval_, None, wide, True)
-                    for ax in axes)
-        if out_dtype.kind in "iu":
-            info = np.iinfo(out_dtype)
-            total = total.clip(info.min, info.max)
-        result = total.astype(out_dtype)
-        if out is not None:
-            out[...] = result
-            return out
-        return result
+        parts = [_separable(arr, [(ax, [1, -2, 1], 0)], modes_, cval_, None, wide, True)
+                 for ax in axes]
+        return _sum(parts, wide, out, out_dtype)
     w = np.zeros((3,) * len(axes), np.int64)
     centre = (1,) * len(axes)
     for d in range(len(axes)):
@@ -887,6 +920,8 @@ def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
     acc = _lines.native(arr.dtype)  # float16 compares in float32 (exactly)
+    if box and fp.size > DIRECT_TAPS and _gpu(arr):  # generated passes, one per axis
+        mode = dict.fromkeys(axes, mode)
     if isinstance(mode, dict):  # a mode per axis: a 1-D pass per axis, each with its mode
         for i, (ax, s, o) in enumerate(zip(axes, fp.shape, origins)):
             last = i == len(axes) - 1
@@ -1007,6 +1042,10 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
     n = int(fp.sum())
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
+    if n > MEDIAN_MAX and _gpu(arr):
+        raise StencilError(f"{name}: windows of more than {MEDIAN_MAX} elements (here {n}) have "
+                           "no GPU kernel yet; copy the array to the host (or use a smaller "
+                           "window)")
     if n > MEDIAN_MAX:
         # large windows: a selection per element over the mode-padded array (uint8 boxes:
         # Huang's sliding histogram)

@@ -170,7 +170,6 @@ CALL_ERRORS = [
     (lambda: blend(a2, a2, a2), sk.StencilTypeError, r"parameter 'alpha' must be a scalar number"),
     (lambda: smooth(a2, colour=2), sk.StencilTypeError, r"unexpected keyword argument\(s\) colour"),
     (lambda: smooth(a2, target="tpu"), sk.StencilError, r"unknown target 'tpu'"),
-    (lambda: smooth(a2, target="cuda"), NotImplementedError, r"CUDA backend is not available"),
     (lambda: smooth(a2, parallel="yes"), sk.StencilTypeError, r"parallel must be None, True"),
     (lambda: smooth(a2, acc=np.float16), TypeError, r"acc=float16 is not supported"),
     (lambda: smooth(np.zeros((2, 2), np.longdouble)), TypeError, r"extended precision"),

@@ -136,6 +136,15 @@ def empty(shape, dtype, like=None):
     return cuda().device_array(shape, dtype)
 
 
+def zeros(shape, dtype, like=None):
+    """A zero-filled device array of the same kind as ``like``."""
+    if like is not None and is_cupy(like):
+        import cupy
+
+        return cupy.zeros(shape, dtype)
+    return cuda().to_device(np.zeros(shape, dtype))
+
+
 def _contiguous(a) -> bool:
     if is_cupy(a):
         return bool(a.flags.c_contiguous)

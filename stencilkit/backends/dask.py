@@ -9,6 +9,9 @@ that every boundary mode stays exact at the array's edges, whatever the chunking
 Core axes held in one chunk need no gathering; a stack whose frames are whole chunks (the
 classic Dask use) maps the kernel over the blocks directly. There is no halo along batch axes.
 
+Chunks that are CuPy arrays (a Dask array whose ``_meta`` is a CuPy array) are gathered into
+CuPy regions, so each region runs on the CUDA backend; the result's chunks are CuPy arrays too.
+
 Chunks run the serial kernel: Dask's threads already use the cores, and one thread pool inside
 another oversubscribes them (and numba's default threading layer aborts on concurrent parallel
 launches, numba issue 9288).
@@ -143,7 +146,7 @@ def run_program(program, arrays, k, halo, mode, out_dtype):
         else:
             before, after = halo[d - nbatch]
             axis_plans.append(_axis_plan(chunks, first.shape[d], before, after, mode))
-    meta = np.empty((0,) * ndim, out_dtype)
+    meta = np.empty_like(first._meta, shape=(0,) * ndim, dtype=out_dtype)  # NumPy or CuPy
     if all(p is None for p in axis_plans):
         return da.map_blocks(program, *arrays, dtype=out_dtype, meta=meta)
     return _gathered(program, arrays, axis_plans, meta)
@@ -156,7 +159,9 @@ def _gather_apply(program, shape, dtypes, centre, sels, *blocks_per_array):
     """
     regions = []
     for dtype, blocks in zip(dtypes, blocks_per_array):
-        region = np.empty(shape, dtype)
+        # empty_like: a CuPy chunk gets a CuPy region (NumPy's array-function dispatch), which
+        # the program then runs on the CUDA backend
+        region = np.empty_like(blocks[0], shape=shape, dtype=dtype)
         for block, (src, dst) in zip(blocks, sels):
             region[dst] = block[src]
         regions.append(region)

@@ -1,0 +1,82 @@
+"""Filters on device arrays: the generated-kernel paths on the CUDA backend against the CPU.
+
+Runs under numba's CUDA simulator without a GPU (tests/conftest.py). Integer results are exact;
+float results equal the CPU's to round-off (the CPU sums large windows with running sums and
+fused sweeps, the GPU tap by tap in the same precision).
+"""
+
+import numpy as np
+import pytest
+from filter_table import TABLE
+from kernels import sample
+
+import stencilkit as sk
+from stencilkit import filters
+
+pytestmark = pytest.mark.skipif(not sk.cuda_available(), reason="no CUDA")
+cuda = pytest.importorskip("numba.cuda")
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+CASES = [(e, i, p) for e in TABLE for i, p in enumerate(e.params or ({},))]
+
+
+def check(got, want, exact):
+    assert not isinstance(got, np.ndarray)  # a device array came back
+    got = got.copy_to_host()
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if exact:
+        np.testing.assert_array_equal(got, want)
+    elif want.dtype.kind in "iu":
+        assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
+    else:
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["uint8", "float32"])
+@pytest.mark.parametrize("entry,i,params", CASES,
+                         ids=[f"{e.name}-{i}" for e, i, _ in CASES])
+def test_table_on_the_device(entry, i, params, dtype, mode):
+    a = sample((11, 14), dtype, seed=i)
+    kw = {"mode": mode}
+    if mode == "constant":
+        kw["cval"] = 3
+    want = entry.stencilkit(a, params, **kw)
+    got = entry.stencilkit(cuda.to_device(a), params, **kw)
+    exact = np.dtype(dtype).kind != "f" and entry.exact_ints or entry.rank
+    check(got, want, exact)
+
+
+@pytest.mark.parametrize("call,exact_ints", [
+    # passes per axis on the GPU; running sums / fused sweeps / van Herk on the CPU
+    (lambda x: filters.uniform_filter(x, 7), True),
+    (lambda x: filters.gaussian_filter(x, 2.0), False),
+    (lambda x: filters.maximum_filter(x, 6, mode="constant", cval=-1), True),
+    (lambda x: filters.gaussian_filter(x, 1.0, mode=["wrap", "nearest", "mirror"]), False),
+    (lambda x: filters.laplace(x, mode=["reflect", "constant", "wrap"]), True),
+    (lambda x: filters.sobel(x, axis=1, mode=["mirror", "wrap", "nearest"]), True),
+], ids=["uniform7", "gaussian2", "max6", "gauss-modes", "laplace-modes", "sobel-modes"])
+def test_large_windows_and_per_axis_modes(call, exact_ints):
+    for dtype in (np.int16, np.float64):
+        a = sample((2, 9, 12), dtype, seed=7)
+        check(call(cuda.to_device(a)), call(a), exact=exact_ints and dtype is np.int16)
+
+
+def test_output_on_the_device():
+    a = sample((6, 7), np.uint8)
+    out = cuda.device_array(a.shape, np.float32)
+    assert filters.uniform_filter(cuda.to_device(a), 3, output=out) is out
+    np.testing.assert_array_equal(out.copy_to_host(),
+                                  filters.uniform_filter(a, 3, output=np.float32))
+    empty = filters.gaussian_filter(cuda.to_device(np.zeros((0, 4), np.float32)), 1.0)
+    assert empty.shape == (0, 4)
+
+
+def test_device_errors():
+    d = cuda.to_device(np.ones((9, 9), np.uint8))
+    with pytest.raises(sk.StencilError, match="more than 49 elements .* no GPU kernel"):
+        filters.median_filter(d, 9)
+    with pytest.raises(sk.StencilTypeError, match="output must be a device array"):
+        filters.uniform_filter(d, 3, output=np.empty((9, 9), np.uint8))
+    with pytest.raises(sk.StencilTypeError, match="output must be a NumPy array"):
+        filters.uniform_filter(np.ones((9, 9)), 3, output=cuda.device_array((9, 9)))
