@@ -26,6 +26,7 @@ import numpy as np
 from . import _buffers, _lines, filters
 from ._errors import StencilError, StencilTypeError
 from .backends import is_dask_array
+from .backends.cuda import is_device_array
 
 __all__ = ["block_reduce", "decimate", "pyramid_down"]
 
@@ -37,7 +38,7 @@ _ALIASES = {np.mean: "mean", np.sum: "sum", np.min: "min", np.max: "max", np.med
 
 
 def _array(a, name):
-    arr = a if is_dask_array(a) else np.asarray(a)
+    arr = a if is_dask_array(a) or is_device_array(a) else np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise StencilTypeError(f"{name}: input must be a real numeric or bool array, got "
                                f"{arr.dtype}")
@@ -86,10 +87,12 @@ def decimate(a, factor, *, axes=None):
     array([0, 3, 6, 9])
     """
     name = "decimate"
-    arr = a if is_dask_array(a) else np.asarray(a)
+    arr = a if is_dask_array(a) or is_device_array(a) else np.asarray(a)
     if arr.ndim == 0:
         raise StencilError(f"{name}: input is 0-d; there is nothing to downsample")
     full = _factors(factor, arr.ndim, axes, name)
+    if is_device_array(arr):
+        return _decimate_device(arr, full)
     sliced = arr[tuple(slice(None, None, f) for f in full)]
     return sliced if is_dask_array(sliced) else np.ascontiguousarray(sliced)
 
@@ -379,6 +382,8 @@ def block_reduce(a, factor, func="mean", *, edge="partial", cval=0, axes=None):
         out_dtype = dtype
     if is_dask_array(arr):
         return _block_reduce_dask(arr, full, op, edge, cval, out_dtype)
+    if is_device_array(arr):
+        return _reduce_device(arr, full, op, edge, cval, out_dtype)
     if op == "median":
         return _median_numpy(arr, full, edge, cval, out_dtype)
     return _reduce_numpy(arr, full, op, edge, cval, out_dtype)
@@ -400,12 +405,14 @@ def _block_reduce_dask(arr, full, op, edge, cval, out_dtype):
     out_chunks = tuple(tuple(-(-c // f) for c in cs) for cs, f in zip(arr.chunks, full))
 
     def block(x):
+        if is_device_array(x):  # CuPy chunks
+            return _reduce_device(x, full, op, edge, cval, out_dtype)
         if op == "median":
             return _median_numpy(x, full, edge, cval, out_dtype)
         return _reduce_numpy(x, full, op, edge, cval, out_dtype)
 
     return da.map_blocks(block, arr, chunks=out_chunks, dtype=out_dtype,
-                         meta=np.empty((0,) * arr.ndim, out_dtype))
+                         meta=np.empty_like(arr._meta, shape=(0,) * arr.ndim, dtype=out_dtype))
 
 
 # ----------------------------------------------------------------------------- pyramid_down
@@ -467,7 +474,7 @@ def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
         if short:
             raise StencilError(f"{name}: axis {short[0]} has length {x.shape[short[0]]} after "
                                f"{level} levels, nothing left to halve; use fewer levels")
-        if (not is_dask_array(x) and axes == (x.ndim - 2, x.ndim - 1)
+        if (not is_dask_array(x) and not is_device_array(x) and axes == (x.ndim - 2, x.ndim - 1)
                 and x.dtype.kind in "biuf"):
             # images and stacks: prefilter only the kept rows and columns, in one sweep (sums of
             # dyadic weights: exact for integer data, so rounded as the generic path rounds)
@@ -496,3 +503,140 @@ def _binomial(x, weights, axes, mode, divisor):
     return filters._linear(x, taps, mode, 0.0, None, x.dtype.newbyteorder("="),
                            x.dtype.kind in "biu", divisor=divisor)
 
+
+
+# ------------------------------------------------------------------------- the CUDA backend
+# Device arrays: the kernels of stencilkit._cuda_blocks, one launch per reduced axis.
+
+def _cuda_kernels():
+    """The block kernels (importing numba.cuda on first use)."""
+    from . import _cuda_blocks
+
+    return (_cuda_blocks.take_axis, _cuda_blocks.reduce_axis, _cuda_blocks.finish_mean,
+            _cuda_blocks.median2)
+
+
+def _cuda_blocks_max():
+    from ._cuda_blocks import MEDIAN_BLOCK_MAX
+
+    return MEDIAN_BLOCK_MAX
+
+
+def _launch(kernel, n, *args):
+    from .backends import cuda as cuda_backend
+
+    threads = 8 if cuda_backend.simulated() else 256
+    blocks = 2 if cuda_backend.simulated() else max(1, min(65535 * 32, -(-n // threads)))
+    if n:
+        kernel[blocks, threads](*args)
+
+
+def _device_axis(x, axis, m, kernel, args, out_dtype, like):
+    """Launch ``kernel(src, dst, *args)`` along ``axis`` of the contiguous device array ``x``.
+
+    ``x`` is seen as (outer, n, inner), the result made as (outer, m, inner) and returned with
+    the axes of ``x``.
+    """
+    from .backends import cuda as cuda_backend
+
+    shape = tuple(x.shape)
+    outer, n, inner = math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+    dst = cuda_backend.empty((outer, m, inner), out_dtype, like)
+    _launch(kernel, outer * m * inner, x.reshape((outer, n, inner)), dst, *args)
+    return dst.reshape(shape[:axis] + (m,) + shape[axis + 1:])
+
+
+def _contiguous_device(a, dtype):
+    from .backends import cuda as cuda_backend
+
+    return cuda_backend.work(a, (), False, tuple(a.shape), np.dtype(dtype), a)
+
+
+def _decimate_device(arr, full):
+    take_axis = _cuda_kernels()[0]
+    x = _contiguous_device(arr, arr.dtype)
+    for axis, f in enumerate(full):
+        if f > 1:
+            x = _device_axis(x, axis, -(-x.shape[axis] // f), take_axis, (f,), x.dtype, arr)
+    return x
+
+
+def _rounding_bounds(out_dtype):
+    if out_dtype.kind == "b":
+        return True, 0.0, 1.0
+    if out_dtype.kind in "iu":
+        info = np.iinfo(out_dtype)
+        return True, float(info.min), float(info.max)
+    return False, 0.0, 0.0
+
+
+def _reduce_device(arr, full, op, edge, cval, out_dtype):
+    """block_reduce on a device array (see the section comment)."""
+    from .backends import cuda as cuda_backend
+
+    _, reduce_axis, finish_mean, median2 = _cuda_kernels()
+    native = np.dtype(_lines.native(arr.dtype))
+    x = _contiguous_device(arr, native)
+    work_out = np.dtype(_lines.native(out_dtype))
+    pad = edge == "pad"
+    trim = edge == "trim"
+    out_shape = tuple(n // f if trim else -(-n // f) for n, f in zip(x.shape, full))
+    if math.prod(out_shape) == 0:
+        return cuda_backend.zeros(out_shape, out_dtype, arr)
+    if op == "median":
+        lead = [f for f in full[:-2]]
+        f0, f1 = (full[-2], full[-1]) if x.ndim >= 2 else (1, full[-1])
+        if any(f != 1 for f in lead) or f0 * f1 > _cuda_blocks_max():
+            raise StencilError(
+                f"block_reduce: the GPU median takes blocks over the last two axes of at most "
+                f"{_cuda_blocks_max()} elements (factor {full}); copy the array to the host")
+        shape = tuple(x.shape)
+        n0, n1 = (shape[-2], shape[-1]) if x.ndim >= 2 else (1, shape[-1])
+        m0, m1 = (out_shape[-2], out_shape[-1]) if x.ndim >= 2 else (1, out_shape[-1])
+        # (trimmed: the output's blocks are all whole, and never read the dropped edge)
+        dst = cuda_backend.empty((math.prod(out_shape) // (m0 * m1), m0, m1), work_out, arr)
+        rounding, lo, hi = _rounding_bounds(out_dtype)
+        _launch(median2, math.prod(dst.shape), x.reshape((-1, n0, n1)), dst, f0, f1, pad,
+                np.float64(native.type(cval)), rounding, lo, hi)
+        return _device_result(dst.reshape(out_shape), out_dtype, arr)
+    if op in ("min", "max"):
+        acc = native
+    elif op == "sum" and out_dtype.kind in "iu":
+        acc = out_dtype  # int64 / uint64: exact (modulo 2^64, as NumPy's sum)
+    elif native.kind == "f" or native == np.uint64:
+        acc = np.dtype(np.float64)
+    else:
+        acc = np.dtype(np.int64)
+    code = {"sum": 0, "mean": 0, "min": 1, "max": 2}[op]
+    cv = acc.type(native.type(cval))  # padding holds cval in the input's dtype, as np.pad
+    for axis, (m, f) in enumerate(zip(out_shape, full)):
+        if f > 1:
+            x = _device_axis(x, axis, m, reduce_axis, (f, code, pad, cv, acc.type(0)), acc,
+                             arr)
+            if code == 0:  # padding seen by the next axis: a sum of f cvals along this one
+                cv = acc.type(cv * f)
+    if op == "mean":
+        counts = np.ones((1,) * len(out_shape), np.float64)
+        for d, (n, f) in enumerate(zip(arr.shape, full)):
+            shape = [1] * len(out_shape)
+            shape[d] = out_shape[d]
+            per_axis = np.full(out_shape[d], f, np.float64)
+            if not pad and not trim and n % f:
+                per_axis[-1] = n % f
+            counts = counts * per_axis.reshape(shape)
+        counts = cuda_backend.work(np.broadcast_to(counts, out_shape), (), False,
+                                   (math.prod(out_shape),), np.dtype(np.float64), arr)
+        dst = cuda_backend.empty((math.prod(out_shape),), work_out, arr)
+        rounding, lo, hi = _rounding_bounds(out_dtype)
+        _launch(finish_mean, math.prod(out_shape), x.reshape((-1,)), counts, dst, rounding,
+                lo, hi)
+        return _device_result(dst.reshape(out_shape), out_dtype, arr)
+    return _device_result(x, out_dtype, arr)
+
+
+def _device_result(x, out_dtype, like):
+    from .backends import cuda as cuda_backend
+
+    if np.dtype(x.dtype) == out_dtype:
+        return x
+    return cuda_backend.result(x, (), tuple(x.shape), (), False, out_dtype, like)

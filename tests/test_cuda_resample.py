@@ -1,0 +1,88 @@
+"""Resampling on device arrays against the CPU: block reductions bit for bit, decimation exact,
+pyramids exact for integers and to round-off for floats. Runs under the CUDA simulator without a
+GPU (tests/conftest.py)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import stencilkit as sk
+from stencilkit import resample
+
+pytestmark = pytest.mark.skipif(not sk.cuda_available(), reason="no CUDA")
+cuda = pytest.importorskip("numba.cuda")
+
+DTYPES = [np.bool_, np.uint8, np.int16, np.uint64, np.float16, np.float32, np.float64]
+
+
+def data(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        a = (rng.standard_normal(shape) * 50).astype(dtype)
+        a.flat[5] = np.nan  # NaN stays in its own block
+        return a
+    if dtype.kind == "b":
+        return rng.integers(0, 2, shape).astype(bool)
+    return rng.integers(0, 200, shape).astype(dtype)
+
+
+def host(x):
+    assert not isinstance(x, np.ndarray)  # the result stayed on the device
+    return x.copy_to_host()
+
+
+def same(got, want):
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("func", ["mean", "sum", "min", "max", "median"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_block_reduce_equals_the_cpu(dtype, func):
+    a = data((3, 11, 13), dtype)
+    d = cuda.to_device(a)
+    factors = [(1, 3, 2), (1, 2, 5)] if func == "median" else [2, (1, 3, 2), (2, 1, 4)]
+    for edge, factor in itertools.product(resample.EDGES, factors):
+        cval = 7 if edge == "pad" else 0
+        same(host(resample.block_reduce(d, factor, func, edge=edge, cval=cval)),
+             resample.block_reduce(a, factor, func, edge=edge, cval=cval))
+
+
+def test_block_reduce_one_and_four_axes():
+    a = data((17,), np.int16)
+    same(host(resample.block_reduce(cuda.to_device(a), 4)), resample.block_reduce(a, 4))
+    same(host(resample.block_reduce(cuda.to_device(a), 4, "median")),
+         resample.block_reduce(a, 4, "median"))
+    b = data((2, 3, 5, 7), np.float32)
+    same(host(resample.block_reduce(cuda.to_device(b), (2, 2, 2, 3), "max")),
+         resample.block_reduce(b, (2, 2, 2, 3), "max"))
+
+
+def test_decimate_and_empty_results():
+    a = data((5, 9, 10), np.uint8)
+    same(host(resample.decimate(cuda.to_device(a), (2, 1, 3))), resample.decimate(a, (2, 1, 3)))
+    e = resample.block_reduce(cuda.to_device(np.zeros((0, 6), np.float32)), 2)
+    assert tuple(e.shape) == (0, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32], ids=lambda d: d.__name__)
+def test_pyramid_down(dtype):
+    a = data((2, 19, 22), dtype)
+    got = [host(x) for x in resample.pyramid_down(cuda.to_device(a), 2)]
+    for g, w in zip(got, resample.pyramid_down(a, 2)):
+        if np.dtype(dtype).kind == "f":  # the CPU sums the fused sweep in another order
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-4)
+        else:
+            same(g, w)
+
+
+def test_device_errors():
+    d = cuda.to_device(np.ones((4, 16, 16), np.uint8))
+    with pytest.raises(sk.StencilError, match="GPU median takes blocks over the last two axes"):
+        resample.block_reduce(d, 2, "median")
+    with pytest.raises(sk.StencilError, match="at most 64 elements"):
+        resample.block_reduce(d, (1, 9, 9), "median")
+    with pytest.raises(sk.StencilError, match="unknown func"):
+        resample.block_reduce(d, 2, "mode")
