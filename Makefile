@@ -26,7 +26,7 @@ bench: $(VENV)/.installed-bench
 
 lint: $(VENV)/.installed-test
 	$(PY) -m pip install --quiet ruff
-	$(PY) -m ruff check stencilkit tests benchmarks
+	$(PY) -m ruff check stencilkit tests benchmarks tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

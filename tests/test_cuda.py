@@ -218,3 +218,21 @@ def test_generated_source_uses_64_bit_thread_indices():
     assert "cuda.grid(" not in source  # 32-bit block * thread products (numba #9229)
     assert "_sk_np.int64(_sk_cuda.blockIdx.x) * _sk_cuda.blockDim.x" in source
     assert "range(_sk_y, _sk_rows, _sk_sy)" in source  # grid-stride: any size, any grid
+
+
+@pytest.mark.parametrize("chunks", [(5, 7), ((3, 7), (6, 5, 3)), (2, 2)],
+                         ids=["even", "uneven", "smaller-than-halo"])
+@pytest.mark.parametrize("mode", ["reflect", "wrap", "constant", "skip"])
+def test_dask_chunks_computed_on_the_device(mode, chunks, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    launches = []
+    run = cuda_backend.run
+    monkeypatch.setattr(cuda_backend, "run", lambda *a: launches.append(1) or run(*a))
+    a = sample((10, 14), np.int16)
+    x = da.from_array(a, chunks=chunks)
+    y = smooth(x, mode=mode, target="cuda")
+    assert isinstance(y, da.Array)
+    same(y.compute(scheduler="sync"), cpu(smooth, a, mode=mode))
+    assert len(launches) == x.npartitions  # one launch per chunk's region
+    z = smooth.iterate(x, steps=3, mode=mode, target="cuda")
+    same(z.compute(scheduler="sync"), smooth.iterate(a, steps=3, mode=mode))

@@ -102,8 +102,12 @@ class Program:
 
 
 def block_options(overrides) -> dict:
-    """Per-region call options: core axes are already last, and each chunk runs serially."""
-    opts = {k: v for k, v in overrides.items() if k not in ("parallel", "axes", "target")}
+    """Per-region call options: core axes are already last, and each chunk runs serially.
+
+    ``target="cuda"`` stays: each NumPy region is then copied to the GPU, computed there and
+    copied back (CuPy chunks run on the GPU without it).
+    """
+    opts = {k: v for k, v in overrides.items() if k not in ("parallel", "axes")}
     opts["parallel"] = False
     return opts
 

@@ -1,0 +1,149 @@
+"""Compile stencilkit's CUDA kernels to PTX with numba's real CUDA target, without a GPU.
+
+The tests run the generated kernels under numba's CUDA simulator, which executes them as
+Python: it checks the arithmetic but not that numba's CUDA target can type and compile them
+(overloads, casts, local arrays). This script compiles each kernel for a device (PTX for compute
+capability 8.0) for a spread of dtypes, with no GPU and no driver needed.
+
+Needs numba-cuda and NVVM from the CUDA toolkit wheels (about 0.5 GB, so not part of CI)::
+
+    pip install 'numba-cuda[cu12]' nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12
+    NUMBA_ENABLE_CUDASIM=0 python tools/cuda_compile_check.py
+
+(if NVVM or NVRTC are not found, put their ``lib`` folders on LD_LIBRARY_PATH). Exit status 0
+when every kernel compiles; each failure is printed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import types
+
+import numpy as np
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") != "0":
+    sys.exit("run with NUMBA_ENABLE_CUDASIM=0: the simulator compiles nothing")
+
+import numba  # noqa: E402
+from numba import cuda  # noqa: E402
+from numba import types as T  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+import stencilkit as sk  # noqa: E402
+from stencilkit import _cuda_blocks, filters  # noqa: E402
+
+
+def _no_gpu_needed():
+    # Device functions are compiled for the current device's compute capability; with no GPU
+    # there is none, so answer for compute capability 8.0 (the PTX target below).
+    try:
+        from numba.cuda import dispatcher
+    except ImportError:  # pragma: no cover
+        return
+    dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=(8, 0))
+
+
+def arr(dtype, ndim, layout="C"):
+    """A numba array type."""
+    return T.Array(numba.from_dtype(np.dtype(dtype)), ndim, layout)
+
+
+def scalar(dtype):
+    """A numba scalar type."""
+    return numba.from_dtype(np.dtype(dtype))
+
+
+def stencil_signature(st, dtypes, params, acc, out):
+    """The argument types of a generated ``_sk_cuda_run``."""
+    nd = st.ndim + 1
+    return (*[arr(d, nd) for d in dtypes], arr(out, nd), T.int64, scalar(acc), scalar(out),
+            scalar(acc), *params)
+
+
+def cases():
+    """(name, Stencil, signature) for the generated kernels."""
+    from kernels import blend, box5, lap3, shift, skew1, smooth
+
+    yield "smooth uint8", smooth, stencil_signature(smooth, ["uint8"], (), "int64", "uint8")
+    yield "smooth float32", smooth, stencil_signature(smooth, ["float32"], (), "float32",
+                                                      "float32")
+    yield "smooth int16->int8", smooth, stencil_signature(smooth, ["int16"], (), "float64",
+                                                          "int8")
+    yield "skew1 int32 (1-D)", skew1, stencil_signature(skew1, ["int32"], (), "int64", "int32")
+    yield "lap3 float64 (3-D)", lap3, stencil_signature(lap3, ["float64"], (), "float64",
+                                                        "float64")
+    yield "lap3 complex128 (3-D)", lap3, stencil_signature(lap3, ["complex128"], (),
+                                                           "complex128", "complex128")
+    yield "blend float32 x2 + param", blend, stencil_signature(
+        blend, ["float32", "float32"], (T.float64,), "float32", "float32")
+    yield "shift uint16 run-time offsets", shift, stencil_signature(
+        shift, ["uint16"], (T.int64, T.int64), "int64", "uint16")
+    yield "box5 bool loops", box5, stencil_signature(box5, ["bool"], (), "int64", "bool")
+    # filters: the generated sources behind a few calls (captured from filters._compiled)
+    seen = []
+    original = filters._compiled
+
+    def capture(source):
+        st = original(source)
+        seen.append(st)
+        return st
+
+    filters._compiled = capture
+    try:
+        a8 = np.zeros((8, 8), np.uint8)
+        filters.uniform_filter(a8, 3)
+        filters.median_filter(a8, 3)
+        filters.gaussian_filter(np.zeros((8, 8), np.float32), 1.0)
+        filters.sobel(a8, 0)
+    finally:
+        filters._compiled = original
+    for st in seen:
+        for dt, acc in (("uint8", "int64"), ("float32", "float32")):
+            yield f"filter {st.__name__} {dt}", st, stencil_signature(st, [dt], (), acc, dt)
+
+
+def block_cases():
+    """(name, kernel, signature) for the resampling kernels."""
+    a3 = lambda d: arr(d, 3)  # noqa: E731
+    yield "take_axis", _cuda_blocks.take_axis, (a3("uint8"), a3("uint8"), T.int64)
+    for src, acc in (("uint8", "int64"), ("float32", "float64"), ("uint16", "uint64"),
+                     ("float32", "float32")):
+        yield f"reduce_axis {src}->{acc}", _cuda_blocks.reduce_axis, (
+            a3(src), a3(acc), T.int64, T.int64, T.boolean, scalar(acc), scalar(acc))
+    for out in ("uint8", "bool", "float32"):
+        yield f"finish_mean ->{out}", _cuda_blocks.finish_mean, (
+            arr("int64", 1), arr("float64", 1), arr(out, 1), T.boolean, T.float64, T.float64)
+    yield "median2 uint16", _cuda_blocks.median2, (
+        a3("uint16"), a3("uint16"), T.int64, T.int64, T.boolean, T.float64, T.boolean,
+        T.float64, T.float64)
+
+
+def main() -> int:
+    """Compile everything; the exit status."""
+    _no_gpu_needed()
+    print(f"numba {numba.__version__}, numba.cuda from {cuda.__file__}")
+    failures = 0
+    for name, st, sig in cases():
+        try:
+            ptx, _ = cuda.compile_ptx(st._cuda_module(False)._sk_cuda_run.py_func, sig,
+                                      cc=(8, 0))
+            print(f"ok    {name}: {len(ptx)} bytes of PTX")
+        except Exception:
+            failures += 1
+            print(f"FAIL  {name}\n{traceback.format_exc()}")
+    for name, kernel, sig in block_cases():
+        try:
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
+            print(f"ok    {name}: {len(ptx)} bytes of PTX")
+        except Exception:
+            failures += 1
+            print(f"FAIL  {name}\n{traceback.format_exc()}")
+    print(f"{failures} failure(s); stencilkit {sk.__version__}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
