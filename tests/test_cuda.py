@@ -236,3 +236,22 @@ def test_dask_chunks_computed_on_the_device(mode, chunks, monkeypatch):
     assert len(launches) == x.npartitions  # one launch per chunk's region
     z = smooth.iterate(x, steps=3, mode=mode, target="cuda")
     same(z.compute(scheduler="sync"), smooth.iterate(a, steps=3, mode=mode))
+
+
+def test_gpu_benchmark_script_runs_its_code_paths():
+    # benchmarks/gpu.py on tiny arrays under the simulator: keeps the script from rotting
+    # between GPU sessions (its timings mean nothing here)
+    import os
+    import subprocess
+    import sys
+
+    if not cuda_backend.simulated():
+        pytest.skip("the smoke run is for the simulator; on a GPU run the benchmark itself")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "benchmarks", "gpu.py"),
+                          "--simulator"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
+    assert out.returncode == 0, out.stderr
+    for section in ("3 x 3 int8 mean", "stack", "Gaussian sigma=2", "2 x 2 block mean"):
+        assert section in out.stdout
+    assert "classic numba.cuda kernel" in out.stdout
