@@ -255,3 +255,11 @@ def test_gpu_benchmark_script_runs_its_code_paths():
     for section in ("3 x 3 int8 mean", "stack", "Gaussian sigma=2", "2 x 2 block mean"):
         assert section in out.stdout
     assert "classic numba.cuda kernel" in out.stdout
+
+
+def test_chain_on_device_arrays():
+    c = sk.chain(smooth, asym2)
+    a = sample((6, 10), np.int32)
+    r = c(numba_cuda.to_device(a))
+    assert cuda_backend.is_device_array(r)
+    same(r.copy_to_host(), c(a))
