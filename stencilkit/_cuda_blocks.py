@@ -21,6 +21,21 @@ MEDIAN_BLOCK_MAX = 64
 
 
 @cuda.jit(device=True)
+def grid_stride():
+    # 64-bit: blockIdx * blockDim in 32 bits overflows past 2**31 threads (numba #9229)
+    start = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    return start, np.int64(cuda.gridDim.x) * cuda.blockDim.x
+
+
+@cuda.jit(device=True)
+def split(t, m, inner):
+    # flat index of an (outer, m, inner) array -> (o, i, k)
+    q = t // inner
+    o = q // m
+    return o, q - o * m, t - q * inner
+
+
+@cuda.jit(device=True)
 def rint_clip(v, lo, hi):
     # nearest integer, ties to even, in float64 arithmetic only (no int64 overflow at 2^63)
     f = v - v % 1.0
@@ -35,13 +50,9 @@ def take_axis(src, dst, f):
     m = np.int64(dst.shape[1])
     inner = np.int64(dst.shape[2])
     total = np.int64(dst.shape[0]) * m * inner
-    start = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-    step = np.int64(cuda.gridDim.x) * cuda.blockDim.x
+    start, step = grid_stride()
     for t in range(start, total, step):
-        q = t // inner
-        k = t - q * inner
-        o = q // m
-        i = q - o * m
+        o, i, k = split(t, m, inner)
         dst[o, i, k] = src[o, i * f, k]
 
 
@@ -56,13 +67,9 @@ def reduce_axis(src, dst, f, op, pad, cval, acc):
     m = np.int64(dst.shape[1])
     inner = np.int64(dst.shape[2])
     total = np.int64(dst.shape[0]) * m * inner
-    start = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-    step = np.int64(cuda.gridDim.x) * cuda.blockDim.x
+    start, step = grid_stride()
     for t in range(start, total, step):
-        q = t // inner
-        k = t - q * inner
-        o = q // m
-        i = q - o * m
+        o, i, k = split(t, m, inner)
         r0 = i * f
         stop = r0 + f if pad else min(r0 + f, n)
         s = widen(src[o, r0, k], acc)
@@ -80,8 +87,7 @@ def reduce_axis(src, dst, f, op, pad, cval, acc):
 @cuda.jit
 def finish_mean(sums, counts, dst, rounding, lo, hi):
     """Set ``dst = sums / counts`` (flat arrays), rounded and clipped for integer output."""
-    start = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-    step = np.int64(cuda.gridDim.x) * cuda.blockDim.x
+    start, step = grid_stride()
     for t in range(start, np.int64(dst.shape[0]), step):
         v = np.float64(sums[t]) / np.float64(counts[t])
         dst[t] = store_cast(rint_clip(v, lo, hi) if rounding else v, dst)
@@ -96,13 +102,9 @@ def median2(src, dst, f0, f1, pad, cval, rounding, lo, hi):
     m1 = np.int64(dst.shape[2])
     total = np.int64(dst.shape[0]) * m0 * m1
     vals = cuda.local.array(MEDIAN_BLOCK_MAX, np.float64)
-    start = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-    step = np.int64(cuda.gridDim.x) * cuda.blockDim.x
+    start, step = grid_stride()
     for t in range(start, total, step):
-        q = t // m1
-        j = t - q * m1
-        b = q // m0
-        i = q - b * m0
+        b, i, j = split(t, m0, m1)
         count = 0
         nan = False
         for r in range(i * f0, i * f0 + f0):
