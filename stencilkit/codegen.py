@@ -257,6 +257,21 @@ def _read_function(k: int) -> list[str]:
     ]
 
 
+def _split_row(row: str, IX, N, last: int) -> list[str]:
+    """Lines (in a loop body) that split a row number into ``_sk_b`` and the leading indices.
+
+    Fresh names at each step: numba's parfors refuse reassignments derived from the loop index.
+    """
+    lines = []
+    prev = row
+    for d in reversed(range(last)):
+        nxt = f"_sk_q{d}"
+        lines += [f"        {nxt} = {prev} // {N[d]}",
+                  f"        {IX[d]} = {prev} - {nxt} * {N[d]}"]
+        prev = nxt
+    return lines + [f"        _sk_b = {prev}"]
+
+
 def _jitted(signature: str, body: str) -> list[str]:
     """Lines of one generated ``@_sk_njit`` function (after a blank line)."""
     return ["", "@_sk_njit", f"def {signature}:", body]
@@ -400,14 +415,8 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
             "    for _sk_t in _sk_numba.prange(_sk_B * "
             + " * ".join(N[d] for d in range(last)) + "):",
         ]
-        prev = "_sk_t"
-        for d in reversed(range(last)):
-            nxt = f"_sk_q{d}"
-            run += [f"        {nxt} = {prev} // {N[d]}",
-                    f"        {IX[d]} = {prev} - {nxt} * {N[d]}"]
-            prev = nxt
+        run += _split_row("_sk_t", IX, N, last)
         run += [
-            f"        _sk_b = {prev}",
             "        _sk_ja = 0",
             f"        _sk_jb = {N[last]}",
         ]
@@ -552,14 +561,8 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool) -> str:
         "    _sk_sy = _sk_np.int64(_sk_cuda.gridDim.y) * _sk_cuda.blockDim.y",
         "    for _sk_r in range(_sk_y, _sk_rows, _sk_sy):",
     ]
-    prev = "_sk_r"
-    for d in reversed(range(last)):
-        nxt = f"_sk_q{d}"
-        lines += [f"        {nxt} = {prev} // {N[d]}",
-                  f"        {IX[d]} = {prev} - {nxt} * {N[d]}"]
-        prev = nxt
+    lines += _split_row("_sk_r", IX, N, last)
     lines += [
-        f"        _sk_b = {prev}",
         f"        _sk_inner = {inner_rows or 'True'}",
         f"        for {IX[last]} in range(_sk_x, {N[last]}, _sk_sx):",
         f"            if _sk_inner and {inner_col}:",
