@@ -16,13 +16,13 @@ $(VENV)/.installed-bench: $(VENV)/.installed-test
 	touch $@
 
 demo: $(VENV)/.installed-test
-	$(PY) -m stencilkit.demo
+	$(VENV)/bin/stencilkit demo
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed-bench
-	$(PY) benchmarks/core.py
+	$(VENV)/bin/stencilkit bench
 
 lint: $(VENV)/.installed-test
 	$(PY) -m pip install --quiet ruff

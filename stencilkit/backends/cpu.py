@@ -11,7 +11,8 @@ compiled machine code instead of recompiling.
 
 The cache directory is the first writable one of ``$STENCILKIT_CACHE_DIR``,
 ``$XDG_CACHE_HOME/stencilkit`` (``~/.cache/stencilkit``) and ``<tmp>/stencilkit-<user>``; if none
-is writable, kernels compile in memory without a disk cache.
+is writable (or writing the module fails, e.g. on a full disk), kernels compile in memory without
+a disk cache.
 """
 
 from __future__ import annotations
@@ -71,6 +72,40 @@ def cache_dir() -> Path | None:
     return None
 
 
+def _tolerate_cache_write_errors() -> None:
+    """Let a compiled function run when numba cannot write it to its on-disk cache.
+
+    numba saves each compiled function to its cache and lets an OSError from that write (a
+    full disk, a file-size limit, a folder turned read-only) escape from the call that
+    compiled it, so a batch job on a nearly full disk would fail every kernel's first call
+    (found by the CLI's write-fault test). The code is compiled by then and correct; only the
+    cache entry is lost, and the next process compiles again. numba does the same for spurious
+    Windows errors (``_guard_against_spurious_io_errors``); this extends it to these errno
+    values, everywhere numba caches, once.
+    """
+    import errno
+
+    from numba.core import caching
+
+    save = caching.Cache.save_overload
+    if getattr(save, "_stencilkit", False):
+        return
+    tolerated = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES,
+                 errno.EPERM}
+
+    def save_overload(self, sig, data):
+        try:
+            save(self, sig, data)
+        except OSError as exc:
+            if exc.errno not in tolerated:
+                raise
+
+    save_overload._stencilkit = True
+    caching.Cache.save_overload = save_overload
+
+
+_tolerate_cache_write_errors()
+
 _MODULES: dict[str, types.ModuleType] = {}
 _MODULES_LOCK = threading.Lock()
 
@@ -93,7 +128,12 @@ def load_module(source_for_cache, namespace: dict) -> types.ModuleType:
         modname = f"_stencilkit_generated_{key}"
         if directory is not None:
             path = directory / f"sk_{key}.py"
-            _write_once(path, source)
+            try:
+                _write_once(path, source)
+            except OSError:  # cache folder full or unwritable now: compile in memory
+                directory = None
+                source = source_for_cache(False)
+        if directory is not None:
             spec = importlib.util.spec_from_file_location(modname, path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[modname] = module

@@ -1,0 +1,373 @@
+"""The `stencilkit` command end to end: the installed console script in a subprocess, on real
+PNG and TIFF files, against scipy.ndimage; bad files, write faults, kill -9 and resume."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from stencilkit import io
+
+scipy_ndimage = pytest.importorskip("scipy.ndimage")
+pytest.importorskip("PIL")
+pytest.importorskip("tifffile")
+
+pytestmark = pytest.mark.slow
+
+EXE = shutil.which("stencilkit", path=os.path.dirname(sys.executable)) or shutil.which(
+    "stencilkit")
+
+
+def cli(*args, check=None, env=None, **kw):
+    if EXE is None:
+        pytest.skip("the stencilkit console script is not installed (pip install -e .)")
+    out = subprocess.run([EXE, *map(str, args)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, **(env or {})}, **kw)
+    if check is not None:
+        assert out.returncode == check, out.stdout + out.stderr
+    return out
+
+
+def frames(n, shape=(40, 52), dtype=np.uint8, seed=0):
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max, (n, *shape), dtype=dtype, endpoint=True)
+
+
+def write_inputs(folder, stack, ext=".png", prefix="img"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(stack):
+        io.write_image(f, folder / f"{prefix}{i}{ext}")
+
+
+def outputs(folder):
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_filters_on_png_and_tiff_equal_scipy(tmp_path):
+    grey = frames(3)
+    rgb = frames(2, (30, 20, 3), seed=1)
+    pages = frames(1, (3, 25, 33), np.uint16, seed=2)[0]
+    write_inputs(tmp_path / "in", grey)
+    write_inputs(tmp_path / "in", rgb, prefix="rgb")
+    io.write_image(pages, tmp_path / "in" / "pages.tif")
+    out = cli("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "out", "--size", "5",
+              "--mode", "nearest", check=0)
+    assert "done: 6 written, 0 already complete, 0 failed" in out.stdout
+
+    def ref(x):  # stencilkit's integer rule: the exact mean, ties to even (scipy truncates)
+        mean = scipy_ndimage.uniform_filter(x.astype(np.float64), 5, mode="nearest")
+        return np.rint(mean).astype(x.dtype)
+
+    for i, f in enumerate(grey):
+        np.testing.assert_allclose(io.read_image(tmp_path / "out" / f"img{i}.png"), ref(f),
+                                   atol=1)  # float64 means vs exact: differ only at ties
+    got = io.read_image(tmp_path / "out" / "rgb0.png")
+    assert got.shape == rgb[0].shape
+    for c in range(3):  # channels filtered one by one, never across
+        np.testing.assert_allclose(got[..., c], ref(rgb[0][..., c]), atol=1)
+    got = io.read_image(tmp_path / "out" / "pages.tif")
+    assert got.dtype == np.uint16 and got.shape == pages.shape
+    for p in range(3):  # pages too
+        np.testing.assert_allclose(got[p], ref(pages[p]), atol=1)
+
+
+def test_exact_reference_for_float_tiffs_and_resampling(tmp_path):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((33, 41)).astype(np.float32)
+    (tmp_path / "in").mkdir()
+    io.write_image(a, tmp_path / "in" / "a.tif")
+    cli("run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "g", "--sigma", "1.5",
+        check=0)
+    np.testing.assert_allclose(io.read_image(tmp_path / "g" / "a.tif"),
+                               scipy_ndimage.gaussian_filter(a, 1.5), rtol=1e-5, atol=1e-6)
+    cli("run", "block_reduce", tmp_path / "in", "-o", tmp_path / "b", "--factor", "2",
+        "--func", "max", "--name", "{stem}_half.tif", check=0)
+    want = a[:32, :40].reshape(16, 2, 20, 2).max(axis=(1, 3))
+    got = io.read_image(tmp_path / "b" / "a_half.tif")
+    assert got.shape == (17, 21)
+    np.testing.assert_array_equal(got[:16, :20], want)
+
+
+def test_user_kernel_from_a_file(tmp_path):
+    (tmp_path / "k.py").write_text(
+        "import stencilkit as sk\n\n"
+        "@sk.stencil(mode='wrap')\n"
+        "def east(x):\n"
+        "    return x[0, 1]\n")
+    write_inputs(tmp_path / "in", frames(2))
+    cli("run", "--kernel", f"{tmp_path / 'k.py'}:east", tmp_path / "in", "-o", tmp_path / "o",
+        "--name", "{stem}.out.png", check=0)
+    assert outputs(tmp_path / "o") == ["img0.out.png", "img1.out.png"]
+    np.testing.assert_array_equal(io.read_image(tmp_path / "o" / "img1.out.png"),
+                                  np.roll(frames(2)[1], -1, axis=1))
+
+
+def test_resume_skips_complete_outputs_and_redoes_changed_ones(tmp_path):
+    write_inputs(tmp_path / "in", frames(4))
+    cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "3", check=0)
+    out = cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "3",
+              check=0)
+    assert "4 of 4 outputs are already complete" in out.stdout
+    # a changed input, a damaged output, and different parameters are redone
+    io.write_image(frames(1, seed=9)[0], tmp_path / "in" / "img1.png")
+    (tmp_path / "o" / "img2.png").write_bytes(b"garbage")
+    out = cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "3",
+              check=0)
+    assert "2 of 4 outputs are already complete" in out.stdout
+    np.testing.assert_array_equal(io.read_image(tmp_path / "o" / "img2.png"),
+                                  scipy_ndimage.median_filter(frames(4)[2], 3))
+    out = cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "5",
+              check=0)
+    assert "outputs are already complete" not in out.stdout and "done: 4 written" in out.stdout
+    out = cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "5",
+              "--overwrite", check=0)
+    assert "done: 4 written" in out.stdout
+
+
+def test_usage_errors_exit_2_before_any_work(tmp_path):
+    write_inputs(tmp_path / "in", frames(2))
+    (tmp_path / "in" / "img0.tif").write_bytes((tmp_path / "in" / "img0.png").read_bytes())
+    (tmp_path / "file").write_text("x")
+    cases = [
+        (["run", "blur", tmp_path / "in", "-o", tmp_path / "o"], "unknown filter 'blur'"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--sigma", "2"],
+         "uniform_filter has no option --sigma"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "-1"],
+         "size must be >= 1"),
+        (["run", "uniform_filter", str(tmp_path / "nothing*.png"), "-o", tmp_path / "o"],
+         "no file matches this pattern"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "file" / "o"],
+         "cannot create or write it"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--name",
+          "{stem}.png"], "would be written twice, e.g. img0.png"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "in", "--name",
+          "{stem}.out.tif"], "would land among the inputs"),
+        (["run", "uniform_filter", str(tmp_path / "**" / "*.png"), "-o", tmp_path / "in" / "o"],
+         "would land among the inputs"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "in"],
+         "would overwrite its input"),
+        (["run", "--kernel", "nofile.py:k", tmp_path / "in", "-o", tmp_path / "o"],
+         "no such file nofile.py"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--name", "{x}.png"],
+         "--name '{x}.png'"),
+    ]
+    for args, message in cases:
+        out = cli(*args)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert message in out.stderr, (message, out.stderr)
+    assert not (tmp_path / "o").exists() or outputs(tmp_path / "o") == []
+    assert cli("--help").returncode == 0 and "exit status" in cli("run", "--help").stdout
+
+
+def corrupt_corpus(folder):
+    """About 60 damaged files in 5 formats, named by what is wrong with them."""
+    import io as bytes_io
+
+    import tifffile
+    from PIL import Image
+
+    a = frames(1, (64, 96))[0]
+    blobs = {}
+    for kind, save in [
+        ("png", lambda b: Image.fromarray(a).save(b, "PNG")),
+        ("jpg", lambda b: Image.fromarray(a).save(b, "JPEG")),
+        ("raw.tif", lambda b: tifffile.imwrite(b, a)),
+        ("zlib.tif", lambda b: tifffile.imwrite(b, a, compression="zlib")),
+        ("tiled.tif", lambda b: tifffile.imwrite(b, a, tile=(32, 32))),
+    ]:
+        buf = bytes_io.BytesIO()
+        save(buf)
+        blobs[kind] = buf.getvalue()
+    folder.mkdir(parents=True)
+    names = []
+    for kind, data in blobs.items():
+        stem, _, ext = kind.rpartition(".") if "." in kind else ("", "", kind)
+        for cut in (12, 40, 120, *(int(len(data) * f)
+                                   for f in (0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 0.99))):
+            name = f"trunc{cut}_{stem or ext}.{ext}"
+            (folder / name).write_bytes(data[:cut])
+            names.append(name)
+        flipped = bytearray(data)
+        mid = len(flipped) * 2 // 3
+        flipped[mid:mid + 64] = bytes(64)  # zeroed bytes inside the compressed data
+        if kind in ("png", "zlib.tif"):
+            name = f"zeroed_{stem or ext}.{ext}"
+            (folder / name).write_bytes(bytes(flipped))
+            names.append(name)
+    for name, data in [("empty.png", b""), ("empty.tif", b""), ("garbage.png", os.urandom(999)),
+                       ("text.jpg", b"hello\n" * 50), ("html.tif", b"<html></html>")]:
+        (folder / name).write_bytes(data)
+        names.append(name)
+    return names
+
+
+def test_corrupt_corpus_every_file_named_no_partial_output(tmp_path):
+    bad = corrupt_corpus(tmp_path / "in")
+    write_inputs(tmp_path / "in", frames(3), prefix="good")
+    out = cli("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", check=1)
+    text = out.stdout + out.stderr
+    assert "Traceback" not in text
+    for name in bad:
+        assert f"{tmp_path / 'in' / name}:" in out.stdout, name  # each named in the summary
+    assert outputs(tmp_path / "o") == ["good0.png", "good1.png", "good2.png"]
+    assert f"{len(bad)} failed" in out.stdout and len(bad) >= 55
+
+
+def test_write_faults_leave_nothing_at_final_paths(tmp_path):
+    import resource
+
+    noisy = frames(3, (128, 128))  # ~16 kB PNGs
+    write_inputs(tmp_path / "in", noisy, prefix="noisy")
+    write_inputs(tmp_path / "in", np.zeros((2, 128, 128), np.uint8), prefix="flat")  # tiny
+
+    def limit():  # the file-size limit of a nearly full disk: writes past 4 kB fail (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    out = cli("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o",
+              preexec_fn=limit, check=1)
+    assert "3 failed" in out.stdout
+    for i in range(3):
+        assert f"noisy{i}.png: cannot write" in out.stdout
+        assert "File too large" in out.stdout
+    assert sorted(os.listdir(tmp_path / "o")) == [".stencilkit-manifest.jsonl", "flat0.png",
+                                                  "flat1.png"]
+
+
+def test_kill_9_then_resume_is_byte_identical(tmp_path):
+    stack = frames(120, (192, 192))
+    write_inputs(tmp_path / "in", stack)
+    cli("run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "ref", "--sigma", "2",
+        "--workers", "1", check=0)
+    proc = subprocess.Popen([EXE, "run", "gaussian_filter", tmp_path / "in", "-o",
+                             tmp_path / "o", "--sigma", "2", "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = tmp_path / "o" / ".stencilkit-manifest.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if manifest.exists() and len(manifest.read_text().splitlines()) >= 10:
+            break
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(manifest.read_text().splitlines())
+    assert 10 <= done_before < 120, "the batch was not interrupted midway"
+    for name in outputs(tmp_path / "o"):  # whatever is at a final path is complete
+        assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    out = cli("run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "o", "--sigma", "2",
+              check=0)
+    assert f"{done_before} of 120 outputs are already complete" in out.stdout or \
+        "already complete" in out.stdout
+    assert outputs(tmp_path / "o") == outputs(tmp_path / "ref")
+    for name in outputs(tmp_path / "ref"):
+        assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    assert not [p for p in os.listdir(tmp_path / "o") if io.TEMP_MARK in p]
+    records = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
+    assert {r["output"] for r in records} == set(outputs(tmp_path / "ref"))
+
+
+def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
+    write_inputs(tmp_path / "in", frames(150, (192, 192)))
+    proc = subprocess.Popen([EXE, "run", "gaussian_filter", tmp_path / "in", "-o",
+                             tmp_path / "o", "--sigma", "2", "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = tmp_path / "o" / ".stencilkit-manifest.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (manifest.exists() and manifest.stat().st_size):
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted" in stderr and "not started (interrupted)" in stdout
+    out = cli("run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "o", "--sigma", "2",
+              check=0)
+    assert "already complete" in out.stdout
+    assert len(outputs(tmp_path / "o")) == 150
+
+
+@pytest.mark.parametrize("scheduler", ["processes", "local"])
+def test_process_and_local_cluster_schedulers(tmp_path, scheduler):
+    if scheduler == "local":
+        pytest.importorskip("distributed")
+    write_inputs(tmp_path / "in", frames(4))
+    out = cli("run", "maximum_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "3",
+              "--scheduler", scheduler, "--workers", "2", check=0)
+    if scheduler == "local":
+        assert "dashboard" in out.stdout
+    for i, f in enumerate(frames(4)):
+        np.testing.assert_array_equal(io.read_image(tmp_path / "o" / f"img{i}.png"),
+                                      scipy_ndimage.maximum_filter(f, 3))
+
+
+def test_a_running_dask_scheduler_and_worker(tmp_path):
+    pytest.importorskip("distributed")
+    dask_exe = shutil.which("dask", path=os.path.dirname(sys.executable))
+    if dask_exe is None:
+        pytest.skip("the dask command is not installed")
+    sched_file = tmp_path / "scheduler.json"
+    procs = [subprocess.Popen([dask_exe, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--no-dashboard", "--scheduler-file", sched_file],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        address = json.loads(sched_file.read_text())["address"]
+        procs.append(subprocess.Popen([dask_exe, "worker", address, "--nworkers", "1",
+                                       "--nthreads", "1", "--no-dashboard"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(1, timeout=60)
+        (tmp_path / "k.py").write_text(
+            "import stencilkit as sk\n\n"
+            "@sk.stencil(mode='nearest')\n"
+            "def dx(x):\n"
+            "    return x[0, 1] - x[0, -1]\n")
+        write_inputs(tmp_path / "in", frames(3))
+        out = cli("run", "--kernel", f"{tmp_path / 'k.py'}:dx", tmp_path / "in", "-o",
+                  tmp_path / "o", "--scheduler", address, "--name", "{stem}.tif", check=0)
+        assert f"connected to {address}: 1 workers" in out.stdout
+        for i, f in enumerate(frames(3)):
+            g = f.astype(np.int64)
+            want = (np.concatenate([g[:, 1:], g[:, -1:]], 1)
+                    - np.concatenate([g[:, :1], g[:, :-1]], 1)).astype(np.uint8)
+            np.testing.assert_array_equal(io.read_image(tmp_path / "o" / f"img{i}.tif"), want)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_info_and_demo(tmp_path):
+    out = cli("info", check=0)
+    assert "numba" in out.stdout and "CUDA:" in out.stdout and "threading layer" in out.stdout
+    out = cli("demo", "--frames", "4", "--files", "5", "--size", "64", "--dir", tmp_path,
+              check=0)
+    assert "frames/s" in out.stdout and "equals filters.uniform_filter on the frame: True" \
+        in out.stdout
+
+
+def test_gpu_flag(tmp_path):
+    write_inputs(tmp_path / "in", frames(2))
+    sim = {"NUMBA_ENABLE_CUDASIM": "1"}
+    cli("run", "sobel", tmp_path / "in", "-o", tmp_path / "g", "--axis", "0", "--gpu",
+        env=sim, check=0)
+    cli("run", "sobel", tmp_path / "in", "-o", tmp_path / "c", "--axis", "0", check=0)
+    for name in outputs(tmp_path / "c"):
+        assert (tmp_path / "g" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()
+    out = cli("run", "sobel", tmp_path / "in", "-o", tmp_path / "x", "--gpu",
+              env={"NUMBA_ENABLE_CUDASIM": "0"})
+    if out.returncode == 2:  # no GPU here
+        assert "--gpu:" in out.stderr
