@@ -706,6 +706,10 @@ def demo(args, log=print) -> int:
     check = io.read_image(base / "smoothed" / "frame0000.png")
     same = np.array_equal(check, filters.uniform_filter(frames[0], 3))
     log(f"first output equals filters.uniform_filter on the frame: {same}")
+    if not args.dir:
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
     return EXIT_OK if status == 0 and rc == 0 and same else EXIT_FAILED
 
 

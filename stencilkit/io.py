@@ -419,6 +419,15 @@ def _read_page(path, page, shape, dtype):
 
 # ----------------------------------------------------------------------------------- writing
 
+def _file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 def atomic_write(path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that the path never holds a partial file.
 
@@ -433,6 +442,7 @@ def atomic_write(path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp's 0600 -> what open() would give
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -598,6 +608,7 @@ def _write_tiff(arr, target: Path) -> Path:
                     else "minisblack"
                 tw.write(frame, photometric=photometric, metadata=None)
         with open(tmp, "rb+") as f:
+            os.fchmod(f.fileno(), _FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, target)
     except BaseException:

@@ -187,3 +187,12 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         io.atomic_write(target, b"new content")
     assert target.read_bytes() == b"old"  # the old file, untouched
     assert os.listdir(tmp_path) == ["out.png"]  # no temporary file left behind
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    io.write_image(np.zeros((2, 2), np.uint8), tmp_path / "a.png")
+    io.imwrite(np.zeros((2, 2, 2), np.uint8), tmp_path / "s.tif")
+    for name in ("a.png", "s.tif"):  # as open() would create them, not mkstemp's 0600
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
