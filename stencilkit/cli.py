@@ -36,6 +36,7 @@ import os
 import signal
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -383,8 +384,9 @@ class _Executor:
             import multiprocessing
 
             # spawn: numba's thread pools must not be forked
-            self.pool = cf.ProcessPoolExecutor(workers,
-                                               mp_context=multiprocessing.get_context("spawn"))
+            self._make_pool = lambda: cf.ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = self._make_pool()
         else:
             try:
                 from distributed import Client, LocalCluster
@@ -418,6 +420,11 @@ class _Executor:
 
             return as_completed(futures)
         return cf.as_completed(futures)
+
+    def restart(self):
+        """A new process pool after the old one broke (processes scheduler only)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._make_pool()
 
     def cancel(self, futures):
         if self.client is not None:
@@ -610,32 +617,53 @@ def run(args, extra, log=print) -> int:
             workers = 1
     executor = _Executor(args.scheduler, workers, log) if todo else None
     pending = {}
+    attempts = dict.fromkeys(range(len(jobs)), 0)
+    stop = False
     try:
-        for job in todo:
-            fut = executor.submit(process, job, op, args.gpu, chunks, args.max_pixels)
-            pending[fut] = job
-        for fut in executor.as_completed(list(pending)) if pending else ():
-            job = pending.pop(fut)
-            try:
-                res = fut.result()
-            except Exception as exc:  # the worker itself died (crash, out of memory, kill)
-                res = Result(index=job.index, ok=False,
-                             reason=f"{job.src}: the worker processing it died "
-                                    f"({type(exc).__name__}: {exc})")
-            progress.update(res)
-            if res.ok:
-                manifest.add(job, res, operation)
-                stats["frames"] += 1
-                stats["pixels"] += res.pixels_bytes
-                stats["read"] += res.read_bytes
-                stats["written"] += res.written_bytes
-            else:
-                failures.append((job.src, res.reason))
-                progress.line(f"FAILED {res.reason}")
-                if args.strict:
-                    progress.line("stopping at the first failure (--strict)")
-                    executor.cancel(list(pending))
-                    break
+        queue = list(todo)
+        while queue and not stop:
+            for job in queue:
+                attempts[job.index] += 1
+                pending[executor.submit(process, job, op, args.gpu, chunks,
+                                        args.max_pixels)] = job
+            queue = []
+            for fut in executor.as_completed(list(pending)):
+                job = pending.pop(fut)
+                try:
+                    res = fut.result()
+                except BrokenProcessPool:
+                    # a worker process died (killed, out of memory, a crash in a library):
+                    # every unfinished task of that pool fails with it; run them again in a
+                    # new pool, and give up on a file only when it broke the pool twice
+                    if attempts[job.index] < 2:
+                        queue.append(job)
+                        continue
+                    res = Result(index=job.index, ok=False,
+                                 reason=f"{job.src}: the worker process died twice while "
+                                        "processing it (a crash or out of memory)")
+                except Exception as exc:  # dask.distributed: KilledWorker after retries
+                    res = Result(index=job.index, ok=False,
+                                 reason=f"{job.src}: the worker processing it died "
+                                        f"({type(exc).__name__}: {exc})")
+                progress.update(res)
+                if res.ok:
+                    manifest.add(job, res, operation)
+                    stats["frames"] += 1
+                    stats["pixels"] += res.pixels_bytes
+                    stats["read"] += res.read_bytes
+                    stats["written"] += res.written_bytes
+                else:
+                    failures.append((job.src, res.reason))
+                    progress.line(f"FAILED {res.reason}")
+                    if args.strict:
+                        progress.line("stopping at the first failure (--strict)")
+                        executor.cancel(list(pending))
+                        stop = True
+                        break
+            if queue and not stop:
+                progress.line(f"a worker process died; running {len(queue)} unfinished "
+                              "file(s) again in a new pool")
+                executor.restart()
     except KeyboardInterrupt:
         interrupted = True
         progress.line("interrupted: finishing the files being written (each is complete or "
@@ -659,7 +687,7 @@ def run(args, extra, log=print) -> int:
             log(f"  {name}: {reason}" if not reason.startswith(str(name)) else f"  {reason}")
     if interrupted:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if failures or (args.strict and pending) else EXIT_OK
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 @contextlib.contextmanager

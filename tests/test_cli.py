@@ -371,3 +371,72 @@ def test_gpu_flag(tmp_path):
               env={"NUMBA_ENABLE_CUDASIM": "0"})
     if out.returncode == 2:  # no GPU here
         assert "--gpu:" in out.stderr
+
+
+def test_a_worker_process_killed_midway_is_replaced(tmp_path):
+    psutil = pytest.importorskip("psutil")
+    write_inputs(tmp_path / "in", frames(80, (160, 160)))
+    cli("run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "ref", "--sigma", "2",
+        check=0)
+    proc = subprocess.Popen([EXE, "run", "gaussian_filter", tmp_path / "in", "-o",
+                             tmp_path / "o", "--sigma", "2", "--scheduler", "processes",
+                             "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    manifest = tmp_path / "o" / ".stencilkit-manifest.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (manifest.exists()
+                                          and len(manifest.read_text().splitlines()) >= 3):
+        time.sleep(0.005)
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True)
+               if "resource_tracker" not in " ".join(c.cmdline())]
+    assert workers
+    workers[0].kill()  # as the out-of-memory killer would
+    stdout, stderr = proc.communicate(timeout=180)
+    assert proc.returncode == 0, stdout + stderr
+    assert "a worker process died; running" in stderr
+    assert outputs(tmp_path / "o") == outputs(tmp_path / "ref")
+    for name in outputs(tmp_path / "ref"):
+        assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+
+
+def test_strict_stops_at_the_first_bad_file(tmp_path):
+    write_inputs(tmp_path / "in", frames(30))
+    (tmp_path / "in" / "img0.png").write_bytes(b"broken")
+    out = cli("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--strict",
+              "--workers", "1", check=1)
+    assert "stopping at the first failure (--strict)" in out.stderr
+    assert len(outputs(tmp_path / "o")) < 29
+
+
+def test_chunks_give_the_same_bytes(tmp_path):
+    write_inputs(tmp_path / "in", frames(2, (70, 90)))
+    cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "a", "--size", "5", check=0)
+    cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "b", "--size", "5",
+        "--chunks", "32,40", check=0)
+    for name in outputs(tmp_path / "a"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert cli("run", "median_filter", tmp_path / "in", "-o", tmp_path / "c", "--chunks",
+               "0").returncode == 2
+
+
+def test_progress_bar_on_a_terminal_and_lines_in_a_log():
+    import io as text_io
+
+    from stencilkit.cli import Progress, Result
+
+    class Tty(text_io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream, tty in ((Tty(), True), (text_io.StringIO(), False)):
+        p = Progress(3, stream=stream)
+        for i in range(3):
+            p.update(Result(index=i, ok=i != 1, pixels_bytes=10**6))
+        text = stream.getvalue()
+        assert "frames/s" in text and "MB/s" in text and "3/3" in text and "failed" in text
+        assert ("\r[" in text) == tty  # a redrawn bar only on a terminal
+
+
+def test_bench_quick(tmp_path):
+    out = cli("bench", "--sizes", "64", "--quick", check=0)
+    assert "numpy.copyto (memory limit)" in out.stdout and "stencilkit smooth(x" in out.stdout
