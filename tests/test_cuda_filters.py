@@ -51,15 +51,16 @@ def test_table_on_the_device(entry, i, params, dtype, mode):
     # passes per axis on the GPU; running sums / fused sweeps / van Herk on the CPU
     (lambda x: filters.uniform_filter(x, 7), True),
     (lambda x: filters.gaussian_filter(x, 2.0), False),
-    (lambda x: filters.maximum_filter(x, 6, mode="constant", cval=-1), True),
-    (lambda x: filters.gaussian_filter(x, 1.0, mode=["wrap", "nearest", "mirror"]), False),
-    (lambda x: filters.laplace(x, mode=["reflect", "constant", "wrap"]), True),
-    (lambda x: filters.sobel(x, axis=1, mode=["mirror", "wrap", "nearest"]), True),
+    (lambda x: filters.maximum_filter(x, 6, mode="constant", cval=1), True),
+    (lambda x: filters.gaussian_filter(x, 1.0, mode=["wrap", "nearest"]), False),
+    (lambda x: filters.laplace(x, mode=["reflect", "constant"]), True),
+    (lambda x: filters.sobel(x, axis=1, mode=["mirror", "wrap"]), True),
 ], ids=["uniform7", "gaussian2", "max6", "gauss-modes", "laplace-modes", "sobel-modes"])
 def test_large_windows_and_per_axis_modes(call, exact_ints):
-    for dtype in (np.int16, np.float64):
-        a = sample((2, 9, 12), dtype, seed=7)
-        check(call(cuda.to_device(a)), call(a), exact=exact_ints and dtype is np.int16)
+    # the dtypes of the filter table, whose CPU kernels the other tests compile anyway
+    for dtype in (np.uint8, np.float32):
+        a = sample((13, 17), dtype, seed=7)
+        check(call(cuda.to_device(a)), call(a), exact=exact_ints and dtype is np.uint8)
 
 
 def test_output_on_the_device():
