@@ -299,34 +299,34 @@ def test_gaussian_derivatives_match_scipy():
                                    filters.gaussian_filter(a, sigma, order), atol=1e-10)
 
 
-def test_one_mode_per_axis_in_separable_filters():
+@pytest.mark.parametrize("dtype", [np.int16, np.float64], ids=["int16", "float64"])
+def test_one_mode_per_axis_in_separable_filters(dtype):
     """scipy.ndimage's per-axis modes, for the filters that are separable."""
     modes = ("wrap", "constant")
-    for dtype in (np.int16, np.float64):
-        a = sample((17, 23), dtype)
-        x = da.from_array(a, chunks=(5, 6))
-        kw = {"mode": modes, "cval": 3}
-        calls = [
-            ("uniform_filter", {"size": (3, 5)}), ("uniform_filter", {"size": 9}),
-            ("gaussian_filter", {"sigma": (1.0, 2.0)}), ("minimum_filter", {"size": (3, 4)}),
-            ("maximum_filter", {"size": 7}), ("sobel", {"axis": 0}), ("prewitt", {"axis": 1}),
-            ("laplace", {}),
-        ]
-        for name, params in calls:
-            got = getattr(filters, name)(a, **params, **kw)
-            ref_in = a.astype(np.float64) if dtype != np.float64 else a
-            want = getattr(ndi, name)(ref_in, **params, **kw)
-            if name in ("sobel", "prewitt"):  # the padded array's derivative (see module doc)
-                want = getattr(ndi, name)(ref_in, **params, mode=modes, cval=0)
-                got = getattr(filters, name)(a, **params, mode=modes)
-            if dtype == np.int16:
-                want = round_even_saturate(want, dtype)
-                np.testing.assert_array_equal(got, want, err_msg=name)
-            else:
-                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9, err_msg=name)
-            lazy = getattr(filters, name)(x, **params, **({"mode": modes} if name in (
-                "sobel", "prewitt") else kw))
-            np.testing.assert_allclose(lazy.compute(scheduler="sync"), got, rtol=1e-12)
+    a = sample((17, 23), dtype)
+    x = da.from_array(a, chunks=(5, 6))
+    kw = {"mode": modes, "cval": 3}
+    calls = [
+        ("uniform_filter", {"size": (3, 5)}), ("uniform_filter", {"size": 9}),
+        ("gaussian_filter", {"sigma": (1.0, 2.0)}), ("minimum_filter", {"size": (3, 4)}),
+        ("maximum_filter", {"size": 7}), ("sobel", {"axis": 0}), ("prewitt", {"axis": 1}),
+        ("laplace", {}),
+    ]
+    for name, params in calls:
+        got = getattr(filters, name)(a, **params, **kw)
+        ref_in = a.astype(np.float64) if dtype != np.float64 else a
+        want = getattr(ndi, name)(ref_in, **params, **kw)
+        if name in ("sobel", "prewitt"):  # the padded array's derivative (see module doc)
+            want = getattr(ndi, name)(ref_in, **params, mode=modes, cval=0)
+            got = getattr(filters, name)(a, **params, mode=modes)
+        if dtype == np.int16:
+            want = round_even_saturate(want, dtype)
+            np.testing.assert_array_equal(got, want, err_msg=name)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9, err_msg=name)
+        lazy = getattr(filters, name)(x, **params, **({"mode": modes} if name in (
+            "sobel", "prewitt") else kw))
+        np.testing.assert_allclose(lazy.compute(scheduler="sync"), got, rtol=1e-12)
     with pytest.raises(StencilError, match="one mode per axis"):
         filters.median_filter(a, 3, mode=modes)
     with pytest.raises(StencilError, match="mode has 3 values"):
