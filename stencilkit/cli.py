@@ -526,9 +526,9 @@ def _prepare_outdir(outdir: Path):
     except OSError as exc:
         raise UsageError(f"output folder {outdir}: cannot create or write it "
                          f"({exc.strerror or exc})") from None
-    from .io import TEMP_MARK
+    from .io import stale_temporaries
 
-    for leftover in outdir.glob(f".*{TEMP_MARK}*"):  # from a run that was killed
+    for leftover in stale_temporaries(outdir):  # from a run that was killed mid-write
         with contextlib.suppress(OSError):
             leftover.unlink()
 
@@ -602,8 +602,8 @@ def run(args, extra, log=print) -> int:
     for name, reason in problems:
         log(f"FAILED {name}: {reason}")
     if already:
-        log(f"{already} of {len(jobs)} outputs are already complete (manifest); "
-            f"{len(todo)} to do" + (" (--overwrite redoes them)" if todo else ""))
+        log(f"{already} of {len(jobs)} outputs are already complete (manifest) and skipped "
+            f"(--overwrite redoes them); {len(todo)} to do")
 
     progress = Progress(len(todo), quiet=args.quiet)
     t0 = time.perf_counter()

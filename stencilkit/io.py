@@ -40,7 +40,8 @@ import numpy as np
 from ._errors import StencilError
 
 __all__ = ["IMAGE_SUFFIXES", "ImageError", "atomic_write", "encode_image", "expand_inputs",
-           "image_header", "imread", "imwrite", "natural_key", "read_image", "write_image"]
+           "image_header", "imread", "imwrite", "natural_key", "read_image", "stale_temporaries",
+           "write_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MAX_PIXELS = 2**30
@@ -419,6 +420,36 @@ def _read_page(path, page, shape, dtype):
 
 # ----------------------------------------------------------------------------------- writing
 
+def _temp_prefix(path: Path) -> str:
+    """Hidden, recognisable, and naming the writing process (see :func:`stale_temporaries`)."""
+    return f".{path.name}{TEMP_MARK}{os.getpid()}-"
+
+
+def stale_temporaries(folder) -> list[Path]:
+    """Temporary files in ``folder`` left by writers that no longer run (killed mid-write).
+
+    A temporary file names the process writing it; one whose process is gone is stale. Files of
+    running processes (another batch writing to the same folder) are not listed.
+    """
+    stale = []
+    for p in Path(folder).glob(f".*{TEMP_MARK}*"):
+        m = re.search(re.escape(TEMP_MARK) + r"(\d+)-", p.name)
+        if m and _alive(int(m.group(1))):
+            continue
+        stale.append(p)
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def _file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -437,7 +468,7 @@ def atomic_write(path, data: bytes) -> None:
     content, or stays absent.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{TEMP_MARK}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -598,7 +629,7 @@ def _write_tiff(arr, target: Path) -> Path:
     import tifffile
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{TEMP_MARK}")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target))
     os.close(fd)
     try:
         with tifffile.TiffWriter(tmp) as tw:
@@ -624,7 +655,7 @@ def _write_zarr(arr, target: Path) -> Path:
     import dask.array as da
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}{TEMP_MARK}"))
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=_temp_prefix(target)))
     try:
         x = arr if type(arr).__module__.startswith("dask") else da.from_array(
             arr, chunks=(1,) + arr.shape[1:])
@@ -632,7 +663,7 @@ def _write_zarr(arr, target: Path) -> Path:
         da.to_zarr(x, str(tmp))
         old = None
         if target.exists():
-            old = target.with_name(f".{target.name}{TEMP_MARK}old")
+            old = target.with_name(f"{_temp_prefix(target)}old")
             os.replace(target, old)
         os.replace(tmp, target)
         if old is not None:

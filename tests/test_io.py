@@ -196,3 +196,21 @@ def test_written_files_get_ordinary_permissions(tmp_path):
     io.imwrite(np.zeros((2, 2, 2), np.uint8), tmp_path / "s.tif")
     for name in ("a.png", "s.tif"):  # as open() would create them, not mkstemp's 0600
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_only_temporaries_of_dead_writers_are_stale(tmp_path):
+    dead = subprocess_pid_that_exited()
+    mine = tmp_path / f".a.png{io.TEMP_MARK}{os.getpid()}-xyz"
+    gone = tmp_path / f".b.png{io.TEMP_MARK}{dead}-xyz"
+    for p in (mine, gone):
+        p.write_bytes(b"partial")
+    assert io.stale_temporaries(tmp_path) == [gone]
+
+
+def subprocess_pid_that_exited():
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
