@@ -256,7 +256,7 @@ def _on_device(plane):
 
 
 def process(job: Job, op: Operation, gpu: bool = False, chunks=None,
-            max_pixels: int | None = None) -> Result:
+            max_pixels: int | None = None, accept_damaged: bool = False) -> Result:
     """Read, filter and write one file; every failure becomes a Result naming the file."""
     from . import io
     from .backends import cuda as cuda_backend
@@ -271,7 +271,8 @@ def process(job: Job, op: Operation, gpu: bool = False, chunks=None,
             raise io.ImageError(f"{src}: cannot read ({exc.strerror or exc})") from None
         res.read_bytes = len(data)
         res.input_sha256 = hashlib.sha256(data).hexdigest()
-        img = io.read_image(src, max_pixels or io.MAX_PIXELS, data=data)
+        img = io.read_image(src, max_pixels or io.MAX_PIXELS, data=data,
+                            accept_damaged=accept_damaged)
         res.pixels_bytes = img.nbytes
         pages = src.suffix.lower() in (".tif", ".tiff") and io._tiff_pages(src) > 0
         planes, restore = _planes(img, pages)
@@ -625,7 +626,7 @@ def run(args, extra, log=print) -> int:
             for job in queue:
                 attempts[job.index] += 1
                 pending[executor.submit(process, job, op, args.gpu, chunks,
-                                        args.max_pixels)] = job
+                                        args.max_pixels, args.accept_damaged)] = job
             queue = []
             for fut in executor.as_completed(list(pending)):
                 job = pending.pop(fut)
@@ -835,6 +836,9 @@ def parser() -> argparse.ArgumentParser:
     resume.add_argument("--overwrite", action="store_true", help="redo every output")
     r.add_argument("--strict", action="store_true",
                    help="stop at the first failed input (default: report it and go on)")
+    r.add_argument("--accept-damaged", action="store_true",
+                   help="process readable but damaged files (a PNG/JPEG cut short: the missing "
+                        "part black; TIFF reader warnings) instead of reporting them")
     r.add_argument("--max-pixels", type=int, metavar="N",
                    help="refuse images with more pixels than this (default 2**30)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

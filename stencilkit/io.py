@@ -143,11 +143,11 @@ def _pil_layout(im):
     return channels, np.dtype(dtype), None
 
 
-def image_header(path, max_pixels: int = MAX_PIXELS):
+def image_header(path, max_pixels: int = MAX_PIXELS, *, accept_damaged: bool = False):
     """``(shape, dtype)`` of an image file from its header, without decoding pixels."""
     path = Path(path)
     try:
-        shape, dtype = _header(path, max_pixels)
+        shape, dtype = _header(path, max_pixels, accept_damaged)
     except ImageError:
         raise
     except Exception as exc:
@@ -177,7 +177,7 @@ def _reason(exc) -> str:
     return text.splitlines()[0][:200]
 
 
-def _header(path: Path, max_pixels: int):
+def _header(path: Path, max_pixels: int, lenient: bool = False):
     with open(path, "rb") as f:
         head = f.read(32)
     if not head:
@@ -185,7 +185,7 @@ def _header(path: Path, max_pixels: int):
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         import tifffile
 
-        with _strict_tiff(path), tifffile.TiffFile(path) as tif:
+        with _strict_tiff(path, lenient), tifffile.TiffFile(path) as tif:
             if not tif.series:
                 raise ImageError(f"{path}: TIFF holds no image")
             series = tif.series[0]
@@ -199,7 +199,7 @@ def _header(path: Path, max_pixels: int):
             return (height, width, {2: 3, 4: 2, 6: 4}[ihdr[1]]), np.dtype(np.uint16)
     from PIL import Image
 
-    with _pil_strict(), Image.open(path) as im:
+    with _pil_strict(lenient), Image.open(path) as im:
         channels, dtype, _ = _pil_layout(im)
         width, height = im.size
         if getattr(im, "n_frames", 1) > 1:
@@ -209,16 +209,16 @@ def _header(path: Path, max_pixels: int):
 
 
 @contextlib.contextmanager
-def _pil_strict():
+def _pil_strict(lenient: bool = False):
     from PIL import Image, ImageFile
 
     # Pillow's own bomb check warns at 89 Mpixel; the pixel limit here is ours (max_pixels)
     old_max, old_trunc = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
     Image.MAX_IMAGE_PIXELS = None
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            warnings.simplefilter("ignore" if lenient else "error")
             yield
     finally:
         Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = old_max, old_trunc
@@ -234,35 +234,39 @@ class _Collect(logging.Handler):
 
 
 @contextlib.contextmanager
-def _strict_tiff(path):
+def _strict_tiff(path, lenient: bool = False):
     """Make tifffile's logged complaints (missing tiles, bad offsets) errors naming the file."""
     logger = logging.getLogger("tifffile")
     handler = _Collect()
     logger.addHandler(handler)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error")
+            warnings.simplefilter("ignore" if lenient else "error")
             yield
     finally:
         logger.removeHandler(handler)
-    if handler.records:
+    if handler.records and not lenient:
         raise ImageError(f"{path}: damaged TIFF ({handler.records[0].getMessage()[:200]})")
 
 
 # ----------------------------------------------------------------------------------- reading
 
-def read_image(path, max_pixels: int = MAX_PIXELS, *, data: bytes | None = None) -> np.ndarray:
+def read_image(path, max_pixels: int = MAX_PIXELS, *, data: bytes | None = None,
+               accept_damaged: bool = False) -> np.ndarray:
     """Decode one image file (all pages of a TIFF) into a NumPy array, strictly.
 
     ``data``: the file's bytes, if already read (the command-line tool hashes them).
     Raises ImageError, naming the file, for anything but a complete, undamaged image.
+    ``accept_damaged=True`` is the explicit opt-in to "readable but damaged" files: a PNG or
+    JPEG cut short decodes with its missing part black (Pillow's LOAD_TRUNCATED_IMAGES), and
+    TIFF reader warnings are ignored; files that cannot be decoded at all are still errors.
     """
     path = Path(path)
-    shape, dtype = image_header(path, max_pixels)
+    shape, dtype = image_header(path, max_pixels, accept_damaged=accept_damaged)
     try:
         if data is None:
             data = path.read_bytes()
-        arr = _decode(path, data)
+        arr = _decode(path, data, accept_damaged)
     except ImageError:
         raise
     except Exception as exc:
@@ -273,11 +277,11 @@ def read_image(path, max_pixels: int = MAX_PIXELS, *, data: bytes | None = None)
     return arr
 
 
-def _decode(path: Path, data: bytes) -> np.ndarray:
+def _decode(path: Path, data: bytes, lenient: bool = False) -> np.ndarray:
     if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         import tifffile
 
-        with _strict_tiff(path), tifffile.TiffFile(_bytes_io.BytesIO(data)) as tif:
+        with _strict_tiff(path, lenient), tifffile.TiffFile(_bytes_io.BytesIO(data)) as tif:
             arr = tif.series[0].asarray()
         return arr.astype(arr.dtype.newbyteorder("="), copy=False)
     ihdr = _png_ihdr(data[:32])
@@ -285,7 +289,7 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
         return _decode_png16_colour(path, data)
     from PIL import Image
 
-    with _pil_strict(), Image.open(_bytes_io.BytesIO(data)) as im:
+    with _pil_strict(lenient), Image.open(_bytes_io.BytesIO(data)) as im:
         _, dtype, convert = _pil_layout(im)
         im.load()
         if convert:

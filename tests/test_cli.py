@@ -457,3 +457,19 @@ def test_bench_table_and_plot_option(capsys):
     except ImportError:
         out = cli("bench", "--plot", "x.png", "--sizes", "16")
         assert out.returncode == 2 and "needs matplotlib" in out.stdout
+
+
+def test_accept_damaged_is_an_explicit_opt_in(tmp_path, capsys):
+    import io as bytes_io
+
+    from PIL import Image
+
+    buf = bytes_io.BytesIO()
+    Image.fromarray(frames(1, (64, 96))[0]).save(buf, "JPEG")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 3 // 4])
+    out = main("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", capsys=capsys)
+    assert out.returncode == 1 and "cut.jpg" in out.stdout
+    out = main("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o",
+               "--accept-damaged", capsys=capsys)
+    assert out.returncode == 0 and outputs(tmp_path / "o") == ["cut.jpg"]

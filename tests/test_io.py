@@ -214,3 +214,19 @@ def subprocess_pid_that_exited():
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
+
+
+def test_damaged_files_only_with_the_explicit_opt_in(tmp_path):
+    from PIL import Image
+
+    a = rng.integers(0, 256, (64, 96), dtype=np.uint8)  # the cut lands in the scan data
+    buf = bytes_io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) * 3 // 4])
+    with pytest.raises(io.ImageError, match="cut.jpg: "):
+        io.read_image(tmp_path / "cut.jpg")
+    got = io.read_image(tmp_path / "cut.jpg", accept_damaged=True)
+    assert got.shape == a.shape and got.dtype == np.uint8
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(io.ImageError, match="empty file"):  # undecodable stays an error
+        io.read_image(tmp_path / "empty.png", accept_damaged=True)
