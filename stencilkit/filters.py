@@ -1022,8 +1022,8 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
 
     Windows of up to ``MEDIAN_MAX`` elements: a generated sorting network (Batcher's odd-even
     merge sort, pruned by the compiler to what the middle rank needs); larger ones: a selection
-    per element (quickselect), or for uint8 boxes Huang's sliding histogram. Exact for every
-    dtype; a window holding NaN gives NaN.
+    per element (quickselect), or for uint8 and uint16 boxes Huang's sliding histogram (two
+    levels for 16 bits). Exact for every dtype; a window holding NaN gives NaN.
 
     Returns
     -------
@@ -1047,8 +1047,8 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
                            "no GPU kernel yet; copy the array to the host (or use a smaller "
                            "window)")
     if n > MEDIAN_MAX:
-        # large windows: a selection per element over the mode-padded array (uint8 boxes:
-        # Huang's sliding histogram)
+        # large windows: a selection per element over the mode-padded array (uint8 and
+        # uint16 boxes: Huang's sliding histogram)
         full = np.ones([1] * arr.ndim, bool)
         shape = [1] * arr.ndim
         for ax, s in zip(axes, fp.shape):

@@ -268,9 +268,10 @@ def test_line_passes_for_large_windows_every_axis(mode):
         np.testing.assert_allclose(got[clean], want[clean], rtol=1e-9, atol=1e-9)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float64],
+                         ids=lambda d: np.dtype(d).name)
 def test_large_median_windows_select_exactly(dtype):
-    """Beyond the sorting networks: Huang's histogram (uint8 boxes) or quickselect."""
+    """Beyond the sorting networks: Huang's histograms (8/16-bit boxes) or quickselect."""
     a = sample((23, 29), dtype)
     fp = np.random.default_rng(1).random((9, 7)) > 0.3
     x = da.from_array(a, chunks=(5, 8))
@@ -285,6 +286,15 @@ def test_large_median_windows_select_exactly(dtype):
     f[5, 5] = np.nan
     got = filters.median_filter(f, 9)
     assert np.isnan(got[1:10, 1:10]).all() and np.isnan(got).sum() == 81
+
+
+def test_16_bit_histogram_median_jumps_across_coarse_bins():
+    # two-valued data: the median leaps between 3 and 65530 from one window to the next
+    rng = np.random.default_rng(2)
+    a = np.where(rng.random((19, 40)) < 0.5, 3, 65530).astype(np.uint16)
+    a[:, 20:] = rng.integers(0, 65536, (19, 20))
+    np.testing.assert_array_equal(filters.median_filter(a, (9, 11)),
+                                  ndi.median_filter(a, (9, 11)))
 
 
 def test_gaussian_derivatives_match_scipy():
