@@ -546,6 +546,10 @@ def run(args, extra, log=print) -> int:
         op_name, inputs = args.inputs[0], args.inputs[1:]
     if not inputs:
         raise UsageError("no input files given")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: give a positive number")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UsageError(f"--max-pixels {args.max_pixels}: give a positive number")
     op = build_operation(op_name, args.kernel, extra)
     operation = op.describe()
     if args.gpu:

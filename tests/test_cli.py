@@ -163,6 +163,8 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, capsys):
          "no such file nofile.py"),
         (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--name", "{x}.png"],
          "--name '{x}.png'"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--workers", "0"],
+         "--workers 0: give a positive number"),
     ]
     for args, message in cases:
         out = main(*args, capsys=capsys)
