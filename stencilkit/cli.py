@@ -373,7 +373,11 @@ class Manifest:
 # ------------------------------------------------------------------------------ executors
 
 class _Executor:
-    """submit(fn, *args) -> future; results(futures) yields finished futures; close()."""
+    """One interface over thread and process pools and dask.distributed clients.
+
+    ``submit(fn, *args)`` gives a future, ``as_completed(futures)`` yields them as they finish,
+    ``cancel``, ``restart`` (a broken process pool), ``close``.
+    """
 
     def __init__(self, scheduler: str, workers: int | None, log):
         self.kind = scheduler
@@ -697,7 +701,11 @@ def run(args, extra, log=print) -> int:
 
 @contextlib.contextmanager
 def _ignore_interrupts():
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: signals go elsewhere anyway
+        yield
+        return
     try:
         yield
     finally:
@@ -868,7 +876,8 @@ def main(argv=None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     if extra and args.command != "run":
-        p.error(f"unrecognized arguments: {' '.join(extra)}")
+        print(f"stencilkit: error: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
+        return EXIT_USAGE
     old = signal.getsignal(signal.SIGTERM)
     with contextlib.suppress(ValueError):  # not in the main thread: leave it
         signal.signal(signal.SIGTERM, _sigterm)
