@@ -555,7 +555,8 @@ def run(args, extra, log=print) -> int:
     if args.max_pixels is not None and args.max_pixels < 1:
         raise UsageError(f"--max-pixels {args.max_pixels}: give a positive number")
     op = build_operation(op_name, args.kernel, extra)
-    operation = op.describe()
+    # outputs made from damaged inputs are complete only for runs that accept those
+    operation = op.describe() + (" (damaged inputs accepted)" if args.accept_damaged else "")
     if args.gpu:
         from .backends.cuda import cuda_available
 

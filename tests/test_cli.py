@@ -475,3 +475,5 @@ def test_accept_damaged_is_an_explicit_opt_in(tmp_path, capsys):
     out = main("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o",
                "--accept-damaged", capsys=capsys)
     assert out.returncode == 0 and outputs(tmp_path / "o") == ["cut.jpg"]
+    out = main("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", capsys=capsys)
+    assert out.returncode == 1  # a strict rerun does not take that output as complete
