@@ -274,7 +274,7 @@ def process(job: Job, op: Operation, gpu: bool = False, chunks=None,
         img = io.read_image(src, max_pixels or io.MAX_PIXELS, data=data,
                             accept_damaged=accept_damaged)
         res.pixels_bytes = img.nbytes
-        pages = src.suffix.lower() in (".tif", ".tiff") and io._tiff_pages(src) > 0
+        pages = src.suffix.lower() in (".tif", ".tiff") and io._tiff_pages(src, data) > 0
         planes, restore = _planes(img, pages)
         results = []
         for plane in planes:

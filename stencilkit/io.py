@@ -163,11 +163,15 @@ def _check_pixels(path, shape, max_pixels):
                          f"{max_pixels} (a decompression bomb?); raise max_pixels to read it")
 
 
-def _tiff_pages(path) -> int:
-    """Pages of a TIFF's first series (0 for a single image, grey or colour)."""
+def _tiff_pages(path, data: bytes | None = None) -> int:
+    """Pages of a TIFF's first series (0 for a single image, grey or colour).
+
+    ``data``: the file's bytes when already read (parsed from them, not read again).
+    """
     import tifffile
 
-    with _strict_tiff(path), tifffile.TiffFile(path) as tif:
+    source = path if data is None else _bytes_io.BytesIO(data)
+    with _strict_tiff(path), tifffile.TiffFile(source) as tif:
         series = tif.series[0]
         return int(series.shape[0]) if series.axes[0] not in "YX" else 0
 
@@ -471,11 +475,18 @@ def atomic_write(path, data: bytes) -> None:
     permission) the temporary file is removed and the error raised; ``path`` keeps its old
     content, or stays absent.
     """
-    path = Path(path)
+    with _replacing(Path(path)) as f:
+        f.write(data)
+
+
+@contextlib.contextmanager
+def _replacing(path: Path):
+    """A binary file to write that replaces ``path`` only once complete (see atomic_write)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path))
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with open(tmp, "wb") as f:  # by name: writers such as tifffile want a named file
+            yield f
             f.flush()
             os.fchmod(f.fileno(), _FILE_MODE)  # mkstemp's 0600 -> what open() would give
             os.fsync(f.fileno())
@@ -484,6 +495,10 @@ def atomic_write(path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _photometric(arr) -> str:
+    return "rgb" if arr.ndim == 3 and arr.shape[-1] in (3, 4) else "minisblack"
 
 
 def encode_image(arr: np.ndarray, suffix: str, path="image") -> bytes:
@@ -497,8 +512,7 @@ def encode_image(arr: np.ndarray, suffix: str, path="image") -> bytes:
         import tifffile
 
         buf = _bytes_io.BytesIO()
-        photometric = "rgb" if arr.ndim == 3 and arr.shape[-1] in (3, 4) else "minisblack"
-        tifffile.imwrite(buf, arr, photometric=photometric, metadata=None)
+        tifffile.imwrite(buf, arr, photometric=_photometric(arr), metadata=None)
         return buf.getvalue()
     if suffix not in (".png", ".jpg", ".jpeg"):
         raise ImageError(f"{path}: unknown image format {suffix!r}; use .png, .jpg or .tif")
@@ -633,23 +647,10 @@ def _write_tiff(arr, target: Path) -> Path:
     import tifffile
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_temp_prefix(target))
-    os.close(fd)
-    try:
-        with tifffile.TiffWriter(tmp) as tw:
-            for i in range(arr.shape[0]):
-                frame = np.asarray(arr[i].compute() if hasattr(arr[i], "compute") else arr[i])
-                photometric = "rgb" if frame.ndim == 3 and frame.shape[-1] in (3, 4) \
-                    else "minisblack"
-                tw.write(frame, photometric=photometric, metadata=None)
-        with open(tmp, "rb+") as f:
-            os.fchmod(f.fileno(), _FILE_MODE)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _replacing(target) as f, tifffile.TiffWriter(f) as tw:
+        for i in range(arr.shape[0]):
+            frame = np.asarray(arr[i])  # one frame computed at a time for Dask input
+            tw.write(frame, photometric=_photometric(frame), metadata=None)
     return target
 
 
