@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from filter_table import exact_mean
 
 from stencilkit import io
 
@@ -71,20 +72,20 @@ def test_filters_on_png_and_tiff_equal_scipy(tmp_path):
     assert "done: 6 written, 0 already complete, 0 failed" in out.stdout
 
     def ref(x):  # stencilkit's integer rule: the exact mean, ties to even (scipy truncates)
-        mean = scipy_ndimage.uniform_filter(x.astype(np.float64), 5, mode="nearest")
-        return np.rint(mean).astype(x.dtype)
+        sums = scipy_ndimage.correlate(x.astype(np.int64), np.ones((5, 5), np.int64),
+                                       mode="nearest")
+        return exact_mean(sums, 25, x.dtype)
 
     for i, f in enumerate(grey):
-        np.testing.assert_allclose(io.read_image(tmp_path / "out" / f"img{i}.png"), ref(f),
-                                   atol=1)  # float64 means vs exact: differ only at ties
+        np.testing.assert_array_equal(io.read_image(tmp_path / "out" / f"img{i}.png"), ref(f))
     got = io.read_image(tmp_path / "out" / "rgb0.png")
     assert got.shape == rgb[0].shape
     for c in range(3):  # channels filtered one by one, never across
-        np.testing.assert_allclose(got[..., c], ref(rgb[0][..., c]), atol=1)
+        np.testing.assert_array_equal(got[..., c], ref(rgb[0][..., c]))
     got = io.read_image(tmp_path / "out" / "pages.tif")
     assert got.dtype == np.uint16 and got.shape == pages.shape
     for p in range(3):  # pages too
-        np.testing.assert_allclose(got[p], ref(pages[p]), atol=1)
+        np.testing.assert_array_equal(got[p], ref(pages[p]))
 
 
 def test_exact_reference_for_float_tiffs_and_resampling(tmp_path):
@@ -265,14 +266,19 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(manifest.read_text().splitlines())
+    done_before = 0  # complete manifest lines (a line cut by the kill does not count)
+    for line in manifest.read_text().splitlines():
+        try:
+            json.loads(line)
+            done_before += 1
+        except ValueError:
+            pass
     assert 10 <= done_before < 120, "the batch was not interrupted midway"
     for name in outputs(tmp_path / "o"):  # whatever is at a final path is complete
         assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
     out = cli("run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "o", "--sigma", "2",
               check=0)
-    assert f"{done_before} of 120 outputs are already complete" in out.stdout or \
-        "already complete" in out.stdout
+    assert f"{done_before} of 120 outputs are already complete" in out.stdout
     assert outputs(tmp_path / "o") == outputs(tmp_path / "ref")
     for name in outputs(tmp_path / "ref"):
         assert (tmp_path / "o" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
@@ -378,8 +384,9 @@ def test_gpu_flag(tmp_path):
         assert (tmp_path / "g" / name).read_bytes() == (tmp_path / "c" / name).read_bytes()
     out = cli("run", "sobel", tmp_path / "in", "-o", tmp_path / "x", "--gpu",
               env={"NUMBA_ENABLE_CUDASIM": "0"})
-    if out.returncode == 2:  # no GPU here
-        assert "--gpu:" in out.stderr
+    assert out.returncode in (0, 2), out.stderr  # 0 on a GPU machine
+    if out.returncode == 2:  # no GPU: a usage error saying why, before any file
+        assert "--gpu:" in out.stderr and not (tmp_path / "x").exists()
 
 
 def test_a_worker_process_killed_midway_is_replaced(tmp_path):
