@@ -60,6 +60,14 @@ def native(dtype):
     return np.dtype(np.float32) if dtype == np.float16 else dtype
 
 
+def _dest(dst, shape, dtype):
+    """The array a pass writes: ``dst`` (the caller's output, checked), else a pooled one."""
+    if dst is None:
+        return _buffers.POOL.empty(shape, dtype)
+    assert dst.shape == tuple(shape) and dst.dtype == dtype and dst.flags.c_contiguous
+    return dst
+
+
 @_sk_njit
 def _tile(t, tiles, lanes, n_inner):
     """Task t of a (outer x lane tiles) split: (outer index, first lane, lane count)."""
@@ -398,16 +406,21 @@ def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_
                     dst[o, i, u] = row[u]
 
 
-def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float64):
+def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float64, tie=None,
+              fast=True, dst=None):
     """Separable correlation (``wv`` down, ``wh`` across) over the last two axes.
 
     Only every ``step``-th row and column is computed (``step`` 2: a pyramid level). ``acc``:
-    the float type of the sums (float32 vectors are twice as wide).
+    the float type of the sums (float32 vectors are twice as wide). Integer data with integer
+    results asked in float64 may be summed in float32 with an exact fallback (see
+    :func:`float32_tie`); the results are those of the float64 sweep, bit for bit. ``fast``
+    False turns that off; ``tie`` overrides the fallback's threshold (tests: 0 recomputes every
+    element in float64).
     """
     out_dtype = np.dtype(out_dtype)
     n0, n1 = src.shape[-2:]
     m0, m1 = -(-n0 // step), -(-n1 // step)
-    dst = _buffers.POOL.empty(src.shape[:-2] + (m0, m1), out_dtype)
+    dst = _dest(dst, src.shape[:-2] + (m0, m1), out_dtype)
     if src.size == 0:
         return dst
     s = src.reshape(-1, n0, n1)
@@ -418,16 +431,73 @@ def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float
     lo_c, hi_c = (0.0, 1.0) if out_dtype.kind == "b" else (
         (float(np.iinfo(out_dtype).min), float(np.iinfo(out_dtype).max)) if rounding
         else (0.0, 0.0))
-    wv = np.asarray(wv, acc)
-    wh = np.asarray(wh, acc)
+    wv64 = np.asarray(wv, np.float64)
+    wh64 = np.asarray(wh, np.float64)
     code = modes.mode_code(mode)
-    if code != modes.CONSTANT and wv.size <= UNROLL_MAX and wh.size <= UNROLL_MAX:
+    if code != modes.CONSTANT and wv64.size <= UNROLL_MAX and wh64.size <= UNROLL_MAX:
         # every window row exists (no cval rows): the generated kernel with its taps unrolled
-        kernel = _unrolled_sep2(wv.size, wh.size, np.dtype(acc).name)
-        kernel(s, d, wv, lov, wh, loh, code, band, rounding, lo_c, hi_c, step)
+        exact, rel = False, 0.0
+        if fast and np.dtype(acc) == np.float64 and rounding and src.dtype.kind in "iub":
+            bound = float32_tie(wv64, wh64, src.dtype)
+            if tie is not None or bound is not None:
+                acc, exact = np.float32, True
+                rel, tie = bound if tie is None else (0.0, tie)
+        kernel = _unrolled_sep2(wv64.size, wh64.size, np.dtype(acc).name, exact, step)
+        kernel(s, d, wv64.astype(acc), lov, wh64.astype(acc), loh, code, band, rounding, lo_c,
+               hi_c, step, np.float32(rel), np.float32(tie if exact else 1.0), wv64, wh64)
     else:
-        _sep2(s, d, wv, lov, wh, loh, code, float(cval), band, rounding, lo_c, hi_c, step)
+        _sep2(s, d, np.asarray(wv, acc), lov, np.asarray(wh, acc), loh, code, float(cval), band,
+              rounding, lo_c, hi_c, step)
     return dst
+
+
+def float32_tie(wv, wh, dtype, most=1e-3):
+    """When float32 sums round as the float64 sweep's: ``(rel, tie)``, or None.
+
+    The separable sum of integers ``|x| <= M`` with weights ``a`` (down) and ``b`` (across),
+    computed in float32 (weights rounded to float32, recursive sums of ``kv`` then ``kh``
+    products, with or without fused multiply-add) differs from the exact sum ``H`` by at most
+    ``c * sum|a| sum|b| M`` with ``c = g(kv) + g(kh) + 2u`` (to first order), ``u = 2**-24``,
+    ``g(n) = n u / (1 - n u)`` (Higham, Accuracy and Stability of Numerical Algorithms, 2nd
+    ed., sections 2.2 and 3.1). With weights and data >= 0 every product and partial sum is
+    >= 0 and the bound is relative, ``c * H``: sums near 0 are far more precise than the worst
+    case. The float64 sweep's own error (the same with ``u = 2**-53``) is added. Two sums that
+    close round to different integers only if a half-integer lies between them, so a float32
+    sum ``v`` with ``|v - rint(v)| + rel * |v| < tie`` rounds as the float64 one; otherwise it
+    is computed again in float64. None when the bound exceeds ``most`` (too many sums would be
+    computed twice: 16-bit data, long or heavy kernels).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iub" or dtype.itemsize > 2:
+        return None
+    wv = np.asarray(wv, np.float64)
+    wh = np.asarray(wh, np.float64)
+    lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
+                                               int(np.iinfo(dtype).max))
+
+    def g(n, u):
+        return n * u / (1 - n * u)
+
+    u32, u64 = 2.0**-24, 2.0**-53
+    c = (g(wv.size, u32) + g(wh.size, u32) + 2 * u32 + g(wv.size, u64) + g(wh.size, u64)
+         + 2 * u64)
+    c = c / (1 - c) * 1.01  # against the computed sum (not the exact one), with a margin
+    # float32 weights below 2**-126 are subnormal, their error absolute: at most 2**-150 each
+    tiny = (wv.size + wh.size) * 2.0**-149 * max(-lo, hi) * float(np.abs(wh).sum() + 1)
+    if lo >= 0 and (wv >= 0).all() and (wh >= 0).all():
+        rel, absolute = c, tiny
+        worst = c * hi * float(wv.sum() * wh.sum())
+    else:
+        rel, absolute = 0.0, c * max(-lo, hi) * float(np.abs(wv).sum() * np.abs(wh).sum())
+        absolute += tiny
+        worst = absolute
+    if not math.isfinite(worst) or worst > most:
+        return None
+    # the largest float32 below 0.5 - absolute, less a margin for the test's own rounding
+    tie = np.float32(0.5 - absolute - 2.0**-23)
+    while float(tie) > 0.5 - absolute - 2.0**-23:
+        tie = np.nextafter(tie, np.float32(0))
+    return float(np.float32(rel)), float(tie)
 
 
 # Up to this many taps per axis, the separable sweep is generated with its taps unrolled: one
@@ -443,21 +513,36 @@ import numpy as np
 _sk_njit = numba.njit(cache={cache}, nogil=True)
 {map_source}
 
-@numba.njit(cache={cache}, nogil=True, parallel=True)
-def sep2(src, dst, wv, lov, wh, loh, mode, band, rounding, clip_lo, clip_hi, step):
+@numba.njit(cache={cache}, nogil=True)
+def _exact({rowargs}, c, wv64, wh64, loh, n1, mode):
+    # one element of the float64 sweep, its sums in the same order (no fused multiply-add)
+{weights64}
+    e = 0.0
+    for j in range({kh}):
+        q = _sk_map(c * {step} + j - loh, n1, mode)
+        e += wh64[j] * ({vertical64})
+    return e
+
+
+@numba.njit(cache={cache}, nogil=True, parallel=True, fastmath={fastmath})
+def sep2(src, dst, wv, lov, wh, loh, mode, band, rounding, clip_lo, clip_hi, step, rel, tie, wv64,
+         wh64):
     n_outer, n0, n1 = src.shape
     m0 = dst.shape[1]
     m1 = dst.shape[2]
     width = n1 + {kh} - 1
     bands = -(-m0 // band)
 {weights}
-    su = np.uint64(step)
+    su = np.uint64({step})  # a constant: unit steps vectorise
     lou = np.uint64(loh)
+    lo = np.{acc}(clip_lo)
+    hi = np.{acc}(clip_hi)
     for t in numba.prange(n_outer * bands):
         o = t // bands
         r0 = (t - o * bands) * band
         r1 = min(r0 + band, m0)
         ext = np.empty(width, wv.dtype)
+        row = np.empty({block}, wv.dtype)
         for i in range(r0, r1):
 {rows}
             for c in range(n1):
@@ -468,21 +553,54 @@ def sep2(src, dst, wv, lov, wh, loh, mode, band, rounding, clip_lo, clip_hi, ste
             for p in range(loh + n1, width):
                 ext[p] = ext[_sk_map(p - loh, n1, mode) + loh]
             if rounding:
-                for c in range(m1):
-                    u = np.uint64(c) * su
-                    dst[o, i, np.uint64(c)] = min(max(np.rint({horizontal}), clip_lo), clip_hi)
+{store}
             else:
                 for c in range(m1):
                     u = np.uint64(c) * su
                     dst[o, i, np.uint64(c)] = {horizontal}
 """
 
+# Integer results: round the sums, clip, store.
+_SEP2_ROUND = """\
+                for c in range(m1):
+                    u = np.uint64(c) * su
+                    dst[o, i, np.uint64(c)] = min(max(np.rint({horizontal}), lo), hi)"""
+
+# Integer results from float32 sums (fused multiply-adds allowed) that must equal the float64
+# sweep's: a sum within the float32 error bound of a half-integer (``|v - rint(v)| + rel * |v|
+# >= tie``, see float32_tie) is summed again in float64 by ``_exact``. In blocks of columns: a
+# vectorised pass rounds and stores every sum, keeps the block's sums and notes whether any is
+# that close; only such a block is looked at again, element by element.
+_SEP2_EXACT = """\
+                for g0 in range(0, m1, {block}):
+                    g1 = min(g0 + {block}, m1)
+                    near = False
+                    for c in range(g0, g1):
+                        u = np.uint64(c) * su
+                        v = {horizontal}
+                        row[np.uint64(c - g0)] = v
+                        r = np.rint(v)
+                        near |= abs(v - r) + rel * abs(v) >= tie
+                        dst[o, i, np.uint64(c)] = min(max(r, lo), hi)
+                    if not near:
+                        continue
+                    for c in range(g0, g1):
+                        v = row[c - g0]
+                        if abs(v - np.rint(v)) + rel * abs(v) >= tie:
+                            e = np.rint(_exact({rowargs}, c, wv64, wh64, loh, n1, mode))
+                            dst[o, i, c] = min(max(e, clip_lo), clip_hi)"""
+
+# Columns per block of the exact float32 sweep: the unit of its second pass
+EXACT_BLOCK = 64
 _UNROLLED = {}
 
 
-def _unrolled_sep2(kv, kh, acc):
-    """The generated sweep for ``kv`` x ``kh`` taps summed in ``acc`` (weights at run time)."""
-    key = (kv, kh, acc)
+def _unrolled_sep2(kv, kh, acc, exact=False, step=1):
+    """The generated sweep for ``kv`` x ``kh`` taps summed in ``acc`` (weights at run time).
+
+    ``exact``: integer results are checked against the float64 sweep (``_SEP2_EXACT``).
+    """
+    key = (kv, kh, acc, exact, step)
     kernel = _UNROLLED.get(key)
     if kernel is None:
         from .backends import cpu
@@ -490,22 +608,31 @@ def _unrolled_sep2(kv, kh, acc):
         def source(cache):
             weights = "\n".join([f"    a{j} = wv[{j}]" for j in range(kv)]
                                  + [f"    b{j} = wh[{j}]" for j in range(kh)])
-            rows = "\n".join(f"            s{j} = src[o, _sk_map(i * step + {j} - lov, n0, mode)]"
+            rows = "\n".join(f"            s{j} = src[o, _sk_map(i * {step} + {j} - lov, n0, mode)]"
                               for j in range(kv))
             vertical = " + ".join(f"a{j} * np.{acc}(s{j}[u])" for j in range(kv))
             horizontal = " + ".join(f"b{j} * ext[u + np.uint64({j})]" for j in range(kh))
+            rowargs = ", ".join(f"s{j}" for j in range(kv))
+            store = (_SEP2_EXACT if exact else _SEP2_ROUND).format(
+                horizontal=horizontal, block=EXACT_BLOCK, rowargs=rowargs)
+            weights64 = "\n".join(f"    a{j} = wv64[{j}]" for j in range(kv))
+            vertical64 = " + ".join(f"a{j} * np.float64(s{j}[q])" for j in range(kv))
             return _SEP2_TEMPLATE.format(kv=kv, kh=kh, acc=acc, cache=cache,
+                                         rowargs=rowargs, weights64=weights64,
+                                         vertical64=vertical64,
                                          map_source=modes.MAP_SOURCE, weights=weights,
-                                         rows=rows, vertical=vertical, horizontal=horizontal)
+                                         rows=rows, vertical=vertical, horizontal=horizontal,
+                                         store=store, step=step, block=EXACT_BLOCK,
+                                         fastmath="{'contract'}" if exact else "False")
 
         kernel = cpu.load_module(source, {}).sep2
         _UNROLLED[key] = kernel
     return kernel
 
 
-def box2_pass(src, lo0, hi0, lo1, hi1, mode, cval, out_dtype, divisor, clip=None):
+def box2_pass(src, lo0, hi0, lo1, hi1, mode, cval, out_dtype, divisor, clip=None, dst=None):
     """Box sum/mean over the last two axes of a C-contiguous array, in one sweep."""
-    dst = _buffers.POOL.empty(src.shape, out_dtype)
+    dst = _dest(dst, src.shape, out_dtype)
     if src.size == 0:
         return dst
     n0, n1 = src.shape[-2:]
@@ -693,13 +820,14 @@ def _views(src, dst, axis):
     return src.reshape(outer, n, inner), dst.reshape(outer, n, inner), lanes
 
 
-def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None):
+def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None, dst=None):
     """Running-sum box pass along ``axis`` (window ``i - lo .. i + hi``) of a C-contiguous array.
 
     Integer ``src``: exact int64 sums; ``divisor`` > 1 stores their mean rounded to nearest
     (ties to even), clipped to ``clip``. Float ``src``: float64 sums divided by ``divisor``.
+    ``dst``: where to write (every pass takes one; else the result is a pooled array).
     """
-    dst = _buffers.POOL.empty(src.shape, out_dtype)
+    dst = _dest(dst, src.shape, out_dtype)
     if src.size == 0:
         return dst
     code = modes.mode_code(mode)
@@ -723,9 +851,9 @@ def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None):
     return dst
 
 
-def extreme_pass(src, axis, lo, hi, mode, cval, is_max):
+def extreme_pass(src, axis, lo, hi, mode, cval, is_max, dst=None):
     """Van Herk / Gil-Werman min or max pass along ``axis`` of a C-contiguous array."""
-    dst = _buffers.POOL.empty(src.shape, src.dtype)
+    dst = _dest(dst, src.shape, src.dtype)
     if src.size == 0:
         return dst
     fill = np.asarray(cval).astype(src.dtype)[()]
@@ -910,12 +1038,12 @@ def pad(src, reach, mode, cval):
     return np.ascontiguousarray(x)
 
 
-def rank_pass(src, fp, lo, rank, mode, cval, box_last2=False):
+def rank_pass(src, fp, lo, rank, mode, cval, box_last2=False, dst=None):
     """Rank filter with footprint ``fp`` (full rank, window start ``-lo`` per axis)."""
     reach = [(lo_d, s - 1 - lo_d) for lo_d, s in zip(lo, fp.shape)]
     fill = np.asarray(cval).astype(src.dtype)[()]
     padded = pad(src, reach, mode, fill)
-    dst = _buffers.POOL.empty(src.shape, src.dtype)
+    dst = _dest(dst, src.shape, src.dtype)
     if src.size == 0:
         return dst
     if box_last2 and src.dtype in (np.uint8, np.uint16):

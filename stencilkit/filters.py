@@ -438,17 +438,22 @@ class _LineProgram:
         self.cval = cval
         self.out_dtype = np.dtype(out_dtype)
 
-    def __call__(self, region):
+    def __call__(self, region, out=None):
+        """The passes over ``region``; ``out``, if given, may receive the last pass directly."""
         x = np.ascontiguousarray(region)
         x = x.astype(_lines.native(x.dtype), copy=False)
         cval = self.cval
         # (intermediate and final dtypes go through _lines.native: compiled code has no
         # float16, so it works in float32 and _run_lines casts the result back)
-        for kind, axis, *rest in self.passes:
+        for p, (kind, axis, *rest) in enumerate(self.passes):
+            dst = None
+            if p == len(self.passes) - 1 and out is not None:
+                dst = _direct(out, x, self._final_dtype(kind, rest, x.dtype))
             if kind == "box":
                 lo, hi, divisor, dtype, clip = rest
                 dtype = _lines.native(dtype)
-                x = _lines.box_pass(x, axis, lo, hi, self.mode, cval, dtype, divisor, clip)
+                x = _lines.box_pass(x, axis, lo, hi, self.mode, cval, dtype, divisor, clip,
+                                    dst=dst)
                 k = lo + hi + 1
             elif kind == "sep2":
                 (wv, lov, wh, loh), dtype = rest
@@ -456,29 +461,48 @@ class _LineProgram:
                 # float32 data is summed in float32, as scipy keeps it between passes
                 acc = np.float32 if x.dtype == np.float32 else np.float64
                 x = _lines.sep2_pass(x, np.array(wv), lov, np.array(wh), loh, self.mode, cval,
-                                     dtype, acc=acc)
+                                     dtype, acc=acc, dst=dst)
                 cval = cval * sum(wv) * sum(wh)
                 continue
             elif kind == "box2":
                 reach, divisor, dtype, clip = rest
                 dtype = _lines.native(dtype)
-                x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip)
+                x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip, dst=dst)
                 k = (reach[0] + reach[1] + 1) * (reach[2] + reach[3] + 1)
             elif kind == "rank":
                 fp, lo, rank, last2 = rest
-                x = _lines.rank_pass(x, np.array(fp, bool), lo, rank, self.mode, cval, last2)
+                x = _lines.rank_pass(x, np.array(fp, bool), lo, rank, self.mode, cval, last2,
+                                     dst=dst)
                 continue
             else:
                 lo, hi, is_max = rest
-                x = _lines.extreme_pass(x, axis, lo, hi, self.mode, cval, is_max)
+                x = _lines.extreme_pass(x, axis, lo, hi, self.mode, cval, is_max, dst=dst)
                 continue
             # outside the array, the next pass sees this one applied to constant cval
             cval = cval * k / divisor if divisor != 1 or dtype.kind == "f" else cval * k
         return x.astype(self.out_dtype, copy=False)  # float16 results come back as float16
 
+    @staticmethod
+    def _final_dtype(kind, rest, dtype):
+        if kind in ("rank", "extreme"):
+            return dtype
+        return _lines.native(rest[-1] if kind == "sep2" else rest[-2])
+
     def __dask_tokenize__(self):
         return ("stencilkit.filters.lines", repr(self.passes), self.mode, self.cval,
                 self.out_dtype.str)
+
+
+def _direct(out, src, dtype):
+    """``out`` when a line pass can write its result straight into it, else None.
+
+    It must be exactly the array the pass would allocate (C-contiguous, native dtype) and
+    share no memory with the pass' input: the passes read ahead of where they write.
+    """
+    if (out.dtype == dtype and out.flags.c_contiguous and out.flags.writeable
+            and out.flags.aligned and not np.may_share_memory(out, src)):
+        return out
+    return None
 
 
 def _run_lines(arr, passes, mode, cval, out, out_dtype):
@@ -503,9 +527,10 @@ def _run_lines(arr, passes, mode, cval, out, out_dtype):
                 halo[axis] = (rest[0], rest[1])
         return dask_backend.run_program(program, [arr], arr.ndim, halo,
                                         modes.mode_code(mode), out_dtype)
-    result = program(arr)
+    result = program(arr, out)
     if out is not None:
-        np.copyto(out, result, casting="unsafe")
+        if result is not out:
+            np.copyto(out, result, casting="unsafe")
         return out
     return result if result.dtype == out_dtype else result.astype(out_dtype)
 

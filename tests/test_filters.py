@@ -11,7 +11,7 @@ import scipy.ndimage as ndi
 from filter_table import TABLE, entry, numpy_reference, round_even_saturate
 from kernels import sample
 
-from stencilkit import StencilError, StencilTypeError, filters
+from stencilkit import StencilError, StencilTypeError, _lines, filters
 
 da = pytest.importorskip("dask.array")
 
@@ -295,6 +295,46 @@ def test_16_bit_histogram_median_jumps_across_coarse_bins():
     a[:, 20:] = rng.integers(0, 65536, (19, 20))
     np.testing.assert_array_equal(filters.median_filter(a, (9, 11)),
                                   ndi.median_filter(a, (9, 11)))
+
+
+def test_8_bit_sweeps_sum_in_float32_and_round_as_float64():
+    """uint8/int8 Gaussian sweeps sum in float32; sums near a half-integer are redone in
+    float64 (see _lines.float32_tie), so the integers are the float64 sweep's."""
+    x0, x1 = np.meshgrid(np.arange(256), np.arange(256))
+    a = np.stack([x0, x1], axis=-1).reshape(256, 512).astype(np.uint8)  # every (x0, x1) pair
+    wv = np.zeros(9)
+    wv[4] = 1.0
+    wh = np.zeros(9)
+    wh[4], wh[5] = 0.5 + 1e-6, 0.5 - 1e-6  # sums (x0 + x1) / 2 + 1e-6 (x0 - x1): near ties
+    exact = _lines.sep2_pass(a, wv, 4, wh, 4, "reflect", 0.0, np.uint8, fast=False)
+    pairs = a.reshape(256, 256, 2).astype(np.float64)
+    truth = pairs[..., 0] * wh[4] + pairs[..., 1] * wh[5]
+    np.testing.assert_array_equal(exact[:, ::2], np.rint(truth))
+    # plain float32 sums round some of these the wrong way ...
+    f32 = pairs.astype(np.float32)
+    naive = np.rint(f32[..., 0] * np.float32(wh[4]) + f32[..., 1] * np.float32(wh[5]))
+    assert (naive != np.rint(truth)).sum() > 100
+    # ... the float32 sweep with its float64 fallback does not; nor when every sum is redone
+    np.testing.assert_array_equal(
+        _lines.sep2_pass(a, wv, 4, wh, 4, "reflect", 0.0, np.uint8), exact)
+    np.testing.assert_array_equal(
+        _lines.sep2_pass(a, wv, 4, wh, 4, "reflect", 0.0, np.uint8, tie=0.0), exact)
+    # real Gaussians and a signed derivative (absolute error bound), every mode, 8-bit types
+    rng = np.random.default_rng(4)
+    for dtype in (np.uint8, np.int8):
+        info = np.iinfo(dtype)
+        b = rng.integers(info.min, info.max + 1, (150, 211), dtype=dtype)
+        for order in (0, 1):
+            g = filters._gaussian_weights(1.0, 4, order)
+            w = filters._gaussian_weights(1.0, 4)
+            assert _lines.float32_tie(g, w, dtype) is not None
+            for mode in ("reflect", "mirror", "nearest", "wrap"):
+                want = _lines.sep2_pass(b, g, 4, w, 4, mode, 0.0, dtype, fast=False)
+                for tie in (None, 0.0):
+                    got = _lines.sep2_pass(b, g, 4, w, 4, mode, 0.0, dtype, tie=tie)
+                    np.testing.assert_array_equal(got, want, err_msg=f"{dtype} {order} {mode}")
+    # 16-bit data: the bound is too wide to gain (most sums would be redone), float64 it stays
+    assert _lines.float32_tie(w, w, np.uint16) is None
 
 
 def test_gaussian_derivatives_match_scipy():
