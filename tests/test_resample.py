@@ -163,15 +163,20 @@ def test_bad_parameters_raise_specific_errors(call, exc, match):
         call(sample((6, 7), np.float64))
 
 
-@pytest.mark.parametrize("dtype", [np.int8, np.uint16, np.int16], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16],
+                         ids=lambda d: d.__name__)
 def test_pyramid_down_integer_sweep_is_exact_every_mode(dtype):
-    # the 8/16-bit one-sweep kernel (int32 sums, ties to even by shifts) against exact sums
+    # the 8/16-bit one-sweep kernel (16- or 32-bit sums split by column parity, ties to even
+    # by shifts) against exact sums
     info = np.iinfo(dtype)
     rng = np.random.default_rng(5)
-    for shape in [(45, 62), (2, 2), (2, 3), (7, 2), (3, 5, 9)]:
+    for shape in [(45, 62), (2, 2), (2, 3), (7, 2), (3, 5, 9), (5, 255 * 2 + 1)]:
         a = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
         for mode in ("mirror", "reflect", "nearest", "wrap"):
             got = resample.pyramid_down(a, 1, mode=mode)[0]
             sums = ndi.correlate(a.astype(np.int64), np.outer(_BINOMIAL, _BINOMIAL)[
                 (None,) * (a.ndim - 2)], mode=mode)[..., ::2, ::2]
             np.testing.assert_array_equal(got, exact_mean(sums, 256, dtype), err_msg=mode)
+    for value in (info.min, info.max):  # the largest sums (65280 for uint8 in 16 bits)
+        a = np.full((6, 9), value, dtype)
+        np.testing.assert_array_equal(resample.pyramid_down(a, 1)[0], np.full((3, 5), value))
