@@ -1,20 +1,24 @@
 """Filters and downsampling beside scipy.ndimage, OpenCV and skimage, in one run.
 
-    python benchmarks/filters.py [--size 4000] [--rounds 5] [--no-scipy]
+    python benchmarks/filters.py [--size 4000] [--rounds 9] [--no-scipy] [--only TEXT]
 
 Every filter of tests/filter_table.py (the table the tests check against scipy) runs with the
 table's first parameters on a ``size x size`` uint8 image (Gaussian: also float32), plus
 large-window variants, beside scipy.ndimage with the same arguments and OpenCV's equivalent;
 then block-mean halving of a 12000 x 5000 uint8 image (cv2.resize INTER_AREA, skimage) and one
-pyramid level (cv2.pyrDown). Each line gives the best of ``--rounds`` interleaved rounds in ms,
-the bandwidth (bytes read + written), its ratio to numpy.copyto of the same bytes measured in
-the same run, and stencilkit's speed-up over each peer. The peers' borders and integer rounding
-differ a little (see stencilkit.filters): this compares the same work per pixel.
+pyramid level (cv2.pyrDown). Each line gives the best of ``--rounds`` interleaved rounds in ms
+(stencilkit, a numpy.copyto of as many bytes and each peer in turn, so that all see the same
+moments of a shared machine; scipy, slow, runs once), the bandwidth (bytes read + written),
+its ratio to that copy, and stencilkit's speed-up over each peer. The peers' borders and
+integer rounding differ a little (see stencilkit.filters): this compares the same work per
+pixel.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import math
 import os
 import sys
 import time
@@ -129,42 +133,49 @@ def cases(size, scipy_on):
     return result
 
 
-def best_of(fn, rounds):
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def interleaved(fns, rounds, once=()):
+    """Best time of each callable over ``rounds`` rounds that call each in turn (those in
+    ``once``, the slow references, only in the first round), so all see the same moments of
+    a shared, noisy machine. Each turn calls twice and times the second call: the first
+    absorbs the switch between thread pools (numba's OpenMP threads spin a while after each
+    parallel loop, and would slow OpenCV's pool right after, or the reverse)."""
+    best = {}
+    for r in range(rounds):
+        for name, fn in fns.items():
+            if r and name in once:
+                continue
+            if name not in once:
+                fn()
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best.get(name, math.inf), time.perf_counter() - t0)
+    return best
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--no-scipy", action="store_true", help="skip the (slow) scipy runs")
     parser.add_argument("--only", metavar="TEXT", help="only the rows whose label has TEXT")
     args = parser.parse_args(argv)
-    src = np.ones(64 * 2**20, np.uint8)
-    dst = np.empty_like(src)
-    copy = 2 * src.nbytes / min(best_of(lambda: np.copyto(dst, src), 1) for _ in range(10))
-    print(f"numpy.copyto {copy / 1e9:.1f} GB/s; {os.cpu_count()} cores; image "
-          f"{args.size}^2 uint8")
+    print(f"{os.cpu_count()} cores; image {args.size}^2 uint8; best of {args.rounds} "
+          f"interleaved rounds; 'x copy': numpy.copyto of as many bytes, in the same rounds")
     print(f"{'':34} {'stencilkit':>22}   speed-up over")
     for label, nbytes, ours, peers in cases(args.size, not args.no_scipy):
         if args.only and args.only not in label:
             continue
-        ours()  # compile / load from cache
-        for fn in peers.values():
-            fn()
-        t_ours = best_of(ours, args.rounds)
-        ratios = []
-        for name, fn in peers.items():
-            t = best_of(fn, max(1, args.rounds if name not in ("scipy", "quickselect") else 1))
-            ratios.append(f"{name} {t / t_ours:6.1f}x ({t * 1e3:7.1f} ms)")
-        bw = nbytes / t_ours
-        print(f"{label:34} {t_ours * 1e3:7.1f} ms {bw / 1e9:5.1f} GB/s {bw / copy:4.2f}x copy"
-              f"   {'   '.join(ratios)}")
+        src = np.ones(nbytes // 2, np.uint8)
+        dst = np.empty_like(src)
+        fns = {"ours": ours, "copy": functools.partial(np.copyto, dst, src), **peers}
+        for fn in fns.values():
+            fn()  # compile / load from cache, touch the output
+        best = interleaved(fns, args.rounds, once=("scipy", "quickselect"))
+        t_ours = best["ours"]
+        ratios = [f"{name} {best[name] / t_ours:6.1f}x ({best[name] * 1e3:7.1f} ms)"
+                  for name in peers]
+        print(f"{label:34} {t_ours * 1e3:7.1f} ms {nbytes / t_ours / 1e9:5.1f} GB/s "
+              f"{best['copy'] / t_ours:4.2f}x copy   {'   '.join(ratios)}")
 
 
 if __name__ == "__main__":

@@ -509,14 +509,14 @@ def _column(even, odd, q):
 def _pyr_int(src, dst, rmap, cmap, proto):
     """One pyramid level of 8/16-bit integers over (B, n0, n1) into (B, m0, m1).
 
-    Exact integer sums of the 5 x 5 binomial (at most 255 * 256 or 65535 * 256), divided by
-    256 with ties to even by shifts. ``rmap[i]``: the five source rows of output row i, mapped
-    by the mode; ``cmap``: the columns -2, -1, n1, n1 + 1, mapped. Per output row, one vertical
-    pass split by column parity, ``even[k] = v[2k - 2]`` and ``odd[k] = v[2k - 1]`` (so the
-    padding columns -2 and -1 come first), in ``proto``'s dtype (16 bits for 8-bit data:
-    half the bytes per vector); output j is then ``even[j] + 6 even[j + 1] + even[j + 2] +
-    4 (odd[j] + odd[j + 1])``: unit-stride reads only, where the stride-2 taps of the plain
-    sweep did not vectorise (1.5x faster).
+    Exact integer sums of the 5 x 5 binomial (at most 255 * 256 or 65535 * 256; 16 bits hold
+    those of 8-bit data, signed or not), divided by 256 with ties to even. ``rmap[i]``: the
+    five source rows of output row i, mapped by the mode; ``cmap``: the columns -2, -1, n1,
+    n1 + 1, mapped. Per output row, one vertical pass split by column parity,
+    ``even[k] = v[2k - 2]`` and ``odd[k] = v[2k - 1]`` (so the padding columns -2 and -1 come
+    first), in ``proto``'s dtype (16 bits for 8-bit data: half the bytes per vector); output j
+    is then ``even[j] + 6 even[j + 1] + even[j + 2] + 4 (odd[j] + odd[j + 1])``: unit-stride
+    reads only, where the stride-2 taps of the plain sweep did not vectorise (1.5x faster).
     """
     nb, n0, n1 = src.shape
     m0 = dst.shape[1]
@@ -528,6 +528,7 @@ def _pyr_int(src, dst, rmap, cmap, proto):
         i0 = (t - b * nblk) * 16
         even = np.empty(m1 + 2, proto.dtype)
         odd = np.empty(m1 + 1, proto.dtype)
+        sums = np.empty(m1, proto.dtype)
         for i in range(i0, min(i0 + 16, m0)):
             a0 = src[b, rmap[i, 0]]
             a1 = src[b, rmap[i, 1]]
@@ -553,13 +554,21 @@ def _pyr_int(src, dst, rmap, cmap, proto):
                 even[m1 + 1] = _column(even, odd, cmap[2])  # v[n1]
             even[0] = _column(even, odd, cmap[0])  # v[-2]
             odd[0] = _column(even, odd, cmap[1])  # v[-1]
+            for j in range(m1):
+                u = np.uint64(j)
+                sums[u] = (np.int64(even[u]) + np.int64(even[u + np.uint64(2)])
+                           + 4 * (np.int64(odd[u]) + np.int64(odd[u + np.uint64(1)]))
+                           + 6 * np.int64(even[u + np.uint64(1)]))
+            # sum / 256, ties to even: floor plus one where the remainder (and the floor's
+            # parity) pass half; a separate loop over stored sums, so that it vectorises at
+            # their width (numba computes in int64, which LLVM narrows only when the loaded
+            # values bound every step)
             row = dst[b, i]
             for j in range(m1):
                 u = np.uint64(j)
-                s = (np.int64(even[u]) + np.int64(even[u + np.uint64(2)])
-                     + 4 * (np.int64(odd[u]) + np.int64(odd[u + np.uint64(1)]))
-                     + 6 * np.int64(even[u + np.uint64(1)]))
-                row[u] = (s + 127 + ((s >> 8) & 1)) >> 8
+                s = sums[u]
+                q = s >> 8
+                row[u] = q + ((s & 255) + (q & 1) > 128)
 
 
 def _pyramid_int(src, mode):
@@ -573,7 +582,7 @@ def _pyramid_int(src, mode):
     cmap = global_map(np.array([-2, -1, n1, n1 + 1]), n1, mode)
     src3 = src.reshape((-1, n0, n1))
     dst = _buffers.POOL.empty((src3.shape[0], m0, m1), src.dtype)
-    # the vertical sums' dtype: 16 * 255 and 16 * -128 fit in 16 bits, 16 * 65535 does not
+    # the sums' dtype: 256 * 255 and 256 * -128 fit in 16 bits, 256 * 65535 does not
     proto = np.zeros(0, {"u1": np.uint16, "i1": np.int16}.get(src.dtype.str[1:], np.int32))
     _pyr_int(src3, dst, np.ascontiguousarray(rmap), cmap, proto)
     return dst.reshape(shape[:-2] + (m0, m1) if src.ndim >= 2 else (m1,))
