@@ -206,14 +206,17 @@ def _box_int(src, dst, lo, hi, mode, cval, divisor, lanes, clip_lo, clip_hi):
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, band, acc_proto):
+def _box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, band, acc_proto,
+          f32=False):
     """2-D box over axes 1 and 2 of (outer, n0, n1) in one sweep (no intermediate array).
 
     Each task takes a band of rows: column sums over the k0 rows of the window slide down the
     band (add the row entering, drop the one leaving); each output row is then a difference of
     prefix sums of those column sums, extended past the row's ends by the mode. The dtype of
     ``acc_proto`` is the accumulator: int64 (exact; the mean rounded to nearest, ties to even,
-    clipped) or float64 (non-finite values counted apart, as in :func:`_box_float`).
+    clipped) or float64 (non-finite values counted apart, as in :func:`_box_float`). ``f32``:
+    every integer sum is below 2**23 in magnitude, so a float32 division rounds like the exact
+    quotient (see box2_pass) at twice the vector width of float64.
     """
     n_outer, n0, n1 = src.shape
     k0 = lo0 + hi0 + 1
@@ -230,6 +233,9 @@ def _box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, b
     fdiv = np.float64(divisor)
     flo = np.float64(clip_lo)
     fhi = np.float64(clip_hi)
+    fdiv32 = np.float32(divisor)
+    flo32 = np.float32(clip_lo)
+    fhi32 = np.float32(clip_hi)
     for t in numba.prange(n_outer * bands):
         o = t // bands
         r0 = (t - o * bands) * band
@@ -247,9 +253,14 @@ def _box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, b
                 col[u] += v if f else zero
                 bad[u] += 0 if f else 1
         for i in range(r0, r1):
-            if i > r0:
-                a = _map(i + hi0, n0, mode)
-                b = _map(i - lo0 - 1, n0, mode)
+            a = _map(i + hi0, n0, mode)  # the row entering the window, and the one leaving
+            b = _map(i - lo0 - 1, n0, mode)
+            if i > r0 and is_int and a >= 0 and b >= 0:
+                # integers, both rows inside: no bookkeeping of non-finite values
+                for c in range(n1):
+                    u = np.uint64(c)
+                    col[u] += (zero + src[o, a, u]) - (zero + src[o, b, u])
+            elif i > r0:
                 for c in range(n1):
                     u = np.uint64(c)
                     x = src[o, a, u] if a >= 0 else cv
@@ -272,17 +283,23 @@ def _box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, b
                 u = np.uint64(c)
                 acc += col[u]
                 prefix[lo1u + u] = acc
-            for c in range(n1):
-                u = np.uint64(c)
-                nb += bad[u]
-                prefix_bad[lo1u + u] = nb
+            if not is_int:  # integers are always finite
+                for c in range(n1):
+                    u = np.uint64(c)
+                    nb += bad[u]
+                    prefix_bad[lo1u + u] = nb
             for p in range(lo1 + n1, width):
                 m = _map(p - lo1, n1, mode)
                 acc += col[m] if m >= 0 else (cv * k0 if cv_ok else zero)
                 nb += bad[m] if m >= 0 else (0 if cv_ok else k0)
                 prefix[p + 1] = acc
                 prefix_bad[p + 1] = nb
-            if is_int:  # rounded as in _box_int
+            if is_int and f32:
+                for c in range(n1):
+                    u = np.uint64(c)
+                    q = np.rint(np.float32(prefix[u + k1u] - prefix[u]) / fdiv32)
+                    dst[o, i, u] = np.int64(min(max(q, flo32), fhi32))
+            elif is_int:  # rounded as in _box_int
                 for c in range(n1):
                     u = np.uint64(c)
                     q = np.rint(np.float64(prefix[u + k1u] - prefix[u]) / fdiv)
@@ -671,8 +688,14 @@ def box2_pass(src, lo0, hi0, lo1, hi1, mode, cval, out_dtype, divisor, clip=None
               np.zeros(1, np.float64))
     else:
         lo_c, hi_c = clip if clip is not None else _int_range(out_dtype)
+        # |sum| < 2**23: the float32 quotient of two exact integers is then never rounded onto
+        # a half-integer it is not (its distance from one, >= 1 / (2 divisor), exceeds half an
+        # ulp), so rint of it is the exact rounding, ties included
+        lo_i, hi_i = _int_range(src.dtype)
+        big = max(-lo_i, hi_i, abs(int(cval))) * (lo0 + hi0 + 1) * (lo1 + hi1 + 1)
+        f32 = big < 2**23 and abs(int(divisor)) < 2**23
         _box2(s, d, lo0, hi0, lo1, hi1, code, int(cval), int(divisor), int(lo_c), int(hi_c),
-              band, np.zeros(1, np.int64))
+              band, np.zeros(1, np.int64), f32)
     return dst
 
 

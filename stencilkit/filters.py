@@ -17,7 +17,10 @@ Results and the one place they differ from scipy.ndimage:
   *rounds to nearest, ties to even, and saturates* to the output dtype's range, so an integer
   result is the exact result rounded. Integer inputs with integer weights (uniform, Sobel,
   Prewitt, Laplace, integer ``correlate`` weights) are computed in exact int64 arithmetic;
-  64-bit integer input and fractional weights use float64.
+  fractional weights sum in float64. (The large-window Gaussian of 8-bit data sums in float32,
+  twice the vector width, and sums again in float64 every element whose float32 sum lies within
+  its proven error bound of a half-integer: the integers are the float64 sums', see
+  ``stencilkit._lines.float32_tie``.)
 * Dask: the same values for every chunking; exactly for integer data and min/max/median, to
   round-off for float sums over large windows (running sums start where a chunk's region does:
   within 1e-12 relative for float64, a few ulps for float32).

@@ -116,6 +116,33 @@ def test_large_windows_run_as_separable_passes_and_stay_exact():
         for name in ("minimum_filter", "maximum_filter"):
             got = getattr(filters, name)(a, size=size, mode="wrap")
             np.testing.assert_array_equal(got, getattr(ndi, name)(a, size=size, mode="wrap"))
+    # the one-sweep box divides in float32 where every sum is below 2**23 (the quotient then
+    # rounds exactly, ties to even included): full-range int16 data with windows just under
+    # (255 elements: 8.36e6) and over (256: 8.39e6) that bound, and even counts (ties)
+    rng = np.random.default_rng(8)
+    b = rng.choice(np.array([-32768, 32767, -1, 0, 1, 3], np.int16), (41, 52))
+    b[:20] = rng.integers(-32768, 32768, (20, 52))
+    for size in [(15, 17), (16, 16), (2, 16), (4, 8)]:
+        for mode, cval in [("reflect", 0), ("constant", -32768)]:
+            want = numpy_reference("uniform_filter", b, {"size": size}, mode, cval, b.dtype)
+            got = filters.uniform_filter(b, size, mode=mode, cval=cval)
+            np.testing.assert_array_equal(got, want, err_msg=f"{size} {mode}")
+    # the hard cases: one cell off the dtype's extreme per window, by the amounts d for which
+    # a float32 division would round the mean wrongly (found here; none exist below 2**23:
+    # int16 15x15 and 15x17), else 100..199; uint16 17x17 sums exceed 2**23 and must not use it
+    for dtype, base, sign in [(np.int16, 32767, -1), (np.int16, -32768, 1),
+                              (np.uint16, 65535, -1)]:
+        for size in [(15, 17), (17, 17)]:
+            n = size[0] * size[1]
+            d = np.arange(4000)
+            total = n * base + sign * d
+            f32 = np.rint(np.float32(total) / np.float32(n))
+            hard = d[f32 != (2 * total + n) // (2 * n)]  # exact rounding (n odd: no ties)
+            assert len(hard) == 0 or n * 65535 >= 2**23
+            c = np.full((180, 180), base, dtype)
+            c[9::18, 9::18] = (base + sign * np.r_[hard, 100:200][:100]).reshape(10, 10)
+            want = numpy_reference("uniform_filter", c, {"size": size}, "nearest", 0, c.dtype)
+            np.testing.assert_array_equal(filters.uniform_filter(c, size, mode="nearest"), want)
     f = sample((30, 33), np.float64)
     np.testing.assert_allclose(filters.gaussian_filter(f, 2.5, mode="mirror"),
                                ndi.gaussian_filter(f, 2.5, mode="mirror"), rtol=1e-12, atol=1e-9)
