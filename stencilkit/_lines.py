@@ -430,10 +430,11 @@ def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float
 
     Only every ``step``-th row and column is computed (``step`` 2: a pyramid level). ``acc``:
     the float type of the sums (float32 vectors are twice as wide). Integer data with integer
-    results asked in float64 may be summed in float32 with an exact fallback (see
-    :func:`float32_tie`); the results are those of the float64 sweep, bit for bit. ``fast``
-    False turns that off; ``tie`` overrides the fallback's threshold (tests: 0 recomputes every
-    element in float64).
+    results asked in float64 may be summed in float32 with a float64 fallback (see
+    :func:`float32_tie`); the integers are then those of the float64 sweep (only a float64 sum
+    within float64 round-off of a half-integer could round either way, as between any two
+    float64 evaluations). ``fast`` False turns that off; ``tie`` overrides the fallback's
+    threshold (tests: 0 recomputes every element in float64).
     """
     out_dtype = np.dtype(out_dtype)
     n0, n1 = src.shape[-2:]
@@ -533,7 +534,7 @@ _sk_njit = numba.njit(cache={cache}, nogil=True)
 
 @numba.njit(cache={cache}, nogil=True)
 def _exact({rowargs}, c, wv64, wh64, loh, n1, mode):
-    # one element of the float64 sweep, its sums in the same order
+    # one element of the float64 sweep: its products summed in the same order
 {weights64}
     e = 0.0
     for j in range({kh}):
