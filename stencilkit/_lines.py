@@ -28,7 +28,6 @@ Dask runs these passes per region through the same halo machinery.
 from __future__ import annotations
 
 import math
-import textwrap
 
 import numba
 import numpy as np
@@ -461,7 +460,7 @@ def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float
             if tie is not None or bound is not None:
                 acc, exact = np.float32, True
                 rel, tie = bound if tie is None else (0.0, tie)
-        kernel = _unrolled_sep2(wv64.size, wh64.size, np.dtype(acc).name, exact, step)
+        kernel = _unrolled_sep2(wv64.size, wh64.size, np.dtype(acc).name, rounding, exact, step)
         kernel(s, d, wv64.astype(acc), lov, wh64.astype(acc), loh, code, band, rounding, lo_c,
                hi_c, step, np.float32(rel), np.float32(tie if exact else 1.0), wv64, wh64)
     else:
@@ -533,8 +532,11 @@ _sk_njit = numba.njit(cache={cache}, nogil=True)
 {map_source}
 
 @numba.njit(cache={cache}, nogil=True)
-def _exact({rowargs}, c, wv64, wh64, loh, n1, mode):
+def _exact(src, o, i, c, wv64, lov, wh64, loh, mode):
     # one element of the float64 sweep: its products summed in the same order
+    n0 = src.shape[1]
+    n1 = src.shape[2]
+{rows64}
 {weights64}
     e = 0.0
     for j in range({kh}):
@@ -563,33 +565,33 @@ def sep2(src, dst, wv, lov, wh, loh, mode, band, rounding, clip_lo, clip_hi, ste
         ext0 = np.empty(width, wv.dtype)
         ext1 = np.empty(width, wv.dtype)
         row = np.empty({block}, wv.dtype)
-        for i in range(r0, r1, {pair}):
+        for i0 in range(r0, r1, {pair}):
 {rows}
             for c in range(n1):
                 u = np.uint64(c)
 {vertical}
-{finish}
+            # then each output row of the iteration (the second may fall past the band's end):
+            # its row of vertical sums extended by the mode, the horizontal pass, the store
+            for i in range(i0, min(i0 + {pair}, r1)):
+                ext = ext0 if i == i0 else ext1
+                for p in range(loh):
+                    ext[p] = ext[_sk_map(p - loh, n1, mode) + loh]
+                for p in range(loh + n1, width):
+                    ext[p] = ext[_sk_map(p - loh, n1, mode) + loh]
+{store}
 """
 
-# The end of output row ``i + {r}`` from its vertical sums in ``ext{r}``: the row extended by
-# the mode, then the horizontal pass, stored (integers rounded, clipped).
-_SEP2_FINISH = """\
-for p in range(loh):
-    ext{r}[p] = ext{r}[_sk_map(p - loh, n1, mode) + loh]
-for p in range(loh + n1, width):
-    ext{r}[p] = ext{r}[_sk_map(p - loh, n1, mode) + loh]
-if not rounding:
-    for c in range(m1):
-        u = np.uint64(c) * su
-        dst[o, i + {r}, np.uint64(c)] = {horizontal}
-{store}"""
+# Float results.
+_SEP2_FLOAT = """\
+                for c in range(m1):
+                    u = np.uint64(c) * su
+                    dst[o, i, np.uint64(c)] = {horizontal}"""
 
 # Integer results: round the sums, clip, store.
 _SEP2_ROUND = """\
-else:
-    for c in range(m1):
-        u = np.uint64(c) * su
-        dst[o, i + {r}, np.uint64(c)] = min(max(np.rint({horizontal}), lo), hi)"""
+                for c in range(m1):
+                    u = np.uint64(c) * su
+                    dst[o, i, np.uint64(c)] = min(max(np.rint({horizontal}), lo), hi)"""
 
 # Integer results from float32 sums (fused multiply-adds allowed) that must equal the float64
 # sweep's: a sum within the float32 error bound of a half-integer (``|v - rint(v)| + rel * |v|
@@ -597,38 +599,37 @@ else:
 # vectorised pass rounds and stores every sum, keeps the block's sums and notes whether any is
 # that close; only such a block is looked at again, element by element.
 _SEP2_EXACT = """\
-else:
-    for g0 in range(0, m1, {block}):
-        g1 = min(g0 + {block}, m1)
-        near = False
-        for c in range(g0, g1):
-            u = np.uint64(c) * su
-            v = {horizontal}
-            row[np.uint64(c - g0)] = v
-            r = np.rint(v)
-            near |= abs(v - r) + rel * abs(v) >= tie
-            dst[o, i + {r}, np.uint64(c)] = min(max(r, lo), hi)
-        if not near:
-            continue
-        for c in range(g0, g1):
-            v = row[c - g0]
-            if abs(v - np.rint(v)) + rel * abs(v) >= tie:
-                e = np.rint(_exact({rowargs}, c, wv64, wh64, loh, n1, mode))
-                dst[o, i + {r}, c] = min(max(e, clip_lo), clip_hi)"""
+                for g0 in range(0, m1, {block}):
+                    g1 = min(g0 + {block}, m1)
+                    near = False
+                    for c in range(g0, g1):
+                        u = np.uint64(c) * su
+                        v = {horizontal}
+                        row[np.uint64(c - g0)] = v
+                        r = np.rint(v)
+                        near |= abs(v - r) + rel * abs(v) >= tie
+                        dst[o, i, np.uint64(c)] = min(max(r, lo), hi)
+                    if not near:
+                        continue
+                    for c in range(g0, g1):
+                        v = row[c - g0]
+                        if abs(v - np.rint(v)) + rel * abs(v) >= tie:
+                            e = np.rint(_exact(src, o, i, c, wv64, lov, wh64, loh, mode))
+                            dst[o, i, c] = min(max(e, clip_lo), clip_hi)"""
 
 # Columns per block of the exact float32 sweep: the unit of its second pass
 EXACT_BLOCK = 64
 _UNROLLED = {}
 
 
-def _unrolled_sep2(kv, kh, acc, exact=False, step=1):
+def _unrolled_sep2(kv, kh, acc, rounding, exact=False, step=1):
     """The generated sweep for ``kv`` x ``kh`` taps summed in ``acc`` (weights at run time).
 
-    ``exact``: integer results are checked against the float64 sweep (``_SEP2_EXACT``).
-    Unit steps make two output rows per iteration: their ``kv + 1`` source rows are read and
-    converted once for both vertical sums (10% faster for 9 taps).
+    ``rounding``: integer results (rounded, clipped); ``exact``: those checked against the
+    float64 sweep (``_SEP2_EXACT``). Unit steps make two output rows per iteration: their
+    ``kv + 1`` source rows are read and converted once for both vertical sums (6-13% faster).
     """
-    key = (kv, kh, acc, exact, step)
+    key = (kv, kh, acc, bool(rounding), exact, step)
     kernel = _UNROLLED.get(key)
     if kernel is None:
         from .backends import cpu
@@ -639,32 +640,25 @@ def _unrolled_sep2(kv, kh, acc, exact=False, step=1):
             weights = "\n".join([f"    a{j} = wv[{j}]" for j in range(kv)]
                                  + [f"    b{j} = wh[{j}]" for j in range(kh)])
             nrows = kv + pair - 1
-            rows = "\n".join(f"            s{j} = src[o, _sk_map(i * {step} + {j} - lov, n0, mode)]"
-                              for j in range(nrows))
+            rows = "\n".join(
+                f"            s{j} = src[o, _sk_map(i0 * {step} + {j} - lov, n0, mode)]"
+                for j in range(nrows))
             vertical = [f"                x{j} = np.{acc}(s{j}[u])" for j in range(nrows)]
             for r in range(pair):
                 terms = " + ".join(f"a{j} * x{j + r}" for j in range(kv))
                 vertical.append(f"                ext{r}[u + lou] = {terms}")
-            finish = []
-            for r in range(pair):
-                horizontal = " + ".join(f"b{j} * ext{r}[u + np.uint64({j})]" for j in range(kh))
-                rowargs = ", ".join(f"s{j + r}" for j in range(kv))
-                store = (_SEP2_EXACT if exact else _SEP2_ROUND).format(
-                    horizontal=horizontal, block=EXACT_BLOCK, rowargs=rowargs, r=r)
-                body = _SEP2_FINISH.format(r=r, horizontal=horizontal, store=store)
-                if r:  # the second row of a pair may fall past the band's end
-                    body = f"if i + {r} < r1:\n" + textwrap.indent(body, "    ")
-                finish.append(textwrap.indent(body, " " * 12))
-            weights64 = "\n".join(f"    a{j} = wv64[{j}]" for j in range(kv))
-            vertical64 = " + ".join(f"a{j} * np.float64(s{j}[q])" for j in range(kv))
-            return _SEP2_TEMPLATE.format(kv=kv, kh=kh, acc=acc, cache=cache, pair=pair,
-                                         rowargs=", ".join(f"s{j}" for j in range(kv)),
-                                         weights64=weights64, vertical64=vertical64,
-                                         map_source=modes.MAP_SOURCE, weights=weights,
-                                         rows=rows, vertical="\n".join(vertical),
-                                         finish="\n".join(finish), step=step,
-                                         block=EXACT_BLOCK,
-                                         fastmath="{'contract'}" if exact else "False")
+            horizontal = " + ".join(f"b{j} * ext[u + np.uint64({j})]" for j in range(kh))
+            store = (_SEP2_EXACT if exact else _SEP2_ROUND if rounding else _SEP2_FLOAT)
+            rows64 = "\n".join(f"    s{j} = src[o, _sk_map(i * {step} + {j} - lov, n0, mode)]"
+                                for j in range(kv))
+            return _SEP2_TEMPLATE.format(
+                kv=kv, kh=kh, acc=acc, cache=cache, pair=pair, step=step, block=EXACT_BLOCK,
+                map_source=modes.MAP_SOURCE, weights=weights, rows=rows,
+                vertical="\n".join(vertical),
+                store=store.format(horizontal=horizontal, block=EXACT_BLOCK),
+                rows64=rows64, weights64="\n".join(f"    a{j} = wv64[{j}]" for j in range(kv)),
+                vertical64=" + ".join(f"a{j} * np.float64(s{j}[q])" for j in range(kv)),
+                fastmath="{'contract'}" if exact else "False")
 
         kernel = cpu.load_module(source, {}).sep2
         _UNROLLED[key] = kernel
