@@ -461,8 +461,8 @@ def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float
                 acc, exact = np.float32, True
                 rel, tie = bound if tie is None else (0.0, tie)
         kernel = _unrolled_sep2(wv64.size, wh64.size, np.dtype(acc).name, rounding, exact, step)
-        kernel(s, d, wv64.astype(acc), lov, wh64.astype(acc), loh, code, band, rounding, lo_c,
-               hi_c, step, np.float32(rel), np.float32(tie if exact else 1.0), wv64, wh64)
+        kernel(s, d, wv64.astype(acc), lov, wh64.astype(acc), loh, code, band, lo_c, hi_c,
+               np.float32(rel), np.float32(tie if exact else 1.0), wv64, wh64)
     else:
         _sep2(s, d, np.asarray(wv, acc), lov, np.asarray(wh, acc), loh, code, float(cval), band,
               rounding, lo_c, hi_c, step)
@@ -546,8 +546,7 @@ def _exact(src, o, i, c, wv64, lov, wh64, loh, mode):
 
 
 @numba.njit(cache={cache}, nogil=True, parallel=True, fastmath={fastmath})
-def sep2(src, dst, wv, lov, wh, loh, mode, band, rounding, clip_lo, clip_hi, step, rel, tie, wv64,
-         wh64):
+def sep2(src, dst, wv, lov, wh, loh, mode, band, clip_lo, clip_hi, rel, tie, wv64, wh64):
     n_outer, n0, n1 = src.shape
     m0 = dst.shape[1]
     m1 = dst.shape[2]
@@ -626,8 +625,9 @@ def _unrolled_sep2(kv, kh, acc, rounding, exact=False, step=1):
     """The generated sweep for ``kv`` x ``kh`` taps summed in ``acc`` (weights at run time).
 
     ``rounding``: integer results (rounded, clipped); ``exact``: those checked against the
-    float64 sweep (``_SEP2_EXACT``). Unit steps make two output rows per iteration: their
-    ``kv + 1`` source rows are read and converted once for both vertical sums (6-13% faster).
+    float64 sweep (``_SEP2_EXACT``); both and ``step`` are constants of the generated source.
+    Unit steps make two output rows per iteration: their ``kv + 1`` source rows are read and
+    converted once for both vertical sums (6-13% faster).
     """
     key = (kv, kh, acc, bool(rounding), exact, step)
     kernel = _UNROLLED.get(key)
