@@ -530,20 +530,7 @@ import numpy as np
 
 _sk_njit = numba.njit(cache={cache}, nogil=True)
 {map_source}
-
-@numba.njit(cache={cache}, nogil=True)
-def _exact(src, o, i, c, wv64, lov, wh64, loh, mode):
-    # one element of the float64 sweep: its products summed in the same order
-    n0 = src.shape[1]
-    n1 = src.shape[2]
-{rows64}
-{weights64}
-    e = 0.0
-    for j in range({kh}):
-        q = _sk_map(c * {step} + j - loh, n1, mode)
-        e += wh64[j] * ({vertical64})
-    return e
-
+{exact}
 
 @numba.njit(cache={cache}, nogil=True, parallel=True, fastmath={fastmath})
 def sep2(src, dst, wv, lov, wh, loh, mode, band, clip_lo, clip_hi, rel, tie, wv64, wh64):
@@ -563,7 +550,7 @@ def sep2(src, dst, wv, lov, wh, loh, mode, band, clip_lo, clip_hi, rel, tie, wv6
         r1 = min(r0 + band, m0)
         ext0 = np.empty(width, wv.dtype)
         ext1 = np.empty(width, wv.dtype)
-        row = np.empty({block}, wv.dtype)
+{row}
         for i0 in range(r0, r1, {pair}):
 {rows}
             for c in range(n1):
@@ -616,6 +603,22 @@ _SEP2_EXACT = """\
                             e = np.rint(_exact(src, o, i, c, wv64, lov, wh64, loh, mode))
                             dst[o, i, c] = min(max(e, clip_lo), clip_hi)"""
 
+# The float64 recomputation of one element for _SEP2_EXACT, and the block of sums it rescans.
+_SEP2_EXACT_DEFS = """
+@numba.njit(cache={cache}, nogil=True)
+def _exact(src, o, i, c, wv64, lov, wh64, loh, mode):
+    # one element of the float64 sweep: its products summed in the same order
+    n0 = src.shape[1]
+    n1 = src.shape[2]
+{rows64}
+{weights64}
+    e = 0.0
+    for j in range({kh}):
+        q = _sk_map(c * {step} + j - loh, n1, mode)
+        e += wh64[j] * ({vertical64})
+    return e
+"""
+
 # Columns per block of the exact float32 sweep: the unit of its second pass
 EXACT_BLOCK = 64
 _UNROLLED = {}
@@ -649,15 +652,20 @@ def _unrolled_sep2(kv, kh, acc, rounding, exact=False, step=1):
                 vertical.append(f"                ext{r}[u + lou] = {terms}")
             horizontal = " + ".join(f"b{j} * ext[u + np.uint64({j})]" for j in range(kh))
             store = (_SEP2_EXACT if exact else _SEP2_ROUND if rounding else _SEP2_FLOAT)
-            rows64 = "\n".join(f"    s{j} = src[o, _sk_map(i * {step} + {j} - lov, n0, mode)]"
-                                for j in range(kv))
+            exact_defs = row = ""
+            if exact:
+                exact_defs = _SEP2_EXACT_DEFS.format(
+                    cache=cache, kh=kh, step=step,
+                    rows64="\n".join(f"    s{j} = src[o, _sk_map(i * {step} + {j} - lov, n0, mode)]"
+                                      for j in range(kv)),
+                    weights64="\n".join(f"    a{j} = wv64[{j}]" for j in range(kv)),
+                    vertical64=" + ".join(f"a{j} * np.float64(s{j}[q])" for j in range(kv)))
+                row = f"        row = np.empty({EXACT_BLOCK}, wv.dtype)"
             return _SEP2_TEMPLATE.format(
-                kv=kv, kh=kh, acc=acc, cache=cache, pair=pair, step=step, block=EXACT_BLOCK,
-                map_source=modes.MAP_SOURCE, weights=weights, rows=rows,
-                vertical="\n".join(vertical),
+                kv=kv, kh=kh, acc=acc, cache=cache, pair=pair, step=step,
+                map_source=modes.MAP_SOURCE, exact=exact_defs, weights=weights, rows=rows,
+                row=row, vertical="\n".join(vertical),
                 store=store.format(horizontal=horizontal, block=EXACT_BLOCK),
-                rows64=rows64, weights64="\n".join(f"    a{j} = wv64[{j}]" for j in range(kv)),
-                vertical64=" + ".join(f"a{j} * np.float64(s{j}[q])" for j in range(kv)),
                 fastmath="{'contract'}" if exact else "False")
 
         kernel = cpu.load_module(source, {}).sep2

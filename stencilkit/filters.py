@@ -449,14 +449,16 @@ class _LineProgram:
         # (intermediate and final dtypes go through _lines.native: compiled code has no
         # float16, so it works in float32 and _run_lines casts the result back)
         for p, (kind, axis, *rest) in enumerate(self.passes):
-            dst = None
-            if p == len(self.passes) - 1 and out is not None:
-                dst = _direct(out, x, self._final_dtype(kind, rest, x.dtype))
+            last = p == len(self.passes) - 1 and out is not None
+
+            def into(dtype, x=x, last=last):  # where this pass writes: out, if it can
+                return _direct(out, x, dtype) if last else None
+
             if kind == "box":
                 lo, hi, divisor, dtype, clip = rest
                 dtype = _lines.native(dtype)
                 x = _lines.box_pass(x, axis, lo, hi, self.mode, cval, dtype, divisor, clip,
-                                    dst=dst)
+                                    dst=into(dtype))
                 k = lo + hi + 1
             elif kind == "sep2":
                 (wv, lov, wh, loh), dtype = rest
@@ -464,32 +466,28 @@ class _LineProgram:
                 # float32 data is summed in float32, as scipy keeps it between passes
                 acc = np.float32 if x.dtype == np.float32 else np.float64
                 x = _lines.sep2_pass(x, np.array(wv), lov, np.array(wh), loh, self.mode, cval,
-                                     dtype, acc=acc, dst=dst)
+                                     dtype, acc=acc, dst=into(dtype))
                 cval = cval * sum(wv) * sum(wh)
                 continue
             elif kind == "box2":
                 reach, divisor, dtype, clip = rest
                 dtype = _lines.native(dtype)
-                x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip, dst=dst)
+                x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip,
+                                     dst=into(dtype))
                 k = (reach[0] + reach[1] + 1) * (reach[2] + reach[3] + 1)
             elif kind == "rank":
                 fp, lo, rank, last2 = rest
                 x = _lines.rank_pass(x, np.array(fp, bool), lo, rank, self.mode, cval, last2,
-                                     dst=dst)
+                                     dst=into(x.dtype))
                 continue
             else:
                 lo, hi, is_max = rest
-                x = _lines.extreme_pass(x, axis, lo, hi, self.mode, cval, is_max, dst=dst)
+                x = _lines.extreme_pass(x, axis, lo, hi, self.mode, cval, is_max,
+                                        dst=into(x.dtype))
                 continue
             # outside the array, the next pass sees this one applied to constant cval
             cval = cval * k / divisor if divisor != 1 or dtype.kind == "f" else cval * k
         return x.astype(self.out_dtype, copy=False)  # float16 results come back as float16
-
-    @staticmethod
-    def _final_dtype(kind, rest, dtype):
-        if kind in ("rank", "extreme"):
-            return dtype
-        return _lines.native(rest[-1] if kind == "sep2" else rest[-2])
 
     def __dask_tokenize__(self):
         return ("stencilkit.filters.lines", repr(self.passes), self.mode, self.cval,
