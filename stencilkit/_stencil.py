@@ -472,6 +472,143 @@ class Stencil:
             self._modules[key] = module
         return module
 
+    def _cuda_run(self, plan, work, dest, params):
+        """One application on the device.
+
+        The generated CUDA C++ kernels where the emitter covers the kernel and CuPy is at hand,
+        the numba.cuda kernel otherwise.
+        """
+        from .backends import cuda as cuda_backend
+        from .backends import cuda_cpp
+
+        choice = cuda_cpp.choose(self, plan, params)
+        if choice.path == "cpp":
+            try:
+                cuda_cpp.run(choice.module, work, dest, plan, params, plan.variant[0])
+                return
+            except cuda_cpp.CompileError as exc:
+                cuda_cpp.compile_failed(exc)
+                cuda_cpp.fall_back(self, plan, params, f"NVRTC failed: {exc}")
+        cuda_backend.run(self._cuda_module(plan.variant[0]), work, dest, params, plan.mode,
+                         plan.cval_acc, plan.cval_out, plan.acc0)
+
+    def _cuda_plan(self, args, kwargs):
+        """(plan, params) of a call as the CUDA backend would make it (no GPU needed)."""
+        arrays, params, overrides = self._split_args(args, kwargs)
+        host = self._host_arrays(arrays, params, None, "cuda", device=True)
+        plan = self._plan(host, None, overrides)
+        params = tuple(np.asarray(p)[()] if not isinstance(p, np.generic) else p
+                       for p in params)
+        return plan, params, host, overrides
+
+    def cuda_source(self, *args, **kwargs) -> str:
+        """The CUDA C++ the GPU would compile for a call with these arguments.
+
+        Needs no GPU: the source is generated from the kernel, the arrays' dtypes and the
+        options, as for a call (``target="cuda"``). The kernels it holds are described in
+        :mod:`stencilkit.codegen_cpp`.
+
+        Raises
+        ------
+        StencilError
+            When the C++ emitter does not cover the kernel (a call then runs the numba.cuda
+            kernel instead); the message says what it met.
+
+        Examples
+        --------
+        >>> import numpy as np, stencilkit as sk
+        >>> @sk.stencil
+        ... def mean3(x):
+        ...     return (x[-1] + x[0] + x[1]) // 3
+        >>> src = mean3.cuda_source(np.zeros(8, np.int8))
+        >>> "mean3_interior" in src and "__restrict__" in src
+        True
+        >>> print(src[src.index("SK_FN sk_i32 mean3_body"):].split("}")[0] + "}")
+        SK_FN sk_i32 mean3_body(sk_i32 x_m1, sk_i32 x_p0, sk_i32 x_p1) {
+          sk_i32 t_binop_add14_4;
+          sk_i32 t_binop_add8_2;
+          sk_i32 t_binop_floordiv20_6;
+          sk_i32 t_24return_value_7;
+          goto L0;
+         L0:;
+          t_binop_add8_2 = (x_m1 + x_p0);
+          t_binop_add14_4 = (t_binop_add8_2 + x_p1);
+          t_binop_floordiv20_6 = sk_floordivc_i32(t_binop_add14_4, 3);
+          t_24return_value_7 = t_binop_floordiv20_6;
+          return t_24return_value_7;
+        }
+        """
+        from . import _cpp_body, codegen_cpp
+        from .backends import cuda_cpp
+
+        plan, params, _, _ = self._cuda_plan(args, kwargs)
+        import numba
+
+        sizes = [math.prod(plan.wshape)]
+        try:
+            mod = cuda_cpp.module_for(
+                self._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
+                tuple(numba.typeof(p) for p in params),
+                idx64=codegen_cpp.index_width(sizes, self.radius),
+                narrow=cuda_cpp._narrow_ok(plan))
+        except _cpp_body.Unsupported as exc:
+            raise StencilError(f"{self._where}: the CUDA C++ emitter does not cover this "
+                               f"kernel ({exc}); on a GPU the numba.cuda kernel runs it") from None
+        return mod.source
+
+    def explain(self, *args, **kwargs) -> str:
+        """Say how a call with these arguments would run: backend, kernel path and why.
+
+        For the CUDA backend: whether the generated CUDA C++ or the numba.cuda fallback runs
+        (and why), the accumulator narrowing, the index width and the launches.
+
+        Examples
+        --------
+        >>> import numpy as np, stencilkit as sk
+        >>> @sk.stencil
+        ... def mean3(x):
+        ...     return (x[-1] + x[0] + x[1]) // 3
+        >>> print(mean3.explain(np.zeros((4, 1000), np.int8)))  # doctest: +ELLIPSIS
+        mean3 on a (4, 1000) int8 array: the CPU backend (numba), ...
+        """
+        from .backends import cuda as cuda_backend
+        from .backends import cuda_cpp
+
+        arrays, params, overrides = self._split_args(args, dict(kwargs))
+        first = arrays[0]
+        shape = tuple(getattr(first, "shape", np.shape(first)))
+        dtype = getattr(first, "dtype", None) or np.asarray(first).dtype
+        kind = type(first).__module__.split(".")[0]
+        what = f"{self._spec.name} on a {shape} {np.dtype(dtype)} " + (
+            "array" if kind == "numpy" else f"{kind} array")
+        if any(is_dask_array(a) for a in arrays):
+            return (f"{what}: the Dask backend; each chunk's region (halo {self.radius}) runs "
+                    "on the backend its chunks' type selects")
+        if not self._on_cuda(arrays, overrides):
+            plan, _ = self._prepare(arrays, params, None, overrides)
+            how = "parallel threads" if plan.parallel else "one thread"
+            return (f"{what}: the CPU backend (numba), {how}; accumulator "
+                    f"{plan.acc0.dtype}, output {plan.out_dtype}")
+        ok, why = cuda_backend.cuda_available(explain=True)
+        if not ok:
+            return f"{what}: the CUDA backend, not available here: {why}"
+        plan, params, _, _ = self._cuda_plan(args, kwargs)
+        choice = cuda_cpp.choose(self, plan, params)
+        lines = [f"{what}: the CUDA backend on {why}"]
+        if choice.path == "numba":
+            lines.append(f"  kernel: numba.cuda (the fallback): {choice.reason}")
+            return "\n".join(lines)
+        mod = choice.module
+        lines.append(f"  kernel: {choice.reason}")
+        lines.append(f"  arithmetic: accumulator {mod.acc}; {mod.narrowed} 64-bit integer "
+                     f"value(s) proven to fit 32 bits, {mod.wide} kept at 64 bits; "
+                     f"{'64' if mod.idx64 else '32'}-bit indices; multiply-adds "
+                     f"{'fused (fastmath)' if plan.variant[0] else 'not fused (the CPU bits)'}")
+        if mod.inexact:
+            lines.append(f"  note: {', '.join(mod.inexact)} use CUDA's libdevice, whose last bits "
+                         "may differ from the CPU's libm")
+        return "\n".join(lines)
+
     def _prepare_cuda(self, arrays, params, out, overrides):
         """Plan a CUDA call: (plan, device work arrays, params, the kind of array to return)."""
         from .backends import cuda as cuda_backend
@@ -513,8 +650,7 @@ class Stencil:
         if not direct:
             dest = cuda_backend.empty(plan.wshape, plan.wout, like)
         if math.prod(plan.wshape):
-            cuda_backend.run(self._cuda_module(plan.variant[0]), work, dest, params, plan.mode,
-                             plan.cval_acc, plan.cval_out, plan.acc0)
+            self._cuda_run(plan, work, dest, params)
         if direct:
             return out
         res = cuda_backend.result(dest, plan.batch, plan.core, plan.axes, plan.moved,
@@ -549,15 +685,13 @@ class Stencil:
                 res = cuda_backend.result(work[0], plan.batch, plan.core, plan.axes, plan.moved,
                                           plan.out_dtype, like)
         else:
-            module = self._cuda_module(plan.variant[0])
             cur = work[0]
             bufs = [cuda_backend.empty(plan.wshape, plan.wout, like) for _ in
                     range(min(steps, 2))]
             for i in range(steps):
                 nxt = bufs[i % 2]
                 if math.prod(plan.wshape):
-                    cuda_backend.run(module, [cur, *work[1:]], nxt, params, plan.mode,
-                                     plan.cval_acc, plan.cval_out, plan.acc0)
+                    self._cuda_run(plan, [cur, *work[1:]], nxt, params)
                 cur = nxt
             if not steps:  # a copy, never the caller's array
                 cur = cuda_backend.empty(plan.wshape, plan.wout, like)

@@ -1,0 +1,301 @@
+"""CUDA backend, fast path: the generated CUDA C++ of :mod:`stencilkit.codegen_cpp`.
+
+It is compiled by NVRTC through CuPy (``cupy.RawModule``) and launched on CuPy views of the
+device arrays.
+
+A call takes this path when CuPy (with NVRTC) is importable, the kernel runs on a real device
+(not numba's simulator), ``STENCILKIT_CUDA_CPP`` is not ``0``, and the emitter covers the
+kernel's body for the call's dtypes; otherwise the numba.cuda kernel of
+:func:`stencilkit.codegen.generate_cuda` runs (``Stencil.explain`` says which and why).
+
+Compiled code is cached twice on disk, so a second process neither types the kernel again nor
+recompiles it: the emitted source (and what launching it needs) in stencilkit's cache folder,
+keyed by the kernel, the dtypes, numba's version and the emitter's own code; the compiled binary
+in CuPy's kernel cache (``CUPY_CACHE_DIR``), keyed by source, options and GPU.
+
+Floating point: NVRTC compiles with ``--fmad=false`` unless ``fastmath=True``, so multiply-adds
+are not fused and float results equal the CPU's bit for bit (measured on an H100 for a float32
+heat step: no cost in a memory-bound kernel, ``shared/gpu/anchor_cpp.py``), except for the math
+functions listed in the module's ``inexact`` (CUDA's libdevice, not the CPU's libm).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .. import _cpp_body, codegen_cpp, modes
+from . import cpu
+
+ENV = "STENCILKIT_CUDA_CPP"
+"""Set to ``0`` to run every kernel through the numba.cuda fallback."""
+
+OPTIONS = ("-std=c++17", "--fmad=false")
+FASTMATH_OPTIONS = ("-std=c++17", "--fmad=true")
+
+
+class Choice(NamedTuple):
+    """Which CUDA kernel a call runs: ``path`` is "cpp" or "numba"; ``reason`` says why."""
+
+    path: str
+    module: object
+    reason: str
+
+
+@functools.lru_cache(maxsize=None)
+def _emitter_digest() -> str:
+    """A hash of the emitter's own code: cached sources are invalid when it changes."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent.parent
+    for name in ("_cpp_body.py", "codegen_cpp.py", "modes.py", "_casts.py"):
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def available():
+    """``(ok, why)``: whether the C++ path can run in this process."""
+    if os.environ.get(ENV, "1") == "0":
+        return False, f"disabled by {ENV}=0"
+    from .cuda import simulated
+
+    if simulated():
+        return False, "numba's CUDA simulator runs numba.cuda kernels only"
+    return _cupy_nvrtc()
+
+
+@functools.lru_cache(maxsize=None)
+def _cupy_nvrtc():
+    try:
+        import cupy
+        from cupy.cuda import nvrtc
+
+        major, minor = nvrtc.getVersion()
+    except Exception as exc:  # pragma: no cover - needs a broken or missing CuPy
+        return False, (f"CuPy with NVRTC is needed for the fast path ({type(exc).__name__}: "
+                       f"{exc}); pip install 'stencilkit[gpu]'")
+    return True, f"CuPy {cupy.__version__}, NVRTC {major}.{minor}"
+
+
+# -- emitted modules ------------------------------------------------------------------------------
+
+_MODULES: dict = {}
+_LOCK = threading.Lock()
+
+
+def module_for(spec, in_dtypes, out_dtype, acc, param_types, *, idx64: bool,
+               narrow: bool) -> codegen_cpp.Module:
+    """The emitted module for these types, from memory, the disk cache or the emitter.
+
+    Raises :class:`stencilkit._cpp_body.Unsupported` when the emitter does not cover the body.
+    """
+    import numba
+
+    in_dtypes = tuple(np.dtype(d) for d in in_dtypes)
+    key_parts = [spec.digest, *(d.str for d in in_dtypes), np.dtype(out_dtype).str,
+                 np.dtype(acc).str, *(str(t) for t in param_types), str(idx64), str(narrow),
+                 numba.__version__, _emitter_digest()]
+    key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:24]
+    with _LOCK:
+        mod = _MODULES.get(key)
+        if mod is not None:
+            if isinstance(mod, _cpp_body.Unsupported):
+                raise mod
+            return mod
+    mod = _load(key)
+    if mod is None:
+        try:
+            mod = codegen_cpp.generate(spec, in_dtypes, out_dtype, acc, param_types,
+                                       idx64=idx64, narrow=narrow)
+        except _cpp_body.Unsupported as exc:
+            with _LOCK:
+                _MODULES[key] = exc
+            raise
+        _store(key, mod)
+    with _LOCK:
+        _MODULES[key] = mod
+    return mod
+
+
+def _folder():
+    base = cpu.cache_dir()
+    return None if base is None else base / "cuda"
+
+
+def _load(key):
+    folder = _folder()
+    if folder is None:
+        return None
+    try:
+        meta = json.loads((folder / f"sk_{key}.json").read_text())
+        source = (folder / f"sk_{key}.cu").read_text()
+    except (OSError, ValueError):
+        return None
+    try:
+        return codegen_cpp.Module.from_meta(meta, source)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _store(key, mod):
+    folder = _folder()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        cpu._write_once(folder / f"sk_{key}.cu", mod.source)
+        cpu._write_once(folder / f"sk_{key}.json", json.dumps(mod.meta()))
+    except OSError:  # a full or read-only cache: the module still runs from memory
+        pass
+
+
+def choose(st, plan, params) -> Choice:
+    """The CUDA path of a call with ``plan`` and ``params`` (cached per types on the Stencil)."""
+    import numba
+
+    ok, why = available()
+    if not ok:
+        return Choice("numba", None, why)
+    param_types = tuple(numba.typeof(p) for p in params)
+    sizes = [plan.wshape[0] * int(np.prod(plan.core, dtype=np.int64))]
+    idx64 = codegen_cpp.index_width(sizes, st.radius)
+    narrow = _narrow_ok(plan)
+    key = ("cuda-path", plan.work_dtypes, plan.wout, plan.acc0.dtype, param_types, idx64,
+           narrow)
+    choice = st._modules.get(key)
+    if choice is None:
+        try:
+            mod = module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype, param_types,
+                             idx64=idx64, narrow=narrow)
+            choice = Choice("cpp", mod, f"generated CUDA C++ ({why})")
+        except _cpp_body.Unsupported as exc:
+            choice = Choice("numba", None, f"the C++ emitter does not cover this kernel: {exc}")
+        st._modules[key] = choice
+    return choice
+
+
+def _narrow_ok(plan) -> bool:
+    """Narrowing assumes reads lie in the inputs' ranges; cval (constant mode) must too."""
+    if plan.mode != modes.CONSTANT or plan.acc0.dtype.kind not in "iub":
+        return True
+    c = int(plan.cval_acc)
+    for d in plan.work_dtypes:
+        if d.kind in "iu":
+            info = np.iinfo(d)
+            if not info.min <= c <= info.max:
+                return False
+        elif d.kind == "b" and c not in (0, 1):
+            return False
+    return True
+
+
+# -- compiling and launching -------------------------------------------------------------------
+
+_RAW: dict = {}
+
+
+def _raw(mod, fastmath: bool):
+    """The compiled CuPy RawModule of ``mod`` (NVRTC; CuPy caches the binary on disk)."""
+    import cupy
+
+    key = (mod.source, fastmath)
+    raw = _RAW.get(key)
+    if raw is None:
+        raw = cupy.RawModule(code=mod.source, options=FASTMATH_OPTIONS if fastmath else OPTIONS)
+        _RAW[key] = raw
+    return raw
+
+
+def as_cupy(a):
+    """A CuPy view of a device array (CuPy arrays pass through; numba's are wrapped)."""
+    import cupy
+
+    return a if isinstance(a, cupy.ndarray) else cupy.asarray(a)
+
+
+class CompileError(Exception):
+    """NVRTC rejected an emitted module."""
+
+
+def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
+    """Launch ``mod`` on C-contiguous ``(B, *core)`` device arrays into ``out``.
+
+    Raises :class:`CompileError` (before launching anything) if NVRTC rejects the module.
+    """
+    arrays = [as_cupy(a) for a in arrays]
+    out = as_cupy(out)
+    items = [(a.data.ptr, a.shape[-1], a.itemsize) for a in arrays]
+    words = codegen_cpp.words_ok(mod, items, (out.data.ptr, out.shape[-1], out.itemsize))
+    try:
+        raw = _raw(mod, fastmath)
+        for kname in mod.kernels:
+            raw.get_function(kname)  # compiles the module on first use
+    except Exception as exc:
+        from cupy.cuda.compiler import CompileException
+
+        if isinstance(exc, CompileException):
+            raise CompileError(str(exc).strip().splitlines()[0] if str(exc) else
+                               type(exc).__name__) from exc
+        raise
+    for kname, grid, block, (rows, c0, c1) in mod.launches(tuple(out.shape), words):
+        scalars = mod.scalars(tuple(out.shape), rows, c0, c1, plan.mode, plan.cval_acc,
+                              plan.cval_out, params)
+        raw.get_function(kname)(grid, block, (*arrays, out, *scalars))
+
+
+def compile_failed(exc) -> None:
+    """Warn that NVRTC rejected an emitted module (a stencilkit bug); the caller falls back."""
+    warnings.warn(f"stencilkit: NVRTC could not compile the generated CUDA C++ ({exc}); the "
+                  f"numba.cuda kernel runs instead. Please report this; {ENV}=0 silences it by "
+                  "always using numba.cuda", RuntimeWarning, stacklevel=3)
+
+
+def fall_back(st, plan, params, reason: str) -> None:
+    """Make later calls with these types take the numba.cuda kernel (after a compile error)."""
+    import numba
+
+    param_types = tuple(numba.typeof(p) for p in params)
+    for key in list(st._modules):
+        if isinstance(key, tuple) and key[:1] == ("cuda-path",) and key[1] == plan.work_dtypes \
+                and key[4] == param_types:
+            st._modules[key] = Choice("numba", None, reason)
+
+
+def ptx(source: str, arch: str = "compute_80", fastmath: bool = False) -> str:
+    """Compile ``source`` to PTX with NVRTC (no GPU or driver needed; for checks and tools).
+
+    Uses the ``cuda-bindings`` package and an NVRTC library (``nvidia-cuda-nvrtc-cu12`` or a
+    CUDA toolkit); raises RuntimeError with NVRTC's log when the source does not compile.
+    """
+    from cuda.bindings import nvrtc
+
+    def check(result):
+        err = result[0]
+        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise RuntimeError(f"NVRTC: {err}")
+        return result[1:]
+
+    (prog,) = check(nvrtc.nvrtcCreateProgram(source.encode(), b"stencilkit.cu", 0, [], []))
+    try:
+        opts = [o.encode() for o in (FASTMATH_OPTIONS if fastmath else OPTIONS)]
+        opts.append(f"--gpu-architecture={arch}".encode())
+        (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
+        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            (size,) = check(nvrtc.nvrtcGetProgramLogSize(prog))
+            log = b" " * size
+            check(nvrtc.nvrtcGetProgramLog(prog, log))
+            text = log.decode(errors="replace")
+            raise RuntimeError(f"NVRTC could not compile the module:\n{text}")
+        (size,) = check(nvrtc.nvrtcGetPTXSize(prog))
+        buf = b" " * size
+        check(nvrtc.nvrtcGetPTX(prog, buf))
+        return buf.decode(errors="replace").rstrip("\x00 ")
+    finally:
+        nvrtc.nvrtcDestroyProgram(prog)

@@ -1,0 +1,894 @@
+"""Generate a stencil's CUDA C++ module: the kernels of the CUDA backend's fast path.
+
+One module per kernel, input dtypes, accumulator, output dtype, parameter types and index width
+(32-bit when every array has fewer than 2**31 elements). It holds, as plain C++ that NVRTC
+compiles for the device and g++ compiles for the host (``-DSK_HOST``: the tests run every kernel
+on the CPU, thread by thread, against the CPU backend):
+
+``<name>_body``
+    the kernel's arithmetic (:mod:`stencilkit._cpp_body`): numba's types and operations, 64-bit
+    integers narrowed to 32 bits where their ranges provably fit.
+``<name>_interior``
+    the interior, with no boundary logic at all: each thread owns one column of a strip of
+    ``rows`` rows and walks down it, keeping the rows it has read in registers (a ring per
+    column offset), so each input element is loaded about once per thread; 32-bit offsets from
+    ``const __restrict__`` pointers (read-only loads, ``ld.global.nc``).
+``<name>_interior_w`` (when some array has 8- or 16-bit elements)
+    the same walk with several outputs per thread (``COLS``: 4 for 8-bit data, 2 for 16-bit),
+    8/16-bit arrays read and written as whole 32-bit words and split with shifts. Used when those
+    arrays' rows start on 4-byte boundaries.
+``<name>_border``
+    everything the interior kernels leave: every element of the border rows, and in the other
+    rows the columns at either end; one flat grid-stride loop, reads through the mode's index
+    map (the mode, ``cval`` and the ``skip`` value are run-time arguments).
+
+The shapes come from hand-written kernels measured on an H100 (``shared/gpu/anchor_cpp.py``:
+a packed int8 3 x 3 mean at 0.71x of a device copy, a float32 heat strip at 0.93x): one thread per
+column strip, rows in registers, words for narrow data, read-only ``__restrict__`` pointers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _cpp_body, modes
+from .kernel import KernelSpec
+
+ROWS = 32
+"""Rows per thread's strip when the grid is large enough (the anchors' figure)."""
+
+TARGET_THREADS = 132 * 2048
+"""Threads that fill an H100 (132 SMs x 2048 resident threads); strips shrink below this."""
+
+BLOCK_PLAIN = (128, 2, 1)
+"""Threads per block of the one-column interior kernel (the float32 heat anchor's shape)."""
+
+BLOCK_WORDS = (64, 4, 1)
+"""Threads per block of the word interior kernel (the packed int8 anchor's shape)."""
+
+BLOCK_1D = (256, 1, 1)
+"""Threads per block of 1-D interior kernels and of the border kernel."""
+
+MAX_GRID_YZ = 65535
+
+
+PRELUDE = r"""
+// ---- stencilkit prelude: types and numba's arithmetic rules, for NVRTC and for g++ (-DSK_HOST)
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+#define SK_FN static __host__ __device__ __forceinline__
+#else
+#include <math.h>
+#include <string.h>
+#define SK_FN static inline
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __restrict__ __restrict
+struct sk_dim3 { unsigned x, y, z; };
+static sk_dim3 threadIdx, blockIdx, blockDim, gridDim;
+#endif
+#define SK_MEMBER __host__ __device__ __forceinline__
+typedef signed char sk_i8;
+typedef short sk_i16;
+typedef int sk_i32;
+typedef long long sk_i64;
+typedef unsigned char sk_u8;
+typedef unsigned short sk_u16;
+typedef unsigned int sk_u32;
+typedef unsigned long long sk_u64;
+
+SK_FN float sk_f32_bits(sk_u32 b) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __int_as_float((int)b);
+#else
+  float f; memcpy(&f, &b, 4); return f;
+#endif
+}
+SK_FN double sk_f64_bits(sk_u64 b) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __longlong_as_double((long long)b);
+#else
+  double f; memcpy(&f, &b, 8); return f;
+#endif
+}
+SK_FN bool sk_isnan(double x) { return x != x; }
+SK_FN bool sk_isnan(float x) { return x != x; }
+SK_FN bool sk_isinf(double x) { return x == x && (x - x) != (x - x); }
+SK_FN bool sk_isinf(float x) { return x == x && (x - x) != (x - x); }
+SK_FN bool sk_isfinite(double x) { return (x - x) == (x - x); }
+SK_FN bool sk_isfinite(float x) { return (x - x) == (x - x); }
+
+// Python's floor division and modulo of floats, as numba computes them (CPython's float_divmod)
+#define SK_FLOAT_DIVMOD(T, S, FMOD, FLOOR)                                                \
+SK_FN T sk_floordiv_##S(T vx, T wx) {                                                   \
+  if (wx == (T)0) return vx / wx;                                                         \
+  T mod = FMOD(vx, wx); T div = (vx - mod) / wx;                                          \
+  if (mod != (T)0 || mod != mod) { if ((wx < (T)0) != (mod < (T)0)) div = div - (T)1; }   \
+  T fd;                                                                                   \
+  if (div != (T)0) { fd = FLOOR(div); if (div - fd > (T)0.5) fd = fd + (T)1; }            \
+  else { div = div * div; fd = div * vx / wx; }                                           \
+  return fd;                                                                              \
+}                                                                                         \
+SK_FN T sk_mod_##S(T vx, T wx) {                                                        \
+  if (wx == (T)0) return FMOD(vx, wx);                                                    \
+  T mod = FMOD(vx, wx);                                                                   \
+  if (mod != (T)0 || mod != mod) { if ((wx < (T)0) != (mod < (T)0)) mod = mod + wx; }     \
+  else { mod = (wx < (T)0) ? (T)-0.0 : (T)0.0; }                                          \
+  return mod;                                                                             \
+}
+SK_FLOAT_DIVMOD(double, f64, fmod, floor)
+SK_FLOAT_DIVMOD(float, f32, fmodf, floorf)
+
+// NumPy's minimum/maximum (NaN wins) and fmin/fmax (NaN loses), as numba's ufunc loops
+#define SK_NP_MINMAX(T)                                                                   \
+SK_FN T sk_np_min(T a, T b) { return (a != a || b != b) ? (a != a ? a : b) : (a <= b ? a : b); } \
+SK_FN T sk_np_max(T a, T b) { return (a != a || b != b) ? (a != a ? a : b) : (a >= b ? a : b); } \
+SK_FN T sk_np_fmin(T a, T b) { return (a != a || b != b) ? (a != a ? b : a) : (a <= b ? a : b); } \
+SK_FN T sk_np_fmax(T a, T b) { return (a != a || b != b) ? (a != a ? b : a) : (a >= b ? a : b); }
+SK_NP_MINMAX(double)
+SK_NP_MINMAX(float)
+
+// Python's min/max, one step: min(a, b) is b only if b < a (so a NaN in a stays)
+#define SK_PY_MINMAX(T, S)                                                                \
+SK_FN T sk_min_##S(T a, T b) { return (b < a) ? b : a; }                                  \
+SK_FN T sk_max_##S(T a, T b) { return (b > a) ? b : a; }
+SK_PY_MINMAX(bool, b) SK_PY_MINMAX(sk_i8, i8) SK_PY_MINMAX(sk_i16, i16)
+SK_PY_MINMAX(sk_i32, i32) SK_PY_MINMAX(sk_i64, i64) SK_PY_MINMAX(sk_u8, u8)
+SK_PY_MINMAX(sk_u16, u16) SK_PY_MINMAX(sk_u32, u32) SK_PY_MINMAX(sk_u64, u64)
+SK_PY_MINMAX(float, f32) SK_PY_MINMAX(double, f64)
+
+// signed integers wrap modulo 2**bits as in numba's compiled code (C++ overflow is undefined);
+// division and modulo are Python's (floor), 0 for a zero divisor and for MIN // -1, as numba's
+#define SK_SIGNED(T, U, S)                                                                \
+SK_FN T sk_add_##S(T a, T b) { return (T)((U)a + (U)b); }                                 \
+SK_FN T sk_sub_##S(T a, T b) { return (T)((U)a - (U)b); }                                 \
+SK_FN T sk_mul_##S(T a, T b) { return (T)((U)a * (U)b); }                                 \
+SK_FN T sk_shl_##S(T a, T b) { return (T)((U)a << (U)b); }                                \
+SK_FN T sk_floordivc_##S(T a, T b) { T q = (T)(a / b); T r = (T)(a - q * b);              \
+  return (r != 0 && ((r ^ b) < 0)) ? (T)(q - 1) : q; }                                    \
+SK_FN T sk_modc_##S(T a, T b) { T r = (T)(a % b);                                         \
+  return (r != 0 && ((r ^ b) < 0)) ? (T)(r + b) : r; }                                    \
+SK_FN T sk_floordiv_##S(T a, T b) {                                                       \
+  if (b == 0) return 0;                                                                   \
+  if (b == (T)-1 && a == (T)((U)1 << (sizeof(T) * 8 - 1))) return 0;                      \
+  return sk_floordivc_##S(a, b); }                                                        \
+SK_FN T sk_mod_##S(T a, T b) {                                                            \
+  if (b == 0 || b == (T)-1) return 0;                                                     \
+  return sk_modc_##S(a, b); }
+SK_SIGNED(sk_i8, sk_u8, i8) SK_SIGNED(sk_i16, sk_u16, i16) SK_SIGNED(sk_i32, sk_u32, i32)
+SK_SIGNED(sk_i64, sk_u64, i64)
+
+#define SK_UNSIGNED(T, S)                                                                 \
+SK_FN T sk_shl_##S(T a, T b) { return (T)(a << b); }                                      \
+SK_FN T sk_ufloordiv_##S(T a, T b) { return b == 0 ? (T)0 : (T)(a / b); }                 \
+SK_FN T sk_umod_##S(T a, T b) { return b == 0 ? (T)0 : (T)(a % b); }
+SK_UNSIGNED(sk_u8, u8) SK_UNSIGNED(sk_u16, u16) SK_UNSIGNED(sk_u32, u32)
+SK_UNSIGNED(sk_u64, u64)
+
+// numba's power with an integer exponent: repeated squaring in the result type (its
+// int_power_impl, including its answers for negative exponents)
+#define SK_IPOW_INT(T, S, MINV)                                                           \
+SK_FN T sk_ipow_##S(T a, sk_i64 b) {                                                      \
+  T r = 1; bool invert = false; sk_i64 e = b;                                             \
+  if (b < 0) { invert = true; e = -b;                                                     \
+    if (a == 0) return (T)(MINV);                                                         \
+    if (a != 1 && a != (T)-1) return 0; }                                                 \
+  if (e > 0x10000) return (T)pow((double)a, (double)b);                                   \
+  while (e != 0) { if (e & 1) r = (T)(r * a); e >>= 1; a = (T)(a * a); }                  \
+  if (invert) return (T)(1.0 / (double)r);                                                \
+  return r; }
+SK_IPOW_INT(sk_i64, i64, (sk_i64)((sk_u64)1 << 63))
+SK_IPOW_INT(sk_u64, u64, (sk_u64)1 << 63)
+#define SK_IPOW_FLOAT(T, S)                                                               \
+SK_FN T sk_ipow_##S(T a, sk_i64 b) {                                                      \
+  T r = (T)1; bool invert = b < 0; sk_i64 e = invert ? -b : b;                            \
+  if (e > 0x10000) return (T)pow((double)a, (double)b);                                   \
+  while (e != 0) { if (e & 1) r = r * a; e >>= 1; a = a * a; }                            \
+  if (invert) return (T)(1.0 / r);                                                        \
+  return r; }
+SK_IPOW_FLOAT(float, f32)
+SK_IPOW_FLOAT(double, f64)
+
+// the number of values range(start, stop, step) yields, as numba's range iterator counts
+SK_FN sk_i64 sk_range_count(sk_i64 start, sk_i64 stop, sk_i64 step) {
+  if (step == 0) return 0;
+  sk_i64 diff = stop - start;
+  if ((diff > 0) != (step > 0)) return 0;
+  sk_i64 rem = diff % step; if (diff < 0) rem = -rem;
+  return diff / step + (rem > 0 ? 1 : 0);
+}
+
+// a lane of a little-endian 32-bit word: 8- and 16-bit data are read four or two per load
+SK_FN sk_i32 sk_lane_i8(sk_u32 w, int lane) { return (sk_i32)(sk_i8)(w >> (8 * lane)); }
+SK_FN sk_i32 sk_lane_u8(sk_u32 w, int lane) { return (sk_i32)((w >> (8 * lane)) & 0xffu); }
+SK_FN sk_i32 sk_lane_i16(sk_u32 w, int lane) { return (sk_i32)(sk_i16)(w >> (16 * lane)); }
+SK_FN sk_i32 sk_lane_u16(sk_u32 w, int lane) { return (sk_i32)((w >> (16 * lane)) & 0xffffu); }
+"""
+
+
+def _map_source(idx: str) -> str:
+    """``sk_map``: the boundary modes' index map (stencilkit.modes.MAP_SOURCE, in C++)."""
+    return f"""
+// the boundary modes' index map (stencilkit/modes.py): -1 means cval (constant mode)
+SK_FN {idx} sk_pmod({idx} k, {idx} p) {{ {idx} r = k % p; return r < 0 ? r + p : r; }}
+SK_FN {idx} sk_map({idx} k, {idx} n, int mode) {{
+  if (k >= 0 && k < n) return k;
+  if (mode == {modes.REFLECT}) {{
+    {idx} p = 2 * n; k = sk_pmod(k, p); return k < n ? k : p - 1 - k; }}
+  if (mode == {modes.MIRROR}) {{
+    if (n == 1) return 0;
+    {idx} p = 2 * n - 2; k = sk_pmod(k, p); return k < n ? k : p - k; }}
+  if (mode == {modes.NEAREST}) return k < 0 ? 0 : n - 1;
+  if (mode == {modes.WRAP}) return sk_pmod(k, n);
+  return -1;
+}}
+"""
+
+
+def _ctype_of(dtype) -> str:
+    return _cpp_body.dtype_ctype(dtype)
+
+
+def _lane_fn(dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return "sk_lane_u8"
+    return f"sk_lane_{dtype.kind}{dtype.itemsize * 8}"
+
+
+def _store_source(fname, ret_ctype, ret_type, out_dtype) -> str:
+    """``<name>_store``: the kernel's value converted to the output dtype (stencilkit._casts)."""
+    from numba.core import types
+
+    out_dtype = np.dtype(out_dtype)
+    oc = _ctype_of(out_dtype)
+    lines = [f"SK_FN {oc} {fname}({ret_ctype} v) {{"]
+    if out_dtype.kind == "b":
+        lines.append(f"  return ({oc})(v != 0);")
+    elif isinstance(ret_type, types.Float) and out_dtype.kind in "iu":
+        info = np.iinfo(out_dtype)
+        lo, hi = float(info.min), float(info.max)
+        lines += [
+            "  // float to integer: NaN gives 0, values beyond the type's range saturate",
+            "  if (v != v) return 0;",
+            f"  if ((double)v <= {lo.hex()}) return ({oc}){_int_lit(int(info.min), out_dtype)};",
+            f"  if ((double)v >= {hi.hex()}) return ({oc}){_int_lit(int(info.max), out_dtype)};",
+            f"  return ({oc})v;",
+        ]
+    else:
+        lines.append(f"  return ({oc})v;")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def _int_lit(v: int, dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u":
+        return f"{v}ULL"
+    if v == -(1 << 63):
+        return "(-9223372036854775807LL - 1)"
+    return f"{v}LL"
+
+
+@dataclass
+class Module:
+    """A generated CUDA C++ module and what launching it needs."""
+
+    name: str                 # prefix of the kernel names (the user's kernel name)
+    source: str
+    ndim: int
+    radius: tuple
+    idx64: bool
+    arrays: tuple             # input array names
+    in_dtypes: tuple          # work dtypes of the inputs
+    out_dtype: np.dtype       # work dtype of the output
+    acc: np.dtype
+    params: tuple             # numba type names of the scalar parameters ("float64", ...)
+    cols: int                 # outputs per thread of the word kernel (0: no word kernel)
+    word_arrays: tuple        # indices (inputs..., output as -1) read/written as words
+    narrow: bool              # built with 32-bit narrowing for reads in the inputs' ranges
+    narrowed: int             # 64-bit integer values proven to fit 32 bits
+    wide: int                 # 64-bit integer values kept at 64 bits
+    inexact: tuple            # math functions whose CUDA versions may differ from the CPU's
+
+    @property
+    def kernels(self) -> tuple:
+        """The kernel names the module defines."""
+        names = [f"{self.name}_interior", f"{self.name}_border"]
+        if self.cols:
+            names.insert(1, f"{self.name}_interior_w")
+        return tuple(names)
+
+    def meta(self) -> dict:
+        """Everything but the source, as JSON-able values (the disk cache stores it)."""
+        return {"name": self.name, "ndim": self.ndim, "radius": [list(r) for r in self.radius],
+                "idx64": self.idx64, "arrays": list(self.arrays),
+                "in_dtypes": [d.str for d in self.in_dtypes], "out_dtype": self.out_dtype.str,
+                "acc": self.acc.str, "params": list(self.params), "cols": self.cols,
+                "word_arrays": list(self.word_arrays), "narrow": self.narrow,
+                "narrowed": self.narrowed, "wide": self.wide, "inexact": list(self.inexact)}
+
+    @classmethod
+    def from_meta(cls, meta: dict, source: str) -> "Module":
+        """The Module :meth:`meta` describes, with its source."""
+        return cls(name=meta["name"], source=source, ndim=meta["ndim"],
+                   radius=tuple(tuple(r) for r in meta["radius"]), idx64=meta["idx64"],
+                   arrays=tuple(meta["arrays"]),
+                   in_dtypes=tuple(np.dtype(d) for d in meta["in_dtypes"]),
+                   out_dtype=np.dtype(meta["out_dtype"]), acc=np.dtype(meta["acc"]),
+                   params=tuple(meta["params"]), cols=meta["cols"],
+                   word_arrays=tuple(meta["word_arrays"]), narrow=meta["narrow"],
+                   narrowed=meta["narrowed"], wide=meta["wide"], inexact=tuple(meta["inexact"]))
+
+    # -- launches -------------------------------------------------------------------------------
+
+    def geometry(self, wshape, words: bool):
+        """(c0, c1, cols): the interior kernel's column range [c0, c1) and outputs per thread."""
+        k = self.ndim
+        n_last = wshape[-1]
+        rb, ra = self.radius[k - 1]
+        cols = self.cols if words else 1
+        c0 = -(-rb // cols) * cols
+        hi = n_last - ra
+        if hi <= c0:
+            return c0 if c0 <= n_last else n_last, c0 if c0 <= n_last else n_last, cols
+        c1 = c0 + (hi - c0) // cols * cols
+        return c0, c1, cols
+
+    def launches(self, wshape, words: bool):
+        """The launches of one application: ``[(kernel, grid, block, (rows, c0, c1))]``.
+
+        ``wshape`` is ``(B, n0, ..., nk-1)``. The interior launch is left out when the interior
+        is empty; the border launch when nothing is left for it.
+        """
+        k = self.ndim
+        B = wshape[0]
+        core = wshape[1:]
+        if B * math.prod(core) == 0:
+            return []
+        c0, c1, cols = self.geometry(wshape, words)
+        inner = [max(0, n - b - a) for n, (b, a) in zip(core, self.radius)]
+        out = []
+        groups = (c1 - c0) // cols if c1 > c0 else 0
+        name = f"{self.name}_interior_w" if words else f"{self.name}_interior"
+        rows = 1
+        if groups and all(inner[:-1]):
+            if k == 1:
+                block = BLOCK_1D
+                grid = (-(-groups // block[0]), min(B, MAX_GRID_YZ), 1)
+            else:
+                planes = B * math.prod(inner[:-2])
+                walk = inner[-2]
+                work = groups * planes * walk
+                rows = max(1, min(ROWS, -(-work // TARGET_THREADS)))
+                block = BLOCK_WORDS if words else BLOCK_PLAIN
+                while _cdiv(_cdiv(walk, rows), block[1]) > MAX_GRID_YZ:
+                    rows *= 2
+                grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
+                        min(planes, MAX_GRID_YZ))
+            out.append((name, grid, block, (rows, c0, c1)))
+        total = self.border_count(wshape, c0, c1)
+        if total:
+            block = BLOCK_1D
+            grid = (max(1, min(-(-total // block[0]), 1 << 20)), 1, 1)
+            out.append((f"{self.name}_border", grid, block, (rows, c0, c1)))
+        return out
+
+    def border_count(self, wshape, c0, c1) -> int:
+        """Elements the border kernel computes (the same count as the kernel's own)."""
+        k = self.ndim
+        B, core = wshape[0], wshape[1:]
+        inner = [max(0, n - b - a) for n, (b, a) in zip(core, self.radius)]
+        total = 0
+        for d in range(k - 1):
+            count = B * math.prod(inner[:d]) * (core[d] - inner[d]) * math.prod(core[d + 1:k - 1])
+            total += count * core[-1]
+        band = c0 + (core[-1] - c1)
+        total += B * math.prod(inner[:k - 1]) * band
+        return total
+
+    def scalars(self, wshape, rows, c0, c1, mode, cval, cvout, params):
+        """The scalar kernel arguments as NumPy scalars of the C++ types."""
+        it = np.int64 if self.idx64 else np.int32
+        vals = [it(v) for v in wshape] + [it(rows), it(c0), it(c1), np.int32(mode)]
+        vals.append(np.asarray(cval).astype(self.acc)[()])
+        vals.append(np.asarray(cvout).astype(self.out_dtype if self.out_dtype.kind != "b"
+                                             else np.uint8)[()])
+        for p, t in zip(params, self.params):
+            vals.append(np.asarray(p).astype(np.dtype(t))[()])
+        return vals
+
+
+def words_ok(mod: Module, arrays, out) -> bool:
+    """Whether the word kernel may run: every word array's rows start on 4-byte boundaries.
+
+    ``arrays``/``out`` are ``(pointer, row length in elements)`` of the C-contiguous arrays.
+    """
+    if not mod.cols:
+        return False
+    items = list(arrays) + [out]
+    for i in mod.word_arrays:
+        ptr, n_last, itemsize = items[i]
+        if ptr % 4 or (n_last * itemsize) % 4:
+            return False
+    return True
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def index_width(sizes, radius) -> bool:
+    """Whether some array needs 64-bit indices.
+
+    True for 2**31 elements or more, counting the offsets a border read may add before the
+    mode maps it back.
+    """
+    reach = sum(max(b, a) for b, a in radius) + 1
+    return any(s + reach >= 2**31 for s in sizes)
+
+
+def generate(spec: KernelSpec, in_dtypes, out_dtype, acc, param_types, *, idx64: bool,
+             narrow: bool = True) -> Module:
+    """Emit the CUDA C++ module of ``spec`` for these types (raises _cpp_body.Unsupported)."""
+    in_dtypes = tuple(np.dtype(d) for d in in_dtypes)
+    out_dtype = np.dtype(out_dtype)
+    acc = np.dtype(acc)
+    for d in (*in_dtypes, out_dtype, acc):
+        if d.kind == "c":
+            raise _cpp_body.Unsupported("complex numbers (the numba.cuda kernel handles them)")
+        if d.kind == "f" and d.itemsize == 2:
+            raise _cpp_body.Unsupported("float16 arithmetic")
+    name = spec.name
+    dtypes = dict(zip(spec.arrays, in_dtypes))
+    req = _cpp_body.BodyRequest(acc=acc, input_dtypes=dtypes if narrow else
+                                {a: acc for a in spec.arrays}, param_types=tuple(param_types))
+    body = _cpp_body.emit(spec, req, f"{name}_body")
+    reads = _cpp_body.reads_of(spec)
+    em = _Emitter(spec, body, reads, in_dtypes, out_dtype, acc, tuple(param_types), idx64)
+    sizes = [d.itemsize for d in (*in_dtypes, out_dtype)]
+    small = [s for s in sizes if s < 4]
+    cols = 4 // min(small) if small else 0
+    word_arrays = tuple(i if i < len(in_dtypes) else -1 for i, s in enumerate(sizes) if s < 4)
+    source = em.module(cols)
+    return Module(name=name, source=source, ndim=spec.ndim, radius=spec.radius, idx64=idx64,
+                  arrays=spec.arrays, in_dtypes=in_dtypes, out_dtype=out_dtype, acc=acc,
+                  params=tuple(str(t) for t in param_types), cols=cols,
+                  word_arrays=word_arrays, narrow=narrow, narrowed=body.narrowed,
+                  wide=body.wide, inexact=body.inexact)
+
+
+class _Emitter:
+    """Writes the module's text; see the module docstring for what each kernel does."""
+
+    def __init__(self, spec, body, reads, in_dtypes, out_dtype, acc, param_types, idx64):
+        self.spec = spec
+        self.body = body
+        self.reads = reads
+        self.in_dtypes = in_dtypes
+        self.out_dtype = out_dtype
+        self.acc = acc
+        self.param_types = param_types
+        self.idx = "sk_i64" if idx64 else "sk_i32"
+        self.k = spec.ndim
+        self.name = spec.name
+        self.acc_c = "bool" if acc.kind == "b" else _ctype_of(acc)
+        self.out_c = _ctype_of(out_dtype)
+        # each array's reads share one C++ type: the accumulator, or int32 where proven
+        self.arg_c = {a: self.acc_c for a in spec.arrays}
+        for (a, _), c in zip(reads, body.arg_ctypes):
+            self.arg_c[a] = c
+
+    def dtype(self, a):
+        return self.in_dtypes[self.spec.arrays.index(a)]
+
+    # ---- pieces shared by the kernels
+    def params(self) -> str:
+        """The parameter list every kernel of the module takes (one launch signature)."""
+        s, ix = self.spec, self.idx
+        ps = [f"const {_ctype_of(self.dtype(a))}* __restrict__ {a}_" for a in s.arrays]
+        ps += [f"{self.out_c}* __restrict__ sk_out", f"{ix} B"]
+        ps += [f"{ix} n{d}" for d in range(self.k)]
+        ps += [f"{ix} rows", f"{ix} c0", f"{ix} c1", "int mode", f"{self.acc_c} cval",
+               f"{self.out_c} cvout"]
+        ps += [f"{c} {p}_" for c, p in zip(self.body.param_ctypes, s.params)]
+        return ", ".join(ps)
+
+    def param_names(self) -> str:
+        s = self.spec
+        names = [*(f"{a}_" for a in s.arrays), "sk_out", "B", *(f"n{d}" for d in range(self.k)),
+                 "rows", "c0", "c1", "mode", "cval", "cvout", *(f"{p}_" for p in s.params)]
+        return ", ".join(names)
+
+    def strides(self) -> list:
+        """Element strides S0..S{k-1} and SB of the C-contiguous (B, n0, ..., nk-1) arrays."""
+        k, ix = self.k, self.idx
+        lines = [f"  const {ix} S{k - 1} = 1;"]
+        for d in reversed(range(k - 1)):
+            lines.append(f"  const {ix} S{d} = n{d + 1} * S{d + 1};")
+        lines.append(f"  const {ix} SB = n0 * S0;")
+        return lines
+
+    def widen(self, a, text, to=None) -> str:
+        """An element of array ``a`` converted to its reads' type (numba's widen)."""
+        c = to or self.arg_c[a]
+        if self.dtype(a).kind == "b":
+            return f"(({c})({text} != 0))"
+        return f"(({c})({text}))"
+
+    def lane(self, a, word, lane) -> str:
+        """Element ``lane`` of a 32-bit word of array ``a``, converted to its reads' type."""
+        d = self.dtype(a)
+        fn = "sk_lane_u8" if d.kind == "b" else f"sk_lane_{d.kind}{d.itemsize * 8}"
+        value = f"{fn}({word}, {lane})"
+        if d.kind == "b":
+            value = f"({value} != 0)"
+        return f"(({self.arg_c[a]})({value}))"
+
+    def call(self, values, reader) -> str:
+        args = list(values) + [f"{p}_" for p in self.spec.params]
+        if self.body.readers:
+            args.insert(0, reader)
+        return f"{self.name}_store({self.body.name}({', '.join(args)}))"
+
+    # ---- run-time-offset readers
+    def reader_structs(self) -> str:
+        if not self.body.readers:
+            return ""
+        k, ix = self.k, self.idx
+        fields = [f"  const {_ctype_of(self.dtype(a))}* {a}_p;" for a in self.body.readers]
+        offs = ", ".join(f"{ix} d{d}" for d in range(k))
+        lines = ["// run-time-offset reads: in the interior from the centre element, in the",
+                 "// border through the mode's index map (cval outside, constant mode)",
+                 "struct sk_rd_inner {", *fields, f"  {ix} c;",
+                 *(f"  {ix} S{d};" for d in range(k))]
+        for a in self.body.readers:
+            at = " + ".join(f"d{d} * S{d}" for d in range(k))
+            lines.append(f"  SK_MEMBER {self.acc_c} {a}_({offs}) const {{ return "
+                         f"{self.widen(a, f'{a}_p[c + {at}]', self.acc_c)}; }}")
+        lines += ["};", "struct sk_rd_border {", *fields, f"  {ix} base;",
+                  *(f"  {ix} i{d}, n{d}, S{d};" for d in range(k)), "  int mode;",
+                  f"  {self.acc_c} cval;"]
+        for a in self.body.readers:
+            maps = " ".join(f"const {ix} q{d} = sk_map(i{d} + d{d}, n{d}, mode);"
+                            for d in range(k))
+            test = " || ".join(f"q{d} < 0" for d in range(k))
+            at = " + ".join(f"q{d} * S{d}" for d in range(k))
+            lines += [f"  SK_MEMBER {self.acc_c} {a}_({offs}) const {{",
+                      f"    {maps}",
+                      f"    if ({test}) return cval;",
+                      f"    return {self.widen(a, f'{a}_p[base + {at}]', self.acc_c)};",
+                      "  }"]
+        lines.append("};")
+        return "\n".join(lines)
+
+    def compute(self, cols, values, word_out, pad, outp, centre) -> list:
+        """Lines computing ``cols`` outputs from ``values[(array, offsets, column)]``.
+
+        They are stored at ``outp``, packed into words when ``word_out``.
+        """
+        lines = []
+        for c in range(cols):
+            reader = None
+            if self.body.readers:
+                fields = ", ".join(f"{a}_" for a in self.body.readers)
+                strides = ", ".join(f"S{d}" for d in range(self.k))
+                lines.append(f"{pad}const sk_rd_inner rd{c} = {{{fields}, {centre} + {c}, "
+                             f"{strides}}};")
+                reader = f"rd{c}"
+            args = [values[(a, offs, c)] for a, offs in self.reads]
+            lines.append(f"{pad}const {self.out_c} o{c} = {self.call(args, reader)};")
+        if word_out:
+            per = 4 // self.out_dtype.itemsize
+            bits = 8 * self.out_dtype.itemsize
+            mask = "0xffu" if bits == 8 else "0xffffu"
+            for w in range(cols // per):
+                parts = [f"(((sk_u32)o{w * per + i} & {mask}) << {bits * i})" for i in range(per)]
+                lines.append(f"{pad}((sk_u32*){outp})[{w}] = " + " | ".join(parts) + ";")
+        else:
+            lines += [f"{pad}{outp}[{c}] = o{c};" for c in range(cols)]
+        return lines
+
+    # ---- interior kernels
+    def interior(self, cols, words) -> str:
+        k, ix, s = self.k, self.idx, self.spec
+        kname = f"{self.name}_interior_w" if words else f"{self.name}_interior"
+        word_in = {a for a in s.arrays if words and self.dtype(a).itemsize < 4}
+        word_out = words and self.out_dtype.itemsize < 4
+        what = (f"{cols} outputs per thread, 8/16-bit arrays as 32-bit words" if words
+                else "one output column per thread")
+        lines = [f"// the interior, no boundary logic: {what}",
+                 f'extern "C" __global__ void {kname}({self.params()}) {{', *self.strides(),
+                 f"  const {ix} g = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
+                 f"  const {ix} j = c0 + g * {cols};",
+                 "  if (j >= c1) return;"]
+        if k == 1:
+            lines += self._interior_1d(cols, word_in, word_out)
+        else:
+            lines += self._interior_strip(cols, word_in, word_out)
+        lines.append("}")
+        return "\n".join(lines)
+
+    def _interior_1d(self, cols, word_in, word_out):
+        ix = self.idx
+        lines = [f"  for ({ix} b = blockIdx.y; b < B; b += gridDim.y) {{",
+                 f"    const {ix} base = b * SB + j;"]
+        values = {}
+        for a, offs in self.reads:
+            for c in range(cols):
+                e = offs[0] + c
+                if a in word_in:
+                    per = 4 // self.dtype(a).itemsize
+                    w, lane = divmod(e, per)
+                    values[(a, offs, c)] = self.lane(a, f"((const sk_u32*)({a}_ + base))[{w}]",
+                                                     lane)
+                else:
+                    values[(a, offs, c)] = self.widen(a, f"{a}_[base + ({e})]")
+        lines += self.compute(cols, values, word_out, "    ", "(sk_out + base)", "base")
+        lines.append("  }")
+        return lines
+
+    def rings(self, cols):
+        """Register rings: (array, plane offsets, column offset) -> (first, last) row offset."""
+        k = self.k
+        rings = {}
+        for a, offs in self.reads:
+            po, d = tuple(offs[:k - 2]), offs[k - 2]
+            for c in range(cols):
+                key = (a, po, c + offs[k - 1])
+                lo, hi = rings.get(key, (d, d))
+                rings[key] = (min(lo, d), max(hi, d))
+        return dict(sorted(rings.items()))
+
+    @staticmethod
+    def _tag(po, e):
+        return "_".join([*(f"{'m' if o < 0 else 'p'}{abs(o)}" for o in po),
+                         f"c{'m' if e < 0 else 'p'}{abs(e)}"])
+
+    def _interior_strip(self, cols, word_in, word_out):
+        k, ix, s = self.k, self.idx, self.spec
+        W = k - 2
+        rb = [r[0] for r in s.radius]
+        ra = [r[1] for r in s.radius]
+        inner = [f"(n{d} - {rb[d] + ra[d]})" for d in range(k - 2)]
+        lines = [
+            f"  const {ix} lo = {rb[W]} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
+            " * rows;",
+            f"  const {ix} hiw = n{W} - {ra[W]};",
+            "  if (lo >= hiw) return;",
+            f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
+            f"  const {ix} planes = B" + "".join(f" * {x}" for x in inner) + ";",
+            f"  for ({ix} p = blockIdx.z; p < planes; p += gridDim.z) {{",
+            f"    {ix} q = p;",
+        ]
+        for d in reversed(range(k - 2)):
+            lines.append(f"    const {ix} i{d} = {rb[d]} + q % {inner[d]}; q = q / {inner[d]};")
+        lines.append(f"    const {ix} base = q * SB" + "".join(f" + i{d} * S{d}" for d in range(W))
+                     + f" + lo * S{W} + j;  // element (row lo, column j) of this plane")
+        rings = self.rings(cols)
+        # one read pointer per (array, plane offsets, last row offset, word or column): it
+        # points at the next row to enter its rings and moves down a row per step
+        ptrs = {}
+        for (a, po, e), (_, dmax) in rings.items():
+            if a in word_in:
+                per = 4 // self.dtype(a).itemsize
+                w, lane = divmod(e, per)
+                pk = (a, po, dmax, "w", w)
+            else:
+                per, lane, pk = 1, 0, (a, po, dmax, "e", e)
+            ptrs.setdefault(pk, []).append(((a, po, e), lane, per))
+        pnames = {}
+        for pk in ptrs:
+            a, po, dmax, kind, x = pk
+            shift = " + ".join([f"({o}) * S{d}" for d, o in enumerate(po) if o]
+                               + ([f"({dmax}) * S{W}"] if dmax else [])) or "0"
+            name = f"p_{a}__{self._tag(po, x)}_r{'m' if dmax < 0 else 'p'}{abs(dmax)}"
+            if kind == "w":
+                name += "_w"
+                lines.append(f"    const sk_u32* __restrict__ {name} = (const sk_u32*)({a}_ + base"
+                             f" + {shift}) + ({x});")
+            else:
+                lines.append(f"    const {_ctype_of(self.dtype(a))}* __restrict__ {name} = {a}_ + "
+                             f"base + {shift} + ({x});")
+            pnames[pk] = name
+        lines.append("    // register rings: value t of a ring is row i + first + t")
+        for (a, po, e), (dmin, dmax) in rings.items():
+            regs = ", ".join(f"r_{a}__{self._tag(po, e)}_{t}" for t in range(dmax - dmin + 1))
+            lines.append(f"    {self.arg_c[a]} {regs};")
+
+        def fill(back, top_only):
+            """Lines loading, for every pointer, the row ``back`` rows above it.
+
+            The values go to the rings that hold that row (``top_only``: the ring's last
+            register, in the loop).
+            """
+            out = []
+            for pk, members in ptrs.items():
+                a, po, dmax, kind, x = pk
+                need = []
+                for key, lane, _ in members:
+                    dmin = rings[key][0]
+                    span = dmax - dmin
+                    t = span - back
+                    if (top_only and back == 0) or (not top_only and 0 <= t < span):
+                        need.append((key, lane, t))
+                if not need:
+                    continue
+                stride = f"S{W}" if kind == "e" else f"(S{W} / {4 // self.dtype(a).itemsize})"
+                at = f"{pnames[pk]}[-{back} * {stride}]" if back else f"{pnames[pk]}[0]"
+                if kind == "w":
+                    wv = f"w_{pnames[pk][2:]}"
+                    out.append(f"{{ const sk_u32 {wv} = {at};")
+                    for key, lane, t in need:
+                        out.append(f"  r_{key[0]}__{self._tag(key[1], key[2])}_{t} = "
+                                   f"{self.lane(a, wv, lane)};")
+                    out.append("}")
+                else:
+                    for key, _, t in need:
+                        out.append(f"r_{key[0]}__{self._tag(key[1], key[2])}_{t} = "
+                                   f"{self.widen(a, at)};")
+            return out
+
+        spans = [dmax - dmin for dmin, dmax in rings.values()]
+        for back in range(max(spans, default=0), 0, -1):
+            lines += ["    " + x for x in fill(back, False)]
+        lines += [f"    {self.out_c}* __restrict__ op = sk_out + base;"]
+        if self.body.readers:
+            lines.append(f"    {ix} rc = base;")
+        lines.append(f"    for ({ix} i = lo; i < hi; ++i) {{")
+        lines += ["      " + x for x in fill(0, True)]
+        values = {}
+        for a, offs in self.reads:
+            po = tuple(offs[:k - 2])
+            for c in range(cols):
+                key = (a, po, c + offs[k - 1])
+                values[(a, offs, c)] = f"r_{a}__{self._tag(po, key[2])}_{offs[W] - rings[key][0]}"
+        lines += self.compute(cols, values, word_out, "      ", "op", "rc")
+        for (a, po, e), (dmin, dmax) in rings.items():
+            for t in range(dmax - dmin):
+                reg = f"r_{a}__{self._tag(po, e)}"
+                lines.append(f"      {reg}_{t} = {reg}_{t + 1};")
+        for pk, name in pnames.items():
+            a, kind = pk[0], pk[3]
+            step = f"S{W}" if kind == "e" else f"S{W} / {4 // self.dtype(a).itemsize}"
+            lines.append(f"      {name} += {step};")
+        lines.append(f"      op += S{W};")
+        if self.body.readers:
+            lines.append(f"      rc += S{W};")
+        lines += ["    }", "  }"]
+        return lines
+
+    # ---- the border kernel
+    def border(self) -> str:
+        k, ix, s = self.k, self.idx, self.spec
+        rb = [r[0] for r in s.radius]
+        ra = [r[1] for r in s.radius]
+        L = k - 1
+        lines = ["// everything the interior kernels leave: border rows whole, the columns at",
+                 "// either end of the other rows; reads through the mode's index map",
+                 f'extern "C" __global__ void {self.name}_border({self.params()}) {{',
+                 *self.strides()]
+        for d in range(k - 1):
+            lines += [f"  const {ix} I{d} = n{d} > {rb[d] + ra[d]} ? n{d} - {rb[d] + ra[d]} : 0;"
+                      f"  // interior rows along axis {d}",
+                      f"  const {ix} E{d} = n{d} - I{d};",
+                      f"  const {ix} lo{d} = n{d} < {rb[d]} ? n{d} : {rb[d]};"]
+        # box d: axes before d interior, axis d on the border, axes after d anything
+        for d in range(k - 1):
+            parts = ["B", *(f"I{e}" for e in range(d)), f"E{d}",
+                     *(f"n{e}" for e in range(d + 1, k - 1)), f"n{L}"]
+            lines.append(f"  const {ix} A{d} = {' * '.join(parts)};")
+        lines += [f"  const {ix} band = c0 + (n{L} - c1);",
+                  f"  const {ix} AB = B" + "".join(f" * I{d}" for d in range(k - 1)) + " * band;",
+                  f"  const {ix} total = " + " + ".join([f"A{d}" for d in range(k - 1)] + ["AB"])
+                  + ";",
+                  f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
+                  f"  for ({ix} t = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
+                  "t < total; t += stride) {",
+                  f"    {ix} u = t, r, j, b;"]
+        if k > 1:
+            lines.append(f"    {ix} " + ", ".join(f"i{d}" for d in range(k - 1)) + ";")
+        for d in range(k - 1):
+            test = "u < A0" if d == 0 else f"(u -= A{d - 1}) < A{d}"
+            lines.append(f"    {'if' if d == 0 else '} else if'} ({test}) {{")
+            lines.append(f"      j = u % n{L}; r = u / n{L};")
+            for e in reversed(range(d + 1, k - 1)):
+                lines.append(f"      i{e} = r % n{e}; r = r / n{e};")
+            lines.append(f"      i{d} = r % E{d}; r = r / E{d}; if (i{d} >= lo{d}) i{d} += I{d};")
+            for e in reversed(range(d)):
+                lines.append(f"      i{e} = {rb[e]} + r % I{e}; r = r / I{e};")
+            lines.append("      b = r;")
+        if k > 1:
+            lines.append(f"    }} else {{ u -= A{k - 2};")
+        else:
+            lines.append("    {")
+        lines.append("      j = u % band; r = u / band; if (j >= c0) j += c1 - c0;")
+        for e in reversed(range(k - 1)):
+            lines.append(f"      i{e} = {rb[e]} + r % I{e}; r = r / I{e};")
+        lines += ["      b = r;", "    }"]
+        idx = [f"i{d}" for d in range(k - 1)] + ["j"]
+        inside = " && ".join(f"{x} >= {rb[d]} && {x} < n{d} - {ra[d]}" for d, x in enumerate(idx))
+        lines.append(f"    const {ix} at = b * SB" + "".join(f" + {x} * S{d}" for d, x in
+                                                          enumerate(idx)) + ";")
+        lines.append(f"    if (mode == {modes.SKIP} && !({inside})) {{ sk_out[at] = cvout; "
+                     "continue; }")
+        maps = {}
+        for _, offs in self.reads:
+            for d, o in enumerate(offs):
+                maps.setdefault((d, o), f"q{d}_{'m' if o < 0 else 'p'}{abs(o)}")
+        for (d, o), q in sorted(maps.items()):
+            lines.append(f"    const {ix} {q} = sk_map({idx[d]} + ({o}), n{d}, mode);")
+        values = []
+        for a, offs in self.reads:
+            qs = [maps[(d, o)] for d, o in enumerate(offs)]
+            test = " && ".join(f"{q} >= 0" for q in qs)
+            at = " + ".join(f"{q} * S{d}" for d, q in enumerate(qs))
+            values.append(f"(({test}) ? {self.widen(a, f'{a}_[b * SB + {at}]')} : "
+                          f"({self.arg_c[a]})cval)")
+        reader = None
+        if self.body.readers:
+            fields = ", ".join(f"{a}_" for a in self.body.readers)
+            per_axis = ", ".join(f"{x}, n{d}, S{d}" for d, x in enumerate(idx))
+            lines.append(f"    const sk_rd_border rd = {{{fields}, b * SB, {per_axis}, mode, "
+                         "cval};")
+            reader = "rd"
+        lines += [f"    sk_out[at] = {self.call(values, reader)};", "  }", "}"]
+        return "\n".join(lines)
+
+    # ---- host launchers (g++ -DSK_HOST): every block and thread in turn
+    def host_launchers(self, kernels) -> str:
+        lines = ["#ifdef SK_HOST",
+                 "// host emulation for the tests: the grid's blocks and threads run one by one"]
+        for kname in kernels:
+            lines += [
+                f'extern "C" void {kname}_host(unsigned sk_gx, unsigned sk_gy, unsigned sk_gz, '
+                f"unsigned sk_bx, unsigned sk_by, unsigned sk_bz, {self.params()}) {{",
+                "  gridDim.x = sk_gx; gridDim.y = sk_gy; gridDim.z = sk_gz;",
+                "  blockDim.x = sk_bx; blockDim.y = sk_by; blockDim.z = sk_bz;",
+                "  for (unsigned sk_z = 0; sk_z < sk_gz; ++sk_z)",
+                "  for (unsigned sk_y = 0; sk_y < sk_gy; ++sk_y)",
+                "  for (unsigned sk_x = 0; sk_x < sk_gx; ++sk_x)",
+                "  for (unsigned sk_tz = 0; sk_tz < sk_bz; ++sk_tz)",
+                "  for (unsigned sk_ty = 0; sk_ty < sk_by; ++sk_ty)",
+                "  for (unsigned sk_tx = 0; sk_tx < sk_bx; ++sk_tx) {",
+                "        blockIdx.x = sk_x; blockIdx.y = sk_y; blockIdx.z = sk_z;",
+                "        threadIdx.x = sk_tx; threadIdx.y = sk_ty; threadIdx.z = sk_tz;",
+                f"        {kname}({self.param_names()});",
+                "      }",
+                "}"]
+        lines.append("#endif")
+        return "\n".join(lines)
+
+    def module(self, cols) -> str:
+        s = self.spec
+        types = "; ".join([
+            "inputs " + ", ".join(f"{a}: {d}" for a, d in zip(s.arrays, self.in_dtypes)),
+            f"accumulator {self.acc}", f"output {self.out_dtype}",
+            *(["parameters " + ", ".join(f"{p}: {t}" for p, t in zip(s.params, self.param_types))]
+              if s.params else []),
+            f"{'64' if self.idx == 'sk_i64' else '32'}-bit indices"])
+        head = [f"// Generated by stencilkit from kernel {s.name!r}; do not edit.",
+                "// The kernel's source, for reference:",
+                *("//   " + line for line in s.source.splitlines()),
+                f"// Types: {types}.",
+                f"// Body: {self.body.narrowed} 64-bit integer value(s) proven to fit 32 bits, "
+                f"{self.body.wide} kept at 64 bits."]
+        kernels = [f"{self.name}_interior"]
+        parts = ["\n".join(head), PRELUDE, f"typedef {self.idx} sk_idx;", _map_source(self.idx),
+                 _store_source(f"{self.name}_store", self.body.return_ctype,
+                               self.body.return_type, self.out_dtype),
+                 self.body.text]
+        if self.body.readers:
+            parts.append(self.reader_structs())
+        parts.append(self.interior(1, False))
+        if cols:
+            parts.append(self.interior(cols, True))
+            kernels.append(f"{self.name}_interior_w")
+        parts.append(self.border())
+        kernels.append(f"{self.name}_border")
+        parts.append(self.host_launchers(kernels))
+        return "\n\n".join(parts) + "\n"

@@ -1,0 +1,353 @@
+"""The CUDA C++ path (stencilkit.codegen_cpp) against the CPU backend, bit for bit, without a GPU.
+
+Every generated module is compiled for the host by g++ (``-DSK_HOST``, no fused multiply-adds,
+as NVRTC with ``--fmad=false``) and its launches run block by block and thread by thread
+(tests/cpp_host.py): the arithmetic translated from numba's typed IR, the 32-bit narrowing, the
+strip walk with register rings, 32-bit word reads and writes, the border kernel and every mode.
+tests/test_gpu.py runs the same comparison on a real GPU.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from kernels import asym2, blend, box5, lap3, sample, shift, skew1, smooth
+
+import stencilkit as sk
+from stencilkit import _cpp_body, codegen_cpp
+from stencilkit._stencil import _from_work
+from stencilkit.backends import cuda_cpp
+
+cpp_host = pytest.importorskip("cpp_host")
+pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+
+MODES = list(sk.MODES)
+
+
+def host_call(st, *args, words=None, idx64=None, **kw):
+    """Apply ``st`` as the CUDA backend would, with the kernels run by the host harness."""
+    plan, params, _, overrides = st._cuda_plan(args, kw)
+    arrays = args[:len(st.arrays)]
+    plan, work = st._prepare(list(arrays), list(params), None, overrides)
+    import numba
+
+    if idx64 is None:
+        idx64 = codegen_cpp.index_width([math.prod(plan.wshape)], st.radius)
+    mod = cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
+                              tuple(numba.typeof(p) for p in params), idx64=idx64,
+                              narrow=cuda_cpp._narrow_ok(plan))
+    dest = np.full(plan.wshape, 99, plan.wout)  # stale values must all be overwritten
+    if dest.size:
+        cpp_host.run(mod, work, dest, mode=plan.mode, cval=plan.cval_acc, cvout=plan.cval_out,
+                     params=params, words=words)
+    res = _from_work(dest, plan)
+    return res if plan.wout == plan.out_dtype else res.astype(plan.out_dtype)
+
+
+def same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(a, b)
+
+
+@sk.stencil
+def scaled(x):
+    return x[0, -1] * 0.25 + x[0, 1] * 0.5 - 3
+
+
+@sk.stencil(out_dtype=np.uint8)
+def amplify(x):
+    return x[0] * 300.0 - x[1]
+
+
+@sk.stencil
+def int_ops(x):
+    a = x[0, 0]
+    b = x[0, 1]
+    q = a // -3 + a % 7 - (-a) // 5 + (a % -4)
+    r = (a // b if b != 0 else a % 3) + (a % b if b != 0 else 0)   # run-time divisors
+    s = abs(a - b) + min(a, b, 3) - max(a, -b) + (a << 2) + (b >> 1) + (a & 5) + (a | 2) + (a ^ b)
+    t = a ** 2 + 2 ** 3 + (-a if a > b and not b == 0 else ~b)
+    return q + r + s + t
+
+
+@sk.stencil
+def float_ops(x):
+    a = x[0, 0]
+    b = x[1, -1]
+    q = a // 0.7 + a % -1.5 + (b // a if a != 0 else 0.0)
+    r = math.sqrt(abs(a)) + np.floor(a) + np.rint(b) + round(a) + math.floor(b) + np.trunc(a)
+    s = min(a, b) + max(b, np.nan * 0) + np.minimum(a, b) * np.maximum(a, 0.5)
+    t = a ** 2 + (a * a + 1.0) ** -1 + (1.0 if math.isnan(a) else 0.5) + a / (b + 1.5)
+    t = t + np.float32(0.1)
+    return q + r + s + t
+
+
+@sk.stencil(neighborhood=((-2, 2), (-2, 2)))
+def loops(x):
+    s = 0
+    i = -2
+    while i <= 2:
+        for j in range(2, -3, -2):
+            s += x[i, j] * (i + 1)
+        i += 2
+    return s // 4 + x[0, 0]
+
+
+@sk.stencil
+def clip(x, lo, hi):
+    v = x[0, 0] * 3 - x[0, -1]
+    return lo if v < lo else (hi if v > hi else v)
+
+
+ALL = [np.bool_, np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+       np.uint64, np.float32, np.float64]
+
+CASES = [
+    # (stencil, dtypes, shapes): shapes include widths that allow 32-bit words and ones that
+    # do not, stacks (batch axes), and arrays smaller than the kernel
+    (smooth, ALL, [(1, 9, 24), (2, 7, 21), (1, 1), (2, 3)]),
+    (skew1, [np.int8, np.uint16, np.float32], [(3, 37), (40,), (2,)]),
+    (asym2, [np.int16, np.float64], [(7, 18), (5, 3)]),
+    (lap3, [np.int8, np.float32], [(4, 5, 12), (2, 3, 5, 8)]),
+    (scaled, [np.int16, np.float32], [(6, 16)]),
+    (amplify, [np.float32, np.int32], [(33,)]),
+    (int_ops, [np.int8, np.int64, np.uint8], [(5, 16)]),
+    (float_ops, [np.float32, np.float64], [(6, 12)]),
+    (box5, [np.int8, np.float32], [(8, 12), (3, 2)]),
+    (loops, [np.uint8, np.float64], [(7, 13)]),
+]
+
+
+def _ids():
+    for st, dtypes, _ in CASES:
+        for d in dtypes:
+            yield f"{st.__name__}-{np.dtype(d).name}"
+
+
+@pytest.mark.parametrize("st,dtype,shapes",
+                         [(st, d, shapes) for st, dtypes, shapes in CASES for d in dtypes],
+                         ids=list(_ids()))
+def test_generated_cpp_equals_the_cpu_every_mode(st, dtype, shapes):
+    for k, shape in enumerate(shapes):
+        a = sample(shape, dtype, seed=k)
+        if st is int_ops and np.dtype(dtype).itemsize == 8:
+            # numba compiles signed arithmetic with LLVM's no-signed-wrap flag: an overflowing
+            # int64 expression has no defined value on the CPU, so none to compare with
+            a = (a % 2**31).astype(dtype) - (2**30 if np.dtype(dtype).kind == "i" else 0)
+        if np.dtype(dtype).kind == "f" and st is float_ops:
+            a.reshape(-1)[::7] = np.nan
+            a.reshape(-1)[3::11] = 0
+        for mode in MODES:
+            kw = {"mode": mode}
+            if mode in ("constant", "skip"):
+                kw["cval"] = 1
+            want = st(a, **kw)
+            for words in (False, None):  # None: the word kernel where rows are aligned
+                same(host_call(st, a, words=words, **kw), want)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 2, np.float32(0.3)], ids=["float", "int", "float32"])
+def test_two_inputs_and_parameters(alpha):
+    a = sample((6, 11), np.float32, seed=4)
+    b = sample((6, 11), np.float32, seed=5)
+    same(host_call(blend, a, b, alpha), blend(a, b, alpha))
+    i = sample((6, 12), np.uint8, seed=1)
+    j = sample((6, 12), np.int16, seed=2)
+    same(host_call(blend, i, j, alpha), blend(i, j, alpha))
+    for lo, hi in [(-5, 40), (0.5, 99.5)]:
+        same(host_call(clip, i, lo, hi, mode="wrap"), clip(i, lo, hi, mode="wrap"))
+
+
+def test_run_time_offsets():
+    a = sample((8, 9), np.int32)
+    for di, dj in [(0, 0), (-3, 2), (3, -3)]:
+        for mode in ("wrap", "constant", "reflect"):
+            same(host_call(shift, a, di, dj, mode=mode), shift(a, di, dj, mode=mode))
+
+
+def test_options_out_dtype_acc_and_axes():
+    a = sample((3, 5, 16), np.int16, seed=6)
+    for options in [{"out_dtype": np.float32}, {"acc": np.float64}, {"out_dtype": np.int8},
+                    {"acc": np.int32}, {"mode": "constant", "cval": -5},
+                    {"mode": "constant", "cval": 10**6}, {"axes": (0, 2)}, {"axes": (2, 1)}]:
+        same(host_call(smooth, a, **options), smooth(a, **options))
+    h = sample((5, 8), np.float16)
+    same(host_call(smooth, h), smooth(h))
+
+
+def test_64_bit_index_kernels_give_the_same_results():
+    a = sample((2, 9, 24), np.uint8)
+    for mode in MODES:
+        same(host_call(smooth, a, idx64=True, mode=mode), smooth(a, mode=mode))
+    x = sample((3, 37), np.int8)
+    same(host_call(skew1, x, idx64=True, mode="mirror"), skew1(x, mode="mirror"))
+
+
+def test_every_output_element_is_written_once():
+    # the interior and border kernels partition the output: a kernel returning 1 summed over
+    # every launch, with a counter array, would double count; here each launch writes the
+    # element's own flat index, which a missed or doubled element would change
+    @sk.stencil
+    def centre(x):
+        return x[0, 0] + 0 * x[-2, 3]
+
+    for shape in [(1, 1), (2, 5), (7, 8), (9, 33), (4, 4)]:
+        a = np.arange(math.prod(shape), dtype=np.int32).reshape(shape)
+        for words in (False, None):
+            same(host_call(centre, a, words=words, mode="nearest"), a)
+
+
+# -- what the emitter produces ---------------------------------------------------------------------
+
+def test_int8_mean_is_computed_in_32_bits():
+    src = smooth.cuda_source(np.zeros((64, 64), np.int8))
+    body = src[src.index("SK_FN sk_i32 smooth_py_body"):]
+    body = body[:body.index("\n}\n")]
+    assert "sk_i64" not in body  # nine int8 reads: every sum fits 32 bits
+    assert "sk_floordivc_i32(" in body  # Python's floor division by a constant, in 32 bits
+    assert "__restrict__" in src and "smooth_py_interior_w" in src
+    # int32 data: the sum of nine may not fit 32 bits, so it stays 64-bit
+    src32 = smooth.cuda_source(np.zeros((64, 64), np.int32))
+    body32 = src32[src32.index("smooth_py_body"):]
+    assert "sk_i64" in body32[:body32.index("\n}\n")]
+
+
+def test_a_loop_accumulator_stays_64_bit_unless_bounded():
+    mod = cuda_cpp.module_for(box5._spec, [np.dtype(np.int8)], np.dtype(np.int8),
+                              np.dtype(np.int64), (), idx64=False, narrow=True)
+    assert mod.wide >= 1  # s += x[i, j] in a loop: no fixed point below int64, kept wide
+
+
+def test_constant_mode_cval_outside_the_input_range_disables_narrowing():
+    a = sample((4, 8), np.int8)
+    plan, _, _, _ = smooth._cuda_plan((a,), {"mode": "constant", "cval": 10**12})
+    assert not cuda_cpp._narrow_ok(plan)
+    same(host_call(smooth, a, mode="constant", cval=10**12),
+         smooth(a, mode="constant", cval=10**12))
+
+
+@pytest.mark.parametrize("kernel,reason", [
+    ("complex", "complex"),
+    ("jitted", "jitted function"),
+    ("assert", "raise"),
+    ("tuple", "type"),
+])
+def test_unsupported_bodies_are_named(kernel, reason):
+    import numba
+
+    @numba.njit
+    def helper(v):
+        return v * 2
+
+    def k_complex(x):
+        return x[0] * 1j
+
+    def k_jitted(x):
+        return helper(x[0])
+
+    def k_assert(x):
+        assert x[0] > -1000
+        return x[0]
+
+    def k_tuple(x):
+        t = (x[0], x[1])
+        return t[0]
+
+    fn = {"complex": k_complex, "jitted": k_jitted, "assert": k_assert, "tuple": k_tuple}[kernel]
+    st = sk.stencil(fn)
+    with pytest.raises(sk.StencilError, match=reason):
+        st.cuda_source(np.zeros(8, np.float64))
+    if kernel != "complex":
+        plan, params, _, _ = st._cuda_plan((np.zeros(8),), {})
+        with pytest.raises(_cpp_body.Unsupported):
+            cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype, (),
+                                idx64=False, narrow=True)
+
+
+def test_emitted_source_is_cached_on_disk(tmp_path, monkeypatch):
+    from stencilkit.backends import cpu
+
+    monkeypatch.setattr(cpu, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(cuda_cpp, "_MODULES", {})
+    args = (skew1._spec, [np.dtype(np.int16)], np.dtype(np.int16), np.dtype(np.int64), ())
+    mod = cuda_cpp.module_for(*args, idx64=False, narrow=True)
+    files = sorted(p.suffix for p in (tmp_path / "cuda").iterdir())
+    assert files == [".cu", ".json"]
+    monkeypatch.setattr(cuda_cpp, "_MODULES", {})
+    monkeypatch.setattr(codegen_cpp, "generate", lambda *a, **k: pytest.fail("re-emitted"))
+    again = cuda_cpp.module_for(*args, idx64=False, narrow=True)
+    assert again.source == mod.source and again.meta() == mod.meta()
+
+
+def test_launch_geometry():
+    mod = cuda_cpp.module_for(smooth._spec, [np.dtype(np.int8)], np.dtype(np.int8),
+                              np.dtype(np.int64), (), idx64=False, narrow=True)
+    (name, grid, block, (rows, c0, c1)), border = mod.launches((1, 16384, 16384), True)
+    assert name == "smooth_py_interior_w" and block == codegen_cpp.BLOCK_WORDS
+    assert rows == codegen_cpp.ROWS and (c0, c1) == (4, 16380)
+    assert grid[0] * block[0] * 4 >= c1 - c0 and grid[1] * block[1] * rows >= 16382
+    assert border[0] == "smooth_py_border"
+    # small arrays: shorter strips, so that the GPU still gets enough threads
+    (_, _, _, (rows, _, _)), _ = mod.launches((1, 512, 512), True)
+    assert rows == 1
+    # the border kernel's share: two rows, and two columns plus the word remainders per row
+    assert mod.border_count((1, 100, 102), 4, 100) == 2 * 102 + 98 * (4 + 2)
+
+
+# -- NVRTC: every emitted module compiles for the device; the interior loops look as intended --
+
+def _nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:  # no cuda-bindings or no NVRTC library
+        pytest.skip(f"NVRTC not available ({exc})")
+
+
+def _module(st, dtype, shape=(64, 64), params=(), **kw):
+    import numba
+
+    arrays = (np.zeros(shape, dtype),) * len(st.arrays)
+    plan, params, _, _ = st._cuda_plan((*arrays, *params), kw)
+    return cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
+                               tuple(numba.typeof(p) for p in params), idx64=False,
+                               narrow=cuda_cpp._narrow_ok(plan))
+
+
+def _kernel_ptx(ptx, name):
+    body = ptx[ptx.index(f".entry {name}("):]
+    return body[:body.index("\n}\n")]
+
+
+@pytest.mark.parametrize("st,dtype", [(st, d) for st, dtypes, _ in CASES for d in dtypes],
+                         ids=list(_ids()))
+def test_every_module_compiles_with_nvrtc(st, dtype):
+    _nvrtc()
+    mod = _module(st, dtype, shape=(8,) * st.ndim, params=(1,) * len(st.params))
+    ptx = cuda_cpp.ptx(mod.source, "compute_80")
+    for name in mod.kernels:
+        assert f".entry {name}(" in ptx
+
+
+def test_interior_ptx_has_read_only_loads_and_no_64_bit_division():
+    _nvrtc()
+    mod = _module(smooth, np.int8)
+    ptx = cuda_cpp.ptx(mod.source, "compute_90")
+    for name in ("smooth_py_interior", "smooth_py_interior_w"):
+        body = _kernel_ptx(ptx, name)
+        assert "ld.global.nc" in body  # const __restrict__: the read-only data path
+        assert "ld.global.u" not in body and "ld.global.s" not in body
+        for slow in ("div.s64", "rem.s64", "div.u64", "rem.u64", "div.s32", "rem.s32"):
+            assert slow not in body, slow  # floor division by 9: a multiply, in 32 bits
+    words = _kernel_ptx(ptx, "smooth_py_interior_w")
+    assert "ld.global.nc.u32" in words and "st.global.u32" in words  # four int8 per access
+
+
+def test_no_fused_multiply_add_unless_fastmath():
+    _nvrtc()
+    mod = _module(blend, np.float32, shape=(8, 8), params=(np.float32(0.5),))
+    # blend(a, b, alpha) = a * alpha + b: a multiply-add the GPU would fuse by default
+    src = mod.source
+    assert "fma" not in cuda_cpp.ptx(src, "compute_90")
+    assert "fma.rn" in cuda_cpp.ptx(src, "compute_90", fastmath=True)
