@@ -98,6 +98,38 @@ def _ol_store_cast(value, out):
     return plain
 
 
+def rint(x):
+    """``np.rint`` for the CUDA target (numba-cuda has none): nearest integer, ties to even."""
+    return np.rint(x)
+
+
+@overload(rint)
+def _ol_rint(x):
+    # Adding and subtracting 2**52 (2**23 for float32) rounds to the nearest integer, ties to
+    # even, exactly, in the default rounding mode, for |x| below that; larger values (and NaN,
+    # infinities) are integers or themselves already. Types as np.rint: floats keep their type.
+    if isinstance(x, types.Float):
+        big = np.float32(2.0**23) if x.bitwidth == 32 else np.float64(2.0**52)
+
+        def round_float(x):
+            ax = -x if x < 0 else x
+            if not ax < big:
+                return x
+            y = (ax + big) - big
+            if x < 0:
+                return -y
+            return y if y != 0 else x * 0
+
+        return round_float
+    if isinstance(x, (types.Integer, types.Boolean)):
+
+        def round_int(x):
+            return np.float64(x)
+
+        return round_int
+    return None
+
+
 def default_acc(arr):  # pragma: no cover - replaced by the overload in compiled code
     """A zero of the default accumulator type for ``arr``'s dtype (see stencilkit._dtypes)."""
     return np.int64(0) if arr.dtype.kind in "biu" else arr.dtype.type(0)

@@ -459,14 +459,14 @@ class Stencil:
 
     # -- the CUDA backend ------------------------------------------------------------------------
 
-    def _cuda_module(self, fastmath: bool):
-        key = ("cuda", bool(fastmath))
+    def _cuda_module(self, fastmath: bool, idx64: bool = True):
+        key = ("cuda", bool(fastmath), bool(idx64))
         module = self._modules.get(key)
         if module is None:
             header = f"# globals: {sorted(self._spec.global_keys.items())!r}\n"
             module = cpu.load_module(
                 lambda cache: header + codegen.generate_cuda(
-                    self._spec, fastmath=key[1], cache=cache),
+                    self._spec, fastmath=key[1], cache=cache, idx64=key[2]),
                 self._spec.globals,
             )
             self._modules[key] = module
@@ -489,8 +489,16 @@ class Stencil:
             except cuda_cpp.CompileError as exc:
                 cuda_cpp.compile_failed(exc)
                 cuda_cpp.fall_back(self, plan, params, f"NVRTC failed: {exc}")
-        cuda_backend.run(self._cuda_module(plan.variant[0]), work, dest, params, plan.mode,
-                         plan.cval_acc, plan.cval_out, plan.acc0)
+                choice = choice._replace(reason=f"NVRTC failed: {exc}")
+        problem = cuda_backend.fallback_problem()
+        if problem:
+            raise StencilError(f"{self._where}: this call needs the numba.cuda kernel "
+                               f"({choice.reason}), which cannot run here: {problem}")
+        from .codegen_cpp import index_width
+
+        idx64 = index_width([math.prod(plan.wshape)], self.radius)
+        cuda_backend.run(self._cuda_module(plan.variant[0], idx64), work, dest, params,
+                         plan.mode, plan.cval_acc, plan.cval_out, plan.acc0, self.radius)
 
     def _cuda_plan(self, args, kwargs):
         """(plan, params) of a call as the CUDA backend would make it (no GPU needed)."""
@@ -577,7 +585,7 @@ class Stencil:
         arrays, params, overrides = self._split_args(args, dict(kwargs))
         first = arrays[0]
         shape = tuple(getattr(first, "shape", np.shape(first)))
-        dtype = getattr(first, "dtype", None) or np.asarray(first).dtype
+        dtype = first.dtype if hasattr(first, "dtype") else np.asarray(first).dtype
         kind = type(first).__module__.split(".")[0]
         what = f"{self._spec.name} on a {shape} {np.dtype(dtype)} " + (
             "array" if kind == "numpy" else f"{kind} array")

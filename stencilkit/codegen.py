@@ -502,77 +502,245 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     return "\n".join(lines)
 
 
+class _NumpyCalls(ast.NodeTransformer):
+    """Route calls of NumPy functions the CUDA target lacks to stencilkit's device versions."""
+
+    def __init__(self, spec: KernelSpec):
+        self.numpy = {name for name, value in spec.globals.items() if value is np}
+        self.rint = {name for name, value in spec.globals.items() if value is np.rint}
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        f = node.func
+        if (isinstance(f, ast.Attribute) and f.attr == "rint" and isinstance(f.value, ast.Name)
+                and f.value.id in self.numpy) or (isinstance(f, ast.Name) and f.id in self.rint):
+            node.func = ast.Name(id="_sk_rint", ctx=ast.Load())
+        return node
+
+
+def _cuda_body(spec: KernelSpec, context: str):
+    """The body rewritten for one context, with the CUDA target's NumPy replacements."""
+    fdef = copy.deepcopy(spec.tree)
+    _attach_offsets(spec, fdef)
+    rewriter = _Rewriter(spec, context, False)
+    new = _StrongLiterals().visit(_NumpyCalls(spec).visit(rewriter.visit(fdef)))
+    prologue = [
+        f"{var} = _sk_map(_sk_i{d} + {o}, _sk_n{d}, _sk_mode)"
+        for (d, o), var in sorted(rewriter.maps.items())
+    ]
+    return "\n".join("    " + line for line in prologue + _stmts(new))
+
+
+def _cuda_point(spec: KernelSpec):
+    """``_sk_point(values..., params)``: the body over its constant reads' values."""
+    from ._cpp_body import point_source
+
+    source, reads = point_source(spec)
+    tree = ast.parse(source)
+    tree = _StrongLiterals().visit(_NumpyCalls(spec).visit(tree))
+    ast.fix_missing_locations(tree)
+    return ast.unparse(tree), reads
+
+
 @with_ast_lock
-def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool) -> str:
-    """Return the source of the CUDA module that compiles ``spec`` (numba.cuda).
+def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool = True) -> str:
+    """Return the source of the numba.cuda module that runs ``spec`` (the fallback path).
 
-    The same parsed body as the CPU module, rewritten by the same :class:`_Rewriter` ("direct"
-    reads for elements whose neighbourhood lies inside the array, "border" reads through the
-    mode's ``_sk_map`` for the others), with the same explicit conversions (``_sk_widen`` to the
-    accumulator on every read, ``_sk_store_cast`` on every store): under the CUDA simulator these
-    run as Python on NumPy scalars, on a device as the numba overloads the CPU uses, so both give
-    the CPU backend's bits. One kernel, ``_sk_cuda_run``, serves every dtype and mode:
+    The same parsed body as the CPU module, rewritten by the same :class:`_Rewriter` for the
+    border and with the same explicit conversions (``_sk_widen`` on every read,
+    ``_sk_store_cast`` on every store): under the CUDA simulator these run as Python on NumPy
+    scalars, on a device as the numba overloads the CPU uses, so both give the CPU backend's
+    bits (up to the multiply-adds a GPU fuses: numba.cuda has no switch against it). The
+    kernels have the shapes of the generated CUDA C++ (:mod:`stencilkit.codegen_cpp`), which
+    takes over wherever it covers the kernel and CuPy is installed:
 
-    * threads are laid out two-dimensionally, x along the last core axis (coalesced reads and
-      writes), y over rows (batch x the other core axes); grid-stride loops in both, so any
-      grid size covers any array, and all index arithmetic is 64-bit (``cuda.grid`` would
-      compute ``blockIdx * blockDim`` in 32 bits and overflow past 2**31 threads, numba #9229);
-    * per element one test chooses the interior body (plain reads, no mapping) or the border
-      body; ``skip`` writes cval at the border.
+    ``_sk_cuda_interior``
+        the interior only, no boundary logic: each thread owns one column of a strip of rows
+        and walks down it, keeping the rows it has read in registers (one ring per column
+        offset) and indexing the flat arrays with unsigned offsets (32-bit unless
+        ``idx64``) advanced a row per step, so numba emits no negative-index test. Kernels
+        with run-time offsets read through ``_sk_pt_direct`` instead of rings.
+    ``_sk_cuda_border``
+        every other element, enumerated flat (border rows whole, then the columns at either
+        end of the other rows): reads through the mode's index map; ``skip`` writes cval.
+
+    Indices that can exceed 32 bits (plane and strip numbers, the flat border index) are
+    64-bit: ``cuda.grid`` computes ``blockIdx * blockDim`` in 32 bits and overflows past
+    2**31 threads (numba #9229).
     """
     nm = _names(spec)
     k, last, A, P, IX, N, all_n, rb, ra = (
         nm.k, nm.last, nm.A, nm.P, nm.IX, nm.N, nm.all_n, nm.rb, nm.ra)
+    dynamic = any(isinstance(o, str) for a in spec.accesses for o in a.offsets)
+    ix = "_sk_np.uint64" if idx64 else "_sk_np.uint32"
     lines = [
         *_preamble(spec, " (CUDA)"),
         "import numpy as _sk_np",
         "from numba import cuda as _sk_cuda",
         "from stencilkit._casts import widen as _sk_widen, store_cast as _sk_store_cast",
+        "from stencilkit._casts import rint as _sk_rint",
         "",
         f"_sk_njit = _sk_cuda.jit(device=True, fastmath={fastmath})",
         modes.MAP_SOURCE,
-        "",
         *_read_function(k),
     ]
-    body, _ = _body(spec, "direct", False, strong_literals=True)
-    lines += ["", "@_sk_njit", f"def _sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P}):",
-              body]
-    body, _ = _body(spec, "border", False, strong_literals=True)
-    lines += ["", "@_sk_njit",
-              f"def _sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, _sk_mode, _sk_cval, "
-              f"_sk_acc{P}):", body]
-    inner_rows = " and ".join(f"{rb[d]} <= {IX[d]} < {N[d]} - {ra[d]}" for d in range(last))
-    inner_col = f"{rb[last]} <= {IX[last]} < {N[last]} - {ra[last]}"
+    lines += ["", "@_sk_njit", f"def _sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, "
+              f"_sk_mode, _sk_cval, _sk_acc{P}):", _cuda_body(spec, "border")]
+    if dynamic:
+        lines += ["", "@_sk_njit", f"def _sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P}):",
+                  _cuda_body(spec, "direct")]
+        reads = []
+    else:
+        point, reads = _cuda_point(spec)
+        lines += ["", "@_sk_njit", point]
+    strides = [f"    _sk_S{last} = 1"] + [f"    _sk_S{d} = {N[d + 1]} * _sk_S{d + 1}"
+                                            for d in reversed(range(last))]
+    shape = [f"    {N[d]} = _sk_np.int64(_sk_out.shape[{d + 1}])" for d in range(k)]
+    head = [
+        "    _sk_B = _sk_np.int64(_sk_out.shape[0])", *shape, *strides,
+        f"    _sk_SB = {N[0]} * _sk_S0",
+        *(f"    _sk_f_{a} = {a}.reshape(-1)" for a in spec.arrays),
+        "    _sk_fo = _sk_out.reshape(-1)",
+    ]
+    inner = [f"({N[d]} - {rb[d] + ra[d]})" for d in range(k)]
+    # -- the interior kernel
+    lines += ["", "", f"@_sk_cuda.jit(fastmath={fastmath}, cache={cache})",
+              f"def _sk_cuda_interior({A}, _sk_out, _sk_rows, _sk_acc{P}):", *head,
+              f"    {IX[last]} = ({rb[last]} + _sk_np.int64(_sk_cuda.blockIdx.x) * "
+              f"_sk_cuda.blockDim.x + _sk_cuda.threadIdx.x)",
+              f"    if {IX[last]} >= {N[last]} - {ra[last]}:",
+              "        return"]
+    if k == 1:
+        lines += ["    for _sk_b in range(_sk_cuda.blockIdx.y, _sk_B, _sk_cuda.gridDim.y):"]
+        if dynamic:
+            lines += [f"        _sk_out[_sk_b, {IX[0]}] = _sk_store_cast(_sk_pt_direct({A}, _sk_b, "
+                      f"{IX[0]}, _sk_acc{P}), _sk_out)"]
+        else:
+            lines += [f"        _sk_c = _sk_b * _sk_SB + {IX[0]}"]
+            vals = [f"_sk_widen(_sk_f_{a}[{ix}(_sk_c + ({o[0]}))], _sk_acc)" for a, o in reads]
+            lines += [f"        _sk_fo[{ix}(_sk_c)] = _sk_store_cast(_sk_point("
+                      f"{', '.join(vals)}{P}), _sk_fo)"]
+    else:
+        W = k - 2
+        lines += [
+            f"    _sk_lo = {rb[W]} + (_sk_np.int64(_sk_cuda.blockIdx.y) * _sk_cuda.blockDim.y "
+            "+ _sk_cuda.threadIdx.y) * _sk_rows",
+            f"    _sk_hiw = {N[W]} - {ra[W]}",
+            "    if _sk_lo >= _sk_hiw:",
+            "        return",
+            "    _sk_hi = min(_sk_lo + _sk_rows, _sk_hiw)",
+            "    _sk_planes = _sk_B" + "".join(f" * {inner[d]}" for d in range(W)),
+            f"    _sk_step = {ix}(_sk_S{W})",
+            "    for _sk_p in range(_sk_cuda.blockIdx.z, _sk_planes, _sk_cuda.gridDim.z):",
+            "        _sk_q = _sk_p",
+        ]
+        for d in reversed(range(W)):
+            lines += [f"        {IX[d]} = {rb[d]} + _sk_q % {inner[d]}",
+                      f"        _sk_q = _sk_q // {inner[d]}"]
+        lines += ["        _sk_b = _sk_q",
+                  "        _sk_base = _sk_b * _sk_SB" + "".join(f" + {IX[d]} * _sk_S{d}"
+                                                         for d in range(W))
+                  + f" + _sk_lo * _sk_S{W} + {IX[last]}"]
+        if dynamic:
+            lines += [f"        for {IX[W]} in range(_sk_lo, _sk_hi):",
+                      f"            _sk_out[_sk_b, {', '.join(IX)}] = _sk_store_cast(_sk_pt_direct("
+                      f"{A}, _sk_b, {', '.join(IX)}, _sk_acc{P}), _sk_out)"]
+        else:
+            rings = {}
+            for a, offs in reads:
+                key = (a, tuple(offs[:W]), offs[last])
+                lo_, hi_ = rings.get(key, (offs[W], offs[W]))
+                rings[key] = (min(lo_, offs[W]), max(hi_, offs[W]))
+            name = {key: "_sk_r_" + key[0] + "_" + "_".join(
+                [*(_enc(o) for o in key[1]), "c" + _enc(key[2])]) for key in rings}
+            for key, (dmin, dmax) in sorted(rings.items()):
+                a, po, e = key
+                shift = "".join(f" + ({o}) * _sk_S{d}" for d, o in enumerate(po) if o)
+                lines.append(f"        {name[key]}_p = {ix}(_sk_base{shift} + ({dmax}) * "
+                             f"_sk_S{W} + ({e}))")
+                for t in range(dmax - dmin):
+                    back = dmax - dmin - t
+                    lines.append(f"        {name[key]}_{t} = _sk_widen(_sk_f_{a}[{ix}(_sk_base"
+                                 f"{shift} + ({dmax - back}) * _sk_S{W} + ({e}))], _sk_acc)")
+            lines += [f"        _sk_o = {ix}(_sk_base)",
+                      "        for _sk_i in range(_sk_lo, _sk_hi):"]
+            for key, (dmin, dmax) in sorted(rings.items()):
+                lines.append(f"            {name[key]}_{dmax - dmin} = _sk_widen(_sk_f_{key[0]}"
+                             f"[{name[key]}_p], _sk_acc)")
+            vals = []
+            for a, offs in reads:
+                key = (a, tuple(offs[:W]), offs[last])
+                vals.append(f"{name[key]}_{offs[W] - rings[key][0]}")
+            lines.append(f"            _sk_fo[_sk_o] = _sk_store_cast(_sk_point({', '.join(vals)}"
+                         f"{P}), _sk_fo)")
+            for key, (dmin, dmax) in sorted(rings.items()):
+                for t in range(dmax - dmin):
+                    lines.append(f"            {name[key]}_{t} = {name[key]}_{t + 1}")
+                lines.append(f"            {name[key]}_p = {ix}({name[key]}_p + _sk_step)")
+            lines.append(f"            _sk_o = {ix}(_sk_o + _sk_step)")
+    # -- the border kernel
+    lines += ["", "", f"@_sk_cuda.jit(fastmath={fastmath}, cache={cache})",
+              f"def _sk_cuda_border({A}, _sk_out, _sk_c0, _sk_c1, _sk_mode, _sk_cval, _sk_cvout, "
+              f"_sk_acc{P}):", *head]
+    for d in range(last):
+        lines += [f"    _sk_I{d} = max({N[d]} - {rb[d] + ra[d]}, 0)",
+                  f"    _sk_E{d} = {N[d]} - _sk_I{d}",
+                  f"    _sk_lo{d} = min({N[d]}, {rb[d]})"]
+    counts = []
+    for d in range(last):
+        parts = ["_sk_B", *(f"_sk_I{e}" for e in range(d)), f"_sk_E{d}",
+                 *(N[e] for e in range(d + 1, last)), N[last]]
+        lines.append(f"    _sk_A{d} = {' * '.join(parts)}")
+        counts.append(f"_sk_A{d}")
+    lines += [f"    _sk_band = _sk_c0 + ({N[last]} - _sk_c1)",
+              "    _sk_AB = _sk_B" + "".join(f" * _sk_I{d}" for d in range(last)) + " * _sk_band",
+              "    _sk_total = " + " + ".join(counts + ["_sk_AB"]),
+              "    _sk_stride = _sk_np.int64(_sk_cuda.gridDim.x) * _sk_cuda.blockDim.x",
+              "    for _sk_t in range(_sk_np.int64(_sk_cuda.blockIdx.x) * _sk_cuda.blockDim.x "
+              "+ _sk_cuda.threadIdx.x, _sk_total, _sk_stride):",
+              "        _sk_u = _sk_t"]
+    # the same enumeration as the C++ border kernel: box d has the axes before d interior,
+    # axis d on the border and the later axes anything; then the band of the interior rows
+    for d in range(last):
+        if d == 0:
+            lines.append("        if _sk_u < _sk_A0:")
+        else:
+            lines += [f"        elif _sk_u - ({' + '.join(counts[:d])}) < _sk_A{d}:",
+                      f"            _sk_u = _sk_u - ({' + '.join(counts[:d])})"]
+        lines += [f"            {IX[last]} = _sk_u % {N[last]}",
+                  f"            _sk_r = _sk_u // {N[last]}"]
+        for e in reversed(range(d + 1, last)):
+            lines += [f"            {IX[e]} = _sk_r % {N[e]}",
+                      f"            _sk_r = _sk_r // {N[e]}"]
+        lines += [f"            {IX[d]} = _sk_r % _sk_E{d}",
+                  f"            _sk_r = _sk_r // _sk_E{d}",
+                  f"            if {IX[d]} >= _sk_lo{d}:",
+                  f"                {IX[d]} += _sk_I{d}"]
+        for e in reversed(range(d)):
+            lines += [f"            {IX[e]} = {rb[e]} + _sk_r % _sk_I{e}",
+                      f"            _sk_r = _sk_r // _sk_I{e}"]
+        lines.append("            _sk_b = _sk_r")
+    if last:
+        lines += ["        else:", f"            _sk_u = _sk_u - ({' + '.join(counts)})"]
+    else:
+        lines.append("        if True:")
+    lines += [f"            {IX[last]} = _sk_u % _sk_band",
+              "            _sk_r = _sk_u // _sk_band",
+              f"            if {IX[last]} >= _sk_c0:",
+              f"                {IX[last]} += _sk_c1 - _sk_c0"]
+    for e in reversed(range(last)):
+        lines += [f"            {IX[e]} = {rb[e]} + _sk_r % _sk_I{e}",
+                  f"            _sk_r = _sk_r // _sk_I{e}"]
+    lines.append("            _sk_b = _sk_r")
+    inside = " and ".join(f"{rb[d]} <= {IX[d]} < {N[d]} - {ra[d]}" for d in range(k))
     idx = ", ".join(["_sk_b"] + IX)
     lines += [
-        "",
-        "",
-        f"@_sk_cuda.jit(fastmath={fastmath}, cache={cache})",
-        f"def _sk_cuda_run({A}, _sk_out, _sk_mode, _sk_cval, _sk_cvout, _sk_acc{P}):",
-        "    # Every array arrives C-contiguous with shape (B, n0, ..., nk-1).",
-        *(f"    {N[d]} = _sk_np.int64(_sk_out.shape[{d + 1}])" for d in range(k)),
-        "    _sk_rows = _sk_np.int64(_sk_out.shape[0])"
-        + "".join(f" * {N[d]}" for d in range(last)),
-        "    _sk_x = (_sk_np.int64(_sk_cuda.blockIdx.x) * _sk_cuda.blockDim.x"
-        " + _sk_cuda.threadIdx.x)",
-        "    _sk_y = (_sk_np.int64(_sk_cuda.blockIdx.y) * _sk_cuda.blockDim.y"
-        " + _sk_cuda.threadIdx.y)",
-        "    _sk_sx = _sk_np.int64(_sk_cuda.gridDim.x) * _sk_cuda.blockDim.x",
-        "    _sk_sy = _sk_np.int64(_sk_cuda.gridDim.y) * _sk_cuda.blockDim.y",
-        "    for _sk_r in range(_sk_y, _sk_rows, _sk_sy):",
-    ]
-    lines += _split_row("_sk_r", IX, N, last)
-    lines += [
-        f"        _sk_inner = {inner_rows or 'True'}",
-        f"        for {IX[last]} in range(_sk_x, {N[last]}, _sk_sx):",
-        f"            if _sk_inner and {inner_col}:",
-        f"                _sk_out[{idx}] = _sk_store_cast(_sk_pt_direct({A}, _sk_b, "
-        f"{', '.join(IX)}, _sk_acc{P}), _sk_out)",
-        f"            elif _sk_mode == {modes.SKIP}:",
-        f"                _sk_out[{idx}] = _sk_cvout",
-        "            else:",
-        f"                _sk_out[{idx}] = _sk_store_cast(_sk_pt_border({A}, _sk_b, "
-        f"{', '.join(IX)}, {all_n}, _sk_mode, _sk_cval, _sk_acc{P}), _sk_out)",
+        f"        if _sk_mode == {modes.SKIP} and not ({inside}):",
+        f"            _sk_out[{idx}] = _sk_cvout",
+        "        else:",
+        f"            _sk_out[{idx}] = _sk_store_cast(_sk_pt_border({A}, _sk_b, {', '.join(IX)}, "
+        f"{all_n}, _sk_mode, _sk_cval, _sk_acc{P}), _sk_out)",
         "",
     ]
     return "\n".join(lines)
+

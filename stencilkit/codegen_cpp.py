@@ -326,70 +326,15 @@ class Module:
 
     # -- launches -------------------------------------------------------------------------------
 
-    def geometry(self, wshape, words: bool):
-        """(c0, c1, cols): the interior kernel's column range [c0, c1) and outputs per thread."""
-        k = self.ndim
-        n_last = wshape[-1]
-        rb, ra = self.radius[k - 1]
-        cols = self.cols if words else 1
-        c0 = -(-rb // cols) * cols
-        hi = n_last - ra
-        if hi <= c0:
-            return c0 if c0 <= n_last else n_last, c0 if c0 <= n_last else n_last, cols
-        c1 = c0 + (hi - c0) // cols * cols
-        return c0, c1, cols
-
     def launches(self, wshape, words: bool):
         """The launches of one application: ``[(kernel, grid, block, (rows, c0, c1))]``.
 
         ``wshape`` is ``(B, n0, ..., nk-1)``. The interior launch is left out when the interior
         is empty; the border launch when nothing is left for it.
         """
-        k = self.ndim
-        B = wshape[0]
-        core = wshape[1:]
-        if B * math.prod(core) == 0:
-            return []
-        c0, c1, cols = self.geometry(wshape, words)
-        inner = [max(0, n - b - a) for n, (b, a) in zip(core, self.radius)]
-        out = []
-        groups = (c1 - c0) // cols if c1 > c0 else 0
         name = f"{self.name}_interior_w" if words else f"{self.name}_interior"
-        rows = 1
-        if groups and all(inner[:-1]):
-            if k == 1:
-                block = BLOCK_1D
-                grid = (-(-groups // block[0]), min(B, MAX_GRID_YZ), 1)
-            else:
-                planes = B * math.prod(inner[:-2])
-                walk = inner[-2]
-                work = groups * planes * walk
-                rows = max(1, min(ROWS, -(-work // TARGET_THREADS)))
-                block = BLOCK_WORDS if words else BLOCK_PLAIN
-                while _cdiv(_cdiv(walk, rows), block[1]) > MAX_GRID_YZ:
-                    rows *= 2
-                grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
-                        min(planes, MAX_GRID_YZ))
-            out.append((name, grid, block, (rows, c0, c1)))
-        total = self.border_count(wshape, c0, c1)
-        if total:
-            block = BLOCK_1D
-            grid = (max(1, min(-(-total // block[0]), 1 << 20)), 1, 1)
-            out.append((f"{self.name}_border", grid, block, (rows, c0, c1)))
-        return out
-
-    def border_count(self, wshape, c0, c1) -> int:
-        """Elements the border kernel computes (the same count as the kernel's own)."""
-        k = self.ndim
-        B, core = wshape[0], wshape[1:]
-        inner = [max(0, n - b - a) for n, (b, a) in zip(core, self.radius)]
-        total = 0
-        for d in range(k - 1):
-            count = B * math.prod(inner[:d]) * (core[d] - inner[d]) * math.prod(core[d + 1:k - 1])
-            total += count * core[-1]
-        band = c0 + (core[-1] - c1)
-        total += B * math.prod(inner[:k - 1]) * band
-        return total
+        return plan_launches(self.radius, wshape, self.cols if words else 1, name,
+                             f"{self.name}_border", BLOCK_WORDS if words else BLOCK_PLAIN)
 
     def scalars(self, wshape, rows, c0, c1, mode, cval, cvout, params):
         """The scalar kernel arguments as NumPy scalars of the C++ types."""
@@ -401,6 +346,73 @@ class Module:
         for p, t in zip(params, self.params):
             vals.append(np.asarray(p).astype(np.dtype(t))[()])
         return vals
+
+
+def interior_columns(radius, wshape, cols):
+    """(c0, c1): the columns the interior kernel covers, whole groups of ``cols`` outputs."""
+    n_last = wshape[-1]
+    rb, ra = radius[-1]
+    c0 = _cdiv(rb, cols) * cols
+    hi = n_last - ra
+    if hi <= c0:
+        c0 = min(c0, n_last)
+        return c0, c0
+    return c0, c0 + (hi - c0) // cols * cols
+
+
+def plan_launches(radius, wshape, cols, interior, border, block, simulator=False):
+    """The launches ``[(kernel, grid, block, (rows, c0, c1))]`` of one application.
+
+    For a ``(B, *core)`` array: the interior kernel (``cols`` outputs per thread) and the border
+    kernel. The interior kernel's threads each walk a strip of ``rows`` rows (``ROWS``, fewer when the
+    grid would not fill the GPU); ``simulator`` keeps the thread count small instead (every
+    simulated thread is a Python thread).
+    """
+    k = len(radius)
+    B, core = wshape[0], wshape[1:]
+    if B * math.prod(core) == 0:
+        return []
+    c0, c1 = interior_columns(radius, wshape, cols)
+    inner = [max(0, n - b - a) for n, (b, a) in zip(core, radius)]
+    groups = (c1 - c0) // cols
+    out = []
+    rows = 1
+    if groups and all(inner[:-1]):
+        if k == 1:
+            block = (8, 1, 1) if simulator else BLOCK_1D
+            grid = (_cdiv(groups, block[0]), min(B, 4 if simulator else MAX_GRID_YZ), 1)
+        else:
+            planes = B * math.prod(inner[:-2])
+            walk = inner[-2]
+            if simulator:
+                block, rows = (8, 2, 1), max(1, _cdiv(walk, 2))
+            else:
+                rows = max(1, min(ROWS, _cdiv(groups * planes * walk, TARGET_THREADS)))
+            while _cdiv(_cdiv(walk, rows), block[1]) > MAX_GRID_YZ:
+                rows *= 2
+            grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
+                    min(planes, 2 if simulator else MAX_GRID_YZ))
+        out.append((interior, grid, block, (rows, c0, c1)))
+    total = border_count(radius, wshape, c0, c1)
+    if total:
+        bblock = (16, 1, 1) if simulator else BLOCK_1D
+        grid = (1 if simulator else max(1, min(_cdiv(total, bblock[0]), 1 << 20)), 1, 1)
+        out.append((border, grid, bblock, (rows, c0, c1)))
+    return out
+
+
+def border_count(radius, wshape, c0, c1) -> int:
+    """Elements the border kernel computes (the same count as the kernel's own)."""
+    k = len(radius)
+    B, core = wshape[0], wshape[1:]
+    inner = [max(0, n - b - a) for n, (b, a) in zip(core, radius)]
+    total = 0
+    for d in range(k - 1):
+        count = B * math.prod(inner[:d]) * (core[d] - inner[d]) * math.prod(core[d + 1:k - 1])
+        total += count * core[-1]
+    band = c0 + (core[-1] - c1)
+    total += B * math.prod(inner[:k - 1]) * band
+    return total
 
 
 def words_ok(mod: Module, arrays, out) -> bool:

@@ -204,21 +204,27 @@ def test_unavailable_cuda_is_a_clear_error(monkeypatch):
         smooth(np.ones((3, 3)), target="cuda")
 
 
-def test_launch_covers_huge_arrays_with_64_bit_indices(monkeypatch):
+def test_launches_cover_huge_arrays(monkeypatch):
     monkeypatch.setattr(cuda_backend, "simulated", lambda: False)
-    blocks, threads = cuda_backend.launch_config((1, 3 * 2**20, 2**20))
-    assert blocks == (32768, cuda_backend.MAX_BLOCKS) and threads == (32, 8)
-    blocks, _ = cuda_backend.launch_config((1, 2**33))
-    assert blocks == (cuda_backend.MAX_BLOCKS, 1)
+    shape = (1, 3 * 2**20, 2**20)  # 3 * 2**40 elements
+    (name, grid, block, (rows, c0, c1)), border = cuda_backend.launches(smooth.radius, shape)
+    assert name == "_sk_cuda_interior" and grid[1] <= 65535 and grid[2] <= 65535
+    assert grid[0] * block[0] >= c1 - c0 == 2**20 - 2  # one thread per interior column
+    assert grid[1] * block[1] * rows >= 3 * 2**20 - 2  # strips cover the interior rows
+    assert border[0] == "_sk_cuda_border" and border[1][0] <= 1 << 20  # grid-stride
+    (name, grid, block, _), *_ = cuda_backend.launches(skew1.radius, (1, 2**33))
+    assert grid[0] * block[0] >= 2**33 - 3
 
 
-def test_generated_source_uses_64_bit_thread_indices():
+def test_generated_source_uses_64_bit_thread_indices_and_unsigned_offsets():
     from stencilkit import codegen
 
-    source = codegen.generate_cuda(smooth._spec, fastmath=False, cache=False)
+    source = codegen.generate_cuda(smooth._spec, fastmath=False, cache=False, idx64=False)
     assert "cuda.grid(" not in source  # 32-bit block * thread products (numba #9229)
     assert "_sk_np.int64(_sk_cuda.blockIdx.x) * _sk_cuda.blockDim.x" in source
-    assert "range(_sk_y, _sk_rows, _sk_sy)" in source  # grid-stride: any size, any grid
+    assert "_sk_np.uint32(" in source  # flat offsets: no negative-index test per read
+    assert "_sk_np.uint64(" in codegen.generate_cuda(smooth._spec, fastmath=False, cache=False)
+    assert "_sk_cuda_interior" in source and "_sk_cuda_border" in source
 
 
 @pytest.mark.parametrize("chunks", [(4, 5), ((2, 5), (6, 3)), (2, 2)],
@@ -264,3 +270,41 @@ def test_chain_on_device_arrays():
     r = c(numba_cuda.to_device(a))
     assert cuda_backend.is_device_array(r)
     same(r.copy_to_host(), c(a))
+
+
+def test_numba_cuda_incompatible_with_numpy_is_named(monkeypatch):
+    # numba-cuda 0.30.4 registers np.row_stack, which NumPy 2.5 removed: the first compile
+    # fails deep inside numba. stencilkit names the problem instead (and the gpu extra pins
+    # numpy<2.5).
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name, *args):
+        if name == "numba_cuda.numba.cuda.np.arrayobj":
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+        return real(name, *args)
+
+    monkeypatch.setattr(cuda_backend, "simulated", lambda: False)
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    monkeypatch.setattr(importlib, "import_module", fake)
+    cuda_backend.fallback_problem.cache_clear()
+    try:
+        problem = cuda_backend.fallback_problem()
+    finally:
+        cuda_backend.fallback_problem.cache_clear()
+    assert "row_stack" in problem and "numpy<2.5" in problem
+
+
+def test_a_call_needing_a_broken_fallback_says_why(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "fallback_problem", lambda: "numba-cuda X is broken (test)")
+    with pytest.raises(sk.StencilError, match=r"needs the numba.cuda kernel .* broken \(test\)"):
+        smooth(np.ones((4, 4)), target="cuda")
+
+
+def test_explain_names_the_kernel_path():
+    text = smooth.explain(np.ones((8, 8), np.uint8), target="cuda")
+    assert "CUDA backend" in text
+    if cuda_backend.simulated():
+        assert "numba.cuda (the fallback)" in text and "simulator" in text
+    assert "CPU backend" in smooth.explain(np.ones((8, 8), np.uint8))

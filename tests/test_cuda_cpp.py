@@ -7,6 +7,7 @@ strip walk with register rings, 32-bit word reads and writes, the border kernel 
 tests/test_gpu.py runs the same comparison on a real GPU.
 """
 
+import contextlib
 import math
 
 import numpy as np
@@ -291,7 +292,7 @@ def test_launch_geometry():
     (_, _, _, (rows, _, _)), _ = mod.launches((1, 512, 512), True)
     assert rows == 1
     # the border kernel's share: two rows, and two columns plus the word remainders per row
-    assert mod.border_count((1, 100, 102), 4, 100) == 2 * 102 + 98 * (4 + 2)
+    assert codegen_cpp.border_count(mod.radius, (1, 100, 102), 4, 100) == 2 * 102 + 98 * 6
 
 
 # -- NVRTC: every emitted module compiles for the device; the interior loops look as intended --
@@ -351,3 +352,61 @@ def test_no_fused_multiply_add_unless_fastmath():
     src = mod.source
     assert "fma" not in cuda_cpp.ptx(src, "compute_90")
     assert "fma.rn" in cuda_cpp.ptx(src, "compute_90", fastmath=True)
+
+
+# -- the filters' generated kernels, as they reach a GPU, through the C++ path ----------------------
+
+class _HostStencil:
+    """A filter's generated Stencil whose calls run the C++ path on the host."""
+
+    def __init__(self, st):
+        self.st = st
+
+    def __call__(self, *args, out=None, **kw):
+        res = host_call(self.st, *args, **kw)
+        if out is None:
+            return res
+        out[...] = res
+        return out
+
+
+@contextlib.contextmanager
+def device_filters():
+    """stencilkit.filters taking its device-array paths, run through the C++ kernels."""
+    from stencilkit import filters
+
+    compiled, gpu = filters._compiled, filters._gpu
+    filters._gpu = lambda arr: True
+    filters._compiled = lambda source: _HostStencil(compiled(source))
+    try:
+        yield
+    finally:
+        filters._compiled, filters._gpu = compiled, gpu
+
+
+def _filter_cases():
+    from filter_table import TABLE
+
+    return [(e, i, p) for e in TABLE for i, p in enumerate(e.params or ({},))]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["uint8", "float32"])
+@pytest.mark.parametrize("entry,i,params", _filter_cases(),
+                         ids=[f"{e.name}-{i}" for e, i, _ in _filter_cases()])
+def test_filter_kernels_through_the_cpp_path(entry, i, params, dtype):
+    # as tests/test_cuda_filters.py on the simulator: against the CPU's own paths (the same
+    # generated kernels for small windows, running sums and van Herk lines for large ones)
+    a = sample((11, 16), dtype, seed=i)
+    exact = np.dtype(dtype).kind != "f" and entry.exact_ints or entry.rank
+    for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:
+        kw = {"mode": mode, **({"cval": 3} if mode == "constant" else {})}
+        want = entry.stencilkit(a, params, **kw)
+        with device_filters():
+            got = entry.stencilkit(a, params, **kw)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        if exact:
+            np.testing.assert_array_equal(got, want)
+        elif want.dtype.kind in "iu":
+            assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
+        else:
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)

@@ -33,7 +33,8 @@ from numba import types as T  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import stencilkit as sk  # noqa: E402
-from stencilkit import _cuda_blocks, filters  # noqa: E402
+from stencilkit import _cpp_body, _cuda_blocks, filters  # noqa: E402
+from stencilkit.backends import cuda_cpp  # noqa: E402
 
 
 def _no_gpu_needed():
@@ -56,33 +57,34 @@ def scalar(dtype):
     return numba.from_dtype(np.dtype(dtype))
 
 
-def stencil_signature(st, dtypes, params, acc, out):
-    """The argument types of a generated ``_sk_cuda_run``."""
+def stencil_signatures(st, dtypes, params, acc, out):
+    """The argument types of the generated ``_sk_cuda_interior`` and ``_sk_cuda_border``."""
     nd = st.ndim + 1
-    return (*[arr(d, nd) for d in dtypes], arr(out, nd), T.int64, scalar(acc), scalar(out),
-            scalar(acc), *params)
+    arrays = [arr(d, nd) for d in dtypes]
+    interior = (*arrays, arr(out, nd), T.int64, scalar(acc), *params)
+    border = (*arrays, arr(out, nd), T.int64, T.int64, T.int64, scalar(acc), scalar(out),
+              scalar(acc), *params)
+    return interior, border
 
 
 def cases():
-    """(name, Stencil, signature) for the generated kernels."""
+    """(name, Stencil, dtypes, acc, out, param types) for the generated kernels."""
     from kernels import blend, box5, lap3, shift, skew1, smooth
 
-    yield "smooth uint8", smooth, stencil_signature(smooth, ["uint8"], (), "int64", "uint8")
-    yield "smooth float32", smooth, stencil_signature(smooth, ["float32"], (), "float32",
-                                                      "float32")
-    yield "smooth int16->int8", smooth, stencil_signature(smooth, ["int16"], (), "float64",
-                                                          "int8")
-    yield "skew1 int32 (1-D)", skew1, stencil_signature(skew1, ["int32"], (), "int64", "int32")
-    yield "lap3 float64 (3-D)", lap3, stencil_signature(lap3, ["float64"], (), "float64",
-                                                        "float64")
-    yield "lap3 complex128 (3-D)", lap3, stencil_signature(lap3, ["complex128"], (),
-                                                           "complex128", "complex128")
-    yield "blend float32 x2 + param", blend, stencil_signature(
-        blend, ["float32", "float32"], (T.float64,), "float32", "float32")
-    yield "shift uint16 run-time offsets", shift, stencil_signature(
-        shift, ["uint16"], (T.int64, T.int64), "int64", "uint16")
-    yield "box5 bool loops", box5, stencil_signature(box5, ["bool"], (), "int64", "bool")
-    # filters: the generated sources behind a few calls (captured from filters._compiled)
+    yield "smooth uint8", smooth, ["uint8"], "int64", "uint8", ()
+    yield "smooth float32", smooth, ["float32"], "float32", "float32", ()
+    yield "smooth int16->int8", smooth, ["int16"], "float64", "int8", ()
+    yield "skew1 int32 (1-D)", skew1, ["int32"], "int64", "int32", ()
+    yield "lap3 float64 (3-D)", lap3, ["float64"], "float64", "float64", ()
+    yield "lap3 complex128 (3-D)", lap3, ["complex128"], "complex128", "complex128", ()
+    yield "blend float32 x2 + param", blend, ["float32", "float32"], "float32", "float32", \
+        (T.float64,)
+    yield "shift uint16 run-time offsets", shift, ["uint16"], "int64", "uint16", \
+        (T.int64, T.int64)
+    yield "box5 bool loops", box5, ["bool"], "int64", "bool", ()
+    # filters: the generated sources behind calls on device arrays (captured from
+    # filters._compiled), with the dtypes those calls use (float32 sums rounded by np.rint for
+    # 8-bit Gaussians, int64 sums for integer weights)
     seen = []
     original = filters._compiled
 
@@ -92,17 +94,32 @@ def cases():
         return st
 
     filters._compiled = capture
+    gpu = filters._gpu
+    filters._gpu = lambda arr: True
     try:
         a8 = np.zeros((8, 8), np.uint8)
-        filters.uniform_filter(a8, 3)
-        filters.median_filter(a8, 3)
-        filters.gaussian_filter(np.zeros((8, 8), np.float32), 1.0)
-        filters.sobel(a8, 0)
+        f32 = np.zeros((8, 8), np.float32)
+        for a in (a8, f32):
+            filters.uniform_filter(a, 3)
+            filters.uniform_filter(a, 15)
+            filters.median_filter(a, 3)
+            filters.minimum_filter(a, 5)
+            filters.gaussian_filter(a, 1.0)
+            filters.sobel(a, 0)
+            filters.laplace(a)
+            filters.correlate(a, np.array([[0.5, 1.0], [0.25, 2.0]]))
     finally:
         filters._compiled = original
+        filters._gpu = gpu
+    done = set()
     for st in seen:
-        for dt, acc in (("uint8", "int64"), ("float32", "float32")):
-            yield f"filter {st.__name__} {dt}", st, stencil_signature(st, [dt], (), acc, dt)
+        for dt, acc, out in (("uint8", "int64", "uint8"), ("uint8", "float32", "uint8"),
+                             ("float32", "float32", "float32"), ("int64", "int64", "uint8"),
+                             ("float64", "float64", "uint8")):
+            key = (st._source, dt, acc, out)
+            if key not in done:
+                done.add(key)
+                yield f"filter {st.__name__} {dt}->{out} acc {acc}", st, [dt], acc, out, ()
 
 
 def block_cases():
@@ -126,22 +143,40 @@ def main() -> int:
     _no_gpu_needed()
     print(f"numba {numba.__version__}, numba.cuda from {cuda.__file__}")
     failures = 0
-    for name, st, sig in cases():
-        try:
-            ptx, _ = cuda.compile_ptx(st._cuda_module(False)._sk_cuda_run.py_func, sig,
-                                      cc=(8, 0))
-            print(f"ok    {name}: {len(ptx)} bytes of PTX")
+    count = 0
+    for name, st, dtypes, acc, out, params in cases():
+        interior, border = stencil_signatures(st, dtypes, params, acc, out)
+        for idx64 in (False, True):
+            module = st._cuda_module(False, idx64)
+            for kernel, sig in (("_sk_cuda_interior", interior), ("_sk_cuda_border", border)):
+                count += 1
+                try:
+                    ptx, _ = cuda.compile_ptx(getattr(module, kernel).py_func, sig, cc=(8, 0))
+                    print(f"ok    numba.cuda {name} {kernel} idx{64 if idx64 else 32}: "
+                          f"{len(ptx)} bytes of PTX")
+                except Exception:
+                    failures += 1
+                    print(f"FAIL  numba.cuda {name} {kernel}\n{traceback.format_exc()}")
+        count += 1
+        try:  # the generated CUDA C++ of the same call, through NVRTC
+            mod = cuda_cpp.module_for(st._spec, [np.dtype(d) for d in dtypes], np.dtype(out),
+                                      np.dtype(acc), params, idx64=False, narrow=True)
+            ptx = cuda_cpp.ptx(mod.source, "compute_80")
+            print(f"ok    C++ {name}: {len(ptx)} bytes of PTX")
+        except _cpp_body.Unsupported as exc:
+            print(f"skip  C++ {name}: numba.cuda only ({exc})")
         except Exception:
             failures += 1
-            print(f"FAIL  {name}\n{traceback.format_exc()}")
+            print(f"FAIL  C++ {name}\n{traceback.format_exc()}")
     for name, kernel, sig in block_cases():
+        count += 1
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
             print(f"ok    {name}: {len(ptx)} bytes of PTX")
         except Exception:
             failures += 1
             print(f"FAIL  {name}\n{traceback.format_exc()}")
-    print(f"{failures} failure(s); stencilkit {sk.__version__}")
+    print(f"{count} compilations, {failures} failure(s); stencilkit {sk.__version__}")
     return 1 if failures else 0
 
 

@@ -24,17 +24,6 @@ import numpy as np
 
 from .._errors import StencilError
 
-THREADS = (32, 8)
-"""Threads per block: 32 along the last axis (one warp reads a contiguous 128-byte line of a
-float32 row), 8 rows."""
-
-MAX_BLOCKS = 65535
-"""Blocks per grid dimension; grid-stride loops cover whatever lies beyond."""
-
-SIMULATOR_BLOCKS = (2, 2)
-"""Under the simulator every thread is a Python thread: a small grid (grid-stride loops still
-cross block edges) keeps the tests fast."""
-
 
 def is_device_array(a) -> bool:
     """True for CuPy arrays, numba device arrays and the CUDA simulator's device arrays."""
@@ -58,6 +47,7 @@ def simulated() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _probe():
+    """``(ok, why)``: a usable device (or the simulator), and which kernel paths work on it."""
     try:
         from numba import cuda
     except Exception as exc:  # pragma: no cover - numba without its CUDA package
@@ -71,9 +61,48 @@ def _probe():
         device = cuda.get_current_device()
         name = device.name.decode() if isinstance(device.name, bytes) else str(device.name)
         cc = ".".join(map(str, device.compute_capability))
-        return True, f"{name} (compute capability {cc})"
     except Exception as exc:  # pragma: no cover - needs a broken driver
         return False, f"CUDA initialisation failed: {exc}"
+    from . import cuda_cpp
+
+    cpp_ok, cpp_why = cuda_cpp.available()
+    problem = fallback_problem()
+    if not cpp_ok and problem:
+        return False, (f"{name}: neither kernel path works here: generated CUDA C++: {cpp_why}; "
+                       f"numba.cuda: {problem}")
+    paths = [f"generated CUDA C++ ({cpp_why})" if cpp_ok else
+             f"no generated CUDA C++ ({cpp_why})",
+             f"numba.cuda fallback: {problem}" if problem else "numba.cuda fallback"]
+    return True, f"{name} (compute capability {cc}); kernels: {'; '.join(paths)}"
+
+
+@functools.lru_cache(maxsize=None)
+def fallback_problem():
+    """Why the numba.cuda kernels cannot compile here, or None (checked without compiling).
+
+    numba-cuda 0.30.4 and earlier register ``np.row_stack``, which NumPy 2.5 removed: their
+    first kernel compile fails with an AttributeError deep inside numba. The ``gpu`` extra
+    therefore asks for ``numpy<2.5``; this check names the problem where that did not happen.
+    """
+    if simulated() or hasattr(np, "row_stack"):
+        return None
+    try:
+        import importlib
+
+        importlib.import_module("numba_cuda.numba.cuda.np.arrayobj")
+    except ModuleNotFoundError:
+        return None  # numba's own CUDA target, or a layout this check does not know
+    except Exception as exc:
+        try:
+            from importlib.metadata import version
+
+            which = f"numba-cuda {version('numba-cuda')}"
+        except Exception:
+            which = "numba-cuda"
+        return (f"{which} cannot compile kernels with NumPy {np.__version__} ({type(exc).__name__}"
+                f": {exc}); install 'numpy<2.5' (the stencilkit[gpu] extra does) or a newer "
+                "numba-cuda")
+    return None
 
 
 def cuda_available(explain: bool = False):
@@ -241,30 +270,38 @@ def copy_into(out, src) -> None:
 # -- kernels -------------------------------------------------------------------------------------
 
 
-def launch_config(wshape):
-    """(blocks, threads) for a ``(B, *core)`` array: x along the last axis, y over rows."""
-    cols = wshape[-1]
-    rows = math.prod(wshape[:-1])
-    tx, ty = THREADS
-    if simulated():
-        return SIMULATOR_BLOCKS, (min(tx, 8), min(ty, 4))
-    gx = max(1, min(MAX_BLOCKS, -(-cols // tx)))
-    gy = max(1, min(MAX_BLOCKS, -(-rows // ty)))
-    return (gx, gy), (tx, ty)
+def launches(radius, wshape):
+    """The numba.cuda kernels' launches: ``[(kernel, grid, block, (rows, c0, c1))]``.
+
+    The same geometry as the generated CUDA C++ (one column per thread, strips of rows);
+    under the simulator, few threads (each is a Python thread).
+    """
+    from ..codegen_cpp import BLOCK_PLAIN, plan_launches
+
+    return plan_launches(radius, wshape, 1, "_sk_cuda_interior", "_sk_cuda_border",
+                         BLOCK_PLAIN, simulator=simulated())
 
 
-def run(module, arrays, out, params, mode, cval_acc, cval_out, acc_marker) -> None:
-    """Launch the generated kernel on ``(B, *core)`` device arrays into ``out``."""
-    blocks, threads = launch_config(tuple(out.shape))
-    launch = module._sk_cuda_run[blocks, threads]
+def run(module, arrays, out, params, mode, cval_acc, cval_out, acc_marker, radius) -> None:
+    """Launch the generated numba.cuda kernels on ``(B, *core)`` device arrays into ``out``."""
+    calls = []
+    for kernel, grid, block, (rows, c0, c1) in launches(radius, tuple(out.shape)):
+        if kernel == "_sk_cuda_interior":
+            calls.append((module._sk_cuda_interior[grid, block],
+                          (*arrays, out, rows, acc_marker, *params)))
+        else:
+            calls.append((module._sk_cuda_border[grid, block],
+                          (*arrays, out, c0, c1, mode, cval_acc, cval_out, acc_marker, *params)))
     if not simulated():
-        launch(*arrays, out, mode, cval_acc, cval_out, acc_marker, *params)
+        for launch, args in calls:
+            launch(*args)
         return
     # Compiled code wraps integers and overflows floats silently; the simulator's NumPy scalars
     # warn instead. Its threads do not inherit np.errstate, so the warnings are filtered.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        launch(*arrays, out, mode, cval_acc, cval_out, acc_marker, *params)
+        for launch, args in calls:
+            launch(*args)
 
 
 def synchronize() -> None:

@@ -169,7 +169,18 @@ def _gather_apply(program, shape, dtypes, centre, sels, *blocks_per_array):
         for block, (src, dst) in zip(blocks, sels):
             region[dst] = block[src]
         regions.append(region)
-    return np.ascontiguousarray(program(*regions)[centre])
+    return _contiguous(program(*regions)[centre])
+
+
+def _contiguous(a):
+    """A C-contiguous copy where needed, in the array's own library (NumPy or CuPy chunks)."""
+    if isinstance(a, np.ndarray):
+        return np.ascontiguousarray(a)
+    if type(a).__module__.startswith("cupy"):
+        import cupy
+
+        return cupy.ascontiguousarray(a)
+    return a
 
 
 def _gathered(program, arrays, axis_plans, meta):
