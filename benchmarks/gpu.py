@@ -1,13 +1,21 @@
 """Side-by-side GPU benchmark: stencilkit's CUDA backend against its peers, in one run.
 
-    python benchmarks/gpu.py [--quick] [--scale 1.0]
+    python benchmarks/gpu.py [--quick] [--scale 1.0] [--rounds 10] [--only NAME]
 
-Workloads (the issue's): a 3 x 3 int8 mean on a 16384 x 16384 array and on a 200 x 2048 x 2048
-stack, a Gaussian (sigma 2) on float32, a 2 x 2 block mean (uint8). Each beside, in the same run:
-a device-to-device copy of the input (the memory limit), the classic hand-written numba.cuda
-kernel (``cuda.grid`` and an ``if 1 <= i < n - 1`` guard, as users write it today) and
-cupyx.scipy.ndimage where CuPy is installed. Prints the best time, bandwidth (bytes read +
-written) and the ratio to the copy; the target is >= 0.7 x the copy for the 3 x 3 mean.
+Workloads (issue "CUDA backend at memory speed"): a 3 x 3 int8 mean on 16384^2 and on a
+200 x 2048 x 2048 stack; a float32 5-point heat step on 8192^2 (one call, and per step of
+``iterate``); a Gaussian (sigma 2) on float32; a 15 x 15 uniform filter, a 5 x 5 median and a
+2 x 2 block mean on uint8. Each beside, in the same run: a device-to-device copy of as many
+bytes (the memory limit), the classic hand-written numba.cuda kernel where there is one
+(``cuda.grid`` and an ``if 1 <= i < n - 1`` guard, as users write it today), cupyx.scipy.ndimage
+where CuPy is installed, and stencilkit's numba.cuda fallback (``STENCILKIT_CUDA_CPP=0``) beside
+its generated CUDA C++.
+
+Timing: interleaved rounds (each callable once per round, in turn), best of ``--rounds``; GPU
+time from CUDA events around each call (CuPy), host time from a synchronised wall clock (the
+call's Python overhead included). Prints the GPU time, bandwidth (bytes read + written, from
+the GPU time), the ratio to the copy and the speed-up over cupyx and the classic kernel.
+Targets: the 3 x 3 mean >= 0.7 x copy, the heat step >= 0.9 x.
 
 Without a GPU it says so and exits 0. ``--simulator`` runs the same code paths on tiny arrays
 under numba's CUDA simulator (a smoke test of this script, not a measurement).
@@ -16,6 +24,8 @@ under numba's CUDA simulator (a smoke test of this script, not a measurement).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
 
@@ -32,6 +42,12 @@ def smooth(x):
     return (x[-1, -1] + x[-1, 0] + x[-1, 1] +
             x[0, -1] + x[0, 0] + x[0, 1] +
             x[1, -1] + x[1, 0] + x[1, 1]) // 9
+
+
+@sk.stencil(mode="skip")
+def heat(u):
+    return u[0, 0] + np.float32(0.1) * (u[-1, 0] + u[1, 0] + u[0, -1] + u[0, 1]
+                                        - np.float32(4) * u[0, 0])
 
 
 # The hand-written numba.cuda twins users write today (2-D and stack), launched as the
@@ -58,10 +74,19 @@ def classic3(a, out):
                         + a[k, i + 1, j - 1] + a[k, i + 1, j] + a[k, i + 1, j + 1]) // 9
 
 
-def run2(a, out):
+@cuda.jit
+def classic_heat(u, out):
+    i, j = cuda.grid(2)
+    n, m = u.shape
+    if 1 <= i < n - 1 and 1 <= j < m - 1:
+        out[i, j] = u[i, j] + np.float32(0.1) * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1]
+                                                 + u[i, j + 1] - np.float32(4) * u[i, j])
+
+
+def run2(kernel, a, out):
     """The classic 2-D launch."""
     n, m = a.shape
-    classic2[(-(-n // 16), -(-m // 16)), (16, 16)](a, out)
+    kernel[(-(-n // 16), -(-m // 16)), (16, 16)](a, out)
 
 
 def run3(a, out):
@@ -70,8 +95,29 @@ def run3(a, out):
     classic3[(f, -(-n // 16), -(-m // 16)), (1, 16, 16)](a, out)
 
 
+@contextlib.contextmanager
+def fallback():
+    """stencilkit's numba.cuda kernels instead of its generated CUDA C++."""
+    old = os.environ.get("STENCILKIT_CUDA_CPP")
+    os.environ["STENCILKIT_CUDA_CPP"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["STENCILKIT_CUDA_CPP"]
+        else:
+            os.environ["STENCILKIT_CUDA_CPP"] = old
+
+
+def in_fallback(fn):
+    def call():
+        with fallback():
+            fn()
+    return call
+
+
 class Device:
-    """Arrays and copies on the GPU: CuPy when installed, numba device arrays otherwise."""
+    """Arrays, copies and timers on the GPU: CuPy when installed, numba device arrays otherwise."""
 
     def __init__(self):
         try:
@@ -81,15 +127,14 @@ class Device:
             self.cupy, self.cndi = cupy, cndi
         except ImportError:
             self.cupy = self.cndi = None
-        self.cuda = cuda
 
     def put(self, host):
-        return self.cupy.asarray(host) if self.cupy is not None else self.cuda.to_device(host)
+        return self.cupy.asarray(host) if self.cupy is not None else cuda.to_device(host)
 
     def empty_like(self, x):
         if self.cupy is not None:
             return self.cupy.empty_like(x)
-        return self.cuda.device_array(x.shape, x.dtype)
+        return cuda.device_array(x.shape, x.dtype)
 
     def copy(self, src, dst):
         if self.cupy is not None:
@@ -99,41 +144,80 @@ class Device:
 
     def sync(self):
         cuda_backend.synchronize()
+        if self.cupy is not None:
+            self.cupy.cuda.Device().synchronize()
 
 
-def best_times(table, dev, budget, min_rounds=3, max_rounds=30):
-    """Best time of each callable (synchronised), in interleaved rounds as benchmarks/core.py."""
+def best_times(table, dev, rounds):
+    """``{name: (GPU seconds, host seconds)}``: best of ``rounds`` interleaved rounds.
+
+    GPU time from CUDA events around the call (NaN without CuPy); host time from a
+    synchronised wall clock around the same call.
+    """
     for fn in table.values():
         fn()  # compile and warm up
     dev.sync()
-    best = dict.fromkeys(table, float("inf"))
-    start = time.perf_counter()
-    rounds = 0
-    while rounds < (min_rounds if budget else 1) or (
-            time.perf_counter() - start < budget * len(table) and rounds < max_rounds):
+    best = {name: [float("inf"), float("inf")] for name in table}
+    events = None
+    if dev.cupy is not None:
+        events = (dev.cupy.cuda.Event(), dev.cupy.cuda.Event())
+    for _ in range(rounds):
         for name, fn in table.items():
             dev.sync()
             t0 = time.perf_counter()
+            if events:
+                events[0].record()
             fn()
+            if events:
+                events[1].record()
+                events[1].synchronize()
             dev.sync()
-            best[name] = min(best[name], time.perf_counter() - t0)
-        rounds += 1
-    return best
+            host = time.perf_counter() - t0
+            if events:
+                gpu = dev.cupy.cuda.get_elapsed_time(*events) / 1e3
+                best[name][0] = min(best[name][0], gpu)
+            best[name][1] = min(best[name][1], host)
+    if events is None:
+        return {name: (float("nan"), host) for name, (_, host) in best.items()}
+    return {name: tuple(v) for name, v in best.items()}
 
 
-def report(title, nbytes, results):
-    t_copy = results["device-to-device copy (limit)"]
-    print(f"\n{title}  ({nbytes / 1e9:.2f} GB read + written per call)")
-    for name, t in results.items():
-        print(f"  {name:<40} {t * 1e3:9.3f} ms {nbytes / t / 1e9:8.1f} GB/s "
-              f"{t_copy / t:6.2f} x copy")
+COPY = "device-to-device copy (limit)"
+
+
+def report(title, nbytes, results, peers=("cupyx", "classic")):
+    """Print a table; speed-ups are over the rows whose names start with ``peers``."""
+    def t_of(name):
+        gpu, host = results[name]
+        return gpu if gpu == gpu else host  # NaN without CUDA events: the host time
+
+    t_copy = t_of(COPY)
+    refs = {p: next((n for n in results if n.startswith(p)), None) for p in peers}
+    clock = "GPU (events)" if results[COPY][0] == results[COPY][0] else "host"
+    print(f"\n{title}  ({nbytes / 1e9:.3f} GB read + written per call; times: {clock})")
+    print(f"  {'':<46} {'time':>9} {'host':>9} {'GB/s':>7} {'x copy':>7}"
+          + "".join(f" {'vs ' + p:>11}" for p, r in refs.items() if r))
+    for name in results:
+        t = t_of(name)
+        cols = [f"{t * 1e3:7.3f}ms", f"{results[name][1] * 1e3:7.3f}ms",
+                f"{nbytes / t / 1e9:7.0f}", f"{t_copy / t:7.2f}"]
+        for r in refs.values():
+            if r:
+                cols.append(f"{t_of(r) / t:10.1f}x")
+        print(f"  {name:<46} " + " ".join(cols))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="shorter timing budget")
+    parser.add_argument("--quick", action="store_true", help="3 rounds instead of 10")
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="linear scale of every array side (0.25: a sixteenth of the data)")
+    parser.add_argument("--only", help="run the workloads whose title contains this text")
+    parser.add_argument("--geometry", action="store_true",
+                        help="instead: sweep the C++ kernels' rows per strip and block shapes "
+                             "(3 x 3 int8 mean, heat step) to choose stencilkit.codegen_cpp's "
+                             "ROWS / BLOCK_WORDS / BLOCK_PLAIN")
     parser.add_argument("--simulator", action="store_true",
                         help="smoke-test the script under NUMBA_ENABLE_CUDASIM=1 on tiny arrays")
     args = parser.parse_args(argv)
@@ -146,64 +230,142 @@ def main(argv=None):
               "(--simulator runs this script's code paths on tiny arrays)")
         return 0
     scale = 1 / 512 if args.simulator else args.scale
-    budget = 0.0 if args.simulator else (0.3 if args.quick else 1.0)
+    rounds = 1 if args.simulator else (3 if args.quick else args.rounds)
     side = max(16, int(16384 * scale))
     stack = (max(2, int(200 * min(1.0, scale * 4))), max(16, int(2048 * scale)),
              max(16, int(2048 * scale)))
     gside = max(16, int(8192 * scale))
     dev = Device()
     rng = np.random.default_rng(0)
-    print(f"stencilkit {sk.__version__} on {why}; CuPy: "
-          f"{dev.cupy.__version__ if dev.cupy is not None else 'not installed'}")
+    import numba
+
+    print(f"stencilkit {sk.__version__}, numba {numba.__version__}, NumPy {np.__version__}, "
+          f"CuPy {dev.cupy.__version__ if dev.cupy is not None else 'not installed'}")
+    print(f"device: {why}")
+
+    def wanted(title):
+        return not args.only or args.only in title
+
+    if args.geometry:
+        return sweep_geometry(dev, rng, side, gside, rounds)
 
     def mean_table(host, classic):
         x = dev.put(host)
         out = dev.empty_like(x)
         table = {
-            "device-to-device copy (limit)": lambda: dev.copy(x, out),
+            COPY: lambda: dev.copy(x, out),
             "stencilkit smooth(x, out=out)": lambda: smooth(x, out=out),
             "stencilkit smooth(x)": lambda: smooth(x),
+            "stencilkit, numba.cuda fallback": in_fallback(lambda: smooth(x, out=out)),
             "classic numba.cuda kernel": lambda: classic(x, out),
         }
         if dev.cndi is not None:
             size = (1,) * (host.ndim - 2) + (3, 3)
             table["cupyx.scipy.ndimage.uniform_filter"] = \
-                lambda: dev.cndi.uniform_filter(x, size)
+                lambda: dev.cndi.uniform_filter(x, size, output=out)
         return table
 
-    a = rng.integers(0, 127, (side, side), dtype=np.int8)
-    report(f"3 x 3 int8 mean, {side} x {side}", 2 * a.nbytes,
-           best_times(mean_table(a, run2), dev, budget))
-    s = rng.integers(0, 127, stack, dtype=np.int8)
-    report(f"3 x 3 int8 mean, stack {stack}", 2 * s.nbytes,
-           best_times(mean_table(s, run3), dev, budget))
-    del s
+    title = f"3 x 3 int8 mean, {side} x {side}"
+    if wanted(title):
+        a = rng.integers(0, 127, (side, side), dtype=np.int8)
+        report(title, 2 * a.nbytes,
+               best_times(mean_table(a, lambda x, o: run2(classic2, x, o)), dev, rounds))
+    title = f"3 x 3 int8 mean, stack {stack}"
+    if wanted(title):
+        s = rng.integers(0, 127, stack, dtype=np.int8)
+        report(title, 2 * s.nbytes, best_times(mean_table(s, run3), dev, rounds))
+        del s
 
-    g = rng.standard_normal((gside, gside)).astype(np.float32)
-    x = dev.put(g)
-    out = dev.empty_like(x)
-    table = {
-        "device-to-device copy (limit)": lambda: dev.copy(x, out),
-        "stencilkit gaussian_filter(sigma=2)": lambda: filters.gaussian_filter(x, 2.0),
-    }
-    if dev.cndi is not None:
-        table["cupyx.scipy.ndimage.gaussian_filter"] = lambda: dev.cndi.gaussian_filter(x, 2.0)
-    report(f"Gaussian sigma=2 float32, {gside} x {gside}", 2 * g.nbytes,
-           best_times(table, dev, budget))
+    title = f"heat step float32, {gside} x {gside}"
+    if wanted(title):
+        u = dev.put(rng.random((gside, gside), dtype=np.float32))
+        uo = dev.empty_like(u)
+        steps = 2 if args.simulator else 20
+        report(title, 2 * u.nbytes * 1, best_times({
+            COPY: lambda: dev.copy(u, uo),
+            "stencilkit heat(u, out=o)": lambda: heat(u, out=uo),
+            "stencilkit, numba.cuda fallback": in_fallback(lambda: heat(u, out=uo)),
+            "classic numba.cuda kernel": lambda: run2(classic_heat, u, uo),
+        }, dev, rounds))
+        it = best_times({COPY: lambda: [dev.copy(u, uo) for _ in range(steps)],
+                         f"stencilkit heat.iterate(u, steps={steps})":
+                             lambda: heat.iterate(u, steps=steps)}, dev, rounds)
+        report(f"{title}, {steps} steps per call (iterate; copy: {steps} copies)",
+               2 * u.nbytes * steps, it)
 
-    u = rng.integers(0, 255, (side, side), dtype=np.uint8)
-    x = dev.put(u)
-    out = dev.empty_like(x)
-    table = {
-        "device-to-device copy (limit)": lambda: dev.copy(x, out),
-        "stencilkit block_reduce(x, 2)": lambda: resample.block_reduce(x, 2),
-    }
-    if dev.cupy is not None:
-        h = side // 2
-        table["cupy reshape(...).mean((1, 3))"] = \
-            lambda: x[:2 * h, :2 * h].reshape(h, 2, h, 2).mean((1, 3)).astype(np.uint8)
-    report(f"2 x 2 block mean uint8, {side} x {side}", u.nbytes * 5 // 4,
-           best_times(table, dev, budget))
+    title = f"Gaussian sigma=2 float32, {gside} x {gside}"
+    if wanted(title):
+        g = rng.standard_normal((gside, gside)).astype(np.float32)
+        x = dev.put(g)
+        out = dev.empty_like(x)
+        table = {COPY: lambda: dev.copy(x, out),
+                 "stencilkit gaussian_filter(sigma=2)": lambda: filters.gaussian_filter(x, 2.0)}
+        if dev.cndi is not None:
+            table["cupyx.scipy.ndimage.gaussian_filter"] = \
+                lambda: dev.cndi.gaussian_filter(x, 2.0)
+        report(title, 2 * g.nbytes, best_times(table, dev, rounds))
+
+    u8 = rng.integers(0, 255, (gside, gside), dtype=np.uint8)
+    x8 = dev.put(u8)
+    o8 = dev.empty_like(x8)
+    for title, ours, theirs in [
+        (f"uniform_filter 15 x 15 uint8, {gside} x {gside}",
+         lambda: filters.uniform_filter(x8, 15),
+         lambda: dev.cndi.uniform_filter(x8, 15)),
+        (f"median_filter 5 x 5 uint8, {gside} x {gside}",
+         lambda: filters.median_filter(x8, 5),
+         lambda: dev.cndi.median_filter(x8, 5)),
+    ]:
+        if wanted(title) and not args.simulator:
+            table = {COPY: lambda: dev.copy(x8, o8), "stencilkit": ours}
+            if dev.cndi is not None:
+                table["cupyx.scipy.ndimage"] = theirs
+            report(title, 2 * u8.nbytes, best_times(table, dev, rounds))
+
+    title = f"2 x 2 block mean uint8, {side} x {side}"
+    if wanted(title):
+        u = rng.integers(0, 255, (side, side), dtype=np.uint8)
+        x = dev.put(u)
+        out = dev.empty_like(x)
+        table = {
+            COPY: lambda: dev.copy(x, out),
+            "stencilkit block_reduce(x, 2)": lambda: resample.block_reduce(x, 2),
+        }
+        if dev.cupy is not None:
+            h = side // 2
+            table["cupy reshape(...).mean((1, 3))"] = \
+                lambda: x[:2 * h, :2 * h].reshape(h, 2, h, 2).mean((1, 3)).astype(np.uint8)
+        report(title, u.nbytes * 5 // 4, best_times(table, dev, rounds), peers=("cupy",))
+    return 0
+
+
+def sweep_geometry(dev, rng, side, gside, rounds):
+    """Time the generated kernels over rows per strip x block shapes; print the best."""
+    from stencilkit import codegen_cpp
+
+    saved = (codegen_cpp.ROWS, codegen_cpp.BLOCK_WORDS, codegen_cpp.BLOCK_PLAIN)
+    cases = [
+        ("3 x 3 int8 mean (words)", rng.integers(0, 127, (side, side), dtype=np.int8), smooth,
+         "BLOCK_WORDS", [(64, 4, 1), (128, 2, 1), (32, 8, 1), (256, 1, 1)]),
+        ("heat float32 (one column per thread)", rng.random((gside, gside), dtype=np.float32),
+         heat, "BLOCK_PLAIN", [(128, 2, 1), (256, 1, 1), (64, 4, 1), (32, 8, 1)]),
+    ]
+    try:
+        for title, host, st, which, blocks in cases:
+            x = dev.put(host)
+            out = dev.empty_like(x)
+            table = {COPY: lambda x=x, out=out: dev.copy(x, out)}
+            for rows in (8, 16, 32, 64):
+                for block in blocks:
+                    def call(rows=rows, block=block, which=which, st=st, x=x, out=out):
+                        codegen_cpp.ROWS = rows
+                        setattr(codegen_cpp, which, block)
+                        st(x, out=out)
+                    table[f"rows {rows:>2} block {block[:2]}"] = call
+            report(f"geometry: {title}, {host.shape}", 2 * host.nbytes,
+                   best_times(table, dev, rounds), peers=())
+    finally:
+        codegen_cpp.ROWS, codegen_cpp.BLOCK_WORDS, codegen_cpp.BLOCK_PLAIN = saved
     return 0
 
 

@@ -783,7 +783,13 @@ class _Translator:
         self.intervals()
         decls, lines = [], []
         compound = {}
-        for var in sorted(self.typemap):
+        # declarations in the order the body first defines the variables
+        order = {}
+        for label in sorted(self.fir.blocks):
+            for stmt in self.fir.blocks[label].body:
+                if isinstance(stmt, self.ir.Assign):
+                    order.setdefault(stmt.target.name, len(order))
+        for var in sorted(self.typemap, key=lambda v: (order.get(v, len(order)), v)):
             if var.startswith("arg.") or var in self.fir.arg_names:
                 continue
             t = types.unliteral(self.ty(var))

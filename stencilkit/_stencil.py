@@ -533,8 +533,8 @@ class Stencil:
         True
         >>> print(src[src.index("SK_FN sk_i32 mean3_body"):].split("}")[0] + "}")
         SK_FN sk_i32 mean3_body(sk_i32 x_m1, sk_i32 x_p0, sk_i32 x_p1) {
-          sk_i32 t_binop_add14_4;
           sk_i32 t_binop_add8_2;
+          sk_i32 t_binop_add14_4;
           sk_i32 t_binop_floordiv20_6;
           sk_i32 t_24return_value_7;
           goto L0;

@@ -364,9 +364,9 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
     """The launches ``[(kernel, grid, block, (rows, c0, c1))]`` of one application.
 
     For a ``(B, *core)`` array: the interior kernel (``cols`` outputs per thread) and the border
-    kernel. The interior kernel's threads each walk a strip of ``rows`` rows (``ROWS``, fewer when the
-    grid would not fill the GPU); ``simulator`` keeps the thread count small instead (every
-    simulated thread is a Python thread).
+    kernel. The interior kernel's threads each walk a strip of ``rows`` rows (``ROWS``, fewer
+    when the grid would not fill the GPU); ``simulator`` keeps the thread count small instead
+    (every simulated thread is a Python thread).
     """
     k = len(radius)
     B, core = wshape[0], wshape[1:]

@@ -83,3 +83,63 @@ def run(mod: codegen_cpp.Module, inputs, out, *, mode, cval=0, cvout=0, params=(
         fn.restype = None
         fn(*args)
     return out
+
+
+class FakeCupy:
+    """A stand-in for the ``cupy`` module, enough for stencilkit.backends.cuda_cpp: arrays wrap
+    NumPy arrays (or the CUDA simulator's), and a RawModule's kernels run on the host through
+    :func:`build`. It lets the tests drive the C++ path's glue (compile, launch, arguments)
+    end to end without a GPU. Each launch is recorded in ``launched``."""
+
+    __version__ = "fake"
+
+    def __init__(self):
+        import types
+
+        self.launched = []
+        self.options = []
+        outer = self
+
+        class ndarray:  # noqa: N801 - CuPy's name
+            def __init__(self, host):
+                self.host = host
+                self.shape = host.shape
+                self.itemsize = host.itemsize
+                self.data = types.SimpleNamespace(ptr=host.ctypes.data)
+
+        class Kernel:
+            def __init__(self, lib, name):
+                self.fn = getattr(lib, f"{name}_host")
+                self.name = name
+
+            def __call__(self, grid, block, args):
+                outer.launched.append(self.name)
+                cargs = [ctypes.c_uint(v) for v in (*grid, *block)]
+                for a in args:
+                    if isinstance(a, ndarray):
+                        cargs.append(ctypes.c_void_p(a.data.ptr))
+                    else:
+                        cargs.append(_CTYPES[np.asarray(a).dtype](a.item()))
+                self.fn.restype = None
+                self.fn(*cargs)
+
+        class RawModule:
+            def __init__(self, code, options=()):
+                outer.options.append(tuple(options))
+                self.lib = build(code)
+
+            def get_function(self, name):
+                return Kernel(self.lib, name)
+
+        class CompileException(Exception):
+            pass
+
+        self.ndarray = ndarray
+        self.RawModule = RawModule
+        self.cuda = types.SimpleNamespace(
+            compiler=types.SimpleNamespace(CompileException=CompileException))
+
+    def asarray(self, a):
+        host = getattr(a, "_ary", a)  # the simulator's device arrays wrap a NumPy array
+        assert isinstance(host, np.ndarray) and host.flags.c_contiguous
+        return self.ndarray(host)

@@ -168,6 +168,8 @@ def test_run_time_offsets():
 
 def test_options_out_dtype_acc_and_axes():
     a = sample((3, 5, 16), np.int16, seed=6)
+    # the options tests/test_cuda.py uses (their CPU kernels are compiled once per run), and
+    # acc=int32, whose reads are narrowed to 32 bits in C++ as well
     for options in [{"out_dtype": np.float32}, {"acc": np.float64}, {"out_dtype": np.int8},
                     {"acc": np.int32}, {"mode": "constant", "cval": -5},
                     {"mode": "constant", "cval": 10**6}, {"axes": (0, 2)}, {"axes": (2, 1)}]:
@@ -354,7 +356,7 @@ def test_no_fused_multiply_add_unless_fastmath():
     assert "fma.rn" in cuda_cpp.ptx(src, "compute_90", fastmath=True)
 
 
-# -- the filters' generated kernels, as they reach a GPU, through the C++ path ----------------------
+# -- the filters' generated kernels, as they reach a GPU, through the C++ path -------------------
 
 class _HostStencil:
     """A filter's generated Stencil whose calls run the C++ path on the host."""
@@ -390,9 +392,16 @@ def _filter_cases():
     return [(e, i, p) for e in TABLE for i, p in enumerate(e.params or ({},))]
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32], ids=["uint8", "float32"])
-@pytest.mark.parametrize("entry,i,params", _filter_cases(),
-                         ids=[f"{e.name}-{i}" for e, i, _ in _filter_cases()])
+def _filter_dtype_cases():
+    # uint8 for every entry (rounding with np.rint, saturation, integer sums); float32 for the
+    # first parameters of each (the same kernels with float literals), to keep the cold run short
+    return [(e, i, p, d) for e, i, p in _filter_cases() for d in (np.uint8, np.float32)
+            if d == np.uint8 or i == 0]
+
+
+@pytest.mark.parametrize("entry,i,params,dtype", _filter_dtype_cases(),
+                         ids=[f"{e.name}-{i}-{np.dtype(d).name}"
+                              for e, i, _, d in _filter_dtype_cases()])
 def test_filter_kernels_through_the_cpp_path(entry, i, params, dtype):
     # as tests/test_cuda_filters.py on the simulator: against the CPU's own paths (the same
     # generated kernels for small windows, running sums and van Herk lines for large ones)
@@ -410,3 +419,79 @@ def test_filter_kernels_through_the_cpp_path(entry, i, params, dtype):
             assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
         else:
             np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+
+
+# -- the C++ path's glue, end to end: Stencil -> choose -> compile -> launch (host kernels) -----
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """The C++ path with a stand-in CuPy whose kernels run on the host (needs the simulator's
+    device arrays for the rest of the CUDA backend)."""
+    import sys
+
+    from stencilkit.backends import cuda as cuda_backend
+
+    if not cuda_backend.simulated():
+        pytest.skip("drives the C++ path through the simulator's arrays")
+    fake = cpp_host.FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setitem(sys.modules, "cupy.cuda", fake.cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.compiler", fake.cuda.compiler)
+    monkeypatch.setattr(cuda_cpp, "available", lambda: (True, "a stand-in CuPy (test)"))
+    monkeypatch.setattr(cuda_cpp, "_KERNELS", {})
+    return fake
+
+
+def test_calls_take_the_cpp_path_end_to_end(fake_gpu):
+    a = sample((2, 9, 24), np.uint8)
+    for mode in MODES:
+        kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
+        same(smooth(a, target="cuda", **kw), smooth(a, **kw))
+    assert set(fake_gpu.launched) == {"smooth_py_interior_w", "smooth_py_border"}
+    assert all("--fmad=false" in o for o in fake_gpu.options)
+    assert "generated CUDA C++ (a stand-in CuPy (test))" in smooth.explain(a, target="cuda")
+    # parameters, several inputs, out=, iterate (two device buffers), fastmath's options
+    x, y = sample((7, 10), np.float32, seed=1), sample((7, 10), np.float32, seed=2)
+    same(blend(x, y, 0.25, target="cuda"), blend(x, y, 0.25))
+    out = np.empty_like(x)
+    assert blend(x, y, np.float32(2), target="cuda", out=out) is out
+    same(out, blend(x, y, np.float32(2)))
+    same(smooth.iterate(x, steps=5, target="cuda", mode="wrap"),
+         smooth.iterate(x, steps=5, mode="wrap"))
+    blend(x, y, 0.25, target="cuda", fastmath=True)
+    assert ("-std=c++17", "--fmad=true") in fake_gpu.options
+
+
+def test_unsupported_kernels_fall_back_to_numba_cuda(fake_gpu):
+    import numba
+
+    @numba.njit
+    def twice(v):
+        return 2 * v
+
+    @sk.stencil
+    def helper_call(x):
+        return twice(x[0, 0]) + x[0, 1]
+
+    a = sample((5, 8), np.int16)
+    same(helper_call(a, target="cuda"), helper_call(a))
+    assert not fake_gpu.launched
+    assert "numba.cuda (the fallback)" in helper_call.explain(a, target="cuda")
+    assert "jitted function 'twice'" in helper_call.explain(a, target="cuda")
+
+
+def test_an_nvrtc_failure_warns_and_falls_back(fake_gpu, monkeypatch):
+    def broken(code, options=()):
+        raise fake_gpu.cuda.compiler.CompileException("stencilkit.cu(1): error: (test)")
+
+    monkeypatch.setattr(fake_gpu, "RawModule", broken)
+
+    @sk.stencil
+    def east(x):
+        return x[0, 1]
+
+    a = sample((4, 6), np.int32)
+    with pytest.warns(RuntimeWarning, match="NVRTC could not compile"):
+        same(east(a, target="cuda"), east(a))
+    same(east(a, target="cuda"), east(a))  # remembered: no second attempt, no warning
+    assert "NVRTC failed" in east.explain(a, target="cuda")

@@ -198,19 +198,38 @@ def _narrow_ok(plan) -> bool:
 
 # -- compiling and launching -------------------------------------------------------------------
 
-_RAW: dict = {}
+_KERNELS: dict = {}
 
 
-def _raw(mod, fastmath: bool):
-    """The compiled CuPy RawModule of ``mod`` (NVRTC; CuPy caches the binary on disk)."""
-    import cupy
+def kernels(mod, fastmath: bool) -> dict:
+    """``{name: CuPy RawKernel}`` of ``mod``, compiled once by NVRTC.
 
+    CuPy keeps the binary in its on-disk cache. Raises :class:`CompileError` if NVRTC rejects
+    the module.
+    """
     key = (mod.source, fastmath)
-    raw = _RAW.get(key)
-    if raw is None:
-        raw = cupy.RawModule(code=mod.source, options=FASTMATH_OPTIONS if fastmath else OPTIONS)
-        _RAW[key] = raw
-    return raw
+    found = _KERNELS.get(key)
+    if found is None:
+        import cupy
+
+        try:
+            raw = cupy.RawModule(code=mod.source,
+                                 options=FASTMATH_OPTIONS if fastmath else OPTIONS)
+            found = {name: raw.get_function(name) for name in mod.kernels}
+        except Exception as exc:
+            from cupy.cuda.compiler import CompileException
+
+            if isinstance(exc, CompileException):
+                text = str(exc).strip()
+                raise CompileError(text.splitlines()[0] if text else type(exc).__name__) \
+                    from exc
+            raise
+        _KERNELS[key] = found
+    return found
+
+
+class CompileError(Exception):
+    """NVRTC rejected an emitted module."""
 
 
 def as_cupy(a):
@@ -220,34 +239,21 @@ def as_cupy(a):
     return a if isinstance(a, cupy.ndarray) else cupy.asarray(a)
 
 
-class CompileError(Exception):
-    """NVRTC rejected an emitted module."""
-
-
 def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
     """Launch ``mod`` on C-contiguous ``(B, *core)`` device arrays into ``out``.
 
     Raises :class:`CompileError` (before launching anything) if NVRTC rejects the module.
     """
+    found = kernels(mod, fastmath)
     arrays = [as_cupy(a) for a in arrays]
     out = as_cupy(out)
     items = [(a.data.ptr, a.shape[-1], a.itemsize) for a in arrays]
     words = codegen_cpp.words_ok(mod, items, (out.data.ptr, out.shape[-1], out.itemsize))
-    try:
-        raw = _raw(mod, fastmath)
-        for kname in mod.kernels:
-            raw.get_function(kname)  # compiles the module on first use
-    except Exception as exc:
-        from cupy.cuda.compiler import CompileException
-
-        if isinstance(exc, CompileException):
-            raise CompileError(str(exc).strip().splitlines()[0] if str(exc) else
-                               type(exc).__name__) from exc
-        raise
-    for kname, grid, block, (rows, c0, c1) in mod.launches(tuple(out.shape), words):
-        scalars = mod.scalars(tuple(out.shape), rows, c0, c1, plan.mode, plan.cval_acc,
-                              plan.cval_out, params)
-        raw.get_function(kname)(grid, block, (*arrays, out, *scalars))
+    wshape = tuple(out.shape)
+    for kname, grid, block, (rows, c0, c1) in mod.launches(wshape, words):
+        scalars = mod.scalars(wshape, rows, c0, c1, plan.mode, plan.cval_acc, plan.cval_out,
+                              params)
+        found[kname](grid, block, (*arrays, out, *scalars))
 
 
 def compile_failed(exc) -> None:
