@@ -388,7 +388,6 @@ class _Translator:
         self.used: set = set()
         self.inexact: set = set()
         self.consts: dict = {}        # var -> Python constant (module, function, number, ...)
-        self.const_defs: dict = {}    # var -> number of definitions
         self.iv: dict = {}            # var -> integer interval
         self.expr_iv: dict = {}       # id(expr) -> interval of its result
         self.iter_root: dict = {}     # range iterator var -> the getiter var that made it
@@ -418,12 +417,6 @@ class _Translator:
         """Whether a value of type ``t`` with interval ``iv`` is computed in 32 bits."""
         t = self.types.unliteral(t)
         return t == self.types.int64 and _within(iv, I32)
-
-    def vctype(self, var) -> str:
-        t = self.ty(var)
-        if self.narrow(t, self.iv.get(var)):
-            return "sk_i32"
-        return ctype(t)
 
     # ---- pass 1: constants, iterator aliases
     def scan(self):

@@ -438,9 +438,10 @@ def index_width(sizes, radius) -> bool:
     """Whether some array needs 64-bit indices.
 
     True for 2**31 elements or more, counting the offsets a border read may add before the
-    mode maps it back.
+    mode maps it back and the stride of the border kernel's grid-stride loop (at most
+    ``2**20`` blocks of 256 threads), which must not overflow a 32-bit counter either.
     """
-    reach = sum(max(b, a) for b, a in radius) + 1
+    reach = sum(max(b, a) for b, a in radius) + 1 + (1 << 20) * BLOCK_1D[0]
     return any(s + reach >= 2**31 for s in sizes)
 
 

@@ -94,6 +94,12 @@ def loops(x):
     return s // 4 + x[0, 0]
 
 
+@sk.stencil(mode="wrap")
+def life(x):  # the README's Game of Life: Python's `or`/`and` values, bool in and out
+    n = x[-1, -1] + x[-1, 0] + x[-1, 1] + x[0, -1] + x[0, 1] + x[1, -1] + x[1, 0] + x[1, 1]
+    return n == 3 or (x[0, 0] and n == 2)
+
+
 @sk.stencil
 def clip(x, lo, hi):
     v = x[0, 0] * 3 - x[0, -1]
@@ -116,6 +122,7 @@ CASES = [
     (float_ops, [np.float32, np.float64], [(6, 12)]),
     (box5, [np.int8, np.float32], [(8, 12), (3, 2)]),
     (loops, [np.uint8, np.float64], [(7, 13)]),
+    (life, [np.bool_], [(9, 24), (5, 7)]),
 ]
 
 
@@ -495,3 +502,10 @@ def test_an_nvrtc_failure_warns_and_falls_back(fake_gpu, monkeypatch):
         same(east(a, target="cuda"), east(a))
     same(east(a, target="cuda"), east(a))  # remembered: no second attempt, no warning
     assert "NVRTC failed" in east.explain(a, target="cuda")
+
+
+def test_index_width_leaves_room_for_offsets_and_the_grid_stride():
+    r = smooth.radius
+    assert not codegen_cpp.index_width([2**30], r)
+    assert codegen_cpp.index_width([2**31 - 2**20], r)  # a grid-stride step past 2**31
+    assert codegen_cpp.index_width([2**31], r) and codegen_cpp.index_width([10, 2**33], r)

@@ -33,7 +33,7 @@ from numba import types as T  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import stencilkit as sk  # noqa: E402
-from stencilkit import _cpp_body, _cuda_blocks, filters  # noqa: E402
+from stencilkit import _cpp_body, _cuda_blocks, filters, resample  # noqa: E402
 from stencilkit.backends import cuda_cpp  # noqa: E402
 
 
@@ -108,6 +108,9 @@ def cases():
             filters.sobel(a, 0)
             filters.laplace(a)
             filters.correlate(a, np.array([[0.5, 1.0], [0.25, 2.0]]))
+            # pyramid_down on a device array: the binomial prefilter as a generated stencil
+            w = np.multiply.outer(resample._BINOMIAL, resample._BINOMIAL)
+            resample._binomial(a, w, (0, 1), "reflect", 256)
     finally:
         filters._compiled = original
         filters._gpu = gpu
