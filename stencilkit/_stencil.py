@@ -501,7 +501,10 @@ class Stencil:
                          plan.mode, plan.cval_acc, plan.cval_out, plan.acc0, self.radius)
 
     def _cuda_plan(self, args, kwargs):
-        """(plan, params) of a call as the CUDA backend would make it (no GPU needed)."""
+        """``(plan, params, arrays, overrides)`` of a call as the CUDA backend makes it.
+
+        Needs no GPU; ``params`` are the NumPy scalars the kernels receive.
+        """
         arrays, params, overrides = self._split_args(args, kwargs)
         host = self._host_arrays(arrays, params, None, "cuda", device=True)
         plan = self._plan(host, None, overrides)
@@ -546,12 +549,12 @@ class Stencil:
           return t_24return_value_7;
         }
         """
+        import numba
+
         from . import _cpp_body, codegen_cpp
         from .backends import cuda_cpp
 
         plan, params, _, _ = self._cuda_plan(args, kwargs)
-        import numba
-
         sizes = [math.prod(plan.wshape)]
         try:
             mod = cuda_cpp.module_for(
@@ -568,7 +571,8 @@ class Stencil:
         """Say how a call with these arguments would run: backend, kernel path and why.
 
         For the CUDA backend: whether the generated CUDA C++ or the numba.cuda fallback runs
-        (and why), the accumulator narrowing, the index width and the launches.
+        (and why), the accumulator narrowing, the index width and the launches (assuming the
+        arrays' rows start on 4-byte boundaries, as fresh allocations do).
 
         Examples
         --------
@@ -593,7 +597,7 @@ class Stencil:
             return (f"{what}: the Dask backend; each chunk's region (halo {self.radius}) runs "
                     "on the backend its chunks' type selects")
         if not self._on_cuda(arrays, overrides):
-            plan, _ = self._prepare(arrays, params, None, overrides)
+            plan = self._plan(self._host_arrays(arrays, params, None, None), None, overrides)
             how = "parallel threads" if plan.parallel else "one thread"
             return (f"{what}: the CPU backend (numba), {how}; accumulator "
                     f"{plan.acc0.dtype}, output {plan.out_dtype}")
@@ -615,6 +619,13 @@ class Stencil:
         if mod.inexact:
             lines.append(f"  note: {', '.join(mod.inexact)} use CUDA's libdevice, whose last bits "
                          "may differ from the CPU's libm")
+        row_bytes = [plan.wshape[-1] * d.itemsize for d in (*plan.work_dtypes, plan.wout)]
+        words = mod.cols and all(b % 4 == 0 for b in row_bytes)
+        for name, grid, block, (rows, c0, c1) in mod.launches(plan.wshape, bool(words)):
+            what = "border" if name.endswith("_border") else (
+                f"interior columns {c0}..{c1 - 1}, {rows} row(s) per thread"
+                + (f", {mod.cols} outputs per thread in 32-bit words" if words else ""))
+            lines.append(f"  launch {name}: grid {grid} x block {block}: {what}")
         return "\n".join(lines)
 
     def _prepare_cuda(self, arrays, params, out, overrides):

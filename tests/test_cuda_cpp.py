@@ -509,3 +509,11 @@ def test_index_width_leaves_room_for_offsets_and_the_grid_stride():
     assert not codegen_cpp.index_width([2**30], r)
     assert codegen_cpp.index_width([2**31 - 2**20], r)  # a grid-stride step past 2**31
     assert codegen_cpp.index_width([2**31], r) and codegen_cpp.index_width([10, 2**33], r)
+
+
+def test_explain_describes_the_cpp_launches(fake_gpu):
+    text = smooth.explain(np.zeros((2, 64, 100), np.uint8), target="cuda")
+    assert "generated CUDA C++" in text and "32-bit indices" in text
+    assert "launch smooth_py_interior_w" in text and "4 outputs per thread" in text
+    assert "launch smooth_py_border" in text
+    assert "not fused" in text and "proven to fit 32 bits" in text
