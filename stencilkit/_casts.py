@@ -110,6 +110,7 @@ def _ol_rint(x):
     # infinities) are integers or themselves already. Types as np.rint: floats keep their type.
     if isinstance(x, types.Float):
         big = np.float32(2.0**23) if x.bitwidth == 32 else np.float64(2.0**52)
+        zero = big.dtype.type(0)  # typed: an int literal would promote float32 to float64
 
         def round_float(x):
             ax = -x if x < 0 else x
@@ -118,7 +119,7 @@ def _ol_rint(x):
             y = (ax + big) - big
             if x < 0:
                 return -y
-            return y if y != 0 else x * 0
+            return y if y != 0 else x * zero  # keeps the sign of -0.0
 
         return round_float
     if isinstance(x, (types.Integer, types.Boolean)):

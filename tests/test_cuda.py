@@ -336,3 +336,24 @@ def test_explain_names_the_kernel_path():
     if cuda_backend.simulated():
         assert "numba.cuda (the fallback)" in text and "simulator" in text
     assert "CPU backend" in smooth.explain(np.ones((8, 8), np.uint8))
+
+
+def test_device_rint_rounds_half_to_even_exactly():
+    # stencilkit._casts.rint replaces np.rint on the CUDA target (numba-cuda has none); its
+    # overload is target-generic, so compiling it for the CPU checks the same arithmetic
+    import numba
+
+    from stencilkit._casts import rint
+
+    ties = np.arange(-6, 7) + 0.5
+    for dtype, big in ((np.float64, 2.0**52), (np.float32, 2.0**23)):
+        f = numba.njit(lambda x: rint(x))  # one dispatcher per dtype: no float32 -> float64
+        x = np.concatenate([ties, [0.0, -0.0, 0.49999999999999994, -0.5000001, 1e-300, -7.25,
+                                   big - 0.5, big, big + 2, -big - 2, 1e30, np.nan, np.inf,
+                                   -np.inf]]).astype(dtype)
+        got = np.array([f(v) for v in x], dtype)
+        assert [str(sig.return_type) for sig in f.nopython_signatures] == [np.dtype(dtype).name]
+        np.testing.assert_array_equal(got, np.rint(x))
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(np.rint(x)))
+    f = numba.njit(lambda x: rint(x))
+    assert f(np.int64(3)) == 3.0 and str(f.nopython_signatures[0].return_type) == "float64"
