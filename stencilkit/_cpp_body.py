@@ -219,45 +219,14 @@ def ctype(t) -> str:
 
 def dtype_ctype(dtype) -> str:
     """The C++ type arrays of ``dtype`` are read and written as (bool as its byte)."""
+    import numba
+
     dtype = np.dtype(dtype)
     if dtype.kind == "b":
         return "sk_u8"
-    if dtype.kind in "iu":
-        return f"sk_{dtype.kind}{dtype.itemsize * 8}"
-    if dtype == np.float32:
-        return "float"
-    if dtype == np.float64:
-        return "double"
-    raise Unsupported(f"arrays of dtype {dtype}")
-
-
-def literal(value, t) -> str:
-    """C++ source for the constant ``value`` of numba type ``t`` (exact: hex floats)."""
-    from numba.core import types
-
-    t = types.unliteral(t)
-    c = ctype(t)
-    if t == types.boolean:
-        return "true" if value else "false"
-    if isinstance(t, types.Integer):
-        v = int(value)
-        if t.signed:
-            lo = -(1 << (t.bitwidth - 1))
-            if v == lo:
-                return f"(({c})({v + 1}LL - 1))"
-            return f"(({c}){v}LL)"
-        return f"(({c}){v}ULL)"
-    v = float(value)
-    if t == types.float32:
-        v32 = np.float32(v)
-        if not np.isfinite(v32):
-            bits = int(np.array(v32, np.float32).view(np.uint32))
-            return f"sk_f32_bits({bits}u)"
-        return float(v32).hex() + "f"
-    if not math.isfinite(v):
-        bits = int(np.array(v, np.float64).view(np.uint64))
-        return f"sk_f64_bits({bits}ull)"
-    return v.hex()
+    if dtype.kind not in "iuf":
+        raise Unsupported(f"arrays of dtype {dtype}")
+    return ctype(numba.from_dtype(dtype))
 
 
 def type_range(t):
@@ -370,8 +339,7 @@ def _sanitize(name: str) -> str:
 
 
 class _Translator:
-    def __init__(self, func_ir, typemap, calltypes, return_type, arg_ranges, fname, readers,
-                 ndim, reader_ranges=None):
+    def __init__(self, func_ir, typemap, calltypes, return_type, arg_ranges, reader_ranges):
         from numba.core import ir, types
 
         self.ir, self.types = ir, types
@@ -380,10 +348,7 @@ class _Translator:
         self.calltypes = calltypes
         self.return_type = return_type
         self.arg_ranges = arg_ranges
-        self.fname = fname
-        self.readers = readers
-        self.ndim = ndim
-        self.reader_ranges = reader_ranges or {}
+        self.reader_ranges = reader_ranges
         self.names: dict = {}
         self.used: set = set()
         self.inexact: set = set()
@@ -1309,8 +1274,7 @@ def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
     arg_ranges += [type_range(t) if isinstance(types.unliteral(t), types.Integer)
                    or t == types.boolean else None for t in req.param_types]
     reader_ranges = {a: read_range(req.input_dtypes[a], req.acc) for a in readers}
-    tr = _Translator(func_ir, typemap, calltypes, return_type, arg_ranges, fname, readers,
-                     spec.ndim, reader_ranges)
+    tr = _Translator(func_ir, typemap, calltypes, return_type, arg_ranges, reader_ranges)
     # argument names: readable ones from the reads and the parameters
     for i, (a, offs) in enumerate(reads):
         tr.names[f"_sk_a{i}"] = access_name(a, offs)

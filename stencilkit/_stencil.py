@@ -549,19 +549,12 @@ class Stencil:
           return t_24return_value_7;
         }
         """
-        import numba
-
-        from . import _cpp_body, codegen_cpp
+        from . import _cpp_body
         from .backends import cuda_cpp
 
         plan, params, _, _ = self._cuda_plan(args, kwargs)
-        sizes = [math.prod(plan.wshape)]
         try:
-            mod = cuda_cpp.module_for(
-                self._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
-                tuple(numba.typeof(p) for p in params),
-                idx64=codegen_cpp.index_width(sizes, self.radius),
-                narrow=cuda_cpp._narrow_ok(plan))
+            mod = cuda_cpp.module_for_plan(self, plan, params)
         except _cpp_body.Unsupported as exc:
             raise StencilError(f"{self._where}: the CUDA C++ emitter does not cover this "
                                f"kernel ({exc}); on a GPU the numba.cuda kernel runs it") from None

@@ -701,6 +701,14 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool 
               "        _sk_u = _sk_t"]
     # the same enumeration as the C++ border kernel: box d has the axes before d interior,
     # axis d on the border and the later axes anything; then the band of the interior rows
+    def interior_axes(axes):
+        """Lines taking interior indices along ``axes`` (last first) from ``_sk_r``."""
+        out = []
+        for e in reversed(range(axes)):
+            out += [f"            {IX[e]} = {rb[e]} + _sk_r % _sk_I{e}",
+                    f"            _sk_r = _sk_r // _sk_I{e}"]
+        return out + ["            _sk_b = _sk_r"]
+
     for d in range(last):
         if d == 0:
             lines.append("        if _sk_u < _sk_A0:")
@@ -716,22 +724,16 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool 
                   f"            _sk_r = _sk_r // _sk_E{d}",
                   f"            if {IX[d]} >= _sk_lo{d}:",
                   f"                {IX[d]} += _sk_I{d}"]
-        for e in reversed(range(d)):
-            lines += [f"            {IX[e]} = {rb[e]} + _sk_r % _sk_I{e}",
-                      f"            _sk_r = _sk_r // _sk_I{e}"]
-        lines.append("            _sk_b = _sk_r")
+        lines += interior_axes(d)
+    band = [f"            {IX[last]} = _sk_u % _sk_band",
+            "            _sk_r = _sk_u // _sk_band",
+            f"            if {IX[last]} >= _sk_c0:",
+            f"                {IX[last]} += _sk_c1 - _sk_c0",
+            *interior_axes(last)]
     if last:
-        lines += ["        else:", f"            _sk_u = _sk_u - ({' + '.join(counts)})"]
-    else:
-        lines.append("        if True:")
-    lines += [f"            {IX[last]} = _sk_u % _sk_band",
-              "            _sk_r = _sk_u // _sk_band",
-              f"            if {IX[last]} >= _sk_c0:",
-              f"                {IX[last]} += _sk_c1 - _sk_c0"]
-    for e in reversed(range(last)):
-        lines += [f"            {IX[e]} = {rb[e]} + _sk_r % _sk_I{e}",
-                  f"            _sk_r = _sk_r // _sk_I{e}"]
-    lines.append("            _sk_b = _sk_r")
+        lines += ["        else:", f"            _sk_u = _sk_u - ({' + '.join(counts)})", *band]
+    else:  # 1-D: every row is interior, only the band's columns are left
+        lines += [line[4:] for line in band]
     inside = " and ".join(f"{rb[d]} <= {IX[d]} < {N[d]} - {ra[d]}" for d in range(k))
     idx = ", ".join(["_sk_b"] + IX)
     lines += [

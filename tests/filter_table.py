@@ -49,6 +49,19 @@ def round_even_saturate(value, dtype):
     return np.clip(np.nan_to_num(np.rint(value)), info.min, info.max).astype(dtype)
 
 
+def assert_device_result(got, want, exact):
+    """A device path's filter result against the CPU's: exact where ``exact`` (integer filters,
+    rank filters), else within 1 for integers (another rounding of float sums over large
+    windows) and to round-off for floats (another summation order)."""
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if exact:
+        np.testing.assert_array_equal(got, want)
+    elif want.dtype.kind in "iu":
+        assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
+    else:
+        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+
+
 def exact_mean(total, n, dtype):
     """Integer sums divided by n: nearest, ties to even, saturated (exact integer arithmetic)."""
     q = total // n

@@ -54,6 +54,18 @@ def box5(x):
     return s
 
 
+# Float literals (numba types them float64, so x * 0.25 is float64 for float32 x) and a
+# saturating float-to-uint8 result: the casts the GPU paths must reproduce.
+@sk.stencil
+def scaled(x):
+    return x[0, -1] * 0.25 + x[0, 1] * 0.5 - 3
+
+
+@sk.stencil(out_dtype=np.uint8)
+def amplify(x):
+    return x[0] * 300.0 - x[1]
+
+
 KERNELS = {
     "smooth": (smooth, smooth_py),
     "skew1": (skew1, skew1_py),

@@ -7,7 +7,7 @@ arrays stay small. `NUMBA_ENABLE_CUDASIM=0 make test` runs them on a real device
 
 import numpy as np
 import pytest
-from kernels import asym2, blend, box5, lap3, sample, shift, skew1, smooth
+from kernels import amplify, asym2, blend, box5, lap3, sample, scaled, shift, skew1, smooth
 
 import stencilkit as sk
 from stencilkit.backends import cuda as cuda_backend
@@ -16,16 +16,6 @@ ok, why = sk.cuda_available(explain=True)
 pytestmark = pytest.mark.skipif(not ok, reason=f"no CUDA: {why}")
 
 numba_cuda = pytest.importorskip("numba.cuda")
-
-
-@sk.stencil
-def scaled(x):
-    return x[0, -1] * 0.25 + x[0, 1] * 0.5 - 3
-
-
-@sk.stencil(out_dtype=np.uint8)
-def amplify(x):
-    return x[0] * 300.0 - x[1]
 
 
 MODES = list(sk.MODES)

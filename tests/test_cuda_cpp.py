@@ -10,9 +10,11 @@ tests/test_gpu.py runs the same comparison on a real GPU.
 import contextlib
 import math
 
+import numba
 import numpy as np
 import pytest
-from kernels import asym2, blend, box5, lap3, sample, shift, skew1, smooth
+from filter_table import TABLE, assert_device_result
+from kernels import amplify, asym2, blend, box5, lap3, sample, scaled, shift, skew1, smooth
 
 import stencilkit as sk
 from stencilkit import _cpp_body, codegen_cpp
@@ -30,13 +32,11 @@ def host_call(st, *args, words=None, idx64=None, **kw):
     plan, params, _, overrides = st._cuda_plan(args, kw)
     arrays = args[:len(st.arrays)]
     plan, work = st._prepare(list(arrays), list(params), None, overrides)
-    import numba
-
-    if idx64 is None:
-        idx64 = codegen_cpp.index_width([math.prod(plan.wshape)], st.radius)
-    mod = cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
-                              tuple(numba.typeof(p) for p in params), idx64=idx64,
-                              narrow=cuda_cpp._narrow_ok(plan))
+    mod = cuda_cpp.module_for_plan(st, plan, params)
+    if idx64 is not None and idx64 != mod.idx64:  # force the other index width
+        mod = cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
+                                  tuple(numba.typeof(p) for p in params), idx64=idx64,
+                                  narrow=mod.narrow)
     dest = np.full(plan.wshape, 99, plan.wout)  # stale values must all be overwritten
     if dest.size:
         cpp_host.run(mod, work, dest, mode=plan.mode, cval=plan.cval_acc, cvout=plan.cval_out,
@@ -48,16 +48,6 @@ def host_call(st, *args, words=None, idx64=None, **kw):
 def same(a, b):
     assert a.dtype == b.dtype and a.shape == b.shape
     np.testing.assert_array_equal(a, b)
-
-
-@sk.stencil
-def scaled(x):
-    return x[0, -1] * 0.25 + x[0, 1] * 0.5 - 3
-
-
-@sk.stencil(out_dtype=np.uint8)
-def amplify(x):
-    return x[0] * 300.0 - x[1]
 
 
 @sk.stencil
@@ -194,9 +184,8 @@ def test_64_bit_index_kernels_give_the_same_results():
 
 
 def test_every_output_element_is_written_once():
-    # the interior and border kernels partition the output: a kernel returning 1 summed over
-    # every launch, with a counter array, would double count; here each launch writes the
-    # element's own flat index, which a missed or doubled element would change
+    # the interior and border kernels must cover the output between them: host_call fills it
+    # with 99 first, and each element must end up holding its own flat index
     @sk.stencil
     def centre(x):
         return x[0, 0] + 0 * x[-2, 3]
@@ -316,13 +305,9 @@ def _nvrtc():
 
 
 def _module(st, dtype, shape=(64, 64), params=(), **kw):
-    import numba
-
     arrays = (np.zeros(shape, dtype),) * len(st.arrays)
     plan, params, _, _ = st._cuda_plan((*arrays, *params), kw)
-    return cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
-                               tuple(numba.typeof(p) for p in params), idx64=False,
-                               narrow=cuda_cpp._narrow_ok(plan))
+    return cuda_cpp.module_for_plan(st, plan, params)
 
 
 def _kernel_ptx(ptx, name):
@@ -394,7 +379,6 @@ def device_filters():
 
 
 def _filter_cases():
-    from filter_table import TABLE
 
     return [(e, i, p) for e in TABLE for i, p in enumerate(e.params or ({},))]
 
@@ -419,13 +403,7 @@ def test_filter_kernels_through_the_cpp_path(entry, i, params, dtype):
         want = entry.stencilkit(a, params, **kw)
         with device_filters():
             got = entry.stencilkit(a, params, **kw)
-        assert got.dtype == want.dtype and got.shape == want.shape
-        if exact:
-            np.testing.assert_array_equal(got, want)
-        elif want.dtype.kind in "iu":
-            assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
-        else:
-            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+        assert_device_result(got, want, exact)
 
 
 # -- the C++ path's glue, end to end: Stencil -> choose -> compile -> launch (host kernels) -----

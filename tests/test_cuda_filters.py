@@ -7,7 +7,7 @@ fused sweeps, the GPU tap by tap in the same precision).
 
 import numpy as np
 import pytest
-from filter_table import TABLE
+from filter_table import TABLE, assert_device_result
 from kernels import sample
 
 import stencilkit as sk
@@ -22,14 +22,7 @@ CASES = [(e, i, p) for e in TABLE for i, p in enumerate(e.params or ({},))]
 
 def check(got, want, exact):
     assert not isinstance(got, np.ndarray)  # a device array came back
-    got = got.copy_to_host()
-    assert got.dtype == want.dtype and got.shape == want.shape
-    if exact:
-        np.testing.assert_array_equal(got, want)
-    elif want.dtype.kind in "iu":
-        assert np.abs(got.astype(np.int64) - want.astype(np.int64)).max() <= 1
-    else:
-        np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
+    assert_device_result(got.copy_to_host(), want, exact)
 
 
 @pytest.mark.parametrize("mode", MODES)

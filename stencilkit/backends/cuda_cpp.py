@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import threading
 import warnings
@@ -158,27 +159,45 @@ def _store(key, mod):
 
 def choose(st, plan, params) -> Choice:
     """The CUDA path of a call with ``plan`` and ``params`` (cached per types on the Stencil)."""
-    import numba
-
     ok, why = available()
     if not ok:
         return Choice("numba", None, why)
-    param_types = tuple(numba.typeof(p) for p in params)
-    sizes = [plan.wshape[0] * int(np.prod(plan.core, dtype=np.int64))]
-    idx64 = codegen_cpp.index_width(sizes, st.radius)
-    narrow = _narrow_ok(plan)
-    key = ("cuda-path", plan.work_dtypes, plan.wout, plan.acc0.dtype, param_types, idx64,
-           narrow)
+    key = _choice_key(st, plan, params)
     choice = st._modules.get(key)
     if choice is None:
         try:
-            mod = module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype, param_types,
-                             idx64=idx64, narrow=narrow)
+            mod = module_for_plan(st, plan, params)
             choice = Choice("cpp", mod, f"generated CUDA C++ ({why})")
         except _cpp_body.Unsupported as exc:
             choice = Choice("numba", None, f"the C++ emitter does not cover this kernel: {exc}")
         st._modules[key] = choice
     return choice
+
+
+def _variant(st, plan, params):
+    """What selects a call's module besides the plan's dtypes.
+
+    ``(parameter types, 64-bit indices?, narrowing?)``.
+    """
+    import numba
+
+    idx64 = codegen_cpp.index_width([math.prod(plan.wshape)], st.radius)
+    return tuple(numba.typeof(p) for p in params), idx64, _narrow_ok(plan)
+
+
+def _choice_key(st, plan, params) -> tuple:
+    return ("cuda-path", plan.work_dtypes, plan.wout, plan.acc0.dtype,
+            *_variant(st, plan, params))
+
+
+def module_for_plan(st, plan, params) -> codegen_cpp.Module:
+    """The module a call of Stencil ``st`` with ``plan`` and ``params`` runs.
+
+    See :func:`module_for`; raises :class:`stencilkit._cpp_body.Unsupported`.
+    """
+    param_types, idx64, narrow = _variant(st, plan, params)
+    return module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype, param_types,
+                      idx64=idx64, narrow=narrow)
 
 
 def _narrow_ok(plan) -> bool:
@@ -265,13 +284,7 @@ def compile_failed(exc) -> None:
 
 def fall_back(st, plan, params, reason: str) -> None:
     """Make later calls with these types take the numba.cuda kernel (after a compile error)."""
-    import numba
-
-    param_types = tuple(numba.typeof(p) for p in params)
-    for key in list(st._modules):
-        if isinstance(key, tuple) and key[:1] == ("cuda-path",) and key[1] == plan.work_dtypes \
-                and key[4] == param_types:
-            st._modules[key] = Choice("numba", None, reason)
+    st._modules[_choice_key(st, plan, params)] = Choice("numba", None, reason)
 
 
 def ptx(source: str, arch: str = "compute_80", fastmath: bool = False) -> str:
