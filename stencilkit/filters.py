@@ -549,8 +549,11 @@ def correlate(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *
         Weights, one dimension per filtered axis.
     output : ndarray or dtype, optional
         Where to put the result, or its dtype. Default: the input's dtype.
-    mode : str, optional
-        Boundary mode, scipy.ndimage's names. Default ``'reflect'``.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'}, optional
+        How the input extends beyond its borders, as in scipy.ndimage (which also spells
+        ``'reflect'``, ``'wrap'`` and ``'constant'`` as ``'grid-mirror'``, ``'grid-wrap'`` and
+        ``'grid-constant'``; those are accepted too).
+        Default ``'reflect'``.
     cval : scalar, optional
         Value outside the array for ``mode='constant'``. Default 0.
     origin : int or sequence of int, optional
@@ -613,8 +616,12 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
 def convolve(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
     """Multidimensional convolution: correlation with the weights reversed.
 
-    Parameters are those of :func:`correlate`; ``origin`` shifts the window as in
-    scipy.ndimage.convolve.
+    Parameters
+    ----------
+    input, weights, output, mode, cval, axes
+        As for :func:`correlate`.
+    origin : int or sequence of int, optional
+        Shift of the window's centre, per axis, as in scipy.ndimage.convolve.
 
     Returns
     -------
@@ -650,8 +657,10 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     input : array_like or dask array
     size : int or sequence of int, optional
         Window length per filtered axis. Default 3.
-    output, mode, cval, origin, axes
+    output, cval, origin, axes
         As for :func:`correlate`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'} or sequence of them, optional
+        Boundary mode as for :func:`correlate`, or one per filtered axis.
 
     Returns
     -------
@@ -750,8 +759,10 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
         Standard deviation per filtered axis; 0 leaves an axis unfiltered.
     order : int or sequence of int, optional
         0 smooths; 1, 2 or 3 filters with that derivative of the Gaussian, per axis.
-    output, mode, cval, axes
+    output, cval, axes
         As for :func:`correlate`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'} or sequence of them, optional
+        Boundary mode as for :func:`correlate`, or one per filtered axis.
     truncate : float, optional
         The window reaches ``int(truncate * sigma + 0.5)`` elements each side. Default 4.
     radius : int or sequence of int, optional
@@ -842,6 +853,16 @@ def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
     Exact integer arithmetic for integer input; results saturate to the output dtype (scipy
     wraps them): pass ``output=np.int16`` (or a float dtype) to keep the sign of uint8 data.
 
+    Parameters
+    ----------
+    input : array_like or dask array
+    axis : int, optional
+        The axis of the derivative. Default: the last.
+    output, cval
+        As for :func:`correlate`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'} or sequence of them, optional
+        Boundary mode as for :func:`correlate`, or one per filtered axis.
+
     Returns
     -------
     ndarray or dask array
@@ -861,6 +882,11 @@ def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
 def prewitt(input, axis=-1, output=None, mode="reflect", cval=0.0):
     """Prewitt derivative along ``axis``: ``[-1, 0, 1]`` there, ``[1, 1, 1]`` along the others.
 
+    Parameters
+    ----------
+    input, axis, output, mode, cval
+        As for :func:`sobel`.
+
     Returns
     -------
     ndarray or dask array
@@ -879,6 +905,14 @@ def prewitt(input, axis=-1, output=None, mode="reflect", cval=0.0):
 
 def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
     """Discrete Laplacian: the sum over axes of ``[1, -2, 1]``.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    output, cval, axes
+        As for :func:`correlate`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'} or sequence of them, optional
+        Boundary mode as for :func:`correlate`, or one per filtered axis.
 
     Returns
     -------
@@ -972,6 +1006,18 @@ def minimum_filter(input, size=None, footprint=None, output=None, mode="reflect"
     Exact for every dtype (int64/uint64 extremes included); a window holding NaN gives NaN.
     Box windows larger than ``DIRECT_TAPS`` run one pass per axis.
 
+    Parameters
+    ----------
+    input : array_like or dask array
+    size : int or sequence of int, optional
+        Box window length per filtered axis; give ``size`` or ``footprint``.
+    footprint : array_like, optional
+        The window as a boolean mask, one dimension per filtered axis (instead of ``size``).
+    output, cval, origin, axes
+        As for :func:`correlate`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'} or sequence of them, optional
+        Boundary mode as for :func:`correlate`; one per filtered axis only with ``size``.
+
     Returns
     -------
     ndarray or dask array
@@ -990,6 +1036,11 @@ def minimum_filter(input, size=None, footprint=None, output=None, mode="reflect"
 def maximum_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
                    origin=0, *, axes=None):
     """Maximum over a window (``size`` box or boolean ``footprint``).
+
+    Parameters
+    ----------
+    input, size, footprint, output, mode, cval, origin, axes
+        As for :func:`minimum_filter`.
 
     Returns
     -------
@@ -1050,6 +1101,13 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
     merge sort, pruned by the compiler to what the middle rank needs); larger ones: a selection
     per element (quickselect), or for uint8 and uint16 boxes Huang's sliding histogram (two
     levels for 16 bits). Exact for every dtype; a window holding NaN gives NaN.
+
+    Parameters
+    ----------
+    input, size, footprint, output, cval, origin, axes
+        As for :func:`minimum_filter`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'}, optional
+        Boundary mode as for :func:`correlate` (one for every axis).
 
     Returns
     -------

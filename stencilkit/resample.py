@@ -437,8 +437,9 @@ def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
         Number of halvings. Default 1.
     axes : sequence of int, optional
         Axes to halve. Default: the last two (images and stacks of images); all for 1-D.
-    mode : str, optional
-        Boundary mode of the prefilter. Default ``'mirror'``.
+    mode : {'mirror', 'reflect', 'nearest', 'wrap', 'constant'}, optional
+        Boundary mode of the prefilter, as for :func:`stencilkit.filters.correlate` (the
+        constant is 0). Default ``'mirror'``.
 
     Returns
     -------
