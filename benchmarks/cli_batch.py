@@ -74,9 +74,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         n = classic_loop(tmp / "in", tmp / "classic")
         t_classic = time.perf_counter() - t0
-        cmd = [exe, "run", "uniform_filter", str(tmp / "in"), "-o", str(tmp / "sk"),
-               "--size", "3", "--quiet"] + (["--workers", str(args.workers)]
-                                            if args.workers else [])
+        cmd = [exe, "run", "uniform_filter", "--size", "3", "--quiet", str(tmp / "in"), "-o",
+               str(tmp / "sk")] + (["--workers", str(args.workers)] if args.workers else [])
         subprocess.run(cmd + ["-o", str(tmp / "warm")], check=True, capture_output=True)
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)

@@ -67,8 +67,8 @@ def test_filters_on_png_and_tiff_equal_scipy(tmp_path):
     write_inputs(tmp_path / "in", grey)
     write_inputs(tmp_path / "in", rgb, prefix="rgb")
     io.write_image(pages, tmp_path / "in" / "pages.tif")
-    out = cli("run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "out", "--size", "5",
-              "--mode", "nearest", check=0)
+    out = cli("run", "uniform_filter", "--size", "5", "--mode", "nearest", tmp_path / "in", "-o",
+              tmp_path / "out", check=0)
     assert "done: 6 written, 0 already complete, 0 failed" in out.stdout
 
     def ref(x):  # stencilkit's integer rule: the exact mean, ties to even (scipy truncates)
@@ -93,7 +93,7 @@ def test_exact_reference_for_float_tiffs_and_resampling(tmp_path):
     a = rng.standard_normal((33, 41)).astype(np.float32)
     (tmp_path / "in").mkdir()
     io.write_image(a, tmp_path / "in" / "a.tif")
-    cli("run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "g", "--sigma", "1.5",
+    cli("run", "gaussian_filter", "--sigma", "1.5", tmp_path / "in", "-o", tmp_path / "g",
         check=0)
     np.testing.assert_allclose(io.read_image(tmp_path / "g" / "a.tif"),
                                scipy_ndimage.gaussian_filter(a, 1.5), rtol=1e-5, atol=1e-6)
@@ -165,7 +165,34 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, capsys):
         (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--name", "{x}.png"],
          "--name '{x}.png'"),
         (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--workers", "0"],
-         "--workers 0: give a positive number"),
+         "argument --workers: give a positive integer; got '0'"),
+        (["run", "gaussian_filter", tmp_path / "in", "-o", tmp_path / "o"],
+         "gaussian_filter needs --sigma: a number or a comma list of them, one per axis "
+         "(--sigma 1.5 or --sigma 1.5,2)"),
+        (["run", "uniform_filter", "--size", "3x3", tmp_path / "in", "-o", tmp_path / "o"],
+         "argument --size: expected an integer or a comma list of them, one per axis (--size 3 "
+         "or --size 3,5); got '3x3'"),
+        (["run", "uniform_filter", "--mode", "wrp", tmp_path / "in", "-o", tmp_path / "o"],
+         "argument --mode: expected one of reflect, constant, nearest, mirror, wrap or a comma"),
+        (["run", "uniform_filter", "--sise", "3", tmp_path / "in", "-o", tmp_path / "o"],
+         "uniform_filter has no option --sise (did you mean --size?)"),
+        (["run", "unifrom_filter", tmp_path / "in", "-o", tmp_path / "o"],
+         "unknown filter 'unifrom_filter' (did you mean uniform_filter?)"),
+        (["run", "uniform_filter", "--size", "3", tmp_path / "in"],
+         "give the output folder: -o OUTDIR"),
+        (["run", "uniform_filter", "--size", "3", "-o", tmp_path / "o"],
+         "no input files given"),
+        (["run", "--size", "3", "-o", tmp_path / "o"], "give the function to apply"),
+        (["run", "sobel", "--dtype", "int16", tmp_path / "in", "-o", tmp_path / "o"],
+         "--dtype int16 with .png names: PNG cannot hold int16"),
+        (["run", "correlate", "--weights", "[[1, 2], [3]]", tmp_path / "in", "-o", tmp_path / "o"],
+         "argument --weights: expected a nested list of numbers or a .npy, .txt or .csv file"),
+        (["run", "median_filter", "--size", "0", tmp_path / "in", "-o", tmp_path / "o"],
+         "(from --size 0)"),
+        (["run", "--kernel", "k.py:x", "--size", "3", tmp_path / "in", "-o", tmp_path / "o"],
+         "options --size do not apply to --kernel"),
+        (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--name", "--"],
+         "argument --name: expected one argument"),
     ]
     for args, message in cases:
         out = main(*args, capsys=capsys)
@@ -174,6 +201,124 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists() or outputs(tmp_path / "o") == []
     assert cli("run", "--help").returncode == 0  # the console script itself
     assert "exit status" in main("run", "--help", capsys=capsys).stdout
+
+
+def test_options_anywhere_give_byte_identical_outputs(tmp_path, capsys):
+    write_inputs(tmp_path / "in", frames(3))
+    inputs = [tmp_path / "in" / f"img{i}.png" for i in range(3)]
+    opts = ["--size", "5,3", "--mode", "wrap,nearest", "--origin=-1,0"]
+    orders = {
+        "natural": ["uniform_filter", *opts, *inputs, "-o", "{out}"],
+        "after": ["uniform_filter", *inputs, "-o", "{out}", *opts],
+        "between": ["uniform_filter", inputs[0], *opts[:2], inputs[1], "-o", "{out}", inputs[2],
+                    *opts[2:]],
+        "before the name": [*opts, "-o", "{out}", "uniform_filter", *inputs],
+        "after --": ["uniform_filter", *opts, "-o", "{out}", "--", *inputs],
+        "separate values": ["uniform_filter", "--size", "5,3", "--mode", "wrap,nearest",
+                            "--origin", "-1,0", "-q", *inputs, "-o", "{out}"],
+    }
+    for key, args in orders.items():
+        out = tmp_path / key.replace(" ", "_")
+        got = main("run", *[str(a).replace("{out}", str(out)) for a in args], capsys=capsys)
+        assert got.returncode == 0, (key, got.stderr)
+        assert outputs(out) == ["img0.png", "img1.png", "img2.png"], key
+    want = scipy_ndimage.uniform_filter(frames(3)[1].astype(np.float64), (5, 3),
+                                        mode=("wrap", "nearest"), origin=(-1, 0))
+    np.testing.assert_allclose(io.read_image(tmp_path / "natural" / "img1.png"), want, atol=0.5)
+    for key in orders:
+        for i in range(3):
+            assert ((tmp_path / key.replace(" ", "_") / f"img{i}.png").read_bytes()
+                    == (tmp_path / "natural" / f"img{i}.png").read_bytes()), key
+    # `--` ends the options: what follows is an input even when it looks like one
+    weird = tmp_path / "in" / "--size.png"
+    weird.write_bytes(inputs[0].read_bytes())
+    got = main("run", "maximum_filter", "-o", tmp_path / "w", "--size", "3", "--", weird,
+               capsys=capsys)
+    assert got.returncode == 0 and outputs(tmp_path / "w") == ["--size.png"]
+
+
+def test_help_for_each_function_lists_every_parameter(capsys):
+    import inspect
+    import re
+
+    from stencilkit.cli.operation import FUNCTIONS, function
+    from stencilkit.cli.options import parameter_docs
+
+    general = main("run", "--help", capsys=capsys)
+    assert general.returncode == 0 and "exit status" in general.stdout
+    for name in FUNCTIONS:
+        assert f"  {name} " in general.stdout
+        for args in (("run", name, "--help"), ("run", "-h", name), ("run", "-o", "x", name, "-h")):
+            got = main(*args, capsys=capsys)
+            assert got.returncode == 0, (args, got.stderr)
+            text = " ".join(got.stdout.split())  # argparse wraps the help
+            assert f"usage: stencilkit run {name} [OPTIONS] INPUT... -o OUTDIR" in text
+            docs = parameter_docs(function(name))
+            params = [p for p in inspect.signature(function(name)).parameters.values()
+                      if p.name not in ("input", "a", "axes")]
+            for param in params:
+                option = "--dtype" if param.name == "output" else f"--{param.name}"
+                assert f"{option} " in text, (name, option)
+                if param.name != "output":  # its description is the command's own
+                    desc = re.sub(r":func:`(\w+)`", r"\1", docs[param.name][1])
+                    words = desc.replace("``", "").split("Default")[0].split()[:4]
+                    assert " ".join(words) in text, (name, param.name, words)
+            required = [p for p in params if p.default is inspect.Parameter.empty]
+            assert text.count("required]") == len(required), name
+            assert "run options:" in text and "-o OUTDIR, --output OUTDIR" in text
+    # and the console script itself
+    assert "--truncate X" in cli("run", "gaussian_filter", "--help", check=0).stdout
+
+
+def test_option_values_from_numpydoc_types():
+    import argparse
+
+    from stencilkit.cli.options import ValueType
+
+    size = ValueType.parse("int or sequence of int, optional", "--size")
+    assert size("3") == 3 and size("3,5") == (3, 5) and size("(3, 5)") == (3, 5)
+    assert size("[7]") == (7,) and size("-1,0") == (-1, 0)
+    sigma = ValueType.parse("float or sequence of float", "--sigma")
+    assert sigma("1.5") == 1.5 and sigma("0.5,2") == (0.5, 2.0)
+    cval = ValueType.parse("scalar, optional", "--cval")
+    assert cval("7") == 7 and type(cval("7")) is int and cval("-0.5") == -0.5
+    assert np.isnan(cval("nan"))
+    mode = ValueType.parse("{'reflect', 'wrap'} or sequence of them, optional", "--mode")
+    assert mode("wrap") == "wrap" and mode("wrap,reflect") == ("wrap", "reflect")
+    func = ValueType.parse("{'mean', 'max'} or the NumPy function of that name", "--func")
+    assert func("max") == "max" and func.metavar == "{mean,max}"
+    dtype = ValueType.parse("ndarray or dtype, optional", "--dtype")
+    assert dtype("int16") == np.int16
+    weights = ValueType.parse("array_like", "--weights")
+    np.testing.assert_array_equal(weights("[[0, 1], [2, 3]]"), [[0, 1], [2, 3]])
+    for vt, bad in ((size, "3.5"), (size, "3,x"), (size, ","), (sigma, "wide"),
+                    (mode, "wrp"), (mode, "wrap,wrp"), (func, "mean,max"), (dtype, "int17"),
+                    (weights, "[[1, 2], [3]]"), (weights, "'text'"), (weights, "missing.npy"),
+                    (cval, "x")):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{vt.option} .*; got"):
+            vt(bad)
+    with pytest.raises(ValueError, match="no command-line form for the type 'list of things'"):
+        ValueType.parse("callable or list of things", "--what")
+
+
+def test_weights_and_footprints_from_files(tmp_path, capsys):
+    write_inputs(tmp_path / "in", frames(2))
+    w = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    np.save(tmp_path / "w.npy", w)
+    np.savetxt(tmp_path / "w.csv", w, delimiter=",")
+    for k, arg in enumerate((tmp_path / "w.npy", tmp_path / "w.csv", "[[0,1,0],[1,-4,1],[0,1,0]]")):
+        got = main("run", "correlate", "--weights", arg, "--dtype", "int16", tmp_path / "in",
+                   "-o", tmp_path / f"out{k}", "--name", "{stem}.tif", "-q", capsys=capsys)
+        assert got.returncode == 0, got.stderr
+        want = scipy_ndimage.correlate(frames(2)[1].astype(np.int16), w)
+        np.testing.assert_array_equal(io.read_image(tmp_path / f"out{k}" / "img1.tif"), want)
+    fp = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+    np.save(tmp_path / "fp.npy", fp)
+    got = main("run", "median_filter", "--footprint", tmp_path / "fp.npy", tmp_path / "in", "-o",
+               tmp_path / "m", capsys=capsys)
+    assert got.returncode == 0, got.stderr
+    np.testing.assert_array_equal(io.read_image(tmp_path / "m" / "img0.png"),
+                                  scipy_ndimage.median_filter(frames(2)[0], footprint=fp))
 
 
 def corrupt_corpus(folder):
@@ -438,6 +583,7 @@ def test_chunks_give_the_same_bytes(tmp_path, capsys):
 
 def test_progress_bar_on_a_terminal_and_lines_in_a_log():
     import io as text_io
+    import re
 
     from stencilkit.cli import Progress, Result
 
@@ -449,9 +595,28 @@ def test_progress_bar_on_a_terminal_and_lines_in_a_log():
         p = Progress(3, stream=stream)
         for i in range(3):
             p.update(Result(index=i, ok=i != 1, pixels_bytes=10**6))
+            p.line(f"message {i}")
+        p.close()
         text = stream.getvalue()
-        assert "frames/s" in text and "MB/s" in text and "3/3" in text and "failed" in text
-        assert ("\r[" in text) == tty  # a redrawn bar only on a terminal
+        assert "3/3" in text and "frames/s" in text and "1 failed" in text
+        assert re.search(r"\d [kMGT]?B/s", text)  # the pixel rate with a unit that fits it
+        assert all(f"message {i}\n" in text for i in range(3))
+        assert ("\r" in text) == tty  # a redrawn bar (tqdm) only on a terminal
+        assert ("100%|" in text) == tty
+    quiet = text_io.StringIO()
+    p = Progress(2, stream=quiet, quiet=True)
+    p.update(Result(index=0, ok=True))
+    p.close()
+    assert quiet.getvalue() == ""
+
+
+def test_summary_units_fit_small_and_large_runs():
+    from stencilkit.cli.progress import seconds, si
+
+    assert [si(x, "B/s") for x in (0, 512, 1234, 2.5e7, 3.2e9)] == [
+        "0.000 B/s", "512 B/s", "1.23 kB/s", "25.0 MB/s", "3.20 GB/s"]
+    assert [seconds(t) for t in (0.0004, 0.5, 12.345, 125, 7300)] == [
+        "0.400 ms", "500 ms", "12.3 s", "2 min 05 s", "2 h 01 min"]
 
 
 def test_bench_table_and_plot_option(capsys):
