@@ -11,7 +11,7 @@ array([[-2.,  2.,  0.],
 """
 
 from ._chain import Chain, chain
-from ._errors import StencilError, StencilTypeError
+from ._errors import StencilArgumentError, StencilError, StencilTypeError
 from ._stencil import Stencil, stencil
 from .backends.cuda import cuda_available
 from .modes import MODES
@@ -19,8 +19,8 @@ from .modes import MODES
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODES", "Chain", "Stencil", "StencilError", "StencilTypeError", "chain", "cuda_available",
-    "filters", "resample", "stencil", "__version__",
+    "MODES", "Chain", "Stencil", "StencilArgumentError", "StencilError", "StencilTypeError",
+    "chain", "cuda_available", "filters", "resample", "stencil", "__version__",
 ]
 
 

@@ -1,4 +1,9 @@
-"""The exceptions stencilkit raises for bad kernels and bad arguments."""
+"""The exceptions stencilkit raises for bad kernels and bad arguments.
+
+Each is also an instance of the built-in type that scipy.ndimage raises in the same case, so
+code written against scipy (``except RuntimeError``, ``pytest.raises(TypeError)``) keeps
+working: numpy's ``AxisError(ValueError, IndexError)`` is the pattern.
+"""
 
 
 class StencilError(ValueError):
@@ -7,3 +12,17 @@ class StencilError(ValueError):
 
 class StencilTypeError(TypeError):
     """A kernel argument or option of the wrong type."""
+
+
+class StencilArgumentError(StencilError, RuntimeError):
+    """Arguments that do not fit one another: where scipy.ndimage raises RuntimeError.
+
+    A per-axis sequence (``size``, ``sigma``, ``origin``, ``mode``, ...) of the wrong length,
+    weights or a footprint of the wrong rank, a mode per axis for a window that is not
+    separable, a real ``output`` array for a complex result. A StencilError (a ValueError)
+    too, so code that catches either keeps working.
+    """
+
+
+class StencilAxisTypeError(StencilTypeError, ValueError):
+    """An axis that is not an integer: a TypeError (scipy.ndimage) and a ValueError (dask-image)."""

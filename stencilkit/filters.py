@@ -41,11 +41,12 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import warnings
 
 import numpy as np
 
 from . import _lines, modes
-from ._errors import StencilError, StencilTypeError
+from ._errors import StencilArgumentError, StencilAxisTypeError, StencilError, StencilTypeError
 from ._stencil import Stencil
 from .backends import is_dask_array
 from .backends.cuda import is_device_array
@@ -105,12 +106,14 @@ def _axes(axes, ndim, name):
         try:
             ax = operator.index(ax)
         except TypeError:
-            raise StencilTypeError(f"{name}: axes must be ints, got {ax!r}") from None
+            # a TypeError for scipy's callers, a ValueError for dask-image's
+            raise StencilAxisTypeError(f"{name}: axes must be ints; {ax!r} cannot be "
+                                       "interpreted as an integer") from None
         if not -ndim <= ax < ndim:
             raise StencilError(f"{name}: axis {ax} is out of range for a {ndim}-d input")
         out.append(ax % ndim)
     if len(set(out)) != len(out):
-        raise StencilError(f"{name}: axes {tuple(axes)} name an axis twice")
+        raise StencilError(f"{name}: axes must be unique; {tuple(axes)} names an axis twice")
     return tuple(out)
 
 
@@ -121,16 +124,29 @@ def _per_axis(value, axes, what, name, convert=int):
     else:
         values = list(value)
         if len(values) != len(axes):
-            raise StencilError(f"{name}: {what} has {len(values)} values but the filter runs "
-                               f"along {len(axes)} axes {axes}; give one per axis or a scalar")
+            raise StencilArgumentError(
+                f"{name}: {what} has {len(values)} values but the filter runs along "
+                f"{len(axes)} axes {axes}; give one per axis or a scalar (a sequence argument "
+                "must have length equal to input rank, or to len(axes) when given)")
     out = []
     for v in values:
         if convert is int:
-            if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
-                raise StencilTypeError(f"{name}: {what} must be integers, got {v!r}")
-            out.append(int(v))
+            # as scipy (and dask-image): an integer type, not a float that happens to be whole
+            try:
+                if isinstance(v, (bool, np.bool_)):
+                    raise TypeError
+                out.append(operator.index(v))
+            except TypeError:
+                raise StencilTypeError(f"{name}: {what} must be integers; {v!r} cannot be "
+                                       "interpreted as an integer") from None
         else:
-            out.append(float(v))
+            if isinstance(v, (complex, np.complexfloating)) or np.ndim(v) != 0:
+                raise StencilTypeError(f"{name}: {what} must be real numbers, got {v!r}")
+            try:
+                out.append(float(v))
+            except (TypeError, ValueError):
+                raise StencilTypeError(f"{name}: {what} must be real numbers, got "
+                                       f"{v!r}") from None
     return tuple(out)
 
 
@@ -143,28 +159,24 @@ def _mode_cval(mode, cval, name, arr, axes=None):
     if axes is not None and not isinstance(mode, str):
         modes = list(mode)
         if len(modes) != len(axes):
-            raise StencilError(f"{name}: mode has {len(modes)} values but the filter runs along "
-                               f"{len(axes)} axes {axes}; give one per axis or a single mode")
+            raise StencilArgumentError(
+                f"{name}: mode has {len(modes)} values but the filter runs along {len(axes)} "
+                f"axes {axes}; give one per axis or a single mode (a sequence argument must "
+                "have length equal to input rank, or to len(axes) when given)")
         names = [_mode(m, name) for m in modes]
         mode = names[0] if len(set(names)) == 1 else dict(zip(axes, names))
     else:
         mode = _mode(mode, name)
-    cval = _cval(cval, name, arr)
-    used = mode.values() if isinstance(mode, dict) else [mode]
-    if "constant" not in used and cval != 0:
-        raise StencilError(f"{name}: cval={cval!r} has no effect with mode={mode!r}; it is the "
-                           "value outside the array for mode='constant'")
-    return mode, cval
+    # as scipy, a cval with modes that do not use it is accepted and ignored (wrappers such as
+    # dask-image and scikit-image pass it on for every mode)
+    return mode, _cval(cval, name, arr)
 
 
 def _mode(mode, name):
-    if not isinstance(mode, str):
-        modes = list(mode)
-        if len(set(modes)) != 1:
-            raise StencilError(f"{name}: one mode per axis ({modes}) is only supported by the "
-                               "separable filters (uniform, gaussian, minimum/maximum with a "
-                               "size, sobel, prewitt, laplace); pass a single mode")
-        mode = modes[0]
+    if not isinstance(mode, str):  # (scipy refuses a sequence here even of equal modes)
+        raise StencilArgumentError(f"{name}: one mode per axis ({list(mode)}) is only supported "
+                                   "by the separable filters (uniform, gaussian, minimum/maximum "
+                                   "with a size, sobel, prewitt, laplace); pass a single mode")
     try:
         return _MODES[mode]
     except (KeyError, TypeError):
@@ -177,8 +189,12 @@ def _footprint(size, footprint, axes, name):
     if footprint is not None:
         fp = np.asarray(footprint)
         if fp.ndim != len(axes):
-            raise StencilError(f"{name}: footprint has {fp.ndim} dimensions but the filter runs "
-                               f"along {len(axes)} axes; give a {len(axes)}-d footprint")
+            # (scipy's minimum/maximum take a footprint of all True as sizes, hence its words)
+            raise StencilArgumentError(f"{name}: footprint.ndim ({fp.ndim}) must match len(axes) "
+                                    f"({len(axes)}): the filter runs along axes {axes}; give a "
+                                    f"{len(axes)}-d footprint"
+                                    + (" (as a sequence argument must have length equal to "
+                                       "input rank)" if fp.all() else ""))
         if fp.size == 0 or not fp.any():
             raise StencilError(f"{name}: footprint selects no element; it needs at least one "
                                "True")
@@ -187,9 +203,27 @@ def _footprint(size, footprint, axes, name):
     if size is None:
         raise StencilError(f"{name}: give size or footprint")
     sizes = _per_axis(size, axes, "size", name)
-    if any(s < 1 for s in sizes):
-        raise StencilError(f"{name}: size must be >= 1 along every axis, got {sizes}")
-    return np.ones(sizes, bool), True
+    if any(s < 0 for s in sizes):
+        raise StencilError(f"{name}: size must be >= 0 along every axis, got {sizes}")
+    if 0 in sizes and name == "median_filter":  # (scipy raises RuntimeError too)
+        raise StencilArgumentError(f"{name}: size 0 along an axis leaves no element in the window; "
+                                f"give sizes >= 1, got {sizes}")
+    # as scipy: a box of size 0 along an axis does not filter along it, as size 1
+    return np.ones([max(s, 1) for s in sizes], bool), True
+
+
+def _window_axes(axes, origin, ndim, name):
+    """scipy.ndimage's pairing for a window given as an array: (axes, per-axis origins).
+
+    The dimensions of weights, of a footprint and of a median's box run along the filtered
+    axes in increasing order, whatever order ``axes`` lists them in; a per-axis ``origin``
+    pairs with ``axes`` as given when fewer than all axes are filtered (with all of them,
+    ``origin[k]`` is axis k's). Both come back in increasing order of axis.
+    """
+    origins = _per_axis(origin, axes, "origin", name)
+    if len(axes) < ndim:
+        origins = tuple(o for _, o in sorted(zip(axes, origins)))
+    return tuple(sorted(axes)), origins
 
 
 def _origins(origin, shape, axes, name):
@@ -221,8 +255,8 @@ def _output(output, arr, name):
             raise StencilTypeError(f"{name}: output must have a numeric dtype, got "
                                    f"{output.dtype}")
         if output.dtype.kind != "c" and arr.dtype.kind == "c":
-            raise StencilTypeError(f"{name}: complex input needs a complex output, got "
-                                   f"{output.dtype}")
+            raise StencilArgumentError(f"{name}: the result is complex; output must have a "
+                                       f"complex dtype, got {output.dtype}")
         return output, output.dtype.newbyteorder("=")
     try:
         dtype = np.dtype(output)
@@ -232,9 +266,34 @@ def _output(output, arr, name):
     if dtype.kind not in "biufc":
         raise StencilTypeError(f"{name}: output must have a numeric dtype, got {dtype}")
     if dtype.kind != "c" and arr.dtype.kind == "c":
-        raise StencilTypeError(f"{name}: complex input needs a complex output dtype, got "
-                               f"{dtype}")
+        # as scipy: a real dtype asked of a complex result is promoted, with a warning
+        warnings.warn(f"{name}: promoting specified output dtype to complex ({dtype} -> "
+                      f"{np.promote_types(dtype, np.complex64)}): the result is complex",
+                      UserWarning, stacklevel=4)
+        dtype = np.promote_types(dtype, np.complex64)
     return None, dtype.newbyteorder("=")
+
+
+def _cval_in(cval, dtype, name):
+    """``cval`` as a value of ``dtype``, the type the window's values are compared or summed in.
+
+    Floats round to the nearest (scipy converts a cval the same way where it computes in the
+    data's type); integers truncate toward zero, as a C cast, and saturate at the dtype's
+    limits, as stencilkit's integer results do (scipy wraps). Rank filters commute with both,
+    so the result is the one of the unconverted cval, converted. NaN has no integer value.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        with np.errstate(over="ignore"):
+            return dtype.type(cval)
+    c = float(np.real(cval))
+    if math.isnan(c):
+        raise StencilError(f"{name}: cval=nan has no value in {dtype} (integer) data; give a "
+                           "number, or filter a float copy of the data")
+    if dtype.kind == "b":
+        return np.bool_(c != 0)
+    info = np.iinfo(dtype)
+    return dtype.type(min(max(math.trunc(c) if math.isfinite(c) else c, info.min), info.max))
 
 
 def _cval(cval, name, arr=None):
@@ -351,7 +410,7 @@ def _run(source, arr, mode, cval, acc, out_dtype, out=None):
     st = _compiled(source)
     kwargs = dict(mode=mode, acc=acc, out_dtype=out_dtype)
     if mode == "constant":
-        kwargs["cval"] = cval
+        kwargs["cval"] = _cval_in(cval, acc, "filter")
     if out is not None:
         return st(arr, out=out, **kwargs)
     return st(arr, **kwargs)
@@ -574,30 +633,37 @@ def correlate(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *
     array([ 0, 12,  8,  4,  0])
     """
     name = "correlate"
-    arr, w, axes = _weights_args(input, weights, axes, name)
+    arr, w, axes = _weights_args(input, weights, axes, name, cval)
     # as scipy.ndimage: correlation with complex weights uses their conjugate
     return _correlate(arr, w.conj() if w.dtype.kind == "c" else w, output, mode, cval, origin,
                       axes, name)
 
 
-def _weights_args(input, weights, axes, name):
+def _weights_args(input, weights, axes, name, cval):
     arr = _array(input, name)
     axes = _axes(axes, arr.ndim, name)
     w = np.asarray(weights)
     if w.ndim != len(axes):
-        raise StencilError(f"{name}: weights have {w.ndim} dimensions but the filter runs along "
-                           f"{len(axes)} axes; give {len(axes)}-d weights")
+        raise StencilArgumentError(f"{name}: weights.ndim ({w.ndim}) must match len(axes) "
+                                f"({len(axes)}): the filter runs along axes {axes}; give "
+                                f"{len(axes)}-d weights")
     if w.size == 0:
         raise StencilError(f"{name}: weights are empty")
     if w.dtype.kind not in "biufc":
         raise StencilTypeError(f"{name}: weights must be numeric, got {w.dtype}")
     if w.dtype.kind == "c" and arr.dtype.kind != "c":
-        raise StencilTypeError(f"{name}: complex weights need complex input; convert the input "
-                               "with input.astype(complex)")
+        # as scipy: real input with complex weights gives a complex result (input of up to
+        # 16 bits as complex64, wider as complex128)
+        _cval(cval, name, arr)  # a complex cval with real input is refused first
+        if not hasattr(arr, "astype"):
+            raise StencilTypeError(f"{name}: complex weights need complex input on this device "
+                                   "array type; pass a CuPy array or convert it")
+        arr = arr.astype(np.promote_types(arr.dtype, np.complex64))
     return arr, w, axes
 
 
 def _correlate(arr, w, output, mode, cval, origin, axes, name):
+    axes, origin = _window_axes(axes, origin, arr.ndim, name)
     mode, cval = _mode_cval(mode, cval, name, arr)
     origins = _origins(origin, w.shape, axes, name)
     out, out_dtype = _output(output, arr, name)
@@ -636,8 +702,8 @@ def convolve(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *,
     array([ 0,  4,  8, 12,  0])
     """
     name = "convolve"
-    arr, w, axes = _weights_args(input, weights, axes, name)
-    origins = _per_axis(origin, axes, "origin", name)
+    arr, w, axes = _weights_args(input, weights, axes, name, cval)
+    axes, origins = _window_axes(axes, origin, arr.ndim, name)
     # Reversing the weights mirrors the window about its centre; an even window's centre then
     # moves by one, which the origin takes back.
     flipped = w[(slice(None, None, -1),) * w.ndim]
@@ -789,7 +855,8 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     if any(not 0 <= o <= 3 for o in orders):
         raise StencilError(f"{name}: order must be 0 (smoothing) to 3 (third derivative) per "
                            f"axis, got {orders}")
-    if not math.isfinite(float(truncate)) or truncate < 0:
+    (truncate,) = _per_axis(truncate, (0,), "truncate", name, convert=float)
+    if not math.isfinite(truncate) or truncate < 0:
         raise StencilError(f"{name}: truncate must be finite and >= 0, got {truncate!r}")
     if radius is None:
         radii = tuple(int(float(truncate) * s + 0.5) for s in sigmas)
@@ -801,8 +868,10 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     out, out_dtype = _output(output, arr, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
+    # as scipy: an axis with sigma ~ 0 is not filtered; a one-tap window (radius 0) is the
+    # identity for smoothing but the derivative at 0 for order > 0 (0, -1/sigma^2, 0)
     passes = [(ax, _gaussian_weights(s, r, o), 0)
-              for ax, s, r, o in zip(axes, sigmas, radii, orders) if s > 1e-15 and r > 0]
+              for ax, s, r, o in zip(axes, sigmas, radii, orders) if s > 1e-15 and (r or o)]
     if not passes:
         return _linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
     if isinstance(mode, dict):
@@ -832,7 +901,8 @@ def _derivative(input, axis, output, mode, cval, smooth, name):
     try:
         axis = _axes((axis,), arr.ndim, name)[0]
     except StencilTypeError:
-        raise StencilTypeError(f"{name}: axis must be an int, got {axis!r}") from None
+        raise StencilAxisTypeError(f"{name}: axis must be an int; {axis!r} cannot be "
+                                   "interpreted as an integer") from None
     all_axes = tuple(range(arr.ndim))
     mode, cval = _mode_cval(mode, cval, name, arr, all_axes)
     if isinstance(mode, dict):  # a mode per axis: one pass per axis
@@ -965,10 +1035,16 @@ def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
                                "imaginary parts (or np.abs(input)) separately")
     axes = _axes(axes, arr.ndim, name)
     fp, box = _footprint(size, footprint, axes, name)
+    mode_given = mode
+    if name == "median_filter" or not box:  # (a box of minimum/maximum: sizes pair with axes)
+        axes, origin = _window_axes(axes, origin, arr.ndim, name)
     mode, cval = _mode_cval(mode, cval, name, arr, axes)
-    if isinstance(mode, dict) and not (box and name != "median_filter"):
-        raise StencilError(f"{name}: one mode per axis needs a separable window (minimum or "
-                           "maximum with size=); pass a single mode")
+    used = mode.values() if isinstance(mode, dict) else [mode]
+    if "constant" in used:  # the windows compare values of this type, cval among them
+        cval = _cval_in(cval, _lines.native(arr.dtype), name)
+    if not isinstance(mode_given, str) and not (box and name != "median_filter"):
+        raise StencilArgumentError(f"{name}: one mode per axis needs a separable window (minimum "
+                                "or maximum with size=); pass a single mode")
     origins = _origins(origin, fp.shape, axes, name)
     out, out_dtype = _output(output, arr, name)
     return arr, axes, fp, box, mode, cval, origins, out, out_dtype

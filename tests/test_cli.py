@@ -147,7 +147,7 @@ def test_usage_errors_exit_2_before_any_work(tmp_path, capsys):
         (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--sigma", "2"],
          "uniform_filter has no option --sigma"),
         (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "-1"],
-         "size must be >= 1"),
+         "size must be >= 0"),
         (["run", "uniform_filter", str(tmp_path / "nothing*.png"), "-o", tmp_path / "o"],
          "no file matches this pattern"),
         (["run", "uniform_filter", tmp_path / "in", "-o", tmp_path / "file" / "o"],

@@ -215,16 +215,25 @@ def test_axes_and_complex_input():
 
 
 BAD_CALLS = [
-    (lambda a: filters.uniform_filter(a, 0), StencilError, r"size must be >= 1"),
-    (lambda a: filters.uniform_filter(a, -2), StencilError, r"size must be >= 1"),
+    (lambda a: filters.uniform_filter(a, -2), StencilError, r"size must be >= 0"),
+    (lambda a: filters.median_filter(a, (0, 3)), RuntimeError, r"size 0 along an axis"),
     (lambda a: filters.uniform_filter(a, 2.5), StencilTypeError, r"size must be integers"),
-    (lambda a: filters.uniform_filter(a, (3, 3, 3)), StencilError, r"size has 3 values"),
+    (lambda a: filters.uniform_filter(a, 3.0), TypeError, r"3.0 cannot be interpreted as an"),
+    (lambda a: filters.uniform_filter(a, (3, 3, 3)), RuntimeError, r"size has 3 values"),
+    (lambda a: filters.uniform_filter(a, (3, 3, 3)), StencilError,
+     r"sequence argument must have length equal to input rank"),
+    (lambda a: filters.correlate(a, np.ones((3, 3)), origin=0.0), TypeError,
+     r"origin must be integers"),
     (lambda a: filters.uniform_filter(a, 3, origin=2), StencilError, r"origin 2 is outside"),
     (lambda a: filters.uniform_filter(a, 3, mode="edge"), StencilError, r"unknown mode 'edge'"),
-    (lambda a: filters.correlate(a, np.ones((2, 2)), mode=["wrap", "nearest"]), StencilError,
+    (lambda a: filters.correlate(a, np.ones((2, 2)), mode=["wrap", "nearest"]), RuntimeError,
      r"one mode per axis"),
-    (lambda a: filters.uniform_filter(a, 3, cval=2), StencilError, r"cval=2.0 has no effect"),
-    (lambda a: filters.uniform_filter(a, 3, axes=(0, 0)), StencilError, r"name an axis twice"),
+    (lambda a: filters.median_filter(a, 3, mode=["wrap", "wrap"]), RuntimeError,
+     r"one mode per axis needs a separable window"),
+    (lambda a: filters.uniform_filter(a, 3, axes=(0, 0)), StencilError,
+     r"axes must be unique; \(0, 0\) names an axis twice"),
+    (lambda a: filters.uniform_filter(a, 3, axes=(1.0,)), TypeError, r"cannot be interpreted"),
+    (lambda a: filters.sobel(a, axis=1.0), ValueError, r"axis must be an int"),
     (lambda a: filters.uniform_filter(a, 3, axes=(2,)), StencilError, r"out of range"),
     (lambda a: filters.uniform_filter(a, 3, output=np.zeros((2, 2))), StencilError,
      r"output has shape"),
@@ -233,16 +242,22 @@ BAD_CALLS = [
     (lambda a: filters.uniform_filter(np.float64(3), 3), StencilError, r"0-d"),
     (lambda a: filters.minimum_filter(a, footprint=np.zeros((3, 3))), StencilError,
      r"selects no element"),
-    (lambda a: filters.minimum_filter(a, footprint=np.ones(3)), StencilError,
-     r"footprint has 1 dimensions"),
+    (lambda a: filters.minimum_filter(a, footprint=np.ones(3)), RuntimeError,
+     r"footprint.ndim \(1\) must match len\(axes\) \(2\)"),
     (lambda a: filters.maximum_filter(a), StencilError, r"give size or footprint"),
     (lambda a: filters.median_filter(a.astype(complex), 3), StencilTypeError, r"complex"),
     (lambda a: filters.gaussian_filter(a, -1), StencilError, r"sigma must be finite and >= 0"),
     (lambda a: filters.gaussian_filter(a, 1, order=4), StencilError, r"order must be 0"),
     (lambda a: filters.gaussian_filter(a, 1, radius=-1), StencilError, r"radius must be >= 0"),
-    (lambda a: filters.correlate(a, np.ones(3)), StencilError, r"weights have 1 dimensions"),
-    (lambda a: filters.correlate(a, np.ones((3, 3)) * 1j), StencilTypeError,
-     r"complex weights"),
+    (lambda a: filters.correlate(a, np.ones(3)), RuntimeError,
+     r"weights.ndim \(1\) must match len\(axes\) \(2\)"),
+    (lambda a: filters.correlate(a, np.ones((3, 3)) * 1j, mode="constant", cval=1j),
+     StencilTypeError, r"complex cval needs complex input"),
+    (lambda a: filters.correlate(a, np.ones((3, 3)) * 1j, output=np.zeros(a.shape)),
+     RuntimeError, r"output must have a complex dtype"),
+    (lambda a: filters.gaussian_filter(a, 1 + 0j), TypeError, r"sigma must be real numbers"),
+    (lambda a: filters.gaussian_filter(a, 1, truncate=4j), TypeError,
+     r"truncate must be real numbers"),
     (lambda a: filters.sobel(a, axis=5), StencilError, r"out of range"),
     (lambda a: filters.uniform_filter(a, 3, mode="constant", cval=1j), StencilTypeError,
      r"complex cval"),
@@ -255,6 +270,76 @@ BAD_CALLS = [
 def test_bad_parameters_raise_specific_errors(call, exc, match):
     with pytest.raises(exc, match=match):
         call(sample((6, 7), np.float64))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint16, np.int32, np.float32, np.float64, bool])
+def test_real_input_with_complex_weights_is_complex_as_in_scipy(dtype):
+    a = sample((5, 6), dtype)
+    w = np.array([[1, 0], [0.5, 1 + 1j]], np.complex64)
+    for fn in ("correlate", "convolve"):
+        for kw in ({}, {"mode": "constant", "cval": 5.0}):
+            want = getattr(ndi, fn)(a, w, **kw)
+            got = getattr(filters, fn)(a, w, **kw)
+            assert got.dtype == want.dtype  # int8 -> complex64, int32 -> complex128
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-5)
+        with pytest.warns(UserWarning, match="promoting specified output dtype to complex"):
+            got = getattr(filters, fn)(a, w, output=np.float32)
+        assert got.dtype == np.complex64
+        with pytest.raises(RuntimeError, match="output must have a complex dtype"):
+            getattr(filters, fn)(a, w, output=np.zeros(a.shape, np.float32))
+    z = sample((5, 6), np.complex64)
+    with pytest.warns(UserWarning, match="promoting specified output dtype to complex"):
+        assert filters.uniform_filter(z, 3, output=np.float64).dtype == np.complex128
+
+
+def test_values_scipy_accepts():
+    """size 0, a cval with modes that ignore it or that the dtype cannot hold, radius 0."""
+    a = sample((7, 9), np.float64)
+    for fn in ("uniform_filter", "minimum_filter", "maximum_filter"):
+        for size in (0, (0, 3), (3, 0)):  # no filtering along a size-0 axis
+            np.testing.assert_allclose(getattr(filters, fn)(a, size),
+                                       getattr(ndi, fn)(a, size), atol=1e-12)
+    for mode in ("reflect", "nearest", "wrap", "mirror"):  # cval ignored, as in scipy
+        np.testing.assert_array_equal(filters.gaussian_filter(a, 1, mode=mode, cval=7),
+                                      filters.gaussian_filter(a, 1, mode=mode))
+    one = np.array([2], np.float32)  # scipy's gh-23075: the cval converted to float32
+    np.testing.assert_array_equal(filters.median_filter(one, 5, mode="constant", cval=17.7),
+                                  np.float32([17.7]))
+    f32 = sample((6, 8), np.float32)
+    np.testing.assert_allclose(filters.uniform_filter(f32, 3, mode="constant", cval=17.7),
+                               ndi.uniform_filter(f32, 3, mode="constant", cval=17.7), rtol=1e-6)
+    u8 = sample((6, 8), np.uint8)
+    for cval, want in ((300.7, 255), (-3.5, 0), (7.9, 7)):  # truncated, then saturated
+        got = filters.maximum_filter(u8, 3, mode="constant", cval=cval)
+        ref = ndi.maximum_filter(np.pad(u8, 1, constant_values=want), 3)[1:-1, 1:-1]
+        np.testing.assert_array_equal(got, ref)
+    with pytest.raises(StencilError, match="cval=nan has no value"):
+        filters.minimum_filter(u8, 3, mode="constant", cval=np.nan)
+    # a one-tap Gaussian (truncate=0 or radius=0) differentiates: order 2 is -1/sigma^2
+    for order in (1, 2, 3, (0, 1), (2, 0), (2, 2)):
+        for kw in ({"truncate": 0.0}, {"radius": 0}):
+            np.testing.assert_allclose(filters.gaussian_filter(a, (1.0, 2.0), order, **kw),
+                                       ndi.gaussian_filter(a, (1.0, 2.0), order, **kw),
+                                       atol=1e-12)
+
+
+def test_axes_in_any_order_pair_as_in_scipy():
+    """Weights, footprints and a median's box run along the axes in increasing order; sizes,
+    sigmas and modes pair with the axes as given; origins too, unless every axis is filtered."""
+    a = sample((5, 6, 7), np.float64)
+    w = sample((3, 2), np.float64)
+    fp = np.array([[1, 0], [1, 1], [0, 1]], bool)
+    cases = [("correlate", (w,), {}, (2, 0), (0, -1)), ("convolve", (w,), {}, (-1, 0), (-1, 0)),
+             ("correlate", (w,), {}, (0, 2), (-1, 0)),
+             ("minimum_filter", (), {"footprint": fp}, (2, 0), (0, -1)),
+             ("median_filter", (), {"size": (3, 2)}, (2, 0), (-1, 0)),
+             ("maximum_filter", (), {"size": (3, 2)}, (2, 0), (-1, 0)),
+             ("uniform_filter", ((3, 5),), {}, (2, 0), 0),
+             ("correlate", (sample((3, 2, 3), np.float64),), {}, (2, 0, 1), (1, 0, -1))]
+    for fn, args, kw, axes, origin in cases:
+        np.testing.assert_allclose(getattr(filters, fn)(a, *args, axes=axes, origin=origin, **kw),
+                                   getattr(ndi, fn)(a, *args, axes=axes, origin=origin, **kw),
+                                   atol=1e-12, err_msg=f"{fn} {axes} {origin}")
 
 
 @pytest.mark.parametrize("mode", MODES)
