@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench compat lint clean
 
 $(VENV)/.installed-test: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,18 @@ demo: $(VENV)/.installed-test
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
 
+# scipy's own test_filters.py and dask-image's ndfilters tests with stencilkit's filters swapped
+# in; fails on any failure that compat/differences_*.tsv does not document (not in `make test`:
+# the first run compiles several hundred kernels)
+compat: $(VENV)/.installed-test
+	$(PY) compat/run.py --install -n auto
+
 bench: $(VENV)/.installed-bench
 	$(VENV)/bin/stencilkit bench
 
 lint: $(VENV)/.installed-test
 	$(PY) -m pip install --quiet ruff
-	$(PY) -m ruff check stencilkit tests benchmarks tools
+	$(PY) -m ruff check stencilkit tests benchmarks tools compat
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info .compat

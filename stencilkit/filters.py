@@ -195,13 +195,16 @@ def _footprint(size, footprint, axes, name):
                                     f"{len(axes)}-d footprint"
                                     + (" (as a sequence argument must have length equal to "
                                        "input rank)" if fp.all() else ""))
-        if fp.size == 0 or not fp.any():
+        if fp.size == 0:  # (a RuntimeError for scipy's and dask-image's callers)
+            raise StencilArgumentError(f"{name}: footprint of shape {fp.shape} is empty; it "
+                                       "needs at least one True")
+        if not fp.any():
             raise StencilError(f"{name}: footprint selects no element; it needs at least one "
                                "True")
         fp = fp.astype(bool)
         return fp, bool(fp.all())
     if size is None:
-        raise StencilError(f"{name}: give size or footprint")
+        raise StencilArgumentError(f"{name}: give size or footprint (no footprint provided)")
     sizes = _per_axis(size, axes, "size", name)
     if any(s < 0 for s in sizes):
         raise StencilError(f"{name}: size must be >= 0 along every axis, got {sizes}")
@@ -1017,7 +1020,7 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
             idx[d] = o
             w[tuple(idx)] += 1
         w[centre] -= 2
-    return _correlate(arr, w, output, mode, cval, 0, axes, name)
+    return _correlate(arr, w, output, modes_, cval, 0, axes, name)  # (one mode, if a list)
 
 
 def _extreme_source(ndim, taps, op):
