@@ -121,7 +121,7 @@ def cases(size, scipy_on):
                    {"opencv": lambda: cv2.pyrDown(big)} if cv2 else {}))
     # 16-bit median beyond the sorting networks (two-level histogram); its peer is the generic
     # selection path it replaced (OpenCV's medianBlur takes 16-bit images only up to 5x5)
-    from stencilkit import _lines
+    from stencilkit.backends import cpu_lines as _lines
 
     u16 = rng.integers(0, 65536, (2000, 2000), dtype=np.uint16)
     box = np.ones((15, 15), bool)

@@ -6,7 +6,7 @@ Prints ms per step for step-by-step application (one memory sweep per step) and 
 ``iterate`` with temporal blocking (tiles advanced ``block_steps`` steps per sweep), checks the
 two are identical, and shows the Dask graph sizes of both strategies on a chunked copy.
 ``--tile-bytes`` times the temporal blocking once per tile size instead (the sweep behind
-``Stencil.TILE_BYTES``).
+``stencilkit.backends.cpu.BACKEND.TILE_BYTES``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 import stencilkit as sk
+from stencilkit.backends import cpu
 
 
 @sk.stencil(mode="nearest")
@@ -44,14 +45,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     u = np.random.default_rng(0).random((args.size, args.size), dtype=np.float32)
     if args.tile_bytes:
-        default = sk.Stencil.TILE_BYTES
+        default = cpu.BACKEND.TILE_BYTES
         try:
             for size in args.tile_bytes:
-                sk.Stencil.TILE_BYTES = size
+                cpu.BACKEND.TILE_BYTES = size
                 t, _ = best(lambda: heat.iterate(u, steps=args.steps))
                 print(f"tiles of {size} bytes: {t / args.steps * 1e3:.1f} ms/step")
         finally:
-            sk.Stencil.TILE_BYTES = default
+            cpu.BACKEND.TILE_BYTES = default
         return
     t_plain, r_plain = best(lambda: heat.iterate(u, steps=args.steps, block_steps=1))
     t_tiled, r_tiled = best(lambda: heat.iterate(u, steps=args.steps))

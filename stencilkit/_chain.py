@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import modes
+from . import backends
 from ._errors import StencilError, StencilTypeError
 from .backends import is_dask_array
 
@@ -52,38 +52,17 @@ class Chain:
 
     def __call__(self, a, *, parallel=None):
         """Apply the stages in order, each with its own options (mode, cval, dtypes, ...)."""
-        if is_dask_array(a):
-            return self._dask(a)
+        if is_dask_array(a):  # one halo exchange for all stages
+            return backends.get("dask").apply_chain(self, a)
         for st, params in self.stages:
             a = st(a, *params, parallel=parallel)
         return a
 
-    def _dask(self, x):
-        from .backends import dask as dask_backend
-
+    def out_dtype(self, shape, dtype):
+        """The result's dtype for input of ``shape`` and ``dtype`` (checks every stage)."""
         for st, _ in self.stages:
-            if st.options["axes"] is not None:
-                raise StencilError(f"chain: stage {st._where} sets axes=; chains use the last "
-                                   f"{self.ndim} axes as core axes")
-        stage_modes = [modes.mode_code(st.options["mode"]) for st, _ in self.stages]
-        wraps = [m == modes.WRAP for m in stage_modes]
-        if any(wraps) and not all(wraps):
-            # A periodic region is exact only when every stage is periodic: apply stage by stage.
-            for st, params in self.stages:
-                x = st(x, *params)
-            return x
-        dtype = x.dtype
-        for st, _ in self.stages:  # validates every stage on the dtype it will receive
-            dtype = st._plan([_Like(x.shape, dtype)], None, {}).out_dtype
-        if all(wraps):
-            halo, mode = self.radius, modes.WRAP
-        else:
-            reach = [sum(max(st.radius[d]) for st, _ in self.stages) for d in range(self.ndim)]
-            halo, mode = [(r, r) for r in reach], modes.REFLECT  # any clipped layout
-        program = dask_backend.Program(
-            [(st, params, dask_backend.block_options({})) for st, params in self.stages]
-        )
-        return dask_backend.run_program(program, [x], self.ndim, halo, mode, np.dtype(dtype))
+            dtype = st._plan([_Like(shape, dtype)], None, {}).out_dtype
+        return dtype
 
 
 class _Like:

@@ -33,6 +33,7 @@ import ast
 import copy
 import math
 import types
+from typing import NamedTuple
 
 import numpy as np
 
@@ -277,19 +278,43 @@ def _jitted(signature: str, body: str) -> list[str]:
     return ["", "@_sk_njit", f"def {signature}:", body]
 
 
+class _Points(NamedTuple):
+    """The point functions of a CPU module, and how the runner calls them."""
+
+    lines: list  # the jitted point functions' source
+    use_rows: bool  # row-based reads (constant offsets along the leading axes) or direct ones
+    interior_call: str
+    edge_call: str | None
+    row_index: list  # row bases of an interior row
+    row_mapped: list  # ... of a border row (mapped by the mode)
+    rows_ok: str  # whether every mapped row lies inside the array (constant mode: may not)
+    row_setup: list
+
+
 @with_ast_lock
 def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufunc: dict) -> str:
     """Return the source of the module that compiles ``spec``.
 
     ``gufunc`` holds the defaults baked into ``_sk_gufunc``: ``mode`` (int code), ``cval``,
-    ``acc`` (dtype or None for the default policy).
+    ``acc`` (dtype or None for the default policy). The module, step by step: the shared
+    helpers (:func:`_cpu_header`), the point functions that compute one output
+    (:func:`_cpu_points`), the border path (:func:`_cpu_border`), the parallel and serial
+    runners (:func:`_cpu_runners`) and the gufunc's inner loop (:func:`_cpu_gufunc`).
     """
     nm = _names(spec)
-    k, last, arrays, A, P, IX, N, all_n, rb, ra = (
-        nm.k, nm.last, nm.arrays, nm.A, nm.P, nm.IX, nm.N, nm.all_n, nm.rb, nm.ra)
-    lead_i = "".join(f", {i}" for i in IX[:last])
+    points = _cpu_points(spec, nm, debug)
+    return "\n".join([
+        *_cpu_header(spec, nm, fastmath, debug, cache),
+        *points.lines,
+        *_cpu_border(spec, nm, debug),
+        *_cpu_runners(spec, nm, points),
+        *_cpu_gufunc(spec, nm, gufunc),
+    ])
 
-    lines = [
+
+def _cpu_header(spec, nm, fastmath, debug, cache) -> list[str]:
+    """Imports, compiler options, the mode's index map and the read helpers."""
+    return [
         *_preamble(spec, ""),
         "import numpy as _sk_np",
         "import numba as _sk_numba",
@@ -315,53 +340,72 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "    return _sk_widen(f[row + _sk_np.uint64(c)], _sk_acc)",
         "",
         "",
-        *_read_function(k),
+        *_read_function(nm.k),
     ]
 
-    flat = ", ".join(f"_sk_f_{a}" for a in arrays)
+
+def _strides(nm) -> list[str]:
     # Element strides of the C-contiguous (B, n0, ..., nk-1) arrays; row bases are built from
     # them in the runner.
-    strides = [f"_sk_S{d}" for d in range(k)]
+    return [f"_sk_S{d}" for d in range(nm.k)]
+
+
+def _cpu_points(spec, nm, debug) -> _Points:
+    """The kernel body as point functions that compute one output each.
+
+    Per row of reads (interior and edge columns) when the offsets along the leading axes are
+    constants, else one function that indexes directly.
+    """
+    last, A, P, IX, N = nm.last, nm.A, nm.P, nm.IX, nm.N
+    flat = ", ".join(f"_sk_f_{a}" for a in nm.arrays)
+    strides = _strides(nm)
+    lines = []
     use_rows = all(isinstance(o, int) for a in spec.accesses for o in a.offsets[:last])
-    if use_rows:
-        body, rows = _body(spec, "rows", debug)
-        row_names = list(rows.values())
-        lines += _jitted(f"_sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P})",
-                         body)
-        body, _ = _body(spec, "edge", debug)
-        lines += _jitted(f"_sk_pt_edge({flat}, {', '.join(row_names)}, {IX[last]}, {N[last]}, "
-                         f"_sk_mode, _sk_cval, _sk_acc{P})", body)
-        # Row indices along the leading core axes: plain in interior rows, mapped by the mode in
-        # border rows (so border rows run the same vectorised span loop; only the constant
-        # mode's rows outside the array fall back to the element-wise border path).
-        leads = sorted({(d, o) for lead in (key[1] for key in rows) for d, o in enumerate(lead)})
-        qname = {(d, o): f"_sk_q{d}_{_enc(o)}" for d, o in leads}
-        row_index = [f"{qname[d, o]} = {IX[d]} + {o}" for d, o in leads]
-        row_mapped = [
-            f"{qname[d, o]} = _sk_map({IX[d]} + {o}, {N[d]}, _sk_mode)" for d, o in leads
-        ]
-        rows_ok = " and ".join(f"{q} >= 0" for q in qname.values()) or "True"
-        bases = [rname.replace("_sk_r_", "_sk_R_", 1) for rname in row_names]
-        row_setup = [
-            f"{base} = _sk_np.uint64(_sk_b * _sk_SB"
-            + "".join(f" + {qname[d, o]} * {strides[d]}" for d, o in enumerate(lead)) + ")"
-            for ((arr, lead), rname), base in zip(rows.items(), bases)
-        ]
-        shifted = ", ".join(f"{b} + _sk_sh" for b in bases)
-        interior_call = f"_sk_pt_rows({flat}, {shifted}, _sk_j, _sk_acc{P})"
-        edge_call = (f"_sk_pt_edge({flat}, {', '.join(bases)}, _sk_jj, {N[last]}, _sk_mode, "
-                     f"_sk_cval, _sk_acc{P})")
-    else:
+    if not use_rows:
         body, _ = _body(spec, "direct", debug)
         lines += _jitted(f"_sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P})", body)
         # The span loop counts from the span's start _sk_s; direct indexing wants the column.
         cols = ", ".join(IX[:last] + [f"_sk_s + {IX[last]}"])
         interior_call = f"_sk_pt_direct({A}, _sk_b, {cols}, _sk_acc{P})"
+        return _Points(lines, False, interior_call, None, [], [], "True", [])
+    body, rows = _body(spec, "rows", debug)
+    row_names = list(rows.values())
+    lines += _jitted(f"_sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P})",
+                     body)
+    body, _ = _body(spec, "edge", debug)
+    lines += _jitted(f"_sk_pt_edge({flat}, {', '.join(row_names)}, {IX[last]}, {N[last]}, "
+                     f"_sk_mode, _sk_cval, _sk_acc{P})", body)
+    # Row indices along the leading core axes: plain in interior rows, mapped by the mode in
+    # border rows (so border rows run the same vectorised span loop; only the constant
+    # mode's rows outside the array fall back to the element-wise border path).
+    leads = sorted({(d, o) for lead in (key[1] for key in rows) for d, o in enumerate(lead)})
+    qname = {(d, o): f"_sk_q{d}_{_enc(o)}" for d, o in leads}
+    row_index = [f"{qname[d, o]} = {IX[d]} + {o}" for d, o in leads]
+    row_mapped = [
+        f"{qname[d, o]} = _sk_map({IX[d]} + {o}, {N[d]}, _sk_mode)" for d, o in leads
+    ]
+    rows_ok = " and ".join(f"{q} >= 0" for q in qname.values()) or "True"
+    bases = [rname.replace("_sk_r_", "_sk_R_", 1) for rname in row_names]
+    row_setup = [
+        f"{base} = _sk_np.uint64(_sk_b * _sk_SB"
+        + "".join(f" + {qname[d, o]} * {strides[d]}" for d, o in enumerate(lead)) + ")"
+        for ((arr, lead), rname), base in zip(rows.items(), bases)
+    ]
+    shifted = ", ".join(f"{b} + _sk_sh" for b in bases)
+    interior_call = f"_sk_pt_rows({flat}, {shifted}, _sk_j, _sk_acc{P})"
+    edge_call = (f"_sk_pt_edge({flat}, {', '.join(bases)}, _sk_jj, {N[last]}, _sk_mode, "
+                 f"_sk_cval, _sk_acc{P})")
+    return _Points(lines, True, interior_call, edge_call, row_index, row_mapped, rows_ok,
+                   row_setup)
 
+
+def _cpu_border(spec, nm, debug) -> list[str]:
+    """The element-wise border path: every read mapped by the mode (or cval, or skipped)."""
+    last, A, P, IX, all_n = nm.last, nm.A, nm.P, nm.IX, nm.all_n
+    lead_i = "".join(f", {i}" for i in IX[:last])
     body, _ = _body(spec, "border", debug)
-    lines += _jitted(f"_sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, _sk_mode, "
-                     f"_sk_cval, _sk_acc{P})", body)
-    lines += [
+    return _jitted(f"_sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, _sk_mode, "
+                   f"_sk_cval, _sk_acc{P})", body) + [
         "",
         "",
         "@_sk_njit",
@@ -377,6 +421,14 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "",
     ]
 
+
+def _cpu_runners(spec, nm, points: _Points) -> list[str]:
+    """``_sk_run_par`` and ``_sk_run_ser``: the loop nest over (batch, rows, column spans)."""
+    k, last, arrays, A, P, IX, N, all_n, rb, ra = (
+        nm.k, nm.last, nm.arrays, nm.A, nm.P, nm.IX, nm.N, nm.all_n, nm.rb, nm.ra)
+    lead_i = "".join(f", {i}" for i in IX[:last])
+    strides = _strides(nm)
+    interior_call = points.interior_call
     border_args = lambda ja, jb: (  # noqa: E731
         f"_sk_border({A}, _sk_fo, _sk_orow, _sk_b{lead_i}, {ja}, {jb}, {all_n}, _sk_mode, "
         f"_sk_cval, _sk_cvout, _sk_acc{P})"
@@ -429,21 +481,21 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "        _sk_rs = max(_sk_ja, _sk_hi, _sk_lo)",
         f"        _sk_inner = {interior_rows}",
     ]
-    if use_rows:
+    if points.use_rows:
         def edge_loop(lo, hi, value):
             return [
                 f"                for _sk_jj in range({lo}, {hi}):",
                 f"                    _sk_fo[_sk_orow + _sk_np.uint64(_sk_jj)] = {value}",
             ]
 
-        edge_value = f"_sk_store_cast({edge_call}, _sk_fo)"
+        edge_value = f"_sk_store_cast({points.edge_call}, _sk_fo)"
         run += [
             "        if _sk_inner:",
-            *(f"            {x}" for x in row_index or ["pass"]),
+            *(f"            {x}" for x in points.row_index or ["pass"]),
             f"        elif _sk_mode != {modes.SKIP}:",
-            *(f"            {x}" for x in row_mapped or ["pass"]),
-            f"        if _sk_inner or (_sk_mode != {modes.SKIP} and {rows_ok}):",
-            *(f"            {x}" for x in row_setup),
+            *(f"            {x}" for x in points.row_mapped or ["pass"]),
+            f"        if _sk_inner or (_sk_mode != {modes.SKIP} and {points.rows_ok}):",
+            *(f"            {x}" for x in points.row_setup),
             "            if _sk_e > _sk_s:",
             f"                _sk_sh = _sk_np.uint64(_sk_s - {rb[last]})",
             "                _sk_ob = _sk_orow + _sk_np.uint64(_sk_s)",
@@ -474,7 +526,7 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         ]
     run += ["", ""]
     run_text = "\n".join(run)
-    lines += [
+    return [
         "",
         "@_sk_numba.njit(parallel=True, **_sk_opts)",
         run_text.replace("NAME", "par"),
@@ -482,12 +534,17 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         run_text.replace("NAME", "ser"),
     ]
 
+
+
+def _cpu_gufunc(spec, nm, gufunc) -> list[str]:
+    """``_sk_gufunc``: the inner loop of the kernel's generalized ufunc (one core array)."""
+    arrays, A, P = nm.arrays, nm.A, nm.P
     cval = gufunc["cval"]
     acc = gufunc["acc"]
     acc_expr = f"_sk_np.{np.dtype(acc).name}(0)" if acc is not None else \
         f"_sk_default_acc({arrays[0]})"
     batched = ", ".join(f"_sk_np.ascontiguousarray({a})[None]" for a in arrays)
-    lines += [
+    return [
         "",
         "# gufunc inner loops may hand in strided core arrays; the runner wants C-contiguous ones.",
         f"def _sk_gufunc({A}{P}, _sk_out):",
@@ -499,7 +556,6 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
         "    _sk_out[...] = _sk_tmp",
         "",
     ]
-    return "\n".join(lines)
 
 
 class _NumpyCalls(ast.NodeTransformer):

@@ -20,7 +20,7 @@ Results and the one place they differ from scipy.ndimage:
   fractional weights sum in float64. (The large-window Gaussian of 8-bit data sums in float32,
   twice the vector width, and sums again in float64 every element whose float32 sum lies within
   its proven error bound of a half-integer: the integers are the float64 sums', see
-  ``stencilkit._lines.float32_tie``.)
+  ``stencilkit.backends.cpu_lines.float32_tie``.)
 * Dask: the same values for every chunking; exactly for integer data and min/max/median, to
   round-off for float sums over large windows (running sums start where a chunk's region does:
   within 1e-12 relative for float64, a few ulps for float32).
@@ -45,11 +45,9 @@ import warnings
 
 import numpy as np
 
-from . import _lines, modes
+from . import _dtypes, _passes, backends
 from ._errors import StencilArgumentError, StencilAxisTypeError, StencilError, StencilTypeError
-from ._stencil import Stencil
-from .backends import is_dask_array
-from .backends.cuda import is_device_array
+from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Rank, Sep2
 
 __all__ = [
     "convolve", "correlate", "gaussian_filter", "laplace", "maximum_filter", "median_filter",
@@ -64,26 +62,12 @@ _MODES = {
 # runs as one pass per axis: one memory sweep per axis, but taps per element grow as the sum of
 # the sizes instead of their product.
 DIRECT_TAPS = 27
-# Sorting networks for the median grow as n log^2 n comparisons; beyond this many elements the
-# generated kernel would take too long to compile, and a selection per element takes over.
-MEDIAN_MAX = 49
 
 
 # --------------------------------------------------------------------------- argument checking
 
-def _gpu(arr) -> bool:
-    """Whether ``arr`` lives on a GPU (a device array, or a Dask array of CuPy chunks).
-
-    Such arrays take only the generated-stencil paths (which have a CUDA backend): direct
-    windows and one 1-D pass per axis, never the CPU line kernels of :mod:`_lines`.
-    """
-    if is_dask_array(arr):
-        return is_device_array(getattr(arr, "_meta", None))
-    return is_device_array(arr)
-
-
 def _array(input, name):
-    if is_dask_array(input) or is_device_array(input):
+    if backends.foreign(input):  # Dask and device arrays stay where they are
         arr = input
     else:
         arr = np.asarray(input)
@@ -242,15 +226,16 @@ def _output(output, arr, name):
     """(out array or None, output dtype)."""
     if output is None:
         return None, arr.dtype.newbyteorder("=")
-    if isinstance(output, np.ndarray) or is_device_array(output):
-        if is_device_array(output) != is_device_array(arr):
-            raise StencilTypeError(f"{name}: output must be "
-                                   + ("a device array for device input" if is_device_array(arr)
-                                      else "a NumPy array (or a dtype) for host input")
-                                   + f", got {type(output).__name__}")
-        if is_dask_array(arr):
+    if isinstance(output, np.ndarray) or backends.foreign(output):
+        want = backends.for_array(arr)
+        if want.name == "dask":
             raise StencilError(f"{name}: output= arrays do not apply to Dask input; the result "
                                "is a lazy Dask array (pass a dtype instead)")
+        if backends.for_array(output) is not want:
+            raise StencilTypeError(f"{name}: output must be "
+                                   + (want.array_kind or "a NumPy array (or a dtype)")
+                                   + f" for {want.input_kind} input, got "
+                                   f"{type(output).__name__}")
         if tuple(output.shape) != tuple(arr.shape):
             raise StencilError(f"{name}: output has shape {output.shape}, the input "
                                f"{arr.shape}; they must match")
@@ -277,28 +262,6 @@ def _output(output, arr, name):
     return None, dtype.newbyteorder("=")
 
 
-def _cval_in(cval, dtype, name):
-    """``cval`` as a value of ``dtype``, the type the window's values are compared or summed in.
-
-    Floats round to the nearest (scipy converts a cval the same way where it computes in the
-    data's type); integers truncate toward zero, as a C cast, and saturate at the dtype's
-    limits, as stencilkit's integer results do (scipy wraps). Rank filters commute with both,
-    so the result is the one of the unconverted cval, converted. NaN has no integer value.
-    """
-    dtype = np.dtype(dtype)
-    if dtype.kind in "fc":
-        with np.errstate(over="ignore"):
-            return dtype.type(cval)
-    c = float(np.real(cval))
-    if math.isnan(c):
-        raise StencilError(f"{name}: cval=nan has no value in {dtype} (integer) data; give a "
-                           "number, or filter a float copy of the data")
-    if dtype.kind == "b":
-        return np.bool_(c != 0)
-    info = np.iinfo(dtype)
-    return dtype.type(min(max(math.trunc(c) if math.isfinite(c) else c, info.min), info.max))
-
-
 def _cval(cval, name, arr=None):
     if np.ndim(cval) != 0:
         raise StencilTypeError(f"{name}: cval must be a scalar, got {cval!r}")
@@ -311,291 +274,16 @@ def _cval(cval, name, arr=None):
         raise StencilTypeError(f"{name}: cval must be a number, got {cval!r}") from None
 
 
-# ------------------------------------------------------------------------ kernel generation
-
-@functools.lru_cache(maxsize=512)
-def _compiled(source: str) -> Stencil:
-    """One Stencil per generated source (the source is the whole configuration)."""
-    return Stencil._from_source(source, {"np": np}, None, {})
-
-
-def _read(ndim, offsets):
-    return "a[" + ", ".join(str(int(o)) for o in offsets) + ("," if ndim == 1 else "") + "]"
-
-
-def _taps(fp, origins, axes, ndim):
-    """(full-rank offsets, index into fp) for every True element of the window."""
-    centre = [s // 2 + o for s, o in zip(fp.shape, origins)]
-    taps = []
-    for idx in zip(*np.nonzero(fp)):
-        offs = [0] * ndim
-        for ax, i, c in zip(axes, idx, centre):
-            offs[ax] = int(i) - c
-        taps.append((tuple(offs), idx))
-    return taps
-
-
-def _limits(dtype):
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
-
-
-def _store(lines, value, acc, out_dtype):
-    """Finish a kernel: the value rounded and saturated as the module docstring says."""
-    if out_dtype.kind in "iu" and acc == "int":
-        lo, hi = _limits(out_dtype)
-        hi = min(hi, 2**63 - 1)  # the int64 accumulator cannot exceed this anyway
-        if lo > -(2**63) or hi < 2**63 - 1:
-            lines.append(f"    v = {value}")
-            lines.append(f"    return {lo} if v < {lo} else ({hi} if v > {hi} else v)")
-            return
-    elif out_dtype.kind in "iub" and acc == "float":
-        value = f"np.rint({value})"
-    lines.append(f"    return {value}")
-
-
-def _literal(w, acc_dtype):
-    if acc_dtype == np.float32:
-        return f"np.float32({float(w)!r})"
-    if acc_dtype.kind == "c":
-        return repr(complex(w))
-    return repr(float(w))
-
-
-def _plan_acc(arr_dtype, weights_integral, cval):
-    """The accumulator: exact int64 for integer data and weights, float otherwise."""
-    kind = arr_dtype.kind
-    if kind == "c":
-        return np.dtype(np.complex128), "float"
-    if (kind in "biu" and arr_dtype.itemsize < 8 and weights_integral
-            and float(np.real(cval)).is_integer()):
-        return np.dtype(np.int64), "int"
-    if kind == "f" and arr_dtype.itemsize <= 4:
-        return np.dtype(np.float32), "float"
-    return np.dtype(np.float64), "float"
-
-
-def _linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
-    terms = []
-    for offs, w in taps:
-        if w == 0:
-            continue
-        read = _read(ndim, offs)
-        if acc_kind == "int":
-            w = int(w)
-            term = read if abs(w) == 1 else f"{abs(w)} * {read}"
-            terms.append(("- " if w < 0 else "+ ") + term)
-        else:
-            terms.append(f"+ {_literal(w, acc)} * {read}")
-    if not terms:
-        expr = "0 * " + _read(ndim, [0] * ndim)
-    else:
-        expr = " ".join(terms).lstrip("+ ")
-        if expr.startswith("- "):
-            expr = "-" + expr[2:]
-    lines = ["def f_linear(a):", f"    s = {expr}"]
-    if divisor is not None and acc_kind == "int":
-        # exact mean: the nearest integer to s / n, ties to even; branch-free so that the loop
-        # vectorises (floor((s + n//2) / n) rounds ties up; an odd n has no ties)
-        lines.append(f"    q = (s + {divisor // 2}) // {divisor}")
-        if divisor % 2 == 0:
-            lines.append(f"    q = q - 1 if (s + {divisor // 2}) - q * {divisor} == 0 "
-                         "and q % 2 != 0 else q")
-        _store(lines, "q", acc_kind, out_dtype)
-    elif divisor is not None:
-        _store(lines, f"s / {_literal(divisor, acc)}", acc_kind, out_dtype)
-    else:
-        _store(lines, "s", acc_kind, out_dtype)
-    return "\n".join(lines) + "\n"
-
-
-def _run(source, arr, mode, cval, acc, out_dtype, out=None):
-    st = _compiled(source)
-    kwargs = dict(mode=mode, acc=acc, out_dtype=out_dtype)
-    if mode == "constant":
-        kwargs["cval"] = _cval_in(cval, acc, "filter")
-    if out is not None:
-        return st(arr, out=out, **kwargs)
-    return st(arr, **kwargs)
-
-
-def _linear(arr, taps, mode, cval, out, out_dtype, integral, divisor=None):
-    acc, acc_kind = _plan_acc(arr.dtype, integral, cval)
-    source = _linear_source(arr.ndim, taps, acc, acc_kind, out_dtype, divisor)
-    return _run(source, arr, mode, cval, acc, out_dtype, out)
-
-
-def _separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
-    """Apply 1-D weight vectors along axes one after another; the last pass rounds/stores.
-
-    Intermediates are exact int64 sums for integer data and weights, float64 for other
-    integer data, and the input's float type for floats (as scipy.ndimage keeps them).
-    ``mode``: one name, or {axis: name}, each pass using its axis' mode (the padded array is
-    then the per-axis extension, and separability still holds).
-    """
-    acc, acc_kind = _plan_acc(arr.dtype, integral, cval)
-    if acc_kind == "int":
-        inter = np.dtype(np.int64)
-    elif arr.dtype.kind in "fc":
-        inter = arr.dtype.newbyteorder("=")
-    else:
-        inter = np.dtype(np.float64)
-    for i, (axis, weights, origin) in enumerate(passes):
-        offs = np.arange(len(weights)) - (len(weights) // 2 + origin)
-        taps = []
-        for o, w in zip(offs, weights):
-            full = [0] * arr.ndim
-            full[axis] = int(o)
-            taps.append((tuple(full), w))
-        last = i == len(passes) - 1
-        target = out_dtype if last else inter
-        source = _linear_source(arr.ndim, taps, acc, acc_kind, target,
-                                divisor if last else None)
-        pass_mode = mode[axis] if isinstance(mode, dict) else mode
-        arr = _run(source, arr, pass_mode, cval, acc, target, out if last else None)
-        if not last:  # outside the array, the intermediate is this pass applied to cval
-            cval = np.asarray(cval * sum(weights)).astype(inter)[()]
-    return arr
-
-
-def _sum(parts, acc, out, out_dtype):
-    """The element-wise sum of same-shape arrays into ``out_dtype`` (rounded, saturated).
-
-    A generated kernel, so it runs on every backend.
-    """
-    names = [f"a{i}" for i in range(len(parts))]
-    ndim = parts[0].ndim
-    reads = [_read(ndim, [0] * ndim).replace("a[", f"{n}[", 1) for n in names]
-    lines = [f"def f_sum({', '.join(names)}):", f"    s = {' + '.join(reads)}"]
-    _store(lines, "s", "int" if acc.kind in "iu" else "float", out_dtype)
-    st = _compiled("\n".join(lines) + "\n")
-    if out is not None:
-        return st(*parts, acc=acc, out_dtype=out_dtype, out=out)
-    return st(*parts, acc=acc, out_dtype=out_dtype)
-
-
 def _finish_empty(arr, out, out_dtype):
-    if is_device_array(arr):
-        from .backends import cuda as cuda_backend
-
-        return out if out is not None else cuda_backend.zeros(arr.shape, out_dtype, arr)
-    result = np.zeros(arr.shape, out_dtype) if not is_dask_array(arr) else arr.astype(out_dtype)
     if out is not None:
-        out[...] = result
-        return out
-    return result
+        return out  # nothing to write
+    return backends.for_array(arr).zeros(arr.shape, out_dtype, arr)
 
 
-class _LineProgram:
-    """Separable line passes (running sums, van Herk) over a whole array or a Dask region.
-
-    ``passes``: ``("box", axis, lo, hi, divisor, dtype, clip)``,
-    ``("box2", axis, (lo0, hi0, lo1, hi1), divisor, dtype, clip)`` and
-    ``("sep2", axis, (wv, lov, wh, loh), dtype)`` (over axes ``axis`` and ``axis + 1``, the
-    last two) or ``("extreme", axis, lo, hi, is_max)``. Each pass reads the previous one's
-    result, and the constant outside the array follows along (the pass applied to cval).
-    Picklable, for Dask workers in other processes.
-    """
-
-    def __init__(self, passes, mode, cval, out_dtype):
-        self.passes = tuple(passes)
-        self.mode = mode
-        self.cval = cval
-        self.out_dtype = np.dtype(out_dtype)
-
-    def __call__(self, region, out=None):
-        """The passes over ``region``; ``out``, if given, may receive the last pass directly."""
-        x = np.ascontiguousarray(region)
-        x = x.astype(_lines.native(x.dtype), copy=False)
-        cval = self.cval
-        # (intermediate and final dtypes go through _lines.native: compiled code has no
-        # float16, so it works in float32 and _run_lines casts the result back)
-        for p, (kind, axis, *rest) in enumerate(self.passes):
-            last = p == len(self.passes) - 1 and out is not None
-
-            def into(dtype, x=x, last=last):  # where this pass writes: out, if it can
-                return _direct(out, x, dtype) if last else None
-
-            if kind == "box":
-                lo, hi, divisor, dtype, clip = rest
-                dtype = _lines.native(dtype)
-                x = _lines.box_pass(x, axis, lo, hi, self.mode, cval, dtype, divisor, clip,
-                                    dst=into(dtype))
-                k = lo + hi + 1
-            elif kind == "sep2":
-                (wv, lov, wh, loh), dtype = rest
-                dtype = _lines.native(dtype)
-                # float32 data is summed in float32, as scipy keeps it between passes
-                acc = np.float32 if x.dtype == np.float32 else np.float64
-                x = _lines.sep2_pass(x, np.array(wv), lov, np.array(wh), loh, self.mode, cval,
-                                     dtype, acc=acc, dst=into(dtype))
-                cval = cval * sum(wv) * sum(wh)
-                continue
-            elif kind == "box2":
-                reach, divisor, dtype, clip = rest
-                dtype = _lines.native(dtype)
-                x = _lines.box2_pass(x, *reach, self.mode, cval, dtype, divisor, clip,
-                                     dst=into(dtype))
-                k = (reach[0] + reach[1] + 1) * (reach[2] + reach[3] + 1)
-            elif kind == "rank":
-                fp, lo, rank, last2 = rest
-                x = _lines.rank_pass(x, np.array(fp, bool), lo, rank, self.mode, cval, last2,
-                                     dst=into(x.dtype))
-                continue
-            else:
-                lo, hi, is_max = rest
-                x = _lines.extreme_pass(x, axis, lo, hi, self.mode, cval, is_max,
-                                        dst=into(x.dtype))
-                continue
-            # outside the array, the next pass sees this one applied to constant cval
-            cval = cval * k / divisor if divisor != 1 or dtype.kind == "f" else cval * k
-        return x.astype(self.out_dtype, copy=False)  # float16 results come back as float16
-
-    def __dask_tokenize__(self):
-        return ("stencilkit.filters.lines", repr(self.passes), self.mode, self.cval,
-                self.out_dtype.str)
-
-
-def _direct(out, src, dtype):
-    """``out`` when a line pass can write its result straight into it, else None.
-
-    It must be exactly the array the pass would allocate (C-contiguous, native dtype) and
-    share no memory with the pass' input: the passes read ahead of where they write.
-    """
-    if (out.dtype == dtype and out.flags.c_contiguous and out.flags.writeable
-            and out.flags.aligned and not np.may_share_memory(out, src)):
-        return out
-    return None
-
-
-def _run_lines(arr, passes, mode, cval, out, out_dtype):
-    program = _LineProgram(passes, mode, cval, out_dtype)
-    if is_dask_array(arr):
-        from .backends import dask as dask_backend
-
-        halo = [(0, 0)] * arr.ndim
-        for kind, axis, *rest in passes:
-            if kind == "box2":
-                lo0, hi0, lo1, hi1 = rest[0]
-                halo[axis], halo[axis + 1] = (lo0, hi0), (lo1, hi1)
-            elif kind == "rank":
-                fp, lo = np.array(rest[0], bool), rest[1]
-                for d, (s, lo_d) in enumerate(zip(fp.shape, lo)):
-                    halo[d] = (lo_d, s - 1 - lo_d)
-            elif kind == "sep2":
-                wv, lov, wh, loh = rest[0]
-                halo[axis] = (lov, len(wv) - 1 - lov)
-                halo[axis + 1] = (loh, len(wh) - 1 - loh)
-            else:
-                halo[axis] = (rest[0], rest[1])
-        return dask_backend.run_program(program, [arr], arr.ndim, halo,
-                                        modes.mode_code(mode), out_dtype)
-    result = program(arr, out)
-    if out is not None:
-        if result is not out:
-            np.copyto(out, result, casting="unsafe")
-        return out
-    return result if result.dtype == out_dtype else result.astype(out_dtype)
+def _run_lines(arr, passes, mode, cval, out, out_dtype, name):
+    """Line passes (:mod:`stencilkit._passes`), lowered by the array's backend."""
+    plan = _passes.Passes(tuple(passes), mode, cval, np.dtype(out_dtype), name)
+    return backends.for_array(arr).run_passes(plan, arr, out)
 
 
 # ------------------------------------------------------------------------------- the filters
@@ -675,11 +363,11 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
     integral = w.dtype.kind in "biuf" and bool(np.all(w == np.round(w))) \
         and bool(np.all(np.abs(w) < 2**31))
     if integral and arr.dtype.kind in "iu":  # int64 sums must not overflow, else float64
-        bound = max(abs(int(v)) for v in _limits(arr.dtype))
+        bound = max(abs(int(v)) for v in _passes.limits(arr.dtype))
         integral = bound * float(np.abs(w).sum()) < 2**62
-    taps = [(offs, w[idx]) for offs, idx in _taps(np.ones(w.shape, bool), origins, axes,
+    taps = [(offs, w[idx]) for offs, idx in _passes.taps(np.ones(w.shape, bool), origins, axes,
                                                  arr.ndim)]
-    return _linear(arr, taps, mode, cval, out, out_dtype, integral)
+    return _passes.linear(arr, taps, mode, cval, out, out_dtype, integral)
 
 
 def convolve(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
@@ -754,25 +442,23 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     n = fp.size
     if isinstance(mode, dict):  # a mode per axis: one pass per axis
         passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins)]
-        return _separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
+        return _passes.separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
     if n <= DIRECT_TAPS:
-        taps = [(offs, 1) for offs, _ in _taps(fp, origins, axes, arr.ndim)]
-        return _linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
-    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8) \
-            or _gpu(arr):
-        # complex, 64-bit integers (whose sums could overflow int64) and GPU arrays: tap-by-tap
-        # passes
+        taps = [(offs, 1) for offs, _ in _passes.taps(fp, origins, axes, arr.ndim)]
+        return _passes.linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
+    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8):
+        # complex and 64-bit integers (whose sums could overflow int64): tap-by-tap passes
         passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
-        return _separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
+        return _passes.separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
     # running sums: a few operations per element whatever the size
     lines = [(ax, s // 2 + o, s - 1 - (s // 2 + o), s)
              for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
     exact = arr.dtype.kind in "biu" and out_dtype.kind in "biu"
     if exact:
         # int32 partial sums when they cannot overflow, else int64 (exact either way)
-        bound = max(abs(int(v)) for v in _limits(arr.dtype)) if arr.dtype.kind != "b" else 1
+        bound = max(abs(int(v)) for v in _passes.limits(arr.dtype)) if arr.dtype.kind != "b" else 1
         inter = np.dtype(np.int32) if bound * n + abs(cval) * n < 2**31 else np.dtype(np.int64)
-        lo_c, hi_c = _limits(out_dtype) if out_dtype.kind != "b" else (0, 1)
+        lo_c, hi_c = _passes.limits(out_dtype) if out_dtype.kind != "b" else (0, 1)
     else:
         inter = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
     # the last two axes in one sweep (no intermediate array), the others first, one pass each
@@ -784,15 +470,15 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     for i, (ax, lo, hi, s) in enumerate(singles):
         last = i == len(singles) - 1 and not pair
         if exact:
-            passes.append(("box", ax, lo, hi, n if last else 1,
-                           out_dtype if last else inter, (lo_c, hi_c) if last else None))
+            passes.append(Box(ax, lo, hi, n if last else 1, out_dtype if last else inter,
+                              (lo_c, hi_c) if last else None))
         else:
-            passes.append(("box", ax, lo, hi, s, out_dtype if last else inter, None))
+            passes.append(Box(ax, lo, hi, s, out_dtype if last else inter, None))
     if pair:
         (_, lo0, hi0, s0), (_, lo1, hi1, s1) = pair
-        passes.append(("box2", arr.ndim - 2, (lo0, hi0, lo1, hi1), n if exact else s0 * s1,
-                       out_dtype, (lo_c, hi_c) if exact else None))
-    return _run_lines(arr, passes, mode, cval, out, out_dtype)
+        passes.append(Box2(arr.ndim - 2, lo0, hi0, lo1, hi1, n if exact else s0 * s1,
+                           out_dtype, (lo_c, hi_c) if exact else None))
+    return _run_lines(arr, passes, mode, cval, out, out_dtype, name)
 
 
 def _gaussian_weights(sigma, radius, order=0):
@@ -876,27 +562,26 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     passes = [(ax, _gaussian_weights(s, r, o), 0)
               for ax, s, r, o in zip(axes, sigmas, radii, orders) if s > 1e-15 and (r or o)]
     if not passes:
-        return _linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+        return _passes.linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
     if isinstance(mode, dict):
-        return _separable(arr, passes, mode, cval, out, out_dtype, False)
+        return _passes.separable(arr, passes, mode, cval, out, out_dtype, False)
     taps = math.prod(len(w) for _, w, _ in passes)
     if len(passes) == 1 or taps <= DIRECT_TAPS:
         w = functools.reduce(np.multiply.outer, [p[1] for p in passes])
         pax = tuple(p[0] for p in passes)
         return _correlate(arr, w, output, mode, cval, 0, pax, name)
     last_two = [p for p in passes if p[0] >= arr.ndim - 2]
-    if len(last_two) == 2 and arr.dtype.kind in "biuf" and out_dtype.kind in "biuf" \
-            and not _gpu(arr):
+    if len(last_two) == 2 and arr.dtype.kind in "biuf" and out_dtype.kind in "biuf":
         # the last two axes fused in one sweep (no intermediate array); others first
         (_, wv, _), (_, wh, _) = last_two
         head = [p for p in passes if p[0] < arr.ndim - 2]
         if head:
             inter = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
-            arr = _separable(arr, head, mode, cval, None, inter, False)
-        lines = [("sep2", arr.ndim - 2, (tuple(wv), len(wv) // 2, tuple(wh), len(wh) // 2),
-                  out_dtype)]
-        return _run_lines(arr, lines, mode, cval, out, out_dtype)
-    return _separable(arr, passes, mode, cval, out, out_dtype, False)
+            arr = _passes.separable(arr, head, mode, cval, None, inter, False)
+        lines = [Sep2(arr.ndim - 2, tuple(wv), len(wv) // 2, tuple(wh), len(wh) // 2,
+                      out_dtype)]
+        return _run_lines(arr, lines, mode, cval, out, out_dtype, name)
+    return _passes.separable(arr, passes, mode, cval, out, out_dtype, False)
 
 
 def _derivative(input, axis, output, mode, cval, smooth, name):
@@ -913,7 +598,7 @@ def _derivative(input, axis, output, mode, cval, smooth, name):
         if arr.size == 0:
             return _finish_empty(arr, out, out_dtype)
         passes = [(ax, [-1, 0, 1] if ax == axis else list(smooth), 0) for ax in all_axes]
-        return _separable(arr, passes, mode, cval, out, out_dtype, True)
+        return _passes.separable(arr, passes, mode, cval, out, out_dtype, True)
     w = np.array(1)
     for ax in all_axes:
         w = np.multiply.outer(w, np.array([-1, 0, 1]) if ax == axis else np.array(smooth))
@@ -1009,9 +694,9 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
             return _finish_empty(arr, out, out_dtype)
         wide = np.dtype(np.int64) if arr.dtype.kind in "biu" else (
             np.dtype(np.complex128) if arr.dtype.kind == "c" else np.dtype(np.float64))
-        parts = [_separable(arr, [(ax, [1, -2, 1], 0)], modes_, cval_, None, wide, True)
+        parts = [_passes.separable(arr, [(ax, [1, -2, 1], 0)], modes_, cval_, None, wide, True)
                  for ax in axes]
-        return _sum(parts, wide, out, out_dtype)
+        return _passes.add(parts, wide, out, out_dtype)
     w = np.zeros((3,) * len(axes), np.int64)
     centre = (1,) * len(axes)
     for d in range(len(axes)):
@@ -1021,14 +706,6 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
             w[tuple(idx)] += 1
         w[centre] -= 2
     return _correlate(arr, w, output, modes_, cval, 0, axes, name)  # (one mode, if a list)
-
-
-def _extreme_source(ndim, taps, op):
-    reads = [_read(ndim, offs) for offs, _ in taps]
-    expr = reads[0]
-    for r in reads[1:]:
-        expr = f"np.{op}({expr}, {r})"
-    return f"def f_{op}(a):\n    return {expr}\n"
 
 
 def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
@@ -1044,7 +721,7 @@ def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
     mode, cval = _mode_cval(mode, cval, name, arr, axes)
     used = mode.values() if isinstance(mode, dict) else [mode]
     if "constant" in used:  # the windows compare values of this type, cval among them
-        cval = _cval_in(cval, _lines.native(arr.dtype), name)
+        cval = _passes.cval_in(cval, _dtypes.work_dtype(arr.dtype), name)
     if not isinstance(mode_given, str) and not (box and name != "median_filter"):
         raise StencilArgumentError(f"{name}: one mode per axis needs a separable window (minimum "
                                 "or maximum with size=); pass a single mode")
@@ -1058,24 +735,23 @@ def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name)
         input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
-    acc = _lines.native(arr.dtype)  # float16 compares in float32 (exactly)
-    if box and fp.size > DIRECT_TAPS and _gpu(arr):  # generated passes, one per axis
-        mode = dict.fromkeys(axes, mode)
+    acc = _dtypes.work_dtype(arr.dtype)  # float16 compares in float32 (exactly)
     if isinstance(mode, dict):  # a mode per axis: a 1-D pass per axis, each with its mode
         for i, (ax, s, o) in enumerate(zip(axes, fp.shape, origins)):
             last = i == len(axes) - 1
-            taps = _taps(np.ones((s,), bool), (o,), (ax,), arr.ndim)
-            arr = _run(_extreme_source(arr.ndim, taps, op), arr, mode[ax], cval, acc,
+            taps = _passes.taps(np.ones((s,), bool), (o,), (ax,), arr.ndim)
+            arr = _passes.run(_passes.extreme_source(arr.ndim, taps, op), arr, mode[ax], cval, acc,
                        out_dtype if last else acc, out if last else None)
         return arr
     if box and fp.size > DIRECT_TAPS:
         # a box's extreme is the extreme along each axis in turn (exact: no arithmetic), each
         # by van Herk / Gil-Werman in three comparisons per element
-        passes = [("extreme", ax, s // 2 + o, s - 1 - (s // 2 + o), op == "maximum")
+        passes = [Extreme(ax, s // 2 + o, s - 1 - (s // 2 + o), op == "maximum")
                   for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
-        return _run_lines(arr, passes, mode, cval, out, out_dtype)
-    taps = _taps(fp, origins, axes, arr.ndim)
-    return _run(_extreme_source(arr.ndim, taps, op), arr, mode, cval, acc, out_dtype, out)
+        return _run_lines(arr, passes, mode, cval, out, out_dtype, name)
+    taps = _passes.taps(fp, origins, axes, arr.ndim)
+    return _passes.run(_passes.extreme_source(arr.ndim, taps, op), arr, mode, cval, acc,
+                       out_dtype, out)
 
 
 def minimum_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
@@ -1136,40 +812,9 @@ def maximum_filter(input, size=None, footprint=None, output=None, mode="reflect"
                     "maximum_filter")
 
 
-def _batcher_pairs(n):
-    """Comparators of Batcher's odd-even merge sort on n wires (those past n dropped).
-
-    Wires past ``n`` would hold +inf, which no comparator moves, so dropping every comparator
-    that touches one leaves a network that sorts the first ``n`` (Knuth, TAOCP vol. 3, 5.3.4).
-    """
-    pairs = []
-    size = 1
-    while size < n:
-        size *= 2
-    p = 1
-    while p < size:
-        k = p
-        while k >= 1:
-            for j in range(k % p, size - k, 2 * k):
-                for i in range(min(k, size - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
-                        a, b = i + j, i + j + k
-                        if b < n:
-                            pairs.append((a, b))
-            k //= 2
-        p *= 2
-    return pairs
-
-
-def _median_source(ndim, taps):
-    n = len(taps)
-    lines = ["def f_median(a):"]
-    for i, (offs, _) in enumerate(taps):
-        lines.append(f"    v{i} = {_read(ndim, offs)}")
-    for a, b in _batcher_pairs(n):
-        lines.append(f"    v{a}, v{b} = np.minimum(v{a}, v{b}), np.maximum(v{a}, v{b})")
-    lines.append(f"    return v{n // 2}")
-    return "\n".join(lines) + "\n"
+def _nested(lists):
+    """Nested lists as nested tuples (hashable, for Dask's tokens)."""
+    return tuple(_nested(v) for v in lists) if isinstance(lists, list) else bool(lists)
 
 
 def median_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
@@ -1205,10 +850,6 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
     n = int(fp.sum())
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
-    if n > MEDIAN_MAX and _gpu(arr):
-        raise StencilError(f"{name}: windows of more than {MEDIAN_MAX} elements (here {n}) have "
-                           "no GPU kernel yet; copy the array to the host (or use a smaller "
-                           "window)")
     if n > MEDIAN_MAX:
         # large windows: a selection per element over the mode-padded array (uint8 and
         # uint16 boxes: Huang's sliding histogram)
@@ -1221,8 +862,8 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
         for ax, s, o in zip(axes, fp.shape, origins):
             lo[ax] = s // 2 + o
         last2 = box and all(s == 1 for ax, s in enumerate(shape) if ax < arr.ndim - 2)
-        passes = [("rank", 0, full.tolist(), tuple(lo), n // 2, last2)]
-        return _run_lines(arr, passes, mode, cval, out, out_dtype)
-    taps = _taps(fp, origins, axes, arr.ndim)
-    acc = _lines.native(arr.dtype)  # float16 compares in float32 (exactly)
-    return _run(_median_source(arr.ndim, taps), arr, mode, cval, acc, out_dtype, out)
+        passes = [Rank(_nested(full.tolist()), tuple(lo), n // 2, last2)]
+        return _run_lines(arr, passes, mode, cval, out, out_dtype, name)
+    taps = _passes.taps(fp, origins, axes, arr.ndim)
+    acc = _dtypes.work_dtype(arr.dtype)  # float16 compares in float32 (exactly)
+    return _passes.run(_passes.median_source(arr.ndim, taps), arr, mode, cval, acc, out_dtype, out)

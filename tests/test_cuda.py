@@ -44,7 +44,7 @@ def _path(st, args, kw):
         return "simulator"
     from stencilkit.backends import cuda_cpp
 
-    plan, params, _, _ = st._cuda_plan(args, kw)
+    plan, params, _, _ = cuda_backend.plan_call(st, args, kw)
     return cuda_cpp.choose(st, plan, params).path
 
 

@@ -18,8 +18,9 @@ from kernels import amplify, asym2, blend, box5, lap3, sample, scaled, shift, sk
 
 import stencilkit as sk
 from stencilkit import _cpp_body, codegen_cpp
-from stencilkit._stencil import _from_work
-from stencilkit.backends import cuda_cpp
+from stencilkit.backends import cpu, cuda_cpp
+from stencilkit.backends import cuda as cuda_backend
+from stencilkit.backends.cpu import from_work as _from_work
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -29,9 +30,9 @@ MODES = list(sk.MODES)
 
 def host_call(st, *args, words=None, idx64=None, **kw):
     """Apply ``st`` as the CUDA backend would, with the kernels run by the host harness."""
-    plan, params, _, overrides = st._cuda_plan(args, kw)
+    plan, params, _, overrides = cuda_backend.plan_call(st, args, kw)
     arrays = args[:len(st.arrays)]
-    plan, work = st._prepare(list(arrays), list(params), None, overrides)
+    plan, work = cpu.BACKEND.prepare(st, list(arrays), list(params), None, overrides)
     mod = cuda_cpp.module_for_plan(st, plan, params)
     if idx64 is not None and idx64 != mod.idx64:  # force the other index width
         mod = cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
@@ -219,7 +220,7 @@ def test_a_loop_accumulator_stays_64_bit_unless_bounded():
 
 def test_constant_mode_cval_outside_the_input_range_disables_narrowing():
     a = sample((4, 8), np.int8)
-    plan, _, _, _ = smooth._cuda_plan((a,), {"mode": "constant", "cval": 10**12})
+    plan, _, _, _ = cuda_backend.plan_call(smooth, (a,), {"mode": "constant", "cval": 10**12})
     assert not cuda_cpp._narrow_ok(plan)
     same(host_call(smooth, a, mode="constant", cval=10**12),
          smooth(a, mode="constant", cval=10**12))
@@ -257,7 +258,7 @@ def test_unsupported_bodies_are_named(kernel, reason):
     with pytest.raises(sk.StencilError, match=reason):
         st.cuda_source(np.zeros(8, np.float64))
     if kernel != "complex":
-        plan, params, _, _ = st._cuda_plan((np.zeros(8),), {})
+        plan, params, _, _ = cuda_backend.plan_call(st, (np.zeros(8),), {})
         with pytest.raises(_cpp_body.Unsupported):
             cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype, (),
                                 idx64=False, narrow=True)
@@ -306,7 +307,7 @@ def _nvrtc():
 
 def _module(st, dtype, shape=(64, 64), params=(), **kw):
     arrays = (np.zeros(shape, dtype),) * len(st.arrays)
-    plan, params, _, _ = st._cuda_plan((*arrays, *params), kw)
+    plan, params, _, _ = cuda_backend.plan_call(st, (*arrays, *params), kw)
     return cuda_cpp.module_for_plan(st, plan, params)
 
 
@@ -366,16 +367,18 @@ class _HostStencil:
 
 @contextlib.contextmanager
 def device_filters():
-    """stencilkit.filters taking its device-array paths, run through the C++ kernels."""
-    from stencilkit import filters
+    """stencilkit.filters taking the CUDA backend's paths, run through the C++ kernels."""
+    from stencilkit import _passes
+    from stencilkit.backends import cpu
 
-    compiled, gpu = filters._compiled, filters._gpu
-    filters._gpu = lambda arr: True
-    filters._compiled = lambda source: _HostStencil(compiled(source))
+    compiled = _passes.compiled
+    cpu.BACKEND.run_passes = lambda passes, arr, out: passes.as_stencils(arr, out)
+    _passes.compiled = lambda source: _HostStencil(compiled(source))
     try:
         yield
     finally:
-        filters._compiled, filters._gpu = compiled, gpu
+        _passes.compiled = compiled
+        del cpu.BACKEND.run_passes
 
 
 def _filter_cases():

@@ -11,7 +11,8 @@ import scipy.ndimage as ndi
 from filter_table import TABLE, entry, numpy_reference, round_even_saturate
 from kernels import sample
 
-from stencilkit import StencilError, StencilTypeError, _lines, filters
+from stencilkit import StencilError, StencilTypeError, filters
+from stencilkit.backends import cpu_lines as _lines
 
 da = pytest.importorskip("dask.array")
 
@@ -523,3 +524,4 @@ def test_float16_bool_and_nan_cval():
     assert np.isnan(got[0]).all() and np.isnan(got[:, 0]).all() and got[1, 1] == 5
     got = filters.uniform_filter(x.astype(np.uint8), 3, mode="constant", cval=np.nan)
     assert got[0].tolist() == [0, 0, 0, 0] and got[1, 1] == 5
+

@@ -78,9 +78,10 @@ def test_kernel_defined_in_main_crosses_processes(tmp_path):
 CACHE_PROBE = """
     import numpy as np
     from kernels import smooth
+    from stencilkit.backends import cpu
     a = np.arange(400, dtype=np.int16).reshape(20, 20)
     r = smooth(a, mode="wrap")
-    m = smooth._module(False, False)
+    m = cpu.module(smooth, False, False)
     s = m._sk_run_ser.stats
     print(len(s.cache_hits), len(s.cache_misses), int(r.sum()))
 """

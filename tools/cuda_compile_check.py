@@ -33,8 +33,13 @@ from numba import types as T  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import stencilkit as sk  # noqa: E402
-from stencilkit import _cpp_body, _cuda_blocks, filters, resample  # noqa: E402
-from stencilkit.backends import cuda_cpp  # noqa: E402
+from stencilkit import _cpp_body, _passes, filters, resample  # noqa: E402
+from stencilkit.backends import cpu as cpu_backend  # noqa: E402
+from stencilkit.backends import cuda as cuda_backend  # noqa: E402
+from stencilkit.backends import (
+    cuda_blocks,  # noqa: E402
+    cuda_cpp,  # noqa: E402
+)
 
 
 def _no_gpu_needed():
@@ -83,19 +88,19 @@ def cases():
         (T.int64, T.int64)
     yield "box5 bool loops", box5, ["bool"], "int64", "bool", ()
     # filters: the generated sources behind calls on device arrays (captured from
-    # filters._compiled), with the dtypes those calls use (float32 sums rounded by np.rint for
-    # 8-bit Gaussians, int64 sums for integer weights)
+    # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
+    # does: as generated stencils), with the dtypes those calls use (float32 sums rounded by
+    # np.rint for 8-bit Gaussians, int64 sums for integer weights)
     seen = []
-    original = filters._compiled
+    original = _passes.compiled
 
     def capture(source):
         st = original(source)
         seen.append(st)
         return st
 
-    filters._compiled = capture
-    gpu = filters._gpu
-    filters._gpu = lambda arr: True
+    _passes.compiled = capture
+    cpu_backend.BACKEND.run_passes = cuda_backend.BACKEND.run_passes
     try:
         a8 = np.zeros((8, 8), np.uint8)
         f32 = np.zeros((8, 8), np.float32)
@@ -112,8 +117,8 @@ def cases():
             w = np.multiply.outer(resample._BINOMIAL, resample._BINOMIAL)
             resample._binomial(a, w, (0, 1), "reflect", 256)
     finally:
-        filters._compiled = original
-        filters._gpu = gpu
+        _passes.compiled = original
+        del cpu_backend.BACKEND.run_passes
     done = set()
     for st in seen:
         for dt, acc, out in (("uint8", "int64", "uint8"), ("uint8", "float32", "uint8"),
@@ -128,15 +133,15 @@ def cases():
 def block_cases():
     """(name, kernel, signature) for the resampling kernels."""
     a3 = lambda d: arr(d, 3)  # noqa: E731
-    yield "take_axis", _cuda_blocks.take_axis, (a3("uint8"), a3("uint8"), T.int64)
+    yield "take_axis", cuda_blocks.take_axis, (a3("uint8"), a3("uint8"), T.int64)
     for src, acc in (("uint8", "int64"), ("float32", "float64"), ("uint16", "uint64"),
                      ("float32", "float32")):
-        yield f"reduce_axis {src}->{acc}", _cuda_blocks.reduce_axis, (
+        yield f"reduce_axis {src}->{acc}", cuda_blocks.reduce_axis, (
             a3(src), a3(acc), T.int64, T.int64, T.boolean, scalar(acc), scalar(acc))
     for out in ("uint8", "bool", "float32"):
-        yield f"finish_mean ->{out}", _cuda_blocks.finish_mean, (
+        yield f"finish_mean ->{out}", cuda_blocks.finish_mean, (
             arr("int64", 1), arr("float64", 1), arr(out, 1), T.boolean, T.float64, T.float64)
-    yield "median2 uint16", _cuda_blocks.median2, (
+    yield "median2 uint16", cuda_blocks.median2, (
         a3("uint16"), a3("uint16"), T.int64, T.int64, T.boolean, T.float64, T.boolean,
         T.float64, T.float64)
 
@@ -150,7 +155,7 @@ def main() -> int:
     for name, st, dtypes, acc, out, params in cases():
         interior, border = stencil_signatures(st, dtypes, params, acc, out)
         for idx64 in (False, True):
-            module = st._cuda_module(False, idx64)
+            module = cuda_backend.module(st, False, idx64)
             for kernel, sig in (("_sk_cuda_interior", interior), ("_sk_cuda_border", border)):
                 count += 1
                 try:

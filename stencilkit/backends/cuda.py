@@ -1,4 +1,8 @@
-"""CUDA backend: run generated numba.cuda kernels on device arrays.
+"""CUDA backend: device arrays, and host arrays with ``target="cuda"``.
+
+:class:`CudaBackend` runs a planned Stencil call with the generated CUDA C++ kernels
+(:mod:`stencilkit.backends.cuda_cpp`) or the generated numba.cuda fallback, lowers the filters'
+passes to generated stencils, and runs resampling with :mod:`stencilkit.backends.cuda_blocks`.
 
 Nothing here is imported by ``import stencilkit``; the first call with a device array (or
 ``target="cuda"``) imports numba.cuda. Device arrays are CuPy arrays, numba device arrays and
@@ -22,15 +26,8 @@ import warnings
 
 import numpy as np
 
-from .._errors import StencilError
-
-
-def is_device_array(a) -> bool:
-    """True for CuPy arrays, numba device arrays and the CUDA simulator's device arrays."""
-    if hasattr(a, "__cuda_array_interface__"):
-        return True
-    mod = type(a).__module__
-    return mod.startswith("numba.cuda") or mod.startswith("cupy")
+from .._errors import StencilError, StencilTypeError
+from . import Backend, is_device_array  # noqa: F401 (is_device_array: also this module's name)
 
 
 def is_cupy(a) -> bool:
@@ -308,3 +305,237 @@ def synchronize() -> None:
     """Wait for the device's queued work (for timing); nothing under the simulator."""
     if not simulated():
         cuda().synchronize()
+
+
+# -- the backend ---------------------------------------------------------------------------------
+
+def module(st, fastmath: bool, idx64: bool = True):
+    """Stencil ``st``'s generated numba.cuda module (the fallback kernels), cached on ``st``."""
+    from .. import codegen
+    from . import cpu
+
+    key = ("cuda", bool(fastmath), bool(idx64))
+    mod = st._modules.get(key)
+    if mod is None:
+        header = f"# globals: {sorted(st._spec.global_keys.items())!r}\n"
+        mod = cpu.load_module(
+            lambda cache: header + codegen.generate_cuda(
+                st._spec, fastmath=key[1], cache=cache, idx64=key[2]),
+            st._spec.globals,
+        )
+        st._modules[key] = mod
+    return mod
+
+
+def _scalars(params):
+    # Scalars as the NumPy types numba gives them (int64, float64, ...): the simulator then
+    # promotes as compiled code does (a Python float next to float32 would stay float32).
+    return tuple(np.asarray(p)[()] if not isinstance(p, np.generic) else p for p in params)
+
+
+def plan_call(st, args, kwargs):
+    """``(plan, params, arrays, overrides)`` of a call ``st(*args, **kwargs)`` on this backend.
+
+    Needs no GPU; ``params`` are the NumPy scalars the kernels receive.
+    """
+    arrays, params, overrides = st._split_args(args, kwargs)
+    host = st._check_arrays(arrays, params, None, BACKEND)
+    plan = st._plan(host, None, overrides)
+    return plan, _scalars(params), host, overrides
+
+
+def source(st, args, kwargs) -> str:
+    """The CUDA C++ of a call (see ``Stencil.cuda_source``)."""
+    from .. import _cpp_body
+    from . import cuda_cpp
+
+    plan, params, _, _ = plan_call(st, args, kwargs)
+    try:
+        mod = cuda_cpp.module_for_plan(st, plan, params)
+    except _cpp_body.Unsupported as exc:
+        raise StencilError(f"{st._where}: the CUDA C++ emitter does not cover this "
+                           f"kernel ({exc}); on a GPU the numba.cuda kernel runs it") from None
+    return mod.source
+
+
+def run_plan(st, plan, work_, dest, params):
+    """One application on the device.
+
+    The generated CUDA C++ kernels where the emitter covers the kernel and CuPy is at hand,
+    the numba.cuda kernel otherwise.
+    """
+    from ..codegen_cpp import index_width
+    from . import cuda_cpp
+
+    choice = cuda_cpp.choose(st, plan, params)
+    if choice.path == "cpp":
+        try:
+            cuda_cpp.run(choice.module, work_, dest, plan, params, plan.variant[0])
+            return
+        except cuda_cpp.CompileError as exc:
+            cuda_cpp.compile_failed(exc)
+            cuda_cpp.fall_back(st, plan, params, f"NVRTC failed: {exc}")
+            choice = choice._replace(reason=f"NVRTC failed: {exc}")
+    problem = fallback_problem()
+    if problem:
+        raise StencilError(f"{st._where}: this call needs the numba.cuda kernel "
+                           f"({choice.reason}), which cannot run here: {problem}")
+    idx64 = index_width([math.prod(plan.wshape)], st.radius)
+    run(module(st, plan.variant[0], idx64), work_, dest, params,
+        plan.mode, plan.cval_acc, plan.cval_out, plan.acc0, st.radius)
+
+
+class CudaBackend(Backend):
+    """Device arrays (CuPy, numba's, the simulator's), and host arrays with target="cuda"."""
+
+    name = "cuda"
+    array_kind = "a device array"
+    input_kind = "device"
+
+    def keeps(self, a):
+        return is_device_array(a)
+
+    def to_host(self, a):
+        return to_host(a)
+
+    def zeros(self, shape, dtype, like):
+        return zeros(shape, dtype, like)
+
+    # -- user kernels ----------------------------------------------------------------------------
+
+    def prepare(self, st, arrays, params, out, overrides):
+        """Plan a call: (plan, device work arrays, params, the kind of array to return)."""
+        require(st._where)
+        if overrides.get("debug") or (st.options["debug"] and overrides.get("debug") is None):
+            raise StencilError(
+                f"{st._where}: debug=True checks reads on the CPU backend only; run the "
+                "kernel with target='cpu' (or on host arrays) to check it"
+            )
+        host = st._check_arrays(arrays, params, out, self)
+        like = next((a for a in host if is_device_array(a)), None)
+        if out is not None and (like is None) != isinstance(out, np.ndarray):
+            raise StencilTypeError(
+                f"{st._where}: out must be "
+                + ("a NumPy array for host input" if like is None else
+                   "a device array for device input") + f", got {type(out).__name__}"
+            )
+        plan = st._plan(host, out, overrides)
+        work_ = [work(a, plan.axes, plan.moved, plan.wshape, wd, like)
+                 for a, wd in zip(host, plan.work_dtypes)]
+        return plan, work_, _scalars(params), like
+
+    def apply(self, st, arrays, params, out, overrides):
+        plan, work_, params, like = self.prepare(st, arrays, params, out, overrides)
+        dest = None
+        if (out is not None and like is not None and plan.wout == plan.out_dtype
+                and not plan.moved and out.dtype.isnative and _contiguous(out)
+                and not any(may_share_memory(out, w) for w in work_)):
+            dest = out.reshape(plan.wshape)
+        direct = dest is not None
+        if not direct:
+            dest = empty(plan.wshape, plan.wout, like)
+        if math.prod(plan.wshape):
+            run_plan(st, plan, work_, dest, params)
+        if direct:
+            return out
+        res = result(dest, plan.batch, plan.core, plan.axes, plan.moved, plan.out_dtype, like)
+        if out is None:
+            return res
+        if like is None:
+            np.copyto(out, res, casting="unsafe")
+        else:
+            copy_into(out, res)
+        return out
+
+    def iterate(self, st, arrays, params, out, overrides, steps, block_steps):
+        """``steps`` launches ping-ponging two device buffers: no host round trip per step."""
+        plan, work_, params, like = self.prepare(st, arrays, params, out, overrides)
+        first_dtype = np.dtype(arrays[0].dtype) if hasattr(arrays[0], "dtype") else \
+            np.asarray(arrays[0]).dtype
+        if plan.out_dtype != first_dtype.newbyteorder("="):
+            raise StencilError(
+                f"{st._where}: iterate feeds each result back as {st._spec.arrays[0]!r}, so "
+                f"the output dtype ({plan.out_dtype}) must equal that array's dtype "
+                f"({first_dtype})"
+            )
+        if plan.wout != plan.out_dtype:  # float16 state: each step must round to float16
+            if steps:
+                res = arrays[0]
+                for _ in range(steps):
+                    res = self.apply(st, [res, *arrays[1:]], params, None, overrides)
+            else:  # work_[0] is a float32 copy
+                res = result(work_[0], plan.batch, plan.core, plan.axes, plan.moved,
+                             plan.out_dtype, like)
+        else:
+            cur = work_[0]
+            bufs = [empty(plan.wshape, plan.wout, like) for _ in range(min(steps, 2))]
+            for i in range(steps):
+                nxt = bufs[i % 2]
+                if math.prod(plan.wshape):
+                    run_plan(st, plan, [cur, *work_[1:]], nxt, params)
+                cur = nxt
+            if not steps:  # a copy, never the caller's array
+                cur = empty(plan.wshape, plan.wout, like)
+                copy_into(cur, work_[0])
+            res = result(cur, plan.batch, plan.core, plan.axes, plan.moved, plan.out_dtype,
+                         like)
+        if out is None:
+            return res
+        if like is None:
+            np.copyto(out, res)
+        else:
+            copy_into(out, res)
+        return out
+
+    def source(self, st, args, kwargs):
+        """The CUDA C++ of a call ``st(*args, **kwargs)`` (see ``Stencil.cuda_source``)."""
+        return source(st, args, kwargs)
+
+    def explain(self, st, what, arrays, params, overrides):
+        from . import cuda_cpp
+
+        ok, why = cuda_available(explain=True)
+        if not ok:
+            return f"{what}: the CUDA backend, not available here: {why}"
+        plan, params, _, _ = plan_call(st, (*arrays, *params), dict(overrides))
+        choice = cuda_cpp.choose(st, plan, params)
+        lines = [f"{what}: the CUDA backend on {why}"]
+        if choice.path == "numba":
+            lines.append(f"  kernel: numba.cuda (the fallback): {choice.reason}")
+            return "\n".join(lines)
+        mod = choice.module
+        lines.append(f"  kernel: {choice.reason}")
+        lines.append(f"  arithmetic: accumulator {mod.acc}; {mod.narrowed} 64-bit integer "
+                     f"value(s) proven to fit 32 bits, {mod.wide} kept at 64 bits; "
+                     f"{'64' if mod.idx64 else '32'}-bit indices; multiply-adds "
+                     f"{'fused (fastmath)' if plan.variant[0] else 'not fused (the CPU bits)'}")
+        if mod.inexact:
+            lines.append(f"  note: {', '.join(mod.inexact)} use CUDA's libdevice, whose last bits "
+                         "may differ from the CPU's libm")
+        row_bytes = [plan.wshape[-1] * d.itemsize for d in (*plan.work_dtypes, plan.wout)]
+        words = mod.cols and all(b % 4 == 0 for b in row_bytes)
+        for name, grid, block, (rows, c0, c1) in mod.launches(plan.wshape, bool(words)):
+            what = "border" if name.endswith("_border") else (
+                f"interior columns {c0}..{c1 - 1}, {rows} row(s) per thread"
+                + (f", {mod.cols} outputs per thread in 32-bit words" if words else ""))
+            lines.append(f"  launch {name}: grid {grid} x block {block}: {what}")
+        return "\n".join(lines)
+
+    # -- the library ---------------------------------------------------------------------------
+
+    def run_passes(self, passes, arr, out):
+        # no line kernels on the device yet: each pass as a generated stencil
+        return passes.as_stencils(arr, out)
+
+    def block_reduce(self, arr, full, op, edge, cval, out_dtype):
+        from . import cuda_blocks
+
+        return cuda_blocks.reduce(arr, full, op, edge, cval, out_dtype)
+
+    def decimate(self, arr, full):
+        from . import cuda_blocks
+
+        return cuda_blocks.decimate(arr, full)
+
+
+BACKEND = CudaBackend()

@@ -20,11 +20,14 @@ launches, numba issue 9288).
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
+from .. import _regions, modes
+from .._errors import StencilError
 from .._regions import axis_regions
-from . import is_dask_array
+from . import Backend, is_dask_array, is_device_array
 
 try:  # the backend is only imported for Dask inputs; stencilkit does not require Dask
     import dask.array as da
@@ -112,7 +115,7 @@ def block_options(overrides) -> dict:
     return opts
 
 
-def apply(st, arrays, params, overrides, steps: int = 1):
+def _apply(st, arrays, params, overrides, steps: int = 1):
     """Apply Stencil ``st`` ``steps`` times (feeding back the first array) to Dask arrays.
 
     Other inputs may be NumPy arrays. Returns a lazy Dask array with the first array's chunks.
@@ -209,3 +212,137 @@ def _gathered(program, arrays, axis_plans, meta):
         dsk[(name, *out_index)] = (_gather_apply, program, shape, dtypes, centre, sels, *keys)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=arrays)
     return da.Array(graph, name, first.chunks, meta=meta)
+
+
+def _halo(passes, ndim):
+    """(before, after) per axis: how far the passes reach, all of them together."""
+    halo = [(0, 0)] * ndim
+    for p in passes.passes:
+        for axis, reach in p.reach(ndim).items():
+            halo[axis] = reach
+    return halo
+
+
+class DaskBackend(Backend):
+    """Dask arrays: a region per chunk (the chunk and its halo).
+
+    Each region runs on the backend of the chunks' type (NumPy chunks: the CPU backend; CuPy
+    chunks: the CUDA backend).
+    """
+
+    name = "dask"
+    input_kind = "Dask"
+
+    def to_host(self, a):
+        return np.asarray(a)
+
+    def zeros(self, shape, dtype, like):
+        return da.zeros(shape, dtype=dtype, chunks=like.chunks) if like.size else \
+            like.astype(dtype)
+
+    def apply(self, st, arrays, params, out, overrides, steps=1):
+        if out is not None:
+            raise StencilError(
+                f"{st._where}: out= is not supported for Dask arrays (the result is lazy); "
+                "store the result with dask.array.store or result.to_zarr(...)"
+            )
+        host = st._check_arrays(arrays, params, out, self)
+        for name, a in zip(st._spec.arrays, host):
+            if any(math.isnan(n) for n in a.shape):
+                raise StencilError(
+                    f"{st._where}: array {name!r} has unknown chunk sizes {a.shape}; call "
+                    ".compute_chunk_sizes() on it first"
+                )
+        return _apply(st, host, params, overrides, steps=steps)
+
+    def iterate(self, st, arrays, params, out, overrides, steps, block_steps):
+        state = arrays[0]
+        if not is_dask_array(state):
+            ref = next(a for a in arrays if is_dask_array(a))
+            state = da.from_array(np.asarray(state), chunks=ref.chunks)
+        host = st._check_arrays([state, *arrays[1:]], params, out, self)
+        out_dtype = st._plan(host, None, overrides).out_dtype
+        if out is not None or out_dtype != state.dtype.newbyteorder("="):
+            raise StencilError(
+                f"{st._where}: iterate on Dask arrays needs out=None and an output dtype equal "
+                f"to {st._spec.arrays[0]!r}'s ({state.dtype}; the result's is {out_dtype})"
+            )
+        if not steps:
+            return state
+        if block_steps is None:
+            axes = st._axes(overrides, state.ndim)
+            block_steps = _regions.auto_block_steps(
+                st.radius, [state.chunks[a] for a in axes], steps
+            )
+        remaining = steps
+        while remaining:
+            n = min(block_steps, remaining)
+            state = self.apply(st, [state, *arrays[1:]], params, out, overrides, steps=n)
+            remaining -= n
+        return state
+
+    def explain(self, st, what, arrays, params, overrides):
+        return (f"{what}: the Dask backend; each chunk's region (halo {st.radius}) runs "
+                "on the backend its chunks' type selects")
+
+    def apply_chain(self, chain, x):
+        """A :class:`stencilkit.Chain` over the Dask array ``x``: one halo exchange in all."""
+        for st, _ in chain.stages:
+            if st.options["axes"] is not None:
+                raise StencilError(f"chain: stage {st._where} sets axes=; chains use the last "
+                                   f"{chain.ndim} axes as core axes")
+        stage_modes = [modes.mode_code(st.options["mode"]) for st, _ in chain.stages]
+        wraps = [m == modes.WRAP for m in stage_modes]
+        if any(wraps) and not all(wraps):
+            # A periodic region is exact only when every stage is periodic: apply stage by stage.
+            for st, params in chain.stages:
+                x = st(x, *params)
+            return x
+        dtype = chain.out_dtype(x.shape, x.dtype)  # validates every stage on its input dtype
+        if all(wraps):
+            halo, mode = chain.radius, modes.WRAP
+        else:
+            reach = [sum(max(st.radius[d]) for st, _ in chain.stages) for d in range(chain.ndim)]
+            halo, mode = [(r, r) for r in reach], modes.REFLECT  # any clipped layout
+        program = Program([(st, params, block_options({})) for st, params in chain.stages])
+        return run_program(program, [x], chain.ndim, halo, mode, np.dtype(dtype))
+
+    # -- the library ---------------------------------------------------------------------------
+
+    def run_passes(self, passes, arr, out):
+        if is_device_array(getattr(arr, "_meta", None)):
+            # CuPy chunks: the passes as generated stencils, each a Dask call whose regions
+            # run on the CUDA backend
+            return passes.as_stencils(arr, out)
+        from .cpu_lines.program import LineProgram
+
+        return run_program(LineProgram(passes), [arr], arr.ndim, _halo(passes, arr.ndim),
+                           modes.mode_code(passes.mode), passes.out_dtype)
+
+    def block_reduce(self, arr, full, op, edge, cval, out_dtype):
+        from . import select
+
+        if edge == "trim":
+            arr = arr[tuple(slice(0, (n // f) * f) for n, f in zip(arr.shape, full))]
+        chunks = []
+        for n, f, c in zip(arr.shape, full, arr.chunks):
+            if f == 1:
+                chunks.append(c)
+                continue
+            size = max(f, (max(c) // f) * f)  # chunks of whole blocks, near the original size
+            chunks.append(tuple([size] * (n // size) + ([n % size] if n % size else [])) or (0,))
+        arr = arr.rechunk(tuple(chunks))
+        out_chunks = tuple(tuple(-(-c // f) for c in cs) for cs, f in zip(arr.chunks, full))
+
+        def block(x):  # each chunk on its own backend (NumPy or CuPy chunks)
+            return select((x,)).block_reduce(x, full, op, edge, cval, out_dtype)
+
+        return da.map_blocks(block, arr, chunks=out_chunks, dtype=out_dtype,
+                             meta=np.empty_like(arr._meta, shape=(0,) * arr.ndim,
+                                                dtype=out_dtype))
+
+    def decimate(self, arr, full):
+        return arr[tuple(slice(None, None, f) for f in full)]
+
+
+BACKEND = DaskBackend()

@@ -1,0 +1,413 @@
+"""Filters' plans: the passes a filter needs, described once, lowered by each backend.
+
+A filter (:mod:`stencilkit.filters`, :mod:`stencilkit.resample`) checks its arguments and then
+says *what* to compute, never where: either a generated stencil (a kernel written out from the
+window: :func:`linear_source`, :func:`extreme_source`, :func:`median_source`, run by
+:func:`run`, which calls a :class:`stencilkit.Stencil` and so reaches every backend), or a
+:class:`Passes` of line passes, for the algorithms whose cost does not grow with the window:
+
+- :class:`Box`: a running sum along one axis (``divisor`` and rounding into ``dtype``);
+- :class:`Box2`: a box over the last two axes in one sweep;
+- :class:`Sep2`: separable weights over the last two axes in one sweep;
+- :class:`Extreme`: a running minimum or maximum along one axis (van Herk / Gil-Werman);
+- :class:`Rank`: a selection (the median) over a window of many elements.
+
+``backends.for_array(arr).run_passes(passes, arr, out)`` runs them: the CPU backend with its
+line kernels (:mod:`stencilkit.backends.cpu_lines`), Dask by mapping those over regions with the
+halo the passes reach, and a backend without line kernels (CUDA today) through
+:meth:`Passes.as_stencils`: the same passes as generated stencils, one 1-D pass per axis.
+
+Each pass reads the previous one's result; outside the array, a pass sees the previous pass
+applied to the constant ``cval`` (so ``mode='constant'`` filters the padded array itself).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _dtypes
+from ._errors import StencilError
+from ._stencil import Stencil
+
+# Sorting networks for the median grow as n log^2 n comparisons; beyond this many elements the
+# generated kernel would take too long to compile, and a selection per element takes over.
+MEDIAN_MAX = 49
+
+
+# ------------------------------------------------------------------------------- line passes
+
+class Box(NamedTuple):
+    """A running sum of ``lo + hi + 1`` elements along ``axis``.
+
+    Divided by ``divisor`` (integers: rounded to nearest, ties to even, and saturated to
+    ``clip``), into ``dtype``.
+    """
+
+    axis: int
+    lo: int
+    hi: int
+    divisor: int
+    dtype: np.dtype
+    clip: tuple | None
+
+    def reach(self, ndim):
+        return {self.axis: (self.lo, self.hi)}
+
+
+class Box2(NamedTuple):
+    """A box over axes ``axis`` and ``axis + 1`` (the last two) in one sweep."""
+
+    axis: int
+    lo0: int
+    hi0: int
+    lo1: int
+    hi1: int
+    divisor: int
+    dtype: np.dtype
+    clip: tuple | None
+
+    def reach(self, ndim):
+        return {self.axis: (self.lo0, self.hi0), self.axis + 1: (self.lo1, self.hi1)}
+
+
+class Sep2(NamedTuple):
+    """Correlation weights ``wv`` along ``axis`` and ``wh`` along ``axis + 1``, in one sweep.
+
+    The last two axes; ``lov``/``loh``: the taps before the centre; rounded into ``dtype``.
+    """
+
+    axis: int
+    wv: tuple
+    lov: int
+    wh: tuple
+    loh: int
+    dtype: np.dtype
+
+    def reach(self, ndim):
+        return {self.axis: (self.lov, len(self.wv) - 1 - self.lov),
+                self.axis + 1: (self.loh, len(self.wh) - 1 - self.loh)}
+
+
+class Extreme(NamedTuple):
+    """The maximum (``is_max``) or minimum of ``lo + hi + 1`` elements along ``axis``."""
+
+    axis: int
+    lo: int
+    hi: int
+    is_max: bool
+
+    def reach(self, ndim):
+        return {self.axis: (self.lo, self.hi)}
+
+
+class Rank(NamedTuple):
+    """The ``rank``-th smallest element of the window ``footprint``.
+
+    ``footprint``: full rank, nested tuples of bools; ``lo``: the elements before the centre per
+    axis; ``last2``: a box over the last two axes only (the 8/16-bit sliding-histogram case).
+    """
+
+    footprint: tuple
+    lo: tuple
+    rank: int
+    last2: bool
+
+    def reach(self, ndim):
+        shape = np.array(self.footprint, bool).shape
+        return {d: (lo, s - 1 - lo) for d, (s, lo) in enumerate(zip(shape, self.lo))}
+
+
+class Passes(NamedTuple):
+    """Line passes over one array.
+
+    With ``mode`` (one name), ``cval`` (in the input's type), the result's dtype, and the
+    filter's ``name`` for messages.
+    """
+
+    passes: tuple
+    mode: str
+    cval: object
+    out_dtype: np.dtype
+    name: str
+
+    def as_stencils(self, arr, out):
+        """The passes as generated stencils (one call per pass and axis).
+
+        For a backend without line kernels: integers exactly as the line kernels compute
+        them, floats to round-off.
+
+        Consecutive box passes become one :func:`separable` run of sums divided once at the
+        end; ``Rank`` windows (larger than a sorting network takes) have no such lowering.
+        """
+        x, cval = arr, self.cval
+        todo = list(self.passes)
+        while todo:
+            p = todo.pop(0)
+            last = not todo or (isinstance(p, (Box, Box2)) and
+                                all(isinstance(q, (Box, Box2)) for q in todo))
+            if isinstance(p, (Box, Box2)):
+                group = [p] + (todo if last else [])
+                todo = [] if last else todo
+                lines = []
+                for q in group:
+                    lines += [(q.axis, q.lo, q.hi)] if isinstance(q, Box) else [
+                        (q.axis, q.lo0, q.hi0), (q.axis + 1, q.lo1, q.hi1)]
+                divisor = math.prod(q.divisor for q in group)
+                one_d = [(ax, [1] * (lo + hi + 1), lo - (lo + hi + 1) // 2)
+                         for ax, lo, hi in lines]
+                dtype = self.out_dtype if last else np.dtype(group[-1].dtype)
+                x = separable(x, one_d, self.mode, cval, out if last else None, dtype, True,
+                              divisor=divisor)
+                cval = cval * math.prod(lo + hi + 1 for _, lo, hi in lines) / divisor
+            elif isinstance(p, Sep2):
+                one_d = [(p.axis, p.wv, p.lov - len(p.wv) // 2),
+                         (p.axis + 1, p.wh, p.loh - len(p.wh) // 2)]
+                dtype = self.out_dtype if last else np.dtype(p.dtype)
+                x = separable(x, one_d, self.mode, cval, out if last else None, dtype, False)
+                cval = cval * sum(p.wv) * sum(p.wh)
+            elif isinstance(p, Extreme):
+                taps = [(tuple(o if d == p.axis else 0 for d in range(x.ndim)), None)
+                        for o in range(-p.lo, p.hi + 1)]
+                acc = _dtypes.work_dtype(x.dtype)  # float16 compares in float32 (exactly)
+                source = extreme_source(x.ndim, taps, "maximum" if p.is_max else "minimum")
+                x = run(source, x, self.mode, cval, acc, self.out_dtype if last else acc,
+                        out if last else None)
+            else:
+                n = int(np.array(p.footprint, bool).sum())
+                raise StencilError(
+                    f"{self.name}: windows of more than {MEDIAN_MAX} elements (here {n}) have "
+                    "no GPU kernel yet; copy the array to the host (or use a smaller window)")
+        return x
+
+
+# ------------------------------------------------------------------------ generated stencils
+
+def cval_in(cval, dtype, name):
+    """``cval`` as a value of ``dtype``, the type the window's values are compared or summed in.
+
+    Floats round to the nearest (scipy converts a cval the same way where it computes in the
+    data's type); integers truncate toward zero, as a C cast, and saturate at the dtype's
+    limits, as stencilkit's integer results do (scipy wraps). Rank filters commute with both,
+    so the result is the one of the unconverted cval, converted. NaN has no integer value.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        with np.errstate(over="ignore"):
+            return dtype.type(cval)
+    c = float(np.real(cval))
+    if math.isnan(c):
+        raise StencilError(f"{name}: cval=nan has no value in {dtype} (integer) data; give a "
+                           "number, or filter a float copy of the data")
+    if dtype.kind == "b":
+        return np.bool_(c != 0)
+    info = np.iinfo(dtype)
+    return dtype.type(min(max(math.trunc(c) if math.isfinite(c) else c, info.min), info.max))
+
+
+@functools.lru_cache(maxsize=512)
+def compiled(source: str) -> Stencil:
+    """One Stencil per generated source (the source is the whole configuration)."""
+    return Stencil._from_source(source, {"np": np}, None, {})
+
+
+def read(ndim, offsets):
+    return "a[" + ", ".join(str(int(o)) for o in offsets) + ("," if ndim == 1 else "") + "]"
+
+
+def taps(fp, origins, axes, ndim):
+    """(full-rank offsets, index into fp) for every True element of the window."""
+    centre = [s // 2 + o for s, o in zip(fp.shape, origins)]
+    taps = []
+    for idx in zip(*np.nonzero(fp)):
+        offs = [0] * ndim
+        for ax, i, c in zip(axes, idx, centre):
+            offs[ax] = int(i) - c
+        taps.append((tuple(offs), idx))
+    return taps
+
+
+def limits(dtype):
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def store(lines, value, acc, out_dtype):
+    """Finish a kernel: the value rounded and saturated as the module docstring says."""
+    if out_dtype.kind in "iu" and acc == "int":
+        lo, hi = limits(out_dtype)
+        hi = min(hi, 2**63 - 1)  # the int64 accumulator cannot exceed this anyway
+        if lo > -(2**63) or hi < 2**63 - 1:
+            lines.append(f"    v = {value}")
+            lines.append(f"    return {lo} if v < {lo} else ({hi} if v > {hi} else v)")
+            return
+    elif out_dtype.kind in "iub" and acc == "float":
+        value = f"np.rint({value})"
+    lines.append(f"    return {value}")
+
+
+def literal(w, acc_dtype):
+    if acc_dtype == np.float32:
+        return f"np.float32({float(w)!r})"
+    if acc_dtype.kind == "c":
+        return repr(complex(w))
+    return repr(float(w))
+
+
+def plan_acc(arr_dtype, weights_integral, cval):
+    """The accumulator: exact int64 for integer data and weights, float otherwise."""
+    kind = arr_dtype.kind
+    if kind == "c":
+        return np.dtype(np.complex128), "float"
+    if (kind in "biu" and arr_dtype.itemsize < 8 and weights_integral
+            and float(np.real(cval)).is_integer()):
+        return np.dtype(np.int64), "int"
+    if kind == "f" and arr_dtype.itemsize <= 4:
+        return np.dtype(np.float32), "float"
+    return np.dtype(np.float64), "float"
+
+
+def linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
+    terms = []
+    for offs, w in taps:
+        if w == 0:
+            continue
+        ref = read(ndim, offs)
+        if acc_kind == "int":
+            w = int(w)
+            term = ref if abs(w) == 1 else f"{abs(w)} * {ref}"
+            terms.append(("- " if w < 0 else "+ ") + term)
+        else:
+            terms.append(f"+ {literal(w, acc)} * {ref}")
+    if not terms:
+        expr = "0 * " + read(ndim, [0] * ndim)
+    else:
+        expr = " ".join(terms).lstrip("+ ")
+        if expr.startswith("- "):
+            expr = "-" + expr[2:]
+    lines = ["def f_linear(a):", f"    s = {expr}"]
+    if divisor is not None and acc_kind == "int":
+        # exact mean: the nearest integer to s / n, ties to even; branch-free so that the loop
+        # vectorises (floor((s + n//2) / n) rounds ties up; an odd n has no ties)
+        lines.append(f"    q = (s + {divisor // 2}) // {divisor}")
+        if divisor % 2 == 0:
+            lines.append(f"    q = q - 1 if (s + {divisor // 2}) - q * {divisor} == 0 "
+                         "and q % 2 != 0 else q")
+        store(lines, "q", acc_kind, out_dtype)
+    elif divisor is not None:
+        store(lines, f"s / {literal(divisor, acc)}", acc_kind, out_dtype)
+    else:
+        store(lines, "s", acc_kind, out_dtype)
+    return "\n".join(lines) + "\n"
+
+
+def run(source, arr, mode, cval, acc, out_dtype, out=None):
+    st = compiled(source)
+    kwargs = dict(mode=mode, acc=acc, out_dtype=out_dtype)
+    if mode == "constant":
+        kwargs["cval"] = cval_in(cval, acc, "filter")
+    if out is not None:
+        return st(arr, out=out, **kwargs)
+    return st(arr, **kwargs)
+
+
+def linear(arr, taps, mode, cval, out, out_dtype, integral, divisor=None):
+    acc, acc_kind = plan_acc(arr.dtype, integral, cval)
+    source = linear_source(arr.ndim, taps, acc, acc_kind, out_dtype, divisor)
+    return run(source, arr, mode, cval, acc, out_dtype, out)
+
+
+def separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
+    """Apply 1-D weight vectors along axes one after another; the last pass rounds/stores.
+
+    Intermediates are exact int64 sums for integer data and weights, float64 for other
+    integer data, and the input's float type for floats (as scipy.ndimage keeps them).
+    ``mode``: one name, or {axis: name}, each pass using its axis' mode (the padded array is
+    then the per-axis extension, and separability still holds).
+    """
+    acc, acc_kind = plan_acc(arr.dtype, integral, cval)
+    if acc_kind == "int":
+        inter = np.dtype(np.int64)
+    elif arr.dtype.kind in "fc":
+        inter = arr.dtype.newbyteorder("=")
+    else:
+        inter = np.dtype(np.float64)
+    for i, (axis, weights, origin) in enumerate(passes):
+        offs = np.arange(len(weights)) - (len(weights) // 2 + origin)
+        taps = []
+        for o, w in zip(offs, weights):
+            full = [0] * arr.ndim
+            full[axis] = int(o)
+            taps.append((tuple(full), w))
+        last = i == len(passes) - 1
+        target = out_dtype if last else inter
+        source = linear_source(arr.ndim, taps, acc, acc_kind, target,
+                                divisor if last else None)
+        pass_mode = mode[axis] if isinstance(mode, dict) else mode
+        arr = run(source, arr, pass_mode, cval, acc, target, out if last else None)
+        if not last:  # outside the array, the intermediate is this pass applied to cval
+            cval = np.asarray(cval * sum(weights)).astype(inter)[()]
+    return arr
+
+
+def add(parts, acc, out, out_dtype):
+    """The element-wise sum of same-shape arrays into ``out_dtype`` (rounded, saturated).
+
+    A generated kernel, so it runs on every backend.
+    """
+    names = [f"a{i}" for i in range(len(parts))]
+    ndim = parts[0].ndim
+    reads = [read(ndim, [0] * ndim).replace("a[", f"{n}[", 1) for n in names]
+    lines = [f"def f_sum({', '.join(names)}):", f"    s = {' + '.join(reads)}"]
+    store(lines, "s", "int" if acc.kind in "iu" else "float", out_dtype)
+    st = compiled("\n".join(lines) + "\n")
+    if out is not None:
+        return st(*parts, acc=acc, out_dtype=out_dtype, out=out)
+    return st(*parts, acc=acc, out_dtype=out_dtype)
+
+
+def extreme_source(ndim, taps, op):
+    reads = [read(ndim, offs) for offs, _ in taps]
+    expr = reads[0]
+    for r in reads[1:]:
+        expr = f"np.{op}({expr}, {r})"
+    return f"def f_{op}(a):\n    return {expr}\n"
+
+
+def batcher_pairs(n):
+    """Comparators of Batcher's odd-even merge sort on n wires (those past n dropped).
+
+    Wires past ``n`` would hold +inf, which no comparator moves, so dropping every comparator
+    that touches one leaves a network that sorts the first ``n`` (Knuth, TAOCP vol. 3, 5.3.4).
+    """
+    pairs = []
+    size = 1
+    while size < n:
+        size *= 2
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        a, b = i + j, i + j + k
+                        if b < n:
+                            pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return pairs
+
+
+def median_source(ndim, taps):
+    n = len(taps)
+    lines = ["def f_median(a):"]
+    for i, (offs, _) in enumerate(taps):
+        lines.append(f"    v{i} = {read(ndim, offs)}")
+    for a, b in batcher_pairs(n):
+        lines.append(f"    v{a}, v{b} = np.minimum(v{a}, v{b}), np.maximum(v{a}, v{b})")
+    lines.append(f"    return v{n // 2}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,366 @@
+"""Separable weights over the last two axes in one sweep (:func:`sep2_pass`).
+
+The float32 sums of 8-bit data are checked near ties (:func:`float32_tie`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from ... import modes
+from .. import cpu
+from .common import _dest, _map, _sk_njit
+
+
+@_sk_njit
+def _sep_row(src, o, m, w, cval, ext, lou, n1):
+    """ext[lou:] += w * row m of src (m < 0: a row of cval)."""
+    if m >= 0:
+        for c in range(n1):
+            u = np.uint64(c)
+            ext[u + lou] += w * src[o, m, u]
+    else:
+        for c in range(n1):
+            u = np.uint64(c)
+            ext[u + lou] += w * cval
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _sep2(src, dst, wv, lov, wh, loh, mode, cval, band, rounding, clip_lo, clip_hi, step):
+    """Separable correlation over the last two axes of (outer, n0, n1) in one sweep.
+
+    For each output row: a vertical pass (``wv``, reaching ``lov`` rows up) into a row buffer,
+    that row extended by the mode (outside the array, a column of cval, so ``cval * sum(wv)``),
+    then a horizontal pass (``wh``, ``loh`` columns left), in the weights' float type; no
+    intermediate array. ``rounding``: store integers rounded to nearest (ties to even) and clipped.
+    ``step`` > 1 computes only every step-th row and column (a prefilter-and-decimate, as a
+    pyramid level), into ``dst`` of ``ceil(n / step)`` per axis.
+    """
+    n_outer, n0, n1 = src.shape
+    m0 = dst.shape[1]
+    m1 = dst.shape[2]
+    kv = wv.size
+    kh = wh.size
+    width = n1 + kh - 1
+    bands = -(-m0 // band)
+    zero = wv[0] * 0
+    edge = zero + cval * wv.sum()
+    for t in numba.prange(n_outer * bands):
+        o = t // bands
+        r0 = (t - o * bands) * band
+        r1 = min(r0 + band, m0)
+        ext = np.empty(width, wv.dtype)
+        row = np.empty(m1, wv.dtype)
+        lou = np.uint64(loh)
+        for i in range(r0, r1):
+            for c in range(n1):
+                u = np.uint64(c)
+                ext[u + lou] = zero
+            # taps four at a time: each pass over the row buffer is a load and a store, so
+            # folding four rows into one pass cuts that traffic (3x faster than one tap a pass)
+            j = 0
+            while j + 4 <= kv:
+                m0_ = _map(i * step + j - lov, n0, mode)
+                m1_ = _map(i * step + j + 1 - lov, n0, mode)
+                m2 = _map(i * step + j + 2 - lov, n0, mode)
+                m3 = _map(i * step + j + 3 - lov, n0, mode)
+                if m0_ >= 0 and m1_ >= 0 and m2 >= 0 and m3 >= 0:
+                    w0, w1, w2, w3 = wv[j], wv[j + 1], wv[j + 2], wv[j + 3]
+                    for c in range(n1):
+                        u = np.uint64(c)
+                        ext[u + lou] += (w0 * src[o, m0_, u] + w1 * src[o, m1_, u]
+                                         + w2 * src[o, m2, u] + w3 * src[o, m3, u])
+                    j += 4
+                else:
+                    _sep_row(src, o, m0_, wv[j], cval, ext, lou, n1)
+                    j += 1
+            while j < kv:
+                _sep_row(src, o, _map(i * step + j - lov, n0, mode), wv[j], cval, ext, lou,
+                         n1)
+                j += 1
+            for p in range(loh):
+                m = _map(p - loh, n1, mode)
+                ext[p] = ext[m + loh] if m >= 0 else edge
+            for p in range(loh + n1, width):
+                m = _map(p - loh, n1, mode)
+                ext[p] = ext[m + loh] if m >= 0 else edge
+            for c in range(m1):
+                row[np.uint64(c)] = zero
+            # taps four at a time here too; column c reads ext[c * step + j ...]
+            su = np.uint64(step)
+            j = 0
+            while j + 4 <= kh:
+                w0, w1, w2, w3 = wh[j], wh[j + 1], wh[j + 2], wh[j + 3]
+                ju = np.uint64(j)
+                for c in range(m1):
+                    u = np.uint64(c) * su + ju
+                    row[np.uint64(c)] += (w0 * ext[u] + w1 * ext[u + np.uint64(1)]
+                                          + w2 * ext[u + np.uint64(2)]
+                                          + w3 * ext[u + np.uint64(3)])
+                j += 4
+            while j < kh:
+                w = wh[j]
+                ju = np.uint64(j)
+                for c in range(m1):
+                    u = np.uint64(c)
+                    row[u] += w * ext[u * su + ju]
+                j += 1
+            if rounding:
+                for c in range(m1):
+                    u = np.uint64(c)
+                    dst[o, i, u] = min(max(np.rint(row[u]), clip_lo), clip_hi)
+            else:
+                for c in range(m1):
+                    u = np.uint64(c)
+                    dst[o, i, u] = row[u]
+
+
+def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float64, tie=None,
+              fast=True, dst=None):
+    """Separable correlation (``wv`` down, ``wh`` across) over the last two axes.
+
+    Only every ``step``-th row and column is computed (``step`` 2: a pyramid level). ``acc``:
+    the float type of the sums (float32 vectors are twice as wide). Integer data with integer
+    results asked in float64 may be summed in float32 with a float64 fallback (see
+    :func:`float32_tie`); the integers are then those of the float64 sweep (only a float64 sum
+    within float64 round-off of a half-integer could round either way, as between any two
+    float64 evaluations). ``fast`` False turns that off; ``tie`` overrides the fallback's
+    threshold (tests: 0 recomputes every element in float64).
+    """
+    out_dtype = np.dtype(out_dtype)
+    n0, n1 = src.shape[-2:]
+    m0, m1 = -(-n0 // step), -(-n1 // step)
+    dst = _dest(dst, src.shape[:-2] + (m0, m1), out_dtype)
+    if src.size == 0:
+        return dst
+    s = src.reshape(-1, n0, n1)
+    d = dst.reshape(-1, m0, m1)
+    tasks = max(1, 4 * numba.get_num_threads() // s.shape[0])
+    band = max(16, -(-m0 // tasks))
+    rounding = out_dtype.kind in "iub"
+    lo_c, hi_c = (0.0, 1.0) if out_dtype.kind == "b" else (
+        (float(np.iinfo(out_dtype).min), float(np.iinfo(out_dtype).max)) if rounding
+        else (0.0, 0.0))
+    wv64 = np.asarray(wv, np.float64)
+    wh64 = np.asarray(wh, np.float64)
+    code = modes.mode_code(mode)
+    if code != modes.CONSTANT and wv64.size <= UNROLL_MAX and wh64.size <= UNROLL_MAX:
+        # every window row exists (no cval rows): the generated kernel with its taps unrolled
+        exact, rel = False, 0.0
+        if fast and np.dtype(acc) == np.float64 and rounding and src.dtype.kind in "iub":
+            bound = float32_tie(wv64, wh64, src.dtype)
+            if tie is not None or bound is not None:
+                acc, exact = np.float32, True
+                rel, tie = bound if tie is None else (0.0, tie)
+        kernel = _unrolled_sep2(wv64.size, wh64.size, np.dtype(acc).name, rounding, exact, step)
+        kernel(s, d, wv64.astype(acc), lov, wh64.astype(acc), loh, code, band, lo_c, hi_c,
+               np.float32(rel), np.float32(tie if exact else 1.0), wv64, wh64)
+    else:
+        _sep2(s, d, np.asarray(wv, acc), lov, np.asarray(wh, acc), loh, code, float(cval), band,
+              rounding, lo_c, hi_c, step)
+    return dst
+
+
+def float32_tie(wv, wh, dtype, most=1e-3):
+    """When float32 sums round as the float64 sweep's: ``(rel, tie)``, or None.
+
+    The separable sum of integers ``|x| <= M`` with weights ``a`` (down) and ``b`` (across),
+    computed in float32 (weights rounded to float32, recursive sums of ``kv`` then ``kh``
+    products, with or without fused multiply-add) differs from the exact sum ``H`` by at most
+    ``c * sum|a| sum|b| M`` with ``c = g(kv) + g(kh) + 2u`` (to first order), ``u = 2**-24``,
+    ``g(n) = n u / (1 - n u)`` (Higham, Accuracy and Stability of Numerical Algorithms, 2nd
+    ed., sections 2.2 and 3.1). With weights and data >= 0 every product and partial sum is
+    >= 0 and the bound is relative, ``c * H``: sums near 0 are far more precise than the worst
+    case. The float64 sweep's own error (the same with ``u = 2**-53``) is added. Two sums that
+    close round to different integers only if a half-integer lies between them, so a float32
+    sum ``v`` with ``|v - rint(v)| + rel * |v| < tie`` rounds as the float64 one; otherwise it
+    is computed again in float64. None when the bound exceeds ``most`` (too many sums would be
+    computed twice: 16-bit data, long or heavy kernels).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iub" or dtype.itemsize > 2:
+        return None
+    wv = np.asarray(wv, np.float64)
+    wh = np.asarray(wh, np.float64)
+    lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
+                                               int(np.iinfo(dtype).max))
+
+    def g(n, u):
+        return n * u / (1 - n * u)
+
+    u32, u64 = 2.0**-24, 2.0**-53
+    c = (g(wv.size, u32) + g(wh.size, u32) + 2 * u32 + g(wv.size, u64) + g(wh.size, u64)
+         + 2 * u64)
+    c = c / (1 - c) * 1.01  # against the computed sum (not the exact one), with a margin
+    # float32 weights below 2**-126 are subnormal, their error absolute: at most 2**-150 each
+    tiny = (wv.size + wh.size) * 2.0**-149 * max(-lo, hi) * float(np.abs(wh).sum() + 1)
+    if lo >= 0 and (wv >= 0).all() and (wh >= 0).all():
+        rel, absolute = c, tiny
+        worst = c * hi * float(wv.sum() * wh.sum())
+    else:
+        rel, absolute = 0.0, c * max(-lo, hi) * float(np.abs(wv).sum() * np.abs(wh).sum())
+        absolute += tiny
+        worst = absolute
+    if not math.isfinite(worst) or worst > most:
+        return None
+    # the largest float32 below 0.5 - absolute, less a margin for the test's own rounding
+    tie = np.float32(0.5 - absolute - 2.0**-23)
+    while float(tie) > 0.5 - absolute - 2.0**-23:
+        tie = np.nextafter(tie, np.float32(0))
+    return float(np.float32(rel)), float(tie)
+
+
+# Up to this many taps per axis, the separable sweep is generated with its taps unrolled: one
+# pass over the row buffers per axis, sums in registers, instead of a read-modify-write pass
+# per group of four taps (gaussian sigma=2 on uint8: about 2x faster).
+UNROLL_MAX = 33
+
+_SEP2_TEMPLATE = """
+# Generated by stencilkit.backends.cpu_lines ({kv} x {kh} taps, {acc}); do not edit.
+import numba
+import numpy as np
+
+_sk_njit = numba.njit(cache={cache}, nogil=True)
+{map_source}
+{exact}
+
+@numba.njit(cache={cache}, nogil=True, parallel=True, fastmath={fastmath})
+def sep2(src, dst, wv, lov, wh, loh, mode, band, clip_lo, clip_hi, rel, tie, wv64, wh64):
+    n_outer, n0, n1 = src.shape
+    m0 = dst.shape[1]
+    m1 = dst.shape[2]
+    width = n1 + {kh} - 1
+    bands = -(-m0 // band)
+{weights}
+    su = np.uint64({step})  # a constant: unit steps vectorise
+    lou = np.uint64(loh)
+    lo = np.{acc}(clip_lo)
+    hi = np.{acc}(clip_hi)
+    for t in numba.prange(n_outer * bands):
+        o = t // bands
+        r0 = (t - o * bands) * band
+        r1 = min(r0 + band, m0)
+        ext0 = np.empty(width, wv.dtype)
+        ext1 = np.empty(width, wv.dtype)
+{row}
+        for i0 in range(r0, r1, {pair}):
+{rows}
+            for c in range(n1):
+                u = np.uint64(c)
+{vertical}
+            # then each output row of the iteration (the second may fall past the band's end):
+            # its row of vertical sums extended by the mode, the horizontal pass, the store
+            for i in range(i0, min(i0 + {pair}, r1)):
+                ext = ext0 if i == i0 else ext1
+                for p in range(loh):
+                    ext[p] = ext[_sk_map(p - loh, n1, mode) + loh]
+                for p in range(loh + n1, width):
+                    ext[p] = ext[_sk_map(p - loh, n1, mode) + loh]
+{store}
+"""
+
+# Float results.
+_SEP2_FLOAT = """\
+                for c in range(m1):
+                    u = np.uint64(c) * su
+                    dst[o, i, np.uint64(c)] = {horizontal}"""
+
+# Integer results: round the sums, clip, store.
+_SEP2_ROUND = """\
+                for c in range(m1):
+                    u = np.uint64(c) * su
+                    dst[o, i, np.uint64(c)] = min(max(np.rint({horizontal}), lo), hi)"""
+
+# Integer results from float32 sums (fused multiply-adds allowed) that must equal the float64
+# sweep's: a sum within the float32 error bound of a half-integer (``|v - rint(v)| + rel * |v|
+# >= tie``, see float32_tie) is summed again in float64 by ``_exact``. In blocks of columns: a
+# vectorised pass rounds and stores every sum, keeps the block's sums and notes whether any is
+# that close; only such a block is looked at again, element by element.
+_SEP2_EXACT = """\
+                for g0 in range(0, m1, {block}):
+                    g1 = min(g0 + {block}, m1)
+                    near = False
+                    for c in range(g0, g1):
+                        u = np.uint64(c) * su
+                        v = {horizontal}
+                        row[np.uint64(c - g0)] = v
+                        r = np.rint(v)
+                        near |= abs(v - r) + rel * abs(v) >= tie
+                        dst[o, i, np.uint64(c)] = min(max(r, lo), hi)
+                    if not near:
+                        continue
+                    for c in range(g0, g1):
+                        v = row[c - g0]
+                        if abs(v - np.rint(v)) + rel * abs(v) >= tie:
+                            e = np.rint(_exact(src, o, i, c, wv64, lov, wh64, loh, mode))
+                            dst[o, i, c] = min(max(e, clip_lo), clip_hi)"""
+
+# The float64 recomputation of one element for _SEP2_EXACT, and the block of sums it rescans.
+_SEP2_EXACT_DEFS = """
+@numba.njit(cache={cache}, nogil=True)
+def _exact(src, o, i, c, wv64, lov, wh64, loh, mode):
+    # one element of the float64 sweep: its products summed in the same order
+    n0 = src.shape[1]
+    n1 = src.shape[2]
+{rows64}
+{weights64}
+    e = 0.0
+    for j in range({kh}):
+        q = _sk_map(c * {step} + j - loh, n1, mode)
+        e += wh64[j] * ({vertical64})
+    return e
+"""
+
+# Columns per block of the exact float32 sweep: the unit of its second pass
+EXACT_BLOCK = 64
+_UNROLLED = {}
+
+
+def _unrolled_sep2(kv, kh, acc, rounding, exact=False, step=1):
+    """The generated sweep for ``kv`` x ``kh`` taps summed in ``acc`` (weights at run time).
+
+    ``rounding``: integer results (rounded, clipped); ``exact``: those checked against the
+    float64 sweep (``_SEP2_EXACT``); both and ``step`` are constants of the generated source.
+    Unit steps make two output rows per iteration: their ``kv + 1`` source rows are read and
+    converted once for both vertical sums (6-13% faster).
+    """
+    key = (kv, kh, acc, bool(rounding), exact, step)
+    kernel = _UNROLLED.get(key)
+    if kernel is None:
+        pair = 2 if step == 1 else 1
+
+        def source(cache):
+            weights = "\n".join([f"    a{j} = wv[{j}]" for j in range(kv)]
+                                 + [f"    b{j} = wh[{j}]" for j in range(kh)])
+            nrows = kv + pair - 1
+            rows = "\n".join(
+                f"            s{j} = src[o, _sk_map(i0 * {step} + {j} - lov, n0, mode)]"
+                for j in range(nrows))
+            vertical = [f"                x{j} = np.{acc}(s{j}[u])" for j in range(nrows)]
+            for r in range(pair):
+                terms = " + ".join(f"a{j} * x{j + r}" for j in range(kv))
+                vertical.append(f"                ext{r}[u + lou] = {terms}")
+            horizontal = " + ".join(f"b{j} * ext[u + np.uint64({j})]" for j in range(kh))
+            store = (_SEP2_EXACT if exact else _SEP2_ROUND if rounding else _SEP2_FLOAT)
+            exact_defs = row = ""
+            if exact:
+                exact_defs = _SEP2_EXACT_DEFS.format(
+                    cache=cache, kh=kh, step=step,
+                    rows64="\n".join(f"    s{j} = src[o, _sk_map(i * {step} + {j} - lov, n0, mode)]"
+                                      for j in range(kv)),
+                    weights64="\n".join(f"    a{j} = wv64[{j}]" for j in range(kv)),
+                    vertical64=" + ".join(f"a{j} * np.float64(s{j}[q])" for j in range(kv)))
+                row = f"        row = np.empty({EXACT_BLOCK}, wv.dtype)"
+            return _SEP2_TEMPLATE.format(
+                kv=kv, kh=kh, acc=acc, cache=cache, pair=pair, step=step,
+                map_source=modes.MAP_SOURCE, exact=exact_defs, weights=weights, rows=rows,
+                row=row, vertical="\n".join(vertical),
+                store=store.format(horizontal=horizontal, block=EXACT_BLOCK),
+                fastmath="{'contract'}" if exact else "False")
+
+        kernel = cpu.load_module(source, {}).sep2
+        _UNROLLED[key] = kernel
+    return kernel
