@@ -160,8 +160,11 @@ class Passes(NamedTuple):
                 one_d = [(ax, [1] * (lo + hi + 1), lo - (lo + hi + 1) // 2)
                          for ax, lo, hi in lines]
                 dtype = self.out_dtype if last else np.dtype(group[-1].dtype)
-                x = separable(x, one_d, self.mode, cval, out if last else None, dtype, True,
-                              divisor=divisor)
+                # integer data: exact sums (divided once, rounded) where the line kernels
+                # compute exactly (the last pass saturates), float sums otherwise
+                integral = x.dtype.kind not in "biu" or group[-1].clip is not None
+                x = separable(x, one_d, self.mode, cval, out if last else None, dtype,
+                              integral, divisor=divisor)
                 cval = cval * math.prod(lo + hi + 1 for _, lo, hi in lines) / divisor
             elif isinstance(p, Sep2):
                 one_d = [(p.axis, p.wv, p.lov - len(p.wv) // 2),

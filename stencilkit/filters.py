@@ -578,6 +578,8 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
         if head:
             inter = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
             arr = _passes.separable(arr, head, mode, cval, None, inter, False)
+            # outside the array, the intermediate is the head passes applied to cval
+            cval = float(np.asarray(cval * math.prod(sum(w) for _, w, _ in head)).astype(inter))
         lines = [Sep2(arr.ndim - 2, tuple(wv), len(wv) // 2, tuple(wh), len(wh) // 2,
                       out_dtype)]
         return _run_lines(arr, lines, mode, cval, out, out_dtype, name)

@@ -525,3 +525,50 @@ def test_float16_bool_and_nan_cval():
     got = filters.uniform_filter(x.astype(np.uint8), 3, mode="constant", cval=np.nan)
     assert got[0].tolist() == [0, 0, 0, 0] and got[1, 1] == 5
 
+
+def test_gaussian_derivative_along_a_leading_axis_filters_the_padded_array():
+    # 3-D: the leading axis' pass runs first, then the last two in one sweep; outside the
+    # array that sweep must see the first pass applied to cval (here 0: a derivative of a
+    # constant), as when filtering np.pad(a, constant_values=cval) itself
+    a = np.random.default_rng(1).random((9, 20, 21)) * 10
+    sigma, order = (1.0, 1.5, 1.5), (1, 0, 0)
+    r = 12
+    padded = np.pad(a, r, constant_values=5.0)
+    want = ndi.gaussian_filter(padded, sigma, order=order, mode="nearest")[r:-r, r:-r, r:-r]
+    got = filters.gaussian_filter(a, sigma, order=order, mode="constant", cval=5.0)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+LOWERED = [
+    ("uniform 15 uint8", lambda a, kw: filters.uniform_filter(a, 15, **kw), np.uint8),
+    ("uniform 15 uint8 -> float32",
+     lambda a, kw: filters.uniform_filter(a, 15, np.float32, **kw), np.uint8),
+    ("uniform 3x9x9 int16", lambda a, kw: filters.uniform_filter(a, (3, 9, 9), **kw), np.int16),
+    ("gaussian 3-D uint8",
+     lambda a, kw: filters.gaussian_filter(a, (1.0, 2.0, 2.0), **kw), np.uint8),
+    ("gaussian float32", lambda a, kw: filters.gaussian_filter(a, 2.0, **kw), np.float32),
+    ("maximum 9 uint16", lambda a, kw: filters.maximum_filter(a, 9, **kw), np.uint16),
+    ("minimum 7x5 float64",
+     lambda a, kw: filters.minimum_filter(a, (1, 7, 5), **kw), np.float64),
+]
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+@pytest.mark.parametrize("name,call,dtype", LOWERED, ids=[x[0] for x in LOWERED])
+def test_passes_as_generated_stencils_equal_the_line_kernels(name, call, dtype, mode,
+                                                             monkeypatch):
+    # a backend without line kernels (CUDA) runs a filter's passes as generated stencils:
+    # integers equal the CPU's line kernels exactly, floats to round-off
+    from stencilkit.backends import cpu
+
+    a = sample((4, 23, 26), dtype, seed=3)
+    kw = {"mode": mode, **({"cval": 3} if mode == "constant" else {})}
+    want = call(a, kw)
+    monkeypatch.setattr(cpu.BACKEND, "run_passes",
+                        lambda passes, arr, out: passes.as_stencils(arr, out), raising=False)
+    got = call(a, kw)
+    assert got.dtype == want.dtype
+    if got.dtype.kind == "f":
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got, want)

@@ -364,6 +364,8 @@ def box_pass(src, axis, lo, hi, mode, cval, out_dtype, divisor=1, clip=None, dst
             _rows_box(s, d, lo, hi, code, int(cval), int(divisor), int(lo_c), int(hi_c),
                       np.zeros(1, np.int64))
         return dst
+    if src.dtype.kind != "f" and np.dtype(out_dtype).kind == "f":
+        src = src.astype(np.float64)  # integers into a float result: float sums (exact here)
     s, d, lanes = _views(src, dst, axis)
     if src.dtype.kind == "f":
         _box_float(s, d, lo, hi, code, float(cval), float(divisor), lanes)
