@@ -20,7 +20,6 @@ import numpy as np
 
 from . import _dtypes, backends, modes
 from ._errors import StencilError, StencilTypeError
-from .backends import is_dask_array
 from .kernel import kernel_source, parse
 
 _OPTIONS = {
@@ -57,6 +56,7 @@ class _Plan(NamedTuple):
     cval_out: np.generic
     variant: tuple
     parallel: bool | None
+    size: int
 
 
 class _ModuleRef:
@@ -233,24 +233,16 @@ class Stencil:
     def _check_arrays(self, arrays, params, out, backend):
         """The inputs, checked, as ``backend`` takes them.
 
-        NumPy arrays, except Dask arrays (which stay lazy) and the arrays ``backend.keeps`` (a
-        device array for the CUDA backend); other backends' arrays (a device array for the CPU
-        backend) are copied to the host.
+        NumPy arrays, except the arrays ``backend.keeps`` (Dask arrays for the Dask backend,
+        which stay lazy; device arrays for the CUDA backend); other backends' arrays (a device
+        array for the CPU backend) are copied to the host.
         """
         where = self._where
         k = self.ndim
         names = self._spec.arrays
         host = []
         for name, a in zip(names, arrays):
-            if type(a) is not np.ndarray and not is_dask_array(a):
-                if backend.keeps(a):
-                    if a.ndim < k:
-                        raise StencilError(
-                            f"{where}: array {name!r} has {a.ndim} axis/axes but the kernel has "
-                            f"{k} core axes; pass an array with at least {k} axes"
-                        )
-                    host.append(a)
-                    continue
+            if type(a) is not np.ndarray and not backend.keeps(a):
                 try:
                     a = backends.to_numpy(a)
                 except Exception as exc:
@@ -342,7 +334,7 @@ class Stencil:
             wshape=(math.prod(batch),) + core, acc0=acc.type(0), out_dtype=out_dtype, wout=wout,
             work_dtypes=work_dtypes, cval_acc=cval_acc, cval_out=wout.type(cval_out),
             variant=(bool(opts["fastmath"]), bool(opts["debug"])),
-            parallel=_use_parallel(opts),
+            parallel=_use_parallel(opts), size=math.prod(shape),
         )
 
     def cuda_source(self, *args, **kwargs) -> str:

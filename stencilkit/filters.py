@@ -228,7 +228,7 @@ def _output(output, arr, name):
         return None, arr.dtype.newbyteorder("=")
     if isinstance(output, np.ndarray) or backends.foreign(output):
         want = backends.for_array(arr)
-        if want.name == "dask":
+        if want.lazy:
             raise StencilError(f"{name}: output= arrays do not apply to Dask input; the result "
                                "is a lazy Dask array (pass a dtype instead)")
         if backends.for_array(output) is not want:

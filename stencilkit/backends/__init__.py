@@ -61,6 +61,8 @@ class Backend:
     array_kind = None
     #: its inputs, in messages ("output must be ... for host input")
     input_kind = "host"
+    #: results are lazy (Dask): no ``out=``/``output=`` arrays
+    lazy = False
 
     def keeps(self, a) -> bool:
         """Whether ``a`` (neither NumPy nor Dask) is taken as it is, not read as a NumPy array."""
@@ -120,6 +122,7 @@ class _Entry(NamedTuple):
 
 _REGISTRY: list = []
 _LOADED: dict = {}
+_CHOSEN: dict = {}  # (the arrays' types, target) -> backend: select's answers
 _LOCK = threading.Lock()
 
 
@@ -127,7 +130,8 @@ def register(name: str, module: str, claims, holds=None, *, first: bool = False)
     """Register a backend: the module ``module`` defines ``BACKEND``.
 
     ``claims(arrays, target)`` says, without importing the module, whether a call on these
-    arrays with this ``target=`` runs there; ``holds(a)`` whether one array is of its kind (so
+    arrays with this ``target=`` runs there; it must depend only on the arrays' types and the
+    target (:func:`select` remembers its answer per combination). ``holds(a)`` whether one array is of its kind (so
     that other backends can copy it to the host). Backends are asked in registration order;
     ``first=True`` puts this one before the others. A name registered again replaces the entry.
     """
@@ -135,10 +139,19 @@ def register(name: str, module: str, claims, holds=None, *, first: bool = False)
     with _LOCK:
         _REGISTRY[:] = [e for e in _REGISTRY if e.name != name]
         _LOADED.pop(name, None)
+        _CHOSEN.clear()
         if first:
             _REGISTRY.insert(0, entry)
         else:
             _REGISTRY.append(entry)
+
+
+def unregister(name: str) -> None:
+    """Remove the backend registered as ``name`` (nothing if there is none)."""
+    with _LOCK:
+        _REGISTRY[:] = [e for e in _REGISTRY if e.name != name]
+        _LOADED.pop(name, None)
+        _CHOSEN.clear()
 
 
 def names() -> tuple:
@@ -164,9 +177,22 @@ def get(name: str) -> Backend:
 
 def select(arrays, target=None) -> Backend:
     """The backend that runs a call on ``arrays`` with ``target=`` (None: by the input types)."""
+    try:
+        if len(arrays) == 1:
+            key = (type(arrays[0]), target)
+        else:
+            key = (*map(type, arrays), target)
+        return _CHOSEN[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable target: no memo
+        key = None
     for e in _REGISTRY:
         if e.claims(arrays, target):
-            return _load(e)
+            backend = _load(e)
+            if key is not None:
+                _CHOSEN[key] = backend
+            return backend
     raise LookupError(f"no backend claims these arrays (target={target!r})")  # pragma: no cover
 
 

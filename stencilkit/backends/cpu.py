@@ -247,7 +247,7 @@ def from_work(dest, plan):
 def parallel(plan) -> bool:
     """Whether a planned call runs on threads (``parallel=None``: by its size)."""
     if plan.parallel is None:
-        return math.prod(plan.wshape) >= PARALLEL_THRESHOLD
+        return plan.size >= PARALLEL_THRESHOLD
     return plan.parallel
 
 

@@ -232,6 +232,10 @@ class DaskBackend(Backend):
 
     name = "dask"
     input_kind = "Dask"
+    lazy = True
+
+    def keeps(self, a):
+        return is_dask_array(a)
 
     def to_host(self, a):
         return np.asarray(a)
