@@ -131,9 +131,10 @@ def register(name: str, module: str, claims, holds=None, *, first: bool = False)
 
     ``claims(arrays, target)`` says, without importing the module, whether a call on these
     arrays with this ``target=`` runs there; it must depend only on the arrays' types and the
-    target (:func:`select` remembers its answer per combination). ``holds(a)`` whether one array is of its kind (so
-    that other backends can copy it to the host). Backends are asked in registration order;
-    ``first=True`` puts this one before the others. A name registered again replaces the entry.
+    target (:func:`select` remembers its answer per combination). ``holds(a)`` says whether
+    one array is of its kind (so that other backends can copy it to the host). Backends are
+    asked in registration order; ``first=True`` puts this one before the others. A name
+    registered again replaces the entry.
     """
     entry = _Entry(name, module, claims, holds)
     with _LOCK:
