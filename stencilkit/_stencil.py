@@ -215,7 +215,6 @@ class Stencil:
             )
         return args[:n_arr], args[n_arr:], kwargs
 
-
     def _backend(self, arrays, overrides):
         """The backend that runs a call on ``arrays``: the one decision of where code runs."""
         return backends.select(arrays, overrides.get("target") or self.options["target"])
