@@ -625,10 +625,21 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool 
     2**31 threads (numba #9229).
     """
     nm = _names(spec)
-    k, last, A, P, IX, N, all_n, rb, ra = (
-        nm.k, nm.last, nm.A, nm.P, nm.IX, nm.N, nm.all_n, nm.rb, nm.ra)
     dynamic = any(isinstance(o, str) for a in spec.accesses for o in a.offsets)
-    ix = "_sk_np.uint64" if idx64 else "_sk_np.uint32"
+    lines, reads = _cuda_header(spec, nm, fastmath, dynamic)
+    head = _cuda_head(spec, nm)
+    lines += _cuda_interior(spec, nm, fastmath, cache, idx64, dynamic, reads, head)
+    lines += _cuda_border(spec, nm, fastmath, cache, head)
+    return "\n".join(lines)
+
+
+def _cuda_header(spec, nm, fastmath, dynamic):
+    """Imports, the mode's index map, and the device functions.
+
+    The border's point function and the interior's (``_sk_pt_direct``, or ``_sk_point`` of the
+    reads it is given). Returns the lines and the interior's reads (none for run-time offsets).
+    """
+    k, A, P, IX, all_n = nm.k, nm.A, nm.P, nm.IX, nm.all_n
     lines = [
         *_preamble(spec, " (CUDA)"),
         "import numpy as _sk_np",
@@ -649,18 +660,33 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool 
     else:
         point, reads = _cuda_point(spec)
         lines += ["", "@_sk_njit", point]
+    return lines, reads
+
+
+def _cuda_head(spec, nm) -> list[str]:
+    """The first lines of both kernels: shapes, element strides, the flat views."""
+    k, last, N = nm.k, nm.last, nm.N
     strides = [f"    _sk_S{last} = 1"] + [f"    _sk_S{d} = {N[d + 1]} * _sk_S{d + 1}"
                                             for d in reversed(range(last))]
     shape = [f"    {N[d]} = _sk_np.int64(_sk_out.shape[{d + 1}])" for d in range(k)]
-    head = [
+    return [
         "    _sk_B = _sk_np.int64(_sk_out.shape[0])", *shape, *strides,
         f"    _sk_SB = {N[0]} * _sk_S0",
         *(f"    _sk_f_{a} = {a}.reshape(-1)" for a in spec.arrays),
         "    _sk_fo = _sk_out.reshape(-1)",
     ]
+
+
+def _cuda_interior(spec, nm, fastmath, cache, idx64, dynamic, reads, head) -> list[str]:
+    """``_sk_cuda_interior``: a column per thread walking a strip of rows.
+
+    As :func:`generate_cuda` says, with register rings per (array, plane offsets, column
+    offset).
+    """
+    k, last, A, P, IX, N, rb, ra = nm.k, nm.last, nm.A, nm.P, nm.IX, nm.N, nm.rb, nm.ra
+    ix = "_sk_np.uint64" if idx64 else "_sk_np.uint32"
     inner = [f"({N[d]} - {rb[d] + ra[d]})" for d in range(k)]
-    # -- the interior kernel
-    lines += ["", "", f"@_sk_cuda.jit(fastmath={fastmath}, cache={cache})",
+    lines = ["", "", f"@_sk_cuda.jit(fastmath={fastmath}, cache={cache})",
               f"def _sk_cuda_interior({A}, _sk_out, _sk_rows, _sk_acc{P}):", *head,
               f"    {IX[last]} = ({rb[last]} + _sk_np.int64(_sk_cuda.blockIdx.x) * "
               f"_sk_cuda.blockDim.x + _sk_cuda.threadIdx.x)",
@@ -734,8 +760,14 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool 
                     lines.append(f"            {name[key]}_{t} = {name[key]}_{t + 1}")
                 lines.append(f"            {name[key]}_p = {ix}({name[key]}_p + _sk_step)")
             lines.append(f"            _sk_o = {ix}(_sk_o + _sk_step)")
-    # -- the border kernel
-    lines += ["", "", f"@_sk_cuda.jit(fastmath={fastmath}, cache={cache})",
+    return lines
+
+
+def _cuda_border(spec, nm, fastmath, cache, head) -> list[str]:
+    """``_sk_cuda_border``: every non-interior element, enumerated flat, through the mode."""
+    k, last, A, P, IX, N, all_n, rb, ra = (
+        nm.k, nm.last, nm.A, nm.P, nm.IX, nm.N, nm.all_n, nm.rb, nm.ra)
+    lines = ["", "", f"@_sk_cuda.jit(fastmath={fastmath}, cache={cache})",
               f"def _sk_cuda_border({A}, _sk_out, _sk_c0, _sk_c1, _sk_mode, _sk_cval, _sk_cvout, "
               f"_sk_acc{P}):", *head]
     for d in range(last):
@@ -800,5 +832,5 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool 
         f"{all_n}, _sk_mode, _sk_cval, _sk_acc{P}), _sk_out)",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
