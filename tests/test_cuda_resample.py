@@ -98,3 +98,31 @@ def test_device_errors():
         resample.block_reduce(d, (1, 9, 9), "median")
     with pytest.raises(sk.StencilError, match="unknown func"):
         resample.block_reduce(d, 2, "mode")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64],
+                         ids=lambda d: np.dtype(d).name)
+def test_last_two_axes_take_one_launch_equal_to_the_cpu(dtype, monkeypatch):
+    # images and stacks: one reduce2/take2 launch, bit for bit the CPU's, whatever the edge
+    # (a float cval of 0.1 makes the order of the padded sums visible)
+    from stencilkit.backends import cuda_blocks
+
+    launches = []
+    for name in ("_launch", "_launch2"):
+        real = getattr(cuda_blocks, name)
+        monkeypatch.setattr(cuda_blocks, name,
+                            lambda kernel, *a, real=real: launches.append(kernel) or
+                            real(kernel, *a))
+    cases = [((2, 13, 11), (1, 3, 4)), ((9, 10), (2, 2)), ((15,), (4,)), ((1, 7, 9), (1, 7, 2))]
+    for (shape, factor), func, edge in itertools.product(
+            cases, ["mean", "sum", "min", "max"], resample.EDGES):
+        a = data(shape, dtype, seed=len(shape))
+        cval = (0.1 if np.dtype(dtype).kind == "f" else 7) if edge == "pad" else 0
+        launches.clear()
+        same(host(resample.block_reduce(cuda.to_device(a), factor, func, edge=edge, cval=cval)),
+             resample.block_reduce(a, factor, func, edge=edge, cval=cval))
+        assert launches == [cuda_blocks.reduce2]
+    launches.clear()
+    a = data((3, 10, 11), dtype)
+    same(host(resample.decimate(cuda.to_device(a), (1, 3, 2))), resample.decimate(a, (1, 3, 2)))
+    assert launches == [cuda_blocks.take2]

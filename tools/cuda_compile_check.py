@@ -141,6 +141,12 @@ def block_cases():
     for out in ("uint8", "bool", "float32"):
         yield f"finish_mean ->{out}", cuda_blocks.finish_mean, (
             arr("int64", 1), arr("float64", 1), arr(out, 1), T.boolean, T.float64, T.float64)
+    for src, acc, out in (("uint8", "int64", "uint8"), ("float32", "float64", "float32"),
+                          ("uint16", "uint16", "uint16"), ("uint8", "int64", "bool")):
+        yield f"reduce2 {src}->{acc}->{out}", cuda_blocks.reduce2, (
+            a3(src), a3(out), T.int64, T.int64, T.int64, T.boolean, T.boolean, scalar(acc),
+            scalar(acc), T.boolean, T.float64, T.float64)
+    yield "take2 uint8", cuda_blocks.take2, (a3("uint8"), a3("uint8"), T.int64, T.int64)
     yield "median2 uint16", cuda_blocks.median2, (
         a3("uint16"), a3("uint16"), T.int64, T.int64, T.boolean, T.float64, T.boolean,
         T.float64, T.float64)

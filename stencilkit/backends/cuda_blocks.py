@@ -3,14 +3,17 @@
 Imported on first use (by :class:`stencilkit.backends.cuda.CudaBackend`), so numba.cuda is
 loaded only then.
 
-Device arrays (CuPy, numba's, the simulator's) are reduced one axis at a time: a C-contiguous
-array seen as (outer, n, inner) is reduced along its middle axis by one launch, which covers
-every rank and leaves a contiguous result for the next axis. Sums accumulate in the CPU
-kernel's types and order (axis by axis, each block from its first element, cval padding after
-the real elements) and a mean divides the total once in float64, so results equal the CPU's
-bit for bit. The median gathers each block (over the last two axes) into a local array.
+Images and stacks (only the last two axes reduced) take one launch of :func:`reduce2` (or
+:func:`take2` for ``decimate``): a thread per output, each input element read once, the sums in
+the CPU kernel's types and order (each column of a block down its rows, then the columns left
+to right; cval padding after the real elements, as ``np.pad`` puts it), a mean divided once in
+float64, so results equal the CPU's bit for bit. Factors along other axes take one launch per
+reduced axis instead: a C-contiguous array seen as (outer, n, inner) is reduced along its middle
+axis, which covers every rank, and :func:`finish_mean` divides. The median gathers each block
+(over the last two axes) into a local array.
 
-Every kernel is a 1-D grid-stride loop with 64-bit indices (any size, any grid). Defined at
+The per-axis kernels are 1-D grid-stride loops, the last-two-axes ones 2-D grids striding over
+rows and planes; indices are 64-bit (any size, any grid). Defined at
 module level: the CUDA simulator finds ``cuda`` among a kernel's globals.
 """
 
@@ -141,6 +144,75 @@ def median2(src, dst, f0, f1, pad, cval, rounding, lo, hi):
         dst[b, i, j] = store_cast(rint_clip(med, lo, hi) if rounding else med, dst)
 
 
+@cuda.jit(device=True)
+def _combine(s, x, op):
+    """Sum (op 0), minimum (1) or maximum (2) of two values; NaN wins, as on the CPU."""
+    if op == 0:
+        return s + x
+    if op == 1:
+        return s if s <= x or s != s else x
+    return s if s >= x or s != s else x
+
+
+@cuda.jit(device=True)
+def _column(src, b, r0, rstop, c, n0, n1, op, cval, acc):
+    """Rows ``r0 .. rstop - 1`` of column ``c`` combined in order (cval past the edges)."""
+    s = widen(src[b, r0, c], acc) if c < n1 else cval
+    for r in range(r0 + 1, rstop):
+        x = widen(src[b, r, c], acc) if r < n0 and c < n1 else cval
+        s = _combine(s, x, op)
+    return s
+
+
+@cuda.jit
+def reduce2(src, dst, f0, f1, op, mean, pad, cval, acc, rounding, lo, hi):
+    """Blocks of f0 x f1 over the last two axes of (B, n0, n1), one output per thread.
+
+    Each input element is read once. The order is the CPU kernel's (each column of a block
+    down its rows, then the columns left to right), so float sums and NaN rules agree bit for
+    bit; ``mean`` divides the sum by the block's count in float64 (rounded and clipped for
+    integer output); ``pad`` extends short blocks with ``cval`` (in ``acc``'s type) as
+    ``np.pad`` would. Threads: x over output columns, y over output rows (strided), z over B.
+    """
+    n0 = np.int64(src.shape[1])
+    n1 = np.int64(src.shape[2])
+    m0 = np.int64(dst.shape[1])
+    m1 = np.int64(dst.shape[2])
+    j = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    if j >= m1:
+        return
+    c0 = j * f1
+    cstop = c0 + f1 if pad else min(c0 + f1, n1)
+    i0 = np.int64(cuda.blockIdx.y) * cuda.blockDim.y + cuda.threadIdx.y
+    istep = np.int64(cuda.gridDim.y) * cuda.blockDim.y
+    for b in range(np.int64(cuda.blockIdx.z), np.int64(dst.shape[0]), np.int64(cuda.gridDim.z)):
+        for i in range(i0, m0, istep):
+            r0 = i * f0
+            rstop = r0 + f0 if pad else min(r0 + f0, n0)
+            s = _column(src, b, r0, rstop, c0, n0, n1, op, cval, acc)
+            for c in range(c0 + 1, cstop):
+                s = _combine(s, _column(src, b, r0, rstop, c, n0, n1, op, cval, acc), op)
+            if mean:
+                v = np.float64(s) / np.float64((rstop - r0) * (cstop - c0))
+                dst[b, i, j] = store_cast(rint_clip(v, lo, hi) if rounding else v, dst)
+            else:
+                dst[b, i, j] = s
+
+
+@cuda.jit
+def take2(src, dst, f0, f1):
+    """Set ``dst[b, i, j] = src[b, i * f0, j * f1]``: decimation of the last two axes."""
+    m0 = np.int64(dst.shape[1])
+    j = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    if j >= np.int64(dst.shape[2]):
+        return
+    i0 = np.int64(cuda.blockIdx.y) * cuda.blockDim.y + cuda.threadIdx.y
+    istep = np.int64(cuda.gridDim.y) * cuda.blockDim.y
+    for b in range(np.int64(cuda.blockIdx.z), np.int64(dst.shape[0]), np.int64(cuda.gridDim.z)):
+        for i in range(i0, m0, istep):
+            dst[b, i, j] = src[b, i * f0, j * f1]
+
+
 # -- the launches ------------------------------------------------------------------------------
 
 def _launch(kernel, n, *args):
@@ -148,6 +220,29 @@ def _launch(kernel, n, *args):
     blocks = 2 if cuda_backend.simulated() else max(1, min(65535 * 32, -(-n // threads)))
     if n:
         kernel[blocks, threads](*args)
+
+
+def _launch2(kernel, dst, *args):
+    """Launch a kernel over the (B, m0, m1) output ``dst``: x columns, y rows, z planes."""
+    nb, m0, m1 = (int(n) for n in dst.shape)
+    if not nb * m0 * m1:
+        return
+    if cuda_backend.simulated():  # each thread is a Python thread: few of them
+        block = (4, 2, 1)
+        grid = (-(-m1 // 4), min(-(-m0 // 2), 2), min(nb, 2))
+    else:
+        block = (32, 8, 1)
+        grid = (-(-m1 // 32), min(-(-m0 // 8), 65535), min(nb, 65535))
+    kernel[grid, block](*args)
+
+
+def _last2(x, full, out_shape):
+    """(src as (B, n0, n1), f0, f1, (B, m0, m1)) of a reduction over the last two axes."""
+    shape = tuple(x.shape)
+    n0, n1 = (shape[-2], shape[-1]) if x.ndim >= 2 else (1, shape[-1])
+    f0, f1 = (full[-2], full[-1]) if x.ndim >= 2 else (1, full[-1])
+    m0, m1 = (out_shape[-2], out_shape[-1]) if x.ndim >= 2 else (1, out_shape[-1])
+    return x.reshape((-1, n0, n1)), f0, f1, (math.prod(out_shape) // (m0 * m1), m0, m1)
 
 
 def _device_axis(x, axis, m, kernel, args, out_dtype, like):
@@ -168,8 +263,18 @@ def _contiguous_device(a, dtype):
 
 
 def decimate(arr, full):
-    """``decimate`` on a device array: one launch per decimated axis."""
+    """``decimate`` on a device array.
+
+    One launch when only the last two axes are decimated (images and stacks), else one per
+    decimated axis.
+    """
     x = _contiguous_device(arr, arr.dtype)
+    if all(f == 1 for f in full[:-2]):
+        out_shape = tuple(-(-n // f) for n, f in zip(x.shape, full))
+        src, f0, f1, dshape = _last2(x, full, out_shape)
+        dst = cuda_backend.empty(dshape, x.dtype, arr)
+        _launch2(take2, dst, src, dst, f0, f1)
+        return dst.reshape(out_shape)
     for axis, f in enumerate(full):
         if f > 1:
             x = _device_axis(x, axis, -(-x.shape[axis] // f), take_axis, (f,), x.dtype, arr)
@@ -186,7 +291,11 @@ def _rounding_bounds(out_dtype):
 
 
 def reduce(arr, full, op, edge, cval, out_dtype):
-    """``block_reduce`` on a device array: one launch per reduced axis (module docstring)."""
+    """``block_reduce`` on a device array (see the module docstring).
+
+    One launch of :func:`reduce2` when only the last two axes are reduced (images and stacks),
+    else one launch per reduced axis and one for the mean's division.
+    """
     native = np.dtype(work_dtype(arr.dtype))
     x = _contiguous_device(arr, native)
     work_out = np.dtype(work_dtype(out_dtype))
@@ -221,6 +330,13 @@ def reduce(arr, full, op, edge, cval, out_dtype):
         acc = np.dtype(np.int64)
     code = {"sum": 0, "mean": 0, "min": 1, "max": 2}[op]
     cv = acc.type(native.type(cval))  # padding holds cval in the input's dtype, as np.pad
+    if all(f == 1 for f in full[:-2]):  # images and stacks: one launch, each element read once
+        src, f0, f1, dshape = _last2(x, full, out_shape)
+        dst = cuda_backend.empty(dshape, work_out if op == "mean" else acc, arr)
+        rounding, lo, hi = _rounding_bounds(out_dtype)
+        _launch2(reduce2, dst, src, dst, f0, f1, code, op == "mean", pad, cv, acc.type(0),
+                 rounding, lo, hi)
+        return _device_result(dst.reshape(out_shape), out_dtype, arr)
     for axis, (m, f) in enumerate(zip(out_shape, full)):
         if f > 1:
             x = _device_axis(x, axis, m, reduce_axis, (f, code, pad, cv, acc.type(0)), acc,
