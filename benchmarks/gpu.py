@@ -336,6 +336,20 @@ def main(argv=None):
             table["cupy reshape(...).mean((1, 3))"] = \
                 lambda: x[:2 * h, :2 * h].reshape(h, 2, h, 2).mean((1, 3)).astype(np.uint8)
         report(title, u.nbytes * 5 // 4, best_times(table, dev, rounds), peers=("cupy",))
+
+    title = f"pyramid_down 1 level and decimate 2, uint8, {side} x {side}"
+    if wanted(title):
+        u = rng.integers(0, 255, (side, side), dtype=np.uint8)
+        x = dev.put(u)
+        out = dev.empty_like(x)
+        table = {
+            COPY: lambda: dev.copy(x, out),
+            "stencilkit pyramid_down(x)": lambda: resample.pyramid_down(x)[0],
+            "stencilkit decimate(x, 2)": lambda: resample.decimate(x, 2),
+        }
+        if dev.cupy is not None:
+            table["cupy x[::2, ::2].copy()"] = lambda: x[::2, ::2].copy()
+        report(title, u.nbytes * 5 // 4, best_times(table, dev, rounds), peers=("cupy",))
     return 0
 
 

@@ -126,3 +126,26 @@ def test_last_two_axes_take_one_launch_equal_to_the_cpu(dtype, monkeypatch):
     a = data((3, 10, 11), dtype)
     same(host(resample.decimate(cuda.to_device(a), (1, 3, 2))), resample.decimate(a, (1, 3, 2)))
     assert launches == [cuda_blocks.take2]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32],
+                         ids=lambda d: np.dtype(d).name)
+def test_pyramid_level_is_one_launch(dtype, monkeypatch):
+    # images and stacks: one pyr2 launch per level; integers exactly the CPU's (the exact sum
+    # rounded once, ties to even), floats to round-off; every boundary mode
+    from stencilkit.backends import cuda_blocks
+
+    launches = []
+    real = cuda_blocks._launch2
+    monkeypatch.setattr(cuda_blocks, "_launch2",
+                        lambda kernel, *a: launches.append(kernel) or real(kernel, *a))
+    a = data((2, 13, 10), dtype, seed=4)
+    for mode in ["mirror", "reflect", "nearest", "wrap", "constant"]:
+        launches.clear()
+        got = [host(x) for x in resample.pyramid_down(cuda.to_device(a), 2, mode=mode)]
+        assert launches == [cuda_blocks.pyr2] * 2
+        for g, w in zip(got, resample.pyramid_down(a, 2, mode=mode)):
+            if np.dtype(dtype).kind == "f":
+                np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-4)
+            else:
+                same(g, w)

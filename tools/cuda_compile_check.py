@@ -147,6 +147,10 @@ def block_cases():
             a3(src), a3(out), T.int64, T.int64, T.int64, T.boolean, T.boolean, scalar(acc),
             scalar(acc), T.boolean, T.float64, T.float64)
     yield "take2 uint8", cuda_blocks.take2, (a3("uint8"), a3("uint8"), T.int64, T.int64)
+    for src, acc in (("uint8", "int64"), ("int16", "int64"), ("float32", "float64")):
+        yield f"pyr2 {src} acc {acc}", cuda_blocks.pyr2, (
+            a3(src), a3(src), arr("int64", 2), arr("int64", 2), scalar(acc), T.boolean,
+            T.float64, T.float64)
     yield "median2 uint16", cuda_blocks.median2, (
         a3("uint16"), a3("uint16"), T.int64, T.int64, T.boolean, T.float64, T.boolean,
         T.float64, T.float64)

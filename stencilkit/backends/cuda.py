@@ -537,5 +537,10 @@ class CudaBackend(Backend):
 
         return cuda_blocks.decimate(arr, full)
 
+    def pyramid_level(self, x, mode):
+        from . import cuda_blocks
+
+        return cuda_blocks.pyramid_level(x, mode)
+
 
 BACKEND = CudaBackend()

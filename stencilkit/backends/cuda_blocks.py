@@ -213,6 +213,45 @@ def take2(src, dst, f0, f1):
             dst[b, i, j] = src[b, i * f0, j * f1]
 
 
+_PYR = (1, 4, 6, 4, 1)  # cv2.pyrDown's binomial, along each axis (divided by 256 in all)
+
+
+@cuda.jit
+def pyr2(src, dst, rmap, cmap, acc, rounding, lo, hi):
+    """One pyramid level of (B, n0, n1): the 5 x 5 binomial at every second row and column.
+
+    ``rmap[i]``/``cmap[j]``: the five source rows/columns of output row i/column j, mapped by
+    the boundary mode (-1: outside, value 0). Sums in ``acc``'s type (exact integers: rounded
+    once, ties to even; float64 for floats); each thread reads its 25 elements.
+    """
+    m0 = np.int64(dst.shape[1])
+    j = np.int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+    if j >= np.int64(dst.shape[2]):
+        return
+    i0 = np.int64(cuda.blockIdx.y) * cuda.blockDim.y + cuda.threadIdx.y
+    istep = np.int64(cuda.gridDim.y) * cuda.blockDim.y
+    zero = acc - acc
+    for b in range(np.int64(cuda.blockIdx.z), np.int64(dst.shape[0]), np.int64(cuda.gridDim.z)):
+        for i in range(i0, m0, istep):
+            s = zero
+            for u in range(5):
+                r = rmap[i, u]
+                if r >= 0:
+                    row = zero
+                    for v in range(5):
+                        c = cmap[j, v]
+                        if c >= 0:
+                            row += _PYR[v] * widen(src[b, r, c], acc)
+                    s += _PYR[u] * row
+            if rounding:  # the nearest integer to s / 256, ties to even (s is exact)
+                q = (s + 128) // 256
+                if (s + 128) - q * 256 == 0 and q % 2 != 0:
+                    q -= 1
+                dst[b, i, j] = store_cast(min(max(np.float64(q), lo), hi), dst)
+            else:
+                dst[b, i, j] = store_cast(np.float64(s) / 256.0, dst)
+
+
 # -- the launches ------------------------------------------------------------------------------
 
 def _launch(kernel, n, *args):
@@ -279,6 +318,39 @@ def decimate(arr, full):
         if f > 1:
             x = _device_axis(x, axis, -(-x.shape[axis] // f), take_axis, (f,), x.dtype, arr)
     return x
+
+
+def _pyramid_map(n, mode):
+    """(m, 5) source indices of the 5 taps of every second element (-1: outside)."""
+    from .. import _regions, modes
+
+    index = 2 * np.arange(-(-n // 2))[:, None] + np.arange(-2, 3)
+    code = modes.mode_code(mode)
+    if code == modes.CONSTANT:
+        return np.where((index >= 0) & (index < n), index, -1)
+    return _regions.global_map(index, n, code)
+
+
+def pyramid_level(x, mode):
+    """One ``pyramid_down`` level over the last two axes in one launch.
+
+    None for bool and 64-bit integers (the generic route: generated prefilter, decimate).
+    """
+    native = np.dtype(work_dtype(x.dtype))
+    if native.kind == "b" or (native.kind in "iu" and native.itemsize > 4):
+        return None
+    src = _contiguous_device(x, native)
+    src3, _, _, dshape = _last2(src, (2, 2), tuple(x.shape[:-2]) + tuple(
+        -(-n // 2) for n in x.shape[-2:]))
+    n0, n1 = src3.shape[1], src3.shape[2]
+    maps = [cuda_backend.work(np.ascontiguousarray(_pyramid_map(n, mode)), (), False,
+                              (-(-n // 2), 5), np.dtype(np.int64), x) for n in (n0, n1)]
+    acc = np.float64(0) if native.kind == "f" else np.int64(0)  # integers: exact sums
+    dst = cuda_backend.empty(dshape, native, x)
+    rounding, lo, hi = _rounding_bounds(native)
+    _launch2(pyr2, dst, src3, dst, maps[0], maps[1], acc, rounding, lo, hi)
+    shape = tuple(x.shape[:-2]) + tuple(dst.shape[1:])
+    return _device_result(dst.reshape(shape), np.dtype(x.dtype).newbyteorder("="), x)
 
 
 def _rounding_bounds(out_dtype):
