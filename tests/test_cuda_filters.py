@@ -74,3 +74,48 @@ def test_device_errors():
         filters.uniform_filter(d, 3, output=np.empty((9, 9), np.uint8))
     with pytest.raises(sk.StencilTypeError, match="output must be a NumPy array"):
         filters.uniform_filter(np.ones((9, 9)), 3, output=cuda.device_array((9, 9)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_integer_box_runs_as_running_sums_equal_to_the_cpu(mode, monkeypatch):
+    # uniform_filter of integer images and stacks: one box2 launch (running sums down column
+    # strips, a shared tile of column sums), bit for bit the CPU's; wider than a tile, with
+    # origins, int8 negatives, a stack, and windows too wide for it (generated passes)
+    from stencilkit.backends import cuda_lines
+
+    launches = []
+    real = cuda_lines.box2
+    monkeypatch.setattr(cuda_lines, "box2", _Counting(real, launches))
+    kw = {"mode": mode, **({"cval": 3} if mode == "constant" else {})}
+    cases = [
+        (np.uint8, (13, 17), dict(size=7)),
+        (np.int8, (9, 30), dict(size=(5, 21), origin=(1, -3))),
+        (np.int16, (3, 10, 11), dict(size=(1, 5, 7))),
+        (np.bool_, (8, 9), dict(size=(3, 10), output=np.uint8)),
+    ]
+    for dtype, shape, args in cases:
+        a = sample(shape, dtype, seed=2)
+        launches.clear()
+        got = filters.uniform_filter(cuda.to_device(a), **args, **kw)
+        check(got, filters.uniform_filter(a, **args, **kw), exact=True)
+        assert launches == [1]
+    a = sample((6, 70), np.uint8, seed=3)  # 61 columns of halo: more than a simulated tile
+    launches.clear()
+    check(filters.uniform_filter(cuda.to_device(a), (3, 62), **kw),
+          filters.uniform_filter(a, (3, 62), **kw), exact=True)
+    assert launches == []
+    out = cuda.device_array((13, 17), np.uint8)
+    a = sample((13, 17), np.uint8, seed=4)
+    assert filters.uniform_filter(cuda.to_device(a), 9, output=out, **kw) is out
+    np.testing.assert_array_equal(out.copy_to_host(), filters.uniform_filter(a, 9, **kw))
+
+
+class _Counting:
+    """A kernel whose launches are counted (``kernel[grid, block](...)``)."""
+
+    def __init__(self, kernel, launches):
+        self.kernel, self.launches = kernel, launches
+
+    def __getitem__(self, config):
+        self.launches.append(1)
+        return self.kernel[config]

@@ -36,10 +36,7 @@ import stencilkit as sk  # noqa: E402
 from stencilkit import _cpp_body, _passes, filters, resample  # noqa: E402
 from stencilkit.backends import cpu as cpu_backend  # noqa: E402
 from stencilkit.backends import cuda as cuda_backend  # noqa: E402
-from stencilkit.backends import (
-    cuda_blocks,  # noqa: E402
-    cuda_cpp,  # noqa: E402
-)
+from stencilkit.backends import cuda_blocks, cuda_cpp, cuda_lines  # noqa: E402
 
 
 def _no_gpu_needed():
@@ -89,8 +86,9 @@ def cases():
     yield "box5 bool loops", box5, ["bool"], "int64", "bool", ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
-    # does: as generated stencils), with the dtypes those calls use (float32 sums rounded by
-    # np.rint for 8-bit Gaussians, int64 sums for integer weights)
+    # does where it has no kernel of its own: as generated stencils), with the dtypes those
+    # calls use (float32 sums rounded by np.rint for 8-bit Gaussians, int64 sums for integer
+    # weights)
     seen = []
     original = _passes.compiled
 
@@ -100,7 +98,7 @@ def cases():
         return st
 
     _passes.compiled = capture
-    cpu_backend.BACKEND.run_passes = cuda_backend.BACKEND.run_passes
+    cpu_backend.BACKEND.run_passes = lambda passes, arr, out: passes.as_stencils(arr, out)
     try:
         a8 = np.zeros((8, 8), np.uint8)
         f32 = np.zeros((8, 8), np.float32)
@@ -151,6 +149,11 @@ def block_cases():
         yield f"pyr2 {src} acc {acc}", cuda_blocks.pyr2, (
             a3(src), a3(src), arr("int64", 2), arr("int64", 2), scalar(acc), T.boolean,
             T.float64, T.float64)
+    for src, out in (("uint8", "uint8"), ("int8", "int8"), ("bool", "uint8"),
+                     ("int32", "int32")):
+        yield f"box2 {src}->{out}", cuda_lines.box2, (
+            a3(src), a3(out), *[T.int64] * 4, T.int64, T.int64, T.int64, T.int64, T.int64,
+            T.int64)
     yield "median2 uint16", cuda_blocks.median2, (
         a3("uint16"), a3("uint16"), T.int64, T.int64, T.boolean, T.float64, T.boolean,
         T.float64, T.float64)

@@ -524,7 +524,19 @@ class CudaBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        # no line kernels on the device yet: each pass as a generated stencil
+        from .._passes import Box2
+
+        (p, *rest) = passes.passes
+        if not rest and isinstance(p, Box2):
+            from . import cuda_lines
+
+            if cuda_lines.box2_fits(p, arr.dtype):  # the exact box of integer images
+                res = cuda_lines.run_box2(arr, p, passes.mode, passes.cval)
+                if out is None:
+                    return res
+                copy_into(out, res)
+                return out
+        # the other passes as generated stencils, one 1-D pass per axis
         return passes.as_stencils(arr, out)
 
     def block_reduce(self, arr, full, op, edge, cval, out_dtype):

@@ -1,0 +1,124 @@
+"""Filters' line passes on the device (numba.cuda): the box over the last two axes.
+
+Imported on first use by :meth:`stencilkit.backends.cuda.CudaBackend.run_passes`; passes that
+have no kernel here run as generated stencils (:meth:`stencilkit._passes.Passes.as_stencils`).
+
+:func:`box2` is the exact integer box (``uniform_filter`` of integer data into an integer
+output) at a cost that does not grow with the window's height and grows with its width only in
+shared-memory reads: a block of threads owns a tile of output columns and walks a strip of rows.
+Each thread keeps the running sums down the columns it owns (its own, and its share of the
+tile's halo: add the row entering the window, subtract the row leaving it, two global reads per
+column and row), writes them to shared memory, and sums ``lo1 + hi1 + 1`` neighbouring column
+sums from there. Sums are exact (int64) and rounded once (nearest, ties to even) and saturated,
+so results equal the CPU's line kernels bit for bit. Rows and columns past the edges go through
+the same index map as every generated stencil (``_sk_map``); ``constant`` reads ``cval``.
+"""
+
+import numpy as np
+from numba import cuda
+
+from .. import modes
+from . import cuda as cuda_backend
+
+# the tile: columns per block (threads), rows per strip, and the widest window it takes
+TILE = 128
+ROWS = 64
+HALO_MAX = 256
+SHARED = 384  # TILE + HALO_MAX: column sums in shared memory (a constant, as numba wants)
+OWNED = 8  # running sums per thread at most (columns t, t + TILE, ...)
+
+_sk_njit = cuda.jit(device=True)
+exec(compile(modes.MAP_SOURCE, __file__, "exec"))  # _sk_map, as a device function
+_map = globals()["_sk_map"]
+
+
+@cuda.jit(device=True)
+def _read(src, b, r, c, n0, n1, mode, cval):
+    """``src[b, r, c]`` through the mode's index map (cval outside, for ``constant``)."""
+    rr = _map(r, n0, mode)
+    cc = _map(c, n1, mode)
+    if rr < 0 or cc < 0:
+        return cval
+    return np.int64(src[b, rr, cc])
+
+
+@cuda.jit
+def box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, rows):
+    """The exact box mean over the last two axes of (B, n0, n1) (see the module docstring)."""
+    n0 = np.int64(src.shape[1])
+    n1 = np.int64(src.shape[2])
+    width = np.int64(cuda.blockDim.x)
+    t = np.int64(cuda.threadIdx.x)
+    c0 = np.int64(cuda.blockIdx.x) * width  # the tile's first output column
+    span = width + lo1 + hi1  # column sums the tile needs
+    sums = cuda.shared.array(SHARED, np.int64)
+    mine = cuda.local.array(OWNED, np.int64)  # this thread's running sums: t, t + width, ...
+    owned = (span - t + width - 1) // width
+    half = divisor // 2
+    for b in range(np.int64(cuda.blockIdx.z), np.int64(src.shape[0]), np.int64(cuda.gridDim.z)):
+        for r0 in range(np.int64(cuda.blockIdx.y) * rows, n0, np.int64(cuda.gridDim.y) * rows):
+            r1 = min(r0 + rows, n0)
+            for q in range(owned):
+                c = c0 - lo1 + t + q * width
+                s = np.int64(0)
+                for r in range(r0 - lo0, r0 + hi0 + 1):
+                    s += _read(src, b, r, c, n0, n1, mode, cval)
+                mine[q] = s
+            for i in range(r0, r1):
+                for q in range(owned):
+                    sums[t + q * width] = mine[q]
+                cuda.syncthreads()
+                j = c0 + t
+                if j < n1:
+                    s = np.int64(0)
+                    for k in range(lo1 + hi1 + 1):
+                        s += sums[t + k]
+                    v = (s + half) // divisor
+                    if divisor % 2 == 0 and (s + half) - v * divisor == 0 and v % 2 != 0:
+                        v -= 1
+                    dst[b, i, j] = min(max(v, clip_lo), clip_hi)
+                cuda.syncthreads()
+                if i + 1 < r1:
+                    for q in range(owned):
+                        c = c0 - lo1 + t + q * width
+                        mine[q] += (_read(src, b, i + hi0 + 1, c, n0, n1, mode, cval)
+                                    - _read(src, b, i - lo0, c, n0, n1, mode, cval))
+
+
+def _geometry():
+    """(threads per block, rows per strip); few threads under the simulator."""
+    return (8, 3) if cuda_backend.simulated() else (TILE, ROWS)
+
+
+def box2_fits(p, dtype) -> bool:
+    """Whether :func:`box2` runs the pass ``p`` (a ``Box2``) on data of ``dtype``.
+
+    Integer data into an integer result (the exact box), a halo that fits the shared tile and
+    at most eight running sums per thread.
+    """
+    width = _geometry()[0]
+    dtype = np.dtype(dtype)
+    return (p.clip is not None and dtype.kind in "biu" and dtype.itemsize < 8
+            and p.lo1 + p.hi1 <= min(HALO_MAX, (OWNED - 1) * width))
+
+
+def run_box2(x, p, mode, cval):
+    """The ``Box2`` pass ``p`` over the last two axes of the device array ``x``.
+
+    Returns a new device array of ``p.dtype``.
+    """
+    shape = tuple(x.shape)
+    n0, n1 = shape[-2], shape[-1]
+    nb = int(np.prod(shape[:-2], dtype=np.int64))
+    src = cuda_backend.work(x, (), False, (nb, n0, n1), np.dtype(x.dtype), x)
+    dst = cuda_backend.empty((nb, n0, n1), p.dtype, x)
+    if nb * n0 * n1:
+        width, rows = _geometry()
+        grid = (-(-n1 // width), min(-(-n0 // rows), 65535), min(nb, 65535))
+        if cuda_backend.simulated():
+            grid = (grid[0], min(grid[1], 2), min(grid[2], 2))
+        box2[grid, (width, 1, 1)](src, dst, p.lo0, p.hi0, p.lo1, p.hi1,
+                                  modes.mode_code(mode), np.int64(int(cval)),
+                                  np.int64(p.divisor), np.int64(p.clip[0]),
+                                  np.int64(p.clip[1]), np.int64(rows))
+    return dst.reshape(shape)
