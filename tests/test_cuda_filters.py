@@ -92,6 +92,7 @@ def test_integer_box_runs_as_running_sums_equal_to_the_cpu(mode, monkeypatch):
         (np.int8, (9, 30), dict(size=(5, 21), origin=(1, -3))),
         (np.int16, (3, 10, 11), dict(size=(1, 5, 7))),
         (np.bool_, (8, 9), dict(size=(3, 10), output=np.uint8)),
+        (np.uint8, (7, 9), dict(size=(6, 5), output=np.uint64)),  # clip beyond int64
     ]
     for dtype, shape, args in cases:
         a = sample(shape, dtype, seed=2)

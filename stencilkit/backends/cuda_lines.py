@@ -119,6 +119,6 @@ def run_box2(x, p, mode, cval):
             grid = (grid[0], min(grid[1], 2), min(grid[2], 2))
         box2[grid, (width, 1, 1)](src, dst, p.lo0, p.hi0, p.lo1, p.hi1,
                                   modes.mode_code(mode), np.int64(int(cval)),
-                                  np.int64(p.divisor), np.int64(p.clip[0]),
-                                  np.int64(p.clip[1]), np.int64(rows))
+                                  np.int64(p.divisor), np.int64(max(p.clip[0], -2**63)),
+                                  np.int64(min(p.clip[1], 2**63 - 1)), np.int64(rows))
     return dst.reshape(shape)
