@@ -33,6 +33,8 @@ from . import _dtypes
 from ._errors import StencilError
 from ._stencil import Stencil
 
+# Terms per generated expression: longer sums and chains continue in further statements
+CHUNK = 32
 # Sorting networks for the median grow as n log^2 n comparisons; beyond this many elements the
 # generated kernel would take too long to compile, and a selection per element takes over.
 MEDIAN_MAX = 49
@@ -288,10 +290,13 @@ def linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
     if not terms:
         expr = "0 * " + read(ndim, [0] * ndim)
     else:
-        expr = " ".join(terms).lstrip("+ ")
+        expr = " ".join(terms[:CHUNK]).lstrip("+ ")
         if expr.startswith("- "):
             expr = "-" + expr[2:]
     lines = ["def f_linear(a):", f"    s = {expr}"]
+    # long windows: the rest added CHUNK terms per statement, in the same order (the same
+    # sum, bit for bit), so that no expression nests deeper than Python's parser and numba take
+    lines += [f"    s = s {' '.join(terms[i:i + CHUNK])}" for i in range(CHUNK, len(terms), CHUNK)]
     if divisor is not None and acc_kind == "int":
         # exact mean: the nearest integer to s / n, ties to even; branch-free so that the loop
         # vectorises (floor((s + n//2) / n) rounds ties up; an odd n has no ties)
@@ -375,9 +380,14 @@ def add(parts, acc, out, out_dtype):
 def extreme_source(ndim, taps, op):
     reads = [read(ndim, offs) for offs, _ in taps]
     expr = reads[0]
-    for r in reads[1:]:
+    for r in reads[1:CHUNK]:
         expr = f"np.{op}({expr}, {r})"
-    return f"def f_{op}(a):\n    return {expr}\n"
+    if len(reads) <= CHUNK:
+        return f"def f_{op}(a):\n    return {expr}\n"
+    # long windows: one statement per further read, in the same order
+    lines = [f"def f_{op}(a):", f"    m = {expr}"]
+    lines += [f"    m = np.{op}(m, {r})" for r in reads[CHUNK:]]
+    return "\n".join(lines + ["    return m"]) + "\n"
 
 
 def batcher_pairs(n):

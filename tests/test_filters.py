@@ -550,6 +550,11 @@ LOWERED = [
     ("maximum 9 uint16", lambda a, kw: filters.maximum_filter(a, 9, **kw), np.uint16),
     ("minimum 7x5 float64",
      lambda a, kw: filters.minimum_filter(a, (1, 7, 5), **kw), np.float64),
+    # windows longer than one generated expression takes (_passes.CHUNK): further statements
+    ("uniform 1x3x70 uint8", lambda a, kw: filters.uniform_filter(a, (1, 3, 70), **kw),
+     np.uint8),
+    ("maximum 1x1x45 int16", lambda a, kw: filters.maximum_filter(a, (1, 1, 45), **kw),
+     np.int16),
 ]
 
 
