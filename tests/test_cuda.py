@@ -250,9 +250,9 @@ def test_generated_source_uses_64_bit_thread_indices_and_unsigned_offsets():
 @pytest.mark.parametrize("mode", ["reflect", "wrap", "constant", "skip"])
 def test_dask_chunks_computed_on_the_device(mode, chunks, monkeypatch):
     da = pytest.importorskip("dask.array")
-    launches = []
-    run = cuda_backend.run
-    monkeypatch.setattr(cuda_backend, "run", lambda *a: launches.append(1) or run(*a))
+    launches = []  # applications on the device, by either kernel path
+    run = cuda_backend.run_plan
+    monkeypatch.setattr(cuda_backend, "run_plan", lambda *a: launches.append(1) or run(*a))
     a = sample((7, 9), np.int16)
     x = da.from_array(a, chunks=chunks)
     y = smooth(x, mode=mode, target="cuda")
@@ -315,6 +315,7 @@ def test_numba_cuda_incompatible_with_numpy_is_named(monkeypatch):
 
 
 def test_a_call_needing_a_broken_fallback_says_why(monkeypatch):
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", "0")  # (on a GPU with CuPy, C++ would run it)
     monkeypatch.setattr(cuda_backend, "fallback_problem", lambda: "numba-cuda X is broken (test)")
     with pytest.raises(sk.StencilError, match=r"needs the numba.cuda kernel .* broken \(test\)"):
         smooth(np.ones((4, 4)), target="cuda")

@@ -143,7 +143,7 @@ def block_cases():
                           ("uint16", "uint16", "uint16"), ("uint8", "int64", "bool")):
         yield f"reduce2 {src}->{acc}->{out}", cuda_blocks.reduce2, (
             a3(src), a3(out), T.int64, T.int64, T.int64, T.boolean, T.boolean, scalar(acc),
-            scalar(acc), T.boolean, T.float64, T.float64)
+            scalar(acc), T.boolean, T.float64, T.float64, T.boolean)
     yield "take2 uint8", cuda_blocks.take2, (a3("uint8"), a3("uint8"), T.int64, T.int64)
     for src, acc in (("uint8", "int64"), ("int16", "int64"), ("float32", "float64")):
         yield f"pyr2 {src} acc {acc}", cuda_blocks.pyr2, (

@@ -318,9 +318,11 @@ def module(st, fastmath: bool, idx64: bool = True):
     mod = st._modules.get(key)
     if mod is None:
         header = f"# globals: {sorted(st._spec.global_keys.items())!r}\n"
+        # numba-cuda (0.30) cannot cache kernels that link libraries ("Cannot pickle
+        # CUDACodeLibrary with linking files", seen on an H100): compiled once per process
         mod = cpu.load_module(
             lambda cache: header + codegen.generate_cuda(
-                st._spec, fastmath=key[1], cache=cache, idx64=key[2]),
+                st._spec, fastmath=key[1], cache=False, idx64=key[2]),
             st._spec.globals,
         )
         st._modules[key] = mod

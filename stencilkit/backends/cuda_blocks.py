@@ -26,6 +26,7 @@ from .._casts import store_cast, widen
 from .._dtypes import work_dtype
 from .._errors import StencilError
 from . import cuda as cuda_backend
+from .cuda_lines import div_even
 
 MEDIAN_BLOCK_MAX = 64
 """Largest median block on the GPU (elements per block, held in each thread's local memory)."""
@@ -165,7 +166,7 @@ def _column(src, b, r0, rstop, c, n0, n1, op, cval, acc):
 
 
 @cuda.jit
-def reduce2(src, dst, f0, f1, op, mean, pad, cval, acc, rounding, lo, hi):
+def reduce2(src, dst, f0, f1, op, mean, pad, cval, acc, rounding, lo, hi, exact):
     """Blocks of f0 x f1 over the last two axes of (B, n0, n1), one output per thread.
 
     Each input element is read once. The order is the CPU kernel's (each column of a block
@@ -192,7 +193,11 @@ def reduce2(src, dst, f0, f1, op, mean, pad, cval, acc, rounding, lo, hi):
             s = _column(src, b, r0, rstop, c0, n0, n1, op, cval, acc)
             for c in range(c0 + 1, cstop):
                 s = _combine(s, _column(src, b, r0, rstop, c, n0, n1, op, cval, acc), op)
-            if mean:
+            if mean and rounding and exact:  # integer sums: the nearest integer, exactly
+                count = (rstop - r0) * (cstop - c0)
+                q = div_even(np.int64(s), count, np.float64(count), count // 2, count % 2 == 0)
+                dst[b, i, j] = store_cast(min(max(np.float64(q), lo), hi), dst)
+            elif mean:
                 v = np.float64(s) / np.float64((rstop - r0) * (cstop - c0))
                 dst[b, i, j] = store_cast(rint_clip(v, lo, hi) if rounding else v, dst)
             else:
@@ -407,7 +412,7 @@ def reduce(arr, full, op, edge, cval, out_dtype):
         dst = cuda_backend.empty(dshape, work_out if op == "mean" else acc, arr)
         rounding, lo, hi = _rounding_bounds(out_dtype)
         _launch2(reduce2, dst, src, dst, f0, f1, code, op == "mean", pad, cv, acc.type(0),
-                 rounding, lo, hi)
+                 rounding, lo, hi, acc.kind == "i")
         return _device_result(dst.reshape(out_shape), out_dtype, arr)
     for axis, (m, f) in enumerate(zip(out_shape, full)):
         if f > 1:

@@ -14,6 +14,8 @@ so results equal the CPU's line kernels bit for bit. Rows and columns past the e
 the same index map as every generated stencil (``_sk_map``); ``constant`` reads ``cval``.
 """
 
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -42,6 +44,21 @@ def _read(src, b, r, c, n0, n1, mode, cval):
     return np.int64(src[b, rr, cc])
 
 
+@cuda.jit(device=True)
+def div_even(s, divisor, fdiv, half, even):
+    """The integer nearest ``s / divisor``, ties to even (``s``, ``divisor`` > 0: integers).
+
+    Without 64-bit integer division (slow on a GPU): the float64 quotient of two integers below
+    2**53 is correctly rounded, and a non-integer quotient lies at least ``1 / divisor`` from an
+    integer, far more than its rounding error, so ``floor`` of it is exact.
+    """
+    num = s + half
+    v = np.int64(math.floor(np.float64(num) / fdiv))
+    if even and num - v * divisor == 0 and (v & 1) != 0:
+        v -= 1
+    return v
+
+
 @cuda.jit
 def box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, rows):
     """The exact box mean over the last two axes of (B, n0, n1) (see the module docstring)."""
@@ -55,6 +72,8 @@ def box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, ro
     mine = cuda.local.array(OWNED, np.int64)  # this thread's running sums: t, t + width, ...
     owned = (span - t + width - 1) // width
     half = divisor // 2
+    fdiv = np.float64(divisor)
+    even = divisor % 2 == 0
     for b in range(np.int64(cuda.blockIdx.z), np.int64(src.shape[0]), np.int64(cuda.gridDim.z)):
         for r0 in range(np.int64(cuda.blockIdx.y) * rows, n0, np.int64(cuda.gridDim.y) * rows):
             r1 = min(r0 + rows, n0)
@@ -73,9 +92,7 @@ def box2(src, dst, lo0, hi0, lo1, hi1, mode, cval, divisor, clip_lo, clip_hi, ro
                     s = np.int64(0)
                     for k in range(lo1 + hi1 + 1):
                         s += sums[t + k]
-                    v = (s + half) // divisor
-                    if divisor % 2 == 0 and (s + half) - v * divisor == 0 and v % 2 != 0:
-                        v -= 1
+                    v = div_even(s, divisor, fdiv, half, even)
                     dst[b, i, j] = min(max(v, clip_lo), clip_hi)
                 cuda.syncthreads()
                 if i + 1 < r1:
