@@ -215,9 +215,10 @@ def main(argv=None):
                         help="linear scale of every array side (0.25: a sixteenth of the data)")
     parser.add_argument("--only", help="run the workloads whose title contains this text")
     parser.add_argument("--geometry", action="store_true",
-                        help="instead: sweep the C++ kernels' rows per strip and block shapes "
-                             "(3 x 3 int8 mean, heat step) to choose stencilkit.codegen_cpp's "
-                             "ROWS / BLOCK_WORDS / BLOCK_PLAIN")
+                        help="instead: sweep the C++ kernels' rows per strip, rows unrolled and "
+                             "block shapes (3 x 3 int8 mean, heat step, a 17-tap column pass) "
+                             "to choose stencilkit.codegen_cpp's ROWS / UNROLL / BLOCK_WORDS / "
+                             "BLOCK_PLAIN")
     parser.add_argument("--simulator", action="store_true",
                         help="smoke-test the script under NUMBA_ENABLE_CUDASIM=1 on tiny arrays")
     args = parser.parse_args(argv)
@@ -354,32 +355,40 @@ def main(argv=None):
 
 
 def sweep_geometry(dev, rng, side, gside, rounds):
-    """Time the generated kernels over rows per strip x block shapes; print the best."""
+    """Time the generated kernels over rows per strip x rows unrolled x block shapes."""
     from stencilkit import codegen_cpp
 
-    saved = (codegen_cpp.ROWS, codegen_cpp.BLOCK_WORDS, codegen_cpp.BLOCK_PLAIN)
+    saved = (codegen_cpp.ROWS, codegen_cpp.UNROLL, codegen_cpp.BLOCK_WORDS,
+             codegen_cpp.BLOCK_PLAIN)
     cases = [
-        ("3 x 3 int8 mean (words)", rng.integers(0, 127, (side, side), dtype=np.int8), smooth,
-         "BLOCK_WORDS", [(64, 4, 1), (128, 2, 1), (32, 8, 1), (256, 1, 1)]),
+        ("3 x 3 int8 mean (words)", rng.integers(0, 127, (side, side), dtype=np.int8),
+         lambda x, out: smooth(x, out=out), "BLOCK_WORDS", [(64, 4, 1), (128, 2, 1)]),
         ("heat float32 (one column per thread)", rng.random((gside, gside), dtype=np.float32),
-         heat, "BLOCK_PLAIN", [(128, 2, 1), (256, 1, 1), (64, 4, 1), (32, 8, 1)]),
+         lambda x, out: heat(x, out=out), "BLOCK_PLAIN", [(128, 2, 1), (64, 4, 1)]),
+        ("17 taps down the columns, float32 (a Gaussian's first pass)",
+         rng.random((gside, gside), dtype=np.float32),
+         lambda x, out: filters.gaussian_filter(x, 2.0, output=out, axes=(0,)), "BLOCK_PLAIN",
+         [(128, 2, 1), (64, 4, 1)]),
     ]
     try:
-        for title, host, st, which, blocks in cases:
+        for title, host, run, which, blocks in cases:
             x = dev.put(host)
             out = dev.empty_like(x)
             table = {COPY: lambda x=x, out=out: dev.copy(x, out)}
-            for rows in (8, 16, 32, 64):
-                for block in blocks:
-                    def call(rows=rows, block=block, which=which, st=st, x=x, out=out):
-                        codegen_cpp.ROWS = rows
-                        setattr(codegen_cpp, which, block)
-                        st(x, out=out)
-                    table[f"rows {rows:>2} block {block[:2]}"] = call
+            for rows in (16, 32, 64):
+                for unroll in (1, 2, 4, 8):
+                    for block in blocks:
+                        def call(rows=rows, unroll=unroll, block=block, which=which, x=x,
+                                 out=out, run=run):
+                            codegen_cpp.ROWS, codegen_cpp.UNROLL = rows, unroll
+                            setattr(codegen_cpp, which, block)
+                            run(x, out)
+                        table[f"rows {rows:>2} unroll {unroll} block {block[:2]}"] = call
             report(f"geometry: {title}, {host.shape}", 2 * host.nbytes,
                    best_times(table, dev, rounds), peers=())
     finally:
-        codegen_cpp.ROWS, codegen_cpp.BLOCK_WORDS, codegen_cpp.BLOCK_PLAIN = saved
+        (codegen_cpp.ROWS, codegen_cpp.UNROLL, codegen_cpp.BLOCK_WORDS,
+         codegen_cpp.BLOCK_PLAIN) = saved
     return 0
 
 

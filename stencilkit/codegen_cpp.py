@@ -40,6 +40,14 @@ from .kernel import KernelSpec
 ROWS = 32
 """Rows per thread's strip when the grid is large enough (the anchors' figure)."""
 
+UNROLL = 8
+"""Rows a step of the strip walk takes: the loads of all of them first, then their outputs, so
+that a thread has several rows' loads in flight at once (one row at a time leaves a strip
+waiting on each load's latency). Part of the emitted source (the module caches' keys include
+it). ``benchmarks/gpu.py --geometry`` times the choices: on an H200, 8 with 32-row strips was
+the best compromise (3 x 3 int8 mean 0.61x copy against 0.53x one row at a time; heat step
+0.62x against 0.55x; a 17-tap column pass 0.49x against 0.48x)."""
+
 TARGET_THREADS = 132 * 2048
 """Threads that fill an H100 (132 SMs x 2048 resident threads); strips shrink below this."""
 
@@ -229,6 +237,35 @@ SK_FN {idx} sk_map({idx} k, {idx} n, int mode) {{
 """
 
 
+def host_launchers(kernels, params: str, names: str) -> str:
+    """``<kernel>_host`` functions (``-DSK_HOST`` only) that run a launch on the CPU.
+
+    Every block and thread of the grid in turn, one at a time: exact for kernels without
+    shared memory or barriers. ``params``: the kernels' parameter list; ``names``: its names.
+    """
+    lines = ["#ifdef SK_HOST",
+             "// host emulation for the tests: the grid's blocks and threads run one by one"]
+    for kname in kernels:
+        lines += [
+            f'extern "C" void {kname}_host(unsigned sk_gx, unsigned sk_gy, unsigned sk_gz, '
+            f"unsigned sk_bx, unsigned sk_by, unsigned sk_bz, {params}) {{",
+            "  gridDim.x = sk_gx; gridDim.y = sk_gy; gridDim.z = sk_gz;",
+            "  blockDim.x = sk_bx; blockDim.y = sk_by; blockDim.z = sk_bz;",
+            "  for (unsigned sk_z = 0; sk_z < sk_gz; ++sk_z)",
+            "  for (unsigned sk_y = 0; sk_y < sk_gy; ++sk_y)",
+            "  for (unsigned sk_x = 0; sk_x < sk_gx; ++sk_x)",
+            "  for (unsigned sk_tz = 0; sk_tz < sk_bz; ++sk_tz)",
+            "  for (unsigned sk_ty = 0; sk_ty < sk_by; ++sk_ty)",
+            "  for (unsigned sk_tx = 0; sk_tx < sk_bx; ++sk_tx) {",
+            "        blockIdx.x = sk_x; blockIdx.y = sk_y; blockIdx.z = sk_z;",
+            "        threadIdx.x = sk_tx; threadIdx.y = sk_ty; threadIdx.z = sk_tz;",
+            f"        {kname}({names});",
+            "      }",
+            "}"]
+    lines.append("#endif")
+    return "\n".join(lines)
+
+
 def _ctype_of(dtype) -> str:
     return _cpp_body.dtype_ctype(dtype)
 
@@ -326,15 +363,17 @@ class Module:
 
     # -- launches -------------------------------------------------------------------------------
 
-    def launches(self, wshape, words: bool):
+    def launches(self, wshape, words: bool, rows=None):
         """The launches of one application: ``[(kernel, grid, block, (rows, c0, c1))]``.
 
         ``wshape`` is ``(B, n0, ..., nk-1)``. The interior launch is left out when the interior
-        is empty; the border launch when nothing is left for it.
+        is empty; the border launch when nothing is left for it. ``rows``: see
+        :func:`plan_launches`.
         """
         name = f"{self.name}_interior_w" if words else f"{self.name}_interior"
         return plan_launches(self.radius, wshape, self.cols if words else 1, name,
-                             f"{self.name}_border", BLOCK_WORDS if words else BLOCK_PLAIN)
+                             f"{self.name}_border", BLOCK_WORDS if words else BLOCK_PLAIN,
+                             rows=rows)
 
     def scalars(self, wshape, rows, c0, c1, mode, cval, cvout, params):
         """The scalar kernel arguments as NumPy scalars of the C++ types."""
@@ -360,15 +399,17 @@ def interior_columns(radius, wshape, cols):
     return c0, c0 + (hi - c0) // cols * cols
 
 
-def plan_launches(radius, wshape, cols, interior, border, block, simulator=False):
+def plan_launches(radius, wshape, cols, interior, border, block, simulator=False, rows=None):
     """The launches ``[(kernel, grid, block, (rows, c0, c1))]`` of one application.
 
     For a ``(B, *core)`` array: the interior kernel (``cols`` outputs per thread) and the border
     kernel. The interior kernel's threads each walk a strip of ``rows`` rows (``ROWS``, fewer
     when the grid would not fill the GPU); ``simulator`` keeps the thread count small instead
-    (every simulated thread is a Python thread).
+    (every simulated thread is a Python thread). ``rows`` forces the strip length instead (the
+    host tests: strips long enough for the unrolled walk and its remainder on small arrays).
     """
     k = len(radius)
+    forced = rows
     B, core = wshape[0], wshape[1:]
     if B * math.prod(core) == 0:
         return []
@@ -388,6 +429,8 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
                 block, rows = (8, 2, 1), max(1, _cdiv(walk, 2))
             else:
                 rows = max(1, min(ROWS, _cdiv(groups * planes * walk, TARGET_THREADS)))
+            if forced:
+                rows = forced
             while _cdiv(_cdiv(walk, rows), block[1]) > MAX_GRID_YZ:
                 rows *= 2
             grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
@@ -710,14 +753,14 @@ class _Emitter:
             pnames[pk] = name
         lines.append("    // register rings: value t of a ring is row i + first + t")
         for (a, po, e), (dmin, dmax) in rings.items():
-            regs = ", ".join(f"r_{a}__{self._tag(po, e)}_{t}" for t in range(dmax - dmin + 1))
+            regs = ", ".join(f"r_{a}__{self._tag(po, e)}_{t}"
+                             for t in range(dmax - dmin + max(1, UNROLL)))
             lines.append(f"    {self.arg_c[a]} {regs};")
 
-        def fill(back, top_only):
+        def fill(back):
             """Lines loading, for every pointer, the row ``back`` rows above it.
 
-            The values go to the rings that hold that row (``top_only``: the ring's last
-            register, in the loop).
+            The values go to the rings that hold that row (before the walk starts).
             """
             out = []
             for pk, members in ptrs.items():
@@ -727,7 +770,7 @@ class _Emitter:
                     dmin = rings[key][0]
                     span = dmax - dmin
                     t = span - back
-                    if (top_only and back == 0) or (not top_only and 0 <= t < span):
+                    if 0 <= t < span:
                         need.append((key, lane, t))
                 if not need:
                     continue
@@ -748,31 +791,68 @@ class _Emitter:
 
         spans = [dmax - dmin for dmin, dmax in rings.values()]
         for back in range(max(spans, default=0), 0, -1):
-            lines += ["    " + x for x in fill(back, False)]
+            lines += ["    " + x for x in fill(back)]
         lines += [f"    {self.out_c}* __restrict__ op = sk_out + base;"]
         if self.body.readers:
             lines.append(f"    {ix} rc = base;")
-        lines.append(f"    for ({ix} i = lo; i < hi; ++i) {{")
-        lines += ["      " + x for x in fill(0, True)]
-        values = {}
-        for a, offs in self.reads:
-            po = tuple(offs[:k - 2])
-            for c in range(cols):
-                key = (a, po, c + offs[k - 1])
-                values[(a, offs, c)] = f"r_{a}__{self._tag(po, key[2])}_{offs[W] - rings[key][0]}"
-        lines += self.compute(cols, values, word_out, "      ", "op", "rc")
+        ahead = max(1, UNROLL)
+        if ahead > 1:
+            lines.append(f"    {ix} i = lo;")
+            lines.append(f"    for (; i + {ahead} <= hi; i += {ahead}) {{  // {ahead} rows a step")
+            lines += self._strip_step(ahead, cols, rings, ptrs, pnames, word_out, "      ")
+            lines.append("    }")
+            lines.append("    for (; i < hi; ++i) {  // the rows left")
+        else:
+            lines.append(f"    for ({ix} i = lo; i < hi; ++i) {{")
+        lines += self._strip_step(1, cols, rings, ptrs, pnames, word_out, "      ")
+        lines += ["    }", "  }"]
+        return lines
+
+    def _strip_step(self, n, cols, rings, ptrs, pnames, word_out, pad):
+        """The strip walk's step over ``n`` rows.
+
+        First the loads of all ``n`` entering rows (so that a thread has them in flight
+        together), into the registers past each ring's end; then the ``n`` rows' outputs;
+        then the rings and pointers move down ``n`` rows.
+        """
+        W = self.k - 2
+        lines = []
+        for u in range(n):
+            for pk, members in ptrs.items():
+                a, po, dmax, kind, x = pk
+                per = 4 // self.dtype(a).itemsize if kind == "w" else 1
+                stride = f"S{W}" if kind == "e" else f"(S{W} / {per})"
+                at = f"{pnames[pk]}[{u} * {stride}]" if u else f"{pnames[pk]}[0]"
+                regs = [(f"r_{key[0]}__{self._tag(key[1], key[2])}_"
+                         f"{rings[key][1] - rings[key][0] + u}", lane)
+                        for key, lane, _ in members]
+                if kind == "w":
+                    wv = f"w{u}_{pnames[pk][2:]}"
+                    lines.append(f"{pad}const sk_u32 {wv} = {at};")
+                    lines += [f"{pad}{r} = {self.lane(a, wv, lane)};" for r, lane in regs]
+                else:
+                    lines += [f"{pad}{r} = {self.widen(a, at)};" for r, _ in regs]
+        for u in range(n):
+            values = {}
+            for a, offs in self.reads:
+                po = tuple(offs[:self.k - 2])
+                for c in range(cols):
+                    key = (a, po, c + offs[self.k - 1])
+                    values[(a, offs, c)] = (f"r_{a}__{self._tag(po, key[2])}_"
+                                            f"{offs[W] - rings[key][0] + u}")
+            at = f" + {u} * S{W}" if u else ""
+            body = self.compute(cols, values, word_out, pad + "  ", f"(op{at})", f"rc{at}")
+            lines += [f"{pad}{{", *body, f"{pad}}}"] if n > 1 else body
         for (a, po, e), (dmin, dmax) in rings.items():
-            for t in range(dmax - dmin):
-                reg = f"r_{a}__{self._tag(po, e)}"
-                lines.append(f"      {reg}_{t} = {reg}_{t + 1};")
+            reg = f"r_{a}__{self._tag(po, e)}"
+            lines += [f"{pad}{reg}_{t} = {reg}_{t + n};" for t in range(dmax - dmin)]
         for pk, name in pnames.items():
             a, kind = pk[0], pk[3]
             step = f"S{W}" if kind == "e" else f"S{W} / {4 // self.dtype(a).itemsize}"
-            lines.append(f"      {name} += {step};")
-        lines.append(f"      op += S{W};")
+            lines.append(f"{pad}{name} += {n} * {step};" if n > 1 else f"{pad}{name} += {step};")
+        lines.append(f"{pad}op += {n} * S{W};" if n > 1 else f"{pad}op += S{W};")
         if self.body.readers:
-            lines.append(f"      rc += S{W};")
-        lines += ["    }", "  }"]
+            lines.append(f"{pad}rc += {n} * S{W};" if n > 1 else f"{pad}rc += S{W};")
         return lines
 
     # ---- the border kernel
@@ -854,27 +934,7 @@ class _Emitter:
 
     # ---- host launchers (g++ -DSK_HOST): every block and thread in turn
     def host_launchers(self, kernels) -> str:
-        lines = ["#ifdef SK_HOST",
-                 "// host emulation for the tests: the grid's blocks and threads run one by one"]
-        for kname in kernels:
-            lines += [
-                f'extern "C" void {kname}_host(unsigned sk_gx, unsigned sk_gy, unsigned sk_gz, '
-                f"unsigned sk_bx, unsigned sk_by, unsigned sk_bz, {self.params()}) {{",
-                "  gridDim.x = sk_gx; gridDim.y = sk_gy; gridDim.z = sk_gz;",
-                "  blockDim.x = sk_bx; blockDim.y = sk_by; blockDim.z = sk_bz;",
-                "  for (unsigned sk_z = 0; sk_z < sk_gz; ++sk_z)",
-                "  for (unsigned sk_y = 0; sk_y < sk_gy; ++sk_y)",
-                "  for (unsigned sk_x = 0; sk_x < sk_gx; ++sk_x)",
-                "  for (unsigned sk_tz = 0; sk_tz < sk_bz; ++sk_tz)",
-                "  for (unsigned sk_ty = 0; sk_ty < sk_by; ++sk_ty)",
-                "  for (unsigned sk_tx = 0; sk_tx < sk_bx; ++sk_tx) {",
-                "        blockIdx.x = sk_x; blockIdx.y = sk_y; blockIdx.z = sk_z;",
-                "        threadIdx.x = sk_tx; threadIdx.y = sk_ty; threadIdx.z = sk_tz;",
-                f"        {kname}({self.param_names()});",
-                "      }",
-                "}"]
-        lines.append("#endif")
-        return "\n".join(lines)
+        return host_launchers(kernels, self.params(), self.param_names())
 
     def module(self, cols) -> str:
         s = self.spec

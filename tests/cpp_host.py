@@ -61,20 +61,27 @@ def build(source: str) -> ctypes.CDLL:
     return lib
 
 
+ROWS = 2 * codegen_cpp.UNROLL + 3
+"""Rows per strip in the host runs: small arrays would get one-row strips (the GPU's rule),
+which never reach the strip walk's steps of UNROLL rows; this length runs two of them and the
+rows left over."""
+
+
 def run(mod: codegen_cpp.Module, inputs, out, *, mode, cval=0, cvout=0, params=(),
-        words=None):
+        words=None, rows=ROWS):
     """Apply ``mod`` to C-contiguous ``(B, *core)`` arrays into ``out``, as a GPU launch would.
 
     ``words``: force the word kernel on (True) or off (False); default: where aligned.
+    ``rows``: the strip length (None: the GPU's own choice).
     """
     lib = build(mod.source)
     wshape = out.shape
     if words is None:
         items = [(a.ctypes.data, a.shape[-1], a.itemsize) for a in inputs]
         words = codegen_cpp.words_ok(mod, items, (out.ctypes.data, out.shape[-1], out.itemsize))
-    for kname, grid, block, (rows, c0, c1) in mod.launches(wshape, words):
+    for kname, grid, block, (strip, c0, c1) in mod.launches(wshape, words, rows):
         fn = getattr(lib, f"{kname}_host")
-        scalars = mod.scalars(wshape, rows, c0, c1, mode, cval, cvout, params)
+        scalars = mod.scalars(wshape, strip, c0, c1, mode, cval, cvout, params)
         args = [ctypes.c_uint(v) for v in (*grid, *block)]
         args += [ctypes.c_void_p(a.ctypes.data) for a in inputs]
         args.append(ctypes.c_void_p(out.ctypes.data))

@@ -340,6 +340,18 @@ def test_interior_ptx_has_read_only_loads_and_no_64_bit_division():
     assert "ld.global.nc.u32" in words and "st.global.u32" in words  # four int8 per access
 
 
+def test_strip_walk_loads_several_rows_before_storing():
+    """The unrolled walk issues the loads of UNROLL rows together (latency hidden per thread):
+    before the first store, the two rows that fill the rings and three words or columns for
+    each of the UNROLL rows entering."""
+    _nvrtc()
+    mod = _module(smooth, np.int8)
+    ptx = cuda_cpp.ptx(mod.source, "compute_90")
+    for name in ("smooth_py_interior", "smooth_py_interior_w"):
+        ahead = _kernel_ptx(ptx, name).split("st.global")[0].count("ld.global.nc")
+        assert ahead >= 3 * 2 + 3 * codegen_cpp.UNROLL, (name, ahead)
+
+
 def test_no_fused_multiply_add_unless_fastmath():
     _nvrtc()
     mod = _module(blend, np.float32, shape=(8, 8), params=(np.float32(0.5),))
@@ -410,25 +422,6 @@ def test_filter_kernels_through_the_cpp_path(entry, i, params, dtype):
 
 
 # -- the C++ path's glue, end to end: Stencil -> choose -> compile -> launch (host kernels) -----
-
-@pytest.fixture
-def fake_gpu(monkeypatch):
-    """The C++ path with a stand-in CuPy whose kernels run on the host (needs the simulator's
-    device arrays for the rest of the CUDA backend)."""
-    import sys
-
-    from stencilkit.backends import cuda as cuda_backend
-
-    if not cuda_backend.simulated():
-        pytest.skip("drives the C++ path through the simulator's arrays")
-    fake = cpp_host.FakeCupy()
-    monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.setitem(sys.modules, "cupy.cuda", fake.cuda)
-    monkeypatch.setitem(sys.modules, "cupy.cuda.compiler", fake.cuda.compiler)
-    monkeypatch.setattr(cuda_cpp, "available", lambda: (True, "a stand-in CuPy (test)"))
-    monkeypatch.setattr(cuda_cpp, "_KERNELS", {})
-    return fake
-
 
 def test_calls_take_the_cpp_path_end_to_end(fake_gpu):
     a = sample((2, 9, 24), np.uint8)
