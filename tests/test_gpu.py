@@ -147,6 +147,21 @@ def test_cupy_filters_and_resampling(cupy):
     np.testing.assert_allclose(g, filters.gaussian_filter(a.astype(np.float32), 2.0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32])
+def test_box_kernel_on_the_gpu_equals_the_cpu(cupy, dtype):
+    """The generated C++ box (stencilkit.backends.cuda_box): words and elements, every mode,
+    windows wider than a thread's columns, odd shapes, a stack and an offset view."""
+    a = sample((2, 131, 260), dtype, seed=5)
+    for size in [(1, 15, 15), (1, 4, 9), (1, 1, 40), (1, 31, 2)]:
+        for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:
+            got = filters.uniform_filter(cupy.asarray(a), size, mode=mode, cval=9).get()
+            np.testing.assert_array_equal(got, filters.uniform_filter(a, size, mode=mode, cval=9),
+                                          err_msg=f"{size} {mode}")
+    v = a[0, 3:, 1:258]  # rows not 4-byte aligned: the element kernel
+    np.testing.assert_array_equal(filters.uniform_filter(cupy.asarray(a)[0, 3:, 1:258], 15).get(),
+                                  filters.uniform_filter(v, 15))
+
+
 def test_dask_with_cupy_chunks(cupy):
     da = pytest.importorskip("dask.array")
     a = sample((4, 300, 200), np.int16)

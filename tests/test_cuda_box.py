@@ -1,0 +1,155 @@
+"""The generated C++ box kernel (stencilkit.backends.cuda_box) against the CPU, bit for bit.
+
+Without a GPU: every module is compiled for the host by g++ (``-DSK_HOST``) and its launches run
+block by block and thread by thread (tests/cpp_host.py), on the ``Box2`` pass that
+``filters.uniform_filter`` plans for the array (caught on its way to the CPU backend), and
+compared with the CPU's result. NVRTC compiles the same modules for the device.
+"""
+
+import ctypes
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from kernels import sample
+
+from stencilkit import filters
+from stencilkit.backends import cpu, cuda_box, cuda_cpp
+
+cpp_host = pytest.importorskip("cpp_host")
+pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+
+
+def planned(monkeypatch, a, size, **kw):
+    """``(the CPU's uniform_filter of a, its Box2 pass, its Passes)``."""
+    seen = []
+    real = cpu.BACKEND.run_passes
+
+    def spy(passes, arr, out):
+        seen.append(passes)
+        return real(passes, arr, out)
+
+    monkeypatch.setattr(cpu.BACKEND, "run_passes", spy, raising=False)
+    want = filters.uniform_filter(a, size, **kw)
+    monkeypatch.undo()
+    (plan,) = seen
+    (p,) = plan.passes
+    assert type(p).__name__ == "Box2"
+    return want, p, plan
+
+
+def host_box(x, p, mode, cval, *, words, rows=cpp_host.ROWS, idx64=False):
+    """The pass ``p`` over the last two axes of ``x``, launched as on a GPU, on the host."""
+    shape = x.shape
+    src = np.ascontiguousarray(x).reshape(-1, *shape[-2:])
+    dst = np.full(src.shape, 99, p.dtype)  # stale values must all be overwritten
+    mod = cuda_box.generate(src.dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, p.clip,
+                            words=words, idx64=idx64)
+    lib = cpp_host.build(mod.source)
+    for kname, grid, block, (strip, k0, k1) in mod.launches(src.shape, rows):
+        fn = getattr(lib, f"{kname}_host")
+        fn.restype = None
+        scalars = cuda_box.scalars(mod, src.shape, strip, k0, k1, mode, cval)
+        fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(src.ctypes.data),
+           ctypes.c_void_p(dst.ctypes.data),
+           *(cpp_host._CTYPES[np.asarray(v).dtype](v.item()) for v in scalars))
+    return dst.reshape(shape), mod
+
+
+SIZES = [(15, 15), (6, 11), (3, 10), (28, 2), (2, 28), (9, 4)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{a}x{b}" for a, b in SIZES])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32])
+def test_box_equals_the_cpu_every_mode(monkeypatch, dtype, size):
+    a = sample((2, 37, 52), dtype, seed=size[0])
+    for mode in MODES:
+        kw = {"mode": mode, **({"cval": 5} if mode == "constant" else {})}
+        want, p, plan = planned(monkeypatch, a, (1, *size), **kw)
+        for words in (True, False):
+            got, mod = host_box(a, p, mode, plan.cval, words=words)
+            np.testing.assert_array_equal(got, want, err_msg=f"{mode} words={words}")
+            assert mod.per == (4 // a.itemsize if words and a.itemsize < 4 else 1)
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (16, 16), (40, 9), (3, 200), (33, 36)])
+def test_small_and_odd_shapes(monkeypatch, shape):
+    """Arrays narrower or shorter than the window (all border), rows not whole words, and
+    strips of one row and of the GPU's own length."""
+    a = sample(shape, np.uint8, seed=1)
+    for size, origin in [((15, 15), 0), ((4, 8), (1, -2)), ((2, 30), 0)]:
+        for mode in MODES:
+            want, p, plan = planned(monkeypatch, a, size, mode=mode, origin=origin)
+            words = cuda_box.words_ok(a.dtype, shape[-1], 0)
+            for rows in (1, cpp_host.ROWS, None):
+                got, _ = host_box(a, p, mode, plan.cval, words=words, rows=rows)
+                np.testing.assert_array_equal(got, want, err_msg=f"{size} {mode} {rows}")
+
+
+def test_output_types_saturate_and_round_ties_to_even(monkeypatch):
+    a = sample((24, 40), np.int16, seed=3)
+    for output in (np.uint8, np.int8, np.int32, np.uint16):
+        want, p, plan = planned(monkeypatch, a, (4, 8), output=output)  # divisor 32: ties
+        got, _ = host_box(a, p, "reflect", plan.cval, words=True)
+        np.testing.assert_array_equal(got, want, err_msg=str(output))
+    bits = (np.random.default_rng(4).random((24, 64)) < 0.5).astype(np.uint8)
+    want, p, plan = planned(monkeypatch, bits, (8, 4))  # 32 cells: a sum of 16 is a tie
+    got, _ = host_box(bits, p, "reflect", plan.cval, words=True)
+    np.testing.assert_array_equal(got, want)
+    sums = np.rint(ndi.uniform_filter(bits.astype(np.float64), (8, 4)) * 32).astype(int)
+    assert (sums == 16).sum() > 20 and (want[sums == 16] == 0).all()  # 0.5: to even, 0
+    assert p.divisor == 32
+
+
+def test_64_bit_sums_and_indices(monkeypatch):
+    """32-bit data whose window sums need 64 bits, and the 64-bit index variant."""
+    a = np.full((20, 24), 2**31 - 1, np.int32)
+    a[::3] = -2**31
+    want, p, plan = planned(monkeypatch, a, (9, 9), mode="nearest")
+    for idx64 in (False, True):
+        got, mod = host_box(a, p, "nearest", plan.cval, words=False, idx64=idx64)
+        np.testing.assert_array_equal(got, want)
+    assert "sk_i64 cs0 = 0" in mod.source and "typedef sk_i64 sk_idx" in mod.source
+
+
+def test_modules_compile_with_nvrtc_and_divide_by_multiplying():
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available ({exc})")
+    from stencilkit._passes import Box2
+
+    for dtype, words in [(np.uint8, True), (np.int16, True), (np.int32, False),
+                         (np.uint8, False)]:
+        p = Box2(0, 7, 7, 7, 7, 225, np.dtype(dtype), (0, 255))
+        mod = cuda_box.generate(dtype, dtype, 7, 7, 7, 7, 225, (0, 255), words=words,
+                                idx64=False)
+        ptx = cuda_cpp.ptx(mod.source, "compute_90")
+        body = ptx[ptx.index(".entry sk_box_interior("):]
+        body = body[:body.index("\n}\n")]
+        assert "ld.global.nc" in body
+        for slow in ("div.s32", "rem.s32", "div.s64", "rem.s64"):
+            assert slow not in body, (dtype, slow)
+        if words:
+            assert "ld.global.nc.u32" in body and "st.global.u32" in body
+        assert p.lo0 == 7
+
+
+def test_uniform_filter_on_a_device_array_takes_the_box_kernel(fake_gpu):
+    """End to end: filters -> CudaBackend.run_passes -> cuda_box -> (stand-in) CuPy launch."""
+    from numba import cuda
+
+    a = sample((3, 30, 44), np.uint8, seed=2)
+    for size in [(1, 15, 15), (1, 5, 9), (1, 1, 31), (1, 29, 1)]:
+        for mode in MODES:
+            want = filters.uniform_filter(a, size, mode=mode, cval=7)
+            got = filters.uniform_filter(cuda.to_device(a), size, mode=mode, cval=7)
+            np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{size} {mode}")
+    assert set(fake_gpu.launched) == {"sk_box_interior", "sk_box_border"}
+    out = cuda.device_array(a.shape, np.uint8)
+    assert filters.uniform_filter(cuda.to_device(a), 15, output=out) is out
+    np.testing.assert_array_equal(out.copy_to_host(), filters.uniform_filter(a, 15))
