@@ -46,15 +46,16 @@ cat "$OUT/info.txt"
 # out of time; unbuffered, so that a timeout keeps what was printed. numba.cuda kernels are not
 # disk-cached on a GPU (numba-cuda cannot pickle kernels that link libraries), so each file
 # compiles its own: about 2-3 minutes per file on an H100. tests/test_cuda_cpp.py runs the
-# C++ kernels on the host and is left to CI. Seconds: T_BENCH (200) and per file (below).
+# C++ kernels on the host and is left to CI. Seconds: T_BENCH (200) and per file (below; SPECS
+# replaces the list).
 timeout "${T_BENCH:-200}" python3 -u benchmarks/gpu.py --rounds "${ROUNDS:-5}" \
     > "$OUT/bench.txt" 2>&1
 echo "benchmark exit status $?" >> "$OUT/bench.txt"
 cat "$OUT/bench.txt"
 
 : > "$OUT/tests.txt"
-for spec in tests/test_cuda_resample.py:100 tests/test_cuda_filters.py:120 \
-            tests/test_gpu.py:80 tests/test_cuda.py:60; do
+for spec in ${SPECS:-tests/test_gpu.py:120 tests/test_cuda_filters.py:110 \
+            tests/test_cuda.py:60 tests/test_cuda_resample.py:60}; do
     f=${spec%%:*}
     echo "== $f" >> "$OUT/tests.txt"
     timeout "${spec##*:}" python3 -u -m pytest -o addopts="" -p no:cacheprovider -q -rfE \

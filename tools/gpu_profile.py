@@ -1,0 +1,103 @@
+"""Where a GPU call's time goes, launch by launch.
+
+Each C++ kernel launch timed by CUDA events (synchronised per launch), beside the call's GPU
+time and host time (best of 10). Needs a GPU and CuPy.
+
+    python tools/gpu_profile.py
+"""
+import time
+from collections import defaultdict
+
+import cupy as cp
+import numpy as np
+
+import stencilkit as sk
+from stencilkit import filters, resample
+from stencilkit.backends import cuda_cpp
+
+LAUNCH = defaultdict(list)
+_orig = cuda_cpp.kernels
+
+
+def _timed(mod, fastmath):
+    """cuda_cpp.kernels, each kernel wrapped in CUDA events."""
+    found = _orig(mod, fastmath)
+
+    class K:
+        def __init__(self, name, k):
+            self.name, self.k = name, k
+
+        def __call__(self, grid, block, args):
+            e0, e1 = cp.cuda.Event(), cp.cuda.Event()
+            e0.record()
+            self.k(grid, block, args)
+            e1.record()
+            e1.synchronize()
+            LAUNCH[f"{self.name} g{grid} b{block}"].append(cp.cuda.get_elapsed_time(e0, e1))
+    return {n: K(n, k) for n, k in found.items()}
+
+
+def timed(fn, n=10):
+    """(best GPU ms, best host ms) of ``fn`` over ``n`` calls."""
+    fn()
+    cp.cuda.Device().synchronize()
+    e0, e1 = cp.cuda.Event(), cp.cuda.Event()
+    g, h = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        e0.record()
+        fn()
+        e1.record()
+        e1.synchronize()
+        h.append(time.perf_counter() - t0)
+        g.append(cp.cuda.get_elapsed_time(e0, e1))
+    return min(g), min(h) * 1e3
+
+
+@sk.stencil(mode="skip")
+def heat(u):
+    """The 5-point heat step (as benchmarks/gpu.py)."""
+    return u[0, 0] + np.float32(0.1) * (u[-1, 0] + u[1, 0] + u[0, -1] + u[0, 1]
+                                        - np.float32(4) * u[0, 0])
+
+
+rng = np.random.default_rng(0)
+f = cp.asarray(rng.standard_normal((8192, 8192)).astype(np.float32))
+u8 = cp.asarray(rng.integers(0, 255, (8192, 8192), dtype=np.uint8))
+b8 = cp.asarray(rng.integers(0, 255, (16384, 16384), dtype=np.uint8))
+fo = cp.empty_like(f)
+cases = {
+    "copy f32 8192^2": lambda: cp.copyto(fo, f),
+    "copy u8 8192^2": lambda: u8.copy(),
+    "heat(out=)": lambda: heat(f, out=fo),
+    "gaussian s=2 f32": lambda: filters.gaussian_filter(f, 2.0),
+    "gaussian s=2 f32 out=": lambda: filters.gaussian_filter(f, 2.0, output=fo),
+    "uniform 15 u8": lambda: filters.uniform_filter(u8, 15),
+    "uniform 3 u8": lambda: filters.uniform_filter(u8, 3),
+    "uniform 15 f32": lambda: filters.uniform_filter(f, 15),
+    "median 5 u8": lambda: filters.median_filter(u8, 5),
+    "median 3 u8": lambda: filters.median_filter(u8, 3),
+    "maximum 3 u8": lambda: filters.maximum_filter(u8, 3),
+    "maximum 15 u8": lambda: filters.maximum_filter(u8, 15),
+    "sobel f32": lambda: filters.sobel(f),
+    "laplace f32": lambda: filters.laplace(f),
+    "gaussian s=2 u8": lambda: filters.gaussian_filter(u8, 2.0),
+    "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
+    "iterate heat 20": lambda: heat.iterate(f, steps=20),
+}
+cuda_cpp.kernels = _timed
+for name, fn in cases.items():
+    try:
+        fn()
+        LAUNCH.clear()
+        fn()
+        launches = dict(LAUNCH)
+        cuda_cpp.kernels = _orig
+        g, h = timed(fn)
+        cuda_cpp.kernels = _timed
+        print(f"{name:<26} gpu {g:7.3f} ms  host {h:7.3f} ms", flush=True)
+        for k, v in launches.items():
+            print(f"    {k:<70} {sum(v):7.3f} ms x{len(v)}")
+    except Exception as exc:
+        cuda_cpp.kernels = _timed
+        print(f"{name}: {type(exc).__name__}: {exc}"[:300], flush=True)
