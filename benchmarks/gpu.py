@@ -5,11 +5,13 @@
 Workloads (issue "CUDA backend at memory speed"): a 3 x 3 int8 mean on 16384^2 and on a
 200 x 2048 x 2048 stack; a float32 5-point heat step on 8192^2 (one call, and per step of
 ``iterate``); a Gaussian (sigma 2) on float32; a 15 x 15 uniform filter, a 5 x 5 median and a
-2 x 2 block mean on uint8. Each beside, in the same run: a device-to-device copy of as many
-bytes (the memory limit), the classic hand-written numba.cuda kernel where there is one
-(``cuda.grid`` and an ``if 1 <= i < n - 1`` guard, as users write it today), cupyx.scipy.ndimage
-where CuPy is installed, and stencilkit's numba.cuda fallback (``STENCILKIT_CUDA_CPP=0``) beside
-its generated CUDA C++.
+2 x 2 block mean on uint8; pyramid_down and decimate; then every filter of
+tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, each beside
+cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the same
+run: a device-to-device copy of as many bytes (the memory limit), the classic hand-written
+numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1`` guard, as
+users write it today), cupyx.scipy.ndimage where CuPy is installed, and stencilkit's numba.cuda
+fallback (``STENCILKIT_CUDA_CPP=0``) beside its generated CUDA C++.
 
 Timing: interleaved rounds (each callable once per round, in turn), best of ``--rounds``; GPU
 time from CUDA events around each call (CuPy), host time from a synchronised wall clock (the
@@ -35,6 +37,9 @@ from numba import cuda
 import stencilkit as sk
 from stencilkit import filters, resample
 from stencilkit.backends import cuda as cuda_backend
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+from filter_table import TABLE  # noqa: E402
 
 
 @sk.stencil(mode="skip")
@@ -207,6 +212,31 @@ def report(title, nbytes, results, peers=("cupyx", "classic")):
         print(f"  {name:<46} " + " ".join(cols))
 
 
+def _short(params):
+    """Parameters as a short label (arrays by their shape)."""
+    return " ".join(f"{k}=" + ("x".join(map(str, v.shape)) if isinstance(v, np.ndarray)
+                                else str(v).replace(" ", ""))
+                    for k, v in params.items())
+
+
+def report_pairs(title, nbytes, results, pairs):
+    """A table of stencilkit's calls, each beside its peer (``pairs``: (ours, theirs))."""
+    def t_of(name):
+        gpu, host = results[name]
+        return gpu if gpu == gpu else host
+
+    t_copy = t_of(COPY)
+    print(f"\n{title}  ({nbytes / 1e9:.3f} GB read + written per call; x copy: "
+          f"{t_copy * 1e3:.3f} ms / the call)")
+    print(f"  {'':<44} {'time':>9} {'GB/s':>7} {'x copy':>7} {'peer':>9} {'speed-up':>9}")
+    for ours, theirs in pairs:
+        t = t_of(ours)
+        cols = [f"{t * 1e3:7.3f}ms", f"{nbytes / t / 1e9:7.0f}", f"{t_copy / t:7.2f}"]
+        if theirs:
+            cols += [f"{t_of(theirs) * 1e3:7.3f}ms", f"{t_of(theirs) / t:8.1f}x"]
+        print(f"  {ours:<44} " + " ".join(cols))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 rounds instead of 10")
@@ -351,6 +381,29 @@ def main(argv=None):
         if dev.cupy is not None:
             table["cupy x[::2, ::2].copy()"] = lambda: x[::2, ::2].copy()
         report(title, u.nbytes * 5 // 4, best_times(table, dev, rounds), peers=("cupy",))
+
+    for dtype in (np.uint8, np.float32):
+        title = f"every filter of tests/filter_table.py, {np.dtype(dtype)} {gside} x {gside}"
+        if wanted(title):
+            host = (rng.integers(0, 255, (gside, gside), dtype=np.uint8) if dtype == np.uint8
+                    else rng.random((gside, gside), dtype=np.float32))
+            x = dev.put(host)
+            out = dev.empty_like(x)
+            table = {COPY: lambda x=x, out=out: dev.copy(x, out)}
+            pairs = []
+            for e in TABLE:
+                for params in e.params or ({},):
+                    label = f"{e.name} {_short(params)}".strip()
+                    table[label] = lambda e=e, params=params, x=x: e.stencilkit(x, params)
+                    peer = None
+                    if dev.cndi is not None:
+                        peer = f"cupyx {label}"
+                        cparams = {k: dev.cupy.asarray(v) if isinstance(v, np.ndarray) else v
+                                   for k, v in params.items()}
+                        table[peer] = (lambda e=e, cparams=cparams, x=x:
+                                       getattr(dev.cndi, e.name)(x, **cparams))
+                    pairs.append((label, peer))
+            report_pairs(title, 2 * host.nbytes, best_times(table, dev, rounds), pairs)
     return 0
 
 

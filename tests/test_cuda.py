@@ -277,7 +277,8 @@ def test_gpu_benchmark_script_runs_its_code_paths():
                           "--simulator"], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "NUMBA_ENABLE_CUDASIM": "1"})
     assert out.returncode == 0, out.stderr
-    for section in ("3 x 3 int8 mean", "stack", "Gaussian sigma=2", "2 x 2 block mean"):
+    for section in ("3 x 3 int8 mean", "stack", "Gaussian sigma=2", "2 x 2 block mean",
+                    "every filter of tests/filter_table.py, float32", "median_filter size=3"):
         assert section in out.stdout
     assert "classic numba.cuda kernel" in out.stdout
 
