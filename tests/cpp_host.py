@@ -92,6 +92,25 @@ def run(mod: codegen_cpp.Module, inputs, out, *, mode, cval=0, cvout=0, params=(
     return out
 
 
+def run_sweep(mod, x, out_dtype, scalars_of, *, fill, rows=ROWS):
+    """Run a one-sweep module (stencilkit.backends.cuda_sweeps) over the last two axes of ``x``.
+
+    ``scalars_of(shape, rows, a, b)``: a launch's scalars after the two arrays; ``fill``: the
+    output's initial value (stale values must all be overwritten). Returns the result.
+    """
+    shape = x.shape
+    src = np.ascontiguousarray(x).reshape(-1, *shape[-2:])
+    dst = np.full(src.shape, fill, out_dtype)
+    lib = build(mod.source)
+    for kname, grid, block, (strip, a, b) in mod.launches(src.shape, rows):
+        fn = getattr(lib, f"{kname}_host")
+        fn.restype = None
+        fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(src.ctypes.data),
+           ctypes.c_void_p(dst.ctypes.data),
+           *(_CTYPES[np.asarray(v).dtype](v.item()) for v in scalars_of(src.shape, strip, a, b)))
+    return dst.reshape(shape)
+
+
 class FakeCupy:
     """A stand-in for the ``cupy`` module, enough for stencilkit.backends.cuda_cpp: arrays wrap
     NumPy arrays (or the CUDA simulator's), and a RawModule's kernels run on the host through

@@ -6,8 +6,6 @@ block by block and thread by thread (tests/cpp_host.py), on the ``Box2`` pass th
 compared with the CPU's result. NVRTC compiles the same modules for the device.
 """
 
-import ctypes
-
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -42,20 +40,11 @@ def planned(monkeypatch, a, size, **kw):
 
 def host_box(x, p, mode, cval, *, words, rows=cpp_host.ROWS, idx64=False):
     """The pass ``p`` over the last two axes of ``x``, launched as on a GPU, on the host."""
-    shape = x.shape
-    src = np.ascontiguousarray(x).reshape(-1, *shape[-2:])
-    dst = np.full(src.shape, 99, p.dtype)  # stale values must all be overwritten
-    mod = cuda_box.generate(src.dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, p.clip,
+    mod = cuda_box.generate(x.dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, p.clip,
                             words=words, idx64=idx64)
-    lib = cpp_host.build(mod.source)
-    for kname, grid, block, (strip, k0, k1) in mod.launches(src.shape, rows):
-        fn = getattr(lib, f"{kname}_host")
-        fn.restype = None
-        scalars = cuda_box.scalars(mod, src.shape, strip, k0, k1, mode, cval)
-        fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(src.ctypes.data),
-           ctypes.c_void_p(dst.ctypes.data),
-           *(cpp_host._CTYPES[np.asarray(v).dtype](v.item()) for v in scalars))
-    return dst.reshape(shape), mod
+    return cpp_host.run_sweep(
+        mod, x, p.dtype, lambda shape, strip, k0, k1: cuda_box.scalars(
+            mod, shape, strip, k0, k1, mode, cval), fill=99, rows=rows), mod
 
 
 SIZES = [(15, 15), (6, 11), (3, 10), (28, 2), (2, 28), (9, 4)]

@@ -162,6 +162,22 @@ def test_box_kernel_on_the_gpu_equals_the_cpu(cupy, dtype):
                                   filters.uniform_filter(v, 15))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_separable_sweep_on_the_gpu_agrees_with_the_cpu(cupy, dtype):
+    """The generated C++ Gaussian sweep (stencilkit.backends.cuda_sep): every mode, a stack,
+    windows wider than the image; round-off only (it sums horizontally first, the CPU
+    vertically; tests/test_cuda_sep.py checks its own order bit for bit on the host)."""
+    eps = np.finfo(dtype).eps
+    for shape, sigma in [((2, 131, 260), (0, 1.0, 2.0)), ((2, 131, 260), (0, 7.0, 0.7)),
+                         ((1, 20, 30), (0, 6.0, 6.0))]:
+        a = sample(shape, dtype, seed=7)
+        for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:
+            got = filters.gaussian_filter(cupy.asarray(a), sigma, mode=mode, cval=2.0).get()
+            want = filters.gaussian_filter(a, sigma, mode=mode, cval=2.0)
+            np.testing.assert_allclose(got, want, rtol=0, atol=8 * eps * np.abs(want).max(),
+                                       err_msg=f"{sigma} {mode}")
+
+
 def test_dask_with_cupy_chunks(cupy):
     da = pytest.importorskip("dask.array")
     a = sample((4, 300, 200), np.int16)

@@ -526,7 +526,7 @@ class CudaBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        from .._passes import Box, Box2
+        from .._passes import Box, Box2, Sep2
 
         (p, *rest) = passes.passes
         if not rest and isinstance(p, Box) and p.clip is not None and arr.ndim >= 2 \
@@ -534,8 +534,8 @@ class CudaBackend(Backend):
             last = p.axis == arr.ndim - 1
             p = Box2(arr.ndim - 2, 0 if last else p.lo, 0 if last else p.hi,
                      p.lo if last else 0, p.hi if last else 0, p.divisor, p.dtype, p.clip)
-        if not rest and isinstance(p, Box2):  # the exact box of integer images
-            res = self._box2(p, arr, passes)
+        if not rest and isinstance(p, (Box2, Sep2)):  # one sweep over the last two axes
+            res = self._sweep2(p, arr, passes)
             if res is not None:
                 if out is None:
                     return res
@@ -545,14 +545,22 @@ class CudaBackend(Backend):
         return passes.as_stencils(arr, out)
 
     @staticmethod
-    def _box2(p, arr, passes):
-        """The Box2 pass by the generated C++ kernel, else numba.cuda's; None: neither fits."""
-        from . import cuda_box, cuda_cpp, cuda_lines
+    def _sweep2(p, arr, passes):
+        """A Box2 or Sep2 pass by its generated C++ kernel (the box: else numba.cuda's).
 
-        if cuda_cpp.available()[0] and cuda_box.fits(p, arr.dtype):
-            return cuda_box.run(arr, p, passes.mode, passes.cval)
-        if cuda_lines.box2_fits(p, arr.dtype):
-            return cuda_lines.run_box2(arr, p, passes.mode, passes.cval)
+        None: no kernel fits (the pass then runs as generated stencils).
+        """
+        from .._passes import Box2
+        from . import cuda_box, cuda_cpp, cuda_lines, cuda_sep
+
+        cpp = cuda_cpp.available()[0]
+        if isinstance(p, Box2):
+            if cpp and cuda_box.fits(p, arr.dtype):
+                return cuda_box.run(arr, p, passes.mode, passes.cval)
+            if cuda_lines.box2_fits(p, arr.dtype):
+                return cuda_lines.run_box2(arr, p, passes.mode, passes.cval)
+        elif cpp and cuda_sep.fits(p, arr.dtype):
+            return cuda_sep.run(arr, p, passes.mode, passes.cval)
         return None
 
     def block_reduce(self, arr, full, op, edge, cval, out_dtype):

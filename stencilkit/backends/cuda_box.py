@@ -25,12 +25,12 @@ running sums, the rounding), not by memory.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import codegen_cpp, modes
+from . import cuda_sweeps
 
 UNITS = 2
 """32-bit words (or elements, for unaligned rows and 32-bit data) each thread owns per row:
@@ -40,8 +40,6 @@ sums over more outputs than one word does."""
 BLOCK = (64, 4, 1)
 """Threads per block of the interior kernel (the word stencils' shape)."""
 
-BORDER_ROWS = 16
-"""Rows per thread's strip in the border kernel's side bands (its window sums also run down)."""
 
 
 @dataclass(frozen=True)
@@ -68,43 +66,12 @@ class BoxModule:
         ``k0``/``k1``: the units whose threads run the interior kernel (``k1 - k0`` a
         multiple of :data:`UNITS`); ``rows``: force the strip length (host tests).
         """
-        B, n0, n1 = shape
-        if B * n0 * n1 == 0:
-            return []
-        nu = n1 // self.per
+        nu = shape[2] // self.per
         k0 = -self.ul
         threads = max(0, (nu - 1 - self.ur - k0) // UNITS + 1)
-        k1 = k0 + UNITS * threads
-        inner = max(0, n0 - self.lo0 - self.hi0)
-        out = []
-        strip = 1
-        cdiv = codegen_cpp._cdiv
-        if threads and inner:
-            strip = rows or max(1, min(codegen_cpp.ROWS, cdiv(threads * B * inner,
-                                                              codegen_cpp.TARGET_THREADS)))
-            while cdiv(cdiv(inner, strip), BLOCK[1]) > codegen_cpp.MAX_GRID_YZ:
-                strip *= 2
-            grid = (cdiv(threads, BLOCK[0]), cdiv(cdiv(inner, strip), BLOCK[1]),
-                    min(B, codegen_cpp.MAX_GRID_YZ))
-            out.append(("sk_box_interior", grid, BLOCK, (strip, k0, k1)))
-        else:
-            k0 = k1 = 0
-        total = border_count(shape, self, k0, k1)
-        if total:
-            block = codegen_cpp.BLOCK_1D
-            grid = (max(1, min(cdiv(total, block[0]), 1 << 20)), 1, 1)
-            out.append(("sk_box_border", grid, block, (strip, k0, k1)))
-        return out
-
-
-def border_count(shape, mod, k0, k1) -> int:
-    """Threads the border kernel needs (the kernel's own count): a column strip each."""
-    B, n0, n1 = shape
-    top = min(mod.lo0, n0)
-    inner = max(0, n0 - mod.lo0 - mod.hi0)
-    bottom = n0 - top - inner
-    band = n1 - mod.per * (k1 - k0)
-    return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * -(-inner // BORDER_ROWS))
+        return cuda_sweeps.plan("sk_box", shape, self.lo0, self.hi0, threads,
+                                self.per * UNITS * threads, (k0, k0 + UNITS * threads), BLOCK,
+                                rows)
 
 
 def _acc(in_dtype, cells):
@@ -214,28 +181,10 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     cs = [f"cs{t}" for t in range(w)]
     L += ["// everything else, as running sums down short column strips through the mode's index",
           "// map (-1: cval): the top and bottom rows (a strip per column), and the columns at",
-          f"// either end of the other rows (strips of {BORDER_ROWS} rows)",
+          f"// either end of the other rows (strips of {cuda_sweeps.BORDER_ROWS} rows)",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : ({acc})plane[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_box_border({params}) {{',
-          f"  const {ix} top = n0 < {lo0} ? n0 : {lo0};",
-          f"  const {ix} inner = n0 > {lo0 + hi0} ? n0 - {lo0 + hi0} : 0;",
-          f"  const {ix} bottom = n0 - top - inner;",
-          f"  const {ix} c0 = {per} * k0, c1 = {per} * k1;",
-          f"  const {ix} band = c0 + (n1 - c1);",
-          f"  const {ix} nA = top > 0 ? n1 : 0, nC = bottom > 0 ? n1 : 0;",
-          f"  const {ix} per_b = nA + nC + band * ((inner + {BORDER_ROWS - 1}) / {BORDER_ROWS});",
-          f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
-          f"  for ({ix} t = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
-          "t < B * per_b; t += stride) {",
-          f"    const {ix} b = t / per_b;",
-          f"    {ix} u = t - b * per_b, j, r0, r1;",
-          "    if (u < nA) { j = u; r0 = 0; r1 = top; }",
-          "    else if (u - nA < nC) { j = u - nA; r0 = top + inner; r1 = n0; }",
-          "    else {",
-          "      u -= nA + nC; j = u % band; if (j >= c0) j += c1 - c0;",
-          f"      r0 = top + (u / band) * {BORDER_ROWS};",
-          f"      r1 = r0 + {BORDER_ROWS} < top + inner ? r0 + {BORDER_ROWS} : top + inner;",
-          "    }",
+          *cuda_sweeps.border_strips(ix, lo0, hi0, f"{per} * k0", f"{per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           *(f"    const {ix} m{t} = sk_map(j + ({t - lo1}), n1, mode);" for t in range(w)),
           "    " + " ".join(f"{acc} {c} = 0;" for c in cs),
@@ -309,21 +258,7 @@ def run(x, p, mode, cval):
 
     Returns a new device array of ``p.dtype`` (of ``x``'s kind: CuPy or numba).
     """
-    from . import cuda as cuda_backend
-    from . import cuda_cpp
-
-    shape = tuple(x.shape)
-    n0, n1 = shape[-2], shape[-1]
-    nb = math.prod(shape[:-2])
-    src = cuda_backend.work(x, (), False, (nb, n0, n1), np.dtype(x.dtype), x)
-    dst = cuda_backend.empty((nb, n0, n1), p.dtype, x)
-    if nb * n0 * n1:
-        s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
-        dtype = np.dtype(src.dtype)
-        words = words_ok(dtype, n1, s.data.ptr)
-        mod = module_for(p, dtype, words, nb * n0 * n1 >= 2**31)
-        found = cuda_cpp.kernels(mod, False)
-        for kname, grid, block, (rows, k0, k1) in mod.launches((nb, n0, n1)):
-            found[kname](grid, block, (s, d, *scalars(mod, (nb, n0, n1), rows, k0, k1,
-                                                      mode, cval)))
-    return dst.reshape(shape)
+    n1 = tuple(x.shape)[-1]
+    return cuda_sweeps.run(
+        x, p.dtype, lambda dtype, at, idx64: module_for(p, dtype, words_ok(dtype, n1, at), idx64),
+        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval))

@@ -1,0 +1,117 @@
+"""What the one-sweep filter kernels share (:mod:`.cuda_box`, :mod:`.cuda_sep`).
+
+Both run over the last two axes of a C-contiguous ``(B, n0, n1)`` device array as two kernels
+of generated C++: ``<prefix>_interior``, whose threads walk strips of rows with no boundary
+logic, and ``<prefix>_border``, whose threads each walk a short strip down one column through
+the mode's index map: one strip per column for the top rows and one for the bottom rows (the
+window's reach along axis -2), and strips of :data:`BORDER_ROWS` rows down the columns the
+interior kernel leaves at either end. This module plans their launches, emits the border
+kernel's enumeration of strips, and launches a module on device arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import codegen_cpp
+
+BORDER_ROWS = 16
+"""Rows per thread's strip in the border kernel's side bands."""
+
+
+def border_threads(B, n0, n1, lo0, hi0, band) -> int:
+    """Threads the border kernel needs: ``band`` columns are left by the interior kernel."""
+    top = min(lo0, n0)
+    inner = max(0, n0 - lo0 - hi0)
+    bottom = n0 - top - inner
+    return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * codegen_cpp._cdiv(inner,
+                                                                                BORDER_ROWS))
+
+
+def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
+    """The launches ``[(kernel, grid, block, (rows, *span))]`` of one application.
+
+    ``threads``: interior threads per row, covering ``covered`` columns, which the kernels
+    take as the two integers ``span``; ``block``: the interior kernel's block; ``rows``:
+    force the strip length (the host tests), else ``codegen_cpp.ROWS`` or fewer so that the
+    GPU still gets enough threads.
+    """
+    B, n0, n1 = shape
+    if B * n0 * n1 == 0:
+        return []
+    cdiv = codegen_cpp._cdiv
+    inner = max(0, n0 - lo0 - hi0)
+    out = []
+    strip = 1
+    if threads and inner:
+        strip = rows or max(1, min(codegen_cpp.ROWS, cdiv(threads * B * inner,
+                                                          codegen_cpp.TARGET_THREADS)))
+        while cdiv(cdiv(inner, strip), block[1]) > codegen_cpp.MAX_GRID_YZ:
+            strip *= 2
+        grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
+                min(B, codegen_cpp.MAX_GRID_YZ))
+        out.append((f"{prefix}_interior", grid, block, (strip, *span)))
+    else:
+        span, covered = (0, 0), 0
+    total = border_threads(B, n0, n1, lo0, hi0, n1 - covered)
+    if total:
+        bblock = codegen_cpp.BLOCK_1D
+        grid = (max(1, min(cdiv(total, bblock[0]), 1 << 20)), 1, 1)
+        out.append((f"{prefix}_border", grid, bblock, (strip, *span)))
+    return out
+
+
+def border_strips(ix, lo0, hi0, c0, c1) -> list:
+    """C++ lines opening the border kernel's grid-stride loop over its strips.
+
+    Inside the loop each thread has ``b`` (the plane), ``j`` (its column) and the rows
+    ``r0`` to ``r1``; ``c0``/``c1``: C++ expressions of the interior kernel's first and
+    past-the-last columns. The caller closes the loop.
+    """
+    R = BORDER_ROWS
+    return [
+        f"  const {ix} top = n0 < {lo0} ? n0 : {lo0};",
+        f"  const {ix} inner = n0 > {lo0 + hi0} ? n0 - {lo0 + hi0} : 0;",
+        f"  const {ix} bottom = n0 - top - inner;",
+        f"  const {ix} cA = {c0}, cB = {c1};",
+        f"  const {ix} band = cA + (n1 - cB);",
+        f"  const {ix} nA = top > 0 ? n1 : 0, nC = bottom > 0 ? n1 : 0;",
+        f"  const {ix} per_b = nA + nC + band * ((inner + {R - 1}) / {R});",
+        f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
+        f"  for ({ix} t = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
+        "t < B * per_b; t += stride) {",
+        f"    const {ix} b = t / per_b;",
+        f"    {ix} u = t - b * per_b, j, r0, r1;",
+        "    if (u < nA) { j = u; r0 = 0; r1 = top; }",
+        "    else if (u - nA < nC) { j = u - nA; r0 = top + inner; r1 = n0; }",
+        "    else {",
+        "      u -= nA + nC; j = u % band; if (j >= cA) j += cB - cA;",
+        f"      r0 = top + (u / band) * {R};",
+        f"      r1 = r0 + {R} < top + inner ? r0 + {R} : top + inner;",
+        "    }"]
+
+
+def run(x, out_dtype, module_of, scalars_of):
+    """Launch a one-sweep module over the last two axes of the device array ``x``.
+
+    ``module_of(dtype, address, idx64)``: the module for the input's work array;
+    ``scalars_of(mod, shape, rows, a, b)``: a launch's scalars after the two arrays. Returns
+    a new device array of ``out_dtype``, of ``x``'s kind (CuPy or numba).
+    """
+    from . import cuda as cuda_backend
+    from . import cuda_cpp
+
+    shape = tuple(x.shape)
+    n0, n1 = shape[-2], shape[-1]
+    wshape = (math.prod(shape[:-2]), n0, n1)
+    src = cuda_backend.work(x, (), False, wshape, np.dtype(x.dtype), x)
+    dst = cuda_backend.empty(wshape, out_dtype, x)
+    if math.prod(wshape):
+        s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
+        mod = module_of(np.dtype(src.dtype), s.data.ptr, math.prod(wshape) >= 2**31)
+        found = cuda_cpp.kernels(mod, False)
+        for kname, grid, block, (rows, a, b) in mod.launches(wshape):
+            found[kname](grid, block, (s, d, *scalars_of(mod, wshape, rows, a, b)))
+    return dst.reshape(shape)
