@@ -46,7 +46,19 @@ that a thread has several rows' loads in flight at once (one row at a time leave
 waiting on each load's latency). Part of the emitted source (the module caches' keys include
 it). ``benchmarks/gpu.py --geometry`` times the choices: on an H200, 8 with 32-row strips was
 the best compromise (3 x 3 int8 mean 0.61x copy against 0.53x one row at a time; heat step
-0.62x against 0.55x; a 17-tap column pass 0.49x against 0.48x)."""
+0.62x against 0.55x; a 17-tap column pass 0.49x against 0.48x). Kernels of many reads take
+fewer (:func:`rows_per_step`)."""
+
+STEP_READS = 64
+"""Reads of a kernel's body times rows per step at most: the body is repeated per row of a
+step, and heavy bodies gain nothing from it (compute-bound), while their compile time grows
+(a 7 x 7 median: 0.33 s at one row a step, 1.95 s at eight)."""
+
+
+def rows_per_step(reads: int) -> int:
+    """Rows a step of the strip walk takes for a body of ``reads`` reads (1 to UNROLL)."""
+    return max(1, min(UNROLL, STEP_READS // max(1, reads)))
+
 
 TARGET_THREADS = 132 * 2048
 """Threads that fill an H100 (132 SMs x 2048 resident threads); strips shrink below this."""
@@ -754,7 +766,7 @@ class _Emitter:
         lines.append("    // register rings: value t of a ring is row i + first + t")
         for (a, po, e), (dmin, dmax) in rings.items():
             regs = ", ".join(f"r_{a}__{self._tag(po, e)}_{t}"
-                             for t in range(dmax - dmin + max(1, UNROLL)))
+                             for t in range(dmax - dmin + rows_per_step(len(self.reads))))
             lines.append(f"    {self.arg_c[a]} {regs};")
 
         def fill(back):
@@ -795,7 +807,7 @@ class _Emitter:
         lines += [f"    {self.out_c}* __restrict__ op = sk_out + base;"]
         if self.body.readers:
             lines.append(f"    {ix} rc = base;")
-        ahead = max(1, UNROLL)
+        ahead = rows_per_step(len(self.reads))
         if ahead > 1:
             lines.append(f"    {ix} i = lo;")
             lines.append(f"    for (; i + {ahead} <= hi; i += {ahead}) {{  // {ahead} rows a step")

@@ -341,15 +341,17 @@ def test_interior_ptx_has_read_only_loads_and_no_64_bit_division():
 
 
 def test_strip_walk_loads_several_rows_before_storing():
-    """The unrolled walk issues the loads of UNROLL rows together (latency hidden per thread):
-    before the first store, the two rows that fill the rings and three words or columns for
-    each of the UNROLL rows entering."""
+    """The walk issues the loads of several rows together (latency hidden per thread): before
+    the first store, the two rows that fill the rings and three words or columns for each of
+    the rows entering in a step; heavy bodies take fewer rows a step."""
     _nvrtc()
     mod = _module(smooth, np.int8)
     ptx = cuda_cpp.ptx(mod.source, "compute_90")
     for name in ("smooth_py_interior", "smooth_py_interior_w"):
         ahead = _kernel_ptx(ptx, name).split("st.global")[0].count("ld.global.nc")
-        assert ahead >= 3 * 2 + 3 * codegen_cpp.UNROLL, (name, ahead)
+        assert ahead >= 3 * 2 + 3 * codegen_cpp.rows_per_step(9) >= 3 * 2 + 3 * 7, (name, ahead)
+    assert codegen_cpp.rows_per_step(5) == codegen_cpp.UNROLL
+    assert codegen_cpp.rows_per_step(49) == 1  # a 7 x 7 median: one row a step
 
 
 def test_no_fused_multiply_add_unless_fastmath():

@@ -122,6 +122,11 @@ def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
         body = body[:body.index("\n}\n")]
         assert "ld.global.nc" in body and "fma" not in body
         assert "fma" in cuda_cpp.ptx(mod.source, "compute_90", fastmath=True)
+    # the source grows with the taps, not with their square: each kernel emits its horizontal
+    # sum once (an unrolled prologue of 63 of them made NVRTC take 36 s at 64 x 64 taps)
+    w64 = tuple(np.ones(64) / 64)
+    big = cuda_sep.generate(np.float32, w64, 32, w64, 32, idx64=False).source
+    assert big.count(f"h63 = {float(np.float32(1 / 64)).hex()}f *") == 2
 
 
 def test_gaussian_on_a_device_array_takes_the_sweep(fake_gpu):
