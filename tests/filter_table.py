@@ -62,6 +62,25 @@ def assert_device_result(got, want, exact):
         np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4)
 
 
+def cpu_passes(monkeypatch, fn, a, *args, **kw):
+    """``(fn(a, ...) on the CPU, the line passes it ran)``: the plan a filter hands the CPU
+    backend (``stencilkit._passes.Passes``), caught on its way, for the device kernels' tests."""
+    from stencilkit.backends import cpu
+
+    seen = []
+    real = cpu.BACKEND.run_passes
+
+    def spy(passes, arr, out):
+        seen.append(passes)
+        return real(passes, arr, out)
+
+    monkeypatch.setattr(cpu.BACKEND, "run_passes", spy, raising=False)
+    want = fn(a, *args, **kw)
+    monkeypatch.undo()
+    (plan,) = seen
+    return want, plan
+
+
 def exact_mean(total, n, dtype):
     """Integer sums divided by n: nearest, ties to even, saturated (exact integer arithmetic)."""
     q = total // n

@@ -9,10 +9,11 @@ compared with the CPU's result. NVRTC compiles the same modules for the device.
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+from filter_table import cpu_passes
 from kernels import sample
 
 from stencilkit import filters
-from stencilkit.backends import cpu, cuda_box, cuda_cpp
+from stencilkit.backends import cuda_box, cuda_cpp
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -22,17 +23,7 @@ MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
 
 def planned(monkeypatch, a, size, **kw):
     """``(the CPU's uniform_filter of a, its Box2 pass, its Passes)``."""
-    seen = []
-    real = cpu.BACKEND.run_passes
-
-    def spy(passes, arr, out):
-        seen.append(passes)
-        return real(passes, arr, out)
-
-    monkeypatch.setattr(cpu.BACKEND, "run_passes", spy, raising=False)
-    want = filters.uniform_filter(a, size, **kw)
-    monkeypatch.undo()
-    (plan,) = seen
+    want, plan = cpu_passes(monkeypatch, filters.uniform_filter, a, size, **kw)
     (p,) = plan.passes
     assert type(p).__name__ == "Box2"
     return want, p, plan

@@ -1,22 +1,23 @@
-"""The generated C++ separable sweep (stencilkit.backends.cuda_sep) without a GPU.
+"""The generated C++ one-sweep kernels (stencilkit.backends.cuda_sep) without a GPU.
 
 Every module is compiled for the host by g++ (``-DSK_HOST``, no fused multiply-adds, as NVRTC
-with ``--fmad=false``) and its launches run thread by thread (tests/cpp_host.py). Two
-references: a plain NumPy evaluation in the kernel's own order of operations (horizontal sums
-left to right, then vertical ones top to bottom, each operation rounded in the data's type),
-which it must equal bit for bit; and the CPU backend's ``gaussian_filter`` (which sums the
-other way round), which it must equal to round-off.
+with ``--fmad=false``) and its launches run thread by thread (tests/cpp_host.py). References:
+a plain NumPy evaluation in the kernel's own order of operations (horizontal sums left to
+right, then vertical ones top to bottom, each operation rounded in the data's type), which the
+weighted and box sums must equal bit for bit; the CPU backend's ``gaussian_filter`` and float
+``uniform_filter`` (which sum in another order), to round-off; and the CPU's
+``maximum_filter`` / ``minimum_filter``, which the extremes must equal exactly, NaN included.
 """
 
 import numpy as np
 import pytest
-from filter_table import assert_device_result
+from filter_table import assert_device_result, cpu_passes
 from kernels import sample
 from reference import pad_index
 
 from stencilkit import filters
-from stencilkit._passes import Sep2
-from stencilkit.backends import cpu, cuda_cpp, cuda_sep
+from stencilkit._passes import Box2, Extreme, Sep2
+from stencilkit.backends import cuda_cpp, cuda_sep
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compil
 MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
 
 
-def in_order(a, wv, lov, wh, loh, mode, cval):
+def in_order(a, wv, lov, wh, loh, mode, cval, divisor=None):
     """The kernel's arithmetic in NumPy: pad by the mode, horizontal then vertical sums."""
     dtype = a.dtype
     n0, n1 = a.shape[-2:]
@@ -43,15 +44,23 @@ def in_order(a, wv, lov, wh, loh, mode, cval):
     s = wv[0] * h[..., 0:n0, :]
     for k in range(1, kv):
         s = s + wv[k] * h[..., k:k + n0, :]
-    return s
+    return s if divisor is None else s / dtype.type(divisor)
 
 
-def host_sep(x, p, mode, cval, *, rows=cpp_host.ROWS, idx64=False):
-    """The pass ``p`` over the last two axes of ``x``, launched as on a GPU, on the host."""
-    mod = cuda_sep.generate(x.dtype, p.wv, p.lov, p.wh, p.loh, idx64=idx64)
+def sep_sweep(p):
+    """The weighted sweep of the ``Sep2`` pass ``p``."""
+    return cuda_sep.Sweep("sum", len(p.wv), p.lov, len(p.wh), p.loh, tuple(p.wv), tuple(p.wh))
+
+
+def host_sep(x, sw, mode, cval, *, rows=cpp_host.ROWS, idx64=False):
+    """The sweep ``sw`` over the last two axes of ``x``, launched as on a GPU, on the host."""
+    if isinstance(sw, Sep2):
+        sw = sep_sweep(sw)
+    mod = cuda_sep.generate(x.dtype, sw, idx64=idx64)
     return cpp_host.run_sweep(
         mod, x, x.dtype, lambda shape, strip, c0, c1: cuda_sep.scalars(
-            mod, shape, strip, c0, c1, mode, cval), fill=np.nan, rows=rows)
+            mod, shape, strip, c0, c1, mode, cval),
+        fill=np.nan if x.dtype.kind == "f" else 99, rows=rows)
 
 
 WEIGHTS = [
@@ -82,30 +91,68 @@ def test_gaussian_pass_agrees_with_the_cpu(monkeypatch, sigma):
     """The Sep2 pass gaussian_filter plans (caught on its way to the CPU backend)."""
     a = sample((48, 53), np.float32, seed=3)
     for mode in MODES:
-        seen = []
-
-        def spy(passes, arr, out, seen=seen, real=cpu.BACKEND.run_passes):
-            seen.append(passes)
-            return real(passes, arr, out)
-
-        monkeypatch.setattr(cpu.BACKEND, "run_passes", spy, raising=False)
-        want = filters.gaussian_filter(a, sigma, mode=mode, cval=2.0)
-        monkeypatch.undo()
-        ((p,),) = [plan.passes for plan in seen]
-        assert isinstance(p, Sep2) and cuda_sep.fits(p, a.dtype)
-        got = host_sep(a, p, mode, seen[0].cval)
+        want, plan = cpu_passes(monkeypatch, filters.gaussian_filter, a, sigma, mode=mode,
+                                cval=2.0)
+        (p,) = plan.passes
+        assert isinstance(p, Sep2)
+        assert cuda_sep.sweep_of((p,), a.dtype, a.dtype, a.ndim) == sep_sweep(p)
+        got = host_sep(a, p, mode, plan.cval)
         assert_device_result(got, want, exact=False)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_box_is_one_sweep_of_sums_divided_once(monkeypatch, dtype):
+    a = sample((2, 33, 47), dtype, seed=8)
+    for size in [(1, 15, 15), (1, 4, 9), (1, 30, 2)]:
+        for mode in MODES:
+            want, plan = cpu_passes(monkeypatch, filters.uniform_filter, a, size, mode=mode, cval=2)
+            sw = cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim)
+            assert sw.op == "sum" and sw.wv is None and sw.divisor == size[1] * size[2]
+            got = host_sep(a, sw, mode, plan.cval)
+            ones = (1.0,) * sw.kv, (1.0,) * sw.kh
+            np.testing.assert_array_equal(
+                got, in_order(a, ones[0], sw.lov, ones[1], sw.loh, mode, plan.cval,
+                              sw.divisor), err_msg=f"{size} {mode}")
+            assert_device_result(got, want, exact=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.uint32, np.int64,
+                                   np.uint64])
+def test_extremes_equal_the_cpu(monkeypatch, dtype):
+    a = sample((2, 40, 45), dtype, seed=9)
+    if a.dtype.kind == "f":
+        a[0, 5, 7] = a[1, 30, 44] = np.nan  # NaN wins, as NumPy's maximum
+    for fn in (filters.maximum_filter, filters.minimum_filter):
+        for size, origin in [((1, 11, 13), 0), ((1, 1, 29), 0), ((1, 29, 1), 0),
+                             ((1, 6, 30), (0, 1, -2))]:
+            for mode in MODES:
+                want, plan = cpu_passes(monkeypatch, fn, a, size, mode=mode, cval=3, origin=origin)
+                sw = cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim)
+                assert sw.op == ("max" if fn is filters.maximum_filter else "min")
+                got = host_sep(a, sw, mode, plan.cval)
+                np.testing.assert_array_equal(got, want, err_msg=f"{fn.__name__} {size} {mode}")
+
+
 def test_what_fits():
     wv = (0.25, 0.5, 0.25)
-    assert cuda_sep.fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.float32)), np.float32)
-    assert not cuda_sep.fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.uint8)), np.uint8)  # ties
-    assert not cuda_sep.fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.float64)), np.float32)
-    assert not cuda_sep.fits(Sep2(0, (1.0,) * 65, 32, wv, 1, np.dtype(np.float32)),
-                             np.float32)
-    assert not cuda_sep.fits(Sep2(0, (np.inf,), 0, wv, 1, np.dtype(np.float32)), np.float32)
+    f32 = np.dtype(np.float32)
+
+    def fits(p, dtype, out=None, ndim=2):
+        return cuda_sep.sweep_of((p,), np.dtype(dtype), np.dtype(out or dtype), ndim) is not None
+
+    assert fits(Sep2(0, wv, 1, wv, 1, f32), f32)
+    assert not fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.uint8)), np.uint8)  # ties: generated
+    assert not fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.float64)), f32, np.float64)
+    assert not fits(Sep2(0, (1.0,) * 65, 32, wv, 1, f32), f32)  # more than MAX_TAPS
+    assert not fits(Sep2(0, (np.inf,), 0, wv, 1, f32), f32)
+    assert not fits(Box2(0, 1, 1, 1, 1, 9, np.dtype(np.uint8), (0, 255)), np.uint8)  # cuda_box
+    assert fits(Box2(0, 1, 1, 1, 1, 9, f32, None), f32)
+    assert not fits(Extreme(0, 5, 5, True), np.uint8)  # 8-bit: the word passes
+    assert fits(Extreme(1, 5, 5, True), np.int32)
+    assert not fits(Extreme(0, 5, 5, True), np.int32, ndim=3)  # not one of the last two axes
+    assert cuda_sep.sweep_of((Extreme(0, 1, 1, True), Extreme(1, 2, 2, False)), f32, f32, 2) \
+        is None  # a maximum and a minimum
 
 
 def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
@@ -116,7 +163,9 @@ def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
     except Exception as exc:
         pytest.skip(f"NVRTC not available ({exc})")
     for dtype in (np.float32, np.float64):
-        mod = cuda_sep.generate(dtype, *WEIGHTS[2], idx64=False)
+        wv, lov, wh, loh = WEIGHTS[2]
+        mod = cuda_sep.generate(dtype, cuda_sep.Sweep("sum", len(wv), lov, len(wh), loh, wv, wh),
+                                idx64=False)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
         body = ptx[ptx.index(".entry sk_sep_interior("):]
         body = body[:body.index("\n}\n")]
@@ -125,20 +174,30 @@ def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
     # the source grows with the taps, not with their square: each kernel emits its horizontal
     # sum once (an unrolled prologue of 63 of them made NVRTC take 36 s at 64 x 64 taps)
     w64 = tuple(np.ones(64) / 64)
-    big = cuda_sep.generate(np.float32, w64, 32, w64, 32, idx64=False).source
+    big = cuda_sep.generate(np.float32, cuda_sep.Sweep("sum", 64, 32, 64, 32, w64, w64),
+                            idx64=False).source
     assert big.count(f"h63 = {float(np.float32(1 / 64)).hex()}f *") == 2
 
 
-def test_gaussian_on_a_device_array_takes_the_sweep(fake_gpu):
-    """End to end: filters -> CudaBackend.run_passes -> cuda_sep -> (stand-in) CuPy launch."""
+def test_filters_on_device_arrays_take_the_sweeps(fake_gpu):
+    """End to end: filters -> CudaBackend.run_passes -> cuda_sep -> (stand-in) CuPy launch,
+    results and ``output=`` (written directly, or through a copy when it is the input)."""
     from numba import cuda
 
     a = sample((2, 30, 41), np.float32, seed=6)
-    for mode in MODES:
-        want = filters.gaussian_filter(a, (0, 1.5, 2.0), mode=mode, cval=1.0)
-        got = filters.gaussian_filter(cuda.to_device(a), (0, 1.5, 2.0), mode=mode, cval=1.0)
-        assert_device_result(got.copy_to_host(), want, exact=False)
-    assert set(fake_gpu.launched) == {"sk_sep_interior", "sk_sep_border"}
-    out = cuda.device_array(a.shape, np.float32)
-    assert filters.gaussian_filter(cuda.to_device(a), (0, 2, 2), output=out) is out
-    assert_device_result(out.copy_to_host(), filters.gaussian_filter(a, (0, 2, 2)), False)
+    calls = [(filters.gaussian_filter, (0, 1.5, 2.0), False),
+             (filters.uniform_filter, (1, 9, 5), False),
+             (filters.maximum_filter, (1, 7, 9), True), (filters.minimum_filter, (1, 1, 29), True)]
+    for fn, arg, exact in calls:
+        for mode in MODES:
+            want = fn(a, arg, mode=mode, cval=1.0)
+            got = fn(cuda.to_device(a), arg, mode=mode, cval=1.0)
+            assert_device_result(got.copy_to_host(), want, exact=exact)
+        assert fake_gpu.launched[-2:] == ["sk_sep_interior", "sk_sep_border"], fn.__name__
+        want = fn(a, arg)
+        out = cuda.device_array(a.shape, np.float32)
+        assert fn(cuda.to_device(a), arg, output=out) is out
+        assert_device_result(out.copy_to_host(), want, exact)
+        d = cuda.to_device(a)
+        assert fn(d, arg, output=d) is d  # in place: the sweep writes a new array, then copies
+        assert_device_result(d.copy_to_host(), want, exact)

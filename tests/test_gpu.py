@@ -176,6 +176,23 @@ def test_separable_sweep_on_the_gpu_agrees_with_the_cpu(cupy, dtype):
             want = filters.gaussian_filter(a, sigma, mode=mode, cval=2.0)
             np.testing.assert_allclose(got, want, rtol=0, atol=8 * eps * np.abs(want).max(),
                                        err_msg=f"{sigma} {mode}")
+            got = filters.uniform_filter(cupy.asarray(a), (1, 9, 15), mode=mode, cval=2).get()
+            want = filters.uniform_filter(a, (1, 9, 15), mode=mode, cval=2)
+            np.testing.assert_allclose(got, want, rtol=0, atol=8 * eps * np.abs(want).max(),
+                                       err_msg=f"uniform {mode}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint64])
+def test_extreme_sweep_on_the_gpu_equals_the_cpu(cupy, dtype):
+    a = sample((2, 131, 260), dtype, seed=8)
+    if a.dtype.kind == "f":
+        a[0, 50, 60] = np.nan
+    for fn in (filters.maximum_filter, filters.minimum_filter):
+        for size in [(1, 11, 13), (1, 1, 40), (1, 31, 1)]:
+            for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:
+                got = fn(cupy.asarray(a), size, mode=mode, cval=3).get()
+                np.testing.assert_array_equal(got, fn(a, size, mode=mode, cval=3),
+                                              err_msg=f"{fn.__name__} {size} {mode}")
 
 
 def test_dask_with_cupy_chunks(cupy):

@@ -526,42 +526,32 @@ class CudaBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        from .._passes import Box, Box2, Sep2
+        from .._passes import Box, Box2
+        from . import cuda_cpp, cuda_sep
 
         (p, *rest) = passes.passes
+        if cuda_cpp.available()[0]:  # one sweep of generated C++ where one fits
+            sw = cuda_sep.sweep_of(passes.passes, arr.dtype, passes.out_dtype, arr.ndim)
+            if sw is not None:
+                return cuda_sep.run(arr, sw, passes.mode, passes.cval, out)
         if not rest and isinstance(p, Box) and p.clip is not None and arr.ndim >= 2 \
                 and p.axis >= arr.ndim - 2:  # a box along one of the last two axes
             last = p.axis == arr.ndim - 1
             p = Box2(arr.ndim - 2, 0 if last else p.lo, 0 if last else p.hi,
                      p.lo if last else 0, p.hi if last else 0, p.divisor, p.dtype, p.clip)
-        if not rest and isinstance(p, (Box2, Sep2)):  # one sweep over the last two axes
-            res = self._sweep2(p, arr, passes)
-            if res is not None:
+        if not rest and isinstance(p, Box2):  # the exact box of integer images
+            from . import cuda_box, cuda_lines
+
+            if cuda_cpp.available()[0] and cuda_box.fits(p, arr.dtype):
+                return cuda_box.run(arr, p, passes.mode, passes.cval, out)
+            if cuda_lines.box2_fits(p, arr.dtype):
+                res = cuda_lines.run_box2(arr, p, passes.mode, passes.cval)
                 if out is None:
                     return res
                 copy_into(out, res)
                 return out
         # the other passes as generated stencils, one 1-D pass per axis
         return passes.as_stencils(arr, out)
-
-    @staticmethod
-    def _sweep2(p, arr, passes):
-        """A Box2 or Sep2 pass by its generated C++ kernel (the box: else numba.cuda's).
-
-        None: no kernel fits (the pass then runs as generated stencils).
-        """
-        from .._passes import Box2
-        from . import cuda_box, cuda_cpp, cuda_lines, cuda_sep
-
-        cpp = cuda_cpp.available()[0]
-        if isinstance(p, Box2):
-            if cpp and cuda_box.fits(p, arr.dtype):
-                return cuda_box.run(arr, p, passes.mode, passes.cval)
-            if cuda_lines.box2_fits(p, arr.dtype):
-                return cuda_lines.run_box2(arr, p, passes.mode, passes.cval)
-        elif cpp and cuda_sep.fits(p, arr.dtype):
-            return cuda_sep.run(arr, p, passes.mode, passes.cval)
-        return None
 
     def block_reduce(self, arr, full, op, edge, cval, out_dtype):
         from . import cuda_blocks

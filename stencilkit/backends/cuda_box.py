@@ -253,12 +253,13 @@ def scalars(mod, shape, rows, k0, k1, mode, cval):
             acc(int(cval)))
 
 
-def run(x, p, mode, cval):
-    """The ``Box2`` pass ``p`` over the last two axes of the device array ``x``.
+def run(x, p, mode, cval, out=None):
+    """The ``Box2`` pass ``p`` over the last two axes of the device array ``x``, into ``out``.
 
-    Returns a new device array of ``p.dtype`` (of ``x``'s kind: CuPy or numba).
+    ``out``: a device array of ``x``'s shape and ``p.dtype``, or None: a new one of ``x``'s
+    kind (CuPy or numba). Returns the result.
     """
     n1 = tuple(x.shape)[-1]
     return cuda_sweeps.run(
         x, p.dtype, lambda dtype, at, idx64: module_for(p, dtype, words_ok(dtype, n1, at), idx64),
-        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval))
+        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)

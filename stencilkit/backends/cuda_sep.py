@@ -1,15 +1,18 @@
-"""Separable weights over the last two axes in one sweep, as generated CUDA C++ (``Sep2``).
+"""Separable windows over the last two axes in one sweep, as generated CUDA C++.
 
-``gaussian_filter`` (and every separable correlation the filters fuse into a ``Sep2`` pass) of
-float32 and float64 images, with no intermediate array: the generated stencils ran it as two
-passes, each a full read and write of the image. Each thread owns one output column of a strip
-of rows and walks down it: for the row entering the window it computes the horizontal sum
-(``wh``, its neighbours' columns: cached loads shared with the neighbouring threads), keeps the
-last ``len(wv)`` of them in registers (a ring), and the output is their vertical sum (``wv``).
-The weights are compile-time constants, in the data's type; multiply-adds are not fused
-(``--fmad=false``), so every product and sum is rounded once, in order: horizontal terms left to
-right, then vertical ones top to bottom. The CPU's sweep sums the other way round (vertical
-first), so results agree to round-off; the tests check this order bit for bit against NumPy.
+Three of the filters' line passes (:func:`sweep_of`), which the generated stencils ran as two
+passes, each a full read and write of the image: separable float32/float64 weights (``Sep2``:
+``gaussian_filter`` and the other fused separable correlations), the float box (``Box2`` of
+float data: ``uniform_filter``, sums divided once) and running extremes of a box
+(``maximum_filter`` / ``minimum_filter`` of 32/64-bit data). Each thread owns one output column
+of a strip of rows and walks down it: for the row entering the window it reduces the row's
+``kh`` columns (its neighbours' columns: cached loads shared with the neighbouring threads),
+keeps the last ``kv`` of those in registers (a ring), and the output is their vertical
+reduction. Weights and divisor are compile-time constants, in the data's type; multiply-adds
+are not fused (``--fmad=false``), so every product and sum is rounded once, in order:
+horizontal terms left to right, then vertical ones top to bottom. The CPU sums the other way
+round (vertical first) or by running sums, so sums agree to round-off; the tests check this
+order bit for bit against NumPy. Extremes are exact (NumPy's NaN rule: a NaN wins).
 
 Two kernels per module: ``sk_sep_interior`` (no boundary logic) and ``sk_sep_border`` (the top
 and bottom rows and the columns at either end: the same walk down short column strips, its reads
@@ -20,6 +23,7 @@ through the mode's index map; ``cval`` outside for ``constant``). Plain C++ for 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -63,51 +67,88 @@ def _literal(w, dtype) -> str:
     return float(np.asarray(w).astype(dtype)).hex() + ("f" if dtype == np.float32 else "")
 
 
-def generate(dtype, wv, lov, wh, loh, *, idx64: bool) -> SepModule:
-    """Emit the module of one pair of weight vectors on ``dtype`` (float32 or float64) data.
+class Sweep(NamedTuple):
+    """What one sweep computes over a window of ``kv`` rows by ``kh`` columns.
 
-    ``lov``/``loh``: the taps before the centre along the rows and the columns.
+    ``lov``/``loh``: the rows and columns before the centre; ``op``: "sum" (weights ``wv`` /
+    ``wh`` in the data's type, None: ones; the result divided once by ``divisor`` unless
+    None), "max" or "min" (NumPy's: a NaN wins).
     """
+
+    op: str
+    kv: int
+    lov: int
+    kh: int
+    loh: int
+    wv: tuple | None = None
+    wh: tuple | None = None
+    divisor: int | None = None
+
+
+def generate(dtype, sw: Sweep, *, idx64: bool) -> SepModule:
+    """Emit the module of the sweep ``sw`` on ``dtype`` data (see :func:`sweep_of`)."""
     dtype = np.dtype(dtype)
-    kv, kh = len(wv), len(wh)
+    kv, kh, lov, loh = sw.kv, sw.kh, sw.lov, sw.loh
     hiv, hih = kv - 1 - lov, kh - 1 - loh
     ix = "sk_i64" if idx64 else "sk_i32"
     t = codegen_cpp._ctype_of(dtype)
-    wvs = [_literal(w, dtype) for w in wv]
-    whs = [_literal(w, dtype) for w in wh]
     params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
               f"{ix} rows, {ix} c0, {ix} c1, int mode, {t} cval")
     names = "src, dst, B, n0, n1, rows, c0, c1, mode, cval"
     ring = [f"h{k}" for k in range(kv)]
+    wvs, whs = [None] * kv, [None] * kh
+    if sw.op == "sum":
+        if sw.wv is not None:
+            wvs = [_literal(w, dtype) for w in sw.wv]
+            whs = [_literal(w, dtype) for w in sw.wh]
 
-    def horizontal(dst, term):
-        """``dst = wh[0] * term(0) + ... `` left to right, one rounding per operation."""
-        out = [f"{dst} = {whs[0]} * {term(0)};"]
-        out += [f"{dst} = {dst} + {whs[c]} * {term(c)};" for c in range(1, kh)]
+        def term(w, x):
+            return x if w is None else f"{w} * {x}"
+
+        def step(acc, w, x):
+            return f"{acc} + {term(w, x)}"
+    else:
+        fn = (f"sk_np_{sw.op}" if dtype.kind == "f" else
+              f"sk_{sw.op}_{dtype.kind}{8 * dtype.itemsize}")
+
+        def term(w, x):
+            return x
+
+        def step(acc, w, x):
+            return f"{fn}({acc}, {x})"
+
+    def horizontal(dst, value):
+        """``dst``: the row's reduction of ``value(c)``, left to right, one rounding each."""
+        out = [f"{dst} = {term(whs[0], value(0))};"]
+        out += [f"{dst} = {step(dst, whs[c], value(c))};" for c in range(1, kh)]
         return " ".join(out)
 
-    def walk(pad, hrow, store):
+    final = f"s / {_literal(sw.divisor, dtype)}" if sw.divisor not in (None, 1) else "s"
+
+    def walk(pad, hrow):
         """The strip walk from row r0 to r1: ``hrow(k, row)`` fills ring register k.
 
         It starts ``kv - 1`` rows early, filling the ring without output, so that the
-        horizontal sum is emitted once (an unrolled prologue of ``kv - 1`` of them made NVRTC
+        row reduction is emitted once (an unrolled prologue of ``kv - 1`` of them made NVRTC
         take 36 s over 64 x 64 taps).
         """
         return [pad + f"{t} " + ", ".join(f"{h} = 0" for h in ring) + ";",
                 pad + f"for ({ix} i = r0 - {kv - 1}; i < r1; ++i) {{",
                 pad + "  " + hrow(kv - 1, f"i + {hiv}"),
                 pad + "  if (i >= r0) {",
-                pad + f"    {t} s = {wvs[0]} * h0;",
-                *(pad + f"    s = s + {wvs[k]} * h{k};" for k in range(1, kv)),
-                pad + "    " + store,
+                pad + f"    {t} s = {term(wvs[0], 'h0')};",
+                *(pad + f"    s = {step('s', wvs[k], f'h{k}')};" for k in range(1, kv)),
+                pad + f"    op[i * n1] = {final};",
                 pad + "  }",
                 *(pad + f"  h{k} = h{k + 1};" for k in range(kv - 1)),
                 pad + "}"]
 
-    L = [f"// stencilkit separable {kv} x {kh} ({dtype}), weights in the data's type",
+    what = (f"weights {kv} x {kh}" if sw.op == "sum" and sw.wv is not None else
+            f"{'sums' if sw.op == 'sum' else sw.op} over {kv} x {kh}")
+    L = [f"// stencilkit one-sweep {what} ({dtype})",
          codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix)]
     # -- interior
-    L += ["// the interior: one column per thread, the ring of horizontal sums down its strip",
+    L += ["// the interior: one column per thread, the ring of row reductions down its strip",
           f'extern "C" __global__ void sk_sep_interior({params}) {{',
           f"  const {ix} j = c0 + ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
           "  if (j >= c1) return;",
@@ -124,7 +165,7 @@ def generate(dtype, wv, lov, wh, loh, *, idx64: bool) -> SepModule:
         return (f"{{ const {t}* __restrict__ p = plane + ({row}) * n1; "
                 + horizontal(f"h{k}", lambda c: f"p[{c}]") + " }")
 
-    L += walk("    ", direct, "op[i * n1] = s;")
+    L += walk("    ", direct)
     L += ["  }", "}", ""]
     # -- border
     L += ["// everything else: short strips down single columns, reads through the index map",
@@ -139,33 +180,72 @@ def generate(dtype, wv, lov, wh, loh, *, idx64: bool) -> SepModule:
         return (f"{{ const {ix} rr = sk_map({row}, n0, mode); "
                 + horizontal(f"h{k}", lambda c: f"SK_RD(rr, m{c})") + " }")
 
-    L += walk("    ", mapped, "op[i * n1] = s;")
+    L += walk("    ", mapped)
     L += ["  }", "}", "#undef SK_RD", ""]
     L.append(codegen_cpp.host_launchers(SepModule.kernels, params, names))
     return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64)
 
 
-def fits(p, dtype) -> bool:
-    """Whether the ``Sep2`` pass ``p`` runs here on data of ``dtype``.
+_SUM = (np.float32, np.float64)
+_EXTREME = (np.float32, np.float64, np.int32, np.uint32, np.int64, np.uint64)
 
-    Float32 or float64 data into the same type, finite weights, at most :data:`MAX_TAPS` taps
-    per axis.
+
+def sweep_of(passes, dtype, out_dtype, ndim):
+    """The sweep that computes a filter's line ``passes`` on ``ndim``-d ``dtype`` data, or None.
+
+    Covered: separable float weights (``Sep2``), the float box (``Box2`` without clip: sums,
+    divided once), and the running extremes of a box along the last two axes (``Extreme``
+    passes) for 32/64-bit data; each into ``dtype`` itself, with at most :data:`MAX_TAPS`
+    taps per axis. 8/16-bit extremes keep
+    the generated passes, which read 32-bit words; the integer box has :mod:`.cuda_box`.
     """
+    from .._passes import Box2, Extreme, Sep2
+
     dtype = np.dtype(dtype)
-    return (dtype in (np.float32, np.float64) and np.dtype(p.dtype) == dtype
-            and dtype.isnative and max(len(p.wv), len(p.wh)) <= MAX_TAPS
-            and bool(np.isfinite(np.asarray((*p.wv, *p.wh), dtype)).all()))
+    if not dtype.isnative or np.dtype(out_dtype) != dtype or not passes:
+        return None
+    sw = None
+    if len(passes) == 1 and isinstance(passes[0], (Box2, Sep2)):
+        (p,) = passes
+        if dtype not in _SUM or np.dtype(p.dtype) != dtype:
+            return None
+        if isinstance(p, Sep2):
+            if not np.isfinite(np.asarray((*p.wv, *p.wh), dtype)).all():
+                return None
+            sw = Sweep("sum", len(p.wv), p.lov, len(p.wh), p.loh, tuple(p.wv), tuple(p.wh))
+        elif p.clip is None:
+            sw = Sweep("sum", p.lo0 + p.hi0 + 1, p.lo0, p.lo1 + p.hi1 + 1, p.lo1,
+                       divisor=p.divisor)
+    elif all(isinstance(p, Extreme) for p in passes) and dtype in _EXTREME and \
+            len({p.is_max for p in passes}) == 1 and len(passes) <= 2:
+        sw = extreme_sweep(passes, ndim)
+    if sw is None or max(sw.kv, sw.kh) > MAX_TAPS:
+        return None
+    return sw
+
+
+def extreme_sweep(passes, ndim):
+    """The sweep of ``Extreme`` passes along the last two axes of an ``ndim`` array, or None."""
+    along = {p.axis: p for p in passes}
+    if ndim < 2 or len(along) != len(passes) or not set(along) <= {ndim - 2, ndim - 1}:
+        return None
+    pv, ph = along.get(ndim - 2), along.get(ndim - 1)
+    lov, hiv = (pv.lo, pv.hi) if pv else (0, 0)
+    loh, hih = (ph.lo, ph.hi) if ph else (0, 0)
+    if max(lov + hiv, loh + hih) + 1 > MAX_TAPS:
+        return None
+    return Sweep("max" if passes[0].is_max else "min", lov + hiv + 1, lov, loh + hih + 1, loh)
 
 
 _MODULES: dict = {}
 
 
-def module_for(p, dtype, idx64) -> SepModule:
-    """The module of the pass ``p`` (a ``Sep2``) on ``dtype`` data (emitted once)."""
-    key = (tuple(p.wv), p.lov, tuple(p.wh), p.loh, np.dtype(dtype).str, idx64)
+def module_for(sw: Sweep, dtype, idx64) -> SepModule:
+    """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
+    key = (sw, np.dtype(dtype).str, idx64)
     mod = _MODULES.get(key)
     if mod is None:
-        mod = _MODULES[key] = generate(dtype, p.wv, p.lov, p.wh, p.loh, idx64=idx64)
+        mod = _MODULES[key] = generate(dtype, sw, idx64=idx64)
     return mod
 
 
@@ -176,11 +256,12 @@ def scalars(mod, shape, rows, c0, c1, mode, cval):
             mod.dtype.type(cval))
 
 
-def run(x, p, mode, cval):
-    """The ``Sep2`` pass ``p`` over the last two axes of the device array ``x``.
+def run(x, sw, mode, cval, out=None):
+    """The sweep ``sw`` over the last two axes of the device array ``x``, into ``out``.
 
-    Returns a new device array of ``p.dtype`` (of ``x``'s kind: CuPy or numba).
+    ``out``: a device array of ``x``'s shape and dtype, or None: a new one of ``x``'s kind
+    (CuPy or numba). Returns the result.
     """
     return cuda_sweeps.run(
-        x, p.dtype, lambda dtype, at, idx64: module_for(p, dtype, idx64),
-        lambda mod, shape, rows, c0, c1: scalars(mod, shape, rows, c0, c1, mode, cval))
+        x, x.dtype, lambda dtype, at, idx64: module_for(sw, dtype, idx64),
+        lambda mod, shape, rows, c0, c1: scalars(mod, shape, rows, c0, c1, mode, cval), out)

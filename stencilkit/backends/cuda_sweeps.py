@@ -93,12 +93,14 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
         "    }"]
 
 
-def run(x, out_dtype, module_of, scalars_of):
+def run(x, out_dtype, module_of, scalars_of, out=None):
     """Launch a one-sweep module over the last two axes of the device array ``x``.
 
     ``module_of(dtype, address, idx64)``: the module for the input's work array;
-    ``scalars_of(mod, shape, rows, a, b)``: a launch's scalars after the two arrays. Returns
-    a new device array of ``out_dtype``, of ``x``'s kind (CuPy or numba).
+    ``scalars_of(mod, shape, rows, a, b)``: a launch's scalars after the two arrays. Writes
+    ``out`` (a device array of ``x``'s shape and ``out_dtype``), directly where it is
+    C-contiguous and apart from ``x``; returns it, or without ``out`` a new device array of
+    ``x``'s kind (CuPy or numba).
     """
     from . import cuda as cuda_backend
     from . import cuda_cpp
@@ -107,11 +109,16 @@ def run(x, out_dtype, module_of, scalars_of):
     n0, n1 = shape[-2], shape[-1]
     wshape = (math.prod(shape[:-2]), n0, n1)
     src = cuda_backend.work(x, (), False, wshape, np.dtype(x.dtype), x)
-    dst = cuda_backend.empty(wshape, out_dtype, x)
+    direct = (out is not None and np.dtype(out.dtype) == np.dtype(out_dtype)
+              and cuda_backend._contiguous(out) and not cuda_backend.may_share_memory(out, x))
+    dst = out.reshape(wshape) if direct else cuda_backend.empty(wshape, out_dtype, x)
     if math.prod(wshape):
         s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
         mod = module_of(np.dtype(src.dtype), s.data.ptr, math.prod(wshape) >= 2**31)
         found = cuda_cpp.kernels(mod, False)
         for kname, grid, block, (rows, a, b) in mod.launches(wshape):
             found[kname](grid, block, (s, d, *scalars_of(mod, wshape, rows, a, b)))
-    return dst.reshape(shape)
+    if out is None or direct:
+        return out if direct else dst.reshape(shape)
+    cuda_backend.copy_into(out, dst.reshape(shape))
+    return out
