@@ -83,6 +83,15 @@ def test_output_types_saturate_and_round_ties_to_even(monkeypatch):
     assert p.divisor == 32
 
 
+def test_bool_images(monkeypatch):
+    a = sample((19, 40), np.bool_, seed=5)
+    for output in (np.uint8, np.uint64):
+        want, p, plan = planned(monkeypatch, a, (3, 10), output=output)
+        for words in (True, False):
+            got, _ = host_box(a, p, "reflect", plan.cval, words=words)
+            np.testing.assert_array_equal(got, want, err_msg=f"{output} {words}")
+
+
 def test_64_bit_sums_and_indices(monkeypatch):
     """32-bit data whose window sums need 64 bits, and the 64-bit index variant."""
     a = np.full((20, 24), 2**31 - 1, np.int32)

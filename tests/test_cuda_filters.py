@@ -81,11 +81,18 @@ def test_integer_box_runs_as_running_sums_equal_to_the_cpu(mode, monkeypatch):
     # uniform_filter of integer images and stacks: one box2 launch (running sums down column
     # strips, a shared tile of column sums), bit for bit the CPU's; wider than a tile, with
     # origins, int8 negatives, a stack, and windows too wide for it (generated passes)
-    from stencilkit.backends import cuda_lines
+    from stencilkit.backends import cuda_box, cuda_lines
 
     launches = []
     real = cuda_lines.box2
     monkeypatch.setattr(cuda_lines, "box2", _Counting(real, launches))
+    real_cpp = cuda_box.run  # on a GPU with the C++ path: its box kernel instead
+
+    def cpp(*args, **kw):
+        launches.append(1)
+        return real_cpp(*args, **kw)
+
+    monkeypatch.setattr(cuda_box, "run", cpp)
     kw = {"mode": mode, **({"cval": 3} if mode == "constant" else {})}
     cases = [
         (np.uint8, (13, 17), dict(size=7)),

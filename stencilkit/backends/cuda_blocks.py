@@ -26,6 +26,7 @@ from .._casts import store_cast, widen
 from .._dtypes import work_dtype
 from .._errors import StencilError
 from . import cuda as cuda_backend
+from . import cuda_resample
 from .cuda_lines import div_even
 
 MEDIAN_BLOCK_MAX = 64
@@ -317,7 +318,8 @@ def decimate(arr, full):
         out_shape = tuple(-(-n // f) for n, f in zip(x.shape, full))
         src, f0, f1, dshape = _last2(x, full, out_shape)
         dst = cuda_backend.empty(dshape, x.dtype, arr)
-        _launch2(take2, dst, src, dst, f0, f1)
+        if not cuda_resample.run(src, dst, f0, f1, "take"):  # the C++ kernel, else numba's
+            _launch2(take2, dst, src, dst, f0, f1)
         return dst.reshape(out_shape)
     for axis, f in enumerate(full):
         if f > 1:
@@ -411,8 +413,10 @@ def reduce(arr, full, op, edge, cval, out_dtype):
         src, f0, f1, dshape = _last2(x, full, out_shape)
         dst = cuda_backend.empty(dshape, work_out if op == "mean" else acc, arr)
         rounding, lo, hi = _rounding_bounds(out_dtype)
-        _launch2(reduce2, dst, src, dst, f0, f1, code, op == "mean", pad, cv, acc.type(0),
-                 rounding, lo, hi, acc.kind == "i")
+        if not cuda_resample.run(src, dst, f0, f1, op, pad=pad, cval=cv, acc=acc,
+                                 rounding=rounding):  # the C++ kernel, else numba's
+            _launch2(reduce2, dst, src, dst, f0, f1, code, op == "mean", pad, cv, acc.type(0),
+                     rounding, lo, hi, acc.kind == "i")
         return _device_result(dst.reshape(out_shape), out_dtype, arr)
     for axis, (m, f) in enumerate(zip(out_shape, full)):
         if f > 1:

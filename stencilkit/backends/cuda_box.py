@@ -76,6 +76,8 @@ class BoxModule:
 
 def _acc(in_dtype, cells):
     """The sums' type: 32-bit where ``cells`` values of ``in_dtype`` provably fit."""
+    if np.dtype(in_dtype).kind == "b":
+        return "sk_i32" if cells < 2**31 else "sk_i64"
     info = np.iinfo(in_dtype)
     return "sk_i32" if cells * max(abs(info.min), info.max) < 2**31 else "sk_i64"
 

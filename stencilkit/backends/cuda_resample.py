@@ -1,0 +1,207 @@
+"""``block_reduce`` and ``decimate`` over the last two axes as generated CUDA C++.
+
+The C++ twin of :func:`stencilkit.backends.cuda_blocks.reduce2` and ``take2`` (which stay the
+numba.cuda fallback and the path for other axes): one launch over a ``(B, n0, n1)`` array, a
+thread per output column walking output rows, each input element read once, with the block
+factors, the operation and the edge rule as compile-time constants (whole blocks are unrolled
+and their integer means divide by a constant, which the compiler turns into a multiply) and
+32-bit indices where the array allows. The arithmetic is the numba kernel's, so results equal
+the CPU's bit for bit: sums in the same accumulator and order (each column of a block down its
+rows, then the columns left to right; 64-bit integer sums wrap as NumPy's), minimum/maximum with
+NumPy's NaN rule, integer means rounded once to the nearest (ties to even) and saturated, other
+means divided in float64; ``edge="pad"`` blocks read ``cval`` past the edges, partial blocks
+count only their elements. Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every
+launch on the CPU, thread by thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import codegen_cpp
+
+BLOCK = (32, 8, 1)
+"""Threads per block: x over output columns, y over output rows."""
+
+UNROLL_MAX = 64
+"""Whole blocks of at most this many elements are read by unrolled code."""
+
+_OPS = ("take", "sum", "mean", "min", "max")
+_TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32,
+                                     np.uint32, np.int64, np.uint64, np.float32, np.float64))
+
+
+@dataclass(frozen=True)
+class BlocksModule:
+    """An emitted block module and what launching it needs."""
+
+    source: str
+    acc: np.dtype
+    out: np.dtype
+    idx64: bool
+
+    kernels = ("sk_blocks",)
+
+    def launches(self, wshape, oshape, rows=None):
+        """``[(kernel, grid, block, ())]`` for ``(B, n0, n1)`` in, ``(B, m0, m1)`` out.
+
+        ``rows``: output rows per block row of threads at most (host tests: fewer threads).
+        """
+        B, m0, m1 = oshape
+        if not B * m0 * m1:
+            return []
+        cdiv = codegen_cpp._cdiv
+        gy = min(cdiv(m0, BLOCK[1]), codegen_cpp.MAX_GRID_YZ)
+        if rows:
+            gy = max(1, min(gy, cdiv(m0, BLOCK[1] * rows)))
+        return [("sk_blocks", (cdiv(m1, BLOCK[0]), gy, min(B, codegen_cpp.MAX_GRID_YZ)),
+                 BLOCK, ())]
+
+
+def fits(op, dtype, acc, out, rounding, exact) -> bool:
+    """Whether this module family computes the call (else the numba.cuda kernels do).
+
+    Means of float data into an integer output (a float rounding with its NaN rules) and
+    dtypes outside 8-64-bit integers and float32/64 are left to numba.cuda.
+    """
+    if op not in _OPS or np.dtype(dtype) not in _TYPES or np.dtype(out) not in _TYPES:
+        return False
+    if op != "take" and np.dtype(acc) not in _TYPES:
+        return False
+    return not (op == "mean" and rounding and not exact)
+
+
+def _int_lit(v: int) -> str:
+    return f"{v}LL" if v >= 0 else f"(-{-v}LL)"
+
+
+def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool):
+    """Emit the module of ``f0 x f1`` blocks of ``dtype`` data.
+
+    ``op``: "take", "sum", "mean", "min" or "max"; sums in ``acc``; results of ``out``
+    (integer means saturated to ``[lo, hi]``); ``pad``: blocks past the edges read cval.
+    """
+    dtype, acc, out = np.dtype(dtype), np.dtype(acc), np.dtype(out)
+    ix = "sk_i64" if idx64 else "sk_i32"
+    t, a, o = (codegen_cpp._ctype_of(d) for d in (dtype, acc, out))
+    ua = codegen_cpp._ctype_of(np.dtype(f"u{acc.itemsize}")) if acc.kind in "iu" else a
+    params = (f"const {t}* __restrict__ src, {o}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
+              f"{ix} m0, {ix} m1, {a} cval")
+    names = "src, dst, B, n0, n1, m0, m1, cval"
+    exact = op == "mean" and acc.kind == "i" and out.kind in "iu"
+
+    def combine(v, x):
+        """``v`` combined with the value ``x`` (a C++ expression), as one statement."""
+        if op in ("sum", "mean"):
+            step = f"({a})(({ua}){v} + ({ua})x)" if acc.kind in "iu" else f"{v} + x"
+        elif op == "min":
+            step = f"({v} <= x || {v} != {v}) ? {v} : x"
+        else:
+            step = f"({v} >= x || {v} != {v}) ? {v} : x"
+        return f"{{ const {a} x = {x}; {v} = {step}; }}"
+
+    def finish(count):
+        if op != "mean":
+            return ["dst[at] = s;"]
+        if exact:  # the nearest integer to s / count, ties to even, saturated
+            return [f"sk_i64 q = (sk_i64)s / {count}, r = (sk_i64)s - q * {count};",
+                    f"if (r < 0) {{ q -= 1; r += {count}; }}",
+                    f"if (2 * r > {count} || (2 * r == {count} && (q & 1))) q += 1;",
+                    f"if (q < {_int_lit(lo)}) q = {_int_lit(lo)};",
+                    f"if (q > {_int_lit(hi)}) q = {_int_lit(hi)};",
+                    f"dst[at] = ({o})q;"]
+        return [f"dst[at] = ({o})((double)s / (double)({count}));"]
+
+    cstop = f"c0 + {f1}" if pad else f"c0 + {f1} < n1 ? c0 + {f1} : n1"
+    rstop = f"r0 + {f0}" if pad else f"r0 + {f0} < n0 ? r0 + {f0} : n0"
+    L = [f"// stencilkit blocks {f0} x {f1}: {op} ({dtype} -> {out}, sums in {acc}"
+         f"{', padded' if pad else ''})",
+         codegen_cpp.PRELUDE, "",
+         f'extern "C" __global__ void sk_blocks({params}) {{',
+         f"  const {ix} j = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
+         "  if (j >= m1) return;",
+         f"  const {ix} c0 = j * {f1};",
+         f"  const {ix} cstop = {cstop};",
+         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+         f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
+         f"    for ({ix} i = ({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y; i < m0; "
+         f"i += ({ix})gridDim.y * ({ix})blockDim.y) {{",
+         f"      const {ix} r0 = i * {f0};",
+         f"      const {ix} at = (b * m0 + i) * m1 + j;"]
+    if op == "take":
+        L += ["      dst[at] = plane[r0 * n1 + c0];"]
+    else:
+        L += [f"      const {ix} rstop = {rstop};", f"      {a} s, cs;"]
+        if f0 * f1 <= UNROLL_MAX:  # a whole block inside the array: unrolled, count constant
+            L += [f"      if (r0 + {f0} <= n0 && c0 + {f1} <= n1) {{",
+                  f"        const {t}* __restrict__ p = plane + r0 * n1 + c0;"]
+            for c in range(f1):  # each column down its rows, then added to the block's
+                L.append(f"        {'s' if c == 0 else 'cs'} = ({a})p[{c}];")
+                L += [f"        {combine('s' if c == 0 else 'cs', f'({a})p[{r} * n1 + {c}]')}"
+                      for r in range(1, f0)]
+                if c:
+                    L.append(f"        {combine('s', 'cs')}")
+            L += [*("        " + line for line in finish(f0 * f1)), "        continue;",
+                  "      }"]
+        # partial (or padded) blocks, and large ones: the same order, cval past the edges
+        L += [f"      for ({ix} c = c0; c < cstop; ++c) {{",
+              f"        cs = r0 < n0 && c < n1 ? ({a})plane[r0 * n1 + c] : cval;",
+              f"        for ({ix} r = r0 + 1; r < rstop; ++r)",
+              "          " + combine("cs", f"r < n0 && c < n1 ? ({a})plane[r * n1 + c] : cval"),
+              "        if (c == c0) s = cs;",
+              f"        else {combine('s', 'cs')}",
+              "      }",
+              *("      " + line for line in finish("((rstop - r0) * (cstop - c0))"))]
+    L += ["    }", "  }", "}", ""]
+    L.append(codegen_cpp.host_launchers(BlocksModule.kernels, params, names))
+    return BlocksModule("\n".join(L) + "\n", acc, out, idx64)
+
+
+_MODULES: dict = {}
+
+
+def module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64) -> BlocksModule:
+    """The module of these blocks, types and operation (emitted once)."""
+    key = (np.dtype(dtype).str, np.dtype(acc).str, np.dtype(out).str, f0, f1, op, pad, lo, hi,
+           idx64)
+    mod = _MODULES.get(key)
+    if mod is None:
+        mod = _MODULES[key] = generate(dtype, acc, out, f0, f1, op, pad=pad, lo=lo, hi=hi,
+                                       idx64=idx64)
+    return mod
+
+
+def scalars(mod, wshape, oshape, cval):
+    """The launch's scalar arguments after the two arrays, typed as the kernel takes them."""
+    ix = np.int64 if mod.idx64 else np.int32
+    return (*(ix(v) for v in (*wshape, *oshape[1:])), mod.acc.type(cval))
+
+
+def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False) -> bool:
+    """Launch the blocks of ``src`` (B, n0, n1) into ``dst`` (B, m0, m1), device arrays.
+
+    ``acc``: the sums' type (the input's for "take", "min", "max"); ``rounding``: ``dst`` is
+    an integer result of a mean. Returns False (launching nothing) where the C++ path is off
+    or does not cover the call: the caller then runs the numba.cuda kernel.
+    """
+    from . import cuda_cpp
+
+    dtype, out = np.dtype(src.dtype), np.dtype(dst.dtype)
+    acc = np.dtype(acc if acc is not None else dtype)
+    exact = op == "mean" and acc.kind == "i" and out.kind in "iu"
+    if not cuda_cpp.available()[0] or not fits(op, dtype, acc, out, rounding, exact):
+        return False
+    lo = hi = 0
+    if exact:
+        info = np.iinfo(out)
+        lo, hi = max(int(info.min), -2**63), min(int(info.max), 2**63 - 1)
+    wshape, oshape = tuple(src.shape), tuple(dst.shape)
+    idx64 = max(int(np.prod(wshape)), int(np.prod(oshape))) >= 2**31
+    mod = module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64)
+    found = cuda_cpp.kernels(mod, False)
+    s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
+    for kname, grid, block, _ in mod.launches(wshape, oshape):
+        found[kname](grid, block, (s, d, *scalars(mod, wshape, oshape, cval)))
+    return True
