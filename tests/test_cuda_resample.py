@@ -143,12 +143,21 @@ def test_last_two_axes_take_one_launch_equal_to_the_cpu(dtype, monkeypatch):
 def test_pyramid_level_is_one_launch(dtype, monkeypatch):
     # images and stacks: one pyr2 launch per level; integers exactly the CPU's (the exact sum
     # rounded once, ties to even), floats to round-off; every boundary mode
-    from stencilkit.backends import cuda_blocks
+    from stencilkit.backends import cuda_blocks, cuda_resample
 
     launches = []
     real = cuda_blocks._launch2
     monkeypatch.setattr(cuda_blocks, "_launch2",
                         lambda kernel, *a: launches.append(kernel) or real(kernel, *a))
+    real_cpp = cuda_resample.run_pyramid  # on a GPU with the C++ path: its kernel instead
+
+    def cpp(*args, **kw):
+        ran = real_cpp(*args, **kw)
+        if ran:
+            launches.append(cuda_blocks.pyr2)
+        return ran
+
+    monkeypatch.setattr(cuda_resample, "run_pyramid", cpp)
     a = data((2, 13, 10), dtype, seed=4)
     for mode in ["mirror", "reflect", "nearest", "wrap", "constant"]:
         launches.clear()

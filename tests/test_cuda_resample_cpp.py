@@ -78,3 +78,28 @@ def test_modules_compile_with_nvrtc():
         mod = cuda_resample.generate(dtype, acc, out, 2, 2, op, pad=pad, lo=0, hi=255,
                                      idx64=False)
         assert ".entry sk_blocks(" in cuda_cpp.ptx(mod.source, "compute_90")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32, np.float64])
+def test_pyramid_level_takes_the_cpp_kernel_equal_to_numba_and_the_cpu(fake_gpu, monkeypatch,
+                                                                         dtype):
+    """Bit for bit the numba.cuda kernel's results (the same float64 sums in the same order),
+    so integers exactly the CPU's (rounded once, ties to even) and floats to its round-off.
+    Edges through the mapped indices."""
+    a = data((2, 13, 10), dtype, seed=4)
+    if np.dtype(dtype).kind == "i":
+        a = a - np.asarray(100, dtype)  # negative sums: floor division, then ties to even
+    for mode in ["mirror", "reflect", "nearest", "wrap", "constant"]:
+        launched = len(fake_gpu.launched)
+        got = [x.copy_to_host() for x in resample.pyramid_down(cuda.to_device(a), 2, mode=mode)]
+        assert fake_gpu.launched[launched:] == ["sk_pyramid"] * 2
+        with monkeypatch.context() as m:
+            m.setattr(cuda_cpp, "available", lambda: (False, "numba's kernel (test)"))
+            numba_ = [x.copy_to_host()
+                      for x in resample.pyramid_down(cuda.to_device(a), 2, mode=mode)]
+        for g, n, w in zip(got, numba_, resample.pyramid_down(a, 2, mode=mode)):
+            np.testing.assert_array_equal(g, n, err_msg=mode)
+            if np.dtype(dtype).kind == "f":
+                np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-4)
+            else:
+                np.testing.assert_array_equal(g, w, err_msg=mode)

@@ -355,7 +355,8 @@ def pyramid_level(x, mode):
     acc = np.float64(0) if native.kind == "f" else np.int64(0)  # integers: exact sums
     dst = cuda_backend.empty(dshape, native, x)
     rounding, lo, hi = _rounding_bounds(native)
-    _launch2(pyr2, dst, src3, dst, maps[0], maps[1], acc, rounding, lo, hi)
+    if not cuda_resample.run_pyramid(src3, dst, maps[0], maps[1]):  # C++, else numba's
+        _launch2(pyr2, dst, src3, dst, maps[0], maps[1], acc, rounding, lo, hi)
     shape = tuple(x.shape[:-2]) + tuple(dst.shape[1:])
     return _device_result(dst.reshape(shape), np.dtype(x.dtype).newbyteorder("="), x)
 

@@ -49,15 +49,19 @@ class BlocksModule:
 
         ``rows``: output rows per block row of threads at most (host tests: fewer threads).
         """
-        B, m0, m1 = oshape
-        if not B * m0 * m1:
-            return []
-        cdiv = codegen_cpp._cdiv
-        gy = min(cdiv(m0, BLOCK[1]), codegen_cpp.MAX_GRID_YZ)
-        if rows:
-            gy = max(1, min(gy, cdiv(m0, BLOCK[1] * rows)))
-        return [("sk_blocks", (cdiv(m1, BLOCK[0]), gy, min(B, codegen_cpp.MAX_GRID_YZ)),
-                 BLOCK, ())]
+        return _launches(self.kernels[0], oshape, rows)
+
+
+def _launches(kernel, oshape, rows):
+    """One launch over the ``(B, m0, m1)`` output: x columns, y rows (strided), z planes."""
+    B, m0, m1 = oshape
+    if not B * m0 * m1:
+        return []
+    cdiv = codegen_cpp._cdiv
+    gy = min(cdiv(m0, BLOCK[1]), codegen_cpp.MAX_GRID_YZ)
+    if rows:
+        gy = max(1, min(gy, cdiv(m0, BLOCK[1] * rows)))
+    return [(kernel, (cdiv(m1, BLOCK[0]), gy, min(B, codegen_cpp.MAX_GRID_YZ)), BLOCK, ())]
 
 
 def fits(op, dtype, acc, out, rounding, exact) -> bool:
@@ -204,4 +208,118 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False) ->
     s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
     for kname, grid, block, _ in mod.launches(wshape, oshape):
         found[kname](grid, block, (s, d, *scalars(mod, wshape, oshape, cval)))
+    return True
+
+
+# -- one pyramid level -------------------------------------------------------------------------
+
+PYR = (1, 4, 6, 4, 1)
+"""cv2.pyrDown's binomial along each axis (divided by 256 in all), as cuda_blocks.pyr2."""
+
+
+@dataclass(frozen=True)
+class PyramidModule:
+    """An emitted pyramid-level module and what launching it needs."""
+
+    source: str
+    out: np.dtype
+    idx64: bool
+
+    kernels = ("sk_pyramid",)
+
+    def launches(self, wshape, oshape, rows=None):
+        """As :meth:`BlocksModule.launches`, for the kernel ``sk_pyramid``."""
+        return _launches(self.kernels[0], oshape, rows)
+
+
+def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
+    """Emit one pyramid level of ``dtype`` data, as :func:`.cuda_blocks.pyr2` computes it.
+
+    The 5 x 5 binomial at every second row and column. Integers: exact int64 sums rounded
+    once (ties to even), saturated to ``[lo, hi]``; floats: float64 sums in pyr2's order (each
+    tap row from zero, left to right, then the rows), divided by 256. Rows and columns inside
+    the array are read directly; near the edges the kernel reads through ``rmap``/``cmap``
+    (the five mapped source indices of each output row and column; -1: outside, contributing
+    nothing).
+    """
+    dtype = np.dtype(dtype)
+    ix = "sk_i64" if idx64 else "sk_i32"
+    t = codegen_cpp._ctype_of(dtype)
+    exact = dtype.kind in "iu"
+    a = "sk_i64" if exact else "double"
+    params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
+              f"{ix} m0, {ix} m1, const sk_i64* __restrict__ rmap, "
+              "const sk_i64* __restrict__ cmap")
+    names = "src, dst, B, n0, n1, m0, m1, rmap, cmap"
+    if exact:
+        finish = ["sk_i64 q = (s + 128) >> 8;",  # floor division by 256
+                  "if ((s + 128) - q * 256 == 0 && (q & 1)) q -= 1;",
+                  f"if (q < {_int_lit(lo)}) q = {_int_lit(lo)};",
+                  f"if (q > {_int_lit(hi)}) q = {_int_lit(hi)};",
+                  f"dst[at] = ({t})q;"]
+    else:
+        finish = [f"dst[at] = ({t})(s / 256.0);"]
+    L = [f"// stencilkit pyramid level ({dtype}, sums in {a})", codegen_cpp.PRELUDE, "",
+         f'extern "C" __global__ void sk_pyramid({params}) {{',
+         f"  const {ix} j = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
+         "  if (j >= m1) return;",
+         "  const bool cin = 2 * j >= 2 && 2 * j + 2 < n1;",
+         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+         f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
+         f"    for ({ix} i = ({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y; i < m0; "
+         f"i += ({ix})gridDim.y * ({ix})blockDim.y) {{",
+         f"      const {ix} at = (b * m0 + i) * m1 + j;",
+         f"      {a} s = 0;",
+         "      if (cin && 2 * i >= 2 && 2 * i + 2 < n0) {  // all 25 taps inside",
+         f"        const {t}* __restrict__ p = plane + (2 * i - 2) * n1 + (2 * j - 2);"]
+    for u in range(5):
+        terms = " ".join(f"row = row + ({a}){PYR[v]} * ({a})p[{u} * n1 + {v}];"
+                         for v in range(5))
+        L.append(f"        {{ {a} row = 0; {terms} s = s + ({a}){PYR[u]} * row; }}")
+    L += ["      } else {",
+          "        for (int u = 0; u < 5; ++u) {",
+          "          const sk_i64 r = rmap[i * 5 + u];",
+          "          if (r < 0) continue;",
+          f"          {a} row = 0;",
+          "          for (int v = 0; v < 5; ++v) {",
+          "            const sk_i64 c = cmap[j * 5 + v];",
+          f"            if (c >= 0) row = row + ({a})sk_pyr[v] * ({a})plane[r * n1 + c];",
+          "          }",
+          f"          s = s + ({a})sk_pyr[u] * row;",
+          "        }",
+          "      }",
+          *("      " + line for line in finish),
+          "    }", "  }", "}", ""]
+    L.insert(2, "static __device__ const int sk_pyr[5] = {1, 4, 6, 4, 1};")
+    L.append(codegen_cpp.host_launchers(PyramidModule.kernels, params, names))
+    return PyramidModule("\n".join(L) + "\n", dtype, idx64)
+
+
+def run_pyramid(src, dst, rmap, cmap, *, lo=0, hi=0) -> bool:
+    """One pyramid level of ``src`` (B, n0, n1) into ``dst`` (B, m0, m1), device arrays.
+
+    ``rmap``/``cmap``: (m, 5) int64 device arrays of mapped source indices. Returns False
+    (launching nothing) where the C++ path is off or the dtype is not covered.
+    """
+    from . import cuda_cpp
+
+    dtype = np.dtype(src.dtype)
+    if not cuda_cpp.available()[0] or dtype not in _TYPES or np.dtype(dst.dtype) != dtype \
+            or (dtype.kind in "iu" and dtype.itemsize > 4):
+        return False
+    if dtype.kind in "iu":
+        lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
+    wshape, oshape = tuple(src.shape), tuple(dst.shape)
+    idx64 = max(int(np.prod(wshape)), int(np.prod(oshape))) >= 2**31
+    key = ("pyramid", dtype.str, lo, hi, idx64)
+    mod = _MODULES.get(key)
+    if mod is None:
+        mod = _MODULES[key] = generate_pyramid(dtype, lo=lo, hi=hi, idx64=idx64)
+    found = cuda_cpp.kernels(mod, False)
+    ix = np.int64 if idx64 else np.int32
+    args = (cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst), *(ix(v) for v in (*wshape,
+                                                                             *oshape[1:])),
+            cuda_cpp.as_cupy(rmap), cuda_cpp.as_cupy(cmap))
+    for kname, grid, block, _ in mod.launches(wshape, oshape):
+        found[kname](grid, block, args)
     return True
