@@ -139,6 +139,10 @@ def test_uniform_filter_on_a_device_array_takes_the_box_kernel(fake_gpu):
             got = filters.uniform_filter(cuda.to_device(a), size, mode=mode, cval=7)
             np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{size} {mode}")
     assert set(fake_gpu.launched) == {"sk_box_interior", "sk_box_border"}
+    # a cval that the mode does not use is ignored, even one no integer holds (as scipy)
+    np.testing.assert_array_equal(
+        filters.uniform_filter(cuda.to_device(a), 15, mode="wrap", cval=np.nan).copy_to_host(),
+        filters.uniform_filter(a, 15, mode="wrap"))
     out = cuda.device_array(a.shape, np.uint8)
     assert filters.uniform_filter(cuda.to_device(a), 15, output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(), filters.uniform_filter(a, 15))

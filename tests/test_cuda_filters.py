@@ -114,6 +114,10 @@ def test_integer_box_runs_as_running_sums_equal_to_the_cpu(mode, monkeypatch):
     check(filters.uniform_filter(cuda.to_device(a), (3, 300), **kw),
           filters.uniform_filter(a, (3, 300), **kw), exact=True)
     assert launches == []
+    if mode != "constant":  # an unused cval is ignored, even NaN (as scipy)
+        a = sample((13, 17), np.uint8, seed=4)
+        check(filters.uniform_filter(cuda.to_device(a), 9, mode=mode, cval=np.nan),
+              filters.uniform_filter(a, 9, mode=mode), exact=True)
     out = cuda.device_array((13, 17), np.uint8)
     a = sample((13, 17), np.uint8, seed=4)
     assert filters.uniform_filter(cuda.to_device(a), 9, output=out, **kw) is out

@@ -251,6 +251,7 @@ def scalars(mod, shape, rows, k0, k1, mode, cval):
     ix = np.int64 if mod.idx64 else np.int32
     acc = np.int32 if _acc(mod.in_dtype, (mod.lo0 + mod.hi0 + 1) *
                            (mod.lo1 + mod.hi1 + 1)) == "sk_i32" else np.int64
+    cval = cval if mode == "constant" else 0  # (ignored otherwise, and maybe NaN or huge)
     return (*(ix(v) for v in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)),
             acc(int(cval)))
 

@@ -134,8 +134,9 @@ def run_box2(x, p, mode, cval):
         grid = (-(-n1 // width), min(-(-n0 // rows), 65535), min(nb, 65535))
         if cuda_backend.simulated():
             grid = (grid[0], min(grid[1], 2), min(grid[2], 2))
+        cval = int(cval) if mode == "constant" else 0  # (ignored otherwise: maybe NaN)
         box2[grid, (width, 1, 1)](src, dst, p.lo0, p.hi0, p.lo1, p.hi1,
-                                  modes.mode_code(mode), np.int64(int(cval)),
+                                  modes.mode_code(mode), np.int64(cval),
                                   np.int64(p.divisor), np.int64(max(p.clip[0], -2**63)),
                                   np.int64(min(p.clip[1], 2**63 - 1)), np.int64(rows))
     return dst.reshape(shape)

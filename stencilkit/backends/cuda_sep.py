@@ -252,6 +252,7 @@ def module_for(sw: Sweep, dtype, idx64) -> SepModule:
 def scalars(mod, shape, rows, c0, c1, mode, cval):
     """The launch's scalar arguments after the two arrays, typed as the kernel takes them."""
     ix = np.int64 if mod.idx64 else np.int32
+    cval = cval if mode == "constant" else 0  # (ignored otherwise, and maybe NaN or huge)
     return (*(ix(v) for v in (*shape, rows, c0, c1)), np.int32(modes.mode_code(mode)),
             mod.dtype.type(cval))
 
