@@ -146,3 +146,22 @@ def test_uniform_filter_on_a_device_array_takes_the_box_kernel(fake_gpu):
     out = cuda.device_array(a.shape, np.uint8)
     assert filters.uniform_filter(cuda.to_device(a), 15, output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(), filters.uniform_filter(a, 15))
+
+
+def test_an_output_off_word_boundaries_takes_the_element_kernel(fake_gpu, monkeypatch):
+    """output= is written directly: one that starts off a 4-byte boundary must not get 32-bit
+    word stores (a misaligned address on a GPU)."""
+    from numba import cuda
+
+    words = []
+    real = cuda_box.module_for
+    monkeypatch.setattr(cuda_box, "module_for",
+                        lambda p, dtype, w, idx64: words.append(w) or real(p, dtype, w, idx64))
+    a = sample((12, 40), np.uint8, seed=7)
+    big = cuda.to_device(np.zeros(12 * 40 + 1, np.uint8))
+    out = big[1:].reshape(12, 40)
+    assert filters.uniform_filter(cuda.to_device(a), 15, output=out) is out
+    np.testing.assert_array_equal(out.copy_to_host(), filters.uniform_filter(a, 15))
+    aligned = cuda.device_array((12, 40), np.uint8)
+    filters.uniform_filter(cuda.to_device(a), 15, output=aligned)
+    assert words == [False, True]

@@ -240,7 +240,11 @@ def module_for(p, in_dtype, words, idx64) -> BoxModule:
 
 
 def words_ok(dtype, n1, *ptrs) -> bool:
-    """Rows of 8/16-bit data that start on 4-byte boundaries and hold whole words."""
+    """Rows of 8/16-bit data that start on 4-byte boundaries and hold whole words.
+
+    ``ptrs``: the addresses of the arrays' first elements (input and output: the word kernel
+    reads and, for outputs of the input's size, writes whole words).
+    """
     dtype = np.dtype(dtype)
     return dtype.itemsize < 4 and (n1 * dtype.itemsize) % 4 == 0 and \
         all(int(ptr) % 4 == 0 for ptr in ptrs)
@@ -264,5 +268,6 @@ def run(x, p, mode, cval, out=None):
     """
     n1 = tuple(x.shape)[-1]
     return cuda_sweeps.run(
-        x, p.dtype, lambda dtype, at, idx64: module_for(p, dtype, words_ok(dtype, n1, at), idx64),
+        x, p.dtype,
+        lambda dtype, at, idx64: module_for(p, dtype, words_ok(dtype, n1, *at), idx64),
         lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)

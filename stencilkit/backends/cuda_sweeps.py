@@ -96,7 +96,8 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
 def run(x, out_dtype, module_of, scalars_of, out=None):
     """Launch a one-sweep module over the last two axes of the device array ``x``.
 
-    ``module_of(dtype, address, idx64)``: the module for the input's work array;
+    ``module_of(dtype, addresses, idx64)``: the module for the input's work array
+    (``addresses``: of the input's and the output's first elements, for alignment);
     ``scalars_of(mod, shape, rows, a, b)``: a launch's scalars after the two arrays. Writes
     ``out`` (a device array of ``x``'s shape and ``out_dtype``), directly where it is
     C-contiguous and apart from ``x``; returns it, or without ``out`` a new device array of
@@ -114,7 +115,8 @@ def run(x, out_dtype, module_of, scalars_of, out=None):
     dst = out.reshape(wshape) if direct else cuda_backend.empty(wshape, out_dtype, x)
     if math.prod(wshape):
         s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
-        mod = module_of(np.dtype(src.dtype), s.data.ptr, math.prod(wshape) >= 2**31)
+        mod = module_of(np.dtype(src.dtype), (s.data.ptr, d.data.ptr),
+                        math.prod(wshape) >= 2**31)
         found = cuda_cpp.kernels(mod, False)
         for kname, grid, block, (rows, a, b) in mod.launches(wshape):
             found[kname](grid, block, (s, d, *scalars_of(mod, wshape, rows, a, b)))
