@@ -120,14 +120,14 @@ def test_float_box_is_one_sweep_of_sums_divided_once(monkeypatch, dtype):
 EXTREMES = [((1, 11, 13), 0), ((1, 1, 29), 0), ((1, 29, 1), 0), ((1, 6, 30), (0, 1, -2))]
 
 
-@pytest.mark.parametrize("k,dtype", list(enumerate([np.float32, np.float64, np.int32, np.uint32,
-                                                    np.int64, np.uint64])))
+@pytest.mark.parametrize("k,dtype", list(enumerate([np.float32, np.float64, np.int32,
+                                                    np.uint64])))
 def test_extremes_equal_the_cpu(monkeypatch, k, dtype):
     a = sample((2, 40, 45), dtype, seed=9)
     if a.dtype.kind == "f":
         a[0, 5, 7] = a[1, 30, 44] = np.nan  # NaN wins, as NumPy's maximum
     # each dtype: a maximum over one window and a minimum over another; every window gets
-    # both over the six dtypes (each module is a g++ build of its own in a cold run)
+    # both over the four dtypes (each module is a g++ build of its own in a cold run)
     for fn, (size, origin) in [(filters.maximum_filter, EXTREMES[k % 4]),
                                (filters.minimum_filter, EXTREMES[(k + 2) % 4])]:
         for mode in MODES:
