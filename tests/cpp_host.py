@@ -50,7 +50,10 @@ def build(source: str) -> ctypes.CDLL:
         with open(src, "w") as f:
             f.write(source)
         tmp = f"{so}.{os.getpid()}.tmp"
-        cmd = [CXX, "-std=c++17", "-O1", "-ffp-contract=off", "-fno-fast-math", "-DSK_HOST",
+        # -O0: twice as fast to build as -O1 and the same IEEE arithmetic (SSE, no
+        # contraction); the small test arrays run fast enough (the host tests: 21 s cold
+        # against 29 s)
+        cmd = [CXX, "-std=c++17", "-O0", "-ffp-contract=off", "-fno-fast-math", "-DSK_HOST",
                "-shared", "-fPIC", "-w", "-o", tmp, src]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
