@@ -210,3 +210,33 @@ def test_filters_on_device_arrays_take_the_sweeps(fake_gpu):
         d = cuda.to_device(a)
         assert fn(d, arg, output=d) is d  # in place: the sweep writes a new array, then copies
         assert_device_result(d.copy_to_host(), want, exact)
+
+
+def test_an_nvrtc_failure_of_a_sweep_warns_and_falls_back(fake_gpu, monkeypatch):
+    """NVRTC rejecting a one-sweep module (a stencilkit bug) warns; the generated passes (or
+    numba.cuda's kernels) compute the result instead; the rejection is not retried."""
+    from numba import cuda
+
+    tries = []
+
+    def broken(code, options=()):
+        tries.append(code)
+        raise fake_gpu.cuda.compiler.CompileException("stencilkit.cu(1): error: (test)")
+
+    monkeypatch.setattr(fake_gpu, "RawModule", broken)
+    a = sample((20, 30), np.float32, seed=1)
+    for fn, arg in [(filters.gaussian_filter, 2.0), (filters.maximum_filter, 9)]:
+        for _ in range(2):
+            with pytest.warns(RuntimeWarning, match="NVRTC could not compile"):
+                got = fn(cuda.to_device(a), arg)
+            assert_device_result(got.copy_to_host(), fn(a, arg), fn is filters.maximum_filter)
+    b = sample((20, 30), np.uint8, seed=2)
+    with pytest.warns(RuntimeWarning, match="NVRTC could not compile"):
+        got = filters.uniform_filter(cuda.to_device(b), 15)
+    np.testing.assert_array_equal(got.copy_to_host(), filters.uniform_filter(b, 15))
+    from stencilkit import resample
+
+    with pytest.warns(RuntimeWarning, match="NVRTC could not compile"):
+        got = resample.block_reduce(cuda.to_device(b), 2)
+    np.testing.assert_array_equal(got.copy_to_host(), resample.block_reduce(b, 2))
+    assert len(tries) == len(set(tries))  # each module was tried once

@@ -530,10 +530,14 @@ class CudaBackend(Backend):
         from . import cuda_cpp, cuda_sep
 
         (p, *rest) = passes.passes
-        if cuda_cpp.available()[0]:  # one sweep of generated C++ where one fits
+        cpp = cuda_cpp.available()[0]
+        if cpp:  # one sweep of generated C++ where one fits
             sw = cuda_sep.sweep_of(passes.passes, arr.dtype, passes.out_dtype, arr.ndim)
             if sw is not None:
-                return cuda_sep.run(arr, sw, passes.mode, passes.cval, out)
+                try:
+                    return cuda_sep.run(arr, sw, passes.mode, passes.cval, out)
+                except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so, carry on
+                    cuda_cpp.compile_failed(exc)
         if not rest and isinstance(p, Box) and p.clip is not None and arr.ndim >= 2 \
                 and p.axis >= arr.ndim - 2:  # a box along one of the last two axes
             last = p.axis == arr.ndim - 1
@@ -542,8 +546,11 @@ class CudaBackend(Backend):
         if not rest and isinstance(p, Box2):  # the exact box of integer images
             from . import cuda_box, cuda_lines
 
-            if cuda_cpp.available()[0] and cuda_box.fits(p, arr.dtype):
-                return cuda_box.run(arr, p, passes.mode, passes.cval, out)
+            if cpp and cuda_box.fits(p, arr.dtype):
+                try:
+                    return cuda_box.run(arr, p, passes.mode, passes.cval, out)
+                except cuda_cpp.CompileError as exc:
+                    cuda_cpp.compile_failed(exc)
             if cuda_lines.box2_fits(p, arr.dtype):
                 res = cuda_lines.run_box2(arr, p, passes.mode, passes.cval)
                 if out is None:

@@ -224,10 +224,12 @@ def kernels(mod, fastmath: bool) -> dict:
     """``{name: CuPy RawKernel}`` of ``mod``, compiled once by NVRTC.
 
     CuPy keeps the binary in its on-disk cache. Raises :class:`CompileError` if NVRTC rejects
-    the module.
+    the module (again at once on later calls: a rejection is remembered).
     """
     key = (mod.source, fastmath)
     found = _KERNELS.get(key)
+    if isinstance(found, CompileError):
+        raise found
     if found is None:
         import cupy
 
@@ -240,8 +242,9 @@ def kernels(mod, fastmath: bool) -> dict:
 
             if isinstance(exc, CompileException):
                 text = str(exc).strip()
-                raise CompileError(text.splitlines()[0] if text else type(exc).__name__) \
-                    from exc
+                _KERNELS[key] = CompileError(text.splitlines()[0] if text
+                                             else type(exc).__name__)
+                raise _KERNELS[key] from exc
             raise
         _KERNELS[key] = found
     return found

@@ -204,7 +204,11 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False) ->
     wshape, oshape = tuple(src.shape), tuple(dst.shape)
     idx64 = max(int(np.prod(wshape)), int(np.prod(oshape))) >= 2**31
     mod = module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64)
-    found = cuda_cpp.kernels(mod, False)
+    try:
+        found = cuda_cpp.kernels(mod, False)
+    except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so, and numba's kernel runs
+        cuda_cpp.compile_failed(exc)
+        return False
     s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
     for kname, grid, block, _ in mod.launches(wshape, oshape):
         found[kname](grid, block, (s, d, *scalars(mod, wshape, oshape, cval)))
@@ -315,7 +319,11 @@ def run_pyramid(src, dst, rmap, cmap, *, lo=0, hi=0) -> bool:
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate_pyramid(dtype, lo=lo, hi=hi, idx64=idx64)
-    found = cuda_cpp.kernels(mod, False)
+    try:
+        found = cuda_cpp.kernels(mod, False)
+    except cuda_cpp.CompileError as exc:
+        cuda_cpp.compile_failed(exc)
+        return False
     ix = np.int64 if idx64 else np.int32
     args = (cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst), *(ix(v) for v in (*wshape,
                                                                              *oshape[1:])),
