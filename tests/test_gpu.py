@@ -106,19 +106,6 @@ def test_numba_device_arrays_take_the_cpp_path(cupy):
     np.testing.assert_array_equal(r.copy_to_host(), smooth(a))
 
 
-@pytest.mark.parametrize("st,dtypes,shapes", CPP_CASES,
-                         ids=[st.__name__ for st, _, _ in CPP_CASES])
-def test_numba_cuda_fallback_on_the_gpu(cupy, monkeypatch, st, dtypes, shapes):
-    monkeypatch.setenv("STENCILKIT_CUDA_CPP", "0")
-    for dtype in dtypes:
-        a = sample(shapes[0], dtype, seed=3)
-        d = cupy.asarray(a)
-        assert "numba.cuda (the fallback)" in st.explain(d)
-        for mode in ("reflect", "constant", "skip"):
-            kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
-            close(st(d, **kw).get(), st(a, **kw), FALLBACK_ULPS)
-
-
 def test_cupy_in_cupy_out(cupy):
     a = sample((300, 517), np.uint8)
     for mode in sk.MODES:
@@ -232,3 +219,18 @@ def test_more_than_2_31_elements(cupy):
     np.testing.assert_array_equal(r[-1, :-1].get(), a[-1, 1:].get())
     assert int(r[-1, -1].get()) == int(a[-1, 0].get())
     np.testing.assert_array_equal(r[0, :-1].get(), a[0, 1:].get())
+
+
+# last: numba.cuda compiles each kernel on the GPU (minutes in all), so that a timed run
+# (tools/gpu_check.sh) reaches the C++ paths' tests first
+@pytest.mark.parametrize("st,dtypes,shapes", CPP_CASES,
+                         ids=[st.__name__ for st, _, _ in CPP_CASES])
+def test_numba_cuda_fallback_on_the_gpu(cupy, monkeypatch, st, dtypes, shapes):
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", "0")
+    for dtype in dtypes:
+        a = sample(shapes[0], dtype, seed=3)
+        d = cupy.asarray(a)
+        assert "numba.cuda (the fallback)" in st.explain(d)
+        for mode in ("reflect", "constant", "skip"):
+            kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
+            close(st(d, **kw).get(), st(a, **kw), FALLBACK_ULPS)
