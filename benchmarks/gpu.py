@@ -353,15 +353,18 @@ def main(argv=None):
                 table["cupyx.scipy.ndimage"] = theirs
             report(title, 2 * u8.nbytes, best_times(table, dev, rounds))
 
+    def image(dtype=np.uint8, n=side):
+        """(host image, its device copy, a table holding the device copy of as many bytes)."""
+        host = (rng.integers(0, 255, (n, n), dtype=np.uint8) if dtype == np.uint8
+                else rng.random((n, n), dtype=np.float32))
+        x = dev.put(host)
+        out = dev.empty_like(x)
+        return host, x, {COPY: lambda: dev.copy(x, out)}
+
     title = f"2 x 2 block mean uint8, {side} x {side}"
     if wanted(title):
-        u = rng.integers(0, 255, (side, side), dtype=np.uint8)
-        x = dev.put(u)
-        out = dev.empty_like(x)
-        table = {
-            COPY: lambda: dev.copy(x, out),
-            "stencilkit block_reduce(x, 2)": lambda: resample.block_reduce(x, 2),
-        }
+        u, x, table = image()
+        table["stencilkit block_reduce(x, 2)"] = lambda: resample.block_reduce(x, 2)
         if dev.cupy is not None:
             h = side // 2
             table["cupy reshape(...).mean((1, 3))"] = \
@@ -370,14 +373,9 @@ def main(argv=None):
 
     title = f"pyramid_down 1 level and decimate 2, uint8, {side} x {side}"
     if wanted(title):
-        u = rng.integers(0, 255, (side, side), dtype=np.uint8)
-        x = dev.put(u)
-        out = dev.empty_like(x)
-        table = {
-            COPY: lambda: dev.copy(x, out),
-            "stencilkit pyramid_down(x)": lambda: resample.pyramid_down(x)[0],
-            "stencilkit decimate(x, 2)": lambda: resample.decimate(x, 2),
-        }
+        u, x, table = image()
+        table["stencilkit pyramid_down(x)"] = lambda: resample.pyramid_down(x)[0]
+        table["stencilkit decimate(x, 2)"] = lambda: resample.decimate(x, 2)
         if dev.cupy is not None:
             table["cupy x[::2, ::2].copy()"] = lambda: x[::2, ::2].copy()
         report(title, u.nbytes * 5 // 4, best_times(table, dev, rounds), peers=("cupy",))
@@ -385,11 +383,7 @@ def main(argv=None):
     for dtype in (np.uint8, np.float32):
         title = f"every filter of tests/filter_table.py, {np.dtype(dtype)} {gside} x {gside}"
         if wanted(title):
-            host = (rng.integers(0, 255, (gside, gside), dtype=np.uint8) if dtype == np.uint8
-                    else rng.random((gside, gside), dtype=np.float32))
-            x = dev.put(host)
-            out = dev.empty_like(x)
-            table = {COPY: lambda x=x, out=out: dev.copy(x, out)}
+            host, x, table = image(dtype, gside)
             pairs = []
             for e in TABLE:
                 for params in e.params or ({},):
