@@ -421,7 +421,6 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
     host tests: strips long enough for the unrolled walk and its remainder on small arrays).
     """
     k = len(radius)
-    forced = rows
     B, core = wshape[0], wshape[1:]
     if B * math.prod(core) == 0:
         return []
@@ -429,7 +428,7 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
     inner = [max(0, n - b - a) for n, (b, a) in zip(core, radius)]
     groups = (c1 - c0) // cols
     out = []
-    rows = 1
+    forced, rows = rows, 1
     if groups and all(inner[:-1]):
         if k == 1:
             block = (8, 1, 1) if simulator else BLOCK_1D
@@ -437,12 +436,12 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
         else:
             planes = B * math.prod(inner[:-2])
             walk = inner[-2]
-            if simulator:
+            if forced:
+                rows = forced
+            elif simulator:
                 block, rows = (8, 2, 1), max(1, _cdiv(walk, 2))
             else:
                 rows = max(1, min(ROWS, _cdiv(groups * planes * walk, TARGET_THREADS)))
-            if forced:
-                rows = forced
             while _cdiv(_cdiv(walk, rows), block[1]) > MAX_GRID_YZ:
                 rows *= 2
             grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
@@ -763,10 +762,11 @@ class _Emitter:
                 lines.append(f"    const {_ctype_of(self.dtype(a))}* __restrict__ {name} = {a}_ + "
                              f"base + {shift} + ({x});")
             pnames[pk] = name
+        ahead = rows_per_step(len(self.reads))  # rows a step of the walk takes
         lines.append("    // register rings: value t of a ring is row i + first + t")
         for (a, po, e), (dmin, dmax) in rings.items():
             regs = ", ".join(f"r_{a}__{self._tag(po, e)}_{t}"
-                             for t in range(dmax - dmin + rows_per_step(len(self.reads))))
+                             for t in range(dmax - dmin + ahead))
             lines.append(f"    {self.arg_c[a]} {regs};")
 
         def fill(back):
@@ -787,7 +787,7 @@ class _Emitter:
                 if not need:
                     continue
                 stride = f"S{W}" if kind == "e" else f"(S{W} / {4 // self.dtype(a).itemsize})"
-                at = f"{pnames[pk]}[-{back} * {stride}]" if back else f"{pnames[pk]}[0]"
+                at = f"{pnames[pk]}[-{back} * {stride}]"
                 if kind == "w":
                     wv = f"w_{pnames[pk][2:]}"
                     out.append(f"{{ const sk_u32 {wv} = {at};")
@@ -807,7 +807,6 @@ class _Emitter:
         lines += [f"    {self.out_c}* __restrict__ op = sk_out + base;"]
         if self.body.readers:
             lines.append(f"    {ix} rc = base;")
-        ahead = rows_per_step(len(self.reads))
         if ahead > 1:
             lines.append(f"    {ix} i = lo;")
             lines.append(f"    for (; i + {ahead} <= hi; i += {ahead}) {{  // {ahead} rows a step")
