@@ -94,6 +94,59 @@ class Sep2(NamedTuple):
                 self.axis + 1: (self.loh, len(self.wh) - 1 - self.loh)}
 
 
+def tie_bound(wv, wh, lo, hi, acc=np.float32, most=1e-3):
+    """When a fast sum rounds to the integer of the float64 sweep: ``(rel, tie)``, or None.
+
+    Integer results of separable weights (``Sep2``) are the float64 sweep's sums, rounded. A
+    backend may sum faster (in float32, or in float64 in another order) and check each sum:
+    ``v`` with ``|v - rint(v)| + rel * |v| < tie`` rounds as the float64 sweep's; any other is
+    summed again in the float64 sweep's own order. ``lo``/``hi``: the range of the values
+    summed (the data and, for ``mode='constant'``, cval), each exact in ``acc``.
+
+    The separable sum of values ``|x| <= M`` with weights ``a`` (down) and ``b`` (across),
+    computed in ``acc`` of unit roundoff ``u`` (weights rounded to ``acc``, recursive sums of
+    ``kv`` then ``kh`` products or the other way round, with or without fused multiply-add)
+    differs from the exact sum ``H`` by at most ``c * sum|a| sum|b| M`` with ``c = g(kv) +
+    g(kh) + 2u`` (to first order), ``g(n) = n u / (1 - n u)`` (Higham, Accuracy and Stability
+    of Numerical Algorithms, 2nd ed., sections 2.2 and 3.1). With weights and values >= 0
+    every product and partial sum is >= 0 and the bound is relative, ``c * H``: sums near 0
+    are far more precise than the worst case. The float64 sweep's own error (the same with
+    ``u = 2**-53``) is added. Two sums that close round to different integers only if a
+    half-integer lies between them. None when the bound exceeds ``most`` (too many sums would
+    be computed twice: 16-bit data in float32, long or heavy kernels), or for weights that are
+    not finite.
+    """
+    wv = np.asarray(wv, np.float64)
+    wh = np.asarray(wh, np.float64)
+    if not (np.isfinite(wv).all() and np.isfinite(wh).all()):
+        return None
+
+    def g(n, u):
+        return n * u / (1 - n * u)
+
+    u, u64 = float(np.finfo(acc).eps) / 2, 2.0**-53
+    c = g(wv.size, u) + g(wh.size, u) + 2 * u + g(wv.size, u64) + g(wh.size, u64) + 2 * u64
+    c = c / (1 - c) * 1.01  # against the computed sum (not the exact one), with a margin
+    # float32 weights below 2**-126 are subnormal, their error absolute: at most 2**-150 each
+    big = max(-lo, hi)
+    tiny = (wv.size + wh.size) * float(np.finfo(acc).smallest_subnormal) * big * float(
+        np.abs(wh).sum() + 1)
+    if lo >= 0 and (wv >= 0).all() and (wh >= 0).all():
+        rel, absolute = c, tiny
+        worst = c * hi * float(wv.sum() * wh.sum())
+    else:
+        rel, absolute = 0.0, c * big * float(np.abs(wv).sum() * np.abs(wh).sum())
+        absolute += tiny
+        worst = absolute
+    if not math.isfinite(worst) or worst > most:
+        return None
+    # the largest float32 below 0.5 - absolute, less a margin for the test's own rounding
+    tie = np.float32(0.5 - absolute - 2.0**-23)
+    while float(tie) > 0.5 - absolute - 2.0**-23:
+        tie = np.nextafter(tie, np.float32(0))
+    return float(np.float32(rel)), float(tie)
+
+
 class Extreme(NamedTuple):
     """The maximum (``is_max``) or minimum of ``lo + hi + 1`` elements along ``axis``."""
 

@@ -15,7 +15,7 @@ from filter_table import assert_device_result, cpu_passes
 from kernels import sample
 from reference import pad_index
 
-from stencilkit import filters
+from stencilkit import filters, modes
 from stencilkit._passes import Box2, Extreme, Sep2
 from stencilkit.backends import cuda_cpp, cuda_sep
 
@@ -52,15 +52,16 @@ def sep_sweep(p):
     return cuda_sep.Sweep("sum", len(p.wv), p.lov, len(p.wh), p.loh, tuple(p.wv), tuple(p.wh))
 
 
-def host_sep(x, sw, mode, cval, *, rows=cpp_host.ROWS, idx64=False):
+def host_sep(x, sw, mode, cval, *, rows=cpp_host.ROWS, idx64=False, out_dtype=None):
     """The sweep ``sw`` over the last two axes of ``x``, launched as on a GPU, on the host."""
     if isinstance(sw, Sep2):
         sw = sep_sweep(sw)
-    mod = cuda_sep.generate(x.dtype, sw, idx64=idx64)
+    out_dtype = np.dtype(out_dtype or x.dtype)
+    mod = cuda_sep.generate(x.dtype, sw, idx64=idx64, out_dtype=out_dtype)
     return cpp_host.run_sweep(
-        mod, x, x.dtype, lambda shape, strip, c0, c1: cuda_sep.scalars(
+        mod, x, out_dtype, lambda shape, strip, c0, c1: cuda_sep.scalars(
             mod, shape, strip, c0, c1, mode, cval),
-        fill=np.nan if x.dtype.kind == "f" else 99, rows=rows)
+        fill=np.nan if out_dtype.kind == "f" else 99, rows=rows)
 
 
 WEIGHTS = [
@@ -138,6 +139,74 @@ def test_extremes_equal_the_cpu(monkeypatch, k, dtype):
             np.testing.assert_array_equal(got, want, err_msg=f"{fn.__name__} {size} {mode}")
 
 
+# integer data: (dtype, sigma, cval); the sums in float32 (8-bit) or float64, each near a tie
+# summed again in the CPU's float64 order (35 taps: beyond the CPU's unrolled sweep)
+INTEGER = [(np.uint8, (0, 2.0, 2.0), 7), (np.int8, (0, 1.0, 3.0), -3),
+           (np.uint16, (0, 1.5, 1.5), 0), (np.int32, (0, 4.0, 1.0), 5)]
+
+
+@pytest.mark.parametrize("k", range(len(INTEGER)))
+def test_integer_weights_equal_the_cpu_bit_for_bit(monkeypatch, k):
+    dtype, sigma, cval = INTEGER[k]
+    a = sample((2, 37, 44), dtype, seed=k)
+    a[0, 10:20, 5:25] = np.iinfo(dtype).max  # flat patches: sums of integers times sum(w)
+    for mode in MODES:
+        want, plan = cpu_passes(monkeypatch, filters.gaussian_filter, a, sigma, mode=mode,
+                                cval=cval)
+        (p,) = plan.passes
+        sw = cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim, mode, plan.cval)
+        assert sw.acc == ("float32" if a.itemsize == 1 else "float64")
+        assert sw.check[2] == (mode == "constant" or max(len(p.wv), len(p.wh)) > 33)
+        got = host_sep(a, sw, mode, plan.cval)
+        np.testing.assert_array_equal(got, want, err_msg=f"{mode}")
+        if mode in ("reflect", "constant"):  # every sum through the float64 recomputation
+            got = host_sep(a, sw._replace(check=(0.0, 0.0, sw.check[2])), mode, plan.cval)
+            np.testing.assert_array_equal(got, want, err_msg=f"{mode}, every sum again")
+
+
+def exact_sums(sw, a, mode, cval):
+    """``sk_exact`` at every element of ``a`` (B, n0, n1), through a host wrapper."""
+    import ctypes
+
+    mod = cuda_sep.generate(a.dtype, sw, idx64=False, out_dtype=np.uint8)
+    t = "sk_" + {"i": "i", "u": "u"}[a.dtype.kind] + str(8 * a.itemsize)
+    lib = cpp_host.build(mod.source + f"""
+extern "C" void sk_exact_all(const {t}* src, double* out, int B, int n0, int n1, int mode,
+                             double cval) {{
+  for (int b = 0; b < B; ++b) for (int i = 0; i < n0; ++i) for (int j = 0; j < n1; ++j)
+    out[(b * n0 + i) * n1 + j] = sk_exact(src + b * n0 * n1, n0, n1, i, j, mode, cval);
+}}
+""")
+    out = np.empty(a.shape, np.float64)
+    lib.sk_exact_all.restype = None
+    lib.sk_exact_all(ctypes.c_void_p(a.ctypes.data), ctypes.c_void_p(out.ctypes.data),
+                     *(ctypes.c_int(v) for v in a.shape), ctypes.c_int(modes.mode_code(mode)),
+                     ctypes.c_double(cval))
+    return out
+
+
+def test_recomputed_sums_are_the_cpu_float64_sweep_bit_for_bit():
+    """The float64 sums of the CPU's sweep (``sep2_pass`` into float64), in both of its orders:
+    random weights make any other order of operations differ in the last bits."""
+    from stencilkit.backends.cpu_lines import sep2_pass
+
+    rng = np.random.default_rng(4)
+    a = sample((1, 23, 29), np.int16, seed=5)
+    for kv, kh, grouped_modes in [(9, 6, ("constant",)), (35, 5, MODES)]:
+        wv, wh = rng.uniform(-1, 1, kv), rng.uniform(-1, 1, kh)
+        lov, loh = kv // 2 - 1, kh // 2
+        for mode in MODES:
+            want = sep2_pass(a, wv, lov, wh, loh, mode, 3.0, np.float64)
+            for grouped in (False, True):
+                sw = cuda_sep.Sweep("sum", kv, lov, kh, loh, tuple(wv), tuple(wh),
+                                    acc="float64", check=(0.0, 0.0, grouped))
+                got = exact_sums(sw, a, mode, 3.0)
+                if grouped == (mode in grouped_modes):
+                    np.testing.assert_array_equal(got, want, err_msg=f"{kv}x{kh} {mode}")
+                else:  # the other order differs somewhere: the comparison can fail
+                    assert (got != want).any() and np.allclose(got, want, 1e-12, 1e-9)
+
+
 def test_what_fits():
     wv = (0.25, 0.5, 0.25)
     f32 = np.dtype(np.float32)
@@ -146,7 +215,12 @@ def test_what_fits():
         return cuda_sep.sweep_of((p,), np.dtype(dtype), np.dtype(out or dtype), ndim) is not None
 
     assert fits(Sep2(0, wv, 1, wv, 1, f32), f32)
-    assert not fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.uint8)), np.uint8)  # ties: generated
+    u8 = np.dtype(np.uint8)
+    assert fits(Sep2(0, wv, 1, wv, 1, u8), u8)  # float32 sums, checked near ties
+    assert fits(Sep2(0, wv, 1, wv, 1, f32), u8, f32)  # float64 sums into float32
+    assert not fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.int64)), np.int64)
+    assert not fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.uint64)), u8, np.uint64)
+    assert not fits(Sep2(0, (1e300,) * 3, 1, wv, 1, u8), u8)  # no useful bound
     assert not fits(Sep2(0, wv, 1, wv, 1, np.dtype(np.float64)), f32, np.float64)
     assert not fits(Sep2(0, (1.0,) * 65, 32, wv, 1, f32), f32)  # more than MAX_TAPS
     assert not fits(Sep2(0, (np.inf,), 0, wv, 1, f32), f32)
@@ -166,10 +240,12 @@ def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
         nvrtc.nvrtcVersion()
     except Exception as exc:
         pytest.skip(f"NVRTC not available ({exc})")
-    for dtype in (np.float32, np.float64):
-        wv, lov, wh, loh = WEIGHTS[2]
-        mod = cuda_sep.generate(dtype, cuda_sep.Sweep("sum", len(wv), lov, len(wh), loh, wv, wh),
-                                idx64=False)
+    wv, lov, wh, loh = WEIGHTS[2]
+    u8 = cuda_sep.sweep_of((Sep2(0, wv, lov, wh, loh, np.dtype(np.uint8)),), np.uint8,
+                           np.uint8, 2, "constant", 1.0)
+    for dtype, sw in [(np.float32, None), (np.float64, None), (np.uint8, u8)]:
+        sw = sw or cuda_sep.Sweep("sum", len(wv), lov, len(wh), loh, wv, wh)
+        mod = cuda_sep.generate(dtype, sw, idx64=False)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
         body = ptx[ptx.index(".entry sk_sep_interior("):]
         body = body[:body.index("\n}\n")]
@@ -210,6 +286,24 @@ def test_filters_on_device_arrays_take_the_sweeps(fake_gpu):
         d = cuda.to_device(a)
         assert fn(d, arg, output=d) is d  # in place: the sweep writes a new array, then copies
         assert_device_result(d.copy_to_host(), want, exact)
+
+
+def test_integer_gaussian_on_device_arrays_is_the_cpus(fake_gpu):
+    """End to end: the 8-bit Gaussian (and 16-bit, into float32) through the one-sweep
+    kernels, with the CPU's integers."""
+    from numba import cuda
+
+    a = sample((45, 38), np.uint8, seed=12)
+    for mode in MODES:
+        got = filters.gaussian_filter(cuda.to_device(a), 2.0, mode=mode, cval=4)
+        np.testing.assert_array_equal(got.copy_to_host(),
+                                      filters.gaussian_filter(a, 2.0, mode=mode, cval=4))
+        assert fake_gpu.launched[-2:] == ["sk_sep_interior", "sk_sep_border"]
+    i16 = sample((45, 38), np.int16, seed=13)
+    out = cuda.device_array(i16.shape, np.float32)
+    assert filters.gaussian_filter(cuda.to_device(i16), 2.0, output=out) is out
+    assert_device_result(out.copy_to_host(), filters.gaussian_filter(i16, 2.0, output=np.float32),
+                         exact=False)
 
 
 def test_an_nvrtc_failure_of_a_sweep_warns_and_falls_back(fake_gpu, monkeypatch):

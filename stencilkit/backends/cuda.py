@@ -532,10 +532,11 @@ class CudaBackend(Backend):
         (p, *rest) = passes.passes
         cpp = cuda_cpp.available()[0]
         if cpp:  # one sweep of generated C++ where one fits
-            sw = cuda_sep.sweep_of(passes.passes, arr.dtype, passes.out_dtype, arr.ndim)
+            sw = cuda_sep.sweep_of(passes.passes, arr.dtype, passes.out_dtype, arr.ndim,
+                                   passes.mode, passes.cval)
             if sw is not None:
                 try:
-                    return cuda_sep.run(arr, sw, passes.mode, passes.cval, out)
+                    return cuda_sep.run(arr, sw, passes.mode, passes.cval, out, passes.out_dtype)
                 except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so, carry on
                     cuda_cpp.compile_failed(exc)
         if not rest and isinstance(p, Box) and p.clip is not None and arr.ndim >= 2 \

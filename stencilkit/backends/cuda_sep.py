@@ -1,14 +1,16 @@
 """Separable windows over the last two axes in one sweep, as generated CUDA C++.
 
 Three of the filters' line passes (:func:`sweep_of`), which the generated stencils ran as two
-passes, each a full read and write of the image: separable float32/float64 weights (``Sep2``:
-``gaussian_filter`` and the other fused separable correlations), the float box (``Box2`` of
+passes, each a full read and write of the image: separable weights (``Sep2``:
+``gaussian_filter`` and the other fused separable correlations) of float32/float64 data and of
+8/16/32-bit integers (:func:`integer_weights`: the CPU's integers, bit for bit, by a float32
+or float64 sum checked near ties and recomputed in the CPU's order), the float box (``Box2`` of
 float data: ``uniform_filter``, sums divided once) and running extremes of a box
 (``maximum_filter`` / ``minimum_filter`` of 32/64-bit data). Each thread owns one output column
 of a strip of rows and walks down it: for the row entering the window it reduces the row's
 ``kh`` columns (its neighbours' columns: cached loads shared with the neighbouring threads),
 keeps the last ``kv`` of those in registers (a ring), and the output is their vertical
-reduction. Weights and divisor are compile-time constants, in the data's type; multiply-adds
+reduction. Weights and divisor are compile-time constants, in the sums' type; multiply-adds
 are not fused (``--fmad=false``), so every product and sum is rounded once, in order:
 horizontal terms left to right, then vertical ones top to bottom. The CPU sums the other way
 round (vertical first) or by running sums, so sums agree to round-off; the tests check this
@@ -28,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import codegen_cpp, modes
+from .._passes import tie_bound
 from . import cuda_sweeps
 
 BLOCK = (128, 2, 1)
@@ -49,6 +52,8 @@ class SepModule:
     loh: int
     hih: int
     idx64: bool
+    out: np.dtype
+    cval_ctype: str
 
     kernels = ("sk_sep_interior", "sk_sep_border")
 
@@ -71,8 +76,14 @@ class Sweep(NamedTuple):
     """What one sweep computes over a window of ``kv`` rows by ``kh`` columns.
 
     ``lov``/``loh``: the rows and columns before the centre; ``op``: "sum" (weights ``wv`` /
-    ``wh`` in the data's type, None: ones; the result divided once by ``divisor`` unless
-    None), "max" or "min" (NumPy's: a NaN wins).
+    ``wh``, None: ones; the result divided once by ``divisor`` unless None), "max" or "min"
+    (NumPy's: a NaN wins). ``acc``: the type of the sums when not the data's (integer data:
+    "float32" or "float64"; the weights are rounded to it). ``check``: ``(rel, tie,
+    grouped)`` for integer results that must be the CPU's float64 sweep's: a sum ``v`` with
+    ``|v - rint(v)| + rel * |v| >= tie`` (:func:`stencilkit._passes.tie_bound`) is summed
+    again in float64, in the order of the CPU's sweep: its groups of four taps (``grouped``,
+    ``_sep2``: ``mode='constant'`` or long windows) or one tap after another (the unrolled
+    sweep).
     """
 
     op: str
@@ -83,30 +94,38 @@ class Sweep(NamedTuple):
     wv: tuple | None = None
     wh: tuple | None = None
     divisor: int | None = None
+    acc: str | None = None
+    check: tuple | None = None
 
 
-def generate(dtype, sw: Sweep, *, idx64: bool) -> SepModule:
-    """Emit the module of the sweep ``sw`` on ``dtype`` data (see :func:`sweep_of`)."""
+def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
+    """Emit the module of the sweep ``sw`` on ``dtype`` data (see :func:`sweep_of`).
+
+    ``out_dtype``: the result's type (default: the data's).
+    """
     dtype = np.dtype(dtype)
+    out = np.dtype(out_dtype or dtype)
+    acc = np.dtype(sw.acc or dtype)
     kv, kh, lov, loh = sw.kv, sw.kh, sw.lov, sw.loh
     hiv, hih = kv - 1 - lov, kh - 1 - loh
     ix = "sk_i64" if idx64 else "sk_i32"
-    t = codegen_cpp._ctype_of(dtype)
-    params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
-              f"{ix} rows, {ix} c0, {ix} c1, int mode, {t} cval")
+    t, a, o = (codegen_cpp._ctype_of(d) for d in (dtype, acc, out))
+    cv = "double" if dtype.kind != "f" and sw.op == "sum" else t  # (the CPU's float cval)
+    params = (f"const {t}* __restrict__ src, {o}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
+              f"{ix} rows, {ix} c0, {ix} c1, int mode, {cv} cval")
     names = "src, dst, B, n0, n1, rows, c0, c1, mode, cval"
     ring = [f"h{k}" for k in range(kv)]
     wvs, whs = [None] * kv, [None] * kh
     if sw.op == "sum":
         if sw.wv is not None:
-            wvs = [_literal(w, dtype) for w in sw.wv]
-            whs = [_literal(w, dtype) for w in sw.wh]
+            wvs = [_literal(w, acc) for w in sw.wv]
+            whs = [_literal(w, acc) for w in sw.wh]
 
         def term(w, x):
             return x if w is None else f"{w} * {x}"
 
-        def step(acc, w, x):
-            return f"{acc} + {term(w, x)}"
+        def step(acc_, w, x):
+            return f"{acc_} + {term(w, x)}"
     else:
         fn = (f"sk_np_{sw.op}" if dtype.kind == "f" else
               f"sk_{sw.op}_{dtype.kind}{8 * dtype.itemsize}")
@@ -114,16 +133,28 @@ def generate(dtype, sw: Sweep, *, idx64: bool) -> SepModule:
         def term(w, x):
             return x
 
-        def step(acc, w, x):
-            return f"{fn}({acc}, {x})"
+        def step(acc_, w, x):
+            return f"{fn}({acc_}, {x})"
 
     def horizontal(dst, value):
         """``dst``: the row's reduction of ``value(c)``, left to right, one rounding each."""
-        out = [f"{dst} = {term(whs[0], value(0))};"]
-        out += [f"{dst} = {step(dst, whs[c], value(c))};" for c in range(1, kh)]
-        return " ".join(out)
+        out_ = [f"{dst} = {term(whs[0], value(0))};"]
+        out_ += [f"{dst} = {step(dst, whs[c], value(c))};" for c in range(1, kh)]
+        return " ".join(out_)
 
-    final = f"s / {_literal(sw.divisor, dtype)}" if sw.divisor not in (None, 1) else "s"
+    final = f"s / {_literal(sw.divisor, acc)}" if sw.divisor not in (None, 1) else "s"
+    if sw.check is not None:  # integers: rounded (ties to even), saturated, checked near ties
+        info = np.iinfo(out)
+        f = "f" if a == "float" else ""
+        rel, tie, _ = sw.check
+        store = [f"{{ const {a} v = {final}; {a} r = rint{f}(v);",
+                 "  double e = r;",
+                 f"  if (fabs{f}(v - r) + {_literal(rel, acc)} * fabs{f}(v) >= "
+                 f"{_literal(tie, acc)}) e = rint(sk_exact(base, n0, n1, i, j, mode, cval));",
+                 f"  op[i * n1] = ({o})(e < {float(info.min)!r} ? {float(info.min)!r} : "
+                 f"e > {float(info.max)!r} ? {float(info.max)!r} : e); }}"]
+    else:
+        store = [f"op[i * n1] = {final};" if o == a else f"op[i * n1] = ({o})({final});"]
 
     def walk(pad, hrow):
         """The strip walk from row r0 to r1: ``hrow(k, row)`` fills ring register k.
@@ -132,21 +163,23 @@ def generate(dtype, sw: Sweep, *, idx64: bool) -> SepModule:
         row reduction is emitted once (an unrolled prologue of ``kv - 1`` of them made NVRTC
         take 36 s over 64 x 64 taps).
         """
-        return [pad + f"{t} " + ", ".join(f"{h} = 0" for h in ring) + ";",
+        return [pad + f"{a} " + ", ".join(f"{h} = 0" for h in ring) + ";",
                 pad + f"for ({ix} i = r0 - {kv - 1}; i < r1; ++i) {{",
                 pad + "  " + hrow(kv - 1, f"i + {hiv}"),
                 pad + "  if (i >= r0) {",
-                pad + f"    {t} s = {term(wvs[0], 'h0')};",
+                pad + f"    {a} s = {term(wvs[0], 'h0')};",
                 *(pad + f"    s = {step('s', wvs[k], f'h{k}')};" for k in range(1, kv)),
-                pad + f"    op[i * n1] = {final};",
+                *(pad + "    " + line for line in store),
                 pad + "  }",
                 *(pad + f"  h{k} = h{k + 1};" for k in range(kv - 1)),
                 pad + "}"]
 
     what = (f"weights {kv} x {kh}" if sw.op == "sum" and sw.wv is not None else
             f"{'sums' if sw.op == 'sum' else sw.op} over {kv} x {kh}")
-    L = [f"// stencilkit one-sweep {what} ({dtype})",
+    L = [f"// stencilkit one-sweep {what} ({dtype} -> {out}, in {acc})",
          codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix)]
+    if sw.check is not None:
+        L.append(_exact_source(sw, t, ix))
     # -- interior
     L += ["// the interior: one column per thread, the ring of row reductions down its strip",
           f'extern "C" __global__ void sk_sep_interior({params}) {{',
@@ -158,22 +191,25 @@ def generate(dtype, sw: Sweep, *, idx64: bool) -> SepModule:
           "  if (r0 >= hiw) return;",
           f"  const {ix} r1 = r0 + rows < hiw ? r0 + rows : hiw;",
           f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
-          f"    const {t}* __restrict__ plane = src + b * n0 * n1 + (j - {loh});",
-          f"    {t}* __restrict__ op = dst + b * n0 * n1 + j;"]
+          f"    const {t}* __restrict__ base = src + b * n0 * n1;",
+          f"    const {t}* __restrict__ plane = base + (j - {loh});",
+          f"    {o}* __restrict__ op = dst + b * n0 * n1 + j;"]
 
     def direct(k, row):
         return (f"{{ const {t}* __restrict__ p = plane + ({row}) * n1; "
-                + horizontal(f"h{k}", lambda c: f"p[{c}]") + " }")
+                + horizontal(f"h{k}", lambda c: f"p[{c}]" if a == t else f"({a})p[{c}]")
+                + " }")
 
     L += walk("    ", direct)
     L += ["  }", "}", ""]
     # -- border
+    cval = f"({a})cval" if cv != a else "cval"
     L += ["// everything else: short strips down single columns, reads through the index map",
-          "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : plane[(rr) * n1 + (cc)])",
+          f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? {cval} : ({a})base[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_sep_border({params}) {{',
           *cuda_sweeps.border_strips(ix, lov, hiv, "c0", "c1"),
-          f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
-          f"    {t}* __restrict__ op = dst + b * n0 * n1 + j;",
+          f"    const {t}* __restrict__ base = src + b * n0 * n1;",
+          f"    {o}* __restrict__ op = dst + b * n0 * n1 + j;",
           *(f"    const {ix} m{c} = sk_map(j + ({c - loh}), n1, mode);" for c in range(kh))]
 
     def mapped(k, row):
@@ -183,29 +219,122 @@ def generate(dtype, sw: Sweep, *, idx64: bool) -> SepModule:
     L += walk("    ", mapped)
     L += ["  }", "}", "#undef SK_RD", ""]
     L.append(codegen_cpp.host_launchers(SepModule.kernels, params, names))
-    return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64)
+    return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv)
+
+
+def _exact_source(sw: Sweep, t: str, ix: str) -> str:
+    """``sk_exact``: one output element of the CPU's float64 sweep, in that sweep's order.
+
+    The weights are the float64 ones (``__constant__`` arrays: loops, not kv x kh unrolled
+    terms, keep NVRTC's time flat); no fused multiply-adds. Called only for sums near a tie.
+    Two orders (:mod:`stencilkit.backends.cpu_lines.separable`): ``grouped``, ``_sep2``'s:
+    each column's vertical sum in groups of four rows (whole groups only where all four rows
+    lie inside; rows outside add ``w * cval`` one at a time), columns outside the array
+    (``mode='constant'``) ``cval * sum(wv)``, then the horizontal sum in groups of four;
+    otherwise the unrolled sweep's: every tap in turn, vertical sums first.
+    """
+    kv, kh, lov, loh = sw.kv, sw.kh, sw.lov, sw.loh
+    grouped = sw.check[2]
+
+    def arr(name, w):
+        return f"__constant__ double {name}[{len(w)}] = {{{', '.join(float(x).hex() for x in w)}}};"
+
+    wsum = 0.0
+    for w in sw.wv:  # numba's array.sum(): one after another, from 0
+        wsum += float(w)
+    L = ["#if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)",
+         "#define __constant__",
+         "#define SK_COLD static",
+         "#else",
+         "#define SK_COLD static __device__ __noinline__",
+         "#endif",
+         "// the CPU's float64 sweep for one element: sums near a tie are computed again",
+         arr("sk_wv64", sw.wv), arr("sk_wh64", sw.wh),
+         "#define SK_X(m, q) ((m) < 0 || (q) < 0 ? cval : (double)base[(m) * n1 + (q)])"]
+    if not grouped:
+        L += [f"SK_COLD double sk_exact(const {t}* __restrict__ base, {ix} n0, {ix} n1, {ix} i, "
+              f"{ix} j, int mode, double cval) {{",
+              "  double e = 0.0;",
+              f"  for (int c = 0; c < {kh}; ++c) {{",
+              f"    const {ix} q = sk_map(j + c - {loh}, n1, mode);",
+              "    double v = 0.0;",
+              f"    for (int k = 0; k < {kv}; ++k)",
+              f"      v = v + sk_wv64[k] * SK_X(sk_map(i + k - {lov}, n0, mode), q);",
+              "    e = e + sk_wh64[c] * v;",
+              "  }",
+              "  return e;",
+              "}"]
+    else:
+        L += [f"SK_COLD double sk_column(const {t}* __restrict__ base, {ix} n0, {ix} n1, {ix} i, "
+              f"{ix} p, int mode, double cval) {{",
+              f"  const {ix} q = sk_map(p, n1, mode);",
+              f"  if (q < 0) return 0.0 + cval * {wsum.hex()};",
+              "  double ext = 0.0;",
+              "  int k = 0;",
+              f"  while (k + 4 <= {kv}) {{",
+              f"    const {ix} m0 = sk_map(i + k - {lov}, n0, mode), "
+              f"m1 = sk_map(i + k + 1 - {lov}, n0, mode),",
+              f"        m2 = sk_map(i + k + 2 - {lov}, n0, mode), "
+              f"m3 = sk_map(i + k + 3 - {lov}, n0, mode);",
+              "    if (m0 >= 0 && m1 >= 0 && m2 >= 0 && m3 >= 0) {",
+              "      ext = ext + (sk_wv64[k] * SK_X(m0, q) + sk_wv64[k + 1] * SK_X(m1, q)",
+              "                   + sk_wv64[k + 2] * SK_X(m2, q) + sk_wv64[k + 3] * SK_X(m3, q));",
+              "      k += 4;",
+              "    } else {",
+              "      ext = ext + sk_wv64[k] * SK_X(m0, q);",
+              "      k += 1;",
+              "    }",
+              "  }",
+              f"  for (; k < {kv}; ++k) ext = ext + sk_wv64[k] * "
+              f"SK_X(sk_map(i + k - {lov}, n0, mode), q);",
+              "  return ext;",
+              "}",
+              f"SK_COLD double sk_exact(const {t}* __restrict__ base, {ix} n0, {ix} n1, {ix} i, "
+              f"{ix} j, int mode, double cval) {{",
+              "  double row = 0.0;",
+              "  int c = 0;",
+              f"  for (; c + 4 <= {kh}; c += 4) {{",
+              f"    const {ix} p = j + c - {loh};",
+              "    row = row + (sk_wh64[c] * sk_column(base, n0, n1, i, p, mode, cval)",
+              "                 + sk_wh64[c + 1] * sk_column(base, n0, n1, i, p + 1, mode, cval)",
+              "                 + sk_wh64[c + 2] * sk_column(base, n0, n1, i, p + 2, mode, cval)",
+              "                 + sk_wh64[c + 3] * sk_column(base, n0, n1, i, p + 3, mode, cval));",
+              "  }",
+              f"  for (; c < {kh}; ++c)",
+              f"    row = row + sk_wh64[c] * sk_column(base, n0, n1, i, j + c - {loh}, mode, "
+              "cval);",
+              "  return row;",
+              "}"]
+    L.append("#undef SK_X")
+    return "\n".join(L) + "\n"
 
 
 _SUM = (np.float32, np.float64)
 _EXTREME = (np.float32, np.float64, np.int32, np.uint32, np.int64, np.uint64)
 
 
-def sweep_of(passes, dtype, out_dtype, ndim):
+def sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
     """The sweep that computes a filter's line ``passes`` on ``ndim``-d ``dtype`` data, or None.
 
-    Covered: separable float weights (``Sep2``), the float box (``Box2`` without clip: sums,
-    divided once), and the running extremes of a box along the last two axes (``Extreme``
-    passes) for 32/64-bit data; each into ``dtype`` itself, with at most :data:`MAX_TAPS`
-    taps per axis. 8/16-bit extremes keep
-    the generated passes, which read 32-bit words; the integer box has :mod:`.cuda_box`.
+    Covered, with at most :data:`MAX_TAPS` taps per axis: separable weights (``Sep2``) on
+    float32/float64 data into the data's type, and on 8/16/32-bit integer data
+    (:func:`integer_weights`); the float box (``Box2`` without clip: sums, divided once);
+    the running extremes of a box along the last two axes (``Extreme`` passes) of 32/64-bit
+    data. 8/16-bit extremes keep the generated passes, which read 32-bit words; the integer
+    box has :mod:`.cuda_box`. ``mode`` and ``cval``: the call's (integer weights only).
     """
     from .._passes import Box2, Extreme, Sep2
 
     dtype = np.dtype(dtype)
-    if not dtype.isnative or np.dtype(out_dtype) != dtype or not passes:
+    out_dtype = np.dtype(out_dtype)
+    if not dtype.isnative or not out_dtype.isnative or not passes:
         return None
     sw = None
-    if len(passes) == 1 and isinstance(passes[0], (Box2, Sep2)):
+    if len(passes) == 1 and isinstance(passes[0], Sep2) and dtype.kind in "iu":
+        sw = integer_weights(passes[0], dtype, out_dtype, mode, cval)
+    elif out_dtype != dtype:
+        return None
+    elif len(passes) == 1 and isinstance(passes[0], (Box2, Sep2)):
         (p,) = passes
         if dtype not in _SUM or np.dtype(p.dtype) != dtype:
             return None
@@ -224,6 +353,48 @@ def sweep_of(passes, dtype, out_dtype, ndim):
     return sw
 
 
+def integer_weights(p, dtype, out_dtype, mode, cval):
+    """The sweep of the ``Sep2`` pass ``p`` on 8/16/32-bit integer data, or None.
+
+    Integer results are the CPU's bit for bit, the rounded sums of its float64 sweep: summed
+    in float32 where :func:`stencilkit._passes.tie_bound` allows it (8/16-bit data: the
+    Gaussian of 8-bit images), else in float64 (the device sums across first, the CPU down
+    first), each sum near a tie summed again in the CPU's order (:class:`Sweep` ``check``).
+    Float results (``output=np.float32`` of integer data) are float64 sums, to round-off.
+    """
+    from .cpu_lines.separable import UNROLL_MAX
+
+    kv, kh = len(p.wv), len(p.wh)
+    if dtype.itemsize > 4 or np.dtype(p.dtype) != out_dtype:
+        return None
+    if out_dtype in _SUM:
+        check, acc = None, np.float64
+    elif out_dtype.kind in "iu" and out_dtype.itemsize <= 4:
+        info = np.iinfo(dtype)
+        lo, hi = int(info.min), int(info.max)
+        constant = mode == "constant"
+        if constant:  # outside the array: cval (the CPU's float64)
+            if not np.isfinite(cval):
+                return None
+            lo, hi = min(lo, cval), max(hi, cval)
+        for acc in (np.float32, np.float64):  # every value summed must be exact in acc
+            if acc == np.float32 and (dtype.itemsize > 2 or (
+                    constant and float(np.float32(cval)) != float(cval))):
+                continue
+            bound = tie_bound(p.wv, p.wh, lo, hi, acc)
+            if bound is not None:
+                break
+        else:
+            return None
+        check = (*bound, constant or max(kv, kh) > UNROLL_MAX)
+    else:
+        return None
+    if not np.isfinite(np.asarray((*p.wv, *p.wh), acc)).all():
+        return None
+    return Sweep("sum", kv, p.lov, kh, p.loh, tuple(map(float, p.wv)),
+                 tuple(map(float, p.wh)), acc=np.dtype(acc).name, check=check)
+
+
 def extreme_sweep(passes, ndim):
     """The sweep of ``Extreme`` passes along the last two axes of an ``ndim`` array, or None."""
     along = {p.axis: p for p in passes}
@@ -240,12 +411,13 @@ def extreme_sweep(passes, ndim):
 _MODULES: dict = {}
 
 
-def module_for(sw: Sweep, dtype, idx64) -> SepModule:
+def module_for(sw: Sweep, dtype, idx64, out_dtype=None) -> SepModule:
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
-    key = (sw, np.dtype(dtype).str, idx64)
+    out_dtype = np.dtype(out_dtype or dtype)
+    key = (sw, np.dtype(dtype).str, out_dtype.str, idx64)
     mod = _MODULES.get(key)
     if mod is None:
-        mod = _MODULES[key] = generate(dtype, sw, idx64=idx64)
+        mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype)
     return mod
 
 
@@ -253,16 +425,17 @@ def scalars(mod, shape, rows, c0, c1, mode, cval):
     """The launch's scalar arguments after the two arrays, typed as the kernel takes them."""
     ix = np.int64 if mod.idx64 else np.int32
     cval = cval if mode == "constant" else 0  # (ignored otherwise, and maybe NaN or huge)
-    return (*(ix(v) for v in (*shape, rows, c0, c1)), np.int32(modes.mode_code(mode)),
-            mod.dtype.type(cval))
+    cv = np.float64 if mod.cval_ctype == "double" else mod.dtype.type
+    return (*(ix(v) for v in (*shape, rows, c0, c1)), np.int32(modes.mode_code(mode)), cv(cval))
 
 
-def run(x, sw, mode, cval, out=None):
+def run(x, sw, mode, cval, out=None, out_dtype=None):
     """The sweep ``sw`` over the last two axes of the device array ``x``, into ``out``.
 
-    ``out``: a device array of ``x``'s shape and dtype, or None: a new one of ``x``'s kind
-    (CuPy or numba). Returns the result.
+    ``out``: a device array of ``x``'s shape and ``out_dtype`` (default: ``x``'s), or None:
+    a new one of ``x``'s kind (CuPy or numba). Returns the result.
     """
+    out_dtype = np.dtype(out_dtype or x.dtype)
     return cuda_sweeps.run(
-        x, x.dtype, lambda dtype, at, idx64: module_for(sw, dtype, idx64),
+        x, out_dtype, lambda dtype, at, idx64: module_for(sw, dtype, idx64, out_dtype),
         lambda mod, shape, rows, c0, c1: scalars(mod, shape, rows, c0, c1, mode, cval), out)

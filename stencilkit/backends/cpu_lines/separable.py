@@ -5,12 +5,11 @@ The float32 sums of 8-bit data are checked near ties (:func:`float32_tie`).
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 
 from ... import modes
+from ..._passes import tie_bound
 from .. import cpu
 from .common import _dest, _map, _sk_njit
 
@@ -165,52 +164,17 @@ def sep2_pass(src, wv, lov, wh, loh, mode, cval, out_dtype, step=1, acc=np.float
 
 
 def float32_tie(wv, wh, dtype, most=1e-3):
-    """When float32 sums round as the float64 sweep's: ``(rel, tie)``, or None.
+    """When float32 sums of ``dtype`` data round as the float64 sweep's: ``(rel, tie)``, or None.
 
-    The separable sum of integers ``|x| <= M`` with weights ``a`` (down) and ``b`` (across),
-    computed in float32 (weights rounded to float32, recursive sums of ``kv`` then ``kh``
-    products, with or without fused multiply-add) differs from the exact sum ``H`` by at most
-    ``c * sum|a| sum|b| M`` with ``c = g(kv) + g(kh) + 2u`` (to first order), ``u = 2**-24``,
-    ``g(n) = n u / (1 - n u)`` (Higham, Accuracy and Stability of Numerical Algorithms, 2nd
-    ed., sections 2.2 and 3.1). With weights and data >= 0 every product and partial sum is
-    >= 0 and the bound is relative, ``c * H``: sums near 0 are far more precise than the worst
-    case. The float64 sweep's own error (the same with ``u = 2**-53``) is added. Two sums that
-    close round to different integers only if a half-integer lies between them, so a float32
-    sum ``v`` with ``|v - rint(v)| + rel * |v| < tie`` rounds as the float64 one; otherwise it
-    is computed again in float64. None when the bound exceeds ``most`` (too many sums would be
-    computed twice: 16-bit data, long or heavy kernels).
+    :func:`stencilkit._passes.tie_bound` for 8/16-bit (and bool) data summed in float32
+    (None for wider data: not every value is a float32).
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in "iub" or dtype.itemsize > 2:
         return None
-    wv = np.asarray(wv, np.float64)
-    wh = np.asarray(wh, np.float64)
     lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
                                                int(np.iinfo(dtype).max))
-
-    def g(n, u):
-        return n * u / (1 - n * u)
-
-    u32, u64 = 2.0**-24, 2.0**-53
-    c = (g(wv.size, u32) + g(wh.size, u32) + 2 * u32 + g(wv.size, u64) + g(wh.size, u64)
-         + 2 * u64)
-    c = c / (1 - c) * 1.01  # against the computed sum (not the exact one), with a margin
-    # float32 weights below 2**-126 are subnormal, their error absolute: at most 2**-150 each
-    tiny = (wv.size + wh.size) * 2.0**-149 * max(-lo, hi) * float(np.abs(wh).sum() + 1)
-    if lo >= 0 and (wv >= 0).all() and (wh >= 0).all():
-        rel, absolute = c, tiny
-        worst = c * hi * float(wv.sum() * wh.sum())
-    else:
-        rel, absolute = 0.0, c * max(-lo, hi) * float(np.abs(wv).sum() * np.abs(wh).sum())
-        absolute += tiny
-        worst = absolute
-    if not math.isfinite(worst) or worst > most:
-        return None
-    # the largest float32 below 0.5 - absolute, less a margin for the test's own rounding
-    tie = np.float32(0.5 - absolute - 2.0**-23)
-    while float(tie) > 0.5 - absolute - 2.0**-23:
-        tie = np.nextafter(tie, np.float32(0))
-    return float(np.float32(rel)), float(tie)
+    return tie_bound(wv, wh, lo, hi, np.float32, most)
 
 
 # Up to this many taps per axis, the separable sweep is generated with its taps unrolled: one
