@@ -318,9 +318,13 @@ def main(argv=None):
             "stencilkit, numba.cuda fallback": in_fallback(lambda: heat(u, out=uo)),
             "classic numba.cuda kernel": lambda: run2(classic_heat, u, uo),
         }, dev, rounds))
-        it = best_times({COPY: lambda: [dev.copy(u, uo) for _ in range(steps)],
-                         f"stencilkit heat.iterate(u, steps={steps})":
-                             lambda: heat.iterate(u, steps=steps)}, dev, rounds)
+        table = {COPY: lambda: [dev.copy(u, uo) for _ in range(steps)],
+                 f"stencilkit heat.iterate(u, steps={steps})":
+                     lambda: heat.iterate(u, steps=steps)}
+        for t in (4, 8):  # temporal blocking: t steps a launch in shared memory
+            table[f"  block_steps={t} (tiled kernel)"] = \
+                lambda t=t: heat.iterate(u, steps=steps, block_steps=t)
+        it = best_times(table, dev, rounds)
         report(f"{title}, {steps} steps per call (iterate; copy: {steps} copies)",
                2 * u.nbytes * steps, it)
 

@@ -66,6 +66,19 @@ def amplify(x):
     return x[0] * 300.0 - x[1]
 
 
+# Time steppers for iterate (the temporal-blocking tests): a float update with a parameter,
+# and an integer rule with branches.
+@sk.stencil
+def diffuse(u, k):
+    return u[0, 0] + k * (u[-1, 0] + u[1, 0] + u[0, -1] + u[0, 1] - 4 * u[0, 0])
+
+
+@sk.stencil
+def life(x):
+    n = (x[-1, -1] + x[-1, 0] + x[-1, 1] + x[0, -1] + x[0, 1] + x[1, -1] + x[1, 0] + x[1, 1])
+    return 1 if n == 3 or (n == 2 and x[0, 0] == 1) else 0
+
+
 KERNELS = {
     "smooth": (smooth, smooth_py),
     "skew1": (skew1, skew1_py),

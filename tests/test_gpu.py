@@ -6,7 +6,7 @@ Run them on a GPU machine with `NUMBA_ENABLE_CUDASIM=0 .venv/bin/python -m pytes
 
 import numpy as np
 import pytest
-from kernels import blend, box5, lap3, sample, shift, skew1, smooth
+from kernels import blend, box5, diffuse, lap3, life, sample, shift, skew1, smooth
 
 import stencilkit as sk
 from stencilkit import filters, resample
@@ -93,6 +93,23 @@ def test_iterate_on_the_gpu_is_exact(cupy):
     for mode in ("wrap", "reflect", "constant"):
         r = heat.iterate(cupy.asarray(u), steps=25, mode=mode)
         np.testing.assert_array_equal(r.get(), heat.iterate(u, steps=25, mode=mode))
+
+
+def test_tiled_iterate_on_the_gpu_is_exact(cupy):
+    """Temporal blocking (stencilkit.codegen_tiled): shared memory and barriers, which the host
+    harness runs phase by phase; here on the device, against the CPU step by step."""
+    u = sample((2, 300, 517), np.float32, seed=3)
+    g = (sample((1, 129, 250), np.uint8, seed=4) % 2).astype(np.uint8)
+    for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:
+        for steps, block in [(13, 4), (16, 8)]:
+            got = diffuse.iterate(cupy.asarray(u), 0.2, steps=steps, block_steps=block,
+                                  mode=mode)
+            np.testing.assert_array_equal(
+                got.get(), diffuse.iterate(u, 0.2, steps=steps, mode=mode),
+                err_msg=f"diffuse {mode} {steps}/{block}")
+        got = life.iterate(cupy.asarray(g), steps=21, block_steps=8, mode=mode)
+        np.testing.assert_array_equal(got.get(), life.iterate(g, steps=21, mode=mode),
+                                      err_msg=f"life {mode}")
 
 
 def test_numba_device_arrays_take_the_cpp_path(cupy):

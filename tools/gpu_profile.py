@@ -84,6 +84,8 @@ cases = {
     "gaussian s=2 u8": lambda: filters.gaussian_filter(u8, 2.0),
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
     "iterate heat 20": lambda: heat.iterate(f, steps=20),
+    "iterate heat 20 block_steps=4": lambda: heat.iterate(f, steps=20, block_steps=4),
+    "iterate heat 20 block_steps=8": lambda: heat.iterate(f, steps=20, block_steps=8),
 }
 cuda_cpp.kernels = _timed
 for name, fn in cases.items():

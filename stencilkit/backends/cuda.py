@@ -469,13 +469,30 @@ class CudaBackend(Backend):
                 res = result(work_[0], plan.batch, plan.core, plan.axes, plan.moved,
                              plan.out_dtype, like)
         else:
+            from . import cuda_cpp
+
             cur = work_[0]
             bufs = [empty(plan.wshape, plan.wout, like) for _ in range(min(steps, 2))]
-            for i in range(steps):
+            tiled = None  # several steps a launch in shared memory, where asked and possible
+            if block_steps and block_steps > 1 and steps > 1 and math.prod(plan.wshape):
+                tiled = cuda_cpp.tiled_for(st, plan, params, min(block_steps, steps))
+            remaining, i = steps, 0
+            while remaining:
                 nxt = bufs[i % 2]
-                if math.prod(plan.wshape):
+                n = 1
+                if tiled is not None:
+                    n = min(tiled.steps, remaining)
+                    try:
+                        cuda_cpp.run_tiled(tiled, cur, nxt, n, plan, params, plan.variant[0])
+                    except cuda_cpp.CompileError as exc:
+                        cuda_cpp.compile_failed(exc)
+                        tiled = None
+                        continue
+                elif math.prod(plan.wshape):
                     run_plan(st, plan, [cur, *work_[1:]], nxt, params)
                 cur = nxt
+                remaining -= n
+                i += 1
             if not steps:  # a copy, never the caller's array
                 cur = empty(plan.wshape, plan.wout, like)
                 copy_into(cur, work_[0])

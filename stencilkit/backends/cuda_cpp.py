@@ -200,6 +200,41 @@ def module_for_plan(st, plan, params) -> codegen_cpp.Module:
                       idx64=idx64, narrow=narrow)
 
 
+_TILED: dict = {}
+
+
+def tiled_for(st, plan, params, steps):
+    """The temporal-blocking module of a call (:mod:`stencilkit.codegen_tiled`), or None.
+
+    It takes up to ``steps`` steps a launch (fewer where shared memory holds fewer). None where
+    it does not apply: the C++ path off, not a 2-D kernel of one array, ``skip`` mode, a body
+    the emitter does not cover, a grid too tall.
+    """
+    from .. import codegen_tiled
+
+    if steps < 2 or not available()[0] or codegen_tiled.unsupported(
+            st._spec, plan.work_dtypes, plan.wout, plan.mode):
+        return None
+    found = codegen_tiled.fits(st.radius, plan.wout.itemsize, steps)
+    if found is None or codegen_cpp._cdiv(plan.wshape[1], found[1][0]) > codegen_cpp.MAX_GRID_YZ:
+        return None
+    param_types, idx64, narrow = _variant(st, plan, params)
+    key = (st._spec.digest, plan.work_dtypes, plan.wout, plan.acc0.dtype, param_types, idx64,
+           narrow, found[0])
+    with _LOCK:
+        mod = _TILED.get(key)
+    if mod is None:
+        try:
+            mod = codegen_tiled.generate(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
+                                         param_types, idx64=idx64, narrow=narrow,
+                                         steps=found[0])
+        except _cpp_body.Unsupported:
+            mod = False
+        with _LOCK:
+            _TILED[key] = mod
+    return mod or None
+
+
 def _narrow_ok(plan) -> bool:
     """Narrowing assumes reads lie in the inputs' ranges; cval (constant mode) must too."""
     if plan.mode != modes.CONSTANT or plan.acc0.dtype.kind not in "iub":
@@ -276,6 +311,22 @@ def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
         scalars = mod.scalars(wshape, rows, c0, c1, plan.mode, plan.cval_acc, plan.cval_out,
                               params)
         found[kname](grid, block, (*arrays, out, *scalars))
+
+
+def run_tiled(mod, state, out, nsteps, plan, params, fastmath: bool) -> None:
+    """Advance the device array ``state`` by ``nsteps`` steps in one launch, into ``out``.
+
+    ``state``/``out``: C-contiguous ``(B, n0, n1)``; ``mod``: a tiled module (at most
+    ``mod.steps`` steps).
+
+    Raises :class:`CompileError` (before launching anything) if NVRTC rejects the module.
+    """
+    found = kernels(mod, fastmath)
+    state, out = as_cupy(state), as_cupy(out)
+    wshape = tuple(out.shape)
+    for kname, grid, block in mod.launches(wshape):
+        found[kname](grid, block, (state, out, *mod.scalars(wshape, nsteps, plan.mode,
+                                                            plan.cval_acc, params)))
 
 
 def compile_failed(exc) -> None:

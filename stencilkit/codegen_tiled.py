@@ -1,0 +1,257 @@
+"""Generate the temporal-blocking kernel of a 2-D stencil: several steps per launch.
+
+``Stencil.iterate(..., block_steps=T)`` on the GPU: each block of threads loads a tile of the
+state with a halo ``T * radius`` deep into shared memory, advances it ``nsteps <= T`` steps
+there (two buffers, a barrier between steps) and writes the tile's centre: the state crosses
+device memory once per ``nsteps`` steps instead of once per step. It is the CPU backend's
+cache tiling (``CpuBackend._iterate_tiled``) in shared memory, with the same region layout
+(:mod:`stencilkit._regions`), so every mode stays exact: a region stops at the array's edge
+(``wrap``: takes its halo from the other side instead) and each step applies the mode at the
+region's edges. Where a region edge is the array's edge that is the array's own mode; where it
+is not, the values it gives are wrong but lie in the halo, which shrinks by the radius every
+step and is never written back. Each step computes only the rows and columns still exact.
+
+One kernel, ``<name>_tiled``, for kernels of one array (the state), two core axes, no
+run-time-offset reads and a mode other than ``skip``; the body and the output conversion are
+the generated stencil's own (:mod:`stencilkit.codegen_cpp`), so results equal step-by-step
+launches bit for bit. Plain C++ for NVRTC and for g++ (``-DSK_HOST``): there the block's
+threads run one phase at a time (``SK_THREADS``: a loop over the threads around each stretch
+of code between barriers; everything that crosses a barrier lives in shared memory or is
+the same for every thread), so the tests run it on the CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _cpp_body, codegen_cpp, modes
+
+BLOCK = (32, 8, 1)
+"""Threads per block."""
+
+TILE = (32, 64)
+"""Output rows and columns per block, before the halo."""
+
+SHARED_BYTES = 48 * 1024
+"""Static shared memory a block may use: two buffers of the tile with its halo."""
+
+
+def fits(radius, itemsize, steps):
+    """``(steps, tile)``: the most steps up to ``steps`` that fit, and the tile, or None.
+
+    Two buffers of the tile and its halo must fit :data:`SHARED_BYTES`; None when not even two
+    steps do.
+    """
+    (rb0, ra0), (rb1, ra1) = radius
+    for tile in (TILE, (32, 32), (16, 32)):
+        t = steps
+        while t >= 2:
+            rh, rw = tile[0] + t * (rb0 + ra0), tile[1] + t * (rb1 + ra1)
+            if 2 * rh * rw * itemsize <= SHARED_BYTES:
+                return t, tile
+            t -= 1
+    return None
+
+
+@dataclass(frozen=True)
+class TiledModule:
+    """An emitted temporal-blocking module and what launching it needs."""
+
+    name: str
+    source: str
+    radius: tuple
+    steps: int          # the most steps a launch takes (the halo's depth / radius)
+    tile: tuple
+    idx64: bool
+    out_dtype: np.dtype
+    acc: np.dtype
+    params: tuple       # numba type names of the scalar parameters
+
+    @property
+    def kernels(self) -> tuple:
+        """The kernel names the module defines."""
+        return (f"{self.name}_tiled",)
+
+    def launches(self, wshape):
+        """``[(kernel, grid, block)]`` of one launch over a ``(B, n0, n1)`` state."""
+        B, n0, n1 = wshape
+        if B * n0 * n1 == 0:
+            return []
+        cdiv = codegen_cpp._cdiv
+        grid = (cdiv(n1, self.tile[1]), cdiv(n0, self.tile[0]), min(B, codegen_cpp.MAX_GRID_YZ))
+        return [(self.kernels[0], grid, BLOCK)]
+
+    def scalars(self, wshape, nsteps, mode, cval, params):
+        """The scalar kernel arguments after the two arrays, as NumPy scalars of the C++ types."""
+        it = np.int64 if self.idx64 else np.int32
+        vals = [it(v) for v in wshape] + [np.int32(nsteps), np.int32(mode)]
+        vals.append(np.asarray(cval).astype(self.acc)[()])
+        for p, t in zip(params, self.params):
+            vals.append(np.asarray(p).astype(np.dtype(t))[()])
+        return vals
+
+
+def unsupported(spec, in_dtypes, out_dtype, mode):
+    """Why ``spec`` has no tiled kernel for these types and mode (a phrase), or None."""
+    if spec.ndim != 2:
+        return f"{spec.ndim} core axes (the tiled kernel takes 2)"
+    if len(spec.arrays) != 1:
+        return "more than one array"
+    if mode == modes.SKIP:
+        return "mode='skip'"
+    if np.dtype(in_dtypes[0]) != np.dtype(out_dtype):
+        return f"the state is computed as {in_dtypes[0]} but stored as {out_dtype}"
+    return None
+
+
+def generate(spec, in_dtypes, out_dtype, acc, param_types, *, idx64: bool, narrow: bool,
+             steps: int) -> TiledModule:
+    """Emit the tiled module of ``spec`` taking up to ``steps`` steps a launch.
+
+    ``steps`` must fit (:func:`fits`); raises :class:`stencilkit._cpp_body.Unsupported` when the
+    emitter does not cover the body or the kernel reads at run-time offsets.
+    """
+    in_dtypes = tuple(np.dtype(d) for d in in_dtypes)
+    out_dtype, acc = np.dtype(out_dtype), np.dtype(acc)
+    name = spec.name
+    req = _cpp_body.BodyRequest(acc=acc, input_dtypes=dict(zip(spec.arrays, in_dtypes))
+                                if narrow else {a: acc for a in spec.arrays},
+                                param_types=tuple(param_types))
+    body = _cpp_body.emit(spec, req, f"{name}_body")
+    if body.readers:
+        raise _cpp_body.Unsupported("reads at run-time offsets (the tiled kernel)")
+    em = codegen_cpp._Emitter(spec, body, _cpp_body.reads_of(spec), in_dtypes, out_dtype, acc,
+                              tuple(param_types), idx64)
+    found = fits(spec.radius, out_dtype.itemsize, steps)
+    if found is None or found[0] != steps:
+        raise ValueError(f"{steps} steps do not fit the tiled kernel's shared memory")
+    tile = found[1]
+    source = _source(em, steps, tile)
+    return TiledModule(name=name, source=source, radius=spec.radius, steps=steps, tile=tile,
+                       idx64=idx64, out_dtype=out_dtype, acc=acc,
+                       params=tuple(str(t) for t in param_types))
+
+
+def _source(em, T, tile) -> str:
+    ix, oc, s = em.idx, em.out_c, em.spec
+    (a,) = s.arrays
+    (rb0, ra0), (rb1, ra1) = s.radius
+    TH, TW = tile
+    RH, RW = TH + T * (rb0 + ra0), TW + T * (rb1 + ra1)
+    params = ", ".join([f"const {codegen_cpp._ctype_of(em.dtype(a))}* __restrict__ {a}_",
+                        f"{oc}* __restrict__ sk_out", f"{ix} B", f"{ix} n0", f"{ix} n1",
+                        "int nsteps", "int mode", f"{em.acc_c} cval",
+                        *(f"{c} {p}_" for c, p in zip(em.body.param_ctypes, s.params))])
+    names = ", ".join([f"{a}_", "sk_out", "B", "n0", "n1", "nsteps", "mode", "cval",
+                       *(f"{p}_" for p in s.params)])
+    direct = [em.widen(a, f"sk_src[(r + ({o0})) * {RW} + (c + ({o1}))]")
+              for _, (o0, o1) in em.reads]
+    maps = {}
+    for _, offs in em.reads:
+        for d, o in enumerate(offs):
+            maps.setdefault((d, o), f"q{d}_{'m' if o < 0 else 'p'}{abs(o)}")
+    mapped = []
+    for _, offs in em.reads:
+        q0, q1 = (maps[(d, o)] for d, o in enumerate(offs))
+        mapped.append(f"(({q0} >= 0 && {q1} >= 0) ? {em.widen(a, f'sk_src[{q0} * {RW} + {q1}]')}"
+                      f" : ({em.arg_c[a]})cval)")
+    map_lines = [f"            const {ix} {q} = sk_map({'r' if d == 0 else 'c'} + ({o}), "
+                 f"{'h' if d == 0 else 'w'}, mode);" for (d, o), q in sorted(maps.items())]
+    head = [f"// Generated by stencilkit from kernel {s.name!r} (temporal blocking); do not edit.",
+            "// The kernel's source, for reference:",
+            *("//   " + line for line in s.source.splitlines()),
+            f"// Up to {T} steps a launch; tiles of {TH} x {TW} outputs, regions of at most "
+            f"{RH} x {RW} in shared memory, twice."]
+    kernel = f"""
+#ifdef SK_HOST
+// the block's threads one after another, between barriers; shared memory: the block's call's
+#define __shared__
+#define SK_THREADS for (threadIdx.y = 0; threadIdx.y < blockDim.y; ++threadIdx.y) \\
+                   for (threadIdx.x = 0; threadIdx.x < blockDim.x; ++threadIdx.x)
+#define SK_SYNC() do {{}} while (0)
+#else
+#define SK_THREADS
+#define SK_SYNC() __syncthreads()
+#endif
+
+extern "C" __global__ void {s.name}_tiled({params}) {{
+  __shared__ {oc} sk_buf[2 * {RH * RW}];
+  const {ix} R0 = ({ix})blockIdx.y * {TH}, C0 = ({ix})blockIdx.x * {TW};
+  const {ix} te0 = R0 + {TH} < n0 ? R0 + {TH} : n0, te1 = C0 + {TW} < n1 ? C0 + {TW} : n1;
+  // the region: the tile and its halo, cut at the array's edges (wrap: from the other side)
+  const bool wrap = mode == {modes.WRAP};
+  {ix} g0 = R0 - nsteps * {rb0}, g1 = te0 + nsteps * {ra0};
+  {ix} e0 = C0 - nsteps * {rb1}, e1 = te1 + nsteps * {ra1};
+  if (!wrap) {{
+    g0 = g0 < 0 ? 0 : g0; g1 = g1 > n0 ? n0 : g1;
+    e0 = e0 < 0 ? 0 : e0; e1 = e1 > n1 ? n1 : e1;
+  }}
+  const {ix} h = g1 - g0, w = e1 - e0;
+  // region edges on the array's edges: every row (column) up to them stays exact
+  const bool top = !wrap && g0 == 0, bottom = !wrap && g1 == n0;
+  const bool left = !wrap && e0 == 0, right = !wrap && e1 == n1;
+  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{
+    const {codegen_cpp._ctype_of(em.dtype(a))}* __restrict__ src = {a}_ + b * n0 * n1;
+    SK_THREADS {{
+      for ({ix} r = ({ix})threadIdx.y; r < h; r += ({ix})blockDim.y) {{
+        const {ix} gr = wrap ? sk_pmod(g0 + r, n0) : g0 + r;
+        for ({ix} c = ({ix})threadIdx.x; c < w; c += ({ix})blockDim.x)
+          sk_buf[r * {RW} + c] = src[gr * n1 + (wrap ? sk_pmod(e0 + c, n1) : e0 + c)];
+      }}
+    }}
+    SK_SYNC();
+    int cur = 0;
+    for (int s = 1; s <= nsteps; ++s) {{
+      const {oc}* sk_src = sk_buf + cur * {RH * RW};
+      {oc}* sk_dst = sk_buf + (1 - cur) * {RH * RW};
+      const {ix} lo0 = top ? 0 : s * {rb0}, hi0 = bottom ? h : h - s * {ra0};
+      const {ix} lo1 = left ? 0 : s * {rb1}, hi1 = right ? w : w - s * {ra1};
+      SK_THREADS {{
+        for ({ix} r = lo0 + ({ix})threadIdx.y; r < hi0; r += ({ix})blockDim.y)
+          for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; c += ({ix})blockDim.x) {{
+            if (r >= {rb0} && r < h - {ra0} && c >= {rb1} && c < w - {ra1}) {{
+              sk_dst[r * {RW} + c] = {em.call(direct, None)};
+              continue;
+            }}
+{chr(10).join(map_lines)}
+            sk_dst[r * {RW} + c] = {em.call(mapped, None)};
+          }}
+      }}
+      SK_SYNC();
+      cur = 1 - cur;
+    }}
+    const {oc}* sk_res = sk_buf + cur * {RH * RW};
+    {oc}* dst = sk_out + b * n0 * n1;
+    SK_THREADS {{
+      for ({ix} r = R0 + ({ix})threadIdx.y; r < te0; r += ({ix})blockDim.y)
+        for ({ix} c = C0 + ({ix})threadIdx.x; c < te1; c += ({ix})blockDim.x)
+          dst[r * n1 + c] = sk_res[(r - g0) * {RW} + (c - e0)];
+    }}
+    SK_SYNC();
+  }}
+}}
+
+#ifdef SK_HOST
+// host emulation for the tests: each block once (its threads loop inside, phase by phase)
+extern "C" void {s.name}_tiled_host(unsigned sk_gx, unsigned sk_gy, unsigned sk_gz,
+    unsigned sk_bx, unsigned sk_by, unsigned sk_bz, {params}) {{
+  gridDim.x = sk_gx; gridDim.y = sk_gy; gridDim.z = sk_gz;
+  blockDim.x = sk_bx; blockDim.y = sk_by; blockDim.z = sk_bz;
+  threadIdx.z = 0;
+  for (unsigned sk_z = 0; sk_z < sk_gz; ++sk_z)
+  for (unsigned sk_y = 0; sk_y < sk_gy; ++sk_y)
+  for (unsigned sk_x = 0; sk_x < sk_gx; ++sk_x) {{
+    blockIdx.x = sk_x; blockIdx.y = sk_y; blockIdx.z = sk_z;
+    {s.name}_tiled({names});
+  }}
+}}
+#endif
+"""
+    parts = ["\n".join(head), codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;",
+             codegen_cpp._map_source(ix),
+             codegen_cpp._store_source(f"{s.name}_store", em.body.return_ctype,
+                                       em.body.return_type, em.out_dtype),
+             em.body.text, kernel]
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,139 @@
+"""The temporal-blocking kernel (stencilkit.codegen_tiled) without a GPU.
+
+Each module is compiled for the host by g++ (``-DSK_HOST``): its blocks run one at a time and
+each block's threads phase by phase between the barriers, so the shared-memory tiles, the
+halo, the shrinking rows and columns of each step and every mode's region edges run as on a
+GPU. Reference: the CPU backend's ``iterate``, one step after another, bit for bit.
+"""
+
+import ctypes
+
+import numpy as np
+import pytest
+from kernels import asym2, diffuse, life, sample, smooth
+
+import stencilkit as sk
+from stencilkit import codegen_tiled
+from stencilkit.backends import cpu, cuda_cpp
+from stencilkit.backends import cuda as cuda_backend
+from stencilkit.backends.cpu import from_work
+
+cpp_host = pytest.importorskip("cpp_host")
+pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+
+
+def tiled_module(st, x, block_steps, *params, **kw):
+    """The tiled module a CUDA ``iterate`` would run, its plan and work arrays."""
+    plan, params, _, overrides = cuda_backend.plan_call(st, (x, *params), kw)
+    plan, work = cpu.BACKEND.prepare(st, [x], list(params), None, overrides)
+    assert codegen_tiled.unsupported(st._spec, plan.work_dtypes, plan.wout, plan.mode) is None
+    types, idx64, narrow = cuda_cpp._variant(st, plan, params)
+    steps, _ = codegen_tiled.fits(st.radius, plan.wout.itemsize, block_steps)
+    mod = codegen_tiled.generate(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype, types,
+                                 idx64=idx64, narrow=narrow, steps=steps)
+    return mod, plan, work, params
+
+
+def host_iterate(st, x, steps, block_steps, *params, **kw):
+    """``st.iterate(x, *params, steps=steps, block_steps=block_steps)`` as the CUDA backend
+    runs it with the tiled kernel, launched on the host."""
+    mod, plan, work, params = tiled_module(st, x, block_steps, *params, **kw)
+    lib = cpp_host.build(mod.source)
+    cur = np.ascontiguousarray(work[0])
+    remaining = steps
+    while remaining:
+        n = min(mod.steps, remaining)
+        nxt = np.full(plan.wshape, 99, plan.wout)  # stale values must all be overwritten
+        for kname, grid, block in mod.launches(plan.wshape):
+            fn = getattr(lib, f"{kname}_host")
+            fn.restype = None
+            scalars = mod.scalars(plan.wshape, n, plan.mode, plan.cval_acc, params)
+            fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(cur.ctypes.data),
+               ctypes.c_void_p(nxt.ctypes.data),
+               *(cpp_host._CTYPES[np.asarray(v).dtype](v.item()) for v in scalars))
+        cur, remaining = nxt, remaining - n
+    return from_work(cur, plan)
+
+
+# (kernel, dtype, parameters): integer and float bodies, a one-sided reach, a parameter
+CASES = [(smooth, np.int16, ()), (asym2, np.int32, ()), (diffuse, np.float32, (0.2,)),
+         (diffuse, np.float64, (0.15,)), (life, np.uint8, ())]
+
+
+@pytest.mark.parametrize("k", range(len(CASES)))
+def test_tiled_iterate_equals_step_by_step_bit_for_bit(k):
+    st, dtype, params = CASES[k]
+    for shape in [(1, 45, 77), (2, 9, 5), (1, 70, 130)]:
+        x = sample(shape, dtype, seed=k)
+        if st is life:
+            x = (x % 2).astype(dtype)
+        elif dtype == np.int16:
+            x //= 4  # room for the sums
+        for mode in MODES:
+            kw = {"mode": mode, "cval": 3} if mode == "constant" else {"mode": mode}
+            want = st.iterate(x, *params, steps=7, **kw)
+            got = host_iterate(st, x, 7, 3, *params, **kw)
+            np.testing.assert_array_equal(got, want, err_msg=f"{shape} {mode}")
+
+
+def test_the_halo_reaches_past_small_arrays_and_every_launch_size():
+    """More steps a launch than the array is wide (the region is the whole array, or wraps
+    around it more than once), and each launch size from 1 to the module's most."""
+    x = sample((1, 6, 11), np.float32, seed=3)
+    for mode in MODES:
+        for steps in (1, 2, 5, 9):
+            want = diffuse.iterate(x, 0.2, steps=steps, mode=mode)
+            np.testing.assert_array_equal(host_iterate(diffuse, x, steps, 9, 0.2, mode=mode), want,
+                                          err_msg=f"{mode} {steps}")
+
+
+def test_what_fits_and_what_is_covered():
+    assert codegen_tiled.fits(((1, 1), (1, 1)), 4, 8) == (8, (32, 64))
+    steps, tile = codegen_tiled.fits(((1, 1), (1, 1)), 8, 8)  # float64: fewer steps fit
+    assert 2 <= steps < 8 and 2 * (tile[0] + 2 * steps) * (tile[1] + 2 * steps) * 8 <= 48 * 1024
+    assert codegen_tiled.fits(((40, 40), (40, 40)), 8, 8) is None
+    f32 = [np.dtype(np.float32)]
+    assert codegen_tiled.unsupported(diffuse._spec, f32, f32[0], 0) is None
+    assert "skip" in codegen_tiled.unsupported(diffuse._spec, f32, f32[0], sk.MODES.index("skip"))
+    from kernels import blend, lap3, shift
+
+    assert "3 core axes" in codegen_tiled.unsupported(lap3._spec, f32, f32[0], 0)
+    assert "more than one array" in codegen_tiled.unsupported(blend._spec, f32 * 2, f32[0], 0)
+    x = np.zeros((40, 40), np.float32)
+    with pytest.raises(Exception, match="run-time offsets"):
+        tiled_module(shift, x, 4, 1, 1)
+
+
+def test_tiled_module_compiles_with_nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available ({exc})")
+    x = np.zeros((64, 64), np.float32)
+    mod, *_ = tiled_module(diffuse, x, 8, 0.2)
+    ptx = cuda_cpp.ptx(mod.source, "compute_90")
+    assert ".shared" in ptx and "bar.sync" in ptx and "fma" not in ptx
+
+
+def test_iterate_on_device_arrays_takes_the_tiled_kernel(fake_gpu):
+    """End to end: Stencil.iterate(block_steps=...) -> CudaBackend.iterate -> cuda_cpp.run_tiled
+    -> (stand-in) CuPy launch; without block_steps one launch per step, as before."""
+    from numba import cuda
+
+    u = sample((50, 70), np.float32, seed=4)
+    want = diffuse.iterate(u, 0.2, steps=10, mode="wrap")
+    got = diffuse.iterate(cuda.to_device(u), 0.2, steps=10, block_steps=4, mode="wrap")
+    np.testing.assert_array_equal(got.copy_to_host(), want)
+    assert fake_gpu.launched.count("diffuse_tiled") == 3  # 4 + 4 + 2 steps
+    fake_gpu.launched.clear()
+    got = diffuse.iterate(cuda.to_device(u), 0.2, steps=3, mode="wrap")
+    np.testing.assert_array_equal(got.copy_to_host(), diffuse.iterate(u, 0.2, steps=3, mode="wrap"))
+    assert "diffuse_tiled" not in fake_gpu.launched
+    b = sample((30, 20), np.int16, seed=5) // 4  # not tiled: skip mode
+    got = smooth.iterate(cuda.to_device(b), steps=4, block_steps=4, mode="skip", cval=0)
+    np.testing.assert_array_equal(got.copy_to_host(),
+                                  smooth.iterate(b, steps=4, mode="skip", cval=0))
