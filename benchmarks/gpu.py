@@ -4,9 +4,10 @@
 
 Workloads (issue "CUDA backend at memory speed"): a 3 x 3 int8 mean on 16384^2 and on a
 200 x 2048 x 2048 stack; a float32 5-point heat step on 8192^2 (one call, and per step of
-``iterate``); a Gaussian (sigma 2) on float32; a 15 x 15 uniform filter, a 5 x 5 median and a
-2 x 2 block mean on uint8; pyramid_down and decimate; then every filter of
-tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, each beside
+``iterate``, also with temporal blocking); a Gaussian (sigma 2) on float32; a 15 x 15 uniform
+filter, 5 x 5 and 15 x 15 medians and a 2 x 2 block mean on uint8; pyramid_down and decimate;
+then every filter of tests/filter_table.py with each of its parameter sets, on uint8 and
+float32 8192^2, each beside
 cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the same
 run: a device-to-device copy of as many bytes (the memory limit), the classic hand-written
 numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1`` guard, as
@@ -350,6 +351,9 @@ def main(argv=None):
         (f"median_filter 5 x 5 uint8, {gside} x {gside}",
          lambda: filters.median_filter(x8, 5),
          lambda: dev.cndi.median_filter(x8, 5)),
+        (f"median_filter 15 x 15 uint8 (histograms), {gside} x {gside}",
+         lambda: filters.median_filter(x8, 15),
+         lambda: dev.cndi.median_filter(x8, 15)),
     ]:
         if wanted(title) and not args.simulator:
             table = {COPY: lambda: dev.copy(x8, o8), "stencilkit": ours}

@@ -238,7 +238,10 @@ class Passes(NamedTuple):
                 n = int(np.array(p.footprint, bool).sum())
                 raise StencilError(
                     f"{self.name}: windows of more than {MEDIAN_MAX} elements (here {n}) have "
-                    "no GPU kernel yet; copy the array to the host (or use a smaller window)")
+                    "no lowering to generated stencils: the CPU backend computes them, and on a "
+                    "GPU the generated CUDA C++ path (CuPy with NVRTC; 8-bit boxes, or windows "
+                    "of at most 2048 bytes); copy the array to the host (or use a smaller "
+                    "window)")
         return x
 
 

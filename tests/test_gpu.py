@@ -201,6 +201,18 @@ def test_integer_gaussian_on_the_gpu_equals_the_cpu(cupy, dtype):
                                   filters.gaussian_filter(b, 3.0))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_large_medians_on_the_gpu_equal_the_cpu(cupy, dtype):
+    """cuda_rank: Huang histograms in shared memory (8-bit boxes) and the quickselect per
+    element (other dtypes), every mode, strips cut by the array's end, a stack."""
+    a = sample((2, 150, 301), dtype, seed=11)
+    for size in [(1, 9, 9), (1, 15, 15), (1, 3, 40)]:
+        for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:
+            got = filters.median_filter(cupy.asarray(a), size, mode=mode, cval=7).get()
+            np.testing.assert_array_equal(got, filters.median_filter(a, size, mode=mode, cval=7),
+                                          err_msg=f"{size} {mode}")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint64])
 def test_extreme_sweep_on_the_gpu_equals_the_cpu(cupy, dtype):
     a = sample((2, 131, 260), dtype, seed=8)

@@ -77,6 +77,8 @@ cases = {
     "uniform 15 f32": lambda: filters.uniform_filter(f, 15),
     "median 5 u8": lambda: filters.median_filter(u8, 5),
     "median 3 u8": lambda: filters.median_filter(u8, 3),
+    "median 15 u8 (histograms)": lambda: filters.median_filter(u8, 15),
+    "median 9 f32 (selection)": lambda: filters.median_filter(f, 9),
     "maximum 3 u8": lambda: filters.maximum_filter(u8, 3),
     "maximum 15 u8": lambda: filters.maximum_filter(u8, 15),
     "sobel f32": lambda: filters.sobel(f),

@@ -264,6 +264,13 @@ def copy_into(out, src) -> None:
         out[...] = to_host(src)
 
 
+def astype(a, dtype):
+    """The device array ``a`` converted to ``dtype`` (NumPy's unsafe cast), a new array."""
+    if is_cupy(a):
+        return a.astype(dtype)
+    return cuda().to_device(to_host(a).astype(dtype))  # numba arrays convert on the host
+
+
 # -- kernels -------------------------------------------------------------------------------------
 
 
@@ -543,11 +550,20 @@ class CudaBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        from .._passes import Box, Box2
+        from .._passes import Box, Box2, Rank
         from . import cuda_cpp, cuda_sep
 
         (p, *rest) = passes.passes
         cpp = cuda_cpp.available()[0]
+        if cpp and not rest and isinstance(p, Rank):  # large medians: generated C++ only
+            from . import cuda_rank
+
+            try:
+                res = cuda_rank.run(arr, p, passes.mode, passes.cval, out, passes.out_dtype)
+                if res is not None:
+                    return res
+            except cuda_cpp.CompileError as exc:
+                cuda_cpp.compile_failed(exc)
         if cpp:  # one sweep of generated C++ where one fits
             sw = cuda_sep.sweep_of(passes.passes, arr.dtype, passes.out_dtype, arr.ndim,
                                    passes.mode, passes.cval)

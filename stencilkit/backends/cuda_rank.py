@@ -1,0 +1,301 @@
+"""Medians (any rank) of windows too large for a sorting network, as generated CUDA C++.
+
+The filters' ``Rank`` pass (``median_filter`` of more than ``_passes.MEDIAN_MAX`` elements),
+which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
+
+``sk_huang`` (8-bit and bool data, a box over the last two axes)
+    Huang's sliding histogram (T. Huang, G. Yang, G. Tang, IEEE TASSP 27, 1979; the CPU's
+    ``cpu_lines.rank._huang`` slides along rows, this one down columns): each thread walks a
+    strip of :data:`STRIP` rows down one column with a 256-bin histogram of its window in
+    shared memory (its own bins, interleaved with its block's so that a warp's updates fall in
+    different banks), and the count below the current value: per output ``2 * kh`` reads and
+    histogram updates, and a few steps of the value, instead of a selection over ``kv * kh``.
+``sk_select`` (every other dtype and footprint, up to :data:`SELECT_BYTES` of window)
+    a thread per output element gathers the window through the mode's index map into a
+    thread-local buffer, in the footprint's C order, and runs the CPU's own quickselect
+    (``cpu_lines.rank._select``: a NaN in the window wins; the same Hoare partitions, so the
+    same element, signed zeros included).
+
+Outside the array the mode's index map, or ``cval`` converted as the CPU converts it
+(``np.asarray(cval).astype(dtype)``). Results equal the CPU's bit for bit. Plain C++ for NVRTC
+and for g++ (``-DSK_HOST``): no thread reads another's data, so the host runs the threads one at
+a time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import codegen_cpp, modes
+
+STRIP = 64
+"""Rows per thread of the histogram kernel (the window's first fill is paid once per strip)."""
+
+HUANG_BLOCK = (64, 1, 1)
+"""Threads per block of the histogram kernel: 64 histograms of 256 16-bit bins, 32 KiB."""
+
+SELECT_BLOCK = (128, 1, 1)
+"""Threads per block of the selection kernel."""
+
+SELECT_BYTES = 2048
+"""The largest window the selection kernel gathers per thread (local memory is reserved for
+every thread the GPU can hold: 2 KiB is 0.5 GB on an H100)."""
+
+_HUANG = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.bool_))
+
+
+@dataclass(frozen=True)
+class RankModule:
+    """An emitted rank module and what launching it needs."""
+
+    kernel: str         # "sk_huang" or "sk_select"
+    source: str
+    dtype: np.dtype
+    ndim: int           # axes of the work array, batch first
+    idx64: bool
+
+    @property
+    def kernels(self) -> tuple:
+        """The kernel names the module defines."""
+        return (self.kernel,)
+
+    def launches(self, shape):
+        """``[(kernel, grid, block)]`` over a C-contiguous work array of ``shape``."""
+        cdiv = codegen_cpp._cdiv
+        if not math.prod(shape):
+            return []
+        if self.kernel == "sk_huang":
+            B, n0, n1 = shape
+            return [(self.kernel, (cdiv(n1, HUANG_BLOCK[0]), cdiv(n0, STRIP),
+                                   min(B, codegen_cpp.MAX_GRID_YZ)), HUANG_BLOCK)]
+        blocks = min(cdiv(math.prod(shape), SELECT_BLOCK[0]), 1 << 20)
+        return [(self.kernel, (blocks, 1, 1), SELECT_BLOCK)]
+
+    def scalars(self, shape, mode, cval):
+        """The scalar arguments after the two arrays, as NumPy scalars of the C++ types."""
+        ix = np.int64 if self.idx64 else np.int32
+        fill = np.asarray(cval).astype(self.dtype)[()] if mode == "constant" else \
+            self.dtype.type(0)  # (the CPU's conversion; ignored by other modes)
+        if self.dtype.kind == "b":
+            fill = np.uint8(fill)
+        return (*(ix(n) for n in shape), np.int32(modes.mode_code(mode)), fill)
+
+
+def huang_fits(p, dtype, ndim) -> bool:
+    """Whether the histogram kernel takes the ``Rank`` pass ``p`` on ``dtype`` data."""
+    fp = np.array(p.footprint, bool)
+    return (np.dtype(dtype) in _HUANG and p.last2 and ndim >= 2 and bool(fp.all())
+            and fp.size <= 65535)
+
+
+def select_fits(p, dtype) -> bool:
+    """Whether the selection kernel takes the ``Rank`` pass ``p`` on ``dtype`` data."""
+    n = int(np.array(p.footprint, bool).sum())
+    return np.dtype(dtype).kind in "biuf" and n * np.dtype(dtype).itemsize <= SELECT_BYTES
+
+
+def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
+    """The histogram kernel of a ``k0 x k1`` box starting ``lo`` before each output."""
+    dtype = np.dtype(dtype)
+    ix = "sk_i64" if idx64 else "sk_i32"
+    t = codegen_cpp._ctype_of(dtype)
+    bias = 128 if dtype == np.int8 else 0
+    T = HUANG_BLOCK[0]
+    params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
+              f"int mode, {t} cval")
+    names = "src, dst, B, n0, n1, mode, cval"
+    value = (f"((int)(sk_i8)SK_RD(rr, cc) + {bias})" if bias else "((int)SK_RD(rr, cc))")
+    L = [f"// stencilkit rank {rank} of a {k0} x {k1} box ({dtype}): sliding histograms",
+         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
+         "#ifdef SK_HOST",
+         "#define __shared__",
+         "#endif",
+         "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : plane[(rr) * n1 + (cc)])",
+         f"#define SK_BIN(v) hist[(v) * {T} + tid]",
+         f'extern "C" __global__ void sk_huang({params}) {{',
+         f"  __shared__ unsigned short sk_hist[256 * {T}];",
+         "  unsigned short* hist = sk_hist;",
+         "  const int tid = threadIdx.x;",
+         f"  const {ix} j = ({ix})blockIdx.x * {T} + tid;",
+         f"  const {ix} r0 = ({ix})blockIdx.y * {STRIP};",
+         "  if (j >= n1 || r0 >= n0) return;",
+         f"  const {ix} r1 = r0 + {STRIP} < n0 ? r0 + {STRIP} : n0;",
+         f"  {ix} cols[{k1}];",
+         f"  for (int c = 0; c < {k1}; ++c) cols[c] = sk_map(j + c - {lo1}, n1, mode);",
+         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+         f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
+         "    for (int v = 0; v < 256; ++v) SK_BIN(v) = 0;",
+         f"    for (int r = 0; r < {k0}; ++r) {{",
+         f"      const {ix} rr = sk_map(r0 + r - {lo0}, n0, mode);",
+         f"      for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
+         f"SK_BIN({value}) += 1; }}",
+         "    }",
+         "    int med = 0, below = 0;  // the value, and the window's elements below it",
+         f"    for ({ix} i = r0; i < r1; ++i) {{",
+         "      if (i > r0) {  // the row leaving the window, the row entering it",
+         f"        {{ const {ix} rr = sk_map(i - 1 - {lo0}, n0, mode);",
+         f"          for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
+         f"const int v = {value}; SK_BIN(v) -= 1; below -= v < med; }} }}",
+         f"        {{ const {ix} rr = sk_map(i + {k0 - 1 - lo0}, n0, mode);",
+         f"          for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
+         f"const int v = {value}; SK_BIN(v) += 1; below += v < med; }} }}",
+         "      }",
+         f"      while (below > {rank}) {{ med -= 1; below -= SK_BIN(med); }}",
+         f"      while (below + SK_BIN(med) <= {rank}) {{ below += SK_BIN(med); med += 1; }}",
+         f"      dst[b * n0 * n1 + i * n1 + j] = ({t})(med - {bias});",
+         "    }",
+         "  }",
+         "}",
+         "#undef SK_RD",
+         "#undef SK_BIN",
+         codegen_cpp.host_launchers(("sk_huang",), params, names)]
+    return RankModule("sk_huang", "\n".join(L) + "\n", dtype, 3, idx64)
+
+
+def generate_select(dtype, offsets, rank, ndim, *, idx64) -> RankModule:
+    """The selection kernel of a window on ``ndim``-axis work arrays ``(B, *core)``.
+
+    ``offsets``: per element of the window, in C order, its offset along each core axis.
+    """
+    dtype = np.dtype(dtype)
+    ix = "sk_i64" if idx64 else "sk_i32"
+    t = codegen_cpp._ctype_of(dtype)
+    k = ndim - 1
+    n = len(offsets)
+    shape = ", ".join(f"{ix} n{d}" for d in range(k))
+    params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {shape}, "
+              f"int mode, {t} cval")
+    names = "src, dst, B, " + ", ".join(f"n{d}" for d in range(k)) + ", mode, cval"
+    table = ", ".join(str(o) for offs in offsets for o in offs)
+    total = " * ".join(["B", *(f"n{d}" for d in range(k))])
+    L = [f"// stencilkit rank {rank} of a window of {n} ({dtype}): a selection per element",
+         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
+         "#if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)",
+         "#define __constant__",
+         "#endif",
+         f"__constant__ int sk_offsets[{n * k}] = {{{table}}};",
+         f'extern "C" __global__ void sk_select({params}) {{',
+         f"  {t} buf[{n}];",
+         f"  const {ix} total = {total};",
+         f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
+         f"  for ({ix} q = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; q < total; "
+         "q += stride) {",
+         f"    {ix} rem = q;"]
+    for d in reversed(range(k)):
+        L.append(f"    const {ix} i{d} = rem % n{d}; rem /= n{d};")
+    strides = []
+    for d in range(k):
+        strides.append(" * ".join([f"n{e}" for e in range(d + 1, k)]) or "1")
+    plane = " * ".join(f"n{d}" for d in range(k))
+    L += [f"    const {t}* __restrict__ plane = src + rem * ({plane});",
+          f"    for (int e = 0; e < {n}; ++e) {{",
+          *(f"      const {ix} m{d} = sk_map(i{d} + sk_offsets[e * {k} + {d}], n{d}, mode);"
+            for d in range(k)),
+          f"      buf[e] = ({' || '.join(f'm{d} < 0' for d in range(k))}) ? cval : plane["
+          + " + ".join(f"m{d} * ({s})" for d, s in enumerate(strides)) + "];",
+          "    }",
+          f"    {t} res = buf[{rank}];",
+          "    bool nan = false;"]
+    if dtype.kind == "f":  # a NaN wins (the first in the window's order)
+        L += [f"    for (int e = 0; e < {n}; ++e) if (buf[e] != buf[e]) "
+              "{ res = buf[e]; nan = true; break; }"]
+    L += ["    if (!nan) {  // Hoare's quickselect, as the CPU's _select",
+          f"      int lo = 0, hi = {n - 1};",
+          "      bool found = false;",
+          "      while (lo < hi) {",
+          f"        const {t} pivot = buf[(lo + hi) / 2];",
+          "        int a = lo, z = hi;",
+          "        while (a <= z) {",
+          "          while (buf[a] < pivot) ++a;",
+          "          while (buf[z] > pivot) --z;",
+          f"          if (a <= z) {{ const {t} s = buf[a]; buf[a] = buf[z]; buf[z] = s; "
+          "++a; --z; }",
+          "        }",
+          f"        if ({rank} <= z) hi = z;",
+          f"        else if ({rank} >= a) lo = a;",
+          f"        else {{ res = buf[{rank}]; found = true; break; }}",
+          "      }",
+          f"      if (!found) res = buf[{rank}];",
+          "    }",
+          "    dst[q] = res;",
+          "  }",
+          "}",
+          codegen_cpp.host_launchers(("sk_select",), params, names)]
+    return RankModule("sk_select", "\n".join(L) + "\n", dtype, ndim, idx64)
+
+
+_MODULES: dict = {}
+
+
+def module_for(p, dtype, ndim, idx64):
+    """The module computing the ``Rank`` pass ``p`` on ``ndim``-d ``dtype`` data, or None.
+
+    Returns ``(module, work_shape_of)``: ``work_shape_of(shape)`` the array's shape as the
+    kernel takes it.
+    """
+    dtype = np.dtype(dtype)
+    key = (p, dtype.str, ndim, idx64)
+    found = _MODULES.get(key)
+    if found is not None:
+        return found
+    fp = np.array(p.footprint, bool)
+    if huang_fits(p, dtype, ndim):
+        k0, k1 = fp.shape[-2:]
+        mod = generate_huang(dtype, k0, k1, p.lo[-2], p.lo[-1], p.rank, idx64=idx64)
+
+        def work_shape(shape):
+            return (math.prod(shape[:-2]), *shape[-2:])
+    elif select_fits(p, dtype):
+        # axes the window spans (the others are batch, folded in front)
+        spans = [d for d in range(ndim) if fp.shape[d] > 1]
+        first = spans[0] if spans else ndim - 1
+        offsets = [tuple(int(idx[d]) - p.lo[d] for d in range(first, ndim))
+                   for idx in zip(*np.nonzero(fp))]
+        mod = generate_select(dtype, offsets, p.rank, ndim - first + 1, idx64=idx64)
+
+        def work_shape(shape):
+            return (math.prod(shape[:first]), *shape[first:])
+    else:
+        return None
+    _MODULES[key] = found = (mod, work_shape)
+    return found
+
+
+def run(x, p, mode, cval, out=None, out_dtype=None):
+    """The ``Rank`` pass ``p`` over the device array ``x``, into ``out`` (or a new array).
+
+    Returns None where neither kernel takes it. The kernels write ``x``'s dtype; another
+    ``out_dtype`` is converted afterwards (as the CPU converts its result).
+    """
+    from . import cuda as cuda_backend
+    from . import cuda_cpp
+
+    dtype = np.dtype(x.dtype)
+    out_dtype = np.dtype(out_dtype or dtype)
+    shape = tuple(x.shape)
+    found = module_for(p, dtype, len(shape), math.prod(shape) >= 2**31)
+    if found is None:
+        return None
+    mod, work_shape = found
+    wshape = work_shape(shape)
+    src = cuda_backend.work(x, (), False, wshape, dtype, x)
+    direct = (out is not None and out_dtype == dtype and np.dtype(out.dtype) == dtype
+              and cuda_backend._contiguous(out) and not cuda_backend.may_share_memory(out, x))
+    dst = out.reshape(wshape) if direct else cuda_backend.empty(wshape, dtype, x)
+    if math.prod(wshape):
+        s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
+        found = cuda_cpp.kernels(mod, False)
+        for kname, grid, block in mod.launches(wshape):
+            found[kname](grid, block, (s, d, *mod.scalars(wshape, mode, cval)))
+    if direct:
+        return out
+    res = dst.reshape(shape)
+    if out_dtype != dtype:
+        res = cuda_backend.astype(res, out_dtype)
+    if out is None:
+        return res
+    cuda_backend.copy_into(out, res)
+    return out

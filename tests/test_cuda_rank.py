@@ -1,0 +1,135 @@
+"""The generated C++ median kernels for large windows (stencilkit.backends.cuda_rank), no GPU.
+
+Each module is compiled for the host by g++ (``-DSK_HOST``) and its launches run thread by
+thread (tests/cpp_host.py). Reference: the CPU backend's ``median_filter`` (its Huang
+histograms and its quickselect), bit for bit: signed zeros compared as bits, NaN wins.
+"""
+
+import ctypes
+
+import numpy as np
+import pytest
+from filter_table import cpu_passes
+from kernels import sample
+
+from stencilkit import filters
+from stencilkit._passes import Rank
+from stencilkit.backends import cuda_cpp, cuda_rank
+
+cpp_host = pytest.importorskip("cpp_host")
+pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+
+
+def host_rank(p, x, mode, cval):
+    """The Rank pass ``p`` over ``x`` as the CUDA backend launches it, run on the host."""
+    mod, work_shape = cuda_rank.module_for(p, x.dtype, x.ndim, False)
+    wshape = work_shape(x.shape)
+    src = np.ascontiguousarray(x).reshape(wshape)
+    dst = np.full(wshape, 99, x.dtype)  # stale values must all be overwritten
+    lib = cpp_host.build(mod.source)
+    for kname, grid, block in mod.launches(wshape):
+        fn = getattr(lib, f"{kname}_host")
+        fn.restype = None
+        fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(src.ctypes.data),
+           ctypes.c_void_p(dst.ctypes.data),
+           *(cpp_host._CTYPES[np.asarray(v).dtype](v.item())
+             for v in mod.scalars(wshape, mode, cval)))
+    return mod, dst.reshape(x.shape)
+
+
+def bits(a):
+    """``a`` as unsigned integers of its bits (-0.0 and 0.0 differ, NaNs compare equal)."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        return a
+    u = a.view(np.uint32 if a.itemsize == 4 else np.uint64).copy()
+    u[np.isnan(a)] = 1
+    return u
+
+
+def check(monkeypatch, x, size, kernel, footprint=None, **kw):
+    for mode in MODES:
+        args = dict(kw, mode=mode, cval=kw.get("cval", 0) if mode == "constant" else 0.0)
+        want, plan = cpu_passes(monkeypatch, filters.median_filter, x, size, footprint=footprint,
+                                **args)
+        (p,) = plan.passes
+        assert isinstance(p, Rank)
+        mod, got = host_rank(p, x, mode, plan.cval)
+        assert mod.kernel == kernel
+        np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"{size} {mode}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_])
+def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
+    """8-bit boxes over the last two axes: strips cut by the array's end, a stack, a window
+    taller than the array, origins, a cval the CPU converts (300 -> 44 for uint8)."""
+    x = sample((2, 150, 41), dtype, seed=1)
+    check(monkeypatch, x, (1, 9, 9), "sk_huang", cval=300 if dtype == np.uint8 else 1)
+    check(monkeypatch, x[0, :40], (57, 2), "sk_huang", origin=(3, -1), cval=-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float64])
+def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
+    """Other dtypes and footprints: the same quickselect over the same order of elements (the
+    same one of equal values: signed zeros compared as bits; a NaN wins)."""
+    x = sample((33, 40), dtype, seed=2)
+    if x.dtype.kind == "f":
+        x[::3, ::2] = 0.0
+        x[1::3, ::2] = -0.0
+        x[5, 7] = np.nan
+    check(monkeypatch, x, 9, "sk_select", cval=2)
+    disk = np.add.outer(np.arange(-4, 5) ** 2, np.arange(-4, 5) ** 2) <= 18  # 61 elements
+    check(monkeypatch, x, None, "sk_select", footprint=disk, origin=(1, 0))
+    if dtype == np.float64:  # three axes, and a footprint along two of three
+        cube = sample((2, 12, 9, 10), dtype, seed=3)
+        check(monkeypatch, cube, (1, 3, 5, 5), "sk_select")
+        check(monkeypatch, cube, (1, 1, 8, 8), "sk_select")
+
+
+def test_what_the_kernels_take():
+    box = Rank(((True,) * 9,) * 9, (4, 4), 40, True)
+    assert cuda_rank.huang_fits(box, np.uint8, 2)
+    assert not cuda_rank.huang_fits(box, np.uint16, 2)  # 65536 bins: the selection
+    assert cuda_rank.select_fits(box, np.uint16)
+    big = Rank(((True,) * 33,) * 33, (16, 16), 544, True)  # 1089 elements
+    assert cuda_rank.select_fits(big, np.uint8) and not cuda_rank.select_fits(big, np.float32)
+    assert cuda_rank.module_for(big, np.float32, 2, False) is None
+
+
+def test_median_kernels_compile_with_nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available ({exc})")
+    box = Rank(((True,) * 9,) * 9, (4, 4), 40, True)
+    for dtype in (np.uint8, np.float32):
+        mod, _ = cuda_rank.module_for(box, dtype, 2, False)
+        ptx = cuda_cpp.ptx(mod.source, "compute_90")
+        assert f".entry {mod.kernel}(" in ptx
+        assert (".shared" in ptx) == (dtype == np.uint8)
+
+
+def test_large_medians_on_device_arrays(fake_gpu):
+    """End to end: median_filter -> CudaBackend.run_passes -> cuda_rank -> (stand-in) CuPy,
+    with output= (direct, in place, another dtype)."""
+    from numba import cuda
+
+    u8 = sample((70, 45), np.uint8, seed=4)
+    got = filters.median_filter(cuda.to_device(u8), 9, mode="nearest")
+    np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(u8, 9, mode="nearest"))
+    assert fake_gpu.launched[-1] == "sk_huang"
+    f = sample((30, 25), np.float32, seed=5)
+    out = cuda.device_array(f.shape, np.float32)
+    assert filters.median_filter(cuda.to_device(f), 8, output=out) is out
+    np.testing.assert_array_equal(out.copy_to_host(), filters.median_filter(f, 8))
+    assert fake_gpu.launched[-1] == "sk_select"
+    d = cuda.to_device(f)
+    assert filters.median_filter(d, 8, output=d) is d
+    np.testing.assert_array_equal(d.copy_to_host(), filters.median_filter(f, 8))
+    got = filters.median_filter(cuda.to_device(u8), 9, output=np.float32)
+    np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(u8, 9,
+                                                                            output=np.float32))
