@@ -64,10 +64,12 @@ def check(monkeypatch, x, size, kernel, footprint=None, **kw):
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_])
 def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
     """8-bit boxes over the last two axes: strips cut by the array's end, a stack, a window
-    taller than the array, origins, a cval the CPU converts (300 -> 44 for uint8)."""
+    taller than the array, origins, a cval the CPU converts (300 -> 44 for uint8); 8-bit and
+    16-bit counts."""
     x = sample((2, 150, 41), dtype, seed=1)
     check(monkeypatch, x, (1, 9, 9), "sk_huang", cval=300 if dtype == np.uint8 else 1)
     check(monkeypatch, x[0, :40], (57, 2), "sk_huang", origin=(3, -1), cval=-3)
+    check(monkeypatch, x[1], (17, 17), "sk_huang")  # 289 elements: 16-bit counts
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float64])

@@ -341,6 +341,43 @@ def fall_back(st, plan, params, reason: str) -> None:
     st._modules[_choice_key(st, plan, params)] = Choice("numba", None, reason)
 
 
+def resources(source: str, arch: str = "sm_90", fastmath: bool = False) -> dict:
+    """What ptxas gives each kernel of ``source``: ``{kernel: {"registers", "spill_stores",
+    "spill_loads", "stack", "shared"}}`` (bytes but registers), no GPU needed.
+
+    NVRTC to PTX (:func:`ptx`), then nvJitLink to a cubin for ``arch`` (``cuda-bindings`` and
+    ``nvidia-nvjitlink-cu12``); its log says what every kernel uses: registers limit how many
+    threads an SM holds, spills and stack are local-memory traffic.
+    """
+    import re
+
+    from cuda.bindings import nvjitlink
+
+    text = ptx(source, "compute_" + arch.split("_")[1], fastmath).encode()
+    handle = nvjitlink.create(3, [f"-arch={arch}", "-verbose", "-O3"])
+    try:
+        nvjitlink.add_data(handle, nvjitlink.InputType.PTX, text, len(text), "stencilkit.ptx")
+        nvjitlink.complete(handle)
+        log = bytearray(nvjitlink.get_info_log_size(handle))
+        nvjitlink.get_info_log(handle, log)
+    finally:
+        nvjitlink.destroy(handle)
+    log = log.decode(errors="replace").replace("\x00", "")
+    found = {}
+    for name, body in re.findall(r"Compiling entry function '(\w+)'(.*?)(?=Compiling entry|$)",
+                                 log, re.S):
+        def num(pattern, body=body):
+            m = re.search(pattern, body)
+            return int(m.group(1)) if m else 0
+
+        found[name] = {"registers": num(r"Used (\d+) registers"),
+                       "spill_stores": num(r"(\d+) bytes spill stores"),
+                       "spill_loads": num(r"(\d+) bytes spill loads"),
+                       "stack": num(r"(\d+) bytes stack frame"),
+                       "shared": num(r"(\d+) bytes smem")}
+    return found
+
+
 def ptx(source: str, arch: str = "compute_80", fastmath: bool = False) -> str:
     """Compile ``source`` to PTX with NVRTC (no GPU or driver needed; for checks and tools).
 

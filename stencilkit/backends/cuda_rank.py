@@ -7,8 +7,9 @@ which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
     Huang's sliding histogram (T. Huang, G. Yang, G. Tang, IEEE TASSP 27, 1979; the CPU's
     ``cpu_lines.rank._huang`` slides along rows, this one down columns): each thread walks a
     strip of :data:`STRIP` rows down one column with a 256-bin histogram of its window in
-    shared memory (its own bins, interleaved with its block's so that a warp's updates fall in
-    different banks), and the count below the current value: per output ``2 * kh`` reads and
+    shared memory (8-bit counts for windows of up to 255 elements, else 16-bit; its own bins,
+    interleaved with its block's so that a warp's updates fall in different banks), and the
+    count below the current value: per output ``2 * kh`` reads and
     histogram updates, and a few steps of the value, instead of a selection over ``kv * kh``.
 ``sk_select`` (every other dtype and footprint, up to :data:`SELECT_BYTES` of window)
     a thread per output element gathers the window through the mode's index map into a
@@ -34,8 +35,9 @@ from .. import codegen_cpp, modes
 STRIP = 64
 """Rows per thread of the histogram kernel (the window's first fill is paid once per strip)."""
 
-HUANG_BLOCK = (64, 1, 1)
-"""Threads per block of the histogram kernel: 64 histograms of 256 16-bit bins, 32 KiB."""
+HUANG_SHARED = 32 * 1024
+"""Shared memory per block of the histogram kernel: 256 bins per thread, of 8-bit counts
+(windows of up to 255 elements: 128 threads) or 16-bit ones (64 threads)."""
 
 SELECT_BLOCK = (128, 1, 1)
 """Threads per block of the selection kernel."""
@@ -56,6 +58,7 @@ class RankModule:
     dtype: np.dtype
     ndim: int           # axes of the work array, batch first
     idx64: bool
+    block: tuple = SELECT_BLOCK
 
     @property
     def kernels(self) -> tuple:
@@ -69,8 +72,8 @@ class RankModule:
             return []
         if self.kernel == "sk_huang":
             B, n0, n1 = shape
-            return [(self.kernel, (cdiv(n1, HUANG_BLOCK[0]), cdiv(n0, STRIP),
-                                   min(B, codegen_cpp.MAX_GRID_YZ)), HUANG_BLOCK)]
+            return [(self.kernel, (cdiv(n1, self.block[0]), cdiv(n0, STRIP),
+                                   min(B, codegen_cpp.MAX_GRID_YZ)), self.block)]
         blocks = min(cdiv(math.prod(shape), SELECT_BLOCK[0]), 1 << 20)
         return [(self.kernel, (blocks, 1, 1), SELECT_BLOCK)]
 
@@ -103,7 +106,9 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
     ix = "sk_i64" if idx64 else "sk_i32"
     t = codegen_cpp._ctype_of(dtype)
     bias = 128 if dtype == np.int8 else 0
-    T = HUANG_BLOCK[0]
+    count = "sk_u8" if k0 * k1 <= 255 else "sk_u16"
+    per = 4 if count == "sk_u8" else 2  # counts per 32-bit word
+    T = HUANG_SHARED // (256 * (4 // per))
     params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
               f"int mode, {t} cval")
     names = "src, dst, B, n0, n1, mode, cval"
@@ -114,10 +119,13 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
          "#define __shared__",
          "#endif",
          "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : plane[(rr) * n1 + (cc)])",
-         f"#define SK_BIN(v) hist[(v) * {T} + tid]",
+         "// a thread's bins: word (v / per) * T + tid holds bins v of its own, so a warp's",
+         "// updates fall in 32 different banks whatever the values",
+         f"#define SK_BIN(v) hist[((((v) >> {per.bit_length() - 1}) * {T} + tid) << "
+         f"{per.bit_length() - 1}) + ((v) & {per - 1})]",
          f'extern "C" __global__ void sk_huang({params}) {{',
-         f"  __shared__ unsigned short sk_hist[256 * {T}];",
-         "  unsigned short* hist = sk_hist;",
+         f"  __shared__ {count} sk_hist[256 * {T}];",
+         f"  {count}* hist = sk_hist;",
          "  const int tid = threadIdx.x;",
          f"  const {ix} j = ({ix})blockIdx.x * {T} + tid;",
          f"  const {ix} r0 = ({ix})blockIdx.y * {STRIP};",
@@ -152,7 +160,7 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
          "#undef SK_RD",
          "#undef SK_BIN",
          codegen_cpp.host_launchers(("sk_huang",), params, names)]
-    return RankModule("sk_huang", "\n".join(L) + "\n", dtype, 3, idx64)
+    return RankModule("sk_huang", "\n".join(L) + "\n", dtype, 3, idx64, (T, 1, 1))
 
 
 def generate_select(dtype, offsets, rank, ndim, *, idx64) -> RankModule:

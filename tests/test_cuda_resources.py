@@ -1,0 +1,44 @@
+"""What ptxas gives each family of generated CUDA C++ kernels (tools/kernel_resources.py), no GPU.
+
+NVRTC compiles each representative module to PTX and nvJitLink assembles it for an H100
+(sm_90). Performance guards that need no GPU: no kernel spills registers to local memory (the
+selection kernel's window buffer is its only stack), the kernels that carry the work keep to
+64 registers a thread (so that an SM holds at least 1024 threads), and shared memory stays
+within the 48 KiB a block may have without opting in.
+"""
+
+import importlib.util
+import os
+
+import pytest
+
+
+def _tool():
+    path = os.path.join(os.path.dirname(__file__), "..", "tools", "kernel_resources.py")
+    spec = importlib.util.spec_from_file_location("kernel_resources", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generated_kernels_fit_an_h100_without_spilling():
+    try:
+        from cuda.bindings import nvjitlink, nvrtc
+
+        nvrtc.nvrtcVersion()
+        nvjitlink.version()
+    except Exception as exc:
+        pytest.skip(f"NVRTC or nvJitLink not available ({exc})")
+    from stencilkit.backends import cuda_cpp
+
+    seen = 0
+    for what, source in _tool().modules():
+        for name, r in cuda_cpp.resources(source, "sm_90").items():
+            seen += 1
+            where = f"{what}: {name} {r}"
+            assert r["spill_stores"] == 0 and r["spill_loads"] == 0, where
+            assert r["stack"] == 0 or name == "sk_select", where
+            assert r["shared"] <= 48 * 1024, where
+            if not name.endswith("_border"):  # the kernels that carry the work
+                assert 0 < r["registers"] <= 64, where
+    assert seen >= 15

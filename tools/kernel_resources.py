@@ -1,0 +1,89 @@
+"""What ptxas gives stencilkit's generated CUDA C++ kernels, without a GPU.
+
+Registers per thread (they cap the threads an SM holds: 65536 registers / the count, at most
+2048), spilled bytes and stack (local-memory traffic) and shared memory, for one
+representative module of every family the CUDA backend generates: the stencils' strip walk,
+the box, the separable and extreme sweeps, resampling, the large medians and the tiled
+``iterate``. NVRTC compiles each module to PTX, nvJitLink assembles it for ``--arch``
+(default sm_90, the H100's) and reports (``pip install nvidia-nvjitlink-cu12``; the test extra
+has it).
+
+    python tools/kernel_resources.py [--arch sm_90]
+
+tests/test_cuda_resources.py asserts the same table's limits (no spills; the interior kernels'
+registers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+
+def modules():
+    """``[(what, module source)]``: one module per family, on the benchmarks' cases."""
+    import numba
+    from kernels import diffuse, smooth
+
+    from stencilkit import codegen_tiled
+    from stencilkit._passes import Box2, Rank, Sep2
+    from stencilkit.backends import cuda_box, cuda_cpp, cuda_rank, cuda_resample, cuda_sep
+
+    f32, f64, u8, i8 = (np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.int8))
+    i64 = np.dtype(np.int64)
+    w = np.exp(-np.arange(-8, 9) ** 2 / 8.0)
+    w = tuple(w / w.sum())
+    out = [
+        ("stencil: 3 x 3 integer mean, int8 (words)",
+         cuda_cpp.module_for(smooth._spec, [i8], i8, i64, (), idx64=False, narrow=True).source),
+        ("stencil: heat step, float32 (float64 parameter)",
+         cuda_cpp.module_for(diffuse._spec, [f32], f32, f64, (numba.float64,), idx64=False,
+                             narrow=True).source),
+        ("box: uniform_filter 15 x 15, uint8",
+         cuda_box.module_for(Box2(0, 7, 7, 7, 7, 225, u8, (0, 255)), u8, True, False).source),
+    ]
+    for dtype, mode in [(f32, "reflect"), (u8, "reflect"), (u8, "constant")]:
+        sw = cuda_sep.sweep_of((Sep2(0, w, 8, w, 8, dtype),), dtype, dtype, 2, mode, 0.0)
+        out.append((f"sweep: gaussian sigma=2, {dtype}, {mode}",
+                    cuda_sep.module_for(sw, dtype, False).source))
+    sw = cuda_sep.Sweep("max", 15, 7, 15, 7)
+    out.append(("sweep: maximum_filter 15 x 15, float32",
+                cuda_sep.module_for(sw, f32, False).source))
+    out.append(("resample: block_reduce 2 x 2 mean, uint8",
+                cuda_resample.module_for(u8, np.dtype(np.uint32), u8, 2, 2, "mean", False, 0, 0,
+                                         False).source))
+    out.append(("resample: pyramid_down level, uint8",
+                cuda_resample.generate_pyramid(u8, idx64=False).source))
+    box = Rank(((True,) * 15,) * 15, (7, 7), 112, True)
+    for dtype in (u8, f32):
+        mod, _ = cuda_rank.module_for(box, dtype, 2, False)
+        out.append((f"median 15 x 15, {dtype} ({mod.kernel})", mod.source))
+    tiled = codegen_tiled.generate(diffuse._spec, [f32], f32, f64, (numba.float64,),
+                                   idx64=False, narrow=True, steps=8)
+    out.append(("iterate: heat step, 8 steps a launch (tiled)", tiled.source))
+    return out
+
+
+def main(argv=None):
+    from stencilkit.backends import cuda_cpp
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="sm_90")
+    args = ap.parse_args(argv)
+    print(f"{'module / kernel':<58} {'regs':>4} {'thr/SM':>6} {'spill':>5} {'stack':>5} "
+          f"{'smem':>6}")
+    for what, source in modules():
+        print(what)
+        for name, r in cuda_cpp.resources(source, args.arch).items():
+            threads = min(2048, 65536 // max(8, -(-r["registers"] // 8) * 8))
+            print(f"  {name:<56} {r['registers']:>4} {threads:>6} "
+                  f"{r['spill_stores'] + r['spill_loads']:>5} {r['stack']:>5} {r['shared']:>6}")
+
+
+if __name__ == "__main__":
+    main()
