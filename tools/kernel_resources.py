@@ -70,6 +70,7 @@ def modules():
 
 
 def main(argv=None):
+    """Print the table."""
     from stencilkit.backends import cuda_cpp
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

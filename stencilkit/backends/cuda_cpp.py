@@ -342,8 +342,10 @@ def fall_back(st, plan, params, reason: str) -> None:
 
 
 def resources(source: str, arch: str = "sm_90", fastmath: bool = False) -> dict:
-    """What ptxas gives each kernel of ``source``: ``{kernel: {"registers", "spill_stores",
-    "spill_loads", "stack", "shared"}}`` (bytes but registers), no GPU needed.
+    """What ptxas gives each kernel of ``source``, no GPU needed.
+
+    ``{kernel: {"registers", "spill_stores", "spill_loads", "stack", "shared"}}`` (bytes but
+    the registers).
 
     NVRTC to PTX (:func:`ptx`), then nvJitLink to a cubin for ``arch`` (``cuda-bindings`` and
     ``nvidia-nvjitlink-cu12``); its log says what every kernel uses: registers limit how many
