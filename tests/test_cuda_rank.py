@@ -22,9 +22,9 @@ pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compil
 MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
 
 
-def host_rank(p, x, mode, cval):
+def host_rank(p, x, mode, cval, idx64=False):
     """The Rank pass ``p`` over ``x`` as the CUDA backend launches it, run on the host."""
-    mod, work_shape = cuda_rank.module_for(p, x.dtype, x.ndim, False)
+    mod, work_shape = cuda_rank.module_for(p, x.dtype, x.ndim, idx64)
     wshape = work_shape(x.shape)
     src = np.ascontiguousarray(x).reshape(wshape)
     dst = np.full(wshape, 99, x.dtype)  # stale values must all be overwritten
@@ -49,14 +49,14 @@ def bits(a):
     return u
 
 
-def check(monkeypatch, x, size, kernel, footprint=None, **kw):
+def check(monkeypatch, x, size, kernel, footprint=None, idx64=False, **kw):
     for mode in MODES:
         args = dict(kw, mode=mode, cval=kw.get("cval", 0) if mode == "constant" else 0.0)
         want, plan = cpu_passes(monkeypatch, filters.median_filter, x, size, footprint=footprint,
                                 **args)
         (p,) = plan.passes
         assert isinstance(p, Rank)
-        mod, got = host_rank(p, x, mode, plan.cval)
+        mod, got = host_rank(p, x, mode, plan.cval, idx64)
         assert mod.kernel == kernel
         np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"{size} {mode}")
 
@@ -70,6 +70,7 @@ def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
     check(monkeypatch, x, (1, 9, 9), "sk_huang", cval=300 if dtype == np.uint8 else 1)
     check(monkeypatch, x[0, :40], (57, 2), "sk_huang", origin=(3, -1), cval=-3)
     check(monkeypatch, x[1], (17, 17), "sk_huang")  # 289 elements: 16-bit counts
+    check(monkeypatch, x[1], (9, 9), "sk_huang", idx64=True)  # 64-bit indices
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float64])
@@ -82,6 +83,7 @@ def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
         x[1::3, ::2] = -0.0
         x[5, 7] = np.nan
     check(monkeypatch, x, 9, "sk_select", cval=2)
+    check(monkeypatch, x, 9, "sk_select", idx64=True)
     disk = np.add.outer(np.arange(-4, 5) ** 2, np.arange(-4, 5) ** 2) <= 18  # 61 elements
     check(monkeypatch, x, None, "sk_select", footprint=disk, origin=(1, 0))
     if dtype == np.float64:  # three axes, and a footprint along two of three

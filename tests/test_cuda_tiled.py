@@ -24,22 +24,23 @@ pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compil
 MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
 
 
-def tiled_module(st, x, block_steps, *params, **kw):
+def tiled_module(st, x, block_steps, *params, idx64=None, **kw):
     """The tiled module a CUDA ``iterate`` would run, its plan and work arrays."""
     plan, params, _, overrides = cuda_backend.plan_call(st, (x, *params), kw)
     plan, work = cpu.BACKEND.prepare(st, [x], list(params), None, overrides)
     assert codegen_tiled.unsupported(st._spec, plan.work_dtypes, plan.wout, plan.mode) is None
-    types, idx64, narrow = cuda_cpp._variant(st, plan, params)
+    types, wide, narrow = cuda_cpp._variant(st, plan, params)
+    idx64 = wide if idx64 is None else idx64
     steps, _ = codegen_tiled.fits(st.radius, plan.wout.itemsize, block_steps)
     mod = codegen_tiled.generate(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype, types,
                                  idx64=idx64, narrow=narrow, steps=steps)
     return mod, plan, work, params
 
 
-def host_iterate(st, x, steps, block_steps, *params, **kw):
+def host_iterate(st, x, steps, block_steps, *params, idx64=None, **kw):
     """``st.iterate(x, *params, steps=steps, block_steps=block_steps)`` as the CUDA backend
     runs it with the tiled kernel, launched on the host."""
-    mod, plan, work, params = tiled_module(st, x, block_steps, *params, **kw)
+    mod, plan, work, params = tiled_module(st, x, block_steps, *params, idx64=idx64, **kw)
     lib = cpp_host.build(mod.source)
     cur = np.ascontiguousarray(work[0])
     remaining = steps
@@ -87,6 +88,8 @@ def test_the_halo_reaches_past_small_arrays_and_every_launch_size():
             want = diffuse.iterate(x, 0.2, steps=steps, mode=mode)
             np.testing.assert_array_equal(host_iterate(diffuse, x, steps, 9, 0.2, mode=mode), want,
                                           err_msg=f"{mode} {steps}")
+    np.testing.assert_array_equal(host_iterate(diffuse, x, 5, 4, 0.2, idx64=True),
+                                  diffuse.iterate(x, 0.2, steps=5))  # 64-bit indices
 
 
 def test_what_fits_and_what_is_covered():
