@@ -135,7 +135,7 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
          f"  for (int c = 0; c < {k1}; ++c) cols[c] = sk_map(j + c - {lo1}, n1, mode);",
          f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
          f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
-         "    for (int v = 0; v < 256; ++v) SK_BIN(v) = 0;",
+         f"    for (int v = 0; v < {256 // per}; ++v) ((sk_u32*)hist)[v * {T} + tid] = 0;",
          f"    for (int r = 0; r < {k0}; ++r) {{",
          f"      const {ix} rr = sk_map(r0 + r - {lo0}, n0, mode);",
          f"      for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
