@@ -139,7 +139,7 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
          f"    for (int r = 0; r < {k0}; ++r) {{",
          f"      const {ix} rr = sk_map(r0 + r - {lo0}, n0, mode);",
          f"      for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
-         f"SK_BIN({value}) += 1; }}",
+         f"const int v = {value}; SK_BIN(v) += 1; }}",
          "    }",
          "    int med = 0, below = 0;  // the value, and the window's elements below it",
          f"    for ({ix} i = r0; i < r1; ++i) {{",
