@@ -137,3 +137,24 @@ def test_large_medians_on_device_arrays(fake_gpu):
     got = filters.median_filter(cuda.to_device(u8), 9, output=np.float32)
     np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(u8, 9,
                                                                             output=np.float32))
+
+
+def test_every_dtype_compiles_with_nvrtc():
+    """Each dtype the kernels take (the host tests run a few): NVRTC must accept them all."""
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available ({exc})")
+    box = Rank(((True,) * 17,) * 17, (8, 8), 144, True)
+    for dtype in (np.bool_, np.uint8, np.int8):
+        for idx64 in (False, True):
+            assert cuda_rank.module_for(box, dtype, 2, idx64)[0].kernel == "sk_huang"
+            cuda_cpp.ptx(cuda_rank.module_for(box, dtype, 2, idx64)[0].source, "compute_90")
+    small = Rank(((True,) * 8,) * 8, (4, 3), 32, False)
+    for dtype in (np.uint16, np.int16, np.int32, np.uint32, np.int64, np.uint64, np.float32,
+                  np.float64):
+        mod, _ = cuda_rank.module_for(small, dtype, 2, dtype == np.int64)
+        assert mod.kernel == "sk_select"
+        cuda_cpp.ptx(mod.source, "compute_90")

@@ -259,6 +259,26 @@ def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
     assert big.count(f"h63 = {float(np.float32(1 / 64)).hex()}f *") == 2
 
 
+def test_integer_sweeps_of_every_dtype_compile_with_nvrtc():
+    """The host tests build a few of the integer modules; NVRTC must take every dtype pair."""
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available ({exc})")
+    wv, lov, wh, loh = WEIGHTS[0]
+    cases = [(np.uint8, np.int32, "constant"), (np.int16, np.uint8, "reflect")]
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32):
+        cases += [(dtype, dtype, "reflect"), (dtype, np.float32, "constant")]
+    for dtype, out, mode in cases:
+        p = Sep2(0, wv, lov, wh, loh, np.dtype(out))
+        sw = cuda_sep.sweep_of((p,), np.dtype(dtype), np.dtype(out), 2, mode, 2.0)
+        assert sw is not None, (dtype, out)
+        mod = cuda_sep.generate(dtype, sw, idx64=mode == "constant", out_dtype=out)
+        cuda_cpp.ptx(mod.source, "compute_90")
+
+
 def test_filters_on_device_arrays_take_the_sweeps(fake_gpu):
     """End to end: filters -> CudaBackend.run_passes -> cuda_sep -> (stand-in) CuPy launch,
     results and ``output=`` (written directly, or through a copy when it is the input)."""

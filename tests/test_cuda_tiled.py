@@ -122,6 +122,20 @@ def test_tiled_module_compiles_with_nvrtc():
     assert ".shared" in ptx and "bar.sync" in ptx and "fma" not in ptx
 
 
+def test_every_dtype_compiles_with_nvrtc():
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available ({exc})")
+    for dtype in (np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32,
+                  np.uint64, np.int64, np.float32, np.float64):
+        st = life if dtype == np.bool_ else smooth
+        mod, *_ = tiled_module(st, np.zeros((40, 40), dtype), 6, idx64=dtype == np.int64)
+        cuda_cpp.ptx(mod.source, "compute_90")
+
+
 def test_iterate_on_device_arrays_takes_the_tiled_kernel(fake_gpu):
     """End to end: Stencil.iterate(block_steps=...) -> CudaBackend.iterate -> cuda_cpp.run_tiled
     -> (stand-in) CuPy launch; without block_steps one launch per step, as before."""
