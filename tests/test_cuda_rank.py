@@ -61,7 +61,7 @@ def check(monkeypatch, x, size, kernel, footprint=None, idx64=False, **kw):
         np.testing.assert_array_equal(bits(got), bits(want), err_msg=f"{size} {mode}")
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8])  # (bool: as uint8; NVRTC test below)
 def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
     """8-bit boxes over the last two axes: strips cut by the array's end, a stack, a window
     taller than the array, origins, a cval the CPU converts (300 -> 44 for uint8); 8-bit and
@@ -73,7 +73,7 @@ def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
     check(monkeypatch, x[1], (9, 9), "sk_huang", idx64=True)  # 64-bit indices
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.float64])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])  # (the CPU kernels the suite has)
 def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
     """Other dtypes and footprints: the same quickselect over the same order of elements (the
     same one of equal values: signed zeros compared as bits; a NaN wins)."""
@@ -87,9 +87,9 @@ def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
     disk = np.add.outer(np.arange(-4, 5) ** 2, np.arange(-4, 5) ** 2) <= 18  # 61 elements
     check(monkeypatch, x, None, "sk_select", footprint=disk, origin=(1, 0))
     if dtype == np.float64:  # three axes, and a footprint along two of three
-        cube = sample((2, 12, 9, 10), dtype, seed=3)
-        check(monkeypatch, cube, (1, 3, 5, 5), "sk_select")
-        check(monkeypatch, cube, (1, 1, 8, 8), "sk_select")
+        cube = sample((12, 9, 10), dtype, seed=3)
+        check(monkeypatch, cube, (3, 5, 5), "sk_select")
+        check(monkeypatch, cube, (1, 8, 8), "sk_select")
 
 
 def test_what_the_kernels_take():
