@@ -196,9 +196,13 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
           f"    {o}* __restrict__ op = dst + b * n0 * n1 + j;"]
 
     def convert(x):
-        """The element ``x`` in the sums' type: 8/16-bit integers into float32 by their bits
-        (2**23 + x, less 2**23: two full-rate operations, exact; the conversion instruction
-        runs at a quarter of the rate and was the 8-bit Gaussian's limit)."""
+        """The element ``x`` in the sums' type.
+
+        8/16-bit integers go into float32 by their bits (2**23 + x, less 2**23: two
+        full-rate operations, exact): the conversion instruction runs at a quarter of the rate
+        (the CUDA guide's throughput table for sm_90), one per tap in the 8-bit Gaussian's
+        interior (its SASS; the difference is not measured yet).
+        """
         if a == t:
             return x
         if a == "float" and dtype.kind in "iu" and dtype.itemsize <= 2:
