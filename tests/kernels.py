@@ -74,6 +74,12 @@ def diffuse(u, k):
 
 
 @sk.stencil
+def variable_diffusion(u, k, dt):  # a second array that stays fixed
+    return u[0, 0] + dt * (k[0, 1] * (u[0, 1] - u[0, 0]) - k[0, 0] * (u[0, 0] - u[0, -1])
+                           + k[1, 0] * (u[1, 0] - u[0, 0]) - k[0, 0] * (u[0, 0] - u[-1, 0]))
+
+
+@sk.stencil
 def life(x):
     n = (x[-1, -1] + x[-1, 0] + x[-1, 1] + x[0, -1] + x[0, 1] + x[1, -1] + x[1, 0] + x[1, 1])
     return 1 if n == 3 or (n == 2 and x[0, 0] == 1) else 0

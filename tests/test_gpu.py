@@ -6,7 +6,18 @@ Run them on a GPU machine with `NUMBA_ENABLE_CUDASIM=0 .venv/bin/python -m pytes
 
 import numpy as np
 import pytest
-from kernels import blend, box5, diffuse, lap3, life, sample, shift, skew1, smooth
+from kernels import (
+    blend,
+    box5,
+    diffuse,
+    lap3,
+    life,
+    sample,
+    shift,
+    skew1,
+    smooth,
+    variable_diffusion,
+)
 
 import stencilkit as sk
 from stencilkit import filters, resample
@@ -110,6 +121,12 @@ def test_tiled_iterate_on_the_gpu_is_exact(cupy):
         got = life.iterate(cupy.asarray(g), steps=21, block_steps=8, mode=mode)
         np.testing.assert_array_equal(got.get(), life.iterate(g, steps=21, mode=mode),
                                       err_msg=f"life {mode}")
+        k = np.full(u.shape, 0.2, np.float32)  # a fixed second array
+        got = variable_diffusion.iterate(cupy.asarray(u), cupy.asarray(k), np.float32(0.5),
+                                         steps=9, block_steps=4, mode=mode)
+        np.testing.assert_array_equal(
+            got.get(), variable_diffusion.iterate(u, k, np.float32(0.5), steps=9, mode=mode),
+            err_msg=f"variable_diffusion {mode}")
 
 
 def test_numba_device_arrays_take_the_cpp_path(cupy):

@@ -490,7 +490,8 @@ class CudaBackend(Backend):
                 if tiled is not None:
                     n = min(tiled.steps, remaining)
                     try:
-                        cuda_cpp.run_tiled(tiled, cur, nxt, n, plan, params, plan.variant[0])
+                        cuda_cpp.run_tiled(tiled, [cur, *work_[1:]], nxt, n, plan, params,
+                                           plan.variant[0])
                     except cuda_cpp.CompileError as exc:
                         cuda_cpp.compile_failed(exc)
                         tiled = None

@@ -207,8 +207,8 @@ def tiled_for(st, plan, params, steps):
     """The temporal-blocking module of a call (:mod:`stencilkit.codegen_tiled`), or None.
 
     It takes up to ``steps`` steps a launch (fewer where shared memory holds fewer). None where
-    it does not apply: the C++ path off, not a 2-D kernel of one array, ``skip`` mode, a body
-    the emitter does not cover, a grid too tall.
+    it does not apply: the C++ path off, not a 2-D kernel, ``skip`` mode, a body the emitter
+    does not cover, a grid too tall.
     """
     from .. import codegen_tiled
 
@@ -313,20 +313,20 @@ def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
         found[kname](grid, block, (*arrays, out, *scalars))
 
 
-def run_tiled(mod, state, out, nsteps, plan, params, fastmath: bool) -> None:
-    """Advance the device array ``state`` by ``nsteps`` steps in one launch, into ``out``.
+def run_tiled(mod, arrays, out, nsteps, plan, params, fastmath: bool) -> None:
+    """Advance the state ``arrays[0]`` by ``nsteps`` steps in one launch, into ``out``.
 
-    ``state``/``out``: C-contiguous ``(B, n0, n1)``; ``mod``: a tiled module (at most
-    ``mod.steps`` steps).
+    ``arrays`` (the state, then the fixed arrays) and ``out``: C-contiguous ``(B, n0, n1)``
+    device arrays; ``mod``: a tiled module (at most ``mod.steps`` steps).
 
     Raises :class:`CompileError` (before launching anything) if NVRTC rejects the module.
     """
     found = kernels(mod, fastmath)
-    state, out = as_cupy(state), as_cupy(out)
+    arrays, out = [as_cupy(x) for x in arrays], as_cupy(out)
     wshape = tuple(out.shape)
     for kname, grid, block in mod.launches(wshape):
-        found[kname](grid, block, (state, out, *mod.scalars(wshape, nsteps, plan.mode,
-                                                            plan.cval_acc, params)))
+        found[kname](grid, block, (*arrays, out, *mod.scalars(wshape, nsteps, plan.mode,
+                                                             plan.cval_acc, params)))
 
 
 def compile_failed(exc) -> None:
