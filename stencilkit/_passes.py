@@ -105,8 +105,10 @@ def tie_bound(wv, wh, lo, hi, acc=np.float32, most=1e-3):
 
     The separable sum of values ``|x| <= M`` with weights ``a`` (down) and ``b`` (across),
     computed in ``acc`` of unit roundoff ``u`` (weights rounded to ``acc``, recursive sums of
-    ``kv`` then ``kh`` products or the other way round, with or without fused multiply-add)
-    differs from the exact sum ``H`` by at most ``c * sum|a| sum|b| M`` with ``c = g(kv) +
+    ``kv`` then ``kh`` products or the other way round, with or without fused multiply-add, or
+    any order in which no term passes through more roundings, such as the two values of a
+    symmetric weight added first) differs from the exact sum ``H`` by at most
+    ``c * sum|a| sum|b| M`` with ``c = g(kv) +
     g(kh) + 2u`` (to first order), ``g(n) = n u / (1 - n u)`` (Higham, Accuracy and Stability
     of Numerical Algorithms, 2nd ed., sections 2.2 and 3.1). With weights and values >= 0
     every product and partial sum is >= 0 and the bound is relative, ``c * H``: sums near 0
