@@ -15,8 +15,8 @@
 #
 #   bash tools/gpu_check.sh
 #
-# Files: info.txt (what stencilkit found), bench.txt (the GPU table), tests.txt (pytest; exit
-# status 124: that file ran out of time). About 9.5 minutes after the machine starts
+# Files: info.txt (what stencilkit found), bench.txt (the GPU table), profile.txt (per-launch
+# times, tools/gpu_profile.py), tests.txt (pytest; exit status 124: that file ran out of time). About 9.5 minutes after the machine starts
 # (run it with timeout_s 600; give the machine back after).
 set -u
 OUT=${OUT:-gpu-results}
@@ -47,17 +47,22 @@ cat "$OUT/info.txt"
 # out of time; unbuffered, so that a timeout keeps what was printed. numba.cuda kernels are not
 # disk-cached on a GPU (numba-cuda cannot pickle kernels that link libraries), so each file
 # compiles its own: about 2-3 minutes per file on an H100. tests/test_cuda_cpp.py runs the
-# C++ kernels on the host and is left to CI. Seconds: T_BENCH (170) and per file (below; SPECS
-# replaces the list): 570 in all, inside the 600 s one `run` call may take. tests/test_cuda.py
-# (113 passed on an H200, 2026-11-27) is left out by default: SPECS="tests/test_cuda.py:60".
-timeout "${T_BENCH:-170}" python3 -u benchmarks/gpu.py --rounds "${ROUNDS:-5}" \
+# C++ kernels on the host and is left to CI. Seconds: T_BENCH (150), T_PROFILE (60) and per
+# file (below; SPECS replaces the list): 570 in all, inside the 600 s one `run` call may take.
+# tests/test_cuda.py (113 passed on an H200, 2026-11-27) is left out by default:
+# SPECS="tests/test_cuda.py:60".
+timeout "${T_BENCH:-150}" python3 -u benchmarks/gpu.py --rounds "${ROUNDS:-5}" \
     > "$OUT/bench.txt" 2>&1
 echo "benchmark exit status $?" >> "$OUT/bench.txt"
 cat "$OUT/bench.txt"
+# each C++ launch of the main calls, timed by CUDA events (tiled iterate, medians, sweeps)
+timeout "${T_PROFILE:-60}" python3 -u tools/gpu_profile.py > "$OUT/profile.txt" 2>&1
+echo "profile exit status $?" >> "$OUT/profile.txt"
+cat "$OUT/profile.txt"
 
 : > "$OUT/tests.txt"
-for spec in ${SPECS:-tests/test_gpu.py:190 tests/test_cuda_resample.py:110 \
-            tests/test_cuda_filters.py:100}; do
+for spec in ${SPECS:-tests/test_gpu.py:200 tests/test_cuda_resample.py:80 \
+            tests/test_cuda_filters.py:80}; do
     f=${spec%%:*}
     echo "== $f" >> "$OUT/tests.txt"
     timeout "${spec##*:}" python3 -u -m pytest -o addopts="" -p no:cacheprovider -q -rfE \
