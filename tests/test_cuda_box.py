@@ -13,7 +13,7 @@ from filter_table import cpu_passes
 from kernels import sample
 
 from stencilkit import filters
-from stencilkit.backends import cuda_box, cuda_cpp
+from stencilkit.backends import cuda_box, cuda_cpp, cuda_sweeps
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -32,7 +32,7 @@ def planned(monkeypatch, a, size, **kw):
 def host_box(x, p, mode, cval, *, words, rows=cpp_host.ROWS, idx64=False):
     """The pass ``p`` over the last two axes of ``x``, launched as on a GPU, on the host."""
     mod = cuda_box.generate(x.dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, p.clip,
-                            words=words, idx64=idx64)
+                            words=words, idx64=idx64, rowmap=cuda_sweeps.rows_mapped(mode))
     return cpp_host.run_sweep(
         mod, x, p.dtype, lambda shape, strip, k0, k1: cuda_box.scalars(
             mod, shape, strip, k0, k1, mode, cval), fill=99, rows=rows), mod
@@ -160,7 +160,7 @@ def test_an_output_off_word_boundaries_takes_the_element_kernel(fake_gpu, monkey
     words = []
     real = cuda_box.module_for
     monkeypatch.setattr(cuda_box, "module_for",
-                        lambda p, dtype, w, idx64: words.append(w) or real(p, dtype, w, idx64))
+                        lambda p, dtype, w, *rest: words.append(w) or real(p, dtype, w, *rest))
     a = sample((12, 40), np.uint8, seed=7)
     big = cuda.to_device(np.zeros(12 * 40 + 1, np.uint8))
     out = big[1:].reshape(12, 40)

@@ -17,7 +17,7 @@ from reference import pad_index
 
 from stencilkit import filters, modes
 from stencilkit._passes import Box2, Extreme, Sep2
-from stencilkit.backends import cuda_cpp, cuda_sep
+from stencilkit.backends import cuda_cpp, cuda_sep, cuda_sweeps
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -57,7 +57,8 @@ def host_sep(x, sw, mode, cval, *, rows=cpp_host.ROWS, idx64=False, out_dtype=No
     if isinstance(sw, Sep2):
         sw = sep_sweep(sw)
     out_dtype = np.dtype(out_dtype or x.dtype)
-    mod = cuda_sep.generate(x.dtype, sw, idx64=idx64, out_dtype=out_dtype)
+    mod = cuda_sep.generate(x.dtype, sw, idx64=idx64, out_dtype=out_dtype,
+                            rowmap=cuda_sweeps.rows_mapped(mode))
     return cpp_host.run_sweep(
         mod, x, out_dtype, lambda shape, strip, c0, c1: cuda_sep.scalars(
             mod, shape, strip, c0, c1, mode, cval),

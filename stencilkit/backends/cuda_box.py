@@ -57,6 +57,7 @@ class BoxModule:
     ul: int       # the first unit a thread reads, relative to its own first unit
     ur: int       # the last
     idx64: bool
+    rowmap: bool = False  # the interior maps rows through the mode: it covers every row
 
     kernels = ("sk_box_interior", "sk_box_border")
 
@@ -69,7 +70,8 @@ class BoxModule:
         nu = shape[2] // self.per
         k0 = -self.ul
         threads = max(0, (nu - 1 - self.ur - k0) // UNITS + 1)
-        return cuda_sweeps.plan("sk_box", shape, self.lo0, self.hi0, threads,
+        lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
+        return cuda_sweeps.plan("sk_box", shape, lo0, hi0, threads,
                                 self.per * UNITS * threads, (k0, k0 + UNITS * threads), BLOCK,
                                 rows)
 
@@ -83,11 +85,13 @@ def _acc(in_dtype, cells):
 
 
 def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: bool,
-             idx64: bool) -> BoxModule:
+             idx64: bool, rowmap: bool = False) -> BoxModule:
     """Emit the module of one window, divisor, clip range and pair of dtypes.
 
     ``words``: read 8/16-bit rows as 32-bit words (rows must start on 4-byte boundaries and
-    hold a whole number of words); otherwise element by element.
+    hold a whole number of words); otherwise element by element. ``rowmap``: the interior
+    kernel maps its rows through the mode (any mode but ``constant``), so it covers the top
+    and bottom rows too and the border kernel only the columns at either end.
     """
     in_dtype, out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
     per = 4 // in_dtype.itemsize if words and in_dtype.itemsize < 4 else 1
@@ -103,6 +107,10 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     lane = codegen_cpp._lane_fn(in_dtype) if per > 1 else None
     word_out = out_dtype.itemsize * cols == 4 * UNITS and per > 1
     lit = f"(({acc}){divisor}LL)"
+    top, bottom = (0, 0) if rowmap else (lo0, hi0)  # rows the border kernel computes
+
+    def rmap(row):
+        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
 
     def each_unit(pad, loads, term):
         """Lines adding ``term`` of each unit's lanes to the column sums.
@@ -141,9 +149,9 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
           f" * {UNITS};",
           "  if (k >= k1) return;",
-          f"  const {ix} lo = {lo0} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
+          f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
           " * rows;",
-          f"  const {ix} hiw = n0 - {hi0};",
+          f"  const {ix} hiw = n0 - {bottom};",
           "  if (lo >= hiw) return;",
           f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
           f"  const {ix} nu = n1 / {per};",
@@ -151,7 +159,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           f"    const {unit}* __restrict__ plane = (const {unit}*)(src + b * n0 * n1) + k;",
           "    " + " ".join(f"{acc} cs{t} = 0;" for t in range(ncs)),
           f"    for ({ix} r = lo - {lo0}; r <= lo + {hi0}; ++r) {{",
-          f"      const {unit}* __restrict__ row = plane + r * nu;",
+          f"      const {unit}* __restrict__ row = plane + {rmap('r')} * nu;",
           *each_unit("      ", [("v", "row")], lambda v: v),
           "    }",
           f"    {oc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
@@ -174,8 +182,8 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     else:
         L += [f"      op[{o}] = o{o};" for o in range(cols)]
     L += ["      if (i + 1 < hi) {  // the window moves down a row",
-          f"        const {unit}* __restrict__ add = plane + (i + 1 + {hi0}) * nu;",
-          f"        const {unit}* __restrict__ sub = plane + (i - {lo0}) * nu;",
+          f"        const {unit}* __restrict__ add = plane + {rmap(f'i + {1 + hi0}')} * nu;",
+          f"        const {unit}* __restrict__ sub = plane + {rmap(f'i - {lo0}')} * nu;",
           *each_unit("        ", [("a", "add"), ("s", "sub")], lambda a, s: f"{a} - {s}"),
           "      }", "      op += n1;", "    }", "  }", "}", ""]
     # -- the border kernel
@@ -186,7 +194,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           f"// either end of the other rows (strips of {cuda_sweeps.BORDER_ROWS} rows)",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : ({acc})plane[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_box_border({params}) {{',
-          *cuda_sweeps.border_strips(ix, lo0, hi0, f"{per} * k0", f"{per} * k1"),
+          *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           *(f"    const {ix} m{t} = sk_map(j + ({t - lo1}), n1, mode);" for t in range(w)),
           "    " + " ".join(f"{acc} {c} = 0;" for c in cs),
@@ -208,7 +216,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           "#undef SK_RD", ""]
     L.append(codegen_cpp.host_launchers(BoxModule.kernels, params, names))
     return BoxModule("\n".join(L) + "\n", in_dtype, out_dtype, lo0, hi0, lo1, hi1, per, ul, ur,
-                     idx64)
+                     idx64, rowmap)
 
 
 def fits(p, dtype) -> bool:
@@ -228,14 +236,15 @@ def fits(p, dtype) -> bool:
 _MODULES: dict = {}
 
 
-def module_for(p, in_dtype, words, idx64) -> BoxModule:
+def module_for(p, in_dtype, words, idx64, rowmap=False) -> BoxModule:
     """The module of the pass ``p`` (a ``Box2``) on ``in_dtype`` data (emitted once)."""
     key = (p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, np.dtype(p.dtype).str, tuple(p.clip),
-           np.dtype(in_dtype).str, words, idx64, UNITS)
+           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(in_dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1,
-                                       p.divisor, p.clip, words=words, idx64=idx64)
+                                       p.divisor, p.clip, words=words, idx64=idx64,
+                                       rowmap=rowmap)
     return mod
 
 
@@ -269,5 +278,6 @@ def run(x, p, mode, cval, out=None):
     n1 = tuple(x.shape)[-1]
     return cuda_sweeps.run(
         x, p.dtype,
-        lambda dtype, at, idx64: module_for(p, dtype, words_ok(dtype, n1, *at), idx64),
+        lambda dtype, at, idx64: module_for(p, dtype, words_ok(dtype, n1, *at), idx64,
+                                            cuda_sweeps.rows_mapped(mode)),
         lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)

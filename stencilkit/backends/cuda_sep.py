@@ -54,6 +54,7 @@ class SepModule:
     idx64: bool
     out: np.dtype
     cval_ctype: str
+    rowmap: bool = False  # the interior maps rows through the mode: it covers every row
 
     kernels = ("sk_sep_interior", "sk_sep_border")
 
@@ -63,7 +64,8 @@ class SepModule:
         ``c0``/``c1``: the interior kernel's columns; ``rows``: force the strip length.
         """
         c0, c1 = self.loh, max(self.loh, shape[2] - self.hih)
-        return cuda_sweeps.plan("sk_sep", shape, self.lov, self.hiv, c1 - c0, c1 - c0,
+        lov, hiv = (0, 0) if self.rowmap else (self.lov, self.hiv)
+        return cuda_sweeps.plan("sk_sep", shape, lov, hiv, c1 - c0, c1 - c0,
                                 (c0, c1), BLOCK, rows)
 
 
@@ -98,10 +100,12 @@ class Sweep(NamedTuple):
     check: tuple | None = None
 
 
-def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
+def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> SepModule:
     """Emit the module of the sweep ``sw`` on ``dtype`` data (see :func:`sweep_of`).
 
-    ``out_dtype``: the result's type (default: the data's).
+    ``out_dtype``: the result's type (default: the data's). ``rowmap``: the interior kernel
+    maps its rows through the mode (any mode but ``constant``) and covers the top and bottom
+    rows too (:func:`cuda_sweeps.rows_mapped`).
     """
     dtype = np.dtype(dtype)
     out = np.dtype(out_dtype or dtype)
@@ -115,6 +119,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
               f"{ix} rows, {ix} c0, {ix} c1, int mode, {cv} cval")
     names = "src, dst, B, n0, n1, rows, c0, c1, mode, cval"
     ring = [f"h{k}" for k in range(kv)]
+    top, bottom = (0, 0) if rowmap else (lov, hiv)  # rows the border kernel leaves
     wvs, whs = [None] * kv, [None] * kh
     if sw.op == "sum":
         if sw.wv is not None:
@@ -207,9 +212,9 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
           f'extern "C" __global__ void sk_sep_interior({params}) {{',
           f"  const {ix} j = c0 + ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
           "  if (j >= c1) return;",
-          f"  const {ix} r0 = {lov} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
+          f"  const {ix} r0 = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
           " * rows;",
-          f"  const {ix} hiw = n0 - {hiv};",
+          f"  const {ix} hiw = n0 - {bottom};",
           "  if (r0 >= hiw) return;",
           f"  const {ix} r1 = r0 + rows < hiw ? r0 + rows : hiw;",
           f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
@@ -240,7 +245,8 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
         return f"(sk_f32_bits(0x4b000000u | {u}) - {float(2**23 + bias).hex()}f)"
 
     def direct(k, row):
-        head = f"{{ const {t}* __restrict__ p = plane + ({row}) * n1; "
+        row = f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
+        head = f"{{ const {t}* __restrict__ p = plane + {row} * n1; "
         if not pair_h:
             return head + horizontal(f"h{k}", lambda c: convert(f"p[{c}]")) + " }"
         hk = f"h{k}"
@@ -258,7 +264,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
     L += ["// everything else: short strips down single columns, reads through the index map",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? {cval} : ({a})base[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_sep_border({params}) {{',
-          *cuda_sweeps.border_strips(ix, lov, hiv, "c0", "c1"),
+          *cuda_sweeps.border_strips(ix, top, bottom, "c0", "c1"),
           f"    const {t}* __restrict__ base = src + b * n0 * n1;",
           f"    {o}* __restrict__ op = dst + b * n0 * n1 + j;",
           *(f"    const {ix} m{c} = sk_map(j + ({c - loh}), n1, mode);" for c in range(kh))]
@@ -270,7 +276,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None) -> SepModule:
     L += walk("    ", mapped)
     L += ["  }", "}", "#undef SK_RD", ""]
     L.append(codegen_cpp.host_launchers(SepModule.kernels, params, names))
-    return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv)
+    return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap)
 
 
 def _exact_source(sw: Sweep, t: str, ix: str) -> str:
@@ -462,13 +468,14 @@ def extreme_sweep(passes, ndim):
 _MODULES: dict = {}
 
 
-def module_for(sw: Sweep, dtype, idx64, out_dtype=None) -> SepModule:
+def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False) -> SepModule:
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
-    key = (sw, np.dtype(dtype).str, out_dtype.str, idx64)
+    key = (sw, np.dtype(dtype).str, out_dtype.str, idx64, rowmap)
     mod = _MODULES.get(key)
     if mod is None:
-        mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype)
+        mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
+                                       rowmap=rowmap)
     return mod
 
 
@@ -488,5 +495,6 @@ def run(x, sw, mode, cval, out=None, out_dtype=None):
     """
     out_dtype = np.dtype(out_dtype or x.dtype)
     return cuda_sweeps.run(
-        x, out_dtype, lambda dtype, at, idx64: module_for(sw, dtype, idx64, out_dtype),
+        x, out_dtype, lambda dtype, at, idx64: module_for(sw, dtype, idx64, out_dtype,
+                                                          cuda_sweeps.rows_mapped(mode)),
         lambda mod, shape, rows, c0, c1: scalars(mod, shape, rows, c0, c1, mode, cval), out)

@@ -21,6 +21,16 @@ BORDER_ROWS = 16
 """Rows per thread's strip in the border kernel's side bands."""
 
 
+def rows_mapped(mode) -> bool:
+    """Whether the interior kernel maps its rows through ``mode`` and so covers every row.
+
+    Every mode but ``constant`` (whose rows outside are cval, not rows of the array): the
+    border kernel then computes only the columns at either end (its top and bottom strips,
+    a thread per column walking the window's whole reach, were the slow part of it).
+    """
+    return mode != "constant"
+
+
 def border_threads(B, n0, n1, lo0, hi0, band) -> int:
     """Threads the border kernel needs: ``band`` columns are left by the interior kernel."""
     top = min(lo0, n0)
