@@ -446,8 +446,12 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     if n <= DIRECT_TAPS:
         taps = [(offs, 1) for offs, _ in _passes.taps(fp, origins, axes, arr.ndim)]
         return _passes.linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
-    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8):
-        # complex and 64-bit integers (whose sums could overflow int64): tap-by-tap passes
+    fractional = mode == "constant" and not float(np.real(cval)).is_integer()
+    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8) or (
+            fractional and arr.dtype.kind in "biu"):
+        # complex and 64-bit integers (whose sums could overflow int64), and integer data
+        # padded with a cval between integers (the running sums' exact path adds integers; the
+        # passes then sum in float64): tap-by-tap passes
         passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
         return _passes.separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
     # running sums: a few operations per element whatever the size

@@ -169,3 +169,19 @@ def test_an_output_off_word_boundaries_takes_the_element_kernel(fake_gpu, monkey
     aligned = cuda.device_array((12, 40), np.uint8)
     filters.uniform_filter(cuda.to_device(a), 15, output=aligned)
     assert words == [False, True]
+
+
+def test_a_fractional_cval_is_not_truncated(fake_gpu):
+    """constant mode with a cval between integers: the running sums' exact path adds integers
+    (it truncated the cval, on the CPU too); float sums give the exact mean, rounded."""
+    from numba import cuda
+
+    a = sample((20, 33), np.uint8, seed=9)
+    for cval in (2.5, 0.1, -7.75):
+        for size in (15, (3, 4)):
+            want = filters.uniform_filter(a, size, mode="constant", cval=cval)
+            got = filters.uniform_filter(cuda.to_device(a), size, mode="constant", cval=cval)
+            np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{cval} {size}")
+    flat = np.full((6, 6), 10, np.uint8)  # edge windows: (6 * 10 + 3 * 2.5) / 9 = 7.5 -> 8
+    got = filters.uniform_filter(cuda.to_device(flat), 3, mode="constant", cval=2.5)
+    np.testing.assert_array_equal(got.copy_to_host()[0], [6, 8, 8, 8, 8, 6])

@@ -8,7 +8,7 @@ Every (filter, parameters) in tests/filter_table.py runs over dtypes x the five 
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from filter_table import TABLE, entry, numpy_reference, round_even_saturate
+from filter_table import TABLE, entry, exact_mean, numpy_reference, round_even_saturate
 from kernels import sample
 
 from stencilkit import StencilError, StencilTypeError, filters
@@ -316,6 +316,17 @@ def test_values_scipy_accepts():
         np.testing.assert_array_equal(got, ref)
     with pytest.raises(StencilError, match="cval=nan has no value"):
         filters.minimum_filter(u8, 3, mode="constant", cval=np.nan)
+    # the mean of integers padded with a cval between integers: the exact mean, rounded once
+    # (the running sums' integer path truncated the cval: 2.5 became 2)
+    big = sample((20, 33), np.uint8, seed=9)
+    for cval in (2.5, -7.75, 300.25):  # quarters: four times every value is an integer
+        for size in (3, 15, (1, 30)):
+            k = (size, size) if np.ndim(size) == 0 else size
+            total = ndi.correlate(4 * big.astype(np.int64), np.ones(k, np.int64),
+                                  mode="constant", cval=int(4 * cval))
+            np.testing.assert_array_equal(
+                filters.uniform_filter(big, size, mode="constant", cval=cval),
+                exact_mean(total, 4 * k[0] * k[1], np.uint8), err_msg=f"{cval} {size}")
     # a one-tap Gaussian (truncate=0 or radius=0) differentiates: order 2 is -1/sigma^2
     for order in (1, 2, 3, (0, 1), (2, 0), (2, 2)):
         for kw in ({"truncate": 0.0}, {"radius": 0}):
