@@ -36,6 +36,26 @@ def test_block_reduce_takes_the_cpp_kernel_equal_to_the_cpu(fake_gpu, k, dtype):
     np.testing.assert_array_equal(got.copy_to_host(), resample.decimate(a, (1, 3, 2)))
 
 
+def test_block_medians_take_the_cpp_kernel_equal_to_the_cpu(fake_gpu):
+    """np.median of each block in float64 (mean of the two middle values, a NaN wins), rounded
+    for integer results: blocks beyond the numba kernel's 64 elements too."""
+    for dtype in (np.uint8, np.int16, np.float64):
+        a = data((2, 21, 34), dtype, seed=5)
+        if a.dtype.kind == "f":
+            a[0, 3, 4] = np.nan
+        for factor, edge in [((2, 2), "partial"), ((3, 5), "pad"), ((9, 9), "trim"),
+                             ((16, 16), "partial"), ((8, 10), "pad")]:
+            kw = {"edge": edge, **({"cval": 7} if edge == "pad" else {})}
+            want = resample.block_reduce(a, (1, *factor), "median", **kw)
+            got = resample.block_reduce(cuda.to_device(a), (1, *factor), "median", **kw)
+            np.testing.assert_array_equal(got.copy_to_host(), want,
+                                          err_msg=f"{dtype} {factor} {edge}")
+            assert fake_gpu.launched[-1] == "sk_blocks"
+    f = data((20, 20), np.float32, seed=6)  # float32: the two middle values' float64 mean
+    got = resample.block_reduce(cuda.to_device(f), 4, "median")
+    np.testing.assert_array_equal(got.copy_to_host(), resample.block_reduce(f, 4, "median"))
+
+
 def test_negative_means_round_ties_to_even(fake_gpu):
     """Integer means of negative sums: the nearest integer, ties to even (floor division
     underneath, as in the kernel)."""
@@ -75,7 +95,7 @@ def test_modules_compile_with_nvrtc():
         pytest.skip(f"NVRTC not available ({exc})")
     for (dtype, acc, out), op, pad in itertools.product(
             [(np.uint8, np.int64, np.uint8), (np.float32, np.float64, np.float32)],
-            ["mean", "max", "take"], [False, True]):
+            ["mean", "max", "take", "median"], [False, True]):
         mod = cuda_resample.generate(dtype, acc, out, 2, 2, op, pad=pad, lo=0, hi=255,
                                      idx64=False)
         assert ".entry sk_blocks(" in cuda_cpp.ptx(mod.source, "compute_90")

@@ -2,7 +2,7 @@
 
 NVRTC compiles each representative module to PTX and nvJitLink assembles it for an H100
 (sm_90). Performance guards that need no GPU: no kernel spills registers to local memory (the
-selection kernel's window buffer is its only stack), the kernels that carry the work keep to
+medians' window buffers are the only stack), the kernels that carry the work keep to
 64 registers a thread (so that an SM holds at least 1024 threads), and shared memory stays
 within the 48 KiB a block may have without opting in.
 """
@@ -37,7 +37,7 @@ def test_generated_kernels_fit_an_h100_without_spilling():
             seen += 1
             where = f"{what}: {name} {r}"
             assert r["spill_stores"] == 0 and r["spill_loads"] == 0, where
-            assert r["stack"] == 0 or name == "sk_select", where
+            assert r["stack"] == 0 or "buffer" in what, where  # (the medians' gathers)
             assert r["shared"] <= 48 * 1024, where
             if not name.endswith("_border"):  # the kernels that carry the work
                 assert 0 < r["registers"] <= 64, where

@@ -58,12 +58,16 @@ def modules():
     out.append(("resample: block_reduce 2 x 2 mean, uint8",
                 cuda_resample.module_for(u8, np.dtype(np.uint32), u8, 2, 2, "mean", False, 0, 0,
                                          False).source))
+    out.append(("resample: block_reduce 16 x 16 median, uint8 (a thread's float64 buffer)",
+                cuda_resample.module_for(u8, f64, u8, 16, 16, "median", False, 0, 0,
+                                         False).source))
     out.append(("resample: pyramid_down level, uint8",
                 cuda_resample.generate_pyramid(u8, idx64=False).source))
     box = Rank(((True,) * 15,) * 15, (7, 7), 112, True)
     for dtype in (u8, f32):
         mod, _ = cuda_rank.module_for(box, dtype, 2, False)
-        out.append((f"median 15 x 15, {dtype} ({mod.kernel})", mod.source))
+        what = " (a thread's window buffer)" if mod.kernel == "sk_select" else ""
+        out.append((f"median 15 x 15, {dtype} ({mod.kernel}){what}", mod.source))
     tiled = codegen_tiled.generate(diffuse._spec, [f32], f32, f64, (numba.float64,),
                                    idx64=False, narrow=True, steps=8)
     out.append(("iterate: heat step, 8 steps a launch (tiled)", tiled.source))

@@ -387,18 +387,26 @@ def reduce(arr, full, op, edge, cval, out_dtype):
     if op == "median":
         lead = [f for f in full[:-2]]
         f0, f1 = (full[-2], full[-1]) if x.ndim >= 2 else (1, full[-1])
+        rounding, lo, hi = _rounding_bounds(out_dtype)
+        cv = np.float64(native.type(cval))
+        if not any(f != 1 for f in lead) and cuda_resample.median_fits(f0, f1):
+            src, f0, f1, dshape = _last2(x, full, out_shape)
+            dst = cuda_backend.empty(dshape, work_out, arr)
+            if cuda_resample.run(src, dst, f0, f1, "median", pad=pad, cval=cv,
+                                 acc=np.float64, rounding=rounding):  # C++, else numba's
+                return _device_result(dst.reshape(out_shape), out_dtype, arr)
         if any(f != 1 for f in lead) or f0 * f1 > MEDIAN_BLOCK_MAX:
             raise StencilError(
                 f"block_reduce: the GPU median takes blocks over the last two axes of at most "
-                f"{MEDIAN_BLOCK_MAX} elements (factor {full}); copy the array to the host")
+                f"{cuda_resample.MEDIAN_MAX} elements (generated CUDA C++, with CuPy) or "
+                f"{MEDIAN_BLOCK_MAX} (numba.cuda) (factor {full}); copy the array to the host")
         shape = tuple(x.shape)
         n0, n1 = (shape[-2], shape[-1]) if x.ndim >= 2 else (1, shape[-1])
         m0, m1 = (out_shape[-2], out_shape[-1]) if x.ndim >= 2 else (1, out_shape[-1])
         # (trimmed: the output's blocks are all whole, and never read the dropped edge)
         dst = cuda_backend.empty((math.prod(out_shape) // (m0 * m1), m0, m1), work_out, arr)
-        rounding, lo, hi = _rounding_bounds(out_dtype)
-        _launch(median2, math.prod(dst.shape), x.reshape((-1, n0, n1)), dst, f0, f1, pad,
-                np.float64(native.type(cval)), rounding, lo, hi)
+        _launch(median2, math.prod(dst.shape), x.reshape((-1, n0, n1)), dst, f0, f1, pad, cv,
+                rounding, lo, hi)
         return _device_result(dst.reshape(out_shape), out_dtype, arr)
     if op in ("min", "max"):
         acc = native

@@ -28,7 +28,10 @@ BLOCK = (32, 8, 1)
 UNROLL_MAX = 64
 """Whole blocks of at most this many elements are read by unrolled code."""
 
-_OPS = ("take", "sum", "mean", "min", "max")
+_OPS = ("take", "sum", "mean", "min", "max", "median")
+
+MEDIAN_MAX = 256
+"""Largest median block (elements, each thread's float64 buffer: 2 KiB of local memory)."""
 _TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32,
                                      np.uint32, np.int64, np.uint64, np.float32, np.float64))
 
@@ -77,6 +80,11 @@ def fits(op, dtype, acc, out, rounding, exact) -> bool:
     return not (op == "mean" and rounding and not exact)
 
 
+def median_fits(f0, f1) -> bool:
+    """Whether the median of ``f0 x f1`` blocks fits a thread's buffer (:data:`MEDIAN_MAX`)."""
+    return f0 * f1 <= MEDIAN_MAX
+
+
 def _int_lit(v: int) -> str:
     return f"{v}LL" if v >= 0 else f"(-{-v}LL)"
 
@@ -84,8 +92,11 @@ def _int_lit(v: int) -> str:
 def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool):
     """Emit the module of ``f0 x f1`` blocks of ``dtype`` data.
 
-    ``op``: "take", "sum", "mean", "min" or "max"; sums in ``acc``; results of ``out``
-    (integer means saturated to ``[lo, hi]``); ``pad``: blocks past the edges read cval.
+    ``op``: "take", "sum", "mean", "min", "max" or "median"; sums in ``acc``; results of
+    ``out`` (integer means saturated to ``[lo, hi]``); ``pad``: blocks past the edges read
+    cval. The median is ``np.median`` of the block's values in float64 (the numba kernel's
+    insertion sort; a NaN wins), rounded to the nearest integer (ties to even) and saturated
+    for integer results.
     """
     dtype, acc, out = np.dtype(dtype), np.dtype(acc), np.dtype(out)
     ix = "sk_i64" if idx64 else "sk_i32"
@@ -124,6 +135,7 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool)
          f"{', padded' if pad else ''})",
          codegen_cpp.PRELUDE, "",
          f'extern "C" __global__ void sk_blocks({params}) {{',
+         *([f"  double vals[{f0 * f1}];"] if op == "median" else []),
          f"  const {ix} j = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
          "  if (j >= m1) return;",
          f"  const {ix} c0 = j * {f1};",
@@ -136,6 +148,27 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool)
          f"      const {ix} at = (b * m0 + i) * m1 + j;"]
     if op == "take":
         L += ["      dst[at] = plane[r0 * n1 + c0];"]
+    elif op == "median":
+        L += [f"      const {ix} rstop = {rstop};", "      int count = 0;",
+              "      bool nan = false;",
+              f"      for ({ix} r = r0; r < rstop; ++r)",
+              f"        for ({ix} c = c0; c < cstop; ++c) {{",
+              "          const double v = r < n0 && c < n1 ? (double)plane[r * n1 + c] : cval;",
+              "          nan = nan || v != v;",
+              "          int q = count;  // into the sorted prefix",
+              "          while (q > 0 && vals[q - 1] > v) { vals[q] = vals[q - 1]; --q; }",
+              "          vals[q] = v;",
+              "          ++count;",
+              "        }",
+              "      const int h = count / 2;",
+              "      double med = count % 2 ? vals[h] : (vals[h - 1] + vals[h]) / 2.0;",
+              "      if (nan) med = sk_f64_bits(0x7ff8000000000000ULL);  // NumPy's NaN"]
+        if out.kind in "biu":
+            lo_, hi_ = (0.0, 1.0) if out.kind == "b" else (float(np.iinfo(out).min),
+                                                           float(np.iinfo(out).max))
+            L += ["      med = med != med ? 0.0 : rint(med);  // NaN into integers: 0",
+                  f"      med = med < {lo_!r} ? {lo_!r} : med > {hi_!r} ? {hi_!r} : med;"]
+        L += [f"      dst[at] = ({o})med;"]
     else:
         L += [f"      const {ix} rstop = {rstop};", f"      {a} s, cs;"]
         if f0 * f1 <= UNROLL_MAX:  # a whole block inside the array: unrolled, count constant
