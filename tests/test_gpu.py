@@ -157,6 +157,9 @@ def test_cupy_filters_and_resampling(cupy):
                                   filters.uniform_filter(a, 15))
     np.testing.assert_array_equal(filters.median_filter(d, 5).get(), filters.median_filter(a, 5))
     np.testing.assert_array_equal(resample.block_reduce(d, 2).get(), resample.block_reduce(a, 2))
+    for factor in (3, 9, (16, 12)):  # medians: generated C++ (more than numba's 64 elements)
+        np.testing.assert_array_equal(resample.block_reduce(d, factor, "median").get(),
+                                      resample.block_reduce(a, factor, "median"))
     # 8-bit Gaussian: float32 sums checked near ties (stencilkit.backends.cuda_sep), the CPU's
     np.testing.assert_array_equal(filters.gaussian_filter(d, 1.0).get(),
                                   filters.gaussian_filter(a, 1.0))
