@@ -71,6 +71,11 @@ def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
     check(monkeypatch, x[0, :40], (57, 2), "sk_huang", origin=(3, -1), cval=-3)
     check(monkeypatch, x[1], (17, 17), "sk_huang")  # 289 elements: 16-bit counts
     check(monkeypatch, x[1], (9, 9), "sk_huang", idx64=True)  # 64-bit indices
+    from stencilkit import codegen_cpp
+
+    with monkeypatch.context() as m:  # a grid of one row of blocks: each walks every strip
+        m.setattr(codegen_cpp, "MAX_GRID_YZ", 1)
+        check(monkeypatch, x, (1, 9, 9), "sk_huang")
 
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.float64])  # (the CPU kernels the suite has)

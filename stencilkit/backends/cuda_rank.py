@@ -72,7 +72,8 @@ class RankModule:
             return []
         if self.kernel == "sk_huang":
             B, n0, n1 = shape
-            return [(self.kernel, (cdiv(n1, self.block[0]), cdiv(n0, STRIP),
+            return [(self.kernel, (cdiv(n1, self.block[0]),
+                                   min(cdiv(n0, STRIP), codegen_cpp.MAX_GRID_YZ),
                                    min(B, codegen_cpp.MAX_GRID_YZ)), self.block)]
         blocks = min(cdiv(math.prod(shape), SELECT_BLOCK[0]), 1 << 20)
         return [(self.kernel, (blocks, 1, 1), SELECT_BLOCK)]
@@ -128,12 +129,13 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
          f"  {count}* hist = sk_hist;",
          "  const int tid = threadIdx.x;",
          f"  const {ix} j = ({ix})blockIdx.x * {T} + tid;",
-         f"  const {ix} r0 = ({ix})blockIdx.y * {STRIP};",
-         "  if (j >= n1 || r0 >= n0) return;",
-         f"  const {ix} r1 = r0 + {STRIP} < n0 ? r0 + {STRIP} : n0;",
+         "  if (j >= n1) return;",
          f"  {ix} cols[{k1}];",
          f"  for (int c = 0; c < {k1}; ++c) cols[c] = sk_map(j + c - {lo1}, n1, mode);",
-         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z)",
+         f"  for ({ix} r0 = ({ix})blockIdx.y * {STRIP}; r0 < n0; r0 += ({ix})gridDim.y * "
+         f"{STRIP}) {{",
+         f"    const {ix} r1 = r0 + {STRIP} < n0 ? r0 + {STRIP} : n0;",
          f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
          f"    for (int v = 0; v < {256 // per}; ++v) ((sk_u32*)hist)[v * {T} + tid] = 0;",
          f"    for (int r = 0; r < {k0}; ++r) {{",
