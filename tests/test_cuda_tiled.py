@@ -10,6 +10,8 @@ import ctypes
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kernels import asym2, diffuse, life, sample, smooth, variable_diffusion
 
 import stencilkit as sk
@@ -114,6 +116,20 @@ def test_the_halo_reaches_past_small_arrays_and_every_launch_size():
                                           err_msg=f"{mode} {steps}")
     np.testing.assert_array_equal(host_iterate(diffuse, x, 5, 4, 0.2, idx64=True),
                                   diffuse.iterate(x, 0.2, steps=5))  # 64-bit indices
+
+
+@settings(max_examples=25, deadline=None)
+@given(n0=st.integers(1, 70), n1=st.integers(1, 140), batch=st.integers(1, 2),
+       mode=st.sampled_from(MODES), steps=st.integers(1, 11), block=st.sampled_from([3, 5]),
+       seed=st.integers(0, 2**16))
+def test_any_shape_mode_and_step_count_equals_step_by_step(n0, n1, batch, mode, steps, block,
+                                                           seed):
+    """Property: for any array shape (tiles cut anywhere, arrays smaller than the halo), mode
+    and number of steps, the tiled launches equal the CPU's steps bit for bit."""
+    x = sample((batch, n0, n1), np.float32, seed=seed)
+    kw = {"mode": mode, "cval": 1.5} if mode == "constant" else {"mode": mode}
+    np.testing.assert_array_equal(host_iterate(diffuse, x, steps, block, 0.2, **kw),
+                                  diffuse.iterate(x, 0.2, steps=steps, **kw))
 
 
 def test_what_fits_and_what_is_covered():
