@@ -5,6 +5,7 @@ import pytest
 from kernels import KERNELS, blend, sample, shift, smooth
 
 import stencilkit as sk
+from stencilkit import filters
 
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
@@ -223,3 +224,28 @@ def test_iterate_on_dask_checks_like_numpy():
         smooth.iterate(x, steps=2, out_dtype=np.float64)
     with pytest.raises(sk.StencilError, match="needs out=None"):
         smooth.iterate(x, steps=0, out=np.zeros((4, 4), np.int16))
+
+
+def test_device_chunks_run_each_regions_passes_on_its_backend(monkeypatch):
+    """The branch Dask stacks of CuPy chunks take (RegionPasses: each region's own backend
+    runs the passes, the CUDA backend's kernels for CuPy), driven here with NumPy chunks
+    taken for device ones: regions with their halo, every mode, equal to the whole array."""
+    from stencilkit.backends import dask as dask_backend
+
+    seen = []
+    real = dask_backend.RegionPasses.__call__
+
+    def spy(self, region, out=None):
+        seen.append(region.shape)
+        return real(self, region, out)
+
+    monkeypatch.setattr(dask_backend, "is_device_array", lambda a: isinstance(a, np.ndarray))
+    monkeypatch.setattr(dask_backend.RegionPasses, "__call__", spy)
+    a = sample((37, 45), np.uint8, seed=3)
+    x = da.from_array(a, chunks=(16, 20))
+    for fn, arg in [(filters.uniform_filter, 15), (filters.gaussian_filter, 2.0),
+                    (filters.median_filter, 9), (filters.maximum_filter, 11)]:
+        for mode in ("reflect", "wrap", "constant"):
+            got = fn(x, arg, mode=mode).compute(scheduler="sync")
+            np.testing.assert_array_equal(got, fn(a, arg, mode=mode), err_msg=f"{fn} {mode}")
+    assert seen and all(s != a.shape for s in seen)  # regions, not the whole array

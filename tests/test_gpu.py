@@ -261,6 +261,14 @@ def test_dask_with_cupy_chunks(cupy):
     g = filters.uniform_filter(x, 5).compute()
     assert isinstance(g, cupy.ndarray)
     np.testing.assert_array_equal(g.get(), filters.uniform_filter(a, 5))
+    # line passes: each region through the CUDA backend's kernels (box, sweep, medians)
+    u8 = sample((2, 300, 200), np.uint8, seed=4)
+    y = da.from_array(u8, chunks=(1, 128, 96)).map_blocks(cupy.asarray)
+    for fn, arg in [(filters.uniform_filter, 15), (filters.gaussian_filter, 2.0),
+                    (filters.median_filter, (1, 9, 9)), (filters.maximum_filter, 11)]:
+        got = fn(y, arg).compute()
+        assert isinstance(got, cupy.ndarray)
+        np.testing.assert_array_equal(got.get(), fn(u8, arg), err_msg=fn.__name__)
 
 
 def test_more_than_2_31_elements(cupy):

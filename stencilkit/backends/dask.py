@@ -223,6 +223,28 @@ def _halo(passes, ndim):
     return halo
 
 
+class RegionPasses:
+    """A filter's line passes over one region, run by the region's own backend.
+
+    For device chunks (CuPy): each region goes through ``CudaBackend.run_passes``, so Dask
+    stacks of device chunks get the CUDA backend's one-sweep, box and median kernels (NumPy
+    chunks keep the CPU's ``LineProgram``). Regions are laid out for ``passes.mode``
+    (:mod:`stencilkit._regions`), so the passes' mode on a region is exact at the array's edges.
+    """
+
+    def __init__(self, passes):
+        self.passes = passes
+
+    def __call__(self, region, out=None):
+        from . import for_array
+
+        return for_array(region).run_passes(self.passes, region, None)
+
+    def __dask_tokenize__(self):
+        p = self.passes
+        return ("stencilkit.region-passes", repr(p.passes), p.mode, p.cval, p.out_dtype.str)
+
+
 class DaskBackend(Backend):
     """Dask arrays: a region per chunk (the chunk and its halo).
 
@@ -314,13 +336,12 @@ class DaskBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        if is_device_array(getattr(arr, "_meta", None)):
-            # CuPy chunks: the passes as generated stencils, each a Dask call whose regions
-            # run on the CUDA backend
-            return passes.as_stencils(arr, out)
         from .cpu_lines.program import LineProgram
 
-        return run_program(LineProgram(passes), [arr], arr.ndim, _halo(passes, arr.ndim),
+        # CuPy chunks: each region through the CUDA backend's passes
+        program = RegionPasses(passes) if is_device_array(getattr(arr, "_meta", None)) else \
+            LineProgram(passes)
+        return run_program(program, [arr], arr.ndim, _halo(passes, arr.ndim),
                            modes.mode_code(passes.mode), passes.out_dtype)
 
     def block_reduce(self, arr, full, op, edge, cval, out_dtype):
