@@ -419,9 +419,9 @@ class Stencil:
             ``steps / block_steps`` times instead of ``steps`` times; results are identical.
             Default: Dask, the most that keeps the halo within half the smallest chunk; NumPy,
             up to 16 for states of 16 MiB or more, else 1 (step by step). CUDA: 1 (a launch
-            per step); given, a 2-D kernel (not ``mode='skip'``) on the generated C++ path
-            advances tiles of the state in shared memory, up to ``block_steps`` steps a launch
-            (fewer where a tile and its halo would not fit).
+            per step); given, a 2-D kernel on the generated C++ path advances tiles of the
+            state in shared memory, up to ``block_steps`` steps a launch (fewer where a tile
+            and its halo would not fit).
         out : ndarray, optional
             Where to put the final state.
         **kwargs

@@ -11,12 +11,13 @@ region's edges. Where a region edge is the array's edge that is the array's own 
 is not, the values it gives are wrong but lie in the halo, which shrinks by the radius every
 step and is never written back. Each step computes only the rows and columns still exact.
 
-One kernel, ``<name>_tiled``, for kernels of two core axes, no run-time-offset reads and a
-mode other than ``skip``: the first array is the state, the others stay fixed and are read
-from device memory at each region element's place in the array (through the mode's index
-map, so that they are exact wherever the state is); the body and the output conversion are
-the generated stencil's own (:mod:`stencilkit.codegen_cpp`), so results equal step-by-step
-launches bit for bit. Plain C++ for NVRTC and for g++ (``-DSK_HOST``): there the block's
+One kernel, ``<name>_tiled``, for kernels of two core axes and no run-time-offset reads
+(``mode='skip'``: the array's border band is set to ``cvout`` at every step, as step by step
+does, and never read outside the array): the first array is the state, the others stay fixed
+and are read from device memory at each region element's place in the array (through the
+mode's index map, so that they are exact wherever the state is); the body and the output
+conversion are the generated stencil's own (:mod:`stencilkit.codegen_cpp`), so results equal
+step-by-step launches bit for bit. Plain C++ for NVRTC and for g++ (``-DSK_HOST``): there the block's
 threads run one phase at a time (``SK_THREADS``: a loop over the threads around each stretch
 of code between barriers; everything that crosses a barrier lives in shared memory or is
 the same for every thread), so the tests run it on the CPU.
@@ -85,11 +86,13 @@ class TiledModule:
         grid = (cdiv(n1, self.tile[1]), cdiv(n0, self.tile[0]), min(B, codegen_cpp.MAX_GRID_YZ))
         return [(self.kernels[0], grid, BLOCK)]
 
-    def scalars(self, wshape, nsteps, mode, cval, params):
-        """The scalar kernel arguments after the two arrays, as NumPy scalars of the C++ types."""
+    def scalars(self, wshape, nsteps, mode, cval, cvout, params):
+        """The scalar kernel arguments after the arrays, as NumPy scalars of the C++ types."""
         it = np.int64 if self.idx64 else np.int32
         vals = [it(v) for v in wshape] + [np.int32(nsteps), np.int32(mode)]
         vals.append(np.asarray(cval).astype(self.acc)[()])
+        vals.append(np.asarray(cvout).astype(self.out_dtype if self.out_dtype.kind != "b"
+                                             else np.uint8)[()])
         for p, t in zip(params, self.params):
             vals.append(np.asarray(p).astype(np.dtype(t))[()])
         return vals
@@ -99,8 +102,6 @@ def unsupported(spec, in_dtypes, out_dtype, mode):
     """Why ``spec`` has no tiled kernel for these types and mode (a phrase), or None."""
     if spec.ndim != 2:
         return f"{spec.ndim} core axes (the tiled kernel takes 2)"
-    if mode == modes.SKIP:
-        return "mode='skip'"
     if np.dtype(in_dtypes[0]) != np.dtype(out_dtype):
         return f"the state is computed as {in_dtypes[0]} but stored as {out_dtype}"
     return None
@@ -143,10 +144,10 @@ def _source(em, T, tile) -> str:
     params = ", ".join([*(f"const {codegen_cpp._ctype_of(em.dtype(x))}* __restrict__ {x}_"
                           for x in s.arrays),
                         f"{oc}* __restrict__ sk_out", f"{ix} B", f"{ix} n0", f"{ix} n1",
-                        "int nsteps", "int mode", f"{em.acc_c} cval",
+                        "int nsteps", "int mode", f"{em.acc_c} cval", f"{oc} cvout",
                         *(f"{c} {p}_" for c, p in zip(em.body.param_ctypes, s.params))])
     names = ", ".join([*(f"{x}_" for x in s.arrays), "sk_out", "B", "n0", "n1", "nsteps",
-                       "mode", "cval", *(f"{p}_" for p in s.params)])
+                       "mode", "cval", "cvout", *(f"{p}_" for p in s.params)])
 
     def name(prefix, d, o):
         return f"{prefix}{d}_{'m' if o < 0 else 'p'}{abs(o)}"
@@ -200,7 +201,7 @@ extern "C" __global__ void {s.name}_tiled({params}) {{
   const {ix} te0 = R0 + {TH} < n0 ? R0 + {TH} : n0, te1 = C0 + {TW} < n1 ? C0 + {TW} : n1;
   // the region: the tile and its halo, cut at the array's edges (wrap: from the other side;
   // its elements' places in the array are then sk_map's, in range for the other modes)
-  const bool wrap = mode == {modes.WRAP};
+  const bool wrap = mode == {modes.WRAP}, skip = mode == {modes.SKIP};
   {ix} g0 = R0 - nsteps * {rb0}, g1 = te0 + nsteps * {ra0};
   {ix} e0 = C0 - nsteps * {rb1}, e1 = te1 + nsteps * {ra1};
   if (!wrap) {{
@@ -231,6 +232,11 @@ extern "C" __global__ void {s.name}_tiled({params}) {{
         for ({ix} r = lo0 + ({ix})threadIdx.y; r < hi0; r += ({ix})blockDim.y)
           for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; c += ({ix})blockDim.x) {{
 {chr(10).join(fixed_lines)}
+            if (skip && (g0 + r < {rb0} || g0 + r >= n0 - {ra0} || e0 + c < {rb1} ||
+                         e0 + c >= n1 - {ra1})) {{  // the array's border: cvout every step
+              sk_dst[r * {RW} + c] = cvout;
+              continue;
+            }}
             if (r >= {rb0} && r < h - {ra0} && c >= {rb1} && c < w - {ra1}) {{
               sk_dst[r * {RW} + c] = {em.call(direct, None)};
               continue;

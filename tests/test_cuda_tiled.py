@@ -23,7 +23,7 @@ from stencilkit.backends.cpu import from_work
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
 
-MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant", "skip"]
 
 
 def tiled_module(st, x, block_steps, *args, idx64=None, **kw):
@@ -58,7 +58,8 @@ def host_iterate(st, x, steps, block_steps, *params, idx64=None, **kw):
         for kname, grid, block in mod.launches(plan.wshape):
             fn = getattr(lib, f"{kname}_host")
             fn.restype = None
-            scalars = mod.scalars(plan.wshape, n, plan.mode, plan.cval_acc, params)
+            scalars = mod.scalars(plan.wshape, n, plan.mode, plan.cval_acc, plan.cval_out,
+                                  params)
             fn(*(ctypes.c_uint(v) for v in (*grid, *block)),
                *(ctypes.c_void_p(f.ctypes.data) for f in (cur, *fixed)),
                ctypes.c_void_p(nxt.ctypes.data),
@@ -82,7 +83,7 @@ def test_tiled_iterate_equals_step_by_step_bit_for_bit(k):
         elif dtype == np.int16:
             x //= 4  # room for the sums
         for mode in MODES:
-            kw = {"mode": mode, "cval": 3} if mode == "constant" else {"mode": mode}
+            kw = {"mode": mode, "cval": 3} if mode in ("constant", "skip") else {"mode": mode}
             want = st.iterate(x, *params, steps=7, **kw)
             got = host_iterate(st, x, 7, 3, *params, **kw)
             np.testing.assert_array_equal(got, want, err_msg=f"{shape} {mode}")
@@ -139,7 +140,7 @@ def test_what_fits_and_what_is_covered():
     assert codegen_tiled.fits(((40, 40), (40, 40)), 8, 8) is None
     f32 = [np.dtype(np.float32)]
     assert codegen_tiled.unsupported(diffuse._spec, f32, f32[0], 0) is None
-    assert "skip" in codegen_tiled.unsupported(diffuse._spec, f32, f32[0], sk.MODES.index("skip"))
+    assert codegen_tiled.unsupported(diffuse._spec, f32, f32[0], sk.MODES.index("skip")) is None
     from kernels import blend, lap3, shift
 
     assert "3 core axes" in codegen_tiled.unsupported(lap3._spec, f32, f32[0], 0)
@@ -190,7 +191,9 @@ def test_iterate_on_device_arrays_takes_the_tiled_kernel(fake_gpu):
     got = diffuse.iterate(cuda.to_device(u), 0.2, steps=3, mode="wrap")
     np.testing.assert_array_equal(got.copy_to_host(), diffuse.iterate(u, 0.2, steps=3, mode="wrap"))
     assert "diffuse_tiled" not in fake_gpu.launched
-    b = sample((30, 20), np.int16, seed=5) // 4  # not tiled: skip mode
-    got = smooth.iterate(cuda.to_device(b), steps=4, block_steps=4, mode="skip", cval=0)
+    b = sample((30, 20), np.int16, seed=5) // 4  # skip: the border band set to cval each step
+    fake_gpu.launched.clear()
+    got = smooth.iterate(cuda.to_device(b), steps=4, block_steps=4, mode="skip", cval=-5)
     np.testing.assert_array_equal(got.copy_to_host(),
-                                  smooth.iterate(b, steps=4, mode="skip", cval=0))
+                                  smooth.iterate(b, steps=4, mode="skip", cval=-5))
+    assert fake_gpu.launched == ["smooth_py_tiled"]

@@ -111,7 +111,7 @@ def test_tiled_iterate_on_the_gpu_is_exact(cupy):
     harness runs phase by phase; here on the device, against the CPU step by step."""
     u = sample((2, 300, 517), np.float32, seed=3)
     g = (sample((1, 129, 250), np.uint8, seed=4) % 2).astype(np.uint8)
-    for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:
+    for mode in ["reflect", "mirror", "nearest", "wrap", "constant", "skip"]:
         for steps, block in [(13, 4), (16, 8)]:
             got = diffuse.iterate(cupy.asarray(u), 0.2, steps=steps, block_steps=block,
                                   mode=mode)

@@ -207,8 +207,8 @@ def tiled_for(st, plan, params, steps):
     """The temporal-blocking module of a call (:mod:`stencilkit.codegen_tiled`), or None.
 
     It takes up to ``steps`` steps a launch (fewer where shared memory holds fewer). None where
-    it does not apply: the C++ path off, not a 2-D kernel, ``skip`` mode, a body the emitter
-    does not cover, a grid too tall.
+    it does not apply: the C++ path off, not a 2-D kernel, a body the emitter does not cover,
+    a grid too tall.
     """
     from .. import codegen_tiled
 
@@ -326,7 +326,8 @@ def run_tiled(mod, arrays, out, nsteps, plan, params, fastmath: bool) -> None:
     wshape = tuple(out.shape)
     for kname, grid, block in mod.launches(wshape):
         found[kname](grid, block, (*arrays, out, *mod.scalars(wshape, nsteps, plan.mode,
-                                                             plan.cval_acc, params)))
+                                                             plan.cval_acc, plan.cval_out,
+                                                             params)))
 
 
 def compile_failed(exc) -> None:
