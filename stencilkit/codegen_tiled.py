@@ -17,8 +17,8 @@ does, and never read outside the array): the first array is the state, the other
 and are read from device memory at each region element's place in the array (through the
 mode's index map, so that they are exact wherever the state is); the body and the output
 conversion are the generated stencil's own (:mod:`stencilkit.codegen_cpp`), so results equal
-step-by-step launches bit for bit. Plain C++ for NVRTC and for g++ (``-DSK_HOST``): there the block's
-threads run one phase at a time (``SK_THREADS``: a loop over the threads around each stretch
+step-by-step launches bit for bit. Plain C++ for NVRTC and for g++ (``-DSK_HOST``): there the
+block's threads run one phase at a time (``SK_THREADS``: a loop over the threads around each stretch
 of code between barriers; everything that crosses a barrier lives in shared memory or is
 the same for every thread), so the tests run it on the CPU.
 """
