@@ -1,12 +1,14 @@
 """What the one-sweep filter kernels share (:mod:`.cuda_box`, :mod:`.cuda_sep`).
 
 Both run over the last two axes of a C-contiguous ``(B, n0, n1)`` device array as two kernels
-of generated C++: ``<prefix>_interior``, whose threads walk strips of rows with no boundary
-logic, and ``<prefix>_border``, whose threads each walk a short strip down one column through
-the mode's index map: one strip per column for the top rows and one for the bottom rows (the
-window's reach along axis -2), and strips of :data:`BORDER_ROWS` rows down the columns the
-interior kernel leaves at either end. This module plans their launches, emits the border
-kernel's enumeration of strips, and launches a module on device arrays.
+of generated C++: ``<prefix>_interior``, whose threads walk strips of rows with no column
+boundary logic (rows through the mode's index map, for every mode but ``constant``:
+:func:`rows_mapped`), and ``<prefix>_border``, whose threads each walk a short strip down one
+column through the mode's index map: strips of :data:`BORDER_ROWS` rows down the columns the
+interior kernel leaves at either end, and, for ``constant`` (rows outside are cval), one strip
+per column for the top rows and one for the bottom rows (the window's reach along axis -2).
+This module plans their launches, emits the border kernel's enumeration of strips, and
+launches a module on device arrays.
 """
 
 from __future__ import annotations
