@@ -320,10 +320,9 @@ def test_integer_gaussian_on_device_arrays_is_the_cpus(fake_gpu):
         np.testing.assert_array_equal(got.copy_to_host(),
                                       filters.gaussian_filter(a, 2.0, mode=mode, cval=4))
         assert fake_gpu.launched[-2:] == ["sk_sep_interior", "sk_sep_border"]
-    for src, dtype in [(a, np.int16), (sample((45, 38), np.int16, seed=14), np.uint8)]:
-        got = filters.gaussian_filter(cuda.to_device(src), 2.0, output=dtype)  # saturating
-        np.testing.assert_array_equal(got.copy_to_host(),
-                                      filters.gaussian_filter(src, 2.0, output=dtype))
+    got = filters.gaussian_filter(cuda.to_device(a), 2.0, output=np.int16)  # another dtype
+    np.testing.assert_array_equal(got.copy_to_host(),
+                                  filters.gaussian_filter(a, 2.0, output=np.int16))
     i16 = sample((45, 38), np.int16, seed=13)
     out = cuda.device_array(i16.shape, np.float32)
     assert filters.gaussian_filter(cuda.to_device(i16), 2.0, output=out) is out

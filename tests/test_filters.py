@@ -320,7 +320,7 @@ def test_values_scipy_accepts():
     # (the running sums' integer path truncated the cval: 2.5 became 2)
     big = sample((20, 33), np.uint8, seed=9)
     for cval in (2.5, -7.75, 300.25):  # quarters: four times every value is an integer
-        for size in (3, 15, (1, 30)):
+        for size in (3, 15):  # a direct stencil, and the large window's passes
             k = (size, size) if np.ndim(size) == 0 else size
             total = ndi.correlate(4 * big.astype(np.int64), np.ones(k, np.int64),
                                   mode="constant", cval=int(4 * cval))
