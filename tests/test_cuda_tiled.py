@@ -197,3 +197,11 @@ def test_iterate_on_device_arrays_takes_the_tiled_kernel(fake_gpu):
     np.testing.assert_array_equal(got.copy_to_host(),
                                   smooth.iterate(b, steps=4, mode="skip", cval=-5))
     assert fake_gpu.launched == ["smooth_py_tiled"]
+    from kernels import shift  # reads at run-time offsets: no tiled kernel, a launch a step
+
+    fake_gpu.launched.clear()
+    x = sample((30, 40), np.float32, seed=6)
+    got = shift.iterate(cuda.to_device(x), 1, -2, steps=3, block_steps=3, mode="wrap")
+    np.testing.assert_array_equal(got.copy_to_host(),
+                                  shift.iterate(x, 1, -2, steps=3, mode="wrap"))
+    assert fake_gpu.launched and not any(k.endswith("_tiled") for k in fake_gpu.launched)
