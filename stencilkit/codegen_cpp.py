@@ -390,13 +390,18 @@ class Module:
     def scalars(self, wshape, rows, c0, c1, mode, cval, cvout, params):
         """The scalar kernel arguments as NumPy scalars of the C++ types."""
         it = np.int64 if self.idx64 else np.int32
-        vals = [it(v) for v in wshape] + [it(rows), it(c0), it(c1), np.int32(mode)]
-        vals.append(np.asarray(cval).astype(self.acc)[()])
-        vals.append(np.asarray(cvout).astype(self.out_dtype if self.out_dtype.kind != "b"
-                                             else np.uint8)[()])
-        for p, t in zip(params, self.params):
-            vals.append(np.asarray(p).astype(np.dtype(t))[()])
-        return vals
+        return ([it(v) for v in wshape] + [it(rows), it(c0), it(c1), np.int32(mode)]
+                + typed_tail(self, cval, cvout, params))
+
+
+def typed_tail(mod, cval, cvout, params) -> list:
+    """``cval``, ``cvout`` and the kernel's parameters as NumPy scalars of ``mod``'s C++ types.
+
+    The accumulator, the output (bool as its byte) and the parameters' numba types.
+    """
+    out = mod.out_dtype if mod.out_dtype.kind != "b" else np.dtype(np.uint8)
+    vals = [np.asarray(cval).astype(mod.acc)[()], np.asarray(cvout).astype(out)[()]]
+    return vals + [np.asarray(p).astype(np.dtype(t))[()] for p, t in zip(params, mod.params)]
 
 
 def interior_columns(radius, wshape, cols):

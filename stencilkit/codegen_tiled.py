@@ -89,13 +89,8 @@ class TiledModule:
     def scalars(self, wshape, nsteps, mode, cval, cvout, params):
         """The scalar kernel arguments after the arrays, as NumPy scalars of the C++ types."""
         it = np.int64 if self.idx64 else np.int32
-        vals = [it(v) for v in wshape] + [np.int32(nsteps), np.int32(mode)]
-        vals.append(np.asarray(cval).astype(self.acc)[()])
-        vals.append(np.asarray(cvout).astype(self.out_dtype if self.out_dtype.kind != "b"
-                                             else np.uint8)[()])
-        for p, t in zip(params, self.params):
-            vals.append(np.asarray(p).astype(np.dtype(t))[()])
-        return vals
+        return ([it(v) for v in wshape] + [np.int32(nsteps), np.int32(mode)]
+                + codegen_cpp.typed_tail(self, cval, cvout, params))
 
 
 def unsupported(spec, in_dtypes, out_dtype, mode):

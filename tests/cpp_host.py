@@ -64,6 +64,18 @@ def build(source: str) -> ctypes.CDLL:
     return lib
 
 
+def needs_nvrtc():
+    """Skip the calling test where cuda-bindings or an NVRTC library is missing."""
+    import pytest
+
+    try:
+        from cuda.bindings import nvrtc
+
+        nvrtc.nvrtcVersion()
+    except Exception as exc:
+        pytest.skip(f"NVRTC not available ({exc})")
+
+
 ROWS = 2 * codegen_cpp.UNROLL + 3
 """Rows per strip in the host runs: small arrays would get one-row strips (the GPU's rule),
 which never reach the strip walk's steps of UNROLL rows; this length runs two of them and the

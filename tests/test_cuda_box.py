@@ -108,12 +108,7 @@ def test_64_bit_sums_and_indices(monkeypatch):
 
 
 def test_modules_compile_with_nvrtc_and_divide_by_multiplying():
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     from stencilkit._passes import Box2
 
     for dtype, words in [(np.uint8, True), (np.int16, True), (np.int32, False),

@@ -296,15 +296,6 @@ def test_launch_geometry():
 
 # -- NVRTC: every emitted module compiles for the device; the interior loops look as intended --
 
-def _nvrtc():
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:  # no cuda-bindings or no NVRTC library
-        pytest.skip(f"NVRTC not available ({exc})")
-
-
 def _module(st, dtype, shape=(64, 64), params=(), **kw):
     arrays = (np.zeros(shape, dtype),) * len(st.arrays)
     plan, params, _, _ = cuda_backend.plan_call(st, (*arrays, *params), kw)
@@ -319,7 +310,7 @@ def _kernel_ptx(ptx, name):
 @pytest.mark.parametrize("st,dtype", [(st, d) for st, dtypes, _ in CASES for d in dtypes],
                          ids=list(_ids()))
 def test_every_module_compiles_with_nvrtc(st, dtype):
-    _nvrtc()
+    cpp_host.needs_nvrtc()
     mod = _module(st, dtype, shape=(8,) * st.ndim, params=(1,) * len(st.params))
     ptx = cuda_cpp.ptx(mod.source, "compute_80")
     for name in mod.kernels:
@@ -327,7 +318,7 @@ def test_every_module_compiles_with_nvrtc(st, dtype):
 
 
 def test_interior_ptx_has_read_only_loads_and_no_64_bit_division():
-    _nvrtc()
+    cpp_host.needs_nvrtc()
     mod = _module(smooth, np.int8)
     ptx = cuda_cpp.ptx(mod.source, "compute_90")
     for name in ("smooth_py_interior", "smooth_py_interior_w"):
@@ -344,7 +335,7 @@ def test_strip_walk_loads_several_rows_before_storing():
     """The walk issues the loads of several rows together (latency hidden per thread): before
     the first store, the two rows that fill the rings and three words or columns for each of
     the rows entering in a step; heavy bodies take fewer rows a step."""
-    _nvrtc()
+    cpp_host.needs_nvrtc()
     mod = _module(smooth, np.int8)
     ptx = cuda_cpp.ptx(mod.source, "compute_90")
     for name in ("smooth_py_interior", "smooth_py_interior_w"):
@@ -355,7 +346,7 @@ def test_strip_walk_loads_several_rows_before_storing():
 
 
 def test_no_fused_multiply_add_unless_fastmath():
-    _nvrtc()
+    cpp_host.needs_nvrtc()
     mod = _module(blend, np.float32, shape=(8, 8), params=(np.float32(0.5),))
     # blend(a, b, alpha) = a * alpha + b: a multiply-add the GPU would fuse by default
     src = mod.source

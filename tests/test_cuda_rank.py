@@ -108,12 +108,7 @@ def test_what_the_kernels_take():
 
 
 def test_median_kernels_compile_with_nvrtc():
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     box = Rank(((True,) * 9,) * 9, (4, 4), 40, True)
     for dtype in (np.uint8, np.float32):
         mod, _ = cuda_rank.module_for(box, dtype, 2, False)
@@ -146,12 +141,7 @@ def test_large_medians_on_device_arrays(fake_gpu):
 
 def test_every_dtype_compiles_with_nvrtc():
     """Each dtype the kernels take (the host tests run a few): NVRTC must accept them all."""
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     box = Rank(((True,) * 17,) * 17, (8, 8), 144, True)
     for dtype in (np.bool_, np.uint8, np.int8):
         for idx64 in (False, True):

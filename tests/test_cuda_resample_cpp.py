@@ -87,12 +87,7 @@ def test_grid_smaller_than_the_output_walks_the_rows():
 
 
 def test_modules_compile_with_nvrtc():
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     for (dtype, acc, out), op, pad in itertools.product(
             [(np.uint8, np.int64, np.uint8), (np.float32, np.float64, np.float32)],
             ["mean", "max", "take", "median"], [False, True]):

@@ -235,12 +235,7 @@ def test_what_fits():
 
 
 def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     wv, lov, wh, loh = WEIGHTS[2]
     u8 = cuda_sep.sweep_of((Sep2(0, wv, lov, wh, loh, np.dtype(np.uint8)),), np.uint8,
                            np.uint8, 2, "constant", 1.0)
@@ -262,12 +257,7 @@ def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
 
 def test_integer_sweeps_of_every_dtype_compile_with_nvrtc():
     """The host tests build a few of the integer modules; NVRTC must take every dtype pair."""
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     wv, lov, wh, loh = WEIGHTS[0]
     cases = [(np.uint8, np.int32, "constant"), (np.int16, np.uint8, "reflect")]
     for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32):

@@ -151,12 +151,7 @@ def test_what_fits_and_what_is_covered():
 
 
 def test_tiled_module_compiles_with_nvrtc():
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     x = np.zeros((64, 64), np.float32)
     mod, *_ = tiled_module(diffuse, x, 8, 0.2)
     ptx = cuda_cpp.ptx(mod.source, "compute_90")
@@ -164,12 +159,7 @@ def test_tiled_module_compiles_with_nvrtc():
 
 
 def test_every_dtype_compiles_with_nvrtc():
-    try:
-        from cuda.bindings import nvrtc
-
-        nvrtc.nvrtcVersion()
-    except Exception as exc:
-        pytest.skip(f"NVRTC not available ({exc})")
+    cpp_host.needs_nvrtc()
     for dtype in (np.bool_, np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32,
                   np.uint64, np.int64, np.float32, np.float64):
         st = life if dtype == np.bool_ else smooth
