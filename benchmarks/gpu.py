@@ -5,11 +5,11 @@
 Workloads (issue "CUDA backend at memory speed"): a 3 x 3 int8 mean on 16384^2 and on a
 200 x 2048 x 2048 stack; a float32 5-point heat step on 8192^2 (one call, and per step of
 ``iterate``, also with temporal blocking); a Gaussian (sigma 2) on float32; a 15 x 15 uniform
-filter, 5 x 5 and 15 x 15 medians and a 2 x 2 block mean on uint8; pyramid_down and decimate;
-then every filter of tests/filter_table.py with each of its parameter sets, on uint8 and
-float32 8192^2, each beside
-cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the same
-run: a device-to-device copy of as many bytes (the memory limit), the classic hand-written
+filter, 5 x 5 and 15 x 15 medians, a 2 x 2 block mean and a 2 x 2 x 2 volume mean on uint8;
+pyramid_down and decimate; then every filter of tests/filter_table.py with each of its
+parameter sets, on uint8 and float32 8192^2, each beside cupyx.scipy.ndimage's function of
+the same name and arguments. Each beside, in the same run: a device-to-device copy of as
+many bytes (the memory limit), the classic hand-written
 numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1`` guard, as
 users write it today), cupyx.scipy.ndimage where CuPy is installed, and stencilkit's numba.cuda
 fallback (``STENCILKIT_CUDA_CPP=0``) beside its generated CUDA C++.
@@ -378,6 +378,20 @@ def main(argv=None):
             table["cupy reshape(...).mean((1, 3))"] = \
                 lambda: x[:2 * h, :2 * h].reshape(h, 2, h, 2).mean((1, 3)).astype(np.uint8)
         report(title, u.nbytes * 5 // 4, best_times(table, dev, rounds), peers=("cupy",))
+
+    vside = max(2, round((side * side) ** (1 / 3)) // 2 * 2)  # a volume of about side^2
+    title = f"2 x 2 x 2 block mean uint8 volume, {vside}^3"
+    if wanted(title):
+        u = rng.integers(0, 255, (vside,) * 3, dtype=np.uint8)
+        x = dev.put(u)
+        out = dev.empty_like(x)
+        h = vside // 2
+        table = {COPY: lambda: dev.copy(x, out),
+                 "stencilkit block_reduce(x, 2)": lambda: resample.block_reduce(x, 2)}
+        if dev.cupy is not None:
+            table["cupy reshape(...).mean((1, 3, 5))"] = \
+                lambda: x.reshape(h, 2, h, 2, h, 2).mean((1, 3, 5)).astype(np.uint8)
+        report(title, u.nbytes * 9 // 8, best_times(table, dev, rounds), peers=("cupy",))
 
     title = f"pyramid_down 1 level and decimate 2, uint8, {side} x {side}"
     if wanted(title):

@@ -106,7 +106,8 @@ def block_reduce(a, factor, func="mean", *, edge="partial", cval=0, axes=None):
         Where the factor does not divide an axis: reduce the real elements of the short last
         block (default), pad it with ``cval`` (skimage's behaviour), or drop it.
     cval : scalar, optional
-        The padding value for ``edge='pad'``.
+        The padding value for ``edge='pad'``, in the input's dtype (as ``np.pad``: a fraction
+        truncates towards zero for integer data; a value the dtype cannot hold is an error).
     axes : sequence of int, optional
         The axes to reduce. Default: all.
 
@@ -145,6 +146,18 @@ def block_reduce(a, factor, func="mean", *, edge="partial", cval=0, axes=None):
         raise StencilError(f"{name}: factor {full} is larger than the array {arr.shape} along "
                            "an axis, so edge='trim' leaves nothing; use edge='partial'")
     dtype = arr.dtype.newbyteorder("=")
+    if edge == "pad" and dtype.kind in "biu":
+        lo, hi = (0, 1) if dtype.kind == "b" else (int(np.iinfo(dtype).min),
+                                                  int(np.iinfo(dtype).max))
+        try:
+            fits = bool(np.isfinite(cval)) and lo <= cval <= hi
+        except OverflowError:  # an integer beyond float64
+            fits = False
+        if not fits:  # np.pad would wrap it silently
+            raise StencilError(
+                f"{name}: cval={cval!r} does not fit the {dtype} data: edge='pad' pads in the "
+                f"input's dtype (as skimage's np.pad does), so pass a cval in [{lo}, {hi}] or "
+                "convert the array to a wider dtype first")
     if op == "sum":
         out_dtype = np.zeros(1, dtype).sum().dtype if dtype.kind != "b" else np.dtype(np.int64)
     else:

@@ -119,3 +119,72 @@ def test_pyramid_level_takes_the_cpp_kernel_equal_to_numba_and_the_cpu(fake_gpu,
                 np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-4)
             else:
                 np.testing.assert_array_equal(g, w, err_msg=mode)
+
+
+VOLUME_CASES = [  # (func, factor, edge) over (3, 5, 7, 9): blocks across the lead axes too
+    ("mean", (1, 2, 2, 2), "partial"), ("sum", (2, 1, 3, 2), "pad"),
+    ("min", (3, 2, 1, 4), "trim"), ("max", (2, 2, 2, 2), "partial"),
+    ("mean", (2, 3, 2, 1), "pad"), ("sum", (1, 4, 1, 1), "partial"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])
+def test_volumes_take_one_cpp_launch_equal_to_the_cpu(fake_gpu, dtype):
+    """Blocks across the axes before the last two (a volume's 2 x 2 x 2 mean): one launch of
+    the C++ kernel, bit for bit the CPU's, which reduces axis by axis (float sums in its
+    order: a float cval of 0.1 and NaN show it), with merged runs of unreduced axes."""
+    a = data((3, 5, 7, 9), dtype, seed=2)
+    if np.dtype(dtype).kind == "f":
+        a[2, 4, 6, 8] = np.nan  # in a partial block
+    for func, factor, edge in VOLUME_CASES:
+        cval = (0.1 if np.dtype(dtype).kind == "f" else 7) if edge == "pad" else 0
+        launched = len(fake_gpu.launched)
+        got = resample.block_reduce(cuda.to_device(a), factor, func, edge=edge, cval=cval)
+        want = resample.block_reduce(a, factor, func, edge=edge, cval=cval)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{func} {factor} {edge}")
+        assert fake_gpu.launched[launched:] == ["sk_blocks"], (func, factor, edge)
+    launched = len(fake_gpu.launched)
+    got = resample.decimate(cuda.to_device(a), (2, 1, 3, 2))
+    np.testing.assert_array_equal(got.copy_to_host(), resample.decimate(a, (2, 1, 3, 2)))
+    assert fake_gpu.launched[launched:] == ["sk_blocks"]
+
+
+def test_float_volume_sums_follow_the_cpus_axis_order(fake_gpu):
+    """Float64 data whose sums depend on the order: the kernel's nesting (first lead axis
+    innermost, then the later ones, then rows, then columns) gives the CPU's bits; summing the
+    lead axes the other way round would not (checked on the host, so the data does show the
+    order)."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 4, 6, 6)) * 10.0 ** rng.integers(-12, 13, (4, 4, 6, 6))
+    factor = (2, 2, 3, 2)
+    want = resample.block_reduce(a, factor, "sum")
+    got = resample.block_reduce(cuda.to_device(a), factor, "sum").copy_to_host()
+    np.testing.assert_array_equal(got, want)
+    flipped = np.transpose(a, (1, 0, 2, 3))  # the two lead axes summed the other way
+    other = resample.block_reduce(flipped, (2, 2, 3, 2), "sum").transpose(1, 0, 2, 3)
+    assert not np.array_equal(other, want)
+
+
+def test_volume_medians_take_the_cpp_kernel(fake_gpu):
+    """Medians of blocks across lead axes (the numba kernels take the last two axes only)."""
+    for dtype in (np.uint8, np.float32):
+        a = data((5, 6, 7), dtype, seed=8)
+        for factor, edge in [((2, 2, 2), "partial"), ((3, 2, 3), "pad"), ((4, 4, 4), "trim"),
+                             ((5, 1, 1), "partial")]:
+            kw = {"edge": edge, **({"cval": 7} if edge == "pad" else {})}
+            got = resample.block_reduce(cuda.to_device(a), factor, "median", **kw)
+            np.testing.assert_array_equal(got.copy_to_host(),
+                                          resample.block_reduce(a, factor, "median", **kw),
+                                          err_msg=f"{dtype} {factor} {edge}")
+            assert fake_gpu.launched[-1] == "sk_blocks"
+
+
+def test_volume_modules_compile_with_nvrtc():
+    cpp_host.needs_nvrtc()
+    for (dtype, acc, out), op, pad in itertools.product(
+            [(np.uint8, np.int64, np.uint8), (np.float32, np.float64, np.float32)],
+            ["mean", "min", "take", "median"], [False, True]):
+        mod = cuda_resample.generate(dtype, acc, out, 2, 2, op, pad=pad, lo=0, hi=255,
+                                     idx64=False, lead=(2, 1, 3))
+        assert ".entry sk_blocks(" in cuda_cpp.ptx(mod.source, "compute_90")

@@ -160,6 +160,10 @@ def test_cupy_filters_and_resampling(cupy):
     for factor in (3, 9, (16, 12)):  # medians: generated C++ (more than numba's 64 elements)
         np.testing.assert_array_equal(resample.block_reduce(d, factor, "median").get(),
                                       resample.block_reduce(a, factor, "median"))
+    v = sample((9, 33, 40), np.uint8)  # a volume's 2 x 2 x 2 blocks: one C++ launch
+    for func in ("mean", "max", "median"):
+        np.testing.assert_array_equal(resample.block_reduce(cupy.asarray(v), 2, func).get(),
+                                      resample.block_reduce(v, 2, func))
     # 8-bit Gaussian: float32 sums checked near ties (stencilkit.backends.cuda_sep), the CPU's
     np.testing.assert_array_equal(filters.gaussian_filter(d, 1.0).get(),
                                   filters.gaussian_filter(a, 1.0))

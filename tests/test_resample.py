@@ -148,6 +148,10 @@ BAD = [
     (lambda a: resample.block_reduce(a, 2, edge="wrap"), StencilError, r"unknown edge 'wrap'"),
     (lambda a: resample.block_reduce(a, 2, cval=3), StencilError, r"only used with edge='pad'"),
     (lambda a: resample.block_reduce(a, 9, edge="trim"), StencilError, r"leaves nothing"),
+    (lambda a: resample.block_reduce(a.astype(np.uint8), 2, edge="pad", cval=-1), StencilError,
+     r"cval=-1 does not fit the uint8 data"),  # np.pad would wrap it to 255
+    (lambda a: resample.block_reduce(a.astype(np.int16), 2, "max", edge="pad", cval=np.nan),
+     StencilError, r"pass a cval in \[-32768, 32767\]"),
     (lambda a: resample.block_reduce(a.astype(complex), 2), StencilTypeError, r"real numeric"),
     (lambda a: resample.block_reduce(np.float64(1), 2), StencilError, r"0-d"),
     (lambda a: resample.decimate(a, 0), StencilError, r"factor must be >= 1"),

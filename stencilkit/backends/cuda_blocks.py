@@ -7,10 +7,11 @@ Images and stacks (only the last two axes reduced) take one launch of :func:`red
 :func:`take2` for ``decimate``): a thread per output, each input element read once, the sums in
 the CPU kernel's types and order (each column of a block down its rows, then the columns left
 to right; cval padding after the real elements, as ``np.pad`` puts it), a mean divided once in
-float64, so results equal the CPU's bit for bit. Factors along other axes take one launch per
-reduced axis instead: a C-contiguous array seen as (outer, n, inner) is reduced along its middle
-axis, which covers every rank, and :func:`finish_mean` divides. The median gathers each block
-(over the last two axes) into a local array.
+float64, so results equal the CPU's bit for bit. Factors along other axes take one launch of
+the generated C++ kernel where CuPy is at hand (:mod:`.cuda_resample`), else one launch per
+reduced axis: a C-contiguous array seen as (outer, n, inner) is reduced along its middle axis,
+which covers every rank, and :func:`finish_mean` divides. The median gathers each block into a
+thread's buffer (C++: any axes, 256 elements; numba.cuda: the last two axes, 64).
 
 The per-axis kernels are 1-D grid-stride loops, the last-two-axes ones 2-D grids striding over
 rows and planes; indices are 64-bit (any size, any grid). Defined at
@@ -290,6 +291,25 @@ def _last2(x, full, out_shape):
     return x.reshape((-1, n0, n1)), f0, f1, (math.prod(out_shape) // (m0 * m1), m0, m1)
 
 
+def _lead(x, full, out_shape):
+    """``(src, dst shape, f0, f1, lead)`` of blocks that also span the axes before the last two.
+
+    Runs of those axes with factor 1 merge into one (they only pick planes), so ``src`` is
+    ``(*L, n0, n1)`` and the output ``(*M, m0, m1)`` with a factor per lead axis in ``lead``
+    (:func:`.cuda_resample.generate`).
+    """
+    L, M, lead = [], [], []
+    for n, m, f in zip(x.shape[:-2], out_shape[:-2], full[:-2]):
+        if f == 1 and lead and lead[-1] == 1:
+            L[-1], M[-1] = L[-1] * n, M[-1] * m
+        else:
+            L.append(n)
+            M.append(m)
+            lead.append(f)
+    src = x.reshape((*L, *x.shape[-2:]))
+    return src, (*M, *out_shape[-2:]), full[-2], full[-1], tuple(lead)
+
+
 def _device_axis(x, axis, m, kernel, args, out_dtype, like):
     """Launch ``kernel(src, dst, *args)`` along ``axis`` of the contiguous device array ``x``.
 
@@ -314,12 +334,16 @@ def decimate(arr, full):
     decimated axis.
     """
     x = _contiguous_device(arr, arr.dtype)
+    out_shape = tuple(-(-n // f) for n, f in zip(x.shape, full))
     if all(f == 1 for f in full[:-2]):
-        out_shape = tuple(-(-n // f) for n, f in zip(x.shape, full))
         src, f0, f1, dshape = _last2(x, full, out_shape)
         dst = cuda_backend.empty(dshape, x.dtype, arr)
         if not cuda_resample.run(src, dst, f0, f1, "take"):  # the C++ kernel, else numba's
             _launch2(take2, dst, src, dst, f0, f1)
+        return dst.reshape(out_shape)
+    src, dshape, f0, f1, lead = _lead(x, full, out_shape)
+    dst = cuda_backend.empty(dshape, x.dtype, arr)
+    if cuda_resample.run(src, dst, f0, f1, "take", lead=lead):  # one C++ launch
         return dst.reshape(out_shape)
     for axis, f in enumerate(full):
         if f > 1:
@@ -389,17 +413,22 @@ def reduce(arr, full, op, edge, cval, out_dtype):
         f0, f1 = (full[-2], full[-1]) if x.ndim >= 2 else (1, full[-1])
         rounding, lo, hi = _rounding_bounds(out_dtype)
         cv = np.float64(native.type(cval))
-        if not any(f != 1 for f in lead) and cuda_resample.median_fits(f0, f1):
-            src, f0, f1, dshape = _last2(x, full, out_shape)
+        if cuda_resample.median_fits(*full):
+            if any(f != 1 for f in lead):
+                src, dshape, f0, f1, lead_f = _lead(x, full, out_shape)
+            else:
+                src, f0, f1, dshape = _last2(x, full, out_shape)
+                lead_f = ()
             dst = cuda_backend.empty(dshape, work_out, arr)
-            if cuda_resample.run(src, dst, f0, f1, "median", pad=pad, cval=cv,
-                                 acc=np.float64, rounding=rounding):  # C++, else numba's
+            if cuda_resample.run(src, dst, f0, f1, "median", pad=pad, cval=cv, acc=np.float64,
+                                 rounding=rounding, lead=lead_f):  # C++, else numba's
                 return _device_result(dst.reshape(out_shape), out_dtype, arr)
         if any(f != 1 for f in lead) or f0 * f1 > MEDIAN_BLOCK_MAX:
             raise StencilError(
-                f"block_reduce: the GPU median takes blocks over the last two axes of at most "
-                f"{cuda_resample.MEDIAN_MAX} elements (generated CUDA C++, with CuPy) or "
-                f"{MEDIAN_BLOCK_MAX} (numba.cuda) (factor {full}); copy the array to the host")
+                f"block_reduce: the GPU median takes blocks of at most "
+                f"{cuda_resample.MEDIAN_MAX} elements (generated CUDA C++, with CuPy), or over "
+                f"the last two axes of at most {MEDIAN_BLOCK_MAX} (numba.cuda) (factor {full});"
+                " copy the array to the host")
         shape = tuple(x.shape)
         n0, n1 = (shape[-2], shape[-1]) if x.ndim >= 2 else (1, shape[-1])
         m0, m1 = (out_shape[-2], out_shape[-1]) if x.ndim >= 2 else (1, out_shape[-1])
@@ -427,7 +456,13 @@ def reduce(arr, full, op, edge, cval, out_dtype):
             _launch2(reduce2, dst, src, dst, f0, f1, code, op == "mean", pad, cv, acc.type(0),
                      rounding, lo, hi, acc.kind == "i")
         return _device_result(dst.reshape(out_shape), out_dtype, arr)
-    for axis, (m, f) in enumerate(zip(out_shape, full)):
+    src, dshape, f0, f1, lead = _lead(x, full, out_shape)  # volumes: one C++ launch
+    dst = cuda_backend.empty(dshape, work_out if op == "mean" else acc, arr)
+    rounding, lo, hi = _rounding_bounds(out_dtype)
+    if cuda_resample.run(src, dst, f0, f1, op, pad=pad, cval=cv, acc=acc, rounding=rounding,
+                         lead=lead):
+        return _device_result(dst.reshape(out_shape), out_dtype, arr)
+    for axis, (m, f) in enumerate(zip(out_shape, full)):  # numba.cuda: a launch per axis
         if f > 1:
             x = _device_axis(x, axis, m, reduce_axis, (f, code, pad, cv, acc.type(0)), acc,
                              arr)

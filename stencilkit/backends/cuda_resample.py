@@ -1,7 +1,9 @@
-"""``block_reduce`` and ``decimate`` over the last two axes as generated CUDA C++.
+"""``block_reduce`` and ``decimate`` as generated CUDA C++: one launch whatever the axes.
 
 The C++ twin of :func:`stencilkit.backends.cuda_blocks.reduce2` and ``take2`` (which stay the
-numba.cuda fallback and the path for other axes): one launch over a ``(B, n0, n1)`` array, a
+numba.cuda fallback, with a launch per axis for volumes): one launch over a ``(B, n0, n1)``
+array, or over ``(L_0, ..., n0, n1)`` when blocks also span the axes before the last two (a
+volume's 2 x 2 x 2 mean; summed in the order of the CPU's axis-by-axis reduction), a
 thread per output column walking output rows, each input element read once, with the block
 factors, the operation and the edge rule as compile-time constants (whole blocks are unrolled
 and their integer means divide by a constant, which the compiler turns into a multiply) and
@@ -16,6 +18,7 @@ launch on the CPU, thread by thread).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,15 +47,21 @@ class BlocksModule:
     acc: np.dtype
     out: np.dtype
     idx64: bool
+    lead: tuple = ()
 
     kernels = ("sk_blocks",)
 
     def launches(self, wshape, oshape, rows=None):
-        """``[(kernel, grid, block, ())]`` for ``(B, n0, n1)`` in, ``(B, m0, m1)`` out.
+        """``[(kernel, grid, block, ())]`` for ``(*L, n0, n1)`` in, ``(*M, m0, m1)`` out.
 
         ``rows``: output rows per block row of threads at most (host tests: fewer threads).
         """
-        return _launches(self.kernels[0], oshape, rows)
+        return _launches(self.kernels[0], _planes(oshape), rows)
+
+
+def _planes(shape):
+    """``(B, m0, m1)``: a shape with the axes before its last two as one."""
+    return (math.prod(shape[:-2]), *shape[-2:])
 
 
 def _launches(kernel, oshape, rows):
@@ -80,16 +89,17 @@ def fits(op, dtype, acc, out, rounding, exact) -> bool:
     return not (op == "mean" and rounding and not exact)
 
 
-def median_fits(f0, f1) -> bool:
-    """Whether the median of ``f0 x f1`` blocks fits a thread's buffer (:data:`MEDIAN_MAX`)."""
-    return f0 * f1 <= MEDIAN_MAX
+def median_fits(*factors) -> bool:
+    """Whether the median of blocks of these factors fits a thread's buffer
+    (:data:`MEDIAN_MAX` elements)."""
+    return math.prod(factors) <= MEDIAN_MAX
 
 
 def _int_lit(v: int) -> str:
     return f"{v}LL" if v >= 0 else f"(-{-v}LL)"
 
 
-def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool):
+def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool, lead=()):
     """Emit the module of ``f0 x f1`` blocks of ``dtype`` data.
 
     ``op``: "take", "sum", "mean", "min", "max" or "median"; sums in ``acc``; results of
@@ -97,14 +107,27 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool)
     cval. The median is ``np.median`` of the block's values in float64 (the numba kernel's
     insertion sort; a NaN wins), rounded to the nearest integer (ties to even) and saturated
     for integer results.
+
+    ``lead``: the block factors of the axes before the last two, for a source of shape
+    ``(L_0, ..., L_K-1, n0, n1)`` (the sizes ``L_k`` and the output's ``M_k`` follow ``m1``
+    among the kernel's arguments, and ``B`` is the product of the ``M_k``); ``()``: a
+    ``(B, n0, n1)`` stack whose planes reduce one by one. Along the lead axes the order is the
+    CPU's (:func:`.cpu_blocks.reduce` reduces the earlier axes one after another, then the last
+    two): at each element of a block's last two axes the first lead axis combines innermost,
+    the last outermost.
     """
     dtype, acc, out = np.dtype(dtype), np.dtype(acc), np.dtype(out)
+    lead = tuple(int(g) for g in lead)
+    red = [k for k, g in enumerate(lead) if g > 1]  # the lead axes reduced
+    lead_size = math.prod(lead)
     ix = "sk_i64" if idx64 else "sk_i32"
     t, a, o = (codegen_cpp._ctype_of(d) for d in (dtype, acc, out))
     ua = codegen_cpp._ctype_of(np.dtype(f"u{acc.itemsize}")) if acc.kind in "iu" else a
+    sizes = "".join(f", {ix} L{k}, {ix} M{k}" for k in range(len(lead)))
     params = (f"const {t}* __restrict__ src, {o}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
-              f"{ix} m0, {ix} m1, {a} cval")
-    names = "src, dst, B, n0, n1, m0, m1, cval"
+              f"{ix} m0, {ix} m1{sizes}, {a} cval")
+    names = ("src, dst, B, n0, n1, m0, m1" + "".join(f", L{k}, M{k}" for k in range(len(lead)))
+             + ", cval")
     exact = op == "mean" and acc.kind == "i" and out.kind in "iu"
 
     def combine(v, x):
@@ -116,6 +139,42 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool)
         else:
             step = f"({v} >= x || {v} != {v}) ? {v} : x"
         return f"{{ const {a} x = {x}; {v} = {step}; }}"
+
+    def value(v, first, off, inside, fast):
+        """Lines that set (``first``) or combine into ``v`` the element at ``off`` (row and
+        column within the plane) combined along the reduced lead axes, in the CPU's order.
+
+        ``fast``: a whole block (``p`` points at its first element, constant trip counts);
+        else ``inside`` says the row and column lie in the array, and a padded block reads
+        cval past the edges of every axis.
+        """
+        if not red:
+            x = f"({a})p[{off}]" if fast else f"{inside} ? ({a})plane[{off}] : cval"
+            return [f"{v} = {x};" if first else combine(v, x)]
+        at = " + ".join([f"d{k} * st{k}" for k in red] + [off])
+        if fast:
+            x = f"({a})p[{at}]"
+        else:
+            conds = " && ".join([inside] + ([f"d{k} < h{k}" for k in red] if pad else []))
+            x = f"({conds}) ? ({a})plane[{at}] : cval"
+
+        def level(pos, into):  # the loop over lead axis red[pos]; the first axis innermost
+            k = red[pos]
+            trips = str(lead[k]) if fast or pad else f"h{k}"
+            lines = (["#pragma unroll"] if fast else []) + [
+                f"for ({ix} d{k} = 0; d{k} < {trips}; ++d{k}) {{"]
+            if pos == 0:
+                lines.append(f"  if (d{k} == 0) {into} = {x}; else {combine(into, x)}")
+            else:
+                w = f"w{red[pos - 1]}"
+                lines += [f"  {a} {w};", *("  " + line for line in level(pos - 1, w)),
+                          f"  if (d{k} == 0) {into} = {w}; else {combine(into, w)}"]
+            return lines + ["}"]
+
+        if first:
+            return level(len(red) - 1, v)
+        return ["{", f"  {a} lv;", *("  " + line for line in level(len(red) - 1, "lv")),
+                f"  {combine(v, 'lv')}", "}"]
 
     def finish(count):
         if op != "mean":
@@ -131,34 +190,61 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool)
 
     cstop = f"c0 + {f1}" if pad else f"c0 + {f1} < n1 ? c0 + {f1} : n1"
     rstop = f"r0 + {f0}" if pad else f"r0 + {f0} < n0 ? r0 + {f0} : n0"
-    L = [f"// stencilkit blocks {f0} x {f1}: {op} ({dtype} -> {out}, sums in {acc}"
-         f"{', padded' if pad else ''})",
+    L = [f"// stencilkit blocks {'x'.join(map(str, (*lead, f0, f1)))}: {op} ({dtype} -> {out}"
+         f", sums in {acc}{', padded' if pad else ''})",
          codegen_cpp.PRELUDE, "",
          f'extern "C" __global__ void sk_blocks({params}) {{',
-         *([f"  double vals[{f0 * f1}];"] if op == "median" else []),
+         *([f"  double vals[{f0 * f1 * lead_size}];"] if op == "median" else []),
          f"  const {ix} j = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
          "  if (j >= m1) return;",
          f"  const {ix} c0 = j * {f1};",
-         f"  const {ix} cstop = {cstop};",
-         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
-         f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
-         f"    for ({ix} i = ({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y; i < m0; "
-         f"i += ({ix})gridDim.y * ({ix})blockDim.y) {{",
-         f"      const {ix} r0 = i * {f0};",
-         f"      const {ix} at = (b * m0 + i) * m1 + j;"]
+         f"  const {ix} cstop = {cstop};"]
+    if lead:  # the lead axes' strides, then each plane's block of lead indices
+        K = len(lead)
+        L.append(f"  const {ix} st{K - 1} = n0 * n1;")
+        L += [f"  const {ix} st{k} = st{k + 1} * L{k + 1};" for k in range(K - 2, -1, -1)]
+        L += [f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{", f"    {ix} rest = b;"]
+        for k in range(K - 1, 0, -1):
+            L += [f"    const {ix} u{k} = rest % M{k};", f"    rest /= M{k};"]
+        L.append(f"    const {ix} u0 = rest;")
+        start = " + ".join(f"u{k} * {lead[k]} * st{k}" for k in range(K))
+        L.append(f"    const {t}* __restrict__ plane = src + {start};")
+        for k in red:  # the block's elements along lead axis k inside the array
+            L.append(f"    const {ix} h{k} = L{k} - u{k} * {lead[k]} < {lead[k]} ? "
+                     f"L{k} - u{k} * {lead[k]} : {lead[k]};")
+        if red and op not in ("take", "median"):
+            whole = " && ".join(f"h{k} == {lead[k]}" for k in red)
+            L.append(f"    const bool lead_whole = {whole};")
+        if red and op == "mean":
+            count = str(lead_size) if pad else " * ".join(f"h{k}" for k in red)
+            L.append(f"    const {ix} lead_count = {count};")
+    else:
+        L += [f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+              f"    const {t}* __restrict__ plane = src + b * n0 * n1;"]
+    L += [f"    for ({ix} i = ({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y; i < m0; "
+          f"i += ({ix})gridDim.y * ({ix})blockDim.y) {{",
+          f"      const {ix} r0 = i * {f0};",
+          f"      const {ix} at = (b * m0 + i) * m1 + j;"]
     if op == "take":
         L += ["      dst[at] = plane[r0 * n1 + c0];"]
     elif op == "median":
         L += [f"      const {ix} rstop = {rstop};", "      int count = 0;",
               "      bool nan = false;",
               f"      for ({ix} r = r0; r < rstop; ++r)",
-              f"        for ({ix} c = c0; c < cstop; ++c) {{",
-              "          const double v = r < n0 && c < n1 ? (double)plane[r * n1 + c] : cval;",
+              f"        for ({ix} c = c0; c < cstop; ++c) {{"]
+        inside = "r < n0 && c < n1"
+        at = " + ".join([f"d{k} * st{k}" for k in red] + ["r * n1 + c"])
+        for k in red:
+            trips = lead[k] if pad else f"h{k}"
+            L.append(f"        for ({ix} d{k} = 0; d{k} < {trips}; ++d{k})")
+            if pad:
+                inside += f" && d{k} < h{k}"
+        L += [f"          {{ const double v = {inside} ? (double)plane[{at}] : cval;",
               "          nan = nan || v != v;",
               "          int q = count;  // into the sorted prefix",
               "          while (q > 0 && vals[q - 1] > v) { vals[q] = vals[q - 1]; --q; }",
               "          vals[q] = v;",
-              "          ++count;",
+              "          ++count; }",
               "        }",
               "      const int h = count / 2;",
               "      double med = count % 2 ? vals[h] : (vals[h - 1] + vals[h]) / 2.0;",
@@ -171,57 +257,72 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool)
         L += [f"      dst[at] = ({o})med;"]
     else:
         L += [f"      const {ix} rstop = {rstop};", f"      {a} s, cs;"]
-        if f0 * f1 <= UNROLL_MAX:  # a whole block inside the array: unrolled, count constant
-            L += [f"      if (r0 + {f0} <= n0 && c0 + {f1} <= n1) {{",
+        if f0 * f1 * lead_size <= UNROLL_MAX:  # a whole block inside: unrolled, count constant
+            L += [f"      if (r0 + {f0} <= n0 && c0 + {f1} <= n1"
+                  f"{' && lead_whole' if red else ''}) {{",
                   f"        const {t}* __restrict__ p = plane + r0 * n1 + c0;"]
             for c in range(f1):  # each column down its rows, then added to the block's
-                L.append(f"        {'s' if c == 0 else 'cs'} = ({a})p[{c}];")
-                L += [f"        {combine('s' if c == 0 else 'cs', f'({a})p[{r} * n1 + {c}]')}"
-                      for r in range(1, f0)]
+                col = "s" if c == 0 else "cs"
+                for r in range(f0):
+                    off = f"{c}" if r == 0 else f"{r} * n1 + {c}"
+                    L += ["        " + line for line in value(col, r == 0, off, "", True)]
                 if c:
                     L.append(f"        {combine('s', 'cs')}")
-            L += [*("        " + line for line in finish(f0 * f1)), "        continue;",
-                  "      }"]
+            L += [*("        " + line for line in finish(f0 * f1 * lead_size)),
+                  "        continue;", "      }"]
         # partial (or padded) blocks, and large ones: the same order, cval past the edges
         L += [f"      for ({ix} c = c0; c < cstop; ++c) {{",
-              f"        cs = r0 < n0 && c < n1 ? ({a})plane[r0 * n1 + c] : cval;",
-              f"        for ({ix} r = r0 + 1; r < rstop; ++r)",
-              "          " + combine("cs", f"r < n0 && c < n1 ? ({a})plane[r * n1 + c] : cval"),
+              *("        " + line for line in value("cs", True, "r0 * n1 + c",
+                                                   "r0 < n0 && c < n1", False)),
+              f"        for ({ix} r = r0 + 1; r < rstop; ++r) {{",
+              *("          " + line for line in value("cs", False, "r * n1 + c",
+                                                     "r < n0 && c < n1", False)),
+              "        }",
               "        if (c == c0) s = cs;",
               f"        else {combine('s', 'cs')}",
               "      }",
-              *("      " + line for line in finish("((rstop - r0) * (cstop - c0))"))]
+              *("      " + line for line in finish(
+                  "((rstop - r0) * (cstop - c0)" + (" * lead_count)" if red else ")")))]
     L += ["    }", "  }", "}", ""]
     L.append(codegen_cpp.host_launchers(BlocksModule.kernels, params, names))
-    return BlocksModule("\n".join(L) + "\n", acc, out, idx64)
+    return BlocksModule("\n".join(L) + "\n", acc, out, idx64, lead)
 
 
 _MODULES: dict = {}
 
 
-def module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64) -> BlocksModule:
+def module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64, lead=()) -> BlocksModule:
     """The module of these blocks, types and operation (emitted once)."""
     key = (np.dtype(dtype).str, np.dtype(acc).str, np.dtype(out).str, f0, f1, op, pad, lo, hi,
-           idx64)
+           idx64, tuple(lead))
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, acc, out, f0, f1, op, pad=pad, lo=lo, hi=hi,
-                                       idx64=idx64)
+                                       idx64=idx64, lead=lead)
     return mod
 
 
 def scalars(mod, wshape, oshape, cval):
-    """The launch's scalar arguments after the two arrays, typed as the kernel takes them."""
+    """The launch's scalar arguments after the two arrays, typed as the kernel takes them.
+
+    ``wshape``/``oshape``: ``(B, n0, n1)``/``(B, m0, m1)``, or with lead axes
+    ``(*L, n0, n1)``/``(*M, m0, m1)``.
+    """
     ix = np.int64 if mod.idx64 else np.int32
-    return (*(ix(v) for v in (*wshape, *oshape[1:])), mod.acc.type(cval))
+    sizes = [v for k in range(len(mod.lead)) for v in (wshape[k], oshape[k])]
+    return (*(ix(v) for v in (math.prod(oshape[:-2]), *wshape[-2:], *oshape[-2:], *sizes)),
+            mod.acc.type(cval))
 
 
-def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False) -> bool:
+def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
+        lead=()) -> bool:
     """Launch the blocks of ``src`` (B, n0, n1) into ``dst`` (B, m0, m1), device arrays.
 
-    ``acc``: the sums' type (the input's for "take", "min", "max"); ``rounding``: ``dst`` is
-    an integer result of a mean. Returns False (launching nothing) where the C++ path is off
-    or does not cover the call: the caller then runs the numba.cuda kernel.
+    ``lead``: the factors of the axes before the last two (:func:`generate`); ``src`` is then
+    ``(*L, n0, n1)`` and ``dst`` ``(*M, m0, m1)``. ``acc``: the sums' type (the input's for
+    "take", "min", "max"); ``rounding``: ``dst`` is an integer result of a mean. Returns False
+    (launching nothing) where the C++ path is off or does not cover the call: the caller then
+    runs the numba.cuda kernels.
     """
     from . import cuda_cpp
 
@@ -236,7 +337,7 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False) ->
         lo, hi = max(int(info.min), -2**63), min(int(info.max), 2**63 - 1)
     wshape, oshape = tuple(src.shape), tuple(dst.shape)
     idx64 = max(int(np.prod(wshape)), int(np.prod(oshape))) >= 2**31
-    mod = module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64)
+    mod = module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64, lead)
     try:
         found = cuda_cpp.kernels(mod, False)
     except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so, and numba's kernel runs
