@@ -67,9 +67,12 @@ def test_output_on_the_device():
 
 
 def test_device_errors():
+    from stencilkit.backends import cuda_cpp
+
     d = cuda.to_device(np.ones((9, 9), np.uint8))
-    with pytest.raises(sk.StencilError, match="more than 49 elements .* CUDA C\\+\\+ path"):
-        filters.median_filter(d, 9)
+    if not cuda_cpp.available()[0]:  # (with CuPy and NVRTC: the histogram kernel runs it)
+        with pytest.raises(sk.StencilError, match="more than 49 elements .* CUDA C\\+\\+ path"):
+            filters.median_filter(d, 9)
     with pytest.raises(sk.StencilTypeError, match="output must be a device array"):
         filters.uniform_filter(d, 3, output=np.empty((9, 9), np.uint8))
     with pytest.raises(sk.StencilTypeError, match="output must be a NumPy array"):
