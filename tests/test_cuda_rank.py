@@ -28,12 +28,14 @@ def host_rank(p, x, mode, cval, idx64=False):
     wshape = work_shape(x.shape)
     src = np.ascontiguousarray(x).reshape(wshape)
     dst = np.full(wshape, 99, x.dtype)  # stale values must all be overwritten
+    scratch = np.full(mod.scratch_size(wshape), 77, x.dtype)
     lib = cpp_host.build(mod.source)
     for kname, grid, block in mod.launches(wshape):
         fn = getattr(lib, f"{kname}_host")
         fn.restype = None
         fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(src.ctypes.data),
            ctypes.c_void_p(dst.ctypes.data),
+           *([ctypes.c_void_p(scratch.ctypes.data)] if mod.window else []),
            *(cpp_host._CTYPES[np.asarray(v).dtype](v.item())
              for v in mod.scalars(wshape, mode, cval)))
     return mod, dst.reshape(x.shape)
@@ -97,14 +99,42 @@ def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
         check(monkeypatch, cube, (1, 8, 8), "sk_select")
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+def test_windows_beyond_a_threads_buffer_select_in_scratch(monkeypatch, dtype):
+    """Windows of more than SELECT_BYTES: the same quickselect over windows in a scratch
+    array (sk_select_scratch), the CPU's element bit for bit; a scratch array holding fewer
+    windows than there are outputs, so that each thread strides over several."""
+    x = sample((23, 26), dtype, seed=6)
+    if x.dtype.kind == "f":
+        x[::3, ::2] = 0.0
+        x[1::3, ::2] = -0.0
+        x[5, 7] = np.nan
+    size = 33 if dtype == np.uint16 else 17  # 2178 / 2312 bytes of window
+    check(monkeypatch, x, size, "sk_select_scratch", cval=2)
+    monkeypatch.setattr(cuda_rank, "SCRATCH_BYTES", 1)  # one block of threads
+    mod, got = host_rank(filters_rank(size), x, "reflect", 0.0)
+    assert mod.launches(x.shape)[0][1] == (1, 1, 1) and x.size > mod.block[0]
+    np.testing.assert_array_equal(bits(got), bits(filters.median_filter(x, size)))
+
+
+def filters_rank(size):
+    """The Rank pass of a ``size x size`` median."""
+    n = size * size
+    return Rank(((True,) * size,) * size, (size // 2, size // 2), n // 2, True)
+
+
 def test_what_the_kernels_take():
     box = Rank(((True,) * 9,) * 9, (4, 4), 40, True)
     assert cuda_rank.huang_fits(box, np.uint8, 2)
     assert not cuda_rank.huang_fits(box, np.uint16, 2)  # 65536 bins: the selection
     assert cuda_rank.select_fits(box, np.uint16)
     big = Rank(((True,) * 33,) * 33, (16, 16), 544, True)  # 1089 elements
-    assert cuda_rank.select_fits(big, np.uint8) and not cuda_rank.select_fits(big, np.float32)
-    assert cuda_rank.module_for(big, np.float32, 2, False) is None
+    assert cuda_rank.module_for(big, np.uint8, 2, False)[0].kernel == "sk_huang"
+    assert cuda_rank.module_for(big, np.uint16, 2, False)[0].kernel == "sk_select_scratch"
+    assert cuda_rank.module_for(big, np.float32, 2, False)[0].kernel == "sk_select_scratch"
+    huge = Rank(((True,) * 91,) * 91, (45, 45), 4140, True)  # 8281 elements x 2 axes
+    assert not cuda_rank.select_fits(huge, np.float32)
+    assert cuda_rank.module_for(huge, np.float32, 2, False) is None
 
 
 def test_median_kernels_compile_with_nvrtc():
@@ -137,6 +167,10 @@ def test_large_medians_on_device_arrays(fake_gpu):
     got = filters.median_filter(cuda.to_device(u8), 9, output=np.float32)
     np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(u8, 9,
                                                                             output=np.float32))
+    f64 = sample((20, 19), np.float64, seed=6)  # 289 float64: windows in a scratch array
+    got = filters.median_filter(cuda.to_device(f64), 17, mode="wrap")
+    np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(f64, 17, mode="wrap"))
+    assert fake_gpu.launched[-1] == "sk_select_scratch"
 
 
 def test_every_dtype_compiles_with_nvrtc():
@@ -153,3 +187,8 @@ def test_every_dtype_compiles_with_nvrtc():
         mod, _ = cuda_rank.module_for(small, dtype, 2, dtype == np.int64)
         assert mod.kernel == "sk_select"
         cuda_cpp.ptx(mod.source, "compute_90")
+    large = Rank(((True,) * 33,) * 33, (16, 16), 544, True)  # 1089 elements
+    for dtype, idx64 in ((np.float32, False), (np.uint16, True), (np.bool_, False)):
+        mod, _ = cuda_rank.module_for(large, dtype, 2, idx64)
+        assert mod.kernel == ("sk_huang" if dtype == np.bool_ else "sk_select_scratch")
+        assert f".entry {mod.kernel}(" in cuda_cpp.ptx(mod.source, "compute_90")

@@ -65,6 +65,8 @@ rng = np.random.default_rng(0)
 f = cp.asarray(rng.standard_normal((8192, 8192)).astype(np.float32))
 u8 = cp.asarray(rng.integers(0, 255, (8192, 8192), dtype=np.uint8))
 b8 = cp.asarray(rng.integers(0, 255, (16384, 16384), dtype=np.uint8))
+v8 = cp.asarray(rng.integers(0, 255, (512, 512, 512), dtype=np.uint8))
+f2k = f[:2048, :2048].copy()
 fo = cp.empty_like(f)
 cases = {
     "copy f32 8192^2": lambda: cp.copyto(fo, f),
@@ -85,9 +87,12 @@ cases = {
     "laplace f32": lambda: filters.laplace(f),
     "gaussian s=2 u8": lambda: filters.gaussian_filter(u8, 2.0),
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
+    "block_reduce 2 512^3 u8": lambda: resample.block_reduce(v8, 2),
+    "copy u8 512^3": lambda: v8.copy(),
     "iterate heat 20": lambda: heat.iterate(f, steps=20),
     "iterate heat 20 block_steps=4": lambda: heat.iterate(f, steps=20, block_steps=4),
     "iterate heat 20 block_steps=8": lambda: heat.iterate(f, steps=20, block_steps=8),
+    "median 25 f32 2048^2 (scratch)": lambda: filters.median_filter(f2k, 25),  # last: slow
 }
 cuda_cpp.kernels = _timed
 for name, fn in cases.items():

@@ -72,6 +72,10 @@ def modules():
         mod, _ = cuda_rank.module_for(box, dtype, 2, False)
         what = " (a thread's window buffer)" if mod.kernel == "sk_select" else ""
         out.append((f"median 15 x 15, {dtype} ({mod.kernel}){what}", mod.source))
+    big = Rank(((True,) * 25,) * 25, (12, 12), 312, True)
+    mod, _ = cuda_rank.module_for(big, f32, 2, False)
+    out.append((f"median 25 x 25, float32 ({mod.kernel}: windows in a scratch array)",
+                mod.source))
     tiled = codegen_tiled.generate(diffuse._spec, [f32], f32, f64, (numba.float64,),
                                    idx64=False, narrow=True, steps=8)
     out.append(("iterate: heat step, 8 steps a launch (tiled)", tiled.source))

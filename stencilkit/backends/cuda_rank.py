@@ -16,6 +16,11 @@ which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
     thread-local buffer, in the footprint's C order, and runs the CPU's own quickselect
     (``cpu_lines.rank._select``: a NaN in the window wins; the same Hoare partitions, so the
     same element, signed zeros included).
+``sk_select_scratch`` (larger windows, up to :data:`OFFSETS_MAX` offsets)
+    the same selection over windows in a device scratch array of at most
+    :data:`SCRATCH_BYTES` (a grid of as many threads as it holds windows for, each striding
+    over the outputs; interleaved by thread, so a warp's accesses coalesce), instead of local
+    memory reserved for every thread the GPU can hold.
 
 Outside the array the mode's index map, or ``cval`` converted as the CPU converts it
 (``np.asarray(cval).astype(dtype)``). Results equal the CPU's bit for bit. Plain C++ for NVRTC
@@ -43,8 +48,15 @@ SELECT_BLOCK = (128, 1, 1)
 """Threads per block of the selection kernel."""
 
 SELECT_BYTES = 2048
-"""The largest window the selection kernel gathers per thread (local memory is reserved for
-every thread the GPU can hold: 2 KiB is 0.5 GB on an H100)."""
+"""The largest window the selection kernel gathers into each thread's local memory (local
+memory is reserved for every thread the GPU can hold: 2 KiB is 0.5 GB on an H100)."""
+
+SCRATCH_BYTES = 64 << 20
+"""Larger windows: the scratch array of one launch of ``sk_select_scratch`` (a window per
+thread of a grid sized to fit it, interleaved so that a warp's accesses coalesce)."""
+
+OFFSETS_MAX = 8192
+"""The most window offsets (elements x axes) a selection module holds in constant memory."""
 
 _HUANG = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.bool_))
 
@@ -59,6 +71,7 @@ class RankModule:
     ndim: int           # axes of the work array, batch first
     idx64: bool
     block: tuple = SELECT_BLOCK
+    window: int = 0     # sk_select_scratch: the window's elements (a thread's scratch)
 
     @property
     def kernels(self) -> tuple:
@@ -76,7 +89,16 @@ class RankModule:
                                    min(cdiv(n0, STRIP), codegen_cpp.MAX_GRID_YZ),
                                    min(B, codegen_cpp.MAX_GRID_YZ)), self.block)]
         blocks = min(cdiv(math.prod(shape), SELECT_BLOCK[0]), 1 << 20)
+        if self.window:  # as many threads as the scratch array holds windows for
+            per_block = self.window * self.dtype.itemsize * SELECT_BLOCK[0]
+            blocks = min(blocks, max(1, SCRATCH_BYTES // per_block))
         return [(self.kernel, (blocks, 1, 1), SELECT_BLOCK)]
+
+    def scratch_size(self, shape) -> int:
+        """Elements of the scratch array a launch over ``shape`` takes (0: none)."""
+        if not self.window:
+            return 0
+        return sum(self.window * grid[0] * block[0] for _, grid, block in self.launches(shape))
 
     def scalars(self, shape, mode, cval):
         """The scalar arguments after the two arrays, as NumPy scalars of the C++ types."""
@@ -96,9 +118,18 @@ def huang_fits(p, dtype, ndim) -> bool:
 
 
 def select_fits(p, dtype) -> bool:
-    """Whether the selection kernel takes the ``Rank`` pass ``p`` on ``dtype`` data."""
-    n = int(np.array(p.footprint, bool).sum())
-    return np.dtype(dtype).kind in "biuf" and n * np.dtype(dtype).itemsize <= SELECT_BYTES
+    """Whether a selection kernel takes the ``Rank`` pass ``p`` on ``dtype`` data: windows
+    in local memory up to :data:`SELECT_BYTES`, larger ones in a scratch array up to
+    :data:`OFFSETS_MAX` offsets."""
+    fp = np.array(p.footprint, bool)
+    spans = [d for d in range(fp.ndim) if fp.shape[d] > 1]
+    axes = fp.ndim - (spans[0] if spans else fp.ndim - 1)
+    return np.dtype(dtype).kind in "biuf" and int(fp.sum()) * axes <= OFFSETS_MAX
+
+
+def _in_scratch(p, dtype) -> bool:
+    """Whether the selection's window exceeds a thread's local buffer."""
+    return int(np.array(p.footprint, bool).sum()) * np.dtype(dtype).itemsize > SELECT_BYTES
 
 
 def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
@@ -165,34 +196,44 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
     return RankModule("sk_huang", "\n".join(L) + "\n", dtype, 3, idx64, (T, 1, 1))
 
 
-def generate_select(dtype, offsets, rank, ndim, *, idx64) -> RankModule:
+def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> RankModule:
     """The selection kernel of a window on ``ndim``-axis work arrays ``(B, *core)``.
 
     ``offsets``: per element of the window, in C order, its offset along each core axis.
+    ``scratch``: the windows live in a device array passed after ``dst`` (``sk_select_scratch``;
+    element ``e`` of thread ``g``'s window at ``e * threads + g``, so a warp's accesses
+    coalesce), for windows larger than a thread's local buffer; else in local memory.
     """
     dtype = np.dtype(dtype)
     ix = "sk_i64" if idx64 else "sk_i32"
     t = codegen_cpp._ctype_of(dtype)
     k = ndim - 1
     n = len(offsets)
+    kernel = "sk_select_scratch" if scratch else "sk_select"
     shape = ", ".join(f"{ix} n{d}" for d in range(k))
-    params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {shape}, "
-              f"int mode, {t} cval")
-    names = "src, dst, B, " + ", ".join(f"n{d}" for d in range(k)) + ", mode, cval"
+    params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, "
+              + (f"{t}* __restrict__ scratch, " if scratch else "")
+              + f"{ix} B, {shape}, int mode, {t} cval")
+    names = ("src, dst, " + ("scratch, " if scratch else "") + "B, "
+             + ", ".join(f"n{d}" for d in range(k)) + ", mode, cval")
     table = ", ".join(str(o) for offs in offsets for o in offs)
     total = " * ".join(["B", *(f"n{d}" for d in range(k))])
-    L = [f"// stencilkit rank {rank} of a window of {n} ({dtype}): a selection per element",
+    first = f"({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x"
+    L = [f"// stencilkit rank {rank} of a window of {n} ({dtype}): a selection per element"
+         + (", windows in a scratch array" if scratch else ""),
          codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
          "#if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)",
          "#define __constant__",
          "#endif",
          f"__constant__ int sk_offsets[{n * k}] = {{{table}}};",
-         f'extern "C" __global__ void sk_select({params}) {{',
-         f"  {t} buf[{n}];",
+         "#define SK_BUF(e) " + ("scratch[(sk_i64)(e) * (sk_i64)stride + (sk_i64)me]"
+                                 if scratch else "buf[e]"),
+         f'extern "C" __global__ void {kernel}({params}) {{',
+         *([] if scratch else [f"  {t} buf[{n}];"]),
          f"  const {ix} total = {total};",
          f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
-         f"  for ({ix} q = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; q < total; "
-         "q += stride) {",
+         f"  const {ix} me = {first};",
+         f"  for ({ix} q = me; q < total; q += stride) {{",
          f"    {ix} rem = q;"]
     for d in reversed(range(k)):
         L.append(f"    const {ix} i{d} = rem % n{d}; rem /= n{d};")
@@ -204,37 +245,39 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64) -> RankModule:
           f"    for (int e = 0; e < {n}; ++e) {{",
           *(f"      const {ix} m{d} = sk_map(i{d} + sk_offsets[e * {k} + {d}], n{d}, mode);"
             for d in range(k)),
-          f"      buf[e] = ({' || '.join(f'm{d} < 0' for d in range(k))}) ? cval : plane["
+          f"      SK_BUF(e) = ({' || '.join(f'm{d} < 0' for d in range(k))}) ? cval : plane["
           + " + ".join(f"m{d} * ({s})" for d, s in enumerate(strides)) + "];",
           "    }",
-          f"    {t} res = buf[{rank}];",
+          f"    {t} res = SK_BUF({rank});",
           "    bool nan = false;"]
     if dtype.kind == "f":  # a NaN wins (the first in the window's order)
-        L += [f"    for (int e = 0; e < {n}; ++e) if (buf[e] != buf[e]) "
-              "{ res = buf[e]; nan = true; break; }"]
+        L += [f"    for (int e = 0; e < {n}; ++e) if (SK_BUF(e) != SK_BUF(e)) "
+              "{ res = SK_BUF(e); nan = true; break; }"]
     L += ["    if (!nan) {  // Hoare's quickselect, as the CPU's _select",
           f"      int lo = 0, hi = {n - 1};",
           "      bool found = false;",
           "      while (lo < hi) {",
-          f"        const {t} pivot = buf[(lo + hi) / 2];",
+          f"        const {t} pivot = SK_BUF((lo + hi) / 2);",
           "        int a = lo, z = hi;",
           "        while (a <= z) {",
-          "          while (buf[a] < pivot) ++a;",
-          "          while (buf[z] > pivot) --z;",
-          f"          if (a <= z) {{ const {t} s = buf[a]; buf[a] = buf[z]; buf[z] = s; "
-          "++a; --z; }",
+          "          while (SK_BUF(a) < pivot) ++a;",
+          "          while (SK_BUF(z) > pivot) --z;",
+          f"          if (a <= z) {{ const {t} s = SK_BUF(a); SK_BUF(a) = SK_BUF(z); "
+          "SK_BUF(z) = s; ++a; --z; }",
           "        }",
           f"        if ({rank} <= z) hi = z;",
           f"        else if ({rank} >= a) lo = a;",
-          f"        else {{ res = buf[{rank}]; found = true; break; }}",
+          f"        else {{ res = SK_BUF({rank}); found = true; break; }}",
           "      }",
-          f"      if (!found) res = buf[{rank}];",
+          f"      if (!found) res = SK_BUF({rank});",
           "    }",
           "    dst[q] = res;",
           "  }",
           "}",
-          codegen_cpp.host_launchers(("sk_select",), params, names)]
-    return RankModule("sk_select", "\n".join(L) + "\n", dtype, ndim, idx64)
+          "#undef SK_BUF",
+          codegen_cpp.host_launchers((kernel,), params, names)]
+    return RankModule(kernel, "\n".join(L) + "\n", dtype, ndim, idx64,
+                      window=n if scratch else 0)
 
 
 _MODULES: dict = {}
@@ -264,7 +307,8 @@ def module_for(p, dtype, ndim, idx64):
         first = spans[0] if spans else ndim - 1
         offsets = [tuple(int(idx[d]) - p.lo[d] for d in range(first, ndim))
                    for idx in zip(*np.nonzero(fp))]
-        mod = generate_select(dtype, offsets, p.rank, ndim - first + 1, idx64=idx64)
+        mod = generate_select(dtype, offsets, p.rank, ndim - first + 1, idx64=idx64,
+                              scratch=_in_scratch(p, dtype))
 
         def work_shape(shape):
             return (math.prod(shape[:first]), *shape[first:])
@@ -296,10 +340,13 @@ def run(x, p, mode, cval, out=None, out_dtype=None):
               and cuda_backend._contiguous(out) and not cuda_backend.may_share_memory(out, x))
     dst = out.reshape(wshape) if direct else cuda_backend.empty(wshape, dtype, x)
     if math.prod(wshape):
-        s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
+        arrays = [cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)]
+        if mod.window:
+            arrays.append(cuda_cpp.as_cupy(cuda_backend.empty((mod.scratch_size(wshape),),
+                                                              dtype, x)))
         found = cuda_cpp.kernels(mod, False)
         for kname, grid, block in mod.launches(wshape):
-            found[kname](grid, block, (s, d, *mod.scalars(wshape, mode, cval)))
+            found[kname](grid, block, (*arrays, *mod.scalars(wshape, mode, cval)))
     if direct:
         return out
     res = dst.reshape(shape)
