@@ -242,8 +242,8 @@ class Passes(NamedTuple):
                     f"{self.name}: windows of more than {MEDIAN_MAX} elements (here {n}) have "
                     "no lowering to generated stencils: the CPU backend computes them, and on a "
                     "GPU the generated CUDA C++ path (CuPy with NVRTC; 8-bit boxes, or windows "
-                    "of at most 2048 bytes); copy the array to the host (or use a smaller "
-                    "window)")
+                    "of up to 8192 offsets: 4096 elements in 2-D); copy the array to the host "
+                    "(or use a smaller window)")
         return x
 
 
