@@ -87,6 +87,24 @@ def test_output_types_saturate_and_round_ties_to_even(monkeypatch):
     assert p.divisor == 32
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16])
+def test_sums_at_the_ends_of_the_dtype(monkeypatch, dtype):
+    """The interior's rounding (``sk_box_in``: shifted to non-negative sums, one unsigned
+    division, ties back to even) at the least and greatest sums the dtype allows, and halfway:
+    images of only the dtype's extremes, windows with an even divisor (ties) and an odd one;
+    8-bit words take the packed column sums (int8 lanes biased by 128)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(8)
+    a = np.where(rng.random((2, 30, 48)) < 0.5, info.min, info.max).astype(dtype)
+    a[0, :, :24] = info.min
+    a[1, :, :24] = info.max
+    for size in ((1, 4, 8), (1, 5, 7)):
+        want, p, plan = planned(monkeypatch, a, size, mode="nearest")
+        got, mod = host_box(a, p, "nearest", plan.cval, words=True)
+        np.testing.assert_array_equal(got, want, err_msg=f"{size}")
+        assert ("sk_u32 cp0" in mod.source) == (a.itemsize == 1)
+
+
 def test_bool_images(monkeypatch):
     a = sample((19, 40), np.bool_, seed=5)
     for output in (np.uint64,):  # (clip limits beyond the sums' int32, clamped)
@@ -120,7 +138,8 @@ def test_modules_compile_with_nvrtc_and_divide_by_multiplying():
         body = ptx[ptx.index(".entry sk_box_interior("):]
         body = body[:body.index("\n}\n")]
         assert "ld.global.nc" in body
-        for slow in ("div.s32", "rem.s32", "div.s64", "rem.s64"):
+        for slow in ("div.s32", "rem.s32", "div.s64", "rem.s64", "div.u32", "rem.u32",
+                     "div.u64", "rem.u64"):
             assert slow not in body, (dtype, slow)
         if words:
             assert "ld.global.nc.u32" in body and "st.global.u32" in body
