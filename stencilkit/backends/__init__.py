@@ -10,7 +10,8 @@ call, the filters and resampling functions describe the passes they need
 - ``apply`` / ``iterate``: a Stencil call, ``steps`` calls feeding the result back;
 - ``explain``: how such a call would run;
 - ``run_passes``: a filter's :class:`stencilkit._passes.Passes` (box sums, separable weights,
-  running extremes, selections), lowered to the backend's kernels;
+  running extremes, selections), lowered to the backend's kernels; ``rank_kernel``: a small
+  median by a kernel of the backend's own, where it has one;
 - ``block_reduce`` / ``decimate`` / ``pyramid_level``: resampling;
 - ``zeros``, ``keeps``, ``to_host``: arrays of the backend's kind.
 
@@ -95,6 +96,14 @@ class Backend:
     def run_passes(self, passes, arr, out):
         """A filter's passes over ``arr`` into ``out`` (or a new array of ``passes.out_dtype``)."""
         return passes.as_stencils(arr, out)
+
+    def rank_kernel(self, passes, arr, out):
+        """A small window's rank filter by a kernel of this backend's own, or None.
+
+        ``passes``: one ``Rank`` pass of a window the generated sorting network takes (which
+        runs it where this returns None, as it does by default).
+        """
+        return None
 
     def block_reduce(self, arr, full, op, edge, cval, out_dtype):
         """:func:`stencilkit.resample.block_reduce` after its checks (``full``: factor per axis)."""

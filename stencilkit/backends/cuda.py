@@ -595,6 +595,19 @@ class CudaBackend(Backend):
         # the other passes as generated stencils, one 1-D pass per axis
         return passes.as_stencils(arr, out)
 
+    def rank_kernel(self, passes, arr, out):
+        from . import cuda_cpp, cuda_med3
+
+        (p,) = passes.passes
+        if not cuda_cpp.available()[0] or not cuda_med3.fits(p.footprint, arr.dtype,
+                                                             passes.out_dtype, arr.ndim):
+            return None
+        try:
+            return cuda_med3.run(arr, p.lo[-2], p.lo[-1], passes.mode, passes.cval, out)
+        except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so; the network runs
+            cuda_cpp.compile_failed(exc)
+            return None
+
     def block_reduce(self, arr, full, op, edge, cval, out_dtype):
         from . import cuda_blocks
 

@@ -1,0 +1,257 @@
+"""Medians of 3 x 3 boxes of integer images as generated CUDA C++ (``median_filter(x, 3)``).
+
+The median of nine values is ``med3(the greatest column minimum, the median of the column
+medians, the least column maximum)`` of the window's three sorted columns (the identity behind
+the classic hardware and SIMD 3 x 3 median filters, e.g. J. L. Smith, "Implementing median
+filters in XC4000E FPGAs", Xilinx Xcell 23, 1996). A column, once sorted (6 minimum/maximum
+operations), serves the three outputs whose windows hold it, and each output then takes 12
+more: about 20 operations an output, where the generated sorting network (the filters' other
+route, :func:`stencilkit._passes.median_source`) takes about 40. The median of integers is one
+value whichever way it is found, so results equal the CPU's bit for bit (floats are left to the
+network, whose choice among signed zeros and NaNs this would not repeat).
+
+The kernels have the box's shape (:mod:`.cuda_box`, after ``shared/gpu/anchor_cpp.py``):
+``sk_med3_interior`` (strips of rows, each thread ``UNITS`` 32-bit words of 8/16-bit data,
+three rows of values in registers, rows through the mode's index map for every mode but
+``constant``) and ``sk_med3_border`` (the columns at either end, and the top and bottom rows
+for ``constant``: nine reads through the index map per output). Plain C++ for NVRTC and for
+g++ (``-DSK_HOST``: the tests run every launch on the CPU, thread by thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import codegen_cpp, modes
+from . import cuda_sweeps
+
+UNITS = 2
+"""32-bit words (or elements, for unaligned rows and 32/64-bit data) each thread owns per row."""
+
+BLOCK = (64, 4, 1)
+"""Threads per block of the interior kernel."""
+
+
+@dataclass(frozen=True)
+class Med3Module:
+    """An emitted 3 x 3 median module and what launching it needs."""
+
+    source: str
+    dtype: np.dtype
+    lo0: int
+    lo1: int
+    per: int      # elements per unit read (4: 8-bit words, 2: 16-bit words, 1: elements)
+    ul: int       # the first unit a thread reads, relative to its own first unit
+    ur: int       # the last
+    idx64: bool
+    rowmap: bool  # the interior maps rows through the mode: it covers every row
+
+    kernels = ("sk_med3_interior", "sk_med3_border")
+
+    def launches(self, shape, rows=None):
+        """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array (as
+        :meth:`.cuda_box.BoxModule.launches`)."""
+        nu = shape[2] // self.per
+        k0 = -self.ul
+        threads = max(0, (nu - 1 - self.ur - k0) // UNITS + 1)
+        lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, 2 - self.lo0)
+        return cuda_sweeps.plan("sk_med3", shape, lo0, hi0, threads,
+                                self.per * UNITS * threads, (k0, k0 + UNITS * threads), BLOCK,
+                                rows)
+
+
+def fits(footprint, dtype, out_dtype, ndim) -> bool:
+    """Whether these kernels take a median over ``footprint`` (full rank, bools) of ``dtype``
+    data into ``out_dtype``: a 3 x 3 box over the last two axes of integer or bool data, the
+    result in the data's dtype."""
+    fp = np.asarray(footprint, bool)
+    dtype = np.dtype(dtype)
+    return (ndim >= 2 and fp.ndim == ndim and fp.shape[-2:] == (3, 3) and bool(fp.all())
+            and all(s == 1 for s in fp.shape[:-2]) and dtype.kind in "biu"
+            and np.dtype(out_dtype) == dtype)
+
+
+def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Med3Module:
+    """Emit the module of the 3 x 3 box starting ``lo0`` rows and ``lo1`` columns before each
+    output (1, 1: centred), on ``dtype`` data.
+
+    ``words``: read 8/16-bit rows as 32-bit words (rows on 4-byte boundaries, whole words);
+    ``rowmap``: the interior maps its rows through the mode (every mode but ``constant``).
+    """
+    dtype = np.dtype(dtype)
+    hi0, hi1 = 2 - lo0, 2 - lo1
+    per = 4 // dtype.itemsize if words and dtype.itemsize < 4 else 1
+    cols = per * UNITS
+    ul = (-lo1) // per
+    ur = (cols - 1 + hi1) // per
+    ncol = per * (ur - ul + 1)   # values per row a thread holds: column per * (k + ul) + t
+    base = -per * ul             # output o's window: columns base + o - lo1 .. base + o + hi1
+    ix = "sk_i64" if idx64 else "sk_i32"
+    tc = codegen_cpp._ctype_of(dtype)
+    v = "sk_i32" if dtype.itemsize < 4 else tc  # the values' type (8/16-bit: as int)
+    unit = "sk_u32" if per > 1 else tc
+    lane = codegen_cpp._lane_fn(dtype) if per > 1 else None
+    word_out = per > 1
+    top, bottom = (0, 0) if rowmap else (lo0, hi0)
+
+    def rmap(row):
+        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
+
+    def load(ring, ptr, pad):
+        """Lines setting ``{ring}{t}`` to the row ``ptr``'s values, every column held."""
+        out = []
+        for u in range(ul, ur + 1):
+            if per == 1:
+                out.append(f"{pad}{ring}{u - ul} = ({v}){ptr}[{u}];")
+                continue
+            out.append(f"{pad}{{ const sk_u32 w = {ptr}[{u}];")
+            out += [f"{pad}  {ring}{per * (u - ul) + q} = {lane}(w, {q});" for q in range(per)]
+            out.append(pad + "}")
+        return out
+
+    def outputs(rings, pad):
+        """Lines sorting the held columns of rows ``rings`` (top to bottom) and storing the
+        thread's outputs of one row."""
+        a, b, c = rings
+        lines = []
+        first, last = base - lo1, base + cols - 1 + hi1  # the columns the outputs read
+        for t in range(first, last + 1):
+            lines.append(f"{pad}sk_med3_sort({a}{t}, {b}{t}, {c}{t}, cl{t}, cm{t}, ch{t});")
+        for o in range(cols):
+            t = base + o - lo1
+            lines.append(f"{pad}const {v} o{o} = sk_med3_out(cl{t}, cl{t + 1}, cl{t + 2}, "
+                         f"cm{t}, cm{t + 1}, cm{t + 2}, ch{t}, ch{t + 1}, ch{t + 2});")
+        if word_out:
+            bits = 8 * dtype.itemsize
+            mask = "0xffu" if bits == 8 else "0xffffu"
+            for w in range(UNITS):
+                parts = [f"(((sk_u32)o{w * per + i} & {mask}) << {bits * i})" for i in range(per)]
+                lines.append(f"{pad}((sk_u32*)op)[{w}] = " + " | ".join(parts) + ";")
+        else:
+            lines += [f"{pad}op[{o}] = ({tc})o{o};" for o in range(cols)]
+        return lines
+
+    params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
+              f"{ix} n1, {ix} rows, {ix} k0, {ix} k1, int mode, {v} cval")
+    names = "src, dst, B, n0, n1, rows, k0, k1, mode, cval"
+    held = range(ncol)
+    L = [f"// stencilkit 3 x 3 median ({dtype}), window from ({-lo0}, {-lo1}), {cols} outputs "
+         "per thread",
+         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
+         f"SK_FN {v} sk_mn({v} a, {v} b) {{ return b < a ? b : a; }}",
+         f"SK_FN {v} sk_mx({v} a, {v} b) {{ return b > a ? b : a; }}",
+         "// x, y, z sorted into lo <= md <= hi (6 operations)",
+         f"SK_FN void sk_med3_sort({v} x, {v} y, {v} z, {v}& lo, {v}& md, {v}& hi) {{",
+         f"  const {v} a = sk_mn(x, y), b = sk_mx(x, y), t = sk_mx(a, z);",
+         "  lo = sk_mn(a, z); md = sk_mn(b, t); hi = sk_mx(b, t);",
+         "}",
+         f"SK_FN {v} sk_med3_of({v} a, {v} b, {v} c) {{ return sk_mx(sk_mn(a, b), "
+         "sk_mn(sk_mx(a, b), c)); }",
+         "// the median of a window from its three sorted columns",
+         f"SK_FN {v} sk_med3_out({v} l0, {v} l1, {v} l2, {v} m0, {v} m1, {v} m2, {v} h0, "
+         f"{v} h1, {v} h2) {{",
+         "  return sk_med3_of(sk_mx(sk_mx(l0, l1), l2), sk_med3_of(m0, m1, m2), "
+         "sk_mn(sk_mn(h0, h1), h2));",
+         "}", "",
+         "// the interior: strips of whole rows, the thread's units and halo inside the rows",
+         f'extern "C" __global__ void sk_med3_interior({params}) {{',
+         f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
+         f" * {UNITS};",
+         "  if (k >= k1) return;",
+         f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
+         " * rows;",
+         f"  const {ix} hiw = n0 - {bottom};",
+         "  if (lo >= hiw) return;",
+         f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
+         f"  const {ix} nu = n1 / {per};",
+         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+         f"    const {unit}* __restrict__ plane = (const {unit}*)(src + b * n0 * n1) + k;",
+         f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
+         "    " + " ".join(f"{v} ra{t}, rb{t}, rc{t};" for t in held),
+         "    " + " ".join(f"{v} cl{t}, cm{t}, ch{t};" for t in held),
+         f"    {{ const {unit}* __restrict__ row = plane + {rmap(f'lo - {lo0}')} * nu;",
+         *load("ra", "row", "      "), "    }",
+         f"    {{ const {unit}* __restrict__ row = plane + {rmap(f'lo - {lo0} + 1')} * nu;",
+         *load("rb", "row", "      "), "    }",
+         f"    {ix} i = lo;",
+         "    // three rows a step, the rows' registers taking turns (no moves)",
+         f"    for (; i + 3 <= hi; i += 3) {{"]
+    rings = ["ra", "rb", "rc"]
+    for step in range(3):
+        new = rings[(step + 2) % 3]
+        L += [f"      {{ const {unit}* __restrict__ row = plane + "
+              f"{rmap(f'i + {step} + {hi0}')} * nu;",
+              *load(new, "row", "        "),
+              *outputs([rings[step % 3], rings[(step + 1) % 3], new], "        "),
+              "        op += n1;", "      }"]
+    L += ["    }",
+          "    for (; i < hi; ++i) {  // the rows left: one a step, the registers moved",
+          f"      {{ const {unit}* __restrict__ row = plane + {rmap(f'i + {hi0}')} * nu;",
+          *load("rc", "row", "        "), "      }",
+          "      {", *outputs(rings, "        "), "      }",
+          "      " + " ".join(f"ra{t} = rb{t}; rb{t} = rc{t};" for t in held),
+          "      op += n1;",
+          "    }", "  }", "}", ""]
+    # -- the border kernel
+    L += ["// everything else, nine reads through the mode's index map (-1: cval) per output:",
+          "// the columns at either end of the rows (strips of "
+          f"{cuda_sweeps.BORDER_ROWS} rows), and for constant the top and bottom rows",
+          f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : ({v})plane[(rr) * n1 + (cc)])",
+          f'extern "C" __global__ void sk_med3_border({params}) {{',
+          *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
+          f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
+          *(f"    const {ix} m{t} = sk_map(j + ({t - lo1}), n1, mode);" for t in range(3)),
+          f"    for ({ix} i = r0; i < r1; ++i) {{",
+          *(f"      const {ix} q{s} = sk_map(i + ({s - lo0}), n0, mode);" for s in range(3)),
+          f"      {v} " + ", ".join(f"l{t}, d{t}, h{t}" for t in range(3)) + ";",
+          *(f"      sk_med3_sort(SK_RD(q0, m{t}), SK_RD(q1, m{t}), SK_RD(q2, m{t}), "
+            f"l{t}, d{t}, h{t});" for t in range(3)),
+          f"      dst[b * n0 * n1 + i * n1 + j] = ({tc})sk_med3_out(l0, l1, l2, d0, d1, d2, "
+          "h0, h1, h2);",
+          "    }",
+          "  }",
+          "}",
+          "#undef SK_RD", ""]
+    L.append(codegen_cpp.host_launchers(Med3Module.kernels, params, names))
+    return Med3Module("\n".join(L) + "\n", dtype, lo0, lo1, per, ul, ur, idx64, rowmap)
+
+
+_MODULES: dict = {}
+
+
+def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> Med3Module:
+    """The module of this window start and dtype (emitted once)."""
+    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap)
+    mod = _MODULES.get(key)
+    if mod is None:
+        mod = _MODULES[key] = generate(dtype, lo0, lo1, words=words, idx64=idx64,
+                                       rowmap=rowmap)
+    return mod
+
+
+def scalars(mod, shape, rows, k0, k1, mode, cval):
+    """The launch's scalar arguments after the two arrays, typed as the kernel takes them.
+
+    ``cval``: already in the data's dtype (:func:`stencilkit._passes.cval_in`), used by
+    ``constant`` only.
+    """
+    ix = np.int64 if mod.idx64 else np.int32
+    vt = np.int32 if mod.dtype.itemsize < 4 else mod.dtype.type
+    fill = vt(int(cval)) if mode == "constant" else vt(0)
+    return (*(ix(n) for n in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)), fill)
+
+
+def run(x, lo0, lo1, mode, cval, out=None):
+    """The 3 x 3 median of the last two axes of the device array ``x`` (window from
+    ``(-lo0, -lo1)``), into ``out`` (a device array of ``x``'s shape and dtype) or a new one."""
+    from .cuda_box import words_ok
+
+    n1 = tuple(x.shape)[-1]
+    rowmap = cuda_sweeps.rows_mapped(mode)
+    return cuda_sweeps.run(
+        x, np.dtype(x.dtype),
+        lambda dtype, at, idx64: module_for(dtype, lo0, lo1, words_ok(dtype, n1, *at), idx64,
+                                            rowmap),
+        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)

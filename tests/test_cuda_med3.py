@@ -1,0 +1,127 @@
+"""The generated C++ 3 x 3 median (stencilkit.backends.cuda_med3) against the CPU, bit for bit.
+
+Without a GPU: every module is compiled for the host by g++ (``-DSK_HOST``) and its launches run
+block by block and thread by thread (tests/cpp_host.py); the reference is the CPU backend's
+``median_filter`` (the generated sorting network). NVRTC compiles the same modules for the
+device.
+"""
+
+import numpy as np
+import pytest
+from kernels import sample
+
+from stencilkit import filters
+from stencilkit.backends import cuda_cpp, cuda_med3, cuda_sweeps
+
+cpp_host = pytest.importorskip("cpp_host")
+pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+
+
+def host_med3(x, mode, cval, origin=(0, 0), *, words, rows=cpp_host.ROWS):
+    """The 3 x 3 median of the last two axes of ``x``, launched as on a GPU, on the host."""
+    lo0, lo1 = 1 + origin[0], 1 + origin[1]
+    mod = cuda_med3.generate(x.dtype, lo0, lo1, words=words, idx64=False,
+                             rowmap=cuda_sweeps.rows_mapped(mode))
+    return cpp_host.run_sweep(
+        mod, x, x.dtype, lambda shape, strip, k0, k1: cuda_med3.scalars(
+            mod, shape, strip, k0, k1, mode, cval), fill=99, rows=rows), mod
+
+
+def cpu(x, mode, cval=0, origin=(0, 0)):
+    size = (1,) * (x.ndim - 2) + (3, 3)
+    return filters.median_filter(x, size, mode=mode, cval=cval,
+                                 origin=(0,) * (x.ndim - 2) + tuple(origin))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.bool_],
+                         ids=lambda d: np.dtype(d).name)
+def test_median_equals_the_cpu_every_mode(dtype):
+    """A stack, every mode (constant with a cval inside the dtype), 8/16-bit rows as words and
+    as elements; values drawn from few levels, so that windows hold ties."""
+    a = sample((2, 29, 44), dtype, seed=3)
+    if np.dtype(dtype).kind in "iu":
+        a = (a // 16 * 16).astype(dtype)  # ties
+    cval = 1 if dtype == np.bool_ else 5
+    for mode in MODES:
+        want = cpu(a, mode, cval)
+        for words in ((True, False) if a.itemsize < 4 else (False,)):
+            got, mod = host_med3(a, mode, cval, words=words)
+            np.testing.assert_array_equal(got, want, err_msg=f"{mode} words={words}")
+            assert mod.per == (4 // a.itemsize if words and a.itemsize < 4 else 1)
+
+
+@pytest.mark.parametrize("origin", [(1, -1), (-1, 1), (0, 1)])
+def test_origins(origin):
+    a = sample((31, 40), np.uint8, seed=4)
+    for mode in ("reflect", "constant"):
+        got, _ = host_med3(a, mode, 7, origin, words=True)
+        np.testing.assert_array_equal(got, cpu(a, mode, 7, origin), err_msg=f"{mode}")
+
+
+@pytest.mark.parametrize("shape", [(1, 4), (2, 8), (5, 7), (3, 200), (16, 13), (40, 12)])
+def test_small_and_odd_shapes_and_strips(shape):
+    """Arrays narrower or shorter than a thread's columns (all border), rows not whole words,
+    strips of one row (the remainder loop) and of several steps of three rows."""
+    a = sample(shape, np.uint8, seed=1)
+    words = shape[-1] % 4 == 0
+    for mode in MODES:
+        want = cpu(a, mode, 3)
+        for rows in (1, 2, 7, None):
+            got, _ = host_med3(a, mode, 3, words=words, rows=rows)
+            np.testing.assert_array_equal(got, want, err_msg=f"{mode} rows={rows}")
+
+
+def test_the_median_of_nine_is_exact_for_every_order():
+    """The column identity on windows of every relative order: random permutations of 0..8 and
+    windows of many ties, as one image each (all interior)."""
+    rng = np.random.default_rng(5)
+    windows = [rng.permutation(9) for _ in range(300)]
+    windows += [rng.integers(0, 3, 9) for _ in range(300)]
+    img = np.zeros((3 * 25, 3 * 24), np.int16)
+    for n, w in enumerate(windows[:600]):
+        r, c = divmod(n, 24)
+        img[3 * r:3 * r + 3, 3 * c:3 * c + 3] = np.asarray(w).reshape(3, 3)
+    got, _ = host_med3(img, "nearest", 0, words=True)
+    np.testing.assert_array_equal(got, cpu(img, "nearest"))
+    centres = got[1::3, 1::3].ravel()
+    np.testing.assert_array_equal(centres, [int(np.median(w)) for w in windows])
+
+
+def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
+    """End to end: filters.median_filter -> CudaBackend.rank_kernel -> cuda_med3 -> (stand-in)
+    CuPy; other windows and float data keep the generated sorting network."""
+    from numba import cuda
+
+    a = sample((3, 30, 44), np.uint8, seed=2)
+    for mode in MODES:
+        got = filters.median_filter(cuda.to_device(a), (1, 3, 3), mode=mode, cval=9)
+        np.testing.assert_array_equal(got.copy_to_host(),
+                                      filters.median_filter(a, (1, 3, 3), mode=mode, cval=9))
+        assert fake_gpu.launched[-2:] == ["sk_med3_interior", "sk_med3_border"]
+    im = a[0]
+    out = cuda.device_array(im.shape, np.uint8)
+    assert filters.median_filter(cuda.to_device(im), 3, output=out) is out
+    np.testing.assert_array_equal(out.copy_to_host(), filters.median_filter(im, 3))
+    assert fake_gpu.launched[-1] == "sk_med3_border"
+    fake_gpu.launched.clear()
+    for call in (lambda d: filters.median_filter(d, 3, output=np.int16),  # another dtype
+                 lambda d: filters.median_filter(d, (3, 2)),
+                 lambda d: filters.median_filter(d, footprint=np.eye(3, dtype=bool))):
+        want = call(im)
+        np.testing.assert_array_equal(call(cuda.to_device(im)).copy_to_host(), want)
+    f = sample((20, 24), np.float32, seed=3)
+    np.testing.assert_array_equal(filters.median_filter(cuda.to_device(f), 3).copy_to_host(),
+                                  filters.median_filter(f, 3))
+    assert not any(k.startswith("sk_med3") for k in fake_gpu.launched)
+
+
+def test_modules_compile_with_nvrtc():
+    cpp_host.needs_nvrtc()
+    for dtype, words in [(np.uint8, True), (np.int16, True), (np.int32, False),
+                         (np.bool_, False), (np.uint64, False)]:
+        mod = cuda_med3.generate(dtype, 1, 1, words=words, idx64=dtype == np.uint64,
+                                 rowmap=True)
+        ptx = cuda_cpp.ptx(mod.source, "compute_90")
+        assert ".entry sk_med3_interior(" in ptx and ".entry sk_med3_border(" in ptx
