@@ -282,6 +282,23 @@ def _ctype_of(dtype) -> str:
     return _cpp_body.dtype_ctype(dtype)
 
 
+BYTE_PERM = """\
+// CUDA's __byte_perm (result byte n: byte (s >> 4n) & 7 of y:x); on the host as documented
+SK_FN sk_u32 sk_byte_perm(sk_u32 x, sk_u32 y, sk_u32 s) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __byte_perm(x, y, s);
+#else
+  const sk_u64 v = ((sk_u64)y << 32) | x;
+  sk_u32 r = 0;
+  for (int n = 0; n < 4; ++n) r |= (sk_u32)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xff) << (8 * n);
+  return r;
+#endif
+}
+"""
+"""``sk_byte_perm``: one ``PRMT`` on the device (bytes of 8/16-bit lanes moved in a word), the
+documented semantics on the host, so that the host tests check the selectors."""
+
+
 def _lane_fn(dtype) -> str:
     dtype = np.dtype(dtype)
     if dtype.kind == "b":

@@ -170,7 +170,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
          f"  if (q > ({acc}){chi}LL) q = ({acc}){chi}LL;",
          f"  return ({oc})q;", "}", "",
          *_interior_out(in_dtype, oc, acc, lo0, hi0, lo1, hi1, divisor, clo, chi, bias),
-         *(_BYTE_PERM if packed else [])]
+         *([codegen_cpp.BYTE_PERM] if packed else [])]
     # -- the interior kernel
     L += ["// the interior: strips of whole rows, the thread's units and halo inside the rows",
           f'extern "C" __global__ void sk_box_interior({params}) {{',
@@ -252,20 +252,6 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     L.append(codegen_cpp.host_launchers(BoxModule.kernels, params, names))
     return BoxModule("\n".join(L) + "\n", in_dtype, out_dtype, lo0, hi0, lo1, hi1, per, ul, ur,
                      idx64, rowmap)
-
-
-_BYTE_PERM = [
-    "// CUDA's __byte_perm (result byte n: byte (s >> 4n) & 7 of y:x); on the host as documented",
-    "SK_FN sk_u32 sk_byte_perm(sk_u32 x, sk_u32 y, sk_u32 s) {",
-    "#if defined(__CUDACC__) || defined(__CUDACC_RTC__)",
-    "  return __byte_perm(x, y, s);",
-    "#else",
-    "  const sk_u64 v = ((sk_u64)y << 32) | x;",
-    "  sk_u32 r = 0;",
-    "  for (int n = 0; n < 4; ++n) r |= (sk_u32)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xff) << (8 * n);",
-    "  return r;",
-    "#endif",
-    "}", ""]
 
 
 def _nearest(s, d):
