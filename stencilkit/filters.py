@@ -869,7 +869,7 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
         # large windows: a selection per element over the mode-padded array (uint8 and
         # uint16 boxes: Huang's sliding histogram)
         return _run_lines(arr, [rank], mode, cval, out, out_dtype, name)
-    if last2 and n == 9:  # a backend's own kernel (the GPU's 3 x 3 median), where it has one
+    if all(s == 1 for s in shape[:-2]):  # a backend's own kernel (the GPU's), where it has one
         plan = _passes.Passes((rank,), mode, cval, np.dtype(out_dtype), name)
         res = backends.for_array(arr).rank_kernel(plan, arr, out)
         if res is not None:

@@ -156,7 +156,7 @@ def test_cupy_filters_and_resampling(cupy):
     np.testing.assert_array_equal(filters.uniform_filter(d, 15).get(),
                                   filters.uniform_filter(a, 15))
     np.testing.assert_array_equal(filters.median_filter(d, 5).get(), filters.median_filter(a, 5))
-    for x in (a, a.astype(np.int16) - 100):  # 3 x 3: sorted columns (cuda_med3)
+    for x in (a, a.astype(np.int16) - 100):  # 3 x 3: sorted columns (cuda_median)
         for mode in ("reflect", "constant"):
             np.testing.assert_array_equal(filters.median_filter(cupy.asarray(x), 3,
                                                                 mode=mode).get(),

@@ -32,7 +32,7 @@ def modules():
 
     from stencilkit import codegen_tiled
     from stencilkit._passes import Box2, Rank, Sep2
-    from stencilkit.backends import (cuda_box, cuda_cpp, cuda_med3, cuda_rank, cuda_resample,
+    from stencilkit.backends import (cuda_box, cuda_cpp, cuda_median, cuda_rank, cuda_resample,
                                      cuda_sep)
 
     f32, f64, u8, i8 = (np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.int8))
@@ -73,8 +73,12 @@ def modules():
         mod, _ = cuda_rank.module_for(box, dtype, 2, False)
         what = " (a thread's window buffer)" if mod.kernel == "sk_select" else ""
         out.append((f"median 15 x 15, {dtype} ({mod.kernel}){what}", mod.source))
-    out.append(("median 3 x 3, uint8 (sorted columns, cuda_med3)",
-                cuda_med3.generate(u8, 1, 1, words=True, idx64=False, rowmap=True).source))
+    out.append(("median 3 x 3, uint8 (sorted columns, cuda_median)",
+                cuda_median.generate(u8, 1, 1, words=True, idx64=False, rowmap=True).source))
+    cells = [(r, c) for r in range(5) for c in range(5)]
+    out.append(("median 5 x 5, uint8 (a network on 16x2 pairs, cuda_median)",
+                cuda_median.generate_network(u8, cells, 12, 2, 2, idx64=False,
+                                             rowmap=True).source))
     big = Rank(((True,) * 25,) * 25, (12, 12), 312, True)
     mod, _ = cuda_rank.module_for(big, f32, 2, False)
     out.append((f"median 25 x 25, float32 ({mod.kernel}: windows in a scratch array)",

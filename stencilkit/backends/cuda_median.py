@@ -1,4 +1,12 @@
-"""Medians of 3 x 3 boxes of integer images as generated CUDA C++ (``median_filter(x, 3)``).
+"""Small medians of integer images as generated CUDA C++ (``median_filter`` up to 49 elements).
+
+Two families, chosen by :meth:`stencilkit.backends.cuda.CudaBackend.rank_kernel`:
+``sk_med3`` (3 x 3 boxes of any integer dtype: sorted columns, below) and ``sk_rank8`` (any
+window over the last two axes of 8-bit data: the CPU's sorting network, Batcher's odd-even
+merge sort pruned to the middle rank, run on two outputs at a time in the 16-bit halves of
+32-bit registers, ``__vminu2``/``__vmaxu2``; SASS for 5 x 5, sm_90: 197 minima and maxima per
+pair of outputs against 202 per output in the generated stencil). Other dtypes and windows,
+and floats, keep the generated sorting network of the filters' stencils.
 
 The median of nine values is ``med3(the greatest column minimum, the median of the column
 medians, the least column maximum)`` of the window's three sorted columns (the identity behind
@@ -8,16 +16,18 @@ operations), serves the three outputs whose windows hold it, and each output the
 more: about 20 operations an output, where the generated sorting network (the filters' other
 route, :func:`stencilkit._passes.median_source`) takes about 40. 8-bit data go two columns
 at a time through 16x2 SIMD minima and maxima (``__vminu2``: one instruction on sm_90). SASS of
-the 8-bit interior (sm_90): about 16 instructions an output, against 55 for the network. The median of integers is one
-value whichever way it is found, so results equal the CPU's bit for bit (floats are left to the
-network, whose choice among signed zeros and NaNs this would not repeat).
+the 8-bit interior (sm_90): about 16 instructions an output, against 55 for the network. The
+median of integers is one value whichever way it is found, so results equal the CPU's bit for
+bit (floats are left to the network, whose choice among signed zeros and NaNs this would not
+repeat). None of this is timed on a GPU yet.
 
 The kernels have the box's shape (:mod:`.cuda_box`, after ``shared/gpu/anchor_cpp.py``):
-``sk_med3_interior`` (strips of rows, each thread ``UNITS`` 32-bit words of 8/16-bit data,
-three rows of values in registers, rows through the mode's index map for every mode but
-``constant``) and ``sk_med3_border`` (the columns at either end, and the top and bottom rows
-for ``constant``: nine reads through the index map per output). Plain C++ for NVRTC and for
-g++ (``-DSK_HOST``: the tests run every launch on the CPU, thread by thread).
+``<prefix>_interior`` (strips of rows, each thread whole 32-bit words of 8/16-bit data, rows
+through the mode's index map for every mode but ``constant``; ``sk_med3`` keeps three rows
+in registers, ``sk_rank8`` reads its rows each step) and ``<prefix>_border`` (the columns at
+either end, and the top and bottom rows for ``constant``: each output's window through the
+index map). Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every launch on the
+CPU, thread by thread).
 """
 
 from __future__ import annotations
@@ -37,31 +47,36 @@ BLOCK = (64, 4, 1)
 
 
 @dataclass(frozen=True)
-class Med3Module:
-    """An emitted 3 x 3 median module and what launching it needs."""
+class MedianModule:
+    """An emitted small-median module and what launching it needs."""
 
     source: str
+    prefix: str   # its kernels: <prefix>_interior and <prefix>_border
     dtype: np.dtype
-    lo0: int
-    lo1: int
+    lo0: int      # window rows before / after each output
+    hi0: int
     per: int      # elements per unit read (4: 8-bit words, 2: 16-bit words, 1: elements)
     ul: int       # the first unit a thread reads, relative to its own first unit
     ur: int       # the last
+    units: int    # units (words or elements) of outputs per thread
     idx64: bool
     rowmap: bool  # the interior maps rows through the mode: it covers every row
 
-    kernels = ("sk_med3_interior", "sk_med3_border")
+    @property
+    def kernels(self) -> tuple:
+        """The kernel names the module defines."""
+        return (f"{self.prefix}_interior", f"{self.prefix}_border")
 
     def launches(self, shape, rows=None):
         """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array (as
         :meth:`.cuda_box.BoxModule.launches`)."""
         nu = shape[2] // self.per
         k0 = -self.ul
-        threads = max(0, (nu - 1 - self.ur - k0) // UNITS + 1)
-        lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, 2 - self.lo0)
-        return cuda_sweeps.plan("sk_med3", shape, lo0, hi0, threads,
-                                self.per * UNITS * threads, (k0, k0 + UNITS * threads), BLOCK,
-                                rows)
+        threads = max(0, (nu - 1 - self.ur - k0) // self.units + 1)
+        lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
+        return cuda_sweeps.plan(self.prefix, shape, lo0, hi0, threads,
+                                self.per * self.units * threads,
+                                (k0, k0 + self.units * threads), BLOCK, rows)
 
 
 def fits(footprint, dtype, out_dtype, ndim) -> bool:
@@ -75,7 +90,7 @@ def fits(footprint, dtype, out_dtype, ndim) -> bool:
             and np.dtype(out_dtype) == dtype)
 
 
-def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Med3Module:
+def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> MedianModule:
     """Emit the module of the 3 x 3 box starting ``lo0`` rows and ``lo1`` columns before each
     output (1, 1: centred), on ``dtype`` data.
 
@@ -255,8 +270,136 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Med3
           "  }",
           "}",
           "#undef SK_RD", ""]
-    L.append(codegen_cpp.host_launchers(Med3Module.kernels, params, names))
-    return Med3Module("\n".join(L) + "\n", dtype, lo0, lo1, per, ul, ur, idx64, rowmap)
+    L.append(codegen_cpp.host_launchers(("sk_med3_interior", "sk_med3_border"), params, names))
+    return MedianModule("\n".join(L) + "\n", "sk_med3", dtype, lo0, hi0, per, ul, ur, UNITS,
+                        idx64, rowmap)
+
+
+NET_UNITS = 1
+"""32-bit words of outputs per thread of the network kernel (4 outputs: its k0 rows of words
+and the networks of two output pairs stay in registers)."""
+
+
+def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
+    """Whether the network kernel takes a median over ``footprint`` of ``dtype`` data: 8-bit
+    integers or bools, a window over the last two axes of at most ``_passes.MEDIAN_MAX``
+    elements, the result in the data's dtype (rows as words: checked by :func:`run_network`)."""
+    from .._passes import MEDIAN_MAX
+
+    fp = np.asarray(footprint, bool)
+    dtype = np.dtype(dtype)
+    return (ndim >= 2 and fp.ndim == ndim and all(s == 1 for s in fp.shape[:-2])
+            and dtype.kind in "biu" and dtype.itemsize == 1 and np.dtype(out_dtype) == dtype
+            and 0 < int(fp.sum()) <= MEDIAN_MAX)
+
+
+def _network(name, vt, vmin, vmax, n, rank):
+    """A function returning the ``rank``-th smallest of its ``n`` arguments: Batcher's odd-even
+    merge sort (the CPU's network, :func:`stencilkit._passes.batcher_pairs`), whose unused
+    minima and maxima the compiler drops."""
+    from .._passes import batcher_pairs
+
+    args = ", ".join(f"{vt} v{i}" for i in range(n))
+    lines = [f"SK_FN {vt} {name}({args}) {{"]
+    for a, b in batcher_pairs(n):
+        lines.append(f"  {{ const {vt} t = {vmin}(v{a}, v{b}); v{b} = {vmax}(v{a}, v{b}); "
+                     f"v{a} = t; }}")
+    return lines + [f"  return v{rank};", "}", ""]
+
+
+def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool):
+    """Emit the module of a window of 8-bit data: ``cells`` its elements' ``(row, column)``
+    within the window (which starts ``lo0`` rows and ``lo1`` columns before each output),
+    ``rank`` the rank returned (the median: ``len(cells) // 2``).
+
+    The interior reads its rows as words, each word's lanes as an even and an odd pair in
+    16-bit halves, and runs the sorting network on output pairs ``(o, o + 2)`` with 16x2 SIMD
+    minima and maxima: two outputs per instruction. The border gathers each output's window
+    through the mode's index map and runs the network on single values.
+    """
+    dtype = np.dtype(dtype)
+    cells = [tuple(int(v) for v in c) for c in cells]
+    n = len(cells)
+    k0 = 1 + max(r for r, _ in cells)
+    kw = 1 + max(c for _, c in cells)
+    hi0, hi1 = k0 - 1 - lo0, kw - 1 - lo1
+    per, units = 4, NET_UNITS
+    cols = per * units
+    ul = (-lo1) // per
+    ur = (cols - 1 + hi1) // per
+    flip = " ^ 0x80808080u" if dtype.kind == "i" else ""
+    ix = "sk_i64" if idx64 else "sk_i32"
+    tc = codegen_cpp._ctype_of(dtype)
+    top, bottom = (0, 0) if rowmap else (lo0, hi0)
+    rows_used = sorted({r for r, _ in cells})
+
+    def rmap(row):
+        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
+
+    def pair(r, col):  # row r's columns (col, col + 2), col relative to the first output
+        u, q = divmod(col, 4)
+        i = 2 * (u - ul) + (q & 1)
+        return f"e{r}_{i}" if q < 2 else f"sk_byte_perm(e{r}_{i}, e{r}_{i + 2}, 0x5432u)"
+
+    params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
+              f"{ix} n1, {ix} rows, {ix} k0, {ix} k1, int mode, sk_i32 cval")
+    names = "src, dst, B, n0, n1, rows, k0, k1, mode, cval"
+    L = [f"// stencilkit rank {rank} of a {k0} x {kw} window of {n} ({dtype}): a sorting "
+         "network on 16x2 pairs",
+         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
+         "SK_FN sk_i32 sk_mn(sk_i32 a, sk_i32 b) { return b < a ? b : a; }",
+         "SK_FN sk_i32 sk_mx(sk_i32 a, sk_i32 b) { return b > a ? b : a; }",
+         *_SIMD,
+         *_network("sk_rank2x", "sk_u32", "sk_vmin2", "sk_vmax2", n, rank),
+         *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
+         "// the interior: strips of whole rows, the thread's words and halo inside the rows",
+         f'extern "C" __global__ void sk_rank8_interior({params}) {{',
+         f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
+         f" * {units};",
+         "  if (k >= k1) return;",
+         f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
+         " * rows;",
+         f"  const {ix} hiw = n0 - {bottom};",
+         "  if (lo >= hiw) return;",
+         f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
+         f"  const {ix} nu = n1 / {per};",
+         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+         "    const sk_u32* __restrict__ plane = (const sk_u32*)(src + b * n0 * n1) + k;",
+         f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
+         f"    for ({ix} i = lo; i < hi; ++i) {{"]
+    for r in rows_used:
+        L.append(f"      const sk_u32* __restrict__ row{r} = plane + "
+                 f"{rmap(f'i + ({r - lo0})')} * nu;")
+        for u in range(ul, ur + 1):
+            i = 2 * (u - ul)
+            L.append(f"      const sk_u32 w{r}_{u - ul} = row{r}[{u}]{flip}, e{r}_{i} = "
+                     f"w{r}_{u - ul} & 0x00ff00ffu, e{r}_{i + 1} = "
+                     f"sk_byte_perm(w{r}_{u - ul}, 0u, 0x4341u);")
+    for w in range(units):
+        for o in (4 * w, 4 * w + 1):
+            args = ", ".join(pair(r, o - lo1 + c) for r, c in cells)
+            L.append(f"      const sk_u32 p{o} = sk_rank2x({args});")
+        L.append(f"      ((sk_u32*)op)[{w}] = sk_byte_perm(p{4 * w}, p{4 * w + 1}, 0x6240u)"
+                 f"{flip};")
+    L += ["      op += n1;", "    }", "  }", "}", "",
+          "// everything else: each output's window through the mode's index map (-1: cval)",
+          "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
+          f'extern "C" __global__ void sk_rank8_border({params}) {{',
+          *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
+          f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
+          *(f"    const {ix} m{c} = sk_map(j + ({c - lo1}), n1, mode);"
+            for c in sorted({c for _, c in cells})),
+          f"    for ({ix} i = r0; i < r1; ++i) {{",
+          *(f"      const {ix} q{r} = sk_map(i + ({r - lo0}), n0, mode);" for r in rows_used),
+          "      dst[b * n0 * n1 + i * n1 + j] = "
+          f"({tc})sk_rank1(" + ", ".join(f"SK_RD(q{r}, m{c})" for r, c in cells) + ");",
+          "    }",
+          "  }",
+          "}",
+          "#undef SK_RD", "",
+          codegen_cpp.host_launchers(("sk_rank8_interior", "sk_rank8_border"), params, names)]
+    return MedianModule("\n".join(L) + "\n", "sk_rank8", dtype, lo0, hi0, per, ul, ur, units,
+                        idx64, rowmap)
 
 
 _SIMD = [
@@ -295,7 +438,7 @@ _SIMD = [
 _MODULES: dict = {}
 
 
-def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> Med3Module:
+def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> MedianModule:
     """The module of this window start and dtype (emitted once)."""
     key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap)
     mod = _MODULES.get(key)
@@ -329,3 +472,45 @@ def run(x, lo0, lo1, mode, cval, out=None):
         lambda dtype, at, idx64: module_for(dtype, lo0, lo1, words_ok(dtype, n1, *at), idx64,
                                             rowmap),
         lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)
+
+
+class _Unaligned(Exception):
+    """Rows that do not start on 4-byte boundaries: the network kernel reads words only."""
+
+
+def run_network(x, p, mode, cval, out=None):
+    """The ``Rank`` pass ``p`` (a window over the last two axes, see :func:`network_fits`) of
+    the device array ``x`` by the network kernel, into ``out`` or a new array; None (nothing
+    launched) where the rows are not whole aligned words: the generated stencil runs it then.
+    """
+    from .cuda_box import words_ok
+
+    dtype = np.dtype(x.dtype)
+    n1 = tuple(x.shape)[-1]
+    if n1 % 4:
+        return None
+    fp = np.array(p.footprint, bool).reshape(np.array(p.footprint, bool).shape[-2:])
+    cells = tuple(zip(*(v.tolist() for v in np.nonzero(fp))))
+    lo0, lo1 = p.lo[-2], p.lo[-1]
+    rowmap = cuda_sweeps.rows_mapped(mode)
+
+    def module_of(dt, at, idx64):
+        if not words_ok(dt, n1, *at):
+            raise _Unaligned
+        key = ("net", dt.str, cells, p.rank, lo0, lo1, idx64, rowmap)
+        mod = _MODULES.get(key)
+        if mod is None:
+            mod = _MODULES[key] = generate_network(dt, cells, p.rank, lo0, lo1, idx64=idx64,
+                                                   rowmap=rowmap)
+        return mod
+
+    def scalars_of(mod, shape, rows, k0, k1):
+        ix = np.int64 if mod.idx64 else np.int32
+        fill = np.int32(int(cval)) if mode == "constant" else np.int32(0)
+        return (*(ix(v) for v in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)),
+                fill)
+
+    try:
+        return cuda_sweeps.run(x, dtype, module_of, scalars_of, out)
+    except _Unaligned:
+        return None

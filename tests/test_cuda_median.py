@@ -1,4 +1,4 @@
-"""The generated C++ 3 x 3 median (stencilkit.backends.cuda_med3) against the CPU, bit for bit.
+"""The generated C++ 3 x 3 median (stencilkit.backends.cuda_median) against the CPU, bit for bit.
 
 Without a GPU: every module is compiled for the host by g++ (``-DSK_HOST``) and its launches run
 block by block and thread by thread (tests/cpp_host.py); the reference is the CPU backend's
@@ -11,7 +11,7 @@ import pytest
 from kernels import sample
 
 from stencilkit import filters
-from stencilkit.backends import cuda_cpp, cuda_med3, cuda_sweeps
+from stencilkit.backends import cuda_cpp, cuda_median, cuda_sweeps
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -22,10 +22,10 @@ MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
 def host_med3(x, mode, cval, origin=(0, 0), *, words, rows=cpp_host.ROWS):
     """The 3 x 3 median of the last two axes of ``x``, launched as on a GPU, on the host."""
     lo0, lo1 = 1 + origin[0], 1 + origin[1]
-    mod = cuda_med3.generate(x.dtype, lo0, lo1, words=words, idx64=False,
+    mod = cuda_median.generate(x.dtype, lo0, lo1, words=words, idx64=False,
                              rowmap=cuda_sweeps.rows_mapped(mode))
     return cpp_host.run_sweep(
-        mod, x, x.dtype, lambda shape, strip, k0, k1: cuda_med3.scalars(
+        mod, x, x.dtype, lambda shape, strip, k0, k1: cuda_median.scalars(
             mod, shape, strip, k0, k1, mode, cval), fill=99, rows=rows), mod
 
 
@@ -92,8 +92,75 @@ def test_the_median_of_nine_is_exact_for_every_order(dtype):
     np.testing.assert_array_equal(centres, [int(np.median(w)) for w in windows])
 
 
+def host_network(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cval=0,
+                 rows=cpp_host.ROWS):
+    """The median over a window of the last two axes by the network kernel, on the host."""
+    fp = np.ones(size, bool) if footprint is None else np.asarray(footprint, bool)
+    cells = tuple(zip(*(v.tolist() for v in np.nonzero(fp))))
+    lo0, lo1 = fp.shape[0] // 2 + origin[0], fp.shape[1] // 2 + origin[1]
+    mod = cuda_median.generate_network(x.dtype, cells, len(cells) // 2, lo0, lo1,
+                                       idx64=False, rowmap=cuda_sweeps.rows_mapped(mode))
+    ints = cuda_median.np.int32
+    return cpp_host.run_sweep(
+        mod, x, x.dtype, lambda shape, strip, k0, k1: (
+            *(ints(v) for v in (*shape, strip, k0, k1)),
+            ints(cuda_median.modes.mode_code(mode)), ints(int(cval) if mode == "constant" else 0)),
+        fill=99, rows=rows)
+
+
+NUMPY_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
+
+
+def numpy_median(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cval=0):
+    """An independent reference (and no numba compile of a large sorting network): the window's
+    elements of the padded array sorted, the middle one taken (exact for integers)."""
+    fp = np.ones(size, bool) if footprint is None else np.asarray(footprint, bool)
+    lo = [s // 2 + o for s, o in zip(fp.shape, origin)]
+    pads = [(0, 0)] * (x.ndim - 2) + [(lo[d], fp.shape[d] - 1 - lo[d]) for d in (0, 1)]
+    if mode == "constant":
+        padded = np.pad(x, pads, constant_values=cval)
+    else:
+        padded = np.pad(x, pads, NUMPY_MODES[mode])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, fp.shape, axis=(-2, -1))
+    values = np.sort(windows[..., fp], axis=-1)
+    return values[..., int(fp.sum()) // 2].astype(x.dtype)
+
+
+DISK = np.add.outer(np.arange(-3, 4) ** 2, np.arange(-3, 4) ** 2) <= 10  # 37 elements
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_], ids=lambda d: np.dtype(d).name)
+def test_network_medians_equal_the_cpu(dtype):
+    """8-bit windows by the sorting network on 16x2 pairs: a 5 x 5 box in every mode (a stack,
+    values on few levels: ties), a disk, a 7 x 7 box (49 elements), even sizes with origins."""
+    a = sample((2, 23, 40), dtype, seed=6)
+    if a.dtype.kind in "iu":
+        a = (a // 8 * 8).astype(dtype)
+    cval = 1 if dtype == np.bool_ else -3 if dtype == np.int8 else 9
+    for mode in MODES:
+        np.testing.assert_array_equal(host_network(a, (5, 5), mode=mode, cval=cval),
+                                      numpy_median(a, (5, 5), mode=mode, cval=cval), err_msg=mode)
+    for kw in [dict(footprint=DISK), dict(size=(7, 7)), dict(size=(4, 6), origin=(1, -2)),
+               dict(size=(2, 3), origin=(-1, 1)), dict(size=(1, 9))]:
+        for mode in ("mirror", "constant"):
+            np.testing.assert_array_equal(host_network(a[1], mode=mode, cval=cval, **kw),
+                                          numpy_median(a[1], mode=mode, cval=cval, **kw),
+                                          err_msg=f"{kw} {mode}")
+
+
+def test_network_small_shapes_and_strips():
+    for shape in [(3, 4), (9, 8), (30, 12), (4, 36)]:
+        a = sample(shape, np.uint8, seed=2)
+        for rows in (1, 5, None):
+            for mode in ("wrap", "constant"):
+                np.testing.assert_array_equal(host_network(a, (5, 5), mode=mode, cval=4,
+                                                           rows=rows),
+                                              numpy_median(a, (5, 5), mode=mode, cval=4),
+                                              err_msg=f"{shape} {rows} {mode}")
+
+
 def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
-    """End to end: filters.median_filter -> CudaBackend.rank_kernel -> cuda_med3 -> (stand-in)
+    """End to end: filters.median_filter -> CudaBackend.rank_kernel -> cuda_median -> (stand-in)
     CuPy; other windows and float data keep the generated sorting network."""
     from numba import cuda
 
@@ -109,11 +176,22 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
     np.testing.assert_array_equal(out.copy_to_host(), filters.median_filter(im, 3))
     assert fake_gpu.launched[-1] == "sk_med3_border"
     fake_gpu.launched.clear()
-    for call in (lambda d: filters.median_filter(d, 3, output=np.int16),  # another dtype
-                 lambda d: filters.median_filter(d, (3, 2)),
-                 lambda d: filters.median_filter(d, footprint=np.eye(3, dtype=bool))):
-        want = call(im)
-        np.testing.assert_array_equal(call(cuda.to_device(im)).copy_to_host(), want)
+    got = filters.median_filter(cuda.to_device(im), 3, output=np.int16)  # another dtype
+    np.testing.assert_array_equal(got.copy_to_host(), numpy_median(im, (3, 3)))
+    i16 = im.astype(np.int16) - 100  # 16-bit data: 3 x 3 only
+    got = filters.median_filter(cuda.to_device(i16), 5)
+    np.testing.assert_array_equal(got.copy_to_host(), numpy_median(i16, (5, 5)))
+    assert not any(k.startswith(("sk_med3", "sk_rank8")) for k in fake_gpu.launched)
+    fake_gpu.launched.clear()
+    for size in ((5, 5), (3, 4)):  # 8-bit windows: the network kernel (rows of whole words)
+        got = filters.median_filter(cuda.to_device(im), size, mode="nearest")
+        np.testing.assert_array_equal(got.copy_to_host(), numpy_median(im, size, mode="nearest"))
+        assert fake_gpu.launched[-2:] == ["sk_rank8_interior", "sk_rank8_border"]
+    odd = np.ascontiguousarray(im[:, :43])  # 43 columns: not whole words, the stencil
+    fake_gpu.launched.clear()
+    np.testing.assert_array_equal(filters.median_filter(cuda.to_device(odd), 5).copy_to_host(),
+                                  numpy_median(odd, (5, 5)))
+    assert not any(k.startswith("sk_rank8") for k in fake_gpu.launched)
     f = sample((20, 24), np.float32, seed=3)
     np.testing.assert_array_equal(filters.median_filter(cuda.to_device(f), 3).copy_to_host(),
                                   filters.median_filter(f, 3))
@@ -124,7 +202,7 @@ def test_modules_compile_with_nvrtc():
     cpp_host.needs_nvrtc()
     for dtype, words in [(np.uint8, True), (np.int16, True), (np.int32, False),
                          (np.bool_, False), (np.uint64, False)]:
-        mod = cuda_med3.generate(dtype, 1, 1, words=words, idx64=dtype == np.uint64,
+        mod = cuda_median.generate(dtype, 1, 1, words=words, idx64=dtype == np.uint64,
                                  rowmap=True)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
         assert ".entry sk_med3_interior(" in ptx and ".entry sk_med3_border(" in ptx
