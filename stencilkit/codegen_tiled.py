@@ -207,6 +207,9 @@ extern "C" __global__ void {s.name}_tiled({params}) {{
   // region edges on the array's edges: every row (column) up to them stays exact
   const bool top = !wrap && g0 == 0, bottom = !wrap && g1 == n0;
   const bool left = !wrap && e0 == 0, right = !wrap && e1 == n1;
+  // a region away from the array's edges (every region, for wrap): each step's rows and
+  // columns keep their reads inside it, and the array's border band (skip) lies outside
+  const bool inner = !top && !bottom && !left && !right;
   for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{
     const {codegen_cpp._ctype_of(em.dtype(a))}* __restrict__ src = {a}_ + b * n0 * n1;
     SK_THREADS {{
@@ -223,7 +226,15 @@ extern "C" __global__ void {s.name}_tiled({params}) {{
       {oc}* sk_dst = sk_buf + (1 - cur) * {RH * RW};
       const {ix} lo0 = top ? 0 : s * {rb0}, hi0 = bottom ? h : h - s * {ra0};
       const {ix} lo1 = left ? 0 : s * {rb1}, hi1 = right ? w : w - s * {ra1};
-      SK_THREADS {{
+      if (inner) {{  // (block-uniform) every element computed reads inside the region
+        SK_THREADS {{
+          for ({ix} r = lo0 + ({ix})threadIdx.y; r < hi0; r += ({ix})blockDim.y)
+            for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; c += ({ix})blockDim.x) {{
+{chr(10).join("  " + line for line in fixed_lines)}
+              sk_dst[r * {RW} + c] = {em.call(direct, None)};
+            }}
+        }}
+      }} else SK_THREADS {{
         for ({ix} r = lo0 + ({ix})threadIdx.y; r < hi0; r += ({ix})blockDim.y)
           for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; c += ({ix})blockDim.x) {{
 {chr(10).join(fixed_lines)}
