@@ -159,6 +159,20 @@ def test_network_small_shapes_and_strips():
                                               err_msg=f"{shape} {rows} {mode}")
 
 
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64, np.uint64], ids=lambda d: np.dtype(d).name)
+def test_wide_integers(dtype):
+    """32/64-bit data, element by element, values at the dtype's ends (NumPy reference)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    a = rng.choice(np.array([info.min, info.min + 1, 0, info.max - 1, info.max], dtype),
+                   (2, 17, 21))
+    for mode in ("reflect", "constant"):
+        got, mod = host_med3(a, mode, info.max, words=False)
+        np.testing.assert_array_equal(got, numpy_median(a, (3, 3), mode=mode, cval=info.max),
+                                      err_msg=mode)
+        assert mod.per == 1
+
+
 def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
     """End to end: filters.median_filter -> CudaBackend.rank_kernel -> cuda_median -> (stand-in)
     CuPy; other windows and float data keep the generated sorting network."""
