@@ -32,8 +32,14 @@ def modules():
 
     from stencilkit import codegen_tiled
     from stencilkit._passes import Box2, Rank, Sep2
-    from stencilkit.backends import (cuda_box, cuda_cpp, cuda_median, cuda_rank, cuda_resample,
-                                     cuda_sep)
+    from stencilkit.backends import (
+        cuda_box,
+        cuda_cpp,
+        cuda_median,
+        cuda_rank,
+        cuda_resample,
+        cuda_sep,
+    )
 
     f32, f64, u8, i8 = (np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.int8))
     i64 = np.dtype(np.int64)

@@ -133,9 +133,11 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
         return out
 
     def each_pair(pad, add, sub):
-        """Lines adding each word of the row ``add`` (less the row ``sub``) to the packed
-        column sums: even lanes by a mask, odd ones by a byte permutation (one ``PRMT``:
-        bytes 1 and 3 into the halves' low bytes)."""
+        """Lines adding each word of the row ``add`` (less the row ``sub``) to the pairs.
+
+        Even lanes by a mask, odd ones by a byte permutation (one ``PRMT``: bytes 1 and 3
+        into the halves' low bytes).
+        """
         flip = " ^ 0x80808080u" if bias else ""
         out = []
         for u in range(ul, ur + 1):
@@ -173,18 +175,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
          *([codegen_cpp.BYTE_PERM] if packed else [])]
     # -- the interior kernel
     L += ["// the interior: strips of whole rows, the thread's units and halo inside the rows",
-          f'extern "C" __global__ void sk_box_interior({params}) {{',
-          f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
-          f" * {UNITS};",
-          "  if (k >= k1) return;",
-          f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
-          " * rows;",
-          f"  const {ix} hiw = n0 - {bottom};",
-          "  if (lo >= hiw) return;",
-          f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
-          f"  const {ix} nu = n1 / {per};",
-          f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
-          f"    const {unit}* __restrict__ plane = (const {unit}*)(src + b * n0 * n1) + k;",
+          *cuda_sweeps.interior_head("sk_box_interior", params, ix, UNITS, top, bottom, per, unit),
           "    " + (" ".join(f"sk_u32 cp{t} = 0;" for t in range(ncs // 2)) if packed else
                     " ".join(f"{acc} cs{t} = 0;" for t in range(ncs))),
           f"    for ({ix} r = lo - {lo0}; r <= lo + {hi0}; ++r) {{",

@@ -68,8 +68,10 @@ class MedianModule:
         return (f"{self.prefix}_interior", f"{self.prefix}_border")
 
     def launches(self, shape, rows=None):
-        """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array (as
-        :meth:`.cuda_box.BoxModule.launches`)."""
+        """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array.
+
+        As :meth:`.cuda_box.BoxModule.launches`.
+        """
         nu = shape[2] // self.per
         k0 = -self.ul
         threads = max(0, (nu - 1 - self.ur - k0) // self.units + 1)
@@ -80,9 +82,11 @@ class MedianModule:
 
 
 def fits(footprint, dtype, out_dtype, ndim) -> bool:
-    """Whether these kernels take a median over ``footprint`` (full rank, bools) of ``dtype``
-    data into ``out_dtype``: a 3 x 3 box over the last two axes of integer or bool data, the
-    result in the data's dtype."""
+    """Whether ``sk_med3`` takes a median over ``footprint`` of ``dtype`` data.
+
+    ``footprint``: full rank, bools. A 3 x 3 box over the last two axes of integer or bool
+    data, into ``out_dtype`` the data's dtype.
+    """
     fp = np.asarray(footprint, bool)
     dtype = np.dtype(dtype)
     return (ndim >= 2 and fp.ndim == ndim and fp.shape[-2:] == (3, 3) and bool(fp.all())
@@ -91,9 +95,9 @@ def fits(footprint, dtype, out_dtype, ndim) -> bool:
 
 
 def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> MedianModule:
-    """Emit the module of the 3 x 3 box starting ``lo0`` rows and ``lo1`` columns before each
-    output (1, 1: centred), on ``dtype`` data.
+    """Emit the ``sk_med3`` module of one dtype and window start.
 
+    The 3 x 3 box starts ``lo0`` rows and ``lo1`` columns before each output (1, 1: centred).
     ``words``: read 8/16-bit rows as 32-bit words (rows on 4-byte boundaries, whole words);
     ``rowmap``: the interior maps its rows through the mode (every mode but ``constant``).
     """
@@ -143,8 +147,10 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Medi
                 for u in range(ul, ur + 1)]
 
     def outputs_pairs(rings, pad):
-        """:func:`outputs` over pairs: output pairs ``(o, o + 2)`` from column pairs two apart
-        (a pair straddling two words: one byte permutation)."""
+        """:func:`outputs` over pairs of outputs ``(o, o + 2)``.
+
+        From pairs of columns two apart (one straddling two words: a byte permutation).
+        """
         a, b, c = rings
         lines = [f"{pad}sk_sort2x({a}{t}, {b}{t}, {c}{t}, cl{t}, cm{t}, ch{t});"
                  for t in range(2 * (ur - ul + 1))]
@@ -164,8 +170,10 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Medi
         return lines
 
     def outputs(rings, pad):
-        """Lines sorting the held columns of rows ``rings`` (top to bottom) and storing the
-        thread's outputs of one row."""
+        """Lines storing the thread's outputs of one row, from the rows ``rings``.
+
+        The held columns of the three rows (top to bottom) are sorted first.
+        """
         if simd:
             return outputs_pairs(rings, pad)
         a, b, c = rings
@@ -212,18 +220,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Medi
          "}", "",
          *(_SIMD if simd else []),
          "// the interior: strips of whole rows, the thread's units and halo inside the rows",
-         f'extern "C" __global__ void sk_med3_interior({params}) {{',
-         f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
-         f" * {UNITS};",
-         "  if (k >= k1) return;",
-         f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
-         " * rows;",
-         f"  const {ix} hiw = n0 - {bottom};",
-         "  if (lo >= hiw) return;",
-         f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
-         f"  const {ix} nu = n1 / {per};",
-         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
-         f"    const {unit}* __restrict__ plane = (const {unit}*)(src + b * n0 * n1) + k;",
+         *cuda_sweeps.interior_head("sk_med3_interior", params, ix, UNITS, top, bottom, per, unit),
          f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
          "    " + " ".join(f"{rv} ra{t}, rb{t}, rc{t};" for t in held),
          "    " + " ".join(f"{rv} cl{t}, cm{t}, ch{t};" for t in held),
@@ -233,7 +230,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Medi
          *load("rb", "row", "      "), "    }",
          f"    {ix} i = lo;",
          "    // three rows a step, the rows' registers taking turns (no moves)",
-         f"    for (; i + 3 <= hi; i += 3) {{"]
+         "    for (; i + 3 <= hi; i += 3) {"]
     rings = ["ra", "rb", "rc"]
     for step in range(3):
         new = rings[(step + 2) % 3]
@@ -281,9 +278,12 @@ and the networks of two output pairs stay in registers)."""
 
 
 def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
-    """Whether the network kernel takes a median over ``footprint`` of ``dtype`` data: 8-bit
-    integers or bools, a window over the last two axes of at most ``_passes.MEDIAN_MAX``
-    elements, the result in the data's dtype (rows as words: checked by :func:`run_network`)."""
+    """Whether ``sk_rank8`` takes a median over ``footprint`` of ``dtype`` data.
+
+    8-bit integers or bools, a window over the last two axes of at most
+    ``_passes.MEDIAN_MAX`` elements, the result in the data's dtype (rows as words: checked
+    by :func:`run_network`).
+    """
     from .._passes import MEDIAN_MAX
 
     fp = np.asarray(footprint, bool)
@@ -294,9 +294,11 @@ def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
 
 
 def _network(name, vt, vmin, vmax, n, rank):
-    """A function returning the ``rank``-th smallest of its ``n`` arguments: Batcher's odd-even
-    merge sort (the CPU's network, :func:`stencilkit._passes.batcher_pairs`), whose unused
-    minima and maxima the compiler drops."""
+    """A function returning the ``rank``-th smallest of its ``n`` arguments.
+
+    Batcher's odd-even merge sort (the CPU's network, :func:`stencilkit._passes.batcher_pairs`),
+    whose unused minima and maxima the compiler drops.
+    """
     from .._passes import batcher_pairs
 
     args = ", ".join(f"{vt} v{i}" for i in range(n))
@@ -308,9 +310,11 @@ def _network(name, vt, vmin, vmax, n, rank):
 
 
 def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool):
-    """Emit the module of a window of 8-bit data: ``cells`` its elements' ``(row, column)``
-    within the window (which starts ``lo0`` rows and ``lo1`` columns before each output),
-    ``rank`` the rank returned (the median: ``len(cells) // 2``).
+    """Emit the ``sk_rank8`` module of a window of 8-bit data.
+
+    ``cells``: the window's elements' ``(row, column)`` within it (it starts ``lo0`` rows and
+    ``lo1`` columns before each output); ``rank``: the rank returned (the median:
+    ``len(cells) // 2``).
 
     The interior reads its rows as words, each word's lanes as an even and an odd pair in
     16-bit halves, and runs the sorting network on output pairs ``(o, o + 2)`` with 16x2 SIMD
@@ -353,18 +357,8 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          *_network("sk_rank2x", "sk_u32", "sk_vmin2", "sk_vmax2", n, rank),
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
-         f'extern "C" __global__ void sk_rank8_interior({params}) {{',
-         f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
-         f" * {units};",
-         "  if (k >= k1) return;",
-         f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
-         " * rows;",
-         f"  const {ix} hiw = n0 - {bottom};",
-         "  if (lo >= hiw) return;",
-         f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
-         f"  const {ix} nu = n1 / {per};",
-         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
-         "    const sk_u32* __restrict__ plane = (const sk_u32*)(src + b * n0 * n1) + k;",
+         *cuda_sweeps.interior_head("sk_rank8_interior", params, ix, units, top, bottom, per,
+                                    "sk_u32"),
          f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
     for r in rows_used:
@@ -461,8 +455,11 @@ def scalars(mod, shape, rows, k0, k1, mode, cval):
 
 
 def run(x, lo0, lo1, mode, cval, out=None):
-    """The 3 x 3 median of the last two axes of the device array ``x`` (window from
-    ``(-lo0, -lo1)``), into ``out`` (a device array of ``x``'s shape and dtype) or a new one."""
+    """The 3 x 3 median of the last two axes of the device array ``x``.
+
+    The window starts at ``(-lo0, -lo1)``; the result goes into ``out`` (a device array of
+    ``x``'s shape and dtype) or a new array.
+    """
     from .cuda_box import words_ok
 
     n1 = tuple(x.shape)[-1]
@@ -479,9 +476,11 @@ class _Unaligned(Exception):
 
 
 def run_network(x, p, mode, cval, out=None):
-    """The ``Rank`` pass ``p`` (a window over the last two axes, see :func:`network_fits`) of
-    the device array ``x`` by the network kernel, into ``out`` or a new array; None (nothing
-    launched) where the rows are not whole aligned words: the generated stencil runs it then.
+    """The ``Rank`` pass ``p`` of the device array ``x`` by the network kernel.
+
+    ``p``: a window over the last two axes (:func:`network_fits`). Into ``out`` or a new
+    array; None (nothing launched) where the rows are not whole aligned words: the generated
+    stencil runs it then.
     """
     from .cuda_box import words_ok
 

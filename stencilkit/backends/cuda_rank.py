@@ -118,9 +118,11 @@ def huang_fits(p, dtype, ndim) -> bool:
 
 
 def select_fits(p, dtype) -> bool:
-    """Whether a selection kernel takes the ``Rank`` pass ``p`` on ``dtype`` data: windows
-    in local memory up to :data:`SELECT_BYTES`, larger ones in a scratch array up to
-    :data:`OFFSETS_MAX` offsets."""
+    """Whether a selection kernel takes the ``Rank`` pass ``p`` on ``dtype`` data.
+
+    Windows in local memory up to :data:`SELECT_BYTES`, larger ones in a scratch array up to
+    :data:`OFFSETS_MAX` offsets.
+    """
     fp = np.array(p.footprint, bool)
     spans = [d for d in range(fp.ndim) if fp.shape[d] > 1]
     axes = fp.ndim - (spans[0] if spans else fp.ndim - 1)

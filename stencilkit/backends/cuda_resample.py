@@ -90,8 +90,10 @@ def fits(op, dtype, acc, out, rounding, exact) -> bool:
 
 
 def median_fits(*factors) -> bool:
-    """Whether the median of blocks of these factors fits a thread's buffer
-    (:data:`MEDIAN_MAX` elements)."""
+    """Whether the median of blocks of these factors fits a thread's buffer.
+
+    At most :data:`MEDIAN_MAX` elements.
+    """
     return math.prod(factors) <= MEDIAN_MAX
 
 
@@ -141,8 +143,10 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
         return f"{{ const {a} x = {x}; {v} = {step}; }}"
 
     def value(v, first, off, inside, fast):
-        """Lines that set (``first``) or combine into ``v`` the element at ``off`` (row and
-        column within the plane) combined along the reduced lead axes, in the CPU's order.
+        """Lines that set (``first``) or combine into ``v`` the value at ``off``.
+
+        ``off``: a row and column within the plane; the value: the elements there combined
+        along the reduced lead axes, in the CPU's order.
 
         ``fast``: a whole block (``p`` points at its first element, constant trip counts);
         else ``inside`` says the row and column lie in the array, and a padded block reads

@@ -75,6 +75,30 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
     return out
 
 
+def interior_head(kernel, params, ix, units, top, bottom, per, unit) -> list:
+    """C++ lines opening the interior kernel of a sweep whose threads own whole units.
+
+    Inside, each thread has ``k`` (its first unit of ``units``; launches cover ``k0`` to
+    ``k1``), its strip of rows ``lo`` to ``hi`` (``rows`` long, within ``top`` to
+    ``n0 - bottom``), ``nu`` units a row of ``per`` elements, the plane ``b`` and ``plane``
+    (the plane's rows seen as units of type ``unit``, from the thread's first). The caller
+    closes the loop over planes and the kernel.
+    """
+    return [
+        f'extern "C" __global__ void {kernel}({params}) {{',
+        f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
+        f" * {units};",
+        "  if (k >= k1) return;",
+        f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
+        " * rows;",
+        f"  const {ix} hiw = n0 - {bottom};",
+        "  if (lo >= hiw) return;",
+        f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
+        f"  const {ix} nu = n1 / {per};",
+        f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
+        f"    const {unit}* __restrict__ plane = (const {unit}*)(src + b * n0 * n1) + k;"]
+
+
 def border_strips(ix, lo0, hi0, c0, c1) -> list:
     """C++ lines opening the border kernel's grid-stride loop over its strips.
 
