@@ -299,6 +299,31 @@ SK_FN sk_u32 sk_byte_perm(sk_u32 x, sk_u32 y, sk_u32 s) {
 documented semantics on the host, so that the host tests check the selectors."""
 
 
+VMINMAX2 = """\
+// minima and maxima of the 16-bit halves (unsigned), one VIMNMX.U16x2 each on sm_90
+SK_FN sk_u32 sk_vmin2(sk_u32 a, sk_u32 b) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __vminu2(a, b);
+#else
+  const sk_u32 l = (a & 0xffffu) < (b & 0xffffu) ? a & 0xffffu : b & 0xffffu;
+  const sk_u32 h = (a >> 16) < (b >> 16) ? a >> 16 : b >> 16;
+  return l | (h << 16);
+#endif
+}
+SK_FN sk_u32 sk_vmax2(sk_u32 a, sk_u32 b) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __vmaxu2(a, b);
+#else
+  const sk_u32 l = (a & 0xffffu) > (b & 0xffffu) ? a & 0xffffu : b & 0xffffu;
+  const sk_u32 h = (a >> 16) > (b >> 16) ? a >> 16 : b >> 16;
+  return l | (h << 16);
+#endif
+}
+"""
+"""``sk_vmin2``/``sk_vmax2``: two 16-bit unsigned lanes at once (8-bit pixels two per register,
+biased for int8), the CUDA intrinsics on the device, the same per half on the host."""
+
+
 def _lane_fn(dtype) -> str:
     dtype = np.dtype(dtype)
     if dtype.kind == "b":

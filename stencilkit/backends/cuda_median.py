@@ -32,8 +32,6 @@ CPU, thread by thread).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .. import codegen_cpp, modes
@@ -41,44 +39,6 @@ from . import cuda_sweeps
 
 UNITS = 2
 """32-bit words (or elements, for unaligned rows and 32/64-bit data) each thread owns per row."""
-
-BLOCK = (64, 4, 1)
-"""Threads per block of the interior kernel."""
-
-
-@dataclass(frozen=True)
-class MedianModule:
-    """An emitted small-median module and what launching it needs."""
-
-    source: str
-    prefix: str   # its kernels: <prefix>_interior and <prefix>_border
-    dtype: np.dtype
-    lo0: int      # window rows before / after each output
-    hi0: int
-    per: int      # elements per unit read (4: 8-bit words, 2: 16-bit words, 1: elements)
-    ul: int       # the first unit a thread reads, relative to its own first unit
-    ur: int       # the last
-    units: int    # units (words or elements) of outputs per thread
-    idx64: bool
-    rowmap: bool  # the interior maps rows through the mode: it covers every row
-
-    @property
-    def kernels(self) -> tuple:
-        """The kernel names the module defines."""
-        return (f"{self.prefix}_interior", f"{self.prefix}_border")
-
-    def launches(self, shape, rows=None):
-        """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array.
-
-        As :meth:`.cuda_box.BoxModule.launches`.
-        """
-        nu = shape[2] // self.per
-        k0 = -self.ul
-        threads = max(0, (nu - 1 - self.ur - k0) // self.units + 1)
-        lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
-        return cuda_sweeps.plan(self.prefix, shape, lo0, hi0, threads,
-                                self.per * self.units * threads,
-                                (k0, k0 + self.units * threads), BLOCK, rows)
 
 
 def fits(footprint, dtype, out_dtype, ndim) -> bool:
@@ -94,7 +54,7 @@ def fits(footprint, dtype, out_dtype, ndim) -> bool:
             and np.dtype(out_dtype) == dtype)
 
 
-def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> MedianModule:
+def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda_sweeps.UnitsModule:
     """Emit the ``sk_med3`` module of one dtype and window start.
 
     The 3 x 3 box starts ``lo0`` rows and ``lo1`` columns before each output (1, 1: centred).
@@ -268,8 +228,8 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> Medi
           "}",
           "#undef SK_RD", ""]
     L.append(codegen_cpp.host_launchers(("sk_med3_interior", "sk_med3_border"), params, names))
-    return MedianModule("\n".join(L) + "\n", "sk_med3", dtype, lo0, hi0, per, ul, ur, UNITS,
-                        idx64, rowmap)
+    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_med3", dtype, lo0, hi0, per, ul,
+                                   ur, UNITS, idx64, rowmap)
 
 
 NET_UNITS = 1
@@ -392,31 +352,13 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
           "}",
           "#undef SK_RD", "",
           codegen_cpp.host_launchers(("sk_rank8_interior", "sk_rank8_border"), params, names)]
-    return MedianModule("\n".join(L) + "\n", "sk_rank8", dtype, lo0, hi0, per, ul, ur, units,
-                        idx64, rowmap)
+    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_rank8", dtype, lo0, hi0, per, ul,
+                                   ur, units, idx64, rowmap)
 
 
 _SIMD = [
     codegen_cpp.BYTE_PERM,
-    "// minima and maxima of the 16-bit halves (unsigned), one instruction each on sm_90",
-    "SK_FN sk_u32 sk_vmin2(sk_u32 a, sk_u32 b) {",
-    "#if defined(__CUDACC__) || defined(__CUDACC_RTC__)",
-    "  return __vminu2(a, b);",
-    "#else",
-    "  const sk_u32 l = (a & 0xffffu) < (b & 0xffffu) ? a & 0xffffu : b & 0xffffu;",
-    "  const sk_u32 h = (a >> 16) < (b >> 16) ? a >> 16 : b >> 16;",
-    "  return l | (h << 16);",
-    "#endif",
-    "}",
-    "SK_FN sk_u32 sk_vmax2(sk_u32 a, sk_u32 b) {",
-    "#if defined(__CUDACC__) || defined(__CUDACC_RTC__)",
-    "  return __vmaxu2(a, b);",
-    "#else",
-    "  const sk_u32 l = (a & 0xffffu) > (b & 0xffffu) ? a & 0xffffu : b & 0xffffu;",
-    "  const sk_u32 h = (a >> 16) > (b >> 16) ? a >> 16 : b >> 16;",
-    "  return l | (h << 16);",
-    "#endif",
-    "}",
+    codegen_cpp.VMINMAX2,
     "SK_FN void sk_sort2x(sk_u32 x, sk_u32 y, sk_u32 z, sk_u32& lo, sk_u32& md, sk_u32& hi) {",
     "  const sk_u32 a = sk_vmin2(x, y), b = sk_vmax2(x, y), t = sk_vmax2(a, z);",
     "  lo = sk_vmin2(a, z); md = sk_vmin2(b, t); hi = sk_vmax2(b, t);",
@@ -432,7 +374,7 @@ _SIMD = [
 _MODULES: dict = {}
 
 
-def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> MedianModule:
+def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> cuda_sweeps.UnitsModule:
     """The module of this window start and dtype (emitted once)."""
     key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap)
     mod = _MODULES.get(key)

@@ -14,6 +14,7 @@ launches a module on device arrays.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,6 +32,45 @@ def rows_mapped(mode) -> bool:
     a thread per column walking the window's whole reach, were the slow part of it).
     """
     return mode != "constant"
+
+
+@dataclass(frozen=True)
+class UnitsModule:
+    """An emitted sweep module whose threads own whole units, and what launching it needs.
+
+    (The small medians, :mod:`.cuda_median`, and the 8-bit extremes, :mod:`.cuda_extreme8`.)
+    """
+
+    source: str
+    prefix: str   # its kernels: <prefix>_interior and <prefix>_border
+    dtype: np.dtype
+    lo0: int      # window rows before / after each output
+    hi0: int
+    per: int      # elements per unit read (4: 8-bit words, 2: 16-bit words, 1: elements)
+    ul: int       # the first unit a thread reads, relative to its own first unit
+    ur: int       # the last
+    units: int    # units (words or elements) of outputs per thread
+    idx64: bool
+    rowmap: bool  # the interior maps rows through the mode: it covers every row
+    block: tuple = (64, 4, 1)  # threads per block of the interior kernel
+
+    @property
+    def kernels(self) -> tuple:
+        """The kernel names the module defines."""
+        return (f"{self.prefix}_interior", f"{self.prefix}_border")
+
+    def launches(self, shape, rows=None):
+        """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array.
+
+        As :meth:`.cuda_box.BoxModule.launches`.
+        """
+        nu = shape[2] // self.per
+        k0 = -self.ul
+        threads = max(0, (nu - 1 - self.ur - k0) // self.units + 1)
+        lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
+        return plan(self.prefix, shape, lo0, hi0, threads,
+                    self.per * self.units * threads, (k0, k0 + self.units * threads),
+                    self.block, rows)
 
 
 def border_threads(B, n0, n1, lo0, hi0, band) -> int:
