@@ -755,6 +755,14 @@ def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name)
         passes = [Extreme(ax, s // 2 + o, s - 1 - (s // 2 + o), op == "maximum")
                   for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
         return _run_lines(arr, passes, mode, cval, out, out_dtype, name)
+    if box:  # a backend's own kernel for a small box (the GPU's 8-bit sweep), where it has one
+        passes = tuple(Extreme(ax, s // 2 + o, s - 1 - (s // 2 + o), op == "maximum")
+                       for ax, s, o in zip(axes, fp.shape, origins) if s > 1)
+        if passes:
+            plan = _passes.Passes(passes, mode, cval, np.dtype(out_dtype), name)
+            res = backends.for_array(arr).rank_kernel(plan, arr, out)
+            if res is not None:
+                return res
     taps = _passes.taps(fp, origins, axes, arr.ndim)
     return _passes.run(_passes.extreme_source(arr.ndim, taps, op), arr, mode, cval, acc,
                        out_dtype, out)

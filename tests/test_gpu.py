@@ -156,7 +156,14 @@ def test_cupy_filters_and_resampling(cupy):
     np.testing.assert_array_equal(filters.uniform_filter(d, 15).get(),
                                   filters.uniform_filter(a, 15))
     np.testing.assert_array_equal(filters.median_filter(d, 5).get(), filters.median_filter(a, 5))
-    for x in (a, a.astype(np.int16) - 100):  # 3 x 3: sorted columns (cuda_median)
+    w = np.ascontiguousarray(a[:, :300])  # rows of whole 32-bit words: the 8-bit kernels
+    for fn, size in [(filters.maximum_filter, 3), (filters.minimum_filter, 9),
+                     (filters.maximum_filter, (2, 15)),  # box extremes: one sweep (16x2 pairs)
+                     (filters.median_filter, 5), (filters.median_filter, (3, 4))]:  # networks
+        for mode in ("mirror", "constant"):
+            np.testing.assert_array_equal(fn(cupy.asarray(w), size, mode=mode, cval=3).get(),
+                                          fn(w, size, mode=mode, cval=3))
+    for x in (a, w, a.astype(np.int16) - 100):  # 3 x 3: sorted columns (cuda_median)
         for mode in ("reflect", "constant"):
             np.testing.assert_array_equal(filters.median_filter(cupy.asarray(x), 3,
                                                                 mode=mode).get(),

@@ -11,7 +11,7 @@ call, the filters and resampling functions describe the passes they need
 - ``explain``: how such a call would run;
 - ``run_passes``: a filter's :class:`stencilkit._passes.Passes` (box sums, separable weights,
   running extremes, selections), lowered to the backend's kernels; ``rank_kernel``: a small
-  median by a kernel of the backend's own, where it has one;
+  median or box extreme by a kernel of the backend's own, where it has one;
 - ``block_reduce`` / ``decimate`` / ``pyramid_level``: resampling;
 - ``zeros``, ``keeps``, ``to_host``: arrays of the backend's kind.
 
@@ -100,8 +100,9 @@ class Backend:
     def rank_kernel(self, passes, arr, out):
         """A small window's rank filter by a kernel of this backend's own, or None.
 
-        ``passes``: one ``Rank`` pass of a window the generated sorting network takes (which
-        runs it where this returns None, as it does by default).
+        ``passes``: one ``Rank`` pass of a window the generated sorting network takes, or the
+        ``Extreme`` passes of a box small enough for one generated stencil (which runs them
+        where this returns None, as it does by default).
         """
         return None
 

@@ -565,6 +565,10 @@ class CudaBackend(Backend):
                     return res
             except cuda_cpp.CompileError as exc:
                 cuda_cpp.compile_failed(exc)
+        if cpp:  # box extremes of 8-bit data: one sweep, two outputs an instruction
+            res = _extreme8(passes, arr, out)
+            if res is not None:
+                return res
         if cpp:  # one sweep of generated C++ where one fits
             sw = cuda_sep.sweep_of(passes.passes, arr.dtype, passes.out_dtype, arr.ndim,
                                    passes.mode, passes.cval)
@@ -596,11 +600,14 @@ class CudaBackend(Backend):
         return passes.as_stencils(arr, out)
 
     def rank_kernel(self, passes, arr, out):
+        from .._passes import Rank
         from . import cuda_cpp, cuda_median
 
-        (p,) = passes.passes
         if not cuda_cpp.available()[0]:
             return None
+        if not isinstance(passes.passes[0], Rank):  # a small box's extreme
+            return _extreme8(passes, arr, out)
+        (p,) = passes.passes
         args = (p.footprint, arr.dtype, passes.out_dtype, arr.ndim)
         try:
             if cuda_median.fits(*args):  # 3 x 3 boxes of integers: sorted columns
@@ -625,6 +632,20 @@ class CudaBackend(Backend):
         from . import cuda_blocks
 
         return cuda_blocks.pyramid_level(x, mode)
+
+
+def _extreme8(passes, arr, out):
+    """``Extreme`` passes of 8-bit data by :mod:`.cuda_extreme8`, or None where it cannot."""
+    from . import cuda_cpp, cuda_extreme8
+
+    box = cuda_extreme8.box_of(passes.passes, arr.ndim)
+    if not cuda_extreme8.fits(box, arr.dtype, passes.out_dtype):
+        return None
+    try:
+        return cuda_extreme8.run(arr, box, passes.mode, passes.cval, out)
+    except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so; the passes run
+        cuda_cpp.compile_failed(exc)
+        return None
 
 
 BACKEND = CudaBackend()

@@ -1,0 +1,212 @@
+"""Box minima and maxima of 8-bit images in one sweep, two outputs an instruction (CUDA C++).
+
+``minimum_filter`` / ``maximum_filter`` with ``size=`` on uint8, int8 and bool images over the
+last two axes: the filters' ``Extreme`` passes (boxes of more than ``DIRECT_TAPS`` elements),
+which otherwise run as one generated pass per axis (a full read and write of the image each),
+and the smaller boxes, which otherwise run as a generated stencil taking an extreme per window
+element. Each thread owns a 32-bit word of outputs (4) in a strip of rows; a word's lanes go into
+two pairs in 16-bit halves (columns 4u, 4u+2 and 4u+1, 4u+3; int8 biased by 128 so that the
+order is the unsigned one), and every extreme then serves two outputs (``__vminu2`` /
+``__vmaxu2``: one VIMNMX.U16x2 on sm_90). For the row entering the window the thread reduces
+each output pair's ``kh`` columns once, into a ring of ``kv`` registers per pair (the row loop
+unrolled ``kv`` rows a step, so that the slots take turns without moves), and each output is
+the extreme of the ring: ``(kh - 1 + kv - 1) / 2`` operations an output, one read and one write
+of the image (the two passes: about ``kh + kv - 2`` operations an output and two of each). The
+CPU computes the same extremes (van Herk / Gil-Werman lines), so results are equal: an extreme
+is one of the values. Not yet timed on a GPU.
+
+Two kernels, as the other sweeps (:mod:`.cuda_sweeps`): ``sk_ext8_interior`` (rows through
+the mode's index map for every mode but ``constant``) and ``sk_ext8_border`` (the columns at
+either end, and the top and bottom rows for ``constant``: each output's window through the
+index map). Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every launch on the
+CPU, thread by thread).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import codegen_cpp, modes
+from . import cuda_sweeps
+
+UNITS = 1
+"""32-bit words of outputs per thread (4 outputs: two pairs, each with a ring of ``kv``)."""
+
+MAX_ROWS = 16
+"""The tallest window (the ring's registers per output pair)."""
+
+MAX_COLS = 32
+"""The widest window."""
+
+
+def box_of(passes, ndim):
+    """``(kv, lov, kh, loh, is_max)`` of ``Extreme`` passes along the last two axes, or None."""
+    from .._passes import Extreme
+
+    if ndim < 2 or not passes or not all(isinstance(p, Extreme) for p in passes):
+        return None
+    along = {p.axis: p for p in passes}
+    if len(along) != len(passes) or not set(along) <= {ndim - 2, ndim - 1}:
+        return None
+    if len({p.is_max for p in passes}) != 1:
+        return None
+    pv, ph = along.get(ndim - 2), along.get(ndim - 1)
+    lov, hiv = (pv.lo, pv.hi) if pv else (0, 0)
+    loh, hih = (ph.lo, ph.hi) if ph else (0, 0)
+    return lov + hiv + 1, lov, loh + hih + 1, loh, passes[0].is_max
+
+
+def fits(box, dtype, out_dtype) -> bool:
+    """Whether the kernels take the box ``(kv, lov, kh, loh, is_max)`` of ``dtype`` data.
+
+    8-bit data into the same ``out_dtype``, at most :data:`MAX_ROWS` x :data:`MAX_COLS`; rows
+    of whole words are checked by :func:`run`.
+    """
+    dtype = np.dtype(dtype)
+    return (box is not None and dtype.itemsize == 1 and dtype.kind in "biu"
+            and np.dtype(out_dtype) == dtype and box[0] <= MAX_ROWS and box[2] <= MAX_COLS)
+
+
+def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
+    """Emit the module of one box's minimum or (``is_max``) maximum on 8-bit ``dtype`` data.
+
+    The ``kv x kh`` box starts ``lov`` rows and ``loh`` columns before each output.
+    """
+    dtype = np.dtype(dtype)
+    hiv, hih = kv - 1 - lov, kh - 1 - loh
+    per, units = 4, UNITS
+    cols = per * units
+    ul = (-loh) // per
+    ur = (cols - 1 + hih) // per
+    flip = " ^ 0x80808080u" if dtype.kind == "i" else ""
+    ix = "sk_i64" if idx64 else "sk_i32"
+    tc = codegen_cpp._ctype_of(dtype)
+    top, bottom = (0, 0) if rowmap else (lov, hiv)
+    ext2, ext1 = ("sk_vmax2", "sk_mx") if is_max else ("sk_vmin2", "sk_mn")
+    pairs = [o for w in range(units) for o in (4 * w, 4 * w + 1)]  # output pairs (o, o + 2)
+
+    def rmap(row):
+        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
+
+    def pair(col):  # the row's columns (col, col + 2), col relative to the thread's first
+        u, q = divmod(col, 4)
+        i = 2 * (u - ul) + (q & 1)
+        return f"e{i}" if q < 2 else f"sk_byte_perm(e{i}, e{i + 2}, 0x5432u)"
+
+    def fold(terms):
+        """The extreme of the terms, as a balanced tree (short dependency chains)."""
+        while len(terms) > 1:
+            terms = [f"{ext2}({a}, {b})" for a, b in zip(terms[::2], terms[1::2])] + (
+                [terms[-1]] if len(terms) % 2 else [])
+        return terms[0]
+
+    def row_into(slot, row, pad):
+        """Lines reading the row ``row`` and setting each pair's ring slot ``slot``."""
+        lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;"]
+        for u in range(ul, ur + 1):
+            i = 2 * (u - ul)
+            lines.append(f"{pad}  const sk_u32 w{i} = rp[{u}]{flip}, e{i} = w{i} & 0x00ff00ffu, "
+                         f"e{i + 1} = sk_byte_perm(w{i}, 0u, 0x4341u);")
+        for o in pairs:
+            lines.append(f"{pad}  g{o}_{slot} = "
+                         + fold([pair(o - loh + c) for c in range(kh)]) + ";")
+        return lines + [f"{pad}}}"]
+
+    def store(pad):
+        lines = [f"{pad}const sk_u32 v{o} = " + fold([f"g{o}_{s}" for s in range(kv)]) + ";"
+                 for o in pairs]
+        lines += [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm(v{4 * w}, v{4 * w + 1}, 0x6240u)"
+                  f"{flip};" for w in range(units)]
+        return lines + [f"{pad}op += n1;"]
+
+    params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
+              f"{ix} n1, {ix} rows, {ix} k0, {ix} k1, int mode, sk_i32 cval")
+    names = "src, dst, B, n0, n1, rows, k0, k1, mode, cval"
+    L = [f"// stencilkit {'maximum' if is_max else 'minimum'} of a {kv} x {kh} box ({dtype}), "
+         "two outputs an instruction",
+         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
+         codegen_cpp.BYTE_PERM, codegen_cpp.VMINMAX2,
+         "SK_FN sk_i32 sk_mn(sk_i32 a, sk_i32 b) { return b < a ? b : a; }",
+         "SK_FN sk_i32 sk_mx(sk_i32 a, sk_i32 b) { return b > a ? b : a; }", "",
+         "// the interior: strips of whole rows, the thread's words and halo inside the rows",
+         *cuda_sweeps.interior_head("sk_ext8_interior", params, ix, units, top, bottom, per,
+                                    "sk_u32"),
+         f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
+         "    " + " ".join(f"sk_u32 g{o}_{s};" for o in pairs for s in range(kv)),
+         "    // the ring: slot s holds the row i - lov + s (slots 0 .. kv-2 before a step)"]
+    for s in range(kv - 1):
+        L += row_into(s, f"lo + ({s - lov})", "    ")
+    L += [f"    {ix} i = lo;",
+          f"    for (; i + {kv} <= hi; i += {kv}) {{  // {kv} rows a step: the slots take turns"]
+    for t in range(kv):
+        L += ["      {", *row_into((t + kv - 1) % kv, f"i + {t + hiv}", "        "),
+              *store("        "), "      }"]
+    L += ["    }",
+          "    for (; i < hi; ++i) {  // the rows left, one a step: the slots moved",
+          *row_into(kv - 1, f"i + {hiv}", "      "),
+          "      {", *store("        "), "      }",
+          *(f"      g{o}_{s} = g{o}_{s + 1};" for o in pairs for s in range(kv - 1)),
+          "    }", "  }", "}", ""]
+    # -- the border kernel
+    L += ["// everything else: each output's window through the mode's index map (-1: cval)",
+          "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
+          f'extern "C" __global__ void sk_ext8_border({params}) {{',
+          *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
+          f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
+          f"    {ix} m[{kh}];",
+          f"    for (int c = 0; c < {kh}; ++c) m[c] = sk_map(j + c - {loh}, n1, mode);",
+          f"    for ({ix} i = r0; i < r1; ++i) {{",
+          f"      sk_i32 v = SK_RD(sk_map(i - {lov}, n0, mode), m[0]);",
+          f"      for (int r = 0; r < {kv}; ++r) {{",
+          f"        const {ix} q = sk_map(i + r - {lov}, n0, mode);",
+          f"        for (int c = 0; c < {kh}; ++c) v = {ext1}(v, SK_RD(q, m[c]));",
+          "      }",
+          f"      dst[b * n0 * n1 + i * n1 + j] = ({tc})v;",
+          "    }",
+          "  }",
+          "}",
+          "#undef SK_RD", "",
+          codegen_cpp.host_launchers(("sk_ext8_interior", "sk_ext8_border"), params, names)]
+    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_ext8", dtype, lov, hiv, per, ul, ur,
+                                   units, idx64, rowmap)
+
+
+_MODULES: dict = {}
+
+
+class _Unaligned(Exception):
+    """Rows that do not start on 4-byte boundaries: the kernels read words only."""
+
+
+def run(x, box, mode, cval, out=None):
+    """The box extreme ``box`` (:func:`box_of`) of the device array ``x``.
+
+    Into ``out`` or a new array; None (nothing launched) where the rows are not whole aligned
+    words.
+    """
+    from .cuda_box import words_ok
+
+    n1 = tuple(x.shape)[-1]
+    if n1 % 4:
+        return None
+    rowmap = cuda_sweeps.rows_mapped(mode)
+
+    def module_of(dt, at, idx64):
+        if not words_ok(dt, n1, *at):
+            raise _Unaligned
+        key = (dt.str, box, idx64, rowmap)
+        mod = _MODULES.get(key)
+        if mod is None:
+            mod = _MODULES[key] = generate(dt, *box, idx64=idx64, rowmap=rowmap)
+        return mod
+
+    def scalars_of(mod, shape, rows, k0, k1):
+        ix = np.int64 if mod.idx64 else np.int32
+        fill = np.int32(int(cval)) if mode == "constant" else np.int32(0)
+        return (*(ix(v) for v in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)),
+                fill)
+
+    try:
+        return cuda_sweeps.run(x, np.dtype(x.dtype), module_of, scalars_of, out)
+    except _Unaligned:
+        return None

@@ -1,0 +1,112 @@
+"""The generated C++ box extremes of 8-bit images (stencilkit.backends.cuda_extreme8), no GPU.
+
+Every module is compiled for the host by g++ (``-DSK_HOST``) and its launches run thread by
+thread (tests/cpp_host.py). Reference: NumPy (the padded array's windows, their minimum or
+maximum: an independent computation, and no numba compile per window), and the CPU backend
+end to end.
+"""
+
+import numpy as np
+import pytest
+from kernels import sample
+
+from stencilkit import filters
+from stencilkit.backends import cuda_cpp, cuda_extreme8, cuda_sweeps
+
+cpp_host = pytest.importorskip("cpp_host")
+pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+NUMPY_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
+
+
+def numpy_extreme(x, size, origin=(0, 0), mode="reflect", cval=0, is_max=True):
+    lo = [s // 2 + o for s, o in zip(size, origin)]
+    pads = [(0, 0)] * (x.ndim - 2) + [(lo[d], size[d] - 1 - lo[d]) for d in (0, 1)]
+    padded = (np.pad(x, pads, constant_values=cval) if mode == "constant" else
+              np.pad(x, pads, NUMPY_MODES[mode]))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=(-2, -1))
+    return (windows.max if is_max else windows.min)(axis=(-2, -1))
+
+
+def host_extreme(x, size, origin=(0, 0), mode="reflect", cval=0, is_max=True,
+                 rows=cpp_host.ROWS):
+    kv, kh = size
+    box = (kv, kv // 2 + origin[0], kh, kh // 2 + origin[1], is_max)
+    mod = cuda_extreme8.generate(x.dtype, *box, idx64=False,
+                                 rowmap=cuda_sweeps.rows_mapped(mode))
+    i32 = np.int32
+    return cpp_host.run_sweep(
+        mod, x, x.dtype, lambda shape, strip, k0, k1: (
+            *(i32(v) for v in (*shape, strip, k0, k1)),
+            i32(cuda_extreme8.modes.mode_code(mode)), i32(int(cval) if mode == "constant" else 0)),
+        fill=99, rows=rows)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_], ids=lambda d: np.dtype(d).name)
+def test_extremes_equal_numpy(dtype):
+    """Maximum and minimum, every mode, a stack; boxes from 1 x 2 to 16 x 32, origins."""
+    a = sample((2, 21, 44), dtype, seed=4)
+    cval = True if dtype == np.bool_ else -100 if dtype == np.int8 else 250
+    for mode in MODES:
+        for is_max in (True, False):
+            np.testing.assert_array_equal(
+                host_extreme(a, (3, 3), mode=mode, cval=cval, is_max=is_max),
+                numpy_extreme(a, (3, 3), mode=mode, cval=cval, is_max=is_max),
+                err_msg=f"{mode} {is_max}")
+    for size, origin in [((9, 9), (0, 0)), ((1, 7), (0, 2)), ((5, 1), (-1, 0)),
+                         ((16, 32), (3, -5)), ((2, 2), (0, 0)), ((15, 4), (0, 1))]:
+        for mode in ("mirror", "constant"):
+            np.testing.assert_array_equal(
+                host_extreme(a, size, origin, mode=mode, cval=cval, is_max=size[0] % 2 == 1),
+                numpy_extreme(a, size, origin, mode=mode, cval=cval, is_max=size[0] % 2 == 1),
+                err_msg=f"{size} {origin} {mode}")
+
+
+def test_strips_and_small_shapes():
+    """Strips of one row (the remainder loop), of several unrolled steps and the GPU's own;
+    arrays narrower than a thread's word and its halo (all border)."""
+    for shape in [(4, 4), (9, 8), (40, 12), (3, 36)]:
+        a = sample(shape, np.uint8, seed=5)
+        for rows in (1, 3, 11, None):
+            for mode in ("wrap", "constant"):
+                np.testing.assert_array_equal(host_extreme(a, (5, 5), mode=mode, cval=7,
+                                                           rows=rows),
+                                              numpy_extreme(a, (5, 5), mode=mode, cval=7),
+                                              err_msg=f"{shape} {rows} {mode}")
+
+
+def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
+    """End to end: minimum_filter / maximum_filter -> CudaBackend -> cuda_extreme8, for boxes
+    run as passes (more than DIRECT_TAPS elements) and as one stencil (fewer); other dtypes,
+    footprints and rows not whole words keep their routes. Reference: the CPU backend."""
+    from numba import cuda
+
+    a = sample((2, 24, 40), np.uint8, seed=6)
+    for fn, size in [(filters.maximum_filter, (1, 3, 3)), (filters.minimum_filter, (1, 9, 9)),
+                     (filters.maximum_filter, (1, 2, 7))]:
+        fake_gpu.launched.clear()
+        got = fn(cuda.to_device(a), size, mode="nearest")
+        np.testing.assert_array_equal(got.copy_to_host(), fn(a, size, mode="nearest"))
+        assert fake_gpu.launched == ["sk_ext8_interior", "sk_ext8_border"], (fn, size)
+    out = cuda.device_array(a.shape, np.uint8)
+    assert filters.maximum_filter(cuda.to_device(a), (1, 3, 3), output=out) is out
+    np.testing.assert_array_equal(out.copy_to_host(), filters.maximum_filter(a, (1, 3, 3)))
+    fake_gpu.launched.clear()
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+    for call in (lambda x: filters.maximum_filter(x, footprint=cross[None]),  # not a box
+                 lambda x: filters.maximum_filter(x, (1, 3, 3), output=np.int16)):
+        np.testing.assert_array_equal(call(cuda.to_device(a)).copy_to_host(), call(a))
+    odd = np.ascontiguousarray(a[:, :, :37])  # rows not whole words
+    np.testing.assert_array_equal(filters.maximum_filter(cuda.to_device(odd), (1, 3, 3))
+                                  .copy_to_host(), filters.maximum_filter(odd, (1, 3, 3)))
+    assert not any(k.startswith("sk_ext8") for k in fake_gpu.launched)
+
+
+def test_modules_compile_with_nvrtc():
+    cpp_host.needs_nvrtc()
+    for dtype, box in [(np.uint8, (3, 1, 3, 1, True)), (np.int8, (16, 7, 32, 16, False)),
+                       (np.bool_, (1, 0, 5, 2, True))]:
+        mod = cuda_extreme8.generate(dtype, *box, idx64=dtype == np.int8, rowmap=True)
+        ptx = cuda_cpp.ptx(mod.source, "compute_90")
+        assert ".entry sk_ext8_interior(" in ptx and ".entry sk_ext8_border(" in ptx
