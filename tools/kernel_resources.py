@@ -35,7 +35,7 @@ def modules():
     from stencilkit.backends import (
         cuda_box,
         cuda_cpp,
-        cuda_extreme8,
+        cuda_minmax,
         cuda_median,
         cuda_rank,
         cuda_resample,
@@ -83,8 +83,8 @@ def modules():
     out.append(("median 3 x 3, uint8 (sorted columns, cuda_median)",
                 cuda_median.generate(u8, 1, 1, words=True, idx64=False, rowmap=True).source))
     for k in (3, 9):
-        out.append((f"maximum {k} x {k}, uint8 (one sweep on 16x2 pairs, cuda_extreme8)",
-                    cuda_extreme8.generate(u8, k, k // 2, k, k // 2, True, idx64=False,
+        out.append((f"maximum {k} x {k}, uint8 (one sweep on 16x2 pairs, cuda_minmax)",
+                    cuda_minmax.generate(u8, k, k // 2, k, k // 2, True, idx64=False,
                                            rowmap=True).source))
     cells = [(r, c) for r in range(5) for c in range(5)]
     out.append(("median 5 x 5, uint8 (a network on 16x2 pairs, cuda_median)",

@@ -566,7 +566,7 @@ class CudaBackend(Backend):
             except cuda_cpp.CompileError as exc:
                 cuda_cpp.compile_failed(exc)
         if cpp:  # box extremes of 8-bit data: one sweep, two outputs an instruction
-            res = _extreme8(passes, arr, out)
+            res = _minmax(passes, arr, out)
             if res is not None:
                 return res
         if cpp:  # one sweep of generated C++ where one fits
@@ -606,7 +606,7 @@ class CudaBackend(Backend):
         if not cuda_cpp.available()[0]:
             return None
         if not isinstance(passes.passes[0], Rank):  # a small box's extreme
-            return _extreme8(passes, arr, out)
+            return _minmax(passes, arr, out)
         (p,) = passes.passes
         args = (p.footprint, arr.dtype, passes.out_dtype, arr.ndim)
         try:
@@ -634,15 +634,15 @@ class CudaBackend(Backend):
         return cuda_blocks.pyramid_level(x, mode)
 
 
-def _extreme8(passes, arr, out):
-    """``Extreme`` passes of 8-bit data by :mod:`.cuda_extreme8`, or None where it cannot."""
-    from . import cuda_cpp, cuda_extreme8
+def _minmax(passes, arr, out):
+    """``Extreme`` passes of 8-bit data by :mod:`.cuda_minmax`, or None where it cannot."""
+    from . import cuda_cpp, cuda_minmax
 
-    box = cuda_extreme8.box_of(passes.passes, arr.ndim)
-    if not cuda_extreme8.fits(box, arr.dtype, passes.out_dtype):
+    box = cuda_minmax.box_of(passes.passes, arr.ndim)
+    if not cuda_minmax.fits(box, arr.dtype, passes.out_dtype):
         return None
     try:
-        return cuda_extreme8.run(arr, box, passes.mode, passes.cval, out)
+        return cuda_minmax.run(arr, box, passes.mode, passes.cval, out)
     except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so; the passes run
         cuda_cpp.compile_failed(exc)
         return None

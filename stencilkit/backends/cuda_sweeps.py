@@ -38,7 +38,7 @@ def rows_mapped(mode) -> bool:
 class UnitsModule:
     """An emitted sweep module whose threads own whole units, and what launching it needs.
 
-    (The small medians, :mod:`.cuda_median`, and the 8-bit extremes, :mod:`.cuda_extreme8`.)
+    (The small medians, :mod:`.cuda_median`, and the 8-bit extremes, :mod:`.cuda_minmax`.)
     """
 
     source: str

@@ -1,4 +1,4 @@
-"""The generated C++ box extremes of 8-bit images (stencilkit.backends.cuda_extreme8), no GPU.
+"""The generated C++ box extremes of 8/16-bit images (stencilkit.backends.cuda_minmax), no GPU.
 
 Every module is compiled for the host by g++ (``-DSK_HOST``) and its launches run thread by
 thread (tests/cpp_host.py). Reference: NumPy (the padded array's windows, their minimum or
@@ -11,7 +11,7 @@ import pytest
 from kernels import sample
 
 from stencilkit import filters
-from stencilkit.backends import cuda_cpp, cuda_extreme8, cuda_sweeps
+from stencilkit.backends import cuda_cpp, cuda_minmax, cuda_sweeps
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -33,21 +33,27 @@ def host_extreme(x, size, origin=(0, 0), mode="reflect", cval=0, is_max=True,
                  rows=cpp_host.ROWS):
     kv, kh = size
     box = (kv, kv // 2 + origin[0], kh, kh // 2 + origin[1], is_max)
-    mod = cuda_extreme8.generate(x.dtype, *box, idx64=False,
+    mod = cuda_minmax.generate(x.dtype, *box, idx64=False,
                                  rowmap=cuda_sweeps.rows_mapped(mode))
     i32 = np.int32
     return cpp_host.run_sweep(
         mod, x, x.dtype, lambda shape, strip, k0, k1: (
             *(i32(v) for v in (*shape, strip, k0, k1)),
-            i32(cuda_extreme8.modes.mode_code(mode)), i32(int(cval) if mode == "constant" else 0)),
+            i32(cuda_minmax.modes.mode_code(mode)), i32(int(cval) if mode == "constant" else 0)),
         fill=99, rows=rows)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_, np.uint16, np.int16],
+                         ids=lambda d: np.dtype(d).name)
 def test_extremes_equal_numpy(dtype):
-    """Maximum and minimum, every mode, a stack; boxes from 1 x 2 to 16 x 32, origins."""
+    """Maximum and minimum, every mode, a stack; boxes from 1 x 2 to 16 x 32, origins; the
+    16-bit data across the whole range (the signed lanes' bias)."""
     a = sample((2, 21, 44), dtype, seed=4)
-    cval = True if dtype == np.bool_ else -100 if dtype == np.int8 else 250
+    if np.dtype(dtype).itemsize == 2:
+        info = np.iinfo(dtype)
+        a = np.random.default_rng(4).integers(info.min, info.max, a.shape, endpoint=True,
+                                              dtype=dtype)
+    cval = True if dtype == np.bool_ else -100 if np.dtype(dtype).kind == "i" else 250
     for mode in MODES:
         for is_max in (True, False):
             np.testing.assert_array_equal(
@@ -77,18 +83,22 @@ def test_strips_and_small_shapes():
 
 
 def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
-    """End to end: minimum_filter / maximum_filter -> CudaBackend -> cuda_extreme8, for boxes
+    """End to end: minimum_filter / maximum_filter -> CudaBackend -> cuda_minmax, for boxes
     run as passes (more than DIRECT_TAPS elements) and as one stencil (fewer); other dtypes,
     footprints and rows not whole words keep their routes. Reference: the CPU backend."""
     from numba import cuda
 
     a = sample((2, 24, 40), np.uint8, seed=6)
-    for fn, size in [(filters.maximum_filter, (1, 3, 3)), (filters.minimum_filter, (1, 9, 9)),
-                     (filters.maximum_filter, (1, 2, 7))]:
-        fake_gpu.launched.clear()
-        got = fn(cuda.to_device(a), size, mode="nearest")
-        np.testing.assert_array_equal(got.copy_to_host(), fn(a, size, mode="nearest"))
-        assert fake_gpu.launched == ["sk_ext8_interior", "sk_ext8_border"], (fn, size)
+    for x in (a, a.astype(np.int16) * 100 - 12000):
+        for fn, size in [(filters.maximum_filter, (1, 3, 3)), (filters.minimum_filter, (1, 9, 9)),
+                         (filters.maximum_filter, (1, 2, 7))]:
+            fake_gpu.launched.clear()
+            got = fn(cuda.to_device(x), size, mode="nearest")
+            np.testing.assert_array_equal(got.copy_to_host(),
+                                          numpy_extreme(x[:, None], size[1:], mode="nearest",
+                                                        is_max=fn is filters.maximum_filter)
+                                          [:, 0])
+            assert fake_gpu.launched == ["sk_minmax_interior", "sk_minmax_border"], (fn, size)
     out = cuda.device_array(a.shape, np.uint8)
     assert filters.maximum_filter(cuda.to_device(a), (1, 3, 3), output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(), filters.maximum_filter(a, (1, 3, 3)))
@@ -100,13 +110,13 @@ def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
     odd = np.ascontiguousarray(a[:, :, :37])  # rows not whole words
     np.testing.assert_array_equal(filters.maximum_filter(cuda.to_device(odd), (1, 3, 3))
                                   .copy_to_host(), filters.maximum_filter(odd, (1, 3, 3)))
-    assert not any(k.startswith("sk_ext8") for k in fake_gpu.launched)
+    assert not any(k.startswith("sk_minmax") for k in fake_gpu.launched)
 
 
 def test_modules_compile_with_nvrtc():
     cpp_host.needs_nvrtc()
     for dtype, box in [(np.uint8, (3, 1, 3, 1, True)), (np.int8, (16, 7, 32, 16, False)),
-                       (np.bool_, (1, 0, 5, 2, True))]:
-        mod = cuda_extreme8.generate(dtype, *box, idx64=dtype == np.int8, rowmap=True)
+                       (np.bool_, (1, 0, 5, 2, True)), (np.int16, (9, 4, 9, 4, False))]:
+        mod = cuda_minmax.generate(dtype, *box, idx64=dtype == np.int8, rowmap=True)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
-        assert ".entry sk_ext8_interior(" in ptx and ".entry sk_ext8_border(" in ptx
+        assert ".entry sk_minmax_interior(" in ptx and ".entry sk_minmax_border(" in ptx

@@ -1,22 +1,23 @@
-"""Box minima and maxima of 8-bit images in one sweep, two outputs an instruction (CUDA C++).
+"""Box minima and maxima of 8/16-bit images in one sweep, two outputs an instruction (CUDA C++).
 
-``minimum_filter`` / ``maximum_filter`` with ``size=`` on uint8, int8 and bool images over the
-last two axes: the filters' ``Extreme`` passes (boxes of more than ``DIRECT_TAPS`` elements),
-which otherwise run as one generated pass per axis (a full read and write of the image each),
-and the smaller boxes, which otherwise run as a generated stencil taking an extreme per window
-element. Each thread owns a 32-bit word of outputs (4) in a strip of rows; a word's lanes go into
-two pairs in 16-bit halves (columns 4u, 4u+2 and 4u+1, 4u+3; int8 biased by 128 so that the
-order is the unsigned one), and every extreme then serves two outputs (``__vminu2`` /
-``__vmaxu2``: one VIMNMX.U16x2 on sm_90). For the row entering the window the thread reduces
-each output pair's ``kh`` columns once, into a ring of ``kv`` registers per pair (the row loop
-unrolled ``kv`` rows a step, so that the slots take turns without moves), and each output is
-the extreme of the ring: ``(kh - 1 + kv - 1) / 2`` operations an output, one read and one write
-of the image (the two passes: about ``kh + kv - 2`` operations an output and two of each). The
-CPU computes the same extremes (van Herk / Gil-Werman lines), so results are equal: an extreme
-is one of the values. Not yet timed on a GPU.
+``minimum_filter`` / ``maximum_filter`` with ``size=`` on 8/16-bit integer and bool images over
+the last two axes: the filters' ``Extreme`` passes (boxes of more than ``DIRECT_TAPS``
+elements), which otherwise run as one generated pass per axis (a full read and write of the
+image each), and the smaller boxes, which otherwise run as a generated stencil taking an
+extreme per window element. Each thread owns a 32-bit word of 8-bit outputs (4) or two words
+of 16-bit ones in a strip of rows. Values sit two to a register in 16-bit halves: an 8-bit
+word's lanes as two pairs (columns 4u, 4u+2 and 4u+1, 4u+3), a 16-bit word as it is (signed
+lanes biased, so that the order is the unsigned one), and every extreme serves two outputs
+(``__vminu2`` / ``__vmaxu2``: one VIMNMX.U16x2 on sm_90). For the row entering the window the
+thread reduces each output pair's ``kh`` columns once, into a ring of ``kv`` registers per pair
+(the row loop unrolled ``kv`` rows a step, so that the slots take turns without moves), and
+each output is the extreme of the ring: ``(kh - 1 + kv - 1) / 2`` operations an output, one
+read and one write of the image (the two passes: about ``kh + kv - 2`` operations an output and
+two of each). The CPU computes the same extremes (van Herk / Gil-Werman lines), so results are
+equal: an extreme is one of the values. Not yet timed on a GPU.
 
-Two kernels, as the other sweeps (:mod:`.cuda_sweeps`): ``sk_ext8_interior`` (rows through
-the mode's index map for every mode but ``constant``) and ``sk_ext8_border`` (the columns at
+Two kernels, as the other sweeps (:mod:`.cuda_sweeps`): ``sk_minmax_interior`` (rows through
+the mode's index map for every mode but ``constant``) and ``sk_minmax_border`` (the columns at
 either end, and the top and bottom rows for ``constant``: each output's window through the
 index map). Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every launch on the
 CPU, thread by thread).
@@ -30,7 +31,8 @@ from .. import codegen_cpp, modes
 from . import cuda_sweeps
 
 UNITS = 1
-"""32-bit words of outputs per thread (4 outputs: two pairs, each with a ring of ``kv``)."""
+"""32-bit words of 8-bit outputs per thread (4 outputs: two pairs, each with a ring of ``kv``;
+16-bit data: twice as many words, as many pairs)."""
 
 MAX_ROWS = 16
 """The tallest window (the ring's registers per output pair)."""
@@ -59,36 +61,50 @@ def box_of(passes, ndim):
 def fits(box, dtype, out_dtype) -> bool:
     """Whether the kernels take the box ``(kv, lov, kh, loh, is_max)`` of ``dtype`` data.
 
-    8-bit data into the same ``out_dtype``, at most :data:`MAX_ROWS` x :data:`MAX_COLS`; rows
+    8/16-bit data into the same ``out_dtype``, at most :data:`MAX_ROWS` x :data:`MAX_COLS`; rows
     of whole words are checked by :func:`run`.
     """
     dtype = np.dtype(dtype)
-    return (box is not None and dtype.itemsize == 1 and dtype.kind in "biu"
+    return (box is not None and dtype.itemsize <= 2 and dtype.kind in "biu"
             and np.dtype(out_dtype) == dtype and box[0] <= MAX_ROWS and box[2] <= MAX_COLS)
 
 
 def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
-    """Emit the module of one box's minimum or (``is_max``) maximum on 8-bit ``dtype`` data.
+    """Emit the module of one box's minimum or (``is_max``) maximum on 8/16-bit ``dtype`` data.
 
-    The ``kv x kh`` box starts ``lov`` rows and ``loh`` columns before each output.
+    The ``kv x kh`` box starts ``lov`` rows and ``loh`` columns before each output. 8-bit
+    words hold two pairs (columns two apart), 16-bit words one (neighbouring columns).
     """
     dtype = np.dtype(dtype)
     hiv, hih = kv - 1 - lov, kh - 1 - loh
-    per, units = 4, UNITS
+    per = 4 // dtype.itemsize
+    units = UNITS if per == 4 else 2 * UNITS  # two output pairs a thread
     cols = per * units
     ul = (-loh) // per
     ur = (cols - 1 + hih) // per
-    flip = " ^ 0x80808080u" if dtype.kind == "i" else ""
+    sign = (" ^ 0x80808080u" if per == 4 else " ^ 0x80008000u")  # signed lanes: biased
+    flip = sign if dtype.kind == "i" else ""
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     top, bottom = (0, 0) if rowmap else (lov, hiv)
     ext2, ext1 = ("sk_vmax2", "sk_mx") if is_max else ("sk_vmin2", "sk_mn")
-    pairs = [o for w in range(units) for o in (4 * w, 4 * w + 1)]  # output pairs (o, o + 2)
+    # output pairs: 8-bit (o, o + 2) for o = 4w, 4w + 1; 16-bit (o, o + 1) for o = 2w
+    pairs = ([o for w in range(units) for o in (4 * w, 4 * w + 1)] if per == 4 else
+             [2 * w for w in range(units)])
 
     def rmap(row):
         return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
 
-    def pair(col):  # the row's columns (col, col + 2), col relative to the thread's first
+    def pair(col):
+        """The pair of the row's columns from ``col`` (relative to the thread's first output).
+
+        8-bit: columns (col, col + 2); 16-bit: (col, col + 1). A register, or for a pair
+        straddling two registers a byte permutation of them.
+        """
+        if per == 2:
+            u, q = divmod(col, 2)
+            i = u - ul
+            return f"w{i}" if q == 0 else f"sk_byte_perm(w{i}, w{i + 1}, 0x5432u)"
         u, q = divmod(col, 4)
         i = 2 * (u - ul) + (q & 1)
         return f"e{i}" if q < 2 else f"sk_byte_perm(e{i}, e{i + 2}, 0x5432u)"
@@ -104,6 +120,9 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
         """Lines reading the row ``row`` and setting each pair's ring slot ``slot``."""
         lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;"]
         for u in range(ul, ur + 1):
+            if per == 2:
+                lines.append(f"{pad}  const sk_u32 w{u - ul} = rp[{u}]{flip};")
+                continue
             i = 2 * (u - ul)
             lines.append(f"{pad}  const sk_u32 w{i} = rp[{u}]{flip}, e{i} = w{i} & 0x00ff00ffu, "
                          f"e{i + 1} = sk_byte_perm(w{i}, 0u, 0x4341u);")
@@ -115,8 +134,11 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     def store(pad):
         lines = [f"{pad}const sk_u32 v{o} = " + fold([f"g{o}_{s}" for s in range(kv)]) + ";"
                  for o in pairs]
-        lines += [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm(v{4 * w}, v{4 * w + 1}, 0x6240u)"
-                  f"{flip};" for w in range(units)]
+        if per == 2:
+            lines += [f"{pad}((sk_u32*)op)[{w}] = v{2 * w}{flip};" for w in range(units)]
+        else:
+            lines += [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm(v{4 * w}, v{4 * w + 1}, "
+                      f"0x6240u){flip};" for w in range(units)]
         return lines + [f"{pad}op += n1;"]
 
     params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
@@ -129,7 +151,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
          "SK_FN sk_i32 sk_mn(sk_i32 a, sk_i32 b) { return b < a ? b : a; }",
          "SK_FN sk_i32 sk_mx(sk_i32 a, sk_i32 b) { return b > a ? b : a; }", "",
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_ext8_interior", params, ix, units, top, bottom, per,
+         *cuda_sweeps.interior_head("sk_minmax_interior", params, ix, units, top, bottom, per,
                                     "sk_u32"),
          f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
          "    " + " ".join(f"sk_u32 g{o}_{s};" for o in pairs for s in range(kv)),
@@ -150,7 +172,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     # -- the border kernel
     L += ["// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
-          f'extern "C" __global__ void sk_ext8_border({params}) {{',
+          f'extern "C" __global__ void sk_minmax_border({params}) {{',
           *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           f"    {ix} m[{kh}];",
@@ -166,8 +188,8 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
           "  }",
           "}",
           "#undef SK_RD", "",
-          codegen_cpp.host_launchers(("sk_ext8_interior", "sk_ext8_border"), params, names)]
-    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_ext8", dtype, lov, hiv, per, ul, ur,
+          codegen_cpp.host_launchers(("sk_minmax_interior", "sk_minmax_border"), params, names)]
+    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_minmax", dtype, lov, hiv, per, ul, ur,
                                    units, idx64, rowmap)
 
 
