@@ -35,8 +35,8 @@ def modules():
     from stencilkit.backends import (
         cuda_box,
         cuda_cpp,
-        cuda_minmax,
         cuda_median,
+        cuda_minmax,
         cuda_rank,
         cuda_resample,
         cuda_sep,
