@@ -198,7 +198,8 @@ class Passes(NamedTuple):
         them, floats to round-off.
 
         Consecutive box passes become one :func:`separable` run of sums divided once at the
-        end; ``Rank`` windows (larger than a sorting network takes) have no such lowering.
+        end; a ``Rank`` median becomes the filters' sorting network where one takes it (up to
+        ``MEDIAN_MAX`` elements; larger windows have no such lowering).
         """
         x, cval = arr, self.cval
         todo = list(self.passes)
@@ -236,6 +237,15 @@ class Passes(NamedTuple):
                 source = extreme_source(x.ndim, taps, "maximum" if p.is_max else "minimum")
                 x = run(source, x, self.mode, cval, acc, self.out_dtype if last else acc,
                         out if last else None)
+            elif int(np.array(p.footprint, bool).sum()) <= MEDIAN_MAX and \
+                    p.rank == int(np.array(p.footprint, bool).sum()) // 2:
+                # a median a sorting network takes (the filters' own route for such windows)
+                fp = np.array(p.footprint, bool)
+                taps = [(tuple(int(i) - lo for i, lo in zip(idx, p.lo)), None)
+                        for idx in zip(*np.nonzero(fp))]
+                acc = _dtypes.work_dtype(x.dtype)  # float16 compares in float32 (exactly)
+                x = run(median_source(x.ndim, taps), x, self.mode, cval, acc,
+                        self.out_dtype if last else acc, out if last else None)
             else:
                 n = int(np.array(p.footprint, bool).sum())
                 raise StencilError(

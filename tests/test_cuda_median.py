@@ -212,6 +212,26 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
     assert not any(k.startswith("sk_med3") for k in fake_gpu.launched)
 
 
+def test_small_rank_passes_on_the_cuda_backend(fake_gpu):
+    """A region's small median as a pass (Dask stacks of CuPy chunks): CudaBackend.run_passes
+    takes the kernels for it, and the sorting network for what they do not take (floats)."""
+    from numba import cuda
+
+    from stencilkit._passes import Passes, Rank
+    from stencilkit.backends import cuda as cuda_backend
+
+    box = ((True,) * 3,) * 3
+    a = sample((20, 24), np.uint8, seed=8)
+    plan = Passes((Rank(box, (1, 1), 4, True),), "wrap", 0, np.dtype(np.uint8), "test")
+    got = cuda_backend.BACKEND.run_passes(plan, cuda.to_device(a), None)
+    np.testing.assert_array_equal(got.copy_to_host(), numpy_median(a, (3, 3), mode="wrap"))
+    assert fake_gpu.launched[-1] == "sk_med3_border"
+    f = sample((20, 24), np.float32, seed=8)
+    plan = Passes((Rank(box, (1, 1), 4, True),), "wrap", 0, np.dtype(np.float32), "test")
+    got = cuda_backend.BACKEND.run_passes(plan, cuda.to_device(f), None)
+    np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(f, 3, mode="wrap"))
+
+
 def test_modules_compile_with_nvrtc():
     cpp_host.needs_nvrtc()
     for dtype, words in [(np.uint8, True), (np.int16, True), (np.int32, False),

@@ -244,7 +244,9 @@ def test_device_chunks_run_each_regions_passes_on_its_backend(monkeypatch):
     a = sample((37, 45), np.uint8, seed=3)
     x = da.from_array(a, chunks=(16, 20))
     for fn, arg in [(filters.uniform_filter, 15), (filters.gaussian_filter, 2.0),
-                    (filters.median_filter, 9), (filters.maximum_filter, 11)]:
+                    (filters.median_filter, 9), (filters.maximum_filter, 11),
+                    (filters.median_filter, 3), (filters.minimum_filter, 3)]:  # (small windows:
+        # Backend.rank_kernel, the GPU's own kernels for CuPy chunks)
         for mode in ("reflect", "wrap", "constant"):
             got = fn(x, arg, mode=mode).compute(scheduler="sync")
             np.testing.assert_array_equal(got, fn(a, arg, mode=mode), err_msg=f"{fn} {mode}")

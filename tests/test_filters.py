@@ -414,6 +414,25 @@ def test_large_median_windows_select_exactly(dtype):
     assert np.isnan(got[1:10, 1:10]).all() and np.isnan(got).sum() == 81
 
 
+def test_a_small_median_pass_lowers_to_the_sorting_network():
+    """``Passes.as_stencils`` of a ``Rank`` median of up to MEDIAN_MAX elements: the filters'
+    own sorting network (the route of backends without a kernel for it, and of Dask regions
+    of device chunks), NaN and signed zeros as ``median_filter`` gives them."""
+    from stencilkit._passes import Passes, Rank
+
+    f = sample((13, 17), np.float64)
+    f[4, 4] = np.nan
+    f[::2, ::3] = -0.0
+    fp = ((True, False, True), (True, True, False), (False, True, True))
+    for mode in ("mirror", "constant"):
+        plan = Passes((Rank(fp, (1, 0), 3, False),), mode, 0.5, np.dtype(np.float64), "test")
+        got = plan.as_stencils(f, None)
+        want = filters.median_filter(f, footprint=np.array(fp), mode=mode, cval=0.5,
+                                     origin=(0, -1))  # lo = size // 2 + origin
+        np.testing.assert_array_equal(got, want)
+        assert (np.signbit(got) == np.signbit(want)).all()
+
+
 def test_16_bit_histogram_median_jumps_across_coarse_bins():
     # two-valued data: the median leaps between 3 and 65530 from one window to the next
     rng = np.random.default_rng(2)

@@ -344,6 +344,13 @@ class DaskBackend(Backend):
         return run_program(program, [arr], arr.ndim, _halo(passes, arr.ndim),
                            modes.mode_code(passes.mode), passes.out_dtype)
 
+    def rank_kernel(self, passes, arr, out):
+        # CuPy chunks: each region through the CUDA backend's passes, so its small-median and
+        # box-extreme kernels (NumPy chunks: None, the generated stencil over the chunks)
+        if is_device_array(getattr(arr, "_meta", None)):
+            return self.run_passes(passes, arr, out)
+        return None
+
     def block_reduce(self, arr, full, op, edge, cval, out_dtype):
         from . import select
 
