@@ -24,6 +24,7 @@ through the mode's index map; ``cval`` outside for ``constant``). Plain C++ for 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -373,12 +374,26 @@ _EXTREME = (np.float32, np.float64, np.int32, np.uint32, np.int64, np.uint64)
 def sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
     """The sweep that computes a filter's line ``passes`` on ``ndim``-d ``dtype`` data, or None.
 
+    Remembered per call configuration (:func:`_sweep_of` is a pure function of it: the tie
+    bound of integer weights alone took about a third of a small call's host time).
+    """
+    try:
+        return _sweep_cached(tuple(passes), np.dtype(dtype), np.dtype(out_dtype), ndim, mode,
+                             cval)
+    except TypeError:  # something unhashable (a mode per axis): work it out each time
+        return _sweep_of(passes, dtype, out_dtype, ndim, mode, cval)
+
+
+def _sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
+    """:func:`sweep_of`, worked out.
+
     Covered, with at most :data:`MAX_TAPS` taps per axis: separable weights (``Sep2``) on
     float32/float64 data into the data's type, and on 8/16/32-bit integer data
     (:func:`integer_weights`); the float box (``Box2`` without clip: sums, divided once);
     the running extremes of a box along the last two axes (``Extreme`` passes) of 32/64-bit
-    data. 8/16-bit extremes keep the generated passes, which read 32-bit words; the integer
-    box has :mod:`.cuda_box`. ``mode`` and ``cval``: the call's (integer weights only).
+    data. 8/16-bit extremes have :mod:`.cuda_minmax` (and passes it does not take, the
+    generated ones); the integer box has :mod:`.cuda_box`. ``mode`` and ``cval``: the call's
+    (integer weights only).
     """
     from .._passes import Box2, Extreme, Sep2
 
@@ -408,6 +423,9 @@ def sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
     if sw is None or max(sw.kv, sw.kh) > MAX_TAPS:
         return None
     return sw
+
+
+_sweep_cached = functools.lru_cache(maxsize=512)(_sweep_of)
 
 
 def integer_weights(p, dtype, out_dtype, mode, cval):
