@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from kernels import sample
 
-from stencilkit import filters
+from stencilkit import filters, modes
 from stencilkit.backends import cuda_cpp, cuda_median, cuda_sweeps
 
 cpp_host = pytest.importorskip("cpp_host")
@@ -100,11 +100,11 @@ def host_network(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cv
     lo0, lo1 = fp.shape[0] // 2 + origin[0], fp.shape[1] // 2 + origin[1]
     mod = cuda_median.generate_network(x.dtype, cells, len(cells) // 2, lo0, lo1,
                                        idx64=False, rowmap=cuda_sweeps.rows_mapped(mode))
-    ints = cuda_median.np.int32
+    ints = np.int32
     return cpp_host.run_sweep(
         mod, x, x.dtype, lambda shape, strip, k0, k1: (
             *(ints(v) for v in (*shape, strip, k0, k1)),
-            ints(cuda_median.modes.mode_code(mode)), ints(int(cval) if mode == "constant" else 0)),
+            ints(modes.mode_code(mode)), ints(int(cval) if mode == "constant" else 0)),
         fill=99, rows=rows)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from kernels import sample
 
-from stencilkit import filters
+from stencilkit import filters, modes
 from stencilkit.backends import cuda_cpp, cuda_minmax, cuda_sweeps
 
 cpp_host = pytest.importorskip("cpp_host")
@@ -39,7 +39,7 @@ def host_extreme(x, size, origin=(0, 0), mode="reflect", cval=0, is_max=True,
     return cpp_host.run_sweep(
         mod, x, x.dtype, lambda shape, strip, k0, k1: (
             *(i32(v) for v in (*shape, strip, k0, k1)),
-            i32(cuda_minmax.modes.mode_code(mode)), i32(int(cval) if mode == "constant" else 0)),
+            i32(modes.mode_code(mode)), i32(int(cval) if mode == "constant" else 0)),
         fill=99, rows=rows)
 
 

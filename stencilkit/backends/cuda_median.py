@@ -233,8 +233,8 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
 
 
 NET_UNITS = 1
-"""32-bit words of outputs per thread of the network kernel (4 outputs: its k0 rows of words
-and the networks of two output pairs stay in registers)."""
+"""32-bit words of outputs per thread of the network kernel (4 outputs: its window's rows of
+words and the networks of two output pairs stay in registers)."""
 
 
 def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
@@ -284,9 +284,9 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
     dtype = np.dtype(dtype)
     cells = [tuple(int(v) for v in c) for c in cells]
     n = len(cells)
-    k0 = 1 + max(r for r, _ in cells)
+    kv = 1 + max(r for r, _ in cells)  # the window's rows and columns
     kw = 1 + max(c for _, c in cells)
-    hi0, hi1 = k0 - 1 - lo0, kw - 1 - lo1
+    hi0, hi1 = kv - 1 - lo0, kw - 1 - lo1
     per, units = 4, NET_UNITS
     cols = per * units
     ul = (-lo1) // per
@@ -305,15 +305,10 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
         i = 2 * (u - ul) + (q & 1)
         return f"e{r}_{i}" if q < 2 else f"sk_byte_perm(e{r}_{i}, e{r}_{i + 2}, 0x5432u)"
 
-    params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
-              f"{ix} n1, {ix} rows, {ix} k0, {ix} k1, int mode, sk_i32 cval")
-    names = "src, dst, B, n0, n1, rows, k0, k1, mode, cval"
-    L = [f"// stencilkit rank {rank} of a {k0} x {kw} window of {n} ({dtype}): a sorting "
+    params, names = cuda_sweeps.words_params(tc, ix)
+    L = [f"// stencilkit rank {rank} of a {kv} x {kw} window of {n} ({dtype}): a sorting "
          "network on 16x2 pairs",
-         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
-         "SK_FN sk_i32 sk_mn(sk_i32 a, sk_i32 b) { return b < a ? b : a; }",
-         "SK_FN sk_i32 sk_mx(sk_i32 a, sk_i32 b) { return b > a ? b : a; }",
-         *_SIMD,
+         *cuda_sweeps.words_prelude(ix),
          *_network("sk_rank2x", "sk_u32", "sk_vmin2", "sk_vmax2", n, rank),
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
@@ -356,7 +351,7 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
                                    ur, units, idx64, rowmap)
 
 
-_SIMD = [
+_SIMD = [  # the 3 x 3 median on pairs: sorted columns and the median of three
     codegen_cpp.BYTE_PERM,
     codegen_cpp.VMINMAX2,
     "SK_FN void sk_sort2x(sk_u32 x, sk_u32 y, sk_u32 z, sk_u32& lo, sk_u32& md, sk_u32& hi) {",
@@ -413,10 +408,6 @@ def run(x, lo0, lo1, mode, cval, out=None):
         lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)
 
 
-class _Unaligned(Exception):
-    """Rows that do not start on 4-byte boundaries: the network kernel reads words only."""
-
-
 def run_network(x, p, mode, cval, out=None):
     """The ``Rank`` pass ``p`` of the device array ``x`` by the network kernel.
 
@@ -424,34 +415,11 @@ def run_network(x, p, mode, cval, out=None):
     array; None (nothing launched) where the rows are not whole aligned words: the generated
     stencil runs it then.
     """
-    from .cuda_box import words_ok
-
-    dtype = np.dtype(x.dtype)
-    n1 = tuple(x.shape)[-1]
-    if n1 % 4:
-        return None
-    fp = np.array(p.footprint, bool).reshape(np.array(p.footprint, bool).shape[-2:])
-    cells = tuple(zip(*(v.tolist() for v in np.nonzero(fp))))
+    fp = np.array(p.footprint, bool)
+    cells = tuple(zip(*(v.tolist() for v in np.nonzero(fp.reshape(fp.shape[-2:])))))
     lo0, lo1 = p.lo[-2], p.lo[-1]
-    rowmap = cuda_sweeps.rows_mapped(mode)
-
-    def module_of(dt, at, idx64):
-        if not words_ok(dt, n1, *at):
-            raise _Unaligned
-        key = ("net", dt.str, cells, p.rank, lo0, lo1, idx64, rowmap)
-        mod = _MODULES.get(key)
-        if mod is None:
-            mod = _MODULES[key] = generate_network(dt, cells, p.rank, lo0, lo1, idx64=idx64,
-                                                   rowmap=rowmap)
-        return mod
-
-    def scalars_of(mod, shape, rows, k0, k1):
-        ix = np.int64 if mod.idx64 else np.int32
-        fill = np.int32(int(cval)) if mode == "constant" else np.int32(0)
-        return (*(ix(v) for v in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)),
-                fill)
-
-    try:
-        return cuda_sweeps.run(x, dtype, module_of, scalars_of, out)
-    except _Unaligned:
-        return None
+    return cuda_sweeps.run_words(
+        x, ("net", cells, p.rank, lo0, lo1),
+        lambda dt, idx64, rowmap: generate_network(dt, cells, p.rank, lo0, lo1, idx64=idx64,
+                                                   rowmap=rowmap),
+        mode, cval, out, _MODULES)

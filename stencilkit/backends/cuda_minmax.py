@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import codegen_cpp, modes
+from .. import codegen_cpp
 from . import cuda_sweeps
 
 UNITS = 1
@@ -141,15 +141,10 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
                       f"0x6240u){flip};" for w in range(units)]
         return lines + [f"{pad}op += n1;"]
 
-    params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
-              f"{ix} n1, {ix} rows, {ix} k0, {ix} k1, int mode, sk_i32 cval")
-    names = "src, dst, B, n0, n1, rows, k0, k1, mode, cval"
+    params, names = cuda_sweeps.words_params(tc, ix)
     L = [f"// stencilkit {'maximum' if is_max else 'minimum'} of a {kv} x {kh} box ({dtype}), "
          "two outputs an instruction",
-         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
-         codegen_cpp.BYTE_PERM, codegen_cpp.VMINMAX2,
-         "SK_FN sk_i32 sk_mn(sk_i32 a, sk_i32 b) { return b < a ? b : a; }",
-         "SK_FN sk_i32 sk_mx(sk_i32 a, sk_i32 b) { return b > a ? b : a; }", "",
+         *cuda_sweeps.words_prelude(ix),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
          *cuda_sweeps.interior_head("sk_minmax_interior", params, ix, units, top, bottom, per,
                                     "sk_u32"),
@@ -196,39 +191,12 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
 _MODULES: dict = {}
 
 
-class _Unaligned(Exception):
-    """Rows that do not start on 4-byte boundaries: the kernels read words only."""
-
-
 def run(x, box, mode, cval, out=None):
     """The box extreme ``box`` (:func:`box_of`) of the device array ``x``.
 
     Into ``out`` or a new array; None (nothing launched) where the rows are not whole aligned
     words.
     """
-    from .cuda_box import words_ok
-
-    n1 = tuple(x.shape)[-1]
-    if n1 % 4:
-        return None
-    rowmap = cuda_sweeps.rows_mapped(mode)
-
-    def module_of(dt, at, idx64):
-        if not words_ok(dt, n1, *at):
-            raise _Unaligned
-        key = (dt.str, box, idx64, rowmap)
-        mod = _MODULES.get(key)
-        if mod is None:
-            mod = _MODULES[key] = generate(dt, *box, idx64=idx64, rowmap=rowmap)
-        return mod
-
-    def scalars_of(mod, shape, rows, k0, k1):
-        ix = np.int64 if mod.idx64 else np.int32
-        fill = np.int32(int(cval)) if mode == "constant" else np.int32(0)
-        return (*(ix(v) for v in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)),
-                fill)
-
-    try:
-        return cuda_sweeps.run(x, np.dtype(x.dtype), module_of, scalars_of, out)
-    except _Unaligned:
-        return None
+    return cuda_sweeps.run_words(
+        x, box, lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64, rowmap=rowmap),
+        mode, cval, out, _MODULES)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import codegen_cpp
+from .. import codegen_cpp, modes
 
 BORDER_ROWS = 16
 """Rows per thread's strip in the border kernel's side bands."""
@@ -200,3 +200,65 @@ def run(x, out_dtype, module_of, scalars_of, out=None):
         return out if direct else dst.reshape(shape)
     cuda_backend.copy_into(out, dst.reshape(shape))
     return out
+
+
+def words_params(tc, ix):
+    """``(params, names)`` of the kernels :func:`run_words` launches.
+
+    ``tc``: the data's C++ type; ``ix``: the index type.
+    """
+    return (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
+            f"{ix} n1, {ix} rows, {ix} k0, {ix} k1, int mode, sk_i32 cval",
+            "src, dst, B, n0, n1, rows, k0, k1, mode, cval")
+
+
+def words_prelude(ix) -> list:
+    """The C++ every module of 8/16-bit pairs starts with.
+
+    The prelude, the mode's index map, the byte permutation, 16x2 SIMD minima and maxima,
+    and int minima and maxima.
+    """
+    return [codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
+            codegen_cpp.BYTE_PERM, codegen_cpp.VMINMAX2,
+            "SK_FN sk_i32 sk_mn(sk_i32 a, sk_i32 b) { return b < a ? b : a; }",
+            "SK_FN sk_i32 sk_mx(sk_i32 a, sk_i32 b) { return b > a ? b : a; }", ""]
+
+
+class _Unaligned(Exception):
+    """Rows that do not start on 4-byte boundaries (for :func:`run_words`)."""
+
+
+def run_words(x, key, emit, mode, cval, out=None, modules=None):
+    """:func:`run` for modules whose interior reads rows as 32-bit words only.
+
+    ``emit(dtype, idx64, rowmap)``: the module, remembered in ``modules`` under ``key`` and
+    those; the scalars after the two arrays: the launch's, the mode's code and ``cval`` (an
+    int32, used by ``constant`` only). Returns None (nothing launched) where the rows are not
+    whole words on 4-byte boundaries: the caller's other route runs the call then.
+    """
+    from .cuda_box import words_ok
+
+    n1 = tuple(x.shape)[-1]
+    if n1 % 4:
+        return None
+    rowmap = rows_mapped(mode)
+    modules = {} if modules is None else modules
+
+    def module_of(dt, at, idx64):
+        if not words_ok(dt, n1, *at):
+            raise _Unaligned
+        k = (key, dt.str, idx64, rowmap)
+        if k not in modules:
+            modules[k] = emit(dt, idx64, rowmap)
+        return modules[k]
+
+    def scalars_of(mod, shape, rows, k0, k1):
+        ix = np.int64 if mod.idx64 else np.int32
+        fill = np.int32(int(cval)) if mode == "constant" else np.int32(0)
+        return (*(ix(v) for v in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)),
+                fill)
+
+    try:
+        return run(x, np.dtype(x.dtype), module_of, scalars_of, out)
+    except _Unaligned:
+        return None
