@@ -42,3 +42,19 @@ def test_generated_kernels_fit_an_h100_without_spilling():
             if not name.endswith("_border"):  # the kernels that carry the work
                 assert 0 < r["registers"] <= 64, where
     assert seen >= 15
+
+
+def test_a_module_links_to_device_code_without_a_gpu():
+    """``cuda_cpp.cubin``: the ELF that nvdisasm reads (``tools/kernel_resources.py --sass``)."""
+    try:
+        from cuda.bindings import nvjitlink, nvrtc
+
+        nvrtc.nvrtcVersion()
+        nvjitlink.version()
+    except Exception as exc:
+        pytest.skip(f"NVRTC or nvJitLink not available ({exc})")
+    from stencilkit.backends import cuda_cpp
+
+    what, source = _tool().modules()[0]
+    code = cuda_cpp.cubin(source, "sm_90")
+    assert code[:4] == b"\x7fELF", what

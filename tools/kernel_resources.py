@@ -8,7 +8,12 @@ the box, the separable and extreme sweeps, resampling, the large medians and the
 (default sm_90, the H100's) and reports (``pip install nvidia-nvjitlink-cu12``; the test extra
 has it).
 
-    python tools/kernel_resources.py [--arch sm_90]
+    python tools/kernel_resources.py [--arch sm_90] [--sass [--dump DIR]]
+
+``--sass`` adds each kernel's SASS instruction count and its loads, stores, minima/maxima and
+float operations (``nvdisasm`` from ``pip install nvidia-cuda-nvdisasm``, or on PATH, or
+``$SK_NVDISASM``); ``--dump DIR`` writes each module's SASS there, for reading its loops
+(instructions between a loop's label and its backward branch: the cost of a step).
 
 tests/test_cuda_resources.py asserts the same table's limits (no spills; the interior kernels'
 registers).
@@ -100,21 +105,86 @@ def modules():
     return out
 
 
+def nvdisasm():
+    """The path of ``nvdisasm``: ``$SK_NVDISASM``, PATH, or the nvidia-cuda-nvdisasm wheel."""
+    import glob
+    import shutil
+
+    found = os.environ.get("SK_NVDISASM") or shutil.which("nvdisasm")
+    if found:
+        return found
+    try:
+        import nvidia
+    except ImportError:
+        return None
+    for root in nvidia.__path__:
+        hits = sorted(glob.glob(os.path.join(root, "*", "bin", "nvdisasm")))
+        if hits:
+            return hits[-1]
+    return None
+
+
+SASS_CLASSES = {"loads": ("LDG", "LDS", "LD."), "stores": ("STG", "STS", "ST."),
+                "min/max": ("MNMX",), "float": ("FADD", "FMUL", "FFMA", "DADD", "DMUL", "DFMA")}
+
+
+def sass(source, arch, tool):
+    """``{kernel: SASS lines}`` of a module (its cubin disassembled)."""
+    import re
+    import subprocess
+    import tempfile
+
+    from stencilkit.backends import cuda_cpp
+
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(cuda_cpp.cubin(source, arch))
+    try:
+        text = subprocess.run([tool, "-c", f.name], capture_output=True, text=True,
+                              check=True).stdout
+    finally:
+        os.unlink(f.name)
+    out = {}
+    for part in re.split(r"\n\s*\.text\.", text)[1:]:
+        name = part.split(":")[0].strip()
+        out[name] = [line for line in part.splitlines()
+                     if re.match(r"\s+/\*[0-9a-f]{4}\*/", line)]
+    return out
+
+
 def main(argv=None):
     """Print the table."""
     from stencilkit.backends import cuda_cpp
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="sm_90")
+    ap.add_argument("--sass", action="store_true", help="SASS instruction counts (nvdisasm)")
+    ap.add_argument("--dump", help="with --sass: write each module's SASS into this folder")
     args = ap.parse_args(argv)
+    tool = nvdisasm() if args.sass else None
+    if args.sass and tool is None:
+        sys.exit("--sass needs nvdisasm: pip install nvidia-cuda-nvdisasm (or set SK_NVDISASM)")
     print(f"{'module / kernel':<58} {'regs':>4} {'thr/SM':>6} {'spill':>5} {'stack':>5} "
-          f"{'smem':>6}")
-    for what, source in modules():
+          f"{'smem':>6}" + ("  SASS: all, " + ", ".join(SASS_CLASSES) if tool else ""))
+    for n, (what, source) in enumerate(modules()):
         print(what)
+        code = sass(source, args.arch, tool) if tool else {}
         for name, r in cuda_cpp.resources(source, args.arch).items():
             threads = min(2048, 65536 // max(8, -(-r["registers"] // 8) * 8))
+            extra = ""
+            if name in code:
+                lines = code[name]
+                extra = f"  {len(lines)}, " + ", ".join(
+                    str(sum(any(k in line for k in keys) for line in lines))
+                    for keys in SASS_CLASSES.values())
             print(f"  {name:<56} {r['registers']:>4} {threads:>6} "
-                  f"{r['spill_stores'] + r['spill_loads']:>5} {r['stack']:>5} {r['shared']:>6}")
+                  f"{r['spill_stores'] + r['spill_loads']:>5} {r['stack']:>5} {r['shared']:>6}"
+                  + extra)
+        if args.dump and code:
+            os.makedirs(args.dump, exist_ok=True)
+            with open(os.path.join(args.dump, f"{n:02d}.sass"), "w") as f:
+                f.write(f"// {what}\n")
+                for name, lines in code.items():
+                    f.write(f"\n.{name}:\n" + "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

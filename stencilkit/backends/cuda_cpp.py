@@ -354,18 +354,7 @@ def resources(source: str, arch: str = "sm_90", fastmath: bool = False) -> dict:
     """
     import re
 
-    from cuda.bindings import nvjitlink
-
-    text = ptx(source, "compute_" + arch.split("_")[1], fastmath).encode()
-    handle = nvjitlink.create(3, [f"-arch={arch}", "-verbose", "-O3"])
-    try:
-        nvjitlink.add_data(handle, nvjitlink.InputType.PTX, text, len(text), "stencilkit.ptx")
-        nvjitlink.complete(handle)
-        log = bytearray(nvjitlink.get_info_log_size(handle))
-        nvjitlink.get_info_log(handle, log)
-    finally:
-        nvjitlink.destroy(handle)
-    log = log.decode(errors="replace").replace("\x00", "")
+    log = _link(source, arch, fastmath)[1]
     found = {}
     for name, body in re.findall(r"Compiling entry function '(\w+)'(.*?)(?=Compiling entry|$)",
                                  log, re.S):
@@ -379,6 +368,33 @@ def resources(source: str, arch: str = "sm_90", fastmath: bool = False) -> dict:
                        "stack": num(r"(\d+) bytes stack frame"),
                        "shared": num(r"(\d+) bytes smem")}
     return found
+
+
+def cubin(source: str, arch: str = "sm_90", fastmath: bool = False) -> bytes:
+    """The device code (cubin) of ``source`` for ``arch``, no GPU needed.
+
+    As :func:`resources`; ``nvdisasm -c`` shows its SASS (``tools/kernel_resources.py
+    --sass``).
+    """
+    return _link(source, arch, fastmath)[0]
+
+
+def _link(source, arch, fastmath):
+    """``(cubin, ptxas log)``: NVRTC to PTX, nvJitLink to ``arch``."""
+    from cuda.bindings import nvjitlink
+
+    text = ptx(source, "compute_" + arch.split("_")[1], fastmath).encode()
+    handle = nvjitlink.create(3, [f"-arch={arch}", "-verbose", "-O3"])
+    try:
+        nvjitlink.add_data(handle, nvjitlink.InputType.PTX, text, len(text), "stencilkit.ptx")
+        nvjitlink.complete(handle)
+        log = bytearray(nvjitlink.get_info_log_size(handle))
+        nvjitlink.get_info_log(handle, log)
+        code = bytearray(nvjitlink.get_linked_cubin_size(handle))
+        nvjitlink.get_linked_cubin(handle, code)
+    finally:
+        nvjitlink.destroy(handle)
+    return bytes(code), log.decode(errors="replace").replace("\x00", "")
 
 
 def ptx(source: str, arch: str = "compute_80", fastmath: bool = False) -> str:
