@@ -129,14 +129,19 @@ def numpy_median(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cv
 DISK = np.add.outer(np.arange(-3, 4) ** 2, np.arange(-3, 4) ** 2) <= 10  # 37 elements
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.bool_, np.uint16, np.int16],
+                         ids=lambda d: np.dtype(d).name)
 def test_network_medians_equal_the_cpu(dtype):
-    """8-bit windows by the sorting network on 16x2 pairs: a 5 x 5 box in every mode (a stack,
-    values on few levels: ties), a disk, a 7 x 7 box (49 elements), even sizes with origins."""
+    """8/16-bit windows by the sorting network on 16x2 pairs: a 5 x 5 box in every mode (a
+    stack, values on few levels: ties; 16-bit ones across the dtype's range), a disk, a 7 x 7
+    box (49 elements), even sizes with origins."""
     a = sample((2, 23, 40), dtype, seed=6)
     if a.dtype.kind in "iu":
-        a = (a // 8 * 8).astype(dtype)
-    cval = 1 if dtype == np.bool_ else -3 if dtype == np.int8 else 9
+        info = np.iinfo(dtype)
+        step = 8 if a.itemsize == 1 else 2048
+        a = np.random.default_rng(6).integers(info.min // step, info.max // step, a.shape,
+                                              endpoint=True).astype(dtype) * step
+    cval = 1 if dtype == np.bool_ else -3 if np.dtype(dtype).kind == "i" else 9
     for mode in MODES:
         np.testing.assert_array_equal(host_network(a, (5, 5), mode=mode, cval=cval),
                                       numpy_median(a, (5, 5), mode=mode, cval=cval), err_msg=mode)
@@ -192,9 +197,14 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
     fake_gpu.launched.clear()
     got = filters.median_filter(cuda.to_device(im), 3, output=np.int16)  # another dtype
     np.testing.assert_array_equal(got.copy_to_host(), numpy_median(im, (3, 3)))
-    i16 = im.astype(np.int16) - 100  # 16-bit data: 3 x 3 only
+    i16 = im.astype(np.int16) * 200 - 25000  # 16-bit data: the network on pairs too
     got = filters.median_filter(cuda.to_device(i16), 5)
     np.testing.assert_array_equal(got.copy_to_host(), numpy_median(i16, (5, 5)))
+    assert fake_gpu.launched[-2:] == ["sk_rank8_interior", "sk_rank8_border"]
+    fake_gpu.launched.clear()
+    i32 = im.astype(np.int32) - 100  # 32-bit data: 3 x 3 only
+    got = filters.median_filter(cuda.to_device(i32), 5)
+    np.testing.assert_array_equal(got.copy_to_host(), numpy_median(i32, (5, 5)))
     assert not any(k.startswith(("sk_med3", "sk_rank8")) for k in fake_gpu.launched)
     fake_gpu.launched.clear()
     for size in ((5, 5), (3, 4)):  # 8-bit windows: the network kernel (rows of whole words)

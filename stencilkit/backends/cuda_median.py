@@ -2,10 +2,11 @@
 
 Two families, chosen by :meth:`stencilkit.backends.cuda.CudaBackend.rank_kernel`:
 ``sk_med3`` (3 x 3 boxes of any integer dtype: sorted columns, below) and ``sk_rank8`` (any
-window over the last two axes of 8-bit data: the CPU's sorting network, Batcher's odd-even
+window over the last two axes of 8/16-bit data: the CPU's sorting network, Batcher's odd-even
 merge sort pruned to the middle rank, run on two outputs at a time in the 16-bit halves of
 32-bit registers, ``__vminu2``/``__vmaxu2``; SASS for 5 x 5, sm_90: 197 minima and maxima per
-pair of outputs against 202 per output in the generated stencil). Other dtypes and windows,
+pair of outputs against 202 per output in the generated stencil; 7 x 7 windows take about 115
+registers, no spills). Other dtypes and windows,
 and floats, keep the generated sorting network of the filters' stencils.
 
 The median of nine values is ``med3(the greatest column minimum, the median of the column
@@ -240,7 +241,7 @@ words and the networks of two output pairs stay in registers)."""
 def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
     """Whether ``sk_rank8`` takes a median over ``footprint`` of ``dtype`` data.
 
-    8-bit integers or bools, a window over the last two axes of at most
+    8/16-bit integers or bools, a window over the last two axes of at most
     ``_passes.MEDIAN_MAX`` elements, the result in the data's dtype (rows as words: checked
     by :func:`run_network`).
     """
@@ -249,7 +250,7 @@ def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
     fp = np.asarray(footprint, bool)
     dtype = np.dtype(dtype)
     return (ndim >= 2 and fp.ndim == ndim and all(s == 1 for s in fp.shape[:-2])
-            and dtype.kind in "biu" and dtype.itemsize == 1 and np.dtype(out_dtype) == dtype
+            and dtype.kind in "biu" and dtype.itemsize <= 2 and np.dtype(out_dtype) == dtype
             and 0 < int(fp.sum()) <= MEDIAN_MAX)
 
 
@@ -270,15 +271,15 @@ def _network(name, vt, vmin, vmax, n, rank):
 
 
 def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool):
-    """Emit the ``sk_rank8`` module of a window of 8-bit data.
+    """Emit the ``sk_rank8`` module of a window of 8/16-bit data.
 
     ``cells``: the window's elements' ``(row, column)`` within it (it starts ``lo0`` rows and
     ``lo1`` columns before each output); ``rank``: the rank returned (the median:
     ``len(cells) // 2``).
 
-    The interior reads its rows as words, each word's lanes as an even and an odd pair in
-    16-bit halves, and runs the sorting network on output pairs ``(o, o + 2)`` with 16x2 SIMD
-    minima and maxima: two outputs per instruction. The border gathers each output's window
+    The interior reads its rows as words, their values two to a register
+    (:class:`.cuda_sweeps.Pairs`), and runs the sorting network on pairs of outputs with 16x2
+    SIMD minima and maxima: two outputs per instruction. The border gathers each output's window
     through the mode's index map and runs the network on single values.
     """
     dtype = np.dtype(dtype)
@@ -287,11 +288,12 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
     kv = 1 + max(r for r, _ in cells)  # the window's rows and columns
     kw = 1 + max(c for _, c in cells)
     hi0, hi1 = kv - 1 - lo0, kw - 1 - lo1
-    per, units = 4, NET_UNITS
+    per = 4 // dtype.itemsize
+    units = NET_UNITS if per == 4 else 2 * NET_UNITS  # two output pairs a thread
     cols = per * units
     ul = (-lo1) // per
     ur = (cols - 1 + hi1) // per
-    flip = " ^ 0x80808080u" if dtype.kind == "i" else ""
+    pairs = cuda_sweeps.Pairs(dtype, ul, ur)
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     top, bottom = (0, 0) if rowmap else (lo0, hi0)
@@ -299,11 +301,6 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
 
     def rmap(row):
         return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
-
-    def pair(r, col):  # row r's columns (col, col + 2), col relative to the first output
-        u, q = divmod(col, 4)
-        i = 2 * (u - ul) + (q & 1)
-        return f"e{r}_{i}" if q < 2 else f"sk_byte_perm(e{r}_{i}, e{r}_{i + 2}, 0x5432u)"
 
     params, names = cuda_sweeps.words_params(tc, ix)
     L = [f"// stencilkit rank {rank} of a {kv} x {kw} window of {n} ({dtype}): a sorting "
@@ -317,19 +314,13 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
     for r in rows_used:
-        L.append(f"      const sk_u32* __restrict__ row{r} = plane + "
-                 f"{rmap(f'i + ({r - lo0})')} * nu;")
-        for u in range(ul, ur + 1):
-            i = 2 * (u - ul)
-            L.append(f"      const sk_u32 w{r}_{u - ul} = row{r}[{u}]{flip}, e{r}_{i} = "
-                     f"w{r}_{u - ul} & 0x00ff00ffu, e{r}_{i + 1} = "
-                     f"sk_byte_perm(w{r}_{u - ul}, 0u, 0x4341u);")
-    for w in range(units):
-        for o in (4 * w, 4 * w + 1):
-            args = ", ".join(pair(r, o - lo1 + c) for r, c in cells)
-            L.append(f"      const sk_u32 p{o} = sk_rank2x({args});")
-        L.append(f"      ((sk_u32*)op)[{w}] = sk_byte_perm(p{4 * w}, p{4 * w + 1}, 0x6240u)"
-                 f"{flip};")
+        L += [f"      const sk_u32* __restrict__ row{r} = plane + "
+              f"{rmap(f'i + ({r - lo0})')} * nu;",
+              *pairs.load(f"e{r}_", f"row{r}", "      ")]
+    for o in pairs.outputs(units):
+        args = ", ".join(pairs.pair(f"e{r}_", o - lo1 + c) for r, c in cells)
+        L.append(f"      const sk_u32 p{o} = sk_rank2x({args});")
+    L += pairs.store(lambda o: f"p{o}", units, "      ")
     L += ["      op += n1;", "    }", "  }", "}", "",
           "// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",

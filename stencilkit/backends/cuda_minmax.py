@@ -82,32 +82,15 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     cols = per * units
     ul = (-loh) // per
     ur = (cols - 1 + hih) // per
-    sign = (" ^ 0x80808080u" if per == 4 else " ^ 0x80008000u")  # signed lanes: biased
-    flip = sign if dtype.kind == "i" else ""
+    pairs = cuda_sweeps.Pairs(dtype, ul, ur)
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     top, bottom = (0, 0) if rowmap else (lov, hiv)
     ext2, ext1 = ("sk_vmax2", "sk_mx") if is_max else ("sk_vmin2", "sk_mn")
-    # output pairs: 8-bit (o, o + 2) for o = 4w, 4w + 1; 16-bit (o, o + 1) for o = 2w
-    pairs = ([o for w in range(units) for o in (4 * w, 4 * w + 1)] if per == 4 else
-             [2 * w for w in range(units)])
+    firsts = pairs.outputs(units)  # the output pairs' first outputs
 
     def rmap(row):
         return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
-
-    def pair(col):
-        """The pair of the row's columns from ``col`` (relative to the thread's first output).
-
-        8-bit: columns (col, col + 2); 16-bit: (col, col + 1). A register, or for a pair
-        straddling two registers a byte permutation of them.
-        """
-        if per == 2:
-            u, q = divmod(col, 2)
-            i = u - ul
-            return f"w{i}" if q == 0 else f"sk_byte_perm(w{i}, w{i + 1}, 0x5432u)"
-        u, q = divmod(col, 4)
-        i = 2 * (u - ul) + (q & 1)
-        return f"e{i}" if q < 2 else f"sk_byte_perm(e{i}, e{i + 2}, 0x5432u)"
 
     def fold(terms):
         """The extreme of the terms, as a balanced tree (short dependency chains)."""
@@ -118,27 +101,17 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
 
     def row_into(slot, row, pad):
         """Lines reading the row ``row`` and setting each pair's ring slot ``slot``."""
-        lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;"]
-        for u in range(ul, ur + 1):
-            if per == 2:
-                lines.append(f"{pad}  const sk_u32 w{u - ul} = rp[{u}]{flip};")
-                continue
-            i = 2 * (u - ul)
-            lines.append(f"{pad}  const sk_u32 w{i} = rp[{u}]{flip}, e{i} = w{i} & 0x00ff00ffu, "
-                         f"e{i + 1} = sk_byte_perm(w{i}, 0u, 0x4341u);")
-        for o in pairs:
+        lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;",
+                 *pairs.load("e", "rp", pad + "  ")]
+        for o in firsts:
             lines.append(f"{pad}  g{o}_{slot} = "
-                         + fold([pair(o - loh + c) for c in range(kh)]) + ";")
+                         + fold([pairs.pair("e", o - loh + c) for c in range(kh)]) + ";")
         return lines + [f"{pad}}}"]
 
     def store(pad):
         lines = [f"{pad}const sk_u32 v{o} = " + fold([f"g{o}_{s}" for s in range(kv)]) + ";"
-                 for o in pairs]
-        if per == 2:
-            lines += [f"{pad}((sk_u32*)op)[{w}] = v{2 * w}{flip};" for w in range(units)]
-        else:
-            lines += [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm(v{4 * w}, v{4 * w + 1}, "
-                      f"0x6240u){flip};" for w in range(units)]
+                 for o in firsts]
+        lines += pairs.store(lambda o: f"v{o}", units, pad)
         return lines + [f"{pad}op += n1;"]
 
     params, names = cuda_sweeps.words_params(tc, ix)
@@ -149,7 +122,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
          *cuda_sweeps.interior_head("sk_minmax_interior", params, ix, units, top, bottom, per,
                                     "sk_u32"),
          f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
-         "    " + " ".join(f"sk_u32 g{o}_{s};" for o in pairs for s in range(kv)),
+         "    " + " ".join(f"sk_u32 g{o}_{s};" for o in firsts for s in range(kv)),
          "    // the ring: slot s holds the row i - lov + s (slots 0 .. kv-2 before a step)"]
     for s in range(kv - 1):
         L += row_into(s, f"lo + ({s - lov})", "    ")
@@ -162,7 +135,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
           "    for (; i < hi; ++i) {  // the rows left, one a step: the slots moved",
           *row_into(kv - 1, f"i + {hiv}", "      "),
           "      {", *store("        "), "      }",
-          *(f"      g{o}_{s} = g{o}_{s + 1};" for o in pairs for s in range(kv - 1)),
+          *(f"      g{o}_{s} = g{o}_{s + 1};" for o in firsts for s in range(kv - 1)),
           "    }", "  }", "}", ""]
     # -- the border kernel
     L += ["// everything else: each output's window through the mode's index map (-1: cval)",

@@ -202,6 +202,65 @@ def run(x, out_dtype, module_of, scalars_of, out=None):
     return out
 
 
+class Pairs:
+    """Values of 8/16-bit rows two to a 32-bit register, in its 16-bit halves.
+
+    The rows are read as words from the thread's unit ``ul`` to ``ur``. An 8-bit word's lanes
+    make two pairs, columns two apart (4u, 4u + 2 in register ``2i`` and 4u + 1, 4u + 3 in
+    ``2i + 1``, ``i = u - ul``); a 16-bit word is one pair of neighbouring columns (register
+    ``i``). Signed lanes are biased (the sign bit flipped), so that 16x2 unsigned minima and
+    maxima (``sk_vmin2``/``sk_vmax2``) order them; the stores flip it back. Outputs pair up the
+    same way: ``(o, o + 2)`` for 8-bit data, ``(o, o + 1)`` for 16-bit.
+    """
+
+    def __init__(self, dtype, ul, ur):
+        dtype = np.dtype(dtype)
+        self.per = 4 // dtype.itemsize
+        self.ul, self.ur = ul, ur
+        sign = " ^ 0x80808080u" if self.per == 4 else " ^ 0x80008000u"
+        self.flip = sign if dtype.kind == "i" else ""
+
+    def load(self, prefix, ptr, pad):
+        """Lines declaring the row ``ptr``'s pairs as ``{prefix}{register}``."""
+        lines = []
+        for u in range(self.ul, self.ur + 1):
+            i = u - self.ul
+            if self.per == 2:
+                lines.append(f"{pad}const sk_u32 {prefix}{i} = {ptr}[{u}]{self.flip};")
+            else:
+                lines.append(f"{pad}const sk_u32 {prefix}w{i} = {ptr}[{u}]{self.flip}, "
+                             f"{prefix}{2 * i} = {prefix}w{i} & 0x00ff00ffu, {prefix}{2 * i + 1}"
+                             f" = sk_byte_perm({prefix}w{i}, 0u, 0x4341u);")
+        return lines
+
+    def pair(self, prefix, col):
+        """The pair of columns from ``col`` (relative to the thread's first output).
+
+        A register, or for a pair straddling two of them a byte permutation.
+        """
+        if self.per == 2:
+            u, q = divmod(col, 2)
+            i, j = u - self.ul, u - self.ul + 1
+        else:
+            u, q = divmod(col, 4)
+            i = 2 * (u - self.ul) + (q & 1)
+            j, q = i + 2, q // 2
+        return f"{prefix}{i}" if q == 0 else f"sk_byte_perm({prefix}{i}, {prefix}{j}, 0x5432u)"
+
+    def outputs(self, units):
+        """The first output of each output pair of a thread's ``units`` words."""
+        if self.per == 2:
+            return [2 * w for w in range(units)]
+        return [o for w in range(units) for o in (4 * w, 4 * w + 1)]
+
+    def store(self, name, units, pad):
+        """Lines storing the output pairs ``name(o)`` (o from :meth:`outputs`) at ``op``."""
+        if self.per == 2:
+            return [f"{pad}((sk_u32*)op)[{w}] = {name(2 * w)}{self.flip};" for w in range(units)]
+        return [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm({name(4 * w)}, {name(4 * w + 1)}, "
+                f"0x6240u){self.flip};" for w in range(units)]
+
+
 def words_params(tc, ix):
     """``(params, names)`` of the kernels :func:`run_words` launches.
 
