@@ -200,22 +200,22 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
     i16 = im.astype(np.int16) * 200 - 25000  # 16-bit data: the network on pairs too
     got = filters.median_filter(cuda.to_device(i16), 5)
     np.testing.assert_array_equal(got.copy_to_host(), numpy_median(i16, (5, 5)))
-    assert fake_gpu.launched[-2:] == ["sk_rank8_interior", "sk_rank8_border"]
+    assert fake_gpu.launched[-2:] == ["sk_net2x_interior", "sk_net2x_border"]
     fake_gpu.launched.clear()
     i32 = im.astype(np.int32) - 100  # 32-bit data: 3 x 3 only
     got = filters.median_filter(cuda.to_device(i32), 5)
     np.testing.assert_array_equal(got.copy_to_host(), numpy_median(i32, (5, 5)))
-    assert not any(k.startswith(("sk_med3", "sk_rank8")) for k in fake_gpu.launched)
+    assert not any(k.startswith(("sk_med3", "sk_net2x")) for k in fake_gpu.launched)
     fake_gpu.launched.clear()
     for size in ((5, 5), (3, 4)):  # 8-bit windows: the network kernel (rows of whole words)
         got = filters.median_filter(cuda.to_device(im), size, mode="nearest")
         np.testing.assert_array_equal(got.copy_to_host(), numpy_median(im, size, mode="nearest"))
-        assert fake_gpu.launched[-2:] == ["sk_rank8_interior", "sk_rank8_border"]
+        assert fake_gpu.launched[-2:] == ["sk_net2x_interior", "sk_net2x_border"]
     odd = np.ascontiguousarray(im[:, :43])  # 43 columns: not whole words, the stencil
     fake_gpu.launched.clear()
     np.testing.assert_array_equal(filters.median_filter(cuda.to_device(odd), 5).copy_to_host(),
                                   numpy_median(odd, (5, 5)))
-    assert not any(k.startswith("sk_rank8") for k in fake_gpu.launched)
+    assert not any(k.startswith("sk_net2x") for k in fake_gpu.launched)
     f = sample((20, 24), np.float32, seed=3)
     np.testing.assert_array_equal(filters.median_filter(cuda.to_device(f), 3).copy_to_host(),
                                   filters.median_filter(f, 3))

@@ -1,7 +1,7 @@
 """Small medians of integer images as generated CUDA C++ (``median_filter`` up to 49 elements).
 
 Two families, chosen by :meth:`stencilkit.backends.cuda.CudaBackend.rank_kernel`:
-``sk_med3`` (3 x 3 boxes of any integer dtype: sorted columns, below) and ``sk_rank8`` (any
+``sk_med3`` (3 x 3 boxes of any integer dtype: sorted columns, below) and ``sk_net2x`` (any
 window over the last two axes of 8/16-bit data: the CPU's sorting network, Batcher's odd-even
 merge sort pruned to the middle rank, run on two outputs at a time in the 16-bit halves of
 32-bit registers, ``__vminu2``/``__vmaxu2``; SASS for 5 x 5, sm_90: 197 minima and maxima per
@@ -25,7 +25,7 @@ repeat). None of this is timed on a GPU yet.
 The kernels have the box's shape (:mod:`.cuda_box`, after ``shared/gpu/anchor_cpp.py``):
 ``<prefix>_interior`` (strips of rows, each thread whole 32-bit words of 8/16-bit data, rows
 through the mode's index map for every mode but ``constant``; ``sk_med3`` keeps three rows
-in registers, ``sk_rank8`` reads its rows each step) and ``<prefix>_border`` (the columns at
+in registers, ``sk_net2x`` reads its rows each step) and ``<prefix>_border`` (the columns at
 either end, and the top and bottom rows for ``constant``: each output's window through the
 index map). Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every launch on the
 CPU, thread by thread).
@@ -239,7 +239,7 @@ words and the networks of two output pairs stay in registers)."""
 
 
 def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
-    """Whether ``sk_rank8`` takes a median over ``footprint`` of ``dtype`` data.
+    """Whether ``sk_net2x`` takes a median over ``footprint`` of ``dtype`` data.
 
     8/16-bit integers or bools, a window over the last two axes of at most
     ``_passes.MEDIAN_MAX`` elements, the result in the data's dtype (rows as words: checked
@@ -271,7 +271,7 @@ def _network(name, vt, vmin, vmax, n, rank):
 
 
 def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool):
-    """Emit the ``sk_rank8`` module of a window of 8/16-bit data.
+    """Emit the ``sk_net2x`` module of a window of 8/16-bit data.
 
     ``cells``: the window's elements' ``(row, column)`` within it (it starts ``lo0`` rows and
     ``lo1`` columns before each output); ``rank``: the rank returned (the median:
@@ -309,7 +309,7 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          *_network("sk_rank2x", "sk_u32", "sk_vmin2", "sk_vmax2", n, rank),
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_rank8_interior", params, ix, units, top, bottom, per,
+         *cuda_sweeps.interior_head("sk_net2x_interior", params, ix, units, top, bottom, per,
                                     "sk_u32"),
          f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
@@ -324,7 +324,7 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
     L += ["      op += n1;", "    }", "  }", "}", "",
           "// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
-          f'extern "C" __global__ void sk_rank8_border({params}) {{',
+          f'extern "C" __global__ void sk_net2x_border({params}) {{',
           *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           *(f"    const {ix} m{c} = sk_map(j + ({c - lo1}), n1, mode);"
@@ -337,8 +337,8 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
           "  }",
           "}",
           "#undef SK_RD", "",
-          codegen_cpp.host_launchers(("sk_rank8_interior", "sk_rank8_border"), params, names)]
-    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_rank8", dtype, lo0, hi0, per, ul,
+          codegen_cpp.host_launchers(("sk_net2x_interior", "sk_net2x_border"), params, names)]
+    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_net2x", dtype, lo0, hi0, per, ul,
                                    ur, units, idx64, rowmap)
 
 
