@@ -102,6 +102,12 @@ def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
     out = cuda.device_array(a.shape, np.uint8)
     assert filters.maximum_filter(cuda.to_device(a), (1, 3, 3), output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(), filters.maximum_filter(a, (1, 3, 3)))
+    i16 = np.ascontiguousarray(a[:, :, :38]).astype(np.int16)  # 38 16-bit columns: words
+    fake_gpu.launched.clear()
+    got = filters.minimum_filter(cuda.to_device(i16), (1, 5, 5), mode="wrap")
+    np.testing.assert_array_equal(got.copy_to_host(), numpy_extreme(
+        i16[:, None], (5, 5), mode="wrap", is_max=False)[:, 0])
+    assert fake_gpu.launched == ["sk_minmax_interior", "sk_minmax_border"]
     fake_gpu.launched.clear()
     cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
     for call in (lambda x: filters.maximum_filter(x, footprint=cross[None]),  # not a box

@@ -38,7 +38,7 @@ def rows_mapped(mode) -> bool:
 class UnitsModule:
     """An emitted sweep module whose threads own whole units, and what launching it needs.
 
-    (The small medians, :mod:`.cuda_median`, and the 8-bit extremes, :mod:`.cuda_minmax`.)
+    (The small medians, :mod:`.cuda_median`, and the 8/16-bit extremes, :mod:`.cuda_minmax`.)
     """
 
     source: str
@@ -298,7 +298,7 @@ def run_words(x, key, emit, mode, cval, out=None, modules=None):
     from .cuda_box import words_ok
 
     n1 = tuple(x.shape)[-1]
-    if n1 % 4:
+    if (n1 * np.dtype(x.dtype).itemsize) % 4:  # (alignment: checked once the arrays are known)
         return None
     rowmap = rows_mapped(mode)
     modules = {} if modules is None else modules
