@@ -153,8 +153,8 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     ncs = per * (ur - ul + 1)   # running column sums: columns per * (k + ul) + t
     # 8-bit words: two column sums per 32-bit register, in its 16-bit halves (``cp{2u}``:
     # columns 4u and 4u+2, ``cp{2u+1}``: 4u+1 and 4u+3), where a column of the window holds
-    # at most 65535: a word's lanes go in with a mask and a shift, one add per pair. int8
-    # lanes are biased by 128 (the sign bit flipped), so the halves never go negative.
+    # at most 65535: a word's lanes go in with a mask or a byte permutation, one add per
+    # pair. int8 lanes are biased by 128 (the sign bit flipped): the halves never go negative.
     packed = per == 4 and (lo0 + hi0 + 1) * 255 <= 0xffff
     bias = 128 if packed and in_dtype.kind == "i" else 0
     params = (f"const {tc}* __restrict__ src, {oc}* __restrict__ dst, {ix} B, {ix} n0, "
