@@ -68,12 +68,12 @@ def modules():
     sw = cuda_sep.Sweep("max", 15, 7, 15, 7)
     out.append(("sweep: maximum_filter 15 x 15, float32",
                 cuda_sep.module_for(sw, f32, False, None, True).source))
-    i64 = np.dtype(np.int64)  # the backend's sums of integer means (exact)
+    i32 = np.dtype(np.int32)  # the backend's sums of 8/16-bit means (exact)
     out.append(("resample: block_reduce 2 x 2 mean, uint8",
-                cuda_resample.module_for(u8, i64, u8, 2, 2, "mean", False, 0, 255,
+                cuda_resample.module_for(u8, i32, u8, 2, 2, "mean", False, 0, 255,
                                          False).source))
     out.append(("resample: block_reduce 2 x 2 x 2 mean, uint8 volume",
-                cuda_resample.module_for(u8, i64, u8, 2, 2, "mean", False, 0, 255, False,
+                cuda_resample.module_for(u8, i32, u8, 2, 2, "mean", False, 0, 255, False,
                                          (2,)).source))
     out.append(("resample: block_reduce 16 x 16 median, uint8 (a thread's float64 buffer)",
                 cuda_resample.module_for(u8, f64, u8, 16, 16, "median", False, 0, 0,

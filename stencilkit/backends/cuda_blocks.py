@@ -443,6 +443,8 @@ def reduce(arr, full, op, edge, cval, out_dtype):
         acc = out_dtype  # int64 / uint64: exact (modulo 2^64, as NumPy's sum)
     elif native.kind == "f" or native == np.uint64:
         acc = np.dtype(np.float64)
+    elif native.itemsize <= 2 and math.prod(full) < 2**15:
+        acc = np.dtype(np.int32)  # exact too (as the CPU's), and 32-bit arithmetic
     else:
         acc = np.dtype(np.int64)
     code = {"sum": 0, "mean": 0, "min": 1, "max": 2}[op]

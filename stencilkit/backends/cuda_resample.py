@@ -184,11 +184,14 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
         if op != "mean":
             return ["dst[at] = s;"]
         if exact:  # the nearest integer to s / count, ties to even, saturated
-            return [f"sk_i64 q = (sk_i64)s / {count}, r = (sk_i64)s - q * {count};",
-                    f"if (r < 0) {{ q -= 1; r += {count}; }}",
-                    f"if (2 * r > {count} || (2 * r == {count} && (q & 1))) q += 1;",
-                    f"if (q < {_int_lit(lo)}) q = {_int_lit(lo)};",
-                    f"if (q > {_int_lit(hi)}) q = {_int_lit(hi)};",
+            # (in the sums' type: 32-bit sums of <= 16-bit data keep 32-bit arithmetic)
+            w, lit = (a, str) if acc.itemsize <= 4 else ("sk_i64", _int_lit)
+            return [f"{w} q = ({w})s / ({w})({count}), r = ({w})s - q * ({w})({count});",
+                    f"if (r < 0) {{ q -= 1; r += ({w})({count}); }}",
+                    f"if (2 * r > ({w})({count}) || (2 * r == ({w})({count}) && (q & 1))) "
+                    "q += 1;",
+                    f"if (q < {lit(lo)}) q = {lit(lo)};",
+                    f"if (q > {lit(hi)}) q = {lit(hi)};",
                     f"dst[at] = ({o})q;"]
         return [f"dst[at] = ({o})((double)s / (double)({count}));"]
 
