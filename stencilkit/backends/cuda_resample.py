@@ -380,27 +380,29 @@ class PyramidModule:
 def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
     """Emit one pyramid level of ``dtype`` data, as :func:`.cuda_blocks.pyr2` computes it.
 
-    The 5 x 5 binomial at every second row and column. Integers: exact int64 sums rounded
-    once (ties to even), saturated to ``[lo, hi]``; floats: float64 sums in pyr2's order (each
-    tap row from zero, left to right, then the rows), divided by 256. Rows and columns inside
-    the array are read directly; near the edges the kernel reads through ``rmap``/``cmap``
-    (the five mapped source indices of each output row and column; -1: outside, contributing
-    nothing).
+    The 5 x 5 binomial at every second row and column. Integers: exact sums (int32 for 8/16-bit
+    data, else int64) rounded once (ties to even), saturated to ``[lo, hi]``; floats: float64
+    sums in pyr2's order (each tap row from zero, left to right, then the rows), divided by
+    256. Rows and columns inside the array are read directly; near the edges the kernel reads
+    through ``rmap``/``cmap`` (the five mapped source indices of each output row and column;
+    -1: outside, contributing nothing).
     """
     dtype = np.dtype(dtype)
     ix = "sk_i64" if idx64 else "sk_i32"
     t = codegen_cpp._ctype_of(dtype)
     exact = dtype.kind in "iu"
-    a = "sk_i64" if exact else "double"
+    # integer sums: exact in 32 bits for 8/16-bit data (at most 256 * 65535), else 64
+    a = ("sk_i32" if dtype.itemsize <= 2 else "sk_i64") if exact else "double"
     params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
               f"{ix} m0, {ix} m1, const sk_i64* __restrict__ rmap, "
               "const sk_i64* __restrict__ cmap")
     names = "src, dst, B, n0, n1, m0, m1, rmap, cmap"
     if exact:
-        finish = ["sk_i64 q = (s + 128) >> 8;",  # floor division by 256
+        lit = str if a == "sk_i32" else _int_lit
+        finish = [f"{a} q = (s + 128) >> 8;",  # floor division by 256
                   "if ((s + 128) - q * 256 == 0 && (q & 1)) q -= 1;",
-                  f"if (q < {_int_lit(lo)}) q = {_int_lit(lo)};",
-                  f"if (q > {_int_lit(hi)}) q = {_int_lit(hi)};",
+                  f"if (q < {lit(lo)}) q = {lit(lo)};",
+                  f"if (q > {lit(hi)}) q = {lit(hi)};",
                   f"dst[at] = ({t})q;"]
     else:
         finish = [f"dst[at] = ({t})(s / 256.0);"]
