@@ -21,7 +21,8 @@ def _tool():
     return module
 
 
-def test_generated_kernels_fit_an_h100_without_spilling():
+def _needs_nvjitlink():
+    """Skip where NVRTC or nvJitLink (cuda-bindings, the test extra) cannot run."""
     try:
         from cuda.bindings import nvjitlink, nvrtc
 
@@ -29,6 +30,10 @@ def test_generated_kernels_fit_an_h100_without_spilling():
         nvjitlink.version()
     except Exception as exc:
         pytest.skip(f"NVRTC or nvJitLink not available ({exc})")
+
+
+def test_generated_kernels_fit_an_h100_without_spilling():
+    _needs_nvjitlink()
     from stencilkit.backends import cuda_cpp
 
     seen = 0
@@ -46,13 +51,7 @@ def test_generated_kernels_fit_an_h100_without_spilling():
 
 def test_a_module_links_to_device_code_without_a_gpu():
     """``cuda_cpp.cubin``: the ELF that nvdisasm reads (``tools/kernel_resources.py --sass``)."""
-    try:
-        from cuda.bindings import nvjitlink, nvrtc
-
-        nvrtc.nvrtcVersion()
-        nvjitlink.version()
-    except Exception as exc:
-        pytest.skip(f"NVRTC or nvJitLink not available ({exc})")
+    _needs_nvjitlink()
     from stencilkit.backends import cuda_cpp
 
     what, source = _tool().modules()[0]

@@ -288,12 +288,8 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
     kv = 1 + max(r for r, _ in cells)  # the window's rows and columns
     kw = 1 + max(c for _, c in cells)
     hi0, hi1 = kv - 1 - lo0, kw - 1 - lo1
-    per = 4 // dtype.itemsize
-    units = NET_UNITS if per == 4 else 2 * NET_UNITS  # two output pairs a thread
-    cols = per * units
-    ul = (-lo1) // per
-    ur = (cols - 1 + hi1) // per
-    pairs = cuda_sweeps.Pairs(dtype, ul, ur)
+    pairs = cuda_sweeps.Pairs(dtype, lo1, hi1, NET_UNITS)  # two output pairs a thread
+    per, units, ul, ur = pairs.per, pairs.units, pairs.ul, pairs.ur
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     top, bottom = (0, 0) if rowmap else (lo0, hi0)
@@ -317,10 +313,10 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
         L += [f"      const sk_u32* __restrict__ row{r} = plane + "
               f"{rmap(f'i + ({r - lo0})')} * nu;",
               *pairs.load(f"e{r}_", f"row{r}", "      ")]
-    for o in pairs.outputs(units):
+    for o in pairs.outputs():
         args = ", ".join(pairs.pair(f"e{r}_", o - lo1 + c) for r, c in cells)
         L.append(f"      const sk_u32 p{o} = sk_rank2x({args});")
-    L += pairs.store(lambda o: f"p{o}", units, "      ")
+    L += pairs.store(lambda o: f"p{o}", "      ")
     L += ["      op += n1;", "    }", "  }", "}", "",
           "// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",

@@ -77,17 +77,13 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     """
     dtype = np.dtype(dtype)
     hiv, hih = kv - 1 - lov, kh - 1 - loh
-    per = 4 // dtype.itemsize
-    units = UNITS if per == 4 else 2 * UNITS  # two output pairs a thread
-    cols = per * units
-    ul = (-loh) // per
-    ur = (cols - 1 + hih) // per
-    pairs = cuda_sweeps.Pairs(dtype, ul, ur)
+    pairs = cuda_sweeps.Pairs(dtype, loh, hih, UNITS)  # two output pairs a thread
+    per, units, ul, ur = pairs.per, pairs.units, pairs.ul, pairs.ur
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     top, bottom = (0, 0) if rowmap else (lov, hiv)
     ext2, ext1 = ("sk_vmax2", "sk_mx") if is_max else ("sk_vmin2", "sk_mn")
-    firsts = pairs.outputs(units)  # the output pairs' first outputs
+    firsts = pairs.outputs()  # the output pairs' first outputs
 
     def rmap(row):
         return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
@@ -111,7 +107,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     def store(pad):
         lines = [f"{pad}const sk_u32 v{o} = " + fold([f"g{o}_{s}" for s in range(kv)]) + ";"
                  for o in firsts]
-        lines += pairs.store(lambda o: f"v{o}", units, pad)
+        lines += pairs.store(lambda o: f"v{o}", pad)
         return lines + [f"{pad}op += n1;"]
 
     params, names = cuda_sweeps.words_params(tc, ix)

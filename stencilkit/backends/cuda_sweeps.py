@@ -213,10 +213,18 @@ class Pairs:
     same way: ``(o, o + 2)`` for 8-bit data, ``(o, o + 1)`` for 16-bit.
     """
 
-    def __init__(self, dtype, ul, ur):
+    def __init__(self, dtype, lo, hi, words8):
+        """A window reaching ``lo`` columns left and ``hi`` right of each output.
+
+        Each thread owns ``words8`` words of 8-bit outputs, or twice as many of 16-bit ones
+        (as many output pairs): ``units`` words, read from ``ul`` to ``ur`` (relative to its
+        first).
+        """
         dtype = np.dtype(dtype)
         self.per = 4 // dtype.itemsize
-        self.ul, self.ur = ul, ur
+        self.units = words8 if self.per == 4 else 2 * words8
+        self.ul = (-lo) // self.per
+        self.ur = (self.per * self.units - 1 + hi) // self.per
         sign = " ^ 0x80808080u" if self.per == 4 else " ^ 0x80008000u"
         self.flip = sign if dtype.kind == "i" else ""
 
@@ -247,18 +255,19 @@ class Pairs:
             j, q = i + 2, q // 2
         return f"{prefix}{i}" if q == 0 else f"sk_byte_perm({prefix}{i}, {prefix}{j}, 0x5432u)"
 
-    def outputs(self, units):
-        """The first output of each output pair of a thread's ``units`` words."""
+    def outputs(self):
+        """The first output of each output pair of a thread's words."""
         if self.per == 2:
-            return [2 * w for w in range(units)]
-        return [o for w in range(units) for o in (4 * w, 4 * w + 1)]
+            return [2 * w for w in range(self.units)]
+        return [o for w in range(self.units) for o in (4 * w, 4 * w + 1)]
 
-    def store(self, name, units, pad):
+    def store(self, name, pad):
         """Lines storing the output pairs ``name(o)`` (o from :meth:`outputs`) at ``op``."""
         if self.per == 2:
-            return [f"{pad}((sk_u32*)op)[{w}] = {name(2 * w)}{self.flip};" for w in range(units)]
+            return [f"{pad}((sk_u32*)op)[{w}] = {name(2 * w)}{self.flip};"
+                    for w in range(self.units)]
         return [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm({name(4 * w)}, {name(4 * w + 1)}, "
-                f"0x6240u){self.flip};" for w in range(units)]
+                f"0x6240u){self.flip};" for w in range(self.units)]
 
 
 def words_params(tc, ix):
