@@ -173,6 +173,16 @@ class Rank(NamedTuple):
     rank: int
     last2: bool
 
+    @property
+    def size(self) -> int:
+        """The window's elements."""
+        return int(np.array(self.footprint, bool).sum())
+
+    @property
+    def networked(self) -> bool:
+        """A median a sorting network takes (up to ``MEDIAN_MAX`` elements)."""
+        return self.size <= MEDIAN_MAX and self.rank == self.size // 2
+
     def reach(self, ndim):
         shape = np.array(self.footprint, bool).shape
         return {d: (lo, s - 1 - lo) for d, (s, lo) in enumerate(zip(shape, self.lo))}
@@ -237,19 +247,15 @@ class Passes(NamedTuple):
                 source = extreme_source(x.ndim, taps, "maximum" if p.is_max else "minimum")
                 x = run(source, x, self.mode, cval, acc, self.out_dtype if last else acc,
                         out if last else None)
-            elif int(np.array(p.footprint, bool).sum()) <= MEDIAN_MAX and \
-                    p.rank == int(np.array(p.footprint, bool).sum()) // 2:
-                # a median a sorting network takes (the filters' own route for such windows)
-                fp = np.array(p.footprint, bool)
+            elif p.networked:  # the filters' own route for such windows
                 taps = [(tuple(int(i) - lo for i, lo in zip(idx, p.lo)), None)
-                        for idx in zip(*np.nonzero(fp))]
+                        for idx in zip(*np.nonzero(np.array(p.footprint, bool)))]
                 acc = _dtypes.work_dtype(x.dtype)  # float16 compares in float32 (exactly)
                 x = run(median_source(x.ndim, taps), x, self.mode, cval, acc,
                         self.out_dtype if last else acc, out if last else None)
             else:
-                n = int(np.array(p.footprint, bool).sum())
                 raise StencilError(
-                    f"{self.name}: windows of more than {MEDIAN_MAX} elements (here {n}) have "
+                    f"{self.name}: windows of more than {MEDIAN_MAX} elements (here {p.size}) have "
                     "no lowering to generated stencils: the CPU backend computes them, and on a "
                     "GPU the generated CUDA C++ path (CuPy with NVRTC; 8-bit boxes, or windows "
                     "of up to 8192 offsets: 4096 elements in 2-D); copy the array to the host "

@@ -551,13 +551,12 @@ class CudaBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        from .._passes import MEDIAN_MAX, Box, Box2, Rank
+        from .._passes import Box, Box2, Rank
         from . import cuda_cpp, cuda_sep
 
         (p, *rest) = passes.passes
         cpp = cuda_cpp.available()[0]
-        if cpp and not rest and isinstance(p, Rank) and \
-                int(np.array(p.footprint, bool).sum()) <= MEDIAN_MAX:  # (regions of Dask)
+        if cpp and not rest and isinstance(p, Rank) and p.networked:  # (regions of Dask)
             res = self.rank_kernel(passes, arr, out)
             if res is not None:
                 return res

@@ -131,7 +131,7 @@ def select_fits(p, dtype) -> bool:
 
 def _in_scratch(p, dtype) -> bool:
     """Whether the selection's window exceeds a thread's local buffer."""
-    return int(np.array(p.footprint, bool).sum()) * np.dtype(dtype).itemsize > SELECT_BYTES
+    return p.size * np.dtype(dtype).itemsize > SELECT_BYTES
 
 
 def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
