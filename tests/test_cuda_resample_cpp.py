@@ -86,13 +86,15 @@ def test_grid_smaller_than_the_output_walks_the_rows():
     np.testing.assert_array_equal(dst, resample.block_reduce(a, (1, 2, 2), "mean"))
 
 
-def test_modules_compile_with_nvrtc():
+@pytest.mark.parametrize("lead", [(), (2, 1, 3)], ids=["planes", "volume"])
+def test_modules_compile_with_nvrtc(lead):
     cpp_host.needs_nvrtc()
     for (dtype, acc, out), op, pad in itertools.product(
-            [(np.uint8, np.int64, np.uint8), (np.float32, np.float64, np.float32)],
-            ["mean", "max", "take", "median"], [False, True]):
+            [(np.uint8, np.int32, np.uint8), (np.int16, np.int64, np.int16),
+             (np.float32, np.float64, np.float32)],
+            ["mean", "min", "max", "take", "median"], [False, True]):
         mod = cuda_resample.generate(dtype, acc, out, 2, 2, op, pad=pad, lo=0, hi=255,
-                                     idx64=False)
+                                     idx64=False, lead=lead)
         assert ".entry sk_blocks(" in cuda_cpp.ptx(mod.source, "compute_90")
 
 
@@ -178,13 +180,3 @@ def test_volume_medians_take_the_cpp_kernel(fake_gpu):
                                           resample.block_reduce(a, factor, "median", **kw),
                                           err_msg=f"{dtype} {factor} {edge}")
             assert fake_gpu.launched[-1] == "sk_blocks"
-
-
-def test_volume_modules_compile_with_nvrtc():
-    cpp_host.needs_nvrtc()
-    for (dtype, acc, out), op, pad in itertools.product(
-            [(np.uint8, np.int64, np.uint8), (np.float32, np.float64, np.float32)],
-            ["mean", "min", "take", "median"], [False, True]):
-        mod = cuda_resample.generate(dtype, acc, out, 2, 2, op, pad=pad, lo=0, hi=255,
-                                     idx64=False, lead=(2, 1, 3))
-        assert ".entry sk_blocks(" in cuda_cpp.ptx(mod.source, "compute_90")
