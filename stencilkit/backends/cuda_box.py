@@ -175,7 +175,8 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
          *([codegen_cpp.BYTE_PERM] if packed else [])]
     # -- the interior kernel
     L += ["// the interior: strips of whole rows, the thread's units and halo inside the rows",
-          *cuda_sweeps.interior_head("sk_box_interior", params, ix, UNITS, top, bottom, per, unit),
+          *cuda_sweeps.interior_head("sk_box_interior", params, ix, UNITS, top, bottom, per,
+                                     unit, oc),
           "    " + (" ".join(f"sk_u32 cp{t} = 0;" for t in range(ncs // 2)) if packed else
                     " ".join(f"{acc} cs{t} = 0;" for t in range(ncs))),
           f"    for ({ix} r = lo - {lo0}; r <= lo + {hi0}; ++r) {{",
@@ -183,7 +184,6 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           *(each_pair("      ", "row", None) if packed else
             each_unit("      ", [("v", "row")], lambda v: v)),
           "    }",
-          f"    {oc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
           f"    for ({ix} i = lo; i < hi; ++i) {{"]
     if packed:  # the column sums the outputs need, out of their halves
         L += [f"      const {acc} cs{4 * u + 2 * half + odd} = ({acc})("

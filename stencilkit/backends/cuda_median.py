@@ -181,8 +181,8 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          "}", "",
          *(_SIMD if simd else []),
          "// the interior: strips of whole rows, the thread's units and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_med3_interior", params, ix, UNITS, top, bottom, per, unit),
-         f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
+         *cuda_sweeps.interior_head("sk_med3_interior", params, ix, UNITS, top, bottom, per,
+                                    unit, tc),
          "    " + " ".join(f"{rv} ra{t}, rb{t}, rc{t};" for t in held),
          "    " + " ".join(f"{rv} cl{t}, cm{t}, ch{t};" for t in held),
          f"    {{ const {unit}* __restrict__ row = plane + {rmap(f'lo - {lo0}')} * nu;",
@@ -306,8 +306,7 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
          *cuda_sweeps.interior_head("sk_net2x_interior", params, ix, units, top, bottom, per,
-                                    "sk_u32"),
-         f"    {tc}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};",
+                                    "sk_u32", tc),
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
     for r in rows_used:
         L += [f"      const sk_u32* __restrict__ row{r} = plane + "

@@ -115,14 +115,15 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
     return out
 
 
-def interior_head(kernel, params, ix, units, top, bottom, per, unit) -> list:
+def interior_head(kernel, params, ix, units, top, bottom, per, unit, out_c) -> list:
     """C++ lines opening the interior kernel of a sweep whose threads own whole units.
 
     Inside, each thread has ``k`` (its first unit of ``units``; launches cover ``k0`` to
     ``k1``), its strip of rows ``lo`` to ``hi`` (``rows`` long, within ``top`` to
     ``n0 - bottom``), ``nu`` units a row of ``per`` elements, the plane ``b`` and ``plane``
-    (the plane's rows seen as units of type ``unit``, from the thread's first). The caller
-    closes the loop over planes and the kernel.
+    (the plane's rows seen as units of type ``unit``, from the thread's first), and ``op``
+    (its first output, of C++ type ``out_c``). The caller closes the loop over planes and
+    the kernel.
     """
     return [
         f'extern "C" __global__ void {kernel}({params}) {{',
@@ -136,7 +137,8 @@ def interior_head(kernel, params, ix, units, top, bottom, per, unit) -> list:
         f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
         f"  const {ix} nu = n1 / {per};",
         f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
-        f"    const {unit}* __restrict__ plane = (const {unit}*)(src + b * n0 * n1) + k;"]
+        f"    const {unit}* __restrict__ plane = (const {unit}*)(src + b * n0 * n1) + k;",
+        f"    {out_c}* __restrict__ op = dst + b * n0 * n1 + lo * n1 + k * {per};"]
 
 
 def border_strips(ix, lo0, hi0, c0, c1) -> list:
