@@ -1,0 +1,72 @@
+"""The host's share of a GPU call, without a GPU: microseconds of Python per call.
+
+CUDA events around a single call count the time the GPU waits for the host to plan and launch
+it, so for fast kernels this time weighs on ``benchmarks/gpu.py``'s ratios. Here the C++ path
+runs through the tests' stand-in CuPy (tests/cpp_host.py) on numba's CUDA simulator arrays with
+every launch replaced by nothing: what is left is stencilkit's own work per call (plus the
+simulator arrays' attribute lookups, which CuPy arrays do not have).
+
+    NUMBA_ENABLE_CUDASIM=1 python tools/host_time.py [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+
+def main(argv=None):
+    """Print microseconds per call of a few device calls, launches stubbed."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=300)
+    args = ap.parse_args(argv)
+    import cpp_host
+    from numba import cuda
+
+    from stencilkit import filters
+    from stencilkit.backends import cuda as cuda_backend
+    from stencilkit.backends import cuda_cpp
+
+    if not cuda_backend.simulated():
+        sys.exit("run with NUMBA_ENABLE_CUDASIM=1 (the stand-in CuPy needs the simulator)")
+    fake = cpp_host.FakeCupy()
+    sys.modules.update({"cupy": fake, "cupy.cuda": fake.cuda,
+                        "cupy.cuda.compiler": fake.cuda.compiler})
+    cuda_cpp.available = lambda: (True, "a stand-in CuPy (host_time)")
+    from kernels import diffuse
+
+    rng = np.random.default_rng(0)
+    u8 = cuda.to_device(rng.integers(0, 255, (256, 256)).astype(np.uint8))
+    f32 = cuda.to_device(rng.random((256, 256)).astype(np.float32))
+    calls = {
+        "stencil call (heat step)": lambda: diffuse(f32, 0.1),
+        "iterate 10 steps, per step": lambda: diffuse.iterate(f32, 0.1, steps=10),
+        "uniform_filter 15 uint8": lambda: filters.uniform_filter(u8, 15),
+        "gaussian_filter 2 uint8": lambda: filters.gaussian_filter(u8, 2.0),
+        "median_filter 3 uint8": lambda: filters.median_filter(u8, 3),
+        "maximum_filter 3 uint8": lambda: filters.maximum_filter(u8, 3),
+        "sobel float32": lambda: filters.sobel(f32),
+    }
+    for fn in calls.values():  # compile (g++) and run once for real
+        fn()
+    real = cuda_cpp.kernels
+    cuda_cpp.kernels = lambda mod, fastmath: {
+        k: (lambda grid, block, args: None) for k in real(mod, fastmath)}
+    for name, fn in calls.items():
+        t = time.perf_counter()
+        for _ in range(args.calls):
+            fn()
+        per = (time.perf_counter() - t) / args.calls * 1e6
+        if name.startswith("iterate"):
+            per /= 10
+        print(f"{name:<28} {per:7.1f} us")
+
+
+if __name__ == "__main__":
+    main()
