@@ -258,7 +258,7 @@ def host_launchers(kernels, params: str, names: str) -> str:
     lines = ["#ifdef SK_HOST",
              "// host emulation for the tests: the grid's blocks and threads run one by one"]
     for kname in kernels:
-        lines += [
+        lines += [host_signature(kname, params),
             f'extern "C" void {kname}_host(unsigned sk_gx, unsigned sk_gy, unsigned sk_gz, '
             f"unsigned sk_bx, unsigned sk_by, unsigned sk_bz, {params}) {{",
             "  gridDim.x = sk_gx; gridDim.y = sk_gy; gridDim.z = sk_gz;",
@@ -276,6 +276,17 @@ def host_launchers(kernels, params: str, names: str) -> str:
             "}"]
     lines.append("#endif")
     return "\n".join(lines)
+
+
+def host_signature(kname: str, params: str) -> str:
+    """``<kernel>_sig()`` (``-DSK_HOST`` only): the kernel's parameter list as a string.
+
+    The tests' stand-in CuPy checks each launch's arguments against it: CuPy passes a NumPy
+    scalar by its dtype and a Python int as a 64-bit integer, so an argument of another width
+    than the parameter shifts every later one on the device, where the host's calling
+    convention would hide it.
+    """
+    return f'extern "C" const char* {kname}_sig(void) {{ return "{" ".join(params.split())}"; }}'
 
 
 def _ctype_of(dtype) -> str:

@@ -267,6 +267,7 @@ extern "C" __global__ void {s.name}_tiled({params}) {{
 
 #ifdef SK_HOST
 // host emulation for the tests: each block once (its threads loop inside, phase by phase)
+{codegen_cpp.host_signature(f"{s.name}_tiled", params)}
 extern "C" void {s.name}_tiled_host(unsigned sk_gx, unsigned sk_gy, unsigned sk_gz,
     unsigned sk_bx, unsigned sk_by, unsigned sk_bz, {params}) {{
   gridDim.x = sk_gx; gridDim.y = sk_gy; gridDim.z = sk_gz;

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -32,7 +34,20 @@ _CTYPES = {
     np.dtype(np.float64): ctypes.c_double,
 }
 
+# the C types of the kernels' scalar parameters (after the modules' typedefs)
+_C_DTYPES = {
+    "bool": np.bool_, "signed char": np.int8, "char": np.int8, "short": np.int16,
+    "int": np.int32, "long long": np.int64, "unsigned char": np.uint8,
+    "unsigned short": np.uint16, "unsigned int": np.uint32, "unsigned": np.uint32,
+    "unsigned long long": np.uint64, "float": np.float32, "double": np.float64,
+}
+# CUDA's launch limits (compute capability 3.0 and up)
+MAX_GRID = (2**31 - 1, 65535, 65535)
+MAX_BLOCK = (1024, 1024, 64)
+MAX_THREADS = 1024
+
 _LIBS: dict = {}
+_SIGS: dict = {}
 _DIR = os.environ.get("STENCILKIT_HOST_CPP_DIR") or os.path.join(
     tempfile.gettempdir(), f"stencilkit-host-cpp-{os.getuid() if hasattr(os, 'getuid') else 0}")
 
@@ -62,6 +77,92 @@ def build(source: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(so)
     _LIBS[key] = lib
     return lib
+
+
+def signature(lib, source: str, kname: str) -> list:
+    """The kernel's parameters: ``None`` for a pointer, else the scalar's NumPy dtype.
+
+    From ``<kernel>_sig()`` (:func:`stencilkit.codegen_cpp.host_signature`), the module's
+    typedefs resolved.
+    """
+    key = (id(lib), kname)
+    found = _SIGS.get(key)
+    if found is not None:
+        return found
+    fn = getattr(lib, f"{kname}_sig")
+    fn.restype = ctypes.c_char_p
+    typedefs = dict((alias, base) for base, alias in
+                    re.findall(r"typedef\s+([A-Za-z_][\w ]*?)\s+(\w+)\s*;", source))
+    found = []
+    for param in fn().decode().split(","):
+        if "*" in param:
+            found.append(None)
+            continue
+        words = [w for w in param.split()[:-1] if w not in ("const", "__restrict__")]
+        ctype = " ".join(words)
+        for _ in range(8):
+            ctype = typedefs.get(ctype, ctype)
+        if ctype not in _C_DTYPES:
+            raise AssertionError(f"{kname}: parameter {param.strip()!r} of unknown C type")
+        found.append(np.dtype(_C_DTYPES[ctype]))
+    _SIGS[key] = found
+    return found
+
+
+def check_launch(kname, grid, block):
+    """Raise AssertionError where CUDA would refuse the launch's geometry."""
+    grid, block = tuple(grid), tuple(block)
+    ok = (len(grid) == 3 and len(block) == 3
+          and all(isinstance(v, (int, np.integer)) and v >= 1 for v in (*grid, *block))
+          and all(v <= m for v, m in zip(grid, MAX_GRID))
+          and all(v <= m for v, m in zip(block, MAX_BLOCK))
+          and math.prod(block) <= MAX_THREADS)
+    if not ok:
+        raise AssertionError(f"{kname}: CUDA refuses grid {grid} x block {block} (limits: grid "
+                             f"{MAX_GRID}, block {MAX_BLOCK}, {MAX_THREADS} threads)")
+
+
+def cupy_dtype(value) -> np.dtype:
+    """The dtype CuPy passes a scalar kernel argument as (a Python int: 64 bits)."""
+    if isinstance(value, np.generic):
+        return value.dtype
+    if isinstance(value, bool):
+        return np.dtype(np.bool_)
+    if isinstance(value, int):
+        return np.dtype(np.int64)
+    if isinstance(value, float):
+        return np.dtype(np.float64)
+    raise AssertionError(f"CuPy cannot pass {type(value).__name__} {value!r} to a kernel")
+
+
+def launch(lib, source, kname, grid, block, args):
+    """Run one launch of kernel ``kname`` on the host, checked as the device would be.
+
+    ``args``: the kernel's arguments, NumPy arrays (or objects with ``.data.ptr``) for its
+    pointers, scalars as CuPy would receive them. The geometry must be one CUDA accepts and
+    every scalar of exactly its parameter's C type (see :func:`signature`).
+    """
+    check_launch(kname, grid, block)
+    params = signature(lib, source, kname)
+    if len(params) != len(args):
+        raise AssertionError(f"{kname}: {len(args)} arguments for {len(params)} parameters")
+    cargs = [ctypes.c_uint(v) for v in (*grid, *block)]
+    for i, (want, a) in enumerate(zip(params, args)):
+        if want is None:
+            ptr = a.ctypes.data if isinstance(a, np.ndarray) else getattr(a, "data", None)
+            ptr = getattr(ptr, "ptr", ptr)
+            if not isinstance(ptr, int):
+                raise AssertionError(f"{kname}: argument {i} must be an array, got {a!r}")
+            cargs.append(ctypes.c_void_p(ptr))
+            continue
+        got = cupy_dtype(a)
+        if got != want:
+            raise AssertionError(f"{kname}: argument {i} is {got} ({a!r}) but the parameter "
+                                 f"is {want}: CuPy would pass {got.itemsize} bytes")
+        cargs.append(_CTYPES[want](a.item() if hasattr(a, "item") else a))
+    fn = getattr(lib, f"{kname}_host")
+    fn.restype = None
+    fn(*cargs)
 
 
 def needs_nvrtc():
@@ -95,15 +196,8 @@ def run(mod: codegen_cpp.Module, inputs, out, *, mode, cval=0, cvout=0, params=(
         items = [(a.ctypes.data, a.shape[-1], a.itemsize) for a in inputs]
         words = codegen_cpp.words_ok(mod, items, (out.ctypes.data, out.shape[-1], out.itemsize))
     for kname, grid, block, (strip, c0, c1) in mod.launches(wshape, words, rows):
-        fn = getattr(lib, f"{kname}_host")
         scalars = mod.scalars(wshape, strip, c0, c1, mode, cval, cvout, params)
-        args = [ctypes.c_uint(v) for v in (*grid, *block)]
-        args += [ctypes.c_void_p(a.ctypes.data) for a in inputs]
-        args.append(ctypes.c_void_p(out.ctypes.data))
-        args += [_CTYPES[np.asarray(v).dtype](v.item() if hasattr(v, "item") else v)
-                 for v in scalars]
-        fn.restype = None
-        fn(*args)
+        launch(lib, mod.source, kname, grid, block, [*inputs, out, *scalars])
     return out
 
 
@@ -118,11 +212,8 @@ def run_sweep(mod, x, out_dtype, scalars_of, *, fill, rows=ROWS):
     dst = np.full(src.shape, fill, out_dtype)
     lib = build(mod.source)
     for kname, grid, block, (strip, a, b) in mod.launches(src.shape, rows):
-        fn = getattr(lib, f"{kname}_host")
-        fn.restype = None
-        fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(src.ctypes.data),
-           ctypes.c_void_p(dst.ctypes.data),
-           *(_CTYPES[np.asarray(v).dtype](v.item()) for v in scalars_of(src.shape, strip, a, b)))
+        launch(lib, mod.source, kname, grid, block,
+               [src, dst, *scalars_of(src.shape, strip, a, b)])
     return dst.reshape(shape)
 
 
@@ -149,28 +240,26 @@ class FakeCupy:
                 self.data = types.SimpleNamespace(ptr=host.ctypes.data)
 
         class Kernel:
-            def __init__(self, lib, name):
-                self.fn = getattr(lib, f"{name}_host")
+            def __init__(self, module, name):
+                self.module = module
                 self.name = name
+                getattr(module.lib, f"{name}_host")  # (as CuPy: an unknown name raises here)
 
             def __call__(self, grid, block, args):
                 outer.launched.append(self.name)
-                cargs = [ctypes.c_uint(v) for v in (*grid, *block)]
                 for a in args:
-                    if isinstance(a, ndarray):
-                        cargs.append(ctypes.c_void_p(a.data.ptr))
-                    else:
-                        cargs.append(_CTYPES[np.asarray(a).dtype](a.item()))
-                self.fn.restype = None
-                self.fn(*cargs)
+                    if not isinstance(a, (ndarray, np.generic, bool, int, float)):
+                        raise AssertionError(f"{self.name}: CuPy cannot pass {a!r}")
+                launch(self.module.lib, self.module.code, self.name, grid, block, args)
 
         class RawModule:
             def __init__(self, code, options=()):
                 outer.options.append(tuple(options))
+                self.code = code
                 self.lib = build(code)
 
             def get_function(self, name):
-                return Kernel(self.lib, name)
+                return Kernel(self, name)
 
         class CompileException(Exception):
             pass

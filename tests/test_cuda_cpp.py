@@ -294,6 +294,50 @@ def test_launch_geometry():
     assert codegen_cpp.border_count(mod.radius, (1, 100, 102), 4, 100) == 2 * 102 + 98 * 6
 
 
+@pytest.mark.parametrize("shape", [(1, 3_000_000, 8), (100_000, 8, 8), (1, 8, 300_000_000),
+                                   (70_000, 70_000, 4), (1, 2**20, 2**12)])
+def test_launch_planners_stay_within_cuda_grid_limits(shape):
+    """Tall, long-rowed and many-plane arrays: every planner's grid is one CUDA accepts (grid
+    y and z at most 65535); the kernels stride over what the grid leaves."""
+    from stencilkit.backends import cuda_resample, cuda_sweeps
+
+    for radius in [((1, 1), (1, 1)), ((7, 7), (7, 7))]:
+        for cols, block in [(1, codegen_cpp.BLOCK_PLAIN), (8, codegen_cpp.BLOCK_WORDS)]:
+            for k, grid, blk, _ in codegen_cpp.plan_launches(radius, shape, cols, "i", "b",
+                                                              block):
+                cpp_host.check_launch(k, grid, blk)
+        lo = radius[0][0]
+        for k, grid, blk, _ in cuda_sweeps.plan("s", shape, lo, lo, max(1, shape[2] // 8),
+                                                shape[2], (0, 1), (64, 4, 1)):
+            cpp_host.check_launch(k, grid, blk)
+    for k, grid, blk, _ in cuda_resample._launches("r", shape, None):
+        cpp_host.check_launch(k, grid, blk)
+    flat = (shape[0] * shape[1], shape[2])
+    for k, grid, blk, _ in codegen_cpp.plan_launches(((1, 1),), flat, 1, "i", "b",
+                                                      codegen_cpp.BLOCK_PLAIN):
+        cpp_host.check_launch(k, grid, blk)
+
+
+def test_host_launches_check_arguments_as_the_device_would():
+    """The host runs refuse what would go wrong only on the device: a scalar of another width
+    than its parameter (CuPy passes a Python int as 64 bits) and a grid CUDA refuses."""
+    mod = cuda_cpp.module_for(smooth._spec, [np.dtype(np.int8)], np.dtype(np.int8),
+                              np.dtype(np.int64), (), idx64=False, narrow=True)
+    lib = cpp_host.build(mod.source)
+    x = np.zeros((1, 8, 8), np.int8)
+    out = np.zeros_like(x)
+    (kname, grid, block, (rows, c0, c1)), *_ = mod.launches(x.shape, False)
+    scalars = mod.scalars(x.shape, rows, c0, c1, 0, 0, 0, ())
+    cpp_host.launch(lib, mod.source, kname, grid, block, [x, out, *scalars])
+    wide = [int(v) if i == 0 else v for i, v in enumerate(scalars)]
+    with pytest.raises(AssertionError, match="argument 2 is int64 .* parameter is int32"):
+        cpp_host.launch(lib, mod.source, kname, grid, block, [x, out, *wide])
+    with pytest.raises(AssertionError, match="must be an array"):
+        cpp_host.launch(lib, mod.source, kname, grid, block, [x, 0, *scalars])
+    with pytest.raises(AssertionError, match="CUDA refuses grid"):
+        cpp_host.launch(lib, mod.source, kname, (grid[0], 70_000, 1), block, [x, out, *scalars])
+
+
 # -- NVRTC: every emitted module compiles for the device; the interior loops look as intended --
 
 def _module(st, dtype, shape=(64, 64), params=(), **kw):

@@ -5,7 +5,6 @@ thread (tests/cpp_host.py). Reference: the CPU backend's ``median_filter`` (its 
 histograms and its quickselect), bit for bit: signed zeros compared as bits, NaN wins.
 """
 
-import ctypes
 
 import numpy as np
 import pytest
@@ -31,13 +30,9 @@ def host_rank(p, x, mode, cval, idx64=False):
     scratch = np.full(mod.scratch_size(wshape), 77, x.dtype)
     lib = cpp_host.build(mod.source)
     for kname, grid, block in mod.launches(wshape):
-        fn = getattr(lib, f"{kname}_host")
-        fn.restype = None
-        fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(src.ctypes.data),
-           ctypes.c_void_p(dst.ctypes.data),
-           *([ctypes.c_void_p(scratch.ctypes.data)] if mod.window else []),
-           *(cpp_host._CTYPES[np.asarray(v).dtype](v.item())
-             for v in mod.scalars(wshape, mode, cval)))
+        cpp_host.launch(lib, mod.source, kname, grid, block,
+                        [src, dst, *([scratch] if mod.window else []),
+                         *mod.scalars(wshape, mode, cval)])
     return mod, dst.reshape(x.shape)
 
 

@@ -3,7 +3,6 @@ without a GPU: the calls go through the CUDA backend with a stand-in CuPy whose 
 builds for the host (tests/cpp_host.py), and must equal the CPU's bit for bit, as the
 numba.cuda kernel does (tests/test_cuda_resample.py)."""
 
-import ctypes
 import itertools
 
 import numpy as np
@@ -77,12 +76,8 @@ def test_grid_smaller_than_the_output_walks_the_rows():
     dst = np.full((3, 21, 18), 99, np.uint8)
     for kname, grid, block, _ in mod.launches(a.shape, dst.shape, rows=3):
         assert grid[1] * block[1] < dst.shape[1]
-        fn = getattr(lib, f"{kname}_host")
-        fn.restype = None
-        fn(*(ctypes.c_uint(v) for v in (*grid, *block)), ctypes.c_void_p(a.ctypes.data),
-           ctypes.c_void_p(dst.ctypes.data),
-           *(cpp_host._CTYPES[np.asarray(v).dtype](v.item())
-             for v in cuda_resample.scalars(mod, a.shape, dst.shape, 0)))
+        cpp_host.launch(lib, mod.source, kname, grid, block,
+                        [a, dst, *cuda_resample.scalars(mod, a.shape, dst.shape, 0)])
     np.testing.assert_array_equal(dst, resample.block_reduce(a, (1, 2, 2), "mean"))
 
 

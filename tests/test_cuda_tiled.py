@@ -6,7 +6,6 @@ halo, the shrinking rows and columns of each step and every mode's region edges 
 GPU. Reference: the CPU backend's ``iterate``, one step after another, bit for bit.
 """
 
-import ctypes
 
 import numpy as np
 import pytest
@@ -56,14 +55,9 @@ def host_iterate(st, x, steps, block_steps, *params, idx64=None, **kw):
         n = min(mod.steps, remaining)
         nxt = np.full(plan.wshape, 99, plan.wout)  # stale values must all be overwritten
         for kname, grid, block in mod.launches(plan.wshape):
-            fn = getattr(lib, f"{kname}_host")
-            fn.restype = None
             scalars = mod.scalars(plan.wshape, n, plan.mode, plan.cval_acc, plan.cval_out,
                                   params)
-            fn(*(ctypes.c_uint(v) for v in (*grid, *block)),
-               *(ctypes.c_void_p(f.ctypes.data) for f in (cur, *fixed)),
-               ctypes.c_void_p(nxt.ctypes.data),
-               *(cpp_host._CTYPES[np.asarray(v).dtype](v.item()) for v in scalars))
+            cpp_host.launch(lib, mod.source, kname, grid, block, [cur, *fixed, nxt, *scalars])
         cur, remaining = nxt, remaining - n
     return from_work(cur, plan)
 
