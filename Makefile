@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench compat lint clean
+.PHONY: demo test asan bench compat lint clean
 
 $(VENV)/.installed-test: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,13 @@ demo: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest
+
+# the generated CUDA C++ run on the host (tests/cpp_host.py) under AddressSanitizer: a read or
+# write outside the arrays, an illegal address on the device, stops the run with a report
+# (not in `make test`: every module is built again, instrumented)
+asan: $(VENV)/.installed-test
+	STENCILKIT_HOST_ASAN=1 ASAN_OPTIONS=detect_leaks=0 \
+	LD_PRELOAD=$$($(CXX) -print-file-name=libasan.so) $(PY) -m pytest tests/test_cuda_*.py
 
 # scipy's own test_filters.py and dask-image's ndfilters tests with stencilkit's filters swapped
 # in; fails on any failure that compat/differences_*.tsv does not document (not in `make test`:

@@ -10,6 +10,7 @@ within the 48 KiB a block may have without opting in.
 import importlib.util
 import os
 
+import cpp_host
 import pytest
 
 
@@ -23,6 +24,7 @@ def _tool():
 
 def _needs_nvjitlink():
     """Skip where NVRTC or nvJitLink (cuda-bindings, the test extra) cannot run."""
+    cpp_host.needs_nvrtc()
     try:
         from cuda.bindings import nvjitlink, nvrtc
 
