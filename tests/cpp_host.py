@@ -6,6 +6,11 @@ This checks, without a GPU, everything the kernels compute: numba's arithmetic i
 32-bit narrowing, the strip walk with its register rings, the 32-bit word reads and writes (the
 host is little-endian, as the GPU), the border enumeration and every boundary mode. g++ builds
 with ``-ffp-contract=off``, as NVRTC with ``--fmad=false``: no fused multiply-adds.
+
+And what would fail only on the device: each launch's geometry against CUDA's limits and its
+scalar arguments against the kernel's parameter types (:func:`launch`), word accesses off their
+boundaries (``-fsanitize=alignment``), and with ``make asan`` reads and writes outside the
+arrays.
 """
 
 from __future__ import annotations
@@ -50,9 +55,9 @@ _LIBS: dict = {}
 _SIGS: dict = {}
 _DIR = os.environ.get("STENCILKIT_HOST_CPP_DIR") or os.path.join(
     tempfile.gettempdir(), f"stencilkit-host-cpp-{os.getuid() if hasattr(os, 'getuid') else 0}")
-# STENCILKIT_HOST_ASAN=1: build with AddressSanitizer, so that a read or write outside the
-# arrays (an illegal address on the device, which the host's memory would mostly hide) stops
-# the run with a report. Python must start with the runtime preloaded:
+# STENCILKIT_HOST_ASAN=1 (`make asan`): build with AddressSanitizer, so that a read or write
+# outside the arrays (an illegal address on the device, which the host's memory would mostly
+# hide) stops the run with a report. Python must start with the runtime preloaded:
 #   STENCILKIT_HOST_ASAN=1 ASAN_OPTIONS=detect_leaks=0 \
 #   LD_PRELOAD=$(g++ -print-file-name=libasan.so) python -m pytest tests/test_cuda_*.py
 ASAN = os.environ.get("STENCILKIT_HOST_ASAN") == "1"
@@ -60,7 +65,7 @@ ASAN = os.environ.get("STENCILKIT_HOST_ASAN") == "1"
 
 def build(source: str) -> ctypes.CDLL:
     """The module compiled for the host (cached by the source's hash)."""
-    key = hashlib.sha256(source.encode()).hexdigest()[:20] + ("_asan" if ASAN else "")
+    key = hashlib.sha256(source.encode()).hexdigest()[:20] + ("_asan" if ASAN else "_al")
     lib = _LIBS.get(key)
     if lib is not None:
         return lib
@@ -74,10 +79,14 @@ def build(source: str) -> ctypes.CDLL:
         # -O0: twice as fast to build as -O1 and the same IEEE arithmetic (SSE, no
         # contraction); the small test arrays run fast enough (the host tests: 21 s cold
         # against 29 s)
+        # -fsanitize=alignment: a word read or written off its 4-byte boundary (a misaligned
+        # address on the device, which x86 hides) stops the process, with SIGILL ("Illegal
+        # instruction", a trap: no runtime library needed) or, under ASan, a report naming it
+        checks = ["-fsanitize=alignment"] + (
+            ["-fsanitize=address", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+            if ASAN else ["-fsanitize-undefined-trap-on-error"])
         cmd = [CXX, "-std=c++17", "-O0", "-ffp-contract=off", "-fno-fast-math", "-DSK_HOST",
-               "-shared", "-fPIC", "-w", "-o", tmp, src]
-        if ASAN:
-            cmd[1:1] = ["-fsanitize=address", "-fno-omit-frame-pointer"]
+               *checks, "-shared", "-fPIC", "-w", "-o", tmp, src]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise RuntimeError(f"g++ failed on {src}:\n{res.stderr[:4000]}")
