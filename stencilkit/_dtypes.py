@@ -24,6 +24,28 @@ import numpy as np
 _KINDS = "biufc"
 
 
+def exact_key(v):
+    """``v`` as part of a cache key under which equal keys compute the same.
+
+    Python compares ``0.0 == -0.0`` and ``1 == 1.0 == True`` (with equal hashes), so a cache
+    keyed by a cval or a weight would hand a call with ``cval=-0.0`` what it worked out for
+    ``0.0`` (its zeros' signs). Floats and NumPy scalars count here by type and bits, tuples
+    element by element (NaN then matches itself); other values stay as they are.
+    """
+    t = type(v)
+    if t is float:
+        return t, v.hex()
+    if isinstance(v, np.generic):
+        return v.dtype.str, v.tobytes()
+    if isinstance(v, tuple):
+        if v and all(type(x) is float for x in v):
+            return t, tuple(x.hex() for x in v)
+        return t, tuple(exact_key(x) for x in v)
+    if t is complex:
+        return t, v.real.hex(), v.imag.hex()
+    return v
+
+
 def check_dtype(dtype: np.dtype, what: str, where: str) -> np.dtype:
     """Return ``dtype`` if stencilkit computes on it, else raise a TypeError saying what to do."""
     dtype = np.dtype(dtype)

@@ -285,7 +285,9 @@ class Stencil:
         if out is not None:
             key.append((tuple(out.shape), out.dtype))
         try:
-            key = tuple(key) + tuple(sorted(overrides.items())) if overrides else tuple(key)
+            if overrides:  # (cval=-0.0 and 0.0 plan apart: exact_key)
+                key += sorted((k, _dtypes.exact_key(v)) for k, v in overrides.items())
+            key = tuple(key)
             plan = self._plans.get(key)
         except TypeError:  # an unhashable option value: plan without the cache
             key, plan = None, None

@@ -88,6 +88,18 @@ def test_sweep_equals_its_order_of_operations_bit_for_bit(dtype, w):
     np.testing.assert_array_equal(got, in_order(a, wv, lov, wh, loh, "wrap", 0.0))
 
 
+def test_sweeps_of_weights_minus_zero_and_zero_stay_apart():
+    """The remembered sweeps and modules tell a weight -0.0 from 0.0 (Python's == does not):
+    the emitted literal's sign decides the sign of an all-zero sum."""
+    neg = Sep2(0, (1.0, -0.0, 1.0), 1, (0.5, 0.5), 0, np.dtype(np.float64))
+    pos = neg._replace(wv=(1.0, 0.0, 1.0))
+    a = cuda_sep.sweep_of((neg,), np.float64, np.float64, 2)
+    b = cuda_sep.sweep_of((pos,), np.float64, np.float64, 2)
+    assert np.signbit(a.wv[1]) and not np.signbit(b.wv[1])
+    ma, mb = (cuda_sep.module_for(sw, np.float64, False) for sw in (a, b))
+    assert "-0x0.0p+0" in ma.source and "-0x0.0p+0" not in mb.source
+
+
 @pytest.mark.parametrize("sigma", [1.0, 2.0, (0.7, 3.0)])
 def test_gaussian_pass_agrees_with_the_cpu(monkeypatch, sigma):
     """The Sep2 pass gaussian_filter plans (caught on its way to the CPU backend)."""

@@ -433,6 +433,18 @@ def test_a_small_median_pass_lowers_to_the_sorting_network():
         assert (np.signbit(got) == np.signbit(want)).all()
 
 
+def test_cval_minus_zero_is_not_the_cached_plan_of_zero():
+    """Python's 0.0 == -0.0 (equal hashes): the plans of a call with cval=0.0 and one with
+    cval=-0.0 must not share a cache entry (a minimum at the border is the cval's zero)."""
+    x = np.ones((5, 6))
+    fp = np.array([[1, 1, 0]], bool)
+    for c in (0.0, -0.0, np.float64(-0.0), 0.0, -0.0):
+        got = filters.minimum_filter(x, footprint=fp, mode="constant", cval=c)
+        want = ndi.minimum_filter(x, footprint=fp, mode="constant", cval=c)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        assert np.signbit(got[:, 0]).all() == np.signbit(c)
+
+
 def test_16_bit_histogram_median_jumps_across_coarse_bins():
     # two-valued data: the median leaps between 3 and 65530 from one window to the next
     rng = np.random.default_rng(2)

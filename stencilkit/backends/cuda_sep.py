@@ -24,13 +24,12 @@ through the mode's index map; ``cval`` outside for ``constant``). Plain C++ for 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from .. import codegen_cpp, modes
+from .. import _dtypes, codegen_cpp, modes
 from .._passes import tie_bound
 from . import cuda_sweeps
 
@@ -377,11 +376,20 @@ def sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
     Remembered per call configuration (:func:`_sweep_of` is a pure function of it: the tie
     bound of integer weights alone took about a third of a small call's host time).
     """
-    try:
-        return _sweep_cached(tuple(passes), np.dtype(dtype), np.dtype(out_dtype), ndim, mode,
-                             cval)
+    try:  # (weights and cval by their bits: a weight -0.0 is not 0.0 in the emitted sums)
+        key = (_dtypes.exact_key(tuple(passes)), np.dtype(dtype), np.dtype(out_dtype), ndim,
+               mode, _dtypes.exact_key(cval))
+        found = _SWEEPS.get(key, _SWEEPS)
     except TypeError:  # something unhashable (a mode per axis): work it out each time
         return _sweep_of(passes, dtype, out_dtype, ndim, mode, cval)
+    if found is _SWEEPS:
+        if len(_SWEEPS) >= 512:
+            _SWEEPS.clear()
+        found = _SWEEPS[key] = _sweep_of(passes, dtype, out_dtype, ndim, mode, cval)
+    return found
+
+
+_SWEEPS: dict = {}
 
 
 def _sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
@@ -423,9 +431,6 @@ def _sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
     if sw is None or max(sw.kv, sw.kh) > MAX_TAPS:
         return None
     return sw
-
-
-_sweep_cached = functools.lru_cache(maxsize=512)(_sweep_of)
 
 
 def integer_weights(p, dtype, out_dtype, mode, cval):
@@ -489,7 +494,7 @@ _MODULES: dict = {}
 def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False) -> SepModule:
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
-    key = (sw, np.dtype(dtype).str, out_dtype.str, idx64, rowmap)
+    key = (_dtypes.exact_key(sw), np.dtype(dtype).str, out_dtype.str, idx64, rowmap)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
