@@ -18,6 +18,7 @@ table directly, so the policy is written down once:
 from __future__ import annotations
 
 import functools
+import struct
 
 import numpy as np
 
@@ -38,8 +39,9 @@ def exact_key(v):
     if isinstance(v, np.generic):
         return v.dtype.str, v.tobytes()
     if isinstance(v, tuple):
-        if v and all(type(x) is float for x in v):
-            return t, tuple(x.hex() for x in v)
+        first = type(v[0]) if v else None
+        if (first is float or first is np.float64) and all(type(x) is first for x in v):
+            return t, first, struct.pack(f"{len(v)}d", *v)  # (weights: one pack, not n keys)
         return t, tuple(exact_key(x) for x in v)
     if t is complex:
         return t, v.real.hex(), v.imag.hex()

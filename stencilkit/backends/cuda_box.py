@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import codegen_cpp, modes
+from .. import _dtypes, codegen_cpp, modes
 from . import cuda_sweeps
 
 UNITS = 2
@@ -347,4 +347,5 @@ def run(x, p, mode, cval, out=None):
         x, p.dtype,
         lambda dtype, at, idx64: module_for(p, dtype, words_ok(dtype, n1, *at), idx64,
                                             cuda_sweeps.rows_mapped(mode)),
-        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)
+        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out,
+        (mode, _dtypes.exact_key(cval)))

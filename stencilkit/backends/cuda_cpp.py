@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _cpp_body, codegen_cpp, modes
+from .. import _cpp_body, _dtypes, codegen_cpp, modes
 from . import cpu
 
 ENV = "STENCILKIT_CUDA_CPP"
@@ -162,6 +162,15 @@ def choose(st, plan, params) -> Choice:
     ok, why = available()
     if not ok:
         return Choice("numba", None, why)
+    # per call configuration first: the module's key needs numba's types of the parameters,
+    # the index width and the narrowing check (about a fifth of a small call's host time);
+    # the parameters are NumPy scalars here, whose Python type gives their numba type
+    calls = st._modules.setdefault("cuda-calls", {})
+    fast = (plan.work_dtypes, plan.wout, plan.acc0.dtype, plan.wshape, plan.mode,
+            _dtypes.exact_key(plan.cval_acc), tuple(map(type, params)))
+    choice = calls.get(fast)
+    if choice is not None:
+        return choice
     key = _choice_key(st, plan, params)
     choice = st._modules.get(key)
     if choice is None:
@@ -171,6 +180,7 @@ def choose(st, plan, params) -> Choice:
         except _cpp_body.Unsupported as exc:
             choice = Choice("numba", None, f"the C++ emitter does not cover this kernel: {exc}")
         st._modules[key] = choice
+    remember(calls, fast, choice, 256)
     return choice
 
 
@@ -301,16 +311,35 @@ def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
 
     Raises :class:`CompileError` (before launching anything) if NVRTC rejects the module.
     """
-    found = kernels(mod, fastmath)
     arrays = [as_cupy(a) for a in arrays]
     out = as_cupy(out)
     items = [(a.data.ptr, a.shape[-1], a.itemsize) for a in arrays]
     words = codegen_cpp.words_ok(mod, items, (out.data.ptr, out.shape[-1], out.itemsize))
     wshape = tuple(out.shape)
-    for kname, grid, block, (rows, c0, c1) in mod.launches(wshape, words):
-        scalars = mod.scalars(wshape, rows, c0, c1, plan.mode, plan.cval_acc, plan.cval_out,
-                              params)
+    key = (mod.source, fastmath, words, wshape, plan.mode, _dtypes.exact_key(plan.cval_acc),
+           _dtypes.exact_key(plan.cval_out), _dtypes.exact_key(tuple(params)))
+    found = kernels(mod, fastmath)
+    calls = _LAUNCHES.get(key)
+    if calls is None:
+        calls = [(kname, grid, block,
+                  tuple(mod.scalars(wshape, rows, c0, c1, plan.mode, plan.cval_acc,
+                                    plan.cval_out, params)))
+                 for kname, grid, block, (rows, c0, c1) in mod.launches(wshape, words)]
+        remember(_LAUNCHES, key, calls)
+    for kname, grid, block, scalars in calls:
         found[kname](grid, block, (*arrays, out, *scalars))
+
+
+_LAUNCHES: dict = {}
+"""A call configuration's launches (kernel, grid, block, scalar arguments), worked out once:
+the geometry and the typed scalars were about a third of a small call's host time."""
+
+
+def remember(cache: dict, key, value, most: int = 1024) -> None:
+    """``cache[key] = value``, emptying ``cache`` first when it holds ``most`` entries."""
+    if len(cache) >= most:
+        cache.clear()
+    cache[key] = value
 
 
 def run_tiled(mod, arrays, out, nsteps, plan, params, fastmath: bool) -> None:
@@ -340,6 +369,7 @@ def compile_failed(exc) -> None:
 def fall_back(st, plan, params, reason: str) -> None:
     """Make later calls with these types take the numba.cuda kernel (after a compile error)."""
     st._modules[_choice_key(st, plan, params)] = Choice("numba", None, reason)
+    st._modules.pop("cuda-calls", None)  # (the per-call answers: worked out again)
 
 
 def resources(source: str, arch: str = "sm_90", fastmath: bool = False) -> dict:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import codegen_cpp, modes
+from .. import _dtypes, codegen_cpp, modes
 from . import cuda_sweeps
 
 UNITS = 2
@@ -391,7 +391,8 @@ def run(x, lo0, lo1, mode, cval, out=None):
         x, np.dtype(x.dtype),
         lambda dtype, at, idx64: module_for(dtype, lo0, lo1, words_ok(dtype, n1, *at), idx64,
                                             rowmap),
-        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out)
+        lambda mod, shape, rows, k0, k1: scalars(mod, shape, rows, k0, k1, mode, cval), out,
+        (mode, _dtypes.exact_key(cval)))
 
 
 def run_network(x, p, mode, cval, out=None):

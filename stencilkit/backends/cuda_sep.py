@@ -24,6 +24,7 @@ through the mode's index map; ``cval`` outside for ``constant``). Plain C++ for 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -376,9 +377,10 @@ def sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
     Remembered per call configuration (:func:`_sweep_of` is a pure function of it: the tie
     bound of integer weights alone took about a third of a small call's host time).
     """
-    try:  # (weights and cval by their bits: a weight -0.0 is not 0.0 in the emitted sums)
-        key = (_dtypes.exact_key(tuple(passes)), np.dtype(dtype), np.dtype(out_dtype), ndim,
-               mode, _dtypes.exact_key(cval))
+    try:
+        passes = tuple(passes)
+        key = (passes, weight_bits(passes), np.dtype(dtype), np.dtype(out_dtype), ndim, mode,
+               _dtypes.exact_key(cval))
         found = _SWEEPS.get(key, _SWEEPS)
     except TypeError:  # something unhashable (a mode per axis): work it out each time
         return _sweep_of(passes, dtype, out_dtype, ndim, mode, cval)
@@ -390,6 +392,16 @@ def sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
 
 
 _SWEEPS: dict = {}
+
+
+def weight_bits(items) -> tuple:
+    """The weights of passes or sweeps (``wv``/``wh``) as bytes, for cache keys.
+
+    Python's ``==`` takes a weight -0.0 for 0.0, but the emitted literal's sign decides the
+    sign of an all-zero sum.
+    """
+    return tuple(struct.pack(f"{len(w)}d", *w) for p in items
+                 for w in (getattr(p, "wv", None), getattr(p, "wh", None)) if w is not None)
 
 
 def _sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
@@ -494,7 +506,7 @@ _MODULES: dict = {}
 def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False) -> SepModule:
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
-    key = (_dtypes.exact_key(sw), np.dtype(dtype).str, out_dtype.str, idx64, rowmap)
+    key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
@@ -520,4 +532,5 @@ def run(x, sw, mode, cval, out=None, out_dtype=None):
     return cuda_sweeps.run(
         x, out_dtype, lambda dtype, at, idx64: module_for(sw, dtype, idx64, out_dtype,
                                                           cuda_sweeps.rows_mapped(mode)),
-        lambda mod, shape, rows, c0, c1: scalars(mod, shape, rows, c0, c1, mode, cval), out)
+        lambda mod, shape, rows, c0, c1: scalars(mod, shape, rows, c0, c1, mode, cval), out,
+        (mode, _dtypes.exact_key(cval)))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import codegen_cpp, modes
+from .. import _dtypes, codegen_cpp, modes
 
 BORDER_ROWS = 16
 """Rows per thread's strip in the border kernel's side bands."""
@@ -171,7 +171,7 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
         "    }"]
 
 
-def run(x, out_dtype, module_of, scalars_of, out=None):
+def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     """Launch a one-sweep module over the last two axes of the device array ``x``.
 
     ``module_of(dtype, addresses, idx64)``: the module for the input's work array
@@ -179,7 +179,9 @@ def run(x, out_dtype, module_of, scalars_of, out=None):
     ``scalars_of(mod, shape, rows, a, b)``: a launch's scalars after the two arrays. Writes
     ``out`` (a device array of ``x``'s shape and ``out_dtype``), directly where it is
     C-contiguous and apart from ``x``; returns it, or without ``out`` a new device array of
-    ``x``'s kind (CuPy or numba).
+    ``x``'s kind (CuPy or numba). ``key``: what the scalars depend on besides the module and
+    the shape (the mode, the cval's :func:`stencilkit._dtypes.exact_key`): the launches are
+    then worked out once per configuration (:data:`.cuda_cpp._LAUNCHES`).
     """
     from . import cuda as cuda_backend
     from . import cuda_cpp
@@ -196,8 +198,18 @@ def run(x, out_dtype, module_of, scalars_of, out=None):
         mod = module_of(np.dtype(src.dtype), (s.data.ptr, d.data.ptr),
                         math.prod(wshape) >= 2**31)
         found = cuda_cpp.kernels(mod, False)
-        for kname, grid, block, (rows, a, b) in mod.launches(wshape):
-            found[kname](grid, block, (s, d, *scalars_of(mod, wshape, rows, a, b)))
+        ck, calls = None if key is None else (mod.source, wshape, key), None
+        try:
+            calls = None if ck is None else cuda_cpp._LAUNCHES.get(ck)
+        except TypeError:  # (an unhashable mode, one per axis: no cache)
+            ck = None
+        if calls is None:
+            calls = [(kname, grid, block, tuple(scalars_of(mod, wshape, rows, a, b)))
+                     for kname, grid, block, (rows, a, b) in mod.launches(wshape)]
+            if ck is not None:
+                cuda_cpp.remember(cuda_cpp._LAUNCHES, ck, calls)
+        for kname, grid, block, scalars in calls:
+            found[kname](grid, block, (s, d, *scalars))
     if out is None or direct:
         return out if direct else dst.reshape(shape)
     cuda_backend.copy_into(out, dst.reshape(shape))
@@ -329,6 +341,7 @@ def run_words(x, key, emit, mode, cval, out=None, modules=None):
                 fill)
 
     try:
-        return run(x, np.dtype(x.dtype), module_of, scalars_of, out)
+        return run(x, np.dtype(x.dtype), module_of, scalars_of, out,
+                   (mode, _dtypes.exact_key(cval)))
     except _Unaligned:
         return None
