@@ -33,6 +33,8 @@ CPU, thread by thread).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import _dtypes, codegen_cpp, modes
@@ -42,10 +44,12 @@ UNITS = 2
 """32-bit words (or elements, for unaligned rows and 32/64-bit data) each thread owns per row."""
 
 
+@functools.lru_cache(maxsize=256)
 def fits(footprint, dtype, out_dtype, ndim) -> bool:
     """Whether ``sk_med3`` takes a median over ``footprint`` of ``dtype`` data.
 
-    ``footprint``: full rank, bools. A 3 x 3 box over the last two axes of integer or bool
+    ``footprint``: full rank, nested tuples of bools (hashable: the answer is remembered).
+    A 3 x 3 box over the last two axes of integer or bool
     data, into ``out_dtype`` the data's dtype.
     """
     fp = np.asarray(footprint, bool)
@@ -238,6 +242,7 @@ NET_UNITS = 1
 words and the networks of two output pairs stay in registers)."""
 
 
+@functools.lru_cache(maxsize=256)
 def network_fits(footprint, dtype, out_dtype, ndim) -> bool:
     """Whether ``sk_net2x`` takes a median over ``footprint`` of ``dtype`` data.
 
