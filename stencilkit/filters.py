@@ -367,8 +367,9 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
         return _finish_empty(arr, out, out_dtype)
     # the kernel's source is a function of the weights' bits, the window's place and the
     # types (and whether cval is whole): worked out once (a fifth of a small GPU call's time)
-    key = (w.tobytes(), w.dtype.str, w.shape, origins, axes, arr.ndim, arr.dtype.str,
-           out_dtype.str, float(np.real(cval)).is_integer())
+    key = None if w.nbytes > 1 << 16 else (  # (large windows: not kept)
+        w.tobytes(), w.dtype.str, w.shape, origins, axes, arr.ndim, arr.dtype.str,
+        out_dtype.str, float(np.real(cval)).is_integer())
     found = _SOURCES.get(key)
     if found is None:
         integral = w.dtype.kind in "biuf" and bool(np.all(w == np.round(w))) \
@@ -380,9 +381,10 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
                                                              axes, arr.ndim)]
         acc, acc_kind = _passes.plan_acc(arr.dtype, integral, cval)
         found = (_passes.linear_source(arr.ndim, taps, acc, acc_kind, out_dtype), acc)
-        if len(_SOURCES) >= 256:
-            _SOURCES.clear()
-        _SOURCES[key] = found
+        if key is not None:
+            if len(_SOURCES) >= 256:
+                _SOURCES.clear()
+            _SOURCES[key] = found
     return _passes.run(found[0], arr, mode, cval, found[1], out_dtype, out)
 
 
