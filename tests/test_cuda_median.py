@@ -60,12 +60,14 @@ def test_origins(origin):
         np.testing.assert_array_equal(got, cpu(a, mode, 7, origin), err_msg=f"{mode}")
 
 
-@pytest.mark.parametrize("shape", [(1, 4), (2, 8), (5, 7), (3, 200), (16, 13), (40, 12)])
-def test_small_and_odd_shapes_and_strips(shape):
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape", [(1, 4), (2, 8), (5, 7), (3, 200), (16, 13), (40, 12),
+                                   (9, 18)])
+def test_small_and_odd_shapes_and_strips(shape, dtype):
     """Arrays narrower or shorter than a thread's columns (all border), rows not whole words,
     strips of one row (the remainder loop) and of several steps of three rows."""
-    a = sample(shape, np.uint8, seed=1)
-    words = shape[-1] % 4 == 0
+    a = sample(shape, dtype, seed=1)
+    words = (shape[-1] * a.itemsize) % 4 == 0
     for mode in MODES:
         want = cpu(a, mode, 3)
         for rows in (1, 2, 7, None):
@@ -73,15 +75,16 @@ def test_small_and_odd_shapes_and_strips(shape):
             np.testing.assert_array_equal(got, want, err_msg=f"{mode} rows={rows}")
 
 
-@pytest.mark.parametrize("dtype", [np.int16, np.uint8, np.int8])
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.uint8, np.int8])
 def test_the_median_of_nine_is_exact_for_every_order(dtype):
     """The column identity on windows of every relative order: random permutations of nine
-    values and windows of many ties, tiled into one image (the 8-bit ones by the 16x2 SIMD
-    path, int8 with negatives)."""
+    values and windows of many ties, tiled into one image (8/16-bit by the 16x2 SIMD path;
+    signed values both sides of zero, uint16 both sides of 2**15)."""
     rng = np.random.default_rng(5)
-    shift = -4 if dtype == np.int8 else 0
-    windows = [rng.permutation(9) + shift for _ in range(300)]
-    windows += [rng.integers(0, 3, 9) + shift for _ in range(300)]
+    shift = -4 if np.dtype(dtype).kind == "i" else 0
+    scale = 7000 if np.dtype(dtype).itemsize == 2 else 1
+    windows = [(rng.permutation(9) + shift) * scale for _ in range(300)]
+    windows += [(rng.integers(0, 3, 9) + shift) * scale for _ in range(300)]
     img = np.zeros((3 * 25, 3 * 24), dtype)
     for n, w in enumerate(windows):
         r, c = divmod(n, 24)

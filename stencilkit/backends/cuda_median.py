@@ -41,7 +41,8 @@ from .. import _dtypes, codegen_cpp, modes
 from . import cuda_sweeps
 
 UNITS = 2
-"""32-bit words (or elements, for unaligned rows and 32/64-bit data) each thread owns per row."""
+"""8-bit words each thread owns per row (16-bit rows: twice as many words, as many output
+pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements)."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -68,24 +69,22 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
     """
     dtype = np.dtype(dtype)
     hi0, hi1 = 2 - lo0, 2 - lo1
-    per = 4 // dtype.itemsize if words and dtype.itemsize < 4 else 1
-    cols = per * UNITS
+    # 8/16-bit words: the rows' values two to a register in 16-bit halves (cuda_sweeps.Pairs:
+    # 8-bit words as pairs of columns two apart, 16-bit words as they are), sorted and combined
+    # two at a time by 16x2 SIMD minima and maxima (one VIMNMX.U16x2 each on sm_90); signed
+    # lanes biased (the sign bit flipped), so that their order is the unsigned one
+    simd = words and dtype.itemsize < 4
+    pairs = cuda_sweeps.Pairs(dtype, lo1, hi1, UNITS) if simd else None
+    per = pairs.per if simd else 1
+    units = pairs.units if simd else UNITS
+    cols = per * units
     ul = (-lo1) // per
     ur = (cols - 1 + hi1) // per
-    ncol = per * (ur - ul + 1)   # values per row a thread holds: column per * (k + ul) + t
     base = -per * ul             # output o's window: columns base + o - lo1 .. base + o + hi1
-    # 8-bit words: each word's lanes as two pairs in 16-bit halves (even columns 4u, 4u+2 and
-    # odd 4u+1, 4u+3), sorted and combined two at a time by 16x2 SIMD minima and maxima (one
-    # VIMNMX.U16x2 each on sm_90); int8 lanes biased by 128 (the sign bit flipped), so their
-    # order is the unsigned one
-    simd = per == 4
-    flip = " ^ 0x80808080u" if simd and dtype.kind == "i" else ""
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     v = "sk_i32" if dtype.itemsize < 4 else tc  # the values' type (8/16-bit: as int)
-    unit = "sk_u32" if per > 1 else tc
-    lane = codegen_cpp._lane_fn(dtype) if per > 1 else None
-    word_out = per > 1
+    unit = "sk_u32" if simd else tc
     top, bottom = (0, 0) if rowmap else (lo0, hi0)
 
     def rmap(row):
@@ -94,45 +93,22 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
     def load(ring, ptr, pad):
         """Lines setting ``{ring}{t}`` to the row ``ptr``'s values, every column held."""
         if simd:
-            return load_pairs(ring, ptr, pad)
-        out = []
-        for u in range(ul, ur + 1):
-            if per == 1:
-                out.append(f"{pad}{ring}{u - ul} = ({v}){ptr}[{u}];")
-                continue
-            out.append(f"{pad}{{ const sk_u32 w = {ptr}[{u}];")
-            out += [f"{pad}  {ring}{per * (u - ul) + q} = {lane}(w, {q});" for q in range(per)]
-            out.append(pad + "}")
-        return out
-
-    def load_pairs(ring, ptr, pad):
-        """Lines setting ``{ring}{2i}``/``{ring}{2i+1}`` to word ``ul + i``'s even/odd pairs."""
-        return [f"{pad}{{ const sk_u32 w = {ptr}[{u}]{flip}; {ring}{2 * (u - ul)} = w & "
-                f"0x00ff00ffu; {ring}{2 * (u - ul) + 1} = sk_byte_perm(w, 0u, 0x4341u); }}"
-                for u in range(ul, ur + 1)]
+            return pairs.load(ring, ptr, pad, declare=False)
+        return [f"{pad}{ring}{u - ul} = ({v}){ptr}[{u}];" for u in range(ul, ur + 1)]
 
     def outputs_pairs(rings, pad):
-        """:func:`outputs` over pairs of outputs ``(o, o + 2)``.
+        """:func:`outputs` over pairs of outputs (``Pairs.outputs``).
 
-        From pairs of columns two apart (one straddling two words: a byte permutation).
+        From pairs of columns (one straddling two registers: a byte permutation).
         """
         a, b, c = rings
         lines = [f"{pad}sk_sort2x({a}{t}, {b}{t}, {c}{t}, cl{t}, cm{t}, ch{t});"
-                 for t in range(2 * (ur - ul + 1))]
-
-        def pair(x, col):  # columns (col, col + 2), col relative to the thread's first output
-            u, r = divmod(col, 4)
-            i = 2 * (u - ul) + (r & 1)
-            return f"{x}{i}" if r < 2 else f"sk_byte_perm({x}{i}, {x}{i + 2}, 0x5432u)"
-
-        for w in range(UNITS):
-            for o in (4 * w, 4 * w + 1):
-                cs = [o - lo1 + d for d in range(3)]
-                args = ", ".join(pair(x, col) for x in ("cl", "cm", "ch") for col in cs)
-                lines.append(f"{pad}const sk_u32 p{o} = sk_out2x({args});")
-            lines.append(f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm(p{4 * w}, p{4 * w + 1}, "
-                         f"0x6240u){flip};")
-        return lines
+                 for t in range(pairs.registers)]
+        for o in pairs.outputs():
+            cs = [o - lo1 + d for d in range(3)]
+            args = ", ".join(pairs.pair(x, col) for x in ("cl", "cm", "ch") for col in cs)
+            lines.append(f"{pad}const sk_u32 p{o} = sk_out2x({args});")
+        return lines + pairs.store(lambda o: f"p{o}", pad)
 
     def outputs(rings, pad):
         """Lines storing the thread's outputs of one row, from the rows ``rings``.
@@ -150,20 +126,12 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
             t = base + o - lo1
             lines.append(f"{pad}const {v} o{o} = sk_med3_out(cl{t}, cl{t + 1}, cl{t + 2}, "
                          f"cm{t}, cm{t + 1}, cm{t + 2}, ch{t}, ch{t + 1}, ch{t + 2});")
-        if word_out:
-            bits = 8 * dtype.itemsize
-            mask = "0xffu" if bits == 8 else "0xffffu"
-            for w in range(UNITS):
-                parts = [f"(((sk_u32)o{w * per + i} & {mask}) << {bits * i})" for i in range(per)]
-                lines.append(f"{pad}((sk_u32*)op)[{w}] = " + " | ".join(parts) + ";")
-        else:
-            lines += [f"{pad}op[{o}] = ({tc})o{o};" for o in range(cols)]
-        return lines
+        return lines + [f"{pad}op[{o}] = ({tc})o{o};" for o in range(cols)]
 
     params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
               f"{ix} n1, {ix} rows, {ix} k0, {ix} k1, int mode, {v} cval")
     names = "src, dst, B, n0, n1, rows, k0, k1, mode, cval"
-    held = range(2 * (ur - ul + 1) if simd else ncol)
+    held = range(pairs.registers if simd else ur - ul + 1)
     rv = "sk_u32" if simd else v  # the held registers' type
     L = [f"// stencilkit 3 x 3 median ({dtype}), window from ({-lo0}, {-lo1}), {cols} outputs "
          "per thread",
@@ -185,7 +153,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          "}", "",
          *(_SIMD if simd else []),
          "// the interior: strips of whole rows, the thread's units and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_med3_interior", params, ix, UNITS, top, bottom, per,
+         *cuda_sweeps.interior_head("sk_med3_interior", params, ix, units, top, bottom, per,
                                     unit, tc),
          "    " + " ".join(f"{rv} ra{t}, rb{t}, rc{t};" for t in held),
          "    " + " ".join(f"{rv} cl{t}, cm{t}, ch{t};" for t in held),
@@ -234,7 +202,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
           "#undef SK_RD", ""]
     L.append(codegen_cpp.host_launchers(("sk_med3_interior", "sk_med3_border"), params, names))
     return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_med3", dtype, lo0, hi0, per, ul,
-                                   ur, UNITS, idx64, rowmap)
+                                   ur, units, idx64, rowmap)
 
 
 NET_UNITS = 1

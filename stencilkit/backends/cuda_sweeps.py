@@ -242,17 +242,30 @@ class Pairs:
         sign = " ^ 0x80808080u" if self.per == 4 else " ^ 0x80008000u"
         self.flip = sign if dtype.kind == "i" else ""
 
-    def load(self, prefix, ptr, pad):
-        """Lines declaring the row ``ptr``'s pairs as ``{prefix}{register}``."""
+    @property
+    def registers(self) -> int:
+        """Registers a row's pairs take: ``{prefix}0`` to ``{prefix}{registers - 1}``."""
+        return (self.ur - self.ul + 1) * (2 if self.per == 4 else 1)
+
+    def load(self, prefix, ptr, pad, declare=True):
+        """Lines declaring the row ``ptr``'s pairs as ``{prefix}{register}``.
+
+        ``declare=False``: assigned to registers declared before (rings of rows).
+        """
         lines = []
         for u in range(self.ul, self.ur + 1):
             i = u - self.ul
             if self.per == 2:
-                lines.append(f"{pad}const sk_u32 {prefix}{i} = {ptr}[{u}]{self.flip};")
-            else:
+                lines.append(f"{pad}{'const sk_u32 ' if declare else ''}{prefix}{i} = "
+                             f"{ptr}[{u}]{self.flip};")
+            elif declare:
                 lines.append(f"{pad}const sk_u32 {prefix}w{i} = {ptr}[{u}]{self.flip}, "
                              f"{prefix}{2 * i} = {prefix}w{i} & 0x00ff00ffu, {prefix}{2 * i + 1}"
                              f" = sk_byte_perm({prefix}w{i}, 0u, 0x4341u);")
+            else:
+                lines.append(f"{pad}{{ const sk_u32 w = {ptr}[{u}]{self.flip}; {prefix}{2 * i} = "
+                             f"w & 0x00ff00ffu; {prefix}{2 * i + 1} = sk_byte_perm(w, 0u, "
+                             "0x4341u); }")
         return lines
 
     def pair(self, prefix, col):
