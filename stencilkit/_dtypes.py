@@ -30,12 +30,15 @@ def exact_key(v):
 
     Python compares ``0.0 == -0.0`` and ``1 == 1.0 == True`` (with equal hashes), so a cache
     keyed by a cval or a weight would hand a call with ``cval=-0.0`` what it worked out for
-    ``0.0`` (its zeros' signs). Floats and NumPy scalars count here by type and bits, tuples
-    element by element (NaN then matches itself); other values stay as they are.
+    ``0.0`` (its zeros' signs), and one with ``size=True`` (an error) what ``size=1`` gave.
+    Floats, bools and NumPy scalars count here by type and bits, tuples element by element
+    (NaN then matches itself); other values stay as they are.
     """
     t = type(v)
     if t is float:
         return t, v.hex()
+    if t is bool:  # (True == 1: size=True is an error, size=1 is not)
+        return t, v
     if isinstance(v, np.generic):
         return v.dtype.str, v.tobytes()
     if isinstance(v, tuple):

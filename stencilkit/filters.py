@@ -80,6 +80,31 @@ def _array(input, name):
     return arr
 
 
+def _parsed(name, arr, args, parse):
+    """``parse()``, remembered per filter, input ndim and dtype and raw arguments ``args``.
+
+    A filter's argument checks and the window they give depend on nothing else; on a GPU,
+    where the kernel of a mid-sized image takes tens of microseconds, working them out on
+    every call was a third of the call's host time. Arguments that are not plain scalars,
+    strings and tuples of them (a footprint array, a list) are not remembered; floats count
+    by their bits (:func:`stencilkit._dtypes.exact_key`). An error is raised each time.
+    """
+    try:
+        key = (name, arr.ndim, arr.dtype.str, _dtypes.exact_key(args))
+        found = _PARSED.get(key)
+    except TypeError:  # an array or a list among the arguments: worked out each time
+        return parse()
+    if found is None:
+        found = parse()
+        if len(_PARSED) >= 512:
+            _PARSED.clear()
+        _PARSED[key] = found
+    return found
+
+
+_PARSED: dict = {}
+
+
 def _axes(axes, ndim, name):
     if axes is None:
         return tuple(range(ndim))
@@ -189,6 +214,7 @@ def _footprint(size, footprint, axes, name):
             raise StencilError(f"{name}: footprint selects no element; it needs at least one "
                                "True")
         fp = fp.astype(bool)
+        fp.flags.writeable = False  # (the filters remember it: _parsed)
         return fp, bool(fp.all())
     if size is None:
         raise StencilArgumentError(f"{name}: give size or footprint (no footprint provided)")
@@ -199,7 +225,9 @@ def _footprint(size, footprint, axes, name):
         raise StencilArgumentError(f"{name}: size 0 along an axis leaves no element in the window; "
                                 f"give sizes >= 1, got {sizes}")
     # as scipy: a box of size 0 along an axis does not filter along it, as size 1
-    return np.ones([max(s, 1) for s in sizes], bool), True
+    fp = np.ones([max(s, 1) for s in sizes], bool)
+    fp.flags.writeable = False  # (the filters remember it: _parsed)
+    return fp, True
 
 
 def _window_axes(axes, origin, ndim, name):
@@ -454,41 +482,65 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     """
     name = "uniform_filter"
     arr = _array(input, name)
+    args = (size, mode, cval, origin, axes)
+    axes, fp, mode, cval, origins = _parsed(name, arr, args,
+                                            lambda: _box_args(arr, *args, name))
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    how, what = _parsed(name + " plan", arr, (*args, out_dtype.str), lambda: _uniform_plan(
+        arr.ndim, arr.dtype, axes, fp, mode, cval, origins, out_dtype))
+    if how == "separable":
+        return _passes.separable(arr, what, mode, cval, out, out_dtype, True, divisor=fp.size)
+    if how == "source":
+        return _passes.run(what[0], arr, mode, cval, what[1], out_dtype, out)
+    return _run_lines(arr, what, mode, cval, out, out_dtype, name)
+
+
+def _box_args(arr, size, mode, cval, origin, axes, name):
+    """``(axes, footprint, mode, cval, origins)`` of a box filter's arguments."""
     axes = _axes(axes, arr.ndim, name)
     fp, _ = _footprint(size, None, axes, name)
     mode, cval = _mode_cval(mode, cval, name, arr, axes)
     origins = _origins(origin, fp.shape, axes, name)
-    out, out_dtype = _output(output, arr, name)
-    if arr.size == 0:
-        return _finish_empty(arr, out, out_dtype)
+    return axes, fp, mode, cval, origins
+
+
+def _uniform_plan(ndim, dtype, axes, fp, mode, cval, origins, out_dtype):
+    """How uniform_filter computes, from its checked arguments (remembered: read-only).
+
+    ``("separable", passes)``, ``("source", (generated source, accumulator))`` or
+    ``("lines", line passes)``.
+    """
     n = fp.size
     if isinstance(mode, dict):  # a mode per axis: one pass per axis
-        passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins)]
-        return _passes.separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
+        return "separable", [(ax, (1,) * s, o) for ax, s, o in zip(axes, fp.shape, origins)]
     if n <= DIRECT_TAPS:
-        taps = [(offs, 1) for offs, _ in _passes.taps(fp, origins, axes, arr.ndim)]
-        return _passes.linear(arr, taps, mode, cval, out, out_dtype, True, divisor=n)
+        taps = [(offs, 1) for offs, _ in _passes.taps(fp, origins, axes, ndim)]
+        acc, acc_kind = _passes.plan_acc(dtype, True, cval)
+        return "source", (_passes.linear_source(ndim, taps, acc, acc_kind, out_dtype,
+                                                divisor=n), acc)
     fractional = mode == "constant" and not float(np.real(cval)).is_integer()
-    if arr.dtype.kind == "c" or (arr.dtype.kind in "iu" and arr.dtype.itemsize == 8) or (
-            fractional and arr.dtype.kind in "biu"):
+    if dtype.kind == "c" or (dtype.kind in "iu" and dtype.itemsize == 8) or (
+            fractional and dtype.kind in "biu"):
         # complex and 64-bit integers (whose sums could overflow int64), and integer data
         # padded with a cval between integers (the running sums' exact path adds integers; the
         # passes then sum in float64): tap-by-tap passes
-        passes = [(ax, [1] * s, o) for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
-        return _passes.separable(arr, passes, mode, cval, out, out_dtype, True, divisor=n)
+        return "separable", [(ax, (1,) * s, o) for ax, s, o in zip(axes, fp.shape, origins)
+                             if s > 1]
     # running sums: a few operations per element whatever the size
     lines = [(ax, s // 2 + o, s - 1 - (s // 2 + o), s)
              for ax, s, o in zip(axes, fp.shape, origins) if s > 1]
-    exact = arr.dtype.kind in "biu" and out_dtype.kind in "biu"
+    exact = dtype.kind in "biu" and out_dtype.kind in "biu"
     if exact:
         # int32 partial sums when they cannot overflow, else int64 (exact either way)
-        bound = max(abs(int(v)) for v in _passes.limits(arr.dtype)) if arr.dtype.kind != "b" else 1
+        bound = max(abs(int(v)) for v in _passes.limits(dtype)) if dtype.kind != "b" else 1
         inter = np.dtype(np.int32) if bound * n + abs(cval) * n < 2**31 else np.dtype(np.int64)
         lo_c, hi_c = _passes.limits(out_dtype) if out_dtype.kind != "b" else (0, 1)
     else:
-        inter = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+        inter = dtype if dtype.kind == "f" else np.dtype(np.float64)
     # the last two axes in one sweep (no intermediate array), the others first, one pass each
-    pair = [ln for ln in lines if ln[0] >= arr.ndim - 2] if arr.ndim >= 2 else []
+    pair = [ln for ln in lines if ln[0] >= ndim - 2] if ndim >= 2 else []
     if len(pair) != 2:
         pair = []
     singles = [ln for ln in lines if ln not in pair]
@@ -502,9 +554,9 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
             passes.append(Box(ax, lo, hi, s, out_dtype if last else inter, None))
     if pair:
         (_, lo0, hi0, s0), (_, lo1, hi1, s1) = pair
-        passes.append(Box2(arr.ndim - 2, lo0, hi0, lo1, hi1, n if exact else s0 * s1,
+        passes.append(Box2(ndim - 2, lo0, hi0, lo1, hi1, n if exact else s0 * s1,
                            out_dtype, (lo_c, hi_c) if exact else None))
-    return _run_lines(arr, passes, mode, cval, out, out_dtype, name)
+    return "lines", passes
 
 
 def _gaussian_weights(sigma, radius, order=0):
@@ -562,6 +614,18 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     """
     name = "gaussian_filter"
     arr = _array(input, name)
+    args = (sigma, order, mode, cval, truncate, radius, axes)
+    mode, cval, passes = _parsed(name, arr, args, lambda: _gaussian_args(arr, *args, name))
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    if not passes:
+        return _passes.linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+    return _gaussian_run(arr, mode, cval, passes, output, out, out_dtype, name)
+
+
+def _gaussian_args(arr, sigma, order, mode, cval, truncate, radius, axes, name):
+    """``(mode, cval, passes)`` of gaussian_filter's arguments: a weight vector per axis."""
     axes = _axes(axes, arr.ndim, name)
     sigmas = _per_axis(sigma, axes, "sigma", name, convert=float)
     if any(not math.isfinite(s) or s < 0 for s in sigmas):
@@ -580,15 +644,17 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
         if any(r < 0 for r in radii):
             raise StencilError(f"{name}: radius must be >= 0, got {radii}")
     mode, cval = _mode_cval(mode, cval, name, arr, axes)
-    out, out_dtype = _output(output, arr, name)
-    if arr.size == 0:
-        return _finish_empty(arr, out, out_dtype)
     # as scipy: an axis with sigma ~ 0 is not filtered; a one-tap window (radius 0) is the
     # identity for smoothing but the derivative at 0 for order > 0 (0, -1/sigma^2, 0)
     passes = [(ax, _gaussian_weights(s, r, o), 0)
               for ax, s, r, o in zip(axes, sigmas, radii, orders) if s > 1e-15 and (r or o)]
-    if not passes:
-        return _passes.linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+    for _, w, _ in passes:
+        w.flags.writeable = False  # (remembered: _parsed)
+    return mode, cval, passes
+
+
+def _gaussian_run(arr, mode, cval, passes, output, out, out_dtype, name):
+    """gaussian_filter once its arguments are checked and its ``passes`` weighed."""
     if isinstance(mode, dict):
         return _passes.separable(arr, passes, mode, cval, out, out_dtype, False)
     taps = math.prod(len(w) for _, w, _ in passes)
@@ -738,6 +804,14 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
 
 def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
     arr = _array(input, name)
+    parsed = _parsed(name, arr, (size, footprint, mode, cval, origin, axes),
+                     lambda: _rank_parse(arr, size, footprint, mode, cval, origin, axes, name))
+    out, out_dtype = _output(output, arr, name)
+    return (arr, *parsed, out, out_dtype)
+
+
+def _rank_parse(arr, size, footprint, mode, cval, origin, axes, name):
+    """``(axes, footprint, box?, mode, cval, origins)`` of a rank filter's arguments."""
     if arr.dtype.kind == "c":
         raise StencilTypeError(f"{name}: complex input has no order; filter the real and "
                                "imaginary parts (or np.abs(input)) separately")
@@ -754,8 +828,7 @@ def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
         raise StencilArgumentError(f"{name}: one mode per axis needs a separable window (minimum "
                                 "or maximum with size=); pass a single mode")
     origins = _origins(origin, fp.shape, axes, name)
-    out, out_dtype = _output(output, arr, name)
-    return arr, axes, fp, box, mode, cval, origins, out, out_dtype
+    return axes, fp, box, mode, cval, origins
 
 
 def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name):
@@ -853,6 +926,20 @@ def _nested(lists):
     return tuple(_nested(v) for v in lists) if isinstance(lists, list) else bool(lists)
 
 
+def _median_rank(ndim, axes, fp, box, origins):
+    """``(n, window shape over every axis, Rank pass)`` of a median's window."""
+    n = int(fp.sum())
+    shape = [1] * ndim
+    for ax, s in zip(axes, fp.shape):
+        shape[ax] = s
+    full = fp.reshape(shape)
+    lo = [0] * ndim
+    for ax, s, o in zip(axes, fp.shape, origins):
+        lo[ax] = s // 2 + o
+    last2 = box and all(s == 1 for ax, s in enumerate(shape) if ax < ndim - 2)
+    return n, tuple(shape), Rank(_nested(full.tolist()), tuple(lo), n // 2, last2)
+
+
 def median_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
                   origin=0, *, axes=None):
     """Median over a window: the element of rank ``n // 2`` of its ``n`` values, as scipy.
@@ -883,18 +970,10 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
     name = "median_filter"
     arr, axes, fp, box, mode, cval, origins, out, out_dtype = _rank_args(
         input, size, footprint, output, mode, cval, origin, axes, name)
-    n = int(fp.sum())
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
-    shape = [1] * arr.ndim
-    for ax, s in zip(axes, fp.shape):
-        shape[ax] = s
-    full = fp.reshape(shape)
-    lo = [0] * arr.ndim
-    for ax, s, o in zip(axes, fp.shape, origins):
-        lo[ax] = s // 2 + o
-    last2 = box and all(s == 1 for ax, s in enumerate(shape) if ax < arr.ndim - 2)
-    rank = Rank(_nested(full.tolist()), tuple(lo), n // 2, last2)
+    n, shape, rank = _parsed("median_filter rank", arr, (size, footprint, origin, axes),
+                             lambda: _median_rank(arr.ndim, axes, fp, box, origins))
     if n > MEDIAN_MAX:
         # large windows: a selection per element over the mode-padded array (uint8 and
         # uint16 boxes: Huang's sliding histogram)

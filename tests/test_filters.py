@@ -445,6 +445,27 @@ def test_cval_minus_zero_is_not_the_cached_plan_of_zero():
         assert np.signbit(got[:, 0]).all() == np.signbit(c)
 
 
+def test_remembered_arguments_still_raise_and_keep_equal_values_apart():
+    """The filters remember their checked arguments (filters._parsed): a bad call raises every
+    time, size=True (an error) is not size=1, and remembered windows are read-only."""
+    x = np.arange(30.0).reshape(5, 6)
+    for _ in range(2):
+        np.testing.assert_array_equal(filters.median_filter(x, size=1), x)
+        with pytest.raises(StencilTypeError, match="size must be integers"):
+            filters.median_filter(x, size=True)
+        with pytest.raises(StencilError, match="origin 5 is outside"):
+            filters.uniform_filter(x, 3, origin=5)
+        with pytest.raises(StencilError, match="sigma must be finite"):
+            filters.gaussian_filter(x, -1.0)
+    for size in (3, (3, 3), np.int64(3)):  # equal keys of other types: one result
+        np.testing.assert_allclose(filters.uniform_filter(x, size), ndi.uniform_filter(x, 3))
+    np.testing.assert_allclose(filters.gaussian_filter(x, 1.0, mode=("nearest", "wrap")),
+                               ndi.gaussian_filter(x, 1.0, mode=("nearest", "wrap")))
+    key = ("median_filter", 2, x.dtype.str, filters._dtypes.exact_key(
+        (1, None, "reflect", 0.0, 0, None)))
+    assert not filters._PARSED[key][1].flags.writeable
+
+
 def test_16_bit_histogram_median_jumps_across_coarse_bins():
     # two-valued data: the median leaps between 3 and 65530 from one window to the next
     rng = np.random.default_rng(2)
