@@ -680,6 +680,22 @@ def _gaussian_run(arr, mode, cval, passes, output, out, out_dtype, name):
 
 def _derivative(input, axis, output, mode, cval, smooth, name):
     arr = _array(input, name)
+    axis, mode, cval, w = _parsed(name, arr, (axis, mode, cval), lambda: _derivative_args(
+        arr, axis, mode, cval, smooth, name))
+    if w is None:  # a mode per axis: one pass per axis
+        out, out_dtype = _output(output, arr, name)
+        if arr.size == 0:
+            return _finish_empty(arr, out, out_dtype)
+        passes = [(ax, [-1, 0, 1] if ax == axis else list(smooth), 0) for ax in range(arr.ndim)]
+        return _passes.separable(arr, passes, mode, cval, out, out_dtype, True)
+    return _correlate(arr, w, output, mode, cval, 0, tuple(range(arr.ndim)), name)
+
+
+def _derivative_args(arr, axis, mode, cval, smooth, name):
+    """``(axis, mode, cval, weights)`` of sobel's and prewitt's arguments.
+
+    ``weights`` None: a mode per axis (one pass per axis).
+    """
     try:
         axis = _axes((axis,), arr.ndim, name)[0]
     except StencilTypeError:
@@ -687,16 +703,13 @@ def _derivative(input, axis, output, mode, cval, smooth, name):
                                    "interpreted as an integer") from None
     all_axes = tuple(range(arr.ndim))
     mode, cval = _mode_cval(mode, cval, name, arr, all_axes)
-    if isinstance(mode, dict):  # a mode per axis: one pass per axis
-        out, out_dtype = _output(output, arr, name)
-        if arr.size == 0:
-            return _finish_empty(arr, out, out_dtype)
-        passes = [(ax, [-1, 0, 1] if ax == axis else list(smooth), 0) for ax in all_axes]
-        return _passes.separable(arr, passes, mode, cval, out, out_dtype, True)
+    if isinstance(mode, dict):
+        return axis, mode, cval, None
     w = np.array(1)
     for ax in all_axes:
         w = np.multiply.outer(w, np.array([-1, 0, 1]) if ax == axis else np.array(smooth))
-    return _correlate(arr, w, output, mode, cval, 0, all_axes, name)
+    w.flags.writeable = False  # (remembered: _parsed)
+    return axis, mode, cval, w
 
 
 def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
