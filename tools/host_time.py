@@ -29,7 +29,7 @@ def main(argv=None):
     import cpp_host
     from numba import cuda
 
-    from stencilkit import filters
+    from stencilkit import filters, resample
     from stencilkit.backends import cuda as cuda_backend
     from stencilkit.backends import cuda_cpp
 
@@ -52,6 +52,8 @@ def main(argv=None):
         "median_filter 3 uint8": lambda: filters.median_filter(u8, 3),
         "maximum_filter 3 uint8": lambda: filters.maximum_filter(u8, 3),
         "sobel float32": lambda: filters.sobel(f32),
+        "block_reduce 2 mean uint8": lambda: resample.block_reduce(u8, 2, "mean"),
+        "pyramid_down 1 level uint8": lambda: resample.pyramid_down(u8, 1),
     }
     for fn in calls.values():  # compile (g++) and run once for real
         fn()

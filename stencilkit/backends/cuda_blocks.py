@@ -374,12 +374,12 @@ def pyramid_level(x, mode):
     src3, _, _, dshape = _last2(src, (2, 2), tuple(x.shape[:-2]) + tuple(
         -(-n // 2) for n in x.shape[-2:]))
     n0, n1 = src3.shape[1], src3.shape[2]
-    maps = [cuda_backend.work(np.ascontiguousarray(_pyramid_map(n, mode)), (), False,
-                              (-(-n // 2), 5), np.dtype(np.int64), x) for n in (n0, n1)]
-    acc = np.float64(0) if native.kind == "f" else np.int64(0)  # integers: exact sums
     dst = cuda_backend.empty(dshape, native, x)
-    rounding, lo, hi = _rounding_bounds(native)
-    if not cuda_resample.run_pyramid(src3, dst, maps[0], maps[1]):  # C++, else numba's
+    if not cuda_resample.run_pyramid(src3, dst, mode):  # C++ (maps inline), else numba's
+        maps = [cuda_backend.work(np.ascontiguousarray(_pyramid_map(n, mode)), (), False,
+                                  (-(-n // 2), 5), np.dtype(np.int64), x) for n in (n0, n1)]
+        acc = np.float64(0) if native.kind == "f" else np.int64(0)  # integers: exact sums
+        rounding, lo, hi = _rounding_bounds(native)
         _launch2(pyr2, dst, src3, dst, maps[0], maps[1], acc, rounding, lo, hi)
     shape = tuple(x.shape[:-2]) + tuple(dst.shape[1:])
     return _device_result(dst.reshape(shape), np.dtype(x.dtype).newbyteorder("="), x)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import codegen_cpp
+from .. import codegen_cpp, modes
 
 BLOCK = (32, 8, 1)
 """Threads per block: x over output columns, y over output rows."""
@@ -383,9 +383,9 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
     The 5 x 5 binomial at every second row and column. Integers: exact sums (int32 for 8/16-bit
     data, else int64) rounded once (ties to even), saturated to ``[lo, hi]``; floats: float64
     sums in pyr2's order (each tap row from zero, left to right, then the rows), divided by
-    256. Rows and columns inside the array are read directly; near the edges the kernel reads
-    through ``rmap``/``cmap`` (the five mapped source indices of each output row and column;
-    -1: outside, contributing nothing).
+    256. Rows and columns inside the array are read directly; near the edges through the
+    mode's index map (``sk_map``, as pyr2's host-built maps; -1, constant mode outside:
+    contributing nothing), so that a call builds and copies no index arrays.
     """
     dtype = np.dtype(dtype)
     ix = "sk_i64" if idx64 else "sk_i32"
@@ -394,9 +394,8 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
     # integer sums: exact in 32 bits for 8/16-bit data (at most 256 * 65535), else 64
     a = ("sk_i32" if dtype.itemsize <= 2 else "sk_i64") if exact else "double"
     params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
-              f"{ix} m0, {ix} m1, const sk_i64* __restrict__ rmap, "
-              "const sk_i64* __restrict__ cmap")
-    names = "src, dst, B, n0, n1, m0, m1, rmap, cmap"
+              f"{ix} m0, {ix} m1, int mode")
+    names = "src, dst, B, n0, n1, m0, m1, mode"
     if exact:
         lit = str if a == "sk_i32" else _int_lit
         finish = [f"{a} q = (s + 128) >> 8;",  # floor division by 256
@@ -406,7 +405,8 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
                   f"dst[at] = ({t})q;"]
     else:
         finish = [f"dst[at] = ({t})(s / 256.0);"]
-    L = [f"// stencilkit pyramid level ({dtype}, sums in {a})", codegen_cpp.PRELUDE, "",
+    L = [f"// stencilkit pyramid level ({dtype}, sums in {a})", codegen_cpp.PRELUDE,
+         f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix), "",
          f'extern "C" __global__ void sk_pyramid({params}) {{',
          f"  const {ix} j = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
          "  if (j >= m1) return;",
@@ -425,11 +425,11 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
         L.append(f"        {{ {a} row = 0; {terms} s = s + ({a}){PYR[u]} * row; }}")
     L += ["      } else {",
           "        for (int u = 0; u < 5; ++u) {",
-          "          const sk_i64 r = rmap[i * 5 + u];",
+          f"          const {ix} r = sk_map(2 * i - 2 + u, n0, mode);",
           "          if (r < 0) continue;",
           f"          {a} row = 0;",
           "          for (int v = 0; v < 5; ++v) {",
-          "            const sk_i64 c = cmap[j * 5 + v];",
+          f"            const {ix} c = sk_map(2 * j - 2 + v, n1, mode);",
           f"            if (c >= 0) row = row + ({a})sk_pyr[v] * ({a})plane[r * n1 + c];",
           "          }",
           f"          s = s + ({a})sk_pyr[u] * row;",
@@ -442,11 +442,11 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
     return PyramidModule("\n".join(L) + "\n", dtype, idx64)
 
 
-def run_pyramid(src, dst, rmap, cmap, *, lo=0, hi=0) -> bool:
+def run_pyramid(src, dst, mode, *, lo=0, hi=0) -> bool:
     """One pyramid level of ``src`` (B, n0, n1) into ``dst`` (B, m0, m1), device arrays.
 
-    ``rmap``/``cmap``: (m, 5) int64 device arrays of mapped source indices. Returns False
-    (launching nothing) where the C++ path is off or the dtype is not covered.
+    ``mode``: the boundary mode's name. Returns False (launching nothing) where the C++ path
+    is off or the dtype is not covered.
     """
     from . import cuda_cpp
 
@@ -470,7 +470,7 @@ def run_pyramid(src, dst, rmap, cmap, *, lo=0, hi=0) -> bool:
     ix = np.int64 if idx64 else np.int32
     args = (cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst), *(ix(v) for v in (*wshape,
                                                                              *oshape[1:])),
-            cuda_cpp.as_cupy(rmap), cuda_cpp.as_cupy(cmap))
+            np.int32(modes.mode_code(mode)))
     for kname, grid, block, _ in mod.launches(wshape, oshape):
         found[kname](grid, block, args)
     return True
