@@ -25,6 +25,9 @@ import numpy as np
 _KINDS = "biufc"
 
 
+_PLAIN = frozenset((int, str, type(None)))  # (their == already tells what differs)
+
+
 def exact_key(v):
     """``v`` as part of a cache key under which equal keys compute the same.
 
@@ -45,7 +48,7 @@ def exact_key(v):
         first = type(v[0]) if v else None
         if (first is float or first is np.float64) and all(type(x) is first for x in v):
             return t, first, struct.pack(f"{len(v)}d", *v)  # (weights: one pack, not n keys)
-        return t, tuple(exact_key(x) for x in v)
+        return t, tuple(x if type(x) in _PLAIN else exact_key(x) for x in v)
     if t is complex:
         return t, v.real.hex(), v.imag.hex()
     return v
