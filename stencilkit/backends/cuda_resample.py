@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import codegen_cpp, modes
+from .. import _dtypes, codegen_cpp, modes
 
 BLOCK = (32, 8, 1)
 """Threads per block: x over output columns, y over output rows."""
@@ -343,7 +343,7 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
         info = np.iinfo(out)
         lo, hi = max(int(info.min), -2**63), min(int(info.max), 2**63 - 1)
     wshape, oshape = tuple(src.shape), tuple(dst.shape)
-    idx64 = max(int(np.prod(wshape)), int(np.prod(oshape))) >= 2**31
+    idx64 = max(math.prod(wshape), math.prod(oshape)) >= 2**31
     mod = module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64, lead)
     try:
         found = cuda_cpp.kernels(mod, False)
@@ -351,8 +351,14 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
         cuda_cpp.compile_failed(exc)
         return False
     s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
-    for kname, grid, block, _ in mod.launches(wshape, oshape):
-        found[kname](grid, block, (s, d, *scalars(mod, wshape, oshape, cval)))
+    key = (mod.source, wshape, oshape, _dtypes.exact_key(cval))  # (the launches, once)
+    calls = cuda_cpp._LAUNCHES.get(key)
+    if calls is None:
+        calls = [(kname, grid, block, scalars(mod, wshape, oshape, cval))
+                 for kname, grid, block, _ in mod.launches(wshape, oshape)]
+        cuda_cpp.remember(cuda_cpp._LAUNCHES, key, calls)
+    for kname, grid, block, args in calls:
+        found[kname](grid, block, (s, d, *args))
     return True
 
 
