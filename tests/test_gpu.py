@@ -318,6 +318,21 @@ def test_more_than_2_31_elements(cupy):
     np.testing.assert_array_equal(r[-1, :-1].get(), a[-1, 1:].get())
     assert int(r[-1, -1].get()) == int(a[-1, 0].get())
     np.testing.assert_array_equal(r[0, :-1].get(), a[0, 1:].get())
+    del r
+    # the filters' own kernels (their 64-bit index variants: sorted columns, networks, box
+    # extremes) at the array's far corner and its first, against NumPy's windows of slices
+    # (a slice's cut edges are left out of the comparison)
+    for fn, size in [(filters.median_filter, (3, 3)), (filters.median_filter, (5, 5)),
+                     (filters.maximum_filter, (3, 3)), (filters.minimum_filter, (9, 9))]:
+        r = fn(a, size, mode="mirror")
+        h, w = size[0] // 2, size[1] // 2
+        for rows, cols, keep in [(slice(-16, None), slice(-4096, None), (slice(h, None),
+                                                                          slice(w, None))),
+                                 (slice(0, 16), slice(0, 4096), (slice(0, -h), slice(0, -w)))]:
+            want = numpy_window(fn, a[rows, cols].get(), size, "mirror", 0)[keep]
+            np.testing.assert_array_equal(r[rows, cols].get()[keep], want,
+                                          err_msg=f"{fn.__name__} {size}")
+        del r
 
 
 # last: numba.cuda compiles each kernel on the GPU (minutes in all), so that a timed run
