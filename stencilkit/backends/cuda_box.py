@@ -111,10 +111,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     lane = codegen_cpp._lane_fn(in_dtype) if per > 1 else None
     word_out = out_dtype.itemsize * cols == 4 * UNITS and per > 1
     lit = f"(({acc}){divisor}LL)"
-    top, bottom = (0, 0) if rowmap else (lo0, hi0)  # rows the border kernel computes
-
-    def rmap(row):
-        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
+    (top, bottom), rmap = cuda_sweeps.row_reads(lo0, hi0, rowmap)
 
     def each_unit(pad, loads, term):
         """Lines adding ``term`` of each unit's lanes to the column sums.

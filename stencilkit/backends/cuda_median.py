@@ -85,10 +85,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
     tc = codegen_cpp._ctype_of(dtype)
     v = "sk_i32" if dtype.itemsize < 4 else tc  # the values' type (8/16-bit: as int)
     unit = "sk_u32" if simd else tc
-    top, bottom = (0, 0) if rowmap else (lo0, hi0)
-
-    def rmap(row):
-        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
+    (top, bottom), rmap = cuda_sweeps.row_reads(lo0, hi0, rowmap)
 
     def load(ring, ptr, pad):
         """Lines setting ``{ring}{t}`` to the row ``ptr``'s values, every column held."""
@@ -262,14 +259,10 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
     kw = 1 + max(c for _, c in cells)
     hi0, hi1 = kv - 1 - lo0, kw - 1 - lo1
     pairs = cuda_sweeps.Pairs(dtype, lo1, hi1, NET_UNITS)  # two output pairs a thread
-    per, units, ul, ur = pairs.per, pairs.units, pairs.ul, pairs.ur
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
-    top, bottom = (0, 0) if rowmap else (lo0, hi0)
+    (top, bottom), rmap = cuda_sweeps.row_reads(lo0, hi0, rowmap)
     rows_used = sorted({r for r, _ in cells})
-
-    def rmap(row):
-        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
 
     params, names = cuda_sweeps.words_params(tc, ix)
     L = [f"// stencilkit rank {rank} of a {kv} x {kw} window of {n} ({dtype}): a sorting "
@@ -278,8 +271,8 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          *_network("sk_rank2x", "sk_u32", "sk_vmin2", "sk_vmax2", n, rank),
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_net2x_interior", params, ix, units, top, bottom, per,
-                                    "sk_u32", tc),
+         *cuda_sweeps.interior_head("sk_net2x_interior", params, ix, pairs.units, top, bottom,
+                                    pairs.per, "sk_u32", tc),
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
     for r in rows_used:
         L += [f"      const sk_u32* __restrict__ row{r} = plane + "
@@ -293,7 +286,8 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
           "// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_net2x_border({params}) {{',
-          *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
+          *cuda_sweeps.border_strips(ix, top, bottom, f"{pairs.per} * k0",
+                                     f"{pairs.per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           *(f"    const {ix} m{c} = sk_map(j + ({c - lo1}), n1, mode);"
             for c in sorted({c for _, c in cells})),
@@ -304,10 +298,8 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
           "    }",
           "  }",
           "}",
-          "#undef SK_RD", "",
-          codegen_cpp.host_launchers(("sk_net2x_interior", "sk_net2x_border"), params, names)]
-    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_net2x", dtype, lo0, hi0, per, ul,
-                                   ur, units, idx64, rowmap)
+          "#undef SK_RD", ""]
+    return pairs.module(L, "sk_net2x", lo0, hi0, idx64, rowmap, params, names)
 
 
 _SIMD = [  # the 3 x 3 median on pairs: sorted columns and the median of three

@@ -78,15 +78,11 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     dtype = np.dtype(dtype)
     hiv, hih = kv - 1 - lov, kh - 1 - loh
     pairs = cuda_sweeps.Pairs(dtype, loh, hih, UNITS)  # two output pairs a thread
-    per, units, ul, ur = pairs.per, pairs.units, pairs.ul, pairs.ur
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
-    top, bottom = (0, 0) if rowmap else (lov, hiv)
+    (top, bottom), rmap = cuda_sweeps.row_reads(lov, hiv, rowmap)
     ext2, ext1 = ("sk_vmax2", "sk_mx") if is_max else ("sk_vmin2", "sk_mn")
     firsts = pairs.outputs()  # the output pairs' first outputs
-
-    def rmap(row):
-        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
 
     def fold(terms):
         """The extreme of the terms, as a balanced tree (short dependency chains)."""
@@ -115,8 +111,8 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
          "two outputs an instruction",
          *cuda_sweeps.words_prelude(ix),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_minmax_interior", params, ix, units, top, bottom, per,
-                                    "sk_u32", tc),
+         *cuda_sweeps.interior_head("sk_minmax_interior", params, ix, pairs.units, top, bottom,
+                                    pairs.per, "sk_u32", tc),
          "    " + " ".join(f"sk_u32 g{o}_{s};" for o in firsts for s in range(kv)),
          "    // the ring: slot s holds the row i - lov + s (slots 0 .. kv-2 before a step)"]
     for s in range(kv - 1):
@@ -136,7 +132,8 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     L += ["// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_minmax_border({params}) {{',
-          *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
+          *cuda_sweeps.border_strips(ix, top, bottom, f"{pairs.per} * k0",
+                                     f"{pairs.per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           f"    {ix} m[{kh}];",
           f"    for (int c = 0; c < {kh}; ++c) m[c] = sk_map(j + c - {loh}, n1, mode);",
@@ -150,10 +147,8 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
           "    }",
           "  }",
           "}",
-          "#undef SK_RD", "",
-          codegen_cpp.host_launchers(("sk_minmax_interior", "sk_minmax_border"), params, names)]
-    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_minmax", dtype, lov, hiv, per, ul, ur,
-                                   units, idx64, rowmap)
+          "#undef SK_RD", ""]
+    return pairs.module(L, "sk_minmax", lov, hiv, idx64, rowmap, params, names)
 
 
 _MODULES: dict = {}

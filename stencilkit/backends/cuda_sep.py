@@ -120,7 +120,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
               f"{ix} rows, {ix} c0, {ix} c1, int mode, {cv} cval")
     names = "src, dst, B, n0, n1, rows, c0, c1, mode, cval"
     ring = [f"h{k}" for k in range(kv)]
-    top, bottom = (0, 0) if rowmap else (lov, hiv)  # rows the border kernel leaves
+    (top, bottom), rmap = cuda_sweeps.row_reads(lov, hiv, rowmap)
     wvs, whs = [None] * kv, [None] * kh
     if sw.op == "sum":
         if sw.wv is not None:
@@ -246,8 +246,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
         return f"(sk_f32_bits(0x4b000000u | {u}) - {float(2**23 + bias).hex()}f)"
 
     def direct(k, row):
-        row = f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
-        head = f"{{ const {t}* __restrict__ p = plane + {row} * n1; "
+        head = f"{{ const {t}* __restrict__ p = plane + {rmap(row)} * n1; "
         if not pair_h:
             return head + horizontal(f"h{k}", lambda c: convert(f"p[{c}]")) + " }"
         hk = f"h{k}"

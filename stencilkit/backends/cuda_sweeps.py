@@ -115,6 +115,19 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
     return out
 
 
+def row_reads(lo0, hi0, rowmap):
+    """``((top, bottom), rmap)`` of a sweep whose window reaches ``lo0``/``hi0`` rows.
+
+    ``top``/``bottom``: the rows above and below the interior that the border kernel computes
+    (none where the interior maps its rows through the mode, ``rowmap``); ``rmap(row)``: the
+    C++ row index the interior reads for the expression ``row``.
+    """
+    def rmap(row):
+        return f"sk_map({row}, n0, mode)" if rowmap else f"({row})"
+
+    return ((0, 0) if rowmap else (lo0, hi0)), rmap
+
+
 def interior_head(kernel, params, ix, units, top, bottom, per, unit, out_c) -> list:
     """C++ lines opening the interior kernel of a sweep whose threads own whole units.
 
@@ -234,7 +247,7 @@ class Pairs:
         (as many output pairs): ``units`` words, read from ``ul`` to ``ur`` (relative to its
         first).
         """
-        dtype = np.dtype(dtype)
+        self.dtype = dtype = np.dtype(dtype)
         self.per = 4 // dtype.itemsize
         self.units = words8 if self.per == 4 else 2 * words8
         self.ul = (-lo) // self.per
@@ -295,6 +308,17 @@ class Pairs:
                     for w in range(self.units)]
         return [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm({name(4 * w)}, {name(4 * w + 1)}, "
                 f"0x6240u){self.flip};" for w in range(self.units)]
+
+    def module(self, lines, prefix, lo0, hi0, idx64, rowmap, params, names) -> UnitsModule:
+        """The :class:`UnitsModule` whose threads own these pairs' words.
+
+        ``lines``: its C++ (kernels ``{prefix}_interior`` and ``{prefix}_border`` taking
+        ``params``, named ``names``), to which the host launchers are added.
+        """
+        kernels = (f"{prefix}_interior", f"{prefix}_border")
+        source = "\n".join([*lines, codegen_cpp.host_launchers(kernels, params, names)]) + "\n"
+        return UnitsModule(source, prefix, self.dtype, lo0, hi0, self.per, self.ul, self.ur,
+                           self.units, idx64, rowmap)
 
 
 def words_params(tc, ix):
