@@ -54,6 +54,16 @@ def exact_key(v):
     return v
 
 
+def remember(cache: dict, key, value, most: int = 1024) -> None:
+    """``cache[key] = value``, emptying ``cache`` first when it holds ``most`` entries.
+
+    The bound of the library's per-configuration caches (keys from :func:`exact_key`).
+    """
+    if len(cache) >= most:
+        cache.clear()
+    cache[key] = value
+
+
 def check_dtype(dtype: np.dtype, what: str, where: str) -> np.dtype:
     """Return ``dtype`` if stencilkit computes on it, else raise a TypeError saying what to do."""
     dtype = np.dtype(dtype)

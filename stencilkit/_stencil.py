@@ -294,9 +294,7 @@ class Stencil:
         if plan is None:
             plan = self._make_plan(host, out, overrides)
             if key is not None:
-                if len(self._plans) > 256:
-                    self._plans.clear()
-                self._plans[key] = plan
+                _dtypes.remember(self._plans, key, plan, 257)
         return plan
 
     def _make_plan(self, host, out, overrides) -> _Plan:

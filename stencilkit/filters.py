@@ -96,9 +96,7 @@ def _parsed(name, arr, args, parse):
         return parse()
     if found is None:
         found = parse()
-        if len(_PARSED) >= 512:
-            _PARSED.clear()
-        _PARSED[key] = found
+        _dtypes.remember(_PARSED, key, found, 512)
     return found
 
 
@@ -410,9 +408,7 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
         acc, acc_kind = _passes.plan_acc(arr.dtype, integral, cval)
         found = (_passes.linear_source(arr.ndim, taps, acc, acc_kind, out_dtype), acc)
         if key is not None:
-            if len(_SOURCES) >= 256:
-                _SOURCES.clear()
-            _SOURCES[key] = found
+            _dtypes.remember(_SOURCES, key, found, 256)
     return _passes.run(found[0], arr, mode, cval, found[1], out_dtype, out)
 
 

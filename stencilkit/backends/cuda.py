@@ -570,7 +570,7 @@ class CudaBackend(Backend):
                     return res
             except cuda_cpp.CompileError as exc:
                 cuda_cpp.compile_failed(exc)
-        if cpp:  # box extremes of 8-bit data: one sweep, two outputs an instruction
+        if cpp:  # box extremes of 8/16-bit data: one sweep, two outputs an instruction
             res = _minmax(passes, arr, out)
             if res is not None:
                 return res
@@ -617,7 +617,7 @@ class CudaBackend(Backend):
         try:
             if cuda_median.fits(*args):  # 3 x 3 boxes of integers: sorted columns
                 return cuda_median.run(arr, p.lo[-2], p.lo[-1], passes.mode, passes.cval, out)
-            if cuda_median.network_fits(*args):  # 8-bit windows: the network on 16x2 pairs
+            if cuda_median.network_fits(*args):  # 8/16-bit windows: the network on 16x2 pairs
                 return cuda_median.run_network(arr, p, passes.mode, passes.cval, out)
         except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so; the stencil runs
             cuda_cpp.compile_failed(exc)
@@ -640,7 +640,7 @@ class CudaBackend(Backend):
 
 
 def _minmax(passes, arr, out):
-    """``Extreme`` passes of 8-bit data by :mod:`.cuda_minmax`, or None where it cannot."""
+    """``Extreme`` passes of 8/16-bit data by :mod:`.cuda_minmax`, or None where it cannot."""
     from . import cuda_cpp, cuda_minmax
 
     box = cuda_minmax.box_of(passes.passes, arr.ndim)

@@ -180,7 +180,7 @@ def choose(st, plan, params) -> Choice:
         except _cpp_body.Unsupported as exc:
             choice = Choice("numba", None, f"the C++ emitter does not cover this kernel: {exc}")
         st._modules[key] = choice
-    remember(calls, fast, choice, 256)
+    _dtypes.remember(calls, fast, choice, 256)
     return choice
 
 
@@ -325,7 +325,7 @@ def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
                   tuple(mod.scalars(wshape, rows, c0, c1, plan.mode, plan.cval_acc,
                                     plan.cval_out, params)))
                  for kname, grid, block, (rows, c0, c1) in mod.launches(wshape, words)]
-        remember(_LAUNCHES, key, calls)
+        _dtypes.remember(_LAUNCHES, key, calls)
     for kname, grid, block, scalars in calls:
         found[kname](grid, block, (*arrays, out, *scalars))
 
@@ -333,13 +333,6 @@ def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
 _LAUNCHES: dict = {}
 """A call configuration's launches (kernel, grid, block, scalar arguments), worked out once:
 the geometry and the typed scalars were about a third of a small call's host time."""
-
-
-def remember(cache: dict, key, value, most: int = 1024) -> None:
-    """``cache[key] = value``, emptying ``cache`` first when it holds ``most`` entries."""
-    if len(cache) >= most:
-        cache.clear()
-    cache[key] = value
 
 
 def run_tiled(mod, arrays, out, nsteps, plan, params, fastmath: bool) -> None:

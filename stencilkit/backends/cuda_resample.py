@@ -356,7 +356,7 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
     if calls is None:
         calls = [(kname, grid, block, scalars(mod, wshape, oshape, cval))
                  for kname, grid, block, _ in mod.launches(wshape, oshape)]
-        cuda_cpp.remember(cuda_cpp._LAUNCHES, key, calls)
+        _dtypes.remember(cuda_cpp._LAUNCHES, key, calls)
     for kname, grid, block, args in calls:
         found[kname](grid, block, (s, d, *args))
     return True

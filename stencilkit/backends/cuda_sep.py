@@ -384,9 +384,8 @@ def sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
     except TypeError:  # something unhashable (a mode per axis): work it out each time
         return _sweep_of(passes, dtype, out_dtype, ndim, mode, cval)
     if found is _SWEEPS:
-        if len(_SWEEPS) >= 512:
-            _SWEEPS.clear()
-        found = _SWEEPS[key] = _sweep_of(passes, dtype, out_dtype, ndim, mode, cval)
+        found = _sweep_of(passes, dtype, out_dtype, ndim, mode, cval)
+        _dtypes.remember(_SWEEPS, key, found, 512)
     return found
 
 

@@ -220,7 +220,7 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
             calls = [(kname, grid, block, tuple(scalars_of(mod, wshape, rows, a, b)))
                      for kname, grid, block, (rows, a, b) in mod.launches(wshape)]
             if ck is not None:
-                cuda_cpp.remember(cuda_cpp._LAUNCHES, ck, calls)
+                _dtypes.remember(cuda_cpp._LAUNCHES, ck, calls)
         for kname, grid, block, scalars in calls:
             found[kname](grid, block, (s, d, *scalars))
     if out is None or direct:
