@@ -465,6 +465,23 @@ def test_process_and_local_cluster_schedulers(tmp_path, scheduler):
                                       scipy_ndimage.maximum_filter(f, 3))
 
 
+def scheduler_address(sched_file, proc, wait=60):
+    """The address a ``dask scheduler`` wrote to its scheduler file, once the file is whole.
+
+    The scheduler creates the file before it writes the JSON, so a file that exists may
+    still be empty or half written: read it until it parses (CI once read it empty).
+    """
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the dask scheduler exited with status {proc.returncode}")
+        try:
+            return json.loads(sched_file.read_text())["address"]
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            time.sleep(0.1)
+    pytest.fail(f"the dask scheduler wrote no address to {sched_file} in {wait} s")
+
+
 def test_a_running_dask_scheduler_and_worker(tmp_path):
     pytest.importorskip("distributed")
     dask_exe = shutil.which("dask", path=os.path.dirname(sys.executable))
@@ -475,10 +492,7 @@ def test_a_running_dask_scheduler_and_worker(tmp_path):
                                "--no-dashboard", "--scheduler-file", sched_file],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        deadline = time.time() + 60
-        while not sched_file.exists() and time.time() < deadline:
-            time.sleep(0.1)
-        address = json.loads(sched_file.read_text())["address"]
+        address = scheduler_address(sched_file, procs[0])
         procs.append(subprocess.Popen([dask_exe, "worker", address, "--nworkers", "1",
                                        "--nthreads", "1", "--no-dashboard"],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
