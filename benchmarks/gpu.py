@@ -6,13 +6,13 @@ Workloads (issue "CUDA backend at memory speed"): a 3 x 3 int8 mean on 16384^2 a
 200 x 2048 x 2048 stack; a float32 5-point heat step on 8192^2 (one call, and per step of
 ``iterate``, also with temporal blocking); a Gaussian (sigma 2) on float32; a 15 x 15 uniform
 filter, 5 x 5 and 15 x 15 medians, a 2 x 2 block mean and a 2 x 2 x 2 volume mean on uint8;
-pyramid_down and decimate; then every filter of tests/filter_table.py with each of its
-parameter sets, on uint8 and float32 8192^2, each beside cupyx.scipy.ndimage's function of
-the same name and arguments. Each beside, in the same run: a device-to-device copy of as
-many bytes (the memory limit), the classic hand-written
-numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1`` guard, as
-users write it today), cupyx.scipy.ndimage where CuPy is installed, and stencilkit's numba.cuda
-fallback (``STENCILKIT_CUDA_CPP=0``) beside its generated CUDA C++.
+a 15 x 15 median on uint16; pyramid_down and decimate; then every filter of
+tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, each
+beside cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the
+same run: a device-to-device copy of as many bytes (the memory limit), the classic
+hand-written numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1``
+guard, as users write it today), cupyx.scipy.ndimage where CuPy is installed, and stencilkit's
+numba.cuda fallback (``STENCILKIT_CUDA_CPP=0``) beside its generated CUDA C++.
 
 Timing: interleaved rounds (each callable once per round, in turn), best of ``--rounds``; GPU
 time from CUDA events around each call (CuPy), host time from a synchronised wall clock (the
@@ -360,6 +360,16 @@ def main(argv=None):
             if dev.cndi is not None:
                 table["cupyx.scipy.ndimage"] = theirs
             report(title, 2 * u8.nbytes, best_times(table, dev, rounds))
+    title = f"median_filter 15 x 15 uint16 (two-level histograms), {gside} x {gside}"
+    if wanted(title) and not args.simulator:
+        u16 = rng.integers(0, 65535, (gside, gside), dtype=np.uint16)
+        x16 = dev.put(u16)
+        o16 = dev.empty_like(x16)
+        table = {COPY: lambda: dev.copy(x16, o16),
+                 "stencilkit": lambda: filters.median_filter(x16, 15)}
+        if dev.cndi is not None:
+            table["cupyx.scipy.ndimage"] = lambda: dev.cndi.median_filter(x16, 15)
+        report(title, 2 * u16.nbytes, best_times(table, dev, rounds))
 
     def image(dtype=np.uint8, n=side):
         """(host image, its device copy, a table holding the device copy of as many bytes)."""

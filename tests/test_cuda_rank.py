@@ -75,7 +75,45 @@ def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
         check(monkeypatch, x, (1, 9, 9), "sk_huang")
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.float64])  # (the CPU kernels the suite has)
+def smooth16(shape, dtype, seed):
+    """16-bit images whose windows' medians stay in one high byte for a while, then cross
+    into the next (a ramp over 256-value boundaries plus a little noise), with full-range
+    speckles: the fine bins both kept up to date and rebuilt."""
+    rng = np.random.default_rng(seed)
+    info = np.iinfo(dtype)
+    base = np.linspace(-700, 700, shape[-2])[:, None] + np.linspace(0, 300, shape[-1])
+    if dtype == np.uint16:
+        base = base + 1000
+    a = np.broadcast_to(base, shape) + rng.integers(-20, 21, shape)
+    speckle = rng.random(shape) < 0.05
+    a = np.where(speckle, rng.integers(info.min, info.max, shape, endpoint=True), a)
+    return np.clip(a, info.min, info.max).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16])
+def test_two_level_histogram_medians_of_16_bit_data_equal_the_cpu(monkeypatch, dtype):
+    """16-bit boxes over the last two axes (coarse bins of the high bytes, fine bins of the
+    median's coarse bin): full-range noise (the median changes coarse bin almost every row),
+    smooth ramps across 256-value boundaries (the fine bins slide), the extremes of the
+    dtype, 8- and 16-bit counts, strips cut by the array's end, a stack, origins, a cval."""
+    noise = sample((2, 150, 41), dtype, seed=7)
+    ramp = smooth16((2, 150, 41), dtype, seed=8)
+    for x in (noise, ramp):
+        check(monkeypatch, x, (1, 9, 9), "sk_huang", cval=-5 if dtype == np.int16 else 70000)
+        check(monkeypatch, x[0, :40], (57, 2), "sk_huang", origin=(3, -1), cval=3)
+        check(monkeypatch, x[1], (17, 17), "sk_huang")  # 289 elements: 16-bit counts
+    flat = np.full((70, 30), np.iinfo(dtype).max, dtype)
+    flat[::7, ::3] = np.iinfo(dtype).min
+    check(monkeypatch, flat, 11, "sk_huang", cval=np.iinfo(dtype).min)
+    check(monkeypatch, ramp[1], (9, 9), "sk_huang", idx64=True)
+    from stencilkit import codegen_cpp
+
+    with monkeypatch.context() as m:  # a grid of one row of blocks: each walks every strip
+        m.setattr(codegen_cpp, "MAX_GRID_YZ", 1)
+        check(monkeypatch, ramp, (1, 9, 9), "sk_huang")
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.float64])  # (the CPU kernels the suite has)
 def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
     """Other dtypes and footprints: the same quickselect over the same order of elements (the
     same one of equal values: signed zeros compared as bits; a NaN wins)."""
@@ -94,7 +132,7 @@ def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
         check(monkeypatch, cube, (1, 8, 8), "sk_select")
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+@pytest.mark.parametrize("dtype", [np.uint32, np.float64])
 def test_windows_beyond_a_threads_buffer_select_in_scratch(monkeypatch, dtype):
     """Windows of more than SELECT_BYTES: the same quickselect over windows in a scratch
     array (sk_select_scratch), the CPU's element bit for bit; a scratch array holding fewer
@@ -104,7 +142,7 @@ def test_windows_beyond_a_threads_buffer_select_in_scratch(monkeypatch, dtype):
         x[::3, ::2] = 0.0
         x[1::3, ::2] = -0.0
         x[5, 7] = np.nan
-    size = 33 if dtype == np.uint16 else 17  # 2178 / 2312 bytes of window
+    size = 23 if dtype == np.uint32 else 17  # 2116 / 2312 bytes of window
     check(monkeypatch, x, size, "sk_select_scratch", cval=2)
     monkeypatch.setattr(cuda_rank, "SCRATCH_BYTES", 1)  # one block of threads
     mod, got = host_rank(filters_rank(size), x, "reflect", 0.0)
@@ -121,11 +159,18 @@ def filters_rank(size):
 def test_what_the_kernels_take():
     box = Rank(((True,) * 9,) * 9, (4, 4), 40, True)
     assert cuda_rank.huang_fits(box, np.uint8, 2)
-    assert not cuda_rank.huang_fits(box, np.uint16, 2)  # 65536 bins: the selection
-    assert cuda_rank.select_fits(box, np.uint16)
+    assert cuda_rank.huang_fits(box, np.uint16, 2)  # two levels of 256 bins
+    assert not cuda_rank.huang_fits(box, np.int32, 2)
+    assert cuda_rank.select_fits(box, np.int32)
+    disk = Rank(((False, True, False), (True,) * 3, (False, True, False)), (1, 1), 2, True)
+    assert not cuda_rank.huang_fits(disk, np.uint16, 2)  # a footprint: the selection
+    wide = Rank(((True,) * 300,) * 3, (1, 150), 450, True)  # 300 column indices a thread
+    assert not cuda_rank.huang_fits(wide, np.uint8, 2)
+    assert cuda_rank.module_for(wide, np.uint8, 2, False)[0].kernel == "sk_select"
     big = Rank(((True,) * 33,) * 33, (16, 16), 544, True)  # 1089 elements
     assert cuda_rank.module_for(big, np.uint8, 2, False)[0].kernel == "sk_huang"
-    assert cuda_rank.module_for(big, np.uint16, 2, False)[0].kernel == "sk_select_scratch"
+    assert cuda_rank.module_for(big, np.uint16, 2, False)[0].kernel == "sk_huang"
+    assert cuda_rank.module_for(big, np.int32, 2, False)[0].kernel == "sk_select_scratch"
     assert cuda_rank.module_for(big, np.float32, 2, False)[0].kernel == "sk_select_scratch"
     huge = Rank(((True,) * 91,) * 91, (45, 45), 4140, True)  # 8281 elements x 2 axes
     assert not cuda_rank.select_fits(huge, np.float32)
@@ -151,6 +196,10 @@ def test_large_medians_on_device_arrays(fake_gpu):
     got = filters.median_filter(cuda.to_device(u8), 9, mode="nearest")
     np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(u8, 9, mode="nearest"))
     assert fake_gpu.launched[-1] == "sk_huang"
+    i16 = sample((40, 33), np.int16, seed=9)
+    got = filters.median_filter(cuda.to_device(i16), 11, mode="mirror")
+    np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(i16, 11, mode="mirror"))
+    assert fake_gpu.launched[-1] == "sk_huang"
     f = sample((30, 25), np.float32, seed=5)
     out = cuda.device_array(f.shape, np.float32)
     assert filters.median_filter(cuda.to_device(f), 8, output=out) is out
@@ -172,18 +221,20 @@ def test_every_dtype_compiles_with_nvrtc():
     """Each dtype the kernels take (the host tests run a few): NVRTC must accept them all."""
     cpp_host.needs_nvrtc()
     box = Rank(((True,) * 17,) * 17, (8, 8), 144, True)
-    for dtype in (np.bool_, np.uint8, np.int8):
+    for dtype in (np.bool_, np.uint8, np.int8, np.uint16, np.int16):
         for idx64 in (False, True):
             assert cuda_rank.module_for(box, dtype, 2, idx64)[0].kernel == "sk_huang"
             cuda_cpp.ptx(cuda_rank.module_for(box, dtype, 2, idx64)[0].source, "compute_90")
-    small = Rank(((True,) * 8,) * 8, (4, 3), 32, False)
+    small = Rank(((True,) * 8,) * 8, (4, 3), 32, False)  # (not over the last two axes)
     for dtype in (np.uint16, np.int16, np.int32, np.uint32, np.int64, np.uint64, np.float32,
                   np.float64):
         mod, _ = cuda_rank.module_for(small, dtype, 2, dtype == np.int64)
         assert mod.kernel == "sk_select"
         cuda_cpp.ptx(mod.source, "compute_90")
     large = Rank(((True,) * 33,) * 33, (16, 16), 544, True)  # 1089 elements
-    for dtype, idx64 in ((np.float32, False), (np.uint16, True), (np.bool_, False)):
+    for dtype, idx64 in ((np.float32, False), (np.int32, True), (np.bool_, False),
+                         (np.uint16, True)):
         mod, _ = cuda_rank.module_for(large, dtype, 2, idx64)
-        assert mod.kernel == ("sk_huang" if dtype == np.bool_ else "sk_select_scratch")
+        assert mod.kernel == ("sk_huang" if dtype in (np.bool_, np.uint16)
+                              else "sk_select_scratch")
         assert f".entry {mod.kernel}(" in cuda_cpp.ptx(mod.source, "compute_90")

@@ -248,10 +248,11 @@ def test_integer_gaussian_on_the_gpu_equals_the_cpu(cupy, dtype):
                                   filters.gaussian_filter(b, 3.0))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32])
 def test_large_medians_on_the_gpu_equal_the_cpu(cupy, dtype):
-    """cuda_rank: Huang histograms in shared memory (8-bit boxes) and the quickselect per
-    element (other dtypes), every mode, strips cut by the array's end, a stack."""
+    """cuda_rank: Huang histograms in shared memory (8-bit boxes; 16-bit ones in two levels)
+    and the quickselect per element (other dtypes), every mode, strips cut by the array's
+    end, a stack."""
     a = sample((2, 150, 301), dtype, seed=11)
     for size in [(1, 9, 9), (1, 15, 15), (1, 3, 40)]:
         for mode in ["reflect", "mirror", "nearest", "wrap", "constant"]:

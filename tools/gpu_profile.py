@@ -66,6 +66,9 @@ f = cp.asarray(rng.standard_normal((8192, 8192)).astype(np.float32))
 u8 = cp.asarray(rng.integers(0, 255, (8192, 8192), dtype=np.uint8))
 b8 = cp.asarray(rng.integers(0, 255, (16384, 16384), dtype=np.uint8))
 v8 = cp.asarray(rng.integers(0, 255, (512, 512, 512), dtype=np.uint8))
+u16 = cp.asarray(rng.integers(0, 65535, (8192, 8192), dtype=np.uint16))
+ramp16 = cp.asarray((np.add.outer(np.arange(8192) * 4, np.arange(8192) * 2) % 60000
+                     + rng.integers(0, 64, (8192, 8192))).astype(np.uint16))
 f2k = f[:2048, :2048].copy()
 fo = cp.empty_like(f)
 cases = {
@@ -81,6 +84,8 @@ cases = {
     "median 3 u8": lambda: filters.median_filter(u8, 3),
     "median 15 u8 (histograms)": lambda: filters.median_filter(u8, 15),
     "median 9 f32 (selection)": lambda: filters.median_filter(f, 9),
+    "median 15 u16 noise (two-level histograms)": lambda: filters.median_filter(u16, 15),
+    "median 15 u16 smooth (two-level histograms)": lambda: filters.median_filter(ramp16, 15),
     "maximum 3 u8": lambda: filters.maximum_filter(u8, 3),
     "maximum 15 u8": lambda: filters.maximum_filter(u8, 15),
     "sobel f32": lambda: filters.sobel(f),

@@ -81,7 +81,7 @@ def modules():
     out.append(("resample: pyramid_down level, uint8",
                 cuda_resample.generate_pyramid(u8, idx64=False).source))
     box = Rank(((True,) * 15,) * 15, (7, 7), 112, True)
-    for dtype in (u8, f32):
+    for dtype in (u8, np.dtype(np.uint16), f32):
         mod, _ = cuda_rank.module_for(box, dtype, 2, False)
         what = " (a thread's window buffer)" if mod.kernel == "sk_select" else ""
         out.append((f"median 15 x 15, {dtype} ({mod.kernel}){what}", mod.source))

@@ -3,7 +3,7 @@
 The filters' ``Rank`` pass (``median_filter`` of more than ``_passes.MEDIAN_MAX`` elements),
 which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
 
-``sk_huang`` (8-bit and bool data, a box over the last two axes)
+``sk_huang`` (8/16-bit and bool data, a box over the last two axes)
     Huang's sliding histogram (T. Huang, G. Yang, G. Tang, IEEE TASSP 27, 1979; the CPU's
     ``cpu_lines.rank._huang`` slides along rows, this one down columns): each thread walks a
     strip of :data:`STRIP` rows down one column with a 256-bin histogram of its window in
@@ -11,6 +11,10 @@ which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
     interleaved with its block's so that a warp's updates fall in different banks), and the
     count below the current value: per output ``2 * kh`` reads and
     histogram updates, and a few steps of the value, instead of a selection over ``kv * kh``.
+    16-bit data in two levels of 256 bins (the CPU's ``_huang16`` keeps all 65536): the high
+    bytes, slid the same way, and the low bytes of the window's elements in the median's
+    high byte, slid while the median stays in it and gathered again (``kv * kh`` reads) when
+    it moves to another.
 ``sk_select`` (every other dtype and footprint, up to :data:`SELECT_BYTES` of window)
     a thread per output element gathers the window through the mode's index map into a
     thread-local buffer, in the footprint's C order, and runs the CPU's own quickselect
@@ -42,7 +46,8 @@ STRIP = 64
 
 HUANG_SHARED = 32 * 1024
 """Shared memory per block of the histogram kernel: 256 bins per thread, of 8-bit counts
-(windows of up to 255 elements: 128 threads) or 16-bit ones (64 threads)."""
+(windows of up to 255 elements: 128 threads) or 16-bit ones (64 threads); 16-bit data has two
+levels of 256 bins (64 or 32 threads)."""
 
 SELECT_BLOCK = (128, 1, 1)
 """Threads per block of the selection kernel."""
@@ -58,7 +63,7 @@ thread of a grid sized to fit it, interleaved so that a warp's accesses coalesce
 OFFSETS_MAX = 8192
 """The most window offsets (elements x axes) a selection module holds in constant memory."""
 
-_HUANG = (np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.bool_))
+_HUANG = tuple(map(np.dtype, (np.uint8, np.int8, np.bool_, np.uint16, np.int16)))
 
 
 @dataclass(frozen=True)
@@ -111,10 +116,15 @@ class RankModule:
 
 
 def huang_fits(p, dtype, ndim) -> bool:
-    """Whether the histogram kernel takes the ``Rank`` pass ``p`` on ``dtype`` data."""
+    """Whether the histogram kernel takes the ``Rank`` pass ``p`` on ``dtype`` data.
+
+    Boxes of up to 65535 elements (16-bit counts) and :data:`SELECT_BYTES` of column indices
+    (each thread keeps its window's, in local memory: wider windows would reserve that much
+    for every thread the GPU holds).
+    """
     fp = np.array(p.footprint, bool)
     return (np.dtype(dtype) in _HUANG and p.last2 and ndim >= 2 and bool(fp.all())
-            and fp.size <= 65535)
+            and fp.size <= 65535 and fp.shape[-1] * 8 <= SELECT_BYTES)
 
 
 def select_fits(p, dtype) -> bool:
@@ -135,19 +145,71 @@ def _in_scratch(p, dtype) -> bool:
 
 
 def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
-    """The histogram kernel of a ``k0 x k1`` box starting ``lo`` before each output."""
+    """The histogram kernel of a ``k0 x k1`` box starting ``lo`` before each output.
+
+    8-bit data: one histogram of 256 bins. 16-bit data: two levels (as the CPU's ``_huang16``,
+    but without its 65536 fine bins, which no thread's share of shared memory holds): 256
+    coarse bins of the values' high bytes, slid as the 8-bit histogram is, and 256 fine bins
+    of the low bytes of the window's elements in one coarse bin, the median's; kept up to date
+    as the window slides while the median stays in that bin, rebuilt from the window (``k0 *
+    k1`` reads) when it moves to another.
+    """
     dtype = np.dtype(dtype)
     ix = "sk_i64" if idx64 else "sk_i32"
     t = codegen_cpp._ctype_of(dtype)
-    bias = 128 if dtype == np.int8 else 0
+    wide = dtype.itemsize == 2
+    bias = {np.dtype(np.int8): 128, np.dtype(np.int16): 32768}.get(dtype, 0)
     count = "sk_u8" if k0 * k1 <= 255 else "sk_u16"
     per = 4 if count == "sk_u8" else 2  # counts per 32-bit word
-    T = HUANG_SHARED // (256 * (4 // per))
+    levels = 2 if wide else 1
+    T = HUANG_SHARED // (levels * 256 * (4 // per))
+    shift = per.bit_length() - 1
     params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
               f"int mode, {t} cval")
     names = "src, dst, B, n0, n1, mode, cval"
-    value = (f"((int)(sk_i8)SK_RD(rr, cc) + {bias})" if bias else "((int)SK_RD(rr, cc))")
-    L = [f"// stencilkit rank {rank} of a {k0} x {k1} box ({dtype}): sliding histograms",
+    value = f"((int)SK_RD(rr, cc) + {bias})" if bias else "((int)SK_RD(rr, cc))"
+    if dtype == np.int8:
+        value = f"((int)(sk_i8)SK_RD(rr, cc) + {bias})"
+
+    def rows(first, body, indent="      "):
+        """Loop over the window's row at ``first`` (an expression), ``v`` each value."""
+        return [f"{indent}{{ const {ix} rr = sk_map({first}, n0, mode);",
+                f"{indent}  for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
+                f"const int v = {value}; {body} }} }}"]
+
+    def clear(h):
+        return f"for (int v = 0; v < {256 // per}; ++v) ((sk_u32*){h})[v * {T} + tid] = 0;"
+
+    if wide:  # leaving/entering values update the coarse bins, and the fine ones of `bin`
+        leave = ("const int h = v >> 8; SK_BIN(hist, h) -= 1; below -= h < med; "
+                 "if (h == bin) { SK_BIN(fine, v & 255) -= 1; fbelow -= (v & 255) < fmed; }")
+        enter = ("const int h = v >> 8; SK_BIN(hist, h) += 1; below += h < med; "
+                 "if (h == bin) { SK_BIN(fine, v & 255) += 1; fbelow += (v & 255) < fmed; }")
+        fill = "SK_BIN(hist, v >> 8) += 1;"
+    else:
+        leave = "SK_BIN(hist, v) -= 1; below -= v < med;"
+        enter = "SK_BIN(hist, v) += 1; below += v < med;"
+        fill = "SK_BIN(hist, v) += 1;"
+    walk = [f"      while (below > {rank}) {{ med -= 1; below -= SK_BIN(hist, med); }}",
+            f"      while (below + SK_BIN(hist, med) <= {rank}) {{ below += SK_BIN(hist, med); "
+            "med += 1; }"]
+    if wide:
+        walk += ["      if (med != bin) {  // the median left the fine bins' coarse bin",
+                 f"        bin = med; fmed = 0; fbelow = 0; {clear('fine')}",
+                 f"        for (int r = 0; r < {k0}; ++r)",
+                 *rows(f"i + r - {lo0}", "if ((v >> 8) == bin) SK_BIN(fine, v & 255) += 1;",
+                       "          "),
+                 "      }",
+                 f"      const int want = {rank} - below;  // the median's rank in its bin",
+                 "      while (fbelow > want) { fmed -= 1; fbelow -= SK_BIN(fine, fmed); }",
+                 "      while (fbelow + SK_BIN(fine, fmed) <= want) { "
+                 "fbelow += SK_BIN(fine, fmed); fmed += 1; }",
+                 f"      dst[b * n0 * n1 + i * n1 + j] = ({t})(((med << 8) | fmed) - {bias});"]
+    else:
+        walk += [f"      dst[b * n0 * n1 + i * n1 + j] = ({t})(med - {bias});"]
+    what = ("two-level sliding histograms (high bytes; low bytes of the median's bin)" if wide
+            else "sliding histograms")
+    L = [f"// stencilkit rank {rank} of a {k0} x {k1} box ({dtype}): {what}",
          codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
          "#ifdef SK_HOST",
          "#define __shared__",
@@ -155,11 +217,12 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
          "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : plane[(rr) * n1 + (cc)])",
          "// a thread's bins: word (v / per) * T + tid holds bins v of its own, so a warp's",
          "// updates fall in 32 different banks whatever the values",
-         f"#define SK_BIN(v) hist[((((v) >> {per.bit_length() - 1}) * {T} + tid) << "
-         f"{per.bit_length() - 1}) + ((v) & {per - 1})]",
+         f"#define SK_BIN(h, v) h[((((v) >> {shift}) * {T} + tid) << {shift}) + "
+         f"((v) & {per - 1})]",
          f'extern "C" __global__ void sk_huang({params}) {{',
-         f"  __shared__ {count} sk_hist[256 * {T}];",
+         f"  __shared__ {count} sk_hist[{levels} * 256 * {T}];",
          f"  {count}* hist = sk_hist;",
+         *([f"  {count}* fine = sk_hist + 256 * {T};"] if wide else []),
          "  const int tid = threadIdx.x;",
          f"  const {ix} j = ({ix})blockIdx.x * {T} + tid;",
          "  if (j >= n1) return;",
@@ -170,25 +233,18 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
          f"{STRIP}) {{",
          f"    const {ix} r1 = r0 + {STRIP} < n0 ? r0 + {STRIP} : n0;",
          f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
-         f"    for (int v = 0; v < {256 // per}; ++v) ((sk_u32*)hist)[v * {T} + tid] = 0;",
-         f"    for (int r = 0; r < {k0}; ++r) {{",
-         f"      const {ix} rr = sk_map(r0 + r - {lo0}, n0, mode);",
-         f"      for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
-         f"const int v = {value}; SK_BIN(v) += 1; }}",
-         "    }",
-         "    int med = 0, below = 0;  // the value, and the window's elements below it",
+         f"    {clear('hist')}",
+         f"    for (int r = 0; r < {k0}; ++r)",
+         *rows(f"r0 + r - {lo0}", fill),
+         "    int med = 0, below = 0;  // the value (bin), and the window's elements below it",
+         *(["    int bin = -1, fmed = 0, fbelow = 0;  // the same in the fine bins of `bin`"]
+           if wide else []),
          f"    for ({ix} i = r0; i < r1; ++i) {{",
          "      if (i > r0) {  // the row leaving the window, the row entering it",
-         f"        {{ const {ix} rr = sk_map(i - 1 - {lo0}, n0, mode);",
-         f"          for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
-         f"const int v = {value}; SK_BIN(v) -= 1; below -= v < med; }} }}",
-         f"        {{ const {ix} rr = sk_map(i + {k0 - 1 - lo0}, n0, mode);",
-         f"          for (int c = 0; c < {k1}; ++c) {{ const {ix} cc = cols[c]; "
-         f"const int v = {value}; SK_BIN(v) += 1; below += v < med; }} }}",
+         *rows(f"i - 1 - {lo0}", leave, "        "),
+         *rows(f"i + {k0 - 1 - lo0}", enter, "        "),
          "      }",
-         f"      while (below > {rank}) {{ med -= 1; below -= SK_BIN(med); }}",
-         f"      while (below + SK_BIN(med) <= {rank}) {{ below += SK_BIN(med); med += 1; }}",
-         f"      dst[b * n0 * n1 + i * n1 + j] = ({t})(med - {bias});",
+         *walk,
          "    }",
          "  }",
          "}",
