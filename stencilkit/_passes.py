@@ -371,7 +371,10 @@ def linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
     # long windows: the rest added CHUNK terms per statement, in the same order (the same
     # sum, bit for bit), so that no expression nests deeper than Python's parser and numba take
     lines += [f"    s = s {' '.join(terms[i:i + CHUNK])}" for i in range(CHUNK, len(terms), CHUNK)]
-    if divisor is not None and acc_kind == "int":
+    if divisor is not None and acc_kind == "int" and out_dtype.kind in "fc":
+        # the exact sum's mean, unrounded (float64, correctly rounded, then the output's type)
+        store(lines, f"s / {divisor}", "float", out_dtype)
+    elif divisor is not None and acc_kind == "int":
         # exact mean: the nearest integer to s / n, ties to even; branch-free so that the loop
         # vectorises (floor((s + n//2) / n) rounds ties up; an odd n has no ties)
         lines.append(f"    q = (s + {divisor // 2}) // {divisor}")

@@ -136,3 +136,124 @@ class _Counting:
     def __getitem__(self, config):
         self.launches.append(1)
         return self.kernel[config]
+
+
+def _reference(name, a, kw, size):
+    """Filter ``name`` of ``a`` without stencilkit: NumPy windows (exact for integer data and
+    for rank filters; the README's differences from scipy.ndimage followed), scipy.ndimage in
+    float64 for float sums, block_reduce by NumPy."""
+    import scipy.ndimage as ndi
+    from filter_table import exact_mean, numpy_reference, round_even_saturate
+
+    mode, cval = kw["mode"], kw["cval"]
+    out = np.dtype(kw.get("output") or a.dtype)
+    if name == "block_reduce":
+        b = a
+        if mode == "constant":  # edge="pad" with cval, as np.pad converts it
+            b = np.pad(a, [(0, -n % 2) for n in a.shape],
+                       constant_values=np.asarray(cval).astype(a.dtype))
+        starts = [np.arange(0, n, 2) for n in b.shape]
+        if mode in ("wrap", "mirror"):  # max
+            for ax, st in enumerate(starts):
+                b = np.maximum.reduceat(b, st, axis=ax)
+            return b
+        total = b.astype(np.float64 if a.dtype.kind == "f" else np.int64)
+        count = np.ones((), np.int64)
+        for ax, st in enumerate(starts):
+            total = np.add.reduceat(total, st, axis=ax)
+            count = np.multiply.outer(count, np.diff(np.append(st, b.shape[ax])))
+        if a.dtype.kind == "f":
+            return (total / count).astype(a.dtype)
+        return exact_mean(total, count, a.dtype)
+    if name == "gaussian_filter":
+        ref = ndi.gaussian_filter(a.astype(np.float64), 1.0, mode=mode, cval=cval)
+        return ref.astype(out) if out.kind == "f" else round_even_saturate(ref, out)
+    table = {"uniform_filter": ("uniform_filter", {"size": size}),
+             "maximum_filter": ("maximum_filter", {"size": size}),
+             "minimum_filter": ("minimum_filter", {"size": size}),
+             "median_filter": ("median_filter", {"size": size}),
+             "sobel": ("sobel", {"axis": -1})}
+    fname, params = table[name]
+    if a.dtype.kind == "f" or out.kind == "f":
+        if fname == "sobel":  # (the padded array's windows: scipy pads its 2nd pass again)
+            return numpy_reference(fname, a.astype(np.float64), params, mode, cval, out)
+        if fname == "uniform_filter":
+            return ndi.uniform_filter(a.astype(np.float64), size, mode=mode,
+                                      cval=cval).astype(out)
+    return numpy_reference(fname, a, params, mode, cval, out)  # (rank: a NaN in a window wins)
+
+
+def test_a_random_walk_of_calls_each_equals_a_reference(fake_gpu):
+    """The per-call caches (launches, paths, parsed arguments, plans: stencilkit._dtypes.remember)
+    never hand a call what another worked out: 200 device calls on the C++ path, each one
+    argument away from the call before (the filter, the data's dtype and shape: words and not,
+    a stack; the mode; the cval: -0.0 beside 0.0, NaN; the output), each against a reference
+    that shares no cache with stencilkit (:func:`_reference`: rank filters and integer results
+    exactly, bits of zeros and NaN included; float sums to round-off; integer Gaussians within 1
+    of scipy's float64 result)."""
+    from stencilkit import resample
+
+    data = {}
+    for dt in (np.uint8, np.float32, np.int16):
+        for shape in ((20, 24), (21, 23), (2, 20, 24)):
+            a = sample(shape, dt, seed=len(data))
+            if dt == np.float32:
+                a = -np.abs(a)  # all <= 0: a cval of -0.0 or 0.0 decides a maximum's sign
+                a[a == 0] = -1.0
+            data[dt, shape] = a
+
+    def block_reduce(x, kw, size):  # (constant: padded blocks of cval)
+        func = "max" if kw["mode"] in ("wrap", "mirror") else "mean"
+        if kw["mode"] != "constant":
+            return resample.block_reduce(x, 2, func)
+        return resample.block_reduce(x, 2, func, edge="pad", cval=kw["cval"])
+
+    calls = {  # name: (call, window, exact for floats)
+        "uniform_filter": (lambda x, kw, size: filters.uniform_filter(x, size, **kw), 3, False),
+        "uniform_filter 15 x 5": (lambda x, kw, size: filters.uniform_filter(x, size, **kw),
+                                  (15, 5), False),
+        "maximum_filter": (lambda x, kw, size: filters.maximum_filter(x, size, **kw), 3, True),
+        "minimum_filter 9": (lambda x, kw, size: filters.minimum_filter(x, size, **kw), 9, True),
+        "median_filter": (lambda x, kw, size: filters.median_filter(x, size, **kw), 3, True),
+        "gaussian_filter": (lambda x, kw, size: filters.gaussian_filter(x, 1.0, **kw), 0, False),
+        "sobel": (lambda x, kw, size: filters.sobel(x, axis=-1, **kw), 0, False),
+        "block_reduce": (block_reduce, 0, True),
+    }
+    floats = [k for k in data if k[0] == np.float32]
+    choices = {"call": list(calls), "data": list(data) + floats,  # (repeats: more often)
+               "mode": MODES + ["constant"] * 3, "cval": [0.0, -0.0] * 3 + [3.0, np.nan],
+               "output": [None, "float"]}
+    rng = np.random.default_rng(16)
+    state = {"call": "maximum_filter", "data": (np.float32, (20, 24)), "mode": "constant",
+             "cval": 0.0, "output": None}
+    changed = dict.fromkeys(choices, 0)
+    for _ in range(200):
+        what = list(choices)[rng.integers(len(choices))]
+        options = [v for v in choices[what] if str(v) != str(state[what])]
+        state[what] = options[rng.integers(len(options))]
+        changed[what] += 1
+        fn, size, rank = calls[state["call"]]
+        dt, shape = state["data"]
+        a = data[dt, shape]
+        if isinstance(size, tuple) and a.ndim == 3:
+            size = (1, *size)
+        cval = state["cval"]
+        if np.isnan(cval) and (np.dtype(dt).kind != "f" or state["call"] == "block_reduce"):
+            cval = 3.0  # (no integer value; block_reduce refuses NaN)
+        kw = {"mode": state["mode"], "cval": cval}
+        if state["output"] and state["call"] != "block_reduce":
+            kw["output"] = np.float64 if rank else np.float32
+        msg = f"{state['call']} {np.dtype(dt)} {shape} {kw}"
+        got = fn(cuda.to_device(a), kw, size).copy_to_host()
+        want = _reference(state["call"].split()[0], a, kw, size)
+        assert got.dtype == want.dtype and got.shape == want.shape, msg
+        if state["call"] == "gaussian_filter" and want.dtype.kind != "f":
+            assert np.abs(got.astype(np.int64) - want).max() <= 1, msg
+        elif rank or want.dtype.kind != "f":
+            if want.dtype.kind == "f":  # zeros' signs and NaN compared as bits
+                got, want = (np.where(np.isnan(v), np.nan, v).view(f"u{v.itemsize}")
+                             for v in (got, want))
+            np.testing.assert_array_equal(got, want, err_msg=msg)
+        else:
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4, err_msg=msg)
+    assert min(changed.values()) >= 25, changed

@@ -433,6 +433,26 @@ def test_a_small_median_pass_lowers_to_the_sorting_network():
         assert (np.signbit(got) == np.signbit(want)).all()
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.bool_])
+def test_integer_means_into_a_float_output_are_not_rounded(dtype):
+    """uniform_filter of integer data with a float ``output`` is the window's mean, unrounded
+    (the README's way to scipy's numbers), whichever route the window takes: the direct sum
+    (3 x 3: it rounded to integers until 2026-11-27, a silent difference from scipy), the
+    running sums (7 x 7), one pass per axis (a mode per axis), and on Dask."""
+    a = sample((2, 19, 23), dtype, seed=3)
+    for size, mode in [(3, "reflect"), ((1, 3, 3), "constant"), (7, "nearest"),
+                       (3, ["wrap", "reflect", "mirror"]), ((1, 2, 4), "constant")]:
+        for out in (np.float64, np.float32):
+            got = filters.uniform_filter(a, size, output=out, mode=mode, cval=2)
+            want = ndi.uniform_filter(a.astype(np.float64), size, mode=mode, cval=2)
+            assert got.dtype == out
+            np.testing.assert_allclose(got, want.astype(out), rtol=1e-6, atol=1e-9 * 2**15,
+                                       err_msg=f"{size} {mode} {np.dtype(out)}")
+    da = pytest.importorskip("dask.array")
+    got = filters.uniform_filter(da.from_array(a, chunks=(1, 7, 9)), 3, output=np.float64)
+    np.testing.assert_array_equal(got.compute(), filters.uniform_filter(a, 3, output=np.float64))
+
+
 def test_cval_minus_zero_is_not_the_cached_plan_of_zero():
     """Python's 0.0 == -0.0 (equal hashes): the plans of a call with cval=0.0 and one with
     cval=-0.0 must not share a cache entry (a minimum at the border is the cval's zero)."""
