@@ -64,6 +64,40 @@ def remember(cache: dict, key, value, most: int = 1024) -> None:
     cache[key] = value
 
 
+def needs_rounding(src, dst) -> bool:
+    """Whether values of ``src`` stored into the integer ``dst`` need the filters' rule.
+
+    The filters' integer outputs are the exact result rounded to nearest (ties to even) and
+    saturated to the output's range, NaN as 0 (:func:`saturate`); NumPy's ``astype`` wraps
+    and truncates instead, so it may convert only where every ``src`` value fits.
+    """
+    dst = np.dtype(dst)
+    return dst.kind in "iu" and not np.can_cast(src, dst, "safe")
+
+
+def saturate(x, dtype):
+    """``x`` (a NumPy or CuPy array) in the integer ``dtype`` by the filters' rule.
+
+    Floats: nearest integer, ties to even; NaN 0; beyond the type's range its limit. Integers:
+    clipped to the range. A new array of ``x``'s kind.
+    """
+    import sys
+
+    xp = sys.modules["cupy"] if type(x).__module__.startswith("cupy") else np
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    if x.dtype.kind == "f":
+        v = xp.rint(x)
+        high = v >= float(info.max)  # (float(2**63 - 1) is 2**63: compared, never converted)
+        low = v <= float(info.min)
+        v = xp.where(high | low | (v != v), 0, v).astype(dtype)
+        return xp.where(high, dtype.type(info.max), xp.where(low, dtype.type(info.min), v))
+    if x.dtype.kind == "b":
+        return x.astype(dtype)
+    src = np.iinfo(x.dtype)
+    return xp.clip(x, max(info.min, src.min), min(info.max, src.max)).astype(dtype)
+
+
 def check_dtype(dtype: np.dtype, what: str, where: str) -> np.dtype:
     """Return ``dtype`` if stencilkit computes on it, else raise a TypeError saying what to do."""
     dtype = np.dtype(dtype)

@@ -257,7 +257,7 @@ class Passes(NamedTuple):
                 raise StencilError(
                     f"{self.name}: windows of more than {MEDIAN_MAX} elements (here {p.size}) have "
                     "no lowering to generated stencils: the CPU backend computes them, and on a "
-                    "GPU the generated CUDA C++ path (CuPy with NVRTC; 8-bit boxes, or windows "
+                    "GPU the generated CUDA C++ path (CuPy with NVRTC; 8/16-bit boxes, or windows "
                     "of up to 8192 offsets: 4096 elements in 2-D); copy the array to the host "
                     "(or use a smaller window)")
         return x

@@ -312,7 +312,17 @@ def _finish_empty(arr, out, out_dtype):
 
 
 def _run_lines(arr, passes, mode, cval, out, out_dtype, name):
-    """Line passes (:mod:`stencilkit._passes`), lowered by the array's backend."""
+    """Line passes (:mod:`stencilkit._passes`), lowered by the array's backend.
+
+    Float data into an integer output: the passes' float result, then the filters' rounding
+    and saturation rule (the backends' kernels store a float sum as NumPy converts: a 7 x 7
+    mean of -1.03 into uint8 was 255, a NaN or a Gaussian into 64-bit integers undefined).
+    """
+    if arr.dtype.kind == "f" and out_dtype.kind in "iu" and hasattr(passes[-1], "dtype"):
+        inter = _dtypes.work_dtype(arr.dtype)  # (float16 sums: float32, not rounded to f16)
+        passes = [*passes[:-1], passes[-1]._replace(dtype=inter)]
+        res = _run_lines(arr, passes, mode, cval, None, inter, name)
+        return backends.for_array(arr).saturate(res, out_dtype, out)
     plan = _passes.Passes(tuple(passes), mode, cval, np.dtype(out_dtype), name)
     return backends.for_array(arr).run_passes(plan, arr, out)
 
@@ -840,11 +850,32 @@ def _rank_parse(arr, size, footprint, mode, cval, origin, axes, name):
     return axes, fp, box, mode, cval, origins
 
 
+def _rounded(arr, out, out_dtype, compute):
+    """``compute(out, out_dtype)``, or ``compute`` in the data's dtype, then the integer rule.
+
+    The second where an integer output needs the rounding and saturation rule
+    (:func:`stencilkit._dtypes.needs_rounding`: a value the data's dtype holds but the
+    output's does not). For the rank filters, whose kernels select in the data's type and
+    store with NumPy's conversion: without it a maximum of int16 data into uint8 wrapped
+    (-5 -> 251) and a float median truncated (2.7 -> 2).
+    """
+    if not _dtypes.needs_rounding(arr.dtype, out_dtype):
+        return compute(out, out_dtype)
+    res = compute(None, arr.dtype.newbyteorder("="))
+    return backends.for_array(arr).saturate(res, out_dtype, out)
+
+
 def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name):
     arr, axes, fp, box, mode, cval, origins, out, out_dtype = _rank_args(
         input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
+    return _rounded(arr, out, out_dtype, lambda out, out_dtype: _extreme_of(
+        op, arr, axes, fp, box, mode, cval, origins, out, out_dtype, name))
+
+
+def _extreme_of(op, arr, axes, fp, box, mode, cval, origins, out, out_dtype, name):
+    """A minimum or maximum filter from its checked arguments."""
     acc = _dtypes.work_dtype(arr.dtype)  # float16 compares in float32 (exactly)
     if isinstance(mode, dict):  # a mode per axis: a 1-D pass per axis, each with its mode
         for i, (ax, s, o) in enumerate(zip(axes, fp.shape, origins)):
@@ -983,6 +1014,12 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
         return _finish_empty(arr, out, out_dtype)
     n, shape, rank = _parsed("median_filter rank", arr, (size, footprint, origin, axes),
                              lambda: _median_rank(arr.ndim, axes, fp, box, origins))
+    return _rounded(arr, out, out_dtype, lambda out, out_dtype: _median_of(
+        arr, fp, mode, cval, origins, axes, n, shape, rank, out, out_dtype, name))
+
+
+def _median_of(arr, fp, mode, cval, origins, axes, n, shape, rank, out, out_dtype, name):
+    """A median filter from its checked arguments."""
     if n > MEDIAN_MAX:
         # large windows: a selection per element over the mode-padded array (uint8 and
         # uint16 boxes: Huang's sliding histogram)

@@ -257,3 +257,34 @@ def test_a_random_walk_of_calls_each_equals_a_reference(fake_gpu):
         else:
             np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-4, err_msg=msg)
     assert min(changed.values()) >= 25, changed
+
+
+@pytest.mark.parametrize("cpp", [True, False], ids=["cpp", "numba"])
+def test_integer_outputs_follow_the_rule_on_the_device(request, cpp):
+    """The filters' integer-output rule on device arrays (rank filters computed in the data's
+    type on the device, then rounded and saturated; float line passes likewise), on both kernel
+    paths, equal to the CPU's (tests/test_filters.py checks those against exact references)."""
+    if cpp:
+        request.getfixturevalue("fake_gpu")
+    i16 = sample((2, 18, 21), np.int16, seed=3)
+    f32 = sample((18, 21), np.float32, seed=4)
+    f32[5, 6:9] = [2.5, -0.5, np.nan]
+    cases = [
+        (i16, np.uint8, lambda x, o: filters.maximum_filter(x, 3, output=o)),  # 16-bit box
+        (i16, np.uint8, lambda x, o: filters.median_filter(x, (1, 3, 3), output=o)),
+        (f32, np.int16, lambda x, o: filters.minimum_filter(x, 15, mode="wrap", output=o)),
+        (f32, np.uint8, lambda x, o: filters.median_filter(x, 3, output=o)),
+        (f32, np.uint8, lambda x, o: filters.uniform_filter(x, 7, output=o)),
+        (f32, np.uint64, lambda x, o: filters.gaussian_filter(x, 1.5, output=o)),
+    ]
+    if cpp:  # (large medians: C++ only)
+        cases.append((i16, np.uint8, lambda x, o: filters.median_filter(x, (1, 9, 9),
+                                                                        output=o)))
+    for a, out, fn in cases:
+        want = fn(a, out)
+        got = fn(cuda.to_device(a), out)
+        assert not isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got.copy_to_host(), want)
+        into = cuda.device_array(a.shape, out)
+        assert fn(cuda.to_device(a), into) is into
+        np.testing.assert_array_equal(into.copy_to_host(), want)

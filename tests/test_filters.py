@@ -453,6 +453,51 @@ def test_integer_means_into_a_float_output_are_not_rounded(dtype):
     np.testing.assert_array_equal(got.compute(), filters.uniform_filter(a, 3, output=np.float64))
 
 
+RULE_CASES = [  # every route a rank filter or a running sum takes
+    ("minimum_filter", {"size": 3}), ("maximum_filter", {"size": (3, 11)}),
+    ("maximum_filter", {"footprint": np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)}),
+    ("median_filter", {"size": 3}), ("median_filter", {"size": 9}),
+    ("uniform_filter", {"size": 3}), ("uniform_filter", {"size": 7}),
+    ("gaussian_filter", {"sigma": 1.5}),
+]
+
+
+@pytest.mark.parametrize("dtype,out", [(np.int16, np.uint8), (np.int32, np.int16),
+                                       (np.float32, np.uint8), (np.float32, np.int16),
+                                       (np.float64, np.uint64)])
+@pytest.mark.parametrize("name,params", RULE_CASES, ids=[f"{n}-{i}" for i, (n, _) in
+                                                         enumerate(RULE_CASES)])
+def test_integer_outputs_are_the_exact_result_rounded_and_saturated(name, params, dtype, out):
+    """The filters' integer-output rule (module docstring of stencilkit.filters) for every
+    filter and route: the exact result rounded to nearest (ties to even), saturated to the
+    output's range, NaN as 0. Until 2026-11-27 rank filters stored with NumPy's conversion
+    (int16 -5 into uint8 gave 251, a float median of 2.7 gave 2) and so did float running
+    sums (a 7 x 7 mean of -1.03 into uint8 gave 255)."""
+    a = sample((17, 23), dtype, seed=5)
+    if a.dtype.kind == "f":
+        a[3, 4:9] = [2.5, 3.5, -0.5, 1e6, -1e6]
+        a[12, 12] = np.nan
+    kw = {"mode": "constant", "cval": 2.5} if name != "median_filter" else {"mode": "mirror"}
+    got = getattr(filters, name)(a, **params, output=out, **kw)
+    if name == "gaussian_filter":
+        exact = ndi.gaussian_filter(a.astype(np.float64), **params, **kw)
+    else:
+        exact = numpy_reference(name, a.astype(np.float64), params, kw["mode"],
+                                kw.get("cval", 0.0), np.float64)
+    want = round_even_saturate(exact, out)
+    assert got.dtype == out
+    if name in ("uniform_filter", "gaussian_filter") and a.dtype.kind == "f":
+        assert np.abs(got.astype(np.float64) - want).max() <= 1  # (float sums: near-ties)
+    else:  # (rank filters select; integer sums are exact, rounded once)
+        np.testing.assert_array_equal(got, want)
+    into = np.zeros(a.shape, out)
+    assert getattr(filters, name)(a, **params, output=into, **kw) is into
+    np.testing.assert_array_equal(into, got)
+    da = pytest.importorskip("dask.array")
+    lazy = getattr(filters, name)(da.from_array(a, chunks=(9, 12)), **params, output=out, **kw)
+    np.testing.assert_array_equal(lazy.compute(), got)
+
+
 def test_cval_minus_zero_is_not_the_cached_plan_of_zero():
     """Python's 0.0 == -0.0 (equal hashes): the plans of a call with cval=0.0 and one with
     cval=-0.0 must not share a cache entry (a minimum at the border is the cval's zero)."""

@@ -13,7 +13,7 @@ call, the filters and resampling functions describe the passes they need
   running extremes, selections), lowered to the backend's kernels; ``rank_kernel``: a small
   median or box extreme by a kernel of the backend's own, where it has one;
 - ``block_reduce`` / ``decimate`` / ``pyramid_level``: resampling;
-- ``zeros``, ``keeps``, ``to_host``: arrays of the backend's kind.
+- ``zeros``, ``keeps``, ``to_host``, ``saturate``: arrays of the backend's kind.
 
 Backends are registered by module name and imported on first use, so ``import stencilkit``
 imports neither Dask nor numba.cuda. The first registered backend that claims a call runs it:
@@ -76,6 +76,21 @@ class Backend:
     def zeros(self, shape, dtype, like):
         """A zero-filled result of this backend's kind (``like``: an input)."""
         raise NotImplementedError
+
+    def saturate(self, a, dtype, out=None):
+        """``a`` in the integer ``dtype`` by the filters' rule, into ``out`` if given.
+
+        Nearest integer (ties to even), saturated, NaN 0: :func:`stencilkit._dtypes.saturate`.
+        This default works on NumPy arrays (others through :meth:`to_host`, coming back as
+        NumPy); a backend with arrays of its own kind overrides it.
+        """
+        from .._dtypes import saturate
+
+        res = saturate(np.asarray(self.to_host(a)), dtype)
+        if out is None:
+            return res
+        np.copyto(out, res)
+        return out
 
     # -- user kernels ----------------------------------------------------------------------------
 

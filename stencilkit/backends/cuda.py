@@ -410,6 +410,16 @@ class CudaBackend(Backend):
     def zeros(self, shape, dtype, like):
         return zeros(shape, dtype, like)
 
+    def saturate(self, a, dtype, out=None):
+        from .._dtypes import saturate
+
+        # (CuPy on the device; numba device arrays through the host, as astype)
+        res = saturate(a, dtype) if is_cupy(a) else cuda().to_device(saturate(to_host(a), dtype))
+        if out is None:
+            return res
+        copy_into(out, res)
+        return out
+
     # -- user kernels ----------------------------------------------------------------------------
 
     def prepare(self, st, arrays, params, out, overrides):

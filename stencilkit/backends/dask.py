@@ -266,6 +266,11 @@ class DaskBackend(Backend):
         return da.zeros(shape, dtype=dtype, chunks=like.chunks) if like.size else \
             like.astype(dtype)
 
+    def saturate(self, a, dtype, out=None):
+        from .._dtypes import saturate
+
+        return a.map_blocks(saturate, dtype, dtype=dtype)  # (NumPy or CuPy chunks)
+
     def apply(self, st, arrays, params, out, overrides, steps=1):
         if out is not None:
             raise StencilError(
