@@ -64,7 +64,8 @@ def remember(cache: dict, key, value, most: int = 1024) -> None:
     cache[key] = value
 
 
-def needs_rounding(src, dst) -> bool:
+@functools.lru_cache(maxsize=256)
+def needs_rounding(src: np.dtype, dst: np.dtype) -> bool:
     """Whether values of ``src`` stored into the integer ``dst`` need the filters' rule.
 
     The filters' integer outputs are the exact result rounded to nearest (ties to even) and
