@@ -850,8 +850,8 @@ def _rank_parse(arr, size, footprint, mode, cval, origin, axes, name):
     return axes, fp, box, mode, cval, origins
 
 
-def _rounded(arr, out, out_dtype, compute):
-    """``compute(out, out_dtype)``, or ``compute`` in the data's dtype, then the integer rule.
+def _rounded(arr, out, out_dtype, compute, *args):
+    """``compute(*args, out, out_dtype)``, or in the data's dtype, then the integer rule.
 
     The second where an integer output needs the rounding and saturation rule
     (:func:`stencilkit._dtypes.needs_rounding`: a value the data's dtype holds but the
@@ -860,8 +860,8 @@ def _rounded(arr, out, out_dtype, compute):
     (-5 -> 251) and a float median truncated (2.7 -> 2).
     """
     if not _dtypes.needs_rounding(arr.dtype, out_dtype):
-        return compute(out, out_dtype)
-    res = compute(None, arr.dtype.newbyteorder("="))
+        return compute(*args, out, out_dtype)
+    res = compute(*args, None, arr.dtype.newbyteorder("="))
     return backends.for_array(arr).saturate(res, out_dtype, out)
 
 
@@ -870,11 +870,11 @@ def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name)
         input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
-    return _rounded(arr, out, out_dtype, lambda out, out_dtype: _extreme_of(
-        op, arr, axes, fp, box, mode, cval, origins, out, out_dtype, name))
+    return _rounded(arr, out, out_dtype, _extreme_of, op, arr, axes, fp, box, mode, cval,
+                    origins, name)
 
 
-def _extreme_of(op, arr, axes, fp, box, mode, cval, origins, out, out_dtype, name):
+def _extreme_of(op, arr, axes, fp, box, mode, cval, origins, name, out, out_dtype):
     """A minimum or maximum filter from its checked arguments."""
     acc = _dtypes.work_dtype(arr.dtype)  # float16 compares in float32 (exactly)
     if isinstance(mode, dict):  # a mode per axis: a 1-D pass per axis, each with its mode
@@ -1014,11 +1014,11 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
         return _finish_empty(arr, out, out_dtype)
     n, shape, rank = _parsed("median_filter rank", arr, (size, footprint, origin, axes),
                              lambda: _median_rank(arr.ndim, axes, fp, box, origins))
-    return _rounded(arr, out, out_dtype, lambda out, out_dtype: _median_of(
-        arr, fp, mode, cval, origins, axes, n, shape, rank, out, out_dtype, name))
+    return _rounded(arr, out, out_dtype, _median_of, arr, fp, mode, cval, origins, axes, n,
+                    shape, rank, name)
 
 
-def _median_of(arr, fp, mode, cval, origins, axes, n, shape, rank, out, out_dtype, name):
+def _median_of(arr, fp, mode, cval, origins, axes, n, shape, rank, name, out, out_dtype):
     """A median filter from its checked arguments."""
     if n > MEDIAN_MAX:
         # large windows: a selection per element over the mode-padded array (uint8 and
