@@ -71,8 +71,9 @@ def test_device_errors():
 
     d = cuda.to_device(np.ones((9, 9), np.uint8))
     if not cuda_cpp.available()[0]:  # (with CuPy and NVRTC: the histogram kernel runs it)
-        with pytest.raises(sk.StencilError, match="more than 49 elements .* CUDA C\\+\\+ path"):
-            filters.median_filter(d, 9)
+        with pytest.raises(sk.StencilError, match="more than 49 elements .* CUDA C\\+\\+ path"
+                           ".* numba.cuda fallback .* 2048 bytes"):
+            filters.median_filter(d, 46)  # 2116 bytes of window
     with pytest.raises(sk.StencilTypeError, match="output must be a device array"):
         filters.uniform_filter(d, 3, output=np.empty((9, 9), np.uint8))
     with pytest.raises(sk.StencilTypeError, match="output must be a NumPy array"):
@@ -288,3 +289,33 @@ def test_integer_outputs_follow_the_rule_on_the_device(request, cpp):
         into = cuda.device_array(a.shape, out)
         assert fn(cuda.to_device(a), into) is into
         np.testing.assert_array_equal(into.copy_to_host(), want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64, np.bool_,
+                                   np.float16])
+def test_large_medians_on_the_numba_fallback_equal_the_cpu(dtype):
+    """Windows of more than 49 elements without the C++ path (cuda_lines.run_rank: the window
+    gathered through the mode's index map, the CPU's own quickselect as a device function):
+    the CPU's element bit for bit (signed zeros, the first NaN), boxes over the last two axes
+    and over three, constant padding, a stack, and output= arrays."""
+    from stencilkit.backends import cuda_cpp
+
+    if cuda_cpp.available()[0]:
+        pytest.skip("the C++ path takes these (tests/test_cuda_rank.py)")
+    a = sample((2, 11, 13), dtype, seed=1)
+    if a.dtype.kind == "f":
+        a[0, 3, 4] = np.nan
+        a[1, ::2, ::3] = 0.0
+        a[1, 1::2, ::3] = -0.0
+    for size, mode in (((1, 9, 9), "reflect"), ((1, 8, 9), "constant"), ((3, 5, 5), "wrap")):
+        want = filters.median_filter(a, size, mode=mode, cval=2.5)
+        got = filters.median_filter(cuda.to_device(a), size, mode=mode, cval=2.5)
+        got = got.copy_to_host()
+        assert got.dtype == want.dtype
+        if a.dtype.kind == "f":
+            got, want = got.view(f"u{a.itemsize}"), want.view(f"u{a.itemsize}")
+        np.testing.assert_array_equal(got, want, err_msg=f"{size} {mode}")
+    out = cuda.device_array(a.shape, np.float64)
+    assert filters.median_filter(cuda.to_device(a), (1, 9, 9), output=out) is out
+    np.testing.assert_array_equal(out.copy_to_host(),
+                                  filters.median_filter(a, (1, 9, 9), output=np.float64))

@@ -349,3 +349,14 @@ def test_numba_cuda_fallback_on_the_gpu(cupy, monkeypatch, st, dtypes, shapes):
         for mode in ("reflect", "constant", "skip"):
             kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
             close(st(d, **kw).get(), st(a, **kw), FALLBACK_ULPS)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_large_medians_on_the_numba_fallback_on_the_gpu(cupy, monkeypatch, dtype):
+    """cuda_lines.run_rank (the CPU's quickselect as a device function) on a real GPU."""
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", "0")
+    a = sample((2, 70, 90), dtype, seed=12)
+    for size, mode in (((1, 9, 9), "reflect"), ((3, 5, 5), "constant")):
+        got = filters.median_filter(cupy.asarray(a), size, mode=mode, cval=7).get()
+        np.testing.assert_array_equal(got, filters.median_filter(a, size, mode=mode, cval=7),
+                                      err_msg=f"{size} {mode}")

@@ -154,6 +154,10 @@ def block_cases():
         yield f"box2 {src}->{out}", cuda_lines.box2, (
             a3(src), a3(out), *[T.int64] * 4, T.int64, T.int64, T.int64, T.int64, T.int64,
             T.int64)
+    for src, n in (("uint8", 81), ("int16", 81), ("float32", 75), ("float64", 256)):
+        yield f"rank select {src} of {n}", cuda_lines._rank_kernel(n, np.dtype(src)), (
+            arr(src, 1), arr(src, 1), arr("int64", 2), arr("int64", 1), T.int64, T.int64,
+            scalar(src))
     yield "median2 uint16", cuda_blocks.median2, (
         a3("uint16"), a3("uint16"), T.int64, T.int64, T.boolean, T.float64, T.boolean,
         T.float64, T.float64)

@@ -580,6 +580,12 @@ class CudaBackend(Backend):
                     return res
             except cuda_cpp.CompileError as exc:
                 cuda_cpp.compile_failed(exc)
+        if not rest and isinstance(p, Rank):  # large medians on the numba.cuda fallback
+            from . import cuda_lines
+
+            res = cuda_lines.run_rank(arr, p, passes.mode, passes.cval, out, passes.out_dtype)
+            if res is not None:
+                return res
         if cpp:  # box extremes of 8/16-bit data: one sweep, two outputs an instruction
             res = _minmax(passes, arr, out)
             if res is not None:

@@ -1,7 +1,15 @@
-"""Filters' line passes on the device (numba.cuda): the box over the last two axes.
+"""Filters' line passes on the device (numba.cuda): the box, and medians of large windows.
 
 Imported on first use by :meth:`stencilkit.backends.cuda.CudaBackend.run_passes`; passes that
 have no kernel here run as generated stencils (:meth:`stencilkit._passes.Passes.as_stencils`).
+These are the numba.cuda fallback's (no CuPy, or ``STENCILKIT_CUDA_CPP=0``); the generated C++
+path has faster ones (``cuda_box``, ``cuda_rank``).
+
+:func:`run_rank` is the ``Rank`` pass (``median_filter`` of more than ``MEDIAN_MAX`` elements):
+a thread per output gathers its window through the mode's index map, in the footprint's C
+order, into its local memory (up to ``cuda_rank.SELECT_BYTES``), and selects with the CPU's own
+quickselect (``cpu_lines.rank._select``, compiled as a device function): the same element as
+the CPU, bit for bit, a NaN winning.
 
 :func:`box2` is the exact integer box (``uniform_filter`` of integer data into an integer
 output) at a cost that does not grow with the window's height and grows with its width only in
@@ -16,11 +24,13 @@ the same index map as every generated stencil (``_sk_map``); ``constant`` reads 
 
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
-from .. import modes
+from .. import _dtypes, modes
 from . import cuda as cuda_backend
+from .cpu_lines.rank import _select
 
 # the tile: columns per block (threads), rows per strip, and the widest window it takes
 TILE = 128
@@ -140,3 +150,102 @@ def run_box2(x, p, mode, cval):
                                   np.int64(p.divisor), np.int64(max(p.clip[0], -2**63)),
                                   np.int64(min(p.clip[1], 2**63 - 1)), np.int64(rows))
     return dst.reshape(shape)
+
+
+_select_device = cuda.jit(device=True)(_select.py_func)  # (the CPU's, not a second copy)
+MAX_AXES = 8  # core axes a window may span
+_RANK_KERNELS: dict = {}
+
+
+def _rank_kernel(n, dtype):
+    """The selection kernel for windows of ``n`` elements of ``dtype`` (compiled on first use).
+
+    Arguments: the flat source and destination ``(B * prod(core),)``, ``offsets`` ``(n, k)``
+    (each window element's offset along the k core axes), ``core`` ``(k,)`` sizes, the rank,
+    the mode code and ``cval`` (of ``dtype``).
+    """
+    key = (n, np.dtype(dtype).str)
+    kernel = _RANK_KERNELS.get(key)
+    if kernel is not None:
+        return kernel
+    item = numba.from_dtype(np.dtype(dtype))
+
+    @cuda.jit
+    def select(src, dst, offsets, core, rank, mode, cval):
+        buf = cuda.local.array(n, item)
+        idx = cuda.local.array(MAX_AXES, np.int64)
+        k = core.shape[0]
+        plane = np.int64(1)
+        for d in range(k):
+            plane *= core[d]
+        q = np.int64(cuda.grid(1))
+        stride = np.int64(cuda.gridsize(1))
+        while q < dst.shape[0]:
+            rem = q
+            for d in range(k - 1, -1, -1):
+                idx[d] = rem % core[d]
+                rem //= core[d]
+            base = rem * plane
+            for e in range(n):
+                flat = np.int64(0)
+                inside = True
+                for d in range(k):
+                    m = _map(idx[d] + offsets[e, d], core[d], mode)
+                    if m < 0:
+                        inside = False
+                    flat = flat * core[d] + m
+                buf[e] = src[base + flat] if inside else cval
+            dst[q] = _select_device(buf, n, rank)
+            q += stride
+
+    _dtypes.remember(_RANK_KERNELS, key, select, 64)
+    return select
+
+
+def rank_fits(p, dtype) -> bool:
+    """Whether :func:`run_rank` takes the ``Rank`` pass ``p`` on ``dtype`` data."""
+    from .cuda_rank import SELECT_BYTES
+
+    dtype = np.dtype(dtype)
+    fp = np.array(p.footprint, bool)
+    spans = [d for d in range(fp.ndim) if fp.shape[d] > 1] or [fp.ndim - 1]
+    return (dtype.kind in "biuf" and fp.ndim - spans[0] <= MAX_AXES
+            and int(fp.sum()) * _dtypes.work_dtype(dtype).itemsize <= SELECT_BYTES)
+
+
+def run_rank(x, p, mode, cval, out=None, out_dtype=None):
+    """The ``Rank`` pass ``p`` over the device array ``x`` (into ``out``).
+
+    None where :func:`rank_fits` says no (the caller then raises the generated stencils'
+    error, which names the limits).
+    """
+    dtype = np.dtype(x.dtype)
+    out_dtype = np.dtype(out_dtype or dtype)
+    if not rank_fits(p, dtype):
+        return None
+    work = np.dtype(np.uint8) if dtype.kind == "b" else _dtypes.work_dtype(dtype)
+    shape = tuple(x.shape)
+    fp = np.array(p.footprint, bool)
+    first = next((d for d in range(fp.ndim) if fp.shape[d] > 1), fp.ndim - 1)
+    core = shape[first:]
+    total = math.prod(shape)
+    src = cuda_backend.work(x, (), False, (total,), work, x)
+    dst = cuda_backend.empty((total,), work, x)
+    if total:
+        offsets = np.array([[int(i[d]) - p.lo[d] for d in range(first, fp.ndim)]
+                            for i in zip(*np.nonzero(fp))], np.int64)
+        fill = np.asarray(cval).astype(dtype).astype(work)[()] if mode == "constant" else \
+            work.type(0)  # (the CPU's conversion; ignored by other modes)
+        block = 8 if cuda_backend.simulated() else 128
+        grid = min(-(-total // block), 4 if cuda_backend.simulated() else 1 << 16)
+        kernel = _rank_kernel(len(offsets), work)
+        kernel[grid, block](src, dst, cuda_backend.cuda().to_device(offsets),
+                            cuda_backend.cuda().to_device(np.array(core, np.int64)),
+                            np.int64(p.rank), np.int64(modes.mode_code(mode)), fill)
+    res = dst.reshape(shape)
+    if work != out_dtype:
+        res = cuda_backend.astype(res, out_dtype)
+    if out is None:
+        return res
+    cuda_backend.copy_into(out, res)
+    return out
