@@ -234,8 +234,8 @@ def run_rank(x, p, mode, cval, out=None, out_dtype=None):
     if total:
         offsets = np.array([[int(i[d]) - p.lo[d] for d in range(first, fp.ndim)]
                             for i in zip(*np.nonzero(fp))], np.int64)
-        fill = np.asarray(cval).astype(dtype).astype(work)[()] if mode == "constant" else \
-            work.type(0)  # (the CPU's conversion; ignored by other modes)
+        fill = np.asarray(cval).astype(dtype if dtype.kind == "b" else work).astype(work)[()] \
+            if mode == "constant" else work.type(0)  # (the CPU's conversion; else unused)
         block = 8 if cuda_backend.simulated() else 128
         grid = min(-(-total // block), 4 if cuda_backend.simulated() else 1 << 16)
         kernel = _rank_kernel(len(offsets), work)
