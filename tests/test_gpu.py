@@ -261,6 +261,27 @@ def test_large_medians_on_the_gpu_equal_the_cpu(cupy, dtype):
                                           err_msg=f"{size} {mode}")
 
 
+def test_integer_outputs_on_the_gpu_follow_the_rule(cupy):
+    """Backend.saturate on CuPy arrays (cupy.rint/where/clip): rank filters into a narrower
+    integer output, float running sums and a float Gaussian into integers, equal to the CPU's
+    (which tests/test_filters.py checks against exact references)."""
+    i16 = sample((2, 90, 130), np.int16, seed=13)
+    f32 = sample((90, 130), np.float32, seed=14)
+    f32[5, 6:9] = [2.5, -0.5, np.nan]
+    for a, out, fn in [(i16, np.uint8, lambda x, o: filters.maximum_filter(x, 3, output=o)),
+                       (i16, np.uint8, lambda x, o: filters.median_filter(x, (1, 9, 9),
+                                                                          output=o)),
+                       (f32, np.int16, lambda x, o: filters.median_filter(x, 3, output=o)),
+                       (f32, np.uint8, lambda x, o: filters.uniform_filter(x, 7, output=o)),
+                       (f32, np.uint64, lambda x, o: filters.gaussian_filter(x, 1.5,
+                                                                             output=o))]:
+        want = fn(a, out)
+        np.testing.assert_array_equal(fn(cupy.asarray(a), out).get(), want)
+        into = cupy.zeros(a.shape, out)
+        assert fn(cupy.asarray(a), into) is into
+        np.testing.assert_array_equal(into.get(), want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint64])
 def test_extreme_sweep_on_the_gpu_equals_the_cpu(cupy, dtype):
     a = sample((2, 131, 260), dtype, seed=8)
