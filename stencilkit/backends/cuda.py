@@ -252,6 +252,20 @@ def may_share_memory(a, b) -> bool:
     return True
 
 
+def deliver(res, out, out_dtype=None):
+    """A kernel's device result as the caller asked for it.
+
+    Converted to ``out_dtype`` (NumPy's cast) where that differs, then copied into ``out``
+    (returned) where one is given.
+    """
+    if out_dtype is not None and np.dtype(res.dtype) != np.dtype(out_dtype):
+        res = astype(res, out_dtype)
+    if out is None:
+        return res
+    copy_into(out, res)
+    return out
+
+
 def copy_into(out, src) -> None:
     """Copy the device array ``src`` (same shape and dtype) into the device array ``out``."""
     if is_cupy(out):
@@ -415,10 +429,7 @@ class CudaBackend(Backend):
 
         # (CuPy on the device; numba device arrays through the host, as astype)
         res = saturate(a, dtype) if is_cupy(a) else cuda().to_device(saturate(to_host(a), dtype))
-        if out is None:
-            return res
-        copy_into(out, res)
-        return out
+        return deliver(res, out)
 
     # -- user kernels ----------------------------------------------------------------------------
 
@@ -612,11 +623,7 @@ class CudaBackend(Backend):
                 except cuda_cpp.CompileError as exc:
                     cuda_cpp.compile_failed(exc)
             if cuda_lines.box2_fits(p, arr.dtype):
-                res = cuda_lines.run_box2(arr, p, passes.mode, passes.cval)
-                if out is None:
-                    return res
-                copy_into(out, res)
-                return out
+                return deliver(cuda_lines.run_box2(arr, p, passes.mode, passes.cval), out)
         # the other passes as generated stencils, one 1-D pass per axis
         return passes.as_stencils(arr, out)
 

@@ -242,10 +242,4 @@ def run_rank(x, p, mode, cval, out=None, out_dtype=None):
         kernel[grid, block](src, dst, cuda_backend.cuda().to_device(offsets),
                             cuda_backend.cuda().to_device(np.array(core, np.int64)),
                             np.int64(p.rank), np.int64(modes.mode_code(mode)), fill)
-    res = dst.reshape(shape)
-    if work != out_dtype:
-        res = cuda_backend.astype(res, out_dtype)
-    if out is None:
-        return res
-    cuda_backend.copy_into(out, res)
-    return out
+    return cuda_backend.deliver(dst.reshape(shape), out, out_dtype)

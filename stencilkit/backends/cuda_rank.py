@@ -407,10 +407,4 @@ def run(x, p, mode, cval, out=None, out_dtype=None):
             found[kname](grid, block, (*arrays, *mod.scalars(wshape, mode, cval)))
     if direct:
         return out
-    res = dst.reshape(shape)
-    if out_dtype != dtype:
-        res = cuda_backend.astype(res, out_dtype)
-    if out is None:
-        return res
-    cuda_backend.copy_into(out, res)
-    return out
+    return cuda_backend.deliver(dst.reshape(shape), out, out_dtype)
