@@ -104,6 +104,12 @@ def test_integer_results_round_and_saturate_where_scipy_truncates_and_wraps():
     edge = np.tile(np.array([0, 0, 255, 255], np.uint8), (3, 1))
     assert filters.sobel(edge, axis=1).max() == 255  # 1020 saturates
     assert filters.sobel(edge, axis=1, output=np.int32).max() == 1020
+    wide = np.array([-5, 300], np.int16)  # rank filters too (the README's examples)
+    assert ndi.maximum_filter(wide, 1, output=np.uint8).tolist() == [251, 44]
+    assert filters.maximum_filter(wide, 1, output=np.uint8).tolist() == [0, 255]
+    frac = np.array([2.7, -1.6], np.float32)
+    assert ndi.median_filter(frac, 1, output=np.int16).tolist() == [2, -1]
+    assert filters.median_filter(frac, 1, output=np.int16).tolist() == [3, -2]
 
 
 def test_large_windows_run_as_separable_passes_and_stay_exact():
