@@ -161,6 +161,12 @@ class Extreme(NamedTuple):
         return {self.axis: (self.lo, self.hi)}
 
 
+@functools.lru_cache(maxsize=256)
+def _elements(footprint) -> int:
+    """True elements of a nested-tuple footprint (asked by each device call of a median pass)."""
+    return int(np.array(footprint, bool).sum())
+
+
 class Rank(NamedTuple):
     """The ``rank``-th smallest element of the window ``footprint``.
 
@@ -176,7 +182,7 @@ class Rank(NamedTuple):
     @property
     def size(self) -> int:
         """The window's elements."""
-        return int(np.array(self.footprint, bool).sum())
+        return _elements(self.footprint)
 
     @property
     def networked(self) -> bool:

@@ -210,7 +210,7 @@ def rank_fits(p, dtype) -> bool:
     fp = np.array(p.footprint, bool)
     spans = [d for d in range(fp.ndim) if fp.shape[d] > 1] or [fp.ndim - 1]
     return (dtype.kind in "biuf" and fp.ndim - spans[0] <= MAX_AXES
-            and int(fp.sum()) * _dtypes.work_dtype(dtype).itemsize <= SELECT_BYTES)
+            and p.size * _dtypes.work_dtype(dtype).itemsize <= SELECT_BYTES)
 
 
 def run_rank(x, p, mode, cval, out=None, out_dtype=None):
