@@ -7,6 +7,7 @@ Run them on a GPU machine with `NUMBA_ENABLE_CUDASIM=0 .venv/bin/python -m pytes
 import numpy as np
 import pytest
 from kernels import (
+    asym2,
     blend,
     box5,
     diffuse,
@@ -226,9 +227,11 @@ def test_separable_sweep_on_the_gpu_agrees_with_the_cpu(cupy, dtype):
             want = filters.gaussian_filter(a, sigma, mode=mode, cval=2.0)
             np.testing.assert_allclose(got, want, rtol=0, atol=8 * eps * np.abs(want).max(),
                                        err_msg=f"{sigma} {mode}")
+            # a mean of 9 x 15: the orders of its sums differ by up to 9 + 15 roundings of
+            # values up to max|a| (an H200 was 1.07e-13 off in float64, 8.6 eps max|want|)
             got = filters.uniform_filter(cupy.asarray(a), (1, 9, 15), mode=mode, cval=2).get()
             want = filters.uniform_filter(a, (1, 9, 15), mode=mode, cval=2)
-            np.testing.assert_allclose(got, want, rtol=0, atol=8 * eps * np.abs(want).max(),
+            np.testing.assert_allclose(got, want, rtol=0, atol=24 * eps * np.abs(a).max(),
                                        err_msg=f"uniform {mode}")
 
 
@@ -305,7 +308,7 @@ def test_dask_with_cupy_chunks(cupy):
     np.testing.assert_array_equal(out.get(), smooth(a))
     np.testing.assert_array_equal(smooth.iterate(x, steps=4).compute().get(),
                                   smooth.iterate(a, steps=4))
-    c = sk.chain(smooth, skew1)
+    c = sk.chain(smooth, asym2)  # stages of one core rank
     np.testing.assert_array_equal(c(x).compute().get(), c(a))
     g = filters.uniform_filter(x, 5).compute()
     assert isinstance(g, cupy.ndarray)
