@@ -126,3 +126,23 @@ def test_modules_compile_with_nvrtc():
         mod = cuda_minmax.generate(dtype, *box, idx64=dtype == np.int8, rowmap=True)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
         assert ".entry sk_minmax_interior(" in ptx and ".entry sk_minmax_border(" in ptx
+
+
+@pytest.mark.parametrize("rowmap", [True, False])
+def test_border_strips_shorten_to_fill_the_gpu(rowmap):
+    """The border kernel's side bands are a few columns of many rows: on a large image their
+    strips shorten (down to a row) until the launch has the GPU's worth of threads, and every
+    row of the bands is still some thread's (the launch's strip argument is what the kernel
+    walks); on a stack of many small images they stay 16 rows long."""
+    mod = cuda_minmax.generate(np.dtype(np.uint8), 15, 7, 15, 7, True, idx64=False,
+                               rowmap=rowmap)
+    for shape, want in [((1, 8192, 8192), 1), ((4000, 300, 200), cuda_sweeps.BORDER_ROWS)]:
+        B, n0, n1 = shape
+        (_, _, _, (_, k0, k1)), (kname, grid, block, (strip, *_)) = mod.launches(shape)
+        assert kname == "sk_minmax_border" and strip == want
+        band = n1 - 4 * (k1 - k0)
+        lo0, hi0 = (0, 0) if rowmap else (7, 7)
+        inner = n0 - lo0 - hi0
+        threads = cuda_sweeps.border_threads(B, n0, n1, lo0, hi0, band, strip)
+        assert threads == B * (band * -(-inner // strip) + (0 if rowmap else 2 * n1))
+        assert grid[0] * block[0] >= min(threads, cuda_sweeps.codegen_cpp.TARGET_THREADS)

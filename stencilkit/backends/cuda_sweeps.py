@@ -4,11 +4,11 @@ Both run over the last two axes of a C-contiguous ``(B, n0, n1)`` device array a
 of generated C++: ``<prefix>_interior``, whose threads walk strips of rows with no column
 boundary logic (rows through the mode's index map, for every mode but ``constant``:
 :func:`rows_mapped`), and ``<prefix>_border``, whose threads each walk a short strip down one
-column through the mode's index map: strips of :data:`BORDER_ROWS` rows down the columns the
-interior kernel leaves at either end, and, for ``constant`` (rows outside are cval), one strip
-per column for the top rows and one for the bottom rows (the window's reach along axis -2).
-This module plans their launches, emits the border kernel's enumeration of strips, and
-launches a module on device arrays.
+column through the mode's index map: strips of up to :data:`BORDER_ROWS` rows (a launch
+argument, :func:`border_rows`) down the columns the interior kernel leaves at either end, and,
+for ``constant`` (rows outside are cval), one strip per column for the top rows and one for the
+bottom rows (the window's reach along axis -2). This module plans their launches, emits the
+border kernel's enumeration of strips, and launches a module on device arrays.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 from .. import _dtypes, codegen_cpp, modes
 
 BORDER_ROWS = 16
-"""Rows per thread's strip in the border kernel's side bands."""
+"""Rows per thread's strip in the border kernel's side bands, at most (:func:`border_rows`)."""
 
 
 def rows_mapped(mode) -> bool:
@@ -73,13 +73,28 @@ class UnitsModule:
                     self.block, rows)
 
 
-def border_threads(B, n0, n1, lo0, hi0, band) -> int:
-    """Threads the border kernel needs: ``band`` columns are left by the interior kernel."""
+def border_rows(B, inner, band) -> int:
+    """Rows per strip of the border kernel's side bands: ``band`` columns of ``inner`` rows.
+
+    :data:`BORDER_ROWS`, or fewer where the bands would not give the GPU
+    ``codegen_cpp.TARGET_THREADS`` threads: down to one row a thread. A thread's strip is a
+    chain of dependent reads (a sliding window's rows, or each output's window in turn), so
+    its length, not the bands' few elements, set the kernel's time: on an H200 (tools/
+    gpu_profile.py, 8192 x 8192) the 15 x 15 uint8 maximum's border kernel took 0.133 ms with
+    16-row strips, 8192 threads on 132 multiprocessors, as long as its interior kernel.
+    """
+    return max(1, min(BORDER_ROWS, B * band * inner // codegen_cpp.TARGET_THREADS))
+
+
+def border_threads(B, n0, n1, lo0, hi0, band, rows=BORDER_ROWS) -> int:
+    """Threads the border kernel needs: ``band`` columns are left by the interior kernel.
+
+    ``rows``: rows per strip of the side bands.
+    """
     top = min(lo0, n0)
     inner = max(0, n0 - lo0 - hi0)
     bottom = n0 - top - inner
-    return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * codegen_cpp._cdiv(inner,
-                                                                                BORDER_ROWS))
+    return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * codegen_cpp._cdiv(inner, rows))
 
 
 def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
@@ -87,8 +102,9 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
 
     ``threads``: interior threads per row, covering ``covered`` columns, which the kernels
     take as the two integers ``span``; ``block``: the interior kernel's block; ``rows``:
-    force the strip length (the host tests), else ``codegen_cpp.ROWS`` or fewer so that the
-    GPU still gets enough threads.
+    force the strip length of both kernels (the host tests), else ``codegen_cpp.ROWS`` or
+    fewer so that the GPU still gets enough threads (the border kernel's:
+    :func:`border_rows`).
     """
     B, n0, n1 = shape
     if B * n0 * n1 == 0:
@@ -107,11 +123,12 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
         out.append((f"{prefix}_interior", grid, block, (strip, *span)))
     else:
         span, covered = (0, 0), 0
-    total = border_threads(B, n0, n1, lo0, hi0, n1 - covered)
+    brows = rows or border_rows(B, inner, n1 - covered)
+    total = border_threads(B, n0, n1, lo0, hi0, n1 - covered, brows)
     if total:
         bblock = codegen_cpp.BLOCK_1D
         grid = (max(1, min(cdiv(total, bblock[0]), 1 << 20)), 1, 1)
-        out.append((f"{prefix}_border", grid, bblock, (strip, *span)))
+        out.append((f"{prefix}_border", grid, bblock, (brows, *span)))
     return out
 
 
@@ -159,9 +176,9 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
 
     Inside the loop each thread has ``b`` (the plane), ``j`` (its column) and the rows
     ``r0`` to ``r1``; ``c0``/``c1``: C++ expressions of the interior kernel's first and
-    past-the-last columns. The caller closes the loop.
+    past-the-last columns; the kernel's argument ``rows``: the side bands' strip length
+    (:func:`border_rows`). The caller closes the loop.
     """
-    R = BORDER_ROWS
     return [
         f"  const {ix} top = n0 < {lo0} ? n0 : {lo0};",
         f"  const {ix} inner = n0 > {lo0 + hi0} ? n0 - {lo0 + hi0} : 0;",
@@ -169,7 +186,7 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
         f"  const {ix} cA = {c0}, cB = {c1};",
         f"  const {ix} band = cA + (n1 - cB);",
         f"  const {ix} nA = top > 0 ? n1 : 0, nC = bottom > 0 ? n1 : 0;",
-        f"  const {ix} per_b = nA + nC + band * ((inner + {R - 1}) / {R});",
+        f"  const {ix} per_b = nA + nC + band * ((inner + rows - 1) / rows);",
         f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
         f"  for ({ix} t = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
         "t < B * per_b; t += stride) {",
@@ -179,8 +196,8 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
         "    else if (u - nA < nC) { j = u - nA; r0 = top + inner; r1 = n0; }",
         "    else {",
         "      u -= nA + nC; j = u % band; if (j >= cA) j += cB - cA;",
-        f"      r0 = top + (u / band) * {R};",
-        f"      r1 = r0 + {R} < top + inner ? r0 + {R} : top + inner;",
+        "      r0 = top + (u / band) * rows;",
+        "      r1 = r0 + rows < top + inner ? r0 + rows : top + inner;",
         "    }"]
 
 
