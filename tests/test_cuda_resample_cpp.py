@@ -81,6 +81,48 @@ def test_grid_smaller_than_the_output_walks_the_rows():
     np.testing.assert_array_equal(dst, resample.block_reduce(a, (1, 2, 2), "mean"))
 
 
+@pytest.mark.parametrize("dtype,factor", [(np.uint8, (2, 2)), (np.int16, (3, 2)),
+                                          (np.float32, (2, 2)), (np.float64, (2, 1)),
+                                          (np.uint8, (1, 4))])
+def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, factor):
+    """Rows of whole 16-byte words: each thread reads its outputs' blocks as one 16-byte load a
+    row (8 outputs of 2 x 2 uint8), the blocks of the last, partial rows (and the padded ones)
+    one at a time; every operation and edge rule, NaN included, equal to the CPU. The same
+    modules on a copy of the image one element off a 16-byte boundary take the one-at-a-time
+    code throughout, and agree."""
+    per = cuda_resample.outputs_per_thread(dtype, *factor, "sum")
+    assert per == 16 // (factor[1] * np.dtype(dtype).itemsize) > 1
+    n1 = 3 * 16 // np.dtype(dtype).itemsize
+    a = data((2, 13, n1), dtype, seed=3)
+    if a.dtype.kind == "f":
+        a[1, 4, n1 // 2 + 1] = np.nan
+    for func, edge in [("mean", "partial"), ("sum", "pad"), ("min", "trim"), ("max", "partial"),
+                       ("mean", "pad")]:
+        kw = {"edge": edge, **({"cval": 7} if edge == "pad" else {})}
+        want = resample.block_reduce(a, (1, *factor), func, **kw)
+        x = cuda.to_device(a)
+        assert cuda_cpp.as_cupy(x).data.ptr % 16 == 0  # (the premise: an aligned image)
+        cuda_resample._MODULES.clear()
+        got = resample.block_reduce(x, (1, *factor), func, **kw)
+        np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{func} {edge}")
+        assert fake_gpu.launched[-1] == "sk_blocks"
+        (mod,) = cuda_resample._MODULES.values()
+        assert mod.per == per
+        # the module once more on a copy one element off the boundary
+        buf = np.zeros(a.size + 16, a.dtype)
+        start = (-buf.ctypes.data % 16) // a.itemsize + 1
+        off = buf[start:start + a.size].reshape(a.shape)
+        off[...] = a
+        dst = np.zeros(want.shape, mod.out)  # (the module's result type: sums in float64)
+        lib = cpp_host.build(mod.source)
+        for kname, grid, block, _ in mod.launches(off.shape, dst.shape):
+            cpp_host.launch(lib, mod.source, kname, grid, block,
+                            [off, dst, *cuda_resample.scalars(mod, off.shape, dst.shape,
+                                                              kw.get("cval", 0))])
+        np.testing.assert_array_equal(dst.astype(want.dtype), want,
+                                      err_msg=f"{func} {edge} unaligned")
+
+
 @pytest.mark.parametrize("lead", [(), (2, 1, 3)], ids=["planes", "volume"])
 def test_modules_compile_with_nvrtc(lead):
     cpp_host.needs_nvrtc()
