@@ -87,9 +87,9 @@ def test_grid_smaller_than_the_output_walks_the_rows():
 def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, factor):
     """Rows of whole 16-byte words: each thread reads its outputs' blocks as one 16-byte load a
     row (8 outputs of 2 x 2 uint8), the blocks of the last, partial rows (and the padded ones)
-    one at a time; every operation and edge rule, NaN included, equal to the CPU. The same
-    modules on a copy of the image one element off a 16-byte boundary take the one-at-a-time
-    code throughout, and agree."""
+    one at a time; every operation and edge rule, NaN included, and ``decimate``, equal to the
+    CPU. The same modules on a copy of the image one element off a 16-byte boundary take the
+    one-at-a-time code throughout, and agree."""
     per = cuda_resample.outputs_per_thread(dtype, *factor, "sum")
     assert per == 16 // (factor[1] * np.dtype(dtype).itemsize) > 1
     n1 = 3 * 16 // np.dtype(dtype).itemsize
@@ -97,13 +97,16 @@ def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, fact
     if a.dtype.kind == "f":
         a[1, 4, n1 // 2 + 1] = np.nan
     for func, edge in [("mean", "partial"), ("sum", "pad"), ("min", "trim"), ("max", "partial"),
-                       ("mean", "pad")]:
+                       ("mean", "pad"), ("take", None)]:
         kw = {"edge": edge, **({"cval": 7} if edge == "pad" else {})}
-        want = resample.block_reduce(a, (1, *factor), func, **kw)
         x = cuda.to_device(a)
         assert cuda_cpp.as_cupy(x).data.ptr % 16 == 0  # (the premise: an aligned image)
         cuda_resample._MODULES.clear()
-        got = resample.block_reduce(x, (1, *factor), func, **kw)
+        if func == "take":
+            want, got = (resample.decimate(v, (1, *factor)) for v in (a, x))
+        else:
+            want = resample.block_reduce(a, (1, *factor), func, **kw)
+            got = resample.block_reduce(x, (1, *factor), func, **kw)
         np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{func} {edge}")
         assert fake_gpu.launched[-1] == "sk_blocks"
         (mod,) = cuda_resample._MODULES.values()

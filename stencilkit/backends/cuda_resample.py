@@ -91,12 +91,13 @@ def outputs_per_thread(dtype, f0, f1, op, lead=()) -> int:
     Where a block's row is at most 8 bytes and divides :data:`VECTOR_BYTES`, sums, means,
     minima and maxima of whole blocks without reduced lead axes read each row of a thread's
     outputs as one 16-byte load (8 outputs of 2 x 2 uint8 blocks), then combine the values in
-    the order of one output at a time. One output a thread (a 2-byte load per row) kept too
+    the order of one output at a time; ``decimate`` ("take") reads its row so too and keeps
+    every ``f1``-th value. One output a thread (a 2-byte load per row) kept too
     few bytes in flight: on an H200 the 2 x 2 uint8 mean of a 16384 x 16384 image ran at 0.35
     of a device copy (benchmarks/gpu.py).
     """
     row = f1 * np.dtype(dtype).itemsize
-    if (op not in ("sum", "mean", "min", "max") or any(g > 1 for g in lead) or row > 8
+    if (op not in ("take", "sum", "mean", "min", "max") or any(g > 1 for g in lead) or row > 8
             or VECTOR_BYTES % row or f0 * f1 > UNROLL_MAX):
         return 1
     return VECTOR_BYTES // row
@@ -261,10 +262,17 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
           f"      const {ix} r0 = i * {f0};"]
     if per > 1:  # the thread's blocks whole and their rows aligned: a vector load a row
         w = per * f1
+        whole = "" if op == "take" else f"r0 + {f0} <= n0 && "
         L += [f"      const {t}* __restrict__ pv = plane + r0 * n1 + j0 * {f1};",
-              f"      if (r0 + {f0} <= n0 && j0 * {f1} + {w} <= n1 && (((sk_u64)(const void*)pv"
-              f" | (sk_u64)(n1 * sizeof({t}))) & {VECTOR_BYTES - 1}) == 0) {{",
-              f"        {a} {', '.join(f'v{q}' for q in range(w))};"]
+              f"      if ({whole}j0 * {f1} + {w} <= n1 && (((sk_u64)(const void*)pv"
+              f" | (sk_u64)(n1 * sizeof({t}))) & {VECTOR_BYTES - 1}) == 0) {{"]
+    if per > 1 and op == "take":
+        L += [f"        sk_row u; u.v = *(const sk_v{VECTOR_BYTES}*)pv;",
+              *(f"        dst[(b * m0 + i) * m1 + j0 + {k}] = u.e[{k * f1}];"
+                for k in range(per)),
+              "        continue;", "      }"]
+    elif per > 1:
+        L += [f"        {a} {', '.join(f'v{q}' for q in range(w))};"]
         for r in range(f0):  # each element's column accumulator, down the block's rows
             L.append(f"        {{ sk_row u; u.v = *(const sk_v{VECTOR_BYTES}*)(pv"
                      f"{f' + {r} * n1' if r else ''});")
