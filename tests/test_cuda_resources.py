@@ -47,7 +47,9 @@ def test_generated_kernels_fit_an_h100_without_spilling():
             assert r["stack"] == 0 or "buffer" in what, where  # (the medians' gathers)
             assert r["shared"] <= 48 * 1024, where
             if not name.endswith("_border"):  # the kernels that carry the work
-                assert 0 < r["registers"] <= 64, where
+                # (the sweeps' interiors trade threads for loads: cuda_sep.columns_per_thread)
+                most = 80 if name == "sk_sep_interior" else 64
+                assert 0 < r["registers"] <= most, where
     assert seen >= 15
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 import stencilkit as sk
 from stencilkit import filters, resample
-from stencilkit.backends import cuda_cpp
+from stencilkit.backends import cuda_cpp, cuda_sep
 
 LAUNCH = defaultdict(list)
 _orig = cuda_cpp.kernels
@@ -61,6 +61,18 @@ def heat(u):
                                         - np.float32(4) * u[0, 0])
 
 
+def one_column(fn, *args):
+    """``fn(*args)`` with the sweeps' interiors at one column a thread.
+
+    The A/B of :func:`stencilkit.backends.cuda_sep.columns_per_thread`.
+    """
+    most, cuda_sep.REGISTERS = cuda_sep.REGISTERS, 0
+    try:
+        return fn(*args)
+    finally:
+        cuda_sep.REGISTERS = most
+
+
 rng = np.random.default_rng(0)
 f = cp.asarray(rng.standard_normal((8192, 8192)).astype(np.float32))
 u8 = cp.asarray(rng.integers(0, 255, (8192, 8192), dtype=np.uint8))
@@ -91,6 +103,10 @@ cases = {
     "sobel f32": lambda: filters.sobel(f),
     "laplace f32": lambda: filters.laplace(f),
     "gaussian s=2 u8": lambda: filters.gaussian_filter(u8, 2.0),
+    "gaussian s=2 f32, 1 column a thread": lambda: one_column(filters.gaussian_filter, f, 2.0),
+    "gaussian s=2 u8, 1 column a thread": lambda: one_column(filters.gaussian_filter, u8, 2.0),
+    "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
+    "maximum 9 f32, 1 column a thread": lambda: one_column(filters.maximum_filter, f, 9),
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
     "block_reduce 2 512^3 u8": lambda: resample.block_reduce(v8, 2),
     "copy u8 512^3": lambda: v8.copy(),

@@ -6,11 +6,12 @@ passes, each a full read and write of the image: separable weights (``Sep2``:
 8/16/32-bit integers (:func:`integer_weights`: the CPU's integers, bit for bit, by a float32
 or float64 sum checked near ties and recomputed in the CPU's order), the float box (``Box2`` of
 float data: ``uniform_filter``, sums divided once) and running extremes of a box
-(``maximum_filter`` / ``minimum_filter`` of 32/64-bit data). Each thread owns one output column
-of a strip of rows and walks down it: for the row entering the window it reduces the row's
-``kh`` columns (its neighbours' columns: cached loads shared with the neighbouring threads),
-keeps the last ``kv`` of those in registers (a ring), and the output is their vertical
-reduction. Weights and divisor are compile-time constants, in the sums' type; multiply-adds
+(``maximum_filter`` / ``minimum_filter`` of 32/64-bit data). Each thread owns up to four
+neighbouring output columns of a strip of rows (:func:`columns_per_thread`) and walks down it:
+it loads the row entering the window once (its columns and their ``kh - 1`` neighbours: cached
+loads shared with the neighbouring threads), reduces each column's ``kh`` values, keeps the last
+``kv`` of those reductions in registers (a ring a column), and each output is its ring's
+vertical reduction. Weights and divisor are compile-time constants, in the sums' type; multiply-adds
 are not fused (``--fmad=false``), so every product and sum is rounded once, in order:
 horizontal terms left to right, then vertical ones top to bottom. The CPU sums the other way
 round (vertical first) or by running sums, so sums agree to round-off; the tests check this
@@ -56,6 +57,7 @@ class SepModule:
     out: np.dtype
     cval_ctype: str
     rowmap: bool = False  # the interior maps rows through the mode: it covers every row
+    cols: int = 1  # output columns per interior thread (:func:`columns_per_thread`)
 
     kernels = ("sk_sep_interior", "sk_sep_border")
 
@@ -64,10 +66,31 @@ class SepModule:
 
         ``c0``/``c1``: the interior kernel's columns; ``rows``: force the strip length.
         """
-        c0, c1 = self.loh, max(self.loh, shape[2] - self.hih)
+        c0 = self.loh
+        threads = max(0, shape[2] - self.hih - c0) // self.cols
         lov, hiv = (0, 0) if self.rowmap else (self.lov, self.hiv)
-        return cuda_sweeps.plan("sk_sep", shape, lov, hiv, c1 - c0, c1 - c0,
-                                (c0, c1), BLOCK, rows)
+        return cuda_sweeps.plan("sk_sep", shape, lov, hiv, threads, self.cols * threads,
+                                (c0, c0 + self.cols * threads), BLOCK, rows)
+
+
+REGISTERS = 80
+"""Registers an interior thread's rings and row values may take (:func:`columns_per_thread`)."""
+
+
+def columns_per_thread(kv, kh, acc) -> int:
+    """Output columns each interior thread computes: 4, 2 or 1.
+
+    A thread's columns share their rows' values: a row of ``cols + kh - 1`` loads serves
+    ``cols`` outputs, where one column a thread loaded ``kh`` values an output (17 loads an
+    output of a sigma 2 Gaussian, whose interior kernel ran at 0.24 of a copy on an H200).
+    The most columns whose rings (``cols * kv`` sums) and row values fit :data:`REGISTERS`
+    (64-bit sums count twice).
+    """
+    w = 2 if np.dtype(acc).itemsize == 8 else 1
+    for cols in (4, 2):
+        if w * (cols * kv + cols + kh - 1) <= REGISTERS:
+            return cols
+    return 1
 
 
 def _literal(w, dtype) -> str:
@@ -119,7 +142,6 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
     params = (f"const {t}* __restrict__ src, {o}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
               f"{ix} rows, {ix} c0, {ix} c1, int mode, {cv} cval")
     names = "src, dst, B, n0, n1, rows, c0, c1, mode, cval"
-    ring = [f"h{k}" for k in range(kv)]
     (top, bottom), rmap = cuda_sweeps.row_reads(lov, hiv, rowmap)
     wvs, whs = [None] * kv, [None] * kh
     if sw.op == "sum":
@@ -149,18 +171,22 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
         return " ".join(out_)
 
     final = f"s / {_literal(sw.divisor, acc)}" if sw.divisor not in (None, 1) else "s"
-    if sw.check is not None:  # integers: rounded (ties to even), saturated, checked near ties
+
+    def store(q=0):
+        """Lines storing the output ``s`` of column ``j + q``."""
+        at, col = (f"i * n1 + {q}", f"j + {q}") if q else ("i * n1", "j")
+        if sw.check is None:
+            return [f"op[{at}] = {final};" if o == a else f"op[{at}] = ({o})({final});"]
+        # integers: rounded (ties to even), saturated, checked near ties
         info = np.iinfo(out)
         f = "f" if a == "float" else ""
         rel, tie, _ = sw.check
-        store = [f"{{ const {a} v = {final}; {a} r = rint{f}(v);",
-                 "  double e = r;",
-                 f"  if (fabs{f}(v - r) + {_literal(rel, acc)} * fabs{f}(v) >= "
-                 f"{_literal(tie, acc)}) e = rint(sk_exact(base, n0, n1, i, j, mode, cval));",
-                 f"  op[i * n1] = ({o})(e < {float(info.min)!r} ? {float(info.min)!r} : "
-                 f"e > {float(info.max)!r} ? {float(info.max)!r} : e); }}"]
-    else:
-        store = [f"op[i * n1] = {final};" if o == a else f"op[i * n1] = ({o})({final});"]
+        return [f"{{ const {a} v = {final}; {a} r = rint{f}(v);",
+                "  double e = r;",
+                f"  if (fabs{f}(v - r) + {_literal(rel, acc)} * fabs{f}(v) >= "
+                f"{_literal(tie, acc)}) e = rint(sk_exact(base, n0, n1, i, {col}, mode, cval));",
+                f"  op[{at}] = ({o})(e < {float(info.min)!r} ? {float(info.min)!r} : "
+                f"e > {float(info.max)!r} ? {float(info.max)!r} : e); }}"]
 
     # Integer data checked near ties may sum in any order within tie_bound's error (each
     # term's roundings are at most the in-order sum's): symmetric weights then take the two
@@ -174,33 +200,39 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
     pair_v = paired and symmetric(sw.wv)
     pair_h = paired and symmetric(sw.wh)
 
-    def vertical(pad, pairs):
-        """Lines summing the ring into ``s`` (``pairs``: symmetric rows first added)."""
+    def vertical(pad, pairs, h):
+        """Lines summing the ring ``h(k)`` into ``s`` (``pairs``: symmetric rows first added)."""
         if not pairs:
-            return [pad + f"{a} s = {term(wvs[0], 'h0')};",
-                    *(pad + f"s = {step('s', wvs[k], f'h{k}')};" for k in range(1, kv))]
-        lines = [pad + f"{a} s = {wvs[0]} * (h0 + h{kv - 1});"]
-        lines += [pad + f"s = s + {wvs[k]} * (h{k} + h{kv - 1 - k});" for k in range(1, kv // 2)]
+            return [pad + f"{a} s = {term(wvs[0], h(0))};",
+                    *(pad + f"s = {step('s', wvs[k], h(k))};" for k in range(1, kv))]
+        lines = [pad + f"{a} s = {wvs[0]} * ({h(0)} + {h(kv - 1)});"]
+        lines += [pad + f"s = s + {wvs[k]} * ({h(k)} + {h(kv - 1 - k)});"
+                  for k in range(1, kv // 2)]
         if kv % 2:
-            lines.append(pad + f"s = s + {wvs[kv // 2]} * h{kv // 2};")
+            lines.append(pad + f"s = s + {wvs[kv // 2]} * {h(kv // 2)};")
         return lines
 
-    def walk(pad, hrow, pairs=False):
-        """The strip walk from row r0 to r1: ``hrow(k, row)`` fills ring register k.
+    def walk(pad, hrow, pairs=False, cols=1):
+        """The strip walk from row r0 to r1: ``hrow(k, row)`` fills ring slot k.
 
-        It starts ``kv - 1`` rows early, filling the ring without output, so that the
-        row reduction is emitted once (an unrolled prologue of ``kv - 1`` of them made NVRTC
-        take 36 s over 64 x 64 taps).
+        ``cols``: output columns (``j`` to ``j + cols - 1``), each with its ring (registers
+        ``h{q}_{k}``, or ``h{k}`` for one column). It starts ``kv - 1`` rows early, filling
+        the rings without output, so that the row reduction is emitted once (an unrolled
+        prologue of ``kv - 1`` of them made NVRTC take 36 s over 64 x 64 taps).
         """
-        return [pad + f"{a} " + ", ".join(f"{h} = 0" for h in ring) + ";",
-                pad + f"for ({ix} i = r0 - {kv - 1}; i < r1; ++i) {{",
-                pad + "  " + hrow(kv - 1, f"i + {hiv}"),
-                pad + "  if (i >= r0) {",
-                *vertical(pad + "    ", pairs),
-                *(pad + "    " + line for line in store),
-                pad + "  }",
-                *(pad + f"  h{k} = h{k + 1};" for k in range(kv - 1)),
-                pad + "}"]
+        names = [(lambda k: f"h{k}")] if cols == 1 else [
+            (lambda k, q=q: f"h{q}_{k}") for q in range(cols)]
+        lines = [pad + f"{a} " + ", ".join(f"{h(k)} = 0" for h in names for k in range(kv))
+                 + ";",
+                 pad + f"for ({ix} i = r0 - {kv - 1}; i < r1; ++i) {{",
+                 pad + "  " + hrow(kv - 1, f"i + {hiv}"),
+                 pad + "  if (i >= r0) {"]
+        for q, h in enumerate(names):
+            lines += [pad + "    {", *vertical(pad + "      ", pairs, h),
+                      *(pad + "      " + line for line in store(q)), pad + "    }"]
+        lines.append(pad + "  }")
+        lines += [pad + f"  {h(k)} = {h(k + 1)};" for h in names for k in range(kv - 1)]
+        return lines + [pad + "}"]
 
     what = (f"weights {kv} x {kh}" if sw.op == "sum" and sw.wv is not None else
             f"{'sums' if sw.op == 'sum' else sw.op} over {kv} x {kh}")
@@ -209,9 +241,12 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
     if sw.check is not None:
         L.append(_exact_source(sw, t, ix))
     # -- interior
-    L += ["// the interior: one column per thread, the ring of row reductions down its strip",
+    cols = columns_per_thread(kv, kh, acc)
+    L += [f"// the interior: {cols} column(s) per thread, a ring of row reductions each, down "
+          "its strip",
           f'extern "C" __global__ void sk_sep_interior({params}) {{',
-          f"  const {ix} j = c0 + ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
+          f"  const {ix} j = c0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
+          f"{f' * {cols}' if cols > 1 else ''};",
           "  if (j >= c1) return;",
           f"  const {ix} r0 = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
           " * rows;",
@@ -246,18 +281,25 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
         return f"(sk_f32_bits(0x4b000000u | {u}) - {float(2**23 + bias).hex()}f)"
 
     def direct(k, row):
+        """The row's values loaded once, then each column's reduction into its ring slot."""
         head = f"{{ const {t}* __restrict__ p = plane + {rmap(row)} * n1; "
-        if not pair_h:
-            return head + horizontal(f"h{k}", lambda c: convert(f"p[{c}]")) + " }"
-        hk = f"h{k}"
-        parts = [f"{hk} = {whs[0]} * {convert_pair('p[0]', f'p[{kh - 1}]')};"]
-        parts += [f"{hk} = {hk} + {whs[c]} * {convert_pair(f'p[{c}]', f'p[{kh - 1 - c}]')};"
-                  for c in range(1, kh // 2)]
-        if kh % 2:
-            parts.append(f"{hk} = {hk} + {whs[kh // 2]} * {convert(f'p[{kh // 2}]')};")
+        if cols > 1:
+            head += " ".join(f"const {t} x{m} = p[{m}];" for m in range(cols + kh - 1)) + " "
+        parts = []
+        for q in range(cols):
+            x = (lambda c: f"p[{c}]") if cols == 1 else (lambda c, q=q: f"x{q + c}")
+            hk = f"h{k}" if cols == 1 else f"h{q}_{k}"
+            if not pair_h:
+                parts.append(horizontal(hk, lambda c, x=x: convert(x(c))))
+                continue
+            parts += [f"{hk} = {whs[0]} * {convert_pair(x(0), x(kh - 1))};"]
+            parts += [f"{hk} = {hk} + {whs[c]} * {convert_pair(x(c), x(kh - 1 - c))};"
+                      for c in range(1, kh // 2)]
+            if kh % 2:
+                parts.append(f"{hk} = {hk} + {whs[kh // 2]} * {convert(x(kh // 2))};")
         return head + " ".join(parts) + " }"
 
-    L += walk("    ", direct, pair_v)
+    L += walk("    ", direct, pair_v, cols)
     L += ["  }", "}", ""]
     # -- border
     cval = f"({a})cval" if cv != a else "cval"
@@ -276,7 +318,8 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
     L += walk("    ", mapped)
     L += ["  }", "}", "#undef SK_RD", ""]
     L.append(codegen_cpp.host_launchers(SepModule.kernels, params, names))
-    return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap)
+    return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap,
+                     cols)
 
 
 def _exact_source(sw: Sweep, t: str, ix: str) -> str:
@@ -504,7 +547,8 @@ _MODULES: dict = {}
 def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False) -> SepModule:
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
-    key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap)
+    key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
+           REGISTERS)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
