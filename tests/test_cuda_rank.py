@@ -127,6 +127,9 @@ def test_selection_medians_equal_the_cpu(monkeypatch, dtype):
     disk = np.add.outer(np.arange(-4, 5) ** 2, np.arange(-4, 5) ** 2) <= 18  # 61 elements
     check(monkeypatch, x, None, "sk_select", footprint=disk, origin=(1, 0))
     if dtype == np.float64:  # three axes, and a footprint along two of three
+        # the windows in shared memory, 128, 64 (9 x 9 float64) and 32 threads a block
+        assert [cuda_rank.select_threads(n, dtype) for n in (48, 81, 169)] == [128, 64, 32]
+        check(monkeypatch, x, 13, "sk_select", cval=-0.0)
         cube = sample((12, 9, 10), dtype, seed=3)
         check(monkeypatch, cube, (3, 5, 5), "sk_select")
         check(monkeypatch, cube, (1, 8, 8), "sk_select")
@@ -184,7 +187,13 @@ def test_median_kernels_compile_with_nvrtc():
         mod, _ = cuda_rank.module_for(box, dtype, 2, False)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
         assert f".entry {mod.kernel}(" in ptx
-        assert (".shared" in ptx) == (dtype == np.uint8)
+        # histograms, or (float32) the windows of the selection's block: nothing local
+        assert ".shared" in ptx and "local_depot" not in ptx, dtype
+    mod, _ = cuda_rank.module_for(Rank(((True,) * 40,) * 5, (2, 20), 100, True), np.float64,
+                                  2, False)  # 1600 bytes a window: in local memory
+    assert mod.block == cuda_rank.SELECT_BLOCK and cuda_rank.select_threads(200, np.float64) == 0
+    ptx = cuda_cpp.ptx(mod.source, "compute_90")
+    assert ".shared" not in ptx and "local_depot" in ptx
 
 
 def test_large_medians_on_device_arrays(fake_gpu):

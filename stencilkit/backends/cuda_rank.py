@@ -17,9 +17,11 @@ which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
     it moves to another.
 ``sk_select`` (every other dtype and footprint, up to :data:`SELECT_BYTES` of window)
     a thread per output element gathers the window through the mode's index map into a
-    thread-local buffer, in the footprint's C order, and runs the CPU's own quickselect
+    buffer of its own, in the footprint's C order, and runs the CPU's own quickselect
     (``cpu_lines.rank._select``: a NaN in the window wins; the same Hoare partitions, so the
-    same element, signed zeros included).
+    same element, signed zeros included). The buffers are in shared memory where a block's
+    fit :data:`SELECT_SHARED` (element ``e`` of thread ``t`` at ``e * T + t``: a warp's
+    accesses fall in 32 banks whatever the indices), else in local memory.
 ``sk_select_scratch`` (larger windows, up to :data:`OFFSETS_MAX` offsets)
     the same selection over windows in a device scratch array of at most
     :data:`SCRATCH_BYTES` (a grid of as many threads as it holds windows for, each striding
@@ -51,6 +53,25 @@ levels of 256 bins (64 or 32 threads)."""
 
 SELECT_BLOCK = (128, 1, 1)
 """Threads per block of the selection kernel."""
+
+SELECT_SHARED = 48 * 1024
+"""Shared memory of a block of the selection kernel: its threads' windows (up to 1536 bytes
+a window, at 32 threads a block). In local memory, every thread the GPU holds keeps its window
+(324 bytes for 9 x 9 float32: 87 MB on an H200, spilled far past the L1 caches), and the 9 x 9
+float32 median of an 8192 x 8192 image took 344 ms on an H200 (tools/gpu_profile.py)."""
+
+
+def select_threads(n, dtype) -> int:
+    """Threads a block of ``sk_select`` whose buffers of ``n`` elements fit shared memory.
+
+    128, 64 or 32; 0 where a 32-thread block's do not fit :data:`SELECT_SHARED` (the buffers
+    then are local).
+    """
+    for threads in (128, 64, 32):
+        if n * np.dtype(dtype).itemsize * threads <= SELECT_SHARED:
+            return threads
+    return 0
+
 
 SELECT_BYTES = 2048
 """The largest window the selection kernel gathers into each thread's local memory (local
@@ -93,11 +114,11 @@ class RankModule:
             return [(self.kernel, (cdiv(n1, self.block[0]),
                                    min(cdiv(n0, STRIP), codegen_cpp.MAX_GRID_YZ),
                                    min(B, codegen_cpp.MAX_GRID_YZ)), self.block)]
-        blocks = min(cdiv(math.prod(shape), SELECT_BLOCK[0]), 1 << 20)
+        blocks = min(cdiv(math.prod(shape), self.block[0]), 1 << 20)
         if self.window:  # as many threads as the scratch array holds windows for
-            per_block = self.window * self.dtype.itemsize * SELECT_BLOCK[0]
+            per_block = self.window * self.dtype.itemsize * self.block[0]
             blocks = min(blocks, max(1, SCRATCH_BYTES // per_block))
-        return [(self.kernel, (blocks, 1, 1), SELECT_BLOCK)]
+        return [(self.kernel, (blocks, 1, 1), self.block)]
 
     def scratch_size(self, shape) -> int:
         """Elements of the scratch array a launch over ``shape`` takes (0: none)."""
@@ -260,7 +281,8 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
     ``offsets``: per element of the window, in C order, its offset along each core axis.
     ``scratch``: the windows live in a device array passed after ``dst`` (``sk_select_scratch``;
     element ``e`` of thread ``g``'s window at ``e * threads + g``, so a warp's accesses
-    coalesce), for windows larger than a thread's local buffer; else in local memory.
+    coalesce), for windows larger than a thread's local buffer; else in shared memory where
+    a block's buffers fit (:func:`select_threads`), or in local memory.
     """
     dtype = np.dtype(dtype)
     ix = "sk_i64" if idx64 else "sk_i32"
@@ -277,17 +299,25 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
     table = ", ".join(str(o) for offs in offsets for o in offs)
     total = " * ".join(["B", *(f"n{d}" for d in range(k))])
     first = f"({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x"
+    T = 0 if scratch else select_threads(n, dtype)
+    where = (", windows in a scratch array" if scratch else
+             f", windows in shared memory ({T} a block)" if T else ", windows in local memory")
+    if scratch:
+        buf = "scratch[(sk_i64)(e) * (sk_i64)stride + (sk_i64)me]"
+    else:
+        buf = f"sk_buf[(e) * {T} + threadIdx.x]" if T else "buf[e]"
     L = [f"// stencilkit rank {rank} of a window of {n} ({dtype}): a selection per element"
-         + (", windows in a scratch array" if scratch else ""),
+         + where,
          codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
          "#if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)",
          "#define __constant__",
+         "#define __shared__",
          "#endif",
          f"__constant__ int sk_offsets[{n * k}] = {{{table}}};",
-         "#define SK_BUF(e) " + ("scratch[(sk_i64)(e) * (sk_i64)stride + (sk_i64)me]"
-                                 if scratch else "buf[e]"),
+         f"#define SK_BUF(e) {buf}",
          f'extern "C" __global__ void {kernel}({params}) {{',
-         *([] if scratch else [f"  {t} buf[{n}];"]),
+         *([] if scratch else [f"  __shared__ {t} sk_buf[{n * T}];" if T else
+                               f"  {t} buf[{n}];"]),
          f"  const {ix} total = {total};",
          f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
          f"  const {ix} me = {first};",
@@ -335,7 +365,7 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
           "#undef SK_BUF",
           codegen_cpp.host_launchers((kernel,), params, names)]
     return RankModule(kernel, "\n".join(L) + "\n", dtype, ndim, idx64,
-                      window=n if scratch else 0)
+                      (T, 1, 1) if T else SELECT_BLOCK, window=n if scratch else 0)
 
 
 _MODULES: dict = {}
