@@ -418,10 +418,12 @@ class Stencil:
             and advances it that many steps, so memory is swept (or the Dask graph layered)
             ``steps / block_steps`` times instead of ``steps`` times; results are identical.
             Default: Dask, the most that keeps the halo within half the smallest chunk; NumPy,
-            up to 16 for states of 16 MiB or more, else 1 (step by step). CUDA: 1 (a launch
-            per step); given, a 2-D kernel on the generated C++ path advances tiles of the
-            state in shared memory, up to ``block_steps`` steps a launch (fewer where a tile
-            and its halo would not fit).
+            up to 16 for states of 16 MiB or more, else 1 (step by step). CUDA: a 2-D kernel
+            on the generated C++ path advances tiles of the state in shared memory, up to
+            ``block_steps`` steps a launch (fewer where a tile and its halo would not fit);
+            default 8 for kernels reaching one element along each axis over states of 16 MiB
+            or more (measured faster: 0.83 of a device copy a step against 0.70 for a float32
+            heat step), else 1 (a launch a step).
         out : ndarray, optional
             Where to put the final state.
         **kwargs

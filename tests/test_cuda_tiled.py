@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernels import asym2, diffuse, life, sample, smooth, variable_diffusion
+from kernels import asym2, box5, diffuse, life, sample, smooth, variable_diffusion
 
 import stencilkit as sk
 from stencilkit import codegen_tiled
@@ -189,3 +189,28 @@ def test_iterate_on_device_arrays_takes_the_tiled_kernel(fake_gpu):
     np.testing.assert_array_equal(got.copy_to_host(),
                                   shift.iterate(x, 1, -2, steps=3, mode="wrap"))
     assert fake_gpu.launched and not any(k.endswith("_tiled") for k in fake_gpu.launched)
+
+
+def test_large_states_tile_by_default(fake_gpu, monkeypatch):
+    """Without block_steps, states of TILED_BYTES or more of 2-D kernels reaching one element
+    take TILED_STEPS steps a launch (here with the threshold lowered to this small state);
+    wider kernels, and smaller states, a launch a step. Results as step by step."""
+    from numba import cuda
+
+    u = sample((50, 70), np.float32, seed=8)
+    monkeypatch.setattr(cuda_backend, "TILED_BYTES", u.nbytes)
+    got = diffuse.iterate(cuda.to_device(u), 0.2, steps=10, mode="reflect")
+    np.testing.assert_array_equal(got.copy_to_host(),
+                                  diffuse.iterate(u, 0.2, steps=10, mode="reflect"))
+    assert fake_gpu.launched.count("diffuse_tiled") == 2  # 8 + 2 steps
+    fake_gpu.launched.clear()
+    small = u[:40]  # (one byte under the threshold: a launch a step)
+    got = diffuse.iterate(cuda.to_device(np.ascontiguousarray(small)), 0.2, steps=3)
+    np.testing.assert_array_equal(got.copy_to_host(), diffuse.iterate(small, 0.2, steps=3))
+    assert "diffuse_tiled" not in fake_gpu.launched
+    b = sample((60, 60), np.int16, seed=9) // 4
+    monkeypatch.setattr(cuda_backend, "TILED_BYTES", b.nbytes)
+    fake_gpu.launched.clear()
+    got = box5.iterate(cuda.to_device(b), steps=2)  # reaches two elements: not by default
+    np.testing.assert_array_equal(got.copy_to_host(), box5.iterate(b, steps=2))
+    assert not any(k.endswith("_tiled") for k in fake_gpu.launched)
