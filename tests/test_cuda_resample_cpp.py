@@ -143,8 +143,9 @@ def test_pyramid_level_takes_the_cpp_kernel_equal_to_numba_and_the_cpu(fake_gpu,
                                                                          dtype):
     """Bit for bit the numba.cuda kernel's results (the same float64 sums in the same order),
     so integers exactly the CPU's (rounded once, ties to even) and floats to its round-off.
-    Edges through the mapped indices."""
-    a = data((2, 13, 10), dtype, seed=4)
+    Edges through the mapped indices; 41 columns: threads of four outputs inside (each row
+    loaded once) and at either edge (one output at a time)."""
+    a = data((2, 13, 41), dtype, seed=4)
     if np.dtype(dtype).kind == "i":
         a = a - np.asarray(100, dtype)  # negative sums: floor division, then ties to even
     for mode in ["mirror", "reflect", "nearest", "wrap", "constant"]:

@@ -427,6 +427,11 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
 PYR = (1, 4, 6, 4, 1)
 """cv2.pyrDown's binomial along each axis (divided by 256 in all), as cuda_blocks.pyr2."""
 
+PYR_OUTPUTS = 4
+"""Neighbouring outputs of a row each pyramid thread computes: away from the edges it loads
+each of its five rows' 11 values once, 14 loads an output where one output a thread loaded 25
+(an H200: a level of 16384^2 uint8 at 0.23 of a device copy, benchmarks/gpu.py)."""
+
 
 @dataclass(frozen=True)
 class PyramidModule:
@@ -435,12 +440,13 @@ class PyramidModule:
     source: str
     out: np.dtype
     idx64: bool
+    per: int = PYR_OUTPUTS  # neighbouring outputs per thread
 
     kernels = ("sk_pyramid",)
 
     def launches(self, wshape, oshape, rows=None):
         """As :meth:`BlocksModule.launches`, for the kernel ``sk_pyramid``."""
-        return _launches(self.kernels[0], oshape, rows)
+        return _launches(self.kernels[0], oshape, rows, self.per)
 
 
 def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
@@ -471,20 +477,40 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
                   f"dst[at] = ({t})q;"]
     else:
         finish = [f"dst[at] = ({t})(s / 256.0);"]
-    L = [f"// stencilkit pyramid level ({dtype}, sums in {a})", codegen_cpp.PRELUDE,
-         f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix), "",
+    P = PYR_OUTPUTS
+    L = [f"// stencilkit pyramid level ({dtype}, sums in {a}), {P} outputs a thread",
+         codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix), "",
          f'extern "C" __global__ void sk_pyramid({params}) {{',
-         f"  const {ix} j = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
-         "  if (j >= m1) return;",
-         "  const bool cin = 2 * j >= 2 && 2 * j + 2 < n1;",
+         f"  const {ix} j0 = (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x) * {P};",
+         "  if (j0 >= m1) return;",
+         f"  const bool call = 2 * j0 >= 2 && 2 * (j0 + {P - 1}) + 2 < n1;",
          f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
          f"    const {t}* __restrict__ plane = src + b * n0 * n1;",
          f"    for ({ix} i = ({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y; i < m0; "
          f"i += ({ix})gridDim.y * ({ix})blockDim.y) {{",
-         f"      const {ix} at = (b * m0 + i) * m1 + j;",
-         f"      {a} s = 0;",
-         "      if (cin && 2 * i >= 2 && 2 * i + 2 < n0) {  // all 25 taps inside",
-         f"        const {t}* __restrict__ p = plane + (2 * i - 2) * n1 + (2 * j - 2);"]
+         "      const bool rin = 2 * i >= 2 && 2 * i + 2 < n0;",
+         "      if (call && rin) {  // every output's 25 taps inside: each row loaded once",
+         f"        const {t}* __restrict__ p = plane + (2 * i - 2) * n1 + (2 * j0 - 2);",
+         f"        {a} {', '.join(f's{q} = 0' for q in range(P))};"]
+    for u in range(5):  # each output's row u (pyr2's order), then into its sum
+        loads = " ".join(f"const {a} x{c} = ({a})p[{u} * n1 + {c}];" for c in range(2 * P + 3))
+        L.append(f"        {{ {loads}")
+        for q in range(P):
+            terms = " ".join(f"row = row + ({a}){PYR[v]} * x{2 * q + v};" for v in range(5))
+            L.append(f"          {{ {a} row = 0; {terms} s{q} = s{q} + ({a}){PYR[u]} * row; }}")
+        L.append("        }")
+    for q in range(P):
+        L += [f"        {{ const {ix} at = (b * m0 + i) * m1 + j0 + {q}; const {a} s = s{q};",
+              *("          " + line for line in finish), "        }"]
+    L += ["        continue;", "      }",
+          f"      for (int k = 0; k < {P}; ++k) {{  // near the edges: one output at a time",
+          f"      const {ix} j = j0 + k;",
+          "      if (j >= m1) break;",
+          "      const bool cin = 2 * j >= 2 && 2 * j + 2 < n1;",
+          f"      const {ix} at = (b * m0 + i) * m1 + j;",
+          f"      {a} s = 0;",
+          "      if (cin && rin) {  // all 25 taps inside",
+          f"        const {t}* __restrict__ p = plane + (2 * i - 2) * n1 + (2 * j - 2);"]
     for u in range(5):
         terms = " ".join(f"row = row + ({a}){PYR[v]} * ({a})p[{u} * n1 + {v}];"
                          for v in range(5))
@@ -502,7 +528,7 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
           "        }",
           "      }",
           *("      " + line for line in finish),
-          "    }", "  }", "}", ""]
+          "      }", "    }", "  }", "}", ""]
     L.insert(2, "static __device__ const int sk_pyr[5] = {1, 4, 6, 4, 1};")
     L.append(codegen_cpp.host_launchers(PyramidModule.kernels, params, names))
     return PyramidModule("\n".join(L) + "\n", dtype, idx64)
