@@ -73,8 +73,14 @@ class SepModule:
                                 (c0, c0 + self.cols * threads), BLOCK, rows)
 
 
-REGISTERS = 80
-"""Registers an interior thread's rings and row values may take (:func:`columns_per_thread`)."""
+ROTATE_MAX = 17
+"""The tallest windows whose interior walk is written out a ring's turn at a time (no moves
+between rows; :func:`generate`'s ``walk``): the source grows with the window's height."""
+
+REGISTERS = 64
+"""Registers an interior thread's rings and row values may take (:func:`columns_per_thread`);
+the kernels take about 15 more (ptxas, sm_90: 68-72 for the sigma 2 float32 Gaussian's two
+columns, 89 for sigma 3's two, which this budget gives one)."""
 
 
 def columns_per_thread(kv, kh, acc) -> int:
@@ -84,7 +90,7 @@ def columns_per_thread(kv, kh, acc) -> int:
     ``cols`` outputs, where one column a thread loaded ``kh`` values an output (17 loads an
     output of a sigma 2 Gaussian, whose interior kernel ran at 0.24 of a copy on an H200).
     The most columns whose rings (``cols * kv`` sums) and row values fit :data:`REGISTERS`
-    (64-bit sums count twice).
+    (64-bit sums count twice): sigma 2 Gaussians (17 x 17) two, sigma 1 (9 x 9) four.
     """
     w = 2 if np.dtype(acc).itemsize == 8 else 1
     for cols in (4, 2):
@@ -212,26 +218,40 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
             lines.append(pad + f"s = s + {wvs[kv // 2]} * {h(kv // 2)};")
         return lines
 
-    def walk(pad, hrow, pairs=False, cols=1):
+    def walk(pad, hrow, pairs=False, cols=1, rotate=False):
         """The strip walk from row r0 to r1: ``hrow(k, row)`` fills ring slot k.
 
         ``cols``: output columns (``j`` to ``j + cols - 1``), each with its ring (registers
         ``h{q}_{k}``, or ``h{k}`` for one column). It starts ``kv - 1`` rows early, filling
         the rings without output, so that the row reduction is emitted once (an unrolled
         prologue of ``kv - 1`` of them made NVRTC take 36 s over 64 x 64 taps).
+        ``rotate``: the loop's body written out ``kv`` times, each step's rows in slots
+        renamed round the ring, instead of ``kv - 1`` moves a column a row (the SASS of the
+        sigma 2 Gaussian's interior: 16 moves an output, beside 66 float operations).
         """
         names = [(lambda k: f"h{k}")] if cols == 1 else [
             (lambda k, q=q: f"h{q}_{k}") for q in range(cols)]
         lines = [pad + f"{a} " + ", ".join(f"{h(k)} = 0" for h in names for k in range(kv))
-                 + ";",
-                 pad + f"for ({ix} i = r0 - {kv - 1}; i < r1; ++i) {{",
-                 pad + "  " + hrow(kv - 1, f"i + {hiv}"),
-                 pad + "  if (i >= r0) {"]
-        for q, h in enumerate(names):
-            lines += [pad + "    {", *vertical(pad + "      ", pairs, h),
-                      *(pad + "      " + line for line in store(q)), pad + "    }"]
-        lines.append(pad + "  }")
-        lines += [pad + f"  {h(k)} = {h(k + 1)};" for h in names for k in range(kv - 1)]
+                 + ";"]
+
+        def step(u, inner):  # row i: the newest slot, then (once inside) each output
+            body = [inner + hrow((kv - 1 + u) % kv, f"i + {hiv}"), inner + "if (i >= r0) {"]
+            for q, h in enumerate(names):
+                body += [inner + "  {",
+                         *vertical(inner + "    ", pairs, lambda k, h=h: h((k + u) % kv)),
+                         *(inner + "    " + line for line in store(q)), inner + "  }"]
+            return body + [inner + "}"]
+
+        if not rotate:
+            lines += [pad + f"for ({ix} i = r0 - {kv - 1}; i < r1; ++i) {{", *step(0, pad + "  "),
+                      *(pad + f"  {h(k)} = {h(k + 1)};" for h in names for k in range(kv - 1)),
+                      pad + "}"]
+            return lines
+        lines.append(pad + f"for ({ix} i0 = r0 - {kv - 1}; i0 < r1; i0 += {kv}) {{")
+        for u in range(kv):
+            lines += [pad + "  {", pad + f"    const {ix} i = i0 + {u};",
+                      *([pad + "    if (i >= r1) break;"] if u else []),
+                      *step(u, pad + "    "), pad + "  }"]
         return lines + [pad + "}"]
 
     what = (f"weights {kv} x {kh}" if sw.op == "sum" and sw.wv is not None else
@@ -299,7 +319,8 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
                 parts.append(f"{hk} = {hk} + {whs[kh // 2]} * {convert(x(kh // 2))};")
         return head + " ".join(parts) + " }"
 
-    L += walk("    ", direct, pair_v, cols)
+    # (not where outputs near a tie call sk_exact: inlined at every step, NVRTC took 9 s)
+    L += walk("    ", direct, pair_v, cols, kv <= ROTATE_MAX and sw.check is None)
     L += ["  }", "}", ""]
     # -- border
     cval = f"({a})cval" if cv != a else "cval"
