@@ -322,8 +322,9 @@ def main(argv=None):
         table = {COPY: lambda: [dev.copy(u, uo) for _ in range(steps)],
                  f"stencilkit heat.iterate(u, steps={steps})":
                      lambda: heat.iterate(u, steps=steps)}
-        for t in (4, 8):  # temporal blocking: t steps a launch in shared memory
-            table[f"  block_steps={t} (tiled kernel)"] = \
+        for t in (1, 4, 8):  # temporal blocking: t steps a launch in shared memory (the
+            # default: 8 for this state; 1: a launch a step)
+            table[f"  block_steps={t}{' (tiled kernel)' if t > 1 else ''}"] = \
                 lambda t=t: heat.iterate(u, steps=steps, block_steps=t)
         it = best_times(table, dev, rounds)
         report(f"{title}, {steps} steps per call (iterate; copy: {steps} copies)",

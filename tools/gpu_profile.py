@@ -110,7 +110,8 @@ cases = {
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
     "block_reduce 2 512^3 u8": lambda: resample.block_reduce(v8, 2),
     "copy u8 512^3": lambda: v8.copy(),
-    "iterate heat 20": lambda: heat.iterate(f, steps=20),
+    "iterate heat 20 (default: tiled)": lambda: heat.iterate(f, steps=20),
+    "iterate heat 20 block_steps=1": lambda: heat.iterate(f, steps=20, block_steps=1),
     "iterate heat 20 block_steps=4": lambda: heat.iterate(f, steps=20, block_steps=4),
     "iterate heat 20 block_steps=8": lambda: heat.iterate(f, steps=20, block_steps=8),
     "median 25 f32 2048^2 (scratch)": lambda: filters.median_filter(f2k, 25),  # last: slow
