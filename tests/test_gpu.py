@@ -184,6 +184,16 @@ def test_cupy_filters_and_resampling(cupy):
     for factor in (3, 9, (16, 12)):  # medians: generated C++ (more than numba's 64 elements)
         np.testing.assert_array_equal(resample.block_reduce(d, factor, "median").get(),
                                       resample.block_reduce(a, factor, "median"))
+    r = np.ascontiguousarray(a[:, :288])  # rows of whole 16-byte words: 16 bytes a thread
+    for x in (r, r.astype(np.float32) / 3):
+        for func in ("mean", "sum", "min", "max"):
+            np.testing.assert_array_equal(resample.block_reduce(cupy.asarray(x), 2, func).get(),
+                                          resample.block_reduce(x, 2, func),
+                                          err_msg=f"{func} {x.dtype}")
+        np.testing.assert_array_equal(resample.decimate(cupy.asarray(x), 2).get(),
+                                      resample.decimate(x, 2))
+    for got, want in zip(resample.pyramid_down(d, 2), resample.pyramid_down(a, 2)):
+        np.testing.assert_array_equal(got.get(), want)  # (four outputs a thread inside)
     v = sample((9, 33, 40), np.uint8)  # a volume's 2 x 2 x 2 blocks: one C++ launch
     for func in ("mean", "max", "median"):
         np.testing.assert_array_equal(resample.block_reduce(cupy.asarray(v), 2, func).get(),
