@@ -81,19 +81,22 @@ def test_grid_smaller_than_the_output_walks_the_rows():
     np.testing.assert_array_equal(dst, resample.block_reduce(a, (1, 2, 2), "mean"))
 
 
-@pytest.mark.parametrize("dtype,factor", [(np.uint8, (2, 2)), (np.int16, (3, 2)),
-                                          (np.float32, (2, 2)), (np.float64, (2, 1)),
-                                          (np.uint8, (1, 4))])
+@pytest.mark.parametrize("dtype,factor", [(np.uint8, (1, 2, 2)), (np.int16, (1, 3, 2)),
+                                          (np.float32, (1, 2, 2)), (np.float64, (1, 2, 1)),
+                                          (np.uint8, (1, 1, 4)), (np.uint8, (2, 2, 2)),
+                                          (np.float32, (3, 1, 2))])
 def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, factor):
     """Rows of whole 16-byte words: each thread reads its outputs' blocks as one 16-byte load a
     row (8 outputs of 2 x 2 uint8), the blocks of the last, partial rows (and the padded ones)
     one at a time; every operation and edge rule, NaN included, and ``decimate``, equal to the
-    CPU. The same modules on a copy of the image one element off a 16-byte boundary take the
-    one-at-a-time code throughout, and agree."""
-    per = cuda_resample.outputs_per_thread(dtype, *factor, "sum")
-    assert per == 16 // (factor[1] * np.dtype(dtype).itemsize) > 1
+    CPU. Volumes: each row of the block's planes along the first axis, combined along it
+    first (the last, partial planes one output at a time). The same modules on a copy of the
+    image one element off a 16-byte boundary take the one-at-a-time code throughout, and
+    agree."""
+    per = cuda_resample.outputs_per_thread(dtype, *factor[1:], "sum", factor[:1])
+    assert per == 16 // (factor[2] * np.dtype(dtype).itemsize) > 1
     n1 = 3 * 16 // np.dtype(dtype).itemsize
-    a = data((2, 13, n1), dtype, seed=3)
+    a = data((5, 13, n1), dtype, seed=3)
     if a.dtype.kind == "f":
         a[1, 4, n1 // 2 + 1] = np.nan
     for func, edge in [("mean", "partial"), ("sum", "pad"), ("min", "trim"), ("max", "partial"),
@@ -103,10 +106,10 @@ def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, fact
         assert cuda_cpp.as_cupy(x).data.ptr % 16 == 0  # (the premise: an aligned image)
         cuda_resample._MODULES.clear()
         if func == "take":
-            want, got = (resample.decimate(v, (1, *factor)) for v in (a, x))
+            want, got = (resample.decimate(v, factor) for v in (a, x))
         else:
-            want = resample.block_reduce(a, (1, *factor), func, **kw)
-            got = resample.block_reduce(x, (1, *factor), func, **kw)
+            want = resample.block_reduce(a, factor, func, **kw)
+            got = resample.block_reduce(x, factor, func, **kw)
         np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{func} {edge}")
         assert fake_gpu.launched[-1] == "sk_blocks"
         (mod,) = cuda_resample._MODULES.values()

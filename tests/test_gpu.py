@@ -198,6 +198,10 @@ def test_cupy_filters_and_resampling(cupy):
     for func in ("mean", "max", "median"):
         np.testing.assert_array_equal(resample.block_reduce(cupy.asarray(v), 2, func).get(),
                                       resample.block_reduce(v, 2, func))
+    v = sample((9, 33, 48), np.uint8)  # (rows of whole 16-byte words: 16 bytes a thread)
+    for func in ("mean", "sum", "min"):
+        np.testing.assert_array_equal(resample.block_reduce(cupy.asarray(v), 2, func).get(),
+                                      resample.block_reduce(v, 2, func))
     # 8-bit Gaussian: float32 sums checked near ties (stencilkit.backends.cuda_sep), the CPU's
     np.testing.assert_array_equal(filters.gaussian_filter(d, 1.0).get(),
                                   filters.gaussian_filter(a, 1.0))

@@ -89,16 +89,18 @@ def outputs_per_thread(dtype, f0, f1, op, lead=()) -> int:
     """Neighbouring outputs each thread of a block module computes along the last axis.
 
     Where a block's row is at most 8 bytes and divides :data:`VECTOR_BYTES`, sums, means,
-    minima and maxima of whole blocks without reduced lead axes read each row of a thread's
-    outputs as one 16-byte load (8 outputs of 2 x 2 uint8 blocks), then combine the values in
-    the order of one output at a time; ``decimate`` ("take") reads its row so too and keeps
-    every ``f1``-th value. One output a thread (a 2-byte load per row) kept too
-    few bytes in flight: on an H200 the 2 x 2 uint8 mean of a 16384 x 16384 image ran at 0.35
-    of a device copy (benchmarks/gpu.py).
+    minima and maxima of whole blocks read each row of a thread's outputs as one 16-byte load
+    (8 outputs of 2 x 2 uint8 blocks), then combine the values in the order of one output at a
+    time; with one reduced lead axis (a volume's 2 x 2 x 2 blocks) the same rows of each plane
+    of the block, combined along that axis first, as the CPU's order has it. ``decimate``
+    ("take") reads its row so too and keeps every ``f1``-th value. One output a thread (a
+    2-byte load per row) kept too few bytes in flight: on an H200 the 2 x 2 uint8 mean of a
+    16384 x 16384 image ran at 0.35 of a device copy (benchmarks/gpu.py).
     """
     row = f1 * np.dtype(dtype).itemsize
-    if (op not in ("take", "sum", "mean", "min", "max") or any(g > 1 for g in lead) or row > 8
-            or VECTOR_BYTES % row or f0 * f1 > UNROLL_MAX):
+    reduced = sum(g > 1 for g in lead)
+    if (op not in ("take", "sum", "mean", "min", "max") or (reduced > 1 and op != "take")
+            or row > 8 or VECTOR_BYTES % row or f0 * f1 * math.prod(lead) > UNROLL_MAX):
         return 1
     return VECTOR_BYTES // row
 
@@ -260,30 +262,42 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
     L += [f"    for ({ix} i = ({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y; i < m0; "
           f"i += ({ix})gridDim.y * ({ix})blockDim.y) {{",
           f"      const {ix} r0 = i * {f0};"]
+    vred = red if op != "take" else []  # (one axis at most: outputs_per_thread)
     if per > 1:  # the thread's blocks whole and their rows aligned: a vector load a row
         w = per * f1
         whole = "" if op == "take" else f"r0 + {f0} <= n0 && "
+        whole += "".join("lead_whole && " for _ in vred)
+        strides = "".join(f" | (sk_u64)(st{k} * sizeof({t}))" for k in vred)
         L += [f"      const {t}* __restrict__ pv = plane + r0 * n1 + j0 * {f1};",
               f"      if ({whole}j0 * {f1} + {w} <= n1 && (((sk_u64)(const void*)pv"
-              f" | (sk_u64)(n1 * sizeof({t}))) & {VECTOR_BYTES - 1}) == 0) {{"]
+              f" | (sk_u64)(n1 * sizeof({t})){strides}) & {VECTOR_BYTES - 1}) == 0) {{"]
     if per > 1 and op == "take":
         L += [f"        sk_row u; u.v = *(const sk_v{VECTOR_BYTES}*)pv;",
               *(f"        dst[(b * m0 + i) * m1 + j0 + {k}] = u.e[{k * f1}];"
                 for k in range(per)),
               "        continue;", "      }"]
     elif per > 1:
+        g = lead[vred[0]] if vred else 1
         L += [f"        {a} {', '.join(f'v{q}' for q in range(w))};"]
         for r in range(f0):  # each element's column accumulator, down the block's rows
-            L.append(f"        {{ sk_row u; u.v = *(const sk_v{VECTOR_BYTES}*)(pv"
-                     f"{f' + {r} * n1' if r else ''});")
-            L += [f"          v{q} = ({a})u.e[{q}];" if r == 0 else
-                  f"          {combine(f'v{q}', f'({a})u.e[{q}]')}" for q in range(w)]
+            L.append("        {")
+            for d in range(g):  # (the same row of each plane of the block along the lead axis)
+                at = " + ".join([*([f"{d} * st{vred[0]}"] if d else []),
+                                 *([f"{r} * n1"] if r else [])])
+                L.append(f"          sk_row u{d}; u{d}.v = *(const sk_v{VECTOR_BYTES}*)(pv"
+                         f"{f' + {at}' if at else ''});")
+            for q in range(w):
+                L.append(f"          {{ {a} lv = ({a})u0.e[{q}];")
+                L += [f"            {combine('lv', f'({a})u{d}.e[{q}]')}" for d in range(1, g)]
+                L.append(f"            v{q} = lv; }}" if r == 0 else
+                         f"            {combine(f'v{q}', 'lv')} }}")
             L.append("        }")
         for k in range(per):  # then each output's columns, left to right
             L += [f"        {{ const {ix} at = (b * m0 + i) * m1 + j0 + {k};",
                   f"          {a} s = v{k * f1};",
                   *(f"          {combine('s', f'v{k * f1 + c}')}" for c in range(1, f1)),
-                  *("          " + line for line in finish(f0 * f1)), "        }"]
+                  *("          " + line for line in finish(f0 * f1 * lead_size)),
+                  "        }"]
         L += ["        continue;", "      }"]
     # one output at a time (the blocks at the edges, unaligned rows, per == 1)
     L += [f"      for (int k = 0; k < {per}; ++k) {{",
