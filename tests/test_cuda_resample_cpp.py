@@ -81,21 +81,24 @@ def test_grid_smaller_than_the_output_walks_the_rows():
     np.testing.assert_array_equal(dst, resample.block_reduce(a, (1, 2, 2), "mean"))
 
 
-@pytest.mark.parametrize("dtype,factor", [(np.uint8, (1, 2, 2)), (np.int16, (1, 3, 2)),
-                                          (np.float32, (1, 2, 2)), (np.float64, (1, 2, 1)),
-                                          (np.uint8, (1, 1, 4)), (np.uint8, (2, 2, 2)),
-                                          (np.float32, (3, 1, 2))])
-def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, factor):
-    """Rows of whole 16-byte words: each thread reads its outputs' blocks as one 16-byte load a
-    row (8 outputs of 2 x 2 uint8), the blocks of the last, partial rows (and the padded ones)
+@pytest.mark.parametrize("dtype,factor,row", [
+    (np.uint8, (1, 2, 2), 48), (np.int16, (1, 3, 2), 48), (np.float32, (1, 2, 2), 48),
+    (np.float64, (1, 2, 1), 48), (np.uint8, (1, 1, 4), 48), (np.uint8, (2, 2, 2), 48),
+    (np.float32, (3, 1, 2), 48), (np.uint8, (1, 2, 2), 40), (np.uint8, (2, 2, 2), 44),
+    (np.int16, (1, 2, 1), 44)])
+def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, factor, row):
+    """Rows of whole 16-byte words (or 8 or 4): each thread reads its outputs' blocks as one
+    such load a row (8 outputs of 2 x 2 uint8), the blocks of the last, partial rows (the padded)
     one at a time; every operation and edge rule, NaN included, and ``decimate``, equal to the
     CPU. Volumes: each row of the block's planes along the first axis, combined along it
     first (the last, partial planes one output at a time). The same modules on a copy of the
     image one element off a 16-byte boundary take the one-at-a-time code throughout, and
     agree."""
-    per = cuda_resample.outputs_per_thread(dtype, *factor[1:], "sum", factor[:1])
-    assert per == 16 // (factor[2] * np.dtype(dtype).itemsize) > 1
-    n1 = 3 * 16 // np.dtype(dtype).itemsize
+    vector = cuda_resample.vector_bytes(row // np.dtype(dtype).itemsize, np.dtype(dtype).itemsize)
+    assert vector == {48: 16, 40: 8, 44: 4}[row]  # (rows of 48, 40, 44 bytes)
+    per = cuda_resample.outputs_per_thread(dtype, *factor[1:], "sum", factor[:1], vector)
+    assert per == vector // (factor[2] * np.dtype(dtype).itemsize) > 1
+    n1 = row // np.dtype(dtype).itemsize
     a = data((5, 13, n1), dtype, seed=3)
     if a.dtype.kind == "f":
         a[1, 4, n1 // 2 + 1] = np.nan

@@ -33,7 +33,13 @@ UNROLL_MAX = 64
 
 VECTOR_BYTES = 16
 """Bytes a thread reads from each row at once where its outputs' blocks are whole and aligned
-(:func:`outputs_per_thread`)."""
+(:func:`outputs_per_thread`): 16, or 8 or 4 where rows are no multiple of 16 bytes long
+(:func:`vector_bytes`)."""
+
+
+def vector_bytes(n1, itemsize) -> int:
+    """The widest of 16, 8 and 4 bytes that divides rows of ``n1`` elements (0: none)."""
+    return next((v for v in (VECTOR_BYTES, 8, 4) if n1 * itemsize % v == 0), 0)
 
 _OPS = ("take", "sum", "mean", "min", "max", "median")
 
@@ -85,12 +91,12 @@ def _launches(kernel, oshape, rows, per=1):
              ())]
 
 
-def outputs_per_thread(dtype, f0, f1, op, lead=()) -> int:
+def outputs_per_thread(dtype, f0, f1, op, lead=(), vector=VECTOR_BYTES) -> int:
     """Neighbouring outputs each thread of a block module computes along the last axis.
 
-    Where a block's row is at most 8 bytes and divides :data:`VECTOR_BYTES`, sums, means,
-    minima and maxima of whole blocks read each row of a thread's outputs as one 16-byte load
-    (8 outputs of 2 x 2 uint8 blocks), then combine the values in the order of one output at a
+    Where a block's row is at most half of ``vector`` bytes and divides it, sums, means, minima
+    and maxima of whole blocks read each row of a thread's outputs as one 16-byte load (8
+    outputs of 2 x 2 uint8 blocks), then combine the values in the order of one output at a
     time; with one reduced lead axis (a volume's 2 x 2 x 2 blocks) the same rows of each plane
     of the block, combined along that axis first, as the CPU's order has it. ``decimate``
     ("take") reads its row so too and keeps every ``f1``-th value. One output a thread (a
@@ -100,9 +106,10 @@ def outputs_per_thread(dtype, f0, f1, op, lead=()) -> int:
     row = f1 * np.dtype(dtype).itemsize
     reduced = sum(g > 1 for g in lead)
     if (op not in ("take", "sum", "mean", "min", "max") or (reduced > 1 and op != "take")
-            or row > 8 or VECTOR_BYTES % row or f0 * f1 * math.prod(lead) > UNROLL_MAX):
+            or not vector or 2 * row > vector or vector % row
+            or f0 * f1 * math.prod(lead) > UNROLL_MAX):
         return 1
-    return VECTOR_BYTES // row
+    return vector // row
 
 
 def fits(op, dtype, acc, out, rounding, exact) -> bool:
@@ -130,7 +137,8 @@ def _int_lit(v: int) -> str:
     return f"{v}LL" if v >= 0 else f"(-{-v}LL)"
 
 
-def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool, lead=()):
+def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool, lead=(),
+             vector=VECTOR_BYTES):
     """Emit the module of ``f0 x f1`` blocks of ``dtype`` data.
 
     ``op``: "take", "sum", "mean", "min", "max" or "median"; sums in ``acc``; results of
@@ -226,13 +234,13 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
 
     cstop = f"c0 + {f1}" if pad else f"c0 + {f1} < n1 ? c0 + {f1} : n1"
     rstop = f"r0 + {f0}" if pad else f"r0 + {f0} < n0 ? r0 + {f0} : n0"
-    per = outputs_per_thread(dtype, f0, f1, op, lead)
+    per = outputs_per_thread(dtype, f0, f1, op, lead, vector)
+    V = vector
     L = [f"// stencilkit blocks {'x'.join(map(str, (*lead, f0, f1)))}: {op} ({dtype} -> {out}"
          f", sums in {acc}{', padded' if pad else ''}), {per} output(s) a thread",
          codegen_cpp.PRELUDE, "",
-         *([f"struct alignas({VECTOR_BYTES}) sk_v{VECTOR_BYTES} "
-            f"{{ sk_u32 w[{VECTOR_BYTES // 4}]; }};",
-            f"union sk_row {{ sk_v{VECTOR_BYTES} v; {t} e[{per * f1}]; }};"] if per > 1 else []),
+         *([f"struct alignas({V}) sk_v{V} {{ sk_u32 w[{V // 4}]; }};",
+            f"union sk_row {{ sk_v{V} v; {t} e[{per * f1}]; }};"] if per > 1 else []),
          f'extern "C" __global__ void sk_blocks({params}) {{',
          *([f"  double vals[{f0 * f1 * lead_size}];"] if op == "median" else []),
          f"  const {ix} j0 = (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x) * {per};",
@@ -270,9 +278,9 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
         strides = "".join(f" | (sk_u64)(st{k} * sizeof({t}))" for k in vred)
         L += [f"      const {t}* __restrict__ pv = plane + r0 * n1 + j0 * {f1};",
               f"      if ({whole}j0 * {f1} + {w} <= n1 && (((sk_u64)(const void*)pv"
-              f" | (sk_u64)(n1 * sizeof({t})){strides}) & {VECTOR_BYTES - 1}) == 0) {{"]
+              f" | (sk_u64)(n1 * sizeof({t})){strides}) & {V - 1}) == 0) {{"]
     if per > 1 and op == "take":
-        L += [f"        sk_row u; u.v = *(const sk_v{VECTOR_BYTES}*)pv;",
+        L += [f"        sk_row u; u.v = *(const sk_v{V}*)pv;",
               *(f"        dst[(b * m0 + i) * m1 + j0 + {k}] = u.e[{k * f1}];"
                 for k in range(per)),
               "        continue;", "      }"]
@@ -284,7 +292,7 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
             for d in range(g):  # (the same row of each plane of the block along the lead axis)
                 at = " + ".join([*([f"{d} * st{vred[0]}"] if d else []),
                                  *([f"{r} * n1"] if r else [])])
-                L.append(f"          sk_row u{d}; u{d}.v = *(const sk_v{VECTOR_BYTES}*)(pv"
+                L.append(f"          sk_row u{d}; u{d}.v = *(const sk_v{V}*)(pv"
                          f"{f' + {at}' if at else ''});")
             for q in range(w):
                 L.append(f"          {{ {a} lv = ({a})u0.e[{q}];")
@@ -372,14 +380,20 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
 _MODULES: dict = {}
 
 
-def module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64, lead=()) -> BlocksModule:
-    """The module of these blocks, types and operation (emitted once)."""
+def module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64, lead=(),
+               vector=VECTOR_BYTES) -> BlocksModule:
+    """The module of these blocks, types and operation (emitted once).
+
+    ``vector``: the bytes of a thread's loads where its blocks are whole (:func:`vector_bytes`
+    of the rows).
+    """
+    vector = vector if outputs_per_thread(dtype, f0, f1, op, lead, vector) > 1 else 0
     key = (np.dtype(dtype).str, np.dtype(acc).str, np.dtype(out).str, f0, f1, op, pad, lo, hi,
-           idx64, tuple(lead))
+           idx64, tuple(lead), vector)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, acc, out, f0, f1, op, pad=pad, lo=lo, hi=hi,
-                                       idx64=idx64, lead=lead)
+                                       idx64=idx64, lead=lead, vector=vector)
     return mod
 
 
@@ -418,7 +432,8 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
         lo, hi = max(int(info.min), -2**63), min(int(info.max), 2**63 - 1)
     wshape, oshape = tuple(src.shape), tuple(dst.shape)
     idx64 = max(math.prod(wshape), math.prod(oshape)) >= 2**31
-    mod = module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64, lead)
+    mod = module_for(dtype, acc, out, f0, f1, op, pad, lo, hi, idx64, lead,
+                     vector_bytes(wshape[-1], dtype.itemsize))
     try:
         found = cuda_cpp.kernels(mod, False)
     except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so, and numba's kernel runs
