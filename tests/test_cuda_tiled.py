@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernels import asym2, box5, diffuse, life, sample, smooth, variable_diffusion
+from kernels import asym2, diffuse, life, sample, smooth, variable_diffusion
 
 import stencilkit as sk
 from stencilkit import codegen_tiled
@@ -191,6 +191,12 @@ def test_iterate_on_device_arrays_takes_the_tiled_kernel(fake_gpu):
     assert fake_gpu.launched and not any(k.endswith("_tiled") for k in fake_gpu.launched)
 
 
+@sk.stencil
+def wide_heat(u):  # reaches two elements along each axis
+    return u[0, 0] + np.float32(0.05) * (u[0, -2] + u[0, 2] + u[-2, 0] + u[2, 0]
+                                         - np.float32(4) * u[0, 0])
+
+
 def test_large_states_tile_by_default(fake_gpu, monkeypatch):
     """Without block_steps, states of TILED_BYTES or more of 2-D kernels reaching one element
     take TILED_STEPS steps a launch (here with the threshold lowered to this small state);
@@ -204,13 +210,17 @@ def test_large_states_tile_by_default(fake_gpu, monkeypatch):
                                   diffuse.iterate(u, 0.2, steps=10, mode="reflect"))
     assert fake_gpu.launched.count("diffuse_tiled") == 2  # 8 + 2 steps
     fake_gpu.launched.clear()
-    small = u[:40]  # (one byte under the threshold: a launch a step)
+    small = u[:40]  # (under the threshold: a launch a step)
     got = diffuse.iterate(cuda.to_device(np.ascontiguousarray(small)), 0.2, steps=3)
     np.testing.assert_array_equal(got.copy_to_host(), diffuse.iterate(small, 0.2, steps=3))
     assert "diffuse_tiled" not in fake_gpu.launched
-    b = sample((60, 60), np.int16, seed=9) // 4
-    monkeypatch.setattr(cuda_backend, "TILED_BYTES", b.nbytes)
+    w = sample((60, 60), np.float32, seed=9)
+    monkeypatch.setattr(cuda_backend, "TILED_BYTES", w.nbytes)
     fake_gpu.launched.clear()
-    got = box5.iterate(cuda.to_device(b), steps=2)  # reaches two elements: not by default
-    np.testing.assert_array_equal(got.copy_to_host(), box5.iterate(b, steps=2))
-    assert not any(k.endswith("_tiled") for k in fake_gpu.launched)
+    got = wide_heat.iterate(cuda.to_device(w), steps=2)  # a reach of two: not by default
+    np.testing.assert_array_equal(got.copy_to_host(), wide_heat.iterate(w, steps=2))
+    assert fake_gpu.launched and "wide_heat_tiled" not in fake_gpu.launched
+    fake_gpu.launched.clear()  # (though the tiled kernel takes it when asked)
+    got = wide_heat.iterate(cuda.to_device(w), steps=2, block_steps=2)
+    np.testing.assert_array_equal(got.copy_to_host(), wide_heat.iterate(w, steps=2))
+    assert fake_gpu.launched == ["wide_heat_tiled"]
