@@ -79,7 +79,7 @@ def border_rows(B, inner, band) -> int:
     :data:`BORDER_ROWS`, or fewer where the bands would not give the GPU
     ``codegen_cpp.TARGET_THREADS`` threads: down to one row a thread. A thread's strip is a
     chain of dependent reads (a sliding window's rows, or each output's window in turn), so
-    its length, not the bands' few elements, set the kernel's time: on an H200 (tools/
+    its length, not the bands' few elements, sets the kernel's time: on an H200 (tools/
     gpu_profile.py, 8192 x 8192) the 15 x 15 uint8 maximum's border kernel took 0.133 ms with
     16-row strips, 8192 threads on 132 multiprocessors, as long as its interior kernel.
     """
