@@ -79,7 +79,7 @@ def modules():
                 cuda_resample.module_for(u8, f64, u8, 16, 16, "median", False, 0, 0,
                                          False).source))
     out.append(("resample: pyramid_down level, uint8",
-                cuda_resample.generate_pyramid(u8, idx64=False).source))
+                cuda_resample.generate_pyramid(u8, lo=0, hi=255, idx64=False).source))
     box = Rank(((True,) * 15,) * 15, (7, 7), 112, True)
     for dtype in (u8, np.dtype(np.uint16), f32):
         mod, _ = cuda_rank.module_for(box, dtype, 2, False)
@@ -147,7 +147,7 @@ def sass(source, arch, tool):
     for part in re.split(r"\n\s*\.text\.", text)[1:]:
         name = part.split(":")[0].strip()
         out[name] = [line for line in part.splitlines()
-                     if re.match(r"\s+/\*[0-9a-f]{4}\*/", line)]
+                     if re.match(r"\s+/\*[0-9a-f]{4,}\*/", line)]
     return out
 
 
