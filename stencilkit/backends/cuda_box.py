@@ -214,7 +214,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     cs = [f"cs{t}" for t in range(w)]
     L += ["// everything else, as running sums down short column strips through the mode's index",
           "// map (-1: cval): the top and bottom rows (a strip per column), and the columns at",
-          "// either end of the other rows (strips of up to 16 rows)",
+          f"// either end of the other rows (strips of up to {cuda_sweeps.BORDER_ROWS} rows)",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : ({acc})plane[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_box_border({params}) {{',
           *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),

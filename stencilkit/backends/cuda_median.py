@@ -180,7 +180,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
     # -- the border kernel
     L += ["// everything else, nine reads through the mode's index map (-1: cval) per output:",
           "// the columns at either end of the rows (strips of "
-          "up to 16 rows), and for constant the top and bottom rows",
+          f"up to {cuda_sweeps.BORDER_ROWS} rows), and for constant the top and bottom rows",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : ({v})plane[(rr) * n1 + (cc)])",
           f'extern "C" __global__ void sk_med3_border({params}) {{',
           *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
