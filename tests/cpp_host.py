@@ -224,15 +224,19 @@ def run_sweep(mod, x, out_dtype, scalars_of, *, fill, rows=ROWS):
     """Run a one-sweep module (stencilkit.backends.cuda_sweeps) over the last two axes of ``x``.
 
     ``scalars_of(shape, rows, a, b)``: a launch's scalars after the two arrays; ``fill``: the
-    output's initial value (stale values must all be overwritten). Returns the result.
+    output's initial value (stale values must all be overwritten); a module's ``scratch``
+    buffer (:func:`stencilkit.backends.cuda_sweeps.run`) comes last, full of stale values.
+    Returns the result.
     """
     shape = x.shape
     src = np.ascontiguousarray(x).reshape(-1, *shape[-2:])
     dst = np.full(src.shape, fill, out_dtype)
     lib = build(mod.source)
+    scratch = getattr(mod, "scratch", lambda shape: None)(src.shape)
+    extra = [] if scratch is None else [np.full(scratch[0], -1).astype(scratch[1])]  # (stale)
     for kname, grid, block, (strip, a, b) in mod.launches(src.shape, rows):
         launch(lib, mod.source, kname, grid, block,
-               [src, dst, *scalars_of(src.shape, strip, a, b)])
+               [src, dst, *scalars_of(src.shape, strip, a, b), *extra])
     return dst.reshape(shape)
 
 

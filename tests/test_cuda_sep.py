@@ -177,6 +177,49 @@ def test_integer_weights_equal_the_cpu_bit_for_bit(monkeypatch, k):
             np.testing.assert_array_equal(got, want, err_msg=f"{mode}, every sum again")
 
 
+@pytest.mark.parametrize("idx64", [False, True])
+def test_sums_near_a_tie_are_listed_then_summed_again(monkeypatch, idx64):
+    """The list of sums near a tie, launch by launch: every output flagged (a check of
+    bound 0), the first ``cap`` go on the list (distinct, in range; the count goes on past it),
+    the others are summed again where found; ``sk_sep_ties`` alone then writes every listed
+    output (each stale) with the CPU's integer. ``cap``: :data:`cuda_sep.TIE_MIN`, fewer
+    than the outputs."""
+    a = sample((2, 33, 28), np.uint8, seed=21)
+    for mode, cval in [("reflect", 0.0), ("constant", 3.0)]:
+        want, plan = cpu_passes(monkeypatch, filters.gaussian_filter, a, (0, 1.5, 1.5),
+                                mode=mode, cval=cval)
+        monkeypatch.setattr(cuda_sep, "TIE_SHARE", 1 << 30)  # (after cpu_passes' undo)
+        monkeypatch.setattr(cuda_sep, "TIE_MIN", 700)
+        sw = cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim, mode, plan.cval)
+        sw = sw._replace(check=(0.0, 0.0, sw.check[2]))
+        mod = cuda_sep.generate(a.dtype, sw, idx64=idx64, rowmap=cuda_sweeps.rows_mapped(mode))
+        lib = cpp_host.build(mod.source)
+        dst = np.full(a.shape, 99, np.uint8)
+        n, dt = mod.scratch(a.shape)
+        assert (n, dt) == (701, np.dtype(np.uint64 if idx64 else np.uint32))
+        ties = np.full(n, 12345, dt)
+        calls = mod.launches(a.shape, cpp_host.ROWS)
+        assert [c[0] for c in calls] == ["sk_sep_reset", "sk_sep_interior", "sk_sep_border",
+                                        "sk_sep_ties"]
+        for kname, grid, block, (strip, c0, c1) in calls[:-1]:
+            cpp_host.launch(lib, mod.source, kname, grid, block,
+                            [a, dst, *cuda_sep.scalars(mod, a.shape, strip, c0, c1, mode,
+                                                       plan.cval), ties])
+        assert ties[0] == a.size  # every output counted
+        listed = ties[1:].astype(np.int64)
+        assert len(set(listed)) == 700 and listed.min() >= 0 and listed.max() < a.size
+        flat = dst.reshape(-1)
+        rest = np.ones(a.size, bool)
+        rest[listed] = False
+        np.testing.assert_array_equal(flat[rest], want.reshape(-1)[rest])  # summed where found
+        flat[listed] = 99
+        kname, grid, block, (strip, c0, c1) = calls[-1]
+        cpp_host.launch(lib, mod.source, kname, grid, block,
+                        [a, dst, *cuda_sep.scalars(mod, a.shape, strip, c0, c1, mode,
+                                                   plan.cval), ties])
+        np.testing.assert_array_equal(dst, want, err_msg=mode)
+
+
 def exact_sums(sw, a, mode, cval):
     """``sk_exact`` at every element of ``a`` (B, n0, n1), through a host wrapper."""
     import ctypes
@@ -321,7 +364,8 @@ def test_integer_gaussian_on_device_arrays_is_the_cpus(fake_gpu):
         got = filters.gaussian_filter(cuda.to_device(a), 2.0, mode=mode, cval=4)
         np.testing.assert_array_equal(got.copy_to_host(),
                                       filters.gaussian_filter(a, 2.0, mode=mode, cval=4))
-        assert fake_gpu.launched[-2:] == ["sk_sep_interior", "sk_sep_border"]
+        assert fake_gpu.launched[-4:] == ["sk_sep_reset", "sk_sep_interior", "sk_sep_border",
+                                          "sk_sep_ties"]
     got = filters.gaussian_filter(cuda.to_device(a), 2.0, output=np.int16)  # another dtype
     np.testing.assert_array_equal(got.copy_to_host(),
                                   filters.gaussian_filter(a, 2.0, output=np.int16))

@@ -65,7 +65,7 @@ echo "profile exit status $?" >> "$OUT/profile.txt"
 cat "$OUT/profile.txt"
 
 stamp tests > "$OUT/tests.txt"
-timeout "${T_TESTS:-300}" python3 -u -m pytest -o addopts="" -p no:cacheprovider -q -rfE \
+timeout "${T_TESTS:-300}" python3 -u -m pytest -o addopts="" -p no:cacheprovider -p no:benchmark -q -rfE \
     -n "${WORKERS:-6}" --durations=10 ${SPECS:-tests/test_gpu.py tests/test_cuda_resample.py \
     tests/test_cuda_filters.py tests/test_cuda.py} >> "$OUT/tests.txt" 2>&1
 echo "pytest exit status $?" >> "$OUT/tests.txt"

@@ -206,7 +206,9 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
 
     ``module_of(dtype, addresses, idx64)``: the module for the input's work array
     (``addresses``: of the input's and the output's first elements, for alignment);
-    ``scalars_of(mod, shape, rows, a, b)``: a launch's scalars after the two arrays. Writes
+    ``scalars_of(mod, shape, rows, a, b)``: a launch's scalars after the two arrays; a module
+    with a ``scratch(shape)`` method giving ``(elements, dtype)`` takes a new device buffer of
+    them after those (one a call: calls from several threads stay apart). Writes
     ``out`` (a device array of ``x``'s shape and ``out_dtype``), directly where it is
     C-contiguous and apart from ``x``; returns it, or without ``out`` a new device array of
     ``x``'s kind (CuPy or numba). ``key``: what the scalars depend on besides the module and
@@ -238,8 +240,11 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
                      for kname, grid, block, (rows, a, b) in mod.launches(wshape)]
             if ck is not None:
                 _dtypes.remember(cuda_cpp._LAUNCHES, ck, calls)
+        scratch = getattr(mod, "scratch", lambda shape: None)(wshape)
+        extra = () if scratch is None else (
+            cuda_cpp.as_cupy(cuda_backend.empty((scratch[0],), scratch[1], x)),)
         for kname, grid, block, scalars in calls:
-            found[kname](grid, block, (s, d, *scalars))
+            found[kname](grid, block, (s, d, *scalars, *extra))
     return out if direct else cuda_backend.deliver(dst.reshape(shape), out)
 
 
