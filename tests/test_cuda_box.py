@@ -125,9 +125,13 @@ def test_64_bit_sums_and_indices(monkeypatch):
     assert "sk_i64 cs0 = 0" in mod.source and "typedef sk_i64 sk_idx" in mod.source
 
 
-def test_modules_compile_with_nvrtc_and_divide_by_multiplying():
+def test_modules_compile_with_nvrtc_and_divide_by_multiplying(monkeypatch):
+    """The interior kernel alone (the fused one has the border's index maps, with divisions
+    for ``wrap``)."""
     cpp_host.needs_nvrtc()
     from stencilkit._passes import Box2
+
+    monkeypatch.setattr(cuda_sweeps, "FUSED", False)
 
     for dtype, words in [(np.uint8, True), (np.int16, True), (np.int32, False),
                          (np.uint8, False)]:
@@ -156,7 +160,7 @@ def test_uniform_filter_on_a_device_array_takes_the_box_kernel(fake_gpu):
             want = filters.uniform_filter(a, size, mode=mode, cval=7)
             got = filters.uniform_filter(cuda.to_device(a), size, mode=mode, cval=7)
             np.testing.assert_array_equal(got.copy_to_host(), want, err_msg=f"{size} {mode}")
-    assert set(fake_gpu.launched) == {"sk_box_interior", "sk_box_border"}
+    assert set(fake_gpu.launched) == {"sk_box_fused"}
     # a cval that the mode does not use is ignored, even one no integer holds (as scipy)
     np.testing.assert_array_equal(
         filters.uniform_filter(cuda.to_device(a), 15, mode="wrap", cval=np.nan).copy_to_host(),

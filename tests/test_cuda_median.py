@@ -191,19 +191,19 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
         got = filters.median_filter(cuda.to_device(a), (1, 3, 3), mode=mode, cval=9)
         np.testing.assert_array_equal(got.copy_to_host(),
                                       filters.median_filter(a, (1, 3, 3), mode=mode, cval=9))
-        assert fake_gpu.launched[-2:] == ["sk_med3_interior", "sk_med3_border"]
+        assert fake_gpu.launched[-1:] == ["sk_med3_fused"]
     im = a[0]
     out = cuda.device_array(im.shape, np.uint8)
     assert filters.median_filter(cuda.to_device(im), 3, output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(), filters.median_filter(im, 3))
-    assert fake_gpu.launched[-1] == "sk_med3_border"
+    assert fake_gpu.launched[-1] == "sk_med3_fused"
     fake_gpu.launched.clear()
     got = filters.median_filter(cuda.to_device(im), 3, output=np.int16)  # another dtype
     np.testing.assert_array_equal(got.copy_to_host(), numpy_median(im, (3, 3)))
     i16 = im.astype(np.int16) * 200 - 25000  # 16-bit data: the network on pairs too
     got = filters.median_filter(cuda.to_device(i16), 5)
     np.testing.assert_array_equal(got.copy_to_host(), numpy_median(i16, (5, 5)))
-    assert fake_gpu.launched[-2:] == ["sk_net2x_interior", "sk_net2x_border"]
+    assert fake_gpu.launched[-1:] == ["sk_net2x_fused"]
     fake_gpu.launched.clear()
     i32 = im.astype(np.int32) - 100  # 32-bit data: 3 x 3 only
     got = filters.median_filter(cuda.to_device(i32), 5)
@@ -213,7 +213,7 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
     for size in ((5, 5), (3, 4)):  # 8-bit windows: the network kernel (rows of whole words)
         got = filters.median_filter(cuda.to_device(im), size, mode="nearest")
         np.testing.assert_array_equal(got.copy_to_host(), numpy_median(im, size, mode="nearest"))
-        assert fake_gpu.launched[-2:] == ["sk_net2x_interior", "sk_net2x_border"]
+        assert fake_gpu.launched[-1:] == ["sk_net2x_fused"]
     odd = np.ascontiguousarray(im[:, :43])  # 43 columns: not whole words, the stencil
     fake_gpu.launched.clear()
     np.testing.assert_array_equal(filters.median_filter(cuda.to_device(odd), 5).copy_to_host(),
@@ -238,7 +238,7 @@ def test_small_rank_passes_on_the_cuda_backend(fake_gpu):
     plan = Passes((Rank(box, (1, 1), 4, True),), "wrap", 0, np.dtype(np.uint8), "test")
     got = cuda_backend.BACKEND.run_passes(plan, cuda.to_device(a), None)
     np.testing.assert_array_equal(got.copy_to_host(), numpy_median(a, (3, 3), mode="wrap"))
-    assert fake_gpu.launched[-1] == "sk_med3_border"
+    assert fake_gpu.launched[-1] == "sk_med3_fused"
     f = sample((20, 24), np.float32, seed=8)
     plan = Passes((Rank(box, (1, 1), 4, True),), "wrap", 0, np.dtype(np.float32), "test")
     got = cuda_backend.BACKEND.run_passes(plan, cuda.to_device(f), None)
@@ -252,4 +252,4 @@ def test_modules_compile_with_nvrtc():
         mod = cuda_median.generate(dtype, 1, 1, words=words, idx64=dtype == np.uint64,
                                  rowmap=True)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
-        assert ".entry sk_med3_interior(" in ptx and ".entry sk_med3_border(" in ptx
+        assert ".entry sk_med3_fused(" in ptx and ".entry sk_med3_border(" in ptx

@@ -98,7 +98,7 @@ def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
                                           numpy_extreme(x[:, None], size[1:], mode="nearest",
                                                         is_max=fn is filters.maximum_filter)
                                           [:, 0])
-            assert fake_gpu.launched == ["sk_minmax_interior", "sk_minmax_border"], (fn, size)
+            assert fake_gpu.launched == ["sk_minmax_fused"], (fn, size)
     out = cuda.device_array(a.shape, np.uint8)
     assert filters.maximum_filter(cuda.to_device(a), (1, 3, 3), output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(), filters.maximum_filter(a, (1, 3, 3)))
@@ -107,7 +107,7 @@ def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
     got = filters.minimum_filter(cuda.to_device(i16), (1, 5, 5), mode="wrap")
     np.testing.assert_array_equal(got.copy_to_host(), numpy_extreme(
         i16[:, None], (5, 5), mode="wrap", is_max=False)[:, 0])
-    assert fake_gpu.launched == ["sk_minmax_interior", "sk_minmax_border"]
+    assert fake_gpu.launched == ["sk_minmax_fused"]
     fake_gpu.launched.clear()
     cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
     for call in (lambda x: filters.maximum_filter(x, footprint=cross[None]),  # not a box
@@ -125,15 +125,17 @@ def test_modules_compile_with_nvrtc():
                        (np.bool_, (1, 0, 5, 2, True)), (np.int16, (9, 4, 9, 4, False))]:
         mod = cuda_minmax.generate(dtype, *box, idx64=dtype == np.int8, rowmap=True)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")
-        assert ".entry sk_minmax_interior(" in ptx and ".entry sk_minmax_border(" in ptx
+        assert ".entry sk_minmax_fused(" in ptx and ".entry sk_minmax_border(" in ptx
 
 
 @pytest.mark.parametrize("rowmap", [True, False])
-def test_border_strips_shorten_to_fill_the_gpu(rowmap):
+def test_border_strips_shorten_to_fill_the_gpu(rowmap, monkeypatch):
     """The border kernel's side bands are a few columns of many rows: on a large image their
     strips shorten (down to a row) until the launch has the GPU's worth of threads, and every
     row of the bands is still some thread's (the launch's strip argument is what the kernel
-    walks); on a stack of many small images they stay 16 rows long."""
+    walks); on a stack of many small images they stay 16 rows long. (A border kernel of its
+    own: ``cuda_sweeps.FUSED`` off.)"""
+    monkeypatch.setattr(cuda_sweeps, "FUSED", False)
     mod = cuda_minmax.generate(np.dtype(np.uint8), 15, 7, 15, 7, True, idx64=False,
                                rowmap=rowmap)
     for shape, want in [((1, 8192, 8192), 1), ((4000, 300, 200), cuda_sweeps.BORDER_ROWS)]:

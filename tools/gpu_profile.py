@@ -13,7 +13,7 @@ import numpy as np
 
 import stencilkit as sk
 from stencilkit import filters, resample
-from stencilkit.backends import cuda_cpp, cuda_sep
+from stencilkit.backends import cuda_cpp, cuda_sep, cuda_sweeps
 
 LAUNCH = defaultdict(list)
 _orig = cuda_cpp.kernels
@@ -73,6 +73,18 @@ def one_column(fn, *args):
         cuda_sep.REGISTERS = most
 
 
+def apart(fn, *args):
+    """``fn(*args)`` with the sweeps' border in a launch of its own after the interior's.
+
+    The A/B of :data:`stencilkit.backends.cuda_sweeps.FUSED`.
+    """
+    fused, cuda_sweeps.FUSED = cuda_sweeps.FUSED, False
+    try:
+        return fn(*args)
+    finally:
+        cuda_sweeps.FUSED = fused
+
+
 rng = np.random.default_rng(0)
 f = cp.asarray(rng.standard_normal((8192, 8192)).astype(np.float32))
 u8 = cp.asarray(rng.integers(0, 255, (8192, 8192), dtype=np.uint8))
@@ -104,9 +116,16 @@ cases = {
     "laplace f32": lambda: filters.laplace(f),
     "gaussian s=2 u8": lambda: filters.gaussian_filter(u8, 2.0),
     "gaussian s=2 f32, 1 column a thread": lambda: one_column(filters.gaussian_filter, f, 2.0),
-    "gaussian s=2 u8, 1 column a thread": lambda: one_column(filters.gaussian_filter, u8, 2.0),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
-    "maximum 9 f32, 1 column a thread": lambda: one_column(filters.maximum_filter, f, 9),
+    # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
+    "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),
+    "uniform 15 u8, border apart": lambda: apart(filters.uniform_filter, u8, 15),
+    "uniform 15 f32, border apart": lambda: apart(filters.uniform_filter, f, 15),
+    "median 5 u8, border apart": lambda: apart(filters.median_filter, u8, 5),
+    "median 3 u8, border apart": lambda: apart(filters.median_filter, u8, 3),
+    "maximum 3 u8, border apart": lambda: apart(filters.maximum_filter, u8, 3),
+    "maximum 15 u8, border apart": lambda: apart(filters.maximum_filter, u8, 15),
+    "maximum 9 f32, border apart": lambda: apart(filters.maximum_filter, f, 9),
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
     "block_reduce 2 512^3 u8": lambda: resample.block_reduce(v8, 2),
     "copy u8 512^3": lambda: v8.copy(),

@@ -10,8 +10,9 @@ is then a sum of ``lo1 + hi1 + 1`` column sums, slid along the thread's columns.
 (32-bit where the window's sum provably fits, 64-bit otherwise), divided once, rounded to the
 nearest (ties to even) and saturated, so results equal the CPU's line kernels bit for bit.
 
-Two kernels per module: ``sk_box_interior`` (no boundary logic: strips whose rows and words are
-all inside the array) and ``sk_box_border`` (every other output: short strips down single
+Two parts per module, in one launch (``sk_box_fused``) or two (:data:`.cuda_sweeps.FUSED`):
+the interior (no boundary logic: strips whose rows and words are
+all inside the array) and the border (every other output: short strips down single
 columns, with running sums over the window's columns read through the mode's index map). The
 window, divisor and clip limits are compile-time constants, so the division is a multiply.
 Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every launch on the CPU, thread by
@@ -62,8 +63,12 @@ class BoxModule:
     ur: int       # the last
     idx64: bool
     rowmap: bool = False  # the interior maps rows through the mode: it covers every row
+    fused: bool = False  # the border in the interior's launch (cuda_sweeps.FUSED)
 
-    kernels = ("sk_box_interior", "sk_box_border")
+    @property
+    def kernels(self) -> tuple:
+        """The kernel names the module defines."""
+        return cuda_sweeps.kernel_names("sk_box", self.fused)
 
     def launches(self, shape, rows=None):
         """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array.
@@ -77,7 +82,7 @@ class BoxModule:
         lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
         return cuda_sweeps.plan("sk_box", shape, lo0, hi0, threads,
                                 self.per * UNITS * threads, (k0, k0 + UNITS * threads), BLOCK,
-                                rows)
+                                rows, self.fused)
 
 
 def _acc(in_dtype, cells):
@@ -172,7 +177,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
          *([codegen_cpp.BYTE_PERM] if packed else [])]
     # -- the interior kernel
     L += ["// the interior: strips of whole rows, the thread's units and halo inside the rows",
-          *cuda_sweeps.interior_head("sk_box_interior", params, ix, UNITS, top, bottom, per,
+          *cuda_sweeps.interior_head("sk_box", params, ix, UNITS, top, bottom, per,
                                      unit, oc),
           "    " + (" ".join(f"sk_u32 cp{t} = 0;" for t in range(ncs // 2)) if packed else
                     " ".join(f"{acc} cs{t} = 0;" for t in range(ncs))),
@@ -216,7 +221,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           "// map (-1: cval): the top and bottom rows (a strip per column), and the columns at",
           f"// either end of the other rows (strips of up to {cuda_sweeps.BORDER_ROWS} rows)",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : ({acc})plane[(rr) * n1 + (cc)])",
-          f'extern "C" __global__ void sk_box_border({params}) {{',
+          cuda_sweeps.border_open("sk_box", params, ix),
           *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           *(f"    const {ix} m{t} = sk_map(j + ({t - lo1}), n1, mode);" for t in range(w)),
@@ -237,9 +242,12 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           "  }",
           "}",
           "#undef SK_RD", ""]
-    L.append(codegen_cpp.host_launchers(BoxModule.kernels, params, names))
+    fused = cuda_sweeps.FUSED
+    kernels = cuda_sweeps.kernel_names("sk_box", fused)
+    L += cuda_sweeps.entries("sk_box", params, names, ix, fused)
+    L.append(codegen_cpp.host_launchers(kernels, params, names))
     return BoxModule("\n".join(L) + "\n", in_dtype, out_dtype, lo0, hi0, lo1, hi1, per, ul, ur,
-                     idx64, rowmap)
+                     idx64, rowmap, fused)
 
 
 def _nearest(s, d):
@@ -303,7 +311,7 @@ _MODULES: dict = {}
 def module_for(p, in_dtype, words, idx64, rowmap=False) -> BoxModule:
     """The module of the pass ``p`` (a ``Box2``) on ``in_dtype`` data (emitted once)."""
     key = (p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, np.dtype(p.dtype).str, tuple(p.clip),
-           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap)
+           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap, cuda_sweeps.FUSED)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(in_dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1,

@@ -23,12 +23,12 @@ bit (floats are left to the network, whose choice among signed zeros and NaNs th
 repeat). None of this is timed on a GPU yet.
 
 The kernels have the box's shape (:mod:`.cuda_box`, after ``shared/gpu/anchor_cpp.py``):
-``<prefix>_interior`` (strips of rows, each thread whole 32-bit words of 8/16-bit data, rows
+the interior (strips of rows, each thread whole 32-bit words of 8/16-bit data, rows
 through the mode's index map for every mode but ``constant``; ``sk_med3`` keeps three rows
-in registers, ``sk_net2x`` reads its rows each step) and ``<prefix>_border`` (the columns at
+in registers, ``sk_net2x`` reads its rows each step) and the border (the columns at
 either end, and the top and bottom rows for ``constant``: each output's window through the
-index map). Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every launch on the
-CPU, thread by thread).
+index map), in one launch or two (:data:`.cuda_sweeps.FUSED`). Plain C++ for NVRTC and for
+g++ (``-DSK_HOST``: the tests run every launch on the CPU, thread by thread).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          "}", "",
          *(_SIMD if simd else []),
          "// the interior: strips of whole rows, the thread's units and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_med3_interior", params, ix, units, top, bottom, per,
+         *cuda_sweeps.interior_head("sk_med3", params, ix, units, top, bottom, per,
                                     unit, tc),
          "    " + " ".join(f"{rv} ra{t}, rb{t}, rc{t};" for t in held),
          "    " + " ".join(f"{rv} cl{t}, cm{t}, ch{t};" for t in held),
@@ -182,7 +182,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
           "// the columns at either end of the rows (strips of "
           f"up to {cuda_sweeps.BORDER_ROWS} rows), and for constant the top and bottom rows",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : ({v})plane[(rr) * n1 + (cc)])",
-          f'extern "C" __global__ void sk_med3_border({params}) {{',
+          cuda_sweeps.border_open("sk_med3", params, ix),
           *cuda_sweeps.border_strips(ix, top, bottom, f"{per} * k0", f"{per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
           *(f"    const {ix} m{t} = sk_map(j + ({t - lo1}), n1, mode);" for t in range(3)),
@@ -197,9 +197,8 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
           "  }",
           "}",
           "#undef SK_RD", ""]
-    L.append(codegen_cpp.host_launchers(("sk_med3_interior", "sk_med3_border"), params, names))
-    return cuda_sweeps.UnitsModule("\n".join(L) + "\n", "sk_med3", dtype, lo0, hi0, per, ul,
-                                   ur, units, idx64, rowmap)
+    return cuda_sweeps.units_module(L, "sk_med3", dtype, lo0, hi0, per, ul, ur, units, idx64,
+                                    rowmap, params, names)
 
 
 NET_UNITS = 1
@@ -271,7 +270,7 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          *_network("sk_rank2x", "sk_u32", "sk_vmin2", "sk_vmax2", n, rank),
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_net2x_interior", params, ix, pairs.units, top, bottom,
+         *cuda_sweeps.interior_head("sk_net2x", params, ix, pairs.units, top, bottom,
                                     pairs.per, "sk_u32", tc),
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
     for r in rows_used:
@@ -285,7 +284,7 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
     L += ["      op += n1;", "    }", "  }", "}", "",
           "// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
-          f'extern "C" __global__ void sk_net2x_border({params}) {{',
+          cuda_sweeps.border_open("sk_net2x", params, ix),
           *cuda_sweeps.border_strips(ix, top, bottom, f"{pairs.per} * k0",
                                      f"{pairs.per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",
@@ -322,7 +321,7 @@ _MODULES: dict = {}
 
 def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> cuda_sweeps.UnitsModule:
     """The module of this window start and dtype (emitted once)."""
-    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap)
+    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, lo0, lo1, words=words, idx64=idx64,

@@ -16,8 +16,8 @@ read and one write of the image (the two passes: about ``kh + kv - 2`` operation
 two of each). The CPU computes the same extremes (van Herk / Gil-Werman lines), so results are
 equal: an extreme is one of the values. Not yet timed on a GPU.
 
-Two kernels, as the other sweeps (:mod:`.cuda_sweeps`): ``sk_minmax_interior`` (rows through
-the mode's index map for every mode but ``constant``) and ``sk_minmax_border`` (the columns at
+Two parts, as the other sweeps (:mod:`.cuda_sweeps`, in one launch or two): the interior (rows
+through the mode's index map for every mode but ``constant``) and the border (the columns at
 either end, and the top and bottom rows for ``constant``: each output's window through the
 index map). Plain C++ for NVRTC and for g++ (``-DSK_HOST``: the tests run every launch on the
 CPU, thread by thread).
@@ -111,7 +111,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
          "two outputs an instruction",
          *cuda_sweeps.words_prelude(ix),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
-         *cuda_sweeps.interior_head("sk_minmax_interior", params, ix, pairs.units, top, bottom,
+         *cuda_sweeps.interior_head("sk_minmax", params, ix, pairs.units, top, bottom,
                                     pairs.per, "sk_u32", tc),
          "    " + " ".join(f"sk_u32 g{o}_{s};" for o in firsts for s in range(kv)),
          "    // the ring: slot s holds the row i - lov + s (slots 0 .. kv-2 before a step)"]
@@ -131,7 +131,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     # -- the border kernel
     L += ["// everything else: each output's window through the mode's index map (-1: cval)",
           "#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? cval : (sk_i32)plane[(rr) * n1 + (cc)])",
-          f'extern "C" __global__ void sk_minmax_border({params}) {{',
+          cuda_sweeps.border_open("sk_minmax", params, ix),
           *cuda_sweeps.border_strips(ix, top, bottom, f"{pairs.per} * k0",
                                      f"{pairs.per} * k1"),
           f"    const {tc}* __restrict__ plane = src + b * n0 * n1;",

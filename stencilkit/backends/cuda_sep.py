@@ -17,10 +17,11 @@ horizontal terms left to right, then vertical ones top to bottom. The CPU sums t
 round (vertical first) or by running sums, so sums agree to round-off; the tests check this
 order bit for bit against NumPy. Extremes are exact (NumPy's NaN rule: a NaN wins).
 
-Two kernels per module: ``sk_sep_interior`` (no boundary logic) and ``sk_sep_border`` (the top
-and bottom rows and the columns at either end: the same walk down short column strips, its reads
-through the mode's index map; ``cval`` outside for ``constant``). Plain C++ for NVRTC and for g++
-(``-DSK_HOST``: the tests run every launch on the CPU, thread by thread).
+Two parts per module, in one launch (``sk_sep_fused``) or two (:data:`.cuda_sweeps.FUSED`; two
+for integer results checked near ties): the interior (no boundary logic) and the border (the
+top and bottom rows and the columns at either end: the same walk down short column strips, its
+reads through the mode's index map; ``cval`` outside for ``constant``). Plain C++ for NVRTC
+and for g++ (``-DSK_HOST``: the tests run every launch on the CPU, thread by thread).
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ class SepModule:
     rowmap: bool = False  # the interior maps rows through the mode: it covers every row
     cols: int = 1  # output columns per interior thread (:func:`columns_per_thread`)
     ties: bool = False  # integer results checked near ties: sums again in a launch of their own
+    fused: bool = False  # the border in the interior's launch (cuda_sweeps.FUSED)
 
     @property
     def kernels(self) -> tuple:
         """The kernel names the module defines."""
-        return ("sk_sep_interior", "sk_sep_border") + (TIE_KERNELS if self.ties else ())
+        return cuda_sweeps.kernel_names("sk_sep", self.fused) + (
+            TIE_KERNELS if self.ties else ())
 
     def launches(self, shape, rows=None):
         """``[(kernel, grid, block, (rows, c0, c1))]`` for a ``(B, n0, n1)`` array.
@@ -76,7 +79,7 @@ class SepModule:
         threads = max(0, shape[2] - self.hih - c0) // self.cols
         lov, hiv = (0, 0) if self.rowmap else (self.lov, self.hiv)
         out = cuda_sweeps.plan("sk_sep", shape, lov, hiv, threads, self.cols * threads,
-                               (c0, c0 + self.cols * threads), BLOCK, rows)
+                               (c0, c0 + self.cols * threads), BLOCK, rows, self.fused)
         if not (self.ties and out):
             return out
         cdiv, block = codegen_cpp._cdiv, codegen_cpp.BLOCK_1D
@@ -319,12 +322,11 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
     cols = columns_per_thread(kv, kh, acc)
     L += [f"// the interior: {cols} column(s) per thread, a ring of row reductions each, down "
           "its strip",
-          f'extern "C" __global__ void sk_sep_interior({params}) {{',
+          cuda_sweeps.interior_open("sk_sep", params, ix),
           f"  const {ix} j = c0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
           f"{f' * {cols}' if cols > 1 else ''};",
           "  if (j >= c1) return;",
-          f"  const {ix} r0 = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
-          " * rows;",
+          f"  const {ix} r0 = {top} + (sk_by * ({ix})blockDim.y + ({ix})threadIdx.y) * rows;",
           f"  const {ix} hiw = n0 - {bottom};",
           "  if (r0 >= hiw) return;",
           f"  const {ix} r1 = r0 + rows < hiw ? r0 + rows : hiw;",
@@ -381,7 +383,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
     cval = f"({a})cval" if cv != a else "cval"
     L += ["// everything else: short strips down single columns, reads through the index map",
           f"#define SK_RD(rr, cc) ((rr) < 0 || (cc) < 0 ? {cval} : ({a})base[(rr) * n1 + (cc)])",
-          f'extern "C" __global__ void sk_sep_border({params}) {{',
+          cuda_sweeps.border_open("sk_sep", params, ix),
           *cuda_sweeps.border_strips(ix, top, bottom, "c0", "c1"),
           f"    const {t}* __restrict__ base = src + b * n0 * n1;",
           f"    {o}* __restrict__ op = dst + b * n0 * n1 + j;",
@@ -393,7 +395,11 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
 
     L += walk("    ", mapped)
     L += ["  }", "}", "#undef SK_RD", ""]
-    kernels = ("sk_sep_interior", "sk_sep_border")
+    # (not integer results checked near ties: their border, sk_exact inlined, took 74 to 101
+    # registers, which the fused kernel would take for its interior too: 62 to 72 alone)
+    fused = cuda_sweeps.FUSED and sw.check is None
+    L += cuda_sweeps.entries("sk_sep", params, names, ix, fused)
+    kernels = cuda_sweeps.kernel_names("sk_sep", fused)
     if sw.check is not None:
         kernels += TIE_KERNELS
         L += ["// the list of sums near a tie: emptied before the sweep, summed again after it",
@@ -412,7 +418,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
               "}", ""]
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap,
-                     cols, sw.check is not None)
+                     cols, sw.check is not None, fused)
 
 
 def _ties_source(out, o, ix, idx64) -> str:
@@ -664,7 +670,7 @@ def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False) -> SepModu
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS)
+           REGISTERS, cuda_sweeps.FUSED)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,

@@ -1,14 +1,17 @@
-"""What the one-sweep filter kernels share (:mod:`.cuda_box`, :mod:`.cuda_sep`).
+"""What the one-sweep filter kernels share (box, separable, extremes, small medians).
 
-Both run over the last two axes of a C-contiguous ``(B, n0, n1)`` device array as two kernels
-of generated C++: ``<prefix>_interior``, whose threads walk strips of rows with no column
-boundary logic (rows through the mode's index map, for every mode but ``constant``:
-:func:`rows_mapped`), and ``<prefix>_border``, whose threads each walk a short strip down one
-column through the mode's index map: strips of up to :data:`BORDER_ROWS` rows (a launch
-argument, :func:`border_rows`) down the columns the interior kernel leaves at either end, and,
-for ``constant`` (rows outside are cval), one strip per column for the top rows and one for the
-bottom rows (the window's reach along axis -2). This module plans their launches, emits the
-border kernel's enumeration of strips, and launches a module on device arrays.
+:mod:`.cuda_box`, :mod:`.cuda_sep`, :mod:`.cuda_minmax` and :mod:`.cuda_median`: each runs over the last two axes of a C-contiguous ``(B, n0, n1)`` device array as two bodies
+of generated C++: the interior (``<prefix>_interior_body``), whose threads walk strips of rows
+with no column boundary logic (rows through the mode's index map, for every mode but
+``constant``: :func:`rows_mapped`), and the border (``<prefix>_border_body``), whose threads
+each walk a short strip down one column through the mode's index map: strips of up to
+:data:`BORDER_ROWS` rows (:func:`border_rows`) down the columns the interior leaves at either
+end, and, for ``constant`` (rows outside are cval), one strip per column for the top rows and
+one for the bottom rows (the window's reach along axis -2). Their entry kernels
+(:func:`entries`): ``<prefix>_fused``, both in one launch (:data:`FUSED`), or
+``<prefix>_interior`` and then ``<prefix>_border``. This module plans their launches, emits
+the border's enumeration of strips and the entry kernels, and launches a module on device
+arrays.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ from .. import _dtypes, codegen_cpp, modes
 
 BORDER_ROWS = 16
 """Rows per thread's strip in the border kernel's side bands, at most (:func:`border_rows`)."""
+
+FUSED = True
+"""Whether a module runs its border in its interior's launch: ``<prefix>_fused``, whose first
+row of blocks (``blockIdx.y == 0``, which the GPU dispatches first) walks the border's strips
+while the other blocks run the interior, instead of ``<prefix>_interior`` and then
+``<prefix>_border`` (which still runs alone where no interior thread has work). A border
+kernel of its own ran after its interior's: on an H200 (``tools/gpu_profile.py``, 8192 x 8192)
+7 to 20% of a sweep call's time (the 15 x 15 uint8 box's 0.039 of 0.191 ms), few threads
+walking dependent reads while the GPU idles. Part of the modules' cache keys; tools/
+gpu_profile.py times both."""
 
 
 def rows_mapped(mode) -> bool:
@@ -54,10 +67,12 @@ class UnitsModule:
     rowmap: bool  # the interior maps rows through the mode: it covers every row
     block: tuple = (64, 4, 1)  # threads per block of the interior kernel
 
+    fused: bool = False  # the border in the interior's launch (:data:`FUSED`)
+
     @property
     def kernels(self) -> tuple:
         """The kernel names the module defines."""
-        return (f"{self.prefix}_interior", f"{self.prefix}_border")
+        return kernel_names(self.prefix, self.fused)
 
     def launches(self, shape, rows=None):
         """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array.
@@ -70,7 +85,63 @@ class UnitsModule:
         lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
         return plan(self.prefix, shape, lo0, hi0, threads,
                     self.per * self.units * threads, (k0, k0 + self.units * threads),
-                    self.block, rows)
+                    self.block, rows, self.fused)
+
+
+def kernel_names(prefix, fused) -> tuple:
+    """The entry kernels of a sweep module: the interior's (alone or fused) and the border's."""
+    return (f"{prefix}_fused" if fused else f"{prefix}_interior", f"{prefix}_border")
+
+
+def interior_open(prefix, params, ix) -> str:
+    """The line opening a module's interior, a device function.
+
+    Of the kernels' parameters and ``sk_by``, the block's row among the interior's
+    (``blockIdx.y`` in a launch of its own).
+    """
+    return (f"static __device__ __forceinline__ void {prefix}_interior_body({params}, {ix} sk_by)"
+            " {")
+
+
+def border_open(prefix, params, ix) -> str:
+    """The line opening a module's border, a device function.
+
+    Of the kernels' parameters and of ``sk_t0`` (the thread's first strip), ``sk_stride``
+    (the threads walking strips) and ``brows`` (rows per strip of the side bands), for
+    :func:`border_strips`.
+    """
+    return (f"static __device__ __forceinline__ void {prefix}_border_body({params}, {ix} sk_t0, "
+            f"{ix} sk_stride, {ix} brows) {{")
+
+
+def entries(prefix, params, names, ix, fused) -> list:
+    """C++ lines of a module's entry kernels (:func:`kernel_names`) round its two bodies.
+
+    ``<prefix>_border``: a thread per strip, grid-stride, ``rows`` rows per side strip.
+    ``<prefix>_fused`` (``fused``): blocks of rows ``y >= 1`` run the interior's block row
+    ``y - 1``; the first row (of every plane ``z``) walks the border's strips,
+    :data:`BORDER_ROWS` rows each; else ``<prefix>_interior``.
+    """
+    lines = []
+    if fused:
+        lines += [
+            "// the interior's blocks after a first row of blocks walking the border's strips",
+            f'extern "C" __global__ void {prefix}_fused({params}) {{',
+            f"  if (blockIdx.y > 0) {{ {prefix}_interior_body({names}, ({ix})blockIdx.y - 1); "
+            "return; }",
+            f"  const {ix} nb = ({ix})blockDim.x * ({ix})blockDim.y;",
+            f"  {prefix}_border_body({names}, (({ix})blockIdx.z * ({ix})gridDim.x + "
+            f"({ix})blockIdx.x) * nb + ({ix})threadIdx.y * ({ix})blockDim.x + "
+            f"({ix})threadIdx.x, ({ix})gridDim.z * ({ix})gridDim.x * nb, {BORDER_ROWS});",
+            "}"]
+    else:
+        lines += [f'extern "C" __global__ void {prefix}_interior({params}) {{',
+                  f"  {prefix}_interior_body({names}, ({ix})blockIdx.y);", "}"]
+    return lines + [
+        f'extern "C" __global__ void {prefix}_border({params}) {{',
+        f"  {prefix}_border_body({names}, ({ix})blockIdx.x * ({ix})blockDim.x + "
+        f"({ix})threadIdx.x, ({ix})gridDim.x * ({ix})blockDim.x, rows);",
+        "}", ""]
 
 
 def border_rows(B, inner, band) -> int:
@@ -97,14 +168,15 @@ def border_threads(B, n0, n1, lo0, hi0, band, rows=BORDER_ROWS) -> int:
     return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * codegen_cpp._cdiv(inner, rows))
 
 
-def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
+def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fused=False):
     """The launches ``[(kernel, grid, block, (rows, *span))]`` of one application.
 
     ``threads``: interior threads per row, covering ``covered`` columns, which the kernels
     take as the two integers ``span``; ``block``: the interior kernel's block; ``rows``:
     force the strip length of both kernels (the host tests), else ``codegen_cpp.ROWS`` or
     fewer so that the GPU still gets enough threads (the border kernel's:
-    :func:`border_rows`).
+    :func:`border_rows`). ``fused``: one launch of ``<prefix>_fused`` where the interior has
+    threads (:func:`entries`), its grid a row of blocks taller.
     """
     B, n0, n1 = shape
     if B * n0 * n1 == 0:
@@ -116,10 +188,12 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None):
     if threads and inner:
         strip = rows or max(1, min(codegen_cpp.ROWS, cdiv(threads * B * inner,
                                                           codegen_cpp.TARGET_THREADS)))
-        while cdiv(cdiv(inner, strip), block[1]) > codegen_cpp.MAX_GRID_YZ:
+        while cdiv(cdiv(inner, strip), block[1]) + fused > codegen_cpp.MAX_GRID_YZ:
             strip *= 2
-        grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
+        grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]) + fused,
                 min(B, codegen_cpp.MAX_GRID_YZ))
+        if fused:
+            return [(f"{prefix}_fused", grid, block, (strip, *span))]
         out.append((f"{prefix}_interior", grid, block, (strip, *span)))
     else:
         span, covered = (0, 0), 0
@@ -145,8 +219,8 @@ def row_reads(lo0, hi0, rowmap):
     return ((0, 0) if rowmap else (lo0, hi0)), rmap
 
 
-def interior_head(kernel, params, ix, units, top, bottom, per, unit, out_c) -> list:
-    """C++ lines opening the interior kernel of a sweep whose threads own whole units.
+def interior_head(prefix, params, ix, units, top, bottom, per, unit, out_c) -> list:
+    """C++ lines opening the interior (:func:`interior_open`) of a sweep of whole units.
 
     Inside, each thread has ``k`` (its first unit of ``units``; launches cover ``k0`` to
     ``k1``), its strip of rows ``lo`` to ``hi`` (``rows`` long, within ``top`` to
@@ -156,12 +230,11 @@ def interior_head(kernel, params, ix, units, top, bottom, per, unit, out_c) -> l
     the kernel.
     """
     return [
-        f'extern "C" __global__ void {kernel}({params}) {{',
+        interior_open(prefix, params, ix),
         f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
         f" * {units};",
         "  if (k >= k1) return;",
-        f"  const {ix} lo = {top} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
-        " * rows;",
+        f"  const {ix} lo = {top} + (sk_by * ({ix})blockDim.y + ({ix})threadIdx.y) * rows;",
         f"  const {ix} hiw = n0 - {bottom};",
         "  if (lo >= hiw) return;",
         f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
@@ -172,12 +245,12 @@ def interior_head(kernel, params, ix, units, top, bottom, per, unit, out_c) -> l
 
 
 def border_strips(ix, lo0, hi0, c0, c1) -> list:
-    """C++ lines opening the border kernel's grid-stride loop over its strips.
+    """C++ lines opening the border's loop over its strips (after :func:`border_open`).
 
     Inside the loop each thread has ``b`` (the plane), ``j`` (its column) and the rows
     ``r0`` to ``r1``; ``c0``/``c1``: C++ expressions of the interior kernel's first and
-    past-the-last columns; the kernel's argument ``rows``: the side bands' strip length
-    (:func:`border_rows`). The caller closes the loop.
+    past-the-last columns; ``brows``: the side bands' strip length (:func:`border_rows`).
+    The caller closes the loop.
     """
     return [
         f"  const {ix} top = n0 < {lo0} ? n0 : {lo0};",
@@ -186,18 +259,16 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
         f"  const {ix} cA = {c0}, cB = {c1};",
         f"  const {ix} band = cA + (n1 - cB);",
         f"  const {ix} nA = top > 0 ? n1 : 0, nC = bottom > 0 ? n1 : 0;",
-        f"  const {ix} per_b = nA + nC + band * ((inner + rows - 1) / rows);",
-        f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
-        f"  for ({ix} t = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
-        "t < B * per_b; t += stride) {",
+        f"  const {ix} per_b = nA + nC + band * ((inner + brows - 1) / brows);",
+        f"  for ({ix} t = sk_t0; t < B * per_b; t += sk_stride) {{",
         f"    const {ix} b = t / per_b;",
         f"    {ix} u = t - b * per_b, j, r0, r1;",
         "    if (u < nA) { j = u; r0 = 0; r1 = top; }",
         "    else if (u - nA < nC) { j = u - nA; r0 = top + inner; r1 = n0; }",
         "    else {",
         "      u -= nA + nC; j = u % band; if (j >= cA) j += cB - cA;",
-        "      r0 = top + (u / band) * rows;",
-        "      r1 = r0 + rows < top + inner ? r0 + rows : top + inner;",
+        "      r0 = top + (u / band) * brows;",
+        "      r1 = r0 + brows < top + inner ? r0 + brows : top + inner;",
         "    }"]
 
 
@@ -328,16 +399,28 @@ class Pairs:
         return [f"{pad}((sk_u32*)op)[{w}] = sk_byte_perm({name(4 * w)}, {name(4 * w + 1)}, "
                 f"0x6240u){self.flip};" for w in range(self.units)]
 
-    def module(self, lines, prefix, lo0, hi0, idx64, rowmap, params, names) -> UnitsModule:
+    def module(self, lines, prefix, lo0, hi0, idx64, rowmap, params, names,
+               fused=None) -> UnitsModule:
         """The :class:`UnitsModule` whose threads own these pairs' words.
 
-        ``lines``: its C++ (kernels ``{prefix}_interior`` and ``{prefix}_border`` taking
-        ``params``, named ``names``), to which the host launchers are added.
+        ``lines``: its C++ (the bodies ``{prefix}_interior_body`` and ``{prefix}_border_body``
+        taking ``params``, named ``names``), to which the entry kernels (:func:`entries`;
+        ``fused``: default :data:`FUSED`) and the host launchers are added.
         """
-        kernels = (f"{prefix}_interior", f"{prefix}_border")
-        source = "\n".join([*lines, codegen_cpp.host_launchers(kernels, params, names)]) + "\n"
-        return UnitsModule(source, prefix, self.dtype, lo0, hi0, self.per, self.ul, self.ur,
-                           self.units, idx64, rowmap)
+        return units_module(lines, prefix, self.dtype, lo0, hi0, self.per, self.ul, self.ur,
+                            self.units, idx64, rowmap, params, names, fused)
+
+
+def units_module(lines, prefix, dtype, lo0, hi0, per, ul, ur, units, idx64, rowmap, params,
+                 names, fused=None) -> UnitsModule:
+    """A :class:`UnitsModule` of the bodies in ``lines`` (see :meth:`Pairs.module`)."""
+    fused = FUSED if fused is None else fused
+    ix = "sk_i64" if idx64 else "sk_i32"
+    kernels = kernel_names(prefix, fused)
+    source = "\n".join([*lines, *entries(prefix, params, names, ix, fused),
+                        codegen_cpp.host_launchers(kernels, params, names)]) + "\n"
+    return UnitsModule(source, prefix, np.dtype(dtype), lo0, hi0, per, ul, ur, units, idx64,
+                       rowmap, fused=fused)
 
 
 def words_params(tc, ix):
@@ -385,7 +468,7 @@ def run_words(x, key, emit, mode, cval, out=None, modules=None):
     def module_of(dt, at, idx64):
         if not words_ok(dt, n1, *at):
             raise _Unaligned
-        k = (key, dt.str, idx64, rowmap)
+        k = (key, dt.str, idx64, rowmap, FUSED)
         if k not in modules:
             modules[k] = emit(dt, idx64, rowmap)
         return modules[k]

@@ -1,0 +1,65 @@
+"""The one-sweep modules' border in their interior's launch (``cuda_sweeps.FUSED``), no GPU.
+
+Every family (integer box, separable weights and extremes, 8/16-bit extremes, the 3 x 3 median,
+the small sorting networks) through the filters on device arrays, with the stand-in CuPy
+(tests/cpp_host.py: each launch runs thread by thread on the host): the fused launch and the
+two launches of before give the same arrays, each equal to the CPU's (exactly, or for float
+sums to round-off), over a stack of images (the border's threads in every plane's first row of
+blocks) and every mode (``constant``: the border also walks the top and bottom rows).
+"""
+
+import numpy as np
+import pytest
+from filter_table import assert_device_result
+from kernels import sample
+
+from stencilkit import filters
+from stencilkit.backends import cuda_sweeps
+
+MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
+
+CALLS = [  # (filter, data, size or sigma, the module's prefix, exact)
+    (filters.uniform_filter, np.uint8, (1, 7, 5), "sk_box", True),
+    (filters.gaussian_filter, np.float32, (0, 1.5, 1.0), "sk_sep", False),
+    (filters.maximum_filter, np.float32, (1, 7, 9), "sk_sep", True),
+    (filters.minimum_filter, np.int16, (1, 3, 5), "sk_minmax", True),
+    (filters.median_filter, np.uint8, (1, 3, 3), "sk_med3", True),
+    (filters.median_filter, np.uint8, (1, 5, 5), "sk_net2x", True),
+]
+
+
+@pytest.mark.parametrize("k", range(len(CALLS)))
+def test_fused_border_equals_its_own_launch_and_the_cpu(fake_gpu, monkeypatch, k):
+    from numba import cuda
+
+    fn, dtype, arg, prefix, exact = CALLS[k]
+    a = sample((3, 29, 40), dtype, seed=30 + k)  # 40 columns: whole words of 8/16-bit data
+    for mode in MODES:
+        want = fn(a, arg, mode=mode, cval=3)
+        got = {}
+        for fused in (False, True):
+            monkeypatch.setattr(cuda_sweeps, "FUSED", fused)
+            fake_gpu.launched.clear()
+            got[fused] = fn(cuda.to_device(a), arg, mode=mode, cval=3).copy_to_host()
+            assert fake_gpu.launched == ([f"{prefix}_fused"] if fused else
+                                         [f"{prefix}_interior", f"{prefix}_border"]), mode
+        np.testing.assert_array_equal(got[True], got[False], err_msg=f"{fn.__name__} {mode}")
+        assert_device_result(got[True], want, exact=exact)
+
+
+def test_fused_launch_geometry():
+    """The fused grid is the interior's with a first row of blocks more; the interior's strip
+    length is the one it had alone; where no interior thread has work (an image narrower than
+    the window's reach) the border kernel runs alone."""
+    shape = (5, 300, 4000)
+    for rowmap in (True, False):
+        lo0, hi0 = (0, 0) if rowmap else (7, 7)
+        alone = cuda_sweeps.plan("p", shape, lo0, hi0, 480, 3840, (8, 3848), (64, 4, 1))
+        fused = cuda_sweeps.plan("p", shape, lo0, hi0, 480, 3840, (8, 3848), (64, 4, 1),
+                                 fused=True)
+        (name, grid, block, args), = fused
+        (name0, grid0, block0, args0), border = alone
+        assert (name, name0, border[0]) == ("p_fused", "p_interior", "p_border")
+        assert grid == (grid0[0], grid0[1] + 1, grid0[2]) and block == block0 and args == args0
+    (only,) = cuda_sweeps.plan("p", (1, 300, 12), 0, 0, 0, 0, (0, 0), (64, 4, 1), fused=True)
+    assert only[0] == "p_border"
