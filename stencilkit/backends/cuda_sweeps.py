@@ -1,7 +1,8 @@
 """What the one-sweep filter kernels share (box, separable, extremes, small medians).
 
-:mod:`.cuda_box`, :mod:`.cuda_sep`, :mod:`.cuda_minmax` and :mod:`.cuda_median`: each runs over the last two axes of a C-contiguous ``(B, n0, n1)`` device array as two bodies
-of generated C++: the interior (``<prefix>_interior_body``), whose threads walk strips of rows
+:mod:`.cuda_box`, :mod:`.cuda_sep`, :mod:`.cuda_minmax` and :mod:`.cuda_median`: each runs
+over the last two axes of a C-contiguous ``(B, n0, n1)`` device array as two bodies of
+generated C++: the interior (``<prefix>_interior_body``), whose threads walk strips of rows
 with no column boundary logic (rows through the mode's index map, for every mode but
 ``constant``: :func:`rows_mapped`), and the border (``<prefix>_border_body``), whose threads
 each walk a short strip down one column through the mode's index map: strips of up to
