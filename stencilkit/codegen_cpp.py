@@ -21,6 +21,10 @@ on the CPU, thread by thread, against the CPU backend):
     everything the interior kernels leave: every element of the border rows, and in the other
     rows the columns at either end; one flat grid-stride loop, reads through the mode's index
     map (the mode, ``cval`` and the ``skip`` value are run-time arguments).
+``<name>_fused``, ``<name>_fused_w`` (2-D and up, :data:`FUSED`)
+    the interior kernels (as device functions) with the border in the same launch: the first
+    row of blocks walks the border's elements; these replace ``<name>_interior`` and
+    ``<name>_interior_w``.
 
 The shapes come from hand-written kernels measured on an H100 (``shared/gpu/anchor_cpp.py``:
 a packed int8 3 x 3 mean at 0.71x of a device copy, a float32 heat strip at 0.93x): one thread per
@@ -73,6 +77,15 @@ BLOCK_1D = (256, 1, 1)
 """Threads per block of 1-D interior kernels and of the border kernel."""
 
 MAX_GRID_YZ = 65535
+
+FUSED = True
+"""Whether 2-D and higher modules run their border in the interior's launch: ``<name>_fused``
+(and ``<name>_fused_w``), whose first row of blocks (``blockIdx.y == 0``, dispatched first)
+walks the border's elements while the others run the interior, instead of ``<name>_interior``
+and then ``<name>_border`` (which still runs alone where the interior is empty). The border
+kernel of its own ran after the interior's: on an H200 (``tools/gpu_profile.py``) 0.018 of a
+0.249 ms heat step, 0.037 of a 0.290 ms float32 Sobel. Part of the emitted source (the
+caches' keys); :mod:`.backends.cuda_sweeps` has its own switch for the filters' sweeps."""
 
 
 PRELUDE = r"""
@@ -396,13 +409,19 @@ class Module:
     narrowed: int             # 64-bit integer values proven to fit 32 bits
     wide: int                 # 64-bit integer values kept at 64 bits
     inexact: tuple            # math functions whose CUDA versions may differ from the CPU's
+    fused: bool = False       # the border in the interior's launch (:data:`FUSED`; 2-D and up)
+
+    @property
+    def interior_name(self) -> str:
+        """The name of the interior's kernel (``_w`` appended: the word kernel's)."""
+        return f"{self.name}_fused" if self.fused else f"{self.name}_interior"
 
     @property
     def kernels(self) -> tuple:
         """The kernel names the module defines."""
-        names = [f"{self.name}_interior", f"{self.name}_border"]
+        names = [self.interior_name, f"{self.name}_border"]
         if self.cols:
-            names.insert(1, f"{self.name}_interior_w")
+            names.insert(1, f"{self.interior_name}_w")
         return tuple(names)
 
     def meta(self) -> dict:
@@ -412,7 +431,8 @@ class Module:
                 "in_dtypes": [d.str for d in self.in_dtypes], "out_dtype": self.out_dtype.str,
                 "acc": self.acc.str, "params": list(self.params), "cols": self.cols,
                 "word_arrays": list(self.word_arrays), "narrow": self.narrow,
-                "narrowed": self.narrowed, "wide": self.wide, "inexact": list(self.inexact)}
+                "narrowed": self.narrowed, "wide": self.wide, "inexact": list(self.inexact),
+                "fused": self.fused}
 
     @classmethod
     def from_meta(cls, meta: dict, source: str) -> "Module":
@@ -424,7 +444,8 @@ class Module:
                    out_dtype=np.dtype(meta["out_dtype"]), acc=np.dtype(meta["acc"]),
                    params=tuple(meta["params"]), cols=meta["cols"],
                    word_arrays=tuple(meta["word_arrays"]), narrow=meta["narrow"],
-                   narrowed=meta["narrowed"], wide=meta["wide"], inexact=tuple(meta["inexact"]))
+                   narrowed=meta["narrowed"], wide=meta["wide"], inexact=tuple(meta["inexact"]),
+                   fused=bool(meta.get("fused", False)))
 
     # -- launches -------------------------------------------------------------------------------
 
@@ -435,10 +456,10 @@ class Module:
         is empty; the border launch when nothing is left for it. ``rows``: see
         :func:`plan_launches`.
         """
-        name = f"{self.name}_interior_w" if words else f"{self.name}_interior"
+        name = f"{self.interior_name}_w" if words else self.interior_name
         return plan_launches(self.radius, wshape, self.cols if words else 1, name,
                              f"{self.name}_border", BLOCK_WORDS if words else BLOCK_PLAIN,
-                             rows=rows)
+                             rows=rows, fused=self.fused)
 
     def scalars(self, wshape, rows, c0, c1, mode, cval, cvout, params):
         """The scalar kernel arguments as NumPy scalars of the C++ types."""
@@ -469,7 +490,8 @@ def interior_columns(radius, wshape, cols):
     return c0, c0 + (hi - c0) // cols * cols
 
 
-def plan_launches(radius, wshape, cols, interior, border, block, simulator=False, rows=None):
+def plan_launches(radius, wshape, cols, interior, border, block, simulator=False, rows=None,
+                  fused=False):
     """The launches ``[(kernel, grid, block, (rows, c0, c1))]`` of one application.
 
     For a ``(B, *core)`` array: the interior kernel (``cols`` outputs per thread) and the border
@@ -477,6 +499,8 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
     when the grid would not fill the GPU); ``simulator`` keeps the thread count small instead
     (every simulated thread is a Python thread). ``rows`` forces the strip length instead (the
     host tests: strips long enough for the unrolled walk and its remainder on small arrays).
+    ``fused`` (2-D and up): ``interior`` names a fused kernel (:data:`FUSED`), launched alone
+    with a row of blocks more where the interior has work.
     """
     k = len(radius)
     B, core = wshape[0], wshape[1:]
@@ -500,10 +524,12 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
                 block, rows = (8, 2, 1), max(1, _cdiv(walk, 2))
             else:
                 rows = max(1, min(ROWS, _cdiv(groups * planes * walk, TARGET_THREADS)))
-            while _cdiv(_cdiv(walk, rows), block[1]) > MAX_GRID_YZ:
+            while _cdiv(_cdiv(walk, rows), block[1]) + fused > MAX_GRID_YZ:
                 rows *= 2
-            grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
+            grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]) + fused,
                     min(planes, 2 if simulator else MAX_GRID_YZ))
+            if fused:
+                return [(interior, grid, block, (rows, c0, c1))]
         out.append((interior, grid, block, (rows, c0, c1)))
     total = border_count(radius, wshape, c0, c1)
     if total:
@@ -558,8 +584,11 @@ def index_width(sizes, radius) -> bool:
 
 
 def generate(spec: KernelSpec, in_dtypes, out_dtype, acc, param_types, *, idx64: bool,
-             narrow: bool = True) -> Module:
-    """Emit the CUDA C++ module of ``spec`` for these types (raises _cpp_body.Unsupported)."""
+             narrow: bool = True, fused=None) -> Module:
+    """Emit the CUDA C++ module of ``spec`` for these types (raises _cpp_body.Unsupported).
+
+    ``fused``: the border in the interior's launch (2-D and up; default :data:`FUSED`).
+    """
     in_dtypes = tuple(np.dtype(d) for d in in_dtypes)
     out_dtype = np.dtype(out_dtype)
     acc = np.dtype(acc)
@@ -579,12 +608,13 @@ def generate(spec: KernelSpec, in_dtypes, out_dtype, acc, param_types, *, idx64:
     small = [s for s in sizes if s < 4]
     cols = 4 // min(small) if small else 0
     word_arrays = tuple(i if i < len(in_dtypes) else -1 for i, s in enumerate(sizes) if s < 4)
-    source = em.module(cols)
+    fused = (FUSED if fused is None else fused) and spec.ndim >= 2
+    source = em.module(cols, fused)
     return Module(name=name, source=source, ndim=spec.ndim, radius=spec.radius, idx64=idx64,
                   arrays=spec.arrays, in_dtypes=in_dtypes, out_dtype=out_dtype, acc=acc,
                   params=tuple(str(t) for t in param_types), cols=cols,
                   word_arrays=word_arrays, narrow=narrow, narrowed=body.narrowed,
-                  wide=body.wide, inexact=body.inexact)
+                  wide=body.wide, inexact=body.inexact, fused=fused)
 
 
 class _Emitter:
@@ -726,8 +756,10 @@ class _Emitter:
         word_out = words and self.out_dtype.itemsize < 4
         what = (f"{cols} outputs per thread, 8/16-bit arrays as 32-bit words" if words
                 else "one output column per thread")
-        lines = [f"// the interior, no boundary logic: {what}",
-                 f'extern "C" __global__ void {kname}({self.params()}) {{', *self.strides(),
+        opening = (f'extern "C" __global__ void {kname}({self.params()}) {{' if k == 1 else
+                   f"static __device__ __forceinline__ void {kname}_body({self.params()}, "
+                   f"{ix} sk_by) {{")
+        lines = [f"// the interior, no boundary logic: {what}", opening, *self.strides(),
                  f"  const {ix} g = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
                  f"  const {ix} j = c0 + g * {cols};",
                  "  if (j >= c1) return;"]
@@ -781,8 +813,7 @@ class _Emitter:
         ra = [r[1] for r in s.radius]
         inner = [f"(n{d} - {rb[d] + ra[d]})" for d in range(k - 2)]
         lines = [
-            f"  const {ix} lo = {rb[W]} + (({ix})blockIdx.y * ({ix})blockDim.y + ({ix})threadIdx.y)"
-            " * rows;",
+            f"  const {ix} lo = {rb[W]} + (sk_by * ({ix})blockDim.y + ({ix})threadIdx.y) * rows;",
             f"  const {ix} hiw = n{W} - {ra[W]};",
             "  if (lo >= hiw) return;",
             f"  const {ix} hi = lo + rows < hiw ? lo + rows : hiw;",
@@ -932,7 +963,8 @@ class _Emitter:
         L = k - 1
         lines = ["// everything the interior kernels leave: border rows whole, the columns at",
                  "// either end of the other rows; reads through the mode's index map",
-                 f'extern "C" __global__ void {self.name}_border({self.params()}) {{',
+                 f"static __device__ __forceinline__ void {self.name}_border_body("
+                 f"{self.params()}, {ix} sk_t0, {ix} sk_stride) {{",
                  *self.strides()]
         for d in range(k - 1):
             lines += [f"  const {ix} I{d} = n{d} > {rb[d] + ra[d]} ? n{d} - {rb[d] + ra[d]} : 0;"
@@ -948,9 +980,7 @@ class _Emitter:
                   f"  const {ix} AB = B" + "".join(f" * I{d}" for d in range(k - 1)) + " * band;",
                   f"  const {ix} total = " + " + ".join([f"A{d}" for d in range(k - 1)] + ["AB"])
                   + ";",
-                  f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
-                  f"  for ({ix} t = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
-                  "t < total; t += stride) {",
+                  f"  for ({ix} t = sk_t0; t < total; t += sk_stride) {{",
                   f"    {ix} u = t, r, j, b;"]
         if k > 1:
             lines.append(f"    {ix} " + ", ".join(f"i{d}" for d in range(k - 1)) + ";")
@@ -1005,7 +1035,32 @@ class _Emitter:
     def host_launchers(self, kernels) -> str:
         return host_launchers(kernels, self.params(), self.param_names())
 
-    def module(self, cols) -> str:
+    def entries(self, cols, fused) -> str:
+        """The entry kernels round the interior and border bodies (2-D and up).
+
+        ``fused``: ``<name>_fused`` (and ``_w``), whose blocks of rows ``y >= 1`` run the
+        interior's block row ``y - 1`` and whose first row walks the border's elements; else
+        ``<name>_interior`` (and ``_w``), each a launch of its own. Both: ``<name>_border``.
+        """
+        ix, params, names = self.idx, self.params(), self.param_names()
+        lines = []
+        for suffix in ("", "_w") if cols else ("",):
+            body = f"{self.name}_interior{suffix}_body"
+            if fused:
+                lines += [
+                    f'extern "C" __global__ void {self.name}_fused{suffix}({params}) {{',
+                    f"  if (blockIdx.y > 0) {{ {body}({names}, ({ix})blockIdx.y - 1); return; }}",
+                    f"  const {ix} nb = ({ix})blockDim.x * ({ix})blockDim.y;",
+                    f"  {self.name}_border_body({names}, (({ix})blockIdx.z * ({ix})gridDim.x + "
+                    f"({ix})blockIdx.x) * nb + ({ix})threadIdx.y * ({ix})blockDim.x + "
+                    f"({ix})threadIdx.x, ({ix})gridDim.z * ({ix})gridDim.x * nb);",
+                    "}"]
+            else:
+                lines += [f'extern "C" __global__ void {self.name}_interior{suffix}({params}) {{',
+                          f"  {body}({names}, ({ix})blockIdx.y);", "}"]
+        return "\n".join(lines)
+
+    def module(self, cols, fused=False) -> str:
         s = self.spec
         types = "; ".join([
             "inputs " + ", ".join(f"{a}: {d}" for a, d in zip(s.arrays, self.in_dtypes)),
@@ -1019,7 +1074,8 @@ class _Emitter:
                 f"// Types: {types}.",
                 f"// Body: {self.body.narrowed} 64-bit integer value(s) proven to fit 32 bits, "
                 f"{self.body.wide} kept at 64 bits."]
-        kernels = [f"{self.name}_interior"]
+        fused = fused and self.k >= 2
+        kernels = [f"{self.name}_fused" if fused else f"{self.name}_interior"]
         parts = ["\n".join(head), PRELUDE, f"typedef {self.idx} sk_idx;", _map_source(self.idx),
                  _store_source(f"{self.name}_store", self.body.return_ctype,
                                self.body.return_type, self.out_dtype),
@@ -1029,8 +1085,15 @@ class _Emitter:
         parts.append(self.interior(1, False))
         if cols:
             parts.append(self.interior(cols, True))
-            kernels.append(f"{self.name}_interior_w")
+            kernels.append(f"{kernels[0]}_w")
         parts.append(self.border())
+        ix, names = self.idx, self.param_names()
+        if self.k >= 2:
+            parts.append(self.entries(cols, fused))
+        parts.append("\n".join([
+            f'extern "C" __global__ void {self.name}_border({self.params()}) {{',
+            f"  {self.name}_border_body({names}, ({ix})blockIdx.x * ({ix})blockDim.x + "
+            f"({ix})threadIdx.x, ({ix})gridDim.x * ({ix})blockDim.x);", "}"]))
         kernels.append(f"{self.name}_border")
         parts.append(self.host_launchers(kernels))
         return "\n\n".join(parts) + "\n"

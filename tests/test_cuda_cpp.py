@@ -145,6 +145,22 @@ def test_generated_cpp_equals_the_cpu_every_mode(st, dtype, shapes):
                 same(host_call(st, a, words=words, **kw), want)
 
 
+def test_border_in_its_own_launch_equals_the_cpu(monkeypatch):
+    """``codegen_cpp.FUSED`` off: the interior kernels, then the border kernel (the test above
+    runs the fused kernels), for 2-D, 3-D and 4-D kernels, stacks and words."""
+    monkeypatch.setattr(codegen_cpp, "FUSED", False)
+    for st, dtype, shape in [(smooth, np.int8, (2, 7, 24)), (smooth, np.float32, (9, 21)),
+                             (lap3, np.int8, (4, 5, 12)), (lap3, np.float32, (2, 3, 5, 8)),
+                             (life, np.bool_, (9, 24))]:
+        a = sample(shape, dtype, seed=3)
+        for mode in MODES:
+            kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
+            mod = _module(st, dtype, shape, **kw)
+            assert not mod.fused and f"{st._spec.name}_interior" in mod.kernels
+            for words in (False, None):
+                same(host_call(st, a, words=words, **kw), st(a, **kw))
+
+
 @pytest.mark.parametrize("alpha", [0.3, 2, np.float32(0.3)], ids=["float", "int", "float32"])
 def test_two_inputs_and_parameters(alpha):
     a = sample((6, 11), np.float32, seed=4)
@@ -282,13 +298,18 @@ def test_emitted_source_is_cached_on_disk(tmp_path, monkeypatch):
 def test_launch_geometry():
     mod = cuda_cpp.module_for(smooth._spec, [np.dtype(np.int8)], np.dtype(np.int8),
                               np.dtype(np.int64), (), idx64=False, narrow=True)
-    (name, grid, block, (rows, c0, c1)), border = mod.launches((1, 16384, 16384), True)
-    assert name == "smooth_py_interior_w" and block == codegen_cpp.BLOCK_WORDS
+    (name, grid, block, (rows, c0, c1)), = mod.launches((1, 16384, 16384), True)
+    assert name == "smooth_py_fused_w" and block == codegen_cpp.BLOCK_WORDS
     assert rows == codegen_cpp.ROWS and (c0, c1) == (4, 16380)
-    assert grid[0] * block[0] * 4 >= c1 - c0 and grid[1] * block[1] * rows >= 16382
-    assert border[0] == "smooth_py_border"
+    # (the first row of blocks: the border's)
+    assert grid[0] * block[0] * 4 >= c1 - c0 and (grid[1] - 1) * block[1] * rows >= 16382
+    alone = cuda_cpp.codegen_cpp.generate(smooth._spec, [np.dtype(np.int8)], np.dtype(np.int8),
+                                          np.dtype(np.int64), (), idx64=False, fused=False)
+    (name, grid0, _, args), border = alone.launches((1, 16384, 16384), True)
+    assert (name, border[0]) == ("smooth_py_interior_w", "smooth_py_border")
+    assert grid0 == (grid[0], grid[1] - 1, grid[2]) and args == (rows, c0, c1)
     # small arrays: shorter strips, so that the GPU still gets enough threads
-    (_, _, _, (rows, _, _)), _ = mod.launches((1, 512, 512), True)
+    ((_, _, _, (rows, _, _)),) = mod.launches((1, 512, 512), True)
     assert rows == 1
     # the border kernel's share: two rows, and two columns plus the word remainders per row
     assert codegen_cpp.border_count(mod.radius, (1, 100, 102), 4, 100) == 2 * 102 + 98 * 6
@@ -303,13 +324,15 @@ def test_launch_planners_stay_within_cuda_grid_limits(shape):
 
     for radius in [((1, 1), (1, 1)), ((7, 7), (7, 7))]:
         for cols, block in [(1, codegen_cpp.BLOCK_PLAIN), (8, codegen_cpp.BLOCK_WORDS)]:
-            for k, grid, blk, _ in codegen_cpp.plan_launches(radius, shape, cols, "i", "b",
-                                                              block):
-                cpp_host.check_launch(k, grid, blk)
+            for fused in (False, True):
+                for k, grid, blk, _ in codegen_cpp.plan_launches(radius, shape, cols, "i", "b",
+                                                                  block, fused=fused):
+                    cpp_host.check_launch(k, grid, blk)
         lo = radius[0][0]
-        for k, grid, blk, _ in cuda_sweeps.plan("s", shape, lo, lo, max(1, shape[2] // 8),
-                                                shape[2], (0, 1), (64, 4, 1)):
-            cpp_host.check_launch(k, grid, blk)
+        for fused in (False, True):
+            for k, grid, blk, _ in cuda_sweeps.plan("s", shape, lo, lo, max(1, shape[2] // 8),
+                                                    shape[2], (0, 1), (64, 4, 1), fused=fused):
+                cpp_host.check_launch(k, grid, blk)
     for k, grid, blk, _ in cuda_resample._launches("r", shape, None):
         cpp_host.check_launch(k, grid, blk)
     flat = (shape[0] * shape[1], shape[2])
@@ -361,8 +384,11 @@ def test_every_module_compiles_with_nvrtc(st, dtype):
         assert f".entry {name}(" in ptx
 
 
-def test_interior_ptx_has_read_only_loads_and_no_64_bit_division():
+def test_interior_ptx_has_read_only_loads_and_no_64_bit_division(monkeypatch):
+    """The interior kernels alone (codegen_cpp.FUSED off: the fused kernels have the border's
+    enumeration and index maps, with divisions)."""
     cpp_host.needs_nvrtc()
+    monkeypatch.setattr(codegen_cpp, "FUSED", False)
     mod = _module(smooth, np.int8)
     ptx = cuda_cpp.ptx(mod.source, "compute_90")
     for name in ("smooth_py_interior", "smooth_py_interior_w"):
@@ -375,11 +401,13 @@ def test_interior_ptx_has_read_only_loads_and_no_64_bit_division():
     assert "ld.global.nc.u32" in words and "st.global.u32" in words  # four int8 per access
 
 
-def test_strip_walk_loads_several_rows_before_storing():
+def test_strip_walk_loads_several_rows_before_storing(monkeypatch):
     """The walk issues the loads of several rows together (latency hidden per thread): before
     the first store, the two rows that fill the rings and three words or columns for each of
-    the rows entering in a step; heavy bodies take fewer rows a step."""
+    the rows entering in a step; heavy bodies take fewer rows a step. (The interior kernels
+    alone, as above.)"""
     cpp_host.needs_nvrtc()
+    monkeypatch.setattr(codegen_cpp, "FUSED", False)
     mod = _module(smooth, np.int8)
     ptx = cuda_cpp.ptx(mod.source, "compute_90")
     for name in ("smooth_py_interior", "smooth_py_interior_w"):
@@ -465,7 +493,7 @@ def test_calls_take_the_cpp_path_end_to_end(fake_gpu):
     for mode in MODES:
         kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
         same(smooth(a, target="cuda", **kw), smooth(a, **kw))
-    assert set(fake_gpu.launched) == {"smooth_py_interior_w", "smooth_py_border"}
+    assert set(fake_gpu.launched) == {"smooth_py_fused_w"}
     assert all("--fmad=false" in o for o in fake_gpu.options)
     assert "generated CUDA C++ (a stand-in CuPy (test))" in smooth.explain(a, target="cuda")
     # parameters, several inputs, out=, iterate (two device buffers), fastmath's options
@@ -525,6 +553,6 @@ def test_index_width_leaves_room_for_offsets_and_the_grid_stride():
 def test_explain_describes_the_cpp_launches(fake_gpu):
     text = smooth.explain(np.zeros((2, 64, 100), np.uint8), target="cuda")
     assert "generated CUDA C++" in text and "32-bit indices" in text
-    assert "launch smooth_py_interior_w" in text and "4 outputs per thread" in text
-    assert "launch smooth_py_border" in text
+    assert "launch smooth_py_fused_w" in text and "4 outputs per thread" in text
+    assert "the border in the first row of blocks" in text
     assert "not fused" in text and "proven to fit 32 bits" in text

@@ -12,7 +12,7 @@ import cupy as cp
 import numpy as np
 
 import stencilkit as sk
-from stencilkit import filters, resample
+from stencilkit import codegen_cpp, filters, resample
 from stencilkit.backends import cuda_cpp, cuda_sep, cuda_sweeps
 
 LAUNCH = defaultdict(list)
@@ -73,16 +73,18 @@ def one_column(fn, *args):
         cuda_sep.REGISTERS = most
 
 
-def apart(fn, *args):
+def apart(fn, *args, **kw):
     """``fn(*args)`` with the sweeps' border in a launch of its own after the interior's.
 
-    The A/B of :data:`stencilkit.backends.cuda_sweeps.FUSED`.
+    The A/B of :data:`stencilkit.backends.cuda_sweeps.FUSED` and
+    :data:`stencilkit.codegen_cpp.FUSED`.
     """
-    fused, cuda_sweeps.FUSED = cuda_sweeps.FUSED, False
+    fused = cuda_sweeps.FUSED, codegen_cpp.FUSED
+    cuda_sweeps.FUSED = codegen_cpp.FUSED = False
     try:
-        return fn(*args)
+        return fn(*args, **kw)
     finally:
-        cuda_sweeps.FUSED = fused
+        cuda_sweeps.FUSED, codegen_cpp.FUSED = fused
 
 
 rng = np.random.default_rng(0)
@@ -126,6 +128,9 @@ cases = {
     "maximum 3 u8, border apart": lambda: apart(filters.maximum_filter, u8, 3),
     "maximum 15 u8, border apart": lambda: apart(filters.maximum_filter, u8, 15),
     "maximum 9 f32, border apart": lambda: apart(filters.maximum_filter, f, 9),
+    "heat(out=), border apart": lambda: apart(heat, f, out=fo),
+    "sobel f32, border apart": lambda: apart(filters.sobel, f),
+    "uniform 3 u8, border apart": lambda: apart(filters.uniform_filter, u8, 3),
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
     "block_reduce 2 512^3 u8": lambda: resample.block_reduce(v8, 2),
     "copy u8 512^3": lambda: v8.copy(),

@@ -567,7 +567,8 @@ class CudaBackend(Backend):
         for name, grid, block, (rows, c0, c1) in mod.launches(plan.wshape, bool(words)):
             what = "border" if name.endswith("_border") else (
                 f"interior columns {c0}..{c1 - 1}, {rows} row(s) per thread"
-                + (f", {mod.cols} outputs per thread in 32-bit words" if words else ""))
+                + (f", {mod.cols} outputs per thread in 32-bit words" if words else "")
+                + (", the border in the first row of blocks" if mod.fused else ""))
             lines.append(f"  launch {name}: grid {grid} x block {block}: {what}")
         return "\n".join(lines)
 
