@@ -91,9 +91,10 @@ def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, fact
     such load a row (8 outputs of 2 x 2 uint8), the blocks of the last, partial rows (the padded)
     one at a time; every operation and edge rule, NaN included, and ``decimate``, equal to the
     CPU. Volumes: each row of the block's planes along the first axis, combined along it
-    first (the last, partial planes one output at a time). The same modules on a copy of the
-    image one element off a 16-byte boundary take the one-at-a-time code throughout, and
-    agree."""
+    first (the last, partial planes one output at a time). A thread's outputs are one store
+    where they fill 4, 8 or 16 aligned bytes. The same modules on a copy of the image one
+    element off a 16-byte boundary take the one-at-a-time code throughout, and into an output
+    one element off store each output alone, and agree."""
     vector = cuda_resample.vector_bytes(row // np.dtype(dtype).itemsize, np.dtype(dtype).itemsize)
     assert vector == {48: 16, 40: 8, 44: 4}[row]  # (rows of 48, 40, 44 bytes)
     per = cuda_resample.outputs_per_thread(dtype, *factor[1:], "sum", factor[:1], vector)
@@ -130,6 +131,17 @@ def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, fact
                                                               kw.get("cval", 0))])
         np.testing.assert_array_equal(dst.astype(want.dtype), want,
                                       err_msg=f"{func} {edge} unaligned")
+        # and the aligned image into an output one element off: the vector reads, each
+        # output stored alone
+        obuf = np.zeros(dst.size + 16, mod.out)
+        ostart = (-obuf.ctypes.data % 16) // obuf.itemsize + 1
+        odst = obuf[ostart:ostart + dst.size].reshape(dst.shape)
+        for kname, grid, block, _ in mod.launches(a.shape, odst.shape):
+            cpp_host.launch(lib, mod.source, kname, grid, block,
+                            [a, odst, *cuda_resample.scalars(mod, a.shape, odst.shape,
+                                                             kw.get("cval", 0))])
+        np.testing.assert_array_equal(odst.astype(want.dtype), want,
+                                      err_msg=f"{func} {edge} output unaligned")
 
 
 @pytest.mark.parametrize("lead", [(), (2, 1, 3)], ids=["planes", "volume"])

@@ -52,13 +52,17 @@ def sep_sweep(p):
     return cuda_sep.Sweep("sum", len(p.wv), p.lov, len(p.wh), p.loh, tuple(p.wv), tuple(p.wh))
 
 
-def host_sep(x, sw, mode, cval, *, rows=cpp_host.ROWS, idx64=False, out_dtype=None):
-    """The sweep ``sw`` over the last two axes of ``x``, launched as on a GPU, on the host."""
+def host_sep(x, sw, mode, cval, *, rows=cpp_host.ROWS, idx64=False, out_dtype=None, vec=False):
+    """The sweep ``sw`` over the last two axes of ``x``, launched as on a GPU, on the host.
+
+    ``vec``: the interior's vector loads (``x``'s rows must allow them).
+    """
     if isinstance(sw, Sep2):
         sw = sep_sweep(sw)
     out_dtype = np.dtype(out_dtype or x.dtype)
     mod = cuda_sep.generate(x.dtype, sw, idx64=idx64, out_dtype=out_dtype,
-                            rowmap=cuda_sweeps.rows_mapped(mode))
+                            rowmap=cuda_sweeps.rows_mapped(mode), vec=vec)
+    assert mod.vec == vec
     return cpp_host.run_sweep(
         mod, x, out_dtype, lambda shape, strip, c0, c1: cuda_sep.scalars(
             mod, shape, strip, c0, c1, mode, cval),
@@ -86,6 +90,31 @@ def test_sweep_equals_its_order_of_operations_bit_for_bit(dtype, w):
                 np.testing.assert_array_equal(got, want, err_msg=f"{shape} {mode} {rows}")
     got = host_sep(a, p, "wrap", 0.0, idx64=True)
     np.testing.assert_array_equal(got, in_order(a, wv, lov, wh, loh, "wrap", 0.0))
+
+
+@pytest.mark.parametrize("dtype,sigma", [(np.float32, 2.0), (np.float32, 1.0),
+                                         (np.float64, 1.0), (np.uint8, 2.0), (np.uint8, 1.0),
+                                         (np.int16, 1.0)])
+def test_vector_loads_equal_scalar_loads(monkeypatch, dtype, sigma):
+    """Rows read as vectors of a thread's columns (float2 / float4 / double2; 2 or 4 bytes of
+    8-bit data, 4 or 8 of 16-bit): the same values, so bit for bit the scalar loads' result,
+    every mode (g++ checks each vector load's alignment); and the CPU's. The filters take them
+    where the rows allow (``cuda_sep.aligned``)."""
+    a = sample((2, 29, 48), dtype, seed=8)
+    for mode in MODES:
+        want, plan = cpu_passes(monkeypatch, filters.gaussian_filter, a, (0, sigma, sigma),
+                                mode=mode, cval=2)
+        sw = cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim, mode, plan.cval)
+        cols = cuda_sep.columns_per_thread(sw.kv, sw.kh, np.dtype(sw.acc or dtype))
+        assert cols > 1 and cuda_sep.vector_ok(cols, sw.kh, a.itemsize)
+        assert cuda_sep.aligned(sw, a.dtype, a.shape[-1], a.ctypes.data)
+        assert not cuda_sep.aligned(sw, a.dtype, a.shape[-1], a.ctypes.data + a.itemsize)
+        assert not cuda_sep.aligned(sw, a.dtype, a.shape[-1] - 1, a.ctypes.data)
+        got = host_sep(a, sw, mode, plan.cval, vec=True)
+        np.testing.assert_array_equal(got, host_sep(a, sw, mode, plan.cval), err_msg=mode)
+        assert_device_result(got, want, exact=np.dtype(dtype).kind != "f")
+    assert not cuda_sep.vector_ok(4, 15, 4) and cuda_sep.vector_ok(2, 15, 4)  # 14 / 4: a read past
+    assert not cuda_sep.vector_ok(4, 9, 8)  # 32 bytes
 
 
 def test_sweeps_of_weights_minus_zero_and_zero_stay_apart():

@@ -13,7 +13,7 @@ import numpy as np
 
 import stencilkit as sk
 from stencilkit import codegen_cpp, filters, resample
-from stencilkit.backends import cuda_cpp, cuda_sep, cuda_sweeps
+from stencilkit.backends import cuda_cpp, cuda_resample, cuda_sep, cuda_sweeps
 
 LAUNCH = defaultdict(list)
 _orig = cuda_cpp.kernels
@@ -87,11 +87,37 @@ def apart(fn, *args, **kw):
         cuda_sweeps.FUSED, codegen_cpp.FUSED = fused
 
 
+def scalar_loads(fn, *args):
+    """``fn(*args)`` with the separable sweeps' rows read an element at a time.
+
+    The A/B of :data:`stencilkit.backends.cuda_sep.VECTOR_LOADS`.
+    """
+    cuda_sep.VECTOR_LOADS = False
+    try:
+        return fn(*args)
+    finally:
+        cuda_sep.VECTOR_LOADS = True
+
+
+def one_at_a_time(fn, *args):
+    """``fn(*args)`` with the block kernels' threads at one output each (no vector loads).
+
+    The A/B of :func:`stencilkit.backends.cuda_resample.vector_bytes`.
+    """
+    found = cuda_resample.vector_bytes
+    cuda_resample.vector_bytes = lambda n1, itemsize: 0
+    try:
+        return fn(*args)
+    finally:
+        cuda_resample.vector_bytes = found
+
+
 rng = np.random.default_rng(0)
 f = cp.asarray(rng.standard_normal((8192, 8192)).astype(np.float32))
 u8 = cp.asarray(rng.integers(0, 255, (8192, 8192), dtype=np.uint8))
 b8 = cp.asarray(rng.integers(0, 255, (16384, 16384), dtype=np.uint8))
 v8 = cp.asarray(rng.integers(0, 255, (512, 512, 512), dtype=np.uint8))
+w8 = cp.asarray(rng.integers(0, 255, (644, 644, 644), dtype=np.uint8))  # 644-byte rows
 u16 = cp.asarray(rng.integers(0, 65535, (8192, 8192), dtype=np.uint16))
 ramp16 = cp.asarray((np.add.outer(np.arange(8192) * 4, np.arange(8192) * 2) % 60000
                      + rng.integers(0, 64, (8192, 8192))).astype(np.uint16))
@@ -118,6 +144,11 @@ cases = {
     "laplace f32": lambda: filters.laplace(f),
     "gaussian s=2 u8": lambda: filters.gaussian_filter(u8, 2.0),
     "gaussian s=2 f32, 1 column a thread": lambda: one_column(filters.gaussian_filter, f, 2.0),
+    "gaussian s=2 f32, scalar loads": lambda: scalar_loads(filters.gaussian_filter, f, 2.0),
+    "gaussian s=1 f32": lambda: filters.gaussian_filter(f, 1.0),
+    "gaussian s=1 f32, scalar loads": lambda: scalar_loads(filters.gaussian_filter, f, 1.0),
+    "uniform 15 f32, scalar loads": lambda: scalar_loads(filters.uniform_filter, f, 15),
+    "gaussian s=1 u8": lambda: filters.gaussian_filter(u8, 1.0),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),
@@ -134,6 +165,11 @@ cases = {
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
     "block_reduce 2 512^3 u8": lambda: resample.block_reduce(v8, 2),
     "copy u8 512^3": lambda: v8.copy(),
+    "block_reduce 2 512^3 u8, one at a time": lambda: one_at_a_time(resample.block_reduce, v8, 2),
+    "block_reduce 2 644^3 u8 (4-byte loads)": lambda: resample.block_reduce(w8, 2),
+    "block_reduce 2 644^3 u8, one at a time": lambda: one_at_a_time(resample.block_reduce, w8, 2),
+    "copy u8 644^3": lambda: w8.copy(),
+    "block_reduce 2 16k u8, one at a time": lambda: one_at_a_time(resample.block_reduce, b8, 2),
     "iterate heat 20 (default: tiled)": lambda: heat.iterate(f, steps=20),
     "iterate heat 20 block_steps=1": lambda: heat.iterate(f, steps=20, block_steps=1),
     "iterate heat 20 block_steps=4": lambda: heat.iterate(f, steps=20, block_steps=4),

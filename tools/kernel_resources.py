@@ -61,13 +61,15 @@ def modules():
          cuda_box.module_for(Box2(0, 7, 7, 7, 7, 225, u8, (0, 255)), u8, True, False,
                              True).source),
     ]
+    # (vector loads: the rows of the benchmarks' images allow them)
     for dtype, mode in [(f32, "reflect"), (u8, "reflect"), (u8, "constant")]:
         sw = cuda_sep.sweep_of((Sep2(0, w, 8, w, 8, dtype),), dtype, dtype, 2, mode, 0.0)
         out.append((f"sweep: gaussian sigma=2, {dtype}, {mode}",
-                    cuda_sep.module_for(sw, dtype, False, None, mode != "constant").source))
+                    cuda_sep.module_for(sw, dtype, False, None, mode != "constant",
+                                        vec=True).source))
     sw = cuda_sep.Sweep("max", 15, 7, 15, 7)
     out.append(("sweep: maximum_filter 15 x 15, float32",
-                cuda_sep.module_for(sw, f32, False, None, True).source))
+                cuda_sep.module_for(sw, f32, False, None, True, vec=True).source))
     i32 = np.dtype(np.int32)  # the backend's sums of 8/16-bit means (exact)
     out.append(("resample: block_reduce 2 x 2 mean, uint8",
                 cuda_resample.module_for(u8, i32, u8, 2, 2, "mean", False, 0, 255,

@@ -217,9 +217,10 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
         return ["{", f"  {a} lv;", *("  " + line for line in level(len(red) - 1, "lv")),
                 f"  {combine(v, 'lv')}", "}"]
 
-    def finish(count):
+    def finish(count, into="dst[at]"):
+        """Lines storing the block's result ``s`` (of ``count`` values) into ``into``."""
         if op != "mean":
-            return ["dst[at] = s;"]
+            return [f"{into} = s;"]
         if exact:  # the nearest integer to s / count, ties to even, saturated
             # (in the sums' type: 32-bit sums of <= 16-bit data keep 32-bit arithmetic)
             w, lit = (a, str) if acc.itemsize <= 4 else ("sk_i64", _int_lit)
@@ -229,18 +230,21 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
                     "q += 1;",
                     f"if (q < {lit(lo)}) q = {lit(lo)};",
                     f"if (q > {lit(hi)}) q = {lit(hi)};",
-                    f"dst[at] = ({o})q;"]
-        return [f"dst[at] = ({o})((double)s / (double)({count}));"]
+                    f"{into} = ({o})q;"]
+        return [f"{into} = ({o})((double)s / (double)({count}));"]
 
     cstop = f"c0 + {f1}" if pad else f"c0 + {f1} < n1 ? c0 + {f1} : n1"
     rstop = f"r0 + {f0}" if pad else f"r0 + {f0} < n0 ? r0 + {f0} : n0"
     per = outputs_per_thread(dtype, f0, f1, op, lead, vector)
     V = vector
+    W = per * out.itemsize if per > 1 and per * out.itemsize in (4, 8, 16) else 0
     L = [f"// stencilkit blocks {'x'.join(map(str, (*lead, f0, f1)))}: {op} ({dtype} -> {out}"
          f", sums in {acc}{', padded' if pad else ''}), {per} output(s) a thread",
          codegen_cpp.PRELUDE, "",
          *([f"struct alignas({V}) sk_v{V} {{ sk_u32 w[{V // 4}]; }};",
             f"union sk_row {{ sk_v{V} v; {t} e[{per * f1}]; }};"] if per > 1 else []),
+         *([f"struct alignas({W}) sk_o{W} {{ sk_u32 w[{W // 4}]; }};",
+            f"union sk_orow {{ sk_o{W} v; {o} e[{per}]; }};"] if W else []),
          f'extern "C" __global__ void sk_blocks({params}) {{',
          *([f"  double vals[{f0 * f1 * lead_size}];"] if op == "median" else []),
          f"  const {ix} j0 = (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x) * {per};",
@@ -300,12 +304,19 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
                 L.append(f"            v{q} = lv; }}" if r == 0 else
                          f"            {combine(f'v{q}', 'lv')} }}")
             L.append("        }")
+        L.append(f"        const {ix} at0 = (b * m0 + i) * m1 + j0;")
+        if W:  # the outputs as one store where it is aligned
+            L.append("        sk_orow w;")
         for k in range(per):  # then each output's columns, left to right
-            L += [f"        {{ const {ix} at = (b * m0 + i) * m1 + j0 + {k};",
-                  f"          {a} s = v{k * f1};",
+            into = f"w.e[{k}]" if W else f"dst[at0 + {k}]"
+            L += ["        {", f"          {a} s = v{k * f1};",
                   *(f"          {combine('s', f'v{k * f1 + c}')}" for c in range(1, f1)),
-                  *("          " + line for line in finish(f0 * f1 * lead_size)),
+                  *("          " + line for line in finish(f0 * f1 * lead_size, into)),
                   "        }"]
+        if W:
+            L += [f"        if (((sk_u64)(void*)(dst + at0) & {W - 1}) == 0) "
+                  f"*(sk_o{W}*)(dst + at0) = w.v;",
+                  f"        else {{ for (int k = 0; k < {per}; ++k) dst[at0 + k] = w.e[k]; }}"]
         L += ["        continue;", "      }"]
     # one output at a time (the blocks at the edges, unaligned rows, per == 1)
     L += [f"      for (int k = 0; k < {per}; ++k) {{",

@@ -61,6 +61,7 @@ class SepModule:
     cols: int = 1  # output columns per interior thread (:func:`columns_per_thread`)
     ties: bool = False  # integer results checked near ties: sums again in a launch of their own
     fused: bool = False  # the border in the interior's launch (cuda_sweeps.FUSED)
+    vec: bool = False  # rows read as vectors of the thread's columns (:func:`vector_ok`)
 
     @property
     def kernels(self) -> tuple:
@@ -182,12 +183,14 @@ class Sweep(NamedTuple):
     check: tuple | None = None
 
 
-def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> SepModule:
+def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
+             vec=False) -> SepModule:
     """Emit the module of the sweep ``sw`` on ``dtype`` data (see :func:`sweep_of`).
 
     ``out_dtype``: the result's type (default: the data's). ``rowmap``: the interior kernel
     maps its rows through the mode (any mode but ``constant``) and covers the top and bottom
-    rows too (:func:`cuda_sweeps.rows_mapped`).
+    rows too (:func:`cuda_sweeps.rows_mapped`). ``vec``: the interior reads each row's values
+    as whole vectors of its columns (:func:`vector_ok`: the caller checks the alignment).
     """
     dtype = np.dtype(dtype)
     out = np.dtype(out_dtype or dtype)
@@ -320,6 +323,9 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
         L += [_exact_source(sw, t, ix), _ties_source(out, o, ix, idx64)]
     # -- interior
     cols = columns_per_thread(kv, kh, acc)
+    vec = vec and vector_ok(cols, kh, dtype.itemsize)
+    if vec:
+        L += [f"struct alignas({cols * dtype.itemsize}) sk_vec {{ {t} e[{cols}]; }};"]
     L += [f"// the interior: {cols} column(s) per thread, a ring of row reductions each, down "
           "its strip",
           cuda_sweeps.interior_open("sk_sep", params, ix),
@@ -360,7 +366,12 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
     def direct(k, row):
         """The row's values loaded once, then each column's reduction into its ring slot."""
         head = f"{{ const {t}* __restrict__ p = plane + {rmap(row)} * n1; "
-        if cols > 1:
+        if vec:  # (cols + kh - 1) / cols vector loads
+            head += " ".join(f"const sk_vec v{m} = ((const sk_vec*)p)[{m}];"
+                             for m in range((cols + kh - 1) // cols)) + " "
+            head += " ".join(f"const {t} x{m} = v{m // cols}.e[{m % cols}];"
+                             for m in range(cols + kh - 1)) + " "
+        elif cols > 1:
             head += " ".join(f"const {t} x{m} = p[{m}];" for m in range(cols + kh - 1)) + " "
         parts = []
         for q in range(cols):
@@ -418,7 +429,24 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False) -> 
               "}", ""]
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap,
-                     cols, sw.check is not None, fused)
+                     cols, sw.check is not None, fused, vec)
+
+
+VECTOR_LOADS = True
+"""Whether interiors read their rows as vectors where :func:`vector_ok` and the alignment
+allow (``tools/gpu_profile.py`` times both)."""
+
+
+def vector_ok(cols, kh, itemsize) -> bool:
+    """Whether a thread's ``cols + kh - 1`` row values are whole vectors of ``cols`` elements.
+
+    One ``cols * itemsize``-byte load (at most 16) reads ``cols`` values, on the thread's first
+    column's boundary, where ``cols`` divides ``kh - 1`` (no read past the row's last value):
+    a sigma 2 Gaussian's two columns take 9 float2 loads a row instead of 18 loads of a float
+    each (whose warp spans two 128-byte lines per load).
+    """
+    size = cols * itemsize
+    return cols > 1 and (kh - 1) % cols == 0 and size <= 16 and size & (size - 1) == 0
 
 
 def _ties_source(out, o, ix, idx64) -> str:
@@ -666,16 +694,30 @@ def extreme_sweep(passes, ndim):
 _MODULES: dict = {}
 
 
-def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False) -> SepModule:
+def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False, vec=False) -> SepModule:
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS, cuda_sweeps.FUSED)
+           REGISTERS, cuda_sweeps.FUSED, vec)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
-                                       rowmap=rowmap)
+                                       rowmap=rowmap, vec=vec)
     return mod
+
+
+def aligned(sw: Sweep, dtype, n1, src) -> bool:
+    """Whether rows of ``n1`` elements from the address ``src`` take vector loads.
+
+    :data:`VECTOR_LOADS`, :func:`vector_ok` for the sweep's columns a thread, rows whole
+    vectors, the first on a vector's boundary (the interior's threads start at column 0 of
+    their window).
+    """
+    dtype = np.dtype(dtype)
+    cols = columns_per_thread(sw.kv, sw.kh, np.dtype(sw.acc or dtype))
+    size = cols * dtype.itemsize
+    return (VECTOR_LOADS and vector_ok(cols, sw.kh, dtype.itemsize) and n1 % cols == 0
+            and int(src) % size == 0)
 
 
 def scalars(mod, shape, rows, c0, c1, mode, cval):
@@ -695,8 +737,10 @@ def run(x, sw, mode, cval, out=None, out_dtype=None):
     a new one of ``x``'s kind (CuPy or numba). Returns the result.
     """
     out_dtype = np.dtype(out_dtype or x.dtype)
+    n1 = tuple(x.shape)[-1]
     return cuda_sweeps.run(
-        x, out_dtype, lambda dtype, at, idx64: module_for(sw, dtype, idx64, out_dtype,
-                                                          cuda_sweeps.rows_mapped(mode)),
+        x, out_dtype, lambda dtype, at, idx64: module_for(
+            sw, dtype, idx64, out_dtype, cuda_sweeps.rows_mapped(mode),
+            aligned(sw, dtype, n1, at[0])),
         lambda mod, shape, rows, c0, c1: scalars(mod, shape, rows, c0, c1, mode, cval), out,
         (mode, _dtypes.exact_key(cval)))
