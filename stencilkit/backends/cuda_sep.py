@@ -503,38 +503,32 @@ def _exact_source(sw: Sweep, t: str, ix: str) -> str:
          arr("sk_wv64", sw.wv), arr("sk_wh64", sw.wh),
          "#define SK_X(m, q) ((m) < 0 || (q) < 0 ? cval : (double)base[(m) * n1 + (q)])"]
     if not grouped:
-        L += [f"SK_COLD double sk_exact(const {t}* __restrict__ base, {ix} n0, {ix} n1, {ix} i, "
-              f"{ix} j, int mode, double cval) {{",
-              "  double e = 0.0;",
-              f"  for (int c = 0; c < {kh}; ++c) {{",
-              f"    const {ix} q = sk_map(j + c - {loh}, n1, mode);",
-              "    double v = 0.0;",
-              f"    for (int k = 0; k < {kv}; ++k)",
-              f"      v = v + sk_wv64[k] * SK_X(sk_map(i + k - {lov}, n0, mode), q);",
-              "    e = e + sk_wh64[c] * v;",
-              "  }",
-              "  return e;",
-              "}",
+        def ungrouped(head, name, hoist):
+            """The unrolled sweep's order: ``hoist``, the rows' maps once, reads unrolled."""
+            row = "mk[k]" if hoist else f"sk_map(i + k - {lov}, n0, mode)"
+            return [f"{head} double {name}(const {t}* __restrict__ base, {ix} n0, {ix} n1, "
+                    f"{ix} i, {ix} j, int mode, double cval) {{",
+                    *([f"  {ix} mk[{kv}];", "#pragma unroll",
+                       f"  for (int k = 0; k < {kv}; ++k) mk[k] = sk_map(i + k - {lov}, n0, mode);"]
+                      if hoist else []),
+                    "  double e = 0.0;",
+                    f"  for (int c = 0; c < {kh}; ++c) {{",
+                    f"    const {ix} q = sk_map(j + c - {loh}, n1, mode);",
+                    "    double v = 0.0;",
+                    *(["#pragma unroll"] if hoist else []),
+                    f"    for (int k = 0; k < {kv}; ++k) v = v + sk_wv64[k] * SK_X({row}, q);",
+                    "    e = e + sk_wh64[c] * v;",
+                    "  }",
+                    "  return e;",
+                    "}"]
+
+        L += [*ungrouped("SK_COLD", "sk_exact", False),
               "// the same sums for sk_sep_ties, a kernel of its own: the rows' index maps worked",
               "// out once, each column's reads issued together (its loop unrolled; the columns'",
               "// too made NVRTC take 4.2 s instead of 0.33 for the sigma 2 Gaussian). On an H200",
               "// the sums one read after another took 0.147 ms of the 0.72 ms sigma 2 Gaussian of",
               "// an 8192^2 uint8 image (37000 sums near a tie: chains of 289 dependent reads)",
-              f"static __device__ double sk_exact_ties(const {t}* __restrict__ base, {ix} n0, "
-              f"{ix} n1, {ix} i, {ix} j, int mode, double cval) {{",
-              f"  {ix} mk[{kv}];",
-              "#pragma unroll",
-              f"  for (int k = 0; k < {kv}; ++k) mk[k] = sk_map(i + k - {lov}, n0, mode);",
-              "  double e = 0.0;",
-              f"  for (int c = 0; c < {kh}; ++c) {{",
-              f"    const {ix} q = sk_map(j + c - {loh}, n1, mode);",
-              "    double v = 0.0;",
-              "#pragma unroll",
-              f"    for (int k = 0; k < {kv}; ++k) v = v + sk_wv64[k] * SK_X(mk[k], q);",
-              "    e = e + sk_wh64[c] * v;",
-              "  }",
-              "  return e;",
-              "}",
+              *ungrouped("static __device__", "sk_exact_ties", True),
               "#define SK_EXACT_TIES sk_exact_ties"]
     else:
         L += [f"SK_COLD double sk_column(const {t}* __restrict__ base, {ix} n0, {ix} n1, {ix} i, "
