@@ -118,30 +118,27 @@ def test_aligned_rows_read_a_vector_a_row_equal_to_the_cpu(fake_gpu, dtype, fact
         assert fake_gpu.launched[-1] == "sk_blocks"
         (mod,) = cuda_resample._MODULES.values()
         assert mod.per == per
-        # the module once more on a copy one element off the boundary
-        buf = np.zeros(a.size + 16, a.dtype)
-        start = (-buf.ctypes.data % 16) // a.itemsize + 1
-        off = buf[start:start + a.size].reshape(a.shape)
-        off[...] = a
-        dst = np.zeros(want.shape, mod.out)  # (the module's result type: sums in float64)
+        # the module once more on a copy one element off the boundary, then the aligned image
+        # into an output one element off (the vector reads, each output stored alone)
         lib = cpp_host.build(mod.source)
-        for kname, grid, block, _ in mod.launches(off.shape, dst.shape):
-            cpp_host.launch(lib, mod.source, kname, grid, block,
-                            [off, dst, *cuda_resample.scalars(mod, off.shape, dst.shape,
-                                                              kw.get("cval", 0))])
-        np.testing.assert_array_equal(dst.astype(want.dtype), want,
-                                      err_msg=f"{func} {edge} unaligned")
-        # and the aligned image into an output one element off: the vector reads, each
-        # output stored alone
-        obuf = np.zeros(dst.size + 16, mod.out)
-        ostart = (-obuf.ctypes.data % 16) // obuf.itemsize + 1
-        odst = obuf[ostart:ostart + dst.size].reshape(dst.shape)
-        for kname, grid, block, _ in mod.launches(a.shape, odst.shape):
-            cpp_host.launch(lib, mod.source, kname, grid, block,
-                            [a, odst, *cuda_resample.scalars(mod, a.shape, odst.shape,
-                                                             kw.get("cval", 0))])
-        np.testing.assert_array_equal(odst.astype(want.dtype), want,
-                                      err_msg=f"{func} {edge} output unaligned")
+        for src, dst, what in [(off_boundary(a), np.zeros(want.shape, mod.out), "unaligned"),
+                               (a, off_boundary(np.zeros(want.shape, mod.out)),
+                                "output unaligned")]:
+            for kname, grid, block, _ in mod.launches(src.shape, dst.shape):
+                cpp_host.launch(lib, mod.source, kname, grid, block,
+                                [src, dst, *cuda_resample.scalars(mod, src.shape, dst.shape,
+                                                                  kw.get("cval", 0))])
+            np.testing.assert_array_equal(dst.astype(want.dtype), want,
+                                          err_msg=f"{func} {edge} {what}")
+
+
+def off_boundary(a):
+    """A copy of ``a`` starting one element past a 16-byte boundary."""
+    buf = np.zeros(a.size + 16, a.dtype)
+    start = (-buf.ctypes.data % 16) // a.itemsize + 1
+    off = buf[start:start + a.size].reshape(a.shape)
+    off[...] = a
+    return off
 
 
 @pytest.mark.parametrize("lead", [(), (2, 1, 3)], ids=["planes", "volume"])
