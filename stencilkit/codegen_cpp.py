@@ -23,7 +23,7 @@ on the CPU, thread by thread, against the CPU backend):
     map (the mode, ``cval`` and the ``skip`` value are run-time arguments).
 ``<name>_fused``, ``<name>_fused_w`` (2-D and up, :data:`FUSED`)
     the interior kernels (as device functions) with the border in the same launch: the first
-    row of blocks walks the border's elements; these replace ``<name>_interior`` and
+    rows of blocks walk the border's elements; these replace ``<name>_interior`` and
     ``<name>_interior_w``.
 
 The shapes come from hand-written kernels measured on an H100 (``shared/gpu/anchor_cpp.py``:
@@ -80,12 +80,20 @@ MAX_GRID_YZ = 65535
 
 FUSED = True
 """Whether 2-D and higher modules run their border in the interior's launch: ``<name>_fused``
-(and ``<name>_fused_w``), whose first row of blocks (``blockIdx.y == 0``, dispatched first)
-walks the border's elements while the others run the interior, instead of ``<name>_interior``
-and then ``<name>_border`` (which still runs alone where the interior is empty). The border
-kernel of its own ran after the interior's: on an H200 (``tools/gpu_profile.py``) 0.018 of a
-0.249 ms heat step, 0.037 of a 0.290 ms float32 Sobel. Part of the emitted source (the
-caches' keys); :mod:`.backends.cuda_sweeps` has its own switch for the filters' sweeps."""
+(and ``<name>_fused_w``), whose first rows of blocks (the lowest ``blockIdx.y``, dispatched
+first; :data:`FUSED_ELEMENTS`) walk the border's elements while the others run the interior,
+instead of ``<name>_interior`` and then ``<name>_border`` (which still runs alone where the
+interior is empty). The border kernel of its own ran after the interior's: on an H200
+(``tools/gpu_profile.py``) 0.018 of a 0.249 ms heat step, 0.037 of a 0.290 ms float32 Sobel;
+fused (same card, same run against a border launch of its own): heat 0.282 against 0.288 ms,
+Sobel 0.273 against 0.365, uniform 3 uint8 0.166 against 0.194. Part of the emitted source
+(the caches' keys); :mod:`.backends.cuda_sweeps` has its own switch for the filters'
+sweeps."""
+
+FUSED_ELEMENTS = 4
+"""Border elements per thread of a fused launch's border blocks, about (:func:`plan_launches`
+adds rows of blocks for them: one for a large square image, hundreds for a tall narrow one,
+whose border is most of it)."""
 
 
 PRELUDE = r"""
@@ -500,7 +508,8 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
     (every simulated thread is a Python thread). ``rows`` forces the strip length instead (the
     host tests: strips long enough for the unrolled walk and its remainder on small arrays).
     ``fused`` (2-D and up): ``interior`` names a fused kernel (:data:`FUSED`), launched alone
-    with a row of blocks more where the interior has work.
+    where the interior has work, with rows of blocks more for the border
+    (:data:`FUSED_ELEMENTS`).
     """
     k = len(radius)
     B, core = wshape[0], wshape[1:]
@@ -526,10 +535,13 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
                 rows = max(1, min(ROWS, _cdiv(groups * planes * walk, TARGET_THREADS)))
             while _cdiv(_cdiv(walk, rows), block[1]) + fused > MAX_GRID_YZ:
                 rows *= 2
-            grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]) + fused,
+            grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
                     min(planes, 2 if simulator else MAX_GRID_YZ))
-            if fused:
-                return [(interior, grid, block, (rows, c0, c1))]
+            if fused:  # rows of blocks first for the border: FUSED_ELEMENTS a thread
+                ey = max(1, min(_cdiv(border_count(radius, wshape, c0, c1),
+                                      FUSED_ELEMENTS * grid[0] * grid[2] * block[0] * block[1]),
+                                MAX_GRID_YZ - grid[1]))
+                return [(interior, (grid[0], grid[1] + ey, grid[2]), block, (rows, c0, c1))]
         out.append((interior, grid, block, (rows, c0, c1)))
     total = border_count(radius, wshape, c0, c1)
     if total:
@@ -1038,22 +1050,31 @@ class _Emitter:
     def entries(self, cols, fused) -> str:
         """The entry kernels round the interior and border bodies (2-D and up).
 
-        ``fused``: ``<name>_fused`` (and ``_w``), whose blocks of rows ``y >= 1`` run the
-        interior's block row ``y - 1`` and whose first row walks the border's elements; else
-        ``<name>_interior`` (and ``_w``), each a launch of its own. Both: ``<name>_border``.
+        ``fused``: ``<name>_fused`` (and ``_w``), whose last rows of blocks (as many as the
+        interior's strips need; counted from the grid's last, as :mod:`.backends.cuda_sweeps`
+        does) run the interior and whose first rows, ``ey`` of them, walk the border's
+        elements; else ``<name>_interior`` (and ``_w``), each a launch of its own. Both:
+        ``<name>_border``.
         """
         ix, params, names = self.idx, self.params(), self.param_names()
         lines = []
         for suffix in ("", "_w") if cols else ("",):
             body = f"{self.name}_interior{suffix}_body"
             if fused:
+                W = self.k - 2
+                walk = f"(n{W} - {sum(self.spec.radius[W])})"  # the interior's rows
                 lines += [
                     f'extern "C" __global__ void {self.name}_fused{suffix}({params}) {{',
-                    f"  if (blockIdx.y > 0) {{ {body}({names}, ({ix})blockIdx.y - 1); return; }}",
+                    f"  const {ix} sk_by = ({ix})gridDim.y - 1 - ({ix})blockIdx.y;",
+                    f"  if ((sk_i64)sk_by * ({ix})blockDim.y * rows < (sk_i64){walk}) {{",
+                    f"    {body}({names}, sk_by); return; }}",
+                    f"  const {ix} ey = ({ix})gridDim.y - (({walk} + rows - 1) / rows + "
+                    f"({ix})blockDim.y - 1) / ({ix})blockDim.y;  // the border's rows of blocks",
                     f"  const {ix} nb = ({ix})blockDim.x * ({ix})blockDim.y;",
-                    f"  {self.name}_border_body({names}, (({ix})blockIdx.z * ({ix})gridDim.x + "
-                    f"({ix})blockIdx.x) * nb + ({ix})threadIdx.y * ({ix})blockDim.x + "
-                    f"({ix})threadIdx.x, ({ix})gridDim.z * ({ix})gridDim.x * nb);",
+                    f"  {self.name}_border_body({names}, ((({ix})blockIdx.z * ey + "
+                    f"({ix})blockIdx.y) * ({ix})gridDim.x + ({ix})blockIdx.x) * nb + "
+                    f"({ix})threadIdx.y * ({ix})blockDim.x + ({ix})threadIdx.x, "
+                    f"({ix})gridDim.z * ey * ({ix})gridDim.x * nb);",
                     "}"]
             else:
                 lines += [f'extern "C" __global__ void {self.name}_interior{suffix}({params}) {{',

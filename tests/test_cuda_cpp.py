@@ -301,13 +301,25 @@ def test_launch_geometry():
     (name, grid, block, (rows, c0, c1)), = mod.launches((1, 16384, 16384), True)
     assert name == "smooth_py_fused_w" and block == codegen_cpp.BLOCK_WORDS
     assert rows == codegen_cpp.ROWS and (c0, c1) == (4, 16380)
-    # (the first row of blocks: the border's)
-    assert grid[0] * block[0] * 4 >= c1 - c0 and (grid[1] - 1) * block[1] * rows >= 16382
     alone = cuda_cpp.codegen_cpp.generate(smooth._spec, [np.dtype(np.int8)], np.dtype(np.int8),
                                           np.dtype(np.int64), (), idx64=False, fused=False)
     (name, grid0, _, args), border = alone.launches((1, 16384, 16384), True)
     assert (name, border[0]) == ("smooth_py_interior_w", "smooth_py_border")
-    assert grid0 == (grid[0], grid[1] - 1, grid[2]) and args == (rows, c0, c1)
+    assert grid0[0] * block[0] * 4 >= c1 - c0 and grid0[1] * block[1] * rows >= 16382
+    # fused: the interior's grid and the border's rows of blocks first, about FUSED_ELEMENTS
+    # elements a thread (a tall narrow image: hundreds of rows, its border most of it)
+    eys = []
+    for shape, words in [((1, 16384, 16384), True), ((1, 200_000, 40), True),
+                         ((3, 50, 70), False)]:
+        (_, grid0, blk, args0), _ = alone.launches(shape, words)
+        ((_, grid, _, args),) = mod.launches(shape, words)
+        ey = grid[1] - grid0[1]
+        assert grid[::2] == grid0[::2] and args == args0 and ey >= 1
+        per = codegen_cpp.FUSED_ELEMENTS * grid[0] * grid[2] * blk[0] * blk[1]
+        total = codegen_cpp.border_count(mod.radius, shape, *args[1:])
+        assert (ey - 1) * per < total <= ey * per or ey == 1 >= total / per, (shape, ey)
+        eys.append(ey)
+    assert eys[0] < 10 < eys[1] and eys[2] == 1
     # small arrays: shorter strips, so that the GPU still gets enough threads
     ((_, _, _, (rows, _, _)),) = mod.launches((1, 512, 512), True)
     assert rows == 1
@@ -554,5 +566,5 @@ def test_explain_describes_the_cpp_launches(fake_gpu):
     text = smooth.explain(np.zeros((2, 64, 100), np.uint8), target="cuda")
     assert "generated CUDA C++" in text and "32-bit indices" in text
     assert "launch smooth_py_fused_w" in text and "4 outputs per thread" in text
-    assert "the border in the first row of blocks" in text
+    assert "the border in the first rows of blocks" in text
     assert "not fused" in text and "proven to fit 32 bits" in text

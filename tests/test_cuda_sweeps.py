@@ -4,8 +4,9 @@ Every family (integer box, separable weights and extremes, 8/16-bit extremes, th
 the small sorting networks) through the filters on device arrays, with the stand-in CuPy
 (tests/cpp_host.py: each launch runs thread by thread on the host): the fused launch and the
 two launches of before give the same arrays, each equal to the CPU's (exactly, or for float
-sums to round-off), over a stack of images (the border's threads in every plane's first row of
-blocks) and every mode (``constant``: the border also walks the top and bottom rows).
+sums to round-off), over a stack of images (the border's threads in every plane's first rows
+of blocks), a stack of tall narrow ones (several rows of the border's blocks) and every mode
+(``constant``: the border also walks the top and bottom rows).
 """
 
 import numpy as np
@@ -34,7 +35,8 @@ def test_fused_border_equals_its_own_launch_and_the_cpu(fake_gpu, monkeypatch, k
 
     fn, dtype, arg, prefix, exact = CALLS[k]
     a = sample((3, 29, 40), dtype, seed=30 + k)  # 40 columns: whole words of 8/16-bit data
-    for mode in MODES:
+    tall = sample((2, 700, 24), dtype, seed=40 + k)
+    for a, mode in [(a, m) for m in MODES] + [(tall, "reflect"), (tall, "constant")]:
         want = fn(a, arg, mode=mode, cval=3)
         got = {}
         for fused in (False, True):
@@ -48,18 +50,28 @@ def test_fused_border_equals_its_own_launch_and_the_cpu(fake_gpu, monkeypatch, k
 
 
 def test_fused_launch_geometry():
-    """The fused grid is the interior's with a first row of blocks more; the interior's strip
-    length is the one it had alone; where no interior thread has work (an image narrower than
-    the window's reach) the border kernel runs alone."""
-    shape = (5, 300, 4000)
-    for rowmap in (True, False):
-        lo0, hi0 = (0, 0) if rowmap else (7, 7)
-        alone = cuda_sweeps.plan("p", shape, lo0, hi0, 480, 3840, (8, 3848), (64, 4, 1))
-        fused = cuda_sweeps.plan("p", shape, lo0, hi0, 480, 3840, (8, 3848), (64, 4, 1),
-                                 fused=True)
-        (name, grid, block, args), = fused
-        (name0, grid0, block0, args0), border = alone
-        assert (name, name0, border[0]) == ("p_fused", "p_interior", "p_border")
-        assert grid == (grid0[0], grid0[1] + 1, grid0[2]) and block == block0 and args == args0
+    """The fused grid is the interior's with rows of blocks more, as many as give each of the
+    border's strips (of ``BORDER_ROWS`` rows) a thread (a tall narrow image: hundreds); the
+    interior's strip length is the one it had alone; where no interior thread has work (an
+    image narrower than the window's reach) the border kernel runs alone."""
+    eys = []
+    for shape, threads in [((5, 300, 4000), 480), ((1, 100_000, 64), 6)]:
+        covered = 8 * threads
+        for rowmap in (True, False):
+            lo0, hi0 = (0, 0) if rowmap else (7, 7)
+            span = (8, 8 + covered)
+            alone = cuda_sweeps.plan("p", shape, lo0, hi0, threads, covered, span, (64, 4, 1))
+            fused = cuda_sweeps.plan("p", shape, lo0, hi0, threads, covered, span, (64, 4, 1),
+                                     fused=True)
+            (name, grid, block, args), = fused
+            (name0, grid0, block0, args0), border = alone
+            assert (name, name0, border[0]) == ("p_fused", "p_interior", "p_border")
+            ey = grid[1] - grid0[1]
+            assert grid[::2] == grid0[::2] and block == block0 and args == args0
+            strips = cuda_sweeps.border_threads(*shape, lo0, hi0, shape[2] - covered)
+            per = grid[0] * grid[2] * block[0] * block[1]
+            assert (ey - 1) * per < strips <= ey * per, (shape, rowmap, ey)
+            eys.append(ey)
+    assert eys[0] <= 2 and min(eys[2:]) > 10  # (constant: a strip per column atop and below)
     (only,) = cuda_sweeps.plan("p", (1, 300, 12), 0, 0, 0, 0, (0, 0), (64, 4, 1), fused=True)
     assert only[0] == "p_border"

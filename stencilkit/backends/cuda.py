@@ -568,7 +568,7 @@ class CudaBackend(Backend):
             what = "border" if name.endswith("_border") else (
                 f"interior columns {c0}..{c1 - 1}, {rows} row(s) per thread"
                 + (f", {mod.cols} outputs per thread in 32-bit words" if words else "")
-                + (", the border in the first row of blocks" if mod.fused else ""))
+                + (", the border in the first rows of blocks" if mod.fused else ""))
             lines.append(f"  launch {name}: grid {grid} x block {block}: {what}")
         return "\n".join(lines)
 

@@ -244,7 +244,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           "#undef SK_RD", ""]
     fused = cuda_sweeps.FUSED
     kernels = cuda_sweeps.kernel_names("sk_box", fused)
-    L += cuda_sweeps.entries("sk_box", params, names, ix, fused)
+    L += cuda_sweeps.entries("sk_box", params, names, ix, fused, top + bottom)
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return BoxModule("\n".join(L) + "\n", in_dtype, out_dtype, lo0, hi0, lo1, hi1, per, ul, ur,
                      idx64, rowmap, fused)

@@ -410,7 +410,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
     # (not integer results checked near ties: their border, sk_exact inlined, took 74 to 101
     # registers, which the fused kernel would take for its interior too: 62 to 72 alone)
     fused = cuda_sweeps.FUSED and sw.check is None
-    L += cuda_sweeps.entries("sk_sep", params, names, ix, fused)
+    L += cuda_sweeps.entries("sk_sep", params, names, ix, fused, top + bottom)
     kernels = cuda_sweeps.kernel_names("sk_sep", fused)
     if sw.check is not None:
         kernels += TIE_KERNELS

@@ -29,13 +29,17 @@ BORDER_ROWS = 16
 
 FUSED = True
 """Whether a module runs its border in its interior's launch: ``<prefix>_fused``, whose first
-row of blocks (``blockIdx.y == 0``, which the GPU dispatches first) walks the border's strips
-while the other blocks run the interior, instead of ``<prefix>_interior`` and then
-``<prefix>_border`` (which still runs alone where no interior thread has work). A border
-kernel of its own ran after its interior's: on an H200 (``tools/gpu_profile.py``, 8192 x 8192)
-7 to 20% of a sweep call's time (the 15 x 15 uint8 box's 0.039 of 0.191 ms), few threads
-walking dependent reads while the GPU idles. Part of the modules' cache keys; tools/
-gpu_profile.py times both."""
+rows of blocks (the lowest ``blockIdx.y``, which the GPU dispatches first; a strip a thread)
+walk the border's strips while the other blocks run the interior, instead of
+``<prefix>_interior`` and then ``<prefix>_border`` (which still runs alone where no interior
+thread has work). A border kernel of its own ran after its interior's: on an H200
+(``tools/gpu_profile.py``, 8192 x 8192) 7 to 20% of a sweep call's time (the 15 x 15 uint8
+box's 0.039 of 0.191 ms), few threads walking dependent reads while the GPU idles. Fused, same
+card, same run, against a border launch of its own: maximum 3 / 15 uint8 0.125 / 0.213
+against 0.164 / 0.283 ms, maximum 9 float32 0.519 / 0.604, median 3 / 5 uint8 and uniform 15
+float32 within 2%; but the sigma 2 float32 Gaussian 0.525 against 0.477 and uniform 15 uint8
+0.191 against 0.176 (within this card's noise between rows; not rerun yet). Part of the
+modules' cache keys; tools/gpu_profile.py times both."""
 
 
 def rows_mapped(mode) -> bool:
@@ -115,25 +119,33 @@ def border_open(prefix, params, ix) -> str:
             f"{ix} sk_stride, {ix} brows) {{")
 
 
-def entries(prefix, params, names, ix, fused) -> list:
+def entries(prefix, params, names, ix, fused, reach) -> list:
     """C++ lines of a module's entry kernels (:func:`kernel_names`) round its two bodies.
 
     ``<prefix>_border``: a thread per strip, grid-stride, ``rows`` rows per side strip.
-    ``<prefix>_fused`` (``fused``): blocks of rows ``y >= 1`` run the interior's block row
-    ``y - 1``; the first row (of every plane ``z``) walks the border's strips,
-    :data:`BORDER_ROWS` rows each; else ``<prefix>_interior``.
+    ``<prefix>_fused`` (``fused``): the grid's last rows of blocks (as many as the interior's
+    strips of ``rows`` rows need, ``n0 - reach`` rows in all: ``reach``, the rows the border
+    computes above and below) run the interior, its block rows counted from the grid's last
+    (so that a block knows its part by a multiply: the count of the border's rows, a division,
+    took registers from the interior); the rows before them (of every plane ``z``) walk the
+    border's strips, :data:`BORDER_ROWS` rows each (:func:`plan` sizes them); else
+    ``<prefix>_interior``.
     """
     lines = []
     if fused:
         lines += [
-            "// the interior's blocks after a first row of blocks walking the border's strips",
+            "// the interior's blocks (their rows counted from the grid's last) after rows of",
+            "// blocks walking the border's strips",
             f'extern "C" __global__ void {prefix}_fused({params}) {{',
-            f"  if (blockIdx.y > 0) {{ {prefix}_interior_body({names}, ({ix})blockIdx.y - 1); "
-            "return; }",
+            f"  const {ix} sk_by = ({ix})gridDim.y - 1 - ({ix})blockIdx.y;",
+            f"  if ((sk_i64)sk_by * ({ix})blockDim.y * rows < (sk_i64)n0 - {reach}) {{",
+            f"    {prefix}_interior_body({names}, sk_by); return; }}",
+            f"  const {ix} ey = ({ix})gridDim.y - ((n0 - {reach} + rows - 1) / rows + "
+            f"({ix})blockDim.y - 1) / ({ix})blockDim.y;  // the border's rows of blocks",
             f"  const {ix} nb = ({ix})blockDim.x * ({ix})blockDim.y;",
-            f"  {prefix}_border_body({names}, (({ix})blockIdx.z * ({ix})gridDim.x + "
-            f"({ix})blockIdx.x) * nb + ({ix})threadIdx.y * ({ix})blockDim.x + "
-            f"({ix})threadIdx.x, ({ix})gridDim.z * ({ix})gridDim.x * nb, {BORDER_ROWS});",
+            f"  {prefix}_border_body({names}, ((({ix})blockIdx.z * ey + ({ix})blockIdx.y) * "
+            f"({ix})gridDim.x + ({ix})blockIdx.x) * nb + ({ix})threadIdx.y * ({ix})blockDim.x "
+            f"+ ({ix})threadIdx.x, ({ix})gridDim.z * ey * ({ix})gridDim.x * nb, {BORDER_ROWS});",
             "}"]
     else:
         lines += [f'extern "C" __global__ void {prefix}_interior({params}) {{',
@@ -177,7 +189,8 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
     force the strip length of both kernels (the host tests), else ``codegen_cpp.ROWS`` or
     fewer so that the GPU still gets enough threads (the border kernel's:
     :func:`border_rows`). ``fused``: one launch of ``<prefix>_fused`` where the interior has
-    threads (:func:`entries`), its grid a row of blocks taller.
+    threads (:func:`entries`), its grid taller by the rows of blocks that give the border's
+    strips a thread each (at least one row, at most what the grid's limit leaves).
     """
     B, n0, n1 = shape
     if B * n0 * n1 == 0:
@@ -191,10 +204,14 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
                                                           codegen_cpp.TARGET_THREADS)))
         while cdiv(cdiv(inner, strip), block[1]) + fused > codegen_cpp.MAX_GRID_YZ:
             strip *= 2
-        grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]) + fused,
+        grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
                 min(B, codegen_cpp.MAX_GRID_YZ))
         if fused:
-            return [(f"{prefix}_fused", grid, block, (strip, *span))]
+            strips = border_threads(B, n0, n1, lo0, hi0, n1 - covered)
+            ey = max(1, min(cdiv(strips, grid[0] * grid[2] * block[0] * block[1]),
+                            codegen_cpp.MAX_GRID_YZ - grid[1]))
+            return [(f"{prefix}_fused", (grid[0], grid[1] + ey, grid[2]), block,
+                     (strip, *span))]
         out.append((f"{prefix}_interior", grid, block, (strip, *span)))
     else:
         span, covered = (0, 0), 0
@@ -418,7 +435,8 @@ def units_module(lines, prefix, dtype, lo0, hi0, per, ul, ur, units, idx64, rowm
     fused = FUSED if fused is None else fused
     ix = "sk_i64" if idx64 else "sk_i32"
     kernels = kernel_names(prefix, fused)
-    source = "\n".join([*lines, *entries(prefix, params, names, ix, fused),
+    (top, bottom), _ = row_reads(lo0, hi0, rowmap)
+    source = "\n".join([*lines, *entries(prefix, params, names, ix, fused, top + bottom),
                         codegen_cpp.host_launchers(kernels, params, names)]) + "\n"
     return UnitsModule(source, prefix, np.dtype(dtype), lo0, hi0, per, ul, ur, units, idx64,
                        rowmap, fused=fused)
