@@ -52,6 +52,32 @@ def test_median_equals_the_cpu_every_mode(dtype):
             assert mod.per == (4 // a.itemsize if words and a.itemsize < 4 else 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_float_medians_are_the_cpus_bits(dtype):
+    """Floats: the sorted columns where the window holds no NaN and the median is not zero;
+    else the CPU's network. Bit for bit the CPU's (compared as integers): NaNs of several
+    payloads, +0.0 and -0.0 mixed (which zero the network returns depends on its order),
+    infinities, ties; every mode, cval -0.0 and NaN for constant, origins off centre."""
+    rng = np.random.default_rng(9)
+    a = rng.choice(np.array([-2.5, -0.0, 0.0, 1.0, 3.0, np.inf, -np.inf], dtype), (2, 27, 30))
+    a[0, 3:9, 4:12] = rng.standard_normal((6, 8))  # distinct values
+    bits = a.view(np.uint32 if a.itemsize == 4 else np.uint64)
+    nan = np.array([np.nan], dtype).view(bits.dtype)[0]
+    bits[1, 5, 7] = nan | 1  # a NaN of another payload
+    bits[1, 20, 2] = nan | 0x3
+    a[0, 15, 15] = np.nan
+    for mode in MODES:
+        for cval, origin in [(-0.0, (0, 0)), (np.nan, (0, 0)), (2.0, (1, -1))]:
+            if mode != "constant" and cval != -0.0:
+                continue
+            want = cpu(a, mode, cval, origin)
+            got, mod = host_med3(a, mode, cval, origin, words=False)
+            np.testing.assert_array_equal(got.view(bits.dtype), want.view(bits.dtype),
+                                          err_msg=f"{mode} {cval} {origin}")
+    assert "sk_fnet" in mod.source and np.isnan(want).any() and (want == 0).any()
+    assert np.signbit(want[want == 0]).any() and not np.signbit(want[want == 0]).all()
+
+
 @pytest.mark.parametrize("origin", [(1, -1), (-1, 1), (0, 1)])
 def test_origins(origin):
     a = sample((31, 40), np.uint8, seed=4)
@@ -220,14 +246,21 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
                                   numpy_median(odd, (5, 5)))
     assert not any(k.startswith("sk_net2x") for k in fake_gpu.launched)
     f = sample((20, 24), np.float32, seed=3)
+    f[4, 5] = np.nan
     np.testing.assert_array_equal(filters.median_filter(cuda.to_device(f), 3).copy_to_host(),
                                   filters.median_filter(f, 3))
+    assert fake_gpu.launched[-1] == "sk_med3_fused"  # floats too (sorted columns, checked)
+    fake_gpu.launched.clear()
+    f16 = f.astype(np.float16)  # (float16: the network, in float32)
+    np.testing.assert_array_equal(filters.median_filter(cuda.to_device(f16), 3).copy_to_host(),
+                                  filters.median_filter(f16, 3))
     assert not any(k.startswith("sk_med3") for k in fake_gpu.launched)
 
 
 def test_small_rank_passes_on_the_cuda_backend(fake_gpu):
     """A region's small median as a pass (Dask stacks of CuPy chunks): CudaBackend.run_passes
-    takes the kernels for it, and the sorting network for what they do not take (floats)."""
+    takes the kernels for it (floats too), and the sorting network for what they do not take
+    (float16)."""
     from numba import cuda
 
     from stencilkit._passes import Passes, Rank
@@ -243,12 +276,19 @@ def test_small_rank_passes_on_the_cuda_backend(fake_gpu):
     plan = Passes((Rank(box, (1, 1), 4, True),), "wrap", 0, np.dtype(np.float32), "test")
     got = cuda_backend.BACKEND.run_passes(plan, cuda.to_device(f), None)
     np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(f, 3, mode="wrap"))
+    assert fake_gpu.launched[-1] == "sk_med3_fused"
+    h = f.astype(np.float16)
+    plan = Passes((Rank(box, (1, 1), 4, True),), "wrap", 0, np.dtype(np.float16), "test")
+    got = cuda_backend.BACKEND.run_passes(plan, cuda.to_device(h), None)
+    np.testing.assert_array_equal(got.copy_to_host(), filters.median_filter(h, 3, mode="wrap"))
+    assert not fake_gpu.launched[-1].startswith("sk_med3")
 
 
 def test_modules_compile_with_nvrtc():
     cpp_host.needs_nvrtc()
     for dtype, words in [(np.uint8, True), (np.int16, True), (np.int32, False),
-                         (np.bool_, False), (np.uint64, False)]:
+                         (np.bool_, False), (np.uint64, False), (np.float32, False),
+                         (np.float64, False)]:
         mod = cuda_median.generate(dtype, 1, 1, words=words, idx64=dtype == np.uint64,
                                  rowmap=True)
         ptx = cuda_cpp.ptx(mod.source, "compute_90")

@@ -134,6 +134,7 @@ cases = {
     "uniform 15 f32": lambda: filters.uniform_filter(f, 15),
     "median 5 u8": lambda: filters.median_filter(u8, 5),
     "median 3 u8": lambda: filters.median_filter(u8, 3),
+    "median 3 f32 (sorted columns, checked)": lambda: filters.median_filter(f, 3),
     "median 15 u8 (histograms)": lambda: filters.median_filter(u8, 15),
     "median 9 f32 (selection)": lambda: filters.median_filter(f, 9),
     "median 15 u16 noise (two-level histograms)": lambda: filters.median_filter(u16, 15),

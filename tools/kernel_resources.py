@@ -89,6 +89,8 @@ def modules():
         out.append((f"median 15 x 15, {dtype} ({mod.kernel}){what}", mod.source))
     out.append(("median 3 x 3, uint8 (sorted columns, cuda_median)",
                 cuda_median.generate(u8, 1, 1, words=True, idx64=False, rowmap=True).source))
+    out.append(("median 3 x 3, float32 (sorted columns, the network for NaN and zero)",
+                cuda_median.generate(f32, 1, 1, words=False, idx64=False, rowmap=True).source))
     for k in (3, 9):
         out.append((f"maximum {k} x {k}, uint8 (one sweep on 16x2 pairs, cuda_minmax)",
                     cuda_minmax.generate(u8, k, k // 2, k, k // 2, True, idx64=False,

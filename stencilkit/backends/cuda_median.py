@@ -1,13 +1,14 @@
-"""Small medians of integer images as generated CUDA C++ (``median_filter`` up to 49 elements).
+"""Small medians as generated CUDA C++ (``median_filter`` up to 49 elements).
 
 Two families, chosen by :meth:`stencilkit.backends.cuda.CudaBackend.rank_kernel`:
-``sk_med3`` (3 x 3 boxes of any integer dtype: sorted columns, below) and ``sk_net2x`` (any
+``sk_med3`` (3 x 3 boxes of any integer dtype, float32 and float64: sorted columns, below) and
+``sk_net2x`` (any
 window over the last two axes of 8/16-bit data: the CPU's sorting network, Batcher's odd-even
 merge sort pruned to the middle rank, run on two outputs at a time in the 16-bit halves of
 32-bit registers, ``__vminu2``/``__vmaxu2``; SASS for 5 x 5, sm_90: 197 minima and maxima per
 pair of outputs against 202 per output in the generated stencil; 7 x 7 windows take about 115
-registers, no spills). Other dtypes and windows,
-and floats, keep the generated sorting network of the filters' stencils.
+registers, no spills). Other dtypes and windows keep the generated sorting network of the
+filters' stencils.
 
 The median of nine values is ``med3(the greatest column minimum, the median of the column
 medians, the least column maximum)`` of the window's three sorted columns (the identity behind
@@ -19,8 +20,11 @@ route, :func:`stencilkit._passes.median_source`) takes about 40. 8-bit data go t
 at a time through 16x2 SIMD minima and maxima (``__vminu2``: one instruction on sm_90). SASS of
 the 8-bit interior (sm_90): about 16 instructions an output, against 55 for the network. The
 median of integers is one value whichever way it is found, so results equal the CPU's bit for
-bit (floats are left to the network, whose choice among signed zeros and NaNs this would not
-repeat). None of this is timed on a GPU yet.
+bit. Floats too, but for the network's choices among signed zeros and NaNs: an output whose
+window holds a NaN or whose median is zero is the CPU's network's, run on its nine values
+(:func:`generate`). Timed on an H200 (``tools/gpu_profile.py``, 8192^2 uint8): 0.15 ms a call
+(the generated network: 0.35-0.48); floats not yet timed (the network: 0.95 ms for float32,
+0.21 of a copy).
 
 The kernels have the box's shape (:mod:`.cuda_box`, after ``shared/gpu/anchor_cpp.py``):
 the interior (strips of rows, each thread whole 32-bit words of 8/16-bit data, rows
@@ -50,13 +54,14 @@ def fits(footprint, dtype, out_dtype, ndim) -> bool:
     """Whether ``sk_med3`` takes a median over ``footprint`` of ``dtype`` data.
 
     ``footprint``: full rank, nested tuples of bools (hashable: the answer is remembered).
-    A 3 x 3 box over the last two axes of integer or bool
-    data, into ``out_dtype`` the data's dtype.
+    A 3 x 3 box over the last two axes of integer, bool, float32 or float64 data, into
+    ``out_dtype`` the data's dtype.
     """
     fp = np.asarray(footprint, bool)
     dtype = np.dtype(dtype)
     return (ndim >= 2 and fp.ndim == ndim and fp.shape[-2:] == (3, 3) and bool(fp.all())
-            and all(s == 1 for s in fp.shape[:-2]) and dtype.kind in "biu"
+            and all(s == 1 for s in fp.shape[:-2])
+            and (dtype.kind in "biu" or dtype in (np.float32, np.float64))
             and np.dtype(out_dtype) == dtype)
 
 
@@ -66,6 +71,12 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
     The 3 x 3 box starts ``lo0`` rows and ``lo1`` columns before each output (1, 1: centred).
     ``words``: read 8/16-bit rows as 32-bit words (rows on 4-byte boundaries, whole words);
     ``rowmap``: the interior maps its rows through the mode (every mode but ``constant``).
+
+    Floats: the sorted columns find the median's value where the window holds no NaN, and
+    values that compare equal have the same bits unless they are zeros; so an output whose
+    window holds a NaN, or whose median is zero (+0.0 or -0.0: the CPU's network picks one),
+    is the CPU's network's (:func:`_network`, NumPy's minimum and maximum, the window's values
+    in the CPU's order): bit for bit the CPU's either way.
     """
     dtype = np.dtype(dtype)
     hi0, hi1 = 2 - lo0, 2 - lo1
@@ -107,6 +118,14 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
             lines.append(f"{pad}const sk_u32 p{o} = sk_out2x({args});")
         return lines + pairs.store(lambda o: f"p{o}", pad)
 
+    flt = dtype.kind == "f"
+
+    def checked(o, window, nans, pad):
+        """Floats: the line giving the output ``o`` the network's value where it must."""
+        if not flt:
+            return []
+        return [f"{pad}if ({' || '.join(nans)} || {o} == ({v})0) {o} = sk_fnet({window});"]
+
     def outputs(rings, pad):
         """Lines storing the thread's outputs of one row, from the rows ``rings``.
 
@@ -119,10 +138,15 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
         first, last = base - lo1, base + cols - 1 + hi1  # the columns the outputs read
         for t in range(first, last + 1):
             lines.append(f"{pad}sk_med3_sort({a}{t}, {b}{t}, {c}{t}, cl{t}, cm{t}, ch{t});")
+            if flt:  # (a NaN anywhere in the column)
+                lines.append(f"{pad}const bool nn{t} = {a}{t} != {a}{t} || {b}{t} != {b}{t} "
+                             f"|| {c}{t} != {c}{t};")
         for o in range(cols):
             t = base + o - lo1
-            lines.append(f"{pad}const {v} o{o} = sk_med3_out(cl{t}, cl{t + 1}, cl{t + 2}, "
+            lines.append(f"{pad}{v} o{o} = sk_med3_out(cl{t}, cl{t + 1}, cl{t + 2}, "
                          f"cm{t}, cm{t + 1}, cm{t + 2}, ch{t}, ch{t + 1}, ch{t + 2});")
+            window = ", ".join(f"{r}{t + d}" for r in (a, b, c) for d in range(3))
+            lines += checked(f"o{o}", window, [f"nn{t + d}" for d in range(3)], pad)
         return lines + [f"{pad}op[{o}] = ({tc})o{o};" for o in range(cols)]
 
     params = (f"const {tc}* __restrict__ src, {tc}* __restrict__ dst, {ix} B, {ix} n0, "
@@ -148,6 +172,8 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          "  return sk_med3_of(sk_mx(sk_mx(l0, l1), l2), sk_med3_of(m0, m1, m2), "
          "sk_mn(sk_mn(h0, h1), h2));",
          "}", "",
+         *(["// floats: the CPU's network, for windows with a NaN and medians of zero",
+            *_network("sk_fnet", v, "sk_np_min", "sk_np_max", 9, 4)] if flt else []),
          *(_SIMD if simd else []),
          "// the interior: strips of whole rows, the thread's units and halo inside the rows",
          *cuda_sweeps.interior_head("sk_med3", params, ix, units, top, bottom, per,
@@ -188,11 +214,14 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
           *(f"    const {ix} m{t} = sk_map(j + ({t - lo1}), n1, mode);" for t in range(3)),
           f"    for ({ix} i = r0; i < r1; ++i) {{",
           *(f"      const {ix} q{s} = sk_map(i + ({s - lo0}), n0, mode);" for s in range(3)),
+          f"      const {v} " + ", ".join(f"w{3 * s + t} = SK_RD(q{s}, m{t})" for s in range(3)
+                                      for t in range(3)) + ";",
           f"      {v} " + ", ".join(f"l{t}, d{t}, h{t}" for t in range(3)) + ";",
-          *(f"      sk_med3_sort(SK_RD(q0, m{t}), SK_RD(q1, m{t}), SK_RD(q2, m{t}), "
-            f"l{t}, d{t}, h{t});" for t in range(3)),
-          f"      dst[b * n0 * n1 + i * n1 + j] = ({tc})sk_med3_out(l0, l1, l2, d0, d1, d2, "
-          "h0, h1, h2);",
+          *(f"      sk_med3_sort(w{t}, w{3 + t}, w{6 + t}, l{t}, d{t}, h{t});" for t in range(3)),
+          f"      {v} o = sk_med3_out(l0, l1, l2, d0, d1, d2, h0, h1, h2);",
+          *checked("o", ", ".join(f"w{k}" for k in range(9)),
+                   [f"w{k} != w{k}" for k in range(9)], "      "),
+          f"      dst[b * n0 * n1 + i * n1 + j] = ({tc})o;",
           "    }",
           "  }",
           "}",
@@ -337,7 +366,7 @@ def scalars(mod, shape, rows, k0, k1, mode, cval):
     """
     ix = np.int64 if mod.idx64 else np.int32
     vt = np.int32 if mod.dtype.itemsize < 4 else mod.dtype.type
-    fill = vt(int(cval)) if mode == "constant" else vt(0)
+    fill = vt(cval if mod.dtype.kind == "f" else int(cval)) if mode == "constant" else vt(0)
     return (*(ix(n) for n in (*shape, rows, k0, k1)), np.int32(modes.mode_code(mode)), fill)
 
 
