@@ -180,6 +180,16 @@ def test_cupy_filters_and_resampling(cupy):
             np.testing.assert_array_equal(fn(cupy.asarray(x), size, mode=mode, cval=3).get(),
                                           numpy_window(fn, x, size, mode, 3),
                                           err_msg=f"{fn.__name__} {size} {x.dtype} {mode}")
+    # float 3 x 3 medians: sorted columns, the CPU's network for NaN windows and zero medians:
+    # the CPU's bits (signed zeros, NaN payloads)
+    rng = np.random.default_rng(5)
+    for dt, ut in [(np.float32, np.uint32), (np.float64, np.uint64)]:
+        f = rng.choice(np.array([-1.5, -0.0, 0.0, 2.0, np.inf, np.nan], dt), (131, 140))
+        f.view(ut)[7, 9] |= 1  # another NaN payload
+        for mode in ("reflect", "constant"):
+            got = filters.median_filter(cupy.asarray(f), 3, mode=mode, cval=-0.0).get()
+            want = filters.median_filter(f, 3, mode=mode, cval=-0.0)
+            np.testing.assert_array_equal(got.view(ut), want.view(ut), err_msg=f"{dt} {mode}")
     np.testing.assert_array_equal(resample.block_reduce(d, 2).get(), resample.block_reduce(a, 2))
     for factor in (3, 9, (16, 12)):  # medians: generated C++ (more than numba's 64 elements)
         np.testing.assert_array_equal(resample.block_reduce(d, factor, "median").get(),
