@@ -35,11 +35,13 @@ walk the border's strips while the other blocks run the interior, instead of
 thread has work). A border kernel of its own ran after its interior's: on an H200
 (``tools/gpu_profile.py``, 8192 x 8192) 7 to 20% of a sweep call's time (the 15 x 15 uint8
 box's 0.039 of 0.191 ms), few threads walking dependent reads while the GPU idles. Fused, same
-card, same run, against a border launch of its own: maximum 3 / 15 uint8 0.125 / 0.213
-against 0.164 / 0.283 ms, maximum 9 float32 0.519 / 0.604, median 3 / 5 uint8 and uniform 15
-float32 within 2%; but the sigma 2 float32 Gaussian 0.525 against 0.477 and uniform 15 uint8
-0.191 against 0.176 (within this card's noise between rows; not rerun yet). Part of the
-modules' cache keys; tools/gpu_profile.py times both."""
+card, same run, the kernels' own times (CUDA events per launch) against interior plus border:
+as fast or faster in every family (maximum 15 x 15 uint8 0.178 against 0.188 + 0.041 ms,
+median 3 x 3 uint8 0.102 against 0.099 + 0.023, sigma 2 float32 Gaussian 0.404-0.416
+against 0.379 + 0.046, uniform 15 x 15 uint8 0.132 against 0.105 + 0.034); whole calls
+mostly faster too (maximum 3 / 15 uint8 0.125 / 0.213 against 0.164 / 0.283 ms), two the
+other way within this card's noise between rows (that Gaussian 0.525 against 0.477, that
+box 0.191 against 0.176). Part of the modules' cache keys; tools/gpu_profile.py times both."""
 
 
 def rows_mapped(mode) -> bool:
