@@ -208,45 +208,59 @@ def test_integer_weights_equal_the_cpu_bit_for_bit(monkeypatch, k):
 
 @pytest.mark.parametrize("idx64", [False, True])
 def test_sums_near_a_tie_are_listed_then_summed_again(monkeypatch, idx64):
-    """The list of sums near a tie, launch by launch: every output flagged (a check of
-    bound 0), the first ``cap`` go on the list (distinct, in range; the count goes on past it),
-    the others are summed again where found; ``sk_sep_ties`` alone then writes every listed
-    output (each stale) with the CPU's integer. ``cap``: :data:`cuda_sep.TIE_MIN`, fewer
-    than the outputs."""
+    """The list of sums near a tie, launch by launch. A check flagging the sums a third or
+    more from an integer, the list long enough: the sweep's other outputs are already the
+    CPU's; ``sk_sep_ties`` alone writes every listed output (each made stale) with the CPU's
+    integer, and no other (one made stale stays so). A check flagging every output (bound 0),
+    the list shorter (``TIE_MIN``): the first ``cap`` go on it (distinct, in range), the count
+    goes on past it, and ``sk_sep_ties`` then writes every output (all made stale)."""
     a = sample((2, 33, 28), np.uint8, seed=21)
     for mode, cval in [("reflect", 0.0), ("constant", 3.0)]:
         want, plan = cpu_passes(monkeypatch, filters.gaussian_filter, a, (0, 1.5, 1.5),
                                 mode=mode, cval=cval)
-        monkeypatch.setattr(cuda_sep, "TIE_SHARE", 1 << 30)  # (after cpu_passes' undo)
-        monkeypatch.setattr(cuda_sep, "TIE_MIN", 700)
-        sw = cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim, mode, plan.cval)
-        sw = sw._replace(check=(0.0, 0.0, sw.check[2]))
-        mod = cuda_sep.generate(a.dtype, sw, idx64=idx64, rowmap=cuda_sweeps.rows_mapped(mode))
-        lib = cpp_host.build(mod.source)
-        dst = np.full(a.shape, 99, np.uint8)
-        n, dt = mod.scratch(a.shape)
-        assert (n, dt) == (701, np.dtype(np.uint64 if idx64 else np.uint32))
-        ties = np.full(n, 12345, dt)
-        calls = mod.launches(a.shape, cpp_host.ROWS)
-        assert [c[0] for c in calls] == ["sk_sep_reset", "sk_sep_interior", "sk_sep_border",
-                                        "sk_sep_ties"]
-        for kname, grid, block, (strip, c0, c1) in calls[:-1]:
-            cpp_host.launch(lib, mod.source, kname, grid, block,
-                            [a, dst, *cuda_sep.scalars(mod, a.shape, strip, c0, c1, mode,
-                                                       plan.cval), ties])
-        assert ties[0] == a.size  # every output counted
-        listed = ties[1:].astype(np.int64)
-        assert len(set(listed)) == 700 and listed.min() >= 0 and listed.max() < a.size
-        flat = dst.reshape(-1)
-        rest = np.ones(a.size, bool)
-        rest[listed] = False
-        np.testing.assert_array_equal(flat[rest], want.reshape(-1)[rest])  # summed where found
-        flat[listed] = 99
-        kname, grid, block, (strip, c0, c1) = calls[-1]
-        cpp_host.launch(lib, mod.source, kname, grid, block,
-                        [a, dst, *cuda_sep.scalars(mod, a.shape, strip, c0, c1, mode,
-                                                   plan.cval), ties])
-        np.testing.assert_array_equal(dst, want, err_msg=mode)
+        for tie, most in [(0.3, 1 << 20), (0.0, 700)]:
+            monkeypatch.setattr(cuda_sep, "TIE_SHARE", 1 << 30)  # (after cpu_passes' undo)
+            monkeypatch.setattr(cuda_sep, "TIE_MIN", most)
+            sw = cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim, mode,
+                                   plan.cval)
+            sw = sw._replace(check=(0.0, tie, sw.check[2]))
+            mod = cuda_sep.generate(a.dtype, sw, idx64=idx64,
+                                    rowmap=cuda_sweeps.rows_mapped(mode))
+            lib = cpp_host.build(mod.source)
+            dst = np.full(a.shape, 99, np.uint8)
+            n, dt = mod.scratch(a.shape)
+            assert (n, dt) == (most + 1, np.dtype(np.uint64 if idx64 else np.uint32))
+            ties = np.full(n, 12345, dt)
+            calls = mod.launches(a.shape, cpp_host.ROWS)
+            assert [c[0] for c in calls] == ["sk_sep_reset", *mod.kernels[:-2], "sk_sep_ties"]
+
+            def run(calls, lib=lib, mod=mod, dst=dst, ties=ties, mode=mode, cval=plan.cval):
+                for kname, grid, block, (strip, c0, c1) in calls:
+                    cpp_host.launch(lib, mod.source, kname, grid, block,
+                                    [a, dst, *cuda_sep.scalars(mod, a.shape, strip, c0, c1,
+                                                               mode, cval), ties])
+
+            run(calls[:-1])
+            flat = dst.reshape(-1)
+            count = int(ties[0])
+            listed = ties[1:1 + min(count, most)].astype(np.int64)
+            assert len(set(listed)) == len(listed) and 0 <= listed.min() <= listed.max() < a.size
+            rest = np.ones(a.size, bool)
+            rest[listed] = False
+            if tie:  # the list holds them all
+                assert 0.2 * a.size < count < 0.8 * a.size
+                np.testing.assert_array_equal(flat[rest], want.reshape(-1)[rest])
+                flat[listed] = 99
+                other = np.flatnonzero(rest)[5]
+                flat[other] = want.reshape(-1)[other] ^ 1
+                run(calls[-1:])
+                assert flat[other] == want.reshape(-1)[other] ^ 1  # not listed: not written
+                flat[other] ^= 1
+            else:  # overflowed: every output again
+                assert count == a.size and len(listed) == most
+                flat[:] = 99
+                run(calls[-1:])
+            np.testing.assert_array_equal(dst, want, err_msg=f"{mode} {tie}")
 
 
 def exact_sums(sw, a, mode, cval, fn="sk_exact"):

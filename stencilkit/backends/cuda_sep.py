@@ -18,7 +18,8 @@ round (vertical first) or by running sums, so sums agree to round-off; the tests
 order bit for bit against NumPy. Extremes are exact (NumPy's NaN rule: a NaN wins).
 
 Two parts per module, in one launch (``sk_sep_fused``) or two (:data:`.cuda_sweeps.FUSED`; two
-for integer results checked near ties): the interior (no boundary logic) and the border (the
+for integer results checked near ties, whose sums near a tie a third and a fourth launch list
+and sum again: :data:`TIE_SHARE`): the interior (no boundary logic) and the border (the
 top and bottom rows and the columns at either end: the same walk down short column strips, its
 reads through the mode's index map; ``cval`` outside for ``constant``). Plain C++ for NVRTC
 and for g++ (``-DSK_HOST``: the tests run every launch on the CPU, thread by thread).
@@ -105,8 +106,9 @@ TIE_KERNELS = ("sk_sep_reset", "sk_sep_ties")
 then, after the sweep, each listed output is summed again in the CPU's order."""
 
 TIE_SHARE = 16
-"""The list of sums near a tie holds one output in this many (and :data:`TIE_MIN` more); a sum
-past a full list is computed again where it was found (correct, but its warp waits).
+"""The list of sums near a tie holds one output in this many (and :data:`TIE_MIN` more); past
+a full list ``sk_sep_ties`` sums every output again (correct, and slow: data with that many
+sums near a half-integer, which noise and images come nowhere near).
 
 On random uint8 noise the sigma 2 Gaussian's float32 sums come within the check's bound of a
 tie once in 1800 outputs (0.055%), yet in 3.5% of the warps' rows of 64 outputs: computed
@@ -243,18 +245,16 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         if sw.check is None:
             return [f"op[{at}] = {final};" if o == a else f"op[{at}] = ({o})({final});"]
         # integers: rounded (ties to even), saturated; a sum near a tie goes on the list that
-        # sk_sep_ties sums again after the sweep (where the list is full: summed again here)
+        # sk_sep_ties sums again after the sweep (the list full: it sums every output again)
         f = "f" if a == "float" else ""
         rel, tie, _ = sw.check
-        return [f"{{ const {a} v = {final}; {a} r = rint{f}(v);",
-                "  double e = r;",
+        return [f"{{ const {a} v = {final}; const {a} r = rint{f}(v);",
                 f"  if (fabs{f}(v - r) + {_literal(rel, acc)} * fabs{f}(v) >= "
                 f"{_literal(tie, acc)}) {{",
                 "    const sk_tie slot = sk_tie_slot(ties);",
                 f"    if (slot < cap) ties[1 + slot] = (sk_tie)((b * n0 + i) * n1 + {col});",
-                f"    else e = rint(sk_exact(base, n0, n1, i, {col}, mode, cval));",
                 "  }",
-                f"  op[{at}] = sk_settle(e); }}"]
+                f"  op[{at}] = sk_settle((double)r); }}"]
 
     # Integer data checked near ties may sum in any order within tie_bound's error (each
     # term's roundings are at most the in-order sum's): symmetric weights then take the two
@@ -388,8 +388,9 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
                 parts.append(f"{hk} = {hk} + {whs[kh // 2]} * {convert(x(kh // 2))};")
         return head + " ".join(parts) + " }"
 
-    # (not where outputs near a tie call sk_exact: inlined at every step, NVRTC took 9 s)
-    L += walk("    ", direct, pair_v, cols, kv <= ROTATE_MAX and sw.check is None)
+    # (integer results too: their sums near a tie only go on the list; sk_exact, inlined at
+    # every step of the turn when the sweep called it, made NVRTC take 9 s)
+    L += walk("    ", direct, pair_v, cols, kv <= ROTATE_MAX)
     L += ["  }", "}", ""]
     # -- border
     cval = f"({a})cval" if cv != a else "cval"
@@ -407,8 +408,8 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
 
     L += walk("    ", mapped)
     L += ["  }", "}", "#undef SK_RD", ""]
-    # (not integer results checked near ties: their border, sk_exact inlined, took 74 to 101
-    # registers, which the fused kernel would take for its interior too: 62 to 72 alone)
+    # (not integer results checked near ties: fused, the sigma 2 uint8 Gaussian's kernel took
+    # 72 registers, its interior alone 64, its border 55; at 64 an SM holds 1024 threads)
     fused = cuda_sweeps.FUSED and sw.check is None
     L += cuda_sweeps.entries("sk_sep", params, names, ix, fused, top + bottom)
     kernels = cuda_sweeps.kernel_names("sk_sep", fused)
@@ -416,17 +417,24 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         kernels += TIE_KERNELS
         L += ["// the list of sums near a tie: emptied before the sweep, summed again after it",
               f'extern "C" __global__ void sk_sep_reset({params}) {{ ties[0] = 0; }}',
-              f'extern "C" __global__ void sk_sep_ties({params}) {{',
-              "  const sk_tie count = ties[0] < cap ? ties[0] : cap;",
-              "  const sk_tie stride = (sk_tie)gridDim.x * (sk_tie)blockDim.x;",
-              "  for (sk_tie t = (sk_tie)blockIdx.x * (sk_tie)blockDim.x + (sk_tie)threadIdx.x;"
-              " t < count; t += stride) {",
-              f"    const {ix} at = ({ix})ties[1 + t];",
-              f"    const {ix} b = at / (n0 * n1), i = (at - b * n0 * n1) / n1, "
+              f"static __device__ void sk_sep_again(const {t}* __restrict__ src, {o}* "
+              f"__restrict__ dst, {ix} at, {ix} n0, {ix} n1, int mode, {cv} cval) {{",
+              f"  const {ix} b = at / (n0 * n1), i = (at - b * n0 * n1) / n1, "
               "j = at - (b * n0 + i) * n1;",
-              "    dst[at] = sk_settle(rint(SK_EXACT_TIES(src + b * n0 * n1, n0, n1, i, j, mode, "
+              "  dst[at] = sk_settle(rint(SK_EXACT_TIES(src + b * n0 * n1, n0, n1, i, j, mode, "
               "cval)));",
+              "}",
+              f'extern "C" __global__ void sk_sep_ties({params}) {{',
+              f"  const {ix} t0 = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x;",
+              f"  const {ix} stride = ({ix})gridDim.x * ({ix})blockDim.x;",
+              "  if (ties[0] > cap) {  // the list overflowed (one output in TIE_SHARE and more",
+              "    // near a tie, which real images do not come near): every output again",
+              f"    for ({ix} at = t0; at < B * n0 * n1; at += stride) "
+              "sk_sep_again(src, dst, at, n0, n1, mode, cval);",
+              "    return;",
               "  }",
+              f"  for ({ix} t = t0; t < ({ix})ties[0]; t += stride) "
+              f"sk_sep_again(src, dst, ({ix})ties[1 + t], n0, n1, mode, cval);",
               "}", ""]
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap,
