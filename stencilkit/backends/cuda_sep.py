@@ -115,7 +115,7 @@ tie once in 1800 outputs (0.055%), yet in 3.5% of the warps' rows of 64 outputs:
 again where found, the float64 sum of 289 taps, a chain of dependent loads and adds, held up
 its warp's 63 other outputs (on an H200 the sweep's interior took 1.01 ms, the float32 data's
 of 4 times the bytes 0.42 ms; with the list 0.397 ms, and 0.147 ms for ``sk_sep_ties``, whose
-reads then came one after another: ``sk_exact_ties`` since, not timed yet)."""
+reads then came one after another: each column's together since, not timed yet)."""
 
 TIE_MIN = 1024
 """Entries the list of sums near a tie holds besides one in :data:`TIE_SHARE` outputs."""
@@ -421,7 +421,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
               f"__restrict__ dst, {ix} at, {ix} n0, {ix} n1, int mode, {cv} cval) {{",
               f"  const {ix} b = at / (n0 * n1), i = (at - b * n0 * n1) / n1, "
               "j = at - (b * n0 + i) * n1;",
-              "  dst[at] = sk_settle(rint(SK_EXACT_TIES(src + b * n0 * n1, n0, n1, i, j, mode, "
+              "  dst[at] = sk_settle(rint(sk_exact(src + b * n0 * n1, n0, n1, i, j, mode, "
               "cval)));",
               "}",
               f'extern "C" __global__ void sk_sep_ties({params}) {{',
@@ -484,8 +484,9 @@ def _ties_source(out, o, ix, idx64) -> str:
 def _exact_source(sw: Sweep, t: str, ix: str) -> str:
     """``sk_exact``: one output element of the CPU's float64 sweep, in that sweep's order.
 
-    The weights are the float64 ones (``__constant__`` arrays: loops, not kv x kh unrolled
-    terms, keep NVRTC's time flat); no fused multiply-adds. Called only for sums near a tie.
+    The weights are the float64 ones (``__constant__`` arrays: loops, at most one of them
+    unrolled, keep NVRTC's time flat); no fused multiply-adds. Called by ``sk_sep_ties`` only,
+    for the sums near a tie.
     Two orders (:mod:`stencilkit.backends.cpu_lines.separable`): ``grouped``, ``_sep2``'s:
     each column's vertical sum in groups of four rows (whole groups only where all four rows
     lie inside; rows outside add ``w * cval`` one at a time), columns outside the array
@@ -504,40 +505,32 @@ def _exact_source(sw: Sweep, t: str, ix: str) -> str:
     L = ["#if !defined(__CUDACC__) && !defined(__CUDACC_RTC__)",
          "#define __constant__",
          "#define SK_COLD static",
-         "#else",  # (inlined: a call kept 72 registers live in the 8-bit Gaussian, inline 48)
+         "#else",  # (inlined into its one caller, sk_sep_ties)
          "#define SK_COLD static __device__ __forceinline__",
          "#endif",
          "// the CPU's float64 sweep for one element: sums near a tie are computed again",
          arr("sk_wv64", sw.wv), arr("sk_wh64", sw.wh),
          "#define SK_X(m, q) ((m) < 0 || (q) < 0 ? cval : (double)base[(m) * n1 + (q)])"]
-    if not grouped:
-        def ungrouped(head, name, hoist):
-            """The unrolled sweep's order: ``hoist``, the rows' maps once, reads unrolled."""
-            row = "mk[k]" if hoist else f"sk_map(i + k - {lov}, n0, mode)"
-            return [f"{head} double {name}(const {t}* __restrict__ base, {ix} n0, {ix} n1, "
-                    f"{ix} i, {ix} j, int mode, double cval) {{",
-                    *([f"  {ix} mk[{kv}];", "#pragma unroll",
-                       f"  for (int k = 0; k < {kv}; ++k) mk[k] = sk_map(i + k - {lov}, n0, mode);"]
-                      if hoist else []),
-                    "  double e = 0.0;",
-                    f"  for (int c = 0; c < {kh}; ++c) {{",
-                    f"    const {ix} q = sk_map(j + c - {loh}, n1, mode);",
-                    "    double v = 0.0;",
-                    *(["#pragma unroll"] if hoist else []),
-                    f"    for (int k = 0; k < {kv}; ++k) v = v + sk_wv64[k] * SK_X({row}, q);",
-                    "    e = e + sk_wh64[c] * v;",
-                    "  }",
-                    "  return e;",
-                    "}"]
-
-        L += [*ungrouped("SK_COLD", "sk_exact", False),
-              "// the same sums for sk_sep_ties, a kernel of its own: the rows' index maps worked",
-              "// out once, each column's reads issued together (its loop unrolled; the columns'",
-              "// too made NVRTC take 4.2 s instead of 0.33 for the sigma 2 Gaussian). On an H200",
-              "// the sums one read after another took 0.147 ms of the 0.72 ms sigma 2 Gaussian of",
-              "// an 8192^2 uint8 image (37000 sums near a tie: chains of 289 dependent reads)",
-              *ungrouped("static __device__", "sk_exact_ties", True),
-              "#define SK_EXACT_TIES sk_exact_ties"]
+    if not grouped:  # (the rows' index maps worked out once, each column's reads issued
+        # together: its loop unrolled; the columns' too made NVRTC take 4.2 s instead of 0.33
+        # for the sigma 2 Gaussian. On an H200 the sums one read after another took 0.147 ms
+        # of the 0.72 ms sigma 2 Gaussian of an 8192^2 uint8 image: 37000 sums near a tie,
+        # chains of 289 dependent reads)
+        L += [f"SK_COLD double sk_exact(const {t}* __restrict__ base, {ix} n0, {ix} n1, {ix} i, "
+              f"{ix} j, int mode, double cval) {{",
+              f"  {ix} mk[{kv}];",
+              "#pragma unroll",
+              f"  for (int k = 0; k < {kv}; ++k) mk[k] = sk_map(i + k - {lov}, n0, mode);",
+              "  double e = 0.0;",
+              f"  for (int c = 0; c < {kh}; ++c) {{",
+              f"    const {ix} q = sk_map(j + c - {loh}, n1, mode);",
+              "    double v = 0.0;",
+              "#pragma unroll",
+              f"    for (int k = 0; k < {kv}; ++k) v = v + sk_wv64[k] * SK_X(mk[k], q);",
+              "    e = e + sk_wh64[c] * v;",
+              "  }",
+              "  return e;",
+              "}"]
     else:
         L += [f"SK_COLD double sk_column(const {t}* __restrict__ base, {ix} n0, {ix} n1, {ix} i, "
               f"{ix} p, int mode, double cval) {{",
@@ -578,8 +571,7 @@ def _exact_source(sw: Sweep, t: str, ix: str) -> str:
               f"    row = row + sk_wh64[c] * sk_column(base, n0, n1, i, j + c - {loh}, mode, "
               "cval);",
               "  return row;",
-              "}",
-              "#define SK_EXACT_TIES sk_exact"]
+              "}"]
     L.append("#undef SK_X")
     return "\n".join(L) + "\n"
 
