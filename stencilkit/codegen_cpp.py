@@ -538,9 +538,8 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
             grid = (_cdiv(groups, block[0]), _cdiv(_cdiv(walk, rows), block[1]),
                     min(planes, 2 if simulator else MAX_GRID_YZ))
             if fused:  # rows of blocks first for the border: FUSED_ELEMENTS a thread
-                ey = max(1, min(_cdiv(border_count(radius, wshape, c0, c1),
-                                      FUSED_ELEMENTS * grid[0] * grid[2] * block[0] * block[1]),
-                                MAX_GRID_YZ - grid[1]))
+                ey = fused_rows(border_count(radius, wshape, c0, c1), grid, block,
+                                FUSED_ELEMENTS)
                 return [(interior, (grid[0], grid[1] + ey, grid[2]), block, (rows, c0, c1))]
         out.append((interior, grid, block, (rows, c0, c1)))
     total = border_count(radius, wshape, c0, c1)
@@ -549,6 +548,39 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
         grid = (1 if simulator else max(1, min(_cdiv(total, bblock[0]), 1 << 20)), 1, 1)
         out.append((border, grid, bblock, (rows, c0, c1)))
     return out
+
+
+def fused_rows(work, grid, block, per=1) -> int:
+    """Rows of border blocks a fused launch adds to the interior's ``grid``.
+
+    Enough for ``work`` (the border's strips or elements) at ``per`` a thread, at least one,
+    within the grid's limit.
+    """
+    threads = grid[0] * grid[2] * block[0] * block[1]
+    return max(1, min(_cdiv(work, per * threads), MAX_GRID_YZ - grid[1]))
+
+
+def fused_kernel(kname, params, names, ix, interior, border, walk, tail="") -> list:
+    """C++ lines of a fused entry kernel: an interior body and a border body in one launch.
+
+    The grid's last rows of blocks run ``interior(names, sk_by)``, ``sk_by`` counted from the
+    grid's last row (so that a block knows its part by a multiply; a division took registers
+    from the interior), as many as the interior's strips of ``rows`` rows need over ``walk``
+    rows (a C++ expression); the rows before them (:func:`fused_rows`), of every plane ``z``,
+    call ``border(names, first, stride{tail})``, their threads numbered from 0.
+    """
+    return [
+        f'extern "C" __global__ void {kname}({params}) {{',
+        f"  const {ix} sk_by = ({ix})gridDim.y - 1 - ({ix})blockIdx.y;",
+        f"  if ((sk_i64)sk_by * ({ix})blockDim.y * rows < (sk_i64){walk}) {{",
+        f"    {interior}({names}, sk_by); return; }}",
+        f"  const {ix} ey = ({ix})gridDim.y - (({walk} + rows - 1) / rows + "
+        f"({ix})blockDim.y - 1) / ({ix})blockDim.y;  // the border's rows of blocks",
+        f"  const {ix} nb = ({ix})blockDim.x * ({ix})blockDim.y;",
+        f"  {border}({names}, ((({ix})blockIdx.z * ey + ({ix})blockIdx.y) * ({ix})gridDim.x + "
+        f"({ix})blockIdx.x) * nb + ({ix})threadIdx.y * ({ix})blockDim.x + ({ix})threadIdx.x, "
+        f"({ix})gridDim.z * ey * ({ix})gridDim.x * nb{tail});",
+        "}"]
 
 
 def border_count(radius, wshape, c0, c1) -> int:
@@ -1062,20 +1094,9 @@ class _Emitter:
             body = f"{self.name}_interior{suffix}_body"
             if fused:
                 W = self.k - 2
-                walk = f"(n{W} - {sum(self.spec.radius[W])})"  # the interior's rows
-                lines += [
-                    f'extern "C" __global__ void {self.name}_fused{suffix}({params}) {{',
-                    f"  const {ix} sk_by = ({ix})gridDim.y - 1 - ({ix})blockIdx.y;",
-                    f"  if ((sk_i64)sk_by * ({ix})blockDim.y * rows < (sk_i64){walk}) {{",
-                    f"    {body}({names}, sk_by); return; }}",
-                    f"  const {ix} ey = ({ix})gridDim.y - (({walk} + rows - 1) / rows + "
-                    f"({ix})blockDim.y - 1) / ({ix})blockDim.y;  // the border's rows of blocks",
-                    f"  const {ix} nb = ({ix})blockDim.x * ({ix})blockDim.y;",
-                    f"  {self.name}_border_body({names}, ((({ix})blockIdx.z * ey + "
-                    f"({ix})blockIdx.y) * ({ix})gridDim.x + ({ix})blockIdx.x) * nb + "
-                    f"({ix})threadIdx.y * ({ix})blockDim.x + ({ix})threadIdx.x, "
-                    f"({ix})gridDim.z * ey * ({ix})gridDim.x * nb);",
-                    "}"]
+                lines += fused_kernel(f"{self.name}_fused{suffix}", params, names, ix, body,
+                                      f"{self.name}_border_body",
+                                      f"(n{W} - {sum(self.spec.radius[W])})")
             else:
                 lines += [f'extern "C" __global__ void {self.name}_interior{suffix}({params}) {{',
                           f"  {body}({names}, ({ix})blockIdx.y);", "}"]

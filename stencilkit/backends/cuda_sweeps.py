@@ -125,30 +125,17 @@ def entries(prefix, params, names, ix, fused, reach) -> list:
     """C++ lines of a module's entry kernels (:func:`kernel_names`) round its two bodies.
 
     ``<prefix>_border``: a thread per strip, grid-stride, ``rows`` rows per side strip.
-    ``<prefix>_fused`` (``fused``): the grid's last rows of blocks (as many as the interior's
-    strips of ``rows`` rows need, ``n0 - reach`` rows in all: ``reach``, the rows the border
-    computes above and below) run the interior, its block rows counted from the grid's last
-    (so that a block knows its part by a multiply: the count of the border's rows, a division,
-    took registers from the interior); the rows before them (of every plane ``z``) walk the
-    border's strips, :data:`BORDER_ROWS` rows each (:func:`plan` sizes them); else
-    ``<prefix>_interior``.
+    ``<prefix>_fused`` (``fused``, :func:`stencilkit.codegen_cpp.fused_kernel`): the interior
+    over ``n0 - reach`` rows (``reach``: the rows the border computes above and below), and in
+    the rows of blocks before it (:func:`plan` sizes them) the border's strips,
+    :data:`BORDER_ROWS` rows each; else ``<prefix>_interior``.
     """
     lines = []
     if fused:
-        lines += [
-            "// the interior's blocks (their rows counted from the grid's last) after rows of",
-            "// blocks walking the border's strips",
-            f'extern "C" __global__ void {prefix}_fused({params}) {{',
-            f"  const {ix} sk_by = ({ix})gridDim.y - 1 - ({ix})blockIdx.y;",
-            f"  if ((sk_i64)sk_by * ({ix})blockDim.y * rows < (sk_i64)n0 - {reach}) {{",
-            f"    {prefix}_interior_body({names}, sk_by); return; }}",
-            f"  const {ix} ey = ({ix})gridDim.y - ((n0 - {reach} + rows - 1) / rows + "
-            f"({ix})blockDim.y - 1) / ({ix})blockDim.y;  // the border's rows of blocks",
-            f"  const {ix} nb = ({ix})blockDim.x * ({ix})blockDim.y;",
-            f"  {prefix}_border_body({names}, ((({ix})blockIdx.z * ey + ({ix})blockIdx.y) * "
-            f"({ix})gridDim.x + ({ix})blockIdx.x) * nb + ({ix})threadIdx.y * ({ix})blockDim.x "
-            f"+ ({ix})threadIdx.x, ({ix})gridDim.z * ey * ({ix})gridDim.x * nb, {BORDER_ROWS});",
-            "}"]
+        lines += ["// the interior's blocks after rows of blocks walking the border's strips",
+                  *codegen_cpp.fused_kernel(f"{prefix}_fused", params, names, ix,
+                                            f"{prefix}_interior_body", f"{prefix}_border_body",
+                                            f"(n0 - {reach})", f", {BORDER_ROWS}")]
     else:
         lines += [f'extern "C" __global__ void {prefix}_interior({params}) {{',
                   f"  {prefix}_interior_body({names}, ({ix})blockIdx.y);", "}"]
@@ -209,9 +196,8 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
         grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
                 min(B, codegen_cpp.MAX_GRID_YZ))
         if fused:
-            strips = border_threads(B, n0, n1, lo0, hi0, n1 - covered)
-            ey = max(1, min(cdiv(strips, grid[0] * grid[2] * block[0] * block[1]),
-                            codegen_cpp.MAX_GRID_YZ - grid[1]))
+            ey = codegen_cpp.fused_rows(border_threads(B, n0, n1, lo0, hi0, n1 - covered),
+                                        grid, block)
             return [(f"{prefix}_fused", (grid[0], grid[1] + ey, grid[2]), block,
                      (strip, *span))]
         out.append((f"{prefix}_interior", grid, block, (strip, *span)))
