@@ -61,55 +61,37 @@ def heat(u):
                                         - np.float32(4) * u[0, 0])
 
 
-def one_column(fn, *args):
-    """``fn(*args)`` with the sweeps' interiors at one column a thread.
-
-    The A/B of :func:`stencilkit.backends.cuda_sep.columns_per_thread`.
-    """
-    most, cuda_sep.REGISTERS = cuda_sep.REGISTERS, 0
-    try:
-        return fn(*args)
-    finally:
-        cuda_sep.REGISTERS = most
-
-
-def apart(fn, *args, **kw):
-    """``fn(*args)`` with the sweeps' border in a launch of its own after the interior's.
-
-    The A/B of :data:`stencilkit.backends.cuda_sweeps.FUSED` and
-    :data:`stencilkit.codegen_cpp.FUSED`.
-    """
-    fused = cuda_sweeps.FUSED, codegen_cpp.FUSED
-    cuda_sweeps.FUSED = codegen_cpp.FUSED = False
+def patched(settings, fn, *args, **kw):
+    """``fn(*args, **kw)`` with ``settings`` (``[(module, name, value)]``) in place: an A/B."""
+    saved = [(m, name, getattr(m, name)) for m, name, _ in settings]
+    for m, name, value in settings:
+        setattr(m, name, value)
     try:
         return fn(*args, **kw)
     finally:
-        cuda_sweeps.FUSED, codegen_cpp.FUSED = fused
+        for m, name, value in saved:
+            setattr(m, name, value)
+
+
+def one_column(fn, *args):
+    """The sweeps' interiors at one column a thread (:func:`cuda_sep.columns_per_thread`)."""
+    return patched([(cuda_sep, "REGISTERS", 0)], fn, *args)
+
+
+def apart(fn, *args, **kw):
+    """The border in a launch of its own after the interior's (the ``FUSED`` switches)."""
+    return patched([(cuda_sweeps, "FUSED", False), (codegen_cpp, "FUSED", False)], fn, *args,
+                   **kw)
 
 
 def scalar_loads(fn, *args):
-    """``fn(*args)`` with the separable sweeps' rows read an element at a time.
-
-    The A/B of :data:`stencilkit.backends.cuda_sep.VECTOR_LOADS`.
-    """
-    cuda_sep.VECTOR_LOADS = False
-    try:
-        return fn(*args)
-    finally:
-        cuda_sep.VECTOR_LOADS = True
+    """The separable sweeps' rows read an element at a time (``cuda_sep.VECTOR_LOADS``)."""
+    return patched([(cuda_sep, "VECTOR_LOADS", False)], fn, *args)
 
 
 def one_at_a_time(fn, *args):
-    """``fn(*args)`` with the block kernels' threads at one output each (no vector loads).
-
-    The A/B of :func:`stencilkit.backends.cuda_resample.vector_bytes`.
-    """
-    found = cuda_resample.vector_bytes
-    cuda_resample.vector_bytes = lambda n1, itemsize: 0
-    try:
-        return fn(*args)
-    finally:
-        cuda_resample.vector_bytes = found
+    """The block kernels' threads at one output each (``cuda_resample.vector_bytes``)."""
+    return patched([(cuda_resample, "vector_bytes", lambda n1, itemsize: 0)], fn, *args)
 
 
 rng = np.random.default_rng(0)
