@@ -202,14 +202,18 @@ def _rank_kernel(n, dtype):
     return select
 
 
+def _first_axis(fp) -> int:
+    """The first axis a footprint spans (its last where it spans none)."""
+    return next((d for d in range(fp.ndim) if fp.shape[d] > 1), fp.ndim - 1)
+
+
 def rank_fits(p, dtype) -> bool:
     """Whether :func:`run_rank` takes the ``Rank`` pass ``p`` on ``dtype`` data."""
     from .cuda_rank import SELECT_BYTES
 
     dtype = np.dtype(dtype)
     fp = np.array(p.footprint, bool)
-    spans = [d for d in range(fp.ndim) if fp.shape[d] > 1] or [fp.ndim - 1]
-    return (dtype.kind in "biuf" and fp.ndim - spans[0] <= MAX_AXES
+    return (dtype.kind in "biuf" and fp.ndim - _first_axis(fp) <= MAX_AXES
             and p.size * _dtypes.work_dtype(dtype).itemsize <= SELECT_BYTES)
 
 
@@ -226,7 +230,7 @@ def run_rank(x, p, mode, cval, out=None, out_dtype=None):
     work = np.dtype(np.uint8) if dtype.kind == "b" else _dtypes.work_dtype(dtype)
     shape = tuple(x.shape)
     fp = np.array(p.footprint, bool)
-    first = next((d for d in range(fp.ndim) if fp.shape[d] > 1), fp.ndim - 1)
+    first = _first_axis(fp)
     core = shape[first:]
     total = math.prod(shape)
     src = cuda_backend.work(x, (), False, (total,), work, x)
