@@ -73,6 +73,30 @@ class _Rel:
         return self.acc.type(self.arr[tuple(idx)])
 
 
+def fma32(w, x, s):
+    """``w * x + s`` of float32 values rounded once to float32: C99's ``fmaf``, exactly.
+
+    The product of two float32 values is exact in float64 and its sum with ``s`` rounded to
+    float64 is ``t`` with an exact error ``e`` (Knuth's two-sum): ``t + e`` is the exact
+    result. Rounding ``t`` to float32 rounds that exact result correctly except where ``t``
+    lies halfway between two float32 values and ``e`` is not zero (a second rounding): the
+    exact result is then on ``e``'s side of the halfway point.
+    """
+    w, x, s = np.broadcast_arrays(*(np.asarray(v, np.float32) for v in (w, x, s)))
+    with np.errstate(all="ignore"):
+        p = w.astype(np.float64) * x.astype(np.float64)
+        c = s.astype(np.float64)
+        t = p + c
+        b = t - p
+        e = (p - (t - b)) + (c - b)
+        r = t.astype(np.float32)
+        toward = np.where(t > r, np.float32(np.inf), np.float32(-np.inf))
+        other = np.nextafter(r, toward)
+        half = (r.astype(np.float64) + other.astype(np.float64)) / 2
+        past = (t == half) & (e != 0) & ((e > 0) == (other > r))
+    return np.where(past, other, r)
+
+
 def cast_result(value, out_dtype: np.dtype):
     """stencilkit's documented conversion of a kernel value to the output dtype."""
     out_dtype = np.dtype(out_dtype)

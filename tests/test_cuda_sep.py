@@ -1,10 +1,11 @@
 """The generated C++ one-sweep kernels (stencilkit.backends.cuda_sep) without a GPU.
 
-Every module is compiled for the host by g++ (``-DSK_HOST``, no fused multiply-adds, as NVRTC
-with ``--fmad=false``) and its launches run thread by thread (tests/cpp_host.py). References:
-a plain NumPy evaluation in the kernel's own order of operations (horizontal sums left to
-right, then vertical ones top to bottom, each operation rounded in the data's type), which the
-weighted and box sums must equal bit for bit; the CPU backend's ``gaussian_filter`` and float
+Every module is compiled for the host by g++ (``-DSK_HOST``, no fused multiply-adds but the
+explicit ``fmaf`` of float32 weighted sums, as NVRTC with ``--fmad=false``) and its launches
+run thread by thread (tests/cpp_host.py). References: a plain NumPy evaluation in the kernel's
+own order of operations (horizontal sums left to right, then vertical ones top to bottom, each
+operation rounded in the data's type, float32 multiply-adds once: ``reference.fma32``), which
+the weighted and box sums must equal bit for bit; the CPU backend's ``gaussian_filter`` and float
 ``uniform_filter`` (which sum in another order), to round-off; and the CPU's
 ``maximum_filter`` / ``minimum_filter``, which the extremes must equal exactly, NaN included.
 """
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from filter_table import assert_device_result, cpu_passes
 from kernels import sample
-from reference import pad_index
+from reference import fma32, pad_index
 
 from stencilkit import filters, modes
 from stencilkit._passes import Box2, Extreme, Sep2
@@ -25,8 +26,14 @@ pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compil
 MODES = ["reflect", "mirror", "nearest", "wrap", "constant"]
 
 
-def in_order(a, wv, lov, wh, loh, mode, cval, divisor=None):
-    """The kernel's arithmetic in NumPy: pad by the mode, horizontal then vertical sums."""
+def in_order(a, wv, lov, wh, loh, mode, cval, divisor=None, fused=None):
+    """The kernel's arithmetic in NumPy: pad by the mode, horizontal then vertical sums.
+
+    ``fused``: each step ``s + w * x`` rounded once (``fmaf``); default: the kernels' rule for
+    weighted float32 sums (a box's weights of one add the same either way).
+    """
+    if fused is None:
+        fused = cuda_sep.FMA and a.dtype == np.float32
     dtype = a.dtype
     n0, n1 = a.shape[-2:]
     kv, kh = len(wv), len(wh)
@@ -38,12 +45,16 @@ def in_order(a, wv, lov, wh, loh, mode, cval, divisor=None):
             if r is not None and c is not None:
                 padded[..., i, j] = a[..., r, c]
     wv, wh = np.asarray(wv, dtype), np.asarray(wh, dtype)
+
+    def step(s, w, x):  # float32 weighted sums: products fused (cuda_sep.fused_products)
+        return fma32(w, x, s) if fused else s + w * x
+
     h = wh[0] * padded[..., :, 0:n1]
     for c in range(1, kh):
-        h = h + wh[c] * padded[..., :, c:c + n1]
+        h = step(h, wh[c], padded[..., :, c:c + n1])
     s = wv[0] * h[..., 0:n0, :]
     for k in range(1, kv):
-        s = s + wv[k] * h[..., k:k + n0, :]
+        s = step(s, wv[k], h[..., k:k + n0, :])
     return s if divisor is None else s / dtype.type(divisor)
 
 
@@ -332,19 +343,32 @@ def test_what_fits():
         is None  # a maximum and a minimum
 
 
-def test_modules_compile_with_nvrtc_without_fused_multiply_adds():
+def test_modules_compile_with_nvrtc_fusing_only_float32_weighted_sums(monkeypatch):
+    """``--fmad=false``: no multiply-add but the float32 weighted sums' own ``fmaf`` (one per
+    tap after each sum's first, horizontal and vertical, interior and border); with
+    ``cuda_sep.FMA`` off none, as in float64 sums and box sums."""
     cpp_host.needs_nvrtc()
     wv, lov, wh, loh = WEIGHTS[2]
     u8 = cuda_sep.sweep_of((Sep2(0, wv, lov, wh, loh, np.dtype(np.uint8)),), np.uint8,
                            np.uint8, 2, "constant", 1.0)
-    for dtype, sw in [(np.float32, None), (np.float64, None), (np.uint8, u8)]:
-        sw = sw or cuda_sep.Sweep("sum", len(wv), lov, len(wh), loh, wv, wh)
-        mod = cuda_sep.generate(dtype, sw, idx64=False)
-        ptx = cuda_cpp.ptx(mod.source, "compute_90")
-        body = ptx[ptx.index(f".entry {mod.kernels[0]}("):]
-        body = body[:body.index("\n}\n")]
-        assert "ld.global.nc" in body and "fma" not in body
-        assert "fma" in cuda_cpp.ptx(mod.source, "compute_90", fastmath=True)
+    box = cuda_sep.Sweep("sum", 5, 2, 3, 1, divisor=15)
+    for fma in (True, False):
+        monkeypatch.setattr(cuda_sep, "FMA", fma)
+        for dtype, sw, fused in [(np.float32, None, fma), (np.float64, None, False),
+                                 (np.uint8, u8, fma), (np.float32, box, False)]:
+            sw = sw or cuda_sep.Sweep("sum", len(wv), lov, len(wh), loh, wv, wh)
+            mod = cuda_sep.generate(dtype, sw, idx64=False)
+            assert mod.fma == fused
+            ptx = cuda_cpp.ptx(mod.source, "compute_90")
+            body = ptx[ptx.index(f".entry {mod.kernels[0]}("):]
+            body = body[:body.index("\n}\n")]
+            assert "ld.global.nc" in body and ("fma.rn.f32" in body) == fused
+            assert "fma.rn.f64" not in body
+            if fused and dtype == np.float32:  # (fused: interior and border in one kernel)
+                taps = len(wv) - 1 + len(wh) - 1
+                assert body.count("fma.rn.f32") >= 2 * taps
+            if sw is not box:
+                assert "fma" in cuda_cpp.ptx(mod.source, "compute_90", fastmath=True)
     # the source grows with the taps, not with their square: each kernel emits its horizontal
     # sum once (an unrolled prologue of 63 of them made NVRTC take 36 s at 64 x 64 taps)
     w64 = tuple(np.ones(64) / 64)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 from kernels import ALL_DTYPES, KERNELS, blend, blend_py, box5, sample, smooth
-from reference import apply_reference
+from reference import apply_reference, fma32
 
 import stencilkit as sk
 
@@ -152,3 +152,38 @@ def test_gufunc_matches_call():
     with pytest.raises(sk.StencilTypeError, match="the gufunc has loops for"):
         g(a.astype(np.complex64))
     assert sk.stencil(blend_py).gufunc.signature == "(n,m),(n,m),()->(n,m)"
+
+
+def _fmaf_exact(w, x, s):
+    """``w * x + s`` rounded once to float32, by rational arithmetic (ties to even)."""
+    from fractions import Fraction
+
+    v = Fraction(float(w)) * Fraction(float(x)) + Fraction(float(s))
+    near = np.float32(float(v))
+    cands = [near, np.nextafter(near, np.float32(np.inf)), np.nextafter(near, np.float32(-np.inf))]
+    return min(cands, key=lambda c: (abs(Fraction(float(c)) - v), int(c.view(np.uint32)) & 1))
+
+
+def test_fma32_rounds_once():
+    """The tests' fused multiply-add (the generated sweeps' ``fmaf``) against exact rational
+    arithmetic, on random operands and on sums whose float64 value lies halfway between two
+    float32 values with a remainder below float64's precision (rounding twice, through
+    float64, gets half of those wrong)."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    a = rng.integers(1, 300, n)
+    w = (1 + a * 2.0**-23).astype(np.float32)
+    x = (1 - a * 2.0**-23).astype(np.float32)  # w * x = 1 - (a * 2**-23)**2
+    s = (2.0**24 + 2 * rng.integers(0, 2**22, n)).astype(np.float32)
+    cases = [(rng.standard_normal(n).astype(np.float32), rng.random(n).astype(np.float32),
+              rng.standard_normal(n).astype(np.float32)), (w, x, s), (w, -x, -s)]
+    twice = 0
+    for w, x, s in cases:
+        got = fma32(w, x, s)
+        assert got.dtype == np.float32
+        want = np.array([_fmaf_exact(*v) for v in zip(w, x, s)], np.float32)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        twice += int(((w.astype(np.float64) * x + s).astype(np.float32) != want).sum())
+    assert twice > n // 4  # the cases do reach the double rounding
+    assert np.isnan(fma32(np.inf, 0, 1)) and np.signbit(fma32(-0.0, 1, -0.0))
+    assert not np.signbit(fma32(-0.0, 1, 0.0))

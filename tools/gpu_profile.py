@@ -89,6 +89,11 @@ def scalar_loads(fn, *args):
     return patched([(cuda_sep, "VECTOR_LOADS", False)], fn, *args)
 
 
+def unfused(fn, *args):
+    """The float32 weighted sums' products and sums apart (``cuda_sep.FMA`` off)."""
+    return patched([(cuda_sep, "FMA", False)], fn, *args)
+
+
 def one_at_a_time(fn, *args):
     """The block kernels' threads at one output each (``cuda_resample.vector_bytes``)."""
     return patched([(cuda_resample, "vector_bytes", lambda n1, itemsize: 0)], fn, *args)
@@ -132,6 +137,10 @@ cases = {
     "gaussian s=1 f32, scalar loads": lambda: scalar_loads(filters.gaussian_filter, f, 1.0),
     "uniform 15 f32, scalar loads": lambda: scalar_loads(filters.uniform_filter, f, 15),
     "gaussian s=1 u8": lambda: filters.gaussian_filter(u8, 1.0),
+    # fused multiply-adds (cuda_sep.FMA), against the rows above
+    "gaussian s=2 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 2.0),
+    "gaussian s=1 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 1.0),
+    "gaussian s=2 u8, products apart": lambda: unfused(filters.gaussian_filter, u8, 2.0),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),

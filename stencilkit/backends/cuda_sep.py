@@ -11,11 +11,12 @@ neighbouring output columns of a strip of rows (:func:`columns_per_thread`) and 
 it loads the row entering the window once (its columns and their ``kh - 1`` neighbours: cached
 loads shared with the neighbouring threads), reduces each column's ``kh`` values, keeps the last
 ``kv`` of those reductions in registers (a ring a column), and each output is its ring's
-vertical reduction. Weights and divisor are compile-time constants, in the sums' type; multiply-adds
-are not fused (``--fmad=false``), so every product and sum is rounded once, in order:
-horizontal terms left to right, then vertical ones top to bottom. The CPU sums the other way
-round (vertical first) or by running sums, so sums agree to round-off; the tests check this
-order bit for bit against NumPy. Extremes are exact (NumPy's NaN rule: a NaN wins).
+vertical reduction. Weights and divisor are compile-time constants, in the sums' type; the
+compiler fuses no multiply-add (``--fmad=false``): float32 weighted sums fuse each product into
+its sum themselves (``fmaf``, :func:`fused_products`), other products and sums are rounded
+once each, in order: horizontal terms left to right, then vertical ones top to bottom. The CPU
+sums the other way round (vertical first) or by running sums, so sums agree to round-off; the
+tests check this order bit for bit against NumPy. Extremes are exact (NumPy's NaN rule: a NaN wins).
 
 Two parts per module, in one launch (``sk_sep_fused``) or two (:data:`.cuda_sweeps.FUSED`; two
 for integer results checked near ties, whose sums near a tie a third and a fourth launch list
@@ -63,6 +64,7 @@ class SepModule:
     ties: bool = False  # integer results checked near ties: sums again in a launch of their own
     fused: bool = False  # the border in the interior's launch (cuda_sweeps.FUSED)
     vec: bool = False  # rows read as vectors of the thread's columns (:func:`vector_ok`)
+    fma: bool = False  # products fused into their sums (:func:`fused_products`)
 
     @property
     def kernels(self) -> tuple:
@@ -211,6 +213,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         names += ", cap, ties"
     (top, bottom), rmap = cuda_sweeps.row_reads(lov, hiv, rowmap)
     wvs, whs = [None] * kv, [None] * kh
+    fuse = fused_products(sw, acc)
     if sw.op == "sum":
         if sw.wv is not None:
             wvs = [_literal(w, acc) for w in sw.wv]
@@ -220,7 +223,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
             return x if w is None else f"{w} * {x}"
 
         def step(acc_, w, x):
-            return f"{acc_} + {term(w, x)}"
+            return f"sk_fmaf({w}, {x}, {acc_})" if fuse else f"{acc_} + {term(w, x)}"
     else:
         fn = (f"sk_np_{sw.op}" if dtype.kind == "f" else
               f"sk_{sw.op}_{dtype.kind}{8 * dtype.itemsize}")
@@ -274,10 +277,10 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
             return [pad + f"{a} s = {term(wvs[0], h(0))};",
                     *(pad + f"s = {step('s', wvs[k], h(k))};" for k in range(1, kv))]
         lines = [pad + f"{a} s = {wvs[0]} * ({h(0)} + {h(kv - 1)});"]
-        lines += [pad + f"s = s + {wvs[k]} * ({h(k)} + {h(kv - 1 - k)});"
+        lines += [pad + f"s = {step('s', wvs[k], f'({h(k)} + {h(kv - 1 - k)})')};"
                   for k in range(1, kv // 2)]
         if kv % 2:
-            lines.append(pad + f"s = s + {wvs[kv // 2]} * {h(kv // 2)};")
+            lines.append(pad + f"s = {step('s', wvs[kv // 2], h(kv // 2))};")
         return lines
 
     def walk(pad, hrow, pairs=False, cols=1, rotate=False):
@@ -318,8 +321,15 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
 
     what = (f"weights {kv} x {kh}" if sw.op == "sum" and sw.wv is not None else
             f"{'sums' if sw.op == 'sum' else sw.op} over {kv} x {kh}")
-    L = [f"// stencilkit one-sweep {what} ({dtype} -> {out}, in {acc})",
+    L = [f"// stencilkit one-sweep {what} ({dtype} -> {out}, in {acc}"
+         f"{', products fused into the sums' if fuse else ''})",
          codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix)]
+    if fuse:  # (one rounding a step, the same on both: the CUDA math API's and C99's fmaf)
+        L += ["#if defined(__CUDACC__) || defined(__CUDACC_RTC__)",
+              "#define sk_fmaf(w, x, s) __fmaf_rn(w, x, s)",
+              "#else",
+              "#define sk_fmaf(w, x, s) fmaf(w, x, s)",
+              "#endif"]
     if sw.check is not None:
         L += [_exact_source(sw, t, ix), _ties_source(out, o, ix, idx64)]
     # -- interior
@@ -382,10 +392,10 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
                 parts.append(horizontal(hk, lambda c, x=x: convert(x(c))))
                 continue
             parts += [f"{hk} = {whs[0]} * {convert_pair(x(0), x(kh - 1))};"]
-            parts += [f"{hk} = {hk} + {whs[c]} * {convert_pair(x(c), x(kh - 1 - c))};"
+            parts += [f"{hk} = {step(hk, whs[c], convert_pair(x(c), x(kh - 1 - c)))};"
                       for c in range(1, kh // 2)]
             if kh % 2:
-                parts.append(f"{hk} = {hk} + {whs[kh // 2]} * {convert(x(kh // 2))};")
+                parts.append(f"{hk} = {step(hk, whs[kh // 2], convert(x(kh // 2)))};")
         return head + " ".join(parts) + " }"
 
     # (integer results too: their sums near a tie only go on the list; sk_exact, inlined at
@@ -438,7 +448,30 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
               "}", ""]
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap,
-                     cols, sw.check is not None, fused, vec)
+                     cols, sw.check is not None, fused, vec, fuse)
+
+
+FMA = True
+"""Whether float32 weighted sums fuse each product into its sum (:func:`fused_products`);
+``tools/gpu_profile.py`` times both."""
+
+
+def fused_products(sw: Sweep, acc) -> bool:
+    """Whether the sweep ``sw`` in ``acc`` sums as ``s = fmaf(w, x, s)``: one rounding a tap.
+
+    Weighted sums in float32 (float32 data, and 8/16-bit integers summed in float32 and checked
+    near ties), with :data:`FMA`. Modules compile with ``--fmad=false``, where each product
+    and each sum is an instruction of its own and a rounding: 66 float operations an output
+    in the sigma 2 Gaussian's interior (its SASS), whose time on an H200, 0.40 ms for
+    8192^2 float32 and as long for uint8 (a quarter of the bytes), is not the memory's.
+    Fused: 35 (its registers unchanged, 72 by ptxas 12 for sm_90). Both targets round each
+    step once and alike (``__fmaf_rn``; C99's ``fmaf`` for g++), so the host tests still
+    equal the device bit for bit, against a NumPy reference that emulates the step exactly
+    (tests/reference.py ``fma32``). A fused sum is at least as close to the exact one (one rounding a term
+    instead of two), within :func:`stencilkit._passes.tie_bound`'s model. Float64 sums are
+    not fused: NumPy has no exact float64 fused step to test them against.
+    """
+    return FMA and sw.op == "sum" and sw.wv is not None and np.dtype(acc) == np.float32
 
 
 VECTOR_LOADS = True
@@ -715,7 +748,7 @@ def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False, vec=False)
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS, cuda_sweeps.FUSED, vec)
+           REGISTERS, cuda_sweeps.FUSED, vec, FMA)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
