@@ -467,9 +467,9 @@ def fused_products(sw: Sweep, acc) -> bool:
     Fused: 35 (its registers unchanged, 72 by ptxas 12 for sm_90). Both targets round each
     step once and alike (``__fmaf_rn``; C99's ``fmaf`` for g++), so the host tests still
     equal the device bit for bit, against a NumPy reference that emulates the step exactly
-    (tests/reference.py ``fma32``). A fused sum is at least as close to the exact one (one rounding a term
-    instead of two), within :func:`stencilkit._passes.tie_bound`'s model. Float64 sums are
-    not fused: NumPy has no exact float64 fused step to test them against.
+    (tests/reference.py ``fma32``). A fused sum is at least as close to the exact one (one
+    rounding a term instead of two), within :func:`stencilkit._passes.tie_bound`'s model.
+    Float64 sums are not fused: NumPy has no exact float64 fused step to test them against.
     """
     return FMA and sw.op == "sum" and sw.wv is not None and np.dtype(acc) == np.float32
 
