@@ -128,6 +128,33 @@ def test_vector_loads_equal_scalar_loads(monkeypatch, dtype, sigma):
     assert not cuda_sep.vector_ok(4, 9, 8)  # 32 bytes
 
 
+@pytest.mark.parametrize("dtype,sigma", [(np.float32, 2.0), (np.float32, (0.8, 3.0)),
+                                         (np.float64, 1.0), (np.uint8, 2.0)])
+def test_next_row_ahead_equals_the_walk(monkeypatch, dtype, sigma):
+    """``cuda_sep.PREFETCH`` (each step loads the next row's values while it sums its own):
+    bit for bit the plain walk's result, every mode, vector and scalar loads, strips of one
+    row (the row after each strip's last, clamped where rows are not mapped) and longer; the
+    box and the extremes too."""
+    a = sample((2, 37, 44), dtype, seed=9)
+    for mode in MODES:
+        _, plan = cpu_passes(monkeypatch, filters.gaussian_filter, a, (0, *np.broadcast_to(
+            sigma, 2)), mode=mode, cval=2)
+        sws = [cuda_sep.sweep_of(plan.passes, a.dtype, plan.out_dtype, a.ndim, mode,
+                                 plan.cval)]
+        if dtype == np.float32:
+            sws += [cuda_sep.Sweep("sum", 5, 2, 7, 3, divisor=35),
+                    cuda_sep.Sweep("max", 4, 1, 9, 4)]
+        for sw in sws:
+            vecs = (False, True) if sw.wv is not None and sw.kh == sw.kv else (False,)
+            for vec, rows in [(v, r) for v in vecs for r in (1, cpp_host.ROWS)]:
+                monkeypatch.setattr(cuda_sep, "PREFETCH", False)
+                want = host_sep(a, sw, mode, plan.cval, rows=rows, vec=vec)
+                monkeypatch.setattr(cuda_sep, "PREFETCH", True)
+                assert "pf0" in cuda_sep.generate(a.dtype, sw, idx64=False).source
+                got = host_sep(a, sw, mode, plan.cval, rows=rows, vec=vec)
+                np.testing.assert_array_equal(got, want, err_msg=f"{mode} {sw.op} {vec} {rows}")
+
+
 def test_sweeps_of_weights_minus_zero_and_zero_stay_apart():
     """The remembered sweeps and modules tell a weight -0.0 from 0.0 (Python's == does not):
     the emitted literal's sign decides the sign of an all-zero sum."""

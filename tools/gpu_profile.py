@@ -94,6 +94,11 @@ def unfused(fn, *args):
     return patched([(cuda_sep, "FMA", False)], fn, *args)
 
 
+def ahead(fn, *args):
+    """The separable sweeps loading the next row a step ahead (``cuda_sep.PREFETCH`` on)."""
+    return patched([(cuda_sep, "PREFETCH", True)], fn, *args)
+
+
 def one_at_a_time(fn, *args):
     """The block kernels' threads at one output each (``cuda_resample.vector_bytes``)."""
     return patched([(cuda_resample, "vector_bytes", lambda n1, itemsize: 0)], fn, *args)
@@ -141,6 +146,12 @@ cases = {
     "gaussian s=2 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 2.0),
     "gaussian s=1 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 1.0),
     "gaussian s=2 u8, products apart": lambda: unfused(filters.gaussian_filter, u8, 2.0),
+    # the next row loaded a step ahead (cuda_sep.PREFETCH), against the rows above
+    "gaussian s=2 f32, next row ahead": lambda: ahead(filters.gaussian_filter, f, 2.0),
+    "gaussian s=1 f32, next row ahead": lambda: ahead(filters.gaussian_filter, f, 1.0),
+    "gaussian s=2 u8, next row ahead": lambda: ahead(filters.gaussian_filter, u8, 2.0),
+    "uniform 15 f32, next row ahead": lambda: ahead(filters.uniform_filter, f, 15),
+    "maximum 9 f32, next row ahead": lambda: ahead(filters.maximum_filter, f, 9),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),

@@ -374,19 +374,44 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         u = f"(sk_u32)((int){x} + (int){y} + {bias})"
         return f"(sk_f32_bits(0x4b000000u | {u}) - {float(2**23 + bias).hex()}f)"
 
+    ahead = PREFETCH
+    nload = (cols + kh - 1) // cols if vec else cols + kh - 1  # loads a row
+
+    def fetch(row, into, clamp=True):
+        """Lines loading the row ``row``'s values (vectors with ``vec``) into ``into{m}``.
+
+        ``clamp``: a row past the array's last (the row after a strip's last, fetched ahead
+        where the rows are not mapped) reads the last instead.
+        """
+        at = rmap(row) if rowmap or not clamp else f"(({row}) < n0 ? ({row}) : n0 - 1)"
+        head = f"const {t}* __restrict__ p = plane + {at} * n1; "
+        if vec:
+            return head + " ".join(f"{into}{m} = ((const sk_vec*)p)[{m}];" for m in range(nload))
+        return head + " ".join(f"{into}{m} = p[{m}];" for m in range(nload))
+
     def direct(k, row):
-        """The row's values loaded once, then each column's reduction into its ring slot."""
-        head = f"{{ const {t}* __restrict__ p = plane + {rmap(row)} * n1; "
-        if vec:  # (cols + kh - 1) / cols vector loads
-            head += " ".join(f"const sk_vec v{m} = ((const sk_vec*)p)[{m}];"
-                             for m in range((cols + kh - 1) // cols)) + " "
+        """The row's values loaded once, then each column's reduction into its ring slot.
+
+        With :data:`PREFETCH` the values are those loaded the step before (``pf``), and the
+        next row's loads go out first.
+        """
+        unit = "sk_vec" if vec else t
+        if ahead:  # (``row`` is ``i + hiv``: the next step's is one further)
+            nxt = f"i + {hiv + 1}"
+            head = ("{ " + " ".join(f"const {unit} v{m} = pf{m};" for m in range(nload)) + " { "
+                    + fetch(nxt, "pf") + " } ")
+        else:
+            head = "{ " + fetch(row, f"const {unit} v", clamp=False) + " "
+        if vec:
             head += " ".join(f"const {t} x{m} = v{m // cols}.e[{m % cols}];"
                              for m in range(cols + kh - 1)) + " "
-        elif cols > 1:
-            head += " ".join(f"const {t} x{m} = p[{m}];" for m in range(cols + kh - 1)) + " "
+        else:
+            head += " ".join(f"const {t} x{m} = v{m};" for m in range(cols + kh - 1)) + " "
         parts = []
         for q in range(cols):
-            x = (lambda c: f"p[{c}]") if cols == 1 else (lambda c, q=q: f"x{q + c}")
+            def x(c, q=q):
+                return f"x{q + c}"
+
             hk = f"h{k}" if cols == 1 else f"h{q}_{k}"
             if not pair_h:
                 parts.append(horizontal(hk, lambda c, x=x: convert(x(c))))
@@ -398,6 +423,9 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
                 parts.append(f"{hk} = {step(hk, whs[kh // 2], convert(x(kh // 2)))};")
         return head + " ".join(parts) + " }"
 
+    if ahead:  # the first row's values, before the walk
+        L += [f"    {'sk_vec' if vec else t} " + ", ".join(f"pf{m}" for m in range(nload)) + ";",
+              f"    {{ {fetch(f'r0 - {kv - 1} + {hiv}', 'pf')} }}"]
     # (integer results too: their sums near a tie only go on the list; sk_exact, inlined at
     # every step of the turn when the sweep called it, made NVRTC take 9 s)
     L += walk("    ", direct, pair_v, cols, kv <= ROTATE_MAX)
@@ -472,6 +500,21 @@ def fused_products(sw: Sweep, acc) -> bool:
     Float64 sums are not fused: NumPy has no exact float64 fused step to test them against.
     """
     return FMA and sw.op == "sum" and sw.wv is not None and np.dtype(acc) == np.float32
+
+
+PREFETCH = False
+"""Whether interior threads load the next row's values a step ahead (an experiment, off until
+timed: ``tools/gpu_profile.py``'s "next row ahead" rows).
+
+Each step of the walk issues its row's loads and at once sums what they bring (the SASS of the
+sigma 2 float32 Gaussian's interior: 9 loads, then the 34 multiply-adds of the row's
+reductions): a warp waits for memory once a step, and that interior issues about 40% of the
+instructions an SM could (its time against its SASS). Ahead, the loads of row ``i + 1`` go
+out before row ``i``'s sums, at the cost of their registers (ptxas 12, sm_90: that Gaussian
+72 -> 80, still 3 blocks of 256 threads an SM; sigma 1 72 -> 76, the same; the uint8 one's
+64 -> 72, 4 blocks -> 3; sigma 3 float32 71 -> 96, 3 -> 2). Results are the same bit for bit
+(tests/test_cuda_sep.py, also under AddressSanitizer: the row after a strip's last is read
+clamped)."""
 
 
 VECTOR_LOADS = True
@@ -748,7 +791,7 @@ def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False, vec=False)
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS, cuda_sweeps.FUSED, vec, FMA)
+           REGISTERS, cuda_sweeps.FUSED, vec, FMA, PREFETCH)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
