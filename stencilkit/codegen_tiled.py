@@ -40,6 +40,22 @@ TILE = (32, 64)
 SHARED_BYTES = 48 * 1024
 """Static shared memory a block may use: two buffers of the tile with its halo."""
 
+COLUMNS = False
+"""Whether each thread computes a step's elements down a column, a run of neighbouring rows
+(an experiment, off until timed: ``tools/gpu_profile.py``'s "tiled columns" row).
+
+Off, a block's 8 rows of threads stride the region's rows 8 apart, and each element's reads
+come from shared memory afresh (5 loads for a 5-point step). On, in regions away from the
+array's edges and for kernels without fixed arrays, a thread's rows are consecutive and
+:data:`UNROLL` of them at a time read each value they share once (the heat step: 14 loads for
+4 outputs instead of 20; ``__restrict__`` on the step's buffers and an unrolled row loop alone
+did not make ptxas 12 reuse them). On an H200 the tiled heat step reached 0.83 of a copy a
+step, its SASS's issue and shared-memory traffic both near 45% of the SMs' rates. Results are
+the same bit for bit (tests/test_cuda_tiled.py)."""
+
+UNROLL = 4
+"""Rows a thread computes from one set of reads with :data:`COLUMNS`."""
+
 
 def fits(radius, itemsize, steps):
     """``(steps, tile)``: the most steps up to ``steps`` that fit, and the tile, or None.
@@ -178,6 +194,39 @@ def _source(em, T, tile) -> str:
             *("//   " + line for line in s.source.splitlines()),
             f"// Up to {T} steps a launch; tiles of {TH} x {TW} outputs, regions of at most "
             f"{RH} x {RW} in shared memory, twice."]
+    def loops(pad):
+        """The loops over a step's elements ``r``, ``c``: a block's rows of threads 8 apart."""
+        return (f"{pad}for ({ix} r = lo0 + ({ix})threadIdx.y; r < hi0; r += ({ix})blockDim.y)"
+                f"\n{pad}  for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; "
+                f"c += ({ix})blockDim.x) {{")
+
+    inner_loops = "\n".join([
+        loops("          "), *("  " + line for line in fixed_lines),
+        f"              sk_dst[r * {RW} + c] = {em.call(direct, None)};", "            }"])
+    if COLUMNS and not fixed_maps:  # runs of UNROLL rows, each value read once a run
+        offs = [offs for _, offs in em.reads]
+        held = sorted({(k + o0, o1) for k in range(UNROLL) for o0, o1 in offs})
+
+        def value(d, o):
+            return f"v{'m' if d < 0 else 'p'}{abs(d)}_{'m' if o < 0 else 'p'}{abs(o)}"
+
+        inner_loops = "\n".join([
+            f"          const {ix} run = (hi0 - lo0 + ({ix})blockDim.y - 1) / ({ix})blockDim.y;",
+            f"          const {ix} ra = lo0 + ({ix})threadIdx.y * run, "
+            "rz = ra + run < hi0 ? ra + run : hi0;",
+            f"          for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; c += ({ix})blockDim.x) {{",
+            f"            {ix} r = ra;",
+            f"            for (; r + {UNROLL} <= rz; r += {UNROLL}) {{",
+            *(f"              const {em.arg_c[a]} {value(d, o)} = "
+              f"{em.widen(a, f'sk_src[(r + ({d})) * {RW} + (c + ({o}))]')};" for d, o in held),
+            *(f"              sk_dst[(r + {k}) * {RW} + c] = "
+              f"{em.call([value(k + o0, o1) for o0, o1 in offs], None)};"
+              for k in range(UNROLL)),
+            "            }",
+            "            for (; r < rz; ++r)",
+            f"              sk_dst[r * {RW} + c] = {em.call(direct, None)};",
+            "          }"])
+
     kernel = f"""
 #ifdef SK_HOST
 // the block's threads one after another, between barriers; shared memory: the block's call's
@@ -228,15 +277,10 @@ extern "C" __global__ void {s.name}_tiled({params}) {{
       const {ix} lo1 = left ? 0 : s * {rb1}, hi1 = right ? w : w - s * {ra1};
       if (inner) {{  // (block-uniform) every element computed reads inside the region
         SK_THREADS {{
-          for ({ix} r = lo0 + ({ix})threadIdx.y; r < hi0; r += ({ix})blockDim.y)
-            for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; c += ({ix})blockDim.x) {{
-{chr(10).join("  " + line for line in fixed_lines)}
-              sk_dst[r * {RW} + c] = {em.call(direct, None)};
-            }}
+{inner_loops}
         }}
       }} else SK_THREADS {{
-        for ({ix} r = lo0 + ({ix})threadIdx.y; r < hi0; r += ({ix})blockDim.y)
-          for ({ix} c = lo1 + ({ix})threadIdx.x; c < hi1; c += ({ix})blockDim.x) {{
+{loops("        ")}
 {chr(10).join(fixed_lines)}
             if (skip && (g0 + r < {rb0} || g0 + r >= n0 - {ra0} || e0 + c < {rb1} ||
                          e0 + c >= n1 - {ra1})) {{  // the array's border: cvout every step

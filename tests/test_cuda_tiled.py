@@ -83,6 +83,25 @@ def test_tiled_iterate_equals_step_by_step_bit_for_bit(k):
             np.testing.assert_array_equal(got, want, err_msg=f"{shape} {mode}")
 
 
+@pytest.mark.parametrize("k", range(len(CASES)))
+def test_runs_of_rows_equal_step_by_step(monkeypatch, k):
+    """``codegen_tiled.COLUMNS``: a thread's run of rows, ``UNROLL`` at a time from one set of
+    reads, in regions away from the array's edges (an array tall and wide enough to have
+    them; every region with ``wrap``), bit for bit the CPU's steps; runs that end partway
+    (the rows left after whole groups) included."""
+    monkeypatch.setattr(codegen_tiled, "COLUMNS", True)
+    st, dtype, params = CASES[k]
+    x = sample((1, 131, 203), dtype, seed=k)
+    x = (x % 2).astype(dtype) if st is life else x // 4 if dtype == np.int16 else x
+    assert "r += 4)" in tiled_module(st, x, 8, *params)[0].source
+    for mode in ("reflect", "wrap", "constant"):
+        kw = {"mode": mode, "cval": 3} if mode == "constant" else {"mode": mode}
+        for block_steps in (8, 3):
+            np.testing.assert_array_equal(host_iterate(st, x, 9, block_steps, *params, **kw),
+                                          st.iterate(x, *params, steps=9, **kw),
+                                          err_msg=f"{mode} {block_steps}")
+
+
 def test_fixed_arrays_are_read_where_each_region_element_lies():
     """A second array stays fixed (a diffusivity field, of another dtype): read from device
     memory through the mode's map at the element's place in the array, exact at every edge."""

@@ -16,7 +16,8 @@
 #   bash tools/gpu_check.sh
 #
 # Files: info.txt (what stencilkit found), bench.txt (the GPU table), profile.txt (per-launch
-# times, tools/gpu_profile.py), tests.txt (pytest; exit status 124: it ran out of time). At most
+# times, tools/gpu_profile.py), anchors.txt (the shared anchor kernels, where carried),
+# tests.txt (pytest; exit status 124: it ran out of time). At most
 # about 9 minutes after the machine starts (run it with timeout_s 600; give the machine back
 # after, or use what is left of the 15 minutes for a second, shorter call while it is warm).
 set -u
@@ -63,6 +64,17 @@ stamp profile > "$OUT/profile.txt"
 timeout "${T_PROFILE:-100}" python3 -u tools/gpu_profile.py >> "$OUT/profile.txt" 2>&1
 echo "profile exit status $?" >> "$OUT/profile.txt"
 cat "$OUT/profile.txt"
+
+# the team's hand-written anchor kernels (../shared/gpu, copied into the ignored .anchors/ and
+# carried: `mkdir -p .anchors && cp ../shared/gpu/*.py .anchors/`, carry [".whl", ".anchors"]),
+# timed on this card beside its copy: their ratios were measured on an H100, so this calibrates
+# what another card's ratios mean against the H100 targets
+if [ -f .anchors/anchor_cpp.py ]; then
+    stamp anchors > "$OUT/anchors.txt"
+    (cd .anchors && timeout "${T_ANCHORS:-60}" python3 -u anchor_cpp.py) >> "$OUT/anchors.txt" 2>&1
+    echo "anchors exit status $?" >> "$OUT/anchors.txt"
+    cat "$OUT/anchors.txt"
+fi
 
 stamp tests > "$OUT/tests.txt"
 timeout "${T_TESTS:-300}" python3 -u -m pytest -o addopts="" -p no:cacheprovider -p no:benchmark -q -rfE \

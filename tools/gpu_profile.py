@@ -12,7 +12,7 @@ import cupy as cp
 import numpy as np
 
 import stencilkit as sk
-from stencilkit import codegen_cpp, filters, resample
+from stencilkit import codegen_cpp, codegen_tiled, filters, resample
 from stencilkit.backends import cuda_cpp, cuda_resample, cuda_sep, cuda_sweeps
 
 LAUNCH = defaultdict(list)
@@ -99,6 +99,11 @@ def ahead(fn, *args):
     return patched([(cuda_sep, "PREFETCH", True)], fn, *args)
 
 
+def columns(fn, *args, **kw):
+    """The tiled ``iterate``'s threads down runs of rows (``codegen_tiled.COLUMNS`` on)."""
+    return patched([(codegen_tiled, "COLUMNS", True)], fn, *args, **kw)
+
+
 def one_at_a_time(fn, *args):
     """The block kernels' threads at one output each (``cuda_resample.vector_bytes``)."""
     return patched([(cuda_resample, "vector_bytes", lambda n1, itemsize: 0)], fn, *args)
@@ -177,6 +182,7 @@ cases = {
     "iterate heat 20 block_steps=1": lambda: heat.iterate(f, steps=20, block_steps=1),
     "iterate heat 20 block_steps=4": lambda: heat.iterate(f, steps=20, block_steps=4),
     "iterate heat 20 block_steps=8": lambda: heat.iterate(f, steps=20, block_steps=8),
+    "iterate heat 20, tiled columns": lambda: columns(heat.iterate, f, steps=20),
     "median 25 f32 2048^2 (scratch)": lambda: filters.median_filter(f2k, 25),  # last: slow
 }
 cuda_cpp.kernels = _timed

@@ -231,7 +231,7 @@ def tiled_for(st, plan, params, steps):
         return None
     param_types, idx64, narrow = _variant(st, plan, params)
     key = (st._spec.digest, plan.work_dtypes, plan.wout, plan.acc0.dtype, param_types, idx64,
-           narrow, found[0])
+           narrow, found[0], codegen_tiled.COLUMNS)
     with _LOCK:
         mod = _TILED.get(key)
     if mod is None:
