@@ -6,6 +6,8 @@ block by block and thread by thread (tests/cpp_host.py), on the ``Box2`` pass th
 compared with the CPU's result. NVRTC compiles the same modules for the device.
 """
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -13,6 +15,7 @@ from filter_table import cpu_passes
 from kernels import sample
 
 from stencilkit import filters
+from stencilkit._passes import Box2
 from stencilkit.backends import cuda_box, cuda_cpp, cuda_sweeps
 
 cpp_host = pytest.importorskip("cpp_host")
@@ -56,6 +59,34 @@ def test_box_equals_the_cpu_every_mode(monkeypatch, dtype, size):
             got, mod = host_box(a, p, mode, plan.cval, words=words)
             np.testing.assert_array_equal(got, want, err_msg=f"{mode} words={words}")
             assert mod.per == (4 // a.itemsize if words and a.itemsize < 4 else 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int32])
+def test_rows_read_a_row_ahead_equal_the_cpu(monkeypatch, dtype):
+    """``cuda_box.AHEAD`` (the rows entering and leaving the window read a row before the sums
+    take them): the CPU's result bit for bit, every mode, words and elements, strips of one
+    row and longer, windows that start at their output's row (the row leaving after a
+    strip's last is then past the array's last for ``constant``: read clamped; ``make asan``
+    checks the reads)."""
+    a = sample((2, 23, 40), dtype, seed=4)
+    for size, origin in [((15, 15), 0), ((2, 30), (0, -1, 0)), ((6, 11), 0)]:
+        for mode in MODES:
+            kw = {"mode": mode, "origin": origin, **({"cval": 5} if mode == "constant" else {})}
+            monkeypatch.setattr(cuda_box, "AHEAD", False)
+            want, p, plan = planned(monkeypatch, a, (1, *size), **kw)
+            assert p.lo0 == (0 if origin else size[0] // 2)
+            cases = [(want, p, plan.cval)]
+            if size[0] == 2:  # one row tall (a box along the rows, as run_passes makes it)
+                info = np.iinfo(dtype)
+                cases.append((filters.uniform_filter(a, (1, 1, 31), **kw | {"origin": 0}),
+                              Box2(1, 0, 0, 15, 15, 31, np.dtype(dtype), (info.min, info.max)),
+                              plan.cval))
+            monkeypatch.setattr(cuda_box, "AHEAD", True)
+            for (want, p, cval), words, rows in itertools.product(
+                    cases, (True, False), (1, cpp_host.ROWS, None)):
+                got, mod = host_box(a, p, mode, cval, words=words, rows=rows)
+                assert "na0" in mod.source
+                np.testing.assert_array_equal(got, want, err_msg=f"{p} {mode} {words} {rows}")
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (16, 16), (40, 9), (3, 200), (33, 36)])

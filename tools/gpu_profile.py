@@ -13,7 +13,7 @@ import numpy as np
 
 import stencilkit as sk
 from stencilkit import codegen_cpp, codegen_tiled, filters, resample
-from stencilkit.backends import cuda_cpp, cuda_resample, cuda_sep, cuda_sweeps
+from stencilkit.backends import cuda_box, cuda_cpp, cuda_resample, cuda_sep, cuda_sweeps
 
 LAUNCH = defaultdict(list)
 _orig = cuda_cpp.kernels
@@ -99,6 +99,11 @@ def ahead(fn, *args):
     return patched([(cuda_sep, "PREFETCH", True)], fn, *args)
 
 
+def rows_ahead(fn, *args):
+    """The integer box reading its rows a row ahead (``cuda_box.AHEAD`` on)."""
+    return patched([(cuda_box, "AHEAD", True)], fn, *args)
+
+
 def columns(fn, *args, **kw):
     """The tiled ``iterate``'s threads down runs of rows (``codegen_tiled.COLUMNS`` on)."""
     return patched([(codegen_tiled, "COLUMNS", True)], fn, *args, **kw)
@@ -157,6 +162,8 @@ cases = {
     "gaussian s=2 u8, next row ahead": lambda: ahead(filters.gaussian_filter, u8, 2.0),
     "uniform 15 f32, next row ahead": lambda: ahead(filters.uniform_filter, f, 15),
     "maximum 9 f32, next row ahead": lambda: ahead(filters.maximum_filter, f, 9),
+    "uniform 15 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 15),
+    "uniform 3 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 3),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),

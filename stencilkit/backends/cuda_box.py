@@ -45,6 +45,14 @@ sums over more outputs than one word does."""
 BLOCK = (64, 4, 1)
 """Threads per block of the interior kernel (the word stencils' shape)."""
 
+AHEAD = False
+"""Whether the interior reads the rows entering and leaving the window before it computes
+the current row's outputs (an experiment, off until timed: ``tools/gpu_profile.py``'s "rows
+ahead" rows). Each row's outputs need the column sums that the previous row's reads just
+updated, so a thread waits for memory once a row; ahead, those reads are on their way while
+the 8 outputs are rounded and stored (the 15 x 15 uint8 box: 12 more registers live across
+them). Results are the same bit for bit."""
+
 
 
 @dataclass(frozen=True)
@@ -118,39 +126,70 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     lit = f"(({acc}){divisor}LL)"
     (top, bottom), rmap = cuda_sweeps.row_reads(lo0, hi0, rowmap)
 
-    def each_unit(pad, loads, term):
+    def each_unit(pad, loads, term, phase="both"):
         """Lines adding ``term`` of each unit's lanes to the column sums.
 
         ``loads``: ``(variable, row pointer)`` pairs read per unit; ``term``: the lanes'
-        values (one per variable) -> the C++ term added.
+        values (one per variable) -> the C++ term added. ``phase``: "load" only declares each
+        unit's reads (``{variable}{unit}``), "apply" only adds them, "both" does both.
         """
         out = []
         for u in range(ul, ur + 1):
-            out.append(pad + "{ " + " ".join(f"const {unit} {v} = {ptr}[{u}];"
-                                             for v, ptr in loads))
+            i = u - ul
+            reads = " ".join(f"const {unit} {v}{i} = {ptr}[{u}];" for v, ptr in loads)
+            if phase == "load":
+                out.append(pad + reads)
+                continue
+            out.append(pad + "{ " + (reads if phase == "both" else ""))
             for q in range(per):
-                vals = [f"{lane}({v}, {q})" if lane else f"(({acc}){v})" for v, _ in loads]
-                out.append(f"{pad}  cs{per * (u - ul) + q} += {term(*vals)};")
+                vals = [f"{lane}({v}{i}, {q})" if lane else f"(({acc}){v}{i})"
+                        for v, _ in loads]
+                out.append(f"{pad}  cs{per * i + q} += {term(*vals)};")
             out.append(pad + "}")
         return out
 
-    def each_pair(pad, add, sub):
+    def each_pair(pad, add, sub, phase="both"):
         """Lines adding each word of the row ``add`` (less the row ``sub``) to the pairs.
 
         Even lanes by a mask, odd ones by a byte permutation (one ``PRMT``: bytes 1 and 3
-        into the halves' low bytes).
+        into the halves' low bytes). ``phase``: as :func:`each_unit`'s.
         """
         flip = " ^ 0x80808080u" if bias else ""
         out = []
         for u in range(ul, ur + 1):
-            e, o = 2 * (u - ul), 2 * (u - ul) + 1
-            out.append(f"{pad}{{ const sk_u32 a = {add}[{u}]{flip};"
-                       + (f" const sk_u32 s = {sub}[{u}]{flip};" if sub else ""))
+            i = u - ul
+            e, o = 2 * i, 2 * i + 1
+            reads = (f"const sk_u32 a{i} = {add}[{u}]{flip};"
+                     + (f" const sk_u32 s{i} = {sub}[{u}]{flip};" if sub else ""))
+            if phase == "load":
+                out.append(pad + reads)
+                continue
+            out.append(pad + "{ " + (reads if phase == "both" else ""))
             for c, lanes in ((e, "({} & 0x00ff00ffu)"), (o, "sk_byte_perm({}, 0u, 0x4341u)")):
-                term = lanes.format("a") + (" - " + lanes.format("s") if sub else "")
+                term = lanes.format(f"a{i}") + (" - " + lanes.format(f"s{i}") if sub else "")
                 out.append(f"{pad}  cp{c} += {term};")
             out.append(pad + "}")
         return out
+
+    def ahead_reads(pad, row, decl, prefix):
+        """Lines reading the rows the window takes in and lets go when it leaves ``row``.
+
+        With :data:`AHEAD`: into ``{prefix}a{unit}`` and ``{prefix}s{unit}`` of type
+        ``decl``, a row before their use. A row past the array's last (after a strip's last
+        row, where rows are not mapped: the row entering, and with ``lo0 == 0`` the one
+        leaving) reads the last instead.
+        """
+        def at(r):
+            return rmap(r) if rowmap else f"({r} < n0 ? {r} : n0 - 1)"
+
+        enter, leave = at(f"{row} + {1 + hi0}"), at(f"{row} - {lo0}")
+        flip = " ^ 0x80808080u" if bias else ""
+        reads = ", ".join(f"{prefix}a{t} = {prefix}add[{u}]{flip}, "
+                          f"{prefix}s{t} = {prefix}sub[{u}]{flip}"
+                          for t, u in enumerate(range(ul, ur + 1)))
+        return [f"{pad}const {unit}* __restrict__ {prefix}add = plane + {enter} * nu;",
+                f"{pad}const {unit}* __restrict__ {prefix}sub = plane + {leave} * nu;",
+                f"{pad}{decl}{reads};"]
 
     ncs = per * (ur - ul + 1)   # running column sums: columns per * (k + ul) + t
     # 8-bit words: two column sums per 32-bit register, in its 16-bit halves (``cp{2u}``:
@@ -186,7 +225,10 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           *(each_pair("      ", "row", None) if packed else
             each_unit("      ", [("v", "row")], lambda v: v)),
           "    }",
+          *(ahead_reads("    ", "lo", f"{unit} ", "") if AHEAD else []),
           f"    for ({ix} i = lo; i < hi; ++i) {{"]
+    step = (each_pair, "add", "sub") if packed else (each_unit, [("a", "add"), ("s", "sub")],
+                                                    lambda a, s: f"{a} - {s}")
     if packed:  # the column sums the outputs need, out of their halves
         L += [f"      const {acc} cs{4 * u + 2 * half + odd} = ({acc})("
               + (f"cp{2 * u + odd} & 0xffffu);" if half == 0 else f"cp{2 * u + odd} >> 16);")
@@ -208,12 +250,18 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
             L.append(f"      ((sk_u32*)op)[{w}] = " + " | ".join(parts) + ";")
     else:
         L += [f"      op[{o}] = o{o};" for o in range(cols)]
-    L += ["      if (i + 1 < hi) {  // the window moves down a row",
-          f"        const {unit}* __restrict__ add = plane + {rmap(f'i + {1 + hi0}')} * nu;",
-          f"        const {unit}* __restrict__ sub = plane + {rmap(f'i - {lo0}')} * nu;",
-          *(each_pair("        ", "add", "sub") if packed else
-            each_unit("        ", [("a", "add"), ("s", "sub")], lambda a, s: f"{a} - {s}")),
-          "      }", "      op += n1;", "    }", "  }", "}", ""]
+    if AHEAD:  # the rows read the row before; this row's reads for the next (every row,
+        # the last too, whose sums go unused: loads used only in a branch ptxas moves into it)
+        L += ["      {  // the window moves down a row",
+              *ahead_reads("        ", "i + 1", f"const {unit} ", "n"),
+              *step[0]("        ", *step[1:], phase="apply"),
+              "        " + " ".join(f"a{t} = na{t}; s{t} = ns{t};" for t in range(ur - ul + 1))]
+    else:
+        L += ["      if (i + 1 < hi) {  // the window moves down a row",
+              f"        const {unit}* __restrict__ add = plane + {rmap(f'i + {1 + hi0}')} * nu;",
+              f"        const {unit}* __restrict__ sub = plane + {rmap(f'i - {lo0}')} * nu;",
+              *step[0]("        ", *step[1:])]
+    L += ["      }", "      op += n1;", "    }", "  }", "}", ""]
     # -- the border kernel
     w = lo1 + hi1 + 1
     cs = [f"cs{t}" for t in range(w)]
@@ -311,7 +359,7 @@ _MODULES: dict = {}
 def module_for(p, in_dtype, words, idx64, rowmap=False) -> BoxModule:
     """The module of the pass ``p`` (a ``Box2``) on ``in_dtype`` data (emitted once)."""
     key = (p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, np.dtype(p.dtype).str, tuple(p.clip),
-           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap, cuda_sweeps.FUSED)
+           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap, cuda_sweeps.FUSED, AHEAD)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(in_dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1,
