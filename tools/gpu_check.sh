@@ -17,7 +17,7 @@
 #
 # Files: info.txt (what stencilkit found), bench.txt (the GPU table), profile.txt (per-launch
 # times, tools/gpu_profile.py), anchors.txt (the shared anchor kernels, where carried),
-# tests.txt (pytest; exit status 124: it ran out of time). At most
+# ncu.txt (Nsight Compute on four kernels, where the machine has ncu), tests.txt (pytest; exit status 124: it ran out of time). At most
 # about 9 minutes after the machine starts (run it with timeout_s 600; give the machine back
 # after, or use what is left of the 15 minutes for a second, shorter call while it is warm).
 set -u
@@ -74,6 +74,25 @@ if [ -f .anchors/anchor_cpp.py ]; then
     (cd .anchors && timeout "${T_ANCHORS:-60}" python3 -u anchor_cpp.py) >> "$OUT/anchors.txt" 2>&1
     echo "anchors exit status $?" >> "$OUT/anchors.txt"
     cat "$OUT/anchors.txt"
+fi
+
+# Nsight Compute, where the machine has it (the question the timings leave open: what holds
+# the strip-walking interiors near 40% of the SMs' issue rate): one launch of each kernel,
+# throughput, warp stall reasons and occupancy; T_NCU seconds each
+if command -v ncu > /dev/null; then
+    stamp ncu > "$OUT/ncu.txt"
+    for target in gaussian_f32:sk_sep uniform15_u8:sk_box heat_tiled:tiled maximum3_u8:sk_minmax; do
+        echo "== ${target}" >> "$OUT/ncu.txt"
+        timeout "${T_NCU:-45}" ncu --kernel-name "regex:${target#*:}" --launch-skip 1 \
+            --launch-count 1 --section SpeedOfLight --section WarpStateStats \
+            --section Occupancy --section SchedulerStats \
+            python3 tools/ncu_calls.py "${target%%:*}" >> "$OUT/ncu.txt" 2>&1
+        echo "ncu exit status $?" >> "$OUT/ncu.txt"
+    done
+    grep -E "^==|Duration|Throughput|Issue Slots|Achieved Occupancy|Stall|Warp Cycles|exit status|ERR" \
+        "$OUT/ncu.txt" | head -80
+else
+    echo "no ncu on this machine" > "$OUT/ncu.txt"
 fi
 
 stamp tests > "$OUT/tests.txt"
