@@ -27,10 +27,10 @@ def _timed(mod, fastmath):
         def __init__(self, name, k):
             self.name, self.k = name, k
 
-        def __call__(self, grid, block, args):
+        def __call__(self, grid, block, args, **kw):
             e0, e1 = cp.cuda.Event(), cp.cuda.Event()
             e0.record()
-            self.k(grid, block, args)
+            self.k(grid, block, args, **kw)
             e1.record()
             e1.synchronize()
             LAUNCH[f"{self.name} g{grid} b{block}"].append(cp.cuda.get_elapsed_time(e0, e1))
@@ -109,6 +109,36 @@ def columns(fn, *args, **kw):
     return patched([(codegen_tiled, "COLUMNS", True)], fn, *args, **kw)
 
 
+SHARED_PER_SM = 228 * 1024
+"""Shared memory an SM shares among its blocks (H100, H200), each block 1 KiB more."""
+
+
+def capped(blocks, fn, *args, **kw):
+    """``fn`` with every C++ launch holding at most ``blocks`` blocks an SM.
+
+    Each block asks for dynamic shared memory it does not use, so that no more than
+    ``blocks`` fit an SM: a call's time against the warps an SM holds tells a kernel waiting
+    on latency (faster with more) from one bound by a throughput (flat).
+    """
+    size = SHARED_PER_SM * 2 // (2 * blocks + 1) - 1024
+    cur = cuda_cpp.kernels
+
+    class Capped:
+        def __init__(self, k):
+            self.k = k
+            raw = getattr(k, "k", k)  # (a CuPy Function, under the timing wrapper or not)
+            raw.max_dynamic_shared_size_bytes = size
+            raw.preferred_shared_memory_carveout = 100  # all of it shared memory
+
+        def __call__(self, grid, block, args):
+            self.k(grid, block, args, shared_mem=size)
+
+    def kernels(mod, fastmath):
+        return {n: Capped(k) for n, k in cur(mod, fastmath).items()}
+
+    return patched([(cuda_cpp, "kernels", kernels)], fn, *args, **kw)
+
+
 def one_at_a_time(fn, *args):
     """The block kernels' threads at one output each (``cuda_resample.vector_bytes``)."""
     return patched([(cuda_resample, "vector_bytes", lambda n1, itemsize: 0)], fn, *args)
@@ -177,6 +207,16 @@ cases = {
     "heat(out=), border apart": lambda: apart(heat, f, out=fo),
     "sobel f32, border apart": lambda: apart(filters.sobel, f),
     "uniform 3 u8, border apart": lambda: apart(filters.uniform_filter, u8, 3),
+    # blocks an SM capped (by unused shared memory): latency-bound or throughput-bound
+    "gaussian s=2 f32, 1 block an SM": lambda: capped(1, filters.gaussian_filter, f, 2.0),
+    "gaussian s=2 f32, 2 blocks an SM": lambda: capped(2, filters.gaussian_filter, f, 2.0),
+    "uniform 15 u8, 1 block an SM": lambda: capped(1, filters.uniform_filter, u8, 15),
+    "uniform 15 u8, 2 blocks an SM": lambda: capped(2, filters.uniform_filter, u8, 15),
+    "uniform 15 u8, 3 blocks an SM": lambda: capped(3, filters.uniform_filter, u8, 15),
+    "maximum 3 u8, 2 blocks an SM": lambda: capped(2, filters.maximum_filter, u8, 3),
+    "maximum 3 u8, 4 blocks an SM": lambda: capped(4, filters.maximum_filter, u8, 3),
+    "heat(out=), 2 blocks an SM": lambda: capped(2, heat, f, out=fo),
+    "heat(out=), 4 blocks an SM": lambda: capped(4, heat, f, out=fo),
     "block_reduce 2 16k u8": lambda: resample.block_reduce(b8, 2),
     "block_reduce 2 512^3 u8": lambda: resample.block_reduce(v8, 2),
     "copy u8 512^3": lambda: v8.copy(),
