@@ -17,9 +17,10 @@
 #
 # Files: info.txt (what stencilkit found), bench.txt (the GPU table), profile.txt (per-launch
 # times, tools/gpu_profile.py), anchors.txt (the shared anchor kernels, where carried),
-# ncu.txt (Nsight Compute on four kernels, where the machine has ncu), tests.txt (pytest; exit status 124: it ran out of time). At most
-# about 9 minutes after the machine starts (run it with timeout_s 600; give the machine back
-# after, or use what is left of the 15 minutes for a second, shorter call while it is warm).
+# ncu.txt (Nsight Compute, where the machine has ncu: NCU_TARGETS of tools/ncu_calls.py),
+# tests.txt (pytest; exit status 124: it ran out of time). All steps take up to about 12
+# minutes: run them in two calls (STEPS below) with timeout_s 560 each, and give the machine
+# back after the second.
 set -u
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
@@ -54,24 +55,33 @@ cat "$OUT/info.txt"
 # test_cuda_filters.py 194 passed, 8 skipped; test_cuda_resample.py 36 passed; test_gpu.py
 # 2 failures, since fixed (a test's chain of a 1-D and a 2-D stencil, a float64 tolerance).
 stamp() { echo "== $1: $(date -u +%T)"; }
+# STEPS: the steps to run, of "bench profile anchors ncu tests" (default all). A machine's
+# 15 minutes hold them all in two calls: STEPS="bench profile anchors ncu", then STEPS=tests
+# while the machine is warm (each call at most 10 minutes).
+STEPS=" ${STEPS:-bench profile anchors ncu tests} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
+if want bench; then
 stamp bench > "$OUT/bench.txt"
 timeout "${T_BENCH:-150}" python3 -u benchmarks/gpu.py --rounds "${ROUNDS:-5}" \
     >> "$OUT/bench.txt" 2>&1
 echo "benchmark exit status $?" >> "$OUT/bench.txt"
 cat "$OUT/bench.txt"
+fi
 # each C++ launch of the main calls, timed by CUDA events (tiled iterate, medians, sweeps)
+if want profile; then
 stamp profile > "$OUT/profile.txt"
-timeout "${T_PROFILE:-100}" python3 -u tools/gpu_profile.py >> "$OUT/profile.txt" 2>&1
+timeout "${T_PROFILE:-130}" python3 -u tools/gpu_profile.py >> "$OUT/profile.txt" 2>&1
 echo "profile exit status $?" >> "$OUT/profile.txt"
 cat "$OUT/profile.txt"
+fi
 
 # the team's hand-written anchor kernels (../shared/gpu, copied into the ignored .anchors/ and
 # carried: `mkdir -p .anchors && cp ../shared/gpu/*.py .anchors/`, carry [".whl", ".anchors"]),
 # timed on this card beside its copy: their ratios were measured on an H100, so this calibrates
 # what another card's ratios mean against the H100 targets
-if [ -f .anchors/anchor_cpp.py ]; then
+if want anchors && [ -f .anchors/anchor_cpp.py ]; then
     stamp anchors > "$OUT/anchors.txt"
-    (cd .anchors && timeout "${T_ANCHORS:-60}" python3 -u anchor_cpp.py) >> "$OUT/anchors.txt" 2>&1
+    (cd .anchors && timeout "${T_ANCHORS:-45}" python3 -u anchor_cpp.py) >> "$OUT/anchors.txt" 2>&1
     echo "anchors exit status $?" >> "$OUT/anchors.txt"
     cat "$OUT/anchors.txt"
 fi
@@ -79,11 +89,11 @@ fi
 # Nsight Compute, where the machine has it (the question the timings leave open: what holds
 # the strip-walking interiors near 40% of the SMs' issue rate): one launch of each kernel,
 # throughput, warp stall reasons and occupancy; T_NCU seconds each
-if command -v ncu > /dev/null; then
+if want ncu && command -v ncu > /dev/null; then
     stamp ncu > "$OUT/ncu.txt"
-    for target in gaussian_f32:sk_sep uniform15_u8:sk_box heat_tiled:tiled maximum3_u8:sk_minmax; do
+    for target in ${NCU_TARGETS:-gaussian_f32:sk_sep uniform15_u8:sk_box}; do
         echo "== ${target}" >> "$OUT/ncu.txt"
-        timeout "${T_NCU:-45}" ncu --kernel-name "regex:${target#*:}" --launch-skip 1 \
+        timeout "${T_NCU:-40}" ncu --kernel-name "regex:${target#*:}" --launch-skip 1 \
             --launch-count 1 --section SpeedOfLight --section WarpStateStats \
             --section Occupancy --section SchedulerStats \
             python3 tools/ncu_calls.py "${target%%:*}" >> "$OUT/ncu.txt" 2>&1
@@ -91,10 +101,11 @@ if command -v ncu > /dev/null; then
     done
     grep -E "^==|Duration|Throughput|Issue Slots|Achieved Occupancy|Stall|Warp Cycles|exit status|ERR" \
         "$OUT/ncu.txt" | head -80
-else
+elif want ncu; then
     echo "no ncu on this machine" > "$OUT/ncu.txt"
 fi
 
+want tests || exit 0
 stamp tests > "$OUT/tests.txt"
 timeout "${T_TESTS:-300}" python3 -u -m pytest -o addopts="" -p no:cacheprovider -p no:benchmark -q -rfE \
     -n "${WORKERS:-6}" --durations=10 ${SPECS:-tests/test_gpu.py tests/test_cuda_resample.py \
