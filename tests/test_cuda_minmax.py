@@ -82,6 +82,26 @@ def test_strips_and_small_shapes():
                                               err_msg=f"{shape} {rows} {mode}")
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_rows_read_a_step_ahead_equal_numpy(monkeypatch, dtype):
+    """``cuda_minmax.AHEAD`` (each row's words read the step before): NumPy's extremes, every
+    mode, windows one row tall to 16 (the unrolled steps and the rows left over carry the row
+    read ahead), strips of one row and longer (the row after a strip's last, clamped where
+    rows are not mapped; ``make asan`` checks the reads)."""
+    monkeypatch.setattr(cuda_minmax, "AHEAD", True)
+    assert "nw0" in cuda_minmax.generate(dtype, 3, 1, 3, 1, True, idx64=False,
+                                         rowmap=False).source
+    a = sample((2, 23, 40), dtype, seed=6)
+    for size, origin in [((3, 3), (0, 0)), ((1, 5), (0, 0)), ((16, 9), (3, 0)),
+                         ((2, 2), (0, 0))]:
+        for mode in MODES:
+            for rows in (1, 5, None):
+                np.testing.assert_array_equal(
+                    host_extreme(a, size, origin, mode=mode, cval=7, rows=rows),
+                    numpy_extreme(a, size, origin, mode=mode, cval=7),
+                    err_msg=f"{size} {mode} {rows}")
+
+
 def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
     """End to end: minimum_filter / maximum_filter -> CudaBackend -> cuda_minmax, for boxes
     run as passes (more than DIRECT_TAPS elements) and as one stencil (fewer); other dtypes,

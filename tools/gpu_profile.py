@@ -13,7 +13,8 @@ import numpy as np
 
 import stencilkit as sk
 from stencilkit import codegen_cpp, codegen_tiled, filters, resample
-from stencilkit.backends import cuda_box, cuda_cpp, cuda_resample, cuda_sep, cuda_sweeps
+from stencilkit.backends import (cuda_box, cuda_cpp, cuda_minmax, cuda_resample, cuda_sep,
+                                 cuda_sweeps)
 
 LAUNCH = defaultdict(list)
 _orig = cuda_cpp.kernels
@@ -95,8 +96,9 @@ def unfused(fn, *args):
 
 
 def ahead(fn, *args):
-    """The separable sweeps loading the next row a step ahead (``cuda_sep.PREFETCH`` on)."""
-    return patched([(cuda_sep, "PREFETCH", True)], fn, *args)
+    """The separable sweeps and the 8/16-bit extremes loading the next row a step ahead
+    (``cuda_sep.PREFETCH``, ``cuda_minmax.AHEAD`` on)."""
+    return patched([(cuda_sep, "PREFETCH", True), (cuda_minmax, "AHEAD", True)], fn, *args)
 
 
 def rows_ahead(fn, *args):
@@ -192,6 +194,8 @@ cases = {
     "gaussian s=2 u8, next row ahead": lambda: ahead(filters.gaussian_filter, u8, 2.0),
     "uniform 15 f32, next row ahead": lambda: ahead(filters.uniform_filter, f, 15),
     "maximum 9 f32, next row ahead": lambda: ahead(filters.maximum_filter, f, 9),
+    "maximum 3 u8, next row ahead": lambda: ahead(filters.maximum_filter, u8, 3),
+    "maximum 15 u8, next row ahead": lambda: ahead(filters.maximum_filter, u8, 15),
     "uniform 15 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 15),
     "uniform 3 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 3),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),

@@ -40,6 +40,11 @@ MAX_ROWS = 16
 MAX_COLS = 32
 """The widest window."""
 
+AHEAD = False
+"""Whether the interior reads each row's words a step before the extremes take them (an
+experiment, off until timed: ``tools/gpu_profile.py``'s "next row ahead" rows; as
+:data:`.cuda_sep.PREFETCH`). Results are the same bit for bit."""
+
 
 def box_of(passes, ndim):
     """``(kv, lov, kh, loh, is_max)`` of ``Extreme`` passes along the last two axes, or None."""
@@ -91,10 +96,27 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
                 [terms[-1]] if len(terms) % 2 else [])
         return terms[0]
 
-    def row_into(slot, row, pad):
-        """Lines reading the row ``row`` and setting each pair's ring slot ``slot``."""
-        lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;",
-                 *pairs.load("e", "rp", pad + "  ")]
+    nw = pairs.ur - pairs.ul + 1  # words a row
+
+    def fetch(row, pad):
+        """Lines reading the row ``row``'s words into ``nw{word}`` (with :data:`AHEAD`; a row
+        past the array's last, after a strip's last where rows are not mapped: the last)."""
+        at = rmap(row) if rowmap else f"(({row}) < n0 ? ({row}) : n0 - 1)"
+        return [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {at} * nu;",
+                *pairs.words("nw", "rp", pad + "  "), f"{pad}}}"]
+
+    def row_into(slot, row, pad, ahead=False):
+        """Lines reading the row ``row`` and setting each pair's ring slot ``slot``.
+
+        ``ahead``: the row's words are those read the step before (``nw``), and the next
+        row's go out first.
+        """
+        if ahead:  # (``row`` is ``i + k``: the next step's is one further)
+            lines = [f"{pad}{{ const sk_u32 " + ", ".join(f"cw{w} = nw{w}" for w in range(nw))
+                     + ";", *fetch(f"{row} + 1", pad + "  "), *pairs.split("e", "cw", pad + "  ")]
+        else:
+            lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;",
+                     *pairs.load("e", "rp", pad + "  ")]
         for o in firsts:
             lines.append(f"{pad}  g{o}_{slot} = "
                          + fold([pairs.pair("e", o - loh + c) for c in range(kh)]) + ";")
@@ -117,14 +139,17 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
          "    // the ring: slot s holds the row i - lov + s (slots 0 .. kv-2 before a step)"]
     for s in range(kv - 1):
         L += row_into(s, f"lo + ({s - lov})", "    ")
+    if AHEAD:  # the first step's row, read before the loop
+        L += ["    sk_u32 " + ", ".join(f"nw{w}" for w in range(nw)) + ";",
+              *fetch(f"lo + {hiv}", "    ")]
     L += [f"    {ix} i = lo;",
           f"    for (; i + {kv} <= hi; i += {kv}) {{  // {kv} rows a step: the slots take turns"]
     for t in range(kv):
-        L += ["      {", *row_into((t + kv - 1) % kv, f"i + {t + hiv}", "        "),
+        L += ["      {", *row_into((t + kv - 1) % kv, f"i + {t + hiv}", "        ", AHEAD),
               *store("        "), "      }"]
     L += ["    }",
           "    for (; i < hi; ++i) {  // the rows left, one a step: the slots moved",
-          *row_into(kv - 1, f"i + {hiv}", "      "),
+          *row_into(kv - 1, f"i + {hiv}", "      ", AHEAD),
           "      {", *store("        "), "      }",
           *(f"      g{o}_{s} = g{o}_{s + 1};" for o in firsts for s in range(kv - 1)),
           "    }", "  }", "}", ""]
@@ -161,5 +186,6 @@ def run(x, box, mode, cval, out=None):
     words.
     """
     return cuda_sweeps.run_words(
-        x, box, lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64, rowmap=rowmap),
+        x, (box, AHEAD), lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64,
+                                                           rowmap=rowmap),
         mode, cval, out, _MODULES)

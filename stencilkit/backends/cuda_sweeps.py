@@ -377,6 +377,27 @@ class Pairs:
                              "0x4341u); }")
         return lines
 
+    def words(self, prefix, ptr, pad):
+        """Lines assigning the row ``ptr``'s words to ``{prefix}{word}`` (declared before).
+
+        Sign bits flipped as :meth:`load` has them; :meth:`split` makes them pairs: a row
+        read ahead of its use.
+        """
+        return [f"{pad}{prefix}{u - self.ul} = {ptr}[{u}]{self.flip};"
+                for u in range(self.ul, self.ur + 1)]
+
+    def split(self, prefix, words, pad):
+        """Lines declaring ``{prefix}{register}`` as :meth:`load` does, from the words
+        ``{words}{word}`` (:meth:`words`)."""
+        lines = []
+        for i in range(self.ur - self.ul + 1):
+            if self.per == 2:
+                lines.append(f"{pad}const sk_u32 {prefix}{i} = {words}{i};")
+            else:
+                lines.append(f"{pad}const sk_u32 {prefix}{2 * i} = {words}{i} & 0x00ff00ffu, "
+                             f"{prefix}{2 * i + 1} = sk_byte_perm({words}{i}, 0u, 0x4341u);")
+        return lines
+
     def pair(self, prefix, col):
         """The pair of columns from ``col`` (relative to the thread's first output).
 
