@@ -13,8 +13,14 @@ import numpy as np
 
 import stencilkit as sk
 from stencilkit import codegen_cpp, codegen_tiled, filters, resample
-from stencilkit.backends import (cuda_box, cuda_cpp, cuda_minmax, cuda_resample, cuda_sep,
-                                 cuda_sweeps)
+from stencilkit.backends import (
+    cuda_box,
+    cuda_cpp,
+    cuda_minmax,
+    cuda_resample,
+    cuda_sep,
+    cuda_sweeps,
+)
 
 LAUNCH = defaultdict(list)
 _orig = cuda_cpp.kernels
@@ -96,8 +102,10 @@ def unfused(fn, *args):
 
 
 def ahead(fn, *args):
-    """The separable sweeps and the 8/16-bit extremes loading the next row a step ahead
-    (``cuda_sep.PREFETCH``, ``cuda_minmax.AHEAD`` on)."""
+    """The separable sweeps and the 8/16-bit extremes reading the next row a step ahead.
+
+    ``cuda_sep.PREFETCH`` and ``cuda_minmax.AHEAD`` on.
+    """
     return patched([(cuda_sep, "PREFETCH", True), (cuda_minmax, "AHEAD", True)], fn, *args)
 
 

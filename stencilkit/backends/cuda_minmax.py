@@ -99,8 +99,11 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     nw = pairs.ur - pairs.ul + 1  # words a row
 
     def fetch(row, pad):
-        """Lines reading the row ``row``'s words into ``nw{word}`` (with :data:`AHEAD`; a row
-        past the array's last, after a strip's last where rows are not mapped: the last)."""
+        """Lines reading the row ``row``'s words into ``nw{word}`` (with :data:`AHEAD`).
+
+        A row past the array's last (after a strip's last, where rows are not mapped) reads
+        the last instead.
+        """
         at = rmap(row) if rowmap else f"(({row}) < n0 ? ({row}) : n0 - 1)"
         return [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {at} * nu;",
                 *pairs.words("nw", "rp", pad + "  "), f"{pad}}}"]

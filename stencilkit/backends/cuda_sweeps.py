@@ -387,8 +387,10 @@ class Pairs:
                 for u in range(self.ul, self.ur + 1)]
 
     def split(self, prefix, words, pad):
-        """Lines declaring ``{prefix}{register}`` as :meth:`load` does, from the words
-        ``{words}{word}`` (:meth:`words`)."""
+        """Lines declaring ``{prefix}{register}`` as :meth:`load` does, from words.
+
+        The words: ``{words}{word}``, as :meth:`words` reads them.
+        """
         lines = []
         for i in range(self.ur - self.ul + 1):
             if self.per == 2:
