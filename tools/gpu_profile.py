@@ -16,6 +16,7 @@ from stencilkit import codegen_cpp, codegen_tiled, filters, resample
 from stencilkit.backends import (
     cuda_box,
     cuda_cpp,
+    cuda_median,
     cuda_minmax,
     cuda_resample,
     cuda_sep,
@@ -102,11 +103,12 @@ def unfused(fn, *args):
 
 
 def ahead(fn, *args):
-    """The separable sweeps and the 8/16-bit extremes reading the next row a step ahead.
+    """The separable sweeps, 8/16-bit extremes and 3 x 3 medians reading a row a step ahead.
 
-    ``cuda_sep.PREFETCH`` and ``cuda_minmax.AHEAD`` on.
+    ``cuda_sep.PREFETCH``, ``cuda_minmax.AHEAD`` and ``cuda_median.AHEAD`` on.
     """
-    return patched([(cuda_sep, "PREFETCH", True), (cuda_minmax, "AHEAD", True)], fn, *args)
+    return patched([(cuda_sep, "PREFETCH", True), (cuda_minmax, "AHEAD", True),
+                    (cuda_median, "AHEAD", True)], fn, *args)
 
 
 def rows_ahead(fn, *args):
@@ -204,6 +206,8 @@ cases = {
     "maximum 9 f32, next row ahead": lambda: ahead(filters.maximum_filter, f, 9),
     "maximum 3 u8, next row ahead": lambda: ahead(filters.maximum_filter, u8, 3),
     "maximum 15 u8, next row ahead": lambda: ahead(filters.maximum_filter, u8, 15),
+    "median 3 u8, next row ahead": lambda: ahead(filters.median_filter, u8, 3),
+    "median 3 f32, next row ahead": lambda: ahead(filters.median_filter, f, 3),
     "uniform 15 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 15),
     "uniform 3 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 3),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),

@@ -48,6 +48,11 @@ UNITS = 2
 """8-bit words each thread owns per row (16-bit rows: twice as many words, as many output
 pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements)."""
 
+AHEAD = False
+"""Whether the 3 x 3 median's interior reads each row a step before it sorts it (an
+experiment, off until timed: ``tools/gpu_profile.py``'s "next row ahead" rows; as
+:data:`.cuda_sep.PREFETCH`). Results are the same bit for bit."""
+
 
 @functools.lru_cache(maxsize=256)
 def fits(footprint, dtype, out_dtype, ndim) -> bool:
@@ -103,6 +108,35 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
         if simd:
             return pairs.load(ring, ptr, pad, declare=False)
         return [f"{pad}{ring}{u - ul} = ({v}){ptr}[{u}];" for u in range(ul, ur + 1)]
+
+    def fetch(row, pad):
+        """With :data:`AHEAD`: lines reading the row ``row``'s units into ``nw{unit}``.
+
+        A row past the array's last (after a strip's last, where rows are not mapped) reads
+        the last instead.
+        """
+        at = rmap(row) if rowmap else f"(({row}) < n0 ? ({row}) : n0 - 1)"
+        reads = (pairs.words("nw", "rp", pad + "  ") if simd else
+                 [f"{pad}  nw{u - ul} = rp[{u}];" for u in range(ul, ur + 1)])
+        return [f"{pad}{{ const {unit}* __restrict__ rp = plane + {at} * nu;", *reads,
+                f"{pad}}}"]
+
+    def take(ring, row, pad):
+        """Lines setting ``{ring}{t}`` to the row ``row``'s values (the C++ row ``i + k``).
+
+        With :data:`AHEAD` those read the step before, the next row's reads out first.
+        """
+        if not AHEAD:
+            return [f"{pad}{{ const {unit}* __restrict__ row = plane + {rmap(row)} * nu;",
+                    *load(ring, "row", pad + "  "), f"{pad}}}"]
+        nwords = ur - ul + 1
+        lines = [f"{pad}{{ const {unit} " + ", ".join(f"cw{w} = nw{w}" for w in range(nwords))
+                 + ";", *fetch(f"{row} + 1", pad + "  ")]
+        if simd:
+            lines += pairs.split(ring, "cw", pad + "  ", declare=False)
+        else:
+            lines += [f"{pad}  {ring}{w} = ({v})cw{w};" for w in range(nwords)]
+        return lines + [f"{pad}}}"]
 
     def outputs_pairs(rings, pad):
         """:func:`outputs` over pairs of outputs (``Pairs.outputs``).
@@ -184,21 +218,20 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          *load("ra", "row", "      "), "    }",
          f"    {{ const {unit}* __restrict__ row = plane + {rmap(f'lo - {lo0} + 1')} * nu;",
          *load("rb", "row", "      "), "    }",
+         *([f"    {unit} " + ", ".join(f"nw{w}" for w in range(ur - ul + 1)) + ";",
+            *fetch(f"lo + {hi0}", "    ")] if AHEAD else []),
          f"    {ix} i = lo;",
          "    // three rows a step, the rows' registers taking turns (no moves)",
          "    for (; i + 3 <= hi; i += 3) {"]
     rings = ["ra", "rb", "rc"]
     for step in range(3):
         new = rings[(step + 2) % 3]
-        L += [f"      {{ const {unit}* __restrict__ row = plane + "
-              f"{rmap(f'i + {step} + {hi0}')} * nu;",
-              *load(new, "row", "        "),
+        L += ["      {", *take(new, f"i + {step + hi0}", "        "),
               *outputs([rings[step % 3], rings[(step + 1) % 3], new], "        "),
               "        op += n1;", "      }"]
     L += ["    }",
           "    for (; i < hi; ++i) {  // the rows left: one a step, the registers moved",
-          f"      {{ const {unit}* __restrict__ row = plane + {rmap(f'i + {hi0}')} * nu;",
-          *load("rc", "row", "        "), "      }",
+          *take("rc", f"i + {hi0}", "      "),
           "      {", *outputs(rings, "        "), "      }",
           "      " + " ".join(f"ra{t} = rb{t}; rb{t} = rc{t};" for t in held),
           "      op += n1;",
@@ -350,7 +383,7 @@ _MODULES: dict = {}
 
 def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> cuda_sweeps.UnitsModule:
     """The module of this window start and dtype (emitted once)."""
-    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED)
+    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED, AHEAD)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, lo0, lo1, words=words, idx64=idx64,

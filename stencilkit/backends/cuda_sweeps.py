@@ -386,17 +386,22 @@ class Pairs:
         return [f"{pad}{prefix}{u - self.ul} = {ptr}[{u}]{self.flip};"
                 for u in range(self.ul, self.ur + 1)]
 
-    def split(self, prefix, words, pad):
+    def split(self, prefix, words, pad, declare=True):
         """Lines declaring ``{prefix}{register}`` as :meth:`load` does, from words.
 
-        The words: ``{words}{word}``, as :meth:`words` reads them.
+        The words: ``{words}{word}``, as :meth:`words` reads them. ``declare=False``: assigned
+        to registers declared before.
         """
         lines = []
         for i in range(self.ur - self.ul + 1):
             if self.per == 2:
-                lines.append(f"{pad}const sk_u32 {prefix}{i} = {words}{i};")
-            else:
+                lines.append(f"{pad}{'const sk_u32 ' if declare else ''}{prefix}{i} = "
+                             f"{words}{i};")
+            elif declare:
                 lines.append(f"{pad}const sk_u32 {prefix}{2 * i} = {words}{i} & 0x00ff00ffu, "
+                             f"{prefix}{2 * i + 1} = sk_byte_perm({words}{i}, 0u, 0x4341u);")
+            else:
+                lines.append(f"{pad}{prefix}{2 * i} = {words}{i} & 0x00ff00ffu; "
                              f"{prefix}{2 * i + 1} = sk_byte_perm({words}{i}, 0u, 0x4341u);")
         return lines
 
