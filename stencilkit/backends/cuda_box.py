@@ -46,12 +46,15 @@ BLOCK = (64, 4, 1)
 """Threads per block of the interior kernel (the word stencils' shape)."""
 
 AHEAD = False
-"""Whether the interior reads the rows entering and leaving the window before it computes
-the current row's outputs (an experiment, off until timed: ``tools/gpu_profile.py``'s "rows
-ahead" rows). Each row's outputs need the column sums that the previous row's reads just
-updated, so a thread waits for memory once a row; ahead, those reads are on their way while
-the 8 outputs are rounded and stored (the 15 x 15 uint8 box: 12 more registers live across
-them). Results are the same bit for bit."""
+"""Whether the interior reads the rows entering and leaving the window a row before the sums
+take them (an experiment, off until timed: ``tools/gpu_profile.py``'s "rows ahead" rows).
+
+Each row's outputs need the column sums that the previous row's reads just updated, so a
+thread waits for memory once a row. Ahead, the reads for the next move go out before this
+row's outputs are rounded and stored, carried across the loop in registers (ptxas moves
+loads used only inside the ``if`` that moves the window down into it, after the outputs: so
+every row moves the window, the last too, its sums unused). ptxas 12 gives the 15 x 15 uint8
+box's interior 56 registers either way. Results are the same bit for bit."""
 
 
 
@@ -130,16 +133,13 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
         """Lines adding ``term`` of each unit's lanes to the column sums.
 
         ``loads``: ``(variable, row pointer)`` pairs read per unit; ``term``: the lanes'
-        values (one per variable) -> the C++ term added. ``phase``: "load" only declares each
-        unit's reads (``{variable}{unit}``), "apply" only adds them, "both" does both.
+        values (one per variable) -> the C++ term added. ``phase``: "apply" only adds the
+        reads (``{variable}{unit}``, read before: :data:`AHEAD`), "both" reads them too.
         """
         out = []
         for u in range(ul, ur + 1):
             i = u - ul
             reads = " ".join(f"const {unit} {v}{i} = {ptr}[{u}];" for v, ptr in loads)
-            if phase == "load":
-                out.append(pad + reads)
-                continue
             out.append(pad + "{ " + (reads if phase == "both" else ""))
             for q in range(per):
                 vals = [f"{lane}({v}{i}, {q})" if lane else f"(({acc}){v}{i})"
@@ -161,9 +161,6 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
             e, o = 2 * i, 2 * i + 1
             reads = (f"const sk_u32 a{i} = {add}[{u}]{flip};"
                      + (f" const sk_u32 s{i} = {sub}[{u}]{flip};" if sub else ""))
-            if phase == "load":
-                out.append(pad + reads)
-                continue
             out.append(pad + "{ " + (reads if phase == "both" else ""))
             for c, lanes in ((e, "({} & 0x00ff00ffu)"), (o, "sk_byte_perm({}, 0u, 0x4341u)")):
                 term = lanes.format(f"a{i}") + (" - " + lanes.format(f"s{i}") if sub else "")
