@@ -81,7 +81,7 @@ fi
 # what another card's ratios mean against the H100 targets
 if want anchors && [ -f .anchors/anchor_cpp.py ]; then
     stamp anchors > "$OUT/anchors.txt"
-    (cd .anchors && timeout "${T_ANCHORS:-45}" python3 -u anchor_cpp.py) >> "$OUT/anchors.txt" 2>&1
+    (cd .anchors && timeout "${T_ANCHORS:-60}" python3 -u anchor_cpp.py) >> "$OUT/anchors.txt" 2>&1
     echo "anchors exit status $?" >> "$OUT/anchors.txt"
     cat "$OUT/anchors.txt"
 fi
