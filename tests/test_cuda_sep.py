@@ -131,7 +131,7 @@ def test_vector_loads_equal_scalar_loads(monkeypatch, dtype, sigma):
 @pytest.mark.parametrize("dtype,sigma", [(np.float32, 2.0), (np.float32, (0.8, 3.0)),
                                          (np.float64, 1.0), (np.uint8, 2.0)])
 def test_next_row_ahead_equals_the_walk(monkeypatch, dtype, sigma):
-    """``cuda_sep.PREFETCH`` (each step loads the next row's values while it sums its own):
+    """``cuda_sep.AHEAD`` (each step loads the next row's values while it sums its own):
     bit for bit the plain walk's result, every mode, vector and scalar loads, strips of one
     row (the row after each strip's last, clamped where rows are not mapped) and longer; the
     box and the extremes too."""
@@ -147,9 +147,9 @@ def test_next_row_ahead_equals_the_walk(monkeypatch, dtype, sigma):
         for sw in sws:
             vecs = (False, True) if sw.wv is not None and sw.kh == sw.kv else (False,)
             for vec, rows in [(v, r) for v in vecs for r in (1, cpp_host.ROWS)]:
-                monkeypatch.setattr(cuda_sep, "PREFETCH", False)
+                monkeypatch.setattr(cuda_sep, "AHEAD", False)
                 want = host_sep(a, sw, mode, plan.cval, rows=rows, vec=vec)
-                monkeypatch.setattr(cuda_sep, "PREFETCH", True)
+                monkeypatch.setattr(cuda_sep, "AHEAD", True)
                 assert "pf0" in cuda_sep.generate(a.dtype, sw, idx64=False).source
                 got = host_sep(a, sw, mode, plan.cval, rows=rows, vec=vec)
                 np.testing.assert_array_equal(got, want, err_msg=f"{mode} {sw.op} {vec} {rows}")

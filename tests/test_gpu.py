@@ -277,7 +277,7 @@ def test_integer_gaussian_on_the_gpu_equals_the_cpu(cupy, dtype):
 
 def test_experiments_on_the_gpu_equal_the_plain_kernels(cupy, monkeypatch):
     """The switches that tools/gpu_profile.py times before they become defaults (rows read a
-    step ahead: cuda_sep.PREFETCH, cuda_box / cuda_minmax / cuda_median.AHEAD; the tiled
+    step ahead: cuda_sep.AHEAD, cuda_box / cuda_minmax / cuda_median.AHEAD; the tiled
     iterate's runs of rows: codegen_tiled.COLUMNS), on the device: the plain kernels' results
     bit for bit, every mode, vector and word loads, strips cut by the array's end."""
     from stencilkit import codegen_tiled
@@ -285,9 +285,9 @@ def test_experiments_on_the_gpu_equal_the_plain_kernels(cupy, monkeypatch):
 
     f = sample((2, 131, 260), np.float32, seed=12)
     u8 = sample((2, 131, 260), np.uint8, seed=13)
-    calls = [(cuda_sep, "PREFETCH", lambda x, m: filters.gaussian_filter(x, (0, 2, 2), mode=m,
+    calls = [(cuda_sep, "AHEAD", lambda x, m: filters.gaussian_filter(x, (0, 2, 2), mode=m,
                                                                          cval=2), f),
-             (cuda_sep, "PREFETCH", lambda x, m: filters.gaussian_filter(x, (0, 1, 1), mode=m,
+             (cuda_sep, "AHEAD", lambda x, m: filters.gaussian_filter(x, (0, 1, 1), mode=m,
                                                                          cval=2), u8),
              (cuda_box, "AHEAD", lambda x, m: filters.uniform_filter(x, (1, 15, 15), mode=m,
                                                                      cval=9), u8),

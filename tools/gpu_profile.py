@@ -105,9 +105,9 @@ def unfused(fn, *args):
 def ahead(fn, *args):
     """The separable sweeps, 8/16-bit extremes and 3 x 3 medians reading a row a step ahead.
 
-    ``cuda_sep.PREFETCH``, ``cuda_minmax.AHEAD`` and ``cuda_median.AHEAD`` on.
+    The ``AHEAD`` switches of cuda_sep, cuda_minmax and cuda_median on.
     """
-    return patched([(cuda_sep, "PREFETCH", True), (cuda_minmax, "AHEAD", True),
+    return patched([(cuda_sep, "AHEAD", True), (cuda_minmax, "AHEAD", True),
                     (cuda_median, "AHEAD", True)], fn, *args)
 
 
@@ -198,7 +198,7 @@ cases = {
     "gaussian s=2 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 2.0),
     "gaussian s=1 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 1.0),
     "gaussian s=2 u8, products apart": lambda: unfused(filters.gaussian_filter, u8, 2.0),
-    # the next row loaded a step ahead (cuda_sep.PREFETCH), against the rows above
+    # the next row loaded a step ahead (cuda_sep.AHEAD), against the rows above
     "gaussian s=2 f32, next row ahead": lambda: ahead(filters.gaussian_filter, f, 2.0),
     "gaussian s=1 f32, next row ahead": lambda: ahead(filters.gaussian_filter, f, 1.0),
     "gaussian s=2 u8, next row ahead": lambda: ahead(filters.gaussian_filter, u8, 2.0),

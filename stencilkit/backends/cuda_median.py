@@ -51,7 +51,7 @@ pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements)
 AHEAD = False
 """Whether the 3 x 3 median's interior reads each row a step before it sorts it (an
 experiment, off until timed: ``tools/gpu_profile.py``'s "next row ahead" rows; as
-:data:`.cuda_sep.PREFETCH`). Results are the same bit for bit."""
+:data:`.cuda_sep.AHEAD`). Results are the same bit for bit."""
 
 
 @functools.lru_cache(maxsize=256)

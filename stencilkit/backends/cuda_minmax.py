@@ -43,7 +43,7 @@ MAX_COLS = 32
 AHEAD = False
 """Whether the interior reads each row's words a step before the extremes take them (an
 experiment, off until timed: ``tools/gpu_profile.py``'s "next row ahead" rows; as
-:data:`.cuda_sep.PREFETCH`). Results are the same bit for bit."""
+:data:`.cuda_sep.AHEAD`). Results are the same bit for bit."""
 
 
 def box_of(passes, ndim):

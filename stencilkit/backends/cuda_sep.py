@@ -374,7 +374,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         u = f"(sk_u32)((int){x} + (int){y} + {bias})"
         return f"(sk_f32_bits(0x4b000000u | {u}) - {float(2**23 + bias).hex()}f)"
 
-    ahead = PREFETCH
+    ahead = AHEAD
     nload = (cols + kh - 1) // cols if vec else cols + kh - 1  # loads a row
 
     def fetch(row, into, clamp=True):
@@ -392,7 +392,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
     def direct(k, row):
         """The row's values loaded once, then each column's reduction into its ring slot.
 
-        With :data:`PREFETCH` the values are those loaded the step before (``pf``), and the
+        With :data:`AHEAD` the values are those loaded the step before (``pf``), and the
         next row's loads go out first.
         """
         unit = "sk_vec" if vec else t
@@ -502,7 +502,7 @@ def fused_products(sw: Sweep, acc) -> bool:
     return FMA and sw.op == "sum" and sw.wv is not None and np.dtype(acc) == np.float32
 
 
-PREFETCH = False
+AHEAD = False
 """Whether interior threads load the next row's values a step ahead (an experiment, off until
 timed: ``tools/gpu_profile.py``'s "next row ahead" rows).
 
@@ -791,7 +791,7 @@ def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False, vec=False)
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS, cuda_sweeps.FUSED, vec, FMA, PREFETCH)
+           REGISTERS, cuda_sweeps.FUSED, vec, FMA, AHEAD)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
