@@ -89,6 +89,22 @@ def test_rows_read_a_row_ahead_equal_the_cpu(monkeypatch, dtype):
                 np.testing.assert_array_equal(got, want, err_msg=f"{p} {mode} {words} {rows}")
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_four_words_a_thread_equal_the_cpu(monkeypatch, dtype):
+    """``cuda_box.UNITS = 4`` (16 outputs of 8-bit data a thread; tools/gpu_profile.py times it
+    against 2): the CPU's result bit for bit, every mode, words and elements, strips of one
+    row, rows a thread's words cut short."""
+    a = sample((2, 23, 76), dtype, seed=8)
+    for size in [(15, 15), (7, 5), (4, 30)]:
+        for mode in MODES:
+            kw = {"mode": mode, **({"cval": 5} if mode == "constant" else {})}
+            want, p, plan = planned(monkeypatch, a, (1, *size), **kw)
+            monkeypatch.setattr(cuda_box, "UNITS", 4)
+            for words, rows in [(True, 1), (True, None), (False, cpp_host.ROWS)]:
+                got, mod = host_box(a, p, mode, plan.cval, words=words, rows=rows)
+                np.testing.assert_array_equal(got, want, err_msg=f"{size} {mode} {words}")
+
+
 @pytest.mark.parametrize("shape", [(5, 7), (16, 16), (40, 9), (3, 200), (33, 36)])
 def test_small_and_odd_shapes(monkeypatch, shape):
     """Arrays narrower or shorter than the window (all border), rows not whole words, and

@@ -116,6 +116,11 @@ def rows_ahead(fn, *args):
     return patched([(cuda_box, "AHEAD", True)], fn, *args)
 
 
+def four_words(fn, *args):
+    """The integer box at 4 words a thread (16 outputs of 8-bit data; ``cuda_box.UNITS``)."""
+    return patched([(cuda_box, "UNITS", 4)], fn, *args)
+
+
 def columns(fn, *args, **kw):
     """The tiled ``iterate``'s threads down runs of rows (``codegen_tiled.COLUMNS`` on)."""
     return patched([(codegen_tiled, "COLUMNS", True)], fn, *args, **kw)
@@ -210,6 +215,8 @@ cases = {
     "median 3 f32, next row ahead": lambda: ahead(filters.median_filter, f, 3),
     "uniform 15 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 15),
     "uniform 3 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 3),
+    "uniform 15 u8, 4 words a thread": lambda: four_words(filters.uniform_filter, u8, 15),
+    "uniform 3 u8, 4 words a thread": lambda: four_words(filters.uniform_filter, u8, 3),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),
