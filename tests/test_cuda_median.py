@@ -100,6 +100,20 @@ def test_rows_read_a_step_ahead_equal_the_cpu(monkeypatch, dtype):
                                               err_msg=f"{mode} {origin} {words} {rows}")
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16], ids=lambda d: np.dtype(d).name)
+def test_four_words_a_thread_equal_the_cpu(monkeypatch, dtype):
+    """``cuda_median.UNITS = 4`` (tools/gpu_profile.py times it against 2): the CPU's medians
+    bit for bit, every mode, words and elements, origins, strips of one row and longer."""
+    monkeypatch.setattr(cuda_median, "UNITS", 4)
+    a = (sample((2, 19, 72), dtype, seed=10) // 16 * 16).astype(dtype)
+    for mode in MODES:
+        for origin in ((0, 0), (-1, 1)):
+            want = cpu(a, mode, 5, origin)
+            for words, rows in [(True, 1), (True, None), (False, 4)]:
+                got, _ = host_med3(a, mode, 5, origin, words=words, rows=rows)
+                np.testing.assert_array_equal(got, want, err_msg=f"{mode} {origin} {words}")
+
+
 @pytest.mark.parametrize("origin", [(1, -1), (-1, 1), (0, 1)])
 def test_origins(origin):
     a = sample((31, 40), np.uint8, seed=4)

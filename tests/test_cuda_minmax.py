@@ -102,6 +102,21 @@ def test_rows_read_a_step_ahead_equal_numpy(monkeypatch, dtype):
                     err_msg=f"{size} {mode} {rows}")
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_two_words_a_thread_equal_numpy(monkeypatch, dtype):
+    """``cuda_minmax.UNITS = 2`` (tools/gpu_profile.py times it against 1): NumPy's extremes,
+    every mode, windows one column wide to 32, strips of one row and longer."""
+    monkeypatch.setattr(cuda_minmax, "UNITS", 2)
+    a = sample((2, 19, 72), dtype, seed=9)
+    for size, origin in [((3, 3), (0, 0)), ((5, 1), (0, 0)), ((4, 32), (1, -3))]:
+        for mode in MODES:
+            for rows in (1, None):
+                np.testing.assert_array_equal(
+                    host_extreme(a, size, origin, mode=mode, cval=7, rows=rows, is_max=False),
+                    numpy_extreme(a, size, origin, mode=mode, cval=7, is_max=False),
+                    err_msg=f"{size} {mode} {rows}")
+
+
 def test_filters_on_device_arrays_take_the_sweep(fake_gpu):
     """End to end: minimum_filter / maximum_filter -> CudaBackend -> cuda_minmax, for boxes
     run as passes (more than DIRECT_TAPS elements) and as one stencil (fewer); other dtypes,

@@ -121,6 +121,11 @@ def four_words(fn, *args):
     return patched([(cuda_box, "UNITS", 4)], fn, *args)
 
 
+def more_words(fn, *args):
+    """The 8/16-bit extremes at 2 words a thread, the 3 x 3 median at 4 (their ``UNITS``)."""
+    return patched([(cuda_minmax, "UNITS", 2), (cuda_median, "UNITS", 4)], fn, *args)
+
+
 def columns(fn, *args, **kw):
     """The tiled ``iterate``'s threads down runs of rows (``codegen_tiled.COLUMNS`` on)."""
     return patched([(codegen_tiled, "COLUMNS", True)], fn, *args, **kw)
@@ -217,6 +222,9 @@ cases = {
     "uniform 3 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 3),
     "uniform 15 u8, 4 words a thread": lambda: four_words(filters.uniform_filter, u8, 15),
     "uniform 3 u8, 4 words a thread": lambda: four_words(filters.uniform_filter, u8, 3),
+    "maximum 3 u8, 2 words a thread": lambda: more_words(filters.maximum_filter, u8, 3),
+    "maximum 15 u8, 2 words a thread": lambda: more_words(filters.maximum_filter, u8, 15),
+    "median 3 u8, 4 words a thread": lambda: more_words(filters.median_filter, u8, 3),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),

@@ -46,7 +46,10 @@ from . import cuda_sweeps
 
 UNITS = 2
 """8-bit words each thread owns per row (16-bit rows: twice as many words, as many output
-pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements)."""
+pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements). Four (not
+timed yet: ``tools/gpu_profile.py``'s "4 words a thread" rows): by the SASS (ptxas 12, sm_90)
+the uint8 median's unrolled loop takes 19.5 instructions an output against 28, at 63
+registers against 48."""
 
 AHEAD = False
 """Whether the 3 x 3 median's interior reads each row a step before it sorts it (an
@@ -383,7 +386,8 @@ _MODULES: dict = {}
 
 def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> cuda_sweeps.UnitsModule:
     """The module of this window start and dtype (emitted once)."""
-    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED, AHEAD)
+    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED, AHEAD,
+           UNITS)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, lo0, lo1, words=words, idx64=idx64,

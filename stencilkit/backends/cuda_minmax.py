@@ -32,7 +32,10 @@ from . import cuda_sweeps
 
 UNITS = 1
 """32-bit words of 8-bit outputs per thread (4 outputs: two pairs, each with a ring of ``kv``;
-16-bit data: twice as many words, as many pairs)."""
+16-bit data: twice as many words, as many pairs). Two (not timed yet: ``tools/gpu_profile.py``'s
+"2 words a thread" rows): by the SASS (ptxas 12, sm_90) the 3 x 3 uint8 maximum's unrolled
+loop takes 18 instructions an output against 34, at 40 registers either way; the 15 x 15 one's
+24 against 42, but at 105 registers against 68."""
 
 MAX_ROWS = 16
 """The tallest window (the ring's registers per output pair)."""
@@ -189,6 +192,6 @@ def run(x, box, mode, cval, out=None):
     words.
     """
     return cuda_sweeps.run_words(
-        x, (box, AHEAD), lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64,
+        x, (box, AHEAD, UNITS), lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64,
                                                            rowmap=rowmap),
         mode, cval, out, _MODULES)
