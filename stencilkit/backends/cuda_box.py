@@ -41,9 +41,11 @@ UNITS = 2
 """32-bit words (or elements, for unaligned rows and 32-bit data) each thread owns per row:
 two words of 8-bit data are 8 outputs per thread, which spreads the halo's reads and running
 sums over more outputs than one word does. Four (not timed yet: ``tools/gpu_profile.py``'s "4
-words a thread" rows): by the SASS (ptxas 12, sm_90) the 15 x 15 uint8 interior's loop takes
-424 instructions a row of 16 outputs against 361 a row of 8 (26 an output against 45; the
-3 x 3 one 24 against 40), at 56 registers either way (3 x 3: 48 against 40)."""
+words a thread" rows; twice the loads in flight a thread): by the SASS (ptxas 12, sm_90) the
+15 x 15 uint8 interior's loop (``constant``: its rows not mapped, a check a row in the other
+modes) takes 12.6 instructions an output against 17.1 (3 x 3: 10.3 against 12.3), at 56
+registers either way (3 x 3: 48 against 40). Instructions are not what limits it: at 17 an
+output the 8192^2 box would issue in 0.034 ms, and its interior took 0.105-0.13 on an H200."""
 
 BLOCK = (64, 4, 1)
 """Threads per block of the interior kernel (the word stencils' shape)."""

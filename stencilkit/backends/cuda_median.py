@@ -47,9 +47,9 @@ from . import cuda_sweeps
 UNITS = 2
 """8-bit words each thread owns per row (16-bit rows: twice as many words, as many output
 pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements). Four (not
-timed yet: ``tools/gpu_profile.py``'s "4 words a thread" rows): by the SASS (ptxas 12, sm_90)
-the uint8 median's unrolled loop takes 19.5 instructions an output against 28, at 63
-registers against 48."""
+timed yet: ``tools/gpu_profile.py``'s "4 words a thread" rows; twice the loads in flight a
+thread): by the SASS (ptxas 12, sm_90) the uint8 median's unrolled loop (``constant``: rows
+not mapped) takes 12.3 instructions an output against 13.8, at 63 registers against 48."""
 
 AHEAD = False
 """Whether the 3 x 3 median's interior reads each row a step before it sorts it (an

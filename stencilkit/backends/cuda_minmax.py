@@ -33,9 +33,10 @@ from . import cuda_sweeps
 UNITS = 1
 """32-bit words of 8-bit outputs per thread (4 outputs: two pairs, each with a ring of ``kv``;
 16-bit data: twice as many words, as many pairs). Two (not timed yet: ``tools/gpu_profile.py``'s
-"2 words a thread" rows): by the SASS (ptxas 12, sm_90) the 3 x 3 uint8 maximum's unrolled
-loop takes 18 instructions an output against 34, at 40 registers either way; the 15 x 15 one's
-24 against 42, but at 105 registers against 68."""
+"2 words a thread" rows; twice the loads in flight a thread): by the SASS (ptxas 12, sm_90) the
+3 x 3 uint8 maximum's unrolled loop (``constant``: rows not mapped) takes 4.5 instructions an
+output against 6.5, at 40 registers either way; the 15 x 15 one's 10.4 against 14.2, but at
+105 registers against 68."""
 
 MAX_ROWS = 16
 """The tallest window (the ring's registers per output pair)."""
