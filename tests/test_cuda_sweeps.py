@@ -75,3 +75,25 @@ def test_fused_launch_geometry():
     assert eys[0] <= 2 and min(eys[2:]) > 10  # (constant: a strip per column atop and below)
     (only,) = cuda_sweeps.plan("p", (1, 300, 12), 0, 0, 0, 0, (0, 0), (64, 4, 1), fused=True)
     assert only[0] == "p_border"
+
+
+def test_strips_grow_with_the_windows_reach(monkeypatch):
+    """Interior strips of at least ``REACH_STRIPS`` times the rows a window reaches (a thread
+    first reduces that many rows above its strip), 32 rows at least, and no longer than keeps
+    the GPU's worth of threads (short strips for small images, whatever the reach)."""
+    from stencilkit import codegen_cpp
+
+    def strip(shape, reach, threads=4096):
+        (_, _, _, args), = cuda_sweeps.plan("p", shape, 0, 0, threads, 2 * threads,
+                                            (8, 8 + 2 * threads), (128, 2, 1), fused=True,
+                                            reach=reach)
+        return args[0]
+
+    big = (1, 8192, 8192)
+    assert strip(big, 2) == codegen_cpp.ROWS == 32  # 3 x 3 windows: as before
+    assert strip(big, 16) == 4 * 16 == cuda_sweeps.REACH_STRIPS * 16  # 17 rows: 64
+    assert strip(big, 24) == 96
+    assert strip(big, 63) == 125  # capped: 4096 x 8192 threads' worth / TARGET_THREADS
+    assert strip((1, 2048, 2048), 16, 1024) == 8  # small images keep their threads
+    monkeypatch.setattr(cuda_sweeps, "REACH_STRIPS", 0)
+    assert strip(big, 16) == 32

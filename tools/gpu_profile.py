@@ -126,6 +126,11 @@ def more_words(fn, *args):
     return patched([(cuda_minmax, "UNITS", 2), (cuda_median, "UNITS", 4)], fn, *args)
 
 
+def short_strips(fn, *args):
+    """Strips of ``codegen_cpp.ROWS`` whatever the window's reach (``REACH_STRIPS`` 0)."""
+    return patched([(cuda_sweeps, "REACH_STRIPS", 0)], fn, *args)
+
+
 def columns(fn, *args, **kw):
     """The tiled ``iterate``'s threads down runs of rows (``codegen_tiled.COLUMNS`` on)."""
     return patched([(codegen_tiled, "COLUMNS", True)], fn, *args, **kw)
@@ -204,6 +209,10 @@ cases = {
     "gaussian s=1 f32, scalar loads": lambda: scalar_loads(filters.gaussian_filter, f, 1.0),
     "uniform 15 f32, scalar loads": lambda: scalar_loads(filters.uniform_filter, f, 15),
     "gaussian s=1 u8": lambda: filters.gaussian_filter(u8, 1.0),
+    # strips of 32 rows whatever the reach (cuda_sweeps.REACH_STRIPS 0), against the rows above
+    "gaussian s=2 f32, strips of 32 rows": lambda: short_strips(filters.gaussian_filter, f, 2.0),
+    "uniform 15 u8, strips of 32 rows": lambda: short_strips(filters.uniform_filter, u8, 15),
+    "maximum 15 u8, strips of 32 rows": lambda: short_strips(filters.maximum_filter, u8, 15),
     # fused multiply-adds (cuda_sep.FMA), against the rows above
     "gaussian s=2 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 2.0),
     "gaussian s=1 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 1.0),

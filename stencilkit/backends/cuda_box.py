@@ -98,7 +98,7 @@ class BoxModule:
         lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
         return cuda_sweeps.plan("sk_box", shape, lo0, hi0, threads,
                                 self.per * UNITS * threads, (k0, k0 + UNITS * threads), BLOCK,
-                                rows, self.fused)
+                                rows, self.fused, self.lo0 + self.hi0)
 
 
 def _acc(in_dtype, cells):

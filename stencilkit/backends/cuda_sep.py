@@ -83,7 +83,8 @@ class SepModule:
         threads = max(0, shape[2] - self.hih - c0) // self.cols
         lov, hiv = (0, 0) if self.rowmap else (self.lov, self.hiv)
         out = cuda_sweeps.plan("sk_sep", shape, lov, hiv, threads, self.cols * threads,
-                               (c0, c0 + self.cols * threads), BLOCK, rows, self.fused)
+                               (c0, c0 + self.cols * threads), BLOCK, rows, self.fused,
+                               self.lov + self.hiv)
         if not (self.ties and out):
             return out
         cdiv, block = codegen_cpp._cdiv, codegen_cpp.BLOCK_1D

@@ -92,7 +92,7 @@ class UnitsModule:
         lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
         return plan(self.prefix, shape, lo0, hi0, threads,
                     self.per * self.units * threads, (k0, k0 + self.units * threads),
-                    self.block, rows, self.fused)
+                    self.block, rows, self.fused, self.lo0 + self.hi0)
 
 
 def kernel_names(prefix, fused) -> tuple:
@@ -170,16 +170,30 @@ def border_threads(B, n0, n1, lo0, hi0, band, rows=BORDER_ROWS) -> int:
     return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * codegen_cpp._cdiv(inner, rows))
 
 
-def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fused=False):
+REACH_STRIPS = 4
+"""An interior strip is at least this many times the rows its window reaches (and at least
+``codegen_cpp.ROWS``), where the GPU still gets enough threads (:func:`plan`).
+
+A thread first reduces the ``kv - 1`` rows above its strip's first output (the ring's or the
+running sums' start): at 32-row strips the sigma 2 Gaussian (17 rows) reduced 48 rows for 32
+outputs, half again its horizontal work and row loads; the 15 x 15 box read 23% more rows.
+At 4 times the reach (64 rows there) that share halves; longer strips mean fewer blocks, and
+at 8192^2 the Gaussian still fills an H200 5 times over. 0: :data:`codegen_cpp.ROWS` alone
+(``tools/gpu_profile.py``'s "strips of 32 rows" rows; not timed yet)."""
+
+
+def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fused=False,
+         reach=0):
     """The launches ``[(kernel, grid, block, (rows, *span))]`` of one application.
 
     ``threads``: interior threads per row, covering ``covered`` columns, which the kernels
     take as the two integers ``span``; ``block``: the interior kernel's block; ``rows``:
-    force the strip length of both kernels (the host tests), else ``codegen_cpp.ROWS`` or
-    fewer so that the GPU still gets enough threads (the border kernel's:
-    :func:`border_rows`). ``fused``: one launch of ``<prefix>_fused`` where the interior has
-    threads (:func:`entries`), its grid taller by the rows of blocks that give the border's
-    strips a thread each (at least one row, at most what the grid's limit leaves).
+    force the strip length of both kernels (the host tests), else ``codegen_cpp.ROWS`` (or
+    :data:`REACH_STRIPS` times ``reach``, the rows a window spans less one, if more) or fewer
+    so that the GPU still gets enough threads (the border kernel's: :func:`border_rows`).
+    ``fused``: one launch of ``<prefix>_fused`` where the interior has threads
+    (:func:`entries`), its grid taller by the rows of blocks that give the border's strips a
+    thread each (at least one row, at most what the grid's limit leaves).
     """
     B, n0, n1 = shape
     if B * n0 * n1 == 0:
@@ -189,8 +203,8 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
     out = []
     strip = 1
     if threads and inner:
-        strip = rows or max(1, min(codegen_cpp.ROWS, cdiv(threads * B * inner,
-                                                          codegen_cpp.TARGET_THREADS)))
+        most = max(codegen_cpp.ROWS, REACH_STRIPS * reach)
+        strip = rows or max(1, min(most, cdiv(threads * B * inner, codegen_cpp.TARGET_THREADS)))
         while cdiv(cdiv(inner, strip), block[1]) + fused > codegen_cpp.MAX_GRID_YZ:
             strip *= 2
         grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
