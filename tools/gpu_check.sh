@@ -76,8 +76,9 @@ echo "profile exit status $?" >> "$OUT/profile.txt"
 cat "$OUT/profile.txt"
 fi
 
-# the team's hand-written anchor kernels (../shared/gpu, copied into the ignored .anchors/ and
-# carried: `mkdir -p .anchors && cp ../shared/gpu/*.py .anchors/`, carry [".whl", ".anchors"]),
+# the team's hand-written anchor kernels (../shared/gpu, copied into an ignored .anchors/ and
+# carried: `echo /.anchors/ >> .git/info/exclude; mkdir -p .anchors && cp ../shared/gpu/*.py
+# .anchors/`, then carry [".whl", ".anchors"]),
 # timed on this card beside its copy: their ratios were measured on an H100, so this calibrates
 # what another card's ratios mean against the H100 targets
 if want anchors && [ -f .anchors/anchor_cpp.py ]; then
