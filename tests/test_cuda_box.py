@@ -103,6 +103,9 @@ def test_four_words_a_thread_equal_the_cpu(monkeypatch, dtype):
             for words, rows in [(True, 1), (True, None), (False, cpp_host.ROWS)]:
                 got, mod = host_box(a, p, mode, plan.cval, words=words, rows=rows)
                 np.testing.assert_array_equal(got, want, err_msg=f"{size} {mode} {words}")
+    monkeypatch.setattr(cuda_box, "UNITS", 2)  # a module launches as it was emitted
+    (_, _, _, (_, k0, k1)), = mod.launches((1, 64, 4096))
+    assert mod.units == 4 and (k1 - k0) % 4 == 0 and (k1 - k0) // 4 > 200
 
 
 @pytest.mark.parametrize("shape", [(5, 7), (16, 16), (40, 9), (3, 200), (33, 36)])

@@ -80,6 +80,7 @@ class BoxModule:
     idx64: bool
     rowmap: bool = False  # the interior maps rows through the mode: it covers every row
     fused: bool = False  # the border in the interior's launch (cuda_sweeps.FUSED)
+    units: int = UNITS  # words (or elements) a thread owns per row: :data:`UNITS` when emitted
 
     @property
     def kernels(self) -> tuple:
@@ -90,14 +91,15 @@ class BoxModule:
         """``[(kernel, grid, block, (rows, k0, k1))]`` for a ``(B, n0, n1)`` array.
 
         ``k0``/``k1``: the units whose threads run the interior kernel (``k1 - k0`` a
-        multiple of :data:`UNITS`); ``rows``: force the strip length (host tests).
+        multiple of :attr:`units`); ``rows``: force the strip length (host tests).
         """
         nu = shape[2] // self.per
         k0 = -self.ul
-        threads = max(0, (nu - 1 - self.ur - k0) // UNITS + 1)
+        threads = max(0, (nu - 1 - self.ur - k0) // self.units + 1)
         lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
         return cuda_sweeps.plan("sk_box", shape, lo0, hi0, threads,
-                                self.per * UNITS * threads, (k0, k0 + UNITS * threads), BLOCK,
+                                self.per * self.units * threads,
+                                (k0, k0 + self.units * threads), BLOCK,
                                 rows, self.fused, self.lo0 + self.hi0)
 
 
@@ -297,7 +299,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     L += cuda_sweeps.entries("sk_box", params, names, ix, fused, top + bottom)
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return BoxModule("\n".join(L) + "\n", in_dtype, out_dtype, lo0, hi0, lo1, hi1, per, ul, ur,
-                     idx64, rowmap, fused)
+                     idx64, rowmap, fused, UNITS)
 
 
 def _nearest(s, d):
