@@ -149,11 +149,15 @@ def capped(blocks, fn, *args, **kw):
     """
     size = SHARED_PER_SM * 2 // (2 * blocks + 1) - 1024
     cur = cuda_cpp.kernels
+    touched = {}  # the functions' own settings, put back after (the other rows share them)
 
     class Capped:
         def __init__(self, k):
             self.k = k
             raw = getattr(k, "k", k)  # (a CuPy Function, under the timing wrapper or not)
+            if id(raw) not in touched:
+                touched[id(raw)] = (raw, raw.max_dynamic_shared_size_bytes,
+                                    raw.preferred_shared_memory_carveout)
             raw.max_dynamic_shared_size_bytes = size
             raw.preferred_shared_memory_carveout = 100  # all of it shared memory
 
@@ -163,7 +167,12 @@ def capped(blocks, fn, *args, **kw):
     def kernels(mod, fastmath):
         return {n: Capped(k) for n, k in cur(mod, fastmath).items()}
 
-    return patched([(cuda_cpp, "kernels", kernels)], fn, *args, **kw)
+    try:
+        return patched([(cuda_cpp, "kernels", kernels)], fn, *args, **kw)
+    finally:
+        for raw, most, carveout in touched.values():
+            raw.preferred_shared_memory_carveout = carveout
+            raw.max_dynamic_shared_size_bytes = most
 
 
 def one_at_a_time(fn, *args):
