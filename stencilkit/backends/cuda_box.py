@@ -183,10 +183,8 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
         row, where rows are not mapped: the row entering, and with ``lo0 == 0`` the one
         leaving) reads the last instead.
         """
-        def at(r):
-            return rmap(r) if rowmap else f"({r} < n0 ? {r} : n0 - 1)"
-
-        enter, leave = at(f"{row} + {1 + hi0}"), at(f"{row} - {lo0}")
+        enter, leave = (cuda_sweeps.ahead_row(r, rowmap, rmap)
+                        for r in (f"{row} + {1 + hi0}", f"{row} - {lo0}"))
         flip = " ^ 0x80808080u" if bias else ""
         reads = ", ".join(f"{prefix}a{t} = {prefix}add[{u}]{flip}, "
                           f"{prefix}s{t} = {prefix}sub[{u}]{flip}"

@@ -118,7 +118,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
         A row past the array's last (after a strip's last, where rows are not mapped) reads
         the last instead.
         """
-        at = rmap(row) if rowmap else f"(({row}) < n0 ? ({row}) : n0 - 1)"
+        at = cuda_sweeps.ahead_row(row, rowmap, rmap)
         reads = (pairs.words("nw", "rp", pad + "  ") if simd else
                  [f"{pad}  nw{u - ul} = rp[{u}];" for u in range(ul, ur + 1)])
         return [f"{pad}{{ const {unit}* __restrict__ rp = plane + {at} * nu;", *reads,

@@ -108,7 +108,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
         A row past the array's last (after a strip's last, where rows are not mapped) reads
         the last instead.
         """
-        at = rmap(row) if rowmap else f"(({row}) < n0 ? ({row}) : n0 - 1)"
+        at = cuda_sweeps.ahead_row(row, rowmap, rmap)
         return [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {at} * nu;",
                 *pairs.words("nw", "rp", pad + "  "), f"{pad}}}"]
 

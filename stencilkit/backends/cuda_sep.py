@@ -384,7 +384,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         ``clamp``: a row past the array's last (the row after a strip's last, fetched ahead
         where the rows are not mapped) reads the last instead.
         """
-        at = rmap(row) if rowmap or not clamp else f"(({row}) < n0 ? ({row}) : n0 - 1)"
+        at = cuda_sweeps.ahead_row(row, rowmap, rmap) if clamp else rmap(row)
         head = f"const {t}* __restrict__ p = plane + {at} * n1; "
         if vec:
             return head + " ".join(f"{into}{m} = ((const sk_vec*)p)[{m}];" for m in range(nload))
