@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 @pytest.fixture
-def fake_gpu(monkeypatch):
+def fake_gpu(monkeypatch, tmp_path):
     """The C++ path with a stand-in CuPy whose kernels run on the host (tests/cpp_host.py; needs
     the simulator's device arrays for the rest of the CUDA backend)."""
     import cpp_host
@@ -30,4 +30,6 @@ def fake_gpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy.cuda.compiler", fake.cuda.compiler)
     monkeypatch.setattr(cuda_cpp, "available", lambda: (True, "a stand-in CuPy (test)"))
     monkeypatch.setattr(cuda_cpp, "_KERNELS", {})
+    # the stand-in "binaries" in the test's own folder: no test sees another's compiles
+    monkeypatch.setattr(cuda_cpp, "_binaries", lambda: tmp_path / "binaries")
     return fake

@@ -240,6 +240,9 @@ def run_sweep(mod, x, out_dtype, scalars_of, *, fill, rows=ROWS):
     return dst.reshape(shape)
 
 
+FAKE_BINARY = b"stand-in binary\n"
+
+
 class FakeCupy:
     """A stand-in for the ``cupy`` module, enough for stencilkit.backends.cuda_cpp: arrays wrap
     NumPy arrays (or the CUDA simulator's), and a RawModule's kernels run on the host through
@@ -252,7 +255,9 @@ class FakeCupy:
         import types
 
         self.launched = []
-        self.options = []
+        self.options = []  # each compile's NVRTC options
+        self.compiled = 0  # compile_using_nvrtc's calls
+        self.loaded = []  # the files RawModule(path=...) was given
         outer = self
 
         class ndarray:  # noqa: N801 - CuPy's name
@@ -276,21 +281,48 @@ class FakeCupy:
                 launch(self.module.lib, self.module.code, self.name, grid, block, args)
 
         class RawModule:
-            def __init__(self, code, options=()):
-                outer.options.append(tuple(options))
+            """``code``: compiled as CuPy would (its ``-ftz=true`` added); ``path``: a file
+            of :func:`compile_using_nvrtc`'s (built on the first ``get_function``, as CuPy
+            loads the file then)."""
+
+            def __init__(self, code=None, options=(), path=None):
+                if path is not None:
+                    outer.loaded.append(path)
+                    self.path, self.lib = path, None
+                    return
+                outer.options.append((*options, "-ftz=true"))
                 self.code = code
                 self.lib = build(code)
 
             def get_function(self, name):
+                if self.lib is None:
+                    with open(self.path, "rb") as f:
+                        binary = f.read()
+                    if not binary.startswith(FAKE_BINARY):
+                        raise RuntimeError(f"{self.path}: not a stand-in binary "
+                                           "(CUDA_ERROR_INVALID_IMAGE)")
+                    self.code = binary[len(FAKE_BINARY):].decode()
+                    self.lib = build(self.code)
                 return Kernel(self, name)
 
         class CompileException(Exception):
             pass
 
+        def compile_using_nvrtc(source, options=(), arch=None, **kw):
+            """As CuPy's: NVRTC with ``options`` alone; the "binary" is the source, marked."""
+            outer.options.append(tuple(options))
+            outer.compiled += 1
+            build(source)  # (g++ rejects what NVRTC would: raised here, as CuPy's)
+            return FAKE_BINARY + source.encode(), None
+
         self.ndarray = ndarray
         self.RawModule = RawModule
         self.cuda = types.SimpleNamespace(
-            compiler=types.SimpleNamespace(CompileException=CompileException))
+            compiler=types.SimpleNamespace(CompileException=CompileException,
+                                           compile_using_nvrtc=compile_using_nvrtc),
+            Device=lambda: types.SimpleNamespace(compute_capability="host"),
+            runtime=types.SimpleNamespace(getDevice=lambda: 0),
+            nvrtc=types.SimpleNamespace(getVersion=lambda: (0, 0)))
 
     def asarray(self, a):
         host = getattr(a, "_ary", a)  # the simulator's device arrays wrap a NumPy array

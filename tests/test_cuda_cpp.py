@@ -9,6 +9,7 @@ tests/test_gpu.py runs the same comparison on a real GPU.
 
 import contextlib
 import math
+import types
 
 import numba
 import numpy as np
@@ -517,7 +518,42 @@ def test_calls_take_the_cpp_path_end_to_end(fake_gpu):
     same(smooth.iterate(x, steps=5, target="cuda", mode="wrap"),
          smooth.iterate(x, steps=5, mode="wrap"))
     blend(x, y, 0.25, target="cuda", fastmath=True)
-    assert ("-std=c++17", "--fmad=true") in fake_gpu.options
+    assert ("-std=c++17", "--fmad=true", "--ftz=false") in fake_gpu.options
+    assert not any("-ftz=true" in o for o in fake_gpu.options)  # (cupy.RawModule's)
+
+
+def test_compiled_binaries_are_kept_and_loaded_again(fake_gpu, monkeypatch, tmp_path):
+    """NVRTC's binary goes to the cache folder, compiled with stencilkit's options alone
+    (not through cupy.RawModule(code=...), which adds -ftz=true); a later process loads the
+    file instead of compiling; a damaged file is compiled again; without a folder (or a CuPy
+    without compile_using_nvrtc) CuPy compiles it, with a warning that subnormals flush."""
+    a = sample((2, 9, 24), np.float32, seed=4)
+    want = smooth(a)
+    same(smooth(a, target="cuda"), want)
+    files = list((tmp_path / "binaries").glob("sk_bin_*.cubin"))
+    assert len(files) == 1 and fake_gpu.compiled == 1
+    assert fake_gpu.options == [cuda_cpp.OPTIONS]
+    monkeypatch.setattr(cuda_cpp, "_KERNELS", {})  # (a new process)
+    same(smooth(a, target="cuda"), want)
+    assert fake_gpu.compiled == 1 and fake_gpu.loaded[-1] == str(files[0])
+    files[0].write_bytes(b"\x7fELF, cut short")
+    monkeypatch.setattr(cuda_cpp, "_KERNELS", {})
+    same(smooth(a, target="cuda"), want)
+    assert fake_gpu.compiled == 2 and files[0].read_bytes().startswith(cpp_host.FAKE_BINARY)
+    # a GPU of another architecture: another file
+    monkeypatch.setattr(cuda_cpp, "_KERNELS", {})
+    monkeypatch.setattr(fake_gpu.cuda, "Device",
+                        lambda: types.SimpleNamespace(compute_capability="other"))
+    same(smooth(a, target="cuda"), want)
+    assert fake_gpu.compiled == 3 and len(list((tmp_path / "binaries").iterdir())) == 2
+    for undo in (lambda: monkeypatch.setattr(cuda_cpp, "_binaries", lambda: None),
+                 lambda: monkeypatch.delattr(fake_gpu.cuda.compiler, "compile_using_nvrtc")):
+        undo()
+        cuda_cpp._warn_ftz.cache_clear()
+        monkeypatch.setattr(cuda_cpp, "_KERNELS", {})
+        with pytest.warns(RuntimeWarning, match="float32 subnormal values read as zero"):
+            same(smooth(a, target="cuda"), want)
+        assert fake_gpu.options[-1] == (*cuda_cpp.OPTIONS, "-ftz=true")
 
 
 def test_unsupported_kernels_fall_back_to_numba_cuda(fake_gpu):
@@ -539,10 +575,10 @@ def test_unsupported_kernels_fall_back_to_numba_cuda(fake_gpu):
 
 
 def test_an_nvrtc_failure_warns_and_falls_back(fake_gpu, monkeypatch):
-    def broken(code, options=()):
+    def broken(code, options=(), **kw):
         raise fake_gpu.cuda.compiler.CompileException("stencilkit.cu(1): error: (test)")
 
-    monkeypatch.setattr(fake_gpu, "RawModule", broken)
+    monkeypatch.setattr(fake_gpu.cuda.compiler, "compile_using_nvrtc", broken)
 
     @sk.stencil
     def east(x):

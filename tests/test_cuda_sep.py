@@ -477,11 +477,11 @@ def test_an_nvrtc_failure_of_a_sweep_warns_and_falls_back(fake_gpu, monkeypatch)
 
     tries = []
 
-    def broken(code, options=()):
+    def broken(code, options=(), **kw):
         tries.append(code)
         raise fake_gpu.cuda.compiler.CompileException("stencilkit.cu(1): error: (test)")
 
-    monkeypatch.setattr(fake_gpu, "RawModule", broken)
+    monkeypatch.setattr(fake_gpu.cuda.compiler, "compile_using_nvrtc", broken)
     a = sample((20, 30), np.float32, seed=1)
     for fn, arg in [(filters.gaussian_filter, 2.0), (filters.maximum_filter, 9)]:
         for _ in range(2):

@@ -59,6 +59,29 @@ def close(got, want, ulps):
     np.testing.assert_allclose(got, want, rtol=ulps * eps, atol=ulps * eps * scale)
 
 
+def test_float32_subnormals_are_kept_on_the_gpu(cupy):
+    """The kernels compile with --ftz=false (cupy.RawModule would add -ftz=true, under which
+    float32 arithmetic and comparisons read subnormals as zero): sums, products, extremes,
+    medians and a Gaussian of subnormal data are the CPU's."""
+    rng = np.random.default_rng(3)
+    tiny = np.finfo(np.float32).smallest_subnormal
+    a = (rng.integers(-40, 40, (67, 130)) * tiny).astype(np.float32)  # all subnormal or zero
+    d = cupy.asarray(a)
+    for fn in (lambda x: blend(x, x, np.float32(0.5)), lambda x: heat(x),
+               lambda x: filters.minimum_filter(x, 3), lambda x: filters.maximum_filter(x, 9),
+               lambda x: filters.median_filter(x, 3), lambda x: filters.median_filter(x, 5)):
+        want = fn(a)
+        assert np.count_nonzero(want), "the check needs subnormal results"
+        np.testing.assert_array_equal(fn(d).get().view(np.uint32), want.view(np.uint32))
+    # weighted sums (fused multiply-adds on the GPU): the CPU's to a few roundings, each at
+    # most half the smallest subnormal here; flushed, most would be zero
+    for fn in (lambda x: filters.gaussian_filter(x, 1.0),
+               lambda x: filters.uniform_filter(x, 5)):
+        want, got = fn(a), fn(d).get()
+        assert np.count_nonzero(want) > a.size // 2 and np.count_nonzero(got) > a.size // 2
+        assert np.abs(got.astype(np.float64) - want).max() <= 16 * float(tiny)
+
+
 CPP_CASES = [
     (smooth, [np.int8, np.uint8, np.int16, np.float32, np.float64, np.bool_, np.uint64],
      [(300, 517), (257, 1024), (3, 64, 100)]),

@@ -160,15 +160,17 @@ def load_module(source_for_cache, namespace: dict) -> types.ModuleType:
         return module
 
 
-def _write_once(path: Path, source: str) -> None:
+def _write_once(path: Path, source) -> None:
+    """Write ``source`` (text or bytes) to ``path`` whole, by a rename, unless it is there."""
+    binary = isinstance(source, bytes)
     try:
-        if path.read_text() == source:
+        if (path.read_bytes() if binary else path.read_text()) == source:
             return
     except (OSError, UnicodeDecodeError):
         pass
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
             f.write(source)
         os.replace(tmp, path)
     except BaseException:

@@ -8,15 +8,21 @@ A call takes this path when CuPy (with NVRTC) is importable, the kernel runs on 
 kernel's body for the call's dtypes; otherwise the numba.cuda kernel of
 :func:`stencilkit.codegen.generate_cuda` runs (``Stencil.explain`` says which and why).
 
-Compiled code is cached twice on disk, so a second process neither types the kernel again nor
-recompiles it: the emitted source (and what launching it needs) in stencilkit's cache folder,
-keyed by the kernel, the dtypes, numba's version and the emitter's own code; the compiled binary
-in CuPy's kernel cache (``CUPY_CACHE_DIR``), keyed by source, options and GPU.
+Compiled code is cached twice on disk in stencilkit's cache folder, so a second process neither
+types the kernel again nor recompiles it: the emitted source (and what launching it needs), keyed
+by the kernel, the dtypes, numba's version and the emitter's own code; and the compiled binary
+(``sk_bin_*.cubin``), keyed by source, options, GPU architecture, NVRTC and CuPy.
 
 Floating point: NVRTC compiles with ``--fmad=false`` unless ``fastmath=True``, so multiply-adds
 are not fused and float results equal the CPU's bit for bit (measured on an H100 for a float32
 heat step: no cost in a memory-bound kernel, ``shared/gpu/anchor_cpp.py``), except for the math
-functions listed in the module's ``inexact`` (CUDA's libdevice, not the CPU's libm).
+functions listed in the module's ``inexact`` (CUDA's libdevice, not the CPU's libm). Subnormal
+float32 values are kept (``--ftz=false``, IEEE arithmetic as on the CPU). ``cupy.RawModule``
+cannot do that: it appends ``-ftz=true`` to every option list (CuPy 14, ``cupy/cuda/compiler.py``,
+cupy/cupy#9576), under which float32 arithmetic and comparisons read subnormals as zero (found
+on an H100: a 3 x 3 median took a subnormal for a zero). So :func:`kernels` compiles through
+``cupy.cuda.compiler.compile_using_nvrtc``, which adds no such option, and loads the binary with
+``cupy.RawModule(path=...)``.
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ from . import cpu
 ENV = "STENCILKIT_CUDA_CPP"
 """Set to ``0`` to run every kernel through the numba.cuda fallback."""
 
-OPTIONS = ("-std=c++17", "--fmad=false")
-FASTMATH_OPTIONS = ("-std=c++17", "--fmad=true")
+OPTIONS = ("-std=c++17", "--fmad=false", "--ftz=false")
+FASTMATH_OPTIONS = ("-std=c++17", "--fmad=true", "--ftz=false")
 
 
 class Choice(NamedTuple):
@@ -129,6 +135,11 @@ def module_for(spec, in_dtypes, out_dtype, acc, param_types, *, idx64: bool,
 def _folder():
     base = cpu.cache_dir()
     return None if base is None else base / "cuda"
+
+
+def _binaries():
+    """The folder of the compiled binaries (:func:`_binary`): the emitted sources' folder."""
+    return _folder()
 
 
 def _load(key):
@@ -267,33 +278,105 @@ _KERNELS: dict = {}
 
 
 def kernels(mod, fastmath: bool) -> dict:
-    """``{name: CuPy RawKernel}`` of ``mod``, compiled once by NVRTC.
+    """``{name: CuPy RawKernel}`` of ``mod``, compiled once by NVRTC for the current GPU.
 
-    CuPy keeps the binary in its on-disk cache. Raises :class:`CompileError` if NVRTC rejects
-    the module (again at once on later calls: a rejection is remembered).
+    The binary is kept in stencilkit's cache folder (:func:`_binary`). Raises
+    :class:`CompileError` if NVRTC rejects the module (again at once on later calls: a
+    rejection is remembered).
     """
-    key = (mod.source, fastmath)
+    import cupy
+
+    key = (mod.source, fastmath, cupy.cuda.runtime.getDevice())
     found = _KERNELS.get(key)
     if isinstance(found, CompileError):
         raise found
     if found is None:
-        import cupy
+        from cupy.cuda.compiler import CompileException
 
         try:
-            raw = cupy.RawModule(code=mod.source,
-                                 options=FASTMATH_OPTIONS if fastmath else OPTIONS)
+            raw = _raw_module(mod.source, FASTMATH_OPTIONS if fastmath else OPTIONS,
+                              mod.kernels[0])
             found = {name: raw.get_function(name) for name in mod.kernels}
-        except Exception as exc:
-            from cupy.cuda.compiler import CompileException
-
-            if isinstance(exc, CompileException):
-                text = str(exc).strip()
-                _KERNELS[key] = CompileError(text.splitlines()[0] if text
-                                             else type(exc).__name__)
-                raise _KERNELS[key] from exc
-            raise
+        except CompileException as exc:
+            text = str(exc).strip()
+            _KERNELS[key] = CompileError(text.splitlines()[0] if text else type(exc).__name__)
+            raise _KERNELS[key] from exc
         _KERNELS[key] = found
     return found
+
+
+def _raw_module(source: str, options: tuple, probe: str):
+    """A ``cupy.RawModule`` of ``source`` compiled with ``options`` and no others.
+
+    From the cached binary (:func:`_binary`) where one was kept (loaded at once by getting its
+    kernel ``probe``: a damaged file is compiled again). Where stencilkit has no
+    writable cache folder, or this CuPy lacks ``compile_using_nvrtc``, CuPy compiles it (with
+    its ``-ftz=true``: float32 subnormals read as zero), with a warning saying so.
+    """
+    import cupy
+
+    try:
+        path, cached = _binary(source, options)
+    except _NoBinary as exc:
+        _warn_ftz(str(exc))
+        return cupy.RawModule(code=source, options=options)
+    raw = cupy.RawModule(path=str(path))
+    if cached:
+        try:
+            raw.get_function(probe)
+        except Exception:  # a damaged or foreign file: compile again over it
+            path, _ = _binary(source, options, fresh=True)
+            raw = cupy.RawModule(path=str(path))
+    return raw
+
+
+class _NoBinary(Exception):
+    """:func:`_binary` cannot give a file (the message says why)."""
+
+
+def _binary(source: str, options: tuple, fresh: bool = False):
+    """``(path, cached)``: the file of ``source`` compiled by NVRTC with ``options`` alone.
+
+    Named by a hash of the source, the options, the GPU's compute capability, NVRTC's version
+    and CuPy's, in stencilkit's cache folder; written whole or not at all (a rename), so
+    processes compiling the same module at once do not see each other's half-written files.
+    ``fresh``: compile even where a file exists (it failed to load).
+    """
+    import cupy
+    from cupy.cuda import compiler
+
+    compile_nvrtc = getattr(compiler, "compile_using_nvrtc", None)
+    if compile_nvrtc is None:
+        raise _NoBinary(f"CuPy {cupy.__version__} has no compile_using_nvrtc")
+    folder = _binaries()
+    if folder is None:
+        raise _NoBinary("no writable cache folder for the compiled kernels")
+    arch = cupy.cuda.Device().compute_capability
+    parts = [source, *options, str(arch), repr(cupy.cuda.nvrtc.getVersion()),
+             cupy.__version__]
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+    path = folder / f"sk_bin_{key}.cubin"
+    if not fresh and path.is_file():
+        return path, True
+    out = compile_nvrtc(source, options)  # (CuPy 14: (binary, names); earlier: the binary)
+    binary = out[0] if isinstance(out, tuple) else out
+    if isinstance(binary, str):  # PTX (CUPY_COMPILE_WITH_PTX, or a GPU newer than NVRTC)
+        binary = binary.encode()
+        path = path.with_suffix(".ptx")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        cpu._write_once(path, binary)
+    except OSError as exc:
+        raise _NoBinary(f"the compiled kernel could not be written to {folder} ({exc})") from exc
+    return path, False
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_ftz(why: str) -> None:
+    """Warn once per reason that CuPy compiles the kernels, flushing float32 subnormals."""
+    warnings.warn(f"stencilkit's CUDA kernels are compiled by cupy.RawModule ({why}): CuPy adds "
+                  "-ftz=true, so float32 subnormal values read as zero on the GPU and such "
+                  "results can differ from the CPU's", RuntimeWarning, stacklevel=4)
 
 
 class CompileError(Exception):
