@@ -155,6 +155,35 @@ def test_next_row_ahead_equals_the_walk(monkeypatch, dtype, sigma):
                 np.testing.assert_array_equal(got, want, err_msg=f"{mode} {sw.op} {vec} {rows}")
 
 
+def test_rows_are_read_ahead_by_default_where_measured_faster(monkeypatch):
+    """``AHEAD`` None: float32 weighted sums of at most 17 taps an axis read ahead (the
+    Gaussians of sigma 1 and 2 on an H100); not the uint8 Gaussian, the float box, the
+    extremes, float64, or sigma 3's 25 taps."""
+    a = sample((2, 37, 44), np.float32, seed=9)
+
+    def sweep(arr, sigma):
+        _, plan = cpu_passes(monkeypatch, filters.gaussian_filter, arr, sigma)  # (undoes)
+        return cuda_sep.sweep_of(plan.passes, arr.dtype, plan.out_dtype, arr.ndim, "reflect",
+                                 plan.cval), arr.dtype
+
+    f32 = np.dtype(np.float32)
+    yes = [sweep(a, (0, 2, 2)), sweep(a, (0, 1, 1)), sweep(a, (0, 0.5, 2))]
+    no = [sweep(a, (0, 3, 3)), sweep(a, (0, 1, 3)), sweep(a.astype(np.float64), (0, 1, 1)),
+          sweep((a * 99).astype(np.uint8), (0, 2, 2)),
+          (cuda_sep.Sweep("sum", 5, 2, 7, 3, divisor=35), f32),
+          (cuda_sep.Sweep("max", 3, 1, 3, 1), f32)]
+
+    def ahead(sw, dtype):
+        got = cuda_sep.reads_ahead(sw, dtype, sw.acc or dtype)
+        assert got == ("pf0" in cuda_sep.generate(dtype, sw, idx64=False).source)
+        return got
+
+    for setting, want in [(None, None), (False, False), (True, True)]:
+        monkeypatch.setattr(cuda_sep, "AHEAD", setting)
+        assert all(ahead(*c) == (True if want is None else want) for c in yes), setting
+        assert all(ahead(*c) == (False if want is None else want) for c in no), setting
+
+
 def test_sweeps_of_weights_minus_zero_and_zero_stay_apart():
     """The remembered sweeps and modules tell a weight -0.0 from 0.0 (Python's == does not):
     the emitted literal's sign decides the sign of an all-zero sum."""

@@ -375,7 +375,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         u = f"(sk_u32)((int){x} + (int){y} + {bias})"
         return f"(sk_f32_bits(0x4b000000u | {u}) - {float(2**23 + bias).hex()}f)"
 
-    ahead = AHEAD
+    ahead = reads_ahead(sw, dtype, acc)
     nload = (cols + kh - 1) // cols if vec else cols + kh - 1  # loads a row
 
     def fetch(row, into, clamp=True):
@@ -503,9 +503,9 @@ def fused_products(sw: Sweep, acc) -> bool:
     return FMA and sw.op == "sum" and sw.wv is not None and np.dtype(acc) == np.float32
 
 
-AHEAD = False
-"""Whether interior threads load the next row's values a step ahead (an experiment, off until
-timed: ``tools/gpu_profile.py``'s "next row ahead" rows).
+AHEAD = None
+"""Whether interior threads load the next row's values a step ahead: ``True``, ``False``, or
+``None`` (the default) for where it was measured faster (:func:`reads_ahead`).
 
 Each step of the walk issues its row's loads and at once sums what they bring (the SASS of the
 sigma 2 float32 Gaussian's interior: 9 loads, then the 34 multiply-adds of the row's
@@ -515,7 +515,27 @@ out before row ``i``'s sums, at the cost of their registers (ptxas 12, sm_90: th
 72 -> 80, still 3 blocks of 256 threads an SM; sigma 1 72 -> 76, the same; the uint8 one's
 64 -> 72, 4 blocks -> 3; sigma 3 float32 71 -> 96, 3 -> 2). Results are the same bit for bit
 (tests/test_cuda_sep.py, also under AddressSanitizer: the row after a strip's last is read
-clamped)."""
+clamped).
+
+Timed on an H100 (2026-11-27, ``tools/gpu_profile.py``, 8192^2): the float32 Gaussian sigma
+2 0.416 -> 0.390 ms, sigma 1 0.368 -> 0.341; but the uint8 Gaussian 0.629 -> 0.805 (a block an
+SM fewer) and the float32 15 x 15 box 0.413 -> 0.473."""
+
+AHEAD_TAPS = 17
+"""The most taps an axis of the float32 weighted sums that read ahead by default (sigma 2's
+17 gained; sigma 3's 25 would take 96 registers, 2 blocks an SM against 3)."""
+
+
+def reads_ahead(sw: Sweep, dtype, acc) -> bool:
+    """Whether the sweep ``sw`` of ``dtype`` data summed in ``acc`` reads a row ahead.
+
+    :data:`AHEAD` where set; by default float32 weighted sums (float32 data) of at most
+    :data:`AHEAD_TAPS` taps an axis, the ones measured faster.
+    """
+    if AHEAD is not None:
+        return AHEAD
+    return (sw.op == "sum" and sw.wv is not None and np.dtype(dtype) == np.float32
+            and np.dtype(acc) == np.float32 and max(sw.kv, sw.kh) <= AHEAD_TAPS)
 
 
 VECTOR_LOADS = True
@@ -792,7 +812,7 @@ def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False, vec=False)
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS, cuda_sweeps.FUSED, vec, FMA, AHEAD)
+           REGISTERS, cuda_sweeps.FUSED, vec, FMA, AHEAD, AHEAD_TAPS)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
