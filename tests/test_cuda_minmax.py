@@ -82,20 +82,29 @@ def test_strips_and_small_shapes():
                                               err_msg=f"{shape} {rows} {mode}")
 
 
+def test_wide_windows_take_two_words_a_thread(monkeypatch):
+    """By default (``UNITS`` None) windows of 9 columns or more take two words a thread (the
+    15 x 15 maximum faster on an H100), narrower ones one; ``UNITS`` overrides."""
+    def words(kh):
+        mod = cuda_minmax.generate(np.uint8, 3, 1, kh, kh // 2, True, idx64=False,
+                                   rowmap=True)
+        assert mod.units == cuda_minmax.units_for(kh)
+        return mod.units
+
+    assert [words(kh) for kh in (1, 3, 8, 9, 15, 32)] == [1, 1, 1, 2, 2, 2]
+    monkeypatch.setattr(cuda_minmax, "UNITS", 1)
+    assert words(15) == 1
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16])
-def test_rows_read_a_step_ahead_equal_numpy(monkeypatch, dtype):
-    """``cuda_minmax.AHEAD`` (each row's words read the step before): NumPy's extremes, every
-    mode, windows one row tall to 16 (the unrolled steps and the rows left over carry the row
-    read ahead), strips of one row and longer (the row after a strip's last, clamped where
-    rows are not mapped; ``make asan`` checks the reads)."""
-    monkeypatch.setattr(cuda_minmax, "AHEAD", True)
-    assert "nw0" in cuda_minmax.generate(dtype, 3, 1, 3, 1, True, idx64=False,
-                                         rowmap=False).source
-    a = sample((2, 23, 40), dtype, seed=6)
-    for size, origin in [((3, 3), (0, 0)), ((1, 5), (0, 0)), ((16, 9), (3, 0)),
-                         ((2, 2), (0, 0))]:
+def test_one_word_a_thread_equal_numpy(monkeypatch, dtype):
+    """``cuda_minmax.UNITS = 1`` for wide windows too (the default gives them two): NumPy's
+    extremes, every mode, strips of one row and longer."""
+    monkeypatch.setattr(cuda_minmax, "UNITS", 1)
+    a = sample((2, 19, 72), dtype, seed=9)
+    for size, origin in [((9, 9), (0, 0)), ((4, 32), (1, -3)), ((2, 15), (0, 3))]:
         for mode in MODES:
-            for rows in (1, 5, None):
+            for rows in (1, None):
                 np.testing.assert_array_equal(
                     host_extreme(a, size, origin, mode=mode, cval=7, rows=rows),
                     numpy_extreme(a, size, origin, mode=mode, cval=7),
@@ -104,8 +113,8 @@ def test_rows_read_a_step_ahead_equal_numpy(monkeypatch, dtype):
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16])
 def test_two_words_a_thread_equal_numpy(monkeypatch, dtype):
-    """``cuda_minmax.UNITS = 2`` (tools/gpu_profile.py times it against 1): NumPy's extremes,
-    every mode, windows one column wide to 32, strips of one row and longer."""
+    """``cuda_minmax.UNITS = 2`` for narrow windows too (the default gives them one): NumPy's
+    extremes, every mode, windows one column wide to 32, strips of one row and longer."""
     monkeypatch.setattr(cuda_minmax, "UNITS", 2)
     a = sample((2, 19, 72), dtype, seed=9)
     for size, origin in [((3, 3), (0, 0)), ((5, 1), (0, 0)), ((4, 32), (1, -3))]:

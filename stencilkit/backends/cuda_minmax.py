@@ -14,7 +14,7 @@ thread reduces each output pair's ``kh`` columns once, into a ring of ``kv`` reg
 each output is the extreme of the ring: ``(kh - 1 + kv - 1) / 2`` operations an output, one
 read and one write of the image (the two passes: about ``kh + kv - 2`` operations an output and
 two of each). The CPU computes the same extremes (van Herk / Gil-Werman lines), so results are
-equal: an extreme is one of the values. Not yet timed on a GPU.
+equal: an extreme is one of the values. Timed on an H100: :data:`UNITS`.
 
 Two parts, as the other sweeps (:mod:`.cuda_sweeps`, in one launch or two): the interior (rows
 through the mode's index map for every mode but ``constant``) and the border (the columns at
@@ -30,24 +30,37 @@ import numpy as np
 from .. import codegen_cpp
 from . import cuda_sweeps
 
-UNITS = 1
+UNITS = None
 """32-bit words of 8-bit outputs per thread (4 outputs: two pairs, each with a ring of ``kv``;
-16-bit data: twice as many words, as many pairs). Two (not timed yet: ``tools/gpu_profile.py``'s
-"2 words a thread" rows; twice the loads in flight a thread): by the SASS (ptxas 12, sm_90) the
-3 x 3 uint8 maximum's unrolled loop (``constant``: rows not mapped) takes 4.5 instructions an
-output against 6.5, at 40 registers either way; the 15 x 15 one's 10.4 against 14.2, but at
-105 registers against 68."""
+16-bit data: twice as many words, as many pairs), or None (the default) for
+:func:`units_for`'s choice by the window's width.
+
+Timed on an H100 (2026-11-27, ``tools/gpu_profile.py``, uint8 8192^2): the 3 x 3 maximum
+0.126 ms at one word a thread, 0.155 at two; the 15 x 15 one 0.243 at one, 0.205 at two (its
+halo, 14 columns, read once for two words instead of one; 105 registers against 68). By the
+SASS (ptxas 12, sm_90) two words take 4.5 instructions an output against 6.5 for the 3 x 3."""
+
+WIDE = 9
+"""The narrowest window that takes two words a thread (:func:`units_for`; timed at 3 and 15
+columns)."""
+
+
+def units_for(kh: int) -> int:
+    """Words a thread for a window ``kh`` columns wide.
+
+    :data:`UNITS`, or by default two from :data:`WIDE` columns (the halo's reads shared by
+    more outputs), else one.
+    """
+    if UNITS is not None:
+        return UNITS
+    return 2 if kh >= WIDE else 1
+
 
 MAX_ROWS = 16
 """The tallest window (the ring's registers per output pair)."""
 
 MAX_COLS = 32
 """The widest window."""
-
-AHEAD = False
-"""Whether the interior reads each row's words a step before the extremes take them (an
-experiment, off until timed: ``tools/gpu_profile.py``'s "next row ahead" rows; as
-:data:`.cuda_sep.AHEAD`). Results are the same bit for bit."""
 
 
 def box_of(passes, ndim):
@@ -86,7 +99,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     """
     dtype = np.dtype(dtype)
     hiv, hih = kv - 1 - lov, kh - 1 - loh
-    pairs = cuda_sweeps.Pairs(dtype, loh, hih, UNITS)  # two output pairs a thread
+    pairs = cuda_sweeps.Pairs(dtype, loh, hih, units_for(kh))  # two output pairs a word
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     (top, bottom), rmap = cuda_sweeps.row_reads(lov, hiv, rowmap)
@@ -100,30 +113,10 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
                 [terms[-1]] if len(terms) % 2 else [])
         return terms[0]
 
-    nw = pairs.ur - pairs.ul + 1  # words a row
-
-    def fetch(row, pad):
-        """Lines reading the row ``row``'s words into ``nw{word}`` (with :data:`AHEAD`).
-
-        A row past the array's last (after a strip's last, where rows are not mapped) reads
-        the last instead.
-        """
-        at = cuda_sweeps.ahead_row(row, rowmap, rmap)
-        return [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {at} * nu;",
-                *pairs.words("nw", "rp", pad + "  "), f"{pad}}}"]
-
-    def row_into(slot, row, pad, ahead=False):
-        """Lines reading the row ``row`` and setting each pair's ring slot ``slot``.
-
-        ``ahead``: the row's words are those read the step before (``nw``), and the next
-        row's go out first.
-        """
-        if ahead:  # (``row`` is ``i + k``: the next step's is one further)
-            lines = [f"{pad}{{ const sk_u32 " + ", ".join(f"cw{w} = nw{w}" for w in range(nw))
-                     + ";", *fetch(f"{row} + 1", pad + "  "), *pairs.split("e", "cw", pad + "  ")]
-        else:
-            lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;",
-                     *pairs.load("e", "rp", pad + "  ")]
+    def row_into(slot, row, pad):
+        """Lines reading the row ``row`` and setting each pair's ring slot ``slot``."""
+        lines = [f"{pad}{{ const sk_u32* __restrict__ rp = plane + {rmap(row)} * nu;",
+                 *pairs.load("e", "rp", pad + "  ")]
         for o in firsts:
             lines.append(f"{pad}  g{o}_{slot} = "
                          + fold([pairs.pair("e", o - loh + c) for c in range(kh)]) + ";")
@@ -146,17 +139,14 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
          "    // the ring: slot s holds the row i - lov + s (slots 0 .. kv-2 before a step)"]
     for s in range(kv - 1):
         L += row_into(s, f"lo + ({s - lov})", "    ")
-    if AHEAD:  # the first step's row, read before the loop
-        L += ["    sk_u32 " + ", ".join(f"nw{w}" for w in range(nw)) + ";",
-              *fetch(f"lo + {hiv}", "    ")]
     L += [f"    {ix} i = lo;",
           f"    for (; i + {kv} <= hi; i += {kv}) {{  // {kv} rows a step: the slots take turns"]
     for t in range(kv):
-        L += ["      {", *row_into((t + kv - 1) % kv, f"i + {t + hiv}", "        ", AHEAD),
+        L += ["      {", *row_into((t + kv - 1) % kv, f"i + {t + hiv}", "        "),
               *store("        "), "      }"]
     L += ["    }",
           "    for (; i < hi; ++i) {  // the rows left, one a step: the slots moved",
-          *row_into(kv - 1, f"i + {hiv}", "      ", AHEAD),
+          *row_into(kv - 1, f"i + {hiv}", "      "),
           "      {", *store("        "), "      }",
           *(f"      g{o}_{s} = g{o}_{s + 1};" for o in firsts for s in range(kv - 1)),
           "    }", "  }", "}", ""]
@@ -193,6 +183,6 @@ def run(x, box, mode, cval, out=None):
     words.
     """
     return cuda_sweeps.run_words(
-        x, (box, AHEAD, UNITS), lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64,
+        x, (box, units_for(box[2])), lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64,
                                                            rowmap=rowmap),
         mode, cval, out, _MODULES)
