@@ -40,28 +40,14 @@ from . import cuda_sweeps
 UNITS = 2
 """32-bit words (or elements, for unaligned rows and 32-bit data) each thread owns per row:
 two words of 8-bit data are 8 outputs per thread, which spreads the halo's reads and running
-sums over more outputs than one word does. Four (not timed yet: ``tools/gpu_profile.py``'s "4
-words a thread" rows; twice the loads in flight a thread): by the SASS (ptxas 12, sm_90) the
-15 x 15 uint8 interior's loop (``constant``: its rows not mapped, a check a row in the other
-modes) takes 12.6 instructions an output against 17.1 (3 x 3: 10.3 against 12.3), at 56
-registers either way (3 x 3: 48 against 40). Instructions are not what limits it: at 17 an
-output the 8192^2 box would issue in 0.034 ms, and its interior took 0.105-0.13 on an H200."""
+sums over more outputs than one word does. Four were slower on an H100 (2026-11-27,
+``tools/gpu_profile.py``, uint8 8192^2: 15 x 15 0.180 ms against 0.168, 3 x 3 0.185 against
+0.136), though by the SASS (ptxas 12, sm_90) they take 12.6 instructions an output against
+17.1 at the same 56 registers: the interior waits on memory (fewer blocks an SM slow it down:
+the profile's "blocks an SM" rows), it does not run out of instructions."""
 
 BLOCK = (64, 4, 1)
 """Threads per block of the interior kernel (the word stencils' shape)."""
-
-AHEAD = False
-"""Whether the interior reads the rows entering and leaving the window a row before the sums
-take them (an experiment, off until timed: ``tools/gpu_profile.py``'s "rows ahead" rows).
-
-Each row's outputs need the column sums that the previous row's reads just updated, so a
-thread waits for memory once a row. Ahead, the reads for the next move go out before this
-row's outputs are rounded and stored, carried across the loop in registers (ptxas moves
-loads used only inside the ``if`` that moves the window down into it, after the outputs: so
-every row moves the window, the last too, its sums unused). ptxas 12 gives the 15 x 15 uint8
-box's interior 56 registers either way. Results are the same bit for bit."""
-
-
 
 @dataclass(frozen=True)
 class BoxModule:
@@ -136,18 +122,17 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     lit = f"(({acc}){divisor}LL)"
     (top, bottom), rmap = cuda_sweeps.row_reads(lo0, hi0, rowmap)
 
-    def each_unit(pad, loads, term, phase="both"):
+    def each_unit(pad, loads, term):
         """Lines adding ``term`` of each unit's lanes to the column sums.
 
         ``loads``: ``(variable, row pointer)`` pairs read per unit; ``term``: the lanes'
-        values (one per variable) -> the C++ term added. ``phase``: "apply" only adds the
-        reads (``{variable}{unit}``, read before: :data:`AHEAD`), "both" reads them too.
+        values (one per variable) -> the C++ term added.
         """
         out = []
         for u in range(ul, ur + 1):
             i = u - ul
             reads = " ".join(f"const {unit} {v}{i} = {ptr}[{u}];" for v, ptr in loads)
-            out.append(pad + "{ " + (reads if phase == "both" else ""))
+            out.append(pad + "{ " + reads)
             for q in range(per):
                 vals = [f"{lane}({v}{i}, {q})" if lane else f"(({acc}){v}{i})"
                         for v, _ in loads]
@@ -155,11 +140,11 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
             out.append(pad + "}")
         return out
 
-    def each_pair(pad, add, sub, phase="both"):
+    def each_pair(pad, add, sub):
         """Lines adding each word of the row ``add`` (less the row ``sub``) to the pairs.
 
         Even lanes by a mask, odd ones by a byte permutation (one ``PRMT``: bytes 1 and 3
-        into the halves' low bytes). ``phase``: as :func:`each_unit`'s.
+        into the halves' low bytes).
         """
         flip = " ^ 0x80808080u" if bias else ""
         out = []
@@ -168,30 +153,12 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
             e, o = 2 * i, 2 * i + 1
             reads = (f"const sk_u32 a{i} = {add}[{u}]{flip};"
                      + (f" const sk_u32 s{i} = {sub}[{u}]{flip};" if sub else ""))
-            out.append(pad + "{ " + (reads if phase == "both" else ""))
+            out.append(pad + "{ " + reads)
             for c, lanes in ((e, "({} & 0x00ff00ffu)"), (o, "sk_byte_perm({}, 0u, 0x4341u)")):
                 term = lanes.format(f"a{i}") + (" - " + lanes.format(f"s{i}") if sub else "")
                 out.append(f"{pad}  cp{c} += {term};")
             out.append(pad + "}")
         return out
-
-    def ahead_reads(pad, row, decl, prefix):
-        """Lines reading the rows the window takes in and lets go when it leaves ``row``.
-
-        With :data:`AHEAD`: into ``{prefix}a{unit}`` and ``{prefix}s{unit}`` of type
-        ``decl``, a row before their use. A row past the array's last (after a strip's last
-        row, where rows are not mapped: the row entering, and with ``lo0 == 0`` the one
-        leaving) reads the last instead.
-        """
-        enter, leave = (cuda_sweeps.ahead_row(r, rowmap, rmap)
-                        for r in (f"{row} + {1 + hi0}", f"{row} - {lo0}"))
-        flip = " ^ 0x80808080u" if bias else ""
-        reads = ", ".join(f"{prefix}a{t} = {prefix}add[{u}]{flip}, "
-                          f"{prefix}s{t} = {prefix}sub[{u}]{flip}"
-                          for t, u in enumerate(range(ul, ur + 1)))
-        return [f"{pad}const {unit}* __restrict__ {prefix}add = plane + {enter} * nu;",
-                f"{pad}const {unit}* __restrict__ {prefix}sub = plane + {leave} * nu;",
-                f"{pad}{decl}{reads};"]
 
     ncs = per * (ur - ul + 1)   # running column sums: columns per * (k + ul) + t
     # 8-bit words: two column sums per 32-bit register, in its 16-bit halves (``cp{2u}``:
@@ -227,10 +194,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           *(each_pair("      ", "row", None) if packed else
             each_unit("      ", [("v", "row")], lambda v: v)),
           "    }",
-          *(ahead_reads("    ", "lo", f"{unit} ", "") if AHEAD else []),
           f"    for ({ix} i = lo; i < hi; ++i) {{"]
-    step = (each_pair, "add", "sub") if packed else (each_unit, [("a", "add"), ("s", "sub")],
-                                                    lambda a, s: f"{a} - {s}")
     if packed:  # the column sums the outputs need, out of their halves
         L += [f"      const {acc} cs{4 * u + 2 * half + odd} = ({acc})("
               + (f"cp{2 * u + odd} & 0xffffu);" if half == 0 else f"cp{2 * u + odd} >> 16);")
@@ -252,17 +216,11 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
             L.append(f"      ((sk_u32*)op)[{w}] = " + " | ".join(parts) + ";")
     else:
         L += [f"      op[{o}] = o{o};" for o in range(cols)]
-    if AHEAD:  # the rows read the row before; this row's reads for the next (every row,
-        # the last too, whose sums go unused: loads used only in a branch ptxas moves into it)
-        L += ["      {  // the window moves down a row",
-              *ahead_reads("        ", "i + 1", f"const {unit} ", "n"),
-              *step[0]("        ", *step[1:], phase="apply"),
-              "        " + " ".join(f"a{t} = na{t}; s{t} = ns{t};" for t in range(ur - ul + 1))]
-    else:
-        L += ["      if (i + 1 < hi) {  // the window moves down a row",
-              f"        const {unit}* __restrict__ add = plane + {rmap(f'i + {1 + hi0}')} * nu;",
-              f"        const {unit}* __restrict__ sub = plane + {rmap(f'i - {lo0}')} * nu;",
-              *step[0]("        ", *step[1:])]
+    L += ["      if (i + 1 < hi) {  // the window moves down a row",
+          f"        const {unit}* __restrict__ add = plane + {rmap(f'i + {1 + hi0}')} * nu;",
+          f"        const {unit}* __restrict__ sub = plane + {rmap(f'i - {lo0}')} * nu;",
+          *(each_pair("        ", "add", "sub") if packed else
+            each_unit("        ", [("a", "add"), ("s", "sub")], lambda a, s: f"{a} - {s}"))]
     L += ["      }", "      op += n1;", "    }", "  }", "}", ""]
     # -- the border kernel
     w = lo1 + hi1 + 1
@@ -361,7 +319,7 @@ _MODULES: dict = {}
 def module_for(p, in_dtype, words, idx64, rowmap=False) -> BoxModule:
     """The module of the pass ``p`` (a ``Box2``) on ``in_dtype`` data (emitted once)."""
     key = (p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, np.dtype(p.dtype).str, tuple(p.clip),
-           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap, cuda_sweeps.FUSED, AHEAD)
+           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap, cuda_sweeps.FUSED)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(in_dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1,
