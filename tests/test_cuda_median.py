@@ -78,31 +78,9 @@ def test_float_medians_are_the_cpus_bits(dtype):
     assert np.signbit(want[want == 0]).any() and not np.signbit(want[want == 0]).all()
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32],
-                         ids=lambda d: np.dtype(d).name)
-def test_rows_read_a_step_ahead_equal_the_cpu(monkeypatch, dtype):
-    """``cuda_median.AHEAD`` (each row read the step before it is sorted): the CPU's medians
-    bit for bit, every mode, words and elements, origins (a window ending at its output's row:
-    the row after a strip's last is then past the array's for ``constant``, read clamped;
-    ``make asan`` checks the reads), strips of one row (the remainder loop) and longer."""
-    monkeypatch.setattr(cuda_median, "AHEAD", True)
-    a = sample((2, 23, 40), dtype, seed=7)
-    if np.dtype(dtype).kind in "iu":
-        a = (a // 16 * 16).astype(dtype)  # ties
-    for mode in MODES:
-        for origin in ((0, 0), (1, -1)):
-            want = cpu(a, mode, 5, origin)
-            for words, rows in [(True, 1), (True, None), (False, 2)]:
-                got, mod = host_med3(a, mode, 5, origin, words=words and a.itemsize < 4,
-                                     rows=rows)
-                assert "nw0" in mod.source
-                np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8),
-                                              err_msg=f"{mode} {origin} {words} {rows}")
-
-
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16], ids=lambda d: np.dtype(d).name)
 def test_four_words_a_thread_equal_the_cpu(monkeypatch, dtype):
-    """``cuda_median.UNITS = 4`` (tools/gpu_profile.py times it against 2): the CPU's medians
+    """``cuda_median.UNITS = 4`` (as fast as 2 on an H100, more registers): the CPU's medians
     bit for bit, every mode, words and elements, origins, strips of one row and longer."""
     monkeypatch.setattr(cuda_median, "UNITS", 4)
     a = (sample((2, 19, 72), dtype, seed=10) // 16 * 16).astype(dtype)

@@ -68,10 +68,12 @@ timeout "${T_BENCH:-150}" python3 -u benchmarks/gpu.py --rounds "${ROUNDS:-5}" \
 echo "benchmark exit status $?" >> "$OUT/bench.txt"
 cat "$OUT/bench.txt"
 fi
-# each C++ launch of the main calls, timed by CUDA events (tiled iterate, medians, sweeps)
+# each C++ launch of the main calls, timed by CUDA events (tiled iterate, medians, sweeps);
+# PROFILE_ONLY: a regular expression, the rows to run (all by default)
 if want profile; then
 stamp profile > "$OUT/profile.txt"
-timeout "${T_PROFILE:-170}" python3 -u tools/gpu_profile.py >> "$OUT/profile.txt" 2>&1
+timeout "${T_PROFILE:-170}" python3 -u tools/gpu_profile.py ${PROFILE_ONLY:+--only "$PROFILE_ONLY"} \
+    >> "$OUT/profile.txt" 2>&1
 echo "profile exit status $?" >> "$OUT/profile.txt"
 cat "$OUT/profile.txt"
 fi

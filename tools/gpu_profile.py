@@ -3,8 +3,12 @@
 Each C++ kernel launch timed by CUDA events (synchronised per launch), beside the call's GPU
 time and host time (best of 10). Needs a GPU and CuPy.
 
-    python tools/gpu_profile.py
+    python tools/gpu_profile.py [--only REGEX]
+
+``--only``: the rows whose names match (``re.search``), for a short run.
 """
+import argparse
+import re
 import time
 from collections import defaultdict
 
@@ -14,9 +18,7 @@ import numpy as np
 import stencilkit as sk
 from stencilkit import codegen_cpp, codegen_tiled, filters, resample
 from stencilkit.backends import (
-    cuda_box,
     cuda_cpp,
-    cuda_median,
     cuda_minmax,
     cuda_resample,
     cuda_sep,
@@ -103,27 +105,30 @@ def unfused(fn, *args):
 
 
 def ahead(fn, *args):
-    """The separable sweeps, 8/16-bit extremes and 3 x 3 medians reading a row a step ahead.
+    """The separable sweeps reading a row a step ahead (``cuda_sep.AHEAD`` forced on)."""
+    return patched([(cuda_sep, "AHEAD", True)], fn, *args)
 
-    The ``AHEAD`` switches of cuda_sep, cuda_minmax and cuda_median on.
+
+def not_ahead(fn, *args):
+    """The separable sweeps reading each row in its own step (``cuda_sep.AHEAD`` off)."""
+    return patched([(cuda_sep, "AHEAD", False)], fn, *args)
+
+
+def words(n, fn, *args):
+    """The 8/16-bit extremes at ``n`` words a thread (``cuda_minmax.UNITS``)."""
+    return patched([(cuda_minmax, "UNITS", n)], fn, *args)
+
+
+def unrolled(n, st, *args, **kw):
+    """The stencil ``st``'s strip walk ``n`` rows a step (``codegen_cpp.UNROLL``).
+
+    The stencil's remembered routes are dropped before and after (they do not key on it).
     """
-    return patched([(cuda_sep, "AHEAD", True), (cuda_minmax, "AHEAD", True),
-                    (cuda_median, "AHEAD", True)], fn, *args)
-
-
-def rows_ahead(fn, *args):
-    """The integer box reading its rows a row ahead (``cuda_box.AHEAD`` on)."""
-    return patched([(cuda_box, "AHEAD", True)], fn, *args)
-
-
-def four_words(fn, *args):
-    """The integer box at 4 words a thread (16 outputs of 8-bit data; ``cuda_box.UNITS``)."""
-    return patched([(cuda_box, "UNITS", 4)], fn, *args)
-
-
-def more_words(fn, *args):
-    """The 8/16-bit extremes at 2 words a thread, the 3 x 3 median at 4 (their ``UNITS``)."""
-    return patched([(cuda_minmax, "UNITS", 2), (cuda_median, "UNITS", 4)], fn, *args)
+    st._modules.clear()
+    try:
+        return patched([(codegen_cpp, "UNROLL", n)], st, *args, **kw)
+    finally:
+        st._modules.clear()
 
 
 def short_strips(fn, *args):
@@ -226,23 +231,20 @@ cases = {
     "gaussian s=2 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 2.0),
     "gaussian s=1 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 1.0),
     "gaussian s=2 u8, products apart": lambda: unfused(filters.gaussian_filter, u8, 2.0),
-    # the next row loaded a step ahead (cuda_sep.AHEAD), against the rows above
-    "gaussian s=2 f32, next row ahead": lambda: ahead(filters.gaussian_filter, f, 2.0),
-    "gaussian s=1 f32, next row ahead": lambda: ahead(filters.gaussian_filter, f, 1.0),
-    "gaussian s=2 u8, next row ahead": lambda: ahead(filters.gaussian_filter, u8, 2.0),
+    # rows read a step ahead (cuda_sep.AHEAD: by default float32 weights of up to 17 taps)
+    "gaussian s=2 f32, not ahead": lambda: not_ahead(filters.gaussian_filter, f, 2.0),
+    "gaussian s=1 f32, not ahead": lambda: not_ahead(filters.gaussian_filter, f, 1.0),
+    "gaussian s=3 f32": lambda: filters.gaussian_filter(f, 3.0),
+    "gaussian s=3 f32, next row ahead": lambda: ahead(filters.gaussian_filter, f, 3.0),
     "uniform 15 f32, next row ahead": lambda: ahead(filters.uniform_filter, f, 15),
-    "maximum 9 f32, next row ahead": lambda: ahead(filters.maximum_filter, f, 9),
-    "maximum 3 u8, next row ahead": lambda: ahead(filters.maximum_filter, u8, 3),
-    "maximum 15 u8, next row ahead": lambda: ahead(filters.maximum_filter, u8, 15),
-    "median 3 u8, next row ahead": lambda: ahead(filters.median_filter, u8, 3),
-    "median 3 f32, next row ahead": lambda: ahead(filters.median_filter, f, 3),
-    "uniform 15 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 15),
-    "uniform 3 u8, rows ahead": lambda: rows_ahead(filters.uniform_filter, u8, 3),
-    "uniform 15 u8, 4 words a thread": lambda: four_words(filters.uniform_filter, u8, 15),
-    "uniform 3 u8, 4 words a thread": lambda: four_words(filters.uniform_filter, u8, 3),
-    "maximum 3 u8, 2 words a thread": lambda: more_words(filters.maximum_filter, u8, 3),
-    "maximum 15 u8, 2 words a thread": lambda: more_words(filters.maximum_filter, u8, 15),
-    "median 3 u8, 4 words a thread": lambda: more_words(filters.median_filter, u8, 3),
+    # 8/16-bit extremes: 2 words a thread from 9 columns (cuda_minmax.UNITS None), else 1
+    "maximum 3 u8, 2 words a thread": lambda: words(2, filters.maximum_filter, u8, 3),
+    "maximum 9 u8": lambda: filters.maximum_filter(u8, 9),
+    "maximum 9 u8, 1 word a thread": lambda: words(1, filters.maximum_filter, u8, 9),
+    "maximum 15 u8, 1 word a thread": lambda: words(1, filters.maximum_filter, u8, 15),
+    # the generated stencils' strip walk, rows a step (codegen_cpp.UNROLL, default 8)
+    "heat(out=), 1 row a step": lambda: unrolled(1, heat, f, out=fo),
+    "heat(out=), 4 rows a step": lambda: unrolled(4, heat, f, out=fo),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),
@@ -281,8 +283,13 @@ cases = {
     "iterate heat 20, tiled columns": lambda: columns(heat.iterate, f, steps=20),
     "median 25 f32 2048^2 (scratch)": lambda: filters.median_filter(f2k, 25),  # last: slow
 }
+ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+ap.add_argument("--only", help="the rows whose names match this regular expression")
+only = ap.parse_args().only
 cuda_cpp.kernels = _timed
 for name, fn in cases.items():
+    if only and not re.search(only, name):
+        continue
     try:
         fn()
         LAUNCH.clear()

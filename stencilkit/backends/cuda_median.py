@@ -23,8 +23,8 @@ median of integers is one value whichever way it is found, so results equal the 
 bit. Floats too, but for the network's choices among signed zeros and NaNs: an output whose
 window holds a NaN or whose median is zero is the CPU's network's, run on its nine values
 (:func:`generate`). Timed on an H200 (``tools/gpu_profile.py``, 8192^2 uint8): 0.15 ms a call
-(the generated network: 0.35-0.48); floats not yet timed (the network: 0.95 ms for float32,
-0.21 of a copy).
+(the generated network: 0.35-0.48); on an H100 (2026-11-27) 0.119 ms for uint8, 0.343 ms for
+float32 (0.55 of a copy; the network on an H200: 0.95 ms).
 
 The kernels have the box's shape (:mod:`.cuda_box`, after ``shared/gpu/anchor_cpp.py``):
 the interior (strips of rows, each thread whole 32-bit words of 8/16-bit data, rows
@@ -46,15 +46,9 @@ from . import cuda_sweeps
 
 UNITS = 2
 """8-bit words each thread owns per row (16-bit rows: twice as many words, as many output
-pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements). Four (not
-timed yet: ``tools/gpu_profile.py``'s "4 words a thread" rows; twice the loads in flight a
-thread): by the SASS (ptxas 12, sm_90) the uint8 median's unrolled loop (``constant``: rows
-not mapped) takes 12.3 instructions an output against 13.8, at 63 registers against 48."""
-
-AHEAD = False
-"""Whether the 3 x 3 median's interior reads each row a step before it sorts it (an
-experiment, off until timed: ``tools/gpu_profile.py``'s "next row ahead" rows; as
-:data:`.cuda_sep.AHEAD`). Results are the same bit for bit."""
+pairs, as cuda_sweeps.Pairs has it; unaligned rows and 32/64-bit data: elements). Four gave
+the same time on an H100 (2026-11-27, ``tools/gpu_profile.py``: the 3 x 3 uint8 median of
+8192^2, 0.119 ms either way), at 63 registers against 48."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -112,34 +106,10 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
             return pairs.load(ring, ptr, pad, declare=False)
         return [f"{pad}{ring}{u - ul} = ({v}){ptr}[{u}];" for u in range(ul, ur + 1)]
 
-    def fetch(row, pad):
-        """With :data:`AHEAD`: lines reading the row ``row``'s units into ``nw{unit}``.
-
-        A row past the array's last (after a strip's last, where rows are not mapped) reads
-        the last instead.
-        """
-        at = cuda_sweeps.ahead_row(row, rowmap, rmap)
-        reads = (pairs.words("nw", "rp", pad + "  ") if simd else
-                 [f"{pad}  nw{u - ul} = rp[{u}];" for u in range(ul, ur + 1)])
-        return [f"{pad}{{ const {unit}* __restrict__ rp = plane + {at} * nu;", *reads,
-                f"{pad}}}"]
-
     def take(ring, row, pad):
-        """Lines setting ``{ring}{t}`` to the row ``row``'s values (the C++ row ``i + k``).
-
-        With :data:`AHEAD` those read the step before, the next row's reads out first.
-        """
-        if not AHEAD:
-            return [f"{pad}{{ const {unit}* __restrict__ row = plane + {rmap(row)} * nu;",
-                    *load(ring, "row", pad + "  "), f"{pad}}}"]
-        nwords = ur - ul + 1
-        lines = [f"{pad}{{ const {unit} " + ", ".join(f"cw{w} = nw{w}" for w in range(nwords))
-                 + ";", *fetch(f"{row} + 1", pad + "  ")]
-        if simd:
-            lines += pairs.split(ring, "cw", pad + "  ", declare=False)
-        else:
-            lines += [f"{pad}  {ring}{w} = ({v})cw{w};" for w in range(nwords)]
-        return lines + [f"{pad}}}"]
+        """Lines setting ``{ring}{t}`` to the row ``row``'s values (the C++ row ``i + k``)."""
+        return [f"{pad}{{ const {unit}* __restrict__ row = plane + {rmap(row)} * nu;",
+                *load(ring, "row", pad + "  "), f"{pad}}}"]
 
     def outputs_pairs(rings, pad):
         """:func:`outputs` over pairs of outputs (``Pairs.outputs``).
@@ -221,8 +191,6 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          *load("ra", "row", "      "), "    }",
          f"    {{ const {unit}* __restrict__ row = plane + {rmap(f'lo - {lo0} + 1')} * nu;",
          *load("rb", "row", "      "), "    }",
-         *([f"    {unit} " + ", ".join(f"nw{w}" for w in range(ur - ul + 1)) + ";",
-            *fetch(f"lo + {hi0}", "    ")] if AHEAD else []),
          f"    {ix} i = lo;",
          "    // three rows a step, the rows' registers taking turns (no moves)",
          "    for (; i + 3 <= hi; i += 3) {"]
@@ -386,8 +354,7 @@ _MODULES: dict = {}
 
 def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> cuda_sweeps.UnitsModule:
     """The module of this window start and dtype (emitted once)."""
-    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED, AHEAD,
-           UNITS)
+    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED, UNITS)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, lo0, lo1, words=words, idx64=idx64,

@@ -240,7 +240,7 @@ def row_reads(lo0, hi0, rowmap):
 
 
 def ahead_row(row, rowmap, rmap) -> str:
-    """The C++ index of the row ``row`` read a step before its use (the ``AHEAD`` switches).
+    """The C++ index of the row ``row`` read a step before its use (:data:`.cuda_sep.AHEAD`).
 
     ``rmap(row)`` where the interior maps its rows (:func:`row_reads`); else ``row`` clamped
     to the array's last: the row after a strip's last is read ahead and never used.
@@ -348,11 +348,6 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     return out if direct else cuda_backend.deliver(dst.reshape(shape), out)
 
 
-def _halves(word) -> tuple:
-    """C++ of an 8-bit word's two pairs: bytes 0 and 2, then 1 and 3, in 16-bit halves."""
-    return f"{word} & 0x00ff00ffu", f"sk_byte_perm({word}, 0u, 0x4341u)"
-
-
 class Pairs:
     """Values of 8/16-bit rows two to a 32-bit register, in its 16-bit halves.
 
@@ -396,39 +391,13 @@ class Pairs:
                 lines.append(f"{pad}{'const sk_u32 ' if declare else ''}{prefix}{i} = "
                              f"{ptr}[{u}]{self.flip};")
             elif declare:
-                lo, hi = _halves(f"{prefix}w{i}")
                 lines.append(f"{pad}const sk_u32 {prefix}w{i} = {ptr}[{u}]{self.flip}, "
-                             f"{prefix}{2 * i} = {lo}, {prefix}{2 * i + 1} = {hi};")
+                             f"{prefix}{2 * i} = {prefix}w{i} & 0x00ff00ffu, {prefix}{2 * i + 1}"
+                             f" = sk_byte_perm({prefix}w{i}, 0u, 0x4341u);")
             else:
-                lo, hi = _halves("w")
                 lines.append(f"{pad}{{ const sk_u32 w = {ptr}[{u}]{self.flip}; {prefix}{2 * i} = "
-                             f"{lo}; {prefix}{2 * i + 1} = {hi}; }}")
-        return lines
-
-    def words(self, prefix, ptr, pad):
-        """Lines assigning the row ``ptr``'s words to ``{prefix}{word}`` (declared before).
-
-        Sign bits flipped as :meth:`load` has them; :meth:`split` makes them pairs: a row
-        read ahead of its use.
-        """
-        return [f"{pad}{prefix}{u - self.ul} = {ptr}[{u}]{self.flip};"
-                for u in range(self.ul, self.ur + 1)]
-
-    def split(self, prefix, words, pad, declare=True):
-        """Lines declaring ``{prefix}{register}`` as :meth:`load` does, from words.
-
-        The words: ``{words}{word}``, as :meth:`words` reads them. ``declare=False``: assigned
-        to registers declared before.
-        """
-        decl = "const sk_u32 " if declare else ""
-        lines = []
-        for i in range(self.ur - self.ul + 1):
-            if self.per == 2:
-                lines.append(f"{pad}{decl}{prefix}{i} = {words}{i};")
-            else:
-                lo, hi = _halves(f"{words}{i}")
-                lines.append(f"{pad}{decl}{prefix}{2 * i} = {lo}; "
-                             f"{decl}{prefix}{2 * i + 1} = {hi};")
+                             f"w & 0x00ff00ffu; {prefix}{2 * i + 1} = sk_byte_perm(w, 0u, "
+                             "0x4341u); }")
         return lines
 
     def pair(self, prefix, col):
