@@ -84,16 +84,18 @@ def test_tiled_iterate_equals_step_by_step_bit_for_bit(k):
 
 
 @pytest.mark.parametrize("k", range(len(CASES)))
-def test_runs_of_rows_equal_step_by_step(monkeypatch, k):
-    """``codegen_tiled.COLUMNS``: a thread's run of rows, ``UNROLL`` at a time from one set of
-    reads, in regions away from the array's edges (an array tall and wide enough to have
-    them; every region with ``wrap``), bit for bit the CPU's steps; runs that end partway
-    (the rows left after whole groups) included."""
-    monkeypatch.setattr(codegen_tiled, "COLUMNS", True)
+@pytest.mark.parametrize("columns", [True, False])
+def test_runs_of_rows_equal_step_by_step(monkeypatch, k, columns):
+    """``codegen_tiled.COLUMNS`` (on by default): a thread's run of rows, ``UNROLL`` at a time
+    from one set of reads, in regions away from the array's edges (an array tall and wide
+    enough to have them; every region with ``wrap``), bit for bit the CPU's steps; runs that
+    end partway (the rows left after whole groups) included. Off: rows strided by the block's
+    height, each value read afresh."""
+    monkeypatch.setattr(codegen_tiled, "COLUMNS", columns)
     st, dtype, params = CASES[k]
     x = sample((1, 131, 203), dtype, seed=k)
     x = (x % 2).astype(dtype) if st is life else x // 4 if dtype == np.int16 else x
-    assert "r += 4)" in tiled_module(st, x, 8, *params)[0].source
+    assert ("r += 4)" in tiled_module(st, x, 8, *params)[0].source) == columns
     for mode in ("reflect", "wrap", "constant"):
         kw = {"mode": mode, "cval": 3} if mode == "constant" else {"mode": mode}
         for block_steps in (8, 3):

@@ -136,9 +136,9 @@ def short_strips(fn, *args):
     return patched([(cuda_sweeps, "REACH_STRIPS", 0)], fn, *args)
 
 
-def columns(fn, *args, **kw):
-    """The tiled ``iterate``'s threads down runs of rows (``codegen_tiled.COLUMNS`` on)."""
-    return patched([(codegen_tiled, "COLUMNS", True)], fn, *args, **kw)
+def strided(fn, *args, **kw):
+    """The tiled ``iterate``'s threads on rows a block apart (``codegen_tiled.COLUMNS`` off)."""
+    return patched([(codegen_tiled, "COLUMNS", False)], fn, *args, **kw)
 
 
 SHARED_PER_SM = 228 * 1024
@@ -280,7 +280,7 @@ cases = {
     "iterate heat 20 block_steps=1": lambda: heat.iterate(f, steps=20, block_steps=1),
     "iterate heat 20 block_steps=4": lambda: heat.iterate(f, steps=20, block_steps=4),
     "iterate heat 20 block_steps=8": lambda: heat.iterate(f, steps=20, block_steps=8),
-    "iterate heat 20, tiled columns": lambda: columns(heat.iterate, f, steps=20),
+    "iterate heat 20, tiled rows strided": lambda: strided(heat.iterate, f, steps=20),
     "median 25 f32 2048^2 (scratch)": lambda: filters.median_filter(f2k, 25),  # last: slow
 }
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
