@@ -42,7 +42,7 @@ SHARED_BYTES = 48 * 1024
 
 COLUMNS = True
 """Whether each thread computes a step's elements down a column, a run of neighbouring rows
-(``tools/gpu_profile.py``'s "tiled columns" row against the default's).
+(``tools/gpu_profile.py``'s "tiled rows strided" row times it off).
 
 Off, a block's 8 rows of threads stride the region's rows 8 apart, and each element's reads
 come from shared memory afresh (5 loads for a 5-point step). On, in regions away from the

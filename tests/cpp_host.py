@@ -240,7 +240,8 @@ def run_sweep(mod, x, out_dtype, scalars_of, *, fill, rows=ROWS):
     return dst.reshape(shape)
 
 
-FAKE_BINARY = b"stand-in binary\n"
+FAKE_BINARY = b"\x7fELF stand-in cubin\n"
+FAKE_PTX = b"// stand-in PTX\n"
 
 
 class FakeCupy:
@@ -298,10 +299,12 @@ class FakeCupy:
                 if self.lib is None:
                     with open(self.path, "rb") as f:
                         binary = f.read()
-                    if not binary.startswith(FAKE_BINARY):
+                    head = next((h for h in (FAKE_BINARY, FAKE_PTX) if binary.startswith(h)),
+                                None)
+                    if head is None:
                         raise RuntimeError(f"{self.path}: not a stand-in binary "
                                            "(CUDA_ERROR_INVALID_IMAGE)")
-                    self.code = binary[len(FAKE_BINARY):].decode()
+                    self.code = binary[len(head):].decode()
                     self.lib = build(self.code)
                 return Kernel(self, name)
 

@@ -522,6 +522,17 @@ def test_calls_take_the_cpp_path_end_to_end(fake_gpu):
     assert not any("-ftz=true" in o for o in fake_gpu.options)  # (cupy.RawModule's)
 
 
+def test_a_call_after_unroll_changes_takes_the_new_module(fake_gpu, monkeypatch):
+    """A call's remembered route keys on ``codegen_cpp.UNROLL`` as on ``FUSED`` (the profile
+    switches it between calls)."""
+    a = sample((2, 40, 24), np.float32, seed=3)
+    same(smooth(a, target="cuda"), smooth(a))
+    compiled = fake_gpu.compiled
+    monkeypatch.setattr(codegen_cpp, "UNROLL", 2)
+    same(smooth(a, target="cuda"), smooth(a))
+    assert fake_gpu.compiled == compiled + 1
+
+
 def test_compiled_binaries_are_kept_and_loaded_again(fake_gpu, monkeypatch, tmp_path):
     """NVRTC's binary goes to the cache folder, compiled with stencilkit's options alone
     (not through cupy.RawModule(code=...), which adds -ftz=true); a later process loads the
@@ -546,6 +557,17 @@ def test_compiled_binaries_are_kept_and_loaded_again(fake_gpu, monkeypatch, tmp_
                         lambda: types.SimpleNamespace(compute_capability="other"))
     same(smooth(a, target="cuda"), want)
     assert fake_gpu.compiled == 3 and len(list((tmp_path / "binaries").iterdir())) == 2
+    # PTX (CuPy's CUPY_COMPILE_WITH_PTX, or a GPU newer than NVRTC): kept and loaded alike
+    real = fake_gpu.cuda.compiler.compile_using_nvrtc
+    monkeypatch.setattr(fake_gpu.cuda.compiler, "compile_using_nvrtc", lambda src, opts: (
+        cpp_host.FAKE_PTX.decode() + real(src, opts)[0][len(cpp_host.FAKE_BINARY):].decode(),
+        None))
+    monkeypatch.setattr(fake_gpu.cuda, "Device",
+                        lambda: types.SimpleNamespace(compute_capability="ptx"))
+    for _ in range(2):
+        monkeypatch.setattr(cuda_cpp, "_KERNELS", {})
+        same(smooth(a, target="cuda"), want)
+    assert fake_gpu.compiled == 4 and len(list((tmp_path / "binaries").glob("*.ptx"))) == 1
     for undo in (lambda: monkeypatch.setattr(cuda_cpp, "_binaries", lambda: None),
                  lambda: monkeypatch.delattr(fake_gpu.cuda.compiler, "compile_using_nvrtc")):
         undo()

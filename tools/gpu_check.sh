@@ -48,10 +48,12 @@ cat "$OUT/info.txt"
 # The benchmark first (issue figures), then the per-launch profile, then the real-GPU tests
 # (addopts cleared; -n: pytest-xdist, which that image has, one process per few cores, since
 # a fresh machine compiles every kernel: NVRTC and numba-cuda are CPU-bound, and the first 18
-# tests of tests/test_gpu.py took 190 s on one process of an H200 machine, 3.5 s once CuPy's
-# kernel cache was warm). tests/test_cuda_cpp.py runs the C++ kernels on the host and is left
+# tests of tests/test_gpu.py took 190 s on one process of an H200 machine, 3.5 s once the
+# kernel cache was warm: now stencilkit's own, cuda_cpp._binary). tests/test_cuda_cpp.py runs the C++ kernels on the host and is left
 # to CI. Seconds: T_BENCH (150), T_PROFILE (170), T_ANCHORS (60), T_NCU (40 a kernel), T_TESTS
 # (300); each step stamps its start.
+# On an H100, 2026-11-27: bench + profile + anchors + ncu 231 s of a call (the bench cut at
+# 140 s, after its filter tables); the tests 164-182 s with WORKERS=12 (383 passed, 9 skipped).
 # On an H200, 2026-11-27: bench + profile about 150 s; test_cuda.py 113 passed, 1 skipped;
 # test_cuda_filters.py 194 passed, 8 skipped; test_cuda_resample.py 36 passed; test_gpu.py
 # 2 failures, since fixed (a test's chain of a 1-D and a 2-D stencil, a float64 tolerance).

@@ -119,16 +119,9 @@ def words(n, fn, *args):
     return patched([(cuda_minmax, "UNITS", n)], fn, *args)
 
 
-def unrolled(n, st, *args, **kw):
-    """The stencil ``st``'s strip walk ``n`` rows a step (``codegen_cpp.UNROLL``).
-
-    The stencil's remembered routes are dropped before and after (they do not key on it).
-    """
-    st._modules.clear()
-    try:
-        return patched([(codegen_cpp, "UNROLL", n)], st, *args, **kw)
-    finally:
-        st._modules.clear()
+def unrolled(n, fn, *args, **kw):
+    """The generated stencils' strip walk ``n`` rows a step (``codegen_cpp.UNROLL``)."""
+    return patched([(codegen_cpp, "UNROLL", n)], fn, *args, **kw)
 
 
 def short_strips(fn, *args):

@@ -179,7 +179,8 @@ def choose(st, plan, params) -> Choice:
     # the parameters are NumPy scalars here, whose Python type gives their numba type
     calls = st._modules.setdefault("cuda-calls", {})
     fast = (plan.work_dtypes, plan.wout, plan.acc0.dtype, plan.wshape, plan.mode,
-            _dtypes.exact_key(plan.cval_acc), tuple(map(type, params)), codegen_cpp.FUSED)
+            _dtypes.exact_key(plan.cval_acc), tuple(map(type, params)), codegen_cpp.FUSED,
+            codegen_cpp.UNROLL)
     choice = calls.get(fast)
     if choice is not None:
         return choice
@@ -355,14 +356,16 @@ def _binary(source: str, options: tuple, fresh: bool = False):
     parts = [source, *options, str(arch), repr(cupy.cuda.nvrtc.getVersion()),
              cupy.__version__]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
-    path = folder / f"sk_bin_{key}.cubin"
-    if not fresh and path.is_file():
-        return path, True
+    # a cubin, or PTX (CUPY_COMPILE_WITH_PTX, or a GPU newer than NVRTC): the driver loads either
+    kept = [folder / f"sk_bin_{key}{suffix}" for suffix in (".cubin", ".ptx")]
+    for path in kept:
+        if not fresh and path.is_file():
+            return path, True
     out = compile_nvrtc(source, options)  # (CuPy 14: (binary, names); earlier: the binary)
     binary = out[0] if isinstance(out, tuple) else out
-    if isinstance(binary, str):  # PTX (CUPY_COMPILE_WITH_PTX, or a GPU newer than NVRTC)
+    if isinstance(binary, str):
         binary = binary.encode()
-        path = path.with_suffix(".ptx")
+    path = kept[0] if binary.startswith(b"\x7fELF") else kept[1]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         cpu._write_once(path, binary)

@@ -518,8 +518,9 @@ out before row ``i``'s sums, at the cost of their registers (ptxas 12, sm_90: th
 clamped).
 
 Timed on an H100 (2026-11-27, ``tools/gpu_profile.py``, 8192^2): the float32 Gaussian sigma
-2 0.416 -> 0.390 ms, sigma 1 0.368 -> 0.341; but the uint8 Gaussian 0.629 -> 0.805 (a block an
-SM fewer) and the float32 15 x 15 box 0.413 -> 0.473."""
+2 0.416 -> 0.390 ms (a second run on another H100: 0.504 -> 0.466), sigma 1 0.368 -> 0.341
+(then 0.349 -> 0.359: level); but the uint8 Gaussian 0.629 -> 0.805 (a block an SM fewer),
+sigma 3 float32 0.870 -> 0.937 and the float32 15 x 15 box 0.413 -> 0.473 (0.430 -> 0.469)."""
 
 AHEAD_TAPS = 17
 """The most taps an axis of the float32 weighted sums that read ahead by default (sigma 2's
