@@ -78,6 +78,17 @@ BLOCK_1D = (256, 1, 1)
 
 MAX_GRID_YZ = 65535
 
+
+def launch_settings() -> tuple:
+    """The settings above that shape launches but not the emitted source.
+
+    ``(ROWS, TARGET_THREADS, BLOCK_PLAIN, BLOCK_WORDS, BLOCK_1D)``: part of every remembered
+    launch's key (``cuda_cpp._LAUNCHES``), so that a changed one takes effect at the next call
+    (``benchmarks/gpu.py --geometry``, ``tools/gpu_profile.py``'s rows; before, a launch
+    remembered under the old value was used again).
+    """
+    return ROWS, TARGET_THREADS, BLOCK_PLAIN, BLOCK_WORDS, BLOCK_1D
+
 FUSED = True
 """Whether 2-D and higher modules run their border in the interior's launch: ``<name>_fused``
 (and ``<name>_fused_w``), whose first rows of blocks (the lowest ``blockIdx.y``, dispatched

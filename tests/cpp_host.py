@@ -256,6 +256,7 @@ class FakeCupy:
         import types
 
         self.launched = []
+        self.grids = []  # (kernel, grid, block) of each launch
         self.options = []  # each compile's NVRTC options
         self.compiled = 0  # compile_using_nvrtc's calls
         self.loaded = []  # the files RawModule(path=...) was given
@@ -276,6 +277,7 @@ class FakeCupy:
 
             def __call__(self, grid, block, args):
                 outer.launched.append(self.name)
+                outer.grids.append((self.name, tuple(grid), tuple(block)))
                 for a in args:
                     if not isinstance(a, (ndarray, np.generic, bool, int, float)):
                         raise AssertionError(f"{self.name}: CuPy cannot pass {a!r}")

@@ -533,6 +533,36 @@ def test_a_call_after_unroll_changes_takes_the_new_module(fake_gpu, monkeypatch)
     assert fake_gpu.compiled == compiled + 1
 
 
+def test_launch_settings_changed_between_calls_take_effect(fake_gpu, monkeypatch):
+    """Remembered launches key on the settings that shape them but not the source
+    (``codegen_cpp.launch_settings``, ``cuda_sweeps.REACH_STRIPS``): the profile's and
+    ``--geometry``'s rows change them between calls, which once reused the old launches."""
+    from numba import cuda
+
+    from stencilkit import filters
+    from stencilkit.backends import cuda_sweeps
+
+    monkeypatch.setattr(codegen_cpp, "TARGET_THREADS", 1)  # (strips at their longest)
+    a = sample((1, 300, 64), np.float32, seed=2)
+    d = cuda.to_device(a)
+
+    def grids(call, want):
+        fake_gpu.grids.clear()
+        # (the Gaussian's float32 sums: the CPU's to round-off)
+        np.testing.assert_allclose(call().copy_to_host(), want, rtol=1e-5, atol=1e-4)
+        return list(fake_gpu.grids)
+
+    for call, want, module, name, value in [
+            (lambda: smooth(d), smooth(a), codegen_cpp, "ROWS", 8),
+            (lambda: filters.gaussian_filter(d, 2.0), filters.gaussian_filter(a, 2.0),
+             cuda_sweeps, "REACH_STRIPS", 0)]:
+        before = grids(call, want)
+        monkeypatch.setattr(module, name, value)
+        after = grids(call, want)
+        assert before != after and len(before) == len(after), name
+        assert after == grids(call, want)  # (remembered under the new value)
+
+
 def test_compiled_binaries_are_kept_and_loaded_again(fake_gpu, monkeypatch, tmp_path):
     """NVRTC's binary goes to the cache folder, compiled with stencilkit's options alone
     (not through cupy.RawModule(code=...), which adds -ftz=true); a later process loads the

@@ -404,7 +404,8 @@ def run(mod, arrays, out, plan, params, fastmath: bool) -> None:
     words = codegen_cpp.words_ok(mod, items, (out.data.ptr, out.shape[-1], out.itemsize))
     wshape = tuple(out.shape)
     key = (mod.source, fastmath, words, wshape, plan.mode, _dtypes.exact_key(plan.cval_acc),
-           _dtypes.exact_key(plan.cval_out), _dtypes.exact_key(tuple(params)))
+           _dtypes.exact_key(plan.cval_out), _dtypes.exact_key(tuple(params)),
+           codegen_cpp.launch_settings())
     found = kernels(mod, fastmath)
     calls = _LAUNCHES.get(key)
     if calls is None:

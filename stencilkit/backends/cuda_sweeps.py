@@ -330,7 +330,8 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
         mod = module_of(np.dtype(src.dtype), (s.data.ptr, d.data.ptr),
                         math.prod(wshape) >= 2**31)
         found = cuda_cpp.kernels(mod, False)
-        ck, calls = None if key is None else (mod.source, wshape, key), None
+        ck, calls = None if key is None else (mod.source, wshape, key, REACH_STRIPS,
+                                              codegen_cpp.launch_settings()), None
         try:
             calls = None if ck is None else cuda_cpp._LAUNCHES.get(ck)
         except TypeError:  # (an unhashable mode, one per axis: no cache)
