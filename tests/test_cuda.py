@@ -283,6 +283,44 @@ def test_gpu_benchmark_script_runs_its_code_paths():
     assert "classic numba.cuda kernel" in out.stdout
 
 
+def test_gpu_benchmark_times_fast_calls_in_a_stream_too():
+    """benchmarks/gpu.py's best_times on a stand-in clock: a call's GPU time from events
+    around it, and for calls of up to STREAM_MS its share of STREAM queued back to back."""
+    import importlib.util
+    import os
+    import types
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks", "gpu.py")
+    spec = importlib.util.spec_from_file_location("sk_bench_gpu", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    clock = [0.0]  # GPU milliseconds
+
+    class Event:
+        def record(self):
+            self.t = clock[0]
+
+        def synchronize(self):
+            pass
+
+    dev = types.SimpleNamespace(sync=lambda: None, cupy=types.SimpleNamespace(
+        cuda=types.SimpleNamespace(Event=Event, get_elapsed_time=lambda a, b: b.t - a.t)))
+    calls = {"fast": 0, "slow": 0}
+
+    def call(name, ms):
+        def fn():
+            calls[name] += 1
+            clock[0] += ms + (2.0 if calls[name] % 9 == 1 else 0.0)  # (some calls wait)
+        return fn
+
+    got = bench.best_times({"fast": call("fast", 1.0), "slow": call("slow", 10.0)}, dev, 3)
+    assert calls == {"fast": 1 + 3 * (1 + bench.STREAM), "slow": 1 + 3}
+    assert got["fast"][0] == pytest.approx(1e-3) and got["slow"][0] == pytest.approx(1e-2)
+    assert got["fast"][2] == pytest.approx(1e-3 + 2e-3 / bench.STREAM)
+    assert got["slow"][2] != got["slow"][2]  # NaN: not timed in a stream
+
+
 def test_chain_on_device_arrays():
     c = sk.chain(smooth, asym2)
     a = sample((6, 10), np.int32)
