@@ -239,8 +239,12 @@ cases = {
     "maximum 9 u8, 1 word a thread": lambda: words(1, filters.maximum_filter, u8, 9),
     "maximum 15 u8, 1 word a thread": lambda: words(1, filters.maximum_filter, u8, 15),
     # the generated stencils' strip walk, rows a step (codegen_cpp.UNROLL, default 8)
+    # (ptxas 12, sm_90: heat_fused 48 registers at 8 rows a step, 40 at 1; the interior alone
+    # 32 at 1 row a step, as the anchor's heat strip, 30, at 0.92x of a copy on an H100)
     "heat(out=), 1 row a step": lambda: unrolled(1, heat, f, out=fo),
+    "heat(out=), 2 rows a step": lambda: unrolled(2, heat, f, out=fo),
     "heat(out=), 4 rows a step": lambda: unrolled(4, heat, f, out=fo),
+    "heat(out=), border apart, 1 row a step": lambda: unrolled(1, apart, heat, f, out=fo),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),
