@@ -49,7 +49,26 @@ def test_fused_border_equals_its_own_launch_and_the_cpu(fake_gpu, monkeypatch, k
         assert_device_result(got[True], want, exact=exact)
 
 
-def test_fused_launch_geometry():
+@pytest.mark.parametrize("k", range(len(CALLS)))
+def test_fused_border_in_shorter_strips_equals_the_cpu(fake_gpu, monkeypatch, k):
+    """``FUSED_BORDER_ROWS`` 1 and 3: more rows of the border's blocks, and each thread's
+    strips as short as the threads it finds allow (worked out in the kernel), every family,
+    planes and a tall image, the edge rows of ``constant``."""
+    from numba import cuda
+
+    fn, dtype, arg, prefix, exact = CALLS[k]
+    a = sample((3, 29, 40), dtype, seed=50 + k)
+    tall = sample((2, 700, 24), dtype, seed=60 + k)
+    for rows in (1, 3):
+        monkeypatch.setattr(cuda_sweeps, "FUSED_BORDER_ROWS", rows)
+        for x, mode in [(a, "wrap"), (a, "constant"), (tall, "reflect"), (tall, "constant")]:
+            fake_gpu.grids.clear()
+            got = fn(cuda.to_device(x), arg, mode=mode, cval=3).copy_to_host()
+            assert [g[0] for g in fake_gpu.grids] == [f"{prefix}_fused"]
+            assert_device_result(got, fn(x, arg, mode=mode, cval=3), exact=exact)
+
+
+def test_fused_launch_geometry(monkeypatch):
     """The fused grid is the interior's with rows of blocks more, as many as give each of the
     border's strips (of ``BORDER_ROWS`` rows) a thread (a tall narrow image: hundreds); the
     interior's strip length is the one it had alone; where no interior thread has work (an
@@ -73,6 +92,16 @@ def test_fused_launch_geometry():
             assert (ey - 1) * per < strips <= ey * per, (shape, rowmap, ey)
             eys.append(ey)
     assert eys[0] <= 2 and min(eys[2:]) > 10  # (constant: a strip per column atop and below)
+    # strips of one row: a thread for each of the bands' outputs
+    monkeypatch.setattr(cuda_sweeps, "FUSED_BORDER_ROWS", 1)
+    shape, threads = (5, 300, 4000), 480
+    plan = [cuda_sweeps.plan("p", shape, 0, 0, threads, 8 * threads, (8, 8 + 8 * threads),
+                             (64, 4, 1), fused=fused)[0] for fused in (False, True)]
+    (_, grid0, _, _), (_, grid, block, _) = plan
+    per = grid[0] * grid[2] * block[0] * block[1]
+    ey = grid[1] - grid0[1]
+    strips = cuda_sweeps.border_threads(*shape, 0, 0, shape[2] - 8 * threads, 1)
+    assert strips == 5 * 300 * 160 and ey > eys[0] and (ey - 1) * per < strips <= ey * per
     (only,) = cuda_sweeps.plan("p", (1, 300, 12), 0, 0, 0, 0, (0, 0), (64, 4, 1), fused=True)
     assert only[0] == "p_border"
 

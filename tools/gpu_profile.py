@@ -127,6 +127,15 @@ def unrolled(n, fn, *args, **kw):
     return patched([(codegen_cpp, "UNROLL", n)], fn, *args, **kw)
 
 
+def border_strips(n, fn, *args):
+    """The fused sweeps' border bands in strips of ``n`` rows.
+
+    ``cuda_sweeps.FUSED_BORDER_ROWS``, default 16: more threads, each output's window reduced
+    more often.
+    """
+    return patched([(cuda_sweeps, "FUSED_BORDER_ROWS", n)], fn, *args)
+
+
 def short_strips(fn, *args):
     """Strips of ``codegen_cpp.ROWS`` whatever the window's reach (``REACH_STRIPS`` 0)."""
     return patched([(cuda_sweeps, "REACH_STRIPS", 0)], fn, *args)
@@ -223,6 +232,17 @@ cases = {
     "gaussian s=2 f32, strips of 32 rows": lambda: short_strips(filters.gaussian_filter, f, 2.0),
     "uniform 15 u8, strips of 32 rows": lambda: short_strips(filters.uniform_filter, u8, 15),
     "maximum 15 u8, strips of 32 rows": lambda: short_strips(filters.maximum_filter, u8, 15),
+    # the fused border's strips (cuda_sweeps.FUSED_BORDER_ROWS, default 16 rows)
+    "gaussian s=2 f32, border strips of 4 rows": lambda: border_strips(
+        4, filters.gaussian_filter, f, 2.0),
+    "gaussian s=2 f32, border strips of 1 row": lambda: border_strips(
+        1, filters.gaussian_filter, f, 2.0),
+    "uniform 15 u8, border strips of 4 rows": lambda: border_strips(
+        4, filters.uniform_filter, u8, 15),
+    "maximum 15 u8, border strips of 4 rows": lambda: border_strips(
+        4, filters.maximum_filter, u8, 15),
+    "maximum 15 u8, border strips of 1 row": lambda: border_strips(
+        1, filters.maximum_filter, u8, 15),
     # fused multiply-adds (cuda_sep.FMA), against the rows above
     "gaussian s=2 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 2.0),
     "gaussian s=1 f32, products apart": lambda: unfused(filters.gaussian_filter, f, 1.0),

@@ -127,15 +127,16 @@ def entries(prefix, params, names, ix, fused, reach) -> list:
     ``<prefix>_border``: a thread per strip, grid-stride, ``rows`` rows per side strip.
     ``<prefix>_fused`` (``fused``, :func:`stencilkit.codegen_cpp.fused_kernel`): the interior
     over ``n0 - reach`` rows (``reach``: the rows the border computes above and below), and in
-    the rows of blocks before it (:func:`plan` sizes them) the border's strips,
-    :data:`BORDER_ROWS` rows each; else ``<prefix>_interior``.
+    the rows of blocks before it (:func:`plan` sizes them) the border's strips, as short as
+    those blocks' threads allow (:func:`border_strips`, ``brows`` 0); else
+    ``<prefix>_interior``.
     """
     lines = []
     if fused:
         lines += ["// the interior's blocks after rows of blocks walking the border's strips",
                   *codegen_cpp.fused_kernel(f"{prefix}_fused", params, names, ix,
                                             f"{prefix}_interior_body", f"{prefix}_border_body",
-                                            f"(n0 - {reach})", f", {BORDER_ROWS}")]
+                                            f"(n0 - {reach})", ", 0")]
     else:
         lines += [f'extern "C" __global__ void {prefix}_interior({params}) {{',
                   f"  {prefix}_interior_body({names}, ({ix})blockIdx.y);", "}"]
@@ -170,6 +171,19 @@ def border_threads(B, n0, n1, lo0, hi0, band, rows=BORDER_ROWS) -> int:
     return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * codegen_cpp._cdiv(inner, rows))
 
 
+FUSED_BORDER_ROWS = BORDER_ROWS
+"""Rows per strip of a fused kernel's border bands, by the border's rows of blocks (:func:`plan`;
+the kernel takes the shortest strips its threads cover, :func:`border_strips`).
+
+A strip is a chain of dependent reads, and the fused kernels' borders run long ones on few
+threads (8192 for an 8192^2 image), beside the interior's blocks. On an H100 (2026-11-27,
+``tools/gpu_profile.py``, single launches) the fused kernels took longer than their interiors
+alone by about the border kernel's time on its own: the sigma 2 float32 Gaussian 0.364 ms
+against 0.317 + 0.046, the 15 x 15 uint8 maximum 0.196 against 0.149 + 0.036, the 15 x 15
+uint8 box 0.132 against 0.118 + 0.035 (that one's border also takes 56 registers, the
+interior 47). Shorter strips give the border more threads, but each output's window is
+then reduced afresh (more work): the profile's "border strips of" rows time 4 and 1."""
+
 REACH_STRIPS = 4
 """An interior strip is at least this many times the rows its window reaches (and at least
 ``codegen_cpp.ROWS``), where the GPU still gets enough threads (:func:`plan`).
@@ -192,8 +206,9 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
     :data:`REACH_STRIPS` times ``reach``, the rows a window spans less one, if more) or fewer
     so that the GPU still gets enough threads (the border kernel's: :func:`border_rows`).
     ``fused``: one launch of ``<prefix>_fused`` where the interior has threads
-    (:func:`entries`), its grid taller by the rows of blocks that give the border's strips a
-    thread each (at least one row, at most what the grid's limit leaves).
+    (:func:`entries`), its grid taller by the rows of blocks that give the border's strips of
+    :data:`FUSED_BORDER_ROWS` rows a thread each (at least one row, at most what the grid's
+    limit leaves; the kernel sizes its strips to the threads it finds).
     """
     B, n0, n1 = shape
     if B * n0 * n1 == 0:
@@ -209,9 +224,11 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
             strip *= 2
         grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
                 min(B, codegen_cpp.MAX_GRID_YZ))
-        if fused:
-            ey = codegen_cpp.fused_rows(border_threads(B, n0, n1, lo0, hi0, n1 - covered),
-                                        grid, block)
+        if fused:  # the border's rows of blocks: a thread for each of its strips
+            band = n1 - covered
+            ey = codegen_cpp.fused_rows(
+                border_threads(B, n0, n1, lo0, hi0, band, rows or FUSED_BORDER_ROWS),
+                grid, block)
             return [(f"{prefix}_fused", (grid[0], grid[1] + ey, grid[2]), block,
                      (strip, *span))]
         out.append((f"{prefix}_interior", grid, block, (strip, *span)))
@@ -278,8 +295,12 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
 
     Inside the loop each thread has ``b`` (the plane), ``j`` (its column) and the rows
     ``r0`` to ``r1``; ``c0``/``c1``: C++ expressions of the interior kernel's first and
-    past-the-last columns; ``brows``: the side bands' strip length (:func:`border_rows`).
-    The caller closes the loop.
+    past-the-last columns; ``brows``: the side bands' strip length (:func:`border_rows`), or
+    0 (the fused kernels) for the shortest strips that the ``sk_stride`` threads cover in one
+    pass, at most :data:`BORDER_ROWS` rows. A strip is a chain of dependent reads: on few
+    threads, long strips were the kernel's tail (:func:`border_rows`; on an H100 the fused
+    15 x 15 uint8 maximum took 0.196 ms, its interior alone 0.149, with 16-row border strips
+    on 8192 threads). The caller closes the loop.
     """
     return [
         f"  const {ix} top = n0 < {lo0} ? n0 : {lo0};",
@@ -288,6 +309,12 @@ def border_strips(ix, lo0, hi0, c0, c1) -> list:
         f"  const {ix} cA = {c0}, cB = {c1};",
         f"  const {ix} band = cA + (n1 - cB);",
         f"  const {ix} nA = top > 0 ? n1 : 0, nC = bottom > 0 ? n1 : 0;",
+        "  if (brows <= 0) {  // strips as short as the threads allow",
+        f"    const {ix} side = sk_stride / B - nA - nC;  // a plane's threads for its bands",
+        f"    const {ix} cols = band > 0 && side >= band ? side / band : 1;",
+        "    brows = (inner + cols - 1) / cols;",
+        f"    brows = brows < 1 ? 1 : brows > {BORDER_ROWS} ? {BORDER_ROWS} : brows;",
+        "  }",
         f"  const {ix} per_b = nA + nC + band * ((inner + brows - 1) / brows);",
         f"  for ({ix} t = sk_t0; t < B * per_b; t += sk_stride) {{",
         f"    const {ix} b = t / per_b;",
@@ -331,6 +358,7 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
                         math.prod(wshape) >= 2**31)
         found = cuda_cpp.kernels(mod, False)
         ck, calls = None if key is None else (mod.source, wshape, key, REACH_STRIPS,
+                                              FUSED_BORDER_ROWS,
                                               codegen_cpp.launch_settings()), None
         try:
             calls = None if ck is None else cuda_cpp._LAUNCHES.get(ck)
