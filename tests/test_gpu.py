@@ -61,8 +61,8 @@ def close(got, want, ulps):
 
 def test_float32_subnormals_are_kept_on_the_gpu(cupy):
     """The kernels compile with --ftz=false (cupy.RawModule would add -ftz=true, under which
-    float32 arithmetic and comparisons read subnormals as zero): sums, products, extremes,
-    medians and a Gaussian of subnormal data are the CPU's."""
+    float32 arithmetic and comparisons read subnormals as zero): sums, products, extremes and
+    medians of subnormal data are the CPU's bit for bit, a Gaussian and a box to round-off."""
     rng = np.random.default_rng(3)
     tiny = np.finfo(np.float32).smallest_subnormal
     a = (rng.integers(-40, 40, (67, 130)) * tiny).astype(np.float32)  # all subnormal or zero
