@@ -84,14 +84,16 @@ def test_strips_and_small_shapes():
 
 def test_wide_windows_take_two_words_a_thread(monkeypatch):
     """By default (``UNITS`` None) windows of 9 columns or more take two words a thread (the
-    15 x 15 maximum faster on an H100), narrower ones one; ``UNITS`` overrides."""
-    def words(kh):
-        mod = cuda_minmax.generate(np.uint8, 3, 1, kh, kh // 2, True, idx64=False,
+    9 x 9 and 15 x 15 maxima faster on an H100), narrower ones one, and so do windows of more
+    than 400 elements (two words would take 150 registers); ``UNITS`` overrides."""
+    def words(kh, kv=3):
+        mod = cuda_minmax.generate(np.uint8, kv, 1, kh, kh // 2, True, idx64=False,
                                    rowmap=True)
-        assert mod.units == cuda_minmax.units_for(kh)
+        assert mod.units == cuda_minmax.units_for(kh, kv)
         return mod.units
 
     assert [words(kh) for kh in (1, 3, 8, 9, 15, 32)] == [1, 1, 1, 2, 2, 2]
+    assert [words(kh, kv) for kv, kh in ((15, 15), (12, 32), (15, 32), (16, 32))] == [2, 2, 1, 1]
     monkeypatch.setattr(cuda_minmax, "UNITS", 1)
     assert words(15) == 1
 

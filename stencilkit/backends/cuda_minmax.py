@@ -41,19 +41,24 @@ halo, 14 columns, read once for two words instead of one; 105 registers against 
 SASS (ptxas 12, sm_90) two words take 4.5 instructions an output against 6.5 for the 3 x 3."""
 
 WIDE = 9
-"""The narrowest window that takes two words a thread (:func:`units_for`; timed at 3 and 15
-columns)."""
+"""The narrowest window that takes two words a thread (:func:`units_for`; timed at 3, 9 and
+15 columns)."""
+
+WIDE_MOST = 400
+"""The most elements of a window that takes two words a thread: by ptxas 12 (sm_90) two
+words take up to 122 registers to 400 elements (2 blocks of 256 threads an SM, as the timed
+15 x 15's 105), but 150 for 15 x 32 and 16 x 32 (1 block)."""
 
 
-def units_for(kh: int) -> int:
-    """Words a thread for a window ``kh`` columns wide.
+def units_for(kh: int, kv: int = 1) -> int:
+    """Words a thread for a window ``kv`` rows tall and ``kh`` columns wide.
 
-    :data:`UNITS`, or by default two from :data:`WIDE` columns (the halo's reads shared by
-    more outputs), else one.
+    :data:`UNITS`, or by default two from :data:`WIDE` columns up to :data:`WIDE_MOST`
+    elements (the halo's reads shared by more outputs), else one.
     """
     if UNITS is not None:
         return UNITS
-    return 2 if kh >= WIDE else 1
+    return 2 if kh >= WIDE and kv * kh <= WIDE_MOST else 1
 
 
 MAX_ROWS = 16
@@ -99,7 +104,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
     """
     dtype = np.dtype(dtype)
     hiv, hih = kv - 1 - lov, kh - 1 - loh
-    pairs = cuda_sweeps.Pairs(dtype, loh, hih, units_for(kh))  # two output pairs a word
+    pairs = cuda_sweeps.Pairs(dtype, loh, hih, units_for(kh, kv))  # two pairs a word
     ix = "sk_i64" if idx64 else "sk_i32"
     tc = codegen_cpp._ctype_of(dtype)
     (top, bottom), rmap = cuda_sweeps.row_reads(lov, hiv, rowmap)
@@ -183,6 +188,6 @@ def run(x, box, mode, cval, out=None):
     words.
     """
     return cuda_sweeps.run_words(
-        x, (box, units_for(box[2])), lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64,
-                                                           rowmap=rowmap),
+        x, (box, units_for(box[2], box[0])),
+        lambda dt, idx64, rowmap: generate(dt, *box, idx64=idx64, rowmap=rowmap),
         mode, cval, out, _MODULES)
