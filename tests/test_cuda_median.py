@@ -78,6 +78,24 @@ def test_float_medians_are_the_cpus_bits(dtype):
     assert np.signbit(want[want == 0]).any() and not np.signbit(want[want == 0]).all()
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.float32],
+                         ids=lambda d: np.dtype(d).name)
+def test_origins_and_strips_of_every_kind_equal_the_cpu(dtype):
+    """The CPU's medians bit for bit, every mode, words and elements, origins (a window
+    ending at its output's row), strips of one row (the remainder loop) and longer."""
+    a = sample((2, 23, 40), dtype, seed=7)
+    if np.dtype(dtype).kind in "iu":
+        a = (a // 16 * 16).astype(dtype)  # ties
+    for mode in MODES:
+        for origin in ((0, 0), (1, -1)):
+            want = cpu(a, mode, 5, origin)
+            for words, rows in [(True, 1), (True, None), (False, 2)]:
+                got, _ = host_med3(a, mode, 5, origin, words=words and a.itemsize < 4,
+                                   rows=rows)
+                np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8),
+                                              err_msg=f"{mode} {origin} {words} {rows}")
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16], ids=lambda d: np.dtype(d).name)
 def test_four_words_a_thread_equal_the_cpu(monkeypatch, dtype):
     """``cuda_median.UNITS = 4`` (as fast as 2 on an H100, more registers): the CPU's medians
