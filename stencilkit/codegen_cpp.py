@@ -89,6 +89,7 @@ def launch_settings() -> tuple:
     """
     return ROWS, TARGET_THREADS, BLOCK_PLAIN, BLOCK_WORDS, BLOCK_1D
 
+
 FUSED = True
 """Whether 2-D and higher modules run their border in the interior's launch: ``<name>_fused``
 (and ``<name>_fused_w``), whose first rows of blocks (the lowest ``blockIdx.y``, dispatched

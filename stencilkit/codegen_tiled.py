@@ -206,7 +206,7 @@ def _source(em, T, tile) -> str:
         loops("          "), *("  " + line for line in fixed_lines),
         f"              sk_dst[r * {RW} + c] = {em.call(direct, None)};", "            }"])
     if COLUMNS and not fixed_maps:  # runs of UNROLL rows, each value read once a run
-        offs = [offs for _, offs in em.reads]
+        offs = [o for _, o in em.reads]
         held = sorted({(k + o0, o1) for k in range(UNROLL) for o0, o1 in offs})
 
         def value(d, o):

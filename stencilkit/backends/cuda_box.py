@@ -130,13 +130,11 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
         """
         out = []
         for u in range(ul, ur + 1):
-            i = u - ul
-            reads = " ".join(f"const {unit} {v}{i} = {ptr}[{u}];" for v, ptr in loads)
-            out.append(pad + "{ " + reads)
+            out.append(pad + "{ " + " ".join(f"const {unit} {v} = {ptr}[{u}];"
+                                             for v, ptr in loads))
             for q in range(per):
-                vals = [f"{lane}({v}{i}, {q})" if lane else f"(({acc}){v}{i})"
-                        for v, _ in loads]
-                out.append(f"{pad}  cs{per * i + q} += {term(*vals)};")
+                vals = [f"{lane}({v}, {q})" if lane else f"(({acc}){v})" for v, _ in loads]
+                out.append(f"{pad}  cs{per * (u - ul) + q} += {term(*vals)};")
             out.append(pad + "}")
         return out
 
@@ -149,13 +147,11 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
         flip = " ^ 0x80808080u" if bias else ""
         out = []
         for u in range(ul, ur + 1):
-            i = u - ul
-            e, o = 2 * i, 2 * i + 1
-            reads = (f"const sk_u32 a{i} = {add}[{u}]{flip};"
-                     + (f" const sk_u32 s{i} = {sub}[{u}]{flip};" if sub else ""))
-            out.append(pad + "{ " + reads)
+            e, o = 2 * (u - ul), 2 * (u - ul) + 1
+            out.append(f"{pad}{{ const sk_u32 a = {add}[{u}]{flip};"
+                       + (f" const sk_u32 s = {sub}[{u}]{flip};" if sub else ""))
             for c, lanes in ((e, "({} & 0x00ff00ffu)"), (o, "sk_byte_perm({}, 0u, 0x4341u)")):
-                term = lanes.format(f"a{i}") + (" - " + lanes.format(f"s{i}") if sub else "")
+                term = lanes.format("a") + (" - " + lanes.format("s") if sub else "")
                 out.append(f"{pad}  cp{c} += {term};")
             out.append(pad + "}")
         return out
@@ -220,8 +216,8 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
           f"        const {unit}* __restrict__ add = plane + {rmap(f'i + {1 + hi0}')} * nu;",
           f"        const {unit}* __restrict__ sub = plane + {rmap(f'i - {lo0}')} * nu;",
           *(each_pair("        ", "add", "sub") if packed else
-            each_unit("        ", [("a", "add"), ("s", "sub")], lambda a, s: f"{a} - {s}"))]
-    L += ["      }", "      op += n1;", "    }", "  }", "}", ""]
+            each_unit("        ", [("a", "add"), ("s", "sub")], lambda a, s: f"{a} - {s}")),
+          "      }", "      op += n1;", "    }", "  }", "}", ""]
     # -- the border kernel
     w = lo1 + hi1 + 1
     cs = [f"cs{t}" for t in range(w)]
