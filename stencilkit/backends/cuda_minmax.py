@@ -50,7 +50,7 @@ words take up to 122 registers to 400 elements (2 blocks of 256 threads an SM, a
 15 x 15's 105), but 150 for 15 x 32 and 16 x 32 (1 block)."""
 
 
-def units_for(kh: int, kv: int = 1) -> int:
+def units_for(kh: int, kv: int) -> int:
     """Words a thread for a window ``kv`` rows tall and ``kh`` columns wide.
 
     :data:`UNITS`, or by default two from :data:`WIDE` columns up to :data:`WIDE_MOST`
