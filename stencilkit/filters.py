@@ -48,6 +48,7 @@ import numpy as np
 from . import _dtypes, _passes, backends
 from ._errors import StencilArgumentError, StencilAxisTypeError, StencilError, StencilTypeError
 from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Rank, Sep2
+from .backends.cuda_replay import memoized, spoil
 
 __all__ = [
     "convolve", "correlate", "gaussian_filter", "laplace", "maximum_filter", "median_filter",
@@ -284,6 +285,7 @@ def _output(output, arr, name):
         raise StencilTypeError(f"{name}: output must have a numeric dtype, got {dtype}")
     if dtype.kind != "c" and arr.dtype.kind == "c":
         # as scipy: a real dtype asked of a complex result is promoted, with a warning
+        spoil()  # (a replay would not warn: such calls are not replayed)
         warnings.warn(f"{name}: promoting specified output dtype to complex ({dtype} -> "
                       f"{np.promote_types(dtype, np.complex64)}): the result is complex",
                       UserWarning, stacklevel=4)
@@ -329,6 +331,7 @@ def _run_lines(arr, passes, mode, cval, out, out_dtype, name):
 
 # ------------------------------------------------------------------------------- the filters
 
+@memoized
 def correlate(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
     """Multidimensional correlation: ``sum(weights[k] * input[i + k - centre])``.
 
@@ -426,6 +429,7 @@ _SOURCES: dict = {}
 """The generated source and accumulator of a correlation, per configuration (``_correlate``)."""
 
 
+@memoized
 def convolve(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None):
     """Multidimensional convolution: correlation with the weights reversed.
 
@@ -458,6 +462,7 @@ def convolve(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *,
     return _correlate(arr, flipped, output, mode, cval, origins, axes, name)
 
 
+@memoized
 def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, *,
                    axes=None):
     """Mean over a box window of ``size`` elements per axis.
@@ -587,6 +592,7 @@ def _gaussian_weights(sigma, radius, order=0):
     return d * (-1) ** order
 
 
+@memoized
 def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0,
                     truncate=4.0, *, radius=None, axes=None):
     """Gaussian smoothing, one separable pass per axis.
@@ -718,6 +724,7 @@ def _derivative_args(arr, axis, mode, cval, smooth, name):
     return axis, mode, cval, w
 
 
+@memoized
 def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
     """Sobel derivative along ``axis``: ``[-1, 0, 1]`` there, ``[1, 2, 1]`` along the others.
 
@@ -750,6 +757,7 @@ def sobel(input, axis=-1, output=None, mode="reflect", cval=0.0):
     return _derivative(input, axis, output, mode, cval, [1, 2, 1], "sobel")
 
 
+@memoized
 def prewitt(input, axis=-1, output=None, mode="reflect", cval=0.0):
     """Prewitt derivative along ``axis``: ``[-1, 0, 1]`` there, ``[1, 1, 1]`` along the others.
 
@@ -774,6 +782,7 @@ def prewitt(input, axis=-1, output=None, mode="reflect", cval=0.0):
     return _derivative(input, axis, output, mode, cval, [1, 1, 1], "prewitt")
 
 
+@memoized
 def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
     """Discrete Laplacian: the sum over axes of ``[1, -2, 1]``.
 
@@ -903,6 +912,7 @@ def _extreme_of(op, arr, axes, fp, box, mode, cval, origins, name, out, out_dtyp
                        out_dtype, out)
 
 
+@memoized
 def minimum_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
                    origin=0, *, axes=None):
     """Minimum over a window (``size`` box or boolean ``footprint``).
@@ -937,6 +947,7 @@ def minimum_filter(input, size=None, footprint=None, output=None, mode="reflect"
                     "minimum_filter")
 
 
+@memoized
 def maximum_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
                    origin=0, *, axes=None):
     """Maximum over a window (``size`` box or boolean ``footprint``).
@@ -980,6 +991,7 @@ def _median_rank(ndim, axes, fp, box, origins):
     return n, tuple(shape), Rank(_nested(full.tolist()), tuple(lo), n // 2, last2)
 
 
+@memoized
 def median_filter(input, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
                   origin=0, *, axes=None):
     """Median over a window: the element of rank ``n // 2`` of its ``n`` values, as scipy.

@@ -17,12 +17,14 @@ no block straddles chunks, and the result equals the NumPy one exactly.
 
 from __future__ import annotations
 
+import functools
 import operator
 
 import numpy as np
 
 from . import _passes, backends, filters
 from ._errors import StencilError, StencilTypeError
+from .backends.cuda_replay import memoized
 
 __all__ = ["block_reduce", "decimate", "pyramid_down"]
 
@@ -58,6 +60,7 @@ def _factors(factor, ndim, axes, name):
     return tuple(full)
 
 
+@memoized
 def decimate(a, factor, *, axes=None):
     """Every ``factor``-th element along each axis, starting with the first.
 
@@ -91,6 +94,7 @@ def decimate(a, factor, *, axes=None):
 
 
 
+@memoized
 def block_reduce(a, factor, func="mean", *, edge="partial", cval=0, axes=None):
     """One value per block of ``factor`` elements per axis (downsampling by a block function).
 
@@ -215,10 +219,6 @@ def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
     if axes is None:
         axes = tuple(range(max(0, arr.ndim - 2), arr.ndim))
     axes = filters._axes(axes, arr.ndim, name)
-    weights = _BINOMIAL
-    for _ in range(len(axes) - 1):
-        weights = np.multiply.outer(weights, _BINOMIAL)
-    divisor = 16 ** len(axes)
     out = []
     x = arr
     for level in range(levels):
@@ -230,7 +230,8 @@ def pyramid_down(a, levels=1, *, axes=None, mode="mirror"):
         if axes == (x.ndim - 2, x.ndim - 1):  # images and stacks: the backend's fused level
             halved = backends.for_array(x).pyramid_level(x, filters._mode(mode, name))
         if halved is None:  # the prefilter as a generated stencil, then every second element
-            halved = decimate(_binomial(x, weights, axes, mode, divisor), 2, axes=axes)
+            weights = functools.reduce(np.multiply.outer, [_BINOMIAL] * len(axes))
+            halved = decimate(_binomial(x, weights, axes, mode, 16 ** len(axes)), 2, axes=axes)
         x = halved
         out.append(x)
     return out

@@ -26,8 +26,10 @@ import warnings
 
 import numpy as np
 
+from .. import _dtypes
 from .._errors import StencilError, StencilTypeError
 from . import Backend, is_device_array  # noqa: F401 (is_device_array: also this module's name)
+from .cuda_replay import spoil
 
 
 def is_cupy(a) -> bool:
@@ -148,6 +150,7 @@ def to_host(a) -> np.ndarray:
     """A host (NumPy) copy of a device array; NumPy arrays pass through."""
     if isinstance(a, np.ndarray):
         return a
+    spoil()  # (device work outside a route: no replay; see cuda_replay)
     if is_cupy(a):
         return a.get()
     return a.copy_to_host()
@@ -164,6 +167,7 @@ def empty(shape, dtype, like=None):
 
 def zeros(shape, dtype, like=None):
     """A zero-filled device array of the same kind as ``like``."""
+    spoil()
     if like is not None and is_cupy(like):
         import cupy
 
@@ -181,6 +185,7 @@ def work(a, axes, moved, wshape, dtype, like):
     """``a`` as a C-contiguous ``(B, *core)`` device array of ``dtype`` (a copy when needed)."""
     k = len(wshape) - 1
     if isinstance(a, np.ndarray):  # host input: arrange it on the host, copy it in once
+        spoil()
         if moved:
             a = np.moveaxis(a, axes, range(-k, 0))
         host = np.ascontiguousarray(a, dtype=dtype).reshape(wshape)
@@ -194,6 +199,8 @@ def work(a, axes, moved, wshape, dtype, like):
 
         if moved:
             a = cupy.moveaxis(a, axes, range(-k, 0))
+        if a.dtype != dtype or not a.flags.c_contiguous:
+            spoil()
         return cupy.ascontiguousarray(a.astype(dtype, copy=False)).reshape(wshape)
     if not moved and np.dtype(a.dtype) == dtype and _contiguous(a):
         return a.reshape(wshape)
@@ -203,6 +210,7 @@ def work(a, axes, moved, wshape, dtype, like):
 
 def result(dest, batch, core, axes, moved, out_dtype, like):
     """The ``(B, *core)`` device result as the caller's kind of array, shape and dtype."""
+    spoil()
     k = len(core)
     if like is None:  # host input, target="cuda"
         res = to_host(dest).reshape(batch + core)
@@ -268,6 +276,7 @@ def deliver(res, out, out_dtype=None):
 
 def copy_into(out, src) -> None:
     """Copy the device array ``src`` (same shape and dtype) into the device array ``out``."""
+    spoil()
     if is_cupy(out):
         import cupy
 
@@ -280,6 +289,7 @@ def copy_into(out, src) -> None:
 
 def astype(a, dtype):
     """The device array ``a`` converted to ``dtype`` (NumPy's unsafe cast), a new array."""
+    spoil()
     if is_cupy(a):
         return a.astype(dtype)
     return cuda().to_device(to_host(a).astype(dtype))  # numba arrays convert on the host
@@ -302,6 +312,7 @@ def launches(radius, wshape):
 
 def run(module, arrays, out, params, mode, cval_acc, cval_out, acc_marker, radius) -> None:
     """Launch the generated numba.cuda kernels on ``(B, *core)`` device arrays into ``out``."""
+    spoil()
     calls = []
     for kernel, grid, block, (rows, c0, c1) in launches(radius, tuple(out.shape)):
         if kernel == "_sk_cuda_interior":
@@ -384,8 +395,9 @@ def source(st, args, kwargs) -> str:
 def run_plan(st, plan, work_, dest, params):
     """One application on the device.
 
-    The generated CUDA C++ kernels where the emitter covers the kernel and CuPy is at hand,
-    the numba.cuda kernel otherwise.
+    The generated CUDA C++ kernels where the emitter covers the kernel and CuPy is at hand
+    (returns :func:`.cuda_cpp.run`'s ``launch``), the numba.cuda kernel otherwise (returns
+    None).
     """
     from ..codegen_cpp import index_width
     from . import cuda_cpp
@@ -393,8 +405,7 @@ def run_plan(st, plan, work_, dest, params):
     choice = cuda_cpp.choose(st, plan, params)
     if choice.path == "cpp":
         try:
-            cuda_cpp.run(choice.module, work_, dest, plan, params, plan.variant[0])
-            return
+            return cuda_cpp.run(choice.module, work_, dest, plan, params, plan.variant[0])
         except cuda_cpp.CompileError as exc:
             cuda_cpp.compile_failed(exc)
             cuda_cpp.fall_back(st, plan, params, f"NVRTC failed: {exc}")
@@ -406,6 +417,51 @@ def run_plan(st, plan, work_, dest, params):
     idx64 = index_width([math.prod(plan.wshape)], st.radius)
     run(module(st, plan.variant[0], idx64), work_, dest, params,
         plan.mode, plan.cval_acc, plan.cval_out, plan.acc0, st.radius)
+
+
+def _replay_key(st, arrays, params, out, overrides):
+    """What a call's replay is kept under (:meth:`CudaBackend.apply`), or None (not kept).
+
+    Every array's type, shape, strides and dtype (all device arrays), the parameters' NumPy
+    types (the module takes their types; their values go to the launch), the overrides, the
+    current device and :data:`.cuda_replay.GENERATION` (a setting changed).
+    """
+    from .cuda_replay import GENERATION, _array_key, _device, _is_device
+
+    if not all(type(a) is not np.ndarray and _is_device(a) for a in arrays) or (
+            out is not None and (type(out) is np.ndarray or not _is_device(out))):
+        return None
+    try:
+        key = (tuple(map(_array_key, arrays)), tuple(map(type, _scalars(params))),
+               _dtypes.exact_key(tuple(sorted(overrides.items()))),
+               None if out is None else _array_key(out), _device(), GENERATION[0])
+        hash(key)
+    except TypeError:  # (an array among the overrides)
+        return None
+    return key
+
+
+def _destination(plan, work_, out, like):
+    """``(dest, direct)``: ``out`` itself as the work output where it can be, else a new one."""
+    if (out is not None and like is not None and plan.wout == plan.out_dtype
+            and not plan.moved and out.dtype.isnative and _contiguous(out)
+            and not any(may_share_memory(out, w) for w in work_)):
+        return out.reshape(plan.wshape), True
+    return empty(plan.wshape, plan.wout, like), False
+
+
+def _delivered(plan, dest, direct, out, like):
+    """The call's result from the work output ``dest`` (:func:`_destination`)."""
+    if direct:
+        return out
+    res = result(dest, plan.batch, plan.core, plan.axes, plan.moved, plan.out_dtype, like)
+    if out is None:
+        return res
+    if like is None:
+        np.copyto(out, res, casting="unsafe")
+    else:
+        copy_into(out, res)
+    return out
 
 
 class CudaBackend(Backend):
@@ -427,6 +483,7 @@ class CudaBackend(Backend):
     def saturate(self, a, dtype, out=None):
         from .._dtypes import saturate
 
+        spoil()
         # (CuPy on the device; numba device arrays through the host, as astype)
         res = saturate(a, dtype) if is_cupy(a) else cuda().to_device(saturate(to_host(a), dtype))
         return deliver(res, out)
@@ -455,27 +512,44 @@ class CudaBackend(Backend):
         return plan, work_, _scalars(params), like
 
     def apply(self, st, arrays, params, out, overrides):
-        plan, work_, params, like = self.prepare(st, arrays, params, out, overrides)
-        dest = None
-        if (out is not None and like is not None and plan.wout == plan.out_dtype
-                and not plan.moved and out.dtype.isnative and _contiguous(out)
-                and not any(may_share_memory(out, w) for w in work_)):
-            dest = out.reshape(plan.wshape)
-        direct = dest is not None
-        if not direct:
-            dest = empty(plan.wshape, plan.wout, like)
+        from . import cuda_cpp, cuda_replay
+
+        # (within a filter's recording: recorded with it, in full)
+        plain = cuda_replay.recording() is not None or not cuda_replay.active()
+        key = None if plain else _replay_key(st, arrays, params, out, overrides)
+        replays = st._modules.get("cuda-replays")
+        replay = None if key is None or replays is None else replays.get(key)
+        if replay is not None:
+            res = replay(arrays, params, out)
+            if res is not None:
+                cuda_replay.REPLAYED[0] += 1
+                return res
+        token = cuda_replay.enter()
+        plan, work_, params_, like = self.prepare(st, arrays, params, out, overrides)
+        dest, direct = _destination(plan, work_, out, like)
+        launch = None
         if math.prod(plan.wshape):
-            run_plan(st, plan, work_, dest, params)
-        if direct:
-            return out
-        res = result(dest, plan.batch, plan.core, plan.axes, plan.moved, plan.out_dtype, like)
-        if out is None:
+            launch = run_plan(st, plan, work_, dest, params_)
+        res = _delivered(plan, dest, direct, out, like)
+        if launch is None or like is not arrays[0]:
             return res
-        if like is None:
-            np.copyto(out, res, casting="unsafe")
-        else:
-            copy_into(out, res)
-        return out
+
+        def replay(arrays, params, out):  # (the same configuration: see _replay_key)
+            work_ = [work(a, plan.axes, plan.moved, plan.wshape, wd, a)
+                     for a, wd in zip(arrays, plan.work_dtypes)]
+            dest, direct = _destination(plan, work_, out, arrays[0])
+            if launch([cuda_cpp.as_cupy(w) for w in work_], cuda_cpp.as_cupy(dest),
+                      _scalars(params)) is None:
+                return None
+            return _delivered(plan, dest, direct, out, arrays[0])
+
+        if key is not None:  # (under the generation after the call: first imports bump it)
+            cuda_replay.watch()
+            _dtypes.remember(st._modules.setdefault("cuda-replays", {}),
+                             (*key[:-1], cuda_replay.GENERATION[0]), replay, 64)
+        if len(arrays) == 1:  # (a filter's stencil: its call's replay)
+            cuda_replay.offer(token, arrays[0], out, res, lambda x, out: replay([x], params, out))
+        return res
 
     def iterate(self, st, arrays, params, out, overrides, steps, block_steps):
         """``steps`` launches ping-ponging two device buffers: no host round trip per step."""
@@ -497,7 +571,7 @@ class CudaBackend(Backend):
                 res = result(work_[0], plan.batch, plan.core, plan.axes, plan.moved,
                              plan.out_dtype, like)
         else:
-            from . import cuda_cpp
+            from . import cuda_cpp, cuda_replay
 
             cur = work_[0]
             bufs = [empty(plan.wshape, plan.wout, like) for _ in range(min(steps, 2))]
@@ -507,6 +581,8 @@ class CudaBackend(Backend):
             if block_steps and block_steps > 1 and steps > 1 and math.prod(plan.wshape):
                 tiled = cuda_cpp.tiled_for(st, plan, params, min(block_steps, steps))
             remaining, i = steps, 0
+            launch = fixed = None  # (after the first step: its launches again, no planning)
+            again = cuda_replay.active()
             while remaining:
                 nxt = bufs[i % 2]
                 n = 1
@@ -520,7 +596,11 @@ class CudaBackend(Backend):
                         tiled = None
                         continue
                 elif math.prod(plan.wshape):
-                    run_plan(st, plan, [cur, *work_[1:]], nxt, params)
+                    if launch is None or not again or launch(
+                            [cuda_cpp.as_cupy(cur), *fixed], cuda_cpp.as_cupy(nxt)) is None:
+                        launch = run_plan(st, plan, [cur, *work_[1:]], nxt, params)
+                        if launch is not None and fixed is None:
+                            fixed = [cuda_cpp.as_cupy(w) for w in work_[1:]]
                 cur = nxt
                 remaining -= n
                 i += 1

@@ -23,12 +23,14 @@ import math
 import numpy as np
 from numba import cuda
 
+from .. import _dtypes
 from .._casts import store_cast, widen
 from .._dtypes import work_dtype
 from .._errors import StencilError
 from . import cuda as cuda_backend
-from . import cuda_resample
+from . import cuda_replay, cuda_resample
 from .cuda_lines import div_even
+from .cuda_replay import spoil
 
 MEDIAN_BLOCK_MAX = 64
 """Largest median block on the GPU (elements per block, held in each thread's local memory)."""
@@ -262,6 +264,7 @@ def pyr2(src, dst, rmap, cmap, acc, rounding, lo, hi):
 # -- the launches ------------------------------------------------------------------------------
 
 def _launch(kernel, n, *args):
+    spoil()
     threads = 8 if cuda_backend.simulated() else 256
     blocks = 2 if cuda_backend.simulated() else max(1, min(65535 * 32, -(-n // threads)))
     if n:
@@ -270,6 +273,7 @@ def _launch(kernel, n, *args):
 
 def _launch2(kernel, dst, *args):
     """Launch a kernel over the (B, m0, m1) output ``dst``: x columns, y rows, z planes."""
+    spoil()
     nb, m0, m1 = (int(n) for n in dst.shape)
     if not nb * m0 * m1:
         return
@@ -333,18 +337,24 @@ def decimate(arr, full):
     One launch when only the last two axes are decimated (images and stacks), else one per
     decimated axis.
     """
+    token = cuda_replay.enter()
     x = _contiguous_device(arr, arr.dtype)
     out_shape = tuple(-(-n // f) for n, f in zip(x.shape, full))
     if all(f == 1 for f in full[:-2]):
         src, f0, f1, dshape = _last2(x, full, out_shape)
         dst = cuda_backend.empty(dshape, x.dtype, arr)
-        if not cuda_resample.run(src, dst, f0, f1, "take"):  # the C++ kernel, else numba's
+        launch = cuda_resample.run(src, dst, f0, f1, "take")
+        if not launch:  # the C++ kernel, else numba's
             _launch2(take2, dst, src, dst, f0, f1)
-        return dst.reshape(out_shape)
+            return dst.reshape(out_shape)
+        return _offered(token, arr, arr.dtype, dst.reshape(out_shape), x.dtype, launch,
+                        lambda x: _last2(x, full, out_shape)[0], dshape)
     src, dshape, f0, f1, lead = _lead(x, full, out_shape)
     dst = cuda_backend.empty(dshape, x.dtype, arr)
-    if cuda_resample.run(src, dst, f0, f1, "take", lead=lead):  # one C++ launch
-        return dst.reshape(out_shape)
+    launch = cuda_resample.run(src, dst, f0, f1, "take", lead=lead)
+    if launch:  # one C++ launch
+        return _offered(token, arr, arr.dtype, dst.reshape(out_shape), x.dtype, launch,
+                        lambda x: _lead(x, full, out_shape)[0], dshape)
     for axis, f in enumerate(full):
         if f > 1:
             x = _device_axis(x, axis, -(-x.shape[axis] // f), take_axis, (f,), x.dtype, arr)
@@ -367,22 +377,73 @@ def pyramid_level(x, mode):
 
     None for bool and 64-bit integers (the generic route: generated prefilter, decimate).
     """
+    key = _level_key(x, mode)
+    replay = None if key is None else _LEVELS.get(key)
+    if replay is not None:
+        cuda_replay.REPLAYED[0] += 1
+        return replay(x)
     native = np.dtype(work_dtype(x.dtype))
     if native.kind == "b" or (native.kind in "iu" and native.itemsize > 4):
         return None
+    out_shape = tuple(x.shape[:-2]) + tuple(-(-n // 2) for n in x.shape[-2:])
     src = _contiguous_device(x, native)
-    src3, _, _, dshape = _last2(src, (2, 2), tuple(x.shape[:-2]) + tuple(
-        -(-n // 2) for n in x.shape[-2:]))
+    src3, _, _, dshape = _last2(src, (2, 2), out_shape)
     n0, n1 = src3.shape[1], src3.shape[2]
     dst = cuda_backend.empty(dshape, native, x)
-    if not cuda_resample.run_pyramid(src3, dst, mode):  # C++ (maps inline), else numba's
+    launch = cuda_resample.run_pyramid(src3, dst, mode)
+    if not launch:  # C++ (maps inline), else numba's
         maps = [cuda_backend.work(np.ascontiguousarray(_pyramid_map(n, mode)), (), False,
                                   (-(-n // 2), 5), np.dtype(np.int64), x) for n in (n0, n1)]
         acc = np.float64(0) if native.kind == "f" else np.int64(0)  # integers: exact sums
         rounding, lo, hi = _rounding_bounds(native)
         _launch2(pyr2, dst, src3, dst, maps[0], maps[1], acc, rounding, lo, hi)
-    shape = tuple(x.shape[:-2]) + tuple(dst.shape[1:])
-    return _device_result(dst.reshape(shape), np.dtype(x.dtype).newbyteorder("="), x)
+    out_dtype = np.dtype(x.dtype).newbyteorder("=")
+    if launch and key is not None:
+
+        def replay(x):  # (a level of the same configuration: _level_key)
+            dst = cuda_backend.empty(dshape, native, x)
+            launch(_last2(_contiguous_device(x, native), (2, 2), out_shape)[0], dst)
+            return _device_result(dst.reshape(out_shape), out_dtype, x)
+
+        cuda_replay.watch()
+        _dtypes.remember(_LEVELS, (*key[:-1], cuda_replay.GENERATION[0]), replay, 256)
+    return _device_result(dst.reshape(out_shape), out_dtype, x)
+
+
+_LEVELS: dict = {}  # a pyramid level's replay (:func:`pyramid_level`) by _level_key
+
+
+def _level_key(x, mode):
+    """What a pyramid level's replay is kept under, as :mod:`.cuda_replay` keys calls.
+
+    None inside a recorded call (its route is recorded in full), with replays off or for an
+    unhashable mode.
+    """
+    if cuda_replay.recording() is not None or not cuda_replay.active() or \
+            not isinstance(mode, str):
+        return None
+    return (cuda_replay._array_key(x), mode, cuda_replay._device(),
+            cuda_replay.GENERATION[0])
+
+
+def _offered(token, arr, native, res, out_dtype, launch, src_of, dshape, work_out=None):
+    """``res``, a one-launch route's result, with its replay offered (:mod:`.cuda_replay`).
+
+    ``launch``: :func:`.cuda_resample.run`'s; ``src_of(x)``: the launch's source from the
+    input as :func:`_contiguous_device` gives it (of ``native``); ``dshape``: the launch's
+    destination (of ``work_out``, default ``out_dtype``), reshaped to ``res``'s shape and
+    delivered as ``out_dtype``.
+    """
+    out_shape, work_out = tuple(res.shape), work_out or out_dtype
+
+    def replay(a, out):
+        dst = cuda_backend.empty(dshape, work_out, a)
+        launch(src_of(_contiguous_device(a, native)), dst)
+        return _device_result(dst.reshape(out_shape), out_dtype, a)
+
+    res = _device_result(res, out_dtype, arr)
+    cuda_replay.offer(token, arr, None, res, replay)
+    return res
 
 
 def _rounding_bounds(out_dtype):
@@ -400,6 +461,7 @@ def reduce(arr, full, op, edge, cval, out_dtype):
     One launch of :func:`reduce2` when only the last two axes are reduced (images and stacks),
     else one launch per reduced axis and one for the mean's division.
     """
+    token = cuda_replay.enter()
     native = np.dtype(work_dtype(arr.dtype))
     x = _contiguous_device(arr, native)
     work_out = np.dtype(work_dtype(out_dtype))
@@ -420,9 +482,13 @@ def reduce(arr, full, op, edge, cval, out_dtype):
                 src, f0, f1, dshape = _last2(x, full, out_shape)
                 lead_f = ()
             dst = cuda_backend.empty(dshape, work_out, arr)
-            if cuda_resample.run(src, dst, f0, f1, "median", pad=pad, cval=cv, acc=np.float64,
-                                 rounding=rounding, lead=lead_f):  # C++, else numba's
-                return _device_result(dst.reshape(out_shape), out_dtype, arr)
+            launch = cuda_resample.run(src, dst, f0, f1, "median", pad=pad, cval=cv,
+                                       acc=np.float64, rounding=rounding, lead=lead_f)
+            if launch:  # C++, else numba's
+                src_of = ((lambda x: _lead(x, full, out_shape)[0]) if lead_f else
+                          (lambda x: _last2(x, full, out_shape)[0]))
+                return _offered(token, arr, native, dst.reshape(out_shape), out_dtype, launch,
+                                src_of, dshape, work_out)
         if any(f != 1 for f in lead) or f0 * f1 > MEDIAN_BLOCK_MAX:
             raise StencilError(
                 f"block_reduce: the GPU median takes blocks of at most "
@@ -451,19 +517,26 @@ def reduce(arr, full, op, edge, cval, out_dtype):
     cv = acc.type(native.type(cval))  # padding holds cval in the input's dtype, as np.pad
     if all(f == 1 for f in full[:-2]):  # images and stacks: one launch, each element read once
         src, f0, f1, dshape = _last2(x, full, out_shape)
-        dst = cuda_backend.empty(dshape, work_out if op == "mean" else acc, arr)
+        wout = work_out if op == "mean" else acc
+        dst = cuda_backend.empty(dshape, wout, arr)
         rounding, lo, hi = _rounding_bounds(out_dtype)
-        if not cuda_resample.run(src, dst, f0, f1, op, pad=pad, cval=cv, acc=acc,
-                                 rounding=rounding):  # the C++ kernel, else numba's
-            _launch2(reduce2, dst, src, dst, f0, f1, code, op == "mean", pad, cv, acc.type(0),
-                     rounding, lo, hi, acc.kind == "i")
+        launch = cuda_resample.run(src, dst, f0, f1, op, pad=pad, cval=cv, acc=acc,
+                                   rounding=rounding)
+        if launch:  # the C++ kernel, else numba's
+            return _offered(token, arr, native, dst.reshape(out_shape), out_dtype, launch,
+                            lambda x: _last2(x, full, out_shape)[0], dshape, wout)
+        _launch2(reduce2, dst, src, dst, f0, f1, code, op == "mean", pad, cv, acc.type(0),
+                 rounding, lo, hi, acc.kind == "i")
         return _device_result(dst.reshape(out_shape), out_dtype, arr)
     src, dshape, f0, f1, lead = _lead(x, full, out_shape)  # volumes: one C++ launch
-    dst = cuda_backend.empty(dshape, work_out if op == "mean" else acc, arr)
+    wout = work_out if op == "mean" else acc
+    dst = cuda_backend.empty(dshape, wout, arr)
     rounding, lo, hi = _rounding_bounds(out_dtype)
-    if cuda_resample.run(src, dst, f0, f1, op, pad=pad, cval=cv, acc=acc, rounding=rounding,
-                         lead=lead):
-        return _device_result(dst.reshape(out_shape), out_dtype, arr)
+    launch = cuda_resample.run(src, dst, f0, f1, op, pad=pad, cval=cv, acc=acc,
+                               rounding=rounding, lead=lead)
+    if launch:
+        return _offered(token, arr, native, dst.reshape(out_shape), out_dtype, launch,
+                        lambda x: _lead(x, full, out_shape)[0], dshape, wout)
     for axis, (m, f) in enumerate(zip(out_shape, full)):  # numba.cuda: a launch per axis
         if f > 1:
             x = _device_axis(x, axis, m, reduce_axis, (f, code, pad, cv, acc.type(0)), acc,

@@ -31,6 +31,7 @@ from numba import cuda
 from .. import _dtypes, modes
 from . import cuda as cuda_backend
 from .cpu_lines.rank import _select
+from .cuda_replay import spoil
 
 # the tile: columns per block (threads), rows per strip, and the widest window it takes
 TILE = 128
@@ -145,6 +146,7 @@ def run_box2(x, p, mode, cval):
         if cuda_backend.simulated():
             grid = (grid[0], min(grid[1], 2), min(grid[2], 2))
         cval = int(cval) if mode == "constant" else 0  # (ignored otherwise: maybe NaN)
+        spoil()
         box2[grid, (width, 1, 1)](src, dst, p.lo0, p.hi0, p.lo1, p.hi1,
                                   modes.mode_code(mode), np.int64(cval),
                                   np.int64(p.divisor), np.int64(max(p.clip[0], -2**63)),
@@ -243,6 +245,7 @@ def run_rank(x, p, mode, cval, out=None, out_dtype=None):
         block = 8 if cuda_backend.simulated() else 128
         grid = min(-(-total // block), 4 if cuda_backend.simulated() else 1 << 16)
         kernel = _rank_kernel(len(offsets), work)
+        spoil()
         kernel[grid, block](src, dst, cuda_backend.cuda().to_device(offsets),
                             cuda_backend.cuda().to_device(np.array(core, np.int64)),
                             np.int64(p.rank), np.int64(modes.mode_code(mode)), fill)

@@ -421,14 +421,15 @@ def scalars(mod, wshape, oshape, cval):
 
 
 def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
-        lead=()) -> bool:
+        lead=()):
     """Launch the blocks of ``src`` (B, n0, n1) into ``dst`` (B, m0, m1), device arrays.
 
     ``lead``: the factors of the axes before the last two (:func:`generate`); ``src`` is then
     ``(*L, n0, n1)`` and ``dst`` ``(*M, m0, m1)``. ``acc``: the sums' type (the input's for
     "take", "min", "max"); ``rounding``: ``dst`` is an integer result of a mean. Returns False
     (launching nothing) where the C++ path is off or does not cover the call: the caller then
-    runs the numba.cuda kernels.
+    runs the numba.cuda kernels; else ``launch(src, dst)``, the same launches on other arrays
+    of these shapes (for :mod:`.cuda_replay`).
     """
     from . import cuda_cpp
 
@@ -450,16 +451,22 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
     except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so, and numba's kernel runs
         cuda_cpp.compile_failed(exc)
         return False
-    s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
     key = (mod.source, wshape, oshape, _dtypes.exact_key(cval))  # (the launches, once)
     calls = cuda_cpp._LAUNCHES.get(key)
     if calls is None:
         calls = [(kname, grid, block, scalars(mod, wshape, oshape, cval))
                  for kname, grid, block, _ in mod.launches(wshape, oshape)]
         _dtypes.remember(cuda_cpp._LAUNCHES, key, calls)
-    for kname, grid, block, args in calls:
-        found[kname](grid, block, (s, d, *args))
-    return True
+    calls = [(found[kname], grid, block, args) for kname, grid, block, args in calls]
+
+    def launch(src, dst):
+        s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
+        for kernel, grid, block, args in calls:
+            kernel(grid, block, (s, d, *args))
+        return True
+
+    launch(src, dst)
+    return launch
 
 
 # -- one pyramid level -------------------------------------------------------------------------
@@ -566,11 +573,12 @@ def generate_pyramid(dtype, *, lo=0, hi=0, idx64: bool) -> PyramidModule:
     return PyramidModule("\n".join(L) + "\n", dtype, idx64)
 
 
-def run_pyramid(src, dst, mode, *, lo=0, hi=0) -> bool:
+def run_pyramid(src, dst, mode, *, lo=0, hi=0):
     """One pyramid level of ``src`` (B, n0, n1) into ``dst`` (B, m0, m1), device arrays.
 
     ``mode``: the boundary mode's name. Returns False (launching nothing) where the C++ path
-    is off or the dtype is not covered.
+    is off or the dtype is not covered, else ``launch(src, dst)``: the same launches on other
+    arrays of these shapes.
     """
     from . import cuda_cpp
 
@@ -581,7 +589,7 @@ def run_pyramid(src, dst, mode, *, lo=0, hi=0) -> bool:
     if dtype.kind in "iu":
         lo, hi = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)
     wshape, oshape = tuple(src.shape), tuple(dst.shape)
-    idx64 = max(int(np.prod(wshape)), int(np.prod(oshape))) >= 2**31
+    idx64 = max(math.prod(wshape), math.prod(oshape)) >= 2**31
     key = ("pyramid", dtype.str, lo, hi, idx64)
     mod = _MODULES.get(key)
     if mod is None:
@@ -592,9 +600,15 @@ def run_pyramid(src, dst, mode, *, lo=0, hi=0) -> bool:
         cuda_cpp.compile_failed(exc)
         return False
     ix = np.int64 if idx64 else np.int32
-    args = (cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst), *(ix(v) for v in (*wshape,
-                                                                             *oshape[1:])),
-            np.int32(modes.mode_code(mode)))
-    for kname, grid, block, _ in mod.launches(wshape, oshape):
-        found[kname](grid, block, args)
-    return True
+    args = (*(ix(v) for v in (*wshape, *oshape[1:])), np.int32(modes.mode_code(mode)))
+    calls = [(found[kname], grid, block) for kname, grid, block, _ in
+             mod.launches(wshape, oshape)]
+
+    def launch(src, dst):
+        s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
+        for kernel, grid, block in calls:
+            kernel(grid, block, (s, d, *args))
+        return True
+
+    launch(src, dst)
+    return launch

@@ -1,0 +1,320 @@
+"""Replayed device calls (stencilkit.backends.cuda_replay) against full runs and the CPU.
+
+The C++ path runs on the host through the stand-in CuPy (the ``fake_gpu`` fixture). A call's
+second run of a configuration is a replay: it must give the CPU's result on its own new data
+and output, and must step aside wherever the first run's decisions would not hold (another
+alignment, a changed setting, another device), and never keep a call whose work it does not
+cover.
+"""
+
+import contextlib
+import gc
+import warnings
+import weakref
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from kernels import sample
+
+from stencilkit import filters, resample
+from stencilkit.backends import cuda_box, cuda_replay
+
+cpp_host = pytest.importorskip("cpp_host")
+cuda = pytest.importorskip("numba.cuda")
+pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+
+# (what, call, dtype, whether it takes output=): one call per route that offers replays
+CALLS = [
+    ("uniform 15 uint8: box sweep", lambda x, **k: filters.uniform_filter(x, 15, **k),
+     np.uint8, True),
+    ("maximum 3 uint8: extremes in words", lambda x, **k: filters.maximum_filter(x, 3, **k),
+     np.uint8, True),
+    ("median 3 float32: sorted columns", lambda x, **k: filters.median_filter(x, 3, **k),
+     np.float32, True),
+    ("median 5 uint8: network on pairs", lambda x, **k: filters.median_filter(x, 5, **k),
+     np.uint8, True),
+    ("median 7 int32: rank kernel", lambda x, **k: filters.median_filter(x, 7, **k),
+     np.int32, True),
+    ("gaussian 1.5 float32: separable sweep, fused",
+     lambda x, **k: filters.gaussian_filter(x, 1.5, **k), np.float32, True),
+    ("gaussian 2 uint8: separable sweep, its ties in a scratch buffer",
+     lambda x, **k: filters.gaussian_filter(x, 2.0, **k), np.uint8, True),
+    ("sobel float32: generated stencil", lambda x, **k: filters.sobel(x, **k),
+     np.float32, True),
+    ("block_reduce 2 mean uint8", lambda x, **k: resample.block_reduce(x, 2, "mean"),
+     np.uint8, False),
+    ("block_reduce (1, 2, 3) max int16, a volume",
+     lambda x, **k: resample.block_reduce(x, (1, 2, 3), "max"), np.int16, False),
+    ("decimate 3 float32", lambda x, **k: resample.decimate(x, 3), np.float32, False),
+]
+IDS = [c[0].split(":")[0] for c in CALLS]
+assert len(set(IDS)) == len(IDS)
+
+
+def shape_of(dtype, call):
+    return (3, 19, 24) if "volume" in call else (19, 24)
+
+
+@pytest.fixture
+def recorded(monkeypatch, fake_gpu):
+    """Counts of recordings, as ``recorded[0]``, with the stand-in CuPy in place."""
+    counts = [0]
+    real = cuda_replay._record
+
+    def spy(*args):
+        counts[0] += 1
+        return real(*args)
+
+    monkeypatch.setattr(cuda_replay, "_record", spy)
+    return counts
+
+
+@pytest.mark.parametrize("what,call,dtype,takes_out", CALLS, ids=IDS)
+def test_a_replay_gives_the_cpu_result_on_new_data_and_outputs(recorded, what, call, dtype,
+                                                               takes_out):
+    shape = shape_of(dtype, what)
+    hosts = [sample(shape, dtype, seed=s) for s in (0, 1, 2, 0)]
+    wants = [call(a) for a in hosts]  # (first: the CPU's first-use imports bump GENERATION)
+    before = cuda_replay.REPLAYED[0]
+    got = [call(cuda.to_device(a)).copy_to_host() for a in hosts]
+    assert recorded[0] == 1, "the first call records, the others replay"
+    assert cuda_replay.REPLAYED[0] - before == 3
+    np.testing.assert_array_equal(got[3], got[0])  # a replay is the full run, bit for bit
+    for i, (g, w) in enumerate(zip(got, wants)):
+        close(g, w, f"call {i}")
+    if not takes_out:
+        return
+    for i in range(2):  # a new output array each call: the replay writes it, returns it
+        o = cuda.device_array(shape, wants[0].dtype)
+        assert call(cuda.to_device(hosts[0]), output=o) is o
+        np.testing.assert_array_equal(o.copy_to_host(), got[0], err_msg=f"output {i}")
+    assert recorded[0] == 2  # (the output's configuration: recorded once)
+
+
+@pytest.mark.parametrize("what,call,dtype,takes_out", CALLS, ids=IDS)
+def test_a_kept_replay_keeps_no_array_of_its_first_call_alive(recorded, what, call, dtype,
+                                                              takes_out):
+    shape = shape_of(dtype, what)
+    call(sample(shape, dtype))  # (the CPU's first-use imports)
+    arrays = [cuda.to_device(sample(shape, dtype, seed=s)) for s in range(2)]
+    refs = [weakref.ref(a) for a in arrays]
+    before = cuda_replay.REPLAYED[0]
+    results = [weakref.ref(call(a)) for a in arrays]
+    assert recorded[0] == 1 and cuda_replay.REPLAYED[0] == before + 1
+    del arrays
+    gc.collect()
+    assert [r() is None for r in refs + results] == [True] * 4
+
+
+def close(got, want, msg=""):
+    """Integers: the CPU's bit for bit; floats: to float32 round-off."""
+    if got.dtype.kind == "f":
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4, err_msg=msg)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=msg)
+
+
+def test_in_place_calls_replay_through_a_copy(recorded):
+    a = sample((19, 24), np.uint8, seed=4)
+    x = cuda.to_device(a)
+    want = a
+    for _ in range(3):  # output is the input: each call reads all of it before writing
+        want = filters.uniform_filter(want, 5)
+        assert filters.uniform_filter(x, 5, output=x) is x
+        np.testing.assert_array_equal(x.copy_to_host(), want)
+    assert recorded[0] == 1
+
+
+def test_against_scipy_on_replays(recorded):
+    for seed in range(3):
+        a = sample((23, 32), np.uint8, seed=seed)
+        np.testing.assert_array_equal(
+            filters.maximum_filter(cuda.to_device(a), 5, mode="wrap").copy_to_host(),
+            ndi.maximum_filter(a, 5, mode="wrap"))
+    assert recorded[0] == 1
+
+
+def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded):
+    # the same shape, strides and dtype as the first call's input, one byte off a word
+    a = sample((19, 24), np.uint8, seed=5)
+    want = filters.maximum_filter(a, 3)
+    assert np.array_equal(filters.maximum_filter(cuda.to_device(a), 3).copy_to_host(), want)
+    base = cuda.to_device(np.zeros(a.size + 4, np.uint8))
+    view = base[1:1 + a.size].reshape(a.shape)
+    view.copy_to_device(a)
+    before = cuda_replay.REPLAYED[0]
+    np.testing.assert_array_equal(filters.maximum_filter(view, 3).copy_to_host(), want)
+    assert cuda_replay.REPLAYED[0] == before  # it declined; the call ran in full
+    assert recorded[0] == 2
+
+
+def test_a_changed_setting_takes_effect_at_the_next_call(recorded, monkeypatch, fake_gpu):
+    a = sample((19, 24), np.uint8, seed=6)
+    want = filters.uniform_filter(a, 9)
+    for _ in range(2):
+        filters.uniform_filter(cuda.to_device(a), 9)
+    assert recorded[0] == 1
+    monkeypatch.setattr(cuda_box, "UNITS", cuda_box.UNITS + 1)  # (a module attribute)
+    grids = len(fake_gpu.grids)
+    got = filters.uniform_filter(cuda.to_device(a), 9)
+    assert recorded[0] == 2
+    np.testing.assert_array_equal(got.copy_to_host(), want)
+    assert len(fake_gpu.grids) > grids
+
+
+def test_another_device_records_anew(recorded, monkeypatch, fake_gpu):
+    a = sample((19, 24), np.float32, seed=7)
+    want = filters.gaussian_filter(a, 1.0)
+    for _ in range(2):
+        filters.gaussian_filter(cuda.to_device(a), 1.0)
+    assert recorded[0] == 1
+    monkeypatch.setattr(fake_gpu.cuda.runtime, "getDevice", lambda: 1)
+    got = filters.gaussian_filter(cuda.to_device(a), 1.0)
+    assert recorded[0] == 2
+    close(got.copy_to_host(), want)
+
+
+def test_calls_with_work_outside_one_route_are_not_replayed(recorded):
+    # float data into a uint8 output: the passes, then a saturating cast of the result
+    before = cuda_replay.REPLAYED[0]
+    for seed in range(3):
+        a = sample((19, 24), np.float32, seed=seed) * 300
+        got = filters.uniform_filter(cuda.to_device(a), 15, output=np.uint8)
+        np.testing.assert_array_equal(got.copy_to_host(),
+                                      filters.uniform_filter(a, 15, output=np.uint8))
+    assert cuda_replay.REPLAYED[0] == before
+    assert recorded[0] == 1  # recorded once, then run in full without recording
+
+
+def test_warnings_are_given_on_every_call(recorded):
+    a = (sample((9, 12), np.float32, seed=8) + 1j).astype(np.complex64)
+    for _ in range(2):
+        with pytest.warns(UserWarning, match="promoting specified output dtype"):
+            filters.uniform_filter(cuda.to_device(a), 3, output=np.float32)
+
+
+def test_weights_count_by_their_values(recorded):
+    a = sample((19, 24), np.float32, seed=9)
+    w = np.arange(9, dtype=np.float64).reshape(3, 3)
+    ws = (w, w.copy(), w[::-1].copy(), w.astype(np.float32), w[::-1].copy())
+    wants = [filters.correlate(a, weights) for weights in ws]  # (float32 sums, as the GPU's)
+    before = cuda_replay.REPLAYED[0]
+    for weights, want in zip(ws, wants):
+        close(filters.correlate(cuda.to_device(a), weights).copy_to_host(), want)
+    assert recorded[0] == 3 and cuda_replay.REPLAYED[0] - before == 2
+    np.testing.assert_allclose(wants[0], ndi.correlate(a.astype(np.float64), w), rtol=1e-3,
+                               atol=0.05)
+
+
+def test_lists_and_large_arrays_among_the_arguments_run_in_full(recorded, monkeypatch):
+    monkeypatch.setattr(cuda_replay, "SMALL", 8)  # (a 3 x 3 array is large then)
+    a = sample((19, 24), np.float32, seed=9)
+    for w in ([[0, 1, 0], [1, 2, 1], [0, 1, 0]], np.ones((3, 3)) / 9):
+        want = filters.correlate(a, w)
+        for _ in range(2):
+            close(filters.correlate(cuda.to_device(a), w).copy_to_host(), want)
+    assert recorded[0] == 0
+
+
+@pytest.mark.parametrize("how", ["ENABLED", "off()"])
+def test_off_runs_every_call_in_full(recorded, monkeypatch, how):
+    from kernels import diffuse
+
+    a = sample((19, 24), np.uint8, seed=10)
+    u = sample((19, 24), np.float32, seed=10)
+    wants = [filters.uniform_filter(a, 15), diffuse(u, 0.1), resample.pyramid_down(a, 1)[0],
+             diffuse.iterate(u, 0.1, steps=3)]
+    calls = [lambda: filters.uniform_filter(cuda.to_device(a), 15),
+             lambda: diffuse(cuda.to_device(u), 0.1),
+             lambda: resample.pyramid_down(cuda.to_device(a), 1)[0],
+             lambda: diffuse.iterate(cuda.to_device(u), 0.1, steps=3, block_steps=1)]
+    if how == "ENABLED":
+        monkeypatch.setattr(cuda_replay, "ENABLED", False)
+    before = cuda_replay.REPLAYED[0]
+    with cuda_replay.off() if how == "off()" else contextlib.nullcontext():
+        for _ in range(2):
+            for call, want in zip(calls, wants):
+                close(call().copy_to_host(), want)
+    assert recorded[0] == 0 and cuda_replay.REPLAYED[0] == before
+    if how == "off()":  # (and after the block, the replays kept before it run again)
+        for call, want in zip(calls, wants):
+            close(call().copy_to_host(), want)
+            close(call().copy_to_host(), want)
+        assert cuda_replay.REPLAYED[0] - before == 3
+
+
+def test_every_stencilkit_module_is_watched_after_a_recording(recorded):
+    import sys
+
+    filters.uniform_filter(cuda.to_device(sample((8, 8), np.uint8)), 3)
+    mods = [m for n, m in sys.modules.items() if n == "stencilkit" or n.startswith("stencilkit.")]
+    assert mods and all(isinstance(m, cuda_replay._Watched) for m in mods)
+    g = cuda_replay.GENERATION[0]
+    with warnings.catch_warnings():
+        cuda_box.SOME_SETTING = 1
+    del cuda_box.SOME_SETTING
+    assert cuda_replay.GENERATION[0] == g + 2
+
+
+def test_host_and_dask_input_never_record(recorded):
+    a = sample((19, 24), np.uint8)
+    filters.uniform_filter(a, 3)
+    resample.block_reduce(a, 2)
+    assert recorded[0] == 0
+
+
+# -- kernel calls: replays keyed by the parameters' types, their values passed through -------
+
+def test_kernel_calls_replay_with_each_calls_parameters(fake_gpu):
+    from kernels import diffuse, variable_diffusion
+
+    u = sample((19, 24), np.float32, seed=11)
+    k = (sample((19, 24), np.float32, seed=12) + 300) / 600
+    wants = [diffuse(u, rate) for rate in (0.1, 0.2, 0.05)]
+    before = cuda_replay.REPLAYED[0]
+    for rate, want in zip((0.1, 0.2, 0.05), wants):  # (a new value: the same replay)
+        got = diffuse(cuda.to_device(u), rate).copy_to_host()
+        close(got, want, f"k={rate}")
+    assert cuda_replay.REPLAYED[0] - before == 2
+    want = variable_diffusion(u, k, 0.1)  # two arrays, one of them fixed
+    for _ in range(3):
+        o = cuda.device_array(u.shape, np.float32)
+        assert variable_diffusion(cuda.to_device(u), cuda.to_device(k), 0.1, out=o) is o
+        close(o.copy_to_host(), want)
+    assert cuda_replay.REPLAYED[0] - before == 4
+
+
+def test_a_parameter_of_another_type_takes_its_own_module(fake_gpu):
+    from kernels import shift
+
+    x = sample((19, 24), np.int32, seed=13)
+    for di, dj in [(1, 2), (-3, 0), (np.int8(2), np.int8(-1)), (2, -1)]:
+        got = shift(cuda.to_device(x), di, dj).copy_to_host()
+        np.testing.assert_array_equal(got, shift(x, di, dj), err_msg=f"{di!r} {dj!r}")
+
+
+def test_iterate_step_by_step_relaunches_the_first_steps_launches(fake_gpu):
+    from kernels import diffuse, variable_diffusion
+
+    u = sample((19, 24), np.float32, seed=14)
+    k = (sample((19, 24), np.float32, seed=15) + 300) / 600
+    for steps in (1, 2, 5):
+        got = diffuse.iterate(cuda.to_device(u), 0.1, steps=steps, block_steps=1)
+        close(got.copy_to_host(), diffuse.iterate(u, 0.1, steps=steps), f"{steps} steps")
+    grids = len(fake_gpu.grids)
+    got = variable_diffusion.iterate(cuda.to_device(u), cuda.to_device(k), 0.1, steps=4,
+                                     block_steps=1)
+    close(got.copy_to_host(), variable_diffusion.iterate(u, k, 0.1, steps=4))
+    assert len(fake_gpu.grids) - grids >= 4  # (at least a launch a step)
+
+
+def test_pyramid_levels_replay(fake_gpu):
+    before = cuda_replay.REPLAYED[0]
+    for seed in range(3):
+        a = sample((2, 37, 52), np.uint8, seed=seed)
+        want = resample.pyramid_down(a, 2)
+        got = resample.pyramid_down(cuda.to_device(a), 2)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g.copy_to_host(), w)
+    assert cuda_replay.REPLAYED[0] - before >= 4  # (each level of the second and third)
