@@ -125,6 +125,16 @@ def in_fallback(fn):
     return call
 
 
+def replays_off(fn):
+    """``fn`` planned in full each call (no replay: :mod:`stencilkit.backends.cuda_replay`)."""
+    from stencilkit.backends import cuda_replay
+
+    def call():
+        with cuda_replay.off():
+            fn()
+    return call
+
+
 class Device:
     """Arrays, copies and timers on the GPU: CuPy when installed, numba device arrays otherwise."""
 
@@ -345,6 +355,7 @@ def main(argv=None):
         report(title, 2 * u.nbytes * 1, best_times({
             COPY: lambda: dev.copy(u, uo),
             "stencilkit heat(u, out=o)": lambda: heat(u, out=uo),
+            "stencilkit, replays off": replays_off(lambda: heat(u, out=uo)),
             "stencilkit, numba.cuda fallback": in_fallback(lambda: heat(u, out=uo)),
             "classic numba.cuda kernel": lambda: run2(classic_heat, u, uo),
         }, dev, rounds))
@@ -365,7 +376,8 @@ def main(argv=None):
         x = dev.put(g)
         out = dev.empty_like(x)
         table = {COPY: lambda: dev.copy(x, out),
-                 "stencilkit gaussian_filter(sigma=2)": lambda: filters.gaussian_filter(x, 2.0)}
+                 "stencilkit gaussian_filter(sigma=2)": lambda: filters.gaussian_filter(x, 2.0),
+                 "stencilkit, replays off": replays_off(lambda: filters.gaussian_filter(x, 2.0))}
         if dev.cndi is not None:
             table["cupyx.scipy.ndimage.gaussian_filter"] = \
                 lambda: dev.cndi.gaussian_filter(x, 2.0)
@@ -386,7 +398,8 @@ def main(argv=None):
          lambda: dev.cndi.median_filter(x8, 15)),
     ]:
         if wanted(title) and not args.simulator:
-            table = {COPY: lambda: dev.copy(x8, o8), "stencilkit": ours}
+            table = {COPY: lambda: dev.copy(x8, o8), "stencilkit": ours,
+                     "stencilkit, replays off": replays_off(ours)}
             if dev.cndi is not None:
                 table["cupyx.scipy.ndimage"] = theirs
             report(title, 2 * u8.nbytes, best_times(table, dev, rounds))

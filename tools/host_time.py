@@ -4,7 +4,9 @@ CUDA events around a single call count the time the GPU waits for the host to pl
 it, so for fast kernels this time weighs on ``benchmarks/gpu.py``'s ratios. Here the C++ path
 runs through the tests' stand-in CuPy (tests/cpp_host.py) on numba's CUDA simulator arrays with
 every launch replaced by nothing: what is left is stencilkit's own work per call (plus the
-simulator arrays' attribute lookups, which CuPy arrays do not have).
+simulator arrays' attribute lookups and the stand-in's array wrappers, which CuPy arrays do
+not need). The count of calls answered by a replay (:mod:`stencilkit.backends.cuda_replay`)
+is printed beside each.
 
     NUMBA_ENABLE_CUDASIM=1 python tools/host_time.py [--calls 300]
 """
@@ -60,14 +62,19 @@ def main(argv=None):
     real = cuda_cpp.kernels
     cuda_cpp.kernels = lambda mod, fastmath: {
         k: (lambda grid, block, args: None) for k in real(mod, fastmath)}
+    from stencilkit.backends import cuda_replay
+
     for name, fn in calls.items():
+        fn()  # (the stubs' first call records anew: the patch above is a changed setting)
+        replayed = cuda_replay.REPLAYED[0]
         t = time.perf_counter()
         for _ in range(args.calls):
             fn()
         per = (time.perf_counter() - t) / args.calls * 1e6
         if name.startswith("iterate"):
             per /= 10
-        print(f"{name:<28} {per:7.1f} us")
+        replayed = cuda_replay.REPLAYED[0] - replayed
+        print(f"{name:<28} {per:7.1f} us  ({replayed} replays)")
 
 
 if __name__ == "__main__":
