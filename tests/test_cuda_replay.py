@@ -149,30 +149,22 @@ def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded):
     assert recorded[0] == 2
 
 
-def test_a_changed_setting_takes_effect_at_the_next_call(recorded, monkeypatch, fake_gpu):
+@pytest.mark.parametrize("change", ["a setting", "the device"])
+def test_a_changed_setting_or_device_records_anew(recorded, monkeypatch, fake_gpu, change):
     a = sample((19, 24), np.uint8, seed=6)
     want = filters.uniform_filter(a, 9)
     for _ in range(2):
         filters.uniform_filter(cuda.to_device(a), 9)
     assert recorded[0] == 1
-    monkeypatch.setattr(cuda_box, "UNITS", cuda_box.UNITS + 1)  # (a module attribute)
+    if change == "a setting":  # (any stencilkit module's attribute)
+        monkeypatch.setattr(cuda_box, "UNITS", cuda_box.UNITS + 1)
+    else:  # (kernels are compiled per device)
+        monkeypatch.setattr(fake_gpu.cuda.runtime, "getDevice", lambda: 1)
     grids = len(fake_gpu.grids)
     got = filters.uniform_filter(cuda.to_device(a), 9)
     assert recorded[0] == 2
     np.testing.assert_array_equal(got.copy_to_host(), want)
     assert len(fake_gpu.grids) > grids
-
-
-def test_another_device_records_anew(recorded, monkeypatch, fake_gpu):
-    a = sample((19, 24), np.float32, seed=7)
-    want = filters.gaussian_filter(a, 1.0)
-    for _ in range(2):
-        filters.gaussian_filter(cuda.to_device(a), 1.0)
-    assert recorded[0] == 1
-    monkeypatch.setattr(fake_gpu.cuda.runtime, "getDevice", lambda: 1)
-    got = filters.gaussian_filter(cuda.to_device(a), 1.0)
-    assert recorded[0] == 2
-    close(got.copy_to_host(), want)
 
 
 def test_calls_with_work_outside_one_route_are_not_replayed(recorded):
