@@ -25,6 +25,12 @@ assignment to an attribute of a stencilkit module bumps (``cuda_sep.AHEAD = Fals
 ``monkeypatch.setattr``): a changed setting takes effect at the next call, as it did before.
 A replay may decline (it returns None: a view whose address no longer suits the kernel's
 32-bit words); the call then runs as the first did, and records again.
+
+Kernel calls (a Stencil called on device arrays) keep theirs in
+:meth:`stencilkit.backends.cuda.CudaBackend.apply`, keyed the same way but by the parameters'
+types, whose values go to each launch; a step-by-step ``iterate`` relaunches its first step's
+launches; each ``pyramid_down`` level keeps one in :func:`.cuda_blocks.pyramid_level`.
+:data:`ENABLED` and :func:`off` turn all of them off.
 """
 
 from __future__ import annotations
