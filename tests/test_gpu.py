@@ -460,3 +460,40 @@ def test_large_medians_on_the_numba_fallback_on_the_gpu(cupy, monkeypatch, dtype
         got = filters.median_filter(cupy.asarray(a), size, mode=mode, cval=7).get()
         np.testing.assert_array_equal(got, filters.median_filter(a, size, mode=mode, cval=7),
                                       err_msg=f"{size} {mode}")
+
+
+def test_replayed_calls_on_the_gpu_equal_the_cpu(cupy):
+    """Calls repeated on CuPy arrays replay their launches (stencilkit.backends.cuda_replay):
+    on new data, new outputs and an unaligned view of the same configuration, each result is
+    the CPU's (integers bit for bit), and each replay's the full run's."""
+    from stencilkit.backends import cuda_replay
+
+    calls = [lambda x, **k: filters.uniform_filter(x, 15, **k),
+             lambda x, **k: filters.maximum_filter(x, 3, **k),
+             lambda x, **k: filters.median_filter(x, 5, **k),
+             lambda x, **k: filters.gaussian_filter(x, 2.0, **k),
+             lambda x, **k: filters.sobel(x, **k),
+             lambda x, **k: resample.block_reduce(x, 2, "mean")]
+    for i, call in enumerate(calls):
+        hosts = [sample((130, 200), np.uint8, seed=s) for s in (0, 1, 0)]
+        wants = [call(a) for a in hosts]
+        before = cuda_replay.REPLAYED[0]
+        got = [call(cupy.asarray(a)).get() for a in hosts]
+        assert cuda_replay.REPLAYED[0] - before >= 1, f"call {i}: no replay"
+        np.testing.assert_array_equal(got[2], got[0])
+        for g, w in zip(got, wants):
+            np.testing.assert_array_equal(g, w, err_msg=f"call {i}")
+        base = cupy.zeros(hosts[1].size + 4, np.uint8)
+        view = base[1:1 + hosts[1].size].reshape(hosts[1].shape)  # one byte off a word
+        view[...] = cupy.asarray(hosts[1])
+        np.testing.assert_array_equal(call(view).get(), wants[1], err_msg=f"call {i} view")
+        if i < 5:
+            o = cupy.empty(hosts[1].shape, wants[1].dtype)
+            assert call(cupy.asarray(hosts[1]), output=o) is o
+            np.testing.assert_array_equal(o.get(), wants[1], err_msg=f"call {i} output")
+    u = sample((130, 200), np.float32, seed=2)
+    d = cupy.asarray(u)
+    for rate in (0.1, 0.2, 0.1):
+        close(diffuse(d, rate).get(), diffuse(u, rate), 0)
+    with cuda_replay.off():
+        close(diffuse(d, 0.2).get(), diffuse(u, 0.2), 0)

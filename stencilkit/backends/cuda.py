@@ -199,8 +199,9 @@ def work(a, axes, moved, wshape, dtype, like):
 
         if moved:
             a = cupy.moveaxis(a, axes, range(-k, 0))
-        if a.dtype != dtype or not a.flags.c_contiguous:
-            spoil()
+        if a.dtype == dtype and a.flags.c_contiguous:  # (the usual case: a view, one call)
+            return a.reshape(wshape)
+        spoil()
         return cupy.ascontiguousarray(a.astype(dtype, copy=False)).reshape(wshape)
     if not moved and np.dtype(a.dtype) == dtype and _contiguous(a):
         return a.reshape(wshape)
