@@ -310,3 +310,23 @@ def test_pyramid_levels_replay(fake_gpu):
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g.copy_to_host(), w)
     assert cuda_replay.REPLAYED[0] - before >= 4  # (each level of the second and third)
+
+
+def test_threads_record_and_replay_apart(fake_gpu):
+    """Each thread records into its own recording; replays are shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    hosts = [sample((19, 24), np.uint8, seed=20 + s) for s in range(8)]
+    calls = [lambda x: filters.uniform_filter(x, 15), lambda x: filters.maximum_filter(x, 3),
+             lambda x: resample.block_reduce(x, 2), lambda x: filters.median_filter(x, 5)]
+    wants = [[call(a) for a in hosts] for call in calls]
+
+    def work(i):
+        call = calls[i % len(calls)]
+        for j in range(len(hosts)):
+            k = (i + j) % len(hosts)
+            got = call(cuda.to_device(hosts[k])).copy_to_host()
+            np.testing.assert_array_equal(got, wants[i % len(calls)][k], err_msg=f"{i} {k}")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(work, range(8)))
