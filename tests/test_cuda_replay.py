@@ -149,7 +149,7 @@ def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded):
     assert recorded[0] == 2
 
 
-@pytest.mark.parametrize("change", ["a setting", "the device"])
+@pytest.mark.parametrize("change", ["a setting", "the device", "the C++ switch"])
 def test_a_changed_setting_or_device_records_anew(recorded, monkeypatch, fake_gpu, change):
     a = sample((19, 24), np.uint8, seed=6)
     want = filters.uniform_filter(a, 9)
@@ -158,8 +158,10 @@ def test_a_changed_setting_or_device_records_anew(recorded, monkeypatch, fake_gp
     assert recorded[0] == 1
     if change == "a setting":  # (any stencilkit module's attribute)
         monkeypatch.setattr(cuda_box, "UNITS", cuda_box.UNITS + 1)
-    else:  # (kernels are compiled per device)
+    elif change == "the device":  # (kernels are compiled per device)
         monkeypatch.setattr(fake_gpu.cuda.runtime, "getDevice", lambda: 1)
+    else:  # (read at each call; here the stand-in's C++ path stays on: only the key changes)
+        monkeypatch.setenv("STENCILKIT_CUDA_CPP", "0")
     grids = len(fake_gpu.grids)
     got = filters.uniform_filter(cuda.to_device(a), 9)
     assert recorded[0] == 2

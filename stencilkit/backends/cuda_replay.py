@@ -16,11 +16,11 @@ copy into ``out``) marks the recording spoiled (:func:`spoil`). The call keeps t
 when its whole device work was one offered route that took the call's own input and output
 and returned the call's result.
 
-What a replay is keyed on (:func:`memoized`): the function, the input's type, shape, strides
-and dtype, the other arguments (by :func:`stencilkit._dtypes.exact_key`; small host arrays, a
+What a replay is keyed on (:func:`memoized`): the function; the input's type, shape, strides
+and dtype; the other arguments (by :func:`stencilkit._dtypes.exact_key`; small host arrays, a
 correlation's weights, by their values: :func:`_arg_key`; a call with a list or another
-array among them is not kept), the output's, the current device (kernels are
-compiled per device), and :data:`GENERATION`, which every
+array among them is not kept); the output's; the current device (kernels are compiled per
+device) and the ``STENCILKIT_CUDA_CPP`` switch; and :data:`GENERATION`, which every
 assignment to an attribute of a stencilkit module bumps (``cuda_sep.AHEAD = False``,
 ``monkeypatch.setattr``): a changed setting takes effect at the next call, as it did before.
 A replay may decline (it returns None: a view whose address no longer suits the kernel's
@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import os
 import sys
 import threading
 import types
@@ -162,12 +163,17 @@ def _is_device(a) -> bool:
 
 
 def _device():
-    """The current CUDA device (kernels are compiled per device), or None without CuPy."""
+    """What a call's route depends on besides its arguments and settings.
+
+    The current CUDA device (kernels are compiled per device; None without CuPy) and the
+    ``STENCILKIT_CUDA_CPP`` switch (read at each call: ``0`` runs the numba.cuda kernels).
+    """
     cupy = sys.modules.get("cupy")
     try:
-        return None if cupy is None else cupy.cuda.runtime.getDevice()
+        device = None if cupy is None else cupy.cuda.runtime.getDevice()
     except Exception:  # noqa: BLE001 (CuPy without a GPU: the simulator's arrays)
-        return None
+        device = None
+    return device, os.environ.get("STENCILKIT_CUDA_CPP")
 
 
 SMALL = 4096
