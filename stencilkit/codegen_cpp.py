@@ -122,7 +122,7 @@ PRELUDE = r"""
 #define __forceinline__ inline
 #define __restrict__ __restrict
 struct sk_dim3 { unsigned x, y, z; };
-static sk_dim3 threadIdx, blockIdx, blockDim, gridDim;
+static thread_local sk_dim3 threadIdx, blockIdx, blockDim, gridDim;  // (host threads apart)
 #endif
 #define SK_MEMBER __host__ __device__ __forceinline__
 typedef signed char sk_i8;
