@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import types
 
 import numpy as np
 
@@ -262,12 +263,7 @@ class FakeCupy:
         self.loaded = []  # the files RawModule(path=...) was given
         outer = self
 
-        class ndarray:  # noqa: N801 - CuPy's name
-            def __init__(self, host):
-                self.host = host
-                self.shape = host.shape
-                self.itemsize = host.itemsize
-                self.data = types.SimpleNamespace(ptr=host.ctypes.data)
+        ndarray = FakeCupyArray
 
         class Kernel:
             def __init__(self, module, name):
@@ -330,6 +326,127 @@ class FakeCupy:
             nvrtc=types.SimpleNamespace(getVersion=lambda: (0, 0)))
 
     def asarray(self, a):
-        host = getattr(a, "_ary", a)  # the simulator's device arrays wrap a NumPy array
+        """A stand-in CuPy array: the same memory for device arrays, a copy of host data."""
+        if isinstance(a, FakeCupyArray):
+            return a
+        host = getattr(a, "_ary", None)  # the simulator's device arrays wrap a NumPy array
+        if host is None:  # (host data: CuPy copies it to the device)
+            return FakeCupyArray(np.array(a))
         assert isinstance(host, np.ndarray) and host.flags.c_contiguous
-        return self.ndarray(host)
+        return FakeCupyArray(host)
+
+    # -- the few array functions stencilkit calls on CuPy arrays ----------------------------
+
+    fill_empty = True
+    """``empty`` fills its arrays with stale bytes (a missed output shows); off for timing."""
+
+    def empty(self, shape, dtype=np.float64):
+        if not self.fill_empty:
+            return FakeCupyArray(np.empty(shape, dtype))
+        return FakeCupyArray(_stale(shape, dtype))
+
+    @staticmethod
+    def zeros(shape, dtype=np.float64):
+        return FakeCupyArray(np.zeros(shape, dtype))
+
+    @staticmethod
+    def moveaxis(a, source, destination):
+        return FakeCupyArray(np.moveaxis(a.host, source, destination))
+
+    @staticmethod
+    def ascontiguousarray(a):
+        return FakeCupyArray(np.ascontiguousarray(a.host))
+
+    @staticmethod
+    def where(c, x, y):
+        return FakeCupyArray(np.where(_host(c), _host(x), _host(y)))
+
+    @staticmethod
+    def rint(x):
+        return FakeCupyArray(np.rint(x.host))
+
+    @staticmethod
+    def clip(x, lo, hi):
+        return FakeCupyArray(np.clip(x.host, lo, hi))
+
+
+def _stale(shape, dtype):
+    """An uninitialised device array's stand-in: bytes that are no value a kernel would write
+    (a missed output shows)."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape)) * dtype.itemsize
+    return np.full(n, 0xA5, np.uint8).view(dtype).reshape(shape)
+
+
+def _host(v):
+    return v.host if isinstance(v, FakeCupyArray) else v
+
+
+class FakeCupyArray:
+    """A stand-in ``cupy.ndarray`` over a NumPy array (``host``), with the part of CuPy's array
+    API that stencilkit uses: no implicit conversion to NumPy (``get()`` copies), a device
+    pointer (``data.ptr``), ``__cuda_array_interface__``; its type's module is CuPy's, so that
+    stencilkit takes it for a CuPy array (``backends.cuda.is_cupy``)."""
+
+    __module__ = "cupy._core.core"  # (what stencilkit's CuPy checks look at)
+
+    def __init__(self, host):
+        self.host = host
+
+    shape = property(lambda self: self.host.shape)
+    dtype = property(lambda self: self.host.dtype)
+    strides = property(lambda self: self.host.strides)
+    itemsize = property(lambda self: self.host.itemsize)
+    size = property(lambda self: self.host.size)
+    ndim = property(lambda self: self.host.ndim)
+    nbytes = property(lambda self: self.host.nbytes)
+    flags = property(lambda self: self.host.flags)
+    data = property(lambda self: types.SimpleNamespace(ptr=self.host.ctypes.data))
+
+    @property
+    def __cuda_array_interface__(self):
+        h = self.host
+        return {"shape": h.shape, "typestr": h.dtype.str, "data": (h.ctypes.data, False),
+                "strides": None if h.flags.c_contiguous else h.strides, "version": 3}
+
+    def get(self):
+        return self.host.copy()
+
+    def copy(self):
+        return FakeCupyArray(self.host.copy())
+
+    def reshape(self, *shape):
+        h = self.host.reshape(*shape)
+        assert np.shares_memory(h, self.host) or not h.size  # (CuPy: a view where it can)
+        return FakeCupyArray(h)
+
+    def astype(self, dtype, copy=True):
+        if not copy and self.host.dtype == np.dtype(dtype):
+            return self
+        return FakeCupyArray(self.host.astype(dtype))
+
+    def __getitem__(self, index):
+        return FakeCupyArray(self.host[index])
+
+    def __setitem__(self, index, value):
+        self.host[index] = _host(value)
+
+    def __len__(self):
+        return len(self.host)
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed (stand-in CuPy: "
+                        "use .get())")
+
+    __hash__ = None
+
+
+def _elementwise(name):
+    def op(self, other):
+        return FakeCupyArray(getattr(self.host, name)(_host(other)))
+    return op
+
+
+for _name in ("__ge__", "__le__", "__gt__", "__lt__", "__ne__", "__eq__", "__or__", "__and__",
+              "__add__", "__sub__", "__mul__"):
+    setattr(FakeCupyArray, _name, _elementwise(_name))

@@ -70,14 +70,26 @@ def recorded(monkeypatch, fake_gpu):
     return counts
 
 
+def put(kind, fake, a):
+    """``a`` on the "device": a numba (simulator) array, or a stand-in CuPy array."""
+    return cuda.to_device(a) if kind == "numba" else fake.asarray(a)
+
+
+def get(x):
+    return x.get() if hasattr(x, "get") else x.copy_to_host()
+
+
+@pytest.mark.parametrize("kind", ["numba", "cupy"])
 @pytest.mark.parametrize("what,call,dtype,takes_out", CALLS, ids=IDS)
-def test_a_replay_gives_the_cpu_result_on_new_data_and_outputs(recorded, what, call, dtype,
-                                                               takes_out):
+def test_a_replay_gives_the_cpu_result_on_new_data_and_outputs(recorded, fake_gpu, what, call,
+                                                               dtype, takes_out, kind):
     shape = shape_of(dtype, what)
     hosts = [sample(shape, dtype, seed=s) for s in (0, 1, 2, 0)]
     wants = [call(a) for a in hosts]  # (first: the CPU's first-use imports bump GENERATION)
     before = cuda_replay.REPLAYED[0]
-    got = [call(cuda.to_device(a)).copy_to_host() for a in hosts]
+    results = [call(put(kind, fake_gpu, a)) for a in hosts]
+    assert all(type(r) is type(results[0]) for r in results)  # (CuPy in, CuPy out)
+    got = [get(r) for r in results]
     assert recorded[0] == 1, "the first call records, the others replay"
     assert cuda_replay.REPLAYED[0] - before == 3
     np.testing.assert_array_equal(got[3], got[0])  # a replay is the full run, bit for bit
@@ -86,9 +98,9 @@ def test_a_replay_gives_the_cpu_result_on_new_data_and_outputs(recorded, what, c
     if not takes_out:
         return
     for i in range(2):  # a new output array each call: the replay writes it, returns it
-        o = cuda.device_array(shape, wants[0].dtype)
-        assert call(cuda.to_device(hosts[0]), output=o) is o
-        np.testing.assert_array_equal(o.copy_to_host(), got[0], err_msg=f"output {i}")
+        o = put(kind, fake_gpu, np.zeros(shape, wants[0].dtype))
+        assert call(put(kind, fake_gpu, hosts[0]), output=o) is o
+        np.testing.assert_array_equal(get(o), got[0], err_msg=f"output {i}")
     assert recorded[0] == 2  # (the output's configuration: recorded once)
 
 
@@ -115,14 +127,15 @@ def close(got, want, msg=""):
         np.testing.assert_array_equal(got, want, err_msg=msg)
 
 
-def test_in_place_calls_replay_through_a_copy(recorded):
+@pytest.mark.parametrize("kind", ["numba", "cupy"])
+def test_in_place_calls_replay_through_a_copy(recorded, fake_gpu, kind):
     a = sample((19, 24), np.uint8, seed=4)
-    x = cuda.to_device(a)
+    x = put(kind, fake_gpu, a)
     want = a
     for _ in range(3):  # output is the input: each call reads all of it before writing
         want = filters.uniform_filter(want, 5)
         assert filters.uniform_filter(x, 5, output=x) is x
-        np.testing.assert_array_equal(x.copy_to_host(), want)
+        np.testing.assert_array_equal(get(x), want)
     assert recorded[0] == 1
 
 
@@ -135,16 +148,20 @@ def test_against_scipy_on_replays(recorded):
     assert recorded[0] == 1
 
 
-def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded):
+@pytest.mark.parametrize("kind", ["numba", "cupy"])
+def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded, fake_gpu, kind):
     # the same shape, strides and dtype as the first call's input, one byte off a word
     a = sample((19, 24), np.uint8, seed=5)
     want = filters.maximum_filter(a, 3)
-    assert np.array_equal(filters.maximum_filter(cuda.to_device(a), 3).copy_to_host(), want)
-    base = cuda.to_device(np.zeros(a.size + 4, np.uint8))
+    assert np.array_equal(get(filters.maximum_filter(put(kind, fake_gpu, a), 3)), want)
+    base = put(kind, fake_gpu, np.zeros(a.size + 4, np.uint8))
     view = base[1:1 + a.size].reshape(a.shape)
-    view.copy_to_device(a)
+    if kind == "numba":
+        view.copy_to_device(a)
+    else:
+        view[...] = a
     before = cuda_replay.REPLAYED[0]
-    np.testing.assert_array_equal(filters.maximum_filter(view, 3).copy_to_host(), want)
+    np.testing.assert_array_equal(get(filters.maximum_filter(view, 3)), want)
     assert cuda_replay.REPLAYED[0] == before  # it declined; the call ran in full
     assert recorded[0] == 2
 

@@ -2,11 +2,11 @@
 
 CUDA events around a single call count the time the GPU waits for the host to plan and launch
 it, so for fast kernels this time weighs on ``benchmarks/gpu.py``'s ratios. Here the C++ path
-runs through the tests' stand-in CuPy (tests/cpp_host.py) on numba's CUDA simulator arrays with
-every launch replaced by nothing: what is left is stencilkit's own work per call (plus the
-simulator arrays' attribute lookups and the stand-in's array wrappers, which CuPy arrays do
-not need). The count of calls answered by a replay (:mod:`stencilkit.backends.cuda_replay`)
-is printed beside each.
+runs through the tests' stand-in CuPy (tests/cpp_host.py), on its stand-in CuPy arrays (or
+with ``--arrays numba`` the CUDA simulator's device arrays), with every launch replaced by
+nothing: what is left is stencilkit's own work per call (plus the stand-in arrays' Python
+attribute lookups, where CuPy's are compiled). The count of calls answered by a replay
+(:mod:`stencilkit.backends.cuda_replay`) is printed beside each.
 
     NUMBA_ENABLE_CUDASIM=1 python tools/host_time.py [--calls 300]
 """
@@ -27,6 +27,9 @@ def main(argv=None):
     """Print microseconds per call of a few device calls, launches stubbed."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--arrays", choices=("cupy", "numba"), default="cupy",
+                    help="the inputs: stand-in CuPy arrays (default; as CuPy users call), or "
+                         "the simulator's numba device arrays (each wrapped per launch)")
     args = ap.parse_args(argv)
     import cpp_host
     from numba import cuda
@@ -38,14 +41,16 @@ def main(argv=None):
     if not cuda_backend.simulated():
         sys.exit("run with NUMBA_ENABLE_CUDASIM=1 (the stand-in CuPy needs the simulator)")
     fake = cpp_host.FakeCupy()
+    fake.fill_empty = False  # (CuPy's empty does not fill: neither does the stand-in's here)
     sys.modules.update({"cupy": fake, "cupy.cuda": fake.cuda,
                         "cupy.cuda.compiler": fake.cuda.compiler})
     cuda_cpp.available = lambda: (True, "a stand-in CuPy (host_time)")
     from kernels import diffuse
 
     rng = np.random.default_rng(0)
-    u8 = cuda.to_device(rng.integers(0, 255, (256, 256)).astype(np.uint8))
-    f32 = cuda.to_device(rng.random((256, 256)).astype(np.float32))
+    put = fake.asarray if args.arrays == "cupy" else cuda.to_device
+    u8 = put(rng.integers(0, 255, (256, 256)).astype(np.uint8))
+    f32 = put(rng.random((256, 256)).astype(np.float32))
     calls = {
         "stencil call (heat step)": lambda: diffuse(f32, 0.1),
         "iterate 10 steps, per step": lambda: diffuse.iterate(f32, 0.1, steps=10),

@@ -420,12 +420,13 @@ def run_plan(st, plan, work_, dest, params):
         plan.mode, plan.cval_acc, plan.cval_out, plan.acc0, st.radius)
 
 
-def _replay_key(st, arrays, params, out, overrides):
+def _replay_key(st, arrays, scalars, out, overrides):
     """What a call's replay is kept under (:meth:`CudaBackend.apply`), or None (not kept).
 
     Every array's type, shape, strides and dtype (all device arrays), the parameters' NumPy
-    types (the module takes their types; their values go to the launch), the overrides, the
-    current device and :data:`.cuda_replay.GENERATION` (a setting changed).
+    types (``scalars``: as :func:`_scalars` gives them; the module takes their types, their
+    values go to the launch), the overrides, the current device and
+    :data:`.cuda_replay.GENERATION` (a setting changed).
     """
     from .cuda_replay import GENERATION, _array_key, _device, _is_device
 
@@ -433,7 +434,7 @@ def _replay_key(st, arrays, params, out, overrides):
             out is not None and (type(out) is np.ndarray or not _is_device(out))):
         return None
     try:
-        key = (tuple(map(_array_key, arrays)), tuple(map(type, _scalars(params))),
+        key = (tuple(map(_array_key, arrays)), tuple(map(type, scalars)),
                _dtypes.exact_key(tuple(sorted(overrides.items()))),
                None if out is None else _array_key(out), _device(), GENERATION[0])
         hash(key)
@@ -517,11 +518,12 @@ class CudaBackend(Backend):
 
         # (within a filter's recording: recorded with it, in full)
         plain = cuda_replay.recording() is not None or not cuda_replay.active()
-        key = None if plain else _replay_key(st, arrays, params, out, overrides)
+        scalars = _scalars(params)
+        key = None if plain else _replay_key(st, arrays, scalars, out, overrides)
         replays = st._modules.get("cuda-replays")
         replay = None if key is None or replays is None else replays.get(key)
         if replay is not None:
-            res = replay(arrays, params, out)
+            res = replay(arrays, scalars, out)
             if res is not None:
                 cuda_replay.REPLAYED[0] += 1
                 return res
@@ -535,12 +537,12 @@ class CudaBackend(Backend):
         if launch is None or like is not arrays[0]:
             return res
 
-        def replay(arrays, params, out):  # (the same configuration: see _replay_key)
+        def replay(arrays, scalars, out):  # (the same configuration: see _replay_key)
             work_ = [work(a, plan.axes, plan.moved, plan.wshape, wd, a)
                      for a, wd in zip(arrays, plan.work_dtypes)]
             dest, direct = _destination(plan, work_, out, arrays[0])
             if launch([cuda_cpp.as_cupy(w) for w in work_], cuda_cpp.as_cupy(dest),
-                      _scalars(params)) is None:
+                      scalars) is None:
                 return None
             return _delivered(plan, dest, direct, out, arrays[0])
 
@@ -549,7 +551,8 @@ class CudaBackend(Backend):
             _dtypes.remember(st._modules.setdefault("cuda-replays", {}),
                              (*key[:-1], cuda_replay.GENERATION[0]), replay, 64)
         if len(arrays) == 1:  # (a filter's stencil: its call's replay)
-            cuda_replay.offer(token, arrays[0], out, res, lambda x, out: replay([x], params, out))
+            cuda_replay.offer(token, arrays[0], out, res,
+                              lambda x, out: replay([x], scalars, out))
         return res
 
     def iterate(self, st, arrays, params, out, overrides, steps, block_steps):

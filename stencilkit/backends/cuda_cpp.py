@@ -439,6 +439,8 @@ def run(mod, arrays, out, plan, params, fastmath: bool):
 
 def _words(mod, arrays, out) -> bool:
     """Whether ``mod``'s launches on these CuPy arrays read and write 32-bit words."""
+    if not mod.cols:  # (no word kernel)
+        return False
     items = [(a.data.ptr, a.shape[-1], a.itemsize) for a in arrays]
     return codegen_cpp.words_ok(mod, items, (out.data.ptr, out.shape[-1], out.itemsize))
 
