@@ -184,15 +184,20 @@ def _reference(name, a, kw, size):
     return numpy_reference(fname, a, params, mode, cval, out)  # (rank: a NaN in a window wins)
 
 
-def test_a_random_walk_of_calls_each_equals_a_reference(fake_gpu):
+@pytest.mark.parametrize("kind", ["numba", "cupy"])
+def test_a_random_walk_of_calls_each_equals_a_reference(fake_gpu, kind):
     """The per-call caches (launches, paths, parsed arguments, plans: stencilkit._dtypes.remember)
     never hand a call what another worked out: 200 device calls on the C++ path, each one
     argument away from the call before (the filter, the data's dtype and shape: words and not,
     a stack; the mode; the cval: -0.0 beside 0.0, NaN; the output), each against a reference
     that shares no cache with stencilkit (:func:`_reference`: rank filters and integer results
     exactly, bits of zeros and NaN included; float sums to round-off; integer Gaussians within 1
-    of scipy's float64 result)."""
+    of scipy's float64 result). ``kind``: the inputs are the simulator's numba device arrays,
+    or the stand-in CuPy's arrays (``cpp_host.FakeCupyArray``: the CuPy-input paths); repeated
+    configurations replay (``stencilkit.backends.cuda_replay``)."""
     from stencilkit import resample
+
+    put = cuda.to_device if kind == "numba" else fake_gpu.asarray
 
     data = {}
     for dt in (np.uint8, np.float32, np.int16):
@@ -245,7 +250,8 @@ def test_a_random_walk_of_calls_each_equals_a_reference(fake_gpu):
         if state["output"] and state["call"] != "block_reduce":
             kw["output"] = np.float64 if rank else np.float32
         msg = f"{state['call']} {np.dtype(dt)} {shape} {kw}"
-        got = fn(cuda.to_device(a), kw, size).copy_to_host()
+        res = fn(put(a), kw, size)
+        got = res.copy_to_host() if kind == "numba" else res.get()
         want = _reference(state["call"].split()[0], a, kw, size)
         assert got.dtype == want.dtype and got.shape == want.shape, msg
         if state["call"] == "gaussian_filter" and want.dtype.kind != "f":
