@@ -349,3 +349,16 @@ def test_threads_record_and_replay_apart(fake_gpu):
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(work, range(8)))
+
+
+@pytest.mark.parametrize("kind", ["numba", "cupy"])
+def test_strided_views_replay_through_their_copy(recorded, fake_gpu, kind):
+    """A view that is not C-contiguous is copied by the route (cuda.work); its replay copies
+    each new view again."""
+    hosts = [sample((19, 48), np.uint8, seed=30 + s) for s in range(3)]
+    wants = [filters.uniform_filter(a[:, ::2], 15) for a in hosts]
+    before = cuda_replay.REPLAYED[0]
+    for a, want in zip(hosts, wants):
+        view = put(kind, fake_gpu, a)[:, ::2]
+        np.testing.assert_array_equal(get(filters.uniform_filter(view, 15)), want)
+    assert recorded[0] == 1 and cuda_replay.REPLAYED[0] - before == 2
