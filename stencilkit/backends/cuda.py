@@ -423,24 +423,23 @@ def run_plan(st, plan, work_, dest, params):
 def _replay_key(st, arrays, scalars, out, overrides):
     """What a call's replay is kept under (:meth:`CudaBackend.apply`), or None (not kept).
 
-    Every array's type, shape, strides and dtype (all device arrays), the parameters' NumPy
-    types (``scalars``: as :func:`_scalars` gives them; the module takes their types, their
-    values go to the launch), the overrides, the current device and
-    :data:`.cuda_replay.GENERATION` (a setting changed).
+    Every array's configuration (all device arrays), the parameters' NumPy types
+    (``scalars``: as :func:`_scalars` gives them; the module takes their types, their values
+    go to the launch), the overrides and the output's (:func:`.cuda_replay.key`).
     """
-    from .cuda_replay import GENERATION, _array_key, _device, _is_device
+    from .cuda_replay import array_key, is_device, key
 
-    if not all(type(a) is not np.ndarray and _is_device(a) for a in arrays) or (
-            out is not None and (type(out) is np.ndarray or not _is_device(out))):
+    if not all(type(a) is not np.ndarray and is_device(a) for a in arrays) or (
+            out is not None and (type(out) is np.ndarray or not is_device(out))):
         return None
     try:
-        key = (tuple(map(_array_key, arrays)), tuple(map(type, scalars)),
-               _dtypes.exact_key(tuple(sorted(overrides.items()))),
-               None if out is None else _array_key(out), _device(), GENERATION[0])
-        hash(key)
+        found = key(tuple(map(array_key, arrays)), tuple(map(type, scalars)),
+                    _dtypes.exact_key(tuple(sorted(overrides.items()))),
+                    None if out is None else array_key(out))
+        hash(found)
     except TypeError:  # (an array among the overrides)
         return None
-    return key
+    return found
 
 
 def _destination(plan, work_, out, like):
@@ -516,10 +515,8 @@ class CudaBackend(Backend):
     def apply(self, st, arrays, params, out, overrides):
         from . import cuda_cpp, cuda_replay
 
-        # (within a filter's recording: recorded with it, in full)
-        plain = cuda_replay.recording() is not None or not cuda_replay.active()
         scalars = _scalars(params)
-        key = None if plain else _replay_key(st, arrays, scalars, out, overrides)
+        key = _replay_key(st, arrays, scalars, out, overrides)
         replays = st._modules.get("cuda-replays")
         replay = None if key is None or replays is None else replays.get(key)
         if replay is not None:
@@ -546,10 +543,8 @@ class CudaBackend(Backend):
                 return None
             return _delivered(plan, dest, direct, out, arrays[0])
 
-        if key is not None:  # (under the generation after the call: first imports bump it)
-            cuda_replay.watch()
-            _dtypes.remember(st._modules.setdefault("cuda-replays", {}),
-                             (*key[:-1], cuda_replay.GENERATION[0]), replay, 64)
+        if key is not None:
+            cuda_replay.keep(st._modules.setdefault("cuda-replays", {}), key, replay, 64)
         if len(arrays) == 1:  # (a filter's stencil: its call's replay)
             cuda_replay.offer(token, arrays[0], out, res,
                               lambda x, out: replay([x], scalars, out))

@@ -23,7 +23,6 @@ import math
 import numpy as np
 from numba import cuda
 
-from .. import _dtypes
 from .._casts import store_cast, widen
 from .._dtypes import work_dtype
 from .._errors import StencilError
@@ -377,7 +376,7 @@ def pyramid_level(x, mode):
 
     None for bool and 64-bit integers (the generic route: generated prefilter, decimate).
     """
-    key = _level_key(x, mode)
+    key = cuda_replay.key(cuda_replay.array_key(x), mode) if isinstance(mode, str) else None
     replay = None if key is None else _LEVELS.get(key)
     if replay is not None:
         cuda_replay.REPLAYED[0] += 1
@@ -400,30 +399,16 @@ def pyramid_level(x, mode):
     out_dtype = np.dtype(x.dtype).newbyteorder("=")
     if launch and key is not None:
 
-        def replay(x):  # (a level of the same configuration: _level_key)
+        def replay(x):  # (a level of the same configuration: cuda_replay.key)
             dst = cuda_backend.empty(dshape, native, x)
             launch(_last2(_contiguous_device(x, native), (2, 2), out_shape)[0], dst)
             return _device_result(dst.reshape(out_shape), out_dtype, x)
 
-        cuda_replay.watch()
-        _dtypes.remember(_LEVELS, (*key[:-1], cuda_replay.GENERATION[0]), replay, 256)
+        cuda_replay.keep(_LEVELS, key, replay, 256)
     return _device_result(dst.reshape(out_shape), out_dtype, x)
 
 
-_LEVELS: dict = {}  # a pyramid level's replay (:func:`pyramid_level`) by _level_key
-
-
-def _level_key(x, mode):
-    """What a pyramid level's replay is kept under, as :mod:`.cuda_replay` keys calls.
-
-    None inside a recorded call (its route is recorded in full), with replays off or for an
-    unhashable mode.
-    """
-    if cuda_replay.recording() is not None or not cuda_replay.active() or \
-            not isinstance(mode, str):
-        return None
-    return (cuda_replay._array_key(x), mode, cuda_replay._device(),
-            cuda_replay.GENERATION[0])
+_LEVELS: dict = {}  # a pyramid level's replay (:func:`pyramid_level`), by cuda_replay.key
 
 
 def _offered(token, arr, native, res, out_dtype, launch, src_of, dshape, work_out=None):

@@ -398,11 +398,11 @@ def as_cupy(a):
 def run(mod, arrays, out, plan, params, fastmath: bool):
     """Launch ``mod`` on C-contiguous ``(B, *core)`` device arrays into ``out``.
 
-    Returns ``launch(arrays, out, params)``: the same launches on other CuPy arrays of the
-    same shapes, with other parameters of the same types; it returns None (launching nothing)
-    where their addresses would take another module variant (32-bit words or not), else
-    ``out`` (for :mod:`.cuda_replay`). Raises :class:`CompileError` (before launching
-    anything) if NVRTC rejects the module.
+    Returns ``launch(arrays, out, params=None)``: the same launches on other CuPy arrays of
+    the same shapes, with other parameters of the same types (None: these). It launches
+    nothing and returns None where the addresses would take another module variant (32-bit
+    words or not), else ``out`` (for :mod:`.cuda_replay`). Raises :class:`CompileError`
+    (before launching anything) if NVRTC rejects the module.
     """
     arrays = [as_cupy(a) for a in arrays]
     out = as_cupy(out)
@@ -425,10 +425,11 @@ def run(mod, arrays, out, plan, params, fastmath: bool):
 
     first, first_key = calls_for(params), _dtypes.exact_key(tuple(params))
 
-    def launch(arrays, out, params=params):
+    def launch(arrays, out, params=None):  # (None: the first call's)
         if _words(mod, arrays, out) != words:
             return None
-        calls = first if _dtypes.exact_key(tuple(params)) == first_key else calls_for(params)
+        calls = first if params is None or _dtypes.exact_key(tuple(params)) == first_key \
+            else calls_for(params)
         for kernel, grid, block, scalars in calls:
             kernel(grid, block, (*arrays, out, *scalars))
         return out

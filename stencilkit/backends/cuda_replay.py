@@ -7,13 +7,13 @@ host), and on images of a few megabytes it is most of the call. So the public fu
 (:func:`memoized`) keep, per configuration, a *replay*: a function of the call's input and
 output arrays that redoes only the array work and the launches, every decision frozen.
 
-How a replay is made. The first call of a configuration runs as always, recorded
-(:func:`recording`). A route that launches kernels (:func:`stencilkit.backends.cuda_sweeps.run`
-and the others) takes a token when it starts (:func:`enter`) and offers its replay when it has
-launched (:func:`offer`); the offer covers whatever the route did inside. Device work outside
-an offering route (a kernel's modules looked up for a launch, a numba.cuda launch, a cast, a
-copy into ``out``) marks the recording spoiled (:func:`spoil`). The call keeps the replay only
-when its whole device work was one offered route that took the call's own input and output
+How a replay is made. The first call of a configuration runs as always, recorded. A route
+that launches kernels (:func:`stencilkit.backends.cuda_sweeps.run` and the others) takes a
+token when it starts (:func:`enter`) and offers its replay when it has launched
+(:func:`offer`); the offer covers whatever the route did inside. Device work outside an
+offering route (a kernel's modules looked up for a launch, a numba.cuda launch, a cast, a copy
+into ``out``) marks the recording spoiled (:func:`spoil`). The call keeps the replay only when
+its whole device work was one offered route that took the call's own input and output
 and returned the call's result.
 
 What a replay is keyed on (:func:`memoized`): the function; the input's type, shape, strides
@@ -104,11 +104,6 @@ class _Recording:
         self.events = []  # ("spoil",) or ("offer", x, out, result, replay)
 
 
-def recording():
-    """The current thread's recording, or None (no memoized call is being recorded)."""
-    return getattr(_local, "rec", None)
-
-
 def enter():
     """A token for :func:`offer`, taken where a route starts (None when not recording)."""
     rec = getattr(_local, "rec", None)
@@ -152,7 +147,8 @@ def _record(fn, args, kwargs, x, out):
     return result, None
 
 
-def _is_device(a) -> bool:
+def is_device(a) -> bool:
+    """Whether ``a`` is a device array (by its type, remembered)."""
     cls = type(a)
     found = _DEVICE_TYPES.get(cls)
     if found is None:
@@ -190,8 +186,30 @@ def _arg_key(v):
     return _dtypes.exact_key(v)
 
 
-def _array_key(a):
+def array_key(a):
+    """A device array's configuration: type, shape, strides, dtype."""
     return type(a), tuple(a.shape), tuple(a.strides), a.dtype.str
+
+
+def key(*parts):
+    """A replay's key: ``parts``, the call's context (:func:`_device`) and :data:`GENERATION`.
+
+    None (nothing kept or looked up) where replays are off or a recording is running (the
+    call is then part of the recorded one, which records it in full).
+    """
+    if not active() or getattr(_local, "rec", None) is not None:
+        return None
+    return (*parts, _device(), GENERATION[0])
+
+
+def keep(cache: dict, key, replay, most: int = MOST) -> None:
+    """Keep ``replay`` (or False: not replayable) in ``cache`` for the call keyed ``key``.
+
+    The modules its route read are watched from now on (:func:`watch`), and it is kept under
+    the generation after the call (a first call's imports bump it), at most ``most`` entries.
+    """
+    watch()
+    _dtypes.remember(cache, (*key[:-1], GENERATION[0]), replay, most)
 
 
 ENABLED = True
@@ -238,12 +256,11 @@ def memoized(fn):
 
     @functools.wraps(fn)
     def call(input, *args, **kwargs):
-        if type(input) is np.ndarray or not active() or getattr(_local, "rec", None) \
-                is not None or not _is_device(input):  # (inside a recording: part of its work)
+        if type(input) is np.ndarray or not is_device(input):
             return fn(input, *args, **kwargs)
         positional = at is not None and len(args) >= at
         out = args[at - 1] if positional else kwargs.get("output")
-        array_out = out is not None and type(out) is not np.ndarray and _is_device(out)
+        array_out = out is not None and type(out) is not np.ndarray and is_device(out)
         kargs, kwords = args, kwargs
         if array_out:  # (an array: keyed by its configuration, below)
             if positional:
@@ -251,11 +268,13 @@ def memoized(fn):
             else:
                 kwords = {**kwargs, "output": None}
         try:
-            key = (name, _array_key(input), tuple(map(_arg_key, kargs)),
-                   tuple((k, _arg_key(v)) for k, v in sorted(kwords.items())),
-                   _array_key(out) if array_out else None, _device(), GENERATION[0])
-            replay = _REPLAYS.get(key)
+            k = key(name, array_key(input), tuple(map(_arg_key, kargs)),
+                    tuple((n, _arg_key(v)) for n, v in sorted(kwords.items())),
+                    array_key(out) if array_out else None)
+            replay = None if k is None else _REPLAYS.get(k)
         except TypeError:  # an array or a list among the arguments: not kept
+            k = None
+        if k is None:  # (replays off, inside a recording, or not keyable)
             return fn(input, *args, **kwargs)
         if replay is False:  # (recorded once, and not replayable: no recording again)
             return fn(input, *args, **kwargs)
@@ -266,9 +285,7 @@ def memoized(fn):
                 return result
         result, replay = _record(fn, (input, *args), kwargs, input,
                                  out if array_out else None)
-        # (under the generation after the recording: the first call's imports bump it)
-        _dtypes.remember(_REPLAYS, (*key[:-1], GENERATION[0]),
-                         False if replay is None else replay, MOST)
+        keep(_REPLAYS, k, False if replay is None else replay)
         return result
 
     return call
