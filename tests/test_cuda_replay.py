@@ -360,3 +360,27 @@ def test_strided_views_replay_through_their_copy(recorded, fake_gpu, kind):
         view = put(kind, fake_gpu, a)[:, ::2]
         np.testing.assert_array_equal(get(filters.uniform_filter(view, 15)), want)
     assert recorded[0] == 1 and cuda_replay.REPLAYED[0] - before == 2
+
+
+def test_overlap_of_cupy_arrays_equals_numpys():
+    """``may_share_memory`` reads a CuPy array's pointer, shape and strides (not its interface
+    dict, which CuPy builds per call): views of one array, reversed, strided, empty, and
+    separate arrays, as NumPy judges their host twins (a superset: it may say True where
+    the bytes only interleave)."""
+    from stencilkit.backends.cuda import may_share_memory
+
+    base = np.arange(240, dtype=np.float32).reshape(12, 20)
+    other = cpp_host.FakeCupyArray(base.copy())
+    a = cpp_host.FakeCupyArray(base)
+    views = [a, a[:6], a[6:], a[::-1], a[:, ::2], a[3:5, 4:9], a[11:, 19:], a[5:5], a[::2, ::-3],
+             other]
+    for x in views:
+        for y in views:
+            want = np.may_share_memory(x.host, y.host)
+            got = may_share_memory(x, y)
+            assert got or not want, (x.host.__array_interface__, y.host.__array_interface__)
+            if x.host.flags.c_contiguous and y.host.flags.c_contiguous:
+                assert got == want
+    assert not may_share_memory(a[:6], a[6:]) and may_share_memory(a[:7], a[6:])
+    assert not may_share_memory(a, other) and not may_share_memory(a[5:5], a)
+    assert not may_share_memory(a[5:5, 3:3], a[:, 2:4])

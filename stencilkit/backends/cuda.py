@@ -233,22 +233,30 @@ def result(dest, batch, core, axes, moved, out_dtype, like):
 
 def _span(a):
     """(first byte, end byte) of a device array's memory, or None if unknown."""
+    if is_cupy(a):  # (its attributes: CuPy builds the interface's dict anew on each call)
+        start = a.data.ptr
+        if a.flags.c_contiguous:
+            return (start, start + a.nbytes)
+        return _extent(start, a.shape, a.strides, a.itemsize)
     iface = getattr(a, "__cuda_array_interface__", None)
     if iface is not None:
-        start = int(iface["data"][0])
-        shape, strides = iface["shape"], iface.get("strides")
-        itemsize = np.dtype(iface["typestr"]).itemsize
-        if not shape or math.prod(shape) == 0:
-            return (start, start)
-        if strides is None:
-            return (start, start + math.prod(shape) * itemsize)
-        lo = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)
-        hi = sum(s * (n - 1) for s, n in zip(strides, shape) if s > 0)
-        return (start + lo, start + hi + itemsize)
+        return _extent(int(iface["data"][0]), iface["shape"], iface.get("strides"),
+                       np.dtype(iface["typestr"]).itemsize)
     host = getattr(a, "_ary", None)  # the simulator's arrays wrap a NumPy array
     if isinstance(host, np.ndarray):
         return host
     return None
+
+
+def _extent(start, shape, strides, itemsize):
+    """(first byte, end byte) of an array at ``start`` (``strides`` None: C order)."""
+    if not shape or math.prod(shape) == 0:
+        return (start, start)
+    if strides is None:
+        return (start, start + math.prod(shape) * itemsize)
+    lo = sum(s * (n - 1) for s, n in zip(strides, shape) if s < 0)
+    hi = sum(s * (n - 1) for s, n in zip(strides, shape) if s > 0)
+    return (start + lo, start + hi + itemsize)
 
 
 def may_share_memory(a, b) -> bool:
@@ -256,8 +264,8 @@ def may_share_memory(a, b) -> bool:
     sa, sb = _span(a), _span(b)
     if isinstance(sa, np.ndarray) and isinstance(sb, np.ndarray):
         return bool(np.may_share_memory(sa, sb))
-    if isinstance(sa, tuple) and isinstance(sb, tuple):
-        return sa[0] < sb[1] and sb[0] < sa[1]
+    if isinstance(sa, tuple) and isinstance(sb, tuple):  # (an empty one shares nothing)
+        return sa[0] < sa[1] and sb[0] < sb[1] and sa[0] < sb[1] and sb[0] < sa[1]
     return True
 
 
