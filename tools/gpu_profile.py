@@ -128,6 +128,14 @@ def unrolled(n, fn, *args, **kw):
     return patched([(codegen_cpp, "UNROLL", n)], fn, *args, **kw)
 
 
+def from_first_column(fn, *args, **kw):
+    """The interior kernels' threads from their first column, not from its line.
+
+    ``codegen_cpp.LINE_BYTES`` 0: the kernels before 2026-11-27's eighth session.
+    """
+    return patched([(codegen_cpp, "LINE_BYTES", 0)], fn, *args, **kw)
+
+
 def border_strips(n, fn, *args):
     """The fused sweeps' border bands in strips of ``n`` rows.
 
@@ -233,6 +241,19 @@ cases = {
     "gaussian s=2 f32, strips of 32 rows": lambda: short_strips(filters.gaussian_filter, f, 2.0),
     "uniform 15 u8, strips of 32 rows": lambda: short_strips(filters.uniform_filter, u8, 15),
     "maximum 15 u8, strips of 32 rows": lambda: short_strips(filters.maximum_filter, u8, 15),
+    # threads from the interior's first column instead of its line (codegen_cpp.LINE_BYTES)
+    "heat(out=), from the first column": lambda: from_first_column(heat, f, out=fo),
+    "gaussian s=2 f32, from the first column": lambda: from_first_column(
+        filters.gaussian_filter, f, 2.0),
+    "uniform 15 u8, from the first column": lambda: from_first_column(
+        filters.uniform_filter, u8, 15),
+    "uniform 3 u8, from the first column": lambda: from_first_column(
+        filters.uniform_filter, u8, 3),
+    "median 3 u8, from the first column": lambda: from_first_column(
+        filters.median_filter, u8, 3),
+    "maximum 3 u8, from the first column": lambda: from_first_column(
+        filters.maximum_filter, u8, 3),
+    "sobel f32, from the first column": lambda: from_first_column(filters.sobel, f),
     # the fused border's strips (cuda_sweeps.FUSED_BORDER_ROWS, default 16 rows)
     "gaussian s=2 f32, border strips of 4 rows": lambda: border_strips(
         4, filters.gaussian_filter, f, 2.0),
@@ -265,6 +286,13 @@ cases = {
     "heat(out=), 1 row a step": lambda: unrolled(1, heat, f, out=fo),
     "heat(out=), 2 rows a step": lambda: unrolled(2, heat, f, out=fo),
     "heat(out=), 4 rows a step": lambda: unrolled(4, heat, f, out=fo),
+    # strips of 64 / 16 rows a thread (codegen_cpp.ROWS, default 32: the anchor's)
+    "heat(out=), strips of 64 rows": lambda: patched([(codegen_cpp, "ROWS", 64)], heat, f,
+                                                     out=fo),
+    "heat(out=), strips of 16 rows": lambda: patched([(codegen_cpp, "ROWS", 16)], heat, f,
+                                                     out=fo),
+    "uniform 3 u8, strips of 64 rows": lambda: patched([(codegen_cpp, "ROWS", 64)],
+                                                       filters.uniform_filter, u8, 3),
     "heat(out=), border apart, 1 row a step": lambda: unrolled(1, apart, heat, f, out=fo),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above

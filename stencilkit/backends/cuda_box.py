@@ -67,6 +67,7 @@ class BoxModule:
     rowmap: bool = False  # the interior maps rows through the mode: it covers every row
     fused: bool = False  # the border in the interior's launch (cuda_sweeps.FUSED)
     units: int = UNITS  # words (or elements) a thread owns per row: :data:`UNITS` when emitted
+    line: int = 1  # units per line of the interior kernel, as emitted (cuda_sweeps.unit_line)
 
     @property
     def kernels(self) -> tuple:
@@ -79,14 +80,13 @@ class BoxModule:
         ``k0``/``k1``: the units whose threads run the interior kernel (``k1 - k0`` a
         multiple of :attr:`units`); ``rows``: force the strip length (host tests).
         """
-        nu = shape[2] // self.per
-        k0 = -self.ul
-        threads = max(0, (nu - 1 - self.ur - k0) // self.units + 1)
+        k0, threads, lead = cuda_sweeps.interior_units(shape[2], self.per, self.ul, self.ur,
+                                                       self.units, self.line)
         lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
         return cuda_sweeps.plan("sk_box", shape, lo0, hi0, threads,
                                 self.per * self.units * threads,
                                 (k0, k0 + self.units * threads), BLOCK,
-                                rows, self.fused, self.lo0 + self.hi0)
+                                rows, self.fused, self.lo0 + self.hi0, lead)
 
 
 def _acc(in_dtype, cells):
@@ -109,6 +109,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     in_dtype, out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
     per = 4 // in_dtype.itemsize if words and in_dtype.itemsize < 4 else 1
     cols = per * UNITS
+    line = cuda_sweeps.unit_line(per, (in_dtype, out_dtype), UNITS)  # (the threads' first line)
     ul = (-lo1) // per  # floor(-lo1 / per)
     ur = (cols - 1 + hi1) // per
     acc = _acc(in_dtype, (lo0 + hi0 + 1) * (lo1 + hi1 + 1))
@@ -182,7 +183,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     # -- the interior kernel
     L += ["// the interior: strips of whole rows, the thread's units and halo inside the rows",
           *cuda_sweeps.interior_head("sk_box", params, ix, UNITS, top, bottom, per,
-                                     unit, oc),
+                                     unit, oc, line),
           "    " + (" ".join(f"sk_u32 cp{t} = 0;" for t in range(ncs // 2)) if packed else
                     " ".join(f"{acc} cs{t} = 0;" for t in range(ncs))),
           f"    for ({ix} r = lo - {lo0}; r <= lo + {hi0}; ++r) {{",
@@ -251,7 +252,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
     L += cuda_sweeps.entries("sk_box", params, names, ix, fused, top + bottom)
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return BoxModule("\n".join(L) + "\n", in_dtype, out_dtype, lo0, hi0, lo1, hi1, per, ul, ur,
-                     idx64, rowmap, fused, UNITS)
+                     idx64, rowmap, fused, UNITS, line)
 
 
 def _nearest(s, d):
@@ -315,7 +316,8 @@ _MODULES: dict = {}
 def module_for(p, in_dtype, words, idx64, rowmap=False) -> BoxModule:
     """The module of the pass ``p`` (a ``Box2``) on ``in_dtype`` data (emitted once)."""
     key = (p.lo0, p.hi0, p.lo1, p.hi1, p.divisor, np.dtype(p.dtype).str, tuple(p.clip),
-           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap, cuda_sweeps.FUSED)
+           np.dtype(in_dtype).str, words, idx64, UNITS, rowmap, cuda_sweeps.FUSED,
+           codegen_cpp.LINE_BYTES)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(in_dtype, p.dtype, p.lo0, p.hi0, p.lo1, p.hi1,

@@ -184,7 +184,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          *(_SIMD if simd else []),
          "// the interior: strips of whole rows, the thread's units and halo inside the rows",
          *cuda_sweeps.interior_head("sk_med3", params, ix, units, top, bottom, per,
-                                    unit, tc),
+                                    unit, tc, cuda_sweeps.unit_line(per, (dtype,), units)),
          "    " + " ".join(f"{rv} ra{t}, rb{t}, rc{t};" for t in held),
          "    " + " ".join(f"{rv} cl{t}, cm{t}, ch{t};" for t in held),
          f"    {{ const {unit}* __restrict__ row = plane + {rmap(f'lo - {lo0}')} * nu;",
@@ -304,7 +304,8 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
          *cuda_sweeps.interior_head("sk_net2x", params, ix, pairs.units, top, bottom,
-                                    pairs.per, "sk_u32", tc),
+                                    pairs.per, "sk_u32", tc,
+                                    cuda_sweeps.unit_line(pairs.per, (dtype,), pairs.units)),
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
     for r in rows_used:
         L += [f"      const sk_u32* __restrict__ row{r} = plane + "
@@ -354,7 +355,8 @@ _MODULES: dict = {}
 
 def module_for(dtype, lo0, lo1, words, idx64, rowmap) -> cuda_sweeps.UnitsModule:
     """The module of this window start and dtype (emitted once)."""
-    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED, UNITS)
+    key = (np.dtype(dtype).str, lo0, lo1, words, idx64, rowmap, cuda_sweeps.FUSED, UNITS,
+           codegen_cpp.LINE_BYTES)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, lo0, lo1, words=words, idx64=idx64,

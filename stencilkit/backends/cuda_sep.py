@@ -65,6 +65,7 @@ class SepModule:
     fused: bool = False  # the border in the interior's launch (cuda_sweeps.FUSED)
     vec: bool = False  # rows read as vectors of the thread's columns (:func:`vector_ok`)
     fma: bool = False  # products fused into their sums (:func:`fused_products`)
+    line: int = 1  # columns per line of the interior kernel, as emitted (:func:`columns_line`)
 
     @property
     def kernels(self) -> tuple:
@@ -79,12 +80,13 @@ class SepModule:
         :attr:`ties`, the sweep's launches come between ``sk_sep_reset`` (the list of sums
         near a tie emptied) and ``sk_sep_ties`` (each of them summed again).
         """
-        c0 = self.loh
+        c0 = first_column(self.loh, self.cols, self.vec)
         threads = max(0, shape[2] - self.hih - c0) // self.cols
+        lead = (c0 - codegen_cpp.line_start(c0, self.line, self.cols)) // self.cols
         lov, hiv = (0, 0) if self.rowmap else (self.lov, self.hiv)
         out = cuda_sweeps.plan("sk_sep", shape, lov, hiv, threads, self.cols * threads,
                                (c0, c0 + self.cols * threads), BLOCK, rows, self.fused,
-                               self.lov + self.hiv)
+                               self.lov + self.hiv, lead)
         if not (self.ties and out):
             return out
         cdiv, block = codegen_cpp._cdiv, codegen_cpp.BLOCK_1D
@@ -338,12 +340,14 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
     vec = vec and vector_ok(cols, kh, dtype.itemsize)
     if vec:
         L += [f"struct alignas({cols * dtype.itemsize}) sk_vec {{ {t} e[{cols}]; }};"]
+    line = columns_line(dtype, out, cols, first_column(loh, cols, vec))
+    start = codegen_cpp.line_start_cpp("c0", line, cols)
     L += [f"// the interior: {cols} column(s) per thread, a ring of row reductions each, down "
           "its strip",
           cuda_sweeps.interior_open("sk_sep", params, ix),
-          f"  const {ix} j = c0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
-          f"{f' * {cols}' if cols > 1 else ''};",
-          "  if (j >= c1) return;",
+          f"  const {ix} j = {start} + (({ix})blockIdx.x * ({ix})blockDim.x + "
+          f"({ix})threadIdx.x){f' * {cols}' if cols > 1 else ''};",
+          f"  if ({'j < c0 || ' if start != 'c0' else ''}j >= c1) return;",
           f"  const {ix} r0 = {top} + (sk_by * ({ix})blockDim.y + ({ix})threadIdx.y) * rows;",
           f"  const {ix} hiw = n0 - {bottom};",
           "  if (r0 >= hiw) return;",
@@ -477,7 +481,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
               "}", ""]
     L.append(codegen_cpp.host_launchers(kernels, params, names))
     return SepModule("\n".join(L) + "\n", dtype, lov, hiv, loh, hih, idx64, out, cv, rowmap,
-                     cols, sw.check is not None, fused, vec, fuse)
+                     cols, sw.check is not None, fused, vec, fuse, line)
 
 
 FMA = True
@@ -542,6 +546,30 @@ def reads_ahead(sw: Sweep, dtype, acc) -> bool:
 VECTOR_LOADS = True
 """Whether interiors read their rows as vectors where :func:`vector_ok` and the alignment
 allow (``tools/gpu_profile.py`` times both)."""
+
+
+def first_column(loh, cols, vec) -> int:
+    """The interior kernel's first column.
+
+    The first whose window stays in the row (``loh``, its reach to the left), rounded up to
+    whole threads of ``cols`` columns, so that the threads can start a line; with vector
+    reads (``vec``), ``loh`` itself (each thread's vectors start ``loh`` before its first
+    column, on a vector's boundary).
+    """
+    return loh if vec else codegen_cpp._cdiv(loh, cols) * cols
+
+
+def columns_line(dtype, out, cols, c0) -> int:
+    """Columns per line (:func:`.codegen_cpp.line_of`) of the interior kernel's threads.
+
+    Counted in elements of the narrower of ``dtype`` and ``out``. Its threads' columns
+    ``c0 + m * cols`` (:func:`first_column`) can start a line only where ``cols`` divides
+    ``c0``: else ``cols`` (the first thread at ``c0``; vector reads with a reach that is not
+    a multiple of ``cols``).
+    """
+    if c0 % cols:
+        return cols
+    return codegen_cpp.line_of(min(np.dtype(dtype).itemsize, np.dtype(out).itemsize), cols)
 
 
 def vector_ok(cols, kh, itemsize) -> bool:
@@ -813,7 +841,7 @@ def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False, vec=False)
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS, cuda_sweeps.FUSED, vec, FMA, AHEAD, AHEAD_TAPS)
+           REGISTERS, cuda_sweeps.FUSED, vec, FMA, AHEAD, AHEAD_TAPS, codegen_cpp.LINE_BYTES)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,

@@ -76,6 +76,7 @@ class UnitsModule:
     block: tuple = (64, 4, 1)  # threads per block of the interior kernel
 
     fused: bool = False  # the border in the interior's launch (:data:`FUSED`)
+    line: int = 1  # units per line of the interior kernel, as emitted (:func:`unit_line`)
 
     @property
     def kernels(self) -> tuple:
@@ -87,13 +88,35 @@ class UnitsModule:
 
         As :meth:`.cuda_box.BoxModule.launches`.
         """
-        nu = shape[2] // self.per
-        k0 = -self.ul
-        threads = max(0, (nu - 1 - self.ur - k0) // self.units + 1)
+        k0, threads, lead = interior_units(shape[2], self.per, self.ul, self.ur, self.units,
+                                           self.line)
         lo0, hi0 = (0, 0) if self.rowmap else (self.lo0, self.hi0)
         return plan(self.prefix, shape, lo0, hi0, threads,
                     self.per * self.units * threads, (k0, k0 + self.units * threads),
-                    self.block, rows, self.fused, self.lo0 + self.hi0)
+                    self.block, rows, self.fused, self.lo0 + self.hi0, lead)
+
+
+def unit_line(per, dtypes, units) -> int:
+    """Units per line (:func:`.codegen_cpp.line_of`) of a sweep's interior kernel.
+
+    Its units are ``per`` elements; counted in the narrowest of ``dtypes`` (the arrays), so
+    that every array's row starts a line there.
+    """
+    return codegen_cpp.line_of(per * min(np.dtype(d).itemsize for d in dtypes), units)
+
+
+def interior_units(n1, per, ul, ur, units, line):
+    """``(k0, threads, lead)``: the interior kernel's units of a row of ``n1`` elements.
+
+    Its working threads own ``units`` units each from ``k0`` (the first unit whose reads,
+    ``ul`` to ``ur`` units from a thread's first, stay in the row; rounded up to whole
+    threads, so that they can start a line), ``threads`` of them; ``lead`` idle threads come
+    first, from the line's start (:func:`.codegen_cpp.line_start`, :func:`interior_head`).
+    """
+    nu = n1 // per
+    k0 = codegen_cpp._cdiv(-ul, units) * units
+    threads = max(0, (nu - 1 - ur - k0) // units + 1)
+    return k0, threads, (k0 - codegen_cpp.line_start(k0, line, units)) // units
 
 
 def kernel_names(prefix, fused) -> tuple:
@@ -198,7 +221,7 @@ at 8192^2 the Gaussian still fills an H200 5 times over. 0: :data:`codegen_cpp.R
 
 
 def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fused=False,
-         reach=0):
+         reach=0, lead=0):
     """The launches ``[(kernel, grid, block, (rows, *span))]`` of one application.
 
     ``threads``: interior threads per row, covering ``covered`` columns, which the kernels
@@ -209,7 +232,8 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
     ``fused``: one launch of ``<prefix>_fused`` where the interior has threads
     (:func:`entries`), its grid taller by the rows of blocks that give the border's strips of
     :data:`FUSED_BORDER_ROWS` rows a thread each (at least one row, at most what the grid's
-    limit leaves; the kernel sizes its strips to the threads it finds).
+    limit leaves; the kernel sizes its strips to the threads it finds). ``lead``: idle threads
+    before the first working one in each row of the grid (:func:`interior_units`).
     """
     B, n0, n1 = shape
     if B * n0 * n1 == 0:
@@ -223,7 +247,7 @@ def plan(prefix, shape, lo0, hi0, threads, covered, span, block, rows=None, fuse
         strip = rows or max(1, min(most, cdiv(threads * B * inner, codegen_cpp.TARGET_THREADS)))
         while cdiv(cdiv(inner, strip), block[1]) + fused > codegen_cpp.MAX_GRID_YZ:
             strip *= 2
-        grid = (cdiv(threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
+        grid = (cdiv(lead + threads, block[0]), cdiv(cdiv(inner, strip), block[1]),
                 min(B, codegen_cpp.MAX_GRID_YZ))
         if fused:  # the border's rows of blocks: a thread for each of its strips
             band = n1 - covered
@@ -266,21 +290,23 @@ def ahead_row(row, rowmap, rmap) -> str:
     return rmap(row) if rowmap else f"(({row}) < n0 ? ({row}) : n0 - 1)"
 
 
-def interior_head(prefix, params, ix, units, top, bottom, per, unit, out_c) -> list:
+def interior_head(prefix, params, ix, units, top, bottom, per, unit, out_c, line) -> list:
     """C++ lines opening the interior (:func:`interior_open`) of a sweep of whole units.
 
     Inside, each thread has ``k`` (its first unit of ``units``; launches cover ``k0`` to
     ``k1``), its strip of rows ``lo`` to ``hi`` (``rows`` long, within ``top`` to
     ``n0 - bottom``), ``nu`` units a row of ``per`` elements, the plane ``b`` and ``plane``
     (the plane's rows seen as units of type ``unit``, from the thread's first), and ``op``
-    (its first output, of C++ type ``out_c``). The caller closes the loop over planes and
-    the kernel.
+    (its first output, of C++ type ``out_c``). The threads count from ``k0``'s line
+    (``line`` units, :func:`unit_line`); those before ``k0`` return. The caller closes the
+    loop over planes and the kernel.
     """
+    start = codegen_cpp.line_start_cpp("k0", line, units)
     return [
         interior_open(prefix, params, ix),
-        f"  const {ix} k = k0 + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
+        f"  const {ix} k = {start} + (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
         f" * {units};",
-        "  if (k >= k1) return;",
+        f"  if ({'k < k0 || ' if start != 'k0' else ''}k >= k1) return;",
         f"  const {ix} lo = {top} + (sk_by * ({ix})blockDim.y + ({ix})threadIdx.y) * rows;",
         f"  const {ix} hiw = n0 - {bottom};",
         "  if (lo >= hiw) return;",
@@ -505,7 +531,7 @@ def units_module(lines, prefix, dtype, lo0, hi0, per, ul, ur, units, idx64, rowm
     source = "\n".join([*lines, *entries(prefix, params, names, ix, fused, top + bottom),
                         codegen_cpp.host_launchers(kernels, params, names)]) + "\n"
     return UnitsModule(source, prefix, np.dtype(dtype), lo0, hi0, per, ul, ur, units, idx64,
-                       rowmap, fused=fused)
+                       rowmap, fused=fused, line=unit_line(per, (dtype,), units))
 
 
 def words_params(tc, ix):
@@ -553,7 +579,7 @@ def run_words(x, key, emit, mode, cval, out=None, modules=None):
     def module_of(dt, at, idx64):
         if not words_ok(dt, n1, *at):
             raise _Unaligned
-        k = (key, dt.str, idx64, rowmap, FUSED)
+        k = (key, dt.str, idx64, rowmap, FUSED, codegen_cpp.LINE_BYTES)
         if k not in modules:
             modules[k] = emit(dt, idx64, rowmap)
         return modules[k]
