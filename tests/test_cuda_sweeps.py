@@ -70,7 +70,7 @@ def test_fused_border_in_shorter_strips_equals_the_cpu(fake_gpu, monkeypatch, k)
 
 def test_fused_launch_geometry(monkeypatch):
     """The fused grid is the interior's with rows of blocks more, as many as give each of the
-    border's strips (of ``BORDER_ROWS`` rows) a thread (a tall narrow image: hundreds); the
+    border's strips (of ``FUSED_BORDER_ROWS`` rows) a thread (a tall narrow image: hundreds); the
     interior's strip length is the one it had alone; where no interior thread has work (an
     image narrower than the window's reach) the border kernel runs alone."""
     eys = []
@@ -87,11 +87,14 @@ def test_fused_launch_geometry(monkeypatch):
             assert (name, name0, border[0]) == ("p_fused", "p_interior", "p_border")
             ey = grid[1] - grid0[1]
             assert grid[::2] == grid0[::2] and block == block0 and args == args0
-            strips = cuda_sweeps.border_threads(*shape, lo0, hi0, shape[2] - covered)
+            strips = cuda_sweeps.border_threads(*shape, lo0, hi0, shape[2] - covered,
+                                                cuda_sweeps.FUSED_BORDER_ROWS)
             per = grid[0] * grid[2] * block[0] * block[1]
             assert (ey - 1) * per < strips <= ey * per, (shape, rowmap, ey)
             eys.append(ey)
-    assert eys[0] <= 2 and min(eys[2:]) > 10  # (constant: a strip per column atop and below)
+    # (a wide image: a few rows of blocks; a tall narrow one: a hundred times as many)
+    assert max(eys[:2]) <= 10
+    assert min(eys[2:]) > 100 * max(eys[:2])
     # strips of one row: a thread for each of the bands' outputs
     monkeypatch.setattr(cuda_sweeps, "FUSED_BORDER_ROWS", 1)
     shape, threads = (5, 300, 4000), 480

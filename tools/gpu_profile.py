@@ -139,7 +139,7 @@ def from_first_column(fn, *args, **kw):
 def border_strips(n, fn, *args):
     """The fused sweeps' border bands in strips of ``n`` rows.
 
-    ``cuda_sweeps.FUSED_BORDER_ROWS``, default 16: more threads, each output's window reduced
+    ``cuda_sweeps.FUSED_BORDER_ROWS``, default 4: more threads, each output's window reduced
     more often.
     """
     return patched([(cuda_sweeps, "FUSED_BORDER_ROWS", n)], fn, *args)
@@ -254,15 +254,15 @@ cases = {
     "maximum 3 u8, from the first column": lambda: from_first_column(
         filters.maximum_filter, u8, 3),
     "sobel f32, from the first column": lambda: from_first_column(filters.sobel, f),
-    # the fused border's strips (cuda_sweeps.FUSED_BORDER_ROWS, default 16 rows)
-    "gaussian s=2 f32, border strips of 4 rows": lambda: border_strips(
-        4, filters.gaussian_filter, f, 2.0),
+    # the fused border's strips (cuda_sweeps.FUSED_BORDER_ROWS, default 4 rows; 16 before)
+    "gaussian s=2 f32, border strips of 16 rows": lambda: border_strips(
+        16, filters.gaussian_filter, f, 2.0),
     "gaussian s=2 f32, border strips of 1 row": lambda: border_strips(
         1, filters.gaussian_filter, f, 2.0),
-    "uniform 15 u8, border strips of 4 rows": lambda: border_strips(
-        4, filters.uniform_filter, u8, 15),
-    "maximum 15 u8, border strips of 4 rows": lambda: border_strips(
-        4, filters.maximum_filter, u8, 15),
+    "uniform 15 u8, border strips of 16 rows": lambda: border_strips(
+        16, filters.uniform_filter, u8, 15),
+    "maximum 15 u8, border strips of 16 rows": lambda: border_strips(
+        16, filters.maximum_filter, u8, 15),
     "maximum 15 u8, border strips of 1 row": lambda: border_strips(
         1, filters.maximum_filter, u8, 15),
     # fused multiply-adds (cuda_sep.FMA), against the rows above

@@ -195,7 +195,7 @@ def border_threads(B, n0, n1, lo0, hi0, band, rows=BORDER_ROWS) -> int:
     return B * (n1 * (top > 0) + n1 * (bottom > 0) + band * codegen_cpp._cdiv(inner, rows))
 
 
-FUSED_BORDER_ROWS = BORDER_ROWS
+FUSED_BORDER_ROWS = 4
 """Rows per strip of a fused kernel's border bands, by the border's rows of blocks (:func:`plan`;
 the kernel takes the shortest strips its threads cover, :func:`border_strips`).
 
@@ -206,7 +206,11 @@ alone by about the border kernel's time on its own: the sigma 2 float32 Gaussian
 against 0.317 + 0.046, the 15 x 15 uint8 maximum 0.196 against 0.149 + 0.036, the 15 x 15
 uint8 box 0.132 against 0.118 + 0.035 (that one's border also takes 56 registers, the
 interior 47). Shorter strips give the border more threads, but each output's window is
-then reduced afresh (more work): the profile's "border strips of" rows time 4 and 1."""
+then reduced afresh (more work): the profile's "border strips of" rows time 4 and 1 against
+the default. Two H100 runs (2026-11-27, each kernel's least of 5 launches, ms; 4 rows against
+16, then 1 row): the Gaussian 0.332 / 0.356 against 0.329, then 0.328 / 0.350 against 0.329;
+the 15 x 15 uint8 box 0.117 against 0.123, then 0.115 against 0.125; the 15 x 15 uint8
+maximum 0.153 against 0.170, then 0.150 / 0.152 against 0.157. So 4 (16 before)."""
 
 REACH_STRIPS = 4
 """An interior strip is at least this many times the rows its window reaches (and at least
