@@ -9,6 +9,14 @@ attribute lookups, where CuPy's are compiled). The count of calls answered by a 
 (:mod:`stencilkit.backends.cuda_replay`) is printed beside each.
 
     NUMBA_ENABLE_CUDASIM=1 python tools/host_time.py [--calls 300]
+
+On a machine with a GPU, ``--gpu`` times the same calls with the real CuPy and real launches
+(small arrays, no synchronisation between calls: the host's enqueue time a call, which a
+single call's CUDA events count while the GPU waits), and ``--profile NAME`` prints where
+that call's host time goes (cProfile, by own time): the stand-in's arrays cost Python per
+attribute, CuPy's are compiled, so only this tells what a call costs there.
+
+    python tools/host_time.py --gpu [--profile "stencil call"]
 """
 
 from __future__ import annotations
@@ -30,25 +38,38 @@ def main(argv=None):
     ap.add_argument("--arrays", choices=("cupy", "numba"), default="cupy",
                     help="the inputs: stand-in CuPy arrays (default; as CuPy users call), or "
                          "the simulator's numba device arrays (each wrapped per launch)")
+    ap.add_argument("--gpu", action="store_true",
+                    help="the real CuPy and launches, on a machine with a GPU")
+    ap.add_argument("--profile", metavar="NAME",
+                    help="print cProfile's table for the calls whose name starts with NAME")
     args = ap.parse_args(argv)
-    import cpp_host
     from numba import cuda
 
     from stencilkit import filters, resample
     from stencilkit.backends import cuda as cuda_backend
     from stencilkit.backends import cuda_cpp
 
-    if not cuda_backend.simulated():
-        sys.exit("run with NUMBA_ENABLE_CUDASIM=1 (the stand-in CuPy needs the simulator)")
-    fake = cpp_host.FakeCupy()
-    fake.fill_empty = False  # (CuPy's empty does not fill: neither does the stand-in's here)
-    sys.modules.update({"cupy": fake, "cupy.cuda": fake.cuda,
-                        "cupy.cuda.compiler": fake.cuda.compiler})
-    cuda_cpp.available = lambda: (True, "a stand-in CuPy (host_time)")
+    if args.gpu:
+        import cupy
+
+        put, sync = cupy.asarray, cupy.cuda.Device().synchronize
+    else:
+        import cpp_host
+
+        if not cuda_backend.simulated():
+            sys.exit("run with NUMBA_ENABLE_CUDASIM=1 (the stand-in CuPy needs the simulator)")
+        fake = cpp_host.FakeCupy()
+        fake.fill_empty = False  # (CuPy's empty does not fill: nor does the stand-in's here)
+        sys.modules.update({"cupy": fake, "cupy.cuda": fake.cuda,
+                            "cupy.cuda.compiler": fake.cuda.compiler})
+        cuda_cpp.available = lambda: (True, "a stand-in CuPy (host_time)")
+        put = fake.asarray if args.arrays == "cupy" else cuda.to_device
+
+        def sync():
+            pass
     from kernels import diffuse
 
     rng = np.random.default_rng(0)
-    put = fake.asarray if args.arrays == "cupy" else cuda.to_device
     u8 = put(rng.integers(0, 255, (256, 256)).astype(np.uint8))
     f32 = put(rng.random((256, 256)).astype(np.float32))
     calls = {
@@ -62,24 +83,40 @@ def main(argv=None):
         "block_reduce 2 mean uint8": lambda: resample.block_reduce(u8, 2, "mean"),
         "pyramid_down 1 level uint8": lambda: resample.pyramid_down(u8, 1),
     }
-    for fn in calls.values():  # compile (g++) and run once for real
+    out = put(np.zeros((256, 256), np.float32))
+    calls["stencil call, out= (heat step)"] = lambda: diffuse(f32, 0.1, out=out)
+    for fn in calls.values():  # compile (g++ or NVRTC) and run once for real
         fn()
-    real = cuda_cpp.kernels
-    cuda_cpp.kernels = lambda mod, fastmath: {
-        k: (lambda grid, block, args: None) for k in real(mod, fastmath)}
+    if not args.gpu:
+        real = cuda_cpp.kernels
+        cuda_cpp.kernels = lambda mod, fastmath: {
+            k: (lambda grid, block, args: None) for k in real(mod, fastmath)}
     from stencilkit.backends import cuda_replay
 
     for name, fn in calls.items():
         fn()  # (the stubs' first call records anew: the patch above is a changed setting)
+        sync()
         replayed = cuda_replay.REPLAYED[0]
         t = time.perf_counter()
         for _ in range(args.calls):
             fn()
         per = (time.perf_counter() - t) / args.calls * 1e6
+        sync()
         if name.startswith("iterate"):
             per /= 10
         replayed = cuda_replay.REPLAYED[0] - replayed
-        print(f"{name:<28} {per:7.1f} us  ({replayed} replays)")
+        print(f"{name:<32} {per:7.1f} us  ({replayed} replays)", flush=True)
+        if args.profile and name.startswith(args.profile):
+            import cProfile
+            import pstats
+
+            prof = cProfile.Profile()
+            prof.enable()
+            for _ in range(args.calls):
+                fn()
+            prof.disable()
+            sync()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(18)
 
 
 if __name__ == "__main__":
