@@ -90,6 +90,28 @@ def launch_settings() -> tuple:
     return ROWS, TARGET_THREADS, BLOCK_PLAIN, BLOCK_WORDS, BLOCK_1D
 
 
+MIN_BLOCKS = None
+"""Blocks of 256 threads an SM that the stencils' interior kernels (2-D and up) ask ptxas to
+fit (``__launch_bounds__(256, MIN_BLOCKS)``: registers capped at 65536 / (256 x MIN_BLOCKS),
+spilling if they must); None: no bound. ptxas 12 (sm_90) gives the heat step's fused kernel 48
+registers at 8 rows a step (5 blocks an SM), 40 at 4 (6); at a bound of 8, 32 with 4-8 bytes
+spilled. ``tools/gpu_profile.py`` times it; part of the emitted source (:func:`source_settings`)."""
+
+
+def source_settings() -> tuple:
+    """The settings that shape the stencils' emitted source: part of the module caches' keys.
+
+    ``(UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS)``, and the blocks where a bound takes them.
+    """
+    blocks = (BLOCK_PLAIN, BLOCK_WORDS) if MIN_BLOCKS else ()
+    return (UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, *blocks)
+
+
+def bounds(block) -> str:
+    """``__launch_bounds__`` for an interior kernel launched with ``block`` (:data:`MIN_BLOCKS`)."""
+    return f"__launch_bounds__({math.prod(block)}, {MIN_BLOCKS}) " if MIN_BLOCKS else ""
+
+
 FUSED = True
 """Whether 2-D and higher modules run their border in the interior's launch: ``<name>_fused``
 (and ``<name>_fused_w``), whose first rows of blocks (the lowest ``blockIdx.y``, dispatched
@@ -121,6 +143,7 @@ PRELUDE = r"""
 #define __host__
 #define __forceinline__ inline
 #define __restrict__ __restrict
+#define __launch_bounds__(...)
 struct sk_dim3 { unsigned x, y, z; };
 static thread_local sk_dim3 threadIdx, blockIdx, blockDim, gridDim;  // (host threads apart)
 #endif
@@ -622,17 +645,18 @@ def fused_rows(work, grid, block, per=1) -> int:
     return max(1, min(_cdiv(work, per * threads), MAX_GRID_YZ - grid[1]))
 
 
-def fused_kernel(kname, params, names, ix, interior, border, walk, tail="") -> list:
+def fused_kernel(kname, params, names, ix, interior, border, walk, tail="", bound="") -> list:
     """C++ lines of a fused entry kernel: an interior body and a border body in one launch.
 
     The grid's last rows of blocks run ``interior(names, sk_by)``, ``sk_by`` counted from the
     grid's last row (so that a block knows its part by a multiply; a division took registers
     from the interior), as many as the interior's strips of ``rows`` rows need over ``walk``
     rows (a C++ expression); the rows before them (:func:`fused_rows`), of every plane ``z``,
-    call ``border(names, first, stride{tail})``, their threads numbered from 0.
+    call ``border(names, first, stride{tail})``, their threads numbered from 0. ``bound``:
+    the kernel's ``__launch_bounds__`` (:func:`bounds`), if any.
     """
     return [
-        f'extern "C" __global__ void {kname}({params}) {{',
+        f'extern "C" __global__ void {bound}{kname}({params}) {{',
         f"  const {ix} sk_by = ({ix})gridDim.y - 1 - ({ix})blockIdx.y;",
         f"  if ((sk_i64)sk_by * ({ix})blockDim.y * rows < (sk_i64){walk}) {{",
         f"    {interior}({names}, sk_by); return; }}",
@@ -1160,13 +1184,15 @@ class _Emitter:
         lines = []
         for suffix in ("", "_w") if cols else ("",):
             body = f"{self.name}_interior{suffix}_body"
+            bound = bounds(BLOCK_WORDS if suffix else BLOCK_PLAIN)
             if fused:
                 W = self.k - 2
                 lines += fused_kernel(f"{self.name}_fused{suffix}", params, names, ix, body,
                                       f"{self.name}_border_body",
-                                      f"(n{W} - {sum(self.spec.radius[W])})")
+                                      f"(n{W} - {sum(self.spec.radius[W])})", bound=bound)
             else:
-                lines += [f'extern "C" __global__ void {self.name}_interior{suffix}({params}) {{',
+                lines += [f'extern "C" __global__ void {bound}{self.name}_interior{suffix}'
+                          f'({params}) {{',
                           f"  {body}({names}, ({ix})blockIdx.y);", "}"]
         return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import pytest
 from filter_table import TABLE, assert_device_result
-from kernels import amplify, asym2, blend, box5, lap3, sample, scaled, shift, skew1, smooth
+from kernels import amplify, asym2, blend, box5, diffuse, lap3, sample, scaled, shift, skew1, smooth
 
 import stencilkit as sk
 from stencilkit import _cpp_body, codegen_cpp
@@ -531,6 +531,31 @@ def test_a_call_after_unroll_changes_takes_the_new_module(fake_gpu, monkeypatch)
     monkeypatch.setattr(codegen_cpp, "UNROLL", 2)
     same(smooth(a, target="cuda"), smooth(a))
     assert fake_gpu.compiled == compiled + 1
+
+
+def test_launch_bounds_cap_the_interior_kernels(fake_gpu, monkeypatch):
+    """``codegen_cpp.MIN_BLOCKS`` puts ``__launch_bounds__(256, n)`` on the stencils' interior
+    kernels (both, fused or not) and nowhere else; a change takes a new module, whose results
+    are the CPU's (the host build ignores the bound); with a bound ptxas keeps the heat step's
+    fused kernel within 32 registers."""
+    a = sample((2, 40, 24), np.float32, seed=3)
+    same(smooth(a, target="cuda"), smooth(a))
+    assert "void __launch_bounds__" not in smooth.cuda_source(a)
+    compiled = fake_gpu.compiled
+    monkeypatch.setattr(codegen_cpp, "MIN_BLOCKS", 8)
+    same(smooth(a, target="cuda"), smooth(a))
+    assert fake_gpu.compiled == compiled + 1
+    for fused in (True, False):
+        monkeypatch.setattr(codegen_cpp, "FUSED", fused)
+        src = smooth.cuda_source(sample((2, 40, 24), np.int8, seed=1))
+        kind = "fused" if fused else "interior"
+        assert src.count("__global__ void __launch_bounds__(256, 8) ") == 2
+        assert f"__launch_bounds__(256, 8) smooth_py_{kind}(" in src
+        assert f"__launch_bounds__(256, 8) smooth_py_{kind}_w(" in src
+    cpp_host.needs_nvrtc()
+    pytest.importorskip("cuda.bindings.nvjitlink")
+    monkeypatch.setattr(codegen_cpp, "FUSED", True)
+    assert cuda_cpp.resources(diffuse.cuda_source(a, 0.1))["diffuse_fused"]["registers"] <= 32
 
 
 def test_launch_settings_changed_between_calls_take_effect(fake_gpu, monkeypatch):

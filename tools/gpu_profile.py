@@ -128,6 +128,11 @@ def unrolled(n, fn, *args, **kw):
     return patched([(codegen_cpp, "UNROLL", n)], fn, *args, **kw)
 
 
+def bounded(n, fn, *args, **kw):
+    """The stencils' interior kernels asking ptxas for ``n`` blocks an SM (``MIN_BLOCKS``)."""
+    return patched([(codegen_cpp, "MIN_BLOCKS", n)], fn, *args, **kw)
+
+
 def from_first_column(fn, *args, **kw):
     """The interior kernels' threads from their first column, not from its line.
 
@@ -286,6 +291,14 @@ cases = {
     "heat(out=), 1 row a step": lambda: unrolled(1, heat, f, out=fo),
     "heat(out=), 2 rows a step": lambda: unrolled(2, heat, f, out=fo),
     "heat(out=), 4 rows a step": lambda: unrolled(4, heat, f, out=fo),
+    # registers capped for more blocks an SM (codegen_cpp.MIN_BLOCKS, default None: no cap;
+    # ptxas 12: heat_fused 48 registers at 8 rows a step, 32 and 8 bytes spilled at 8 blocks)
+    "heat(out=), launch bounds 8 blocks": lambda: bounded(8, heat, f, out=fo),
+    "heat(out=), launch bounds 6 blocks": lambda: bounded(6, heat, f, out=fo),
+    "heat(out=), launch bounds 8 blocks, 4 rows a step": lambda: unrolled(
+        4, bounded, 8, heat, f, out=fo),
+    "sobel f32, launch bounds 8 blocks": lambda: bounded(8, filters.sobel, f),
+    "uniform 3 u8, launch bounds 8 blocks": lambda: bounded(8, filters.uniform_filter, u8, 3),
     # strips of 64 / 16 rows a thread (codegen_cpp.ROWS, default 32: the anchor's)
     "heat(out=), strips of 64 rows": lambda: patched([(codegen_cpp, "ROWS", 64)], heat, f,
                                                      out=fo),
@@ -327,6 +340,8 @@ cases = {
     "block_reduce 2 16k u8, one at a time": lambda: one_at_a_time(resample.block_reduce, b8, 2),
     "iterate heat 20 (default: tiled)": lambda: heat.iterate(f, steps=20),
     "iterate heat 20 block_steps=1": lambda: heat.iterate(f, steps=20, block_steps=1),
+    "iterate heat 20 block_steps=1, 4 rows a step": lambda: unrolled(
+        4, heat.iterate, f, steps=20, block_steps=1),
     "iterate heat 20 block_steps=4": lambda: heat.iterate(f, steps=20, block_steps=4),
     "iterate heat 20 block_steps=8": lambda: heat.iterate(f, steps=20, block_steps=8),
     "iterate heat 20, tiled rows strided": lambda: strided(heat.iterate, f, steps=20),

@@ -109,8 +109,7 @@ def module_for(spec, in_dtypes, out_dtype, acc, param_types, *, idx64: bool,
     in_dtypes = tuple(np.dtype(d) for d in in_dtypes)
     key_parts = [spec.digest, *(d.str for d in in_dtypes), np.dtype(out_dtype).str,
                  np.dtype(acc).str, *(str(t) for t in param_types), str(idx64), str(narrow),
-                 f"unroll{codegen_cpp.UNROLL}", f"fused{codegen_cpp.FUSED}",
-                 f"line{codegen_cpp.LINE_BYTES}", numba.__version__,
+                 f"settings{codegen_cpp.source_settings()}", numba.__version__,
                  _emitter_digest()]
     key = hashlib.sha256("|".join(key_parts).encode()).hexdigest()[:24]
     with _LOCK:
@@ -181,8 +180,8 @@ def choose(st, plan, params) -> Choice:
     # the parameters are NumPy scalars here, whose Python type gives their numba type
     calls = st._modules.setdefault("cuda-calls", {})
     fast = (plan.work_dtypes, plan.wout, plan.acc0.dtype, plan.wshape, plan.mode,
-            _dtypes.exact_key(plan.cval_acc), tuple(map(type, params)), codegen_cpp.FUSED,
-            codegen_cpp.UNROLL, codegen_cpp.LINE_BYTES)
+            _dtypes.exact_key(plan.cval_acc), tuple(map(type, params)),
+            codegen_cpp.source_settings())
     choice = calls.get(fast)
     if choice is not None:
         return choice
@@ -212,8 +211,7 @@ def _variant(st, plan, params):
 
 def _choice_key(st, plan, params) -> tuple:
     return ("cuda-path", plan.work_dtypes, plan.wout, plan.acc0.dtype,
-            *_variant(st, plan, params), codegen_cpp.UNROLL, codegen_cpp.FUSED,
-            codegen_cpp.LINE_BYTES)
+            *_variant(st, plan, params), codegen_cpp.source_settings())
 
 
 def module_for_plan(st, plan, params) -> codegen_cpp.Module:
