@@ -44,8 +44,11 @@ def test_line_start_keeps_the_threads_columns():
                 assert eval(expr.replace("/", "//"), {"c0": first}) == start
     assert codegen_cpp.line_of(4, 3) == 3  # (3 does not divide 32: no alignment)
     assert codegen_cpp.line_start(7, 3, 3) == 7
-    assert cuda_sep.columns_line(F32, F32, 2, cuda_sep.first_column(7, 2, True)) == 2
-    assert cuda_sep.columns_line(F32, F32, 2, cuda_sep.first_column(7, 2, False)) == 32
+    # (separable sweeps: the first column rounded up to whole threads; vector reads then
+    # start before a window that does not start a vector, and end after it)
+    assert cuda_sep.first_column(7, 2) == 8 and cuda_sep.columns_line(F32, F32, 2, 8) == 32
+    assert cuda_sep.vector_pad(7, 2, True) == 1 and cuda_sep.vector_pad(6, 4, True) == 2
+    assert cuda_sep.vector_pad(8, 2, True) == cuda_sep.vector_pad(7, 2, False) == 0
 
 
 def _stencil(dtype):
@@ -108,11 +111,14 @@ def families():
     cells = [(r, c) for r in range(5) for c in range(5)]
     net = cuda_median.generate_network(U8, cells, 12, 2, 2, idx64=False, rowmap=True)
     out.append(units("median 5 x 5 uint8", net, U8, _words))
-    sep = _gaussian()
-    (kname, grid, block, (rows, c0, c1)), *_ = sep.launches(SHAPE, cpp_host.ROWS)
-    lead = (c0 - codegen_cpp.line_start(c0, sep.line, sep.cols)) // sep.cols
-    out.append(("gaussian float32", sep, F32, kname, grid, block, sep.cols, c0, c1, lead,
-                cuda_sep.scalars(sep, SHAPE, rows, c0, c1, "reflect", 0.0)))
+    for radius in (8, 7):  # (7: vector reads padded, cuda_sep.vector_pads)
+        sep = _gaussian(radius)
+        assert sep.vec
+        (kname, grid, block, (rows, c0, c1)), *_ = sep.launches(SHAPE, cpp_host.ROWS)
+        lead = (c0 - codegen_cpp.line_start(c0, sep.line, sep.cols)) // sep.cols
+        out.append((f"gaussian float32, reach {radius}", sep, F32, kname, grid, block,
+                    sep.cols, c0, c1, lead,
+                    cuda_sep.scalars(sep, SHAPE, rows, c0, c1, "reflect", 0.0)))
     return out
 
 
@@ -202,3 +208,27 @@ def test_a_changed_line_takes_new_modules(fake_gpu, monkeypatch):
                 np.testing.assert_array_equal(got, want)
             if value == 0:
                 assert fake_gpu.compiled > compiled, call
+
+
+@pytest.mark.parametrize("radius", [7, 2])  # (two columns a thread, pad 1; four, pad 2)
+def test_padded_vector_reads_equal_scalar_reads(radius):
+    """A separable sweep whose reach is not a multiple of a thread's columns reads vectors
+    from before its window (``vector_pad``) to after it: equal, bit for bit, to the same
+    sweep reading one value at a time, on rows of every width of whole vectors (``aligned``)
+    up to a few threads past the window (the border takes what the interior leaves); under
+    ``make asan`` no read leaves the arrays."""
+    w = np.exp(-np.arange(-radius, radius + 1) ** 2 / 8.0)
+    w = tuple(w / w.sum())
+    sw = cuda_sep.sweep_of((Sep2(0, w, radius, w, radius, F32),), F32, F32, 2, "reflect", 0.0)
+    vec = cuda_sep.generate(F32, sw, idx64=False, rowmap=True, vec=True)
+    plain = cuda_sep.generate(F32, sw, idx64=False, rowmap=True, vec=False)
+    assert vec.vec and not plain.vec and cuda_sep.vector_pad(vec.loh, vec.cols, True)
+    rng = np.random.default_rng(radius)
+    for n1 in range(vec.cols, 2 * radius + 4 * vec.cols + 3, vec.cols):  # (whole vectors)
+        x = rng.random((1, 13, n1)).astype(F32)
+        got, want = (cpp_host.run_sweep(m, x, F32,
+                                        lambda *a, m=m: cuda_sep.scalars(m, *a, "reflect", 0.0),
+                                        fill=np.nan) for m in (vec, plain))
+        np.testing.assert_array_equal(got, want, err_msg=f"n1={n1}")
+        assert not np.isnan(got).any()
+

@@ -308,6 +308,10 @@ cases = {
                                                        filters.uniform_filter, u8, 3),
     "heat(out=), border apart, 1 row a step": lambda: unrolled(1, apart, heat, f, out=fo),
     "maximum 9 f32": lambda: filters.maximum_filter(f, 9),
+    # (72 registers at 4 columns a thread, 3 blocks an SM: cuda_sep.REGISTERS 30 gives 2 columns)
+    "maximum 9 f32, 2 columns a thread": lambda: patched([(cuda_sep, "REGISTERS", 30)],
+                                                         filters.maximum_filter, f, 9),
+    "maximum 9 f32, 1 column a thread": lambda: one_column(filters.maximum_filter, f, 9),
     # the border in a launch of its own (cuda_sweeps.FUSED off), against the rows above
     "gaussian s=2 f32, border apart": lambda: apart(filters.gaussian_filter, f, 2.0),
     "uniform 15 u8, border apart": lambda: apart(filters.uniform_filter, u8, 15),

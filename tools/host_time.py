@@ -70,6 +70,7 @@ def main(argv=None):
     from kernels import diffuse
 
     rng = np.random.default_rng(0)
+    weights = np.array([[1, -2, 0], [3, 1, -1], [0, 2, 1]])  # (tests/filter_table.py's)
     u8 = put(rng.integers(0, 255, (256, 256)).astype(np.uint8))
     f32 = put(rng.random((256, 256)).astype(np.float32))
     calls = {
@@ -80,6 +81,9 @@ def main(argv=None):
         "median_filter 3 uint8": lambda: filters.median_filter(u8, 3),
         "maximum_filter 3 uint8": lambda: filters.maximum_filter(u8, 3),
         "sobel float32": lambda: filters.sobel(f32),
+        "sobel uint8": lambda: filters.sobel(u8),
+        "correlate 3 x 3 uint8": lambda: filters.correlate(u8, weights),
+        "uniform_filter 3 uint8": lambda: filters.uniform_filter(u8, 3),
         "block_reduce 2 mean uint8": lambda: resample.block_reduce(u8, 2, "mean"),
         "pyramid_down 1 level uint8": lambda: resample.pyramid_down(u8, 1),
     }

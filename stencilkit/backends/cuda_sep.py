@@ -80,7 +80,7 @@ class SepModule:
         :attr:`ties`, the sweep's launches come between ``sk_sep_reset`` (the list of sums
         near a tie emptied) and ``sk_sep_ties`` (each of them summed again).
         """
-        c0 = first_column(self.loh, self.cols, self.vec)
+        c0 = first_column(self.loh, self.cols)
         threads = max(0, shape[2] - self.hih - c0) // self.cols
         lead = (c0 - codegen_cpp.line_start(c0, self.line, self.cols)) // self.cols
         lov, hiv = (0, 0) if self.rowmap else (self.lov, self.hiv)
@@ -340,7 +340,8 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
     vec = vec and vector_ok(cols, kh, dtype.itemsize)
     if vec:
         L += [f"struct alignas({cols * dtype.itemsize}) sk_vec {{ {t} e[{cols}]; }};"]
-    line = columns_line(dtype, out, cols, first_column(loh, cols, vec))
+    line = columns_line(dtype, out, cols, first_column(loh, cols))
+    pad = vector_pad(loh, cols, vec)
     start = codegen_cpp.line_start_cpp("c0", line, cols)
     L += [f"// the interior: {cols} column(s) per thread, a ring of row reductions each, down "
           "its strip",
@@ -354,7 +355,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
           f"  const {ix} r1 = r0 + rows < hiw ? r0 + rows : hiw;",
           f"  for ({ix} b = blockIdx.z; b < B; b += gridDim.z) {{",
           f"    const {t}* __restrict__ base = src + b * n0 * n1;",
-          f"    const {t}* __restrict__ plane = base + (j - {loh});",
+          f"    const {t}* __restrict__ plane = base + (j - {loh + pad});",
           f"    {o}* __restrict__ op = dst + b * n0 * n1 + j;"]
 
     def convert(x):
@@ -380,7 +381,7 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         return f"(sk_f32_bits(0x4b000000u | {u}) - {float(2**23 + bias).hex()}f)"
 
     ahead = reads_ahead(sw, dtype, acc)
-    nload = (cols + kh - 1) // cols if vec else cols + kh - 1  # loads a row
+    nload = codegen_cpp._cdiv(pad + cols + kh - 1, cols) if vec else cols + kh - 1  # a row
 
     def fetch(row, into, clamp=True):
         """Lines loading the row ``row``'s values (vectors with ``vec``) into ``into{m}``.
@@ -407,8 +408,8 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
                     + fetch(nxt, "pf") + " } ")
         else:
             head = "{ " + fetch(row, f"const {unit} v", clamp=False) + " "
-        if vec:
-            head += " ".join(f"const {t} x{m} = v{m // cols}.e[{m % cols}];"
+        if vec:  # (the thread's values start ``pad`` into its vectors)
+            head += " ".join(f"const {t} x{m} = v{(pad + m) // cols}.e[{(pad + m) % cols}];"
                              for m in range(cols + kh - 1)) + " "
         else:
             head += " ".join(f"const {t} x{m} = v{m};" for m in range(cols + kh - 1)) + " "
@@ -548,24 +549,31 @@ VECTOR_LOADS = True
 allow (``tools/gpu_profile.py`` times both)."""
 
 
-def first_column(loh, cols, vec) -> int:
+def first_column(loh, cols) -> int:
     """The interior kernel's first column.
 
     The first whose window stays in the row (``loh``, its reach to the left), rounded up to
-    whole threads of ``cols`` columns, so that the threads can start a line; with vector
-    reads (``vec``), ``loh`` itself (each thread's vectors start ``loh`` before its first
-    column, on a vector's boundary).
+    whole threads of ``cols`` columns, so that the threads can start a line.
     """
-    return loh if vec else codegen_cpp._cdiv(loh, cols) * cols
+    return codegen_cpp._cdiv(loh, cols) * cols
+
+
+def vector_pad(loh, cols, vec) -> int:
+    """Values a thread's vector reads take before its window (0 without vectors, ``vec``).
+
+    A thread's first column ``j`` is a multiple of ``cols`` (:func:`first_column`), and its
+    row values, from ``j - loh``, start ``-loh`` modulo ``cols`` into a vector. Its last
+    vector may end past its window too, never past the row: vector reads take rows of whole
+    vectors (:func:`aligned`), so the next vector's end after a value of the row is in it.
+    """
+    return -loh % cols if vec else 0
 
 
 def columns_line(dtype, out, cols, c0) -> int:
     """Columns per line (:func:`.codegen_cpp.line_of`) of the interior kernel's threads.
 
     Counted in elements of the narrower of ``dtype`` and ``out``. Its threads' columns
-    ``c0 + m * cols`` (:func:`first_column`) can start a line only where ``cols`` divides
-    ``c0``: else ``cols`` (the first thread at ``c0``; vector reads with a reach that is not
-    a multiple of ``cols``).
+    ``c0 + m * cols`` (:func:`first_column`) start a line where ``cols`` divides ``c0``.
     """
     if c0 % cols:
         return cols
@@ -573,12 +581,13 @@ def columns_line(dtype, out, cols, c0) -> int:
 
 
 def vector_ok(cols, kh, itemsize) -> bool:
-    """Whether a thread's ``cols + kh - 1`` row values are whole vectors of ``cols`` elements.
+    """Whether a thread's ``cols + kh - 1`` row values are read as vectors of ``cols`` elements.
 
-    One ``cols * itemsize``-byte load (at most 16) reads ``cols`` values, on the thread's first
-    column's boundary, where ``cols`` divides ``kh - 1`` (no read past the row's last value):
-    a sigma 2 Gaussian's two columns take 9 float2 loads a row instead of 18 loads of a float
-    each (whose warp spans two 128-byte lines per load).
+    One ``cols * itemsize``-byte load (at most 16) reads ``cols`` values, on a vector's
+    boundary, where ``cols`` divides ``kh - 1`` (the values then span whole vectors, or one
+    more where the window's reach to the left is not a multiple of ``cols``:
+    :func:`vector_pad`): a sigma 2 Gaussian's two columns take 9 float2 loads a row instead of
+    18 loads of a float each (whose warp spans two 128-byte lines per load).
     """
     size = cols * itemsize
     return cols > 1 and (kh - 1) % cols == 0 and size <= 16 and size & (size - 1) == 0
