@@ -283,7 +283,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="linear scale of every array side (0.25: a sixteenth of the data)")
-    parser.add_argument("--only", help="run the workloads whose title contains this text")
+    parser.add_argument("--only", help="run the workloads whose title contains this text "
+                                       "(or one of several, separated by '|')")
     parser.add_argument("--geometry", action="store_true",
                         help="instead: sweep the C++ kernels' rows per strip, rows unrolled and "
                              "block shapes (3 x 3 int8 mean, heat step, a 17-tap column pass) "
@@ -315,7 +316,7 @@ def main(argv=None):
     print(f"device: {why}")
 
     def wanted(title):
-        return not args.only or args.only in title
+        return not args.only or any(part in title for part in args.only.split("|"))
 
     if args.geometry:
         return sweep_geometry(dev, rng, side, gside, rounds)

@@ -15,7 +15,8 @@
 #
 #   bash tools/gpu_check.sh
 #
-# Files: info.txt (what stencilkit found), bench.txt (the GPU table), profile.txt (per-launch
+# Files: info.txt (what stencilkit found), bench.txt (the GPU table), host.txt (host time a
+# call, tools/host_time.py --gpu), profile.txt (per-launch
 # times, tools/gpu_profile.py), anchors.txt (the shared anchor kernels, where carried),
 # ncu.txt (Nsight Compute, where the machine has ncu: NCU_TARGETS of tools/ncu_calls.py),
 # tests.txt (pytest; exit status 124: it ran out of time). All steps take up to about 12
@@ -58,15 +59,16 @@ cat "$OUT/info.txt"
 # test_cuda_filters.py 194 passed, 8 skipped; test_cuda_resample.py 36 passed; test_gpu.py
 # 2 failures, since fixed (a test's chain of a 1-D and a 2-D stencil, a float64 tolerance).
 stamp() { echo "== $1: $(date -u +%T)"; }
-# STEPS: the steps to run, of "bench profile anchors ncu tests" (default all). A machine's
+# STEPS: the steps to run, of "bench profile host anchors ncu tests" (default all; BENCH_ONLY:
+# benchmarks/gpu.py's --only, alternatives separated by '|'). A machine's
 # 15 minutes hold them all in two calls: STEPS="bench profile anchors ncu", then STEPS=tests
 # while the machine is warm (each call at most 10 minutes).
-STEPS=" ${STEPS:-bench profile anchors ncu tests} "
+STEPS=" ${STEPS:-bench profile host anchors ncu tests} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 if want bench; then
 stamp bench > "$OUT/bench.txt"
 timeout "${T_BENCH:-150}" python3 -u benchmarks/gpu.py --rounds "${ROUNDS:-5}" \
-    >> "$OUT/bench.txt" 2>&1
+    ${BENCH_ONLY:+--only "$BENCH_ONLY"} >> "$OUT/bench.txt" 2>&1
 echo "benchmark exit status $?" >> "$OUT/bench.txt"
 cat "$OUT/bench.txt"
 fi
@@ -78,6 +80,16 @@ timeout "${T_PROFILE:-170}" python3 -u tools/gpu_profile.py ${PROFILE_ONLY:+--on
     >> "$OUT/profile.txt" 2>&1
 echo "profile exit status $?" >> "$OUT/profile.txt"
 cat "$OUT/profile.txt"
+fi
+
+# the host's time a call with the real CuPy (tools/host_time.py --gpu: enqueue time, no sync;
+# HOST_PROFILE: the calls whose name starts with it get cProfile's table), T_HOST seconds
+if want host; then
+    stamp host > "$OUT/host.txt"
+    timeout "${T_HOST:-60}" python3 -u tools/host_time.py --gpu \
+        ${HOST_PROFILE:+--profile "$HOST_PROFILE"} >> "$OUT/host.txt" 2>&1
+    echo "host_time exit status $?" >> "$OUT/host.txt"
+    cat "$OUT/host.txt"
 fi
 
 # the team's hand-written anchor kernels (../shared/gpu, copied into an ignored .anchors/ and

@@ -259,6 +259,11 @@ cases = {
     "maximum 3 u8, from the first column": lambda: from_first_column(
         filters.maximum_filter, u8, 3),
     "sobel f32, from the first column": lambda: from_first_column(filters.sobel, f),
+    "uniform 15 f32, from the first column": lambda: from_first_column(
+        filters.uniform_filter, f, 15),
+    "maximum 15 f32": lambda: filters.maximum_filter(f, 15),
+    "maximum 15 f32, from the first column": lambda: from_first_column(
+        filters.maximum_filter, f, 15),
     # the fused border's strips (cuda_sweeps.FUSED_BORDER_ROWS, default 4 rows; 16 before)
     "gaussian s=2 f32, border strips of 16 rows": lambda: border_strips(
         16, filters.gaussian_filter, f, 2.0),
