@@ -41,7 +41,8 @@ def main(argv=None):
     ap.add_argument("--gpu", action="store_true",
                     help="the real CuPy and launches, on a machine with a GPU")
     ap.add_argument("--profile", metavar="NAME",
-                    help="print cProfile's table for the calls whose name starts with NAME")
+                    help="print cProfile's table for the calls whose name starts with NAME "
+                         "(or one of several, separated by '|')")
     args = ap.parse_args(argv)
     from numba import cuda
 
@@ -110,7 +111,7 @@ def main(argv=None):
             per /= 10
         replayed = cuda_replay.REPLAYED[0] - replayed
         print(f"{name:<32} {per:7.1f} us  ({replayed} replays)", flush=True)
-        if args.profile and name.startswith(args.profile):
+        if args.profile and any(name.startswith(p) for p in args.profile.split("|")):
             import cProfile
             import pstats
 
