@@ -539,7 +539,8 @@ threads' columns on a line, counted from the row's start, so that each warp's lo
 start a line: on an H100 (8192^2 float32) a row-strip copy kernel ran at 0.98x of a device copy
 with its columns from a line's start and at 0.68x one element later; the shared anchor heat
 strip at 0.92x against 0.67x, and the generated heat step's kernel 0.211 against 0.245 ms
-(0.92x against 0.79x). The threads before the interior's first column return at once."""
+(0.92x against 0.79x). The threads before the interior's first column return at once. (The
+separable sweeps keep their first column: ``cuda_sep.LINES``.)"""
 
 
 def line_of(unit_bytes: int, units: int) -> int:

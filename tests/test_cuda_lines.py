@@ -46,7 +46,8 @@ def test_line_start_keeps_the_threads_columns():
     assert codegen_cpp.line_start(7, 3, 3) == 7
     # (separable sweeps: the first column rounded up to whole threads; vector reads then
     # start before a window that does not start a vector, and end after it)
-    assert cuda_sep.first_column(7, 2) == 8 and cuda_sep.columns_line(F32, F32, 2, 8) == 32
+    assert cuda_sep.first_column(7, 2) == 8 and not cuda_sep.LINES
+    assert cuda_sep.columns_line(F32, F32, 2, 8) == 2 == _gaussian(lines=False).line
     assert cuda_sep.vector_pad(7, 2, True) == 1 and cuda_sep.vector_pad(6, 4, True) == 2
     assert cuda_sep.vector_pad(8, 2, True) == cuda_sep.vector_pad(7, 2, False) == 0
 
@@ -58,11 +59,17 @@ def _stencil(dtype):
                                 idx64=False, fused=False)
 
 
-def _gaussian(radius=8):
+def _gaussian(radius=8, lines=True):
+    """A separable sweep's module, its threads from a line (``cuda_sep.LINES``, off by
+    default: the machinery is the other families', tested here with it on)."""
     w = np.exp(-np.arange(-radius, radius + 1) ** 2 / 8.0)
     w = tuple(w / w.sum())
     sw = cuda_sep.sweep_of((Sep2(0, w, radius, w, radius, F32),), F32, F32, 2, "reflect", 0.0)
-    return cuda_sep.generate(F32, sw, idx64=False, rowmap=True, vec=True)
+    saved, cuda_sep.LINES = cuda_sep.LINES, lines
+    try:
+        return cuda_sep.generate(F32, sw, idx64=False, rowmap=True, vec=True)
+    finally:
+        cuda_sep.LINES = saved
 
 
 def _words(mod, shape, rows, k0, k1):
@@ -188,6 +195,7 @@ def test_a_changed_line_takes_new_modules(fake_gpu, monkeypatch):
 
     from stencilkit import filters
 
+    monkeypatch.setattr(cuda_sep, "LINES", True)  # (the sweeps' switch: off by default)
     a8 = sample((40, 136), np.uint8, seed=5)
     a32 = sample((40, 136), np.float32, seed=6)
     calls = [(lambda x: smooth(x, target="cuda"), smooth, a32),

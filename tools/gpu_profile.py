@@ -248,8 +248,8 @@ cases = {
     "maximum 15 u8, strips of 32 rows": lambda: short_strips(filters.maximum_filter, u8, 15),
     # threads from the interior's first column instead of its line (codegen_cpp.LINE_BYTES)
     "heat(out=), from the first column": lambda: from_first_column(heat, f, out=fo),
-    "gaussian s=2 f32, from the first column": lambda: from_first_column(
-        filters.gaussian_filter, f, 2.0),
+    "gaussian s=2 f32, from a line": lambda: patched([(cuda_sep, "LINES", True)],
+                                                     filters.gaussian_filter, f, 2.0),
     "uniform 15 u8, from the first column": lambda: from_first_column(
         filters.uniform_filter, u8, 15),
     "uniform 3 u8, from the first column": lambda: from_first_column(
@@ -259,11 +259,12 @@ cases = {
     "maximum 3 u8, from the first column": lambda: from_first_column(
         filters.maximum_filter, u8, 3),
     "sobel f32, from the first column": lambda: from_first_column(filters.sobel, f),
-    "uniform 15 f32, from the first column": lambda: from_first_column(
-        filters.uniform_filter, f, 15),
+    # (the separable sweeps from their first column by default: cuda_sep.LINES)
+    "uniform 15 f32, from a line": lambda: patched([(cuda_sep, "LINES", True)],
+                                                   filters.uniform_filter, f, 15),
     "maximum 15 f32": lambda: filters.maximum_filter(f, 15),
-    "maximum 15 f32, from the first column": lambda: from_first_column(
-        filters.maximum_filter, f, 15),
+    "maximum 15 f32, from a line": lambda: patched([(cuda_sep, "LINES", True)],
+                                                   filters.maximum_filter, f, 15),
     # the fused border's strips (cuda_sweeps.FUSED_BORDER_ROWS, default 4 rows; 16 before)
     "gaussian s=2 f32, border strips of 16 rows": lambda: border_strips(
         16, filters.gaussian_filter, f, 2.0),

@@ -569,13 +569,24 @@ def vector_pad(loh, cols, vec) -> int:
     return -loh % cols if vec else 0
 
 
+LINES = False
+"""Whether the interior kernel's threads start on a line (:func:`columns_line`), as the other
+families' do. Off: on an H200 (2026-11-27, two runs, each kernel's least of 5 launches) the
+sigma 2 float32 Gaussian took 0.304 / 0.298 ms from a line against 0.295 / 0.290 from its
+first column, and the 15 x 15 float32 box and maximum were level (0.349 against 0.351, 0.842
+against 0.849): these sweeps wait on their arithmetic and their loads' latency, not on the
+lines their stores touch (the stencils' heat step took 0.169 against 0.186 ms, the float32
+Sobel 0.154 against 0.197). ``tools/gpu_profile.py``'s "from a line" rows time it."""
+
+
 def columns_line(dtype, out, cols, c0) -> int:
     """Columns per line (:func:`.codegen_cpp.line_of`) of the interior kernel's threads.
 
     Counted in elements of the narrower of ``dtype`` and ``out``. Its threads' columns
-    ``c0 + m * cols`` (:func:`first_column`) start a line where ``cols`` divides ``c0``.
+    ``c0 + m * cols`` (:func:`first_column`) start a line where ``cols`` divides ``c0`` and
+    :data:`LINES` is on; else ``cols`` (the first thread at ``c0``).
     """
-    if c0 % cols:
+    if not LINES or c0 % cols:
         return cols
     return codegen_cpp.line_of(min(np.dtype(dtype).itemsize, np.dtype(out).itemsize), cols)
 
@@ -850,7 +861,8 @@ def module_for(sw: Sweep, dtype, idx64, out_dtype=None, rowmap=False, vec=False)
     """The module of the sweep ``sw`` on ``dtype`` data (emitted once)."""
     out_dtype = np.dtype(out_dtype or dtype)
     key = (sw, weight_bits((sw,)), np.dtype(dtype).str, out_dtype.str, idx64, rowmap,
-           REGISTERS, cuda_sweeps.FUSED, vec, FMA, AHEAD, AHEAD_TAPS, codegen_cpp.LINE_BYTES)
+           REGISTERS, cuda_sweeps.FUSED, vec, FMA, AHEAD, AHEAD_TAPS, codegen_cpp.LINE_BYTES,
+           LINES)
     mod = _MODULES.get(key)
     if mod is None:
         mod = _MODULES[key] = generate(dtype, sw, idx64=idx64, out_dtype=out_dtype,
