@@ -3,8 +3,9 @@
 A warp whose first column sits one element past a line touches two lines per load and store:
 on an H100 a row-strip copy ran at 0.68x of a device copy that way against 0.98x from a line's
 start. Each family's interior kernel therefore counts its threads from the line holding its
-first column, and the threads before that column return at once. Checked here on the host
-build of every family (no GPU needed): the launch plan's idle lead threads, that those
+first column (the separable sweeps' only with ``cuda_sep.LINES`` on: off by default, where
+it gained nothing), and the threads before that column return at once. Checked here on the
+host build of every family (no GPU needed): the launch plan's idle lead threads, that those
 threads write nothing, that the next thread writes the interior's first columns, and that
 results do not depend on the line's size.
 """
