@@ -15,9 +15,9 @@
 #
 #   bash tools/gpu_check.sh
 #
-# Files: info.txt (what stencilkit found), bench.txt (the GPU table), host.txt (host time a
-# call, tools/host_time.py --gpu), profile.txt (per-launch
-# times, tools/gpu_profile.py), anchors.txt (the shared anchor kernels, where carried),
+# Files: info.txt (what stencilkit found), bench.txt (the GPU table), profile.txt (per-launch
+# times, tools/gpu_profile.py), host.txt (the host's time a call, tools/host_time.py --gpu),
+# anchors.txt (the shared anchor kernels, where carried),
 # ncu.txt (Nsight Compute, where the machine has ncu: NCU_TARGETS of tools/ncu_calls.py),
 # tests.txt (pytest; exit status 124: it ran out of time). All steps take up to about 12
 # minutes: run them in two calls (STEPS below) with timeout_s 560 each, and give the machine
