@@ -297,7 +297,8 @@ cases = {
     "heat(out=), 1 row a step": lambda: unrolled(1, heat, f, out=fo),
     "heat(out=), 2 rows a step": lambda: unrolled(2, heat, f, out=fo),
     "heat(out=), 4 rows a step": lambda: unrolled(4, heat, f, out=fo),
-    # (4 took the heat step 0.163-0.164 ms against 0.168-0.169 on two H200 runs: the others)
+    # (at 4 rows a step the heat step took 0.163-0.164 ms against 0.168-0.169, two H200 runs;
+    # the other stencils at 4, for UNROLL's default)
     "sobel f32, 4 rows a step": lambda: unrolled(4, filters.sobel, f),
     "laplace f32, 4 rows a step": lambda: unrolled(4, filters.laplace, f),
     "uniform 3 u8, 4 rows a step": lambda: unrolled(4, filters.uniform_filter, u8, 3),
