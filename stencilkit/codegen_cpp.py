@@ -546,23 +546,28 @@ separable sweeps keep their first column: ``cuda_sep.LINES``.)"""
 def line_of(unit_bytes: int, units: int) -> int:
     """Units of ``unit_bytes`` bytes per line, where a thread's ``units`` units divide it.
 
-    Else ``units`` (no alignment: :func:`line_start` then starts at the interior's first unit).
+    Else ``units`` (no alignment: :func:`lead_threads` then gives none).
     """
     line = max(1, LINE_BYTES // max(1, unit_bytes))
     return line if line % units == 0 else units
 
 
-def line_start(first: int, line: int, units: int) -> int:
-    """The unit the interior's first thread starts at: ``first`` rounded down to a line start.
+def lead_threads(first: int, line: int, units: int) -> int:
+    """Idle threads before the interior's first, of ``units`` units each.
 
-    Whole steps of a thread's ``units`` back from ``first``, so that the working threads
-    still start at ``first`` (:func:`line_start_cpp`, the kernels' side of it).
+    The interior kernel's threads start on the line holding its first unit ``first``, in
+    whole steps of ``units`` back from it, so that the working threads still start at
+    ``first`` (:func:`line_start_cpp`, the kernels' side of it).
     """
-    return first - first % line // units * units
+    return first % line // units
 
 
 def line_start_cpp(first: str, line: int, units: int) -> str:
-    """:func:`line_start` as a C++ expression of the kernel parameter ``first``."""
+    """The unit the interior kernel's first thread starts at, as C++.
+
+    An expression of the kernel's parameter ``first``: ``first`` less :func:`lead_threads`
+    threads.
+    """
     if line == units:
         return first
     return f"({first} - {first} % {line} / {units} * {units})"
@@ -592,7 +597,7 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
     ``fused`` (2-D and up): ``interior`` names a fused kernel (:data:`FUSED`), launched alone
     where the interior has work, with rows of blocks more for the border
     (:data:`FUSED_ELEMENTS`). ``line``: columns per line (:func:`line_of`) where the interior
-    kernel starts its threads on one (:func:`line_start`); the grid has threads for the
+    kernel starts its threads on one (:func:`lead_threads`); the grid has threads for the
     columns before its first (None: the numba.cuda kernels, which start at the first).
     """
     k = len(radius)
@@ -602,7 +607,7 @@ def plan_launches(radius, wshape, cols, interior, border, block, simulator=False
     c0, c1 = interior_columns(radius, wshape, cols)
     inner = [max(0, n - b - a) for n, (b, a) in zip(core, radius)]
     groups = (c1 - c0) // cols
-    lead = 0 if line is None else (c0 - line_start(c0, line, cols)) // cols
+    lead = 0 if line is None else lead_threads(c0, line, cols)
     out = []
     forced, rows = rows, 1
     if groups and all(inner[:-1]):

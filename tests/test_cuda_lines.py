@@ -29,14 +29,15 @@ SHAPE = (1, 24, 520)
 
 
 def test_line_start_keeps_the_threads_columns():
-    """``line_start``: at most ``first``, in whole steps of a thread's units, a line's start
-    where the units divide both the line and ``first``; the C++ expression agrees."""
+    """``lead_threads``: the first thread starts at most a line before ``first``, in whole
+    steps of a thread's units, on a line's start where the units divide both the line and
+    ``first``; the kernels' C++ expression starts it there too."""
     for units in (1, 2, 4, 8):
         for unit_bytes in (1, 2, 4, 8, 16):
             line = codegen_cpp.line_of(unit_bytes, units)
             assert line % units == 0
             for first in range(0, 300, units):
-                start = codegen_cpp.line_start(first, line, units)
+                start = first - codegen_cpp.lead_threads(first, line, units) * units
                 assert start <= first and (first - start) % units == 0
                 assert first - start < line
                 if units * unit_bytes <= codegen_cpp.LINE_BYTES:
@@ -44,7 +45,7 @@ def test_line_start_keeps_the_threads_columns():
                 expr = codegen_cpp.line_start_cpp("c0", line, units)
                 assert eval(expr.replace("/", "//"), {"c0": first}) == start
     assert codegen_cpp.line_of(4, 3) == 3  # (3 does not divide 32: no alignment)
-    assert codegen_cpp.line_start(7, 3, 3) == 7
+    assert codegen_cpp.lead_threads(7, 3, 3) == 0
     # (separable sweeps: the first column rounded up to whole threads; vector reads then
     # start before a window that does not start a vector, and end after it)
     assert cuda_sep.first_column(7, 2) == 8 and not cuda_sep.LINES
@@ -89,7 +90,7 @@ def families():
         mod = _stencil(dtype)
         (kname, grid, block, (rows, c0, c1)), *_ = mod.launches(SHAPE, words, cpp_host.ROWS)
         step = mod.cols if words else 1
-        lead = (c0 - codegen_cpp.line_start(c0, mod.lines[words], step)) // step
+        lead = codegen_cpp.lead_threads(c0, mod.lines[words], step)
         out.append((f"stencil {dtype}{' words' if words else ''}", mod, dtype, kname, grid,
                     block, step, c0, c1, lead,
                     mod.scalars(SHAPE, rows, c0, c1, REFLECT, 0, 0, ())))
@@ -123,7 +124,7 @@ def families():
         sep = _gaussian(radius)
         assert sep.vec
         (kname, grid, block, (rows, c0, c1)), *_ = sep.launches(SHAPE, cpp_host.ROWS)
-        lead = (c0 - codegen_cpp.line_start(c0, sep.line, sep.cols)) // sep.cols
+        lead = codegen_cpp.lead_threads(c0, sep.line, sep.cols)
         out.append((f"gaussian float32, reach {radius}", sep, F32, kname, grid, block,
                     sep.cols, c0, c1, lead,
                     cuda_sep.scalars(sep, SHAPE, rows, c0, c1, "reflect", 0.0)))

@@ -90,6 +90,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
     pairs = cuda_sweeps.Pairs(dtype, lo1, hi1, UNITS) if simd else None
     per = pairs.per if simd else 1
     units = pairs.units if simd else UNITS
+    line = cuda_sweeps.unit_line(per, (dtype,), units)  # (the threads' first line)
     cols = per * units
     ul = (-lo1) // per
     ur = (cols - 1 + hi1) // per
@@ -184,7 +185,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
          *(_SIMD if simd else []),
          "// the interior: strips of whole rows, the thread's units and halo inside the rows",
          *cuda_sweeps.interior_head("sk_med3", params, ix, units, top, bottom, per,
-                                    unit, tc, cuda_sweeps.unit_line(per, (dtype,), units)),
+                                    unit, tc, line),
          "    " + " ".join(f"{rv} ra{t}, rb{t}, rc{t};" for t in held),
          "    " + " ".join(f"{rv} cl{t}, cm{t}, ch{t};" for t in held),
          f"    {{ const {unit}* __restrict__ row = plane + {rmap(f'lo - {lo0}')} * nu;",
@@ -231,7 +232,7 @@ def generate(dtype, lo0, lo1, *, words: bool, idx64: bool, rowmap: bool) -> cuda
           "}",
           "#undef SK_RD", ""]
     return cuda_sweeps.units_module(L, "sk_med3", dtype, lo0, hi0, per, ul, ur, units, idx64,
-                                    rowmap, params, names)
+                                    rowmap, params, names, fused=None, line=line)
 
 
 NET_UNITS = 1
@@ -304,8 +305,7 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
          *_network("sk_rank1", "sk_i32", "sk_mn", "sk_mx", n, rank),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
          *cuda_sweeps.interior_head("sk_net2x", params, ix, pairs.units, top, bottom,
-                                    pairs.per, "sk_u32", tc,
-                                    cuda_sweeps.unit_line(pairs.per, (dtype,), pairs.units)),
+                                    pairs.per, "sk_u32", tc, pairs.line),
          f"    for ({ix} i = lo; i < hi; ++i) {{"]
     for r in rows_used:
         L += [f"      const sk_u32* __restrict__ row{r} = plane + "

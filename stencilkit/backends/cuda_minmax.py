@@ -139,8 +139,7 @@ def generate(dtype, kv, lov, kh, loh, is_max, *, idx64: bool, rowmap: bool):
          *cuda_sweeps.words_prelude(ix),
          "// the interior: strips of whole rows, the thread's words and halo inside the rows",
          *cuda_sweeps.interior_head("sk_minmax", params, ix, pairs.units, top, bottom,
-                                    pairs.per, "sk_u32", tc,
-                                    cuda_sweeps.unit_line(pairs.per, (dtype,), pairs.units)),
+                                    pairs.per, "sk_u32", tc, pairs.line),
          "    " + " ".join(f"sk_u32 g{o}_{s};" for o in firsts for s in range(kv)),
          "    // the ring: slot s holds the row i - lov + s (slots 0 .. kv-2 before a step)"]
     for s in range(kv - 1):

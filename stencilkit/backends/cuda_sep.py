@@ -82,7 +82,7 @@ class SepModule:
         """
         c0 = first_column(self.loh, self.cols)
         threads = max(0, shape[2] - self.hih - c0) // self.cols
-        lead = (c0 - codegen_cpp.line_start(c0, self.line, self.cols)) // self.cols
+        lead = codegen_cpp.lead_threads(c0, self.line, self.cols)
         lov, hiv = (0, 0) if self.rowmap else (self.lov, self.hiv)
         out = cuda_sweeps.plan("sk_sep", shape, lov, hiv, threads, self.cols * threads,
                                (c0, c0 + self.cols * threads), BLOCK, rows, self.fused,

@@ -111,12 +111,12 @@ def interior_units(n1, per, ul, ur, units, line):
     Its working threads own ``units`` units each from ``k0`` (the first unit whose reads,
     ``ul`` to ``ur`` units from a thread's first, stay in the row; rounded up to whole
     threads, so that they can start a line), ``threads`` of them; ``lead`` idle threads come
-    first, from the line's start (:func:`.codegen_cpp.line_start`, :func:`interior_head`).
+    first, from the line's start (:func:`.codegen_cpp.lead_threads`, :func:`interior_head`).
     """
     nu = n1 // per
     k0 = codegen_cpp._cdiv(-ul, units) * units
     threads = max(0, (nu - 1 - ur - k0) // units + 1)
-    return k0, threads, (k0 - codegen_cpp.line_start(k0, line, units)) // units
+    return k0, threads, codegen_cpp.lead_threads(k0, line, units)
 
 
 def kernel_names(prefix, fused) -> tuple:
@@ -505,6 +505,11 @@ class Pairs:
             return [2 * w for w in range(self.units)]
         return [o for w in range(self.units) for o in (4 * w, 4 * w + 1)]
 
+    @property
+    def line(self) -> int:
+        """Words per line of the interior kernel whose threads own these pairs' words."""
+        return unit_line(self.per, (self.dtype,), self.units)
+
     def store(self, name, pad):
         """Lines storing the output pairs ``name(o)`` (o from :meth:`outputs`) at ``op``."""
         if self.per == 2:
@@ -522,12 +527,15 @@ class Pairs:
         ``fused``: default :data:`FUSED`) and the host launchers are added.
         """
         return units_module(lines, prefix, self.dtype, lo0, hi0, self.per, self.ul, self.ur,
-                            self.units, idx64, rowmap, params, names, fused)
+                            self.units, idx64, rowmap, params, names, fused, self.line)
 
 
 def units_module(lines, prefix, dtype, lo0, hi0, per, ul, ur, units, idx64, rowmap, params,
-                 names, fused=None) -> UnitsModule:
-    """A :class:`UnitsModule` of the bodies in ``lines`` (see :meth:`Pairs.module`)."""
+                 names, fused, line) -> UnitsModule:
+    """A :class:`UnitsModule` of the bodies in ``lines`` (see :meth:`Pairs.module`).
+
+    ``line``: the units per line its interior was emitted with (:func:`interior_head`).
+    """
     fused = FUSED if fused is None else fused
     ix = "sk_i64" if idx64 else "sk_i32"
     kernels = kernel_names(prefix, fused)
@@ -535,7 +543,7 @@ def units_module(lines, prefix, dtype, lo0, hi0, per, ul, ur, units, idx64, rowm
     source = "\n".join([*lines, *entries(prefix, params, names, ix, fused, top + bottom),
                         codegen_cpp.host_launchers(kernels, params, names)]) + "\n"
     return UnitsModule(source, prefix, np.dtype(dtype), lo0, hi0, per, ul, ur, units, idx64,
-                       rowmap, fused=fused, line=unit_line(per, (dtype,), units))
+                       rowmap, fused=fused, line=line)
 
 
 def words_params(tc, ix):
