@@ -16,7 +16,13 @@ single call's CUDA events count while the GPU waits), and ``--profile NAME`` pri
 that call's host time goes (cProfile, by own time): the stand-in's arrays cost Python per
 attribute, CuPy's are compiled, so only this tells what a call costs there.
 
-    python tools/host_time.py --gpu [--profile "stencil call"]
+    python tools/host_time.py --gpu [--profile "stencil call"] [--breakdown]
+
+``--breakdown`` (with ``--gpu``) splits each call's time: its launches alone (the recorded
+RawKernel calls, relaunched with the same arguments: CuPy's and the driver's share), those
+launches' GPU time (CUDA events around them, queued), and the call with a synchronisation
+after each (host and GPU in series). What is left of the plain figure is stencilkit's
+Python, CuPy's array calls (``empty``, ``reshape``) and the replay's lookups.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ def main(argv=None):
     ap.add_argument("--profile", metavar="NAME",
                     help="print cProfile's table for the calls whose name starts with NAME "
                          "(or one of several, separated by '|')")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time each call's launches alone, their GPU time, and the call "
+                         "synchronised (see the module docstring)")
     args = ap.parse_args(argv)
     from numba import cuda
 
@@ -90,12 +99,20 @@ def main(argv=None):
     }
     out = put(np.zeros((256, 256), np.float32))
     calls["stencil call, out= (heat step)"] = lambda: diffuse(f32, 0.1, out=out)
+    launched = []  # (kernel, grid, block, args) of the launches since it was last cleared
+    if args.breakdown:
+        real_kernels = cuda_cpp.kernels
+        cuda_cpp.kernels = lambda mod, fastmath: {
+            k: _Recorded(f, launched) for k, f in real_kernels(mod, fastmath).items()}
     for fn in calls.values():  # compile (g++ or NVRTC) and run once for real
         fn()
     if not args.gpu:
         real = cuda_cpp.kernels
+        def stub(grid, block, args):
+            pass
+
         cuda_cpp.kernels = lambda mod, fastmath: {
-            k: (lambda grid, block, args: None) for k in real(mod, fastmath)}
+            k: _Recorded(stub, launched) if args.breakdown else stub for k in real(mod, fastmath)}
     from stencilkit.backends import cuda_replay
 
     for name, fn in calls.items():
@@ -111,6 +128,8 @@ def main(argv=None):
             per /= 10
         replayed = cuda_replay.REPLAYED[0] - replayed
         print(f"{name:<32} {per:7.1f} us  ({replayed} replays)", flush=True)
+        if args.breakdown:
+            _breakdown(fn, launched, sync, args.calls, args.gpu)
         if args.profile and any(name.startswith(p) for p in args.profile.split("|")):
             import cProfile
             import pstats
@@ -122,6 +141,51 @@ def main(argv=None):
             prof.disable()
             sync()
             pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+
+
+class _Recorded:
+    """A kernel that logs each launch (kernel, grid, block, args) before making it."""
+
+    def __init__(self, kernel, log):
+        self.kernel, self.log = kernel, log
+
+    def __call__(self, grid, block, args):
+        self.log.append((self.kernel, grid, block, args))
+        return self.kernel(grid, block, args)
+
+
+def _breakdown(fn, launched, sync, calls, gpu):
+    """Print a call's launches' host time alone, their GPU time, and its synchronised time."""
+    launched.clear()
+    fn()
+    sync()
+    launches = list(launched)
+    t = time.perf_counter()
+    for _ in range(calls):
+        for kernel, grid, block, kargs in launches:
+            kernel(grid, block, kargs)
+    alone = (time.perf_counter() - t) / calls * 1e6
+    sync()
+    t = time.perf_counter()
+    for _ in range(calls):
+        fn()
+        sync()
+    synced = (time.perf_counter() - t) / calls * 1e6
+    line = f"{'':<4}{len(launches)} launch(es) alone {alone:6.1f} us"
+    if gpu:
+        import cupy
+
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        for _ in range(calls):
+            for kernel, grid, block, kargs in launches:
+                kernel(grid, block, kargs)
+        end.record()
+        end.synchronize()
+        line += f", on the GPU {cupy.cuda.get_elapsed_time(start, end) / calls * 1e3:6.1f} us"
+    kinds = sorted({type(a).__name__ for _, _, _, kargs in launches for a in kargs})
+    print(f"{line}; synchronised call {synced:6.1f} us; arguments: {', '.join(kinds)}",
+          flush=True)
 
 
 if __name__ == "__main__":
