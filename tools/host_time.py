@@ -16,13 +16,15 @@ single call's CUDA events count while the GPU waits), and ``--profile NAME`` pri
 that call's host time goes (cProfile, by own time): the stand-in's arrays cost Python per
 attribute, CuPy's are compiled, so only this tells what a call costs there.
 
-    python tools/host_time.py --gpu [--profile "stencil call"] [--breakdown]
+    python tools/host_time.py --gpu [--profile "stencil call"] [--breakdown] [--arguments]
 
 ``--breakdown`` (with ``--gpu``) splits each call's time: its launches alone (the recorded
 RawKernel calls, relaunched with the same arguments: CuPy's and the driver's share), those
 launches' GPU time (CUDA events around them, queued), and the call with a synchronisation
 after each (host and GPU in series). What is left of the plain figure is stencilkit's
 Python, CuPy's array calls (``empty``, ``reshape``) and the replay's lookups.
+``--arguments`` (with ``--gpu``) times bare launches of an empty kernel with two arrays and
+ten scalars of each of a few NumPy types: what a launch's scalar arguments cost in CuPy.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def main(argv=None):
     ap.add_argument("--breakdown", action="store_true",
                     help="also time each call's launches alone, their GPU time, and the call "
                          "synchronised (see the module docstring)")
+    ap.add_argument("--arguments", action="store_true",
+                    help="with --gpu: time launches of an empty kernel by its arguments' types")
     args = ap.parse_args(argv)
     from numba import cuda
 
@@ -77,6 +81,8 @@ def main(argv=None):
 
         def sync():
             pass
+    if args.arguments and args.gpu:
+        _arguments(put, sync, args.calls)
     from kernels import diffuse
 
     rng = np.random.default_rng(0)
@@ -141,6 +147,39 @@ def main(argv=None):
             prof.disable()
             sync()
             pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+
+
+PROBE = r"""
+extern "C" __global__ void probe(const unsigned char* a, unsigned char* b, long long s0,
+    long long s1, long long s2, long long s3, long long s4, long long s5, long long s6,
+    long long s7, long long s8, long long s9) {}
+"""
+"""An empty kernel of two arrays and ten scalars (each read as 8 bytes: the driver copies a
+parameter's size from each argument's address, so narrower arguments launch as well)."""
+
+
+def _arguments(put, sync, calls):
+    """Print microseconds per bare launch of :data:`PROBE`, by the scalars' NumPy types."""
+    import cupy
+
+    kernel = cupy.RawKernel(PROBE, "probe")
+    a, b = put(np.zeros(4, np.uint8)), put(np.zeros(4, np.uint8))
+    sets = {t.__name__: [t(1)] * 10 for t in (np.int32, np.int64, np.uint8, np.float32,
+                                              np.float64)}
+    sets["mixed (a stencil's)"] = [np.int32(1)] * 7 + [np.int64(1), np.uint8(1),
+                                                       np.float64(1)]
+    sets["Python int"] = [1] * 10
+    sets["none (two arrays)"] = []
+    for name, scalars in sets.items():
+        kargs = (a, b, *scalars)
+        kernel((1,), (32,), kargs)
+        sync()
+        t = time.perf_counter()
+        for _ in range(calls):
+            kernel((1,), (32,), kargs)
+        per = (time.perf_counter() - t) / calls * 1e6
+        sync()
+        print(f"launch, scalars {name:<24} {per:6.1f} us", flush=True)
 
 
 class _Recorded:
