@@ -84,10 +84,11 @@ fi
 
 # the host's time a call with the real CuPy (tools/host_time.py --gpu: enqueue time, no sync;
 # HOST_PROFILE: the calls whose name starts with it get cProfile's table; --breakdown: each
-# call's launches alone, their GPU time, the call synchronised), T_HOST seconds
+# call's launches alone, their GPU time, the call synchronised; --arguments: bare launches
+# by their scalars' types), T_HOST seconds
 if want host; then
     stamp host > "$OUT/host.txt"
-    timeout "${T_HOST:-60}" python3 -u tools/host_time.py --gpu --breakdown \
+    timeout "${T_HOST:-60}" python3 -u tools/host_time.py --gpu --breakdown --arguments \
         ${HOST_PROFILE:+--profile "$HOST_PROFILE"} >> "$OUT/host.txt" 2>&1
     echo "host_time exit status $?" >> "$OUT/host.txt"
     cat "$OUT/host.txt"
