@@ -895,6 +895,9 @@ class _Translator:
         if kind in _COMPARE:
             if ta != tb:
                 raise Unsupported(f"a comparison of {ta} with {tb}")
+            known = decided(kind, a_iv, b_iv) if self._is_int(ta) else None
+            if known is not None:  # (a saturation's test that the operands' ranges settle)
+                return ("true" if known else "false"), "bool"
             c = "sk_i32" if ta == types.int64 and self._ivs_fit(a_iv, b_iv) else ctype(ta)
             return f"({self.get(lhs, c)} {kind} {self.get(rhs, c)})", "bool"
         if isinstance(rt, types.Float):
@@ -933,7 +936,20 @@ class _Translator:
                     return wrap(f"{a} {sym} {b}", c, False), c
                 return f"sk_u{kind}_{sfx(c)}({a}, {b})", c
             if divisor is not None and divisor > 0 and a_iv is not None and a_iv[0] >= 0:
-                return f"({a} {sym} {b})", c  # non-negative by constant: C's division is Python's
+                # non-negative by a constant: C's division is Python's, and unsigned it needs
+                # no sign correction (a multiply-high and a shift on the device)
+                u = "sk_u32" if c == "sk_i32" else "sk_u64"
+                return f"(({c})(({u}){a} {sym} ({u}){b}))", c
+            lift = _lift(a_iv, divisor, c)
+            if lift is not None:
+                # a dividend of known range lifted by a multiple of the divisor to be
+                # non-negative: floor((a + k d) / d) = floor(a / d) + k, and the same remainder
+                u = "sk_u32" if c == "sk_i32" else "sk_u64"
+                k, kd = lift
+                lifted = f"({u})({a} + ({c}){kd}LL)"
+                if kind == "floordiv":
+                    return f"(({c})({lifted} / ({u}){b}) - ({c}){k}LL)", c
+                return f"(({c})({lifted} % ({u}){b}))", c
             if divisor is not None and divisor not in (0, -1):
                 return f"sk_{kind}c_{sfx(c)}({a}, {b})", c
             return f"sk_{kind}_{sfx(c)}({a}, {b})", c
@@ -1208,6 +1224,53 @@ def _balanced(text: str) -> bool:
         if depth == 0 and i != len(text) - 1:
             return False
     return True
+
+
+def _lift(iv, divisor, c):
+    """``(k, k * divisor)``: what lifts the interval ``iv`` to non-negative values.
+
+    The least ``k`` that makes every value of ``iv`` plus ``k * divisor`` non-negative and
+    still within C++ type ``c`` (sk_i32 or sk_i64), for a positive constant ``divisor``; None
+    where there is none (or ``iv`` is unknown).
+
+    >>> _lift((-1152, 1143), 9, "sk_i32")
+    (128, 1152)
+    >>> _lift((-2**31, 0), 9, "sk_i32") is None
+    True
+    """
+    if iv is None or divisor is None or divisor <= 0 or c not in ("sk_i32", "sk_i64"):
+        return None
+    k = -(iv[0] // divisor)  # (ceil(-lo / d))
+    top = 2**31 - 1 if c == "sk_i32" else 2**63 - 1
+    if k < 0 or iv[1] + k * divisor > top:
+        return None
+    return k, k * divisor
+
+
+def decided(op: str, a, b):
+    """The comparison ``a op b`` where the intervals ``a`` and ``b`` decide it, else None.
+
+    True or False where every pair of integers in the intervals compares the same; None
+    otherwise, or where an interval is unknown.
+
+    >>> decided("<", (0, 255), (0, 0)), decided(">", (0, 255), (255, 255))
+    (False, False)
+    >>> decided("<", (0, 255), (256, 256)), decided("==", (0, 9), (3, 3)) is None
+    (True, True)
+    """
+    if a is None or b is None:
+        return None
+    if op in (">", ">="):
+        op, a, b = {">": "<", ">=": "<="}[op], b, a
+    if op == "<":
+        return True if a[1] < b[0] else False if a[0] >= b[1] else None
+    if op == "<=":
+        return True if a[1] <= b[0] else False if a[0] > b[1] else None
+    if a[0] == a[1] == b[0] == b[1]:
+        return op == "=="
+    if a[1] < b[0] or b[1] < a[0]:
+        return op == "!="
+    return None
 
 
 def wrap(expr: str, c: str, narrow: bool) -> str:

@@ -130,6 +130,24 @@ adds rows of blocks for them: one for a large square image, hundreds for a tall 
 whose border is most of it)."""
 
 
+BYTE_PERM = """\
+// CUDA's __byte_perm (result byte n: byte (s >> 4n) & 7 of y:x); on the host as documented
+SK_FN sk_u32 sk_byte_perm(sk_u32 x, sk_u32 y, sk_u32 s) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __byte_perm(x, y, s);
+#else
+  const sk_u64 v = ((sk_u64)y << 32) | x;
+  sk_u32 r = 0;
+  for (int n = 0; n < 4; ++n) r |= (sk_u32)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xff) << (8 * n);
+  return r;
+#endif
+}
+"""
+"""``sk_byte_perm``: one ``PRMT`` on the device (bytes of 8/16-bit lanes moved in a word), the
+documented semantics on the host, so that the host tests check the selectors. Part of
+:data:`PRELUDE` (the 8-bit lanes of words are extracted with it)."""
+
+
 PRELUDE = r"""
 // ---- stencilkit prelude: types and numba's arithmetic rules, for NVRTC and for g++ (-DSK_HOST)
 #if defined(__CUDACC__) || defined(__CUDACC_RTC__)
@@ -278,9 +296,11 @@ SK_FN sk_i64 sk_range_count(sk_i64 start, sk_i64 stop, sk_i64 step) {
   return diff / step + (rem > 0 ? 1 : 0);
 }
 
+""" + BYTE_PERM + r"""
 // a lane of a little-endian 32-bit word: 8- and 16-bit data are read four or two per load
 SK_FN sk_i32 sk_lane_i8(sk_u32 w, int lane) { return (sk_i32)(sk_i8)(w >> (8 * lane)); }
-SK_FN sk_i32 sk_lane_u8(sk_u32 w, int lane) { return (sk_i32)((w >> (8 * lane)) & 0xffu); }
+// (a byte zero-extended by one PRMT: a shift and a mask took two instructions)
+SK_FN sk_i32 sk_lane_u8(sk_u32 w, int lane) { return (sk_i32)sk_byte_perm(w, 0, 0x4440u + lane); }
 SK_FN sk_i32 sk_lane_i16(sk_u32 w, int lane) { return (sk_i32)(sk_i16)(w >> (16 * lane)); }
 SK_FN sk_i32 sk_lane_u16(sk_u32 w, int lane) { return (sk_i32)((w >> (16 * lane)) & 0xffffu); }
 """
@@ -348,22 +368,6 @@ def host_signature(kname: str, params: str) -> str:
 def _ctype_of(dtype) -> str:
     return _cpp_body.dtype_ctype(dtype)
 
-
-BYTE_PERM = """\
-// CUDA's __byte_perm (result byte n: byte (s >> 4n) & 7 of y:x); on the host as documented
-SK_FN sk_u32 sk_byte_perm(sk_u32 x, sk_u32 y, sk_u32 s) {
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-  return __byte_perm(x, y, s);
-#else
-  const sk_u64 v = ((sk_u64)y << 32) | x;
-  sk_u32 r = 0;
-  for (int n = 0; n < 4; ++n) r |= (sk_u32)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xff) << (8 * n);
-  return r;
-#endif
-}
-"""
-"""``sk_byte_perm``: one ``PRMT`` on the device (bytes of 8/16-bit lanes moved in a word), the
-documented semantics on the host, so that the host tests check the selectors."""
 
 
 VMINMAX2 = """\

@@ -221,12 +221,78 @@ def test_int8_mean_is_computed_in_32_bits():
     body = src[src.index("SK_FN sk_i32 smooth_py_body"):]
     body = body[:body.index("\n}\n")]
     assert "sk_i64" not in body  # nine int8 reads: every sum fits 32 bits
-    assert "sk_floordivc_i32(" in body  # Python's floor division by a constant, in 32 bits
+    # Python's floor division by a constant, in 32 bits: the sum (-1152 to 1143) lifted by
+    # 128 x 9 to non-negative values, divided unsigned (no sign correction), less 128
+    assert "+ (sk_i32)1152LL) / (sk_u32)9) - (sk_i32)128LL)" in body
     assert "__restrict__" in src and "smooth_py_interior_w" in src
     # int32 data: the sum of nine may not fit 32 bits, so it stays 64-bit
     src32 = smooth.cuda_source(np.zeros((64, 64), np.int32))
     body32 = src32[src32.index("smooth_py_body"):]
     assert "sk_i64" in body32[:body32.index("\n}\n")]
+
+
+@sk.stencil
+def ranged(x):  # divisions and comparisons whose operands' ranges the emitter knows
+    a = x[0, 0]
+    s = a + x[0, 1]
+    q = s // 9 + s % 9 + (a - 200) // 7 + (a + 300) % 11 + (s + 256) // 3
+    v = (s + 256) // 2
+    w = 0 if v < 0 else (255 if v > 255 else v)  # both tests decided: never true
+    u = 1 if a >= -128 else 0  # decided: always true
+    return q + w + u + (2 if a != 300 else 0) + (5 if s < 0 else 6)  # (the last: not decided)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
+def test_ranged_divisions_and_comparisons_equal_the_cpu(dtype):
+    """Divisions by constants of known range lifted to unsigned ones, decided tests folded.
+
+    Every value of 8-bit data, every pair of neighbours' extremes: the host build of the
+    emitted C++ against the CPU, bit for bit.
+    """
+    info = np.iinfo(dtype)
+    a = sample((24, 40), dtype)
+    a[0], a[1], a[2, ::2], a[2, 1::2] = info.min, info.max, info.min, info.max
+    if np.dtype(dtype).itemsize == 1:
+        a[3:10].reshape(-1)[:256] = np.arange(info.min, info.max + 1)
+    same(host_call(ranged, a), ranged(a))
+    src = ranged.cuda_source(a)
+    body = src[src.index("SK_FN sk_i32 ranged_body") if "SK_FN sk_i32 ranged_body" in src
+               else src.index("ranged_body"):]
+    body = body[:body.index("\n}\n")]
+    if np.dtype(dtype).itemsize == 1:  # (8-bit reads: every range is known and small)
+        assert "sk_floordivc_" not in body and "sk_modc_" not in body
+        assert body.count("= true;") >= 2 and body.count("= false;") >= 2
+    if np.dtype(dtype).kind == "i":
+        assert "< 0)" in body  # s < 0: not decided by its range (signed data)
+
+
+def test_decided_comparisons_agree_with_every_pair():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        a = sorted(rng.integers(-6, 7, 2).tolist())
+        b = sorted(rng.integers(-6, 7, 2).tolist())
+        for op, fn in [("<", np.less), ("<=", np.less_equal), (">", np.greater),
+                       (">=", np.greater_equal), ("==", np.equal), ("!=", np.not_equal)]:
+            outcomes = {bool(fn(x, y)) for x in range(a[0], a[1] + 1)
+                        for y in range(b[0], b[1] + 1)}
+            got = _cpp_body.decided(op, tuple(a), tuple(b))
+            assert got == (outcomes.pop() if len(outcomes) == 1 else None), (op, a, b)
+    assert _cpp_body.decided("<", None, (0, 0)) is None
+
+
+def test_lifted_division_equals_pythons_floor_division():
+    for lo, hi, d, c in [(-1152, 1143, 9, "sk_i32"), (-128, 127, 7, "sk_i32"),
+                         (-5, -1, 3, "sk_i32"), (-2**40, 2**40, 1000, "sk_i64"),
+                         (-7, 7, 1, "sk_i32")]:
+        k, kd = _cpp_body._lift((lo, hi), d, c)
+        assert kd == k * d and lo + kd >= 0
+        for x in [lo, hi, lo + 1, hi - 1, 0, (lo + hi) // 2]:
+            if lo <= x <= hi:
+                assert (x + kd) // d - k == x // d and (x + kd) % d == x % d
+    assert _cpp_body._lift((-2**31, 0), 9, "sk_i32") is None  # (lifted past int32)
+    assert _cpp_body._lift((-10, 2**31 - 5), 9, "sk_i32") is None
+    assert _cpp_body._lift((0, 5), -3, "sk_i32") is None
+    assert _cpp_body._lift(None, 3, "sk_i32") is None
 
 
 def test_a_loop_accumulator_stays_64_bit_unless_bounded():

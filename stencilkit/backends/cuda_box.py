@@ -178,8 +178,7 @@ def generate(in_dtype, out_dtype, lo0, hi0, lo1, hi1, divisor, clip, *, words: b
          f"  if (q < ({acc}){clo}LL) q = ({acc}){clo}LL;",
          f"  if (q > ({acc}){chi}LL) q = ({acc}){chi}LL;",
          f"  return ({oc})q;", "}", "",
-         *_interior_out(in_dtype, oc, acc, lo0, hi0, lo1, hi1, divisor, clo, chi, bias),
-         *([codegen_cpp.BYTE_PERM] if packed else [])]
+         *_interior_out(in_dtype, oc, acc, lo0, hi0, lo1, hi1, divisor, clo, chi, bias)]
     # -- the interior kernel
     L += ["// the interior: strips of whole rows, the thread's units and halo inside the rows",
           *cuda_sweeps.interior_head("sk_box", params, ix, UNITS, top, bottom, per,

@@ -336,7 +336,6 @@ def generate_network(dtype, cells, rank, lo0, lo1, *, idx64: bool, rowmap: bool)
 
 
 _SIMD = [  # the 3 x 3 median on pairs: sorted columns and the median of three
-    codegen_cpp.BYTE_PERM,
     codegen_cpp.VMINMAX2,
     "SK_FN void sk_sort2x(sk_u32 x, sk_u32 y, sk_u32 z, sk_u32& lo, sk_u32& md, sk_u32& hi) {",
     "  const sk_u32 a = sk_vmin2(x, y), b = sk_vmax2(x, y), t = sk_vmax2(a, z);",

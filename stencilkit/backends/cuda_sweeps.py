@@ -559,11 +559,11 @@ def words_params(tc, ix):
 def words_prelude(ix) -> list:
     """The C++ every module of 8/16-bit pairs starts with.
 
-    The prelude, the mode's index map, the byte permutation, 16x2 SIMD minima and maxima,
+    The prelude (with the byte permutation), the mode's index map, 16x2 SIMD minima and maxima,
     and int minima and maxima.
     """
     return [codegen_cpp.PRELUDE, f"typedef {ix} sk_idx;", codegen_cpp._map_source(ix),
-            codegen_cpp.BYTE_PERM, codegen_cpp.VMINMAX2,
+            codegen_cpp.VMINMAX2,
             "SK_FN sk_i32 sk_mn(sk_i32 a, sk_i32 b) { return b < a ? b : a; }",
             "SK_FN sk_i32 sk_mx(sk_i32 a, sk_i32 b) { return b > a ? b : a; }", ""]
 
