@@ -945,10 +945,10 @@ class _Translator:
                 # a dividend of known range lifted by a multiple of the divisor to be
                 # non-negative: floor((a + k d) / d) = floor(a / d) + k, and the same remainder
                 u = "sk_u32" if c == "sk_i32" else "sk_u64"
-                k, kd = lift
-                lifted = f"({u})({a} + ({c}){kd}LL)"
+                k, kd = (str(v) if c == "sk_i32" else f"{v}LL" for v in lift)
+                lifted = f"({u})({a} + {kd})"
                 if kind == "floordiv":
-                    return f"(({c})({lifted} / ({u}){b}) - ({c}){k}LL)", c
+                    return f"(({c})({lifted} / ({u}){b}) - {k})", c
                 return f"(({c})({lifted} % ({u}){b}))", c
             if divisor is not None and divisor not in (0, -1):
                 return f"sk_{kind}c_{sfx(c)}({a}, {b})", c

@@ -223,7 +223,7 @@ def test_int8_mean_is_computed_in_32_bits():
     assert "sk_i64" not in body  # nine int8 reads: every sum fits 32 bits
     # Python's floor division by a constant, in 32 bits: the sum (-1152 to 1143) lifted by
     # 128 x 9 to non-negative values, divided unsigned (no sign correction), less 128
-    assert "+ (sk_i32)1152LL) / (sk_u32)9) - (sk_i32)128LL)" in body
+    assert "+ 1152) / (sk_u32)9) - 128)" in body
     assert "__restrict__" in src and "smooth_py_interior_w" in src
     # int32 data: the sum of nine may not fit 32 bits, so it stays 64-bit
     src32 = smooth.cuda_source(np.zeros((64, 64), np.int32))
