@@ -217,12 +217,14 @@ SK_FN T sk_mod_##S(T vx, T wx) {                                                
 SK_FLOAT_DIVMOD(double, f64, fmod, floor)
 SK_FLOAT_DIVMOD(float, f32, fmodf, floorf)
 
-// NumPy's minimum/maximum (NaN wins) and fmin/fmax (NaN loses), as numba's ufunc loops
+// NumPy's minimum/maximum (NaN wins) and fmin/fmax (NaN loses), as numba's ufunc loops:
+// minimum(a, b) is a NaN a, else b if b is NaN or below a, else a (ties keep a); fmin(a, b)
+// is a unless a is NaN, or b is below it; each one or two comparisons and a select
 #define SK_NP_MINMAX(T)                                                                   \
-SK_FN T sk_np_min(T a, T b) { return (a != a || b != b) ? (a != a ? a : b) : (a <= b ? a : b); } \
-SK_FN T sk_np_max(T a, T b) { return (a != a || b != b) ? (a != a ? a : b) : (a >= b ? a : b); } \
-SK_FN T sk_np_fmin(T a, T b) { return (a != a || b != b) ? (a != a ? b : a) : (a <= b ? a : b); } \
-SK_FN T sk_np_fmax(T a, T b) { return (a != a || b != b) ? (a != a ? b : a) : (a >= b ? a : b); }
+SK_FN T sk_np_min(T a, T b) { return (a <= b || a != a) ? a : b; }                      \
+SK_FN T sk_np_max(T a, T b) { return (a >= b || a != a) ? a : b; }                      \
+SK_FN T sk_np_fmin(T a, T b) { return (a == a && (a <= b || b != b)) ? a : b; }         \
+SK_FN T sk_np_fmax(T a, T b) { return (a == a && (a >= b || b != b)) ? a : b; }
 SK_NP_MINMAX(double)
 SK_NP_MINMAX(float)
 

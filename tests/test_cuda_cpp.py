@@ -8,6 +8,7 @@ tests/test_gpu.py runs the same comparison on a real GPU.
 """
 
 import contextlib
+import ctypes
 import math
 import types
 
@@ -293,6 +294,40 @@ def test_lifted_division_equals_pythons_floor_division():
     assert _cpp_body._lift((-10, 2**31 - 5), 9, "sk_i32") is None
     assert _cpp_body._lift((0, 5), -3, "sk_i32") is None
     assert _cpp_body._lift(None, 3, "sk_i32") is None
+
+
+@pytest.mark.parametrize("ctype,dtype,bits", [("float", np.float32, np.uint32),
+                                              ("double", np.float64, np.uint64)])
+def test_numpy_minimum_and_maximum_helpers_return_numpys_operand(ctype, dtype, bits):
+    """``sk_np_min`` & co. return the operand NumPy's loops return, bit for bit: the first
+    NaN (two NaN payloads apart), ties keeping the first (signed zeros), fmin/fmax skipping
+    a NaN; every pair of special values."""
+    lib = cpp_host.build(codegen_cpp.PRELUDE + f"""
+extern "C" void sk_np_pairs(const {ctype}* a, const {ctype}* b, {ctype}* out, int n) {{
+  for (int i = 0; i < n; ++i) {{
+    out[4 * i] = sk_np_min(a[i], b[i]); out[4 * i + 1] = sk_np_max(a[i], b[i]);
+    out[4 * i + 2] = sk_np_fmin(a[i], b[i]); out[4 * i + 3] = sk_np_fmax(a[i], b[i]);
+  }}
+}}
+""")
+    nan1 = np.array(np.nan, dtype)
+    nan2 = (nan1.view(bits) | bits(1)).view(dtype)  # another payload
+    vals = np.array([nan1, nan2, -np.inf, -1.5, -0.0, 0.0, 1.5, np.inf], dtype)
+    a, b = (np.ascontiguousarray(x.ravel()) for x in np.meshgrid(vals, vals, indexing="ij"))
+    out = np.empty(4 * a.size, dtype)
+    ptr = np.ctypeslib.as_ctypes
+    lib.sk_np_pairs(ptr(a), ptr(b), ptr(out), ctypes.c_int(a.size))
+    got = out.reshape(-1, 4).view(bits)
+
+    def pick(x, y, nan_wins, less):
+        if np.isnan(x) or np.isnan(y):
+            return (x if np.isnan(x) else y) if nan_wins else (y if np.isnan(x) else x)
+        return x if (x <= y if less else x >= y) else y
+
+    for i, (x, y) in enumerate(zip(a, b)):
+        want = [pick(x, y, True, True), pick(x, y, True, False), pick(x, y, False, True),
+                pick(x, y, False, False)]
+        assert list(got[i]) == [np.array(w, dtype).view(bits) for w in want], (x, y)
 
 
 def test_a_loop_accumulator_stays_64_bit_unless_bounded():

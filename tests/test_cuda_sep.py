@@ -55,7 +55,7 @@ def in_order(a, wv, lov, wh, loh, mode, cval, divisor=None, fused=None):
     s = wv[0] * h[..., 0:n0, :]
     for k in range(1, kv):
         s = step(s, wv[k], h[..., k:k + n0, :])
-    return s if divisor is None else s / dtype.type(divisor)
+    return s if divisor is None else s * dtype.type(1 / divisor)
 
 
 def sep_sweep(p):

@@ -14,7 +14,8 @@ loads shared with the neighbouring threads), reduces each column's ``kh`` values
 vertical reduction. Weights and divisor are compile-time constants, in the sums' type; the
 compiler fuses no multiply-add (``--fmad=false``): float32 weighted sums fuse each product into
 its sum themselves (``fmaf``, :func:`fused_products`), other products and sums are rounded
-once each, in order: horizontal terms left to right, then vertical ones top to bottom. The CPU
+once each, in order: horizontal terms left to right, then vertical ones top to bottom (a box's
+sum then times the divisor's reciprocal, rounded to the sums' type). The CPU
 sums the other way round (vertical first) or by running sums, so sums agree to round-off; the
 tests check this order bit for bit against NumPy. Extremes are exact (NumPy's NaN rule: a NaN wins).
 
@@ -243,7 +244,11 @@ def generate(dtype, sw: Sweep, *, idx64: bool, out_dtype=None, rowmap=False,
         out_ += [f"{dst} = {step(dst, whs[c], value(c))};" for c in range(1, kh)]
         return " ".join(out_)
 
-    final = f"s / {_literal(sw.divisor, acc)}" if sw.divisor not in (None, 1) else "s"
+    final = "s"
+    if sw.divisor not in (None, 1):  # (the float box's mean: by the divisor's reciprocal,
+        # within an ulp of the division, which took more instructions than a 3 x 3 sum)
+        final = (f"s * {_literal(1 / sw.divisor, acc)}" if acc.kind == "f" and sw.check is None
+                 else f"s / {_literal(sw.divisor, acc)}")
 
     def store(q=0):
         """Lines storing the output ``s`` of column ``j + q``."""
