@@ -14,9 +14,9 @@ import cpp_host
 import pytest
 
 
-def _tool():
-    path = os.path.join(os.path.dirname(__file__), "..", "tools", "kernel_resources.py")
-    spec = importlib.util.spec_from_file_location("kernel_resources", path)
+def _tool(name="kernel_resources"):
+    path = os.path.join(os.path.dirname(__file__), "..", "tools", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -64,3 +64,19 @@ def test_a_module_links_to_device_code_without_a_gpu():
     what, source = _tool().modules()[0]
     code = cuda_cpp.cubin(source, "sm_90")
     assert code[:4] == b"\x7fELF", what
+
+
+def test_kernel_steps_reads_the_innermost_storing_loop():
+    """tools/kernel_steps.py's reading of a disassembly: the innermost loop (a forward branch
+    inside it allowed) with the most stores, and the elements its stores write by width."""
+    steps = _tool("kernel_steps")
+    rows = [(None, "S2R R0, SR_TID.X"), ("L_x_1", "LDG.E R2, [R4.64]"),  # outer loop
+            ("L_x_2", "LDG.E.CONSTANT R3, [R6.64]"), (None, "IADD3 R3, R3, R2, RZ"),
+            (None, "@P0 BRA `(.L_x_3)"), (None, "STG.E [R8.64], R3"),
+            ("L_x_3", "STG.E.U8 [R8.64+0x4], R3"), (None, "@P1 BRA `(.L_x_2)"),
+            (None, "STG.E.64 [R8.64], R2"), (None, "@P2 BRA `(.L_x_1)"), (None, "EXIT"),
+            ("L_x_4", "BRA `(.L_x_4)")]  # (the trailing branch to itself: no loop)
+    body = steps.step(rows)
+    assert body[0].startswith("LDG.E.CONSTANT") and body[-1] == "@P1 BRA `(.L_x_2)"
+    assert steps.outputs(body, 1) == 5 and steps.outputs(body, 4) == 2  # (a word, a byte)
+    assert len(steps.step([(None, "STG.E [R2.64], R0"), (None, "EXIT")])) == 2  # no loop

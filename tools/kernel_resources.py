@@ -132,9 +132,8 @@ SASS_CLASSES = {"loads": ("LDG", "LDS", "LD."), "stores": ("STG", "STS", "ST."),
                 "min/max": ("MNMX",), "float": ("FADD", "FMUL", "FFMA", "DADD", "DMUL", "DFMA")}
 
 
-def sass(source, arch, tool):
-    """``{kernel: SASS lines}`` of a module (its cubin disassembled)."""
-    import re
+def disassembly(source, arch, tool) -> str:
+    """``nvdisasm -c``'s text of a module's cubin (labels and all)."""
     import subprocess
     import tempfile
 
@@ -143,10 +142,17 @@ def sass(source, arch, tool):
     with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
         f.write(cuda_cpp.cubin(source, arch))
     try:
-        text = subprocess.run([tool, "-c", f.name], capture_output=True, text=True,
+        return subprocess.run([tool, "-c", f.name], capture_output=True, text=True,
                               check=True).stdout
     finally:
         os.unlink(f.name)
+
+
+def sass(source, arch, tool):
+    """``{kernel: SASS lines}`` of a module (its cubin disassembled)."""
+    import re
+
+    text = disassembly(source, arch, tool)
     out = {}
     for part in re.split(r"\n\s*\.text\.", text)[1:]:
         name = part.split(":")[0].strip()

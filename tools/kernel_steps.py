@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
@@ -35,15 +33,9 @@ STORE_BYTES = {"U8": 1, "S8": 1, "U16": 2, "S16": 2, "64": 8, "128": 16}
 
 def disassemble(source: str, arch: str, tool: str) -> dict:
     """``{kernel: [(label or None, instruction)]}`` of a module, labels kept."""
-    from stencilkit.backends import cuda_cpp
+    from kernel_resources import disassembly
 
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-        f.write(cuda_cpp.cubin(source, arch))
-    try:
-        text = subprocess.run([tool, "-c", f.name], capture_output=True, text=True,
-                              check=True).stdout
-    finally:
-        os.unlink(f.name)
+    text = disassembly(source, arch, tool)
     out = {}
     for part in re.split(r"\n\s*\.text\.", text)[1:]:
         name = part.split(":")[0].strip()
