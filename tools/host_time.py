@@ -22,7 +22,8 @@ attribute, CuPy's are compiled, so only this tells what a call costs there.
 RawKernel calls, relaunched with the same arguments: CuPy's and the driver's share), those
 launches' GPU time (CUDA events around them, queued), and the call with a synchronisation
 after each (host and GPU in series). What is left of the plain figure is stencilkit's
-Python, CuPy's array calls (``empty``, ``reshape``) and the replay's lookups.
+Python, CuPy's array calls (``empty``, ``reshape``) and the replay's lookups. (With it every
+launch goes through a logging wrapper, a few tenths of a microsecond on each figure.)
 ``--arguments`` (with ``--gpu``) times bare launches of an empty kernel with two arrays and
 ten scalars of each of a few NumPy types: what a launch's scalar arguments cost in CuPy.
 """
