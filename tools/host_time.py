@@ -106,7 +106,7 @@ def main(argv=None):
     }
     out = put(np.zeros((256, 256), np.float32))
     calls["stencil call, out= (heat step)"] = lambda: diffuse(f32, 0.1, out=out)
-    launched = []  # (kernel, grid, block, args) of the launches since it was last cleared
+    launched = _Log()  # (kernel, grid, block, args) of the launches while it is on
     if args.breakdown:
         real_kernels = cuda_cpp.kernels
         cuda_cpp.kernels = lambda mod, fastmath: {
@@ -183,6 +183,15 @@ def _arguments(put, sync, calls):
         print(f"launch, scalars {name:<24} {per:6.1f} us", flush=True)
 
 
+class _Log(list):
+    """Launches logged by :class:`_Recorded` while ``on``.
+
+    Off, none are kept, so that the timed calls' arrays go back to CuPy's pool as without it.
+    """
+
+    on = False
+
+
 class _Recorded:
     """A kernel that logs each launch (kernel, grid, block, args) before making it."""
 
@@ -190,16 +199,20 @@ class _Recorded:
         self.kernel, self.log = kernel, log
 
     def __call__(self, grid, block, args):
-        self.log.append((self.kernel, grid, block, args))
+        if self.log.on:
+            self.log.append((self.kernel, grid, block, args))
         return self.kernel(grid, block, args)
 
 
 def _breakdown(fn, launched, sync, calls, gpu):
     """Print a call's launches' host time alone, their GPU time, and its synchronised time."""
     launched.clear()
+    launched.on = True
     fn()
     sync()
+    launched.on = False
     launches = list(launched)
+    launched.clear()
     t = time.perf_counter()
     for _ in range(calls):
         for kernel, grid, block, kargs in launches:
