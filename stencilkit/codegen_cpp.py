@@ -371,7 +371,6 @@ def _ctype_of(dtype) -> str:
     return _cpp_body.dtype_ctype(dtype)
 
 
-
 VMINMAX2 = """\
 // minima and maxima of the 16-bit halves (unsigned), one VIMNMX.U16x2 each on sm_90
 SK_FN sk_u32 sk_vmin2(sk_u32 a, sk_u32 b) {
