@@ -895,7 +895,7 @@ class _Translator:
         if kind in _COMPARE:
             if ta != tb:
                 raise Unsupported(f"a comparison of {ta} with {tb}")
-            known = decided(kind, a_iv, b_iv) if self._is_int(ta) else None
+            known = decided(kind, a_iv, b_iv) if RANGED and self._is_int(ta) else None
             if known is not None:  # (a saturation's test that the operands' ranges settle)
                 return ("true" if known else "false"), "bool"
             c = "sk_i32" if ta == types.int64 and self._ivs_fit(a_iv, b_iv) else ctype(ta)
@@ -936,11 +936,13 @@ class _Translator:
                     return wrap(f"{a} {sym} {b}", c, False), c
                 return f"sk_u{kind}_{sfx(c)}({a}, {b})", c
             if divisor is not None and divisor > 0 and a_iv is not None and a_iv[0] >= 0:
+                if not RANGED:
+                    return f"({a} {sym} {b})", c  # (C's division is Python's here)
                 # non-negative by a constant: C's division is Python's, and unsigned it needs
                 # no sign correction (a multiply-high and a shift on the device)
                 u = "sk_u32" if c == "sk_i32" else "sk_u64"
                 return f"(({c})(({u}){a} {sym} ({u}){b}))", c
-            lift = _lift(a_iv, divisor, c)
+            lift = _lift(a_iv, divisor, c) if RANGED else None
             if lift is not None:
                 # a dividend of known range lifted by a multiple of the divisor to be
                 # non-negative: floor((a + k d) / d) = floor(a / d) + k, and the same remainder
@@ -1224,6 +1226,16 @@ def _balanced(text: str) -> bool:
         if depth == 0 and i != len(text) - 1:
             return False
     return True
+
+
+RANGED = True
+"""Integer comparisons that the operands' ranges decide are emitted as their outcome, and
+divisions by a positive constant of a dividend of known range as unsigned ones (lifted by a
+multiple of the divisor where it may be negative): the uniform 3 x 3 uint8 filter's word
+kernel took 515 SASS instructions a 7-row step before, 364 with them (ptxas 12, sm_90;
+``tools/kernel_steps.py``). False: the signed forms and every test, for A/B timing
+(``tools/gpu_profile.py``'s "ranges unused" rows); part of the module caches' keys
+(:func:`stencilkit.codegen_cpp.source_settings`)."""
 
 
 def _lift(iv, divisor, c):

@@ -101,10 +101,11 @@ spilled. ``tools/gpu_profile.py`` times it; part of the emitted source (:func:`s
 def source_settings() -> tuple:
     """The settings that shape the stencils' emitted source: part of the module caches' keys.
 
-    ``(UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS)``, and the blocks where a bound takes them.
+    ``(UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, _cpp_body.RANGED)``, and the blocks where a
+    bound takes them.
     """
     blocks = (BLOCK_PLAIN, BLOCK_WORDS) if MIN_BLOCKS else ()
-    return (UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, *blocks)
+    return (UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, _cpp_body.RANGED, *blocks)
 
 
 def bounds(block) -> str:

@@ -243,13 +243,16 @@ def ranged(x):  # divisions and comparisons whose operands' ranges the emitter k
     return q + w + u + (2 if a != 300 else 0) + (5 if s < 0 else 6)  # (the last: not decided)
 
 
+@pytest.mark.parametrize("use_ranges", [True, False])
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16])
-def test_ranged_divisions_and_comparisons_equal_the_cpu(dtype):
+def test_ranged_divisions_and_comparisons_equal_the_cpu(dtype, use_ranges, monkeypatch):
     """Divisions by constants of known range lifted to unsigned ones, decided tests folded.
 
     Every value of 8-bit data, every pair of neighbours' extremes: the host build of the
-    emitted C++ against the CPU, bit for bit.
+    emitted C++ against the CPU, bit for bit; and with ``_cpp_body.RANGED`` off (the A/B
+    switch), the signed forms and every test.
     """
+    monkeypatch.setattr(_cpp_body, "RANGED", use_ranges)
     info = np.iinfo(dtype)
     a = sample((24, 40), dtype)
     a[0], a[1], a[2, ::2], a[2, 1::2] = info.min, info.max, info.min, info.max
@@ -260,7 +263,10 @@ def test_ranged_divisions_and_comparisons_equal_the_cpu(dtype):
     body = src[src.index("SK_FN sk_i32 ranged_body") if "SK_FN sk_i32 ranged_body" in src
                else src.index("ranged_body"):]
     body = body[:body.index("\n}\n")]
-    if np.dtype(dtype).itemsize == 1:  # (8-bit reads: every range is known and small)
+    if not use_ranges:
+        assert "sk_floordivc_" in body and "= false;" not in body and "= true;" not in body
+        assert "(sk_u32)" not in body
+    elif np.dtype(dtype).itemsize == 1:  # (8-bit reads: every range is known and small)
         assert "sk_floordivc_" not in body and "sk_modc_" not in body
         assert body.count("= true;") >= 2 and body.count("= false;") >= 2
     if np.dtype(dtype).kind == "i":

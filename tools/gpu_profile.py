@@ -17,7 +17,7 @@ import cupy as cp
 import numpy as np
 
 import stencilkit as sk
-from stencilkit import codegen_cpp, codegen_tiled, filters, resample
+from stencilkit import _cpp_body, codegen_cpp, codegen_tiled, filters, resample
 from stencilkit.backends import (
     cuda_cpp,
     cuda_minmax,
@@ -73,6 +73,13 @@ def heat(u):
     """The 5-point heat step (as benchmarks/gpu.py)."""
     return u[0, 0] + np.float32(0.1) * (u[-1, 0] + u[1, 0] + u[0, -1] + u[0, 1]
                                         - np.float32(4) * u[0, 0])
+
+
+@sk.stencil
+def smooth(x):
+    """The 3 x 3 int8 mean (as benchmarks/gpu.py and tests/kernels.py): Python's // 9."""
+    return (x[-1, -1] + x[-1, 0] + x[-1, 1] + x[0, -1] + x[0, 0] + x[0, 1]
+            + x[1, -1] + x[1, 0] + x[1, 1]) // 9
 
 
 def patched(settings, fn, *args, **kw):
@@ -207,6 +214,7 @@ def one_at_a_time(fn, *args):
 rng = np.random.default_rng(0)
 f = cp.asarray(rng.standard_normal((8192, 8192)).astype(np.float32))
 u8 = cp.asarray(rng.integers(0, 255, (8192, 8192), dtype=np.uint8))
+i8 = cp.asarray(rng.integers(-128, 128, (8192, 8192), dtype=np.int8))
 b8 = cp.asarray(rng.integers(0, 255, (16384, 16384), dtype=np.uint8))
 v8 = cp.asarray(rng.integers(0, 255, (512, 512, 512), dtype=np.uint8))
 w8 = cp.asarray(rng.integers(0, 255, (644, 644, 644), dtype=np.uint8))  # 644-byte rows
@@ -302,6 +310,13 @@ cases = {
     "sobel f32, 4 rows a step": lambda: unrolled(4, filters.sobel, f),
     "laplace f32, 4 rows a step": lambda: unrolled(4, filters.laplace, f),
     "uniform 3 u8, 4 rows a step": lambda: unrolled(4, filters.uniform_filter, u8, 3),
+    # integer tests and divisions by their operands' ranges (_cpp_body.RANGED, default on;
+    # SASS of uniform 3 u8's 7-row step: 364 instructions with them, 515 without; whether an
+    # 8-bit 3 x 3 kernel is bound by instruction issue)
+    "uniform 3 u8, ranges unused": lambda: patched([(_cpp_body, "RANGED", False)],
+                                                   filters.uniform_filter, u8, 3),
+    "smooth i8 (3 x 3 int8 mean)": lambda: smooth(i8),
+    "smooth i8, ranges unused": lambda: patched([(_cpp_body, "RANGED", False)], smooth, i8),
     # registers capped for more blocks an SM (codegen_cpp.MIN_BLOCKS, default None: no cap;
     # ptxas 12: heat_fused 48 registers at 8 rows a step, 32 and 8 bytes spilled at 8 blocks)
     "heat(out=), launch bounds 8 blocks": lambda: bounded(8, heat, f, out=fo),
