@@ -147,12 +147,14 @@ def test_against_scipy_on_replays(recorded):
     assert recorded[0] == 1
 
 
+@pytest.mark.parametrize("fn", [filters.maximum_filter, filters.uniform_filter],
+                         ids=["sweep", "generated stencil"])
 @pytest.mark.parametrize("kind", ["numba", "cupy"])
-def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded, fake_gpu, kind):
+def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded, fake_gpu, kind, fn):
     # the same shape, strides and dtype as the first call's input, one byte off a word
     a = sample((19, 24), np.uint8, seed=5)
-    want = filters.maximum_filter(a, 3)
-    assert np.array_equal(get(filters.maximum_filter(put(kind, fake_gpu, a), 3)), want)
+    want = fn(a, 3)
+    assert np.array_equal(get(fn(put(kind, fake_gpu, a), 3)), want)
     base = put(kind, fake_gpu, np.zeros(a.size + 4, np.uint8))
     view = base[1:1 + a.size].reshape(a.shape)
     if kind == "numba":
@@ -160,9 +162,35 @@ def test_an_unaligned_view_is_not_handed_the_word_kernel(recorded, fake_gpu, kin
     else:
         view[...] = a
     before = cuda_replay.REPLAYED[0]
-    np.testing.assert_array_equal(get(filters.maximum_filter(view, 3)), want)
+    np.testing.assert_array_equal(get(fn(view, 3)), want)
     assert cuda_replay.REPLAYED[0] == before  # it declined; the call ran in full
     assert recorded[0] == 2
+
+
+@pytest.mark.parametrize("call", [filters.sobel, lambda x: filters.median_filter(x, 3),
+                                  lambda x: filters.uniform_filter(x, 15)],
+                         ids=["generated stencil", "sorted columns", "float box sweep"])
+def test_a_plain_cupy_call_replays_on_its_arrays_as_they_are(recorded, fake_gpu, monkeypatch,
+                                                              call):
+    """A C-contiguous CuPy input without ``output=``: the replay launches on the input and a
+    new output of the call's shape (no views of either), and gives the full run's result."""
+    a, b = (sample((19, 24), np.float32, seed=s) for s in (7, 8))
+    x = fake_gpu.asarray(a)
+    want = get(call(fake_gpu.asarray(b)))  # (recorded: the full run)
+    views = [0]
+    real = type(x).reshape
+
+    def counting(self, *shape):
+        views[0] += 1
+        return real(self, *shape)
+
+    monkeypatch.setattr(type(x), "reshape", counting)
+    before = cuda_replay.REPLAYED[0]
+    got = call(fake_gpu.asarray(b))
+    assert cuda_replay.REPLAYED[0] == before + 1 and views[0] == 0
+    assert type(got) is type(x) and got.shape == x.shape
+    np.testing.assert_array_equal(get(got), want)
+    np.testing.assert_array_equal(get(call(x)), get(call(fake_gpu.asarray(a))))
 
 
 @pytest.mark.parametrize("change", ["a setting", "the device", "the C++ switch"])
