@@ -346,14 +346,15 @@ def test_iterate_step_by_step_relaunches_the_first_steps_launches(fake_gpu):
     assert len(fake_gpu.grids) - grids >= 4  # (at least a launch a step)
 
 
-def test_pyramid_levels_replay(fake_gpu):
+@pytest.mark.parametrize("kind", ["numba", "cupy"])
+def test_pyramid_levels_replay(fake_gpu, kind):
     before = cuda_replay.REPLAYED[0]
     for seed in range(3):
         a = sample((2, 37, 52), np.uint8, seed=seed)
         want = resample.pyramid_down(a, 2)
-        got = resample.pyramid_down(cuda.to_device(a), 2)
+        got = resample.pyramid_down(put(kind, fake_gpu, a), 2)
         for g, w in zip(got, want):
-            np.testing.assert_array_equal(g.copy_to_host(), w)
+            np.testing.assert_array_equal(get(g), w)
     assert cuda_replay.REPLAYED[0] - before >= 4  # (each level of the second and third)
 
 
