@@ -543,12 +543,14 @@ class CudaBackend(Backend):
             return res
 
         # CuPy arrays the kernels can take as they are (C-contiguous, of the work dtypes, no
-        # axes moved) into a result that is the work output itself: a replay without out=
-        # launches on them directly (a kernel takes an array's address; the launches' shapes
-        # are the call's), with no views made and none of the steps between
+        # axes moved) into a result that is the work output itself: a replay launches on them
+        # directly (a kernel takes an array's address; the launches' shapes are the call's),
+        # with no views made and none of the steps between, into a new output or into out=
+        # where the first call wrote out= itself and this one does not overlap the inputs
         plain = (is_cupy(like) and not plan.moved and plan.wout == plan.out_dtype
                  and all(is_cupy(a) and a.dtype == wd and a.flags.c_contiguous
                          for a, wd in zip(arrays, plan.work_dtypes)))
+        plain_out = plain and direct
         shape = plan.batch + plan.core
 
         def replay(arrays, scalars, out):  # (the same configuration: see _replay_key)
@@ -557,6 +559,9 @@ class CudaBackend(Backend):
 
                 dest = cupy.empty(shape, plan.wout)
                 return dest if launch(arrays, dest, scalars) is not None else None
+            if plain_out and out is not None and not any(may_share_memory(out, a)
+                                                         for a in arrays):
+                return out if launch(arrays, out, scalars) is not None else None
             work_ = [work(a, plan.axes, plan.moved, plan.wshape, wd, a)
                      for a, wd in zip(arrays, plan.work_dtypes)]
             dest, direct = _destination(plan, work_, out, arrays[0])
