@@ -414,15 +414,21 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     launch(s, d, x)
     res = out if direct else cuda_backend.deliver(dst.reshape(shape), out)
 
-    # a C-contiguous CuPy input, as the kernels take it: a replay without out= launches on
-    # it and a new output of the call's shape directly (a kernel takes an array's address)
-    plain = cuda_backend.is_cupy(x) and bool(x.flags.c_contiguous)
+    # a C-contiguous CuPy input, as the kernels take it: a replay launches on it directly (a
+    # kernel takes an array's address) into a new output of the call's shape, or into out=
+    # where the first call wrote out= itself (a CuPy array) and this one does not overlap it
+    plain = cuda_backend.is_cupy(x) and bool(x.flags.c_contiguous) and scratch is None
+    plain_out = plain and direct and cuda_backend.is_cupy(out)
 
     def replay(x, out):  # (the same configuration: shape, strides, dtypes; see cuda_replay)
-        if plain and out is None and scratch is None:
+        d = None
+        if plain and out is None:
             import cupy
 
             d = cupy.empty(shape, out_dtype)
+        elif plain_out and out is not None and not cuda_backend.may_share_memory(out, x):
+            d = out
+        if d is not None:
             try:  # (the module that these addresses take: the same one, or run in full)
                 if module_of(dtype, (x.data.ptr, d.data.ptr), idx64) is not mod:
                     return None
