@@ -8,7 +8,7 @@ nothing: what is left is stencilkit's own work per call (plus the stand-in array
 attribute lookups, where CuPy's are compiled). The count of calls answered by a replay
 (:mod:`stencilkit.backends.cuda_replay`) is printed beside each.
 
-    NUMBA_ENABLE_CUDASIM=1 python tools/host_time.py [--calls 300]
+    NUMBA_ENABLE_CUDASIM=1 python tools/host_time.py [--calls 300] [--rounds 1]
 
 On a machine with a GPU, ``--gpu`` times the same calls with the real CuPy and real launches
 (small arrays, no synchronisation between calls: the host's enqueue time a call, which a
@@ -44,6 +44,8 @@ def main(argv=None):
     """Print microseconds per call of a few device calls, launches stubbed."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="time every call this many times, interleaved, and keep the least")
     ap.add_argument("--arrays", choices=("cupy", "numba"), default="cupy",
                     help="the inputs: stand-in CuPy arrays (default; as CuPy users call), or "
                          "the simulator's numba device arrays (each wrapped per launch)")
@@ -122,19 +124,23 @@ def main(argv=None):
             k: _Recorded(stub, launched) if args.breakdown else stub for k in real(mod, fastmath)}
     from stencilkit.backends import cuda_replay
 
-    for name, fn in calls.items():
+    for fn in calls.values():
         fn()  # (the stubs' first call records anew: the patch above is a changed setting)
-        sync()
-        replayed = cuda_replay.REPLAYED[0]
-        t = time.perf_counter()
-        for _ in range(args.calls):
-            fn()
-        per = (time.perf_counter() - t) / args.calls * 1e6
-        sync()
-        if name.startswith("iterate"):
-            per /= 10
-        replayed = cuda_replay.REPLAYED[0] - replayed
-        print(f"{name:<32} {per:7.1f} us  ({replayed} replays)", flush=True)
+    sync()
+    best, replays = {}, dict.fromkeys(calls, 0)
+    for _ in range(args.rounds):  # (rounds interleave the calls: a noisy machine's least)
+        for name, fn in calls.items():
+            replayed = cuda_replay.REPLAYED[0]
+            t = time.perf_counter()
+            for _ in range(args.calls):
+                fn()
+            per = (time.perf_counter() - t) / args.calls * 1e6
+            sync()
+            best[name] = min(best.get(name, per), per)
+            replays[name] += cuda_replay.REPLAYED[0] - replayed
+    for name, fn in calls.items():
+        per = best[name] / (10 if name.startswith("iterate") else 1)
+        print(f"{name:<32} {per:7.1f} us  ({replays[name]} replays)", flush=True)
         if args.breakdown:
             _breakdown(fn, launched, sync, args.calls, args.gpu)
         if args.profile and any(name.startswith(p) for p in args.profile.split("|")):
