@@ -417,7 +417,7 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     # a C-contiguous CuPy input, as the kernels take it: a replay launches on it directly (a
     # kernel takes an array's address) into a new output of the call's shape, or into out=
     # where the first call wrote out= itself (a CuPy array) and this one does not overlap it
-    plain = cuda_backend.is_cupy(x) and bool(x.flags.c_contiguous) and scratch is None
+    plain = cuda_backend.is_cupy(x) and bool(x.flags.c_contiguous)
     plain_out = plain and direct and cuda_backend.is_cupy(out)
 
     def replay(x, out):  # (the same configuration: shape, strides, dtypes; see cuda_replay)
