@@ -420,6 +420,12 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     plain = cuda_backend.is_cupy(x) and bool(x.flags.c_contiguous)
     plain_out = plain and direct and cuda_backend.is_cupy(out)
 
+    def same_module(s, d):  # (the module that these addresses take: the same one, or a
+        try:                # replay declines and the call runs in full)
+            return module_of(dtype, (s.data.ptr, d.data.ptr), idx64) is mod
+        except Exception:  # noqa: BLE001 (e.g. run_words' unaligned rows)
+            return False
+
     def replay(x, out):  # (the same configuration: shape, strides, dtypes; see cuda_replay)
         d = None
         if plain and out is None:
@@ -429,10 +435,7 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
         elif plain_out and out is not None and not cuda_backend.may_share_memory(out, x):
             d = out
         if d is not None:
-            try:  # (the module that these addresses take: the same one, or run in full)
-                if module_of(dtype, (x.data.ptr, d.data.ptr), idx64) is not mod:
-                    return None
-            except Exception:  # noqa: BLE001 (e.g. run_words' unaligned rows)
+            if not same_module(x, d):
                 return None
             launch(x, d, x)
             return d
@@ -442,10 +445,7 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
                   and not cuda_backend.may_share_memory(out, x))
         dst = out.reshape(wshape) if direct else cuda_backend.empty(wshape, out_dtype, x)
         s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
-        try:  # (the module that these addresses take: the same one, or run in full)
-            if module_of(dtype, (s.data.ptr, d.data.ptr), idx64) is not mod:
-                return None
-        except Exception:  # noqa: BLE001 (e.g. run_words' unaligned rows)
+        if not same_module(s, d):
             return None
         launch(s, d, x)
         return out if direct else cuda_backend.deliver(dst.reshape(shape), out)
