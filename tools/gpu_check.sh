@@ -88,7 +88,7 @@ fi
 # by their scalars' types), T_HOST seconds
 if want host; then
     stamp host > "$OUT/host.txt"
-    timeout "${T_HOST:-60}" python3 -u tools/host_time.py --gpu --breakdown --arguments \
+    timeout "${T_HOST:-60}" python3 -u tools/host_time.py --gpu --rounds 3 --breakdown --arguments \
         ${HOST_PROFILE:+--profile "$HOST_PROFILE"} >> "$OUT/host.txt" 2>&1
     echo "host_time exit status $?" >> "$OUT/host.txt"
     cat "$OUT/host.txt"
