@@ -214,8 +214,9 @@ class Passes(NamedTuple):
         them, floats to round-off.
 
         Consecutive box passes become one :func:`separable` run of sums divided once at the
-        end; a ``Rank`` median becomes the filters' sorting network where one takes it (up to
-        ``MEDIAN_MAX`` elements; larger windows have no such lowering).
+        end (float means: times the divisor's reciprocal); a ``Rank`` median becomes the
+        filters' sorting network where one takes it (up to ``MEDIAN_MAX`` elements; larger
+        windows have no such lowering).
         """
         x, cval = arr, self.cval
         todo = list(self.passes)

@@ -5,7 +5,8 @@ passes, each a full read and write of the image: separable weights (``Sep2``:
 ``gaussian_filter`` and the other fused separable correlations) of float32/float64 data and of
 8/16/32-bit integers (:func:`integer_weights`: the CPU's integers, bit for bit, by a float32
 or float64 sum checked near ties and recomputed in the CPU's order), the float box (``Box2`` of
-float data: ``uniform_filter``, sums divided once) and running extremes of a box
+float data: ``uniform_filter``, sums scaled once by the divisor's reciprocal) and running
+extremes of a box
 (``maximum_filter`` / ``minimum_filter`` of 32/64-bit data). Each thread owns up to four
 neighbouring output columns of a strip of rows (:func:`columns_per_thread`) and walks down it:
 it loads the row entering the window once (its columns and their ``kh - 1`` neighbours: cached
@@ -170,7 +171,8 @@ class Sweep(NamedTuple):
     """What one sweep computes over a window of ``kv`` rows by ``kh`` columns.
 
     ``lov``/``loh``: the rows and columns before the centre; ``op``: "sum" (weights ``wv`` /
-    ``wh``, None: ones; the result divided once by ``divisor`` unless None), "max" or "min"
+    ``wh``, None: ones; the result scaled once by ``1 / divisor``, rounded to the sums' type,
+    unless None; integer results divided), "max" or "min"
     (NumPy's: a NaN wins). ``acc``: the type of the sums when not the data's (integer data:
     "float32" or "float64"; the weights are rounded to it). ``check``: ``(rel, tie,
     grouped)`` for integer results that must be the CPU's float64 sweep's: a sum ``v`` with
@@ -768,7 +770,7 @@ def _sweep_of(passes, dtype, out_dtype, ndim, mode="reflect", cval=0.0):
 
     Covered, with at most :data:`MAX_TAPS` taps per axis: separable weights (``Sep2``) on
     float32/float64 data into the data's type, and on 8/16/32-bit integer data
-    (:func:`integer_weights`); the float box (``Box2`` without clip: sums, divided once);
+    (:func:`integer_weights`); the float box (``Box2`` without clip: sums, scaled once);
     the running extremes of a box along the last two axes (``Extreme`` passes) of 32/64-bit
     data. 8/16-bit extremes have :mod:`.cuda_minmax` (and passes it does not take, the
     generated ones); the integer box has :mod:`.cuda_box`. ``mode`` and ``cval``: the call's
