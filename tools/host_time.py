@@ -156,20 +156,22 @@ def main(argv=None):
             pstats.Stats(prof).sort_stats("tottime").print_stats(18)
 
 
-PROBE = r"""
-extern "C" __global__ void probe(const unsigned char* a, unsigned char* b, long long s0,
-    long long s1, long long s2, long long s3, long long s4, long long s5, long long s6,
-    long long s7, long long s8, long long s9) {}
-"""
-"""An empty kernel of two arrays and ten scalars (each read as 8 bytes: the driver copies a
-parameter's size from each argument's address, so narrower arguments launch as well)."""
+CTYPES = {np.int32: "int", np.int64: "long long", np.uint8: "unsigned char",
+          np.float32: "float", np.float64: "double", int: "long long"}
+"""The C type of each scalar type's parameter (CuPy passes a Python int as 64 bits)."""
+
+
+def probe_source(types) -> str:
+    """An empty kernel ``probe`` of two byte arrays and one parameter of each of ``types``."""
+    params = ["const unsigned char* a", "unsigned char* b"]
+    params += [f"{CTYPES[t]} s{i}" for i, t in enumerate(types)]
+    return f'extern "C" __global__ void probe({", ".join(params)}) {{}}\n'
 
 
 def _arguments(put, sync, calls):
-    """Print microseconds per bare launch of :data:`PROBE`, by the scalars' NumPy types."""
+    """Print microseconds per bare launch of an empty kernel, by its scalars' types."""
     import cupy
 
-    kernel = cupy.RawKernel(PROBE, "probe")
     a, b = put(np.zeros(4, np.uint8)), put(np.zeros(4, np.uint8))
     sets = {t.__name__: [t(1)] * 10 for t in (np.int32, np.int64, np.uint8, np.float32,
                                               np.float64)}
@@ -178,6 +180,7 @@ def _arguments(put, sync, calls):
     sets["Python int"] = [1] * 10
     sets["none (two arrays)"] = []
     for name, scalars in sets.items():
+        kernel = cupy.RawKernel(probe_source([type(v) for v in scalars]), "probe")
         kargs = (a, b, *scalars)
         kernel((1,), (32,), kargs)
         sync()
