@@ -80,3 +80,19 @@ def test_kernel_steps_reads_the_innermost_storing_loop():
     assert body[0].startswith("LDG.E.CONSTANT") and body[-1] == "@P1 BRA `(.L_x_2)"
     assert steps.outputs(body, 1) == 5 and steps.outputs(body, 4) == 2  # (a word, a byte)
     assert len(steps.step([(None, "STG.E [R2.64], R0"), (None, "EXIT")])) == 2  # no loop
+
+
+def test_host_time_probe_kernels_compile_with_nvrtc():
+    """tools/host_time.py --arguments: its empty kernels, one parameter of each argument's
+    C type, compile (a mismatch would read past an argument on the device)."""
+    cpp_host.needs_nvrtc()
+    import numpy as np
+
+    from stencilkit.backends import cuda_cpp
+
+    host_time = _tool("host_time")
+    for types in ([np.int32] * 10, [np.int32, np.int64, np.uint8, np.float32, np.float64, int],
+                  []):
+        src = host_time.probe_source(types)
+        assert src.count(",") == len(types) + 1
+        assert ".entry probe(" in cuda_cpp.ptx(src, "compute_80")
