@@ -37,6 +37,15 @@ def is_cupy(a) -> bool:
     return type(a).__module__.startswith("cupy")
 
 
+def as_is(a, dtype=None) -> bool:
+    """Whether a kernel can take ``a`` as it is: a C-contiguous CuPy array (of ``dtype``).
+
+    A kernel takes an array's address, so a replay (:mod:`.cuda_replay`) launches on such an
+    array directly, without the views and checks of a first call.
+    """
+    return is_cupy(a) and bool(a.flags.c_contiguous) and (dtype is None or a.dtype == dtype)
+
+
 def simulated() -> bool:
     """True when numba runs CUDA kernels in its simulator (``NUMBA_ENABLE_CUDASIM=1``)."""
     from numba import config
@@ -547,17 +556,14 @@ class CudaBackend(Backend):
         # directly (a kernel takes an array's address; the launches' shapes are the call's),
         # with no views made and none of the steps between, into a new output or into out=
         # where the first call wrote out= itself and this one does not overlap the inputs
-        plain = (is_cupy(like) and not plan.moved and plan.wout == plan.out_dtype
-                 and all(is_cupy(a) and a.dtype == wd and a.flags.c_contiguous
-                         for a, wd in zip(arrays, plan.work_dtypes)))
+        plain = (not plan.moved and plan.wout == plan.out_dtype
+                 and all(as_is(a, wd) for a, wd in zip(arrays, plan.work_dtypes)))
         plain_out = plain and direct
         shape = plan.batch + plan.core
 
         def replay(arrays, scalars, out):  # (the same configuration: see _replay_key)
             if plain and out is None:
-                import cupy
-
-                dest = cupy.empty(shape, plan.wout)
+                dest = empty(shape, plan.wout, arrays[0])
                 return dest if launch(arrays, dest, scalars) is not None else None
             if plain_out and out is not None and not any(may_share_memory(out, a)
                                                          for a in arrays):

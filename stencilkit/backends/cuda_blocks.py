@@ -399,14 +399,12 @@ def pyramid_level(x, mode):
     out_dtype = np.dtype(x.dtype).newbyteorder("=")
     if launch and key is not None:
         # (as _offered: a plain CuPy input, launched on as it is)
-        plain = (cuda_backend.is_cupy(x) and bool(x.flags.c_contiguous)
-                 and np.dtype(x.dtype) == native == out_dtype and src3.data.ptr == x.data.ptr)
+        plain = (cuda_backend.as_is(x, native) and native == out_dtype
+                 and src3.data.ptr == x.data.ptr)
 
         def replay(x):  # (a level of the same configuration: cuda_replay.key)
             if plain:
-                import cupy
-
-                dst = cupy.empty(out_shape, native)
+                dst = cuda_backend.empty(out_shape, native, x)
                 launch(x, dst)
                 return dst
             dst = cuda_backend.empty(dshape, native, x)
@@ -432,15 +430,12 @@ def _offered(token, arr, native, res, out_dtype, launch, src_of, dshape, work_ou
     # a C-contiguous CuPy input of the kernel's dtype whose launch source starts where it
     # does, into a result of the launch's dtype: a replay launches on it and a new output of
     # the call's shape directly (a kernel takes an array's address)
-    plain = (cuda_backend.is_cupy(arr) and bool(arr.flags.c_contiguous)
-             and np.dtype(arr.dtype) == native and np.dtype(work_out) == np.dtype(out_dtype)
+    plain = (cuda_backend.as_is(arr, native) and np.dtype(work_out) == np.dtype(out_dtype)
              and src_of(_contiguous_device(arr, native)).data.ptr == arr.data.ptr)
 
     def replay(a, out):
         if plain:
-            import cupy
-
-            dst = cupy.empty(out_shape, work_out)
+            dst = cuda_backend.empty(out_shape, work_out, a)
             launch(a, dst)
             return dst
         dst = cuda_backend.empty(dshape, work_out, a)

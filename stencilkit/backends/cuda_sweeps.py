@@ -417,7 +417,7 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     # a C-contiguous CuPy input, as the kernels take it: a replay launches on it directly (a
     # kernel takes an array's address) into a new output of the call's shape, or into out=
     # where the first call wrote out= itself (a CuPy array) and this one does not overlap it
-    plain = cuda_backend.is_cupy(x) and bool(x.flags.c_contiguous)
+    plain = cuda_backend.as_is(x)
     plain_out = plain and direct and cuda_backend.is_cupy(out)
 
     def same_module(s, d):  # (the module that these addresses take: the same one, or a
@@ -429,9 +429,7 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     def replay(x, out):  # (the same configuration: shape, strides, dtypes; see cuda_replay)
         d = None
         if plain and out is None:
-            import cupy
-
-            d = cupy.empty(shape, out_dtype)
+            d = cuda_backend.empty(shape, out_dtype, x)
         elif plain_out and out is not None and not cuda_backend.may_share_memory(out, x):
             d = out
         if d is not None:
