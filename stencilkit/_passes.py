@@ -392,8 +392,8 @@ def linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
         store(lines, "q", acc_kind, out_dtype)
     elif divisor is not None and out_dtype.kind == "f" and np.dtype(acc).kind == "f":
         # a float mean by the divisor's reciprocal: within an ulp of the division (the CPU's
-        # box kernels multiply too), where the device's correctly rounded division took about
-        # as many instructions as the whole 3 x 3 sum (tools/kernel_steps.py)
+        # 2-D box kernel multiplies too), where the device's correctly rounded division took
+        # about as many instructions as the whole 3 x 3 sum (tools/kernel_steps.py)
         store(lines, f"s * {literal(1 / divisor, acc)}", acc_kind, out_dtype)
     elif divisor is not None:  # (an integer output: rounded, so the division exactly)
         store(lines, f"s / {literal(divisor, acc)}", acc_kind, out_dtype)
