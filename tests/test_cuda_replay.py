@@ -33,7 +33,7 @@ CALLS = [
      np.float32, True),
     ("median 5 uint8: network on pairs", lambda x, **k: filters.median_filter(x, 5, **k),
      np.uint8, True),
-    ("median 7 int32: rank kernel", lambda x, **k: filters.median_filter(x, 7, **k),
+    ("median 7 int32: network in a generated stencil", lambda x, **k: filters.median_filter(x, 7, **k),
      np.int32, True),
     ("gaussian 1.5 float32: separable sweep, fused",
      lambda x, **k: filters.gaussian_filter(x, 1.5, **k), np.float32, True),
@@ -436,3 +436,126 @@ def test_overlap_of_cupy_arrays_equals_numpys():
     assert not may_share_memory(a[:6], a[6:]) and may_share_memory(a[:7], a[6:])
     assert not may_share_memory(a, other) and not may_share_memory(a[5:5], a)
     assert not may_share_memory(a[5:5, 3:3], a[:, 2:4])
+
+
+# -- scalars packed once (cuda_cpp.packer): CuPy's launches take them as they are -------------
+
+class _CPointer:
+    """Stands for ``cupy.cuda.function.CPointer``."""
+
+
+class _CScalar(_CPointer):
+    """Stands for CuPy 14's ``cupy._core._scalar.CScalar``: a NumPy scalar, converted once."""
+
+    def __init__(self, value):
+        self.value, self.dtype = value, value.dtype
+
+
+@pytest.fixture
+def packing(monkeypatch, fake_gpu):
+    """Kernels that look like CuPy's (``cupy.cuda.function.Function``) and take their scalars
+    packed: each launch unpacks them for the host build, counting those that came unpacked
+    (``counts["numpy"]``) and packed (``counts["packed"]``)."""
+    import sys
+    import types
+
+    from stencilkit.backends import cuda_cpp
+
+    counts = {"numpy": 0, "packed": 0}
+    for name, attrs in [("cupy._core._scalar", {"CScalar": _CScalar}),
+                        ("cupy.cuda.function", {"CPointer": _CPointer})]:
+        monkeypatch.setitem(sys.modules, name, types.SimpleNamespace(**attrs))
+
+    class RawKernel:  # (the class of RawModule's kernels)
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __call__(self, grid, block, args):
+            for a in args:
+                counts["packed" if isinstance(a, _CScalar) else "numpy"] += isinstance(
+                    a, (_CScalar, np.generic))
+            self.kernel(grid, block, [a.value if isinstance(a, _CScalar) else a for a in args])
+
+    RawKernel.__module__ = "cupy._core.raw"
+    real = cuda_cpp.kernels
+    monkeypatch.setattr(cuda_cpp, "kernels", lambda mod, fastmath: {
+        k: RawKernel(f) for k, f in real(mod, fastmath).items()})
+    monkeypatch.setattr(cuda_cpp, "_LAUNCHES", {})
+    cuda_cpp._packer.cache_clear()
+    yield counts
+    cuda_cpp._packer.cache_clear()
+
+
+PACKED = CALLS + [
+    ("heat step: generated stencil, a parameter",
+     lambda x, **k: __import__("kernels").diffuse(x, 0.1), np.float32, False),
+    ("pyramid_down 1 level uint8", lambda x, **k: resample.pyramid_down(x, 1)[0], np.uint8,
+     False),
+    ("median 9 uint8: histograms", lambda x, **k: filters.median_filter(x, 9), np.uint8, False),
+    ("median 9 float32: selection", lambda x, **k: filters.median_filter(x, 9), np.float32,
+     False),
+]
+
+
+@pytest.mark.parametrize("what,call,dtype,takes_out", PACKED, ids=[c[0].split(":")[0]
+                                                                  for c in PACKED])
+def test_launches_take_their_scalars_packed_once_where_cupy_allows(packing, fake_gpu, what, call,
+                                                                   dtype, takes_out):
+    shape = shape_of(dtype, what)
+    hosts = [sample(shape, dtype, seed=s) for s in (3, 4)]
+    wants = [call(a) for a in hosts]
+    for a, want in zip(hosts, wants):  # (the first call records, the second replays)
+        close(get(call(fake_gpu.asarray(a))), want)
+    assert packing["packed"] > 0
+    assert packing["numpy"] == 0, "every scalar of every launch packed"
+
+
+def test_other_kernels_and_other_scalar_classes_are_not_packed(monkeypatch):
+    import sys
+    import types
+
+    from stencilkit.backends import cuda_cpp
+
+    class Function:
+        def __call__(self, grid, block, args):
+            pass
+
+    assert cuda_cpp.packer({"k": Function()}) is None  # (not CuPy's class: the stand-in's)
+    Function.__module__ = "cupy.cuda.function"
+
+    class Forgetful(_CScalar):  # a CScalar that does not keep the scalar's type
+        def __init__(self, value):
+            self.value, self.dtype = value, np.dtype(np.float64)
+
+    for scalar, wanted in [(_CScalar, _CScalar), (Forgetful, None), (object, None)]:
+        monkeypatch.setitem(sys.modules, "cupy._core._scalar",
+                            types.SimpleNamespace(CScalar=scalar))
+        monkeypatch.setitem(sys.modules, "cupy.cuda.function",
+                            types.SimpleNamespace(CPointer=_CPointer))
+        cuda_cpp._packer.cache_clear()
+        assert cuda_cpp.packer({"k": Function()}) is wanted, scalar
+    cuda_cpp._packer.cache_clear()
+    values = (np.int32(-3), np.uint8(200), np.float64(0.1), np.int64(2**40))
+    got = cuda_cpp.packed(_CScalar, values)
+    assert [(v.value, v.dtype) for v in got] == [(v, v.dtype) for v in values]
+    assert cuda_cpp.packed(None, iter(values)) == values
+
+
+def test_cupys_own_scalar_class_keeps_each_type_and_value():
+    """Where the real CuPy imports (no GPU needed): its CScalar as :func:`packer` expects it."""
+    function = pytest.importorskip("cupy.cuda.function")
+    if not hasattr(function, "Function"):
+        pytest.skip("the stand-in CuPy is installed here")
+    from cupy._core import raw
+
+    from stencilkit.backends import cuda_cpp
+
+    pack = cuda_cpp._packer(raw.RawKernel)
+    if pack is None:
+        pytest.skip("this CuPy has no CScalar of CuPy 14's form (its launches convert)")
+    assert cuda_cpp._packer(function.Function) is pack
+    for v in (np.int32(-7), np.int64(-2**40), np.uint8(255), np.float32(1e-40), np.float64(-0.0),
+              np.bool_(True), np.uint32(2**31)):
+        c = pack(v)
+        assert isinstance(c, function.CPointer)
+        assert c.dtype == v.dtype and c.value == v and np.signbit(c.value) == np.signbit(v)

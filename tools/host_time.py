@@ -25,7 +25,14 @@ after each (host and GPU in series). What is left of the plain figure is stencil
 Python, CuPy's array calls (``empty``, ``reshape``) and the replay's lookups. (With it every
 launch goes through a logging wrapper, a few tenths of a microsecond on each figure.)
 ``--arguments`` (with ``--gpu``) times bare launches of an empty kernel with two arrays and
-ten scalars of each of a few NumPy types: what a launch's scalar arguments cost in CuPy.
+ten scalars of each of a few NumPy types: what a launch's scalar arguments cost in CuPy, and
+the same scalars converted once beforehand (:func:`stencilkit.backends.cuda_cpp.packer`).
+Without ``--gpu``, where the real CuPy imports but no GPU is present, it times CuPy's own
+conversion of the arguments alone: a launch of a kernel never loaded, on a stand-in stream,
+which converts every argument and then fails at CUDA's context (checked: an argument CuPy
+cannot convert raises its TypeError first).
+
+    python tools/host_time.py --arguments        # CuPy installed, no GPU needed
 """
 
 from __future__ import annotations
@@ -58,8 +65,11 @@ def main(argv=None):
                     help="also time each call's launches alone, their GPU time, and the call "
                          "synchronised (see the module docstring)")
     ap.add_argument("--arguments", action="store_true",
-                    help="with --gpu: time launches of an empty kernel by its arguments' types")
+                    help="time launches of an empty kernel by its arguments' types (without "
+                         "--gpu: CuPy's conversion of them alone, no GPU needed)")
     args = ap.parse_args(argv)
+    if args.arguments and not args.gpu:
+        return _conversion(args.calls * 10, max(args.rounds, 5))
     from numba import cuda
 
     from stencilkit import filters, resample
@@ -168,19 +178,72 @@ def probe_source(types) -> str:
     return f'extern "C" __global__ void probe({", ".join(params)}) {{}}\n'
 
 
+MIXED = [np.int32(1)] * 7 + [np.int64(1), np.uint8(1), np.float64(1)]
+"""Ten scalars of the types a generated stencil's launch passes."""
+
+
+def _conversion(calls, rounds):
+    """Print CuPy's conversion of a launch's arguments (real CuPy, no GPU), in microseconds.
+
+    A ``cupy.cuda.function.Function`` never loaded (its address 0) is launched on a stand-in
+    stream: CuPy converts each argument, then fails at CUDA's context (no driver or device).
+    The least of ``rounds`` interleaved runs of ``calls`` launches each, by the arguments'
+    types.
+    """
+    import timeit
+
+    from cupy.cuda import function
+
+    from stencilkit.backends import cuda_cpp
+
+    class Stream:  # (CuPy's launch reads a stream's address; the current stream needs a GPU)
+        ptr = 0
+
+    fn, stream = function.Function.__new__(function.Function), Stream()
+
+    def launch(args):
+        try:
+            fn((1,), (32,), args, stream=stream)
+        except Exception as exc:  # noqa: BLE001
+            return exc
+        raise SystemExit("the launch went through: a GPU is present (use --gpu)")
+
+    if not isinstance(launch((object(),)), TypeError):
+        sys.exit("this CuPy does not convert the arguments before it needs a GPU")
+    pack = cuda_cpp.packer({"probe": fn})
+    sets = {t.__name__: [t(1)] * 10 for t in (np.int32, np.int64, np.uint8, np.float32,
+                                              np.float64)}
+    sets.update({"mixed (a stencil's)": MIXED, "Python int": [1] * 10, "none": []})
+    if pack is not None:
+        sets["mixed, packed once"] = list(cuda_cpp.packed(pack, MIXED))
+    best = {}
+    for _ in range(rounds):  # (interleaved: a noisy machine's least)
+        for name, scalars in sets.items():
+            kargs = tuple(scalars)
+            per = timeit.timeit(lambda kargs=kargs: launch(kargs), number=calls) / calls
+            best[name] = min(best.get(name, per), per)
+    for name, per in best.items():
+        print(f"conversion, scalars {name:<24} {per * 1e6:6.2f} us", flush=True)
+    if pack is None:
+        print("(no packer for this CuPy: its launches convert NumPy scalars each time)")
+
+
 def _arguments(put, sync, calls):
     """Print microseconds per bare launch of an empty kernel, by its scalars' types."""
     import cupy
 
+    from stencilkit.backends import cuda_cpp
+
     a, b = put(np.zeros(4, np.uint8)), put(np.zeros(4, np.uint8))
     sets = {t.__name__: [t(1)] * 10 for t in (np.int32, np.int64, np.uint8, np.float32,
                                               np.float64)}
-    sets["mixed (a stencil's)"] = [np.int32(1)] * 7 + [np.int64(1), np.uint8(1),
-                                                       np.float64(1)]
+    sets["mixed (a stencil's)"] = MIXED
     sets["Python int"] = [1] * 10
     sets["none (two arrays)"] = []
-    for name, scalars in sets.items():
+    for name, scalars in {**sets, "mixed, packed once": MIXED}.items():
         kernel = cupy.RawKernel(probe_source([type(v) for v in scalars]), "probe")
+        if name.endswith("packed once"):
+            scalars = cuda_cpp.packed(cuda_cpp.packer({"probe": kernel}), scalars)
         kargs = (a, b, *scalars)
         kernel((1,), (32,), kargs)
         sync()

@@ -388,6 +388,47 @@ class CompileError(Exception):
     """NVRTC rejected an emitted module."""
 
 
+def packer(found: dict):
+    """How the launches of ``found``'s kernels (:func:`kernels`) best take their scalars.
+
+    A function that converts a NumPy scalar, once, into the object CuPy's launch would build
+    from it at every launch (CuPy 14's ``cupy._core._scalar.CScalar``, which a launch passes
+    on as it is: ``cupy/cuda/function.pyx``'s ``_pointer``), or None: NumPy scalars, which
+    CuPy converts at each launch. CuPy's conversion
+    is about 0.35 us an argument (real CuPy 14.2 on this project's 2-core machine, no GPU:
+    ``tools/host_time.py --arguments``), and a launch takes 6-10 scalars. The conversion is
+    kept with the recorded launches (:data:`_LAUNCHES`, keyed by it), so only a call's first
+    launches pay it. None for other kernels (the tests' stand-in, another CuPy).
+    """
+    return _packer(type(next(iter(found.values()), None)))
+
+
+_CUPY_KERNELS = {("cupy._core.raw", "RawKernel"), ("cupy.cuda.function", "Function")}
+"""CuPy's kernel classes (RawModule's kernels, and the functions they launch through)."""
+
+
+@functools.lru_cache(maxsize=None)
+def _packer(cls):
+    if (cls.__module__, cls.__name__) not in _CUPY_KERNELS:
+        return None
+    try:  # (a private class of CuPy's: checked to take a scalar and keep its type and value)
+        from cupy._core._scalar import CScalar
+        from cupy.cuda.function import CPointer
+
+        probe = CScalar(np.float32(1.5))
+        kept = np.dtype(getattr(probe, "dtype", None) or getattr(probe, "descr", None))
+        if not (isinstance(probe, CPointer) and kept == np.float32 and probe.value == 1.5):
+            return None
+    except Exception:  # noqa: BLE001 (another CuPy: its launches convert the NumPy scalars)
+        return None
+    return CScalar
+
+
+def packed(pack, scalars) -> tuple:
+    """``scalars`` (NumPy scalars of the C types) converted by ``pack`` (:func:`packer`)."""
+    return tuple(scalars) if pack is None else tuple(pack(v) for v in scalars)
+
+
 def as_cupy(a):
     """A CuPy view of a device array (CuPy arrays pass through; numba's are wrapped)."""
     import cupy
@@ -409,16 +450,17 @@ def run(mod, arrays, out, plan, params, fastmath: bool):
     words = _words(mod, arrays, out)
     wshape = tuple(out.shape)
     found = kernels(mod, fastmath)
+    pack = packer(found)
 
     def calls_for(params):
         key = (mod.source, fastmath, words, wshape, plan.mode,
                _dtypes.exact_key(plan.cval_acc), _dtypes.exact_key(plan.cval_out),
-               _dtypes.exact_key(tuple(params)), codegen_cpp.launch_settings())
+               _dtypes.exact_key(tuple(params)), codegen_cpp.launch_settings(), pack)
         calls = _LAUNCHES.get(key)
         if calls is None:
             calls = [(kname, grid, block,
-                      tuple(mod.scalars(wshape, rows, c0, c1, plan.mode, plan.cval_acc,
-                                        plan.cval_out, params)))
+                      packed(pack, mod.scalars(wshape, rows, c0, c1, plan.mode, plan.cval_acc,
+                                               plan.cval_out, params)))
                      for kname, grid, block, (rows, c0, c1) in mod.launches(wshape, words)]
             _dtypes.remember(_LAUNCHES, key, calls)
         return [(found[kname], grid, block, scalars) for kname, grid, block, scalars in calls]
@@ -448,7 +490,8 @@ def _words(mod, arrays, out) -> bool:
 
 _LAUNCHES: dict = {}
 """A call configuration's launches (kernel, grid, block, scalar arguments), worked out once:
-the geometry and the typed scalars were about a third of a small call's host time."""
+the geometry and the typed scalars were about a third of a small call's host time. The
+scalars are kept as the launches take them (:func:`packed`; the packer is part of each key)."""
 
 
 def run_tiled(mod, arrays, out, nsteps, plan, params, fastmath: bool) -> None:

@@ -427,7 +427,8 @@ def run(x, p, mode, cval, out=None, out_dtype=None):
     if not math.prod(wshape):
         return cuda_backend.deliver(cuda_backend.empty(shape, dtype, x), out, out_dtype)
     kernels = cuda_cpp.kernels(mod, False)
-    calls = [(kernels[kname], grid, block, tuple(mod.scalars(wshape, mode, cval)))
+    pack = cuda_cpp.packer(kernels)
+    calls = [(kernels[kname], grid, block, cuda_cpp.packed(pack, mod.scalars(wshape, mode, cval)))
              for kname, grid, block in mod.launches(wshape)]
 
     def launch(x, out):

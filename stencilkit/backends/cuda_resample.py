@@ -451,10 +451,11 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
     except cuda_cpp.CompileError as exc:  # a stencilkit bug: say so, and numba's kernel runs
         cuda_cpp.compile_failed(exc)
         return False
-    key = (mod.source, wshape, oshape, _dtypes.exact_key(cval))  # (the launches, once)
+    pack = cuda_cpp.packer(found)
+    key = (mod.source, wshape, oshape, _dtypes.exact_key(cval), pack)  # (the launches, once)
     calls = cuda_cpp._LAUNCHES.get(key)
     if calls is None:
-        calls = [(kname, grid, block, scalars(mod, wshape, oshape, cval))
+        calls = [(kname, grid, block, cuda_cpp.packed(pack, scalars(mod, wshape, oshape, cval)))
                  for kname, grid, block, _ in mod.launches(wshape, oshape)]
         _dtypes.remember(cuda_cpp._LAUNCHES, key, calls)
     calls = [(found[kname], grid, block, args) for kname, grid, block, args in calls]
@@ -600,7 +601,8 @@ def run_pyramid(src, dst, mode, *, lo=0, hi=0):
         cuda_cpp.compile_failed(exc)
         return False
     ix = np.int64 if idx64 else np.int32
-    args = (*(ix(v) for v in (*wshape, *oshape[1:])), np.int32(modes.mode_code(mode)))
+    args = cuda_cpp.packed(cuda_cpp.packer(found), (*(ix(v) for v in (*wshape, *oshape[1:])),
+                                                    np.int32(modes.mode_code(mode))))
     calls = [(found[kname], grid, block) for kname, grid, block, _ in
              mod.launches(wshape, oshape)]
 

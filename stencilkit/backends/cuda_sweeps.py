@@ -391,25 +391,27 @@ def run(x, out_dtype, module_of, scalars_of, out=None, key=None):
     idx64 = math.prod(wshape) >= 2**31
     mod = module_of(dtype, (s.data.ptr, d.data.ptr), idx64)
     found = cuda_cpp.kernels(mod, False)
+    pack = cuda_cpp.packer(found)
     ck, calls = None if key is None else (mod.source, wshape, key, REACH_STRIPS,
                                           FUSED_BORDER_ROWS,
-                                          codegen_cpp.launch_settings()), None
+                                          codegen_cpp.launch_settings(), pack), None
     try:
         calls = None if ck is None else cuda_cpp._LAUNCHES.get(ck)
     except TypeError:  # (an unhashable mode, one per axis: no cache)
         ck = None
     if calls is None:
-        calls = [(kname, grid, block, tuple(scalars_of(mod, wshape, rows, a, b)))
+        calls = [(kname, grid, block, cuda_cpp.packed(pack, scalars_of(mod, wshape, rows, a, b)))
                  for kname, grid, block, (rows, a, b) in mod.launches(wshape)]
         if ck is not None:
             _dtypes.remember(cuda_cpp._LAUNCHES, ck, calls)
+    calls = [(found[kname], grid, block, scalars) for kname, grid, block, scalars in calls]
     scratch = getattr(mod, "scratch", lambda shape: None)(wshape)
 
     def launch(s, d, like):  # (like: not x, which a replay would keep alive)
         extra = () if scratch is None else (
             cuda_cpp.as_cupy(cuda_backend.empty((scratch[0],), scratch[1], like)),)
-        for kname, grid, block, scalars in calls:
-            found[kname](grid, block, (s, d, *scalars, *extra))
+        for kernel, grid, block, scalars in calls:
+            kernel(grid, block, (s, d, *scalars, *extra))
 
     launch(s, d, x)
     res = out if direct else cuda_backend.deliver(dst.reshape(shape), out)
