@@ -55,6 +55,53 @@ def test_block_medians_take_the_cpp_kernel_equal_to_the_cpu(fake_gpu):
     np.testing.assert_array_equal(got.copy_to_host(), resample.block_reduce(f, 4, "median"))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64],
+                         ids=lambda d: np.dtype(d).name)
+def test_large_block_medians_select_in_a_scratch_array_equal_to_the_cpu(fake_gpu, monkeypatch,
+                                                                        dtype):
+    """Blocks beyond a thread's buffer (MEDIAN_MAX): windows in a scratch array, selected
+    (the rank filters' quickselect). Data of three values (ties everywhere), sorted and
+    reversed blocks, a NaN, edge blocks down to one element, a volume's blocks; and a scratch
+    array so small that each thread strides over rows and planes."""
+    rng = np.random.default_rng(9)
+    few = rng.integers(0, 3, (2, 35, 52)).astype(dtype)
+    rows = np.broadcast_to(np.arange(52, dtype=dtype), (2, 35, 52)).copy()
+    reversed_ = rows[..., ::-1].copy()
+    spread = data((2, 35, 52), dtype, seed=10)
+    if spread.dtype.kind == "f":
+        spread[1, 20, 30] = np.nan
+    volume = data((7, 12, 13), dtype, seed=11)
+    cases = [(few, (1, 17, 17), "partial"), (few, (1, 16, 20), "pad"),
+             (rows, (1, 20, 16), "trim"), (reversed_, (1, 17, 26), "partial"),
+             (spread, (1, 18, 17), "pad"), (spread, (2, 17, 17), "partial"),
+             (volume, (3, 10, 10), "partial"), (volume, (4, 9, 8), "pad")]
+    for small in (False, True):
+        if small:  # (one row of 32 threads' windows: the grid strides over rows and planes)
+            monkeypatch.setattr(cuda_resample, "SCRATCH_BYTES", 1)
+        for a, factor, edge in cases:
+            kw = {"edge": edge, **({"cval": 2} if edge == "pad" else {})}
+            want = resample.block_reduce(a, factor, "median", **kw)
+            got = resample.block_reduce(cuda.to_device(a), factor, "median", **kw)
+            np.testing.assert_array_equal(got.copy_to_host(), want,
+                                          err_msg=f"{factor} {edge} {small}")
+            kernel, grid, block = fake_gpu.grids[-1]
+            assert kernel == "sk_blocks" and block == cuda_resample.SCRATCH_BLOCK
+            assert not small or grid[1:] == (1, 1), grid
+    for f1, window in [(16, 0), (17, 272)]:  # (256 elements: a thread's buffer, sorted)
+        mod = cuda_resample.module_for(np.dtype(dtype), np.float64, np.dtype(dtype), 16, f1,
+                                       "median", False, 0, 0, False)
+        assert mod.window == window and ("pivot" in mod.source) == bool(window)
+
+
+def test_block_medians_beyond_the_scratch_arrays_say_so(fake_gpu):
+    import stencilkit as sk
+
+    d = cuda.to_device(np.zeros((2, 3, 4), np.uint8))
+    with pytest.raises(sk.StencilError, match=r"at most 262144 elements .* \(factor \(2, 512, "
+                                              r"257\), 263168 elements\); copy the array"):
+        resample.block_reduce(d, (2, 512, 257), "median")
+
+
 def test_negative_means_round_ties_to_even(fake_gpu):
     """Integer means of negative sums: the nearest integer, ties to even (floor division
     underneath, as in the kernel)."""
@@ -148,9 +195,12 @@ def test_modules_compile_with_nvrtc(lead):
             [(np.uint8, np.int32, np.uint8), (np.int16, np.int64, np.int16),
              (np.float32, np.float64, np.float32)],
             ["mean", "min", "max", "take", "median"], [False, True]):
-        mod = cuda_resample.generate(dtype, acc, out, 2, 2, op, pad=pad, lo=0, hi=255,
-                                     idx64=False, lead=lead)
-        assert ".entry sk_blocks(" in cuda_cpp.ptx(mod.source, "compute_90")
+        for f in (2, 17):  # (17 x 17 medians: windows in a scratch array, selected)
+            if f == 17 and op != "median":
+                continue
+            mod = cuda_resample.generate(dtype, acc, out, f, f, op, pad=pad, lo=0, hi=255,
+                                         idx64=False, lead=lead)
+            assert ".entry sk_blocks(" in cuda_cpp.ptx(mod.source, "compute_90")
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float64])

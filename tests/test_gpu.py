@@ -214,9 +214,18 @@ def test_cupy_filters_and_resampling(cupy):
             want = filters.median_filter(f, 3, mode=mode, cval=-0.0)
             np.testing.assert_array_equal(got.view(ut), want.view(ut), err_msg=f"{dt} {mode}")
     np.testing.assert_array_equal(resample.block_reduce(d, 2).get(), resample.block_reduce(a, 2))
-    for factor in (3, 9, (16, 12)):  # medians: generated C++ (more than numba's 64 elements)
+    for factor in (3, 9, (16, 12), 32, (17, 40)):  # medians: generated C++ (beyond numba's
+        # 64 elements; beyond 256: windows in a scratch array, selected)
         np.testing.assert_array_equal(resample.block_reduce(d, factor, "median").get(),
-                                      resample.block_reduce(a, factor, "median"))
+                                      resample.block_reduce(a, factor, "median"),
+                                      err_msg=f"median {factor}")
+    f = sample((3, 70, 90), np.float32)  # (NaN blocks, a volume's blocks across planes)
+    f[1, 5, 7] = np.nan
+    for factor in ((1, 20, 20), (2, 15, 11), (3, 13, 17)):
+        np.testing.assert_array_equal(resample.block_reduce(cupy.asarray(f), factor, "median",
+                                                            edge="pad", cval=0.5).get(),
+                                      resample.block_reduce(f, factor, "median", edge="pad",
+                                                            cval=0.5), err_msg=f"{factor}")
     r = np.ascontiguousarray(a[:, :288])  # rows of whole 16-byte words: 16 bytes a thread
     for x in (r, r.astype(np.float32) / 3):
         for func in ("mean", "sum", "min", "max"):

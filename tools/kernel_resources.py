@@ -80,6 +80,9 @@ def modules():
     out.append(("resample: block_reduce 16 x 16 median, uint8 (a thread's float64 buffer)",
                 cuda_resample.module_for(u8, f64, u8, 16, 16, "median", False, 0, 0,
                                          False).source))
+    out.append(("resample: block_reduce 32 x 32 median, uint8 (windows in a scratch array)",
+                cuda_resample.module_for(u8, f64, u8, 32, 32, "median", False, 0, 0,
+                                         False).source))
     out.append(("resample: pyramid_down level, uint8",
                 cuda_resample.generate_pyramid(u8, lo=0, hi=255, idx64=False).source))
     box = Rank(((True,) * 15,) * 15, (7, 7), 112, True)

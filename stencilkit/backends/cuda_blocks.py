@@ -493,9 +493,9 @@ def reduce(arr, full, op, edge, cval, out_dtype):
         if any(f != 1 for f in lead) or f0 * f1 > MEDIAN_BLOCK_MAX:
             raise StencilError(
                 f"block_reduce: the GPU median takes blocks of at most "
-                f"{cuda_resample.MEDIAN_MAX} elements (generated CUDA C++, with CuPy), or over "
-                f"the last two axes of at most {MEDIAN_BLOCK_MAX} (numba.cuda) (factor {full});"
-                " copy the array to the host")
+                f"{cuda_resample.MEDIAN_SCRATCH_MAX} elements (generated CUDA C++, with CuPy), "
+                f"or over the last two axes of at most {MEDIAN_BLOCK_MAX} (numba.cuda) (factor "
+                f"{full}, {math.prod(full)} elements); copy the array to the host")
         shape = tuple(x.shape)
         n0, n1 = (shape[-2], shape[-1]) if x.ndim >= 2 else (1, shape[-1])
         m0, m1 = (out_shape[-2], out_shape[-1]) if x.ndim >= 2 else (1, out_shape[-1])

@@ -342,22 +342,7 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
         L += [f"    for (int e = 0; e < {n}; ++e) if (SK_BUF(e) != SK_BUF(e)) "
               "{ res = SK_BUF(e); nan = true; break; }"]
     L += ["    if (!nan) {  // Hoare's quickselect, as the CPU's _select",
-          f"      int lo = 0, hi = {n - 1};",
-          "      bool found = false;",
-          "      while (lo < hi) {",
-          f"        const {t} pivot = SK_BUF((lo + hi) / 2);",
-          "        int a = lo, z = hi;",
-          "        while (a <= z) {",
-          "          while (SK_BUF(a) < pivot) ++a;",
-          "          while (SK_BUF(z) > pivot) --z;",
-          f"          if (a <= z) {{ const {t} s = SK_BUF(a); SK_BUF(a) = SK_BUF(z); "
-          "SK_BUF(z) = s; ++a; --z; }",
-          "        }",
-          f"        if ({rank} <= z) hi = z;",
-          f"        else if ({rank} >= a) lo = a;",
-          f"        else {{ res = SK_BUF({rank}); found = true; break; }}",
-          "      }",
-          f"      if (!found) res = SK_BUF({rank});",
+          *select_lines(t, str(rank), str(n), "res", "      "),
           "    }",
           "    dst[q] = res;",
           "  }",
@@ -366,6 +351,34 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
           codegen_cpp.host_launchers((kernel,), params, names)]
     return RankModule(kernel, "\n".join(L) + "\n", dtype, ndim, idx64,
                       (T, 1, 1) if T else SELECT_BLOCK, window=n if scratch else 0)
+
+
+def select_lines(t, k, n, res, indent) -> list:
+    """C++ lines setting ``res`` to the ``k``-th smallest of ``SK_BUF(0)`` ... ``SK_BUF(n - 1)``.
+
+    Values of C++ type ``t``, none of them NaN; ``k`` and ``n``: C++ expressions (int). Hoare's
+    FIND (CACM 4(7), 1961, Algorithm 65) in the CPU's form (``cpu_lines.rank._select``: the
+    middle element as the pivot, the same swaps, so the same element where values compare equal:
+    signed zeros). It partitions the buffer as it goes: after it, ``SK_BUF(k)`` holds ``res``,
+    no element before it is larger and none after it smaller.
+    """
+    lines = [f"int lo = 0, hi = ({n}) - 1;",
+             "bool found = false;",
+             "while (lo < hi) {",
+             f"  const {t} pivot = SK_BUF((lo + hi) / 2);",
+             "  int a = lo, z = hi;",
+             "  while (a <= z) {",
+             "    while (SK_BUF(a) < pivot) ++a;",
+             "    while (SK_BUF(z) > pivot) --z;",
+             f"    if (a <= z) {{ const {t} s = SK_BUF(a); SK_BUF(a) = SK_BUF(z); "
+             "SK_BUF(z) = s; ++a; --z; }",
+             "  }",
+             f"  if (({k}) <= z) hi = z;",
+             f"  else if (({k}) >= a) lo = a;",
+             f"  else {{ {res} = SK_BUF({k}); found = true; break; }}",
+             "}",
+             f"if (!found) {res} = SK_BUF({k});"]
+    return [indent + line for line in lines]
 
 
 _MODULES: dict = {}

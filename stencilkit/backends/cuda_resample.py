@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _dtypes, codegen_cpp, modes
+from . import cuda_rank
 
 BLOCK = (32, 8, 1)
 """Threads per block: x over output columns, y over output rows."""
@@ -44,7 +45,24 @@ def vector_bytes(n1, itemsize) -> int:
 _OPS = ("take", "sum", "mean", "min", "max", "median")
 
 MEDIAN_MAX = 256
-"""Largest median block (elements, each thread's float64 buffer: 2 KiB of local memory)."""
+"""Largest median block in each thread's own buffer (float64: 2 KiB of local memory), sorted
+by insertion as the numba.cuda kernel's; larger blocks go to a scratch array
+(:data:`MEDIAN_SCRATCH_MAX`)."""
+
+MEDIAN_SCRATCH_MAX = 1 << 18
+"""Largest median block (elements: 512 x 512), in a device scratch array of float64 windows,
+one a thread (interleaved by thread: a warp's stores coalesce), by a selection (the rank
+filters' quickselect, :func:`.cuda_rank.select_lines`: expected linear time) instead of a
+sort."""
+
+SCRATCH_BYTES = 64 << 20
+"""The scratch array of a launch of large block medians holds at most this many bytes, or one
+row of 32 threads' windows per output row where that is more: the grid strides over the
+outputs with as many threads as it holds windows for (as :mod:`.cuda_rank`'s selection)."""
+
+SCRATCH_BLOCK = (32, 1, 1)
+"""Threads per block of the large medians: one warp across output columns (the fewest
+threads a row of output blocks needs, and so the least scratch)."""
 _TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32,
                                      np.uint32, np.int64, np.uint64, np.float32, np.float64))
 
@@ -59,6 +77,7 @@ class BlocksModule:
     idx64: bool
     lead: tuple = ()
     per: int = 1  # neighbouring outputs per thread (:func:`outputs_per_thread`)
+    window: int = 0  # a large median: elements of each thread's window in the scratch array
 
     kernels = ("sk_blocks",)
 
@@ -67,7 +86,16 @@ class BlocksModule:
 
         ``rows``: output rows per block row of threads at most (host tests: fewer threads).
         """
+        if self.window:
+            return _scratch_launches(self.kernels[0], _planes(oshape), self.window)
         return _launches(self.kernels[0], _planes(oshape), rows, self.per)
+
+    def scratch_size(self, oshape) -> int:
+        """Elements (float64) of the scratch array a launch into ``oshape`` takes (0: none)."""
+        if not self.window:
+            return 0
+        return sum(self.window * math.prod(grid) * math.prod(block)
+                   for _, grid, block, _ in self.launches(None, oshape))
 
 
 def _planes(shape):
@@ -89,6 +117,24 @@ def _launches(kernel, oshape, rows, per=1):
         gy = max(1, min(gy, cdiv(m0, BLOCK[1] * rows)))
     return [(kernel, (cdiv(m1, per * BLOCK[0]), gy, min(B, codegen_cpp.MAX_GRID_YZ)), BLOCK,
              ())]
+
+
+def _scratch_launches(kernel, oshape, window):
+    """One launch of the large medians over the ``(B, m0, m1)`` output.
+
+    Its threads' windows fit :data:`SCRATCH_BYTES` (or one row of threads across the output's
+    columns, where that is more). The kernel strides over output rows (y) and planes (z) as
+    :func:`_launches`'s does.
+    """
+    B, m0, m1 = oshape
+    if not B * m0 * m1:
+        return []
+    cdiv = codegen_cpp._cdiv
+    gx = cdiv(m1, SCRATCH_BLOCK[0])
+    rows = max(1, SCRATCH_BYTES // (gx * SCRATCH_BLOCK[0] * window * 8))
+    gy = min(m0, rows, codegen_cpp.MAX_GRID_YZ)
+    gz = min(B, max(1, rows // gy), codegen_cpp.MAX_GRID_YZ)
+    return [(kernel, (gx, gy, gz), SCRATCH_BLOCK, ())]
 
 
 def outputs_per_thread(dtype, f0, f1, op, lead=(), vector=VECTOR_BYTES) -> int:
@@ -126,11 +172,12 @@ def fits(op, dtype, acc, out, rounding, exact) -> bool:
 
 
 def median_fits(*factors) -> bool:
-    """Whether the median of blocks of these factors fits a thread's buffer.
+    """Whether this module family takes the median of blocks of these factors.
 
-    At most :data:`MEDIAN_MAX` elements.
+    At most :data:`MEDIAN_MAX` elements in each thread's buffer, up to
+    :data:`MEDIAN_SCRATCH_MAX` in a scratch array.
     """
-    return math.prod(factors) <= MEDIAN_MAX
+    return math.prod(factors) <= MEDIAN_SCRATCH_MAX
 
 
 def _int_lit(v: int) -> str:
@@ -159,14 +206,16 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
     lead = tuple(int(g) for g in lead)
     red = [k for k, g in enumerate(lead) if g > 1]  # the lead axes reduced
     lead_size = math.prod(lead)
+    window = f0 * f1 * lead_size if op == "median" and f0 * f1 * lead_size > MEDIAN_MAX else 0
     ix = "sk_i64" if idx64 else "sk_i32"
     t, a, o = (codegen_cpp._ctype_of(d) for d in (dtype, acc, out))
     ua = codegen_cpp._ctype_of(np.dtype(f"u{acc.itemsize}")) if acc.kind in "iu" else a
     sizes = "".join(f", {ix} L{k}, {ix} M{k}" for k in range(len(lead)))
-    params = (f"const {t}* __restrict__ src, {o}* __restrict__ dst, {ix} B, {ix} n0, {ix} n1, "
-              f"{ix} m0, {ix} m1{sizes}, {a} cval")
-    names = ("src, dst, B, n0, n1, m0, m1" + "".join(f", L{k}, M{k}" for k in range(len(lead)))
-             + ", cval")
+    scratch = "double* __restrict__ scratch, " if window else ""
+    params = (f"const {t}* __restrict__ src, {o}* __restrict__ dst, {scratch}{ix} B, {ix} n0, "
+              f"{ix} n1, {ix} m0, {ix} m1{sizes}, {a} cval")
+    names = ("src, dst, " + ("scratch, " if window else "") + "B, n0, n1, m0, m1"
+             + "".join(f", L{k}, M{k}" for k in range(len(lead))) + ", cval")
     exact = op == "mean" and acc.kind == "i" and out.kind in "iu"
 
     def combine(v, x):
@@ -246,7 +295,14 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
          *([f"struct alignas({W}) sk_o{W} {{ sk_u32 w[{W // 4}]; }};",
             f"union sk_orow {{ sk_o{W} v; {o} e[{per}]; }};"] if W else []),
          f'extern "C" __global__ void sk_blocks({params}) {{',
-         *([f"  double vals[{f0 * f1 * lead_size}];"] if op == "median" else []),
+         *([f"  double vals[{f0 * f1 * lead_size}];"] if op == "median" and not window else []),
+         *(["  // this thread's window: element e at SK_BUF(e) (the threads interleaved)",
+            "  const sk_i64 sk_T = (sk_i64)gridDim.x * blockDim.x * gridDim.y * blockDim.y"
+            " * gridDim.z;",
+            "  double* __restrict__ vals = scratch + ((((sk_i64)blockIdx.z * gridDim.y"
+            " + blockIdx.y) * blockDim.y + threadIdx.y) * gridDim.x + blockIdx.x) * blockDim.x"
+            " + threadIdx.x;", "#define SK_BUF(e) vals[(sk_i64)(e) * sk_T]"]
+           if window else []),
          f"  const {ix} j0 = (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x) * {per};",
          "  if (j0 >= m1) return;"]
     if lead:  # the lead axes' strides, then each plane's block of lead indices
@@ -340,15 +396,31 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
             if pad:
                 inside += f" && d{k} < h{k}"
         L += [f"          {{ const double v = {inside} ? (double)plane[{at}] : cval;",
-              "          nan = nan || v != v;",
-              "          int q = count;  // into the sorted prefix",
-              "          while (q > 0 && vals[q - 1] > v) { vals[q] = vals[q - 1]; --q; }",
-              "          vals[q] = v;",
-              "          ++count; }",
-              "        }",
-              "      const int h = count / 2;",
-              "      double med = count % 2 ? vals[h] : (vals[h - 1] + vals[h]) / 2.0;",
-              "      if (nan) med = sk_f64_bits(0x7ff8000000000000ULL);  // NumPy's NaN"]
+              "          nan = nan || v != v;"]
+        if window:  # appended in the block's order, then selected
+            L += ["          vals[(sk_i64)count * sk_T] = v;",
+                  "          ++count; }",
+                  "        }",
+                  "      const int h = count / 2;",
+                  "      double med = sk_f64_bits(0x7ff8000000000000ULL);  // NumPy's NaN",
+                  "      if (!nan) {  // the h-th smallest, as the rank filters' selection",
+                  *cuda_rank.select_lines("double", "h", "count", "med", "        "),
+                  "        if (count % 2 == 0) {  // the largest before it: the one below",
+                  "          double below = SK_BUF(0);",
+                  "          for (int q = 1; q < h; ++q) below = SK_BUF(q) > below ? SK_BUF(q)"
+                  " : below;",
+                  "          med = (below + med) / 2.0;",
+                  "        }",
+                  "      }"]
+        else:
+            L += ["          int q = count;  // into the sorted prefix",
+                  "          while (q > 0 && vals[q - 1] > v) { vals[q] = vals[q - 1]; --q; }",
+                  "          vals[q] = v;",
+                  "          ++count; }",
+                  "        }",
+                  "      const int h = count / 2;",
+                  "      double med = count % 2 ? vals[h] : (vals[h - 1] + vals[h]) / 2.0;",
+                  "      if (nan) med = sk_f64_bits(0x7ff8000000000000ULL);  // NumPy's NaN"]
         if out.kind in "biu":
             lo_, hi_ = (0.0, 1.0) if out.kind == "b" else (float(np.iinfo(out).min),
                                                            float(np.iinfo(out).max))
@@ -383,9 +455,9 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
               "      }",
               *("      " + line for line in finish(
                   "((rstop - r0) * (cstop - c0)" + (" * lead_count)" if red else ")")))]
-    L += ["      }", "    }", "  }", "}", ""]
+    L += ["      }", "    }", "  }", "}", *(["#undef SK_BUF"] if window else []), ""]
     L.append(codegen_cpp.host_launchers(BlocksModule.kernels, params, names))
-    return BlocksModule("\n".join(L) + "\n", acc, out, idx64, lead, per)
+    return BlocksModule("\n".join(L) + "\n", acc, out, idx64, lead, per, window)
 
 
 _MODULES: dict = {}
@@ -431,6 +503,7 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
     runs the numba.cuda kernels; else ``launch(src, dst)``, the same launches on other arrays
     of these shapes (for :mod:`.cuda_replay`).
     """
+    from . import cuda as cuda_backend
     from . import cuda_cpp
 
     dtype, out = np.dtype(src.dtype), np.dtype(dst.dtype)
@@ -452,18 +525,22 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
         cuda_cpp.compile_failed(exc)
         return False
     pack = cuda_cpp.packer(found)
-    key = (mod.source, wshape, oshape, _dtypes.exact_key(cval), pack)  # (the launches, once)
+    key = (mod.source, wshape, oshape, _dtypes.exact_key(cval), pack,  # (the launches, once)
+           SCRATCH_BYTES if mod.window else None)
     calls = cuda_cpp._LAUNCHES.get(key)
     if calls is None:
         calls = [(kname, grid, block, cuda_cpp.packed(pack, scalars(mod, wshape, oshape, cval)))
                  for kname, grid, block, _ in mod.launches(wshape, oshape)]
         _dtypes.remember(cuda_cpp._LAUNCHES, key, calls)
     calls = [(found[kname], grid, block, args) for kname, grid, block, args in calls]
+    scratch = mod.scratch_size(oshape)
 
     def launch(src, dst):
         s, d = cuda_cpp.as_cupy(src), cuda_cpp.as_cupy(dst)
+        extra = (cuda_cpp.as_cupy(cuda_backend.empty((scratch,), np.float64, src)),) \
+            if scratch else ()
         for kernel, grid, block, args in calls:
-            kernel(grid, block, (s, d, *args))
+            kernel(grid, block, (s, d, *extra, *args))
         return True
 
     launch(src, dst)
