@@ -264,8 +264,9 @@ class Passes(NamedTuple):
                 raise StencilError(
                     f"{self.name}: windows of more than {MEDIAN_MAX} elements (here {p.size}) have "
                     "no lowering to generated stencils: the CPU backend computes them, and on a "
-                    "GPU the generated CUDA C++ path (CuPy with NVRTC; 8/16-bit boxes, or windows "
-                    "of up to 8192 offsets: 4096 elements in 2-D) and the numba.cuda fallback "
+                    "GPU the generated CUDA C++ path (CuPy with NVRTC; boxes of up to 65535 "
+                    "elements, other footprints of up to 8192 offsets: 4096 elements in 2-D) "
+                    "and the numba.cuda fallback "
                     "(windows of up to 2048 bytes: 512 float32); copy the array to the host "
                     "(or use a smaller window)")
         return x

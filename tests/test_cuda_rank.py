@@ -153,6 +153,20 @@ def test_windows_beyond_a_threads_buffer_select_in_scratch(monkeypatch, dtype):
     np.testing.assert_array_equal(bits(got), bits(filters.median_filter(x, size)))
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.float32])  # (8/16-bit boxes: histograms)
+def test_boxes_beyond_the_offsets_table_count_their_offsets(monkeypatch, dtype):
+    """Boxes of more offsets than a table holds (OFFSETS_MAX): counted by nested loops in the
+    table's order, the CPU's element bit for bit (a 2-D box of 8281 elements, a 3-D one of
+    3 x 40 x 41: 14760 offsets); a small box too (9 x 8: sk_select, its loops the same)."""
+    x = sample((2, 21, 23), dtype, seed=7)
+    if x.dtype.kind == "f":
+        x[0, ::2, ::3] = -0.0
+        x[1, 4, 5] = np.nan
+    for size in [(1, 91, 91), (3, 40, 41), (1, 9, 8)]:  # (every mode: check's)
+        check(monkeypatch, x, size, "sk_select" if size[-1] == 8 else "sk_select_scratch",
+              cval=1.5)
+
+
 def filters_rank(size):
     """The Rank pass of a ``size x size`` median."""
     n = size * size
@@ -176,8 +190,16 @@ def test_what_the_kernels_take():
     assert cuda_rank.module_for(big, np.int32, 2, False)[0].kernel == "sk_select_scratch"
     assert cuda_rank.module_for(big, np.float32, 2, False)[0].kernel == "sk_select_scratch"
     huge = Rank(((True,) * 91,) * 91, (45, 45), 4140, True)  # 8281 elements x 2 axes
-    assert not cuda_rank.select_fits(huge, np.float32)
-    assert cuda_rank.module_for(huge, np.float32, 2, False) is None
+    assert cuda_rank.select_fits(huge, np.float32)  # (a box: its offsets counted)
+    mod = cuda_rank.module_for(huge, np.float32, 2, False)[0]
+    assert mod.kernel == "sk_select_scratch" and "sk_offsets" not in mod.source
+    disk = np.hypot(*np.mgrid[-45:46, -45:46]) <= 45  # 6361 elements x 2 axes: a table
+    ring = Rank(tuple(map(tuple, disk)), (45, 45), int(disk.sum()) // 2, True)
+    assert not cuda_rank.select_fits(ring, np.float32)
+    assert cuda_rank.module_for(ring, np.float32, 2, False) is None
+    side = 256  # 65536 elements: beyond BOX_MAX
+    assert not cuda_rank.select_fits(Rank(((True,) * side,) * side, (128, 128), 2**15, True),
+                                     np.uint32)
 
 
 def test_median_kernels_compile_with_nvrtc():

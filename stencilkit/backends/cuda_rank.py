@@ -22,7 +22,8 @@ which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
     same element, signed zeros included). The buffers are in shared memory where a block's
     fit :data:`SELECT_SHARED` (element ``e`` of thread ``t`` at ``e * T + t``: a warp's
     accesses fall in 32 banks whatever the indices), else in local memory.
-``sk_select_scratch`` (larger windows, up to :data:`OFFSETS_MAX` offsets)
+``sk_select_scratch`` (larger windows)
+    boxes up to :data:`BOX_MAX` elements, other footprints up to :data:`OFFSETS_MAX` offsets:
     the same selection over windows in a device scratch array of at most
     :data:`SCRATCH_BYTES` (a grid of as many threads as it holds windows for, each striding
     over the outputs; interleaved by thread, so a warp's accesses coalesce), instead of local
@@ -83,6 +84,10 @@ thread of a grid sized to fit it, interleaved so that a warp's accesses coalesce
 
 OFFSETS_MAX = 8192
 """The most window offsets (elements x axes) a selection module holds in constant memory."""
+
+BOX_MAX = 65535
+"""The largest box a selection takes (elements; its offsets counted, not tabulated): 256 KiB
+of float32 window a thread, 256 threads' windows in :data:`SCRATCH_BYTES`."""
 
 _HUANG = tuple(map(np.dtype, (np.uint8, np.int8, np.bool_, np.uint16, np.int16)))
 
@@ -151,13 +156,15 @@ def huang_fits(p, dtype, ndim) -> bool:
 def select_fits(p, dtype) -> bool:
     """Whether a selection kernel takes the ``Rank`` pass ``p`` on ``dtype`` data.
 
-    Windows in local memory up to :data:`SELECT_BYTES`, larger ones in a scratch array up to
-    :data:`OFFSETS_MAX` offsets.
+    Windows in local memory up to :data:`SELECT_BYTES`, larger ones in a scratch array: boxes
+    up to :data:`BOX_MAX` elements, other footprints up to :data:`OFFSETS_MAX` offsets.
     """
     fp = np.array(p.footprint, bool)
     spans = [d for d in range(fp.ndim) if fp.shape[d] > 1]
     axes = fp.ndim - (spans[0] if spans else fp.ndim - 1)
-    return np.dtype(dtype).kind in "biuf" and int(fp.sum()) * axes <= OFFSETS_MAX
+    if np.dtype(dtype).kind not in "biuf":
+        return False
+    return fp.size <= BOX_MAX if fp.all() else int(fp.sum()) * axes <= OFFSETS_MAX
 
 
 def _in_scratch(p, dtype) -> bool:
@@ -275,10 +282,13 @@ def generate_huang(dtype, k0, k1, lo0, lo1, rank, *, idx64) -> RankModule:
     return RankModule("sk_huang", "\n".join(L) + "\n", dtype, 3, idx64, (T, 1, 1))
 
 
-def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> RankModule:
+def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False, box=None) -> RankModule:
     """The selection kernel of a window on ``ndim``-axis work arrays ``(B, *core)``.
 
-    ``offsets``: per element of the window, in C order, its offset along each core axis.
+    ``offsets``: per element of the window, in C order, its offset along each core axis (a
+    table in constant memory); or ``box``: ``(shape, lo)``, a box of that shape along the core
+    axes starting ``lo`` before each output, its offsets counted by nested loops in the same
+    order (no table: any size the scratch array takes, :data:`BOX_MAX`).
     ``scratch``: the windows live in a device array passed after ``dst`` (``sk_select_scratch``;
     element ``e`` of thread ``g``'s window at ``e * threads + g``, so a warp's accesses
     coalesce), for windows larger than a thread's local buffer; else in shared memory where
@@ -288,7 +298,7 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
     ix = "sk_i64" if idx64 else "sk_i32"
     t = codegen_cpp._ctype_of(dtype)
     k = ndim - 1
-    n = len(offsets)
+    n = math.prod(box[0]) if box else len(offsets)
     kernel = "sk_select_scratch" if scratch else "sk_select"
     shape = ", ".join(f"{ix} n{d}" for d in range(k))
     params = (f"const {t}* __restrict__ src, {t}* __restrict__ dst, "
@@ -296,7 +306,7 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
               + f"{ix} B, {shape}, int mode, {t} cval")
     names = ("src, dst, " + ("scratch, " if scratch else "") + "B, "
              + ", ".join(f"n{d}" for d in range(k)) + ", mode, cval")
-    table = ", ".join(str(o) for offs in offsets for o in offs)
+    table = "" if box else ", ".join(str(o) for offs in offsets for o in offs)
     total = " * ".join(["B", *(f"n{d}" for d in range(k))])
     first = f"({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x"
     T = 0 if scratch else select_threads(n, dtype)
@@ -313,7 +323,7 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
          "#define __constant__",
          "#define __shared__",
          "#endif",
-         f"__constant__ int sk_offsets[{n * k}] = {{{table}}};",
+         *([] if box else [f"__constant__ int sk_offsets[{n * k}] = {{{table}}};"]),
          f"#define SK_BUF(e) {buf}",
          f'extern "C" __global__ void {kernel}({params}) {{',
          *([] if scratch else [f"  __shared__ {t} sk_buf[{n * T}];" if T else
@@ -329,14 +339,24 @@ def generate_select(dtype, offsets, rank, ndim, *, idx64, scratch=False) -> Rank
     for d in range(k):
         strides.append(" * ".join([f"n{e}" for e in range(d + 1, k)]) or "1")
     plane = " * ".join(f"n{d}" for d in range(k))
-    L += [f"    const {t}* __restrict__ plane = src + rem * ({plane});",
-          f"    for (int e = 0; e < {n}; ++e) {{",
-          *(f"      const {ix} m{d} = sk_map(i{d} + sk_offsets[e * {k} + {d}], n{d}, mode);"
-            for d in range(k)),
-          f"      SK_BUF(e) = ({' || '.join(f'm{d} < 0' for d in range(k))}) ? cval : plane["
-          + " + ".join(f"m{d} * ({s})" for d, s in enumerate(strides)) + "];",
-          "    }",
-          f"    {t} res = SK_BUF({rank});",
+    gather = (f"SK_BUF(e) = ({' || '.join(f'm{d} < 0' for d in range(k))}) ? cval : plane["
+              + " + ".join(f"m{d} * ({s})" for d, s in enumerate(strides)) + "];")
+    L.append(f"    const {t}* __restrict__ plane = src + rem * ({plane});")
+    if box:  # the box's offsets by nested loops, in C order (the table's order)
+        L.append("    int e = 0;")
+        for d, (kd, lo) in enumerate(zip(*box)):
+            pad = "    " + "  " * d
+            L += [f"{pad}for (int a{d} = 0; a{d} < {kd}; ++a{d}) {{",
+                  f"{pad}  const {ix} m{d} = sk_map(i{d} + (a{d} - {lo}), n{d}, mode);"]
+        L.append("    " + "  " * k + gather + " ++e;")
+        L += ["    " + "  " * d + "}" for d in reversed(range(k))]
+    else:
+        L += [f"    for (int e = 0; e < {n}; ++e) {{",
+              *(f"      const {ix} m{d} = sk_map(i{d} + sk_offsets[e * {k} + {d}], n{d}, mode);"
+                for d in range(k)),
+              "      " + gather,
+              "    }"]
+    L += [f"    {t} res = SK_BUF({rank});",
           "    bool nan = false;"]
     if dtype.kind == "f":  # a NaN wins (the first in the window's order)
         L += [f"    for (int e = 0; e < {n}; ++e) if (SK_BUF(e) != SK_BUF(e)) "
@@ -406,10 +426,11 @@ def module_for(p, dtype, ndim, idx64):
         # axes the window spans (the others are batch, folded in front)
         spans = [d for d in range(ndim) if fp.shape[d] > 1]
         first = spans[0] if spans else ndim - 1
-        offsets = [tuple(int(idx[d]) - p.lo[d] for d in range(first, ndim))
-                   for idx in zip(*np.nonzero(fp))]
+        box = (fp.shape[first:], tuple(p.lo[first:])) if fp.all() else None
+        offsets = None if box else [tuple(int(idx[d]) - p.lo[d] for d in range(first, ndim))
+                                    for idx in zip(*np.nonzero(fp))]
         mod = generate_select(dtype, offsets, p.rank, ndim - first + 1, idx64=idx64,
-                              scratch=_in_scratch(p, dtype))
+                              scratch=_in_scratch(p, dtype), box=box)
 
         def work_shape(shape):
             return (math.prod(shape[:first]), *shape[first:])
