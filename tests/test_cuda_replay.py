@@ -542,6 +542,32 @@ def test_other_kernels_and_other_scalar_classes_are_not_packed(monkeypatch):
     assert cuda_cpp.packed(None, iter(values)) == values
 
 
+def test_cupys_raw_kernels_launch_through_their_function():
+    from stencilkit.backends import cuda_cpp
+
+    class Function:
+        def __call__(self, grid, block, args):
+            pass
+
+    class RawKernel:
+        enable_cooperative_groups = False
+
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+    Function.__module__, RawKernel.__module__ = "cupy.cuda.function", "cupy._core.raw"
+    fn = Function()
+    assert cuda_cpp._launcher(RawKernel(fn)) is fn
+    cooperative = RawKernel(fn)
+    cooperative.enable_cooperative_groups = True  # (launched otherwise: kept as it is)
+    assert cuda_cpp._launcher(cooperative) is cooperative
+    odd = RawKernel(object())  # (not CuPy's Function: kept)
+    assert cuda_cpp._launcher(odd) is odd
+    RawKernel.__module__ = "tests"
+    other = RawKernel(fn)
+    assert cuda_cpp._launcher(other) is other
+
+
 def test_cupys_own_scalar_class_keeps_each_type_and_value():
     """Where the real CuPy imports (no GPU needed): its CScalar as :func:`packer` expects it."""
     function = pytest.importorskip("cupy.cuda.function")

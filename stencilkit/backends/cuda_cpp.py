@@ -280,11 +280,12 @@ _KERNELS: dict = {}
 
 
 def kernels(mod, fastmath: bool) -> dict:
-    """``{name: CuPy RawKernel}`` of ``mod``, compiled once by NVRTC for the current GPU.
+    """``{name: kernel}`` of ``mod``, compiled once by NVRTC for the current GPU.
 
-    The binary is kept in stencilkit's cache folder (:func:`_binary`). Raises
-    :class:`CompileError` if NVRTC rejects the module (again at once on later calls: a
-    rejection is remembered).
+    Each kernel is called ``kernel(grid, block, args)``: CuPy's ``Function`` on the current
+    device (:func:`_launcher`). The binary is kept in stencilkit's cache folder
+    (:func:`_binary`). Raises :class:`CompileError` if NVRTC rejects the module (again at once
+    on later calls: a rejection is remembered).
     """
     import cupy
 
@@ -299,13 +300,32 @@ def kernels(mod, fastmath: bool) -> dict:
         try:
             raw = _raw_module(mod.source, FASTMATH_OPTIONS if fastmath else OPTIONS,
                               mod.kernels[0])
-            found = {name: raw.get_function(name) for name in mod.kernels}
+            found = {name: _launcher(raw.get_function(name)) for name in mod.kernels}
         except CompileException as exc:
             text = str(exc).strip()
             _KERNELS[key] = CompileError(text.splitlines()[0] if text else type(exc).__name__)
             raise _KERNELS[key] from exc
         _KERNELS[key] = found
     return found
+
+
+def _launcher(kernel):
+    """What launches ``kernel`` (a RawModule's) with the least work at each call.
+
+    A ``cupy.RawKernel`` forwards each call to its ``cupy.cuda.function.Function`` for the
+    current device, found anew at every launch (the device asked for, a per-device list read,
+    two calls with keyword arguments); :data:`_KERNELS` is per device already, so it keeps
+    that Function (``RawKernel.kernel``, which ``RawModule.get_function`` has loaded). Other
+    kernels (the tests' stand-in, another CuPy) stay as they are.
+    """
+    if (type(kernel).__module__, type(kernel).__name__) != ("cupy._core.raw", "RawKernel"):
+        return kernel
+    try:
+        fn = kernel.kernel
+        plain = not getattr(kernel, "enable_cooperative_groups", False)
+    except Exception:  # noqa: BLE001 (another CuPy: its RawKernel launches)
+        return kernel
+    return fn if plain and (type(fn).__module__, type(fn).__name__) in _CUPY_KERNELS else kernel
 
 
 def _raw_module(source: str, options: tuple, probe: str):
