@@ -86,12 +86,13 @@ def test_a_replay_gives_the_cpu_result_on_new_data_and_outputs(recorded, fake_gp
     shape = shape_of(dtype, what)
     hosts = [sample(shape, dtype, seed=s) for s in (0, 1, 2, 0)]
     wants = [call(a) for a in hosts]  # (first: the CPU's first-use imports bump GENERATION)
-    before = cuda_replay.REPLAYED[0]
+    before, whole = cuda_replay.REPLAYED[0], cuda_replay.WHOLE[0]
     results = [call(put(kind, fake_gpu, a)) for a in hosts]
     assert all(type(r) is type(results[0]) for r in results)  # (CuPy in, CuPy out)
     got = [get(r) for r in results]
     assert recorded[0] == 1, "the first call records, the others replay"
     assert cuda_replay.REPLAYED[0] - before == 3
+    assert cuda_replay.WHOLE[0] - whole == 3, "each replay the whole call's"
     np.testing.assert_array_equal(got[3], got[0])  # a replay is the full run, bit for bit
     for i, (g, w) in enumerate(zip(got, wants)):
         close(g, w, f"call {i}")

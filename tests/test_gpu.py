@@ -486,9 +486,11 @@ def test_replayed_calls_on_the_gpu_equal_the_cpu(cupy):
     for i, call in enumerate(calls):
         hosts = [sample((130, 200), np.uint8, seed=s) for s in (0, 1, 0)]
         wants = [call(a) for a in hosts]
-        before = cuda_replay.REPLAYED[0]
+        before, whole = cuda_replay.REPLAYED[0], cuda_replay.WHOLE[0]
         got = [call(cupy.asarray(a)).get() for a in hosts]
         assert cuda_replay.REPLAYED[0] - before >= 1, f"call {i}: no replay"
+        # (the later two calls replayed whole with the real CuPy, as with the tests' stand-in)
+        assert cuda_replay.WHOLE[0] - whole == 2, f"call {i}: not replayed whole"
         np.testing.assert_array_equal(got[2], got[0])
         for g, w in zip(got, wants):
             np.testing.assert_array_equal(g, w, err_msg=f"call {i}")

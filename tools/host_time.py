@@ -6,7 +6,9 @@ runs through the tests' stand-in CuPy (tests/cpp_host.py), on its stand-in CuPy 
 with ``--arrays numba`` the CUDA simulator's device arrays), with every launch replaced by
 nothing: what is left is stencilkit's own work per call (plus the stand-in arrays' Python
 attribute lookups, where CuPy's are compiled). The count of calls answered by a replay
-(:mod:`stencilkit.backends.cuda_replay`) is printed beside each.
+(:mod:`stencilkit.backends.cuda_replay`) is printed beside each, and how many of them were
+replays of the whole call (the others: a stencil's replay inside a call whose other steps
+ran in full).
 
     NUMBA_ENABLE_CUDASIM=1 python tools/host_time.py [--calls 300] [--rounds 1]
 
@@ -137,10 +139,10 @@ def main(argv=None):
     for fn in calls.values():
         fn()  # (the stubs' first call records anew: the patch above is a changed setting)
     sync()
-    best, replays = {}, dict.fromkeys(calls, 0)
+    best, replays, wholes = {}, dict.fromkeys(calls, 0), dict.fromkeys(calls, 0)
     for _ in range(args.rounds):  # (rounds interleave the calls: a noisy machine's least)
         for name, fn in calls.items():
-            replayed = cuda_replay.REPLAYED[0]
+            replayed, whole = cuda_replay.REPLAYED[0], cuda_replay.WHOLE[0]
             t = time.perf_counter()
             for _ in range(args.calls):
                 fn()
@@ -148,9 +150,11 @@ def main(argv=None):
             sync()
             best[name] = min(best.get(name, per), per)
             replays[name] += cuda_replay.REPLAYED[0] - replayed
+            wholes[name] += cuda_replay.WHOLE[0] - whole
     for name, fn in calls.items():
         per = best[name] / (10 if name.startswith("iterate") else 1)
-        print(f"{name:<32} {per:7.1f} us  ({replays[name]} replays)", flush=True)
+        print(f"{name:<32} {per:7.1f} us  ({replays[name]} replays, {wholes[name]} of whole "
+              "calls)", flush=True)
         if args.breakdown:
             _breakdown(fn, launched, sync, args.calls, args.gpu)
         if args.profile and any(name.startswith(p) for p in args.profile.split("|")):

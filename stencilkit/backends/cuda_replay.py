@@ -50,6 +50,10 @@ from .. import _dtypes
 REPLAYED = [0]
 """Calls answered by a replay so far (for tests and ``tools/host_time.py``)."""
 
+WHOLE = [0]
+"""Of those, public calls replayed whole (:func:`memoized`; the others: a stencil's or a
+pyramid level's replay inside a call that ran its other steps in full)."""
+
 GENERATION = [0]
 """Bumped by every assignment to an attribute of a stencilkit module (a setting changed)."""
 
@@ -282,6 +286,7 @@ def memoized(fn):
             result = replay(input, out if array_out else None)
             if result is not None:
                 REPLAYED[0] += 1
+                WHOLE[0] += 1
                 return result
         result, replay = _record(fn, (input, *args), kwargs, input,
                                  out if array_out else None)
