@@ -181,16 +181,20 @@ def capped(blocks, fn, *args, **kw):
     size = SHARED_PER_SM * 2 // (2 * blocks + 1) - 1024
     cur = cuda_cpp.kernels
     touched = {}  # the functions' own settings, put back after (the other rows share them)
+    drv = cp.cuda.driver
+    most, carve = (drv.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                   drv.CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT)
 
     class Capped:
         def __init__(self, k):
             self.k = k
-            raw = getattr(k, "k", k)  # (a CuPy Function, under the timing wrapper or not)
-            if id(raw) not in touched:
-                touched[id(raw)] = (raw, raw.max_dynamic_shared_size_bytes,
-                                    raw.preferred_shared_memory_carveout)
-            raw.max_dynamic_shared_size_bytes = size
-            raw.preferred_shared_memory_carveout = 100  # all of it shared memory
+            raw = getattr(k, "k", k)  # (under the timing wrapper or not)
+            # (a CuPy Function, as cuda_cpp.kernels gives them, or a RawKernel)
+            ptr = raw.ptr if hasattr(raw, "ptr") else raw.kernel.ptr
+            if ptr not in touched:
+                touched[ptr] = (drv.funcGetAttribute(most, ptr), drv.funcGetAttribute(carve, ptr))
+            drv.funcSetAttribute(ptr, most, size)
+            drv.funcSetAttribute(ptr, carve, 100)  # all of it shared memory
 
         def __call__(self, grid, block, args):
             self.k(grid, block, args, shared_mem=size)
@@ -201,9 +205,9 @@ def capped(blocks, fn, *args, **kw):
     try:
         return patched([(cuda_cpp, "kernels", kernels)], fn, *args, **kw)
     finally:
-        for raw, most, carveout in touched.values():
-            raw.preferred_shared_memory_carveout = carveout
-            raw.max_dynamic_shared_size_bytes = most
+        for ptr, (was_most, was_carve) in touched.items():
+            drv.funcSetAttribute(ptr, carve, was_carve)
+            drv.funcSetAttribute(ptr, most, was_most)
 
 
 def one_at_a_time(fn, *args):

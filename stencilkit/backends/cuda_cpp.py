@@ -414,11 +414,11 @@ def packer(found: dict):
     A function that converts a NumPy scalar, once, into the object CuPy's launch would build
     from it at every launch (CuPy 14's ``cupy._core._scalar.CScalar``, which a launch passes
     on as it is: ``cupy/cuda/function.pyx``'s ``_pointer``), or None: NumPy scalars, which
-    CuPy converts at each launch. CuPy's conversion
-    is about 0.35 us an argument (real CuPy 14.2 on this project's 2-core machine, no GPU:
-    ``tools/host_time.py --arguments``), and a launch takes 6-10 scalars. The conversion is
-    kept with the recorded launches (:data:`_LAUNCHES`, keyed by it), so only a call's first
-    launches pay it. None for other kernels (the tests' stand-in, another CuPy).
+    CuPy converts at each launch. That conversion is about 0.2 us an argument (ten: 2.0 us;
+    real CuPy 14.2 on this project's 2-core machine, no GPU: ``tools/host_time.py
+    --arguments``), and a launch takes 6-10 scalars. The packed scalars are kept with the
+    recorded launches (:data:`_LAUNCHES`, keyed by the packer), so only a configuration's
+    first call packs them. None for other kernels (the tests' stand-in, another CuPy).
     """
     return _packer(type(next(iter(found.values()), None)))
 
