@@ -5,7 +5,8 @@
 Workloads (issue "CUDA backend at memory speed"): a 3 x 3 int8 mean on 16384^2 and on a
 200 x 2048 x 2048 stack; a float32 5-point heat step on 8192^2 (one call, and per step of
 ``iterate``, also with temporal blocking); a Gaussian (sigma 2) on float32; a 15 x 15 uniform
-filter, 5 x 5 and 15 x 15 medians, a 2 x 2 block mean and a 2 x 2 x 2 volume mean on uint8;
+filter, 5 x 5 and 15 x 15 medians, a 2 x 2 block mean, 4 x 4 and 32 x 32 block medians and
+a 2 x 2 x 2 volume mean on uint8;
 a 15 x 15 median on uint16; pyramid_down and decimate; then every filter of
 tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, each
 beside cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the
@@ -432,6 +433,20 @@ def main(argv=None):
             table["cupy reshape(...).mean((1, 3))"] = \
                 lambda: x[:2 * h, :2 * h].reshape(h, 2, h, 2).mean((1, 3)).astype(np.uint8)
         report(title, u.nbytes * 5 // 4, best_times(table, dev, rounds), peers=("cupy",))
+
+    title = f"block medians 4 x 4 and 32 x 32 uint8, {side} x {side}"
+    if wanted(title) and not args.simulator:  # (4 x 4: a buffer; 32 x 32: a scratch array)
+        u, x, table = image()
+        for f in (4, 32):
+            table[f"stencilkit block_reduce(x, {f}, 'median')"] = \
+                lambda f=f: resample.block_reduce(x, f, "median")
+            if dev.cupy is not None:
+                h = side // f
+                table[f"cupy median of the reshaped blocks, {f} x {f}"] = \
+                    lambda f=f, h=h: dev.cupy.median(
+                        x[:f * h, :f * h].reshape(h, f, h, f).transpose(0, 2, 1, 3)
+                        .reshape(h, h, f * f), axis=-1)
+        report(title, u.nbytes, best_times(table, dev, rounds), peers=("cupy",))
 
     vside = max(2, round((side * side) ** (1 / 3)) // 2 * 2)  # a volume of about side^2
     title = f"2 x 2 x 2 block mean uint8 volume, {vside}^3"
