@@ -368,7 +368,7 @@ class Stencil:
          L0:;
           t_binop_add8_2 = (x_m1 + x_p0);
           t_binop_add14_4 = (t_binop_add8_2 + x_p1);
-          t_binop_floordiv20_6 = ((sk_i32)((sk_u32)(t_binop_add14_4 + 384) / (sk_u32)3) - 128);
+          t_binop_floordiv20_6 = (((sk_i32)(((sk_u32)(t_binop_add14_4 + 384) * 683u) >> 11)) - 128);
           t_24return_value_7 = t_binop_floordiv20_6;
           return t_24return_value_7;
         }

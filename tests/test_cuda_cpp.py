@@ -223,8 +223,9 @@ def test_int8_mean_is_computed_in_32_bits():
     body = body[:body.index("\n}\n")]
     assert "sk_i64" not in body  # nine int8 reads: every sum fits 32 bits
     # Python's floor division by a constant, in 32 bits: the sum (-1152 to 1143) lifted by
-    # 128 x 9 to non-negative values, divided unsigned (no sign correction), less 128
-    assert "+ 1152) / (sk_u32)9) - 128)" in body
+    # 128 x 9 to non-negative values (0 to 2295), divided unsigned (no sign correction) by a
+    # 32-bit multiply and shift (2295 * 1821 < 2^32), less 128
+    assert "+ 1152) * 1821u) >> 14)) - 128)" in body
     assert "__restrict__" in src and "smooth_py_interior_w" in src
     # int32 data: the sum of nine may not fit 32 bits, so it stays 64-bit
     src32 = smooth.cuda_source(np.zeros((64, 64), np.int32))
@@ -269,8 +270,30 @@ def test_ranged_divisions_and_comparisons_equal_the_cpu(dtype, use_ranges, monke
     elif np.dtype(dtype).itemsize == 1:  # (8-bit reads: every range is known and small)
         assert "sk_floordivc_" not in body and "sk_modc_" not in body
         assert body.count("= true;") >= 2 and body.count("= false;") >= 2
+        assert body.count("u) >> ") >= 5  # (/ 9, % 9, / 7, % 11, / 3: multiplies and shifts)
     if np.dtype(dtype).kind == "i":
         assert "< 0)" in body  # s < 0: not decided by its range (signed data)
+
+
+def test_32_bit_magic_divisions_equal_floor_division_over_their_range():
+    """Every dividend of the range, for divisors 3 to 300 and ranges up to 2^20 (a 3 x 3 sum
+    of 16-bit data), and the largest range each divisor has a magic pair for."""
+    rng = np.random.default_rng(2)
+    for d in range(3, 301):
+        if d & (d - 1) == 0:
+            assert _cpp_body.magic32(1000, d) is None  # (a shift already)
+            continue
+        for top in (d - 1, 2295, int(rng.integers(d, 2**20))):
+            found = _cpp_body.magic32(top, d)
+            if found is None:
+                continue
+            m, k = found
+            n = np.arange(top + 1, dtype=np.uint64)
+            assert top * m < 2**32
+            np.testing.assert_array_equal((n * np.uint64(m)) >> np.uint64(k), n // d,
+                                          err_msg=f"{d} {top}")
+        assert _cpp_body.magic32(2295, d) is not None  # (the 3 x 3 box's sums always)
+    assert _cpp_body.magic32(2**31, 7) is None
 
 
 def test_decided_comparisons_agree_with_every_pair():

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _dtypes, codegen_cpp, modes
+from .. import _cpp_body, _dtypes, codegen_cpp, modes
 from . import cuda_sweeps
 
 UNITS = 2
@@ -284,7 +284,7 @@ def _interior_out(in_dtype, oc, acc, lo0, hi0, lo1, hi1, divisor, clo, chi, bias
     lines = [f"// the interior's sums: s = h - {bias * cells} in [{smin}, {smax}]",
              f"SK_FN {oc} sk_box_in({acc} h) {{",
              f"  const {u} t = ({u})(({wide})h + ({wide})({c}LL));",
-             f"  {u} q = t / ({u}){d}u;"]
+             f"  {u} q = {_cpp_body.udiv('t', top, d, u)};"]
     if d % 2 == 0:  # a tie rounded up: back to the even one
         lines.append(f"  if (t == q * ({u}){d}u && ((q ^ ({u}){k}u) & 1u)) q -= 1;")
     lines.append(f"  {wide} v = ({wide})q - ({wide}){k};")
