@@ -468,12 +468,29 @@ def add(parts, acc, out, out_dtype):
     return st(*parts, acc=acc, out_dtype=out_dtype)
 
 
+def _chain(op, exprs):
+    """``np.op`` of ``exprs``, left to right."""
+    expr = exprs[0]
+    for r in exprs[1:]:
+        expr = f"np.{op}({expr}, {r})"
+    return expr
+
+
 def extreme_source(ndim, taps, op):
     reads = [read(ndim, offs) for offs, _ in taps]
-    expr = reads[0]
-    for r in reads[1:CHUNK]:
-        expr = f"np.{op}({expr}, {r})"
+    expr = _chain(op, reads[:CHUNK])
     if len(reads) <= CHUNK:
+        # each row's extreme first, then the rows', in the same order: the same result (NaN
+        # first, else the last of equal values: np.minimum and np.maximum are associative),
+        # and a kernel walking down the rows computes a row's extreme once for every output
+        # that holds it (after inlining, the same expression of the same registers)
+        # (where every row has the same columns: a box's rows; other rows are not shared)
+        rows, cols = {}, {}
+        for (offs, _), r in zip(taps, reads):
+            rows.setdefault(tuple(offs[:-1]), []).append(r)
+            cols.setdefault(tuple(offs[:-1]), []).append(offs[-1])
+        if 1 < len(rows) < len(reads) and len({tuple(c) for c in cols.values()}) == 1:
+            expr = _chain(op, [_chain(op, g) for g in rows.values()])
         return f"def f_{op}(a):\n    return {expr}\n"
     # long windows: one statement per further read, in the same order
     lines = [f"def f_{op}(a):", f"    m = {expr}"]

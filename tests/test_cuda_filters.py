@@ -325,3 +325,31 @@ def test_large_medians_on_the_numba_fallback_equal_the_cpu(dtype):
     assert filters.median_filter(cuda.to_device(a), (1, 9, 9), output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(),
                                   filters.median_filter(a, (1, 9, 9), output=np.float64))
+
+
+@pytest.mark.parametrize("op", ["minimum", "maximum"])
+def test_small_box_extremes_keep_the_order_of_one_chain_bit_for_bit(fake_gpu, op):
+    """Small boxes' extremes take each row's first, then the rows' (a row's extreme shared by
+    the outputs that hold it). np.minimum / np.maximum are associative to the bit (a NaN
+    wins, else one of equal values by a fixed rule), so the CPU and the C++ kernel (the
+    stand-in's host build) equal one left-to-right chain over the window in C order, as
+    the filters computed it before: NaN payloads and zero signs included, every mode."""
+    from stencilkit import _passes
+
+    rng = np.random.default_rng(4)
+    values = np.array([-0.0, 0.0, 1.5, -1.5, np.nan, np.nan], np.float32)
+    values.view(np.uint32)[5] |= 7  # another NaN payload
+    a = rng.choice(values, (13, 17))
+    fn = getattr(filters, f"{op}_filter")
+    for size, mode in [((3, 3), "reflect"), ((3, 2), "nearest"), ((2, 4), "constant"),
+                       ((3, 3), "wrap")]:
+        taps = [(np.array(o) - np.array(size) // 2, 1) for o in np.ndindex(*size)]
+        chain = "".join(f"np.{op}(" for _ in taps[1:]) + ", ".join(
+            [_passes.read(2, taps[0][0])] + [f"{_passes.read(2, o)})" for o, _ in taps[1:]])
+        want = _passes.run(f"def f_{op}(a):\n    return {chain}\n", a, mode, -0.0,
+                           np.dtype(np.float32), np.dtype(np.float32))
+        assert _passes.extreme_source(2, taps, op).count(f"np.{op}(a[") == size[0]
+        for got in (fn(a, size, mode=mode, cval=-0.0),
+                    fn(fake_gpu.asarray(a), size, mode=mode, cval=-0.0).get()):
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32),
+                                          err_msg=f"{op} {size} {mode}")
