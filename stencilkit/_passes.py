@@ -480,11 +480,12 @@ def extreme_source(ndim, taps, op):
     reads = [read(ndim, offs) for offs, _ in taps]
     expr = _chain(op, reads[:CHUNK])
     if len(reads) <= CHUNK:
-        # each row's extreme first, then the rows', in the same order: the same result (NaN
-        # first, else the last of equal values: np.minimum and np.maximum are associative),
-        # and a kernel walking down the rows computes a row's extreme once for every output
-        # that holds it (after inlining, the same expression of the same registers)
-        # (where every row has the same columns: a box's rows; other rows are not shared)
+        # each row's extreme first, then the rows', in the same order: the same result (the
+        # first NaN, else one of equal values, 0.0 or -0.0, by a fixed rule: np.minimum and
+        # np.maximum are associative to the bit), and a kernel walking down the rows computes
+        # a row's extreme once for every output that holds it (after inlining, the same
+        # expression of the same registers). Where every row has the same columns: a box's
+        # rows (other rows are not shared).
         rows, cols = {}, {}
         for (offs, _), r in zip(taps, reads):
             rows.setdefault(tuple(offs[:-1]), []).append(r)
