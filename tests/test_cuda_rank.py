@@ -165,6 +165,7 @@ def test_boxes_beyond_the_offsets_table_count_their_offsets(monkeypatch, dtype):
     for size in [(1, 91, 91), (3, 40, 41), (1, 9, 8)]:  # (every mode: check's)
         check(monkeypatch, x, size, "sk_select" if size[-1] == 8 else "sk_select_scratch",
               cval=1.5)
+    check(monkeypatch, x, (1, 91, 91), "sk_select_scratch", idx64=True)  # 64-bit indices
 
 
 def filters_rank(size):

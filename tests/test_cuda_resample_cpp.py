@@ -128,6 +128,23 @@ def test_grid_smaller_than_the_output_walks_the_rows():
     np.testing.assert_array_equal(dst, resample.block_reduce(a, (1, 2, 2), "mean"))
 
 
+@pytest.mark.parametrize("idx64", [False, True], ids=["32-bit", "64-bit"])
+def test_large_block_medians_in_either_index_width(idx64):
+    """The scratch array's medians launched directly, 32- and 64-bit indices (arrays past
+    2^31 elements take the latter): the CPU's medians."""
+    a = data((2, 40, 37), np.float32, seed=12)
+    mod = cuda_resample.generate(np.float32, np.float64, np.float32, 17, 18, "median",
+                                 pad=False, idx64=idx64)
+    assert mod.window == 17 * 18
+    lib = cpp_host.build(mod.source)
+    dst = np.full((2, 3, 3), 99, np.float32)
+    scratch = np.full(mod.scratch_size(dst.shape), np.nan)
+    for kname, grid, block, _ in mod.launches(a.shape, dst.shape):
+        cpp_host.launch(lib, mod.source, kname, grid, block,
+                        [a, dst, scratch, *cuda_resample.scalars(mod, a.shape, dst.shape, 0)])
+    np.testing.assert_array_equal(dst, resample.block_reduce(a, (1, 17, 18), "median"))
+
+
 @pytest.mark.parametrize("dtype,factor,row", [
     (np.uint8, (1, 2, 2), 48), (np.int16, (1, 3, 2), 48), (np.float32, (1, 2, 2), 48),
     (np.float64, (1, 2, 1), 48), (np.uint8, (1, 1, 4), 48), (np.uint8, (2, 2, 2), 48),
