@@ -455,8 +455,8 @@ class _CScalar(_CPointer):
 
 @pytest.fixture
 def packing(monkeypatch, fake_gpu):
-    """Kernels that look like CuPy's (``cupy.cuda.function.Function``) and take their scalars
-    packed: each launch unpacks them for the host build, counting those that came unpacked
+    """Kernels that look like CuPy's (``cupy.RawKernel``) and take their scalars packed: each
+    launch unpacks them for the host build, counting those that came unpacked
     (``counts["numpy"]``) and packed (``counts["packed"]``)."""
     import sys
     import types
