@@ -62,7 +62,7 @@ def test_large_block_medians_select_in_a_scratch_array_equal_to_the_cpu(fake_gpu
     """Blocks beyond a thread's buffer (MEDIAN_MAX): windows in a scratch array, selected
     (the rank filters' quickselect). Data of three values (ties everywhere), sorted and
     reversed blocks, a NaN, edge blocks down to one element, a volume's blocks; and a scratch
-    array so small that each thread strides over rows and planes."""
+    array so small that each thread strides over columns, rows and planes."""
     rng = np.random.default_rng(9)
     few = rng.integers(0, 3, (2, 35, 52)).astype(dtype)
     rows = np.broadcast_to(np.arange(52, dtype=dtype), (2, 35, 52)).copy()
@@ -71,12 +71,14 @@ def test_large_block_medians_select_in_a_scratch_array_equal_to_the_cpu(fake_gpu
     if spread.dtype.kind == "f":
         spread[1, 20, 30] = np.nan
     volume = data((7, 12, 13), dtype, seed=11)
+    wide = data((1, 17, 700), dtype, seed=13)  # (42 output columns: more than a block's 32)
     cases = [(few, (1, 17, 17), "partial"), (few, (1, 16, 20), "pad"),
              (rows, (1, 20, 16), "trim"), (reversed_, (1, 17, 26), "partial"),
              (spread, (1, 18, 17), "pad"), (spread, (2, 17, 17), "partial"),
-             (volume, (3, 10, 10), "partial"), (volume, (4, 9, 8), "pad")]
+             (volume, (3, 10, 10), "partial"), (volume, (4, 9, 8), "pad"),
+             (wide, (1, 17, 17), "partial")]
     for small in (False, True):
-        if small:  # (one row of 32 threads' windows: the grid strides over rows and planes)
+        if small:  # (one block of 32 threads' windows: the grid strides over every axis)
             monkeypatch.setattr(cuda_resample, "SCRATCH_BYTES", 1)
         for a, factor, edge in cases:
             kw = {"edge": edge, **({"cval": 2} if edge == "pad" else {})}
@@ -86,7 +88,7 @@ def test_large_block_medians_select_in_a_scratch_array_equal_to_the_cpu(fake_gpu
                                           err_msg=f"{factor} {edge} {small}")
             kernel, grid, block = fake_gpu.grids[-1]
             assert kernel == "sk_blocks" and block == cuda_resample.SCRATCH_BLOCK
-            assert not small or grid[1:] == (1, 1), grid
+            assert not small or grid == (1, 1, 1), grid
     for f1, window in [(16, 0), (17, 272)]:  # (256 elements: a thread's buffer, sorted)
         mod = cuda_resample.module_for(np.dtype(dtype), np.float64, np.dtype(dtype), 16, f1,
                                        "median", False, 0, 0, False)

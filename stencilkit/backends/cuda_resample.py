@@ -56,9 +56,9 @@ filters' quickselect, :func:`.cuda_rank.select_lines`: expected linear time) ins
 sort."""
 
 SCRATCH_BYTES = 64 << 20
-"""The scratch array of a launch of large block medians holds at most this many bytes, or one
-row of 32 threads' windows per output row where that is more: the grid strides over the
-outputs with as many threads as it holds windows for (as :mod:`.cuda_rank`'s selection)."""
+"""The scratch array of a launch of large block medians holds at most this many bytes (or one
+block of 32 threads' windows, where that is more): the grid strides over the outputs with as
+many threads as it holds windows for (as :mod:`.cuda_rank`'s selection)."""
 
 SCRATCH_BLOCK = (32, 1, 1)
 """Threads per block of the large medians: one warp across output columns (the fewest
@@ -122,16 +122,17 @@ def _launches(kernel, oshape, rows, per=1):
 def _scratch_launches(kernel, oshape, window):
     """One launch of the large medians over the ``(B, m0, m1)`` output.
 
-    Its threads' windows fit :data:`SCRATCH_BYTES` (or one row of threads across the output's
-    columns, where that is more). The kernel strides over output rows (y) and planes (z) as
-    :func:`_launches`'s does.
+    Its threads' windows fit :data:`SCRATCH_BYTES` (or one block's, where that is more: 32
+    windows of at most :data:`MEDIAN_SCRATCH_MAX` elements, 64 MiB). The kernel strides over
+    the output's columns (x), rows (y) and planes (z).
     """
     B, m0, m1 = oshape
     if not B * m0 * m1:
         return []
     cdiv = codegen_cpp._cdiv
-    gx = cdiv(m1, SCRATCH_BLOCK[0])
-    rows = max(1, SCRATCH_BYTES // (gx * SCRATCH_BLOCK[0] * window * 8))
+    per_block = SCRATCH_BLOCK[0] * window * 8  # (bytes of a block's windows)
+    gx = min(cdiv(m1, SCRATCH_BLOCK[0]), max(1, SCRATCH_BYTES // per_block))
+    rows = max(1, SCRATCH_BYTES // (gx * per_block))
     gy = min(m0, rows, codegen_cpp.MAX_GRID_YZ)
     gz = min(B, max(1, rows // gy), codegen_cpp.MAX_GRID_YZ)
     return [(kernel, (gx, gy, gz), SCRATCH_BLOCK, ())]
@@ -303,8 +304,12 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
             " + blockIdx.y) * blockDim.y + threadIdx.y) * gridDim.x + blockIdx.x) * blockDim.x"
             " + threadIdx.x;", "#define SK_BUF(e) vals[(sk_i64)(e) * sk_T]"]
            if window else []),
-         f"  const {ix} j0 = (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x) * {per};",
-         "  if (j0 >= m1) return;"]
+         *([f"  const {ix} j0 = (({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x)"
+            f" * {per};", "  if (j0 >= m1) return;"] if not window else
+           # (the large medians stride over the output's columns too: any width, within the
+           # scratch array)
+           [f"  for ({ix} j0 = ({ix})blockIdx.x * ({ix})blockDim.x + ({ix})threadIdx.x; "
+            f"j0 < m1; j0 += ({ix})gridDim.x * ({ix})blockDim.x) {{"])]
     if lead:  # the lead axes' strides, then each plane's block of lead indices
         K = len(lead)
         L.append(f"  const {ix} st{K - 1} = n0 * n1;")
@@ -455,7 +460,8 @@ def generate(dtype, acc, out, f0, f1, op, *, pad: bool, lo=0, hi=0, idx64: bool,
               "      }",
               *("      " + line for line in finish(
                   "((rstop - r0) * (cstop - c0)" + (" * lead_count)" if red else ")")))]
-    L += ["      }", "    }", "  }", "}", *(["#undef SK_BUF"] if window else []), ""]
+    L += ["      }", "    }", "  }", *(["  }"] if window else []), "}",
+          *(["#undef SK_BUF"] if window else []), ""]
     L.append(codegen_cpp.host_launchers(BlocksModule.kernels, params, names))
     return BlocksModule("\n".join(L) + "\n", acc, out, idx64, lead, per, window)
 
