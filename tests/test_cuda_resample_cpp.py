@@ -10,7 +10,7 @@ import pytest
 from test_cuda_resample import DTYPES, data
 
 from stencilkit import resample
-from stencilkit.backends import cuda_cpp, cuda_resample
+from stencilkit.backends import cuda_cpp, cuda_rank, cuda_resample
 
 cpp_host = pytest.importorskip("cpp_host")
 cuda = pytest.importorskip("numba.cuda")
@@ -79,7 +79,7 @@ def test_large_block_medians_select_in_a_scratch_array_equal_to_the_cpu(fake_gpu
              (wide, (1, 17, 17), "partial")]
     for small in (False, True):
         if small:  # (one block of 32 threads' windows: the grid strides over every axis)
-            monkeypatch.setattr(cuda_resample, "SCRATCH_BYTES", 1)
+            monkeypatch.setattr(cuda_rank, "SCRATCH_BYTES", 1)
         for a, factor, edge in cases:
             kw = {"edge": edge, **({"cval": 2} if edge == "pad" else {})}
             want = resample.block_reduce(a, factor, "median", **kw)

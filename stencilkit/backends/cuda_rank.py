@@ -80,7 +80,8 @@ memory is reserved for every thread the GPU can hold: 2 KiB is 0.5 GB on an H100
 
 SCRATCH_BYTES = 64 << 20
 """Larger windows: the scratch array of one launch of ``sk_select_scratch`` (a window per
-thread of a grid sized to fit it, interleaved so that a warp's accesses coalesce)."""
+thread of a grid sized to fit it, interleaved so that a warp's accesses coalesce); the large
+block medians' too (:mod:`.cuda_resample`)."""
 
 OFFSETS_MAX = 8192
 """The most window offsets (elements x axes) a selection module holds in constant memory."""

@@ -55,14 +55,9 @@ one a thread (interleaved by thread: a warp's stores coalesce), by a selection (
 filters' quickselect, :func:`.cuda_rank.select_lines`: expected linear time) instead of a
 sort."""
 
-SCRATCH_BYTES = 64 << 20
-"""The scratch array of a launch of large block medians holds at most this many bytes (or one
-block of 32 threads' windows, where that is more): the grid strides over the outputs with as
-many threads as it holds windows for (as :mod:`.cuda_rank`'s selection)."""
-
 SCRATCH_BLOCK = (32, 1, 1)
-"""Threads per block of the large medians: one warp across output columns (the fewest
-threads a row of output blocks needs, and so the least scratch)."""
+"""Threads per block of the large medians: one warp (the least scratch a block holds: 32
+windows)."""
 _TYPES = tuple(np.dtype(t) for t in (np.int8, np.uint8, np.int16, np.uint16, np.int32,
                                      np.uint32, np.int64, np.uint64, np.float32, np.float64))
 
@@ -122,7 +117,8 @@ def _launches(kernel, oshape, rows, per=1):
 def _scratch_launches(kernel, oshape, window):
     """One launch of the large medians over the ``(B, m0, m1)`` output.
 
-    Its threads' windows fit :data:`SCRATCH_BYTES` (or one block's, where that is more: 32
+    Its threads' windows fit :data:`.cuda_rank.SCRATCH_BYTES`, the scratch arrays' one budget
+    (or one block's, where that is more: 32
     windows of at most :data:`MEDIAN_SCRATCH_MAX` elements, 64 MiB). The kernel strides over
     the output's columns (x), rows (y) and planes (z).
     """
@@ -131,8 +127,9 @@ def _scratch_launches(kernel, oshape, window):
         return []
     cdiv = codegen_cpp._cdiv
     per_block = SCRATCH_BLOCK[0] * window * 8  # (bytes of a block's windows)
-    gx = min(cdiv(m1, SCRATCH_BLOCK[0]), max(1, SCRATCH_BYTES // per_block))
-    rows = max(1, SCRATCH_BYTES // (gx * per_block))
+    budget = cuda_rank.SCRATCH_BYTES
+    gx = min(cdiv(m1, SCRATCH_BLOCK[0]), max(1, budget // per_block))
+    rows = max(1, budget // (gx * per_block))
     gy = min(m0, rows, codegen_cpp.MAX_GRID_YZ)
     gz = min(B, max(1, rows // gy), codegen_cpp.MAX_GRID_YZ)
     return [(kernel, (gx, gy, gz), SCRATCH_BLOCK, ())]
@@ -532,7 +529,7 @@ def run(src, dst, f0, f1, op, *, pad=False, cval=0, acc=None, rounding=False,
         return False
     pack = cuda_cpp.packer(found)
     key = (mod.source, wshape, oshape, _dtypes.exact_key(cval), pack,  # (the launches, once)
-           SCRATCH_BYTES if mod.window else None)
+           cuda_rank.SCRATCH_BYTES if mod.window else None)
     calls = cuda_cpp._LAUNCHES.get(key)
     if calls is None:
         calls = [(kname, grid, block, cuda_cpp.packed(pack, scalars(mod, wshape, oshape, cval)))
