@@ -35,6 +35,16 @@ which converts every argument and then fails at CUDA's context (checked: an argu
 cannot convert raises its TypeError first).
 
     python tools/host_time.py --arguments        # CuPy installed, no GPU needed
+
+``--arrays cupy-nogpu`` (CuPy installed, no GPU needed, the simulator off) runs the calls on
+the real CuPy's arrays, over device addresses that were never allocated (CuPy's allocator
+set to hand out unowned pointers), with every launch stubbed (not counted; the scalars
+packed as for CuPy's own kernels, :func:`stencilkit.backends.cuda_cpp.packer`): stencilkit's
+own work a call on CuPy's compiled arrays, and whether the calls replay whole there, as the
+stand-in cannot tell. Nothing reads or writes the arrays; a call that would (a CuPy
+elementwise kernel, a copy) fails at CUDA's context, and the tool says which.
+
+    python tools/host_time.py --arrays cupy-nogpu [--profile NAME]
 """
 
 from __future__ import annotations
@@ -55,9 +65,11 @@ def main(argv=None):
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=1,
                     help="time every call this many times, interleaved, and keep the least")
-    ap.add_argument("--arrays", choices=("cupy", "numba"), default="cupy",
-                    help="the inputs: stand-in CuPy arrays (default; as CuPy users call), or "
-                         "the simulator's numba device arrays (each wrapped per launch)")
+    ap.add_argument("--arrays", choices=("cupy", "numba", "cupy-nogpu"), default="cupy",
+                    help="the inputs: stand-in CuPy arrays (default; as CuPy users call), "
+                         "the simulator's numba device arrays (each wrapped per launch), or "
+                         "the real CuPy's arrays over unallocated addresses (no GPU needed; "
+                         "see the module docstring)")
     ap.add_argument("--gpu", action="store_true",
                     help="the real CuPy and launches, on a machine with a GPU")
     ap.add_argument("--profile", metavar="NAME",
@@ -82,6 +94,8 @@ def main(argv=None):
         import cupy
 
         put, sync = cupy.asarray, cupy.cuda.Device().synchronize
+    elif args.arrays == "cupy-nogpu":
+        put, sync = _cupy_without_gpu(cuda_backend, cuda_cpp)
     else:
         import cpp_host
 
@@ -125,9 +139,15 @@ def main(argv=None):
         real_kernels = cuda_cpp.kernels
         cuda_cpp.kernels = lambda mod, fastmath: {
             k: _Recorded(f, launched) for k, f in real_kernels(mod, fastmath).items()}
-    for fn in calls.values():  # compile (g++ or NVRTC) and run once for real
-        fn()
-    if not args.gpu:
+    for name, fn in calls.items():  # compile (g++ or NVRTC) and run once for real
+        try:
+            fn()
+        except Exception as exc:
+            if args.arrays != "cupy-nogpu":
+                raise
+            sys.exit(f"{name}: {type(exc).__name__}: {exc} (a call that needs the device: "
+                     "CuPy's own kernels or copies cannot run without a GPU)")
+    if not args.gpu and args.arrays != "cupy-nogpu":
         real = cuda_cpp.kernels
         def stub(grid, block, args):
             pass
@@ -168,6 +188,60 @@ def main(argv=None):
             prof.disable()
             sync()
             pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+
+
+def _cupy_without_gpu(cuda_backend, cuda_cpp):
+    """Set up ``--arrays cupy-nogpu``: ``(put, sync)`` for the real CuPy's arrays, no GPU.
+
+    CuPy's allocator hands out unowned pointers (never dereferenced: every launch is a stub,
+    installed here before any call compiles); the current device is taken as 0 and CUDA as
+    available. ``__cuda_array_interface__`` is exported as version 2 (set before CuPy is
+    imported): version 3 names the current stream, which needs the driver.
+    """
+    if "cupy" in sys.modules:
+        sys.exit("--arrays cupy-nogpu sets CuPy up before it is imported")
+    os.environ["CUPY_CUDA_ARRAY_INTERFACE_EXPORT_VERSION"] = "2"
+    import cupy
+    from cupy.cuda import memory
+
+    if cuda_backend.simulated():
+        sys.exit("--arrays cupy-nogpu needs the simulator off (NUMBA_ENABLE_CUDASIM=0)")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001 (no driver or no device: as this mode expects)
+        pass
+    else:
+        sys.exit("a GPU is present: use --gpu")
+    nxt = [1 << 40]  # (addresses no process has: the launches never reach a device)
+
+    def allocate(size):
+        ptr = nxt[0]
+        nxt[0] += -(-max(size, 1) // 512) * 512
+        return memory.MemoryPointer(memory.UnownedMemory(ptr, max(size, 1), None,
+                                                         device_id=0), 0)
+
+    cupy.cuda.set_allocator(allocate)
+    cupy.cuda.runtime.getDevice = lambda: 0  # (stencilkit looks it up by this name)
+    cuda_backend._probe = lambda: (True, "real CuPy arrays, no GPU (host_time)")
+    cuda_cpp.available = lambda: (True, "real CuPy arrays, no GPU (host_time)")
+    from stencilkit.backends import cuda_replay
+
+    def stub(grid, block, args):
+        pass
+
+    def kernels(mod, fastmath):
+        cuda_replay.spoil()  # (as the real one: a launch follows)
+        return {name: stub for name in mod.kernels}
+
+    cuda_cpp.kernels = kernels
+    function = cupy.cuda.function.Function
+    cuda_cpp.packer = lambda found: cuda_cpp._packer(function)  # (as CuPy's kernels pack)
+
+    def put(host):
+        a = cupy.empty(host.shape, host.dtype)  # (its values are never read)
+        return a
+
+    return put, lambda: None
 
 
 CTYPES = {np.int32: "int", np.int64: "long long", np.uint8: "unsigned char",
