@@ -39,7 +39,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernel import KernelSpec, with_ast_lock
+from .kernel import KEEP_PREFIX, KernelSpec, with_ast_lock
+
+KEEP = KEEP_PREFIX
+"""Integer variables whose names start with this are assigned through ``sk_keep`` (the
+prelude's opaque copy: an empty asm on the device), so that the compiler neither reassociates
+the sums they take part in nor folds them into the expressions that use them, while equal
+copies still merge. Integer adds are exact, so this changes no result; stencilkit's own
+sources name partial sums so that a kernel walking down the rows computes each row's once for
+every output that holds it (:func:`stencilkit._passes.linear_source`)."""
+
+_KEPT = ("sk_i32", "sk_u32", "sk_i64", "sk_u64")
 
 
 class Unsupported(Exception):
@@ -812,7 +822,10 @@ class _Translator:
                 return []  # the function's parameter itself
             raise Unsupported(f"the argument assignment {stmt}")  # pragma: no cover
         text, have = self.value(stmt.value, target)
-        return [f"{self.cname(target)} = {conv(text, have, self.storage(target))};"]
+        text = conv(text, have, self.storage(target))
+        if target.startswith(KEEP) and self.storage(target) in _KEPT:
+            text = f"sk_keep({text})"  # (an opaque copy: see KEEP)
+        return [f"{self.cname(target)} = {text};"]
 
     def compound_assign(self, stmt, kind):
         ir, types = self.ir, self.types

@@ -229,6 +229,17 @@ SK_FN T sk_np_fmax(T a, T b) { return (a == a && (a >= b || b != b)) ? a : b; }
 SK_NP_MINMAX(double)
 SK_NP_MINMAX(float)
 
+// an integer as an opaque copy of itself: one empty asm on the device (none on the host), so
+// that the compiler keeps a sum made of it as written (it reassociates integer adds across
+// statements, which undoes a kernel's sharing of partial sums), while copies of the same
+// value still merge; for the variables named with _cpp_body.KEEP (_passes.linear_source)
+#if defined(__CUDA_ARCH__)
+#define SK_KEEP(T, C) SK_FN T sk_keep(T x) { asm("" : "+" C(x)); return x; }
+#else
+#define SK_KEEP(T, C) SK_FN T sk_keep(T x) { return x; }
+#endif
+SK_KEEP(sk_i32, "r") SK_KEEP(sk_u32, "r") SK_KEEP(sk_i64, "l") SK_KEEP(sk_u64, "l")
+
 // Python's min/max, one step: min(a, b) is b only if b < a (so a NaN in a stays)
 #define SK_PY_MINMAX(T, S)                                                                \
 SK_FN T sk_min_##S(T a, T b) { return (b < a) ? b : a; }                                  \

@@ -12,6 +12,7 @@ stores, the output elements its stores write (by the stores' widths) and instruc
 output element.
 
     NUMBA_ENABLE_CUDASIM=1 python tools/kernel_steps.py [--only "uniform|sobel"]
+        [--set _passes.SHARE_ROWS=False]
 
 A kernel without a loop (resampling's one output tile a thread) shows its whole body.
 """
@@ -105,7 +106,10 @@ def calls(fake):
     f32 = fake.asarray(rng.random((256, 256)).astype(np.float32))
     i8 = fake.asarray(rng.integers(-128, 128, (256, 256)).astype(np.int8))
     u8 = fake.asarray(rng.integers(0, 256, (256, 256)).astype(np.uint8))
-    out += [("heat step float32", 4, lambda: diffuse(f32, 0.1)),
+    vol = fake.asarray(rng.integers(0, 256, (16, 64, 256)).astype(np.uint8))
+    out += [("uniform_filter size=5 uint8", 1, lambda: filters.uniform_filter(u8, 5)),
+            ("uniform_filter size=3 uint8 volume", 1, lambda: filters.uniform_filter(vol, 3)),
+            ("heat step float32", 4, lambda: diffuse(f32, 0.1)),
             ("3 x 3 int8 mean (smooth)", 1, lambda: smooth(i8)),
             ("uniform_filter size=15 uint8", 1, lambda: filters.uniform_filter(u8, 15)),
             ("block_reduce 2 mean uint8", 1, lambda: resample.block_reduce(u8, 2)),
@@ -120,7 +124,20 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--only", help="the calls whose name contains one of these ('|' apart)")
+    ap.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                    help="a stencilkit setting for the run, e.g. _passes.SHARE_ROWS=False "
+                         "(a Python literal; repeatable)")
     args = ap.parse_args(argv)
+    import ast
+    import importlib
+
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        where, _, attr = name.strip().rpartition(".")
+        module = importlib.import_module(f"stencilkit.{where}")
+        if not hasattr(module, attr):
+            sys.exit(f"--set {setting}: stencilkit.{where} has no setting {attr!r}")
+        setattr(module, attr, ast.literal_eval(value.strip()))
     tool = nvdisasm()
     if tool is None:
         sys.exit("needs nvdisasm: pip install nvidia-cuda-nvdisasm (or set SK_NVDISASM)")
