@@ -39,17 +39,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernel import KEEP_PREFIX, KernelSpec, with_ast_lock
+from .kernel import KernelSpec, with_ast_lock
 
-KEEP = KEEP_PREFIX
-"""Integer variables whose names start with this are assigned through ``sk_keep`` (the
-prelude's opaque copy: an empty asm on the device), so that the compiler neither reassociates
+KEEP = "_sk_keep_"
+"""Integer variables of the body whose names start with this (made by :func:`share_rows`,
+never the user's: the ``_sk_`` prefix is reserved) are assigned through ``sk_keep``, the
+prelude's opaque copy (an empty asm on the device), so that the compiler neither reassociates
 the sums they take part in nor folds them into the expressions that use them, while equal
-copies still merge. Integer adds are exact, so this changes no result; stencilkit's own
-sources name partial sums so that a kernel walking down the rows computes each row's once for
-every output that holds it (:func:`stencilkit._passes.linear_source`)."""
+copies still merge."""
 
 _KEPT = ("sk_i32", "sk_u32", "sk_i64", "sk_u64")
+
+SHARE_ROWS = True
+"""Whether sums of reads whose rows repeat each other's weights are regrouped by rows
+(:func:`share_rows`), where the accumulator is an integer type: a kernel walking down the
+rows then computes each row's partial sum once for the outputs that hold it. SASS
+instructions an output (``tools/kernel_steps.py``, ptxas 12, sm_90), before -> after: the
+uniform 3 x 3 uint8 filter's word kernel 11.4 -> 10.0, Sobel uint8 10.1-10.2 -> 8.3-8.7,
+the user's 3 x 3 int8 mean (``tests/kernels.py``'s ``smooth``) 14.9 -> 12.0. Integer sums
+are exact (wrapping ones too: modular addition is associative), so the values are the
+CPU's. False: the sums as written, for A/B timing (``tools/gpu_profile.py``'s "rows not
+shared" rows); part of the module caches' keys
+(:func:`stencilkit.codegen_cpp.source_settings`)."""
 
 
 class Unsupported(Exception):
@@ -171,11 +182,13 @@ def access_name(array: str, offsets: tuple) -> str:
 
 
 @with_ast_lock
-def point_source(spec: KernelSpec):
+def point_source(spec: KernelSpec, share: bool = False):
     """Python source of the body over scalars, and the constant reads in argument order.
 
     Constant-offset reads become arguments ``_sk_a<k>``; run-time-offset reads become calls
-    ``_sk_rd_<array>(offsets...)``.
+    ``_sk_rd_<array>(offsets...)``. ``share``: sums of reads regrouped by rows
+    (:func:`share_rows`; for integer accumulators only: it reorders the additions). The
+    reads' order does not depend on it.
     """
     from .codegen import _attach_offsets
 
@@ -198,6 +211,8 @@ def point_source(spec: KernelSpec):
                             args=args, keywords=[])
 
     fdef = Rewrite().visit(fdef)
+    if share:
+        fdef = share_rows(fdef, reads)
     fdef.name = "_sk_point"
     args = [f"_sk_a{i}" for i in range(len(reads))] + list(spec.params)
     fdef.args = ast.arguments(posonlyargs=[], args=[ast.arg(arg=a) for a in args],
@@ -207,6 +222,140 @@ def point_source(spec: KernelSpec):
     module = ast.Module(body=[fdef], type_ignores=[])
     ast.fix_missing_locations(module)
     return ast.unparse(module), reads
+
+
+def _signed_terms(node, sign, out) -> None:
+    """The terms of a chain of ``+``, ``-`` and unary signs, as ``(sign, node)`` into ``out``."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        _signed_terms(node.left, sign, out)
+        _signed_terms(node.right, -sign if isinstance(node.op, ast.Sub) else sign, out)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        _signed_terms(node.operand, -sign if isinstance(node.op, ast.USub) else sign, out)
+    else:
+        out.append((sign, node))
+
+
+def _int_constant(node):
+    """The Python int a node is (None for anything else; bools are not ints here)."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    return None
+
+
+def _tap(node, read_names):
+    """``(read index, integer weight)`` of a term ``read``, ``c * read`` or ``read * c``."""
+    if isinstance(node, ast.Name) and node.id in read_names:
+        return read_names[node.id], 1
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        for a, b in ((node.left, node.right), (node.right, node.left)):
+            c = _int_constant(a)
+            if c is not None and isinstance(b, ast.Name) and b.id in read_names:
+                return read_names[b.id], c
+    return None
+
+
+def _sum(terms):
+    """An expression summing ``[(integer coefficient, node)]`` left to right."""
+    expr = None
+    for c, node in terms:
+        term = node if abs(c) == 1 else ast.BinOp(ast.Constant(abs(c)), ast.Mult(), node)
+        if expr is None:
+            expr = term if c > 0 else ast.UnaryOp(ast.USub(), term)
+        else:
+            expr = ast.BinOp(expr, ast.Add() if c > 0 else ast.Sub(), term)
+    return expr
+
+
+def shared_rows(taps):
+    """Rows of integer ``taps`` (``[(offsets, weight)]``) that repeat another row's weights.
+
+    ``{row: (factor, weights)}``: a row (the offsets but the last) is ``factor`` times a sum
+    over the last axis with ``weights`` (``((offset, weight), ...)``, their gcd 1, signed so
+    that most factors are positive), the same as another row's at the same offsets along the
+    axes before the rows. Input row ``i`` then holds that sum for the outputs ``i - r`` of
+    every such row ``r``: after inlining into a kernel walking down the rows, the same
+    expression of the same registers, computed once where it is kept apart (:data:`KEEP`).
+    A uniform window shares every row; Sobel and Prewitt theirs up to a factor (``[1, 0,
+    -1]`` twice and twice that); rows unlike every other, and rows of one tap, none.
+    """
+    rows = {}
+    for offs, w in taps:
+        if w:
+            rows.setdefault(tuple(offs[:-1]), {})[offs[-1]] = int(w)
+    kinds = {}  # (the rows' outer offsets, normalised weights) -> [(row, factor)]
+    for row, ws in rows.items():
+        if len(ws) < 2:
+            continue
+        factor = math.gcd(*ws.values()) * (1 if next(iter(ws.values())) > 0 else -1)
+        weights = tuple((o, w // factor) for o, w in sorted(ws.items()))
+        kinds.setdefault((row[:-1], weights), []).append((row, factor))
+    found = {}
+    for (_, weights), members in kinds.items():
+        if len(members) > 1:
+            if sum(f > 0 for _, f in members) * 2 < len(members):  # (fewer negations)
+                weights = tuple((o, -w) for o, w in weights)
+                members = [(row, -f) for row, f in members]
+            found.update((row, (factor, weights)) for row, factor in members)
+    return found
+
+
+def share_rows(fdef, reads):
+    """``fdef`` (reads already ``_sk_a<k>`` names) with sums regrouped by rows.
+
+    Each chain of ``+``/``-`` whose terms are all reads times integer constants, or integer
+    constants, and whose rows repeat (:func:`shared_rows`, per array), becomes the sum of
+    each such row's partial sum, then the other terms. The partial sums are :data:`KEEP`
+    variables assigned at the top of the function (they depend on the reads alone, which are
+    its parameters; numba does not type ``:=``), one per row and weights. Only for integer
+    accumulators: the additions are reordered. Chains with any other term stay as written.
+    """
+    read_names = {f"_sk_a{k}": k for k in range(len(reads))}
+    partials = {}  # (row's reads and weights) -> (name, expression)
+
+    class Share(ast.NodeTransformer):
+        def visit_BinOp(self, node):
+            if not isinstance(node.op, (ast.Add, ast.Sub)):
+                return self.generic_visit(node)
+            terms = []
+            _signed_terms(node, 1, terms)
+            weights, constant = {}, 0  # read index -> weight (repeats merged)
+            for sign, term in terms:
+                tap, c = _tap(term, read_names), _int_constant(term)
+                if tap is None and c is None:
+                    return self.generic_visit(node)  # (another term: kept as written)
+                if tap is None:
+                    constant += sign * c
+                else:
+                    weights[tap[0]] = weights.get(tap[0], 0) + sign * tap[1]
+            arrays = {a: i for i, a in enumerate(dict.fromkeys(a for a, _ in reads))}
+            offsets = {k: (arrays[reads[k][0]], *reads[k][1]) for k in weights}
+            found = shared_rows([(offsets[k], w) for k, w in weights.items()])
+            if not found:
+                return node
+            out, done = [], set()
+            for k, w in weights.items():
+                row = offsets[k][:-1]
+                if row not in found:
+                    if w:
+                        out.append((w, ast.Name(f"_sk_a{k}", ast.Load())))
+                elif row not in done:
+                    done.add(row)
+                    factor, row_weights = found[row]
+                    index = {offsets[j][-1]: j for j in weights if offsets[j][:-1] == row}
+                    terms_ = tuple((index[o], w) for o, w in row_weights)
+                    if terms_ not in partials:
+                        partials[terms_] = (f"{KEEP}{len(partials)}", _sum(
+                            [(w, ast.Name(f"_sk_a{k}", ast.Load())) for k, w in terms_]))
+                    out.append((factor, ast.Name(partials[terms_][0], ast.Load())))
+            if constant:
+                out.append((constant, ast.Constant(1)))
+            return _sum(out) if out else ast.Constant(0)
+
+    fdef = Share().visit(fdef)
+    fdef.body[:0] = [ast.Assign([ast.Name(name, ast.Store())], expr)
+                     for name, expr in partials.values()]
+    ast.fix_missing_locations(fdef)
+    return fdef
 
 
 # -- C++ types ----------------------------------------------------------------------------------
@@ -1395,7 +1544,9 @@ def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
     from numba.core import types
 
     _register_reader_typeof()
-    source, reads = point_source(spec)
+    acc = np.dtype(req.acc)  # (uint64 times an int is float64 in numba: not regrouped)
+    share = SHARE_ROWS and (acc.kind in "bi" or (acc.kind == "u" and acc.itemsize < 8))
+    source, reads = point_source(spec, share)
     acc_t = numba.from_dtype(req.acc)
     readers = tuple(a for a in spec.arrays
                     if any(isinstance(o, str) for acc in spec.accesses if acc.array == a

@@ -358,88 +358,25 @@ def plan_acc(arr_dtype, weights_integral, cval):
     return np.dtype(np.float64), "float"
 
 
-SHARE_ROWS = True
-"""Whether integer linear filters keep the partial sums of rows that other rows repeat apart
-(:func:`shared_rows`; False: one sum over the window, as before). A setting for A/B timing:
-the results are the same."""
-
-
-def _int_term(w, ref):
-    """``ref`` times the integer ``w`` as a signed term of a sum (``"+ 2 * a[0, 1]"``)."""
-    return ("- " if w < 0 else "+ ") + (ref if abs(w) == 1 else f"{abs(w)} * {ref}")
-
-
-def _leading(terms):
-    """A sum's first terms as an expression (its leading ``+`` dropped)."""
-    expr = " ".join(terms).lstrip("+ ")
-    return "-" + expr[2:] if expr.startswith("- ") else expr
-
-
-def shared_rows(taps):
-    """Rows of integer ``taps`` whose sums a kernel walking down the rows can share.
-
-    ``{row: (factor, name)}`` and ``{name: (row, weights)}``: a row (the offsets but the
-    last) is ``factor`` times a partial sum over the last axis, the same weights (``{offset:
-    weight}``, their gcd 1, signed so that most factors are positive) as another row of the
-    window at the same offsets along the axes before the rows. Input row ``i`` then holds
-    that partial for the outputs ``i - r`` of every such row ``r``: after inlining, the same
-    expression of the same registers, which the kernel computes once if its sum is kept
-    apart (:data:`._cpp_body.KEEP`). Uniform filters share every row; Sobel and Prewitt
-    theirs up to a factor (``[1, 0, -1]`` twice and twice that); a correlation with
-    unrelated rows shares none. Rows of one tap are left alone (nothing to add).
-    """
-    from ._cpp_body import KEEP
-
-    rows = {}
-    for offs, w in taps:
-        if w:
-            rows.setdefault(tuple(offs[:-1]), {})[offs[-1]] = int(w)
-    kinds = {}  # (rows' outer offsets, normalised weights) -> rows
-    for row, ws in rows.items():
-        if len(ws) < 2 or len(ws) > CHUNK:
-            continue
-        factor = math.gcd(*ws.values()) * (1 if next(iter(ws.values())) > 0 else -1)
-        kinds.setdefault((row[:-1], tuple((o, w // factor) for o, w in ws.items())),
-                         []).append((row, factor))
-    factors, partials = {}, {}
-    for (_, weights), members in kinds.items():
-        if len(members) > 1:
-            if sum(f > 0 for _, f in members) * 2 < len(members):  # (fewer negations)
-                weights = tuple((o, -w) for o, w in weights)
-                members = [(row, -f) for row, f in members]
-            for row, factor in members:
-                name = f"{KEEP}r{len(partials)}"
-                partials[name] = (row, dict(weights))
-                factors[row] = (factor, name)
-    return factors, partials
-
-
 def linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
-    terms, lines = [], ["def f_linear(a):"]
-    if SHARE_ROWS and acc_kind == "int" and ndim > 1:  # (exact: grouping changes no sum)
-        factors, partials = shared_rows(taps)
-    else:
-        factors, partials = {}, {}
-    for name, (row, weights) in partials.items():
-        lines.append(f"    {name} = " + _leading(
-            [_int_term(w, read(ndim, (*row, o))) for o, w in weights.items()]))
-    done = set()
+    terms = []
     for offs, w in taps:
         if w == 0:
             continue
         ref = read(ndim, offs)
-        row = tuple(offs[:-1])
-        if row in factors:  # (its partial sum, once: at the row's first tap)
-            if row not in done:
-                done.add(row)
-                factor, name = factors[row]
-                terms.append(_int_term(factor, name))
-        elif acc_kind == "int":
-            terms.append(_int_term(int(w), ref))
+        if acc_kind == "int":
+            w = int(w)
+            term = ref if abs(w) == 1 else f"{abs(w)} * {ref}"
+            terms.append(("- " if w < 0 else "+ ") + term)
         else:
             terms.append(f"+ {literal(w, acc)} * {ref}")
-    expr = _leading(terms[:CHUNK]) if terms else "0 * " + read(ndim, [0] * ndim)
-    lines.append(f"    s = {expr}")
+    if not terms:
+        expr = "0 * " + read(ndim, [0] * ndim)
+    else:
+        expr = " ".join(terms[:CHUNK]).lstrip("+ ")
+        if expr.startswith("- "):
+            expr = "-" + expr[2:]
+    lines = ["def f_linear(a):", f"    s = {expr}"]
     # long windows: the rest added CHUNK terms per statement, in the same order (the same
     # sum, bit for bit), so that no expression nests deeper than Python's parser and numba take
     lines += [f"    s = s {' '.join(terms[i:i + CHUNK])}" for i in range(CHUNK, len(terms), CHUNK)]

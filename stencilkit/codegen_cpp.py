@@ -101,11 +101,12 @@ spilled. ``tools/gpu_profile.py`` times it; part of the emitted source (:func:`s
 def source_settings() -> tuple:
     """The settings that shape the stencils' emitted source: part of the module caches' keys.
 
-    ``(UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, _cpp_body.RANGED)``, and the blocks where a
-    bound takes them.
+    ``(UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, _cpp_body.RANGED, _cpp_body.SHARE_ROWS)``,
+    and the blocks where a bound takes them.
     """
     blocks = (BLOCK_PLAIN, BLOCK_WORDS) if MIN_BLOCKS else ()
-    return (UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, _cpp_body.RANGED, *blocks)
+    return (UNROLL, FUSED, LINE_BYTES, MIN_BLOCKS, _cpp_body.RANGED, _cpp_body.SHARE_ROWS,
+            *blocks)
 
 
 def bounds(block) -> str:
@@ -232,7 +233,7 @@ SK_NP_MINMAX(float)
 // an integer as an opaque copy of itself: one empty asm on the device (none on the host), so
 // that the compiler keeps a sum made of it as written (it reassociates integer adds across
 // statements, which undoes a kernel's sharing of partial sums), while copies of the same
-// value still merge; for the variables named with _cpp_body.KEEP (_passes.linear_source)
+// value still merge; for the variables named with _cpp_body.KEEP (_cpp_body.share_rows)
 #if defined(__CUDA_ARCH__)
 #define SK_KEEP(T, C) SK_FN T sk_keep(T x) { asm("" : "+" C(x)); return x; }
 #else

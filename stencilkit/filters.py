@@ -408,7 +408,7 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
     # types (and whether cval is whole): worked out once (a fifth of a small GPU call's time)
     key = None if w.nbytes > 1 << 16 else (  # (large windows: not kept)
         w.tobytes(), w.dtype.str, w.shape, origins, axes, arr.ndim, arr.dtype.str,
-        out_dtype.str, float(np.real(cval)).is_integer(), _passes.SHARE_ROWS)
+        out_dtype.str, float(np.real(cval)).is_integer())
     found = _SOURCES.get(key)
     if found is None:
         integral = w.dtype.kind in "biuf" and bool(np.all(w == np.round(w))) \
@@ -499,9 +499,8 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     out, out_dtype = _output(output, arr, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
-    how, what = _parsed(  # (its source depends on _passes.SHARE_ROWS too)
-        name + " plan", arr, (*args, out_dtype.str, _passes.SHARE_ROWS),
-        lambda: _uniform_plan(arr.ndim, arr.dtype, axes, fp, mode, cval, origins, out_dtype))
+    how, what = _parsed(name + " plan", arr, (*args, out_dtype.str), lambda: _uniform_plan(
+        arr.ndim, arr.dtype, axes, fp, mode, cval, origins, out_dtype))
     if how == "separable":
         return _passes.separable(arr, what, mode, cval, out, out_dtype, True, divisor=fp.size)
     if how == "source":

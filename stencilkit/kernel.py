@@ -40,11 +40,6 @@ from ._errors import StencilError, StencilTypeError
 
 RESERVED_PREFIX = "_sk_"
 
-KEEP_PREFIX = "_sk_keep_"
-"""The one reserved prefix a kernel's local variables may use: stencilkit's own sources name
-integer partial sums with it, which the C++ path keeps apart (:data:`._cpp_body.KEEP`; the
-same values on every backend)."""
-
 
 @dataclass(frozen=True)
 class Access:
@@ -243,8 +238,7 @@ def _check_statements(fdef: ast.FunctionDef, arrays: set, where: str) -> None:
                     f"{where}: the array argument {node.id!r} is rebound; use another name for "
                     "the local variable"
                 )
-        if isinstance(node, ast.Name) and node.id.startswith(RESERVED_PREFIX) \
-                and not node.id.startswith(KEEP_PREFIX):
+        if isinstance(node, ast.Name) and node.id.startswith(RESERVED_PREFIX):
             raise StencilError(f"{where}: the name {node.id!r} uses the reserved prefix "
                                f"{RESERVED_PREFIX!r}; rename it")
     # An array name must only appear as the value of a subscript.

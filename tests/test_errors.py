@@ -131,21 +131,6 @@ def test_decoration_errors(fn, kwargs, exc, match):
         sk.stencil(fn, **kwargs)
 
 
-def keeps_a_row(x):
-    _sk_keep_row = x[-1] + x[0] + x[1]
-    return _sk_keep_row - x[0]
-
-
-def test_the_keep_prefix_is_the_one_reserved_name_a_kernel_may_use():
-    """``_sk_keep_`` marks integer partial sums that the C++ path keeps apart (stencilkit's
-    own linear filters name their rows' sums so); other ``_sk_`` names stay reserved."""
-    k = sk.stencil(keeps_a_row)
-    x = np.arange(6, dtype=np.int16)
-    np.testing.assert_array_equal(k(x, mode="nearest"), [1, 2, 4, 6, 8, 9])  # x[i-1] + x[i+1]
-    with pytest.raises(sk.StencilError, match="reserved prefix '_sk_'"):
-        sk.stencil(bad_reserved)
-
-
 def test_source_must_be_readable():
     fn = eval("lambda x: x[0]")  # noqa: S307 - a function without a source file
     with pytest.raises(sk.StencilError, match="cannot read the source"):

@@ -17,7 +17,7 @@ import cupy as cp
 import numpy as np
 
 import stencilkit as sk
-from stencilkit import _cpp_body, _passes, codegen_cpp, codegen_tiled, filters, resample
+from stencilkit import _cpp_body, codegen_cpp, codegen_tiled, filters, resample
 from stencilkit.backends import (
     cuda_cpp,
     cuda_minmax,
@@ -319,14 +319,17 @@ cases = {
     # 8-bit 3 x 3 kernel is bound by instruction issue)
     "uniform 3 u8, ranges unused": lambda: patched([(_cpp_body, "RANGED", False)],
                                                    filters.uniform_filter, u8, 3),
-    # rows' sums kept apart and shared down the strip (_passes.SHARE_ROWS, default on; SASS
-    # per output: uniform 3 u8 10.0 against 11.4, sobel u8 axis 0 8.7 against 10.2)
-    "uniform 3 u8, rows not shared": lambda: patched([(_passes, "SHARE_ROWS", False)],
+    # rows' sums kept apart and shared down the strip (_cpp_body.SHARE_ROWS, default on;
+    # SASS per output: uniform 3 u8 10.0 against 11.4, sobel u8 axis 0 8.7 against 10.2,
+    # smooth i8 12.0 against 14.9)
+    "uniform 3 u8, rows not shared": lambda: patched([(_cpp_body, "SHARE_ROWS", False)],
                                                      filters.uniform_filter, u8, 3),
     "sobel u8": lambda: filters.sobel(u8, axis=0),
-    "sobel u8, rows not shared": lambda: patched([(_passes, "SHARE_ROWS", False)],
+    "sobel u8, rows not shared": lambda: patched([(_cpp_body, "SHARE_ROWS", False)],
                                                  filters.sobel, u8, 0),
     "smooth i8 (3 x 3 int8 mean)": lambda: smooth(i8),
+    "smooth i8, rows not shared": lambda: patched([(_cpp_body, "SHARE_ROWS", False)],
+                                                  smooth, i8),
     "smooth i8, ranges unused": lambda: patched([(_cpp_body, "RANGED", False)], smooth, i8),
     # registers capped for more blocks an SM (codegen_cpp.MIN_BLOCKS, default None: no cap;
     # ptxas 12: heat_fused 48 registers at 8 rows a step, 32 and 8 bytes spilled at 8 blocks)

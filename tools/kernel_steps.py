@@ -12,7 +12,7 @@ stores, the output elements its stores write (by the stores' widths) and instruc
 output element.
 
     NUMBA_ENABLE_CUDASIM=1 python tools/kernel_steps.py [--only "uniform|sobel"]
-        [--set _passes.SHARE_ROWS=False]
+        [--set _cpp_body.SHARE_ROWS=False]
 
 A kernel without a loop (resampling's one output tile a thread) shows its whole body.
 """
@@ -125,7 +125,7 @@ def main(argv=None):
     ap.add_argument("--arch", default="sm_90")
     ap.add_argument("--only", help="the calls whose name contains one of these ('|' apart)")
     ap.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
-                    help="a stencilkit setting for the run, e.g. _passes.SHARE_ROWS=False "
+                    help="a stencilkit setting for the run, e.g. _cpp_body.SHARE_ROWS=False "
                          "(a Python literal; repeatable)")
     args = ap.parse_args(argv)
     import ast
