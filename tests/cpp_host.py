@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import types
 
 import numpy as np
@@ -73,10 +74,12 @@ def build(source: str) -> ctypes.CDLL:
     os.makedirs(_DIR, exist_ok=True)
     so = os.path.join(_DIR, f"sk_{key}.so")
     if not os.path.exists(so):
-        src = os.path.join(_DIR, f"sk_{key}.cpp")
+        # files of this process and thread (threads of one test build the same module at once)
+        mine = f"{os.getpid()}.{threading.get_ident()}"
+        src = os.path.join(_DIR, f"sk_{key}.{mine}.cpp")
         with open(src, "w") as f:
             f.write(source)
-        tmp = f"{so}.{os.getpid()}.tmp"
+        tmp = f"{so}.{mine}.tmp"
         # -O0: twice as fast to build as -O1 and the same IEEE arithmetic (SSE, no
         # contraction); the small test arrays run fast enough (the host tests: 21 s cold
         # against 29 s)
@@ -92,6 +95,7 @@ def build(source: str) -> ctypes.CDLL:
         if res.returncode:
             raise RuntimeError(f"g++ failed on {src}:\n{res.stderr[:4000]}")
         os.replace(tmp, so)
+        os.replace(src, os.path.join(_DIR, f"sk_{key}.cpp"))  # (kept beside it, to read)
     lib = ctypes.CDLL(so)
     _LIBS[key] = lib
     return lib
