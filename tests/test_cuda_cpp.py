@@ -275,6 +275,74 @@ def test_ranged_divisions_and_comparisons_equal_the_cpu(dtype, use_ranges, monke
         assert "< 0)" in body  # s < 0: not decided by its range (signed data)
 
 
+@sk.stencil
+def shared_sums(x, k):  # sums whose rows repeat: regrouped by rows for integer accumulators
+    box = (x[-1, -1] + x[-1, 0] + x[-1, 1] + x[0, -1] + x[0, 0] + x[0, 1]
+           + x[1, -1] + x[1, 0] + x[1, 1])
+    gx = x[-1, 1] - x[-1, -1] + 2 * x[0, 1] - 2 * x[0, -1] + x[1, 1] - x[1, -1]
+    mixed = x[-1, 0] + x[-1, 1] + k + x[1, 0] + x[1, 1]  # (a parameter: kept as written)
+    twice = (x[0, 0] + x[0, 0] - x[0, 0] * 3 + 7 + x[1, -1] * 2 + 2 * x[1, 0]
+             + (x[-1, -1] + x[-1, 0]))  # (a read repeated, a constant, rows twice the other)
+    return box // 9 + gx + mixed - twice
+
+
+@pytest.mark.parametrize("share", [True, False])
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.uint64,
+                                   np.float32])
+def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
+    """Sums whose rows repeat each other's weights (a box, a Sobel written in another order,
+    a row twice another, a read repeated and a constant) are regrouped by rows into kept
+    partial sums (``_cpp_body.share_rows``, ``sk_keep``) for integer accumulators: the host
+    build equals the CPU bit for bit, extremes of the data included; float data (and a
+    uint64 accumulator, whose products with ints are float64 in numba) keep their sums as
+    written, as does a chain with a parameter in it; ``_cpp_body.SHARE_ROWS`` off keeps
+    every sum as written."""
+    monkeypatch.setattr(_cpp_body, "SHARE_ROWS", share)
+    a = sample((21, 38), dtype)
+    if np.dtype(dtype).kind in "iu":
+        info = np.iinfo(dtype)
+        a[0], a[1], a[2, ::3] = info.min, info.max, info.max
+    for k in (3, 0.5):
+        same(host_call(shared_sums, a, k), shared_sums(a, k))
+        src = shared_sums.cuda_source(a, k)
+        kept = src.count("= sk_keep(")
+        regrouped = share and np.dtype(dtype).kind in "iu"  # (uint64 data: int64 sums)
+        assert kept == (8 if regrouped else 0), (dtype, k)  # (box 3, gx 3, twice 2)
+    if dtype == np.uint64:  # a uint64 accumulator: numba's uint64 times an int is float64
+        b = sample((21, 38), np.uint16).astype(np.uint64)  # (float64 sums within uint64)
+        same(host_call(shared_sums, b, 3, acc=np.uint64), shared_sums(b, 3, acc=np.uint64))
+        assert "= sk_keep(" not in shared_sums.cuda_source(b, 3, acc=np.uint64)
+
+
+def test_shared_rows_of_integer_taps():
+    """Rows that repeat another row's weights (up to an integer factor, at the same outer
+    offsets) are found, signed so that most factors are positive; others are not."""
+    def taps(w):
+        w = np.asarray(w)
+        centre = np.array(w.shape) // 2
+        return [(tuple(int(i) for i in np.array(ix) - centre), int(w[ix]))
+                for ix in np.ndindex(*w.shape)]
+
+    sobel0 = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]])
+    cases = [
+        (np.ones((3, 3), int), {(-1,): 1, (0,): 1, (1,): 1}),
+        (sobel0, {(-1,): 1, (1,): -1}),
+        (sobel0.T, {(-1,): 1, (0,): 2, (1,): 1}),
+        (-np.array([[1, 0, -1]] * 3), {(-1,): 1, (0,): 1, (1,): 1}),  # (all negative: flipped)
+        (np.array([[1, -2, 0], [3, 1, -1], [0, 2, 1]]), {}),  # (no two rows alike)
+        (np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]]), {}),  # (one row of two taps or more)
+        (np.array([[2, 0, 4], [0, 5, 0], [-1, 0, -2]]), {(-1,): 2, (1,): -1}),  # (a gcd)
+        (np.ones((2, 3, 3), int), {(p, r): 1 for p in (-1, 0) for r in (-1, 0, 1)}),
+        (np.array([[[1, 1]], [[1, 1]]]), {}),  # (alike rows in other planes: not one walk)
+    ]
+    for w, factors in cases:
+        found = _cpp_body.shared_rows(taps(w))
+        assert {row: f for row, (f, _) in found.items()} == factors, w
+        for row, (factor, weights) in found.items():
+            assert {o: factor * v for o, v in weights} == {
+                o[-1]: v for o, v in taps(w) if o[:-1] == row and v}
+
+
 def test_32_bit_magic_divisions_equal_floor_division_over_their_range():
     """Every dividend of the range, for divisors 3 to 300 and ranges up to 2^20 (a 3 x 3 sum
     of 16-bit data), and the largest range each divisor has a magic pair for."""

@@ -328,60 +328,13 @@ def test_large_medians_on_the_numba_fallback_equal_the_cpu(dtype):
 
 
 def _taps(w):
-    """``_passes``' taps of integer weights ``w``: (offsets from the centre, weight)."""
+    """Taps of integer weights ``w``: (offsets from the centre, weight)."""
     centre = np.array(w.shape) // 2
     return [(tuple(int(i) for i in np.array(idx) - centre), int(w[idx]))
             for idx in np.ndindex(*w.shape)]
 
 
 SOBEL0 = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]])
-
-
-@pytest.mark.parametrize("w, factors", [
-    (np.ones((3, 3), int), {(-1,): 1, (0,): 1, (1,): 1}),
-    (SOBEL0, {(-1,): 1, (1,): -1}),
-    (SOBEL0.T, {(-1,): 1, (0,): 2, (1,): 1}),
-    (-np.array([[1, 0, -1]] * 3), {(-1,): 1, (0,): 1, (1,): 1}),  # (signs flipped: prewitt)
-    (np.array([[1, -2, 0], [3, 1, -1], [0, 2, 1]]), {}),  # (no two rows alike)
-    (np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]]), {}),  # (one row of two taps or more)
-    (np.array([[2, 0, 4], [0, 5, 0], [-1, 0, -2]]), {(-1,): 2, (1,): -1}),  # (a gcd)
-    (np.ones((2, 3, 3), int), {(p, r): 1 for p in (-1, 0) for r in (-1, 0, 1)}),
-    (np.array([[[1, 1]], [[1, 1]]]), {}),  # (same rows, other planes: not on one walk)
-])
-def test_shared_rows_of_integer_weights(w, factors):
-    """Rows of a window that repeat another row's weights (up to an integer factor) at the
-    same outer offsets are summed apart, once per row, in variables the C++ keeps opaque:
-    a kernel walking down the rows then shares each row's sum among the outputs that hold
-    it. Rows unlike every other, and rows of one tap, stay in the window's sum."""
-    from stencilkit import _passes
-
-    found, partials = _passes.shared_rows(_taps(w))
-    assert {row: f for row, (f, _) in found.items()} == factors
-    for row, (factor, name) in found.items():
-        kept_row, weights = partials[name]
-        assert kept_row == row
-        got = {o: factor * v for o, v in weights.items()}
-        assert got == {o[-1]: v for o, v in _taps(w) if o[:-1] == row and v}
-    src = _passes.linear_source(w.ndim, _taps(w), np.dtype(np.int64), "int",
-                                np.dtype(np.int32))
-    assert src.count("_sk_keep_") == 2 * len(found)
-
-
-def test_share_rows_is_a_setting_of_the_next_call(monkeypatch):
-    """``_passes.SHARE_ROWS`` (for A/B timing) keys the filters' remembered sources, so a
-    change takes effect at the next call; the values are the same either way."""
-    from stencilkit import _passes
-
-    a = np.random.default_rng(2).integers(0, 256, (6, 7)).astype(np.uint8)
-    kept = filters.uniform_filter(a, 3), filters.sobel(a, 0)
-    monkeypatch.setattr(_passes, "SHARE_ROWS", False)
-    for want, got in zip(kept, (filters.uniform_filter(a, 3), filters.sobel(a, 0))):
-        np.testing.assert_array_equal(got, want)
-    plans = [v for k, v in filters._PARSED.items() if k[0] == "uniform_filter plan"]
-    for sources in ([what[0] for how, what in plans if how == "source"],  # (uniform_filter)
-                    [src for src, _ in filters._SOURCES.values()]):  # (correlations: sobel)
-        assert any("_sk_keep_" in src for src in sources)
-        assert any("_sk_keep_" not in src and "a[-1, -1]" in src for src in sources)
 
 
 def _exact_correlation(a, w, mode, cval):
@@ -408,7 +361,7 @@ def test_shared_row_sums_are_exact_on_the_cpu_and_the_cpp_path(fake_gpu, dtype):
     with a factor, 3-D), every mode: the CPU and the C++ host build equal the exact int64
     correlation through tests/reference.py's index maps, and the emitted C++ keeps the
     rows' sums apart (``sk_keep``)."""
-    from stencilkit import _passes
+    from stencilkit import _cpp_body, _passes
 
     rng = np.random.default_rng(11)
     info = np.iinfo(dtype)
@@ -418,7 +371,7 @@ def test_shared_row_sums_are_exact_on_the_cpu_and_the_cpp_path(fake_gpu, dtype):
              np.array([[1, 2, 0, -1], [5, 5, 5, 5], [-2, -4, 0, 2]]),
              np.stack([np.outer(u, v), np.ones((3, 3), int)])]
     for w in cases:
-        assert _passes.shared_rows(_taps(w))[0], w
+        assert _cpp_body.shared_rows(_taps(w)), w
         a = rng.integers(info.min, info.max, (2, 11, 13) if w.ndim == 3 else (11, 13),
                          endpoint=True).astype(dtype)
         for mode in ("reflect", "mirror", "nearest", "wrap", "constant"):
