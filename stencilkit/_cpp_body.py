@@ -52,14 +52,15 @@ _KEPT = ("sk_i32", "sk_u32", "sk_i64", "sk_u64")
 
 SHARE_ROWS = True
 """Whether sums of reads whose rows repeat each other's weights are regrouped by rows
-(:func:`share_rows`), where the accumulator is an integer type: a kernel walking down the
-rows then computes each row's partial sum once for the outputs that hold it. SASS
-instructions an output (``tools/kernel_steps.py``, ptxas 12, sm_90), before -> after: the
-uniform 3 x 3 uint8 filter's word kernel 11.4 -> 10.0, Sobel uint8 10.1-10.2 -> 8.3-8.7,
-the user's 3 x 3 int8 mean (``tests/kernels.py``'s ``smooth``) 14.9 -> 12.0. Integer sums
-are exact (wrapping ones too: modular addition is associative), so the values are the
-CPU's. False: the sums as written, for A/B timing (``tools/gpu_profile.py``'s "rows not
-shared" rows); part of the module caches' keys
+(:func:`share_rows`), where the accumulator is a signed integer or bool type (numba sums
+those in int64; the default accumulator of integer data, and the filters'): a kernel
+walking down the rows then computes each row's partial sum once for the outputs that hold
+it. SASS instructions an output (``tools/kernel_steps.py``, ptxas 12, sm_90), before ->
+after: the uniform 3 x 3 uint8 filter's word kernel 11.4 -> 10.0, Sobel uint8 10.1-10.2 ->
+8.3-8.7, the user's 3 x 3 int8 mean (``tests/kernels.py``'s ``smooth``) 14.9 -> 12.0.
+Integer sums are exact (wrapping ones too: modular addition is associative), so the values
+are the CPU's. False: the sums as written, for A/B timing (``tools/gpu_profile.py``'s "rows
+not shared" rows); part of the module caches' keys
 (:func:`stencilkit.codegen_cpp.source_settings`)."""
 
 
@@ -1544,8 +1545,10 @@ def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
     from numba.core import types
 
     _register_reader_typeof()
-    acc = np.dtype(req.acc)  # (uint64 times an int is float64 in numba: not regrouped)
-    share = SHARE_ROWS and (acc.kind in "bi" or (acc.kind == "u" and acc.itemsize < 8))
+    # regrouped for signed and bool accumulators, whose sums numba types int64 throughout
+    # (unsigned ones sum to uint64, and uint64 with int64 is float64: regrouping would move
+    # those conversions)
+    share = SHARE_ROWS and np.dtype(req.acc).kind in "bi"
     source, reads = point_source(spec, share)
     acc_t = numba.from_dtype(req.acc)
     readers = tuple(a for a in spec.arrays

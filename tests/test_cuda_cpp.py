@@ -293,10 +293,10 @@ def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
     """Sums whose rows repeat each other's weights (a box, a Sobel written in another order,
     a row twice another, a read repeated and a constant) are regrouped by rows into kept
     partial sums (``_cpp_body.share_rows``, ``sk_keep``) for integer accumulators: the host
-    build equals the CPU bit for bit, extremes of the data included; float data (and a
-    uint64 accumulator, whose products with ints are float64 in numba) keep their sums as
-    written, as does a chain with a parameter in it; ``_cpp_body.SHARE_ROWS`` off keeps
-    every sum as written."""
+    build equals the CPU bit for bit, extremes of the data included; float data (and
+    unsigned accumulators, whose sums numba types uint64, and uint64 times an int float64)
+    keep their sums as written, as does a chain with a parameter in it;
+    ``_cpp_body.SHARE_ROWS`` off keeps every sum as written."""
     monkeypatch.setattr(_cpp_body, "SHARE_ROWS", share)
     a = sample((21, 38), dtype)
     if np.dtype(dtype).kind in "iu":
@@ -308,10 +308,12 @@ def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
         kept = src.count("= sk_keep(")
         regrouped = share and np.dtype(dtype).kind in "iu"  # (uint64 data: int64 sums)
         assert kept == (8 if regrouped else 0), (dtype, k)  # (box 3, gx 3, twice 2)
-    if dtype == np.uint64:  # a uint64 accumulator: numba's uint64 times an int is float64
-        b = sample((21, 38), np.uint16).astype(np.uint64)  # (float64 sums within uint64)
-        same(host_call(shared_sums, b, 3, acc=np.uint64), shared_sums(b, 3, acc=np.uint64))
-        assert "= sk_keep(" not in shared_sums.cuda_source(b, 3, acc=np.uint64)
+    if dtype in (np.uint8, np.uint64):  # unsigned accumulators: numba sums them in uint64,
+        # whose products with ints are float64 (regrouping would move those conversions)
+        b = sample((21, 38), np.uint16).astype(dtype)  # (float64 sums within uint64)
+        for acc in (np.uint16, np.uint64):
+            same(host_call(shared_sums, b, 3, acc=acc), shared_sums(b, 3, acc=acc))
+            assert "= sk_keep(" not in shared_sums.cuda_source(b, 3, acc=acc)
 
 
 def test_shared_rows_of_integer_taps():
