@@ -283,12 +283,13 @@ def shared_sums(x, k):  # sums whose rows repeat: regrouped by rows for integer 
     mixed = x[-1, 0] + x[-1, 1] + k + x[1, 0] + x[1, 1]  # (a parameter: kept as written)
     twice = (x[0, 0] + x[0, 0] - x[0, 0] * 3 + 7 + x[1, -1] * 2 + 2 * x[1, 0]
              + (x[-1, -1] + x[-1, 0]))  # (a read repeated, a constant, rows twice the other)
-    return box // 9 + gx + mixed - twice
+    lone = -x[0, 0] + x[-1, 0] + x[-1, 1] + x[1, 0] + x[1, 1]  # (a negative term first)
+    return box // 9 + gx + mixed - twice + lone
 
 
 @pytest.mark.parametrize("share", [True, False])
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.uint64,
-                                   np.float32])
+                                   np.bool_, np.float32])
 def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
     """Sums whose rows repeat each other's weights (a box, a Sobel written in another order,
     a row twice another, a read repeated and a constant) are regrouped by rows into kept
@@ -298,7 +299,7 @@ def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
     keep their sums as written, as does a chain with a parameter in it;
     ``_cpp_body.SHARE_ROWS`` off keeps every sum as written."""
     monkeypatch.setattr(_cpp_body, "SHARE_ROWS", share)
-    a = sample((21, 38), dtype)
+    a = sample((21, 38), dtype) if dtype != np.bool_ else sample((21, 38), np.uint8) > 127
     if np.dtype(dtype).kind in "iu":
         info = np.iinfo(dtype)
         a[0], a[1], a[2, ::3] = info.min, info.max, info.max
@@ -306,8 +307,8 @@ def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
         same(host_call(shared_sums, a, k), shared_sums(a, k))
         src = shared_sums.cuda_source(a, k)
         kept = src.count("= sk_keep(")
-        regrouped = share and np.dtype(dtype).kind in "iu"  # (uint64 data: int64 sums)
-        assert kept == (8 if regrouped else 0), (dtype, k)  # (box 3, gx 3, twice 2)
+        regrouped = share and np.dtype(dtype).kind in "biu"  # (int64 sums; uint64 data too)
+        assert kept == (10 if regrouped else 0), (dtype, k)  # (box 3, gx 3, twice 2, lone 2)
     if dtype in (np.uint8, np.uint64):  # unsigned accumulators: numba sums them in uint64,
         # whose products with ints are float64 (regrouping would move those conversions)
         b = sample((21, 38), np.uint16).astype(dtype)  # (float64 sums within uint64)
