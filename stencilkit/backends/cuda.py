@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import _dtypes
 from .._errors import StencilError, StencilTypeError
-from . import Backend, is_device_array  # noqa: F401 (is_device_array: also this module's name)
+from . import Backend, cuda_replay, is_device_array  # noqa: F401 (is_device_array: reexported)
 from .cuda_replay import spoil
 
 
@@ -382,7 +382,13 @@ def module(st, fastmath: bool, idx64: bool = True):
 def _scalars(params):
     # Scalars as the NumPy types numba gives them (int64, float64, ...): the simulator then
     # promotes as compiled code does (a Python float next to float32 would stay float32).
-    return tuple(np.asarray(p)[()] if not isinstance(p, np.generic) else p for p in params)
+    # (Python floats and bools by their type: np.asarray's conversion took a microsecond)
+    return tuple(p if isinstance(p, np.generic) else
+                 _PY_SCALARS[type(p)](p) if type(p) in _PY_SCALARS else np.asarray(p)[()]
+                 for p in params)
+
+
+_PY_SCALARS = {float: np.float64, bool: np.bool_}
 
 
 def plan_call(st, args, kwargs):
@@ -444,15 +450,17 @@ def _replay_key(st, arrays, scalars, out, overrides):
     (``scalars``: as :func:`_scalars` gives them; the module takes their types, their values
     go to the launch), the overrides and the output's (:func:`.cuda_replay.key`).
     """
-    from .cuda_replay import array_key, is_device, key
-
-    if not all(type(a) is not np.ndarray and is_device(a) for a in arrays) or (
-            out is not None and (type(out) is np.ndarray or not is_device(out))):
+    for a in arrays:
+        if type(a) is np.ndarray or not cuda_replay.is_device(a):
+            return None
+    if out is not None and (type(out) is np.ndarray or not cuda_replay.is_device(out)):
         return None
+    array_key = cuda_replay.array_key
     try:
-        found = key(tuple(map(array_key, arrays)), tuple(map(type, scalars)),
-                    _dtypes.exact_key(tuple(sorted(overrides.items()))),
-                    None if out is None else array_key(out))
+        found = cuda_replay.key(
+            tuple([array_key(a) for a in arrays]), tuple([type(v) for v in scalars]),
+            _dtypes.exact_key(tuple(sorted(overrides.items()))) if overrides else (),
+            None if out is None else array_key(out))
         hash(found)
     except TypeError:  # (an array among the overrides)
         return None
@@ -530,8 +538,6 @@ class CudaBackend(Backend):
         return plan, work_, _scalars(params), like
 
     def apply(self, st, arrays, params, out, overrides):
-        from . import cuda_cpp, cuda_replay
-
         scalars = _scalars(params)
         key = _replay_key(st, arrays, scalars, out, overrides)
         replays = st._modules.get("cuda-replays")
@@ -541,6 +547,8 @@ class CudaBackend(Backend):
             if res is not None:
                 cuda_replay.REPLAYED[0] += 1
                 return res
+        from . import cuda_cpp
+
         token = cuda_replay.enter()
         plan, work_, params_, like = self.prepare(st, arrays, params, out, overrides)
         dest, direct = _destination(plan, work_, out, like)
@@ -603,7 +611,7 @@ class CudaBackend(Backend):
                 res = result(work_[0], plan.batch, plan.core, plan.axes, plan.moved,
                              plan.out_dtype, like)
         else:
-            from . import cuda_cpp, cuda_replay
+            from . import cuda_cpp
 
             cur = work_[0]
             bufs = [empty(plan.wshape, plan.wout, like) for _ in range(min(steps, 2))]
