@@ -272,8 +272,9 @@ def memoized(fn):
             else:
                 kwords = {**kwargs, "output": None}
         try:
-            k = key(name, array_key(input), tuple(map(_arg_key, kargs)),
-                    tuple((n, _arg_key(v)) for n, v in sorted(kwords.items())),
+            k = key(name, array_key(input),
+                    tuple([_arg_key(v) for v in kargs]) if kargs else (),
+                    tuple([(n, _arg_key(kwords[n])) for n in sorted(kwords)]) if kwords else (),
                     array_key(out) if array_out else None)
             replay = None if k is None else _REPLAYS.get(k)
         except TypeError:  # an array or a list among the arguments: not kept
