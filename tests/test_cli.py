@@ -432,10 +432,19 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path):
     assert {r["output"] for r in records} == set(outputs(tmp_path / "ref"))
 
 
+# a command run with SIGINT at its default disposition: a process started with it ignored (a
+# background job of a non-interactive shell, nohup) passes that on, and Python then installs
+# no KeyboardInterrupt handler, so Ctrl-C could not reach the command (as for any program
+# started so): the test would depend on how pytest was started
+WITH_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
+
+
 def test_ctrl_c_stops_cleanly_with_status_130(tmp_path):
     write_inputs(tmp_path / "in", frames(150, (192, 192)))
-    proc = subprocess.Popen([EXE, "run", "gaussian_filter", tmp_path / "in", "-o",
-                             tmp_path / "o", "--sigma", "2", "--workers", "1"],
+    proc = subprocess.Popen([sys.executable, "-c", WITH_SIGINT, EXE, "run", "gaussian_filter",
+                             tmp_path / "in", "-o", tmp_path / "o", "--sigma", "2",
+                             "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     manifest = tmp_path / "o" / ".stencilkit-manifest.jsonl"
     deadline = time.time() + 60
