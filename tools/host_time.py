@@ -238,8 +238,7 @@ def _cupy_without_gpu(cuda_backend, cuda_cpp):
     cuda_cpp.packer = lambda found: cuda_cpp._packer(function)  # (as CuPy's kernels pack)
 
     def put(host):
-        a = cupy.empty(host.shape, host.dtype)  # (its values are never read)
-        return a
+        return cupy.empty(host.shape, host.dtype)  # (its values are never read)
 
     return put, lambda: None
 

@@ -106,9 +106,7 @@ def calls(fake):
     f32 = fake.asarray(rng.random((256, 256)).astype(np.float32))
     i8 = fake.asarray(rng.integers(-128, 128, (256, 256)).astype(np.int8))
     u8 = fake.asarray(rng.integers(0, 256, (256, 256)).astype(np.uint8))
-    vol = fake.asarray(rng.integers(0, 256, (16, 64, 256)).astype(np.uint8))
     out += [("uniform_filter size=5 uint8", 1, lambda: filters.uniform_filter(u8, 5)),
-            ("uniform_filter size=3 uint8 volume", 1, lambda: filters.uniform_filter(vol, 3)),
             ("heat step float32", 4, lambda: diffuse(f32, 0.1)),
             ("3 x 3 int8 mean (smooth)", 1, lambda: smooth(i8)),
             ("uniform_filter size=15 uint8", 1, lambda: filters.uniform_filter(u8, 15)),
