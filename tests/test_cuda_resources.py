@@ -68,7 +68,8 @@ def test_a_module_links_to_device_code_without_a_gpu():
 
 def test_kernel_steps_reads_the_innermost_storing_loop():
     """tools/kernel_steps.py's reading of a disassembly: the innermost loop (a forward branch
-    inside it allowed) with the most stores, and the elements its stores write by width."""
+    inside it allowed) that stores the most bytes, and the elements its stores write by
+    width."""
     steps = _tool("kernel_steps")
     rows = [(None, "S2R R0, SR_TID.X"), ("L_x_1", "LDG.E R2, [R4.64]"),  # outer loop
             ("L_x_2", "LDG.E.CONSTANT R3, [R6.64]"), (None, "IADD3 R3, R3, R2, RZ"),
@@ -80,6 +81,10 @@ def test_kernel_steps_reads_the_innermost_storing_loop():
     assert body[0].startswith("LDG.E.CONSTANT") and body[-1] == "@P1 BRA `(.L_x_2)"
     assert steps.outputs(body, 1) == 5 and steps.outputs(body, 4) == 2  # (a word, a byte)
     assert len(steps.step([(None, "STG.E [R2.64], R0"), (None, "EXIT")])) == 2  # no loop
+    rows = [("L_x_1", "STG.E.U8 [R2.64], R0"), (None, "STG.E.U8 [R2.64+0x1], R0"),
+            (None, "@P0 BRA `(.L_x_1)"), ("L_x_2", "STG.E [R4.64], R1"),
+            (None, "@P1 BRA `(.L_x_2)")]  # (two byte stores against one word store)
+    assert steps.step(rows)[0] == "STG.E [R4.64], R1"
 
 
 def test_host_time_probe_kernels_compile_with_nvrtc():

@@ -55,10 +55,12 @@ def disassemble(source: str, arch: str, tool: str) -> dict:
 
 
 def step(rows) -> list:
-    """The instructions of the innermost loop with the most stores.
+    """The instructions of the innermost loop that stores the most bytes.
 
-    Innermost: no other loop's backward branch inside it (forward branches may be). The whole
-    kernel where no loop stores anything.
+    Innermost: no other loop's backward branch inside it (forward branches may be). Bytes,
+    not stores: a strip walk that is not unrolled stores one word a row, fewer stores than a
+    border loop's single bytes, but more outputs. The whole kernel where no loop stores
+    anything.
     """
     at = {label: i for i, (label, _) in enumerate(rows) if label}
     edges = []  # (first, last) of each loop: a backward branch to a label
@@ -69,7 +71,7 @@ def step(rows) -> list:
     inner = [(a, b) for a, b in edges
              if not any(a <= c and d <= b and (c, d) != (a, b) for c, d in edges)]
     bodies = [[x for _, x in rows[a:b + 1]] for a, b in inner]
-    best = max(bodies, key=lambda b: (sum("STG" in x for x in b), len(b)), default=None)
+    best = max(bodies, key=lambda b: (outputs(b, 1), len(b)), default=None)
     if best is None or not any("STG" in x for x in best):
         return [x for _, x in rows]
     return best
