@@ -404,8 +404,11 @@ def test_line_passes_for_large_windows_every_axis(mode):
                          ids=lambda d: np.dtype(d).name)
 def test_large_median_windows_select_exactly(dtype):
     """Beyond the sorting networks: Huang's histograms (8/16-bit boxes) or quickselect."""
+    from stencilkit._passes import MEDIAN_MAX
+
     a = sample((23, 29), dtype)
-    fp = np.random.default_rng(1).random((9, 7)) > 0.3
+    fp = np.random.default_rng(1).random((8, 9)) > 0.3
+    assert fp.sum() > MEDIAN_MAX  # (a footprint of fewer would take a sorting network)
     x = da.from_array(a, chunks=(5, 8))
     for mode in MODES:
         kw = {"mode": mode, **_cval(mode, dtype)}
@@ -418,6 +421,29 @@ def test_large_median_windows_select_exactly(dtype):
     f[5, 5] = np.nan
     got = filters.median_filter(f, 9)
     assert np.isnan(got[1:10, 1:10]).all() and np.isnan(got).sum() == 81
+
+
+def test_batcher_networks_sort_every_size_a_median_takes():
+    """``batcher_pairs(n)``, the comparators every median network is generated from (CPU and
+    device), sorts ``n`` values for each ``n`` up to ``MEDIAN_MAX``: every 0-1 input up to 16
+    wires (which proves it, by the 0-1 principle: Knuth, TAOCP vol. 3, 5.3.4), random 0-1
+    vectors of every weight and random integers with ties beyond."""
+    from stencilkit._passes import MEDIAN_MAX, batcher_pairs
+
+    rng = np.random.default_rng(5)
+    for n in range(1, MEDIAN_MAX + 1):
+        if n <= 16:
+            v = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+        else:
+            ones = rng.random((4000, n)) < rng.random((4000, 1))
+            v = np.concatenate([ones, rng.integers(0, n // 2, (2000, n))])
+        want = np.sort(v, axis=1)
+        pairs = batcher_pairs(n)
+        assert all(0 <= a < b < n for a, b in pairs), n
+        for a, b in pairs:
+            lo, hi = np.minimum(v[:, a], v[:, b]), np.maximum(v[:, a], v[:, b])
+            v[:, a], v[:, b] = lo, hi
+        np.testing.assert_array_equal(v, want, err_msg=f"{n} wires")
 
 
 def test_a_small_median_pass_lowers_to_the_sorting_network():
