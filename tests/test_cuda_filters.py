@@ -112,12 +112,13 @@ def test_integer_box_runs_as_running_sums_equal_to_the_cpu(mode, monkeypatch):
         check(got, filters.uniform_filter(a, **args, **kw), exact=True)
         assert launches == [1]
     # 299 columns of halo: more than a tile takes (cuda_lines.HALO_MAX), on a GPU as under
-    # the simulator (whose tiles are narrower)
-    a = sample((6, 310), np.uint8, seed=3)
-    launches.clear()
-    check(filters.uniform_filter(cuda.to_device(a), (3, 300), **kw),
-          filters.uniform_filter(a, (3, 300), **kw), exact=True)
-    assert launches == []
+    # the simulator (whose tiles are narrower); two modes (3.4 s a call under the simulator)
+    if mode in ("reflect", "constant"):
+        a = sample((6, 310), np.uint8, seed=3)
+        launches.clear()
+        check(filters.uniform_filter(cuda.to_device(a), (3, 300), **kw),
+              filters.uniform_filter(a, (3, 300), **kw), exact=True)
+        assert launches == []
     if mode != "constant":  # an unused cval is ignored, even NaN (as scipy)
         a = sample((13, 17), np.uint8, seed=4)
         check(filters.uniform_filter(cuda.to_device(a), 9, mode=mode, cval=np.nan),
