@@ -323,7 +323,9 @@ def _cpu_header(spec, nm, fastmath, debug, cache) -> list[str]:
         "",
         f"_sk_opts = dict(cache={cache}, fastmath={fastmath}, boundscheck={debug}, "
         "error_model='numpy', nogil=True)",
-        "_sk_njit = _sk_numba.njit(**_sk_opts)",
+        # the helpers are called from the runners only: no CPython or cfunc wrappers (building
+        # them was a tenth of a module's compile time)
+        "_sk_njit = _sk_numba.njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, **_sk_opts)",
         modes.MAP_SOURCE,
         "",
         "@_sk_njit",
@@ -530,7 +532,7 @@ def _cpu_runners(spec, nm, points: _Points) -> list[str]:
         "",
         "@_sk_numba.njit(parallel=True, **_sk_opts)",
         run_text.replace("NAME", "par"),
-        "@_sk_njit",
+        "@_sk_numba.njit(**_sk_opts)",  # (called from Python: wrapped)
         run_text.replace("NAME", "ser"),
     ]
 
