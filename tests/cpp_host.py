@@ -93,6 +93,7 @@ def _precompiled(flags: list) -> list:
     if key not in _PCH:
         header = os.path.join(_DIR, f"sk_headers_{key}.h")
         if not os.path.exists(header + ".gch"):
+            os.makedirs(_DIR, exist_ok=True)
             mine = f"{os.getpid()}.{threading.get_ident()}"
             with open(f"{header}.{mine}", "w") as f:
                 f.write(_PCH_TEXT)
