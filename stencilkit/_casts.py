@@ -1,25 +1,31 @@
-"""The two conversions every generated kernel makes, as numba overloads used by every backend.
+"""The conversions generated kernels make, as numba overloads used by every backend.
 
 ``widen(value, acc_marker)`` converts an element read from an input to the accumulator type (the
 marker is a zero of that type, so one generated source serves every dtype). ``store_cast(value,
 out_array)`` converts the kernel's result to the output's dtype by the rules of
-:mod:`stencilkit._dtypes`. They are explicit so that the CPU backend, the CUDA backend and the
-CUDA simulator (which follows NumPy scalar promotion) agree bit for bit.
+:mod:`stencilkit._dtypes`. ``to_int`` and its companions stand for the body's own conversions
+of floats to integers (``int()``, ``np.uint8()``, ``math.floor``, ``round``). They are explicit
+so that the CPU backend, the CUDA backend and the CUDA simulator (which follows NumPy scalar
+promotion) agree bit for bit.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import types
 from numba.core.errors import TypingError
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
 # The Python bodies below run only where kernels run as Python: numba's CUDA simulator (compiled
 # code, CPU or device, uses the overloads). They follow the overloads' rules exactly, so that the
 # simulator gives the compiled backends' bits.
 
 def widen(value, acc_marker):
-    """Convert ``value`` to the type of ``acc_marker``."""
+    """Convert ``value`` to the type of ``acc_marker`` (a float into an integer: :func:`to_int`)."""
+    if _is_float(value) and isinstance(acc_marker, np.integer):
+        return _saturate(value, acc_marker.dtype)
     return type(acc_marker)(value)
 
 
@@ -35,13 +41,7 @@ def store_cast(value, out):
             f"{target}; return .real or abs(...), or pass out_dtype=complex128"
         )
     if v.dtype.kind == "f" and target.kind in "iu":
-        info = np.iinfo(target)
-        if v != v:
-            return target.type(0)
-        if v <= float(info.min):
-            return target.type(info.min)
-        if v >= float(info.max):
-            return target.type(info.max)
+        return _saturate(v[()], target)
     with np.errstate(all="ignore"):
         return v.astype(target)[()]
 
@@ -49,6 +49,8 @@ def store_cast(value, out):
 @overload(widen)
 def _ol_widen(value, acc_marker):
     target = acc_marker
+    if isinstance(value, types.Float) and isinstance(target, types.Integer):
+        return lambda value, acc_marker: to_int(value, target)  # (float data, acc=int)
 
     def impl(value, acc_marker):
         return target(value)
@@ -71,21 +73,7 @@ def _ol_store_cast(value, out):
             f"{target}; return .real or abs(...), or pass out_dtype=complex128"
         )
     if isinstance(value, types.Float) and isinstance(target, types.Integer):
-        info = np.iinfo(str(target))
-        lo, hi = float(info.min), float(info.max)
-        scalar = np.dtype(str(target)).type
-        lo_i, hi_i = scalar(info.min), scalar(info.max)
-
-        def saturate(value, out):
-            if value != value:
-                return target(0)
-            if value <= lo:
-                return lo_i
-            if value >= hi:
-                return hi_i
-            return target(value)
-
-        return saturate
+        return lambda value, out: to_int(value, target)  # (saturated, NaN 0)
     if not isinstance(value, (types.Number, types.Boolean)):
         raise TypingError(
             f"the kernel returns a value of type {value}, not a number; a stencil kernel must "
@@ -96,6 +84,145 @@ def _ol_store_cast(value, out):
         return target(value)
 
     return plain
+
+
+# -- conversions of floats to integers inside a kernel's body -----------------------------------
+#
+# numba compiles ``int(x)``, ``np.uint8(x)``, ``math.floor(x)`` and ``round(x)`` of a float as
+# LLVM's fptosi/fptoui, whose result is undefined for NaN and for values beyond the integer
+# type: x86 gives its "integer indefinite" (``int(1e20)`` is -2**63, ``np.uint8(300.7)`` 44,
+# ``np.uint8(-1.5)`` 255), aarch64 and CUDA saturate, NaN 0. The generated kernels route these
+# calls through the functions below (:class:`stencilkit.codegen._IntConversions`; the C++
+# path's ``sk_f2i_*``), so that every backend truncates toward zero, saturates at the type's
+# limits and gives 0 for NaN, as the result's conversion into an integer output does
+# (:func:`store_cast`). Integer and bool arguments convert as numba converts them.
+
+
+def _saturate(value, dtype):
+    """A float ``value`` (Python or NumPy) as an integer ``dtype`` scalar (the rule above)."""
+    dtype = np.dtype(dtype)
+    info = np.iinfo(dtype)
+    if value != value:
+        return dtype.type(0)
+    if value <= float(info.min):
+        return dtype.type(info.min)
+    if value >= float(info.max):
+        return dtype.type(info.max)
+    return dtype.type(value)
+
+
+def _is_float(value) -> bool:
+    return isinstance(value, (float, np.floating))
+
+
+def to_int(value, kind):
+    """``kind(value)`` for an integer type ``kind`` (NumPy's or numba's), floats saturated."""
+    if _is_float(value):
+        return _saturate(value, np.dtype(str(kind)) if isinstance(kind, types.Type) else kind)
+    return kind(value)
+
+
+def int_(value):
+    """``int(value)``, a float truncated into int64 (saturated, NaN 0), as numba types it."""
+    return _saturate(value, np.int64) if _is_float(value) else int(value)
+
+
+def floor_int(x):
+    """``math.floor(x)``: a float's floor as int64 (saturated, NaN 0)."""
+    return _saturate(np.floor(x), np.int64) if _is_float(x) else math.floor(x)
+
+
+def ceil_int(x):
+    """``math.ceil(x)``: a float's ceiling as int64 (saturated, NaN 0)."""
+    return _saturate(np.ceil(x), np.int64) if _is_float(x) else math.ceil(x)
+
+
+def trunc_int(x):
+    """``math.trunc(x)``: a float truncated toward zero as int64 (saturated, NaN 0)."""
+    return _saturate(np.trunc(x), np.int64) if _is_float(x) else math.trunc(x)
+
+
+def round_int(x):
+    """``round(x)`` (one argument): a float to the nearest int64, ties to even (saturated)."""
+    return _saturate(np.rint(x), np.int64) if _is_float(x) else round(x)
+
+
+@overload(to_int)
+def _ol_to_int(value, kind):
+    target = getattr(kind, "instance_type", None)
+    if not isinstance(target, types.Integer):
+        return None
+    if isinstance(value, types.Float):
+        info = np.iinfo(str(target))
+        lo, hi = float(info.min), float(info.max)
+        scalar = np.dtype(str(target)).type
+        lo_i, hi_i = scalar(info.min), scalar(info.max)
+
+        def saturated(value, kind):
+            if value != value:
+                return target(0)
+            if value <= lo:
+                return lo_i
+            if value >= hi:
+                return hi_i
+            return target(value)
+
+        return saturated
+
+    def plain(value, kind):
+        return target(value)
+
+    return plain
+
+
+@overload(int_)
+def _ol_int(value):
+    if isinstance(value, types.Float):
+        return lambda value: to_int(value, np.int64)
+    return lambda value: int(value)
+
+
+# A float's floor, ceiling and truncation from its nearest integer (numba-cuda has no np.floor
+# on scalars, and math.floor is the conversion itself): exact, since below 2**52 (2**23 for
+# float32) rint moves x by at most a half, and beyond that x is an integer already.
+@register_jitable
+def _floor_float(x):
+    r = rint(x)
+    return r - 1 if r > x else r
+
+
+@register_jitable
+def _ceil_float(x):
+    r = rint(x)
+    return r + 1 if r < x else r
+
+
+@overload(floor_int)
+def _ol_floor_int(x):
+    if isinstance(x, types.Float):
+        return lambda x: to_int(_floor_float(x), np.int64)
+    return lambda x: math.floor(x)
+
+
+@overload(ceil_int)
+def _ol_ceil_int(x):
+    if isinstance(x, types.Float):
+        return lambda x: to_int(_ceil_float(x), np.int64)
+    return lambda x: math.ceil(x)
+
+
+@overload(trunc_int)
+def _ol_trunc_int(x):
+    if isinstance(x, types.Float):
+        return lambda x: to_int(_floor_float(x) if x >= 0 else _ceil_float(x), np.int64)
+    return lambda x: math.trunc(x)
+
+
+@overload(round_int)
+def _ol_round_int(x):
+    if isinstance(x, types.Float):
+        return lambda x: to_int(rint(x), np.int64)
+    return lambda x: round(x)
 
 
 def rint(x):

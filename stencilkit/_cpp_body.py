@@ -23,8 +23,10 @@ arithmetic (a 64-bit division is a slow software routine on a GPU).
 Supported, precisely: bool, integer (8-64 bit) and float32/64 values; arithmetic, comparison,
 bitwise and shift operators; ``if``/``else``, conditional expressions, ``and``/``or``/``not``,
 ``for`` over ``range``, ``while``; ``abs``, ``min``, ``max``, ``round`` (one argument), ``int``,
-``float``, ``bool`` and NumPy scalar types as conversions; the ``math`` functions and NumPy
-ufuncs listed in ``_MATH``/``_UFUNCS``; numeric constants from modules (``np.pi``).
+``float``, ``bool`` and NumPy scalar types as conversions (a float into an integer type
+saturates, NaN 0: ``sk_f2i_*``, as :func:`stencilkit._casts.to_int` on the other backends);
+the ``math`` functions and NumPy ufuncs listed in ``_MATH``/``_UFUNCS``; numeric constants
+from modules (``np.pi``).
 """
 
 from __future__ import annotations
@@ -1374,6 +1376,8 @@ def conv(text: str, have: str, want: str) -> str:
         return text
     if want == "bool":
         return f"({text} != 0)"
+    if have in ("float", "double") and want.startswith("sk_"):
+        return f"sk_f2i_{sfx(want)}({text})"  # (saturating: see stencilkit._casts.to_int)
     if re.fullmatch(r"\w+|\(.*\)", text) and _balanced(text):
         return f"({want}){text}"
     return f"(({want})({text}))"

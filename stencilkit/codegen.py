@@ -30,6 +30,7 @@ with the batch axes flattened to one leading axis, ``(B, n0, ..., nk-1)``):
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import math
 import types
@@ -171,9 +172,74 @@ class _StrongLiterals(ast.NodeTransformer):
         return ast.parse(f"_sk_np.{kind}({_literal(value)})", mode="eval").body
 
 
+class _IntConversions(ast.NodeTransformer):
+    """Route the body's conversions to integers through :mod:`stencilkit._casts`.
+
+    ``int(x)``, ``np.uint8(x)`` (any NumPy or numba integer type), ``math.floor``/``ceil``/
+    ``trunc(x)`` and ``round(x)`` become ``_sk_int(x)``, ``_sk_to_int(x, np.uint8)``,
+    ``_sk_floor_int(x)`` and friends: the same value for an integer or bool ``x``, and for a
+    float one truncated (floored, rounded) toward the integer, saturated at the type's limits,
+    NaN 0, on every backend; numba's own conversion is undefined there (x86 and CUDA differ).
+    The C++ path converts the same way (``sk_f2i_*`` in :mod:`stencilkit.codegen_cpp`).
+    """
+
+    _CALLS = {int: "_sk_int", round: "_sk_round_int", math.floor: "_sk_floor_int",
+              math.ceil: "_sk_ceil_int", math.trunc: "_sk_trunc_int"}
+    IMPORTS = ("from stencilkit._casts import to_int as _sk_to_int, int_ as _sk_int, "
+               "round_int as _sk_round_int, floor_int as _sk_floor_int, "
+               "ceil_int as _sk_ceil_int, trunc_int as _sk_trunc_int")
+
+    def __init__(self, spec: KernelSpec, fdef: ast.FunctionDef):
+        self.globals = spec.globals
+        self.local = {a.arg for a in ast.walk(fdef) if isinstance(a, ast.arg)} | {
+            n.id for n in ast.walk(fdef)
+            if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+
+    def named(self, node):
+        """The object a name or dotted name of the body stands for (None: a local, unknown)."""
+        if isinstance(node, ast.Name):
+            if node.id in self.local:
+                return None
+            if node.id in self.globals:
+                return self.globals[node.id]
+            return getattr(builtins, node.id, None)
+        if isinstance(node, ast.Attribute):
+            owner = self.named(node.value)
+            if isinstance(owner, types.ModuleType):
+                return getattr(owner, node.attr, None)
+        return None
+
+    def visit_Call(self, node):
+        self.generic_visit(node)
+        if len(node.args) != 1 or node.keywords or isinstance(node.args[0], ast.Starred):
+            return node
+        fn = self.named(node.func)
+        try:
+            name = self._CALLS.get(fn)
+        except TypeError:  # (unhashable)
+            return node
+        if name is not None:
+            return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=node.args,
+                            keywords=[])
+        if _integer_type(fn):
+            return ast.Call(func=ast.Name(id="_sk_to_int", ctx=ast.Load()),
+                            args=[node.args[0], node.func], keywords=[])
+        return node
+
+
+def _integer_type(obj) -> bool:
+    """Whether ``obj`` is a NumPy integer scalar type or a numba integer type."""
+    if isinstance(obj, type):
+        return issubclass(obj, np.integer)
+    from numba.core import types as nb_types
+
+    return isinstance(obj, nb_types.Integer)
+
+
 def _body(spec: KernelSpec, context: str, debug: bool, strong_literals: bool = False):
     fdef = copy.deepcopy(spec.tree)
     _attach_offsets(spec, fdef)
+    fdef = _IntConversions(spec, fdef).visit(fdef)
     rewriter = _Rewriter(spec, context, debug)
     new = rewriter.visit(fdef)
     if strong_literals:
@@ -320,6 +386,7 @@ def _cpu_header(spec, nm, fastmath, debug, cache) -> list[str]:
         "import numba as _sk_numba",
         "from stencilkit._casts import widen as _sk_widen, store_cast as _sk_store_cast",
         "from stencilkit._casts import default_acc as _sk_default_acc",
+        _IntConversions.IMPORTS,
         "",
         f"_sk_opts = dict(cache={cache}, fastmath={fastmath}, boundscheck={debug}, "
         "error_model='numpy', nogil=True)",
@@ -580,6 +647,7 @@ def _cuda_body(spec: KernelSpec, context: str):
     """The body rewritten for one context, with the CUDA target's NumPy replacements."""
     fdef = copy.deepcopy(spec.tree)
     _attach_offsets(spec, fdef)
+    fdef = _IntConversions(spec, fdef).visit(fdef)
     rewriter = _Rewriter(spec, context, False)
     new = _StrongLiterals().visit(_NumpyCalls(spec).visit(rewriter.visit(fdef)))
     prologue = [
@@ -595,6 +663,7 @@ def _cuda_point(spec: KernelSpec):
 
     source, reads = point_source(spec)
     tree = ast.parse(source)
+    tree = _IntConversions(spec, tree.body[0]).visit(tree)
     tree = _StrongLiterals().visit(_NumpyCalls(spec).visit(tree))
     ast.fix_missing_locations(tree)
     return ast.unparse(tree), reads
@@ -648,6 +717,7 @@ def _cuda_header(spec, nm, fastmath, dynamic):
         "from numba import cuda as _sk_cuda",
         "from stencilkit._casts import widen as _sk_widen, store_cast as _sk_store_cast",
         "from stencilkit._casts import rint as _sk_rint",
+        _IntConversions.IMPORTS,
         "",
         f"_sk_njit = _sk_cuda.jit(device=True, fastmath={fastmath})",
         modes.MAP_SOURCE,

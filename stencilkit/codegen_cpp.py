@@ -219,6 +219,27 @@ SK_FN T sk_mod_##S(T vx, T wx) {                                                
 SK_FLOAT_DIVMOD(double, f64, fmod, floor)
 SK_FLOAT_DIVMOD(float, f32, fmodf, floorf)
 
+// a float converted to an integer inside a kernel (int(), np.uint8(), math.floor, round, a
+// float read into an integer accumulator: stencilkit._casts.to_int), where a plain cast is
+// undefined: truncated toward zero, NaN 0, saturated at the type's limits (the bounds as the
+// float type rounds them: no value of it lies between such a bound and the integer limit)
+#define SK_F2I(T, S, LO, HI)                                                              \
+SK_FN T sk_f2i_##S(double v) {                                                          \
+  if (v != v) return (T)0;                                                                \
+  if (v <= (double)(LO)) return (T)(LO);                                                  \
+  if (v >= (double)(HI)) return (T)(HI);                                                  \
+  return (T)v; }                                                                          \
+SK_FN T sk_f2i_##S(float v) {                                                           \
+  if (v != v) return (T)0;                                                                \
+  if (v <= (float)(LO)) return (T)(LO);                                                   \
+  if (v >= (float)(HI)) return (T)(HI);                                                   \
+  return (T)v; }
+SK_F2I(sk_i8, i8, -128, 127) SK_F2I(sk_i16, i16, -32768, 32767)
+SK_F2I(sk_i32, i32, (-2147483647 - 1), 2147483647)
+SK_F2I(sk_i64, i64, (-9223372036854775807LL - 1), 9223372036854775807LL)
+SK_F2I(sk_u8, u8, 0, 255) SK_F2I(sk_u16, u16, 0, 65535) SK_F2I(sk_u32, u32, 0, 4294967295u)
+SK_F2I(sk_u64, u64, 0, 18446744073709551615ull)
+
 // NumPy's minimum/maximum (NaN wins) and fmin/fmax (NaN loses), as numba's ufunc loops:
 // minimum(a, b) is a NaN a, else b if b is NaN or below a, else a (ties keep a); fmin(a, b)
 // is a unless a is NaN, or b is below it; each one or two comparisons and a select
@@ -832,6 +853,8 @@ class _Emitter:
         c = to or self.arg_c[a]
         if self.dtype(a).kind == "b":
             return f"(({c})({text} != 0))"
+        if self.dtype(a).kind == "f" and c.startswith("sk_"):  # (float data, integer acc)
+            return _cpp_body.conv(f"({text})", _ctype_of(self.dtype(a)), c)
         return f"(({c})({text}))"
 
     def lane(self, a, word, lane) -> str:

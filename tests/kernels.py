@@ -4,6 +4,8 @@ Each entry of ``KERNELS`` pairs a Stencil with the plain Python function it was 
 tests/reference.py evaluates element by element as the independent reference.
 """
 
+import math
+
 import numpy as np
 
 import stencilkit as sk
@@ -64,6 +66,72 @@ def scaled(x):
 @sk.stencil(out_dtype=np.uint8)
 def amplify(x):
     return x[0] * 300.0 - x[1]
+
+
+# Conversions of floats to integers inside a body, each selected by k (all int64 results; the
+# unsigned ones wrap into it, a bijection): truncated toward zero (floored, rounded), saturated
+# at the type's limits and NaN 0 on every backend (stencilkit._casts.to_int). numba's own
+# conversion is undefined there: x86 gave int(1.5e20) = -2**63 and np.uint8(300.7) = 44.
+@sk.stencil(out_dtype=np.int64)
+def conversions(x, k):
+    v = x[0]
+    if k == 0:
+        r = int(v)
+    elif k == 1:
+        r = np.int64(np.int8(v))
+    elif k == 2:
+        r = np.int64(np.int16(v))
+    elif k == 3:
+        r = np.int64(np.int32(v))
+    elif k == 4:
+        r = np.int64(v)
+    elif k == 5:
+        r = np.int64(np.uint8(v))
+    elif k == 6:
+        r = np.int64(np.uint16(v))
+    elif k == 7:
+        r = np.int64(np.uint32(v))
+    elif k == 8:
+        r = np.int64(np.uint64(v))
+    elif k == 9:
+        r = math.floor(v)
+    elif k == 10:
+        r = math.ceil(v)
+    elif k == 11:
+        r = math.trunc(v)
+    else:
+        r = round(v)
+    return r
+
+
+# (k's conversion: the rounding, then the integer type saturated into)
+CONVERSIONS = [("trunc", np.int64), *(("trunc", t) for t in (np.int8, np.int16, np.int32,
+                                                             np.int64, np.uint8, np.uint16,
+                                                             np.uint32, np.uint64)),
+               ("floor", np.int64), ("ceil", np.int64), ("trunc", np.int64), ("round", np.int64)]
+
+CONVERTED = np.array([0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, 127.9, 128.0, -128.9, -129.0,
+                      255.5, 256.0, -1.0, 300.7, 65535.5, 2.0**31 - 1, 2.0**31, -2.0**31 - 1,
+                      2.0**32 + 0.5, 2.0**53 + 2, 2.0**63, -2.0**63, 2.0**64, 3e19, 1e30, -1e30,
+                      np.inf, -np.inf, np.nan])
+
+
+def converted(x, k):
+    """What ``conversions(x, k)`` gives, from exact Python integers (the independent reference)."""
+    how, dtype = CONVERSIONS[k]
+    info = np.iinfo(dtype)
+    out = []
+    for v in np.asarray(x).tolist():
+        if v != v:
+            n = 0
+        elif v in (float("inf"), float("-inf")):
+            n = info.max if v > 0 else info.min
+        else:
+            n = {"trunc": math.trunc, "floor": math.floor, "ceil": math.ceil,
+                 "round": round}[how](v)  # (exact on Python floats; round: ties to even)
+            n = min(max(n, int(info.min)), int(info.max))
+        out.append(n)
+    return np.array(out, dtype=dtype).astype(np.int64)
 
 
 # Time steppers for iterate (the temporal-blocking tests): a float update with a parameter,

@@ -5,7 +5,17 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from kernels import KERNELS, blend, sample, smooth, smooth_py
+from kernels import (
+    CONVERSIONS,
+    CONVERTED,
+    KERNELS,
+    blend,
+    conversions,
+    converted,
+    sample,
+    smooth,
+    smooth_py,
+)
 from reference import apply_reference
 
 import stencilkit as sk
@@ -111,6 +121,22 @@ def test_float_to_int_saturates_and_nan_is_zero():
 
     x = np.array([-1.0, 0.5, 1.0, 3.0, np.nan, np.inf, -np.inf])
     np.testing.assert_array_equal(scale(x), [0, 50, 100, 255, 0, 255, 0])
+
+
+def test_float_to_int_conversions_in_a_body_saturate_and_nan_is_zero():
+    """``int()``, ``np.uint8()`` and the rest, ``math.floor``/``ceil``/``trunc`` and ``round``
+    of a float inside a kernel: the exact integer, saturated, NaN 0 (RELIABILITY item 10), not
+    x86's integer indefinite; against exact Python integers."""
+    for dtype in (np.float64, np.float32):
+        x = CONVERTED.astype(dtype)
+        for k in range(len(CONVERSIONS)):
+            np.testing.assert_array_equal(conversions(x, k), converted(x, k),
+                                          err_msg=f"{np.dtype(dtype)} {CONVERSIONS[k]}")
+    # a float read into an integer accumulator (acc=) converts the same way
+    x = np.array([1.7, -2.5, 40000.0, -1e9, np.nan, np.inf, 3.0])
+    reads = converted(x, 2)  # (int16, truncated)
+    want = reads[:-3] + 2 * reads[1:-2] - reads[3:]  # skew1: x[-1] + 2 x[0] - x[2]
+    np.testing.assert_array_equal(skew1(x, acc=np.int16, mode="skip")[1:-2], want)
 
 
 def test_bool_game_of_life_blinker():

@@ -7,7 +7,22 @@ arrays stay small. `NUMBA_ENABLE_CUDASIM=0 make test` runs them on a real device
 
 import numpy as np
 import pytest
-from kernels import amplify, asym2, blend, box5, lap3, sample, scaled, shift, skew1, smooth
+from kernels import (
+    CONVERSIONS,
+    CONVERTED,
+    amplify,
+    asym2,
+    blend,
+    box5,
+    conversions,
+    converted,
+    lap3,
+    sample,
+    scaled,
+    shift,
+    skew1,
+    smooth,
+)
 
 import stencilkit as sk
 from stencilkit.backends import cuda as cuda_backend
@@ -116,6 +131,26 @@ def test_float_to_integer_output_saturates_like_the_cpu():
     a = np.array([-1.0, 0.1, 0.9, 1.0, np.nan, np.inf, -np.inf, 1e30, 0.5], np.float64)
     same(gpu(amplify, a), cpu(amplify, a))
     assert gpu(amplify, a).dtype == np.uint8
+
+
+@pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])
+def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypatch):
+    """``int()``, ``np.uint8()``, ``math.floor`` and the rest of out-of-range floats and NaN:
+    saturated, NaN 0, on both kernel paths (on a GPU the device's conversion saturates where
+    x86's gives the integer indefinite, so only the explicit rule makes them agree)."""
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", cpp)
+    for dtype in (np.float64, np.float32):
+        x = CONVERTED.astype(dtype)
+        for k in range(len(CONVERSIONS)):
+            same(gpu(conversions, x, k), converted(x, k))
+    # float reads into an integer accumulator (a read alone: the simulator's NumPy scalars
+    # would add int16 values in int16, where numba adds them in int64)
+    x = np.array([[1.7, -2.5, 40000.0, -1e9], [np.nan, np.inf, 3.0, 2.0**40]])
+    for dj in (0, 1):
+        got = gpu(shift, x, 0, dj, acc=np.int16, mode="wrap")
+        same(got, cpu(shift, x, 0, dj, acc=np.int16, mode="wrap"))
+        reads = converted(x.ravel(), 2).reshape(2, 4)  # (int16, truncated)
+        np.testing.assert_array_equal(got, np.roll(reads, -dj, axis=1))
 
 
 @pytest.mark.parametrize("options", [

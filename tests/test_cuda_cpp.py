@@ -16,7 +16,23 @@ import numba
 import numpy as np
 import pytest
 from filter_table import TABLE, assert_device_result
-from kernels import amplify, asym2, blend, box5, diffuse, lap3, sample, scaled, shift, skew1, smooth
+from kernels import (
+    CONVERSIONS,
+    CONVERTED,
+    amplify,
+    asym2,
+    blend,
+    box5,
+    conversions,
+    converted,
+    diffuse,
+    lap3,
+    sample,
+    scaled,
+    shift,
+    skew1,
+    smooth,
+)
 
 import stencilkit as sk
 from stencilkit import _cpp_body, codegen_cpp
@@ -192,6 +208,21 @@ def test_options_out_dtype_acc_and_axes():
         same(host_call(smooth, a, **options), smooth(a, **options))
     h = sample((5, 8), np.float16)
     same(host_call(smooth, h), smooth(h))
+
+
+def test_float_to_int_conversions_saturate_as_on_the_cpu():
+    """``sk_f2i_*``: ``int()``, ``np.uint8()``, ``math.floor`` and friends, ``round`` of
+    float32 and float64 values beyond each type (and NaN, infinities) as the CPU's
+    ``stencilkit._casts.to_int``, against exact Python integers; and float reads into an
+    integer accumulator. (g++ on x86 gives the integer indefinite for a plain cast, as numba
+    did: only the saturating helpers make these agree with the reference.)"""
+    for dtype in (np.float64, np.float32):
+        x = np.tile(CONVERTED.astype(dtype), (2, 1))  # (2-D: the kernels' words and rows)
+        for k in range(len(CONVERSIONS)):
+            same(host_call(conversions, x, k), np.tile(converted(x[0], k), (2, 1)))
+    x = np.array([1.7, -2.5, 40000.0, -1e9, np.nan, np.inf, 3.0, 2.0**40])
+    for mode in ("skip", "wrap"):
+        same(host_call(skew1, x, acc=np.int16, mode=mode), skew1(x, acc=np.int16, mode=mode))
 
 
 def test_64_bit_index_kernels_give_the_same_results():

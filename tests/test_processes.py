@@ -110,6 +110,21 @@ def test_cold_cache_race_between_processes(tmp_path):
     assert len(list((tmp_path / "cache").glob("sk_*.py"))) == 1
 
 
+def test_a_changed_conversion_helper_is_a_new_cache_entry(tmp_path, monkeypatch):
+    """The generated modules call stencilkit._casts' jitted helpers, which numba's disk cache
+    does not check: a changed _casts.py must not load machine code compiled before it."""
+    from stencilkit.backends import cpu
+
+    monkeypatch.setattr(cpu, "cache_dir", lambda: tmp_path)
+    monkeypatch.setattr(cpu, "_MODULES", {})
+    source = "import numpy as np\n"
+    first = cpu.load_module(lambda cache: source, {})
+    assert cpu.load_module(lambda cache: source, {}) is first
+    monkeypatch.setattr(cpu, "_imported_digest", lambda: "a changed _casts.py")
+    assert cpu.load_module(lambda cache: source, {}) is not first
+    assert len(list(tmp_path.glob("sk_*.py"))) == 2
+
+
 def test_unwritable_cache_dir_falls_back(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

@@ -71,7 +71,7 @@ def stencil_signatures(st, dtypes, params, acc, out):
 
 def cases():
     """(name, Stencil, dtypes, acc, out, param types) for the generated kernels."""
-    from kernels import blend, box5, lap3, shift, skew1, smooth
+    from kernels import blend, box5, conversions, lap3, shift, skew1, smooth
 
     yield "smooth uint8", smooth, ["uint8"], "int64", "uint8", ()
     yield "smooth float32", smooth, ["float32"], "float32", "float32", ()
@@ -84,6 +84,9 @@ def cases():
     yield "shift uint16 run-time offsets", shift, ["uint16"], "int64", "uint16", \
         (T.int64, T.int64)
     yield "box5 bool loops", box5, ["bool"], "int64", "bool", ()
+    for dt in ("float32", "float64"):  # int(), np.uint8(), math.floor, round: _casts.to_int
+        yield f"conversions {dt}", conversions, [dt], dt, "int64", (T.int64,)
+    yield "skew1 float64 into acc int16", skew1, ["float64"], "int16", "float64", ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
     # does where it has no kernel of its own: as generated stencils), with the dtypes those

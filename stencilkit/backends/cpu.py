@@ -123,6 +123,18 @@ _MODULES: dict[str, types.ModuleType] = {}
 _MODULES_LOCK = threading.Lock()
 
 
+@functools.cache
+def _imported_digest() -> str:
+    """A hash of :mod:`stencilkit._casts`, whose jitted helpers every generated module calls.
+
+    Part of a module's key: numba's disk cache checks the generated file alone, so a changed
+    helper (a conversion's rule) would otherwise load the machine code compiled before it.
+    """
+    from .. import _casts
+
+    return hashlib.sha256(Path(_casts.__file__).read_bytes()).hexdigest()
+
+
 def load_module(source_for_cache, namespace: dict) -> types.ModuleType:
     """Return the module of generated source, compiled lazily, cached on disk when possible.
 
@@ -132,7 +144,7 @@ def load_module(source_for_cache, namespace: dict) -> types.ModuleType:
     directory = cache_dir()
     source = source_for_cache(directory is not None)
     key = hashlib.sha256(
-        "\n".join([source, numba.__version__, sys.version]).encode()
+        "\n".join([source, numba.__version__, sys.version, _imported_digest()]).encode()
     ).hexdigest()[:24]
     with _MODULES_LOCK:
         module = _MODULES.get(key)
