@@ -225,6 +225,58 @@ def _ol_round_int(x):
     return lambda x: round(x)
 
 
+# -- shifts ---------------------------------------------------------------------------------------
+#
+# numba shifts integers in 64 bits with LLVM's shl/ashr/lshr, whose result is undefined for a
+# count outside 0..63: one call gave 0 in its vectorised loop and x86's count modulo 64 in its
+# scalar remainder (``501 << 64`` was 0 and 501 in the same output). NumPy's rule instead
+# (npy_lshift/npy_rshift; CUDA's shl/shr clamp to it): such a count shifts everything out, 0,
+# or the sign for a right shift of a negative value. Counts in range are numba's own shifts.
+
+
+def shl(a, b):
+    """``a << b`` (NumPy's rule: see above; the simulator's NumPy scalars follow it)."""
+    return a << b
+
+
+def shr(a, b):
+    """``a >> b`` (NumPy's rule: see above)."""
+    return a >> b
+
+
+def _integral(t) -> bool:
+    return isinstance(t, (types.Integer, types.Boolean))
+
+
+@overload(shl)
+def _ol_shl(a, b):
+    if not (_integral(a) and _integral(b)):
+        return lambda a, b: a << b  # (numba's own error for floats)
+
+    def impl(a, b):
+        c = np.uint64(b)  # (a negative count is a huge one, as NumPy's size_t)
+        ok = c < np.uint64(64)
+        r = a << (c if ok else np.uint64(0))
+        return r if ok else r - r
+
+    return impl
+
+
+@overload(shr)
+def _ol_shr(a, b):
+    if not (_integral(a) and _integral(b)):
+        return lambda a, b: a >> b
+    signed = not (isinstance(a, types.Integer) and not a.signed)
+
+    def impl(a, b):
+        c = np.uint64(b)
+        ok = c < np.uint64(64)
+        r = a >> (c if ok else np.uint64(63))  # (63: the sign, for a signed a)
+        return r if ok or signed else r - r
+
+    return impl
+
+
 def rint(x):
     """``np.rint`` for the CUDA target (numba-cuda has none): nearest integer, ties to even."""
     return np.rint(x)

@@ -1124,10 +1124,16 @@ class _Translator:
         if kind in ("and", "or", "xor"):
             sym = {"and": "&", "or": "|", "xor": "^"}[kind]
             return wrap(f"{a} {sym} {b}", c, narrow), c
-        if kind == "shl":
-            return f"sk_shl_{sfx(c)}({a}, {b})", c
-        if kind == "shr":
-            return wrap(f"{a} >> {b}", c, narrow), c
+        bits = 32 if narrow else 64
+        if kind in ("shl", "shr") and b_iv is not None and 0 <= b_iv[0] and b_iv[1] < bits:
+            # a count known in range: the plain shift (beyond it, NumPy's rule: the helpers)
+            sym = "<<" if kind == "shl" else ">>"
+            if kind == "shl" and signed:
+                u = "sk_u32" if narrow else "sk_u64"
+                return f"(({c})(({u}){a} << {b}))", c
+            return wrap(f"{a} {sym} {b}", c, narrow), c
+        if kind in ("shl", "shr"):
+            return f"sk_{kind}_{sfx(c)}({a}, {b})", c
         raise Unsupported(f"the operator {v.fn.__name__} on {sig}")
 
     def chain(self, var, arg_t, c):

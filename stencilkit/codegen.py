@@ -172,22 +172,29 @@ class _StrongLiterals(ast.NodeTransformer):
         return ast.parse(f"_sk_np.{kind}({_literal(value)})", mode="eval").body
 
 
-class _IntConversions(ast.NodeTransformer):
-    """Route the body's conversions to integers through :mod:`stencilkit._casts`.
+class _IntegerOps(ast.NodeTransformer):
+    """Route the body's conversions to integers and its shifts through :mod:`stencilkit._casts`.
 
     ``int(x)``, ``np.uint8(x)`` (any NumPy or numba integer type), ``math.floor``/``ceil``/
     ``trunc(x)`` and ``round(x)`` become ``_sk_int(x)``, ``_sk_to_int(x, np.uint8)``,
     ``_sk_floor_int(x)`` and friends: the same value for an integer or bool ``x``, and for a
     float one truncated (floored, rounded) toward the integer, saturated at the type's limits,
     NaN 0, on every backend; numba's own conversion is undefined there (x86 and CUDA differ).
-    The C++ path converts the same way (``sk_f2i_*`` in :mod:`stencilkit.codegen_cpp`).
+    ``a << b`` and ``a >> b`` (and ``<<=``, ``>>=``) become ``_sk_shl(a, b)``/``_sk_shr(a,
+    b)``: NumPy's shifts, a count outside 0..63 giving 0 (a negative ``a`` shifted right: -1),
+    where numba's is undefined (its vector loop gave 0, its scalar remainder x86's count
+    modulo 64, in one call). The C++ path computes both the same way (``sk_f2i_*``,
+    ``sk_shl_*``/``sk_shr_*`` in :mod:`stencilkit.codegen_cpp`).
     """
+
+    _SHIFTS = {ast.LShift: "_sk_shl", ast.RShift: "_sk_shr"}
 
     _CALLS = {int: "_sk_int", round: "_sk_round_int", math.floor: "_sk_floor_int",
               math.ceil: "_sk_ceil_int", math.trunc: "_sk_trunc_int"}
     IMPORTS = ("from stencilkit._casts import to_int as _sk_to_int, int_ as _sk_int, "
                "round_int as _sk_round_int, floor_int as _sk_floor_int, "
-               "ceil_int as _sk_ceil_int, trunc_int as _sk_trunc_int")
+               "ceil_int as _sk_ceil_int, trunc_int as _sk_trunc_int, shl as _sk_shl, "
+               "shr as _sk_shr")
 
     def __init__(self, spec: KernelSpec, fdef: ast.FunctionDef):
         self.globals = spec.globals
@@ -208,6 +215,24 @@ class _IntConversions(ast.NodeTransformer):
             if isinstance(owner, types.ModuleType):
                 return getattr(owner, node.attr, None)
         return None
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        name = self._SHIFTS.get(type(node.op))
+        if name is None:
+            return node
+        return ast.Call(func=ast.Name(id=name, ctx=ast.Load()), args=[node.left, node.right],
+                        keywords=[])
+
+    def visit_AugAssign(self, node):
+        self.generic_visit(node)
+        name = self._SHIFTS.get(type(node.op))
+        if name is None or not isinstance(node.target, ast.Name):
+            return node
+        value = ast.Call(func=ast.Name(id=name, ctx=ast.Load()),
+                         args=[ast.Name(id=node.target.id, ctx=ast.Load()), node.value],
+                         keywords=[])
+        return ast.Assign(targets=[node.target], value=value, lineno=node.lineno)
 
     def visit_Call(self, node):
         self.generic_visit(node)
@@ -239,7 +264,7 @@ def _integer_type(obj) -> bool:
 def _body(spec: KernelSpec, context: str, debug: bool, strong_literals: bool = False):
     fdef = copy.deepcopy(spec.tree)
     _attach_offsets(spec, fdef)
-    fdef = _IntConversions(spec, fdef).visit(fdef)
+    fdef = _IntegerOps(spec, fdef).visit(fdef)
     rewriter = _Rewriter(spec, context, debug)
     new = rewriter.visit(fdef)
     if strong_literals:
@@ -386,7 +411,7 @@ def _cpu_header(spec, nm, fastmath, debug, cache) -> list[str]:
         "import numba as _sk_numba",
         "from stencilkit._casts import widen as _sk_widen, store_cast as _sk_store_cast",
         "from stencilkit._casts import default_acc as _sk_default_acc",
-        _IntConversions.IMPORTS,
+        _IntegerOps.IMPORTS,
         "",
         f"_sk_opts = dict(cache={cache}, fastmath={fastmath}, boundscheck={debug}, "
         "error_model='numpy', nogil=True)",
@@ -647,7 +672,7 @@ def _cuda_body(spec: KernelSpec, context: str):
     """The body rewritten for one context, with the CUDA target's NumPy replacements."""
     fdef = copy.deepcopy(spec.tree)
     _attach_offsets(spec, fdef)
-    fdef = _IntConversions(spec, fdef).visit(fdef)
+    fdef = _IntegerOps(spec, fdef).visit(fdef)
     rewriter = _Rewriter(spec, context, False)
     new = _StrongLiterals().visit(_NumpyCalls(spec).visit(rewriter.visit(fdef)))
     prologue = [
@@ -663,7 +688,7 @@ def _cuda_point(spec: KernelSpec):
 
     source, reads = point_source(spec)
     tree = ast.parse(source)
-    tree = _IntConversions(spec, tree.body[0]).visit(tree)
+    tree = _IntegerOps(spec, tree.body[0]).visit(tree)
     tree = _StrongLiterals().visit(_NumpyCalls(spec).visit(tree))
     ast.fix_missing_locations(tree)
     return ast.unparse(tree), reads
@@ -717,7 +742,7 @@ def _cuda_header(spec, nm, fastmath, dynamic):
         "from numba import cuda as _sk_cuda",
         "from stencilkit._casts import widen as _sk_widen, store_cast as _sk_store_cast",
         "from stencilkit._casts import rint as _sk_rint",
-        _IntConversions.IMPORTS,
+        _IntegerOps.IMPORTS,
         "",
         f"_sk_njit = _sk_cuda.jit(device=True, fastmath={fastmath})",
         modes.MAP_SOURCE,

@@ -277,7 +277,10 @@ SK_PY_MINMAX(float, f32) SK_PY_MINMAX(double, f64)
 SK_FN T sk_add_##S(T a, T b) { return (T)((U)a + (U)b); }                                 \
 SK_FN T sk_sub_##S(T a, T b) { return (T)((U)a - (U)b); }                                 \
 SK_FN T sk_mul_##S(T a, T b) { return (T)((U)a * (U)b); }                                 \
-SK_FN T sk_shl_##S(T a, T b) { return (T)((U)a << (U)b); }                                \
+SK_FN T sk_shl_##S(T a, T b) {  /* NumPy's shifts: a count out of range shifts all out */ \
+  return (U)b < sizeof(T) * 8 ? (T)((U)a << (U)b) : (T)0; }                                \
+SK_FN T sk_shr_##S(T a, T b) {                                                             \
+  return (T)(a >> ((U)b < sizeof(T) * 8 ? (U)b : sizeof(T) * 8 - 1)); }                     \
 SK_FN T sk_floordivc_##S(T a, T b) { T q = (T)(a / b); T r = (T)(a - q * b);              \
   return (r != 0 && ((r ^ b) < 0)) ? (T)(q - 1) : q; }                                    \
 SK_FN T sk_modc_##S(T a, T b) { T r = (T)(a % b);                                         \
@@ -293,7 +296,8 @@ SK_SIGNED(sk_i8, sk_u8, i8) SK_SIGNED(sk_i16, sk_u16, i16) SK_SIGNED(sk_i32, sk_
 SK_SIGNED(sk_i64, sk_u64, i64)
 
 #define SK_UNSIGNED(T, S)                                                                 \
-SK_FN T sk_shl_##S(T a, T b) { return (T)(a << b); }                                      \
+SK_FN T sk_shl_##S(T a, T b) { return b < sizeof(T) * 8 ? (T)(a << b) : (T)0; }           \
+SK_FN T sk_shr_##S(T a, T b) { return b < sizeof(T) * 8 ? (T)(a >> b) : (T)0; }            \
 SK_FN T sk_ufloordiv_##S(T a, T b) { return b == 0 ? (T)0 : (T)(a / b); }                 \
 SK_FN T sk_umod_##S(T a, T b) { return b == 0 ? (T)0 : (T)(a % b); }
 SK_UNSIGNED(sk_u8, u8) SK_UNSIGNED(sk_u16, u16) SK_UNSIGNED(sk_u32, u32)

@@ -134,6 +134,27 @@ def converted(x, k):
     return np.array(out, dtype=dtype).astype(np.int64)
 
 
+# Shifts by run-time counts, in and beyond 0..63 (numba's are undefined beyond: its vector
+# loop and its scalar remainder disagreed), and by constants the C++ emitter knows in range.
+@sk.stencil(out_dtype=np.int64)
+def shifts(x, k):
+    s = x[0]
+    s <<= 3
+    return (x[0] << k) ^ (x[1] >> k) ^ (s >> 2) ^ (k << 1)
+
+
+SHIFT_COUNTS = [0, 1, 7, 31, 32, 33, 62, 63, 64, 65, 100, -1, -64, -65]
+
+
+def shifted(x, k):
+    """What ``shifts(x, k)`` gives (mode="wrap"), by NumPy's int64 shifts (the reference)."""
+    a = np.asarray(x).astype(np.int64)  # (the reads widened to the int64 accumulator)
+    b = np.roll(a, -1)
+    k64 = np.int64(k)
+    return (np.left_shift(a, k64) ^ np.right_shift(b, k64) ^ np.right_shift(a << 3, 2)
+            ^ np.left_shift(k64, 1))
+
+
 # Time steppers for iterate (the temporal-blocking tests): a float update with a parameter,
 # and an integer rule with branches.
 @sk.stencil

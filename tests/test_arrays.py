@@ -9,10 +9,13 @@ from kernels import (
     CONVERSIONS,
     CONVERTED,
     KERNELS,
+    SHIFT_COUNTS,
     blend,
     conversions,
     converted,
     sample,
+    shifted,
+    shifts,
     smooth,
     smooth_py,
 )
@@ -137,6 +140,16 @@ def test_float_to_int_conversions_in_a_body_saturate_and_nan_is_zero():
     reads = converted(x, 2)  # (int16, truncated)
     want = reads[:-3] + 2 * reads[1:-2] - reads[3:]  # skew1: x[-1] + 2 x[0] - x[2]
     np.testing.assert_array_equal(skew1(x, acc=np.int16, mode="skip")[1:-2], want)
+
+
+def test_shifts_beyond_the_width_follow_numpys_rule():
+    """``<<``/``>>`` by counts outside 0..63 shift everything out (a negative value right: -1)
+    in the vector loop and its scalar remainder alike; against NumPy's int64 shifts."""
+    for dtype in (np.int64, np.uint8, np.int8, np.uint64):
+        x = (np.arange(-700, 700) * 7919).astype(dtype)  # (a remainder after the vectors)
+        for k in SHIFT_COUNTS:
+            np.testing.assert_array_equal(shifts(x, k, mode="wrap"), shifted(x, k),
+                                          err_msg=f"{np.dtype(dtype)} << {k}")
 
 
 def test_bool_game_of_life_blinker():

@@ -10,6 +10,7 @@ import pytest
 from kernels import (
     CONVERSIONS,
     CONVERTED,
+    SHIFT_COUNTS,
     amplify,
     asym2,
     blend,
@@ -20,6 +21,8 @@ from kernels import (
     sample,
     scaled,
     shift,
+    shifted,
+    shifts,
     skew1,
     smooth,
 )
@@ -151,6 +154,15 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
         same(got, cpu(shift, x, 0, dj, acc=np.int16, mode="wrap"))
         reads = converted(x.ravel(), 2).reshape(2, 4)  # (int16, truncated)
         np.testing.assert_array_equal(got, np.roll(reads, -dj, axis=1))
+
+
+@pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])
+def test_shifts_beyond_the_width_follow_numpys_rule(cpp, monkeypatch):
+    """Counts outside 0..63 shift everything out on both kernel paths, as on the CPU."""
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", cpp)
+    x = (np.arange(-40, 40) * 7919).astype(np.int64)
+    for k in SHIFT_COUNTS:
+        same(gpu(shifts, x, k, mode="wrap"), shifted(x, k))
 
 
 @pytest.mark.parametrize("options", [

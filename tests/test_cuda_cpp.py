@@ -19,6 +19,7 @@ from filter_table import TABLE, assert_device_result
 from kernels import (
     CONVERSIONS,
     CONVERTED,
+    SHIFT_COUNTS,
     amplify,
     asym2,
     blend,
@@ -30,6 +31,8 @@ from kernels import (
     sample,
     scaled,
     shift,
+    shifted,
+    shifts,
     skew1,
     smooth,
 )
@@ -223,6 +226,19 @@ def test_float_to_int_conversions_saturate_as_on_the_cpu():
     x = np.array([1.7, -2.5, 40000.0, -1e9, np.nan, np.inf, 3.0, 2.0**40])
     for mode in ("skip", "wrap"):
         same(host_call(skew1, x, acc=np.int16, mode=mode), skew1(x, acc=np.int16, mode=mode))
+
+
+def test_shifts_beyond_the_width_follow_numpys_rule():
+    """``sk_shl_*``/``sk_shr_*``: counts outside 0..63 as NumPy shifts (g++ on x86 masks the
+    count, as numba's scalar code did, where the device clamps it); counts the emitter knows
+    in range (the constants) stay plain shifts."""
+    for dtype in (np.int64, np.uint8, np.uint64):
+        x = np.tile((np.arange(-40, 40) * 7919).astype(dtype), (2, 1))
+        for k in SHIFT_COUNTS:
+            same(host_call(shifts, x, k, mode="wrap"), np.tile(shifted(x[0], k), (2, 1)))
+    source = _module(shifts, np.int64, (64,), params=(3,), mode="wrap").source
+    assert "sk_shl_i64" in source and "sk_shr_i64" in source  # (the run-time counts)
+    assert ">> 2LL" in source or ">> 2)" in source  # (s >> 2: in range, plain)
 
 
 def test_64_bit_index_kernels_give_the_same_results():
