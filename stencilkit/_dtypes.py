@@ -12,7 +12,8 @@ table directly, so the policy is written down once:
 * returned as: ``out_dtype``, by default the first input's dtype (in native byte order).  The
   kernel's value is converted by :func:`stencilkit._casts.store_cast`: integer to integer wraps
   modulo 2**bits as NumPy's ``astype`` does, float to integer truncates toward zero and
-  saturates at the type's limits (NaN gives 0), anything to bool is ``value != 0``.
+  saturates at the type's limits (NaN gives 0), anything to bool is ``value != 0``; the body's
+  own conversions of floats to integers follow the same rule (:func:`stencilkit._casts.to_int`).
 """
 
 from __future__ import annotations

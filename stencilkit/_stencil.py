@@ -528,7 +528,11 @@ def stencil(fn=None, /, *, neighborhood=None, **options):
         The value outside the array for ``constant``, the border value for ``skip``. Default 0.
     acc : dtype, optional
         Type every element read is widened to before arithmetic. Default int64 for bool and
-        integer inputs, the input's type for floats (float32 for float16).
+        integer inputs, the input's type for floats (float32 for float16). Floats converted to
+        integers (an integer ``acc`` for float data, and the body's ``int()``, ``np.uint8()``,
+        ``math.floor``, ``round``) truncate, saturate at the type's limits and give 0 for NaN
+        on every backend; shifts by a count outside 0..63 give 0 (-1 for a negative value
+        shifted right), as NumPy's.
     out_dtype : dtype, optional
         dtype of the result. Default: the first input's dtype.
     axes : tuple of int, optional
