@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from kernels import shift, smooth, smooth_py
+from kernels import conversions, converted, shift, smooth, smooth_py
 from reference import apply_reference, pad_index
 
 pytestmark = pytest.mark.property
@@ -42,6 +42,25 @@ def test_any_offset_any_shape(shape, di, dj, mode, seed):
         qi, qj = pad_index(i + di, n, mode), pad_index(j + dj, m, mode)
         want[idx] = -1 if qi is None or qj is None else a[tuple(b) + (qi, qj)]
     np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.floats(width=64), st.floats(width=32),
+                              st.integers(-2**64, 2**64).map(float),
+                              st.sampled_from([2.0**k + d for k in (7, 8, 15, 16, 31, 32, 63, 64)
+                                               for d in (-1.5, -1, -0.5, 0, 0.5, 1)])),
+                    min_size=1, max_size=40),
+    k=st.integers(0, 12),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    sign=st.sampled_from([1.0, -1.0]),
+)
+def test_float_to_int_conversions_of_any_value(values, k, dtype, sign):
+    """Any float (NaN, infinities, subnormals, the integer types' edges) converted in a body:
+    the exact integer, rounded as the call says, saturated, NaN 0 (tests/kernels.py)."""
+    with np.errstate(over="ignore"):
+        x = (np.array(values) * sign).astype(dtype)
+    np.testing.assert_array_equal(conversions(x, k), converted(x, k))
 
 
 @settings(max_examples=60, deadline=None)
