@@ -11,9 +11,10 @@ i.e. exactly the IR numba lowers for the CPU backend), then translates that type
 statement: every variable gets numba's type, every operation numba's implementation (Python's
 floor division and modulo, numba's integer power by repeated squaring, NaN rules of ``min`` and
 ``np.minimum``, the casts numba inserts at each assignment), so the C++ computes what the CPU
-backend computes. Anything outside the supported subset (calls to other jitted functions,
-complex numbers, tuples, exceptions, ...) raises :class:`Unsupported` with the reason, and the
-caller falls back to the numba.cuda kernel.
+backend computes. Calls of numba-jitted functions are typed and translated the same way, each
+into a C++ function of its own (:meth:`_Translator.jitted`). Anything outside the supported
+subset (complex numbers, tuples, exceptions, recursion, ...) raises :class:`Unsupported` with
+the reason, and the caller falls back to the numba.cuda kernel.
 
 Integer intervals are propagated through the IR (flow-insensitively, to a fixed point, widening
 loop-carried values to their type's range), so 64-bit values that provably stay within 32 bits
@@ -519,6 +520,12 @@ class _Translator:
         self.expr_iv: dict = {}       # id(expr) -> interval of its result
         self.iter_root: dict = {}     # range iterator var -> the getiter var that made it
         self.state_root: dict = {}    # range state var -> the call var that made it
+        # the jitted functions the body calls, translated once per argument types and shared
+        # with theirs: (py_func, arg types) -> (C++ name, argument C++ types, return C++ type,
+        # definition); in the order they must be defined (callees first)
+        self.functions: dict = {}
+        self.calling: frozenset = frozenset()  # the calls being translated (no recursion)
+        self.prefix = "sk_fn"  # of the C++ functions' names (the body's own name)
 
     # ---- names and types
     def cname(self, var: str) -> str:
@@ -1217,9 +1224,7 @@ class _Translator:
             idx = ", ".join(f"(sk_idx){self.get(a.name, 'sk_i64')}" for a in v.args)
             return f"rd.{fnty.typing_key.name}_({idx})", ctype(rt)
         if isinstance(fnty, types.Dispatcher):
-            name = getattr(fnty.dispatcher.py_func, "__name__", "?")
-            raise Unsupported(f"a call of the jitted function {name!r} (the numba.cuda kernel "
-                              "compiles it)")
+            return self.jitted(fnty.dispatcher, v, sig)
         fn = self.consts.get(fnvar)
         if fn is None:
             raise Unsupported(f"a call of {fnty}")
@@ -1292,6 +1297,52 @@ class _Translator:
             args = [self.get(x, rc) for x in names]
             return self.mathcall(_MATH2.get(fn) or _UFUNCS2[fn], args, rc), rc
         raise Unsupported(f"a call of {label!r}")
+
+    def jitted(self, dispatcher, v, sig):
+        """A call of a numba-jitted function: its body as a C++ function of its own.
+
+        Typed for the call's argument types as numba types it (the same pipeline as the
+        kernel's body), translated by a translator of its own (its own intervals; arguments
+        of the full range of their types) and defined once per module and argument types.
+        Refused (the numba.cuda kernel compiles it): recursion, ``fastmath`` (its CPU code
+        may contract and reorder), anything the body itself could not have.
+        """
+        types = self.types
+        py = dispatcher.py_func
+        label = getattr(py, "__name__", "?")
+        if dispatcher.targetoptions.get("fastmath"):
+            raise Unsupported(f"a call of the jitted function {label!r}, compiled with fastmath "
+                              "(the numba.cuda kernel compiles it)")
+        argtypes = tuple(types.unliteral(t) for t in sig.args)
+        key = (py, argtypes)
+        if key in self.calling:
+            raise Unsupported(f"the jitted function {label!r} calls itself (the numba.cuda "
+                              "kernel compiles it)")
+        found = self.functions.get(key)
+        if found is None:
+            if not all(self.is_value(t) for t in argtypes):
+                raise Unsupported(f"a call of the jitted function {label!r} typed {sig}")
+            func_ir, typemap, calltypes, return_type = typed_ir(py, argtypes)
+            ranges = [type_range(t) if self._is_int(t) else None for t in argtypes]
+            tr = _Translator(func_ir, typemap, calltypes, return_type, ranges, {})
+            tr.functions, tr.calling, tr.prefix = self.functions, self.calling | {key}, \
+                self.prefix
+            for a in func_ir.arg_names:
+                tr.names[a] = _sanitize(a)
+                tr.used.add(tr.names[a])
+            if not tr.is_value(return_type):
+                raise Unsupported(f"the jitted function {label!r} returns a {return_type}")
+            decls, lines = tr.emit()
+            self.inexact |= tr.inexact
+            arg_cs = [tr.storage(a) for a in func_ir.arg_names]
+            cname = f"{self.prefix}_{_sanitize(label)}{len(self.functions)}"
+            params = ", ".join(f"{c} {tr.cname(a)}" for c, a in zip(arg_cs, func_ir.arg_names))
+            text = "\n".join([f"SK_FN {tr.return_ctype} {cname}({params}) {{  // {label}",
+                              *decls, *lines, "}"])
+            found = self.functions[key] = (cname, arg_cs, tr.return_ctype, text)
+        cname, arg_cs, ret_c, _ = found
+        args = ", ".join(self.chain(a.name, t, c) for a, t, c in zip(v.args, argtypes, arg_cs))
+        return f"{cname}({args})", ret_c
 
     def mathcall(self, name, args, c):
         table = _MATH_FUNCS if name in _MATH_FUNCS else _MATH2_FUNCS
@@ -1577,6 +1628,7 @@ def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
                    or t == types.boolean else None for t in req.param_types]
     reader_ranges = {a: read_range(req.input_dtypes[a], req.acc) for a in readers}
     tr = _Translator(func_ir, typemap, calltypes, return_type, arg_ranges, reader_ranges)
+    tr.prefix = fname
     # argument names: readable ones from the reads and the parameters
     for i, (a, offs) in enumerate(reads):
         tr.names[f"_sk_a{i}"] = access_name(a, offs)
@@ -1595,7 +1647,7 @@ def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
     if readers:
         sig_args.insert(0, "const Rd& rd")
         head = f"template <class Rd>\nSK_FN {tr.return_ctype} {fname}({', '.join(sig_args)})"
-    text = "\n".join([head + " {", *decls, *lines, "}"])
+    text = "\n".join([*(f[3] for f in tr.functions.values()), head + " {", *decls, *lines, "}"])
     ints = [v for v, t in typemap.items() if types.unliteral(t) == types.int64
             and not v.startswith("arg.") and v not in tr.consts]
     narrowed = sum(1 for v in ints if tr.storage(v) == "sk_i32")

@@ -6,6 +6,7 @@ tests/reference.py evaluates element by element as the independent reference.
 
 import math
 
+import numba
 import numpy as np
 
 import stencilkit as sk
@@ -132,6 +133,35 @@ def converted(x, k):
             n = min(max(n, int(info.min)), int(info.max))
         out.append(n)
     return np.array(out, dtype=dtype).astype(np.int64)
+
+
+# Kernels that call numba-jitted functions of their own.
+@numba.njit
+def _clamp(v, lo, hi):
+    return lo if v < lo else (hi if v > hi else v)
+
+
+@numba.njit
+def _mix(a, b):  # a loop, a math function, a call of another jitted function
+    t = 0.0
+    for i in range(3):
+        t += a * i - b
+    return _clamp(t, -50.0, 50.0) + math.sqrt(abs(b))
+
+
+@numba.njit
+def _twice(v):
+    return 2 * v
+
+
+@sk.stencil
+def helpers(x):  # calls of jitted functions (the C++ path translates each once)
+    return _clamp(x[0, 0] - x[0, 1], -20, 20) + _twice(x[1, 0]) + _twice(x[-1, 0] * 0.5)
+
+
+@sk.stencil
+def float_helpers(x):
+    return _mix(x[0, 0], x[1, 1]) + _clamp(x[0, -1], 0.25, 0.5)
 
 
 # Shifts by run-time counts, in and beyond 0..63 (numba's are undefined beyond: its vector

@@ -27,6 +27,8 @@ from kernels import (
     conversions,
     converted,
     diffuse,
+    float_helpers,
+    helpers,
     lap3,
     sample,
     scaled,
@@ -135,6 +137,8 @@ CASES = [
     (box5, [np.int8, np.float32], [(8, 12), (3, 2)]),
     (loops, [np.uint8, np.float64], [(7, 13)]),
     (life, [np.bool_], [(9, 24), (5, 7)]),
+    (helpers, [np.int16, np.uint8], [(7, 13)]),
+    (float_helpers, [np.float32, np.float64], [(6, 12)]),
 ]
 
 
@@ -493,16 +497,24 @@ def test_constant_mode_cval_outside_the_input_range_disables_narrowing():
 
 @pytest.mark.parametrize("kernel,reason", [
     ("complex", "complex"),
-    ("jitted", "jitted function"),
+    ("jitted", "compiled with fastmath"),
+    ("recursive", "'fact' calls itself"),
     ("assert", "raise"),
     ("tuple", "type"),
 ])
 def test_unsupported_bodies_are_named(kernel, reason):
     import numba
 
-    @numba.njit
+    @numba.njit(fastmath=True)  # (its CPU code may reorder: the numba.cuda kernel takes it)
     def helper(v):
         return v * 2
+
+    @numba.njit
+    def fact(n):
+        return 1 if n <= 1 else n * fact(n - 1)
+
+    def k_recursive(x):
+        return fact(x[0] % 5)
 
     def k_complex(x):
         return x[0] * 1j
@@ -518,7 +530,8 @@ def test_unsupported_bodies_are_named(kernel, reason):
         t = (x[0], x[1])
         return t[0]
 
-    fn = {"complex": k_complex, "jitted": k_jitted, "assert": k_assert, "tuple": k_tuple}[kernel]
+    fn = {"complex": k_complex, "jitted": k_jitted, "assert": k_assert, "tuple": k_tuple,
+          "recursive": k_recursive}[kernel]
     st = sk.stencil(fn)
     with pytest.raises(sk.StencilError, match=reason):
         st.cuda_source(np.zeros(8, np.float64))
@@ -884,7 +897,7 @@ def test_compiled_binaries_are_kept_and_loaded_again(fake_gpu, monkeypatch, tmp_
 def test_unsupported_kernels_fall_back_to_numba_cuda(fake_gpu):
     import numba
 
-    @numba.njit
+    @numba.njit(fastmath=True)
     def twice(v):
         return 2 * v
 

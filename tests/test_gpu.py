@@ -11,6 +11,8 @@ from kernels import (
     blend,
     box5,
     diffuse,
+    float_helpers,
+    helpers,
     lap3,
     life,
     sample,
@@ -89,6 +91,8 @@ CPP_CASES = [
     (skew1, [np.int16, np.float32], [(7, 1001)]),
     (lap3, [np.int8, np.float64], [(20, 31, 64)]),
     (box5, [np.uint8, np.float32], [(61, 130)]),
+    (helpers, [np.int16, np.uint8], [(300, 517)]),
+    (float_helpers, [np.float32, np.float64], [(257, 300)]),
 ]
 
 

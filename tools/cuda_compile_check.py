@@ -71,7 +71,18 @@ def stencil_signatures(st, dtypes, params, acc, out):
 
 def cases():
     """(name, Stencil, dtypes, acc, out, param types) for the generated kernels."""
-    from kernels import blend, box5, conversions, lap3, shift, shifts, skew1, smooth
+    from kernels import (
+        blend,
+        box5,
+        conversions,
+        float_helpers,
+        helpers,
+        lap3,
+        shift,
+        shifts,
+        skew1,
+        smooth,
+    )
 
     yield "smooth uint8", smooth, ["uint8"], "int64", "uint8", ()
     yield "smooth float32", smooth, ["float32"], "float32", "float32", ()
@@ -89,6 +100,9 @@ def cases():
     yield "skew1 float64 into acc int16", skew1, ["float64"], "int16", "float64", ()
     for dt, acc in (("int64", "int64"), ("uint64", "uint64")):  # _casts.shl/shr
         yield f"shifts {dt}", shifts, [dt], acc, "int64", (T.int64,)
+    yield "helpers int16 (jitted calls)", helpers, ["int16"], "int64", "int16", ()
+    yield "float_helpers float32 (nested jitted calls)", float_helpers, ["float32"], "float32", \
+        "float32", ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
     # does where it has no kernel of its own: as generated stencils), with the dtypes those
