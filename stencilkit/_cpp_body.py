@@ -13,8 +13,8 @@ floor division and modulo, numba's integer power by repeated squaring, NaN rules
 ``np.minimum``, the casts numba inserts at each assignment), so the C++ computes what the CPU
 backend computes. Calls of numba-jitted functions are typed and translated the same way, each
 into a C++ function of its own (:meth:`_Translator.jitted`). Anything outside the supported
-subset (complex numbers, tuples, exceptions, recursion, ...) raises :class:`Unsupported` with
-the reason, and the caller falls back to the numba.cuda kernel.
+subset (complex numbers, iteration over tuples, exceptions, recursion, ...) raises
+:class:`Unsupported` with the reason, and the caller falls back to the numba.cuda kernel.
 
 Integer intervals are propagated through the IR (flow-insensitively, to a fixed point, widening
 loop-carried values to their type's range), so 64-bit values that provably stay within 32 bits
@@ -23,8 +23,9 @@ arithmetic (a 64-bit division is a slow software routine on a GPU).
 
 Supported, precisely: bool, integer (8-64 bit) and float32/64 values; arithmetic, comparison,
 bitwise and shift operators; ``if``/``else``, conditional expressions, ``and``/``or``/``not``,
-``for`` over ``range``, ``while``; ``abs``, ``min``, ``max``, ``round`` (one argument), ``int``,
-``float``, ``bool`` and NumPy scalar types as conversions (a float into an integer type
+``for`` over ``range``, ``while``; tuples of numbers (built, copied, unpacked and indexed by
+constants: one C++ variable per element); ``abs``, ``min``, ``max``, ``round`` (one argument),
+``int``, ``float``, ``bool`` and NumPy scalar types as conversions (a float into an integer type
 saturates, NaN 0: ``sk_f2i_*``, as :func:`stencilkit._casts.to_int` on the other backends);
 the ``math`` functions and NumPy ufuncs listed in ``_MATH``/``_UFUNCS``; numeric constants
 from modules (``np.pi``).
@@ -937,6 +938,12 @@ class _Translator:
             elif isinstance(t, types.Pair):
                 decls.append(f"  sk_i64 {self.cname(var)}_first; bool {self.cname(var)}_second;")
                 compound[var] = "pair"
+            elif self.is_tuple(t):
+                # a tuple of numbers (``lo, hi = a, b``, ``t = (x, y)``, ``t[1]``): one C++
+                # variable per element
+                decls.append("  " + " ".join(f"{c} {self.cname(var)}_{i};"
+                                             for i, c in enumerate(self.elements(t))))
+                compound[var] = "tuple"
             elif isinstance(t, (types.Function, types.Module, types.NumberClass,
                                 types.Dispatcher, types.BoundFunction, types.NoneType)):
                 continue
@@ -986,10 +993,51 @@ class _Translator:
             text = f"sk_keep({text})"  # (an opaque copy: see KEEP)
         return [f"{self.cname(target)} = {text};"]
 
+    def is_tuple(self, t) -> bool:
+        """Whether ``t`` is a tuple of numbers (held as one C++ variable per element)."""
+        t = self.types.unliteral(t)
+        return isinstance(t, self.types.BaseTuple) and all(self.is_value(e) for e in t.types)
+
+    def elements(self, t) -> list:
+        """The C++ types of a tuple type's elements."""
+        return [ctype(self.types.unliteral(e)) for e in self.types.unliteral(t).types]
+
+    def element(self, var, i) -> tuple:
+        """``(C++ text, C++ type)`` of element ``i`` of the tuple variable ``var``."""
+        t = self.types.unliteral(self.ty(var))
+        n = len(t.types)
+        if not -n <= i < n:
+            raise Unsupported(f"the index {i} of a tuple of {n}")
+        i %= n
+        c = self.elements(t)[i]
+        value = self.consts.get(var)
+        if isinstance(value, tuple):  # (a tuple constant: its element as a literal)
+            return literal_c(convert(value[i], c), c), c
+        return f"{self.cname(var)}_{i}", c
+
+    def tuple_assign(self, target, v) -> list:
+        """``target = v`` for a tuple ``target``: element by element."""
+        ir = self.ir
+        b, cs = self.cname(target), self.elements(self.ty(target))
+        if isinstance(v, ir.Expr) and v.op == "build_tuple":
+            items = [self.get(x.name, c) for x, c in zip(v.items, cs)]
+        elif isinstance(v, ir.Var) or (isinstance(v, ir.Expr) and v.op in ("exhaust_iter",
+                                                                               "cast")):
+            src = v if isinstance(v, ir.Var) else v.value
+            if not self.is_tuple(self.ty(src.name)) or \
+                    len(self.elements(self.ty(src.name))) != len(cs):
+                raise Unsupported(f"a tuple made from {v}")
+            items = [conv(*self.element(src.name, i), c) for i, c in enumerate(cs)]
+        else:
+            raise Unsupported(f"a tuple made by {v}")
+        return [" ".join(f"{b}_{i} = {x};" for i, x in enumerate(items))]
+
     def compound_assign(self, stmt, kind):
         ir, types = self.ir, self.types
         v = stmt.value
         target = stmt.target.name
+        if kind == "tuple":
+            return self.tuple_assign(target, v)
         if isinstance(v, ir.Var) and kind in ("state", "iter"):
             return []  # an alias of the object that made it
         b = self.cname(target)
@@ -1043,6 +1091,9 @@ class _Translator:
             return f"{self.cname(v.value.name)}_first", "sk_i64"
         if v.op == "pair_second":
             return f"{self.cname(v.value.name)}_second", "bool"
+        if v.op == "static_getitem" and self.is_tuple(self.ty(v.value.name)) \
+                and isinstance(v.index, int):
+            return self.element(v.value.name, v.index)
         raise Unsupported(f"the operation {v.op!r} ({v})")
 
     def _ivs_fit(self, *ivs) -> bool:

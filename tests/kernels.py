@@ -164,6 +164,16 @@ def float_helpers(x):
     return _mix(x[0, 0], x[1, 1]) + _clamp(x[0, -1], 0.25, 0.5)
 
 
+# Tuples of numbers: unpacking, swaps through a conditional, constant and negative indices.
+@sk.stencil
+def unpacking(x):
+    w = (1, -2, 3)
+    lo, hi = (x[0], x[1]) if x[0] < x[1] else (x[1], x[0])
+    t = (lo, hi, 3)
+    a, b = b0, b1 = hi, lo
+    return t[0] - t[-2] + t[2] + hi * w[1] + a - b1 + w[-1] * b + b0
+
+
 # Shifts by run-time counts, in and beyond 0..63 (numba's are undefined beyond: its vector
 # loop and its scalar remainder disagreed), and by constants the C++ emitter knows in range.
 @sk.stencil(out_dtype=np.int64)

@@ -37,6 +37,7 @@ from kernels import (
     shifts,
     skew1,
     smooth,
+    unpacking,
 )
 
 import stencilkit as sk
@@ -139,6 +140,7 @@ CASES = [
     (life, [np.bool_], [(9, 24), (5, 7)]),
     (helpers, [np.int16, np.uint8], [(7, 13)]),
     (float_helpers, [np.float32, np.float64], [(6, 12)]),
+    (unpacking, [np.int16, np.uint8, np.float32], [(40,), (3, 9)]),
 ]
 
 
@@ -526,9 +528,11 @@ def test_unsupported_bodies_are_named(kernel, reason):
         assert x[0] > -1000
         return x[0]
 
-    def k_tuple(x):
-        t = (x[0], x[1])
-        return t[0]
+    def k_tuple(x):  # (tuples of numbers are held element by element; not iterated over)
+        s = 0
+        for v in (x[0], x[1]):
+            s += v
+        return s
 
     fn = {"complex": k_complex, "jitted": k_jitted, "assert": k_assert, "tuple": k_tuple,
           "recursive": k_recursive}[kernel]

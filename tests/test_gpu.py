@@ -19,6 +19,7 @@ from kernels import (
     shift,
     skew1,
     smooth,
+    unpacking,
     variable_diffusion,
 )
 
@@ -93,6 +94,7 @@ CPP_CASES = [
     (box5, [np.uint8, np.float32], [(61, 130)]),
     (helpers, [np.int16, np.uint8], [(300, 517)]),
     (float_helpers, [np.float32, np.float64], [(257, 300)]),
+    (unpacking, [np.int16, np.float32], [(3, 5000)]),
 ]
 
 

@@ -82,6 +82,7 @@ def cases():
         shifts,
         skew1,
         smooth,
+        unpacking,
     )
 
     yield "smooth uint8", smooth, ["uint8"], "int64", "uint8", ()
@@ -103,6 +104,7 @@ def cases():
     yield "helpers int16 (jitted calls)", helpers, ["int16"], "int64", "int16", ()
     yield "float_helpers float32 (nested jitted calls)", float_helpers, ["float32"], "float32", \
         "float32", ()
+    yield "unpacking int16 (tuples)", unpacking, ["int16"], "int64", "int16", ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
     # does where it has no kernel of its own: as generated stencils), with the dtypes those
