@@ -92,7 +92,7 @@ def _ol_store_cast(value, out):
 # LLVM's fptosi/fptoui, whose result is undefined for NaN and for values beyond the integer
 # type: x86 gives its "integer indefinite" (``int(1e20)`` is -2**63, ``np.uint8(300.7)`` 44,
 # ``np.uint8(-1.5)`` 255), aarch64 and CUDA saturate, NaN 0. The generated kernels route these
-# calls through the functions below (:class:`stencilkit.codegen._IntConversions`; the C++
+# calls through the functions below (:class:`stencilkit.codegen._IntegerOps`; the C++
 # path's ``sk_f2i_*``), so that every backend truncates toward zero, saturates at the type's
 # limits and gives 0 for NaN, as the result's conversion into an integer output does
 # (:func:`store_cast`). Integer and bool arguments convert as numba converts them.
