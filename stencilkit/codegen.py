@@ -14,10 +14,12 @@ with the batch axes flattened to one leading axis, ``(B, n0, ..., nk-1)``):
     mapped by the mode in border rows, so those run the same loop. Used when the offsets along
     all but the last axis are constants; ``_sk_pt_direct`` (plain n-D indexing) otherwise.
 ``_sk_pt_edge``
-    the body for the few columns at either end of a row: only the column is mapped by the mode.
+    the body for the few columns at either end of a row: only the column is mapped by the mode;
+    and for every column of a row of outputs that reads rows outside the array (the constant
+    mode's), told by a flag per row which rows give cval.
 ``_sk_pt_border``
-    the body with every read going through the mode's index map (``_sk_map``) on every axis,
-    for the constant mode's rows outside the array and for kernels with run-time offsets.
+    for kernels with run-time offsets along a leading axis only: the body with every read going
+    through the mode's index map (``_sk_map``) on every axis.
 ``_sk_run_par`` / ``_sk_run_ser``
     the loop nest: one ``prange`` over rows (batch x all-but-last core axes; 1-D kernels also
     split the row into column blocks); per row an interior span and edge columns on either side.
@@ -116,19 +118,26 @@ class _Rewriter(ast.NodeTransformer):
                 index = f"{row} + _sk_j + _sk_np.uint64({shift} + ({off}))"
             text = f"_sk_widen(_sk_f_{name}[{index}], _sk_acc)"
         elif self.context == "edge":
-            # Left and right edge columns of a row whose row bases are valid: only the column is
-            # mapped by the mode (once per offset, in the prologue); -1 means cval.
+            # Left and right edge columns of a row, and every column of the constant mode's
+            # rows next to the array: only the column is mapped by the mode (once per offset,
+            # in the prologue); -1 means cval.
             lead = tuple(offsets[:last])
             row = self.rows.setdefault(
                 (name, lead), f"_sk_r_{name}_" + "_".join(_enc(o) for o in lead)
             )
+            # With leading axes, a flag per row says whether the row lies inside the array
+            # (False only in the constant mode's rows outside it: its reads give cval).
+            valid = _row_flag(lead) if lead else None
             off = offsets[last]
             if isinstance(off, int):
                 c = self.maps.setdefault((last, off), f"_sk_m{last}_{_enc(off)}")
+                test = f"{valid} and {c} >= 0" if valid else f"{c} >= 0"
                 text = (f"(_sk_widen(_sk_f_{name}[{row} + _sk_np.uint64({c})], _sk_acc) "
-                        f"if {c} >= 0 else _sk_cval)")
+                        f"if {test} else _sk_cval)")
             else:
                 c = f"_sk_map({self.index(last, off)}, _sk_n{last}, _sk_mode)"
+                if valid:
+                    c = f"({c} if {valid} else -1)"
                 text = f"_sk_read_flat(_sk_f_{name}, {row}, {c}, _sk_cval, _sk_acc)"
         elif self.context == "direct":
             idx = ", ".join(["_sk_b"] + [self.index(d, o) for d, o in enumerate(offsets)])
@@ -147,6 +156,11 @@ class _Rewriter(ast.NodeTransformer):
             lens = ", ".join(f"_sk_n{d}" for d in range(k))
             text = f"_sk_read({name}, _sk_b, {idx}, {lens}, _sk_mode, _sk_cval, _sk_acc)"
         return ast.parse(text, mode="eval").body
+
+
+def _row_flag(lead: tuple) -> str:
+    """The edge functions' name for whether the row at leading offsets ``lead`` is inside."""
+    return "_sk_v_" + "_".join(_enc(o) for o in lead)
 
 
 def _items(sub: ast.Subscript):
@@ -380,6 +394,8 @@ class _Points(NamedTuple):
     row_mapped: list  # ... of a border row (mapped by the mode)
     rows_ok: str  # whether every mapped row lies inside the array (constant mode: may not)
     row_setup: list
+    outside_setup: list = []  # bases and flags of a row that reads rows outside the array
+    outside_call: str | None = None  # the edge function for such a row's columns
 
 
 @with_ast_lock
@@ -397,7 +413,7 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     return "\n".join([
         *_cpu_header(spec, nm, fastmath, debug, cache),
         *points.lines,
-        *_cpu_border(spec, nm, debug),
+        *([] if points.use_rows else _cpu_border(spec, nm, debug)),
         *_cpu_runners(spec, nm, points),
         *_cpu_gufunc(spec, nm, gufunc),
     ])
@@ -466,12 +482,18 @@ def _cpu_points(spec, nm, debug) -> _Points:
     row_names = list(rows.values())
     lines += _jitted(f"_sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P})",
                      body)
+    # One flag per row of reads (by its leading offsets): whether it lies inside the array.
+    row_leads = list(dict.fromkeys(lead for _, lead in rows)) if last else []
+    flags = [_row_flag(lead) for lead in row_leads]
     body, _ = _body(spec, "edge", debug)
-    lines += _jitted(f"_sk_pt_edge({flat}, {', '.join(row_names)}, {IX[last]}, {N[last]}, "
-                     f"_sk_mode, _sk_cval, _sk_acc{P})", body)
+    lines += _jitted(f"_sk_pt_edge({flat}, {', '.join(row_names + flags)}, {IX[last]}, "
+                     f"{N[last]}, _sk_mode, _sk_cval, _sk_acc{P})", body)
     # Row indices along the leading core axes: plain in interior rows, mapped by the mode in
-    # border rows (so border rows run the same vectorised span loop; only the constant
-    # mode's rows outside the array fall back to the element-wise border path).
+    # border rows (so border rows run the same vectorised span loop). Only the constant mode
+    # has rows outside the array (mapped to -1); a row of outputs that reads one runs the edge
+    # function in every column, told which rows give cval. (An element-wise path that maps
+    # every axis, as _sk_pt_border does, compiled the body a third time: a third of a
+    # module's compile time.)
     leads = sorted({(d, o) for lead in (key[1] for key in rows) for d, o in enumerate(lead)})
     qname = {(d, o): f"_sk_q{d}_{_enc(o)}" for d, o in leads}
     row_index = [f"{qname[d, o]} = {IX[d]} + {o}" for d, o in leads]
@@ -480,17 +502,33 @@ def _cpu_points(spec, nm, debug) -> _Points:
     ]
     rows_ok = " and ".join(f"{q} >= 0" for q in qname.values()) or "True"
     bases = [rname.replace("_sk_r_", "_sk_R_", 1) for rname in row_names]
-    row_setup = [
-        f"{base} = _sk_np.uint64(_sk_b * _sk_SB"
-        + "".join(f" + {qname[d, o]} * {strides[d]}" for d, o in enumerate(lead)) + ")"
-        for ((arr, lead), rname), base in zip(rows.items(), bases)
+
+    def base_of(lead, index):
+        return ("_sk_np.uint64(_sk_b * _sk_SB"
+                + "".join(f" + {index(qname[d, o])} * {strides[d]}" for d, o in enumerate(lead))
+                + ")")
+
+    row_setup = [f"{base} = {base_of(lead, str)}"
+                 for ((arr, lead), rname), base in zip(rows.items(), bases)]
+    # the outside rows' bases point at row 0 (never read: their flag is False); fresh names,
+    # as parfors want
+    outside = [b.replace("_sk_R_", "_sk_Z_", 1) for b in bases]
+    outside_setup = [
+        f"{z} = {base_of(lead, lambda q: f'max({q}, 0)')}"
+        for ((arr, lead), rname), z in zip(rows.items(), outside)
+    ] + [
+        f"{flag} = " + (" and ".join(f"{qname[d, o]} >= 0" for d, o in enumerate(lead)))
+        for flag, lead in zip(flags, row_leads)
     ]
     shifted = ", ".join(f"{b} + _sk_sh" for b in bases)
     interior_call = f"_sk_pt_rows({flat}, {shifted}, _sk_j, _sk_acc{P})"
-    edge_call = (f"_sk_pt_edge({flat}, {', '.join(bases)}, _sk_jj, {N[last]}, _sk_mode, "
-                 f"_sk_cval, _sk_acc{P})")
+    inside = ["_sk_np.bool_(True)"] * len(flags)  # (a literal True would compile it twice)
+    edge_call = (f"_sk_pt_edge({flat}, {', '.join(bases + inside)}, _sk_jj, {N[last]}, "
+                 f"_sk_mode, _sk_cval, _sk_acc{P})")
+    outside_call = (f"_sk_pt_edge({flat}, {', '.join(outside + flags)}, _sk_jj, {N[last]}, "
+                    f"_sk_mode, _sk_cval, _sk_acc{P})")
     return _Points(lines, True, interior_call, edge_call, row_index, row_mapped, rows_ok,
-                   row_setup)
+                   row_setup, outside_setup, outside_call)
 
 
 def _cpu_border(spec, nm, debug) -> list[str]:
@@ -576,10 +614,10 @@ def _cpu_runners(spec, nm, points: _Points) -> list[str]:
         f"        _sk_inner = {interior_rows}",
     ]
     if points.use_rows:
-        def edge_loop(lo, hi, value):
+        def edge_loop(lo, hi, value, indent=16):
             return [
-                f"                for _sk_jj in range({lo}, {hi}):",
-                f"                    _sk_fo[_sk_orow + _sk_np.uint64(_sk_jj)] = {value}",
+                " " * indent + f"for _sk_jj in range({lo}, {hi}):",
+                " " * indent + f"    _sk_fo[_sk_orow + _sk_np.uint64(_sk_jj)] = {value}",
             ]
 
         edge_value = f"_sk_store_cast({points.edge_call}, _sk_fo)"
@@ -602,8 +640,12 @@ def _cpu_runners(spec, nm, points: _Points) -> list[str]:
             "            else:",
             *edge_loop("_sk_ja", "_sk_le", edge_value),
             *edge_loop("_sk_rs", "_sk_jb", edge_value),
+            f"        elif _sk_mode == {modes.SKIP}:",
+            *edge_loop("_sk_ja", "_sk_jb", "_sk_cvout", 12),
             "        else:",
-            f"            {border_args('_sk_ja', '_sk_jb')}",
+            *(f"            {x}" for x in points.outside_setup),
+            *edge_loop("_sk_ja", "_sk_jb", f"_sk_store_cast({points.outside_call}, _sk_fo)",
+                       12),
         ]
     else:
         run += [
