@@ -95,6 +95,7 @@ class KernelSpec:
 _DIM_NAMES = ("n", "m", "p", "q", "r", "s", "t", "u", "v", "w")
 
 _ALLOWED_GLOBAL_TYPES = (bool, int, float, complex, np.number, np.bool_, np.dtype, type)
+_NUMBER_TYPES = (bool, int, float, complex, np.number, np.bool_)
 
 
 def kernel_source(fn) -> tuple[str, dict]:
@@ -408,11 +409,17 @@ def _resolve_globals(fdef, argnames, scope, where):
             key = ("jit", _jitted_key(value))
         elif isinstance(value, _ALLOWED_GLOBAL_TYPES):
             key = ("const", type(value).__name__, repr(value))
+        elif isinstance(value, tuple) and value and all(
+                isinstance(x, _NUMBER_TYPES) for x in value):
+            # (weights, say: a constant of the compiled code; repr tells 1, 1.0, True and
+            # np.float32(1.0) apart)
+            key = ("const", "tuple", repr(value))
         else:
             raise StencilTypeError(
                 f"{where}: the global {name!r} is a {type(value).__name__}; a kernel may use "
-                "modules, numbers, NumPy types and numba-jitted functions from its scope. Pass "
-                "arrays as kernel arguments and other values as scalar parameters"
+                "modules, numbers, tuples of numbers, NumPy types and numba-jitted functions "
+                "from its scope. Pass arrays as kernel arguments and other values as scalar "
+                "parameters"
             )
         resolved[name] = value
         keys[name] = key

@@ -343,3 +343,30 @@ def test_tiled_iterate_equals_step_by_step(mode, monkeypatch):
         want = blend(want, y, 0.5, mode=mode)
     np.testing.assert_array_equal(blend.iterate(x, y, 0.5, steps=5, mode=mode, block_steps=3),
                                   want)
+
+
+TAPS_INT = (1, -2, 1)
+TAPS_FLOAT = (1.0, -2.0, 1.0)
+
+
+def test_a_global_tuple_of_numbers_is_a_constant_of_the_kernel():
+    """Weights as a module's tuple: iterated over and indexed at run time, equal to the
+    reference; equal-looking tuples of other types are other kernels (the cache key)."""
+    def with_taps(taps):
+        @sk.stencil(neighborhood=((-1, 1),))
+        def taps_kernel(x):
+            s = 0
+            for i in range(3):
+                s += taps[i] * x[i - 1]
+            return s
+        return taps_kernel
+
+    a = np.arange(-20, 20, dtype=np.int32) ** 2 % 37
+    want = apply_reference(lambda x: x[-1] - 2 * x[0] + x[1], [a], ndim=1)
+    ints = with_taps(TAPS_INT)
+    np.testing.assert_array_equal(ints(a), want)
+    floats = with_taps(TAPS_FLOAT)
+    assert ints._spec.digest != floats._spec.digest
+    got = floats(a)
+    assert got.dtype == np.int32  # (the float sums stored in the input's dtype)
+    np.testing.assert_array_equal(got, want)

@@ -10,6 +10,7 @@ from kernels import blend, smooth
 import stencilkit as sk
 
 GLOBAL_ARRAY = np.ones(3)
+GLOBAL_PAIRS = ((1, 2), (3, 4))
 
 
 def bad_dynamic(x, k):
@@ -65,6 +66,10 @@ def bad_global_array(x):
     return x[0] * GLOBAL_ARRAY[0]
 
 
+def bad_global_tuple(x):  # (a tuple of numbers is allowed; one holding other things is not)
+    return x[0] * GLOBAL_PAIRS[0][0]
+
+
 def bad_undefined(x):
     return x[0] * not_defined_anywhere  # noqa: F821
 
@@ -106,6 +111,8 @@ DECORATION_ERRORS = [
     (bad_order, {}, sk.StencilError,
      r"array arguments must come before scalar parameters.*\(x, a\)"),
     (bad_global_array, {}, sk.StencilTypeError, r"global 'GLOBAL_ARRAY' is a ndarray"),
+    (bad_global_tuple, {}, sk.StencilTypeError,
+     r"global 'GLOBAL_PAIRS' is a tuple; a kernel may use modules, numbers, tuples of numbers"),
     (bad_undefined, {}, sk.StencilError, r"name 'not_defined_anywhere' is not defined"),
     (bad_nested, {}, sk.StencilError, r"nested functions, lambdas"),
     (bad_clash, {}, sk.StencilError, r"parameter name\(s\) mode clash"),
