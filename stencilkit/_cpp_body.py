@@ -13,7 +13,7 @@ floor division and modulo, numba's integer power by repeated squaring, NaN rules
 ``np.minimum``, the casts numba inserts at each assignment), so the C++ computes what the CPU
 backend computes. Calls of numba-jitted functions are typed and translated the same way, each
 into a C++ function of its own (:meth:`_Translator.jitted`). Anything outside the supported
-subset (complex numbers, iteration over tuples, exceptions, recursion, ...) raises
+subset (complex numbers, exceptions, recursion, ...) raises
 :class:`Unsupported` with the reason, and the caller falls back to the numba.cuda kernel.
 
 Integer intervals are propagated through the IR (flow-insensitively, to a fixed point, widening
@@ -23,10 +23,12 @@ arithmetic (a 64-bit division is a slow software routine on a GPU).
 
 Supported, precisely: bool, integer (8-64 bit) and float32/64 values; arithmetic, comparison,
 bitwise and shift operators; ``if``/``else``, conditional expressions, ``and``/``or``/``not``,
-``for`` over ``range``, ``while``; tuples of numbers (built, copied, unpacked and indexed by
-constants: one C++ variable per element); ``abs``, ``min``, ``max``, ``round`` (one argument),
-``int``, ``float``, ``bool`` and NumPy scalar types as conversions (a float into an integer type
-saturates, NaN 0: ``sk_f2i_*``, as :func:`stencilkit._casts.to_int` on the other backends);
+``for`` over ``range``, ``while``; tuples of numbers (built, copied, unpacked, iterated over,
+indexed by constants and by run-time integers that provably lie within the tuple: one C++
+variable per element, a run-time index choosing among them); ``abs``, ``min``, ``max``,
+``round`` (one argument), ``int``, ``float``, ``bool`` and NumPy scalar types as conversions (a
+float into an integer type saturates, NaN 0: ``sk_f2i_*``, as :func:`stencilkit._casts.to_int`
+on the other backends);
 the ``math`` functions and NumPy ufuncs listed in ``_MATH``/``_UFUNCS``; numeric constants
 from modules (``np.pi``).
 """
@@ -519,7 +521,7 @@ class _Translator:
         self.consts: dict = {}        # var -> Python constant (module, function, number, ...)
         self.iv: dict = {}            # var -> integer interval
         self.expr_iv: dict = {}       # id(expr) -> interval of its result
-        self.iter_root: dict = {}     # range iterator var -> the getiter var that made it
+        self.iter_root: dict = {}     # range or tuple iterator var -> the getiter that made it
         self.state_root: dict = {}    # range state var -> the call var that made it
         # the jitted functions the body calls, translated once per argument types and shared
         # with theirs: (py_func, arg types) -> (C++ name, argument C++ types, return C++ type,
@@ -596,7 +598,7 @@ class _Translator:
         # range iterators and states are shared state: every copy is an alias of its maker
         for var, values in defs.items():
             t = types.unliteral(self.ty(var))
-            if isinstance(t, types.RangeIteratorType):
+            if isinstance(t, (types.RangeIteratorType, types.UniTupleIter)):
                 self._alias(var, values, "getiter", self.iter_root)
             elif isinstance(t, types.RangeType):
                 self._alias(var, values, "call", self.state_root)
@@ -606,7 +608,7 @@ class _Translator:
         if var in roots:
             return roots[var]
         if len(values) != 1:
-            raise Unsupported("a range iterator assigned in several places")
+            raise Unsupported("an iterator assigned in several places")
         v = values[0]
         if isinstance(v, ir.Expr) and v.op == maker:
             roots[var] = var
@@ -679,12 +681,19 @@ class _Translator:
             return rng
         if value.op == "pair_first":
             root = self.iter_root.get(self._pair_iter(value.value.name))
+            rt = self.types.unliteral(self.ty(root))
+            if isinstance(rt, self.types.UniTupleIter):
+                (getiter,) = self.defs[root]
+                return self._convert_iv(self._elements_iv(getiter.value.name),
+                                        rt.container.dtype, t)
             return self._iter_iv(root, t)
         if value.op in ("pair_second",):
             return (0, 1)
         if value.op == "cast":
             return self._convert_iv(self._var_iv(value.value.name), self.ty(value.value.name), t)
         sig = self.calltypes.get(value)
+        if value.op in ("getitem", "static_getitem") and self.is_tuple(self.ty(value.value.name)):
+            return self._convert_iv(self._elements_iv(value.value.name), self.types.int64, t)
         if value.op in ("binop", "inplace_binop"):
             kind = _BINOPS.get(value.fn)
             if kind in _COMPARE:
@@ -748,6 +757,27 @@ class _Translator:
             return rng
         return rng
 
+    def _elements_iv(self, var):
+        """The hull of the integer intervals of tuple ``var``'s elements (None: not known)."""
+        ir = self.ir
+        value = self.consts.get(var)
+        if isinstance(value, tuple):
+            if all(isinstance(x, (bool, int, np.integer)) for x in value):
+                return (min(int(x) for x in value), max(int(x) for x in value))
+            return None
+        values = self.defs.get(var, [])
+        if len(values) != 1:
+            return None
+        v = values[0]
+        if isinstance(v, ir.Var):
+            return self._elements_iv(v.name)
+        if not (isinstance(v, ir.Expr) and v.op == "build_tuple"):
+            return None
+        ivs = [self._var_iv(x.name) for x in v.items]
+        if any(iv is None for iv in ivs):
+            return None
+        return (min(iv[0] for iv in ivs), max(iv[1] for iv in ivs))
+
     def _pair_iter(self, pair_var):
         """The iterator whose iternext made ``pair_var`` (through copies)."""
         ir = self.ir
@@ -757,7 +787,7 @@ class _Translator:
                 return v.value.name
             if isinstance(v, ir.Var):
                 return self._pair_iter(v.name)
-        raise Unsupported("an iteration over something other than range()")
+        raise Unsupported("an iteration over something other than range() or a tuple")
 
     def _iter_iv(self, root, t):
         """Interval of the values a range iterator yields."""
@@ -935,8 +965,18 @@ class _Translator:
                     decls.append(f"  sk_i64 {self.cname(var)}_cur, {self.cname(var)}_step, "
                                  f"{self.cname(var)}_count;")
                 compound[var] = "iter"
-            elif isinstance(t, types.Pair):
-                decls.append(f"  sk_i64 {self.cname(var)}_first; bool {self.cname(var)}_second;")
+            elif isinstance(t, types.UniTupleIter) and self.is_tuple(t.container):
+                # an iteration over a tuple: a copy of its elements (made at getiter) and the
+                # index of the next one
+                if self.iter_root.get(var) == var:
+                    c, b = ctype(types.unliteral(t.container.dtype)), self.cname(var)
+                    decls.append(f"  {c} " + ", ".join(f"{b}_e{i}" for i in
+                                                       range(len(t.container)))
+                                 + f"; sk_i64 {b}_idx;")
+                compound[var] = "titer"
+            elif isinstance(t, types.Pair) and self.is_value(t.first_type):
+                decls.append(f"  {ctype(types.unliteral(t.first_type))} {self.cname(var)}_first; "
+                             f"bool {self.cname(var)}_second;")
                 compound[var] = "pair"
             elif self.is_tuple(t):
                 # a tuple of numbers (``lo, hi = a, b``, ``t = (x, y)``, ``t[1]``): one C++
@@ -1038,8 +1078,16 @@ class _Translator:
         target = stmt.target.name
         if kind == "tuple":
             return self.tuple_assign(target, v)
-        if isinstance(v, ir.Var) and kind in ("state", "iter"):
+        if isinstance(v, ir.Var) and kind in ("state", "iter", "titer"):
             return []  # an alias of the object that made it
+        if kind == "titer":
+            if not (isinstance(v, ir.Expr) and v.op == "getiter"):
+                raise Unsupported(f"a tuple iterator made by {v}")  # pragma: no cover
+            b, src = self.cname(target), v.value.name
+            c = ctype(types.unliteral(self.ty(target).container.dtype))
+            n = len(self.elements(self.ty(src)))
+            return [" ".join(f"{b}_e{i} = {conv(*self.element(src, i), c)};" for i in range(n))
+                    + f" {b}_idx = 0;"]
         b = self.cname(target)
         if kind == "state":
             sig = self.calltypes[v]
@@ -1061,7 +1109,14 @@ class _Translator:
                     f"{b}_second = {self.cname(v.name)}_second;"]
         if not (isinstance(v, ir.Expr) and v.op == "iternext"):
             raise Unsupported(f"a pair made by {v}")
-        it = self.cname(self.iter_root[v.value.name])
+        root = self.iter_root[v.value.name]
+        it = self.cname(root)
+        rt = types.unliteral(self.ty(root))
+        if isinstance(rt, types.UniTupleIter):
+            n = len(rt.container)
+            pick = " ".join(f"case {i}: {b}_first = {it}_e{i}; break;" for i in range(n))
+            return [f"{b}_second = {it}_idx < {n};",
+                    f"if ({b}_second) {{ switch ({it}_idx) {{ {pick} }} {it}_idx += 1; }}"]
         return [f"{b}_second = {it}_count > 0; {b}_first = {it}_cur;",
                 f"if ({b}_second) {{ {it}_cur += {it}_step; {it}_count -= 1; }}"]
 
@@ -1088,13 +1143,39 @@ class _Translator:
         if v.op == "call":
             return self.call(v)
         if v.op == "pair_first":
-            return f"{self.cname(v.value.name)}_first", "sk_i64"
+            return (f"{self.cname(v.value.name)}_first",
+                    ctype(self.types.unliteral(self.ty(v.value.name).first_type)))
         if v.op == "pair_second":
             return f"{self.cname(v.value.name)}_second", "bool"
         if v.op == "static_getitem" and self.is_tuple(self.ty(v.value.name)) \
                 and isinstance(v.index, int):
             return self.element(v.value.name, v.index)
+        if v.op == "getitem" and self.is_tuple(self.ty(v.value.name)) \
+                and self._is_int(self.ty(v.index.name)):
+            return self.tuple_getitem(v, target)
         raise Unsupported(f"the operation {v.op!r} ({v})")
+
+    def tuple_getitem(self, v, target):
+        """``t[i]`` with a run-time ``i``: the element chosen by comparisons.
+
+        Only where the index provably lies within the tuple (numba's CPU code raises
+        IndexError beyond it, which a GPU kernel cannot): a negative one counts from the end.
+        """
+        src, index = v.value.name, v.index.name
+        n = len(self.elements(self.ty(src)))
+        iv = self._var_iv(index)
+        if iv is None or not (-n <= iv[0] and iv[1] < n):
+            raise Unsupported(f"an index of a tuple of {n} not known to lie within it "
+                              f"({index}: {iv if iv else 'unknown'}; numba raises IndexError "
+                              "beyond)")
+        c = ctype(self.types.unliteral(self.calltypes[v].return_type))
+        at = self.get(index, "sk_i64")
+        picks = [k for k in range(n) if iv[0] <= k <= iv[1] or iv[0] <= k - n <= iv[1]]
+        text = conv(*self.element(src, picks[-1]), c)  # (the index is one of picks)
+        for k in reversed(picks[:-1]):
+            test = f"{at} == {k}" if k - n < iv[0] else f"({at} == {k} || {at} == {k - n})"
+            text = f"({test} ? {conv(*self.element(src, k), c)} : {text})"
+        return text, c
 
     def _ivs_fit(self, *ivs) -> bool:
         return all(_within(iv, I32) for iv in ivs)

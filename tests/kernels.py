@@ -174,6 +174,26 @@ def unpacking(x):
     return t[0] - t[-2] + t[2] + hi * w[1] + a - b1 + w[-1] * b + b0
 
 
+# Tuples iterated over (built from reads, and a module's constant) and indexed at run time by
+# loop indices known to lie within them, negative ones too.
+TAPS = (1, 2, 1)
+
+
+@sk.stencil(neighborhood=((-1, 1),))
+def tuple_loops(x):
+    s = x[0] - x[0]
+    for v in (x[-1], x[0], x[1]):
+        s = max(s, v)
+    for i in range(3):
+        s += TAPS[i] * x[i - 1]
+    t = (x[1], x[0], x[-1])
+    for j in range(-3, 0):
+        s -= t[j] * (j + 4)
+    for w in TAPS:
+        s += w
+    return s
+
+
 # Shifts by run-time counts, in and beyond 0..63 (numba's are undefined beyond: its vector
 # loop and its scalar remainder disagreed), and by constants the C++ emitter knows in range.
 @sk.stencil(out_dtype=np.int64)

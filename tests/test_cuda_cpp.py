@@ -37,8 +37,10 @@ from kernels import (
     shifts,
     skew1,
     smooth,
+    tuple_loops,
     unpacking,
 )
+from reference import apply_reference
 
 import stencilkit as sk
 from stencilkit import _cpp_body, codegen_cpp
@@ -141,6 +143,7 @@ CASES = [
     (helpers, [np.int16, np.uint8], [(7, 13)]),
     (float_helpers, [np.float32, np.float64], [(6, 12)]),
     (unpacking, [np.int16, np.uint8, np.float32], [(40,), (3, 9)]),
+    (tuple_loops, [np.int16, np.float32], [(40,), (3, 9)]),
 ]
 
 
@@ -497,12 +500,28 @@ def test_constant_mode_cval_outside_the_input_range_disables_narrowing():
          smooth(a, mode="constant", cval=10**12))
 
 
+@pytest.mark.parametrize("dtype", [np.int16, np.uint8])
+def test_tuples_iterated_and_indexed_at_run_time(dtype):
+    """The CPU backend's tuple_loops against the independent reference (integers: exact), and
+    its C++ module holds no numba.cuda fallback (the cases above compare it with the CPU)."""
+    a = sample((3, 9), dtype, seed=2)
+    for mode in MODES:
+        kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
+        same(tuple_loops(a, **kw), apply_reference(tuple_loops.__wrapped__, [a], ndim=1,
+                                                   radius=[(1, 1)], **kw))
+    plan, params, _, _ = cuda_backend.plan_call(tuple_loops, (a,), {})
+    mod = cuda_cpp.module_for(tuple_loops._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
+                              (), idx64=False, narrow=True)
+    # the tuple iterated over (a switch on its index) and the negative index (-3 is t[0])
+    assert "switch (" in mod.source and "== -3)" in mod.source
+
+
 @pytest.mark.parametrize("kernel,reason", [
     ("complex", "complex"),
     ("jitted", "compiled with fastmath"),
     ("recursive", "'fact' calls itself"),
     ("assert", "raise"),
-    ("tuple", "type"),
+    ("tuple", "not known to lie within it"),
 ])
 def test_unsupported_bodies_are_named(kernel, reason):
     import numba
@@ -528,11 +547,8 @@ def test_unsupported_bodies_are_named(kernel, reason):
         assert x[0] > -1000
         return x[0]
 
-    def k_tuple(x):  # (tuples of numbers are held element by element; not iterated over)
-        s = 0
-        for v in (x[0], x[1]):
-            s += v
-        return s
+    def k_tuple(x):  # (an index the emitter cannot bound: numba's CPU code raises beyond)
+        return (x[0], x[1])[int(x[0])]
 
     fn = {"complex": k_complex, "jitted": k_jitted, "assert": k_assert, "tuple": k_tuple,
           "recursive": k_recursive}[kernel]

@@ -19,6 +19,7 @@ from kernels import (
     shift,
     skew1,
     smooth,
+    tuple_loops,
     unpacking,
     variable_diffusion,
 )
@@ -95,6 +96,7 @@ CPP_CASES = [
     (helpers, [np.int16, np.uint8], [(300, 517)]),
     (float_helpers, [np.float32, np.float64], [(257, 300)]),
     (unpacking, [np.int16, np.float32], [(3, 5000)]),
+    (tuple_loops, [np.int16, np.float32], [(3, 5000)]),
 ]
 
 
