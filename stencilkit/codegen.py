@@ -405,8 +405,9 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     ``gufunc`` holds the defaults baked into ``_sk_gufunc``: ``mode`` (int code), ``cval``,
     ``acc`` (dtype or None for the default policy). The module, step by step: the shared
     helpers (:func:`_cpu_header`), the point functions that compute one output
-    (:func:`_cpu_points`), the border path (:func:`_cpu_border`), the parallel and serial
-    runners (:func:`_cpu_runners`) and the gufunc's inner loop (:func:`_cpu_gufunc`).
+    (:func:`_cpu_points`), the element-wise border path of kernels with run-time offsets along
+    a leading axis (:func:`_cpu_border`), the parallel and serial runners
+    (:func:`_cpu_runners`) and the gufunc's inner loop (:func:`_cpu_gufunc`).
     """
     nm = _names(spec)
     points = _cpu_points(spec, nm, debug)
@@ -532,7 +533,11 @@ def _cpu_points(spec, nm, debug) -> _Points:
 
 
 def _cpu_border(spec, nm, debug) -> list[str]:
-    """The element-wise border path: every read mapped by the mode (or cval, or skipped)."""
+    """The element-wise border path: every read mapped by the mode (or cval, or skipped).
+
+    Only for kernels whose offsets along a leading axis are computed at run time (the others'
+    border rows run the row and edge functions, :func:`_cpu_points`).
+    """
     last, A, P, IX, all_n = nm.last, nm.A, nm.P, nm.IX, nm.all_n
     lead_i = "".join(f", {i}" for i in IX[:last])
     body, _ = _body(spec, "border", debug)
