@@ -82,6 +82,7 @@ def cases():
         shifts,
         skew1,
         smooth,
+        tuple_loops,
         unpacking,
     )
 
@@ -105,6 +106,9 @@ def cases():
     yield "float_helpers float32 (nested jitted calls)", float_helpers, ["float32"], "float32", \
         "float32", ()
     yield "unpacking int16 (tuples)", unpacking, ["int16"], "int64", "int16", ()
+    for dt, acc in (("int16", "int64"), ("float32", "float32")):  # a global tuple, iterated
+        yield f"tuple_loops {dt} (tuples iterated, indexed at run time)", tuple_loops, [dt], \
+            acc, dt, ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
     # does where it has no kernel of its own: as generated stencils), with the dtypes those
