@@ -131,9 +131,11 @@ class _Rewriter(ast.NodeTransformer):
             off = offsets[last]
             if isinstance(off, int):
                 c = self.maps.setdefault((last, off), f"_sk_m{last}_{_enc(off)}")
-                test = f"{valid} and {c} >= 0" if valid else f"{c} >= 0"
-                text = (f"(_sk_widen(_sk_f_{name}[{row} + _sk_np.uint64({c})], _sk_acc) "
-                        f"if {test} else _sk_cval)")
+                if valid:
+                    text = (f"_sk_read_flag(_sk_f_{name}, {row}, {c}, {valid}, _sk_cval, "
+                            "_sk_acc)")
+                else:
+                    text = f"_sk_read_flat(_sk_f_{name}, {row}, {c}, _sk_cval, _sk_acc)"
             else:
                 c = f"_sk_map({self.index(last, off)}, _sk_n{last}, _sk_mode)"
                 if valid:
@@ -447,6 +449,13 @@ def _cpu_header(spec, nm, fastmath, debug, cache) -> list[str]:
         "@_sk_njit",
         "def _sk_read_flat(f, row, c, _sk_cval, _sk_acc):",
         "    if c < 0:",
+        "        return _sk_cval",
+        "    return _sk_widen(f[row + _sk_np.uint64(c)], _sk_acc)",
+        "",
+        "",
+        "@_sk_njit",
+        "def _sk_read_flag(f, row, c, v, _sk_cval, _sk_acc):",
+        "    if c < 0 or not v:",
         "        return _sk_cval",
         "    return _sk_widen(f[row + _sk_np.uint64(c)], _sk_acc)",
         "",
