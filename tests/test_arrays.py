@@ -350,8 +350,9 @@ TAPS_FLOAT = (1.0, -2.0, 1.0)
 
 
 def test_a_global_tuple_of_numbers_is_a_constant_of_the_kernel():
-    """Weights as a module's tuple: iterated over and indexed at run time, equal to the
-    reference; equal-looking tuples of other types are other kernels (the cache key)."""
+    """Weights as a tuple from the kernel's scope (a closure's here, a module's alike),
+    indexed at run time, equal to the reference; equal-looking tuples of other types are other
+    kernels (the cache key)."""
     def with_taps(taps):
         @sk.stencil(neighborhood=((-1, 1),))
         def taps_kernel(x):

@@ -503,7 +503,8 @@ def test_constant_mode_cval_outside_the_input_range_disables_narrowing():
 @pytest.mark.parametrize("dtype", [np.int16, np.uint8])
 def test_tuples_iterated_and_indexed_at_run_time(dtype):
     """The CPU backend's tuple_loops against the independent reference (integers: exact), and
-    its C++ module holds no numba.cuda fallback (the cases above compare it with the CPU)."""
+    the kernel translated to C++ (module_for raises Unsupported where the numba.cuda fallback
+    would run; CASES above compare the C++ with the CPU)."""
     a = sample((3, 9), dtype, seed=2)
     for mode in MODES:
         kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
