@@ -758,24 +758,36 @@ class _Translator:
         return rng
 
     def _elements_iv(self, var):
-        """The hull of the integer intervals of tuple ``var``'s elements (None: not known)."""
+        """The hull of the integer intervals of tuple ``var``'s elements.
+
+        None while an element's is not known yet; int64's whole range where they cannot be
+        known (a non-integer element, a tuple made elsewhere than one ``build_tuple``), never
+        None for good: a value left without an interval would drop out of the hull where
+        branches merge.
+        """
         ir = self.ir
+        anything = type_range(self.types.int64)
         value = self.consts.get(var)
         if isinstance(value, tuple):
             if all(isinstance(x, (bool, int, np.integer)) for x in value):
                 return (min(int(x) for x in value), max(int(x) for x in value))
-            return None
+            return anything
         values = self.defs.get(var, [])
         if len(values) != 1:
-            return None
+            return anything
         v = values[0]
         if isinstance(v, ir.Var):
             return self._elements_iv(v.name)
         if not (isinstance(v, ir.Expr) and v.op == "build_tuple"):
-            return None
-        ivs = [self._var_iv(x.name) for x in v.items]
-        if any(iv is None for iv in ivs):
-            return None
+            return anything
+        ivs = []
+        for x in v.items:
+            if not self._is_int(self.ty(x.name)):
+                return anything
+            iv = self._var_iv(x.name)
+            if iv is None:
+                return None
+            ivs.append(iv)
         return (min(iv[0] for iv in ivs), max(iv[1] for iv in ivs))
 
     def _pair_iter(self, pair_var):

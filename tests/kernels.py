@@ -194,6 +194,16 @@ def tuple_loops(x):
     return s
 
 
+# An element of a tuple made in two places (a conditional), merged with a constant: its
+# interval must stay the element type's (an interval taken from the constant alone computed
+# v * 100000 in 32 bits on the C++ path, and wrapped).
+@sk.stencil
+def tuple_merge(x):
+    t = (x[0], x[1]) if x[0] < x[1] else (x[1], x[0])
+    v = t[0] if x[0] > 0 else 5
+    return v * 100000 // 7
+
+
 # Shifts by run-time counts, in and beyond 0..63 (numba's are undefined beyond: its vector
 # loop and its scalar remainder disagreed), and by constants the C++ emitter knows in range.
 @sk.stencil(out_dtype=np.int64)

@@ -38,6 +38,7 @@ from kernels import (
     skew1,
     smooth,
     tuple_loops,
+    tuple_merge,
     unpacking,
 )
 from reference import apply_reference
@@ -144,6 +145,7 @@ CASES = [
     (float_helpers, [np.float32, np.float64], [(6, 12)]),
     (unpacking, [np.int16, np.uint8, np.float32], [(40,), (3, 9)]),
     (tuple_loops, [np.int16, np.float32], [(40,), (3, 9)]),
+    (tuple_merge, [np.int16], [(3, 40)]),
 ]
 
 
