@@ -133,15 +133,11 @@ class _Rewriter(ast.NodeTransformer):
             off = offsets[last]
             if isinstance(off, int):
                 c = self.maps.setdefault((last, off), f"_sk_m{last}_{_enc(off)}")
-                if valid:
-                    text = (f"_sk_read_flag(_sk_f_{name}, {row}, {c}, {valid}, _sk_cval, "
-                            "_sk_acc)")
-                else:
-                    text = f"_sk_read_flat(_sk_f_{name}, {row}, {c}, _sk_cval, _sk_acc)"
             else:
                 c = f"_sk_map({self.index(last, off)}, _sk_n{last}, _sk_mode)"
-                if valid:
-                    c = f"({c} if {valid} else -1)"
+            if valid:
+                text = f"_sk_read_flag(_sk_f_{name}, {row}, {c}, {valid}, _sk_cval, _sk_acc)"
+            else:
                 text = f"_sk_read_flat(_sk_f_{name}, {row}, {c}, _sk_cval, _sk_acc)"
         elif self.context == "direct":
             idx = ", ".join(["_sk_b"] + [self.index(d, o) for d, o in enumerate(offsets)])
