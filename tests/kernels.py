@@ -204,6 +204,18 @@ def tuple_merge(x):
     return v * 100000 // 7
 
 
+# Numbers from a kernel's scope, alone and in a tuple: numba types them int64 and float64, so a
+# float32 x * WEIGHT is float64 arithmetic on the CPU and a GPU (the simulator's NumPy scalars
+# kept a module's Python numbers "weak", and float32).
+WEIGHT = 0.1
+DIVISOR = 3
+
+
+@sk.stencil(neighborhood=((-1, 1),))
+def scoped_numbers(x):
+    return x[-1] * WEIGHT + x[0] / DIVISOR + x[1] * TAPS[1] * WEIGHT
+
+
 # Shifts by run-time counts, in and beyond 0..63 (numba's are undefined beyond: its vector
 # loop and its scalar remainder disagreed), and by constants the C++ emitter knows in range.
 @sk.stencil(out_dtype=np.int64)

@@ -20,6 +20,7 @@ from kernels import (
     lap3,
     sample,
     scaled,
+    scoped_numbers,
     shift,
     shifted,
     shifts,
@@ -115,6 +116,13 @@ def test_float32_arithmetic_follows_numba_not_numpy_scalars():
     # would keep float32 without the explicit literal types in the generated CUDA source
     a = (np.arange(40, dtype=np.float32) / 7).reshape(4, 10)
     same(gpu(scaled, a), cpu(scaled, a))
+
+
+def test_numbers_from_the_kernels_scope_follow_numba_not_numpy_scalars():
+    # WEIGHT = 0.1 and DIVISOR = 3 at module level (and TAPS' ints): float64 arithmetic with a
+    # float32 x in compiled code, float32 in the simulator unless given as NumPy scalars
+    a = (np.arange(200, dtype=np.float32) / 7).reshape(4, 50)
+    same(gpu(scoped_numbers, a), cpu(scoped_numbers, a))
 
 
 @pytest.mark.parametrize("alpha", [0.3, 2, np.float32(0.3)])

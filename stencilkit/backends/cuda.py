@@ -373,10 +373,30 @@ def module(st, fastmath: bool, idx64: bool = True):
         mod = cpu.load_module(
             lambda cache: header + codegen.generate_cuda(
                 st._spec, fastmath=key[1], cache=False, idx64=key[2]),
-            st._spec.globals,
+            _simulator_globals(st._spec.globals) if simulated() else st._spec.globals,
         )
         st._modules[key] = mod
     return mod
+
+
+def _simulator_globals(namespace):
+    """A kernel's globals, its numbers (alone or in tuples) as numba's types: int64, float64.
+
+    The simulator runs kernels on NumPy scalars, where a Python number is "weak" (NEP 50):
+    ``x * W`` with a float32 ``x`` and ``W = 0.1`` at module level stayed float32 there and is
+    float64 in compiled code. The literals in a body get the same treatment
+    (``codegen._StrongLiterals``). Only for the simulator: on a device numba types a Python
+    int as a literal (which a heterogeneous tuple's index needs) and an np.int64 not.
+    """
+    def strong(value):
+        if isinstance(value, float):
+            return np.float64(value)
+        if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
+            return np.int64(value)
+        return value
+
+    return {name: tuple(strong(v) for v in value) if isinstance(value, tuple) else strong(value)
+            for name, value in namespace.items()}
 
 
 def _scalars(params):
