@@ -32,6 +32,7 @@ from kernels import (
     lap3,
     sample,
     scaled,
+    scoped_numbers,
     shift,
     shifted,
     shifts,
@@ -146,6 +147,7 @@ CASES = [
     (unpacking, [np.int16, np.uint8, np.float32], [(40,), (3, 9)]),
     (tuple_loops, [np.int16, np.float32], [(40,), (3, 9)]),
     (tuple_merge, [np.int16], [(3, 40)]),
+    (scoped_numbers, [np.float32, np.int16], [(3, 40)]),
 ]
 
 
