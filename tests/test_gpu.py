@@ -16,6 +16,7 @@ from kernels import (
     lap3,
     life,
     sample,
+    scoped_numbers,
     shift,
     skew1,
     smooth,
@@ -97,6 +98,7 @@ CPP_CASES = [
     (float_helpers, [np.float32, np.float64], [(257, 300)]),
     (unpacking, [np.int16, np.float32], [(3, 5000)]),
     (tuple_loops, [np.int16, np.float32], [(3, 5000)]),
+    (scoped_numbers, [np.float32], [(3, 5000)]),
 ]
 
 
