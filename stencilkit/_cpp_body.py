@@ -698,16 +698,13 @@ class _Translator:
             kind = _BINOPS.get(value.fn)
             if kind in _COMPARE:
                 return (0, 1)
-            a = self._convert_iv(self._var_iv(value.lhs.name), self.ty(value.lhs.name),
-                                 sig.args[0])
-            b = self._convert_iv(self._var_iv(value.rhs.name), self.ty(value.rhs.name),
-                                 sig.args[1])
+            a = self._operand_iv(value.lhs.name, sig.args[0], sig.return_type)
+            b = self._operand_iv(value.rhs.name, sig.args[1], sig.return_type)
             res = self._binop_iv(kind, a, b, sig.return_type)
             self.expr_iv[id(value)] = res
             return self._convert_iv(res, sig.return_type, t)
         if value.op == "unary":
-            a = self._convert_iv(self._var_iv(value.value.name), self.ty(value.value.name),
-                                 sig.args[0])
+            a = self._operand_iv(value.value.name, sig.args[0], sig.return_type)
             if value.fn == operator.not_:
                 return (0, 1)
             res = None
@@ -718,7 +715,7 @@ class _Translator:
                     res = a
                 elif value.fn == operator.invert:
                     res = (~a[1], ~a[0])
-                res = self._fit(res, sig.args[0]) if res else None
+                res = self._fit(res, sig.return_type) if res else None
             self.expr_iv[id(value)] = res
             return self._convert_iv(res, sig.return_type, t) if res else rng
         if value.op == "call":
@@ -828,6 +825,17 @@ class _Translator:
         if not lo:
             return (start[0], start[1])
         return self._fit((min(lo), max(hi)), t)
+
+    def _operand_iv(self, var, arg_t, rt):
+        """The interval of ``var`` as an operation of signature ``(arg_t, ...) -> rt`` computes
+        with it: numba converts an operand to the signature's argument type, then (integer
+        arithmetic) to the result type, and computes in that: ``(uint64, int64) -> int64``
+        takes a uint64 beyond 2**63 as a negative int64."""
+        iv = self._convert_iv(self._var_iv(var), self.ty(var), arg_t)
+        types = self.types
+        if self._is_int(arg_t) and self._is_int(rt) and types.unliteral(rt) != types.boolean:
+            iv = self._convert_iv(iv, arg_t, rt)
+        return iv
 
     def _convert_iv(self, iv, src, dst):
         if iv is None:
@@ -1205,9 +1213,12 @@ class _Translator:
         if not all(self.is_value(x) for x in (ta, tb, rt)):
             raise Unsupported(f"the operator {v.fn.__name__} on {sig}")
         res_iv = self.expr_iv.get(id(v))
-        a_iv = self._convert_iv(self._var_iv(v.lhs.name), self.ty(v.lhs.name), ta)
-        b_iv = self._convert_iv(self._var_iv(v.rhs.name), self.ty(v.rhs.name), tb)
         lhs, rhs = v.lhs.name, v.rhs.name
+        if kind in _COMPARE:  # (computed in the arguments' type)
+            a_iv = self._convert_iv(self._var_iv(lhs), self.ty(lhs), ta)
+            b_iv = self._convert_iv(self._var_iv(rhs), self.ty(rhs), tb)
+        else:
+            a_iv, b_iv = self._operand_iv(lhs, ta, rt), self._operand_iv(rhs, tb, rt)
         if kind in _COMPARE:
             if ta != tb:
                 raise Unsupported(f"a comparison of {ta} with {tb}")

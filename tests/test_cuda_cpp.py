@@ -347,6 +347,24 @@ def shared_sums(x, k):  # sums whose rows repeat: regrouped by rows for integer 
     return box // 9 + gx + mixed - twice + lone
 
 
+@sk.stencil
+def mixed_signedness(x):  # unsigned reads with int64 constants: numba computes those in int64
+    return (x[0, 0] // 9 + x[0, 1] % 7 - (-x[1, 0]) // 3 + (x[0, -1] >> 3) * 5
+            + (x[-1, 0] + 1) // 2 + (x[1, 1] - 1) % 1000)
+
+
+@pytest.mark.parametrize("dtype,acc", [(np.uint64, np.uint64), (np.uint64, np.int64),
+                                       (np.uint32, np.uint32), (np.uint8, np.uint64)])
+def test_unsigned_operands_of_int64_operations_equal_the_cpu(dtype, acc):
+    """``(uint64, int64) -> int64`` operations (a uint64 read and an int literal) take a uint64
+    beyond 2**63 as a negative int64, as numba does: the C++ path's interval analysis took the
+    operand's uint64 range for it, divided it as unsigned, and differed from the CPU."""
+    a = sample((9, 40), dtype)
+    for mode in ("reflect", "constant"):
+        same(host_call(mixed_signedness, a, acc=acc, mode=mode),
+             mixed_signedness(a, acc=acc, mode=mode))
+
+
 @pytest.mark.parametrize("share", [True, False])
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.uint64,
                                    np.bool_, np.float32])
@@ -371,7 +389,9 @@ def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
         assert kept == (10 if regrouped else 0), (dtype, k)  # (box 3, gx 3, twice 2, lone 2)
     if dtype in (np.uint8, np.uint64):  # unsigned accumulators: numba sums them in uint64,
         # whose products with ints are float64 (regrouping would move those conversions)
-        b = sample((21, 38), np.uint16).astype(dtype)  # (float64 sums within uint64)
+        b = sample((21, 38), np.uint16).astype(dtype)
+        if dtype == np.uint64:  # (the whole range: beyond 2**63 an int64 operation's negative)
+            b = sample((21, 38), dtype)
         for acc in (np.uint16, np.uint64):
             same(host_call(shared_sums, b, 3, acc=acc), shared_sums(b, 3, acc=acc))
             assert "= sk_keep(" not in shared_sums.cuda_source(b, 3, acc=acc)
