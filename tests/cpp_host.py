@@ -258,6 +258,29 @@ def run(mod: codegen_cpp.Module, inputs, out, *, mode, cval=0, cvout=0, params=(
     return out
 
 
+def call(st, *args, words=None, idx64=None, **kw):
+    """Apply stencil ``st`` as the CUDA backend would, its kernels run by :func:`run`."""
+    import numba
+
+    from stencilkit.backends import cpu, cuda_cpp
+    from stencilkit.backends import cuda as cuda_backend
+
+    plan, params, _, overrides = cuda_backend.plan_call(st, args, kw)
+    arrays = args[:len(st.arrays)]
+    plan, work = cpu.BACKEND.prepare(st, list(arrays), list(params), None, overrides)
+    mod = cuda_cpp.module_for_plan(st, plan, params)
+    if idx64 is not None and idx64 != mod.idx64:  # force the other index width
+        mod = cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
+                                  tuple(numba.typeof(p) for p in params), idx64=idx64,
+                                  narrow=mod.narrow)
+    dest = np.full(plan.wshape, 99, plan.wout)  # stale values must all be overwritten
+    if dest.size:
+        run(mod, work, dest, mode=plan.mode, cval=plan.cval_acc, cvout=plan.cval_out,
+            params=params, words=words)
+    res = cpu.from_work(dest, plan)
+    return res if plan.wout == plan.out_dtype else res.astype(plan.out_dtype)
+
+
 def run_sweep(mod, x, out_dtype, scalars_of, *, fill, rows=ROWS):
     """Run a one-sweep module (stencilkit.backends.cuda_sweeps) over the last two axes of ``x``.
 

@@ -12,7 +12,6 @@ import ctypes
 import math
 import types
 
-import numba
 import numpy as np
 import pytest
 from filter_table import TABLE, assert_device_result
@@ -46,9 +45,8 @@ from reference import apply_reference
 
 import stencilkit as sk
 from stencilkit import _cpp_body, codegen_cpp
-from stencilkit.backends import cpu, cuda_cpp
 from stencilkit.backends import cuda as cuda_backend
-from stencilkit.backends.cpu import from_work as _from_work
+from stencilkit.backends import cuda_cpp
 
 cpp_host = pytest.importorskip("cpp_host")
 pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
@@ -56,22 +54,7 @@ pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compil
 MODES = list(sk.MODES)
 
 
-def host_call(st, *args, words=None, idx64=None, **kw):
-    """Apply ``st`` as the CUDA backend would, with the kernels run by the host harness."""
-    plan, params, _, overrides = cuda_backend.plan_call(st, args, kw)
-    arrays = args[:len(st.arrays)]
-    plan, work = cpu.BACKEND.prepare(st, list(arrays), list(params), None, overrides)
-    mod = cuda_cpp.module_for_plan(st, plan, params)
-    if idx64 is not None and idx64 != mod.idx64:  # force the other index width
-        mod = cuda_cpp.module_for(st._spec, plan.work_dtypes, plan.wout, plan.acc0.dtype,
-                                  tuple(numba.typeof(p) for p in params), idx64=idx64,
-                                  narrow=mod.narrow)
-    dest = np.full(plan.wshape, 99, plan.wout)  # stale values must all be overwritten
-    if dest.size:
-        cpp_host.run(mod, work, dest, mode=plan.mode, cval=plan.cval_acc, cvout=plan.cval_out,
-                     params=params, words=words)
-    res = _from_work(dest, plan)
-    return res if plan.wout == plan.out_dtype else res.astype(plan.out_dtype)
+host_call = cpp_host.call
 
 
 def same(a, b):
