@@ -11,8 +11,6 @@ promotion) agree bit for bit.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import types
 from numba.core.errors import TypingError
@@ -128,23 +126,33 @@ def int_(value):
 
 
 def floor_int(x):
-    """``math.floor(x)``: a float's floor as int64 (saturated, NaN 0)."""
-    return _saturate(np.floor(x), np.int64) if _is_float(x) else math.floor(x)
+    """``math.floor(x)``: a float's floor as int64 (saturated, NaN 0); an integer itself."""
+    return _saturate(np.floor(x), np.int64) if _is_float(x) else _exact_int(x)
 
 
 def ceil_int(x):
-    """``math.ceil(x)``: a float's ceiling as int64 (saturated, NaN 0)."""
-    return _saturate(np.ceil(x), np.int64) if _is_float(x) else math.ceil(x)
+    """``math.ceil(x)``: a float's ceiling as int64 (saturated, NaN 0); an integer itself."""
+    return _saturate(np.ceil(x), np.int64) if _is_float(x) else _exact_int(x)
 
 
 def trunc_int(x):
     """``math.trunc(x)``: a float truncated toward zero as int64 (saturated, NaN 0)."""
-    return _saturate(np.trunc(x), np.int64) if _is_float(x) else math.trunc(x)
+    return _saturate(np.trunc(x), np.int64) if _is_float(x) else _exact_int(x)
 
 
 def round_int(x):
     """``round(x)`` (one argument): a float to the nearest int64, ties to even (saturated)."""
-    return _saturate(np.rint(x), np.int64) if _is_float(x) else round(x)
+    return _saturate(np.rint(x), np.int64) if _is_float(x) else np.int64(x)
+
+
+def _exact_int(x):
+    """An integer or bool ``x`` itself, typed as numba types ``math.floor(x)``.
+
+    uint64 for unsigned types, int64 for the others (numba's own ``math.floor`` of an integer
+    goes through float64: of 2**53 + 1 it gave 2**53).
+    """
+    unsigned = isinstance(x, np.unsignedinteger)
+    return np.uint64(x) if unsigned else np.int64(x)
 
 
 @overload(to_int)
@@ -197,32 +205,44 @@ def _ceil_float(x):
     return r + 1 if r < x else r
 
 
+def _exact(x, signed_only=False):
+    """The integer case of the four below: the value itself, in numba's type for the call.
+
+    (``math.floor`` of an unsigned integer is uint64, of others int64; ``round`` int64.)
+    """
+    if not isinstance(x, (types.Integer, types.Boolean)):
+        return None
+    unsigned = isinstance(x, types.Integer) and not x.signed and not signed_only
+    target = types.uint64 if unsigned else types.int64
+    return lambda x: target(x)
+
+
 @overload(floor_int)
 def _ol_floor_int(x):
     if isinstance(x, types.Float):
         return lambda x: to_int(_floor_float(x), np.int64)
-    return lambda x: math.floor(x)
+    return _exact(x)
 
 
 @overload(ceil_int)
 def _ol_ceil_int(x):
     if isinstance(x, types.Float):
         return lambda x: to_int(_ceil_float(x), np.int64)
-    return lambda x: math.ceil(x)
+    return _exact(x)
 
 
 @overload(trunc_int)
 def _ol_trunc_int(x):
     if isinstance(x, types.Float):
         return lambda x: to_int(_floor_float(x) if x >= 0 else _ceil_float(x), np.int64)
-    return lambda x: math.trunc(x)
+    return _exact(x)
 
 
 @overload(round_int)
 def _ol_round_int(x):
     if isinstance(x, types.Float):
         return lambda x: to_int(rint(x), np.int64)
-    return lambda x: round(x)
+    return _exact(x, signed_only=True)
 
 
 # -- shifts ---------------------------------------------------------------------------------------

@@ -827,10 +827,12 @@ class _Translator:
         return self._fit((min(lo), max(hi)), t)
 
     def _operand_iv(self, var, arg_t, rt):
-        """The interval of ``var`` as an operation of signature ``(arg_t, ...) -> rt`` computes
-        with it: numba converts an operand to the signature's argument type, then (integer
-        arithmetic) to the result type, and computes in that: ``(uint64, int64) -> int64``
-        takes a uint64 beyond 2**63 as a negative int64."""
+        """The interval of ``var`` as an operation typed ``(arg_t, ...) -> rt`` computes with it.
+
+        numba converts an operand to the signature's argument type, then (integer arithmetic)
+        to the result type, and computes in that: ``(uint64, int64) -> int64`` takes a uint64
+        beyond 2**63 as a negative int64.
+        """
         iv = self._convert_iv(self._var_iv(var), self.ty(var), arg_t)
         types = self.types
         if self._is_int(arg_t) and self._is_int(rt) and types.unliteral(rt) != types.boolean:
@@ -1426,7 +1428,9 @@ class _Translator:
         if fn is round:
             if len(names) != 1:
                 raise Unsupported("round() with ndigits")
-            if not isinstance(argtypes[0], types.Float):
+            if not isinstance(types.unliteral(self.ty(names[0])), types.Float):
+                # an integer itself, as the CPU's _casts.round_int gives it (numba types
+                # round() for floats only: its own converts an int64 through float64)
                 return self.get(names[0], rc), rc
             c = ctype(argtypes[0])
             f = "rintf" if c == "float" else "rint"
@@ -1437,8 +1441,8 @@ class _Translator:
             c = ctype(argtypes[0])
             return f"sk_{_CHECKS[fn]}({self.get(names[0], c)})", "bool"
         if fn in _MATH_TO_INT:
-            if not isinstance(argtypes[0], types.Float):
-                return self.get(names[0], rc), rc
+            if not isinstance(types.unliteral(self.ty(names[0])), types.Float):
+                return self.get(names[0], rc), rc  # (likewise: _casts.floor_int and others)
             c = ctype(argtypes[0])
             return conv(self.mathcall(_MATH_TO_INT[fn], [self.get(names[0], c)], c), c, rc), rc
         if fn in _MATH or fn in _UFUNCS:

@@ -105,6 +105,12 @@ def conversions(x, k):
     return r
 
 
+@sk.stencil
+def integer_roundings(x):  # of an integer: the integer itself, so every difference 0
+    v = x[0]
+    return (math.floor(v) - v) | (math.ceil(v) - v) | (math.trunc(v) - v) | (round(v) - v)
+
+
 # (k's conversion: the rounding, then the integer type saturated into)
 CONVERSIONS = [("trunc", np.int64), *(("trunc", t) for t in (np.int8, np.int16, np.int32,
                                                              np.int64, np.uint8, np.uint16,

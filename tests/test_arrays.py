@@ -13,6 +13,7 @@ from kernels import (
     blend,
     conversions,
     converted,
+    integer_roundings,
     sample,
     shifted,
     shifts,
@@ -135,6 +136,12 @@ def test_float_to_int_conversions_in_a_body_saturate_and_nan_is_zero():
         for k in range(len(CONVERSIONS)):
             np.testing.assert_array_equal(conversions(x, k), converted(x, k),
                                           err_msg=f"{np.dtype(dtype)} {CONVERSIONS[k]}")
+    # of integers, the integer itself (numba's own math.floor of one goes through float64:
+    # 2**53 + 1 became 2**53)
+    for dtype in (np.int64, np.uint64, np.int8):
+        x = sample((40,), dtype)
+        x[:3] = np.array([2**53 + 1, 2**62 + 1, 2**63 - 1]).astype(dtype)
+        np.testing.assert_array_equal(integer_roundings(x), np.zeros_like(x), err_msg=str(dtype))
     # a float read into an integer accumulator (acc=) converts the same way
     x = np.array([1.7, -2.5, 40000.0, -1e9, np.nan, np.inf, 3.0])
     reads = converted(x, 2)  # (int16, truncated)

@@ -17,6 +17,7 @@ from kernels import (
     box5,
     conversions,
     converted,
+    integer_roundings,
     lap3,
     sample,
     scaled,
@@ -154,6 +155,9 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
         x = CONVERTED.astype(dtype)
         for k in range(len(CONVERSIONS)):
             same(gpu(conversions, x, k), converted(x, k))
+    for dtype in (np.int64, np.uint64):  # of integers: the integer itself (all differences 0)
+        x = sample((40,), dtype)
+        same(gpu(integer_roundings, x), np.zeros_like(x))
     # float reads into an integer accumulator (a read alone: the simulator's NumPy scalars
     # would add int16 values in int16, where numba adds them in int64)
     x = np.array([[1.7, -2.5, 40000.0, -1e9], [np.nan, np.inf, 3.0, 2.0**40]])

@@ -28,6 +28,7 @@ from kernels import (
     diffuse,
     float_helpers,
     helpers,
+    integer_roundings,
     lap3,
     sample,
     scaled,
@@ -131,6 +132,7 @@ CASES = [
     (tuple_loops, [np.int16, np.float32], [(40,), (3, 9)]),
     (tuple_merge, [np.int16], [(3, 40)]),
     (scoped_numbers, [np.float32, np.int16], [(3, 40)]),
+    (integer_roundings, [np.int64, np.uint64, np.int8], [(40,)]),
 ]
 
 
