@@ -179,8 +179,17 @@ def expressions(draw, read_ty, depth=3):
     sub = expressions(read_ty, depth - 1)
     a = draw(sub)
     kind = draw(st.sampled_from(["binary", "binary", "binary", "constant", "unary", "select",
-                                 "convert", "math"]))
-    if kind == "binary":
+                                 "convert", "math", "sum"]))
+    if kind == "sum":  # weighted reads over the rows (the emitter regroups such sums by rows)
+        node = a
+        for _ in range(draw(st.integers(2, 8))):
+            i, j = draw(st.integers(-1, 1)), draw(st.integers(-1, 1))
+            read = Node(f"x[{i}, {j}]", read_ty, _range(read_ty)
+                        if isinstance(read_ty, nt.Integer) else None)
+            w = draw(st.sampled_from([1, 1, 2, -1, -2, 3]))
+            term = read if w == 1 else _binary("*", Node(f"({w})", nt.int64, (w, w)), read)
+            node = (term and _binary(draw(st.sampled_from(["+", "+", "-"])), node, term)) or node
+    elif kind == "binary":
         node = _binary(draw(st.sampled_from(sorted(_BINARY))), a, draw(sub))
     elif kind == "constant":  # (a constant right operand: the emitter's special cases)
         op = draw(st.sampled_from(["//", "%", ">>", "<<", "&"]))
