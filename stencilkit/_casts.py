@@ -115,14 +115,18 @@ def _is_float(value) -> bool:
 
 def to_int(value, kind):
     """``kind(value)`` for an integer type ``kind`` (NumPy's or numba's), floats saturated."""
+    dtype = np.dtype(str(kind)) if isinstance(kind, types.Type) else np.dtype(kind)
     if _is_float(value):
-        return _saturate(value, np.dtype(str(kind)) if isinstance(kind, types.Type) else kind)
-    return kind(value)
+        return _saturate(value, dtype)
+    with np.errstate(all="ignore"):  # (integers wrap, as compiled code converts them)
+        return np.asarray(value).astype(dtype)[()]
 
 
 def int_(value):
     """``int(value)``, a float truncated into int64 (saturated, NaN 0), as numba types it."""
-    return _saturate(value, np.int64) if _is_float(value) else int(value)
+    if _is_float(value):
+        return _saturate(value, np.int64)
+    return value if isinstance(value, np.integer) else np.int64(value)  # (numba: same type)
 
 
 def floor_int(x):

@@ -106,6 +106,11 @@ def conversions(x, k):
 
 
 @sk.stencil
+def math_edges(x):  # NaN and infinities where Python's math raises (compiled code does not)
+    return math.sqrt(x[0]) + math.log(x[0] * x[0]) * 0.5 + math.exp(x[0] * 100)
+
+
+@sk.stencil
 def integer_roundings(x):  # of an integer: the integer itself, so every difference 0
     v = x[0]
     return (math.floor(v) - v) | (math.ceil(v) - v) | (math.trunc(v) - v) | (round(v) - v)

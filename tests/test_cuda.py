@@ -19,6 +19,7 @@ from kernels import (
     converted,
     integer_roundings,
     lap3,
+    math_edges,
     sample,
     scaled,
     scoped_numbers,
@@ -158,6 +159,12 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
     for dtype in (np.int64, np.uint64):  # of integers: the integer itself (all differences 0)
         x = sample((40,), dtype)
         same(gpu(integer_roundings, x), np.zeros_like(x))
+    x = sample((40,), np.int64)  # of integers into narrower ones: wrapped, as numba converts
+    for k in range(len(CONVERSIONS) - 4):
+        same(gpu(conversions, x, k), cpu(conversions, x, k))
+    # math's domain and range errors: NaN and infinities, as compiled code gives them
+    x = np.array([-4.0, -1.0, 0.0, -0.0, 1.0, 9.0, 20.0, np.nan, np.inf, -np.inf])
+    same(gpu(math_edges, x), cpu(math_edges, x))
     # float reads into an integer accumulator (a read alone: the simulator's NumPy scalars
     # would add int16 values in int16, where numba adds them in int64)
     x = np.array([[1.7, -2.5, 40000.0, -1e9], [np.nan, np.inf, 3.0, 2.0**40]])

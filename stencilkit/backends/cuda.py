@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import types
 import warnings
 
 import numpy as np
@@ -385,10 +386,14 @@ def _simulator_globals(namespace):
     The simulator runs kernels on NumPy scalars, where a Python number is "weak" (NEP 50):
     ``x * W`` with a float32 ``x`` and ``W = 0.1`` at module level stayed float32 there and is
     float64 in compiled code. The literals in a body get the same treatment
-    (``codegen._StrongLiterals``). Only for the simulator: on a device numba types a Python
-    int as a literal (which a heterogeneous tuple's index needs) and an np.int64 not.
+    (``codegen._StrongLiterals``). And ``math``'s functions give NaN or infinity where
+    Python's raise (``math.sqrt(-1.0)``), as compiled code does. Only for the simulator: on a
+    device numba types a Python int as a literal (which a heterogeneous tuple's index needs)
+    and an np.int64 not.
     """
     def strong(value):
+        if value is math:
+            return _SIM_MATH
         if isinstance(value, float):
             return np.float64(value)
         if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
@@ -397,6 +402,34 @@ def _simulator_globals(namespace):
 
     return {name: tuple(strong(v) for v in value) if isinstance(value, tuple) else strong(value)
             for name, value in namespace.items()}
+
+
+def _ieee(name, fn):
+    """``math`` function ``fn`` as compiled code computes it.
+
+    NaN or infinity where Python raises ValueError or OverflowError (``math.sqrt(-1.0)``,
+    ``math.exp(1000.0)``).
+    """
+    fallback = getattr(np, _NUMPY_NAMES.get(name, name))
+
+    def call(*args):
+        try:
+            return fn(*args)
+        except (ValueError, OverflowError):
+            with np.errstate(all="ignore"):
+                return fallback(*args)
+
+    return call
+
+
+_NUMPY_NAMES = {"acos": "arccos", "asin": "arcsin", "acosh": "arccosh", "atanh": "arctanh",
+                "pow": "power"}
+_SIM_MATH = types.SimpleNamespace(**{
+    name: _ieee(name, getattr(math, name))
+    if name in ("sqrt", "log", "log2", "log10", "log1p", "acos", "asin", "acosh", "atanh",
+                "exp", "expm1", "cosh", "sinh", "pow", "fmod") else getattr(math, name)
+    for name in dir(math) if not name.startswith("_")})
+"""The ``math`` module a kernel sees under the simulator (:func:`_simulator_globals`)."""
 
 
 def _scalars(params):
