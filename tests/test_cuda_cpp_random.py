@@ -161,11 +161,15 @@ def _unary(op, a):
 
 
 @st.composite
-def expressions(draw, read_ty, depth=3):
+def expressions(draw, read_ty, depth=3, names=()):
     """A random integer (or, by numba's promotions, float) expression over the kernel's reads
-    ``x[i, j]`` (3 x 3, typed ``read_ty``), literals and the parameter ``k``."""
+    ``x[i, j]`` (3 x 3, typed ``read_ty``), literals, the parameter ``k`` and ``names`` (the
+    program's variables, as Nodes)."""
     if depth == 0 or draw(st.integers(0, 3)) == 0:
-        kind = draw(st.sampled_from(["read", "read", "literal", "param"]))
+        kind = draw(st.sampled_from(["read", "read", "literal", "param"]
+                                    + ["name"] * (2 * bool(names))))
+        if kind == "name":
+            return draw(st.sampled_from(list(names)))
         if kind == "read":
             i, j = draw(st.integers(-1, 1)), draw(st.integers(-1, 1))
             return Node(f"x[{i}, {j}]", read_ty, _range(read_ty)
@@ -176,7 +180,7 @@ def expressions(draw, read_ty, depth=3):
             return Node(f"({draw(st.sampled_from(FLOAT_LITERALS))!r})", nt.float64)
         v = draw(st.sampled_from(LITERALS))
         return Node(f"({v})", nt.int64, (v, v))
-    sub = expressions(read_ty, depth - 1)
+    sub = expressions(read_ty, depth - 1, names)
     a = draw(sub)
     kind = draw(st.sampled_from(["binary", "binary", "binary", "constant", "unary", "select",
                                  "convert", "math", "sum"]))
@@ -232,16 +236,51 @@ def expressions(draw, read_ty, depth=3):
     return node if node is not None else a
 
 
+@st.composite
+def programs(draw, read_ty):
+    """Statements: a variable ``s`` set, updated in a loop (a constant count, or one the
+    parameter decides) from itself and the loop index, and perhaps again under a condition.
+
+    Integer updates are ``np.T((...) % m)`` for a positive ``m``: whatever the loop count, ``s``
+    stays within [0, m) and its type ``T`` (the first value's), so no drawn operation on it
+    can overflow; float ones ``np.T(...)``. This is what exercises the interval analysis's
+    loops (their fixpoint) and merges of branches.
+    """
+    first = draw(expressions(read_ty, 2))
+    ty = first.ty if isinstance(first.ty, (nt.Integer, nt.Float)) else nt.float64
+    if isinstance(ty, nt.Boolean):
+        ty = nt.int64
+    m = draw(st.sampled_from([7, 255, 65521, 2**31 - 1]))
+
+    def assign(e):
+        if isinstance(ty, nt.Integer):
+            return f"np.{ty}(({e.text}) % {m})"
+        return f"np.{ty}({e.text})"
+
+    s = Node("s", ty, (0, m - 1) if isinstance(ty, nt.Integer) else None)
+    lines = [f"s = {assign(first)}"]
+    count = draw(st.sampled_from(["3", "1", "k & 3", "0"]))
+    i = Node("i", nt.int64, (0, 2))
+    lines.append(f"for i in range({count}):")
+    lines.append(f"    s = {assign(draw(expressions(read_ty, 2, (s, i))))}")
+    if draw(st.booleans()):
+        cond = f"{draw(expressions(read_ty, 1, (s,))).text} < {draw(expressions(read_ty, 1)).text}"
+        lines.append(f"if {cond}:")
+        lines.append(f"    s = {assign(draw(expressions(read_ty, 2, (s,))))}")
+    lines.append(f"return {draw(expressions(read_ty, 2, (s,))).text}")
+    return "".join(f"    {line}\n" for line in lines)
+
+
 _DIR = Path(tempfile.mkdtemp(prefix="stencilkit-random-kernels-"))
 _count = itertools.count()
 
 
 def _load(body: str):
-    """The kernel ``return body`` as a stencil, from a module file (as a user's would be)."""
-    path = _DIR / f"random_int_kernel_{next(_count)}.py"
+    """The kernel of statements ``body`` as a stencil, from a module file (as a user's is)."""
+    path = _DIR / f"random_kernel_{next(_count)}.py"
     path.write_text("import math\n\nimport numpy as np\nimport stencilkit as sk\n\n\n"
                     "@sk.stencil(neighborhood=((-1, 1), (-1, 1)))\n"
-                    f"def kern(x, k):\n    return {body}\n")
+                    f"def kern(x, k):\n{body}")
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[path.stem] = module
@@ -255,10 +294,12 @@ def cases(draw):
     floats = dtype in FLOATS
     acc = draw(st.sampled_from([None, np.float64, np.float32] if floats
                                else ACCS + [np.float64]))
-    expr = draw(expressions(getattr(nt, np.dtype(acc or (dtype if floats else np.int64)).name)))
-    assume("x[" in expr.text)  # (a stencil reads its input)
+    read_ty = getattr(nt, np.dtype(acc or (dtype if floats else np.int64)).name)
+    body = draw(programs(read_ty)) if draw(st.booleans()) else \
+        f"    return {draw(expressions(read_ty)).text}\n"
+    assume("x[" in body)  # (a stencil reads its input)
     mode = draw(st.sampled_from(list(sk.MODES)))
-    return dtype, acc, expr.text, mode, draw(st.integers(-100, 100)), draw(st.integers(0, 999))
+    return dtype, acc, body, mode, draw(st.integers(-100, 100)), draw(st.integers(0, 999))
 
 
 EXAMPLES = int(os.environ.get("STENCILKIT_RANDOM_KERNELS", "12"))
@@ -282,7 +323,7 @@ def test_random_kernels_equal_the_cpu(case):
         reject()
     want = kern(a, k, **kw)
     assert got.dtype == want.dtype
-    what = f"return {body}  # {dtype.__name__}, acc={acc and acc.__name__}, {mode}, k={k}"
+    what = f"\n{body}# {dtype.__name__}, acc={acc and acc.__name__}, {mode}, k={k}"
     np.testing.assert_array_equal(got, want, err_msg=what)
     if want.dtype.kind == "f":  # (signed zeros too; NaN payloads are the device's own)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want) | np.isnan(want) &

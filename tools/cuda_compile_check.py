@@ -77,7 +77,10 @@ def cases():
         conversions,
         float_helpers,
         helpers,
+        integer_roundings,
         lap3,
+        math_edges,
+        scoped_numbers,
         shift,
         shifts,
         skew1,
@@ -109,6 +112,11 @@ def cases():
     for dt, acc in (("int16", "int64"), ("float32", "float32")):  # a global tuple, iterated
         yield f"tuple_loops {dt} (tuples iterated, indexed at run time)", tuple_loops, [dt], \
             acc, dt, ()
+    yield "integer_roundings uint64 (math.floor of integers)", integer_roundings, ["uint64"], \
+        "int64", "uint64", ()
+    yield "math_edges float64", math_edges, ["float64"], "float64", "float64", ()
+    yield "scoped_numbers float32 (a module's numbers)", scoped_numbers, ["float32"], \
+        "float32", "float32", ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
     # does where it has no kernel of its own: as generated stencils), with the dtypes those
