@@ -41,7 +41,7 @@ import stencilkit as sk
 from stencilkit._cpp_body import Unsupported
 
 cpp_host = pytest.importorskip("cpp_host")
-pytestmark = pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+pytestmark = pytest.mark.property
 
 DTYPES = [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64]
 ACCS = [None, np.int64, np.uint64, np.int32, np.uint32, np.int16]
@@ -305,26 +305,69 @@ def cases(draw):
 EXAMPLES = int(os.environ.get("STENCILKIT_RANDOM_KERNELS", "12"))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize="STENCILKIT_RANDOM_KERNELS" not in
-          os.environ, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(case=cases())
-def test_random_kernels_equal_the_cpu(case):
-    dtype, acc, body, mode, k, seed = case
-    kern = _load(body)
-    a = sample((5, 40), dtype, seed=seed)  # (rows for a strip walk; widths for words)
+_SETTINGS = dict(deadline=None, derandomize="STENCILKIT_RANDOM_KERNELS" not in os.environ,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+def _data(dtype, seed, shape=(5, 40)):  # (rows for a strip walk; widths for words)
+    a = sample(shape, dtype, seed=seed)
     if dtype in FLOATS:
         rng = np.random.default_rng(seed)
         a.flat[rng.choice(a.size, len(SPECIALS), replace=False)] = SPECIALS
-    kw = {"mode": mode, **({"acc": acc} if acc is not None else {}),
-          **({"cval": 3} if mode in ("constant", "skip") else {})}
-    try:
-        got = cpp_host.call(kern, a, k, **kw)
-    except Unsupported:  # (the numba.cuda fallback computes it: tests/test_cuda.py's concern)
-        reject()
-    want = kern(a, k, **kw)
-    assert got.dtype == want.dtype
-    what = f"\n{body}# {dtype.__name__}, acc={acc and acc.__name__}, {mode}, k={k}"
+    return a
+
+
+def _options(acc, mode):
+    return {"mode": mode, **({"acc": acc} if acc is not None else {}),
+            **({"cval": 3} if mode in ("constant", "skip") else {})}
+
+
+def _same(got, want, what):
+    assert got.dtype == want.dtype, what
     np.testing.assert_array_equal(got, want, err_msg=what)
     if want.dtype.kind == "f":  # (signed zeros too; NaN payloads are the device's own)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want) | np.isnan(want) &
                                       np.signbit(got), err_msg=what)
+
+
+@pytest.mark.skipif(cpp_host.CXX is None, reason="needs a C++ compiler (g++)")
+@settings(max_examples=EXAMPLES, **_SETTINGS)
+@given(case=cases())
+def test_random_kernels_equal_the_cpu(case):
+    dtype, acc, body, mode, k, seed = case
+    kern = _load(body)
+    a = _data(dtype, seed)
+    kw = _options(acc, mode)
+    try:
+        got = cpp_host.call(kern, a, k, **kw)
+    except Unsupported:  # (the numba.cuda fallback computes it: tests/test_cuda.py's concern)
+        reject()
+    _same(got, kern(a, k, **kw),
+          f"\n{body}# {dtype.__name__}, acc={acc and acc.__name__}, {mode}, k={k}")
+
+
+def _real_gpu():
+    from stencilkit.backends import cuda as cuda_backend
+
+    ok, why = sk.cuda_available(explain=True)
+    return (ok and not cuda_backend.simulated()), why
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _real_gpu()[0], reason=f"needs a real CUDA GPU ({_real_gpu()[1]})")
+@settings(max_examples=int(os.environ.get("STENCILKIT_RANDOM_KERNELS_GPU", "40")), **_SETTINGS)
+@given(case=cases())
+def test_random_kernels_on_a_gpu_equal_the_cpu(case):
+    """The same kernels compiled by NVRTC and run on the device (cupy arrays; larger, so the
+    launches have many blocks), where the generated C++ takes them, bit for bit."""
+    import cupy
+
+    dtype, acc, body, mode, k, seed = case
+    kern = _load(body)
+    a = _data(dtype, seed, (67, 300))
+    kw = _options(acc, mode)
+    d = cupy.asarray(a)
+    if "generated CUDA C++" not in kern.explain(d, k, **kw):
+        reject()  # (the numba.cuda fallback fuses multiply-adds: tests/test_gpu.py's bound)
+    _same(kern(d, k, **kw).get(), kern(a, k, **kw),
+          f"\n{body}# {dtype.__name__}, acc={acc and acc.__name__}, {mode}, k={k}")
