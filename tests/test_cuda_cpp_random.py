@@ -161,17 +161,18 @@ def _unary(op, a):
 
 
 @st.composite
-def expressions(draw, read_ty, depth=3, names=()):
+def expressions(draw, read_ty, depth=3, names=(), offsets=("-1", "0", "1")):
     """A random integer (or, by numba's promotions, float) expression over the kernel's reads
-    ``x[i, j]`` (3 x 3, typed ``read_ty``), literals, the parameter ``k`` and ``names`` (the
-    program's variables, as Nodes)."""
+    ``x[i, j]`` (3 x 3, typed ``read_ty``; ``offsets``: what an index may be, a loop's index
+    among them), literals, the parameter ``k`` and ``names`` (the program's variables, as
+    Nodes)."""
     if depth == 0 or draw(st.integers(0, 3)) == 0:
         kind = draw(st.sampled_from(["read", "read", "literal", "param"]
                                     + ["name"] * (2 * bool(names))))
         if kind == "name":
             return draw(st.sampled_from(list(names)))
         if kind == "read":
-            i, j = draw(st.integers(-1, 1)), draw(st.integers(-1, 1))
+            i, j = draw(st.sampled_from(offsets)), draw(st.sampled_from(offsets))
             return Node(f"x[{i}, {j}]", read_ty, _range(read_ty)
                         if isinstance(read_ty, nt.Integer) else None)
         if kind == "param":
@@ -180,7 +181,7 @@ def expressions(draw, read_ty, depth=3, names=()):
             return Node(f"({draw(st.sampled_from(FLOAT_LITERALS))!r})", nt.float64)
         v = draw(st.sampled_from(LITERALS))
         return Node(f"({v})", nt.int64, (v, v))
-    sub = expressions(read_ty, depth - 1, names)
+    sub = expressions(read_ty, depth - 1, names, offsets)
     a = draw(sub)
     kind = draw(st.sampled_from(["binary", "binary", "binary", "constant", "unary", "select",
                                  "convert", "math", "sum"]))
@@ -239,7 +240,8 @@ def expressions(draw, read_ty, depth=3, names=()):
 @st.composite
 def programs(draw, read_ty):
     """Statements: a variable ``s`` set, updated in a loop (a constant count, or one the
-    parameter decides) from itself and the loop index, and perhaps again under a condition.
+    parameter decides) from itself, the loop index and reads at it, and perhaps again under a
+    condition.
 
     Integer updates are ``np.T((...) % m)`` for a positive ``m``: whatever the loop count, ``s``
     stays within [0, m) and its type ``T`` (the first value's), so no drawn operation on it
@@ -259,10 +261,13 @@ def programs(draw, read_ty):
 
     s = Node("s", ty, (0, m - 1) if isinstance(ty, nt.Integer) else None)
     lines = [f"s = {assign(first)}"]
-    count = draw(st.sampled_from(["3", "1", "k & 3", "0"]))
+    count = draw(st.sampled_from(["3", "1", "k & 3", "0", "-1, 2"]))
+    offsets = ("-1", "0", "1")
     i = Node("i", nt.int64, (0, 2))
+    if count == "-1, 2":  # (reads at the loop's index: offsets known at run time only)
+        offsets, i = ("-1", "0", "1", "i", "i"), Node("i", nt.int64, (-1, 1))
     lines.append(f"for i in range({count}):")
-    lines.append(f"    s = {assign(draw(expressions(read_ty, 2, (s, i))))}")
+    lines.append(f"    s = {assign(draw(expressions(read_ty, 2, (s, i), offsets)))}")
     if draw(st.booleans()):
         cond = f"{draw(expressions(read_ty, 1, (s,))).text} < {draw(expressions(read_ty, 1)).text}"
         lines.append(f"if {cond}:")
