@@ -111,6 +111,11 @@ def math_edges(x):  # NaN and infinities where Python's math raises (compiled co
 
 
 @sk.stencil
+def builtin_types(x):  # max(int64, float64) is a float64, math.sqrt of a float32 a float32
+    return max(x[0], x[0] / 3) + math.sqrt(abs(x[0])) % 1
+
+
+@sk.stencil
 def integer_roundings(x):  # of an integer: the integer itself, so every difference 0
     v = x[0]
     return (math.floor(v) - v) | (math.ceil(v) - v) | (math.trunc(v) - v) | (round(v) - v)

@@ -15,6 +15,7 @@ from kernels import (
     asym2,
     blend,
     box5,
+    builtin_types,
     conversions,
     converted,
     integer_roundings,
@@ -165,6 +166,9 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
     # math's domain and range errors: NaN and infinities, as compiled code gives them
     x = np.array([-4.0, -1.0, 0.0, -0.0, 1.0, 9.0, 20.0, np.nan, np.inf, -np.inf])
     same(gpu(math_edges, x), cpu(math_edges, x))
+    # builtins' result types (the simulator's Python max returned an int64 unconverted)
+    for x in (sample((40,), np.int64), sample((40,), np.float32)):
+        same(gpu(builtin_types, x), cpu(builtin_types, x))
     # float reads into an integer accumulator (a read alone: the simulator's NumPy scalars
     # would add int16 values in int16, where numba adds them in int64)
     x = np.array([[1.7, -2.5, 40000.0, -1e9], [np.nan, np.inf, 3.0, 2.0**40]])

@@ -23,6 +23,7 @@ from kernels import (
     asym2,
     blend,
     box5,
+    builtin_types,
     conversions,
     converted,
     diffuse,
@@ -133,6 +134,7 @@ CASES = [
     (tuple_merge, [np.int16], [(3, 40)]),
     (scoped_numbers, [np.float32, np.int16], [(3, 40)]),
     (integer_roundings, [np.int64, np.uint64, np.int8], [(40,)]),
+    (builtin_types, [np.int64, np.float32], [(40,)]),
 ]
 
 

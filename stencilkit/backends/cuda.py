@@ -387,7 +387,8 @@ def _simulator_globals(namespace):
     ``x * W`` with a float32 ``x`` and ``W = 0.1`` at module level stayed float32 there and is
     float64 in compiled code. The literals in a body get the same treatment
     (``codegen._StrongLiterals``). And ``math``'s functions give NaN or infinity where
-    Python's raise (``math.sqrt(-1.0)``), as compiled code does. Only for the simulator: on a
+    Python's raise (``math.sqrt(-1.0)``), and the builtin ``min``/``max`` return the type of
+    all their arguments, as compiled code does. Only for the simulator: on a
     device numba types a Python int as a literal (which a heterogeneous tuple's index needs)
     and an np.int64 not.
     """
@@ -400,24 +401,46 @@ def _simulator_globals(namespace):
             return np.int64(value)
         return value
 
-    return {name: tuple(strong(v) for v in value) if isinstance(value, tuple) else strong(value)
-            for name, value in namespace.items()}
+    return {"min": _sim_min, "max": _sim_max,
+            **{name: tuple(strong(v) for v in value) if isinstance(value, tuple)
+               else strong(value) for name, value in namespace.items()}}
+
+
+def _minmax(pick):
+    def call(*args):
+        if len(args) == 1:  # (an iterable: as Python does)
+            return pick(*args)
+        # Python's choice (the first of equals; NaN kept only when first), in the type numba
+        # unifies the arguments to: max(int64, float64) is a float64 in compiled code
+        return np.result_type(*args).type(pick(*args))
+
+    return call
+
+
+_sim_min, _sim_max = _minmax(min), _minmax(max)
 
 
 def _ieee(name, fn):
     """``math`` function ``fn`` as compiled code computes it.
 
     NaN or infinity where Python raises ValueError or OverflowError (``math.sqrt(-1.0)``,
-    ``math.exp(1000.0)``).
+    ``math.exp(1000.0)``), and a float result in numba's type: float32 where every argument
+    is float32, float64 otherwise (Python's is a double).
     """
-    fallback = getattr(np, _NUMPY_NAMES.get(name, name))
+    fallback = getattr(np, _NUMPY_NAMES.get(name, name), None)
 
     def call(*args):
         try:
-            return fn(*args)
+            r = fn(*args)
         except (ValueError, OverflowError):
+            if fallback is None:
+                raise
             with np.errstate(all="ignore"):
-                return fallback(*args)
+                r = fallback(*args)
+        if isinstance(r, (float, np.floating)):
+            single = all(isinstance(a, np.float32) for a in args)
+            return np.float32(r) if single else np.float64(r)
+        return r
 
     return call
 
@@ -425,10 +448,8 @@ def _ieee(name, fn):
 _NUMPY_NAMES = {"acos": "arccos", "asin": "arcsin", "acosh": "arccosh", "atanh": "arctanh",
                 "pow": "power"}
 _SIM_MATH = types.SimpleNamespace(**{
-    name: _ieee(name, getattr(math, name))
-    if name in ("sqrt", "log", "log2", "log10", "log1p", "acos", "asin", "acosh", "atanh",
-                "exp", "expm1", "cosh", "sinh", "pow", "fmod") else getattr(math, name)
-    for name in dir(math) if not name.startswith("_")})
+    name: _ieee(name, value) if callable(value) else value
+    for name, value in vars(math).items() if not name.startswith("_")})
 """The ``math`` module a kernel sees under the simulator (:func:`_simulator_globals`)."""
 
 
