@@ -98,9 +98,9 @@ def _result(text, ty, lo, hi, can_overflow=True):
 
 
 _BINARY = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
-           "//": operator.floordiv,
-           "%": operator.mod, "&": operator.and_, "|": operator.or_, "^": operator.xor,
-           ">>": operator.rshift, "<<": operator.lshift, "min": min, "max": max}
+           "//": operator.floordiv, "%": operator.mod, "&": operator.and_, "|": operator.or_,
+           "^": operator.xor, ">>": operator.rshift, "<<": operator.lshift, "min": min,
+           "max": max}
 
 
 def _binary(op, a, b):
