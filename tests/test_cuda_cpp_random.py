@@ -250,9 +250,7 @@ def programs(draw, read_ty):
     loops (their fixpoint) and merges of branches.
     """
     first = draw(expressions(read_ty, 2))
-    ty = first.ty if isinstance(first.ty, (nt.Integer, nt.Float)) else nt.float64
-    if isinstance(ty, nt.Boolean):
-        ty = nt.int64
+    ty = first.ty if isinstance(first.ty, (nt.Integer, nt.Float)) else nt.int64
     m = draw(st.sampled_from([7, 255, 65521, 2**31 - 1]))
 
     def assign(e):
