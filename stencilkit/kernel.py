@@ -94,8 +94,8 @@ class KernelSpec:
 
 _DIM_NAMES = ("n", "m", "p", "q", "r", "s", "t", "u", "v", "w")
 
-_ALLOWED_GLOBAL_TYPES = (bool, int, float, complex, np.number, np.bool_, np.dtype, type)
 _NUMBER_TYPES = (bool, int, float, complex, np.number, np.bool_)
+_ALLOWED_GLOBAL_TYPES = (*_NUMBER_TYPES, np.dtype, type)
 
 
 def kernel_source(fn) -> tuple[str, dict]:

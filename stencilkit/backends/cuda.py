@@ -394,7 +394,7 @@ def _simulator_globals(namespace):
     """
     def strong(value):
         if value is math:
-            return _SIM_MATH
+            return _sim_math()
         if isinstance(value, float):
             return np.float64(value)
         if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
@@ -447,10 +447,12 @@ def _ieee(name, fn):
 
 _NUMPY_NAMES = {"acos": "arccos", "asin": "arcsin", "acosh": "arccosh", "atanh": "arctanh",
                 "pow": "power"}
-_SIM_MATH = types.SimpleNamespace(**{
-    name: _ieee(name, value) if callable(value) else value
-    for name, value in vars(math).items() if not name.startswith("_")})
-"""The ``math`` module a kernel sees under the simulator (:func:`_simulator_globals`)."""
+@functools.cache
+def _sim_math():
+    """The ``math`` module a kernel sees under the simulator (:func:`_simulator_globals`)."""
+    return types.SimpleNamespace(**{
+        name: _ieee(name, value) if callable(value) else value
+        for name, value in vars(math).items() if not name.startswith("_")})
 
 
 def _scalars(params):
