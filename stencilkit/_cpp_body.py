@@ -1766,8 +1766,8 @@ def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
 
     _register_reader_typeof()
     # regrouped for signed and bool accumulators, whose sums numba types int64 throughout
-    # (unsigned ones sum to uint64, and uint64 with int64 is float64: regrouping would move
-    # those conversions)
+    # (unsigned ones sum to uint64, and a uint64 with an int64 operand becomes int64, negative
+    # beyond 2**63: regrouping would move those conversions)
     share = SHARE_ROWS and np.dtype(req.acc).kind in "bi"
     source, reads = point_source(spec, share)
     acc_t = numba.from_dtype(req.acc)

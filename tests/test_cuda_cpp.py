@@ -360,8 +360,8 @@ def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
     a row twice another, a read repeated and a constant) are regrouped by rows into kept
     partial sums (``_cpp_body.share_rows``, ``sk_keep``) for integer accumulators: the host
     build equals the CPU bit for bit, extremes of the data included; float data (and
-    unsigned accumulators, whose sums numba types uint64, and uint64 times an int float64)
-    keep their sums as written, as does a chain with a parameter in it;
+    unsigned accumulators, whose sums numba types uint64, and uint64 with an int int64) keep
+    their sums as written, as does a chain with a parameter in it;
     ``_cpp_body.SHARE_ROWS`` off keeps every sum as written."""
     monkeypatch.setattr(_cpp_body, "SHARE_ROWS", share)
     a = sample((21, 38), dtype) if dtype != np.bool_ else sample((21, 38), np.uint8) > 127
@@ -375,10 +375,9 @@ def test_sums_regrouped_by_rows_equal_the_cpu(dtype, share, monkeypatch):
         regrouped = share and np.dtype(dtype).kind in "biu"  # (int64 sums; uint64 data too)
         assert kept == (10 if regrouped else 0), (dtype, k)  # (box 3, gx 3, twice 2, lone 2)
     if dtype in (np.uint8, np.uint64):  # unsigned accumulators: numba sums them in uint64,
-        # whose products with ints are float64 (regrouping would move those conversions)
-        b = sample((21, 38), np.uint16).astype(dtype)
-        if dtype == np.uint64:  # (the whole range: beyond 2**63 an int64 operation's negative)
-            b = sample((21, 38), dtype)
+        # and with an int in int64 (regrouping would move those conversions); uint64 data over
+        # its whole range (beyond 2**63, negative in an int64 operation)
+        b = sample((21, 38), dtype if dtype == np.uint64 else np.uint16).astype(dtype)
         for acc in (np.uint16, np.uint64):
             same(host_call(shared_sums, b, 3, acc=acc), shared_sums(b, 3, acc=acc))
             assert "= sk_keep(" not in shared_sums.cuda_source(b, 3, acc=acc)
