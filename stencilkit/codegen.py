@@ -186,6 +186,71 @@ class _StrongLiterals(ast.NodeTransformer):
         return ast.parse(f"_sk_np.{kind}({_literal(value)})", mode="eval").body
 
 
+class _SimulatorOps(ast.NodeTransformer):
+    """Route the body's operators through ``_sk_ops`` (:mod:`stencilkit._scalar_ops`).
+
+    For the CUDA simulator only, whose NumPy scalars promote NumPy's way: ``a + b`` becomes
+    ``_sk_ops.add(a, b)`` (numba's signature for the operands' types), ``-a``
+    ``_sk_ops.neg(a)``, a comparison of two operands ``_sk_ops.lt(a, b)``, ``s += v`` ``s =
+    _sk_ops.add(s, v)`` and ``a if c else b`` ``_sk_ops.select(c, lambda: a, lambda: b)`` (the
+    branches' unified type). Subscripts' indices (the reads' offsets) and negated number
+    literals stay as they are.
+    """
+
+    _OPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv",
+            ast.FloorDiv: "floordiv", ast.Mod: "mod", ast.Pow: "pow", ast.BitAnd: "and_",
+            ast.BitOr: "or_", ast.BitXor: "xor", ast.LShift: "lshift", ast.RShift: "rshift",
+            ast.USub: "neg", ast.UAdd: "pos", ast.Invert: "invert", ast.Lt: "lt",
+            ast.LtE: "le", ast.Eq: "eq", ast.NotEq: "ne", ast.Gt: "gt", ast.GtE: "ge"}
+
+    @classmethod
+    def _call(cls, op, *args):
+        return ast.Call(func=ast.Attribute(value=ast.Name(id="_sk_ops", ctx=ast.Load()),
+                                           attr=cls._OPS[type(op)], ctx=ast.Load()),
+                        args=list(args), keywords=[])
+
+    def visit_Subscript(self, node):
+        node.value = self.visit(node.value)  # (the index: offsets, left to the rewriter)
+        return node
+
+    def visit_BinOp(self, node):
+        self.generic_visit(node)
+        return self._call(node.op, node.left, node.right) if type(node.op) in self._OPS \
+            else node
+
+    def visit_UnaryOp(self, node):
+        if isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            return node
+        self.generic_visit(node)
+        return self._call(node.op, node.operand) if type(node.op) in self._OPS else node
+
+    def visit_Compare(self, node):
+        self.generic_visit(node)
+        if len(node.ops) == 1 and type(node.ops[0]) in self._OPS:
+            return self._call(node.ops[0], node.left, node.comparators[0])
+        return node
+
+    def visit_AugAssign(self, node):
+        self.generic_visit(node)
+        if not isinstance(node.target, ast.Name) or type(node.op) not in self._OPS:
+            return node
+        load = ast.Name(id=node.target.id, ctx=ast.Load())
+        return ast.copy_location(
+            ast.Assign(targets=[node.target], value=self._call(node.op, load, node.value)),
+            node)
+
+    def visit_IfExp(self, node):
+        self.generic_visit(node)
+
+        def thunk(body):
+            return ast.Lambda(args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                                                 kw_defaults=[], defaults=[]), body=body)
+
+        return ast.Call(func=ast.Attribute(value=ast.Name(id="_sk_ops", ctx=ast.Load()),
+                                           attr="select", ctx=ast.Load()),
+                        args=[node.test, thunk(node.body), thunk(node.orelse)], keywords=[])
+
+
 class _IntegerOps(ast.NodeTransformer):
     """Route the body's conversions to integers and its shifts through :mod:`stencilkit._casts`.
 
@@ -722,11 +787,13 @@ class _NumpyCalls(ast.NodeTransformer):
         return node
 
 
-def _cuda_body(spec: KernelSpec, context: str):
+def _cuda_body(spec: KernelSpec, context: str, simulator: bool):
     """The body rewritten for one context, with the CUDA target's NumPy replacements."""
     fdef = copy.deepcopy(spec.tree)
     _attach_offsets(spec, fdef)
     fdef = _IntegerOps(spec, fdef).visit(fdef)
+    if simulator:
+        fdef = _SimulatorOps().visit(fdef)
     rewriter = _Rewriter(spec, context, False)
     new = _StrongLiterals().visit(_NumpyCalls(spec).visit(rewriter.visit(fdef)))
     prologue = [
@@ -736,27 +803,32 @@ def _cuda_body(spec: KernelSpec, context: str):
     return "\n".join("    " + line for line in prologue + _stmts(new))
 
 
-def _cuda_point(spec: KernelSpec):
+def _cuda_point(spec: KernelSpec, simulator: bool):
     """``_sk_point(values..., params)``: the body over its constant reads' values."""
     from ._cpp_body import point_source
 
     source, reads = point_source(spec)
     tree = ast.parse(source)
     tree = _IntegerOps(spec, tree.body[0]).visit(tree)
+    if simulator:
+        tree = _SimulatorOps().visit(tree)
     tree = _StrongLiterals().visit(_NumpyCalls(spec).visit(tree))
     ast.fix_missing_locations(tree)
     return ast.unparse(tree), reads
 
 
 @with_ast_lock
-def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool = True) -> str:
+def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool = True,
+                  simulator: bool = False) -> str:
     """Return the source of the numba.cuda module that runs ``spec`` (the fallback path).
 
     The same parsed body as the CPU module, rewritten by the same :class:`_Rewriter` for the
     border and with the same explicit conversions (``_sk_widen`` on every read,
     ``_sk_store_cast`` on every store): under the CUDA simulator these run as Python on NumPy
     scalars, on a device as the numba overloads the CPU uses, so both give the CPU backend's
-    bits (up to the multiply-adds a GPU fuses: numba.cuda has no switch against it). The
+    bits (up to the multiply-adds a GPU fuses: numba.cuda has no switch against it). With
+    ``simulator``, for numba's CUDA simulator, the body's operators are calls of numba's
+    signatures (:class:`_SimulatorOps`), which the simulator's NumPy scalars lack. The
     kernels have the shapes of the generated CUDA C++ (:mod:`stencilkit.codegen_cpp`), which
     takes over wherever it covers the kernel and CuPy is installed:
 
@@ -776,14 +848,14 @@ def generate_cuda(spec: KernelSpec, *, fastmath: bool, cache: bool, idx64: bool 
     """
     nm = _names(spec)
     dynamic = any(isinstance(o, str) for a in spec.accesses for o in a.offsets)
-    lines, reads = _cuda_header(spec, nm, fastmath, dynamic)
+    lines, reads = _cuda_header(spec, nm, fastmath, dynamic, simulator)
     head = _cuda_head(spec, nm)
     lines += _cuda_interior(spec, nm, fastmath, cache, idx64, dynamic, reads, head)
     lines += _cuda_border(spec, nm, fastmath, cache, head)
     return "\n".join(lines)
 
 
-def _cuda_header(spec, nm, fastmath, dynamic):
+def _cuda_header(spec, nm, fastmath, dynamic, simulator):
     """Imports, the mode's index map, and the device functions.
 
     The border's point function and the interior's (``_sk_pt_direct``, or ``_sk_point`` of the
@@ -803,13 +875,13 @@ def _cuda_header(spec, nm, fastmath, dynamic):
         *_read_function(k),
     ]
     lines += ["", "@_sk_njit", f"def _sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, "
-              f"_sk_mode, _sk_cval, _sk_acc{P}):", _cuda_body(spec, "border")]
+              f"_sk_mode, _sk_cval, _sk_acc{P}):", _cuda_body(spec, "border", simulator)]
     if dynamic:
         lines += ["", "@_sk_njit", f"def _sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P}):",
-                  _cuda_body(spec, "direct")]
+                  _cuda_body(spec, "direct", simulator)]
         reads = []
     else:
-        point, reads = _cuda_point(spec)
+        point, reads = _cuda_point(spec, simulator)
         lines += ["", "@_sk_njit", point]
     return lines, reads
 

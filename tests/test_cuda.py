@@ -21,6 +21,7 @@ from kernels import (
     integer_roundings,
     lap3,
     math_edges,
+    narrow_types,
     sample,
     scaled,
     scoped_numbers,
@@ -177,6 +178,17 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
         same(got, cpu(shift, x, 0, dj, acc=np.int16, mode="wrap"))
         reads = converted(x.ravel(), 2).reshape(2, 4)  # (int16, truncated)
         np.testing.assert_array_equal(got, np.roll(reads, -dj, axis=1))
+
+
+@pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])
+def test_narrow_and_mixed_integers_follow_numba_not_numpy_scalars(cpp, monkeypatch):
+    """int8 + int8 in int64, -uint8 a uint64, uint64 + int64 an int64, a selection of uint64
+    and int64 a float64, ``*=`` of int16s in int64: numba's types on every path (the
+    simulator's NumPy scalars would wrap, refuse ``&`` or keep the taken branch's type)."""
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", cpp)
+    for dtype in (np.int16, np.int64):
+        x = sample((40,), dtype)
+        same(gpu(narrow_types, x), cpu(narrow_types, x))
 
 
 @pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])

@@ -31,6 +31,7 @@ from kernels import (
     helpers,
     integer_roundings,
     lap3,
+    narrow_types,
     sample,
     scaled,
     scoped_numbers,
@@ -135,6 +136,7 @@ CASES = [
     (scoped_numbers, [np.float32, np.int16], [(3, 40)]),
     (integer_roundings, [np.int64, np.uint64, np.int8], [(40,)]),
     (builtin_types, [np.int64, np.float32], [(40,)]),
+    (narrow_types, [np.int16, np.int64], [(40,), (3,)]),
 ]
 
 

@@ -15,6 +15,7 @@ from kernels import (
     helpers,
     lap3,
     life,
+    narrow_types,
     sample,
     scoped_numbers,
     shift,
@@ -99,6 +100,7 @@ CPP_CASES = [
     (unpacking, [np.int16, np.float32], [(3, 5000)]),
     (tuple_loops, [np.int16, np.float32], [(3, 5000)]),
     (scoped_numbers, [np.float32], [(3, 5000)]),
+    (narrow_types, [np.int16, np.int64], [(3, 5000)]),
 ]
 
 

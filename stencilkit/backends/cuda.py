@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import types
 import warnings
 
 import numpy as np
@@ -373,7 +372,8 @@ def module(st, fastmath: bool, idx64: bool = True):
         # CUDACodeLibrary with linking files", seen on an H100): compiled once per process
         mod = cpu.load_module(
             lambda cache: header + codegen.generate_cuda(
-                st._spec, fastmath=key[1], cache=False, idx64=key[2]),
+                st._spec, fastmath=key[1], cache=False, idx64=key[2],
+                simulator=simulated()),
             _simulator_globals(st._spec.globals) if simulated() else st._spec.globals,
         )
         st._modules[key] = mod
@@ -381,78 +381,32 @@ def module(st, fastmath: bool, idx64: bool = True):
 
 
 def _simulator_globals(namespace):
-    """A kernel's globals, its numbers (alone or in tuples) as numba's types: int64, float64.
+    """A kernel's globals for the simulator: numbers and operations with numba's types.
 
     The simulator runs kernels on NumPy scalars, where a Python number is "weak" (NEP 50):
     ``x * W`` with a float32 ``x`` and ``W = 0.1`` at module level stayed float32 there and is
-    float64 in compiled code. The literals in a body get the same treatment
-    (``codegen._StrongLiterals``). And ``math``'s functions give NaN or infinity where
-    Python's raise (``math.sqrt(-1.0)``), and the builtin ``min``/``max`` return the type of
-    all their arguments, as compiled code does. Only for the simulator: on a
-    device numba types a Python int as a literal (which a heterogeneous tuple's index needs)
-    and an np.int64 not.
+    float64 in compiled code, so the kernel's numbers (alone or in tuples) become int64/float64
+    scalars (the body's literals get the same treatment: ``codegen._StrongLiterals``). The
+    generated source's operators call ``_sk_ops`` (:mod:`stencilkit._scalar_ops`: numba's
+    signatures), ``math``'s functions give NaN or infinity where Python's raise
+    (``math.sqrt(-1.0)``) and float32 for float32, and the builtin ``min``/``max``/``abs``
+    return numba's types. Only for the simulator: on a device numba types a Python int as a
+    literal (which a heterogeneous tuple's index needs) and an np.int64 not.
     """
+    from .. import _scalar_ops
+
     def strong(value):
         if value is math:
-            return _sim_math()
+            return _scalar_ops.math_module()
         if isinstance(value, float):
             return np.float64(value)
         if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
             return np.int64(value)
         return value
 
-    return {"min": _sim_min, "max": _sim_max,
+    return {**_scalar_ops.BUILTINS, "_sk_ops": _scalar_ops.OPS,
             **{name: tuple(strong(v) for v in value) if isinstance(value, tuple)
                else strong(value) for name, value in namespace.items()}}
-
-
-def _minmax(pick):
-    def call(*args):
-        if len(args) == 1:  # (an iterable: as Python does)
-            return pick(*args)
-        # Python's choice (the first of equals; NaN kept only when first), in the type numba
-        # unifies the arguments to: max(int64, float64) is a float64 in compiled code
-        return np.result_type(*args).type(pick(*args))
-
-    return call
-
-
-_sim_min, _sim_max = _minmax(min), _minmax(max)
-
-
-def _ieee(name, fn):
-    """``math`` function ``fn`` as compiled code computes it.
-
-    NaN or infinity where Python raises ValueError or OverflowError (``math.sqrt(-1.0)``,
-    ``math.exp(1000.0)``), and a float result in numba's type: float32 where every argument
-    is float32, float64 otherwise (Python's is a double).
-    """
-    fallback = getattr(np, _NUMPY_NAMES.get(name, name), None)
-
-    def call(*args):
-        try:
-            r = fn(*args)
-        except (ValueError, OverflowError):
-            if fallback is None:
-                raise
-            with np.errstate(all="ignore"):
-                r = fallback(*args)
-        if isinstance(r, (float, np.floating)):
-            single = all(isinstance(a, np.float32) for a in args)
-            return np.float32(r) if single else np.float64(r)
-        return r
-
-    return call
-
-
-_NUMPY_NAMES = {"acos": "arccos", "asin": "arcsin", "acosh": "arccosh", "atanh": "arctanh",
-                "pow": "power"}
-@functools.cache
-def _sim_math():
-    """The ``math`` module a kernel sees under the simulator (:func:`_simulator_globals`)."""
-    return types.SimpleNamespace(**{
-        name: _ieee(name, value) if callable(value) else value
-        for name, value in vars(math).items() if not name.startswith("_")})
 
 
 def _scalars(params):

@@ -1,0 +1,249 @@
+"""numba's scalar arithmetic, computed in Python on NumPy scalars (for the CUDA simulator).
+
+The simulator runs a kernel as Python, on NumPy scalars, and NumPy promotes differently from
+numba: ``int8 + int8`` stays int8 (numba: int64, so no wrap at 127), ``uint64 + int64`` is a
+float64 (numba: int64), ``-uint8`` a uint8 (numba: uint64), ``uint8 < int8`` compares values
+where numba compares int16s, and ``a if c else b`` has the type of the branch taken (numba: the
+branches' unified type). Compiled code on a device follows numba's types, so the simulator
+alone would pass kernels that a GPU computes differently.
+
+Here each operator asks numba's own typing context for its signature on the operands' types
+(cached per pair of types) and computes in it: the operands converted as numba converts them
+(to the integer result type for integer arithmetic, as numba's implementations do; to the
+signature's argument types otherwise), then NumPy's operation on equal types, which is
+numba's. The simulator's generated source (``codegen.generate_cuda(..., simulator=True)``)
+calls these in place of the body's operators; the ``math`` module, builtin ``min``/``max``/
+``abs`` and the body's numbers are replaced the same way (``backends.cuda``'s
+``_simulator_globals``). What is left to NumPy: a variable that holds values of different
+types on paths that merge (numba gives it one type), and operations numba refuses.
+
+>>> import numpy as np
+>>> from stencilkit._scalar_ops import OPS
+>>> OPS.add(np.int8(100), np.int8(100)), OPS.add(np.uint64(1), np.int64(1))
+(np.int64(200), np.int64(2))
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import operator
+import threading
+import types
+
+import numpy as np
+
+# NumPy's scalar types whose operations with their own type are numba's: no conversion needed.
+_NATIVE = frozenset((np.int64, np.uint64, np.float32, np.float64))
+_LOCK = threading.Lock()  # (numba's typing context is not made for concurrent use)
+
+
+@functools.cache
+def _typing():
+    from numba.core.registry import cpu_target
+
+    ctx = cpu_target.typing_context
+    ctx.refresh()
+    return ctx
+
+
+@functools.cache
+def _numba_type(pytype):
+    """The numba type of values of Python type ``pytype`` (a Python int: int64), or None."""
+    from numba.core import types as nt
+    from numba.np.numpy_support import from_dtype
+
+    if pytype is bool:
+        return nt.boolean
+    if pytype is int:
+        return nt.int64
+    if pytype is float:
+        return nt.float64
+    if isinstance(pytype, type) and issubclass(pytype, (np.bool_, np.integer, np.floating)):
+        try:
+            return from_dtype(np.dtype(pytype))
+        except NotImplementedError:  # (a dtype numba lacks)
+            return None
+    return None
+
+
+def _scalar_type(ty):
+    return np.dtype(str(ty)).type
+
+
+@functools.cache
+def _plan(fn, pytypes):
+    """``(conversions, result)`` to compute ``fn`` on values of ``pytypes`` as numba does.
+
+    None where numba has no signature for them (NumPy's operation then runs as it is, and
+    raises where numba refuses to compile).
+    """
+    from numba.core import types as nt
+
+    tys = tuple(_numba_type(t) for t in pytypes)
+    if None in tys:
+        return None
+    with _LOCK:
+        try:
+            sig = _typing().resolve_function_type(fn, tys, {})
+        except Exception:
+            sig = None
+    if sig is None or not isinstance(sig.return_type, (nt.Integer, nt.Boolean, nt.Float)):
+        return None
+    result = _scalar_type(sig.return_type)
+    if len(tys) == 1 and isinstance(tys[0], nt.Integer):
+        # numba negates (inverts) an integer in its own type, then widens the result:
+        # -uint8(3) is the uint64 253, -int8(-128) the int64 -128
+        return (_scalar_type(tys[0]),), result
+    if isinstance(sig.return_type, nt.Integer) and all(
+            isinstance(t, (nt.Integer, nt.Boolean)) for t in tys):
+        # numba's integer operators convert both operands to the result type and compute
+        # there (uint64 ** int64 is an int64 power, not NumPy's float64)
+        return (result,) * len(tys), result
+    args = sig.args
+    if len(args) == 1 < len(tys) and isinstance(args[0], nt.BaseTuple):
+        args = args[0].types  # (min/max of several: their tuple)
+    return tuple(_scalar_type(a) for a in args), result
+
+
+def to(value, kind):
+    """``value`` converted to NumPy scalar type ``kind`` as C converts (wrapping integers)."""
+    if type(value) is kind:
+        return value
+    if isinstance(value, np.generic):
+        return value.astype(kind)
+    return np.asarray(value).astype(kind)[()]
+
+
+def binary(fn):
+    """``fn(a, b)`` (an :mod:`operator` function) with numba's types."""
+    def call(a, b):
+        ta, tb = type(a), type(b)
+        if ta is tb and ta in _NATIVE:
+            return fn(a, b)
+        plan = _plan(fn, (ta, tb))
+        if plan is None:
+            return fn(a, b)
+        (ka, kb), result = plan
+        r = fn(to(a, ka), to(b, kb))
+        return r if type(r) is result else to(r, result)
+
+    call.__name__ = call.__qualname__ = fn.__name__
+    return call
+
+
+def unary(fn):
+    """``fn(a)`` (``operator.neg``, ``pos``, ``invert``, or ``abs``) with numba's types."""
+    def call(a):
+        ta = type(a)
+        if ta in _NATIVE:
+            return fn(a)
+        plan = _plan(fn, (ta,))
+        if plan is None:
+            return fn(a)
+        (ka,), result = plan
+        r = fn(to(a, ka))
+        return r if type(r) is result else to(r, result)
+
+    call.__name__ = call.__qualname__ = getattr(fn, "__name__", "unary")
+    return call
+
+
+def extreme(pick):
+    """Builtin ``min``/``max`` (``pick``) as numba's.
+
+    Python's choice (the first of equals, NaN kept only when first), in the type numba unifies
+    the arguments to (``max(int64, float64)`` a float64; ``max(uint8, int8)`` an int16).
+    """
+    def call(*args):
+        if len(args) == 1:  # (an iterable: as Python does)
+            return pick(*args)
+        plan = _plan(pick, tuple(type(a) for a in args))
+        if plan is None:
+            return pick(*args)
+        return to(pick(*args), plan[1])
+
+    call.__name__ = call.__qualname__ = pick.__name__
+    return call
+
+
+def select(condition, then, other):
+    """``then() if condition else other()`` in the type numba unifies both branches to.
+
+    Both branches are thunks; the one not taken is evaluated too (for its type only: a kernel's
+    expressions have no effects), and where it fails the taken one's type stands.
+    """
+    taken, skipped = (then, other) if condition else (other, then)
+    value = taken()
+    try:
+        with np.errstate(all="ignore"):
+            alternative = skipped()
+    except Exception:
+        return value
+    ta, tb = type(value), type(alternative)
+    if ta is tb:
+        return value
+    unified = _unified(ta, tb)
+    return value if unified is None else to(value, unified)
+
+
+@functools.cache
+def _unified(ta, tb):
+    from numba.core import types as nt
+
+    na, nb = _numba_type(ta), _numba_type(tb)
+    if na is None or nb is None:
+        return None
+    with _LOCK:
+        ty = _typing().unify_pairs(na, nb)
+    return _scalar_type(ty) if isinstance(ty, (nt.Integer, nt.Boolean, nt.Float)) else None
+
+
+BINARY = {name: binary(getattr(operator, name)) for name in (
+    "add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "and_", "or_", "xor", "lshift",
+    "rshift", "lt", "le", "eq", "ne", "gt", "ge")}
+UNARY = {name: unary(getattr(operator, name)) for name in ("neg", "pos", "invert")}
+
+#: What the simulator's generated source calls as ``_sk_ops.add(a, b)`` and so on.
+OPS = types.SimpleNamespace(**BINARY, **UNARY, select=select)
+
+
+def _ieee(name, fn):
+    """``math`` function ``fn`` as compiled code computes it.
+
+    NaN or infinity where Python raises ValueError or OverflowError (``math.sqrt(-1.0)``,
+    ``math.exp(1000.0)``), and a float result in numba's type: float32 where every argument
+    is float32, float64 otherwise (Python's is a double).
+    """
+    fallback = getattr(np, _NUMPY_NAMES.get(name, name), None)
+
+    def call(*args):
+        try:
+            r = fn(*args)
+        except (ValueError, OverflowError):
+            if fallback is None:
+                raise
+            with np.errstate(all="ignore"):
+                r = fallback(*args)
+        if isinstance(r, (float, np.floating)):
+            single = all(isinstance(a, np.float32) for a in args)
+            return np.float32(r) if single else np.float64(r)
+        return r
+
+    return call
+
+
+_NUMPY_NAMES = {"acos": "arccos", "asin": "arcsin", "acosh": "arccosh", "atanh": "arctanh",
+                "pow": "power"}
+
+
+@functools.cache
+def math_module():
+    """The ``math`` module as a kernel sees it under the simulator (see :func:`_ieee`)."""
+    return types.SimpleNamespace(**{
+        name: _ieee(name, value) if callable(value) else value
+        for name, value in vars(math).items() if not name.startswith("_")})
+
+
+#: Builtins a kernel's body calls whose types differ between NumPy and numba.
+BUILTINS = {"min": extreme(min), "max": extreme(max), "abs": unary(abs)}
