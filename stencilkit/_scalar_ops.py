@@ -117,6 +117,9 @@ def to(value, kind):
 
 def binary(fn):
     """``fn(a, b)`` (an :mod:`operator` function) with numba's types."""
+    if fn is operator.pow:
+        return _power
+
     def call(a, b):
         ta, tb = type(a), type(b)
         if ta is tb and ta in _NATIVE:
@@ -130,6 +133,35 @@ def binary(fn):
 
     call.__name__ = call.__qualname__ = fn.__name__
     return call
+
+
+def _power(a, b):
+    """``a ** b`` as numba computes it: for an integer exponent, by squaring in the result type.
+
+    numba's ``int_power_impl``: ``1e30 ** 3`` is ``1e30 * (1e30 * 1e30)`` rounded twice, not
+    the correctly rounded power NumPy's ``pow`` gives; an integer base to a negative power is
+    0 (1 and -1 excepted).
+    """
+    plan = _plan(operator.pow, (type(a), type(b)))
+    if plan is None or not isinstance(b, (int, np.integer, np.bool_)):
+        r = operator.pow(a, b) if plan is None else operator.pow(*(
+            to(v, k) for v, k in zip((a, b), plan[0])))
+        return r if plan is None or type(r) is plan[1] else to(r, plan[1])
+    kind = plan[1]
+    base, exp = to(a, kind), int(b)
+    one = kind(1)
+    if exp < 0 and issubclass(kind, np.integer):
+        return kind(0) if base not in (1, -1) else (one if exp % 2 == 0 else base)
+    r, e = one, abs(exp)
+    if e > 0x10000:  # (numba's cutoff: the generic pow)
+        return to(math.pow(float(base), float(exp)), kind)
+    with np.errstate(all="ignore"):
+        while e:
+            if e & 1:
+                r = r * base
+            e >>= 1
+            base = base * base
+        return one / r if exp < 0 else r
 
 
 def unary(fn):
@@ -206,6 +238,67 @@ UNARY = {name: unary(getattr(operator, name)) for name in ("neg", "pos", "invert
 
 #: What the simulator's generated source calls as ``_sk_ops.add(a, b)`` and so on.
 OPS = types.SimpleNamespace(**BINARY, **UNARY, select=select)
+
+
+def ufunc(uf):
+    """NumPy ufunc ``uf`` on scalars as numba computes it.
+
+    The loop numba picks for the operands' types: ``np.hypot(float32, int64)`` runs ``ff->f``,
+    a float32, where NumPy 2 computes a float64. The loop itself is NumPy's, which numba's
+    own follows but at some edges: numba's ``maximum`` of equals is the first (done here too),
+    its float ``floor_divide`` its own algorithm (``1.0 // -inf`` -0.0, NumPy's -1.0).
+    """
+    def call(*args, **kwargs):
+        plan = None if kwargs else _loop(uf, tuple(type(a) for a in args))
+        if plan is None:
+            return uf(*args, **kwargs)
+        inputs, result = plan
+        ops = [to(a, k) for a, k in zip(args, inputs)]
+        if uf in _FIRST_OF_EQUALS and ops[0] == ops[1]:
+            r = ops[0]  # (numba's select keeps the first of equals: -0.0 in max(-0.0, 0.0))
+        else:
+            r = uf(*ops)
+        return r if type(r) is result else to(r, result)
+
+    call.__name__ = call.__qualname__ = uf.__name__
+    return call
+
+
+_FIRST_OF_EQUALS = frozenset((np.maximum, np.minimum, np.fmax, np.fmin))
+
+
+@functools.cache
+def _loop(uf, pytypes):
+    """``(input types, output type)`` of the loop numba runs ``uf`` with, or None."""
+    from numba.np.numpy_support import ufunc_find_matching_loop
+
+    tys = tuple(_numba_type(t) for t in pytypes)
+    if None in tys or uf.nout != 1 or len(tys) != uf.nin:
+        return None
+    try:
+        loop = ufunc_find_matching_loop(uf, tys)
+    except Exception:  # (numba has no loop for them: NumPy's, which raises as numba would)
+        return None
+    if not loop:
+        return None
+    return tuple(_scalar_type(t) for t in loop.inputs), _scalar_type(loop.outputs[0])
+
+
+class _NumpyModule:
+    """``numpy`` as a kernel sees it under the simulator: its ufuncs as :func:`ufunc`."""
+
+    def __getattr__(self, name):
+        value = getattr(np, name)
+        if isinstance(value, np.ufunc):
+            value = ufunc(value)
+        setattr(self, name, value)  # (once)
+        return value
+
+
+@functools.cache
+def numpy_module():
+    """The ``numpy`` module as a kernel sees it under the simulator (see :func:`ufunc`)."""
+    return _NumpyModule()
 
 
 def _ieee(name, fn):

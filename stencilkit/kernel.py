@@ -15,8 +15,9 @@ This module is the only place that reads a user's kernel. The grammar it accepts
   ``return value`` (one scalar per output element); ``yield``, nested functions, ``global`` and
   ``nonlocal`` are refused.
 * Names that are not arguments, locals or builtins are looked up once, when the kernel is
-  decorated, in the function's globals and closure. Modules, numbers, NumPy types and jitted
-  functions are allowed; anything else (an array, say) must become an argument.
+  decorated, in the function's globals and closure. Modules, numbers (alone or in tuples),
+  NumPy types, ``math``'s and NumPy's functions bound by name (``from math import sqrt``) and
+  jitted functions are allowed; anything else (an array, say) must become an argument.
 
 Every rule raises a :class:`StencilError` (a ValueError or TypeError) that names the kernel, the
 offending subscript or name, and how to fix it, before anything is compiled.
@@ -29,6 +30,7 @@ import builtins
 import functools
 import hashlib
 import inspect
+import math
 import textwrap
 import threading
 import types
@@ -409,6 +411,8 @@ def _resolve_globals(fdef, argnames, scope, where):
             key = ("jit", _jitted_key(value))
         elif isinstance(value, _ALLOWED_GLOBAL_TYPES):
             key = ("const", type(value).__name__, repr(value))
+        elif _library_function(value):  # (from math import sqrt; from numpy import clip)
+            key = ("function", _library_function(value), value.__name__)
         elif isinstance(value, tuple) and value and all(
                 isinstance(x, _NUMBER_TYPES) for x in value):
             # (weights, say: a constant of the compiled code; repr tells 1, 1.0, True and
@@ -417,13 +421,28 @@ def _resolve_globals(fdef, argnames, scope, where):
         else:
             raise StencilTypeError(
                 f"{where}: the global {name!r} is a {type(value).__name__}; a kernel may use "
-                "modules, numbers, tuples of numbers, NumPy types and numba-jitted functions "
-                "from its scope. Pass arrays as kernel arguments and other values as scalar "
-                "parameters"
+                "modules, numbers, tuples of numbers, NumPy types, math's and NumPy's "
+                "functions and numba-jitted functions from its scope. Pass arrays as kernel "
+                "arguments and other values as scalar parameters"
             )
         resolved[name] = value
         keys[name] = key
     return resolved, keys
+
+
+def _library_function(value) -> str | None:
+    """``"math"`` or ``"numpy"`` for a function of theirs bound by name, else None."""
+    if isinstance(value, type) or not callable(value):
+        return None
+    if isinstance(value, np.ufunc):
+        return "numpy"
+    module = getattr(value, "__module__", None) or ""
+    if module == "math" and getattr(math, getattr(value, "__name__", ""), None) is value:
+        return "math"
+    if module.split(".")[0] == "numpy" and getattr(np, getattr(value, "__name__", ""),
+                                                    None) is value:
+        return "numpy"
+    return None
 
 
 def _is_jitted(value) -> bool:

@@ -5,9 +5,11 @@ tests/reference.py evaluates element by element as the independent reference.
 """
 
 import math
+from math import floor, sqrt
 
 import numba
 import numpy as np
+from numpy import hypot, maximum, rint
 
 import stencilkit as sk
 
@@ -110,6 +112,13 @@ def math_edges(x):  # NaN and infinities where Python's math raises (compiled co
     # for x <= 0, inf or NaN: exact results only, as a device's log and exp may differ in
     # their last bits elsewhere
     return math.sqrt(x[0]) + math.log(x[0]) + math.exp(x[0] * 1000)
+
+
+def named_functions_py(x):  # math's and NumPy's functions bound by name (from math import sqrt)
+    return sqrt(abs(x[0])) + floor(x[1] / 3) + maximum(x[-1], 2) + hypot(x[0], 4) + rint(x[0] / 4)
+
+
+named_functions = sk.stencil(named_functions_py)
 
 
 @sk.stencil

@@ -14,6 +14,8 @@ from kernels import (
     conversions,
     converted,
     integer_roundings,
+    named_functions,
+    named_functions_py,
     sample,
     shifted,
     shifts,
@@ -125,6 +127,19 @@ def test_float_to_int_saturates_and_nan_is_zero():
 
     x = np.array([-1.0, 0.5, 1.0, 3.0, np.nan, np.inf, -np.inf])
     np.testing.assert_array_equal(scale(x), [0, 50, 100, 255, 0, 255, 0])
+
+
+def test_math_and_numpy_functions_bound_by_name():
+    """``from math import sqrt`` and ``from numpy import hypot``: the functions by name, as
+    through their modules, against the reference's evaluation of the same Python function."""
+    for dtype in (np.float64, np.int16):
+        x = sample((6, 7), dtype)[0]
+        for mode, cval in (("reflect", 0), ("constant", 2)):
+            kw = {"cval": cval} if cval else {}
+            np.testing.assert_array_equal(
+                named_functions(x, mode=mode, out_dtype=np.float64, **kw),
+                apply_reference(named_functions_py, [x], ndim=1, mode=mode, cval=cval,
+                                out_dtype=np.float64), err_msg=f"{np.dtype(dtype)} {mode}")
 
 
 def test_float_to_int_conversions_in_a_body_saturate_and_nan_is_zero():

@@ -21,6 +21,7 @@ from kernels import (
     integer_roundings,
     lap3,
     math_edges,
+    named_functions,
     narrow_types,
     sample,
     scaled,
@@ -183,12 +184,17 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
 @pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])
 def test_narrow_and_mixed_integers_follow_numba_not_numpy_scalars(cpp, monkeypatch):
     """int8 + int8 in int64, -uint8 a uint64, uint64 + int64 an int64, a selection of uint64
-    and int64 a float64, ``*=`` of int16s in int64: numba's types on every path (the
-    simulator's NumPy scalars would wrap, refuse ``&`` or keep the taken branch's type)."""
+    and int64 a float64, ``*=`` of int16s in int64, ufuncs by numba's loops: numba's types on
+    every path (the simulator's NumPy scalars would wrap, refuse ``&``, keep the taken
+    branch's type or compute a ufunc in float64)."""
     monkeypatch.setenv("STENCILKIT_CUDA_CPP", cpp)
     for dtype in (np.int16, np.int64):
         x = sample((40,), dtype)
         same(gpu(narrow_types, x), cpu(narrow_types, x))
+    # NumPy's ufuncs run numba's loop: hypot(float32, int64) is ff->f (NumPy 2's: a float64)
+    for dtype in (np.float32, np.int16):
+        x = sample((40,), dtype)
+        same(gpu(named_functions, x), cpu(named_functions, x))
 
 
 @pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])

@@ -31,6 +31,7 @@ from kernels import (
     helpers,
     integer_roundings,
     lap3,
+    named_functions,
     narrow_types,
     sample,
     scaled,
@@ -137,6 +138,7 @@ CASES = [
     (integer_roundings, [np.int64, np.uint64, np.int8], [(40,)]),
     (builtin_types, [np.int64, np.float32], [(40,)]),
     (narrow_types, [np.int16, np.int64], [(40,), (3,)]),
+    (named_functions, [np.float32, np.int16], [(40,)]),
 ]
 
 

@@ -3,6 +3,8 @@
 Every message names the kernel, the problem and the fix; ``match=`` pins the wording users see.
 """
 
+from os import getcwd
+
 import numpy as np
 import pytest
 from kernels import blend, smooth
@@ -70,6 +72,10 @@ def bad_global_tuple(x):  # (a tuple of numbers is allowed; one holding other th
     return x[0] * GLOBAL_PAIRS[0][0]
 
 
+def bad_global_function(x):  # (math's and NumPy's functions by name are allowed; others not)
+    return x[0] * getcwd()
+
+
 def bad_undefined(x):
     return x[0] * not_defined_anywhere  # noqa: F821
 
@@ -113,6 +119,8 @@ DECORATION_ERRORS = [
     (bad_global_array, {}, sk.StencilTypeError, r"global 'GLOBAL_ARRAY' is a ndarray"),
     (bad_global_tuple, {}, sk.StencilTypeError,
      r"global 'GLOBAL_PAIRS' is a tuple; a kernel may use modules, numbers, tuples of numbers"),
+    (bad_global_function, {}, sk.StencilTypeError,
+     r"global 'getcwd' is a builtin_function_or_method; .*math's and NumPy's functions"),
     (bad_undefined, {}, sk.StencilError, r"name 'not_defined_anywhere' is not defined"),
     (bad_nested, {}, sk.StencilError, r"nested functions, lambdas"),
     (bad_clash, {}, sk.StencilError, r"parameter name\(s\) mode clash"),

@@ -15,6 +15,7 @@ from kernels import (
     helpers,
     lap3,
     life,
+    named_functions,
     narrow_types,
     sample,
     scoped_numbers,
@@ -101,6 +102,7 @@ CPP_CASES = [
     (tuple_loops, [np.int16, np.float32], [(3, 5000)]),
     (scoped_numbers, [np.float32], [(3, 5000)]),
     (narrow_types, [np.int16, np.int64], [(3, 5000)]),
+    (named_functions, [np.float32], [(3, 5000)]),
 ]
 
 

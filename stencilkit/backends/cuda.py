@@ -388,16 +388,23 @@ def _simulator_globals(namespace):
     float64 in compiled code, so the kernel's numbers (alone or in tuples) become int64/float64
     scalars (the body's literals get the same treatment: ``codegen._StrongLiterals``). The
     generated source's operators call ``_sk_ops`` (:mod:`stencilkit._scalar_ops`: numba's
-    signatures), ``math``'s functions give NaN or infinity where Python's raise
-    (``math.sqrt(-1.0)``) and float32 for float32, and the builtin ``min``/``max``/``abs``
-    return numba's types. Only for the simulator: on a device numba types a Python int as a
-    literal (which a heterogeneous tuple's index needs) and an np.int64 not.
+    signatures), ``math``'s functions (also bound by name) give NaN or infinity where
+    Python's raise (``math.sqrt(-1.0)``) and float32 for float32, NumPy's ufuncs run the loop
+    numba picks, and the builtin ``min``/``max``/``abs`` return numba's types. Only for the
+    simulator: on a device numba types a Python int as a literal (which a heterogeneous
+    tuple's index needs) and an np.int64 not.
     """
     from .. import _scalar_ops
 
     def strong(value):
         if value is math:
             return _scalar_ops.math_module()
+        if value is np:
+            return _scalar_ops.numpy_module()
+        if isinstance(value, np.ufunc):
+            return _scalar_ops.ufunc(value)  # (from numpy import hypot)
+        if callable(value) and getattr(math, getattr(value, "__name__", ""), None) is value:
+            return getattr(_scalar_ops.math_module(), value.__name__)  # (from math import exp)
         if isinstance(value, float):
             return np.float64(value)
         if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
