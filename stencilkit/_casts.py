@@ -259,31 +259,13 @@ def _ol_round_int(x):
 
 
 def shl(a, b):
-    """``a << b`` (NumPy's rule: see above), in numba's types as the overload computes it."""
-    if not (_py_integral(a) and _py_integral(b)):
-        return a << b
-    from ._scalar_ops import OPS, to
-
-    c = to(b, np.uint64)  # (as the overload below: a negative count is a huge one)
-    ok = c < np.uint64(64)
-    r = OPS.lshift(a, c if ok else np.uint64(0))
-    return r if ok else OPS.sub(r, r)
+    """``a << b`` (NumPy's rule: see above; the simulator's NumPy scalars follow it)."""
+    return a << b
 
 
 def shr(a, b):
-    """``a >> b`` (NumPy's rule: see above), in numba's types as the overload computes it."""
-    if not (_py_integral(a) and _py_integral(b)):
-        return a >> b
-    from ._scalar_ops import OPS, to
-
-    c = to(b, np.uint64)
-    ok = c < np.uint64(64)
-    r = OPS.rshift(a, c if ok else np.uint64(63))
-    return r if ok or not isinstance(a, np.unsignedinteger) else OPS.sub(r, r)
-
-
-def _py_integral(v) -> bool:
-    return isinstance(v, (int, np.integer, np.bool_))
+    """``a >> b`` (NumPy's rule: see above)."""
+    return a >> b
 
 
 def _integral(t) -> bool:

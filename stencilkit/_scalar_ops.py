@@ -2,10 +2,11 @@
 
 The simulator runs a kernel as Python, on NumPy scalars, and NumPy promotes differently from
 numba: ``int8 + int8`` stays int8 (numba: int64, so no wrap at 127), ``uint64 + int64`` is a
-float64 (numba: int64), ``-uint8`` a uint8 (numba: uint64), ``uint8 < int8`` compares values
-where numba compares int16s, and ``a if c else b`` has the type of the branch taken (numba: the
-branches' unified type). Compiled code on a device follows numba's types, so the simulator
-alone would pass kernels that a GPU computes differently.
+float64 (numba: int64), ``-uint8`` a uint8 (numba: uint64, so ``-x * 2`` does not wrap),
+``uint64(2**63 + 1) == int64(2**63 - 1)`` is False (numba compares them as float64s: True),
+and ``a if c else b`` has the type of the branch taken (numba: the branches' unified type).
+Compiled code on a device follows numba's types, so the simulator alone would pass kernels
+that a GPU computes differently.
 
 Here each operator asks numba's own typing context for its signature on the operands' types
 (cached per pair of types) and computes in it: the operands converted as numba converts them
@@ -13,9 +14,10 @@ Here each operator asks numba's own typing context for its signature on the oper
 signature's argument types otherwise), then NumPy's operation on equal types, which is
 numba's. The simulator's generated source (``codegen.generate_cuda(..., simulator=True)``)
 calls these in place of the body's operators; the ``math`` module, builtin ``min``/``max``/
-``abs`` and the body's numbers are replaced the same way (``backends.cuda``'s
-``_simulator_globals``). What is left to NumPy: a variable that holds values of different
-types on paths that merge (numba gives it one type), and operations numba refuses.
+``abs``, NumPy's ufuncs, the shifts (:func:`shl`, :func:`shr`) and the body's numbers are
+replaced the same way (``backends.cuda``'s ``_simulator_globals``). What is left to NumPy:
+a variable that holds values of different types on paths that merge (numba gives it one
+type), and operations numba refuses.
 
 >>> import numpy as np
 >>> from stencilkit._scalar_ops import OPS
@@ -229,6 +231,35 @@ def _unified(ta, tb):
     with _LOCK:
         ty = _typing().unify_pairs(na, nb)
     return _scalar_type(ty) if isinstance(ty, (nt.Integer, nt.Boolean, nt.Float)) else None
+
+
+def shl(a, b):
+    """``_casts.shl`` (``a << b``, a count outside 0..63 giving 0) as its overload computes it.
+
+    The simulator's generated source imports these in place of :mod:`stencilkit._casts`'
+    Python bodies, whose NumPy scalars promote NumPy's way (that module's text is part of
+    every CPU module's cache key, so it stays as it is).
+    """
+    if not (_integral(a) and _integral(b)):
+        return a << b
+    c = to(b, np.uint64)  # (as the overload: a negative count is a huge one)
+    ok = c < np.uint64(64)
+    r = OPS.lshift(a, c if ok else np.uint64(0))
+    return r if ok else OPS.sub(r, r)
+
+
+def shr(a, b):
+    """``_casts.shr`` (``a >> b``; a count outside 0..63: 0, or -1 for a negative ``a``)."""
+    if not (_integral(a) and _integral(b)):
+        return a >> b
+    c = to(b, np.uint64)
+    ok = c < np.uint64(64)
+    r = OPS.rshift(a, c if ok else np.uint64(63))
+    return r if ok or not isinstance(a, np.unsignedinteger) else OPS.sub(r, r)
+
+
+def _integral(v) -> bool:
+    return isinstance(v, (int, np.integer, np.bool_))
 
 
 BINARY = {name: binary(getattr(operator, name)) for name in (

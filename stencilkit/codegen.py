@@ -869,6 +869,8 @@ def _cuda_header(spec, nm, fastmath, dynamic, simulator):
         "from stencilkit._casts import widen as _sk_widen, store_cast as _sk_store_cast",
         "from stencilkit._casts import rint as _sk_rint",
         _IntegerOps.IMPORTS,
+        *(["from stencilkit._scalar_ops import shl as _sk_shl, shr as _sk_shr"]
+          if simulator else []),
         "",
         f"_sk_njit = _sk_cuda.jit(device=True, fastmath={fastmath})",
         modes.MAP_SOURCE,

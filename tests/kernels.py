@@ -129,7 +129,7 @@ def builtin_types(x):  # max(int64, float64) is a float64, math.sqrt of a float3
 @sk.stencil(neighborhood=((-1, 1),))
 def narrow_types(x):  # numba's promotions, not NumPy's scalars' (the simulator: _scalar_ops)
     a = np.int8(x[-1]) + np.int8(x[1])  # an int64 (NumPy's int8 wraps at 127)
-    b = -np.uint8(x[0]) >> 60  # a uint64: 15 unless x[0] % 256 == 0 (NumPy's uint8: 0)
+    b = -np.uint8(x[0]) * np.uint8(2)  # a uint64, 2 * (256 - x[0] % 256) (NumPy's uint8 wraps)
     c = (np.uint64(x[0]) + 1) & 7  # an int64 (NumPy's float64 refuses &)
     y = np.uint64(x[0]) if a < 0 else np.int64(-1)  # a float64 on both paths
     e = np.int16(x[1])

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from stencilkit import _casts
+from stencilkit import _casts, _scalar_ops
 from stencilkit._scalar_ops import BINARY, BUILTINS, OPS, to, ufunc
 
 pytestmark = pytest.mark.property
@@ -136,9 +136,9 @@ def test_unary_operators_equal_numbas(data, op, ta):
 @given(data=st.data(), op=st.sampled_from(["min", "max", "select", "shl", "shr"]),
        ta=st.sampled_from(SCALARS), tb=st.sampled_from(SCALARS), flag=st.booleans())
 def test_builtins_selections_and_shifts_equal_numbas(data, op, ta, tb, flag):
-    """``min``/``max``, ``a if c else b`` (both branches' unified type) and the shifts'
-    Python twins (``_casts.shl``/``shr``: NumPy's rule for counts out of range, numba's
-    types)."""
+    """``min``/``max``, ``a if c else b`` (both branches' unified type) and the shifts
+    (``_scalar_ops.shl``/``shr`` against the compiled ``_casts.shl``/``shr``: NumPy's rule for
+    counts out of range, numba's types)."""
     a, b = data.draw(values(ta)), data.draw(values(tb))
     source = {"min": "min(a, b)", "max": "max(a, b)", "select": "a if c else b",
               "shl": "_casts.shl(a, b)", "shr": "_casts.shr(a, b)"}[op]
@@ -152,7 +152,7 @@ def test_builtins_selections_and_shifts_equal_numbas(data, op, ta, tb, flag):
         if op == "select":
             got = OPS.select(flag, lambda: a, lambda: b)
         elif op in ("shl", "shr"):
-            got = getattr(_casts, op)(a, b)
+            got = getattr(_scalar_ops, op)(a, b)
         else:
             got = BUILTINS[op](a, b)
     _same(got, f(*args), _numba_return_type(f, *args), f"{source}: {args!r}")

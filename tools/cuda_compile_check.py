@@ -80,6 +80,8 @@ def cases():
         integer_roundings,
         lap3,
         math_edges,
+        named_functions,
+        narrow_types,
         scoped_numbers,
         shift,
         shifts,
@@ -116,6 +118,10 @@ def cases():
         "int64", "uint64", ()
     yield "math_edges float64", math_edges, ["float64"], "float64", "float64", ()
     yield "scoped_numbers float32 (a module's numbers)", scoped_numbers, ["float32"], \
+        "float32", "float32", ()
+    yield "narrow_types int16 (numba's promotions)", narrow_types, ["int16"], "int64", \
+        "int16", ()
+    yield "named_functions float32 (from math import sqrt)", named_functions, ["float32"], \
         "float32", "float32", ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
