@@ -12,6 +12,7 @@ import functools
 import importlib
 import math
 import operator
+import sys
 import threading
 import types
 from typing import NamedTuple
@@ -222,7 +223,16 @@ class Stencil:
     def __call__(self, *args, out=None, **kwargs):
         """Apply the kernel; see :func:`stencil` for arguments and options."""
         arrays, params, overrides = self._split_args(args, kwargs)
-        return self._backend(arrays, overrides).apply(self, arrays, params, out, overrides)
+        with self._compile_errors(arrays, params):
+            return self._backend(arrays, overrides).apply(self, arrays, params, out, overrides)
+
+    def _compile_errors(self, arrays, params):
+        """A context in which numba's refusal to type the body is a :class:`StencilTypeError`.
+
+        numba's own error names a generated file and lines the user never wrote; this one names
+        the kernel and the call's types first, then quotes numba's account.
+        """
+        return _CompileErrors(self._where, arrays, params)
 
     def _axes(self, overrides, ndim):
         """The core axes of a call on ``ndim``-axis arrays, normalised."""
@@ -456,8 +466,31 @@ class Stencil:
                 f"{self._where}: block_steps must be a positive int, got {block_steps!r}"
             )
         arrays, params, overrides = self._split_args(args, kwargs)
-        return self._backend(arrays, overrides).iterate(self, arrays, params, out, overrides,
-                                                        steps, block_steps)
+        with self._compile_errors(arrays, params):
+            return self._backend(arrays, overrides).iterate(self, arrays, params, out,
+                                                            overrides, steps, block_steps)
+
+
+class _CompileErrors:
+    """See :meth:`Stencil._compile_errors`."""
+
+    def __init__(self, where, arrays, params):
+        self.where, self.arrays, self.params = where, arrays, params
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        errors = sys.modules.get("numba.core.errors")  # (numba compiled nothing if not loaded)
+        if exc is None or errors is None or not isinstance(exc, errors.TypingError):
+            return False
+        kinds = ", ".join([str(getattr(a, "dtype", type(a).__name__)) for a in self.arrays]
+                          + [type(p).__name__ for p in self.params])
+        raise StencilTypeError(
+            f"{self.where}: numba cannot compile the kernel's body for ({kinds}): the body, or a "
+            "function it calls, has no numba implementation for these types. A body may use "
+            "arithmetic, comparisons, math's functions, NumPy's ufuncs on scalars and jitted "
+            f"functions. numba says:\n{exc}") from None
 
 
 def _normalize_axes(axes, ndim, k, where):

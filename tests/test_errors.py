@@ -214,6 +214,20 @@ def test_kernel_returning_complex_into_real_output():
         to_complex(np.zeros(3))
 
 
+def test_a_body_numba_cannot_type_names_the_kernel_and_types():
+    """A function numba has no implementation of for the body's types (``np.clip`` of
+    scalars): a StencilTypeError naming the kernel and the call's types, numba's account
+    quoted after, not numba's TypingError about a generated file."""
+    @sk.stencil
+    def clipped(x, lo):
+        return np.clip(x[0], lo, 1.0)
+
+    with pytest.raises(sk.StencilTypeError, match=r"(?s)stencil kernel 'clipped': numba cannot "
+                       r"compile the kernel's body for \(float32, float\).*"
+                       r"No implementation of function"):
+        clipped(np.zeros(3, np.float32), -1.0)
+
+
 def test_errors_are_raised_before_compiling(monkeypatch):
     """Bad calls never reach the code generator."""
     from stencilkit.backends import cpu
