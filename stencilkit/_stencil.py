@@ -8,6 +8,7 @@ inputs and ``target=``, in one place (``_backend``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import math
@@ -226,13 +227,26 @@ class Stencil:
         with self._compile_errors(arrays, params):
             return self._backend(arrays, overrides).apply(self, arrays, params, out, overrides)
 
+    @contextlib.contextmanager
     def _compile_errors(self, arrays, params):
         """A context in which numba's refusal to type the body is a :class:`StencilTypeError`.
 
         numba's own error names a generated file and lines the user never wrote; this one names
         the kernel and the call's types first, then quotes numba's account.
         """
-        return _CompileErrors(self._where, arrays, params)
+        try:
+            yield
+        except Exception as exc:
+            errors = sys.modules.get("numba.core.errors")  # (not loaded: numba compiled nothing)
+            if errors is None or not isinstance(exc, errors.TypingError):
+                raise
+            kinds = ", ".join([str(getattr(a, "dtype", type(a).__name__)) for a in arrays]
+                              + [type(p).__name__ for p in params])
+            raise StencilTypeError(
+                f"{self._where}: numba cannot compile the kernel's body for ({kinds}): the body, "
+                "or a function it calls, has no numba implementation for these types. A body "
+                "may use arithmetic, comparisons, math's functions, NumPy's ufuncs on scalars "
+                f"and jitted functions. numba says:\n{exc}") from None
 
     def _axes(self, overrides, ndim):
         """The core axes of a call on ``ndim``-axis arrays, normalised."""
@@ -469,28 +483,6 @@ class Stencil:
         with self._compile_errors(arrays, params):
             return self._backend(arrays, overrides).iterate(self, arrays, params, out,
                                                             overrides, steps, block_steps)
-
-
-class _CompileErrors:
-    """See :meth:`Stencil._compile_errors`."""
-
-    def __init__(self, where, arrays, params):
-        self.where, self.arrays, self.params = where, arrays, params
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        errors = sys.modules.get("numba.core.errors")  # (numba compiled nothing if not loaded)
-        if exc is None or errors is None or not isinstance(exc, errors.TypingError):
-            return False
-        kinds = ", ".join([str(getattr(a, "dtype", type(a).__name__)) for a in self.arrays]
-                          + [type(p).__name__ for p in self.params])
-        raise StencilTypeError(
-            f"{self.where}: numba cannot compile the kernel's body for ({kinds}): the body, or a "
-            "function it calls, has no numba implementation for these types. A body may use "
-            "arithmetic, comparisons, math's functions, NumPy's ufuncs on scalars and jitted "
-            f"functions. numba says:\n{exc}") from None
 
 
 def _normalize_axes(axes, ndim, k, where):
