@@ -145,7 +145,7 @@ def _power(a, b):
     0 (1 and -1 excepted).
     """
     plan = _plan(operator.pow, (type(a), type(b)))
-    if plan is None or not isinstance(b, (int, np.integer, np.bool_)):
+    if plan is None or not _integral(b):
         r = operator.pow(a, b) if plan is None else operator.pow(*(
             to(v, k) for v, k in zip((a, b), plan[0])))
         return r if plan is None or type(r) is plan[1] else to(r, plan[1])

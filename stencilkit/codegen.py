@@ -205,8 +205,9 @@ class _SimulatorOps(ast.NodeTransformer):
 
     @classmethod
     def _call(cls, op, *args):
+        name = op if isinstance(op, str) else cls._OPS[type(op)]
         return ast.Call(func=ast.Attribute(value=ast.Name(id="_sk_ops", ctx=ast.Load()),
-                                           attr=cls._OPS[type(op)], ctx=ast.Load()),
+                                           attr=name, ctx=ast.Load()),
                         args=list(args), keywords=[])
 
     def visit_Subscript(self, node):
@@ -246,9 +247,7 @@ class _SimulatorOps(ast.NodeTransformer):
             return ast.Lambda(args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
                                                  kw_defaults=[], defaults=[]), body=body)
 
-        return ast.Call(func=ast.Attribute(value=ast.Name(id="_sk_ops", ctx=ast.Load()),
-                                           attr="select", ctx=ast.Load()),
-                        args=[node.test, thunk(node.body), thunk(node.orelse)], keywords=[])
+        return self._call("select", node.test, thunk(node.body), thunk(node.orelse))
 
 
 class _IntegerOps(ast.NodeTransformer):

@@ -411,8 +411,8 @@ def _resolve_globals(fdef, argnames, scope, where):
             key = ("jit", _jitted_key(value))
         elif isinstance(value, _ALLOWED_GLOBAL_TYPES):
             key = ("const", type(value).__name__, repr(value))
-        elif _library_function(value):  # (from math import sqrt; from numpy import clip)
-            key = ("function", _library_function(value), value.__name__)
+        elif library := library_function(value):  # (from math import sqrt)
+            key = ("function", library, value.__name__)
         elif isinstance(value, tuple) and value and all(
                 isinstance(x, _NUMBER_TYPES) for x in value):
             # (weights, say: a constant of the compiled code; repr tells 1, 1.0, True and
@@ -430,7 +430,7 @@ def _resolve_globals(fdef, argnames, scope, where):
     return resolved, keys
 
 
-def _library_function(value) -> str | None:
+def library_function(value) -> str | None:
     """``"math"`` or ``"numpy"`` for a function of theirs bound by name, else None."""
     if isinstance(value, type) or not callable(value):
         return None

@@ -171,8 +171,8 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
     # builtins' result types (the simulator's Python max returned an int64 unconverted)
     for x in (sample((40,), np.int64), sample((40,), np.float32)):
         same(gpu(builtin_types, x), cpu(builtin_types, x))
-    # float reads into an integer accumulator (a read alone: the simulator's NumPy scalars
-    # would add int16 values in int16, where numba adds them in int64)
+    # float reads into an integer accumulator (a read alone: each read's conversion, checked
+    # against the exact reference below)
     x = np.array([[1.7, -2.5, 40000.0, -1e9], [np.nan, np.inf, 3.0, 2.0**40]])
     for dj in (0, 1):
         got = gpu(shift, x, 0, dj, acc=np.int16, mode="wrap")

@@ -395,6 +395,7 @@ def _simulator_globals(namespace):
     tuple's index needs) and an np.int64 not.
     """
     from .. import _scalar_ops
+    from ..kernel import library_function
 
     def strong(value):
         if value is math:
@@ -403,7 +404,7 @@ def _simulator_globals(namespace):
             return _scalar_ops.numpy_module()
         if isinstance(value, np.ufunc):
             return _scalar_ops.ufunc(value)  # (from numpy import hypot)
-        if callable(value) and getattr(math, getattr(value, "__name__", ""), None) is value:
+        if library_function(value) == "math":
             return getattr(_scalar_ops.math_module(), value.__name__)  # (from math import exp)
         if isinstance(value, float):
             return np.float64(value)
