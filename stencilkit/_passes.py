@@ -2,7 +2,7 @@
 
 A filter (:mod:`stencilkit.filters`, :mod:`stencilkit.resample`) checks its arguments and then
 says *what* to compute, never where: either a generated stencil (a kernel written out from the
-window: :func:`linear_source`, :func:`extreme_source`, :func:`median_source`, run by
+window: :func:`linear_source`, :func:`extreme_source`, :func:`rank_source`, run by
 :func:`run`, which calls a :class:`stencilkit.Stencil` and so reaches every backend), or a
 :class:`Passes` of line passes, for the algorithms whose cost does not grow with the window:
 
@@ -186,8 +186,8 @@ class Rank(NamedTuple):
 
     @property
     def networked(self) -> bool:
-        """A median a sorting network takes (up to ``MEDIAN_MAX`` elements)."""
-        return self.size <= MEDIAN_MAX and self.rank == self.size // 2
+        """A window a sorting network takes (up to ``MEDIAN_MAX`` elements), any rank."""
+        return self.size <= MEDIAN_MAX
 
     def reach(self, ndim):
         shape = np.array(self.footprint, bool).shape
@@ -258,7 +258,7 @@ class Passes(NamedTuple):
                 taps = [(tuple(int(i) - lo for i, lo in zip(idx, p.lo)), None)
                         for idx in zip(*np.nonzero(np.array(p.footprint, bool)))]
                 acc = _dtypes.work_dtype(x.dtype)  # float16 compares in float32 (exactly)
-                x = run(median_source(x.ndim, taps), x, self.mode, cval, acc,
+                x = run(rank_source(x.ndim, taps, p.rank), x, self.mode, cval, acc,
                         self.out_dtype if last else acc, out if last else None)
             else:
                 raise StencilError(
@@ -524,12 +524,13 @@ def batcher_pairs(n):
     return pairs
 
 
-def median_source(ndim, taps):
+def rank_source(ndim, taps, rank):
+    """The kernel of the ``rank``-th smallest of the window's values: Batcher's network."""
     n = len(taps)
-    lines = ["def f_median(a):"]
+    lines = [f"def {'f_median' if rank == n // 2 else f'f_rank{rank}'}(a):"]
     for i, (offs, _) in enumerate(taps):
         lines.append(f"    v{i} = {read(ndim, offs)}")
     for a, b in batcher_pairs(n):
         lines.append(f"    v{a}, v{b} = np.minimum(v{a}, v{b}), np.maximum(v{a}, v{b})")
-    lines.append(f"    return v{n // 2}")
+    lines.append(f"    return v{rank}")
     return "\n".join(lines) + "\n"

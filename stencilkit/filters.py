@@ -52,8 +52,13 @@ from .backends.cuda_replay import memoized, spoil
 
 __all__ = [
     "convolve", "correlate", "gaussian_filter", "laplace", "maximum_filter", "median_filter",
-    "minimum_filter", "prewitt", "sobel", "uniform_filter",
+    "minimum_filter", "percentile_filter", "prewitt", "rank_filter", "sobel", "uniform_filter",
 ]
+
+# The filters that pick an element of rank from their window (its dimensions run along the
+# filtered axes in increasing order, as scipy.ndimage takes a footprint; one mode for all axes
+# unless the rank is an extreme)
+_ORDERED = ("median_filter", "rank_filter", "percentile_filter")
 
 _MODES = {
     "reflect": "reflect", "grid-mirror": "reflect", "mirror": "mirror", "nearest": "nearest",
@@ -220,7 +225,7 @@ def _footprint(size, footprint, axes, name):
     sizes = _per_axis(size, axes, "size", name)
     if any(s < 0 for s in sizes):
         raise StencilError(f"{name}: size must be >= 0 along every axis, got {sizes}")
-    if 0 in sizes and name == "median_filter":  # (scipy raises RuntimeError too)
+    if 0 in sizes and name in _ORDERED:  # (scipy raises RuntimeError too)
         raise StencilArgumentError(f"{name}: size 0 along an axis leaves no element in the window; "
                                 f"give sizes >= 1, got {sizes}")
     # as scipy: a box of size 0 along an axis does not filter along it, as size 1
@@ -839,24 +844,28 @@ def _rank_args(input, size, footprint, output, mode, cval, origin, axes, name):
 
 
 def _rank_parse(arr, size, footprint, mode, cval, origin, axes, name):
-    """``(axes, footprint, box?, mode, cval, origins)`` of a rank filter's arguments."""
+    """``(axes, footprint, box?, mode, cval, origins, modes given?)`` of a rank filter's arguments.
+
+    A mode per axis needs a box (sizes or a footprint of all True); for the ordered filters
+    (``_ORDERED``) only where the rank is an extreme, which :func:`_ordered` checks.
+    """
     if arr.dtype.kind == "c":
         raise StencilTypeError(f"{name}: complex input has no order; filter the real and "
                                "imaginary parts (or np.abs(input)) separately")
     axes = _axes(axes, arr.ndim, name)
     fp, box = _footprint(size, footprint, axes, name)
-    mode_given = mode
-    if name == "median_filter" or not box:  # (a box of minimum/maximum: sizes pair with axes)
+    per_axis = not isinstance(mode, str)
+    if per_axis and not box:
+        raise StencilArgumentError(f"{name}: one mode per axis needs a separable window (a box: "
+                                   "size=, or a footprint of all True); pass a single mode")
+    mode, cval = _mode_cval(mode, cval, name, arr, axes)  # (modes pair with axes as given)
+    if name in _ORDERED or not box:  # (a box of minimum/maximum: sizes pair with axes)
         axes, origin = _window_axes(axes, origin, arr.ndim, name)
-    mode, cval = _mode_cval(mode, cval, name, arr, axes)
     used = mode.values() if isinstance(mode, dict) else [mode]
     if "constant" in used:  # the windows compare values of this type, cval among them
         cval = _passes.cval_in(cval, _dtypes.work_dtype(arr.dtype), name)
-    if not isinstance(mode_given, str) and not (box and name != "median_filter"):
-        raise StencilArgumentError(f"{name}: one mode per axis needs a separable window (minimum "
-                                "or maximum with size=); pass a single mode")
     origins = _origins(origin, fp.shape, axes, name)
-    return axes, fp, box, mode, cval, origins
+    return axes, fp, box, mode, cval, origins, per_axis
 
 
 def _rounded(arr, out, out_dtype, compute, *args):
@@ -875,7 +884,7 @@ def _rounded(arr, out, out_dtype, compute, *args):
 
 
 def _extreme(op, input, size, footprint, output, mode, cval, origin, axes, name):
-    arr, axes, fp, box, mode, cval, origins, out, out_dtype = _rank_args(
+    arr, axes, fp, box, mode, cval, origins, _, out, out_dtype = _rank_args(
         input, size, footprint, output, mode, cval, origin, axes, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
@@ -977,9 +986,38 @@ def _nested(lists):
     return tuple(_nested(v) for v in lists) if isinstance(lists, list) else bool(lists)
 
 
-def _median_rank(ndim, axes, fp, box, origins):
-    """``(n, window shape over every axis, Rank pass)`` of a median's window."""
+def _rank_pass(ndim, axes, fp, origins, which, name):
+    """``(n, window shape over every axis, Rank pass)`` of an ordered filter's window.
+
+    ``which``: ``("median", None)``, ``("rank", rank)`` or ``("percentile", percentile)``,
+    turned into a rank as scipy.ndimage does (a negative rank or percentile counts from the
+    top; percentile ``p`` of ``n`` elements is rank ``int(n * p / 100)``, 100 the largest).
+    """
     n = int(fp.sum())
+    kind, value = which
+    if kind == "median":
+        rank = n // 2
+    elif kind == "percentile":
+        try:
+            if isinstance(value, (str, bytes)):
+                raise TypeError
+            p = float(value)
+        except (TypeError, ValueError):
+            raise StencilTypeError(f"{name}: percentile must be a number, got {value!r}") from None
+        if p < 0:
+            p += 100.0
+        if not 0 <= p <= 100:  # (scipy: RuntimeError('invalid percentile'))
+            raise StencilArgumentError(f"{name}: percentile {value!r} is outside [-100, 100]")
+        rank = n - 1 if p == 100 else int(float(n) * p / 100.0)
+    else:
+        try:
+            rank = operator.index(value)
+        except TypeError:
+            raise StencilTypeError(f"{name}: rank must be an integer, got {value!r}") from None
+    if not -n <= rank < n:  # (scipy: RuntimeError('rank not within filter footprint size'))
+        raise StencilArgumentError(f"{name}: rank {rank} is outside the window's {n} elements; "
+                                   f"give {-n} <= rank < {n} (negative ranks count from the top)")
+    rank %= n
     shape = [1] * ndim
     for ax, s in zip(axes, fp.shape):
         shape[ax] = s
@@ -987,8 +1025,36 @@ def _median_rank(ndim, axes, fp, box, origins):
     lo = [0] * ndim
     for ax, s, o in zip(axes, fp.shape, origins):
         lo[ax] = s // 2 + o
-    last2 = box and all(s == 1 for ax, s in enumerate(shape) if ax < ndim - 2)
-    return n, tuple(shape), Rank(_nested(full.tolist()), tuple(lo), n // 2, last2)
+    last2 = bool(fp.all()) and all(s == 1 for ax, s in enumerate(shape) if ax < ndim - 2)
+    return n, tuple(shape), Rank(_nested(full.tolist()), tuple(lo), rank, last2)
+
+
+def _ordered(which, input, size, footprint, output, mode, cval, origin, axes, name):
+    """The median, rank or percentile filter (``which``: see :func:`_rank_pass`).
+
+    As scipy.ndimage: the smallest element is a minimum filter and the largest a maximum
+    filter (with their one-pass-per-axis kernels for large boxes, and a mode per axis for a
+    box); other ranks need a single mode.
+    """
+    arr, axes, fp, box, mode, cval, origins, per_axis, out, out_dtype = _rank_args(
+        input, size, footprint, output, mode, cval, origin, axes, name)
+    n, shape, rank = _parsed(f"{name} rank", arr, (size, footprint, origin, axes, which),
+                             lambda: _rank_pass(arr.ndim, axes, fp, origins, which, name))
+    if rank.rank in (0, n - 1):  # the minimum or the maximum of the window
+        if arr.size == 0:
+            return _finish_empty(arr, out, out_dtype)
+        op = "minimum" if rank.rank == 0 else "maximum"
+        return _rounded(arr, out, out_dtype, _extreme_of, op, arr, axes, fp, box, mode, cval,
+                        origins, name)
+    if per_axis:  # (scipy: RuntimeError, even for a sequence of one mode)
+        raise StencilArgumentError(
+            f"{name}: one mode per axis is only supported where the rank is the window's "
+            f"smallest or largest (a minimum or maximum filter); rank {rank.rank} of {n} needs "
+            "a single mode")
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    return _rounded(arr, out, out_dtype, _rank_of, arr, fp, mode, cval, origins, axes, n,
+                    shape, rank, name)
 
 
 @memoized
@@ -1019,19 +1085,81 @@ def median_filter(input, size=None, footprint=None, output=None, mode="reflect",
     >>> filters.median_filter(np.array([5, 3, 8, 1, 9]), size=3)
     array([5, 5, 3, 8, 9])
     """
-    name = "median_filter"
-    arr, axes, fp, box, mode, cval, origins, out, out_dtype = _rank_args(
-        input, size, footprint, output, mode, cval, origin, axes, name)
-    if arr.size == 0:
-        return _finish_empty(arr, out, out_dtype)
-    n, shape, rank = _parsed("median_filter rank", arr, (size, footprint, origin, axes),
-                             lambda: _median_rank(arr.ndim, axes, fp, box, origins))
-    return _rounded(arr, out, out_dtype, _median_of, arr, fp, mode, cval, origins, axes, n,
-                    shape, rank, name)
+    return _ordered(("median", None), input, size, footprint, output, mode, cval, origin, axes,
+                    "median_filter")
 
 
-def _median_of(arr, fp, mode, cval, origins, axes, n, shape, rank, name, out, out_dtype):
-    """A median filter from its checked arguments."""
+@memoized
+def rank_filter(input, rank, size=None, footprint=None, output=None, mode="reflect", cval=0.0,
+                origin=0, *, axes=None):
+    """The ``rank``-th smallest value of each window (0: the smallest), as scipy.
+
+    Of a window of ``n`` values, ranks run from 0 to ``n - 1``; a negative ``rank`` counts
+    from the top (-1: the largest). Rank 0 and ``n - 1`` are
+    :func:`minimum_filter` and :func:`maximum_filter`; the others run as :func:`median_filter`
+    does, its sorting network pruned to the rank asked for. Exact for every dtype; a window
+    holding NaN gives NaN.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    rank : int
+        The rank in the sorted window, ``-n <= rank < n``.
+    size, footprint, output, cval, origin, axes
+        As for :func:`minimum_filter`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'} or sequence of them, optional
+        Boundary mode as for :func:`correlate`; one per filtered axis only for a box window
+        whose rank is the smallest or the largest.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.rank_filter(np.array([5, 3, 8, 1, 9, 4]), 1, size=4)
+    array([3, 5, 3, 3, 4, 4])
+    """
+    return _ordered(("rank", rank), input, size, footprint, output, mode, cval, origin, axes,
+                    "rank_filter")
+
+
+@memoized
+def percentile_filter(input, percentile, size=None, footprint=None, output=None,
+                      mode="reflect", cval=0.0, origin=0, *, axes=None):
+    """The ``percentile``-th percentile of each window (one of its values), as scipy.
+
+    Of a window of ``n`` elements, percentile ``p`` is the element of rank ``int(n * p / 100)``
+    (100: the largest); a negative ``p`` counts from the top (``p + 100``). No interpolation
+    between elements (a :func:`rank_filter`).
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    percentile : float
+        Within ``[-100, 100]``.
+    size, footprint, output, mode, cval, origin, axes
+        As for :func:`rank_filter`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.percentile_filter(np.array([5, 3, 8, 1, 9, 4]), 75, size=3)
+    array([5, 8, 8, 9, 9, 9])
+    """
+    return _ordered(("percentile", percentile), input, size, footprint, output, mode, cval,
+                    origin, axes, "percentile_filter")
+
+
+def _rank_of(arr, fp, mode, cval, origins, axes, n, shape, rank, name, out, out_dtype):
+    """An ordered filter's ``Rank`` pass from its checked arguments."""
     if n > MEDIAN_MAX:
         # large windows: a selection per element over the mode-padded array (uint8 and
         # uint16 boxes: Huang's sliding histogram)
@@ -1043,4 +1171,5 @@ def _median_of(arr, fp, mode, cval, origins, axes, n, shape, rank, name, out, ou
             return res
     taps = _passes.taps(fp, origins, axes, arr.ndim)
     acc = _dtypes.work_dtype(arr.dtype)  # float16 compares in float32 (exactly)
-    return _passes.run(_passes.median_source(arr.ndim, taps), arr, mode, cval, acc, out_dtype, out)
+    return _passes.run(_passes.rank_source(arr.ndim, taps, rank.rank), arr, mode, cval, acc,
+                       out_dtype, out)

@@ -100,6 +100,16 @@ def _origins(params, ndim):
     return (o,) * ndim if np.ndim(o) == 0 else tuple(o)
 
 
+def window_rank(name, params, n):
+    """The rank an ordered filter takes of ``n`` values (scipy.ndimage's definitions)."""
+    if name == "median_filter":
+        return n // 2
+    if name == "rank_filter":
+        return params["rank"] % n
+    p = params["percentile"] + (100 if params["percentile"] < 0 else 0)
+    return n - 1 if p == 100 else int(n * p / 100)
+
+
 def _linear_weights(name, params, ndim):
     if name == "uniform_filter":
         return np.ones(_box(params, ndim), np.int64), np.prod(_box(params, ndim))
@@ -131,7 +141,8 @@ def numpy_reference(name, a, params, mode, cval, out_dtype):
     """The result of filter ``name`` by plain NumPy windows: exact for integer data, float64
     sums for floats."""
     ndim = a.ndim
-    if name in ("minimum_filter", "maximum_filter", "median_filter"):
+    if name in ("minimum_filter", "maximum_filter", "median_filter", "rank_filter",
+                "percentile_filter"):
         fp = params.get("footprint")
         fp = np.ones(_box(params, ndim), bool) if fp is None else np.asarray(fp, bool)
         win = windows(a, fp.shape, _origins(params, ndim), tuple(range(ndim)), mode, cval)
@@ -140,7 +151,7 @@ def numpy_reference(name, a, params, mode, cval, out_dtype):
             return vals.min(axis=-1).astype(out_dtype)
         if name == "maximum_filter":
             return vals.max(axis=-1).astype(out_dtype)
-        ordered = np.sort(vals, axis=-1)[..., vals.shape[-1] // 2]
+        ordered = np.sort(vals, axis=-1)[..., window_rank(name, params, vals.shape[-1])]
         if a.dtype.kind == "f":
             ordered = np.where(np.isnan(vals).any(axis=-1), np.nan, ordered)
         return ordered.astype(out_dtype)
@@ -205,6 +216,11 @@ TABLE = (
     Entry("maximum_filter", ({"size": (3, 2), "origin": (1, 0)}, {"size": 9}), rank=True),
     Entry("median_filter", ({"size": 3}, {"footprint": np.array([[1, 0, 1], [0, 1, 0],
                                                                  [1, 1, 1]], bool)}),
+          rank=True),
+    Entry("rank_filter", ({"rank": -3, "footprint": np.array([[1, 1, 0], [1, 1, 1],
+                                                              [0, 1, 1]], bool)},),
+          rank=True),
+    Entry("percentile_filter", ({"percentile": 30, "size": (3, 4), "origin": (0, 1)},),
           rank=True),
 )
 

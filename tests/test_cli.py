@@ -319,6 +319,15 @@ def test_weights_and_footprints_from_files(tmp_path, capsys):
     assert got.returncode == 0, got.stderr
     np.testing.assert_array_equal(io.read_image(tmp_path / "m" / "img0.png"),
                                   scipy_ndimage.median_filter(frames(2)[0], footprint=fp))
+    # a required parameter of the filter (rank, percentile) is a required option
+    got = main("run", "rank_filter", "--rank", "-2", "--footprint", tmp_path / "fp.npy",
+               tmp_path / "in", "-o", tmp_path / "r", capsys=capsys)
+    assert got.returncode == 0, got.stderr
+    np.testing.assert_array_equal(io.read_image(tmp_path / "r" / "img1.png"),
+                                  scipy_ndimage.rank_filter(frames(2)[1], -2, footprint=fp))
+    got = main("run", "percentile_filter", "--size", "3", tmp_path / "in", "-o",
+               tmp_path / "p", capsys=capsys)
+    assert got.returncode == 2 and "--percentile" in got.stderr
 
 
 def corrupt_corpus(folder):

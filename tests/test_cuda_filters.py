@@ -322,6 +322,12 @@ def test_large_medians_on_the_numba_fallback_equal_the_cpu(dtype):
         if a.dtype.kind == "f":
             got, want = got.view(f"u{a.itemsize}"), want.view(f"u{a.itemsize}")
         np.testing.assert_array_equal(got, want, err_msg=f"{size} {mode}")
+    for fn, which in ((filters.rank_filter, 70), (filters.percentile_filter, -90)):  # any rank
+        want = fn(a, which, (1, 8, 9), mode="nearest")
+        got = fn(cuda.to_device(a), which, (1, 8, 9), mode="nearest").copy_to_host()
+        if a.dtype.kind == "f":
+            got, want = got.view(f"u{a.itemsize}"), want.view(f"u{a.itemsize}")
+        np.testing.assert_array_equal(got, want, err_msg=fn.__name__)
     out = cuda.device_array(a.shape, np.float64)
     assert filters.median_filter(cuda.to_device(a), (1, 9, 9), output=out) is out
     np.testing.assert_array_equal(out.copy_to_host(),

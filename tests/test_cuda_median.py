@@ -154,12 +154,14 @@ def test_the_median_of_nine_is_exact_for_every_order(dtype):
 
 
 def host_network(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cval=0,
-                 rows=cpp_host.ROWS):
-    """The median over a window of the last two axes by the network kernel, on the host."""
+                 rows=cpp_host.ROWS, rank=None):
+    """The median (or the element of ``rank``) over a window of the last two axes by the
+    network kernel, on the host."""
     fp = np.ones(size, bool) if footprint is None else np.asarray(footprint, bool)
     cells = tuple(zip(*(v.tolist() for v in np.nonzero(fp))))
     lo0, lo1 = fp.shape[0] // 2 + origin[0], fp.shape[1] // 2 + origin[1]
-    mod = cuda_median.generate_network(x.dtype, cells, len(cells) // 2, lo0, lo1,
+    rank = len(cells) // 2 if rank is None else rank
+    mod = cuda_median.generate_network(x.dtype, cells, rank, lo0, lo1,
                                        idx64=False, rowmap=cuda_sweeps.rows_mapped(mode))
     ints = np.int32
     return cpp_host.run_sweep(
@@ -172,9 +174,11 @@ def host_network(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cv
 NUMPY_MODES = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap"}
 
 
-def numpy_median(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cval=0):
+def numpy_median(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cval=0,
+                 rank=None):
     """An independent reference (and no numba compile of a large sorting network): the window's
-    elements of the padded array sorted, the middle one taken (exact for integers)."""
+    elements of the padded array sorted, the middle one (or ``rank``) taken (exact for
+    integers)."""
     fp = np.ones(size, bool) if footprint is None else np.asarray(footprint, bool)
     lo = [s // 2 + o for s, o in zip(fp.shape, origin)]
     pads = [(0, 0)] * (x.ndim - 2) + [(lo[d], fp.shape[d] - 1 - lo[d]) for d in (0, 1)]
@@ -184,7 +188,7 @@ def numpy_median(x, size=None, footprint=None, origin=(0, 0), mode="reflect", cv
         padded = np.pad(x, pads, NUMPY_MODES[mode])
     windows = np.lib.stride_tricks.sliding_window_view(padded, fp.shape, axis=(-2, -1))
     values = np.sort(windows[..., fp], axis=-1)
-    return values[..., int(fp.sum()) // 2].astype(x.dtype)
+    return values[..., int(fp.sum()) // 2 if rank is None else rank].astype(x.dtype)
 
 
 DISK = np.add.outer(np.arange(-3, 4) ** 2, np.arange(-3, 4) ** 2) <= 10  # 37 elements
@@ -212,6 +216,18 @@ def test_network_medians_equal_the_cpu(dtype):
             np.testing.assert_array_equal(host_network(a[1], mode=mode, cval=cval, **kw),
                                           numpy_median(a[1], mode=mode, cval=cval, **kw),
                                           err_msg=f"{kw} {mode}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16], ids=lambda d: np.dtype(d).name)
+def test_network_other_ranks_equal_numpy(dtype):
+    """The network kernel returns any rank (rank_filter, percentile_filter): the lowest but
+    one, a quartile, the highest but one."""
+    a = sample((2, 19, 40), dtype, seed=9)
+    for size, rank in [((5, 5), 1), ((3, 4), 3), ((7, 7), 47)]:
+        for mode in ("reflect", "constant"):
+            np.testing.assert_array_equal(
+                host_network(a, size, mode=mode, cval=5, rank=rank),
+                numpy_median(a, size, mode=mode, cval=5, rank=rank), err_msg=f"{size} {mode}")
 
 
 def test_network_small_shapes_and_strips():
@@ -286,6 +302,34 @@ def test_median_filter_on_a_device_array_takes_the_kernel(fake_gpu):
     f16 = f.astype(np.float16)  # (float16: the network, in float32)
     np.testing.assert_array_equal(filters.median_filter(cuda.to_device(f16), 3).copy_to_host(),
                                   filters.median_filter(f16, 3))
+    assert not any(k.startswith("sk_med3") for k in fake_gpu.launched)
+
+
+def test_rank_filters_on_a_device_array_take_the_kernels_for_their_rank(fake_gpu):
+    """rank_filter and percentile_filter on device arrays: the network kernel with their rank
+    for 8/16-bit data, never the 3 x 3 sorted columns (a median's), the extremes' kernels at
+    rank 0 and n - 1; each equal to the CPU's result."""
+    from numba import cuda
+
+    im = sample((30, 44), np.uint8, seed=4)
+    d = cuda.to_device(im)
+
+    def same(fn, *args, kernel=None, **kw):
+        fake_gpu.launched.clear()
+        got = fn(d, *args, **kw).copy_to_host()
+        np.testing.assert_array_equal(got, fn(im, *args, **kw), err_msg=f"{args} {kw}")
+        if kernel:
+            assert fake_gpu.launched[-1:] == [kernel]
+        return fake_gpu.launched
+
+    same(filters.rank_filter, 2, 3, kernel="sk_net2x_fused")
+    same(filters.percentile_filter, 80, (5, 5), mode="constant", cval=3, kernel="sk_net2x_fused")
+    same(filters.rank_filter, -1, 3, mode="wrap", kernel="sk_minmax_fused")
+    np.testing.assert_array_equal(filters.rank_filter(im, 2, 3), numpy_median(im, (3, 3), rank=2))
+    f = sample((20, 24), np.float32, seed=3)
+    fake_gpu.launched.clear()
+    got = filters.percentile_filter(cuda.to_device(f), 25, 3).copy_to_host()
+    np.testing.assert_array_equal(got, filters.percentile_filter(f, 25, 3))
     assert not any(k.startswith("sk_med3") for k in fake_gpu.launched)
 
 

@@ -46,11 +46,11 @@ def bits(a):
     return u
 
 
-def check(monkeypatch, x, size, kernel, footprint=None, idx64=False, **kw):
+def check(monkeypatch, x, size, kernel, footprint=None, idx64=False, fn=filters.median_filter,
+          **kw):
     for mode in MODES:
         args = dict(kw, mode=mode, cval=kw.get("cval", 0) if mode == "constant" else 0.0)
-        want, plan = cpu_passes(monkeypatch, filters.median_filter, x, size, footprint=footprint,
-                                **args)
+        want, plan = cpu_passes(monkeypatch, fn, x, size, footprint=footprint, **args)
         (p,) = plan.passes
         assert isinstance(p, Rank)
         mod, got = host_rank(p, x, mode, plan.cval, idx64)
@@ -73,6 +73,28 @@ def test_histogram_medians_equal_the_cpu(monkeypatch, dtype):
     with monkeypatch.context() as m:  # a grid of one row of blocks: each walks every strip
         m.setattr(codegen_cpp, "MAX_GRID_YZ", 1)
         check(monkeypatch, x, (1, 9, 9), "sk_huang")
+
+
+def test_other_ranks_equal_the_cpu(monkeypatch):
+    """rank_filter and percentile_filter take the same kernels with their rank: histograms for
+    8/16-bit boxes (a rank near the bottom, a percentile near the top), selection otherwise;
+    the CPU's own result checked against scipy once."""
+    import scipy.ndimage as ndi
+
+    def rank(k):
+        return lambda a, size, **kw: filters.rank_filter(a, k, size, **kw)
+
+    def percentile(q):
+        return lambda a, size, **kw: filters.percentile_filter(a, q, size, **kw)
+
+    x = sample((2, 40, 41), np.uint8, seed=3)
+    np.testing.assert_array_equal(rank(5)(x, (1, 9, 9)), ndi.rank_filter(x, 5, (1, 9, 9)))
+    check(monkeypatch, x, (1, 9, 9), "sk_huang", fn=rank(5), cval=7)
+    check(monkeypatch, smooth16((40, 41), np.uint16, seed=4), (7, 9), "sk_huang",
+          fn=percentile(-12.5))
+    f = sample((30, 33), np.float32, seed=5)
+    f[3, 4] = np.nan
+    check(monkeypatch, f, (8, 8), "sk_select", fn=rank(-5), origin=(1, -2))
 
 
 def smooth16(shape, dtype, seed):

@@ -236,7 +236,7 @@ BAD_CALLS = [
     (lambda a: filters.correlate(a, np.ones((2, 2)), mode=["wrap", "nearest"]), RuntimeError,
      r"one mode per axis"),
     (lambda a: filters.median_filter(a, 3, mode=["wrap", "wrap"]), RuntimeError,
-     r"one mode per axis needs a separable window"),
+     r"one mode per axis is only supported where the rank is the window's smallest"),
     (lambda a: filters.uniform_filter(a, 3, axes=(0, 0)), StencilError,
      r"axes must be unique; \(0, 0\) names an axis twice"),
     (lambda a: filters.uniform_filter(a, 3, axes=(1.0,)), TypeError, r"cannot be interpreted"),
@@ -270,6 +270,18 @@ BAD_CALLS = [
      r"complex cval"),
     (lambda a: filters.uniform_filter(da.from_array(a), 3, output=np.zeros_like(a)),
      StencilError, r"do not apply to Dask"),
+    (lambda a: filters.rank_filter(a, 9, 3), RuntimeError,
+     r"rank 9 is outside the window's 9 elements; give -9 <= rank < 9"),
+    (lambda a: filters.rank_filter(a, -10, 3), RuntimeError, r"rank -10 is outside"),
+    (lambda a: filters.rank_filter(a, 2.0, 3), TypeError, r"rank must be an integer, got 2.0"),
+    (lambda a: filters.percentile_filter(a, 100.5, 3), RuntimeError,
+     r"percentile 100.5 is outside \[-100, 100\]"),
+    (lambda a: filters.percentile_filter(a, "50", 3), TypeError, r"percentile must be a number"),
+    (lambda a: filters.rank_filter(a, 2, (3, 0)), RuntimeError, r"size 0 along an axis"),
+    (lambda a: filters.rank_filter(a, 2, 3, mode=["reflect", "wrap"]), RuntimeError,
+     r"rank 2 of 9 needs a single mode"),
+    (lambda a: filters.rank_filter(a, 0, footprint=np.eye(2), mode=["reflect", "wrap"]),
+     RuntimeError, r"one mode per axis needs a separable window"),
 ]
 
 
@@ -297,6 +309,42 @@ def test_real_input_with_complex_weights_is_complex_as_in_scipy(dtype):
     z = sample((5, 6), np.complex64)
     with pytest.warns(UserWarning, match="promoting specified output dtype to complex"):
         assert filters.uniform_filter(z, 3, output=np.float64).dtype == np.complex128
+
+
+def test_rank_and_percentile_filters_follow_scipy():
+    """rank_filter and percentile_filter as scipy.ndimage: ranks counted from either end,
+    percentiles as ``int(n * p / 100)``, the extremes as minimum/maximum filters (a mode per
+    axis allowed for a box there), footprints and axes; large windows (histograms for uint8,
+    selection for floats), NumPy and Dask, equal to scipy's results."""
+    a = sample((15, 18), np.uint8, seed=5)
+    f = sample((15, 18), np.float64, seed=5)
+    x = da.from_array(f, chunks=((4, 1, 10), (7, 11)))
+    fp = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], bool)  # 7 elements, as tests/filter_table
+    for data in (a, f):
+        for fn, which, kw in [
+            ("rank_filter", -3, dict(footprint=fp)),  # the table's: rank 4 of 7
+            ("percentile_filter", 100 * 4 / 7 + 1e-9, dict(footprint=fp)),  # int(7 p / 100) = 4
+            ("rank_filter", 0, dict(size=(3, 5), mode=["wrap", "constant"], cval=2)),
+            ("percentile_filter", 100, dict(size=(2, 4), mode=["nearest", "mirror"])),
+            ("percentile_filter", -100, dict(footprint=fp, mode="constant", cval=9)),
+            ("rank_filter", 50, dict(size=(8, 9), mode="reflect")),  # 72 elements: line passes
+            ("rank_filter", 1, dict(size=3, axes=(1,), origin=1)),
+        ]:
+            want = getattr(ndi, fn)(data, which, **kw)
+            got = getattr(filters, fn)(data, which, **kw)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want, err_msg=f"{fn} {which} {kw}")
+            if data is f:
+                lazy = getattr(filters, fn)(x, which, **kw)
+                np.testing.assert_array_equal(lazy.compute(scheduler="sync"), want)
+    # a window holding NaN gives NaN at every rank (scipy's answer depends on where it is)
+    g = f.copy()
+    g[7, 9] = np.nan
+    got = filters.rank_filter(g, 1, 3)
+    assert np.isnan(got[6:9, 8:11]).all() and np.isnan(got).sum() == 9
+    # float results into integer outputs: rounded and saturated, as every filter
+    assert filters.percentile_filter(np.array([2.7, -1.6, 300.2]), 50, 3,
+                                     output=np.uint8).tolist() == [3, 3, 255]
 
 
 def test_values_scipy_accepts():

@@ -483,6 +483,28 @@ def test_large_medians_on_the_numba_fallback_on_the_gpu(cupy, monkeypatch, dtype
         got = filters.median_filter(cupy.asarray(a), size, mode=mode, cval=7).get()
         np.testing.assert_array_equal(got, filters.median_filter(a, size, mode=mode, cval=7),
                                       err_msg=f"{size} {mode}")
+    got = filters.rank_filter(cupy.asarray(a), 60, (1, 9, 9), mode="wrap").get()
+    np.testing.assert_array_equal(got, filters.rank_filter(a, 60, (1, 9, 9), mode="wrap"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+def test_rank_and_percentile_filters_on_the_gpu(cupy, dtype):
+    """Ranks other than the median on a real GPU (the network kernel for 8/16-bit windows,
+    the generated network for floats, histograms and selection for large windows): the
+    CPU's result, which equals scipy's."""
+    import scipy.ndimage as ndi
+
+    a = sample((2, 70, 90), dtype, seed=13)
+    d = cupy.asarray(a)
+    for fn, which, size, mode in ((filters.rank_filter, 2, (1, 3, 3), "reflect"),
+                                  (filters.percentile_filter, 80, (1, 5, 5), "constant"),
+                                  (filters.rank_filter, -7, (1, 9, 9), "mirror"),
+                                  (filters.percentile_filter, 10, (1, 11, 7), "nearest")):
+        want = fn(a, which, size, mode=mode, cval=3)
+        np.testing.assert_array_equal(want, getattr(ndi, fn.__name__)(a, which, size, mode=mode,
+                                                                      cval=3))
+        np.testing.assert_array_equal(fn(d, which, size, mode=mode, cval=3).get(), want,
+                                      err_msg=f"{fn.__name__} {which} {size} {mode}")
 
 
 def test_replayed_calls_on_the_gpu_equal_the_cpu(cupy):

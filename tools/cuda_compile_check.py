@@ -145,6 +145,7 @@ def cases():
             filters.uniform_filter(a, 3)
             filters.uniform_filter(a, 15)
             filters.median_filter(a, 3)
+            filters.rank_filter(a, 1, footprint=np.eye(3) + np.eye(3)[::-1])  # not a median
             filters.minimum_filter(a, 5)
             filters.gaussian_filter(a, 1.0)
             filters.sobel(a, 0)

@@ -5,7 +5,8 @@ have no kernel here run as generated stencils (:meth:`stencilkit._passes.Passes.
 These are the numba.cuda fallback's (no CuPy, or ``STENCILKIT_CUDA_CPP=0``); the generated C++
 path has faster ones (``cuda_box``, ``cuda_rank``).
 
-:func:`run_rank` is the ``Rank`` pass (``median_filter`` of more than ``MEDIAN_MAX`` elements):
+:func:`run_rank` is the ``Rank`` pass (a median, rank or percentile filter of more than
+``MEDIAN_MAX`` elements):
 a thread per output gathers its window through the mode's index map, in the footprint's C
 order, into its local memory (up to ``cuda_rank.SELECT_BYTES``), and selects with the CPU's own
 quickselect (``cpu_lines.rank._select``, compiled as a device function): the same element as

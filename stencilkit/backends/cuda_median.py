@@ -16,7 +16,7 @@ the classic hardware and SIMD 3 x 3 median filters, e.g. J. L. Smith, "Implement
 filters in XC4000E FPGAs", Xilinx Xcell 23, 1996). A column, once sorted (6 minimum/maximum
 operations), serves the three outputs whose windows hold it, and each output then takes 12
 more: about 20 operations an output, where the generated sorting network (the filters' other
-route, :func:`stencilkit._passes.median_source`) takes about 40. 8-bit data go two columns
+route, :func:`stencilkit._passes.rank_source`) takes about 40. 8-bit data go two columns
 at a time through 16x2 SIMD minima and maxima (``__vminu2``: one instruction on sm_90). SASS of
 the 8-bit interior (sm_90): about 16 instructions an output, against 55 for the network. The
 median of integers is one value whichever way it is found, so results equal the CPU's bit for

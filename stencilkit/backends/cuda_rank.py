@@ -1,6 +1,7 @@
 """Medians (any rank) of windows too large for a sorting network, as generated CUDA C++.
 
-The filters' ``Rank`` pass (``median_filter`` of more than ``_passes.MEDIAN_MAX`` elements),
+The filters' ``Rank`` pass (a median, rank or percentile filter of more than
+``_passes.MEDIAN_MAX`` elements),
 which the generated stencils cannot express. Two kernels, chosen by :func:`run`:
 
 ``sk_huang`` (8/16-bit and bool data, a box over the last two axes)
