@@ -95,6 +95,11 @@ def cases(size, scipy_on):
          cv2 and (lambda: cv2.dilate(img, k3, dst=out8, borderType=reflect))),
         ("median_filter 3x3", img, sk("median_filter", img, out8),
          sp("median_filter", img, out8), cv2 and (lambda: cv2.medianBlur(img, 3, dst=out8))),
+        ("rank_filter 7-element footprint", img, sk("rank_filter", img, out8),
+         sp("rank_filter", img, out8), None),
+        ("percentile_filter 10% 15x15", img,
+         sk("percentile_filter", img, out8, percentile=10, size=15, origin=0),
+         sp("percentile_filter", img, out8, percentile=10, size=15, origin=0), None),
     ]
     result = []
     for label, a, ours, theirs, ocv in rows:

@@ -2,7 +2,7 @@
 
 Runs ``scipy.ndimage.tests.test_filters`` (from the installed scipy wheel) and dask-image's
 ndfilters tests (from its source release, downloaded once into ``.compat/``) with the plugin
-``stencilkit_swap``: each peer's ten filters replaced by ``stencilkit.filters``', every
+``stencilkit_swap``: each peer's twelve filters replaced by ``stencilkit.filters``', every
 documented difference (``differences_*.tsv``) a strict expected failure. Exit status 0 when
 both runs fail exactly in their documented differences. ``--install`` (``make compat``)
 first installs the peer versions the lists are for (SCIPY and DASK_IMAGE below).

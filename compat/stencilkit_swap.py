@@ -2,7 +2,7 @@
 
 ``--swap-into scipy.ndimage`` (scipy's own ``scipy.ndimage.tests.test_filters``, from the
 installed wheel) or ``--swap-into dask_image.ndfilters`` (dask-image's ndfilters tests, from
-its source release): the ten filters both have (``SWAPPED``) become ``stencilkit.filters``'
+its source release): the twelve filters both have (``SWAPPED``) become ``stencilkit.filters``'
 before the test modules are imported. Each test listed in ``differences_<peer>.tsv`` (a
 documented, deliberate difference: test id pattern, category, reason) becomes a strict
 expected failure, so the run fails on any other failure and on any listed test that passes:
@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 SWAPPED = ("correlate", "convolve", "uniform_filter", "gaussian_filter", "laplace", "sobel",
-           "prewitt", "minimum_filter", "maximum_filter", "median_filter")
+           "prewitt", "minimum_filter", "maximum_filter", "median_filter", "rank_filter",
+           "percentile_filter")
 PEERS = {"scipy.ndimage": ("scipy", "differences_scipy.tsv"),
          "dask_image.ndfilters": ("dask-image", "differences_dask_image.tsv")}
 HERE = Path(__file__).parent

@@ -18,7 +18,8 @@ from .._errors import StencilError, StencilTypeError
 from .status import UsageError
 
 FILTERS = ("uniform_filter", "gaussian_filter", "laplace", "sobel", "prewitt", "minimum_filter",
-           "maximum_filter", "median_filter", "correlate", "convolve")
+           "maximum_filter", "median_filter", "rank_filter", "percentile_filter", "correlate",
+           "convolve")
 RESAMPLING = ("decimate", "block_reduce", "pyramid_down")
 FUNCTIONS = FILTERS + RESAMPLING
 

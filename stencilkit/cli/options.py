@@ -423,8 +423,9 @@ def _example_options(name: str) -> str:
             "correlate": "--weights '[[0,1,0],[1,-4,1],[0,1,0]]' ",
             "convolve": "--weights '[[1,2,1],[2,4,2],[1,2,1]]' ", "sobel": "--axis 0 ",
             "prewitt": "--axis 0 ", "minimum_filter": "--size 3 ", "maximum_filter": "--size 3 ",
-            "median_filter": "--size 5 ", "decimate": "--factor 2 ", "block_reduce":
-            "--factor 2 --func max ", "pyramid_down": "--levels 2 "}.get(name, "")
+            "median_filter": "--size 5 ", "rank_filter": "--rank 2 --size 3 ",
+            "percentile_filter": "--percentile 90 --size 5 ", "decimate": "--factor 2 ",
+            "block_reduce": "--factor 2 --func max ", "pyramid_down": "--levels 2 "}.get(name, "")
 
 
 # ------------------------------------------------------------------------ finding the function
