@@ -2,10 +2,11 @@
 
 Runs ``scipy.ndimage.tests.test_filters`` (from the installed scipy wheel) and dask-image's
 ndfilters tests (from its source release, downloaded once into ``.compat/``) with the plugin
-``stencilkit_swap``: each peer's twelve filters replaced by ``stencilkit.filters``', every
-documented difference (``differences_*.tsv``) a strict expected failure. Exit status 0 when
-both runs fail exactly in their documented differences. ``--install`` (``make compat``)
-first installs the peer versions the lists are for (SCIPY and DASK_IMAGE below).
+``stencilkit_swap``: each peer's filters (``stencilkit_swap.SWAPPED``) replaced by
+``stencilkit.filters``', every documented difference (``differences_*.tsv``) a strict
+expected failure. Exit status 0 when both runs fail exactly in their documented differences.
+``--install`` (``make compat``) first installs the peer versions the lists are for (SCIPY and
+DASK_IMAGE below).
 
     python compat/run.py [--install] [--only scipy|dask-image] [pytest options: -n 2, -k sobel]
 """

@@ -5,6 +5,8 @@ code written against scipy (``except RuntimeError``, ``pytest.raises(TypeError)`
 working: numpy's ``AxisError(ValueError, IndexError)`` is the pattern.
 """
 
+import numpy as np
+
 
 class StencilError(ValueError):
     """A kernel that stencilkit cannot compile, or arguments that do not fit it."""
@@ -24,5 +26,13 @@ class StencilArgumentError(StencilError, RuntimeError):
     """
 
 
-class StencilAxisTypeError(StencilTypeError, ValueError):
+class StencilValueTypeError(StencilTypeError, ValueError):
+    """A value of the wrong type where a peer raises ValueError (a Gaussian's float radius)."""
+
+
+class StencilAxisTypeError(StencilValueTypeError):
     """An axis that is not an integer: a TypeError (scipy.ndimage) and a ValueError (dask-image)."""
+
+
+class StencilAxisError(StencilError, np.exceptions.AxisError):
+    """An axis out of range: numpy's ``AxisError`` (a ValueError and an IndexError), as scipy."""

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _dtypes, backends, modes
-from ._errors import StencilError, StencilTypeError
+from ._errors import StencilAxisError, StencilError, StencilTypeError
 from .kernel import kernel_source, parse
 
 _OPTIONS = {
@@ -501,7 +501,8 @@ def _normalize_axes(axes, ndim, k, where):
     out = []
     for a in axes:
         if not -ndim <= a < ndim:
-            raise StencilError(f"{where}: axis {a} is out of range for an array with {ndim} axes")
+            raise StencilAxisError(
+                f"{where}: axis {a} is out of range for an array with {ndim} axes")
         out.append(a % ndim)
     if len(set(out)) != len(out):
         raise StencilError(f"{where}: axes={axes} repeats an axis")

@@ -46,13 +46,22 @@ import warnings
 import numpy as np
 
 from . import _dtypes, _passes, backends
-from ._errors import StencilArgumentError, StencilAxisTypeError, StencilError, StencilTypeError
+from ._errors import (
+    StencilArgumentError,
+    StencilAxisError,
+    StencilAxisTypeError,
+    StencilError,
+    StencilTypeError,
+    StencilValueTypeError,
+)
 from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Rank, Sep2
 from .backends.cuda_replay import memoized, spoil
 
 __all__ = [
-    "convolve", "correlate", "gaussian_filter", "laplace", "maximum_filter", "median_filter",
-    "minimum_filter", "percentile_filter", "prewitt", "rank_filter", "sobel", "uniform_filter",
+    "convolve", "convolve1d", "correlate", "correlate1d", "gaussian_filter", "gaussian_filter1d",
+    "laplace", "maximum_filter", "maximum_filter1d", "median_filter", "minimum_filter",
+    "minimum_filter1d", "percentile_filter", "prewitt", "rank_filter", "sobel", "uniform_filter",
+    "uniform_filter1d",
 ]
 
 # The filters that pick an element of rank from their window (its dimensions run along the
@@ -123,7 +132,7 @@ def _axes(axes, ndim, name):
             raise StencilAxisTypeError(f"{name}: axes must be ints; {ax!r} cannot be "
                                        "interpreted as an integer") from None
         if not -ndim <= ax < ndim:
-            raise StencilError(f"{name}: axis {ax} is out of range for a {ndim}-d input")
+            raise StencilAxisError(f"{name}: axis {ax} is out of range for a {ndim}-d input")
         out.append(ax % ndim)
     if len(set(out)) != len(out):
         raise StencilError(f"{name}: axes must be unique; {tuple(axes)} names an axis twice")
@@ -372,7 +381,10 @@ def correlate(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *
     >>> filters.correlate(np.array([0, 0, 4, 0, 0]), [1, 2, 3], mode="constant")
     array([ 0, 12,  8,  4,  0])
     """
-    name = "correlate"
+    return _correlate_nd(input, weights, output, mode, cval, origin, axes, "correlate")
+
+
+def _correlate_nd(input, weights, output, mode, cval, origin, axes, name):
     arr, w, axes = _weights_args(input, weights, axes, name, cval)
     # as scipy.ndimage: correlation with complex weights uses their conjugate
     return _correlate(arr, w.conj() if w.dtype.kind == "c" else w, output, mode, cval, origin,
@@ -457,7 +469,10 @@ def convolve(input, weights, output=None, mode="reflect", cval=0.0, origin=0, *,
     >>> filters.convolve(np.array([0, 0, 4, 0, 0]), [1, 2, 3], mode="constant")
     array([ 0,  4,  8, 12,  0])
     """
-    name = "convolve"
+    return _convolve_nd(input, weights, output, mode, cval, origin, axes, "convolve")
+
+
+def _convolve_nd(input, weights, output, mode, cval, origin, axes, name):
     arr, w, axes = _weights_args(input, weights, axes, name, cval)
     axes, origins = _window_axes(axes, origin, arr.ndim, name)
     # Reversing the weights mirrors the window about its centre; an even window's centre then
@@ -496,7 +511,10 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     >>> filters.uniform_filter(np.array([0, 3, 0, 0, 6], np.uint8), 3, mode="constant")
     array([1, 1, 1, 2, 2], dtype=uint8)
     """
-    name = "uniform_filter"
+    return _uniform(input, size, output, mode, cval, origin, axes, "uniform_filter")
+
+
+def _uniform(input, size, output, mode, cval, origin, axes, name):
     arr = _array(input, name)
     args = (size, mode, cval, origin, axes)
     axes, fp, mode, cval, origins = _parsed(name, arr, args,
@@ -629,7 +647,11 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     >>> filters.gaussian_filter(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), 1.0).round(3)
     array([0.058, 0.242, 0.399, 0.242, 0.058])
     """
-    name = "gaussian_filter"
+    return _gaussian(input, sigma, order, output, mode, cval, truncate, radius, axes,
+                     "gaussian_filter")
+
+
+def _gaussian(input, sigma, order, output, mode, cval, truncate, radius, axes, name):
     arr = _array(input, name)
     args = (sigma, order, mode, cval, truncate, radius, axes)
     mode, cval, passes = _parsed(name, arr, args, lambda: _gaussian_args(arr, *args, name))
@@ -657,7 +679,10 @@ def _gaussian_args(arr, sigma, order, mode, cval, truncate, radius, axes, name):
     if radius is None:
         radii = tuple(int(float(truncate) * s + 0.5) for s in sigmas)
     else:
-        radii = _per_axis(radius, axes, "radius", name)
+        try:
+            radii = _per_axis(radius, axes, "radius", name)
+        except StencilTypeError as exc:  # (scipy: a ValueError)
+            raise StencilValueTypeError(str(exc)) from None
         if any(r < 0 for r in radii):
             raise StencilError(f"{name}: radius must be >= 0, got {radii}")
     mode, cval = _mode_cval(mode, cval, name, arr, axes)
@@ -1173,3 +1198,199 @@ def _rank_of(arr, fp, mode, cval, origins, axes, n, shape, rank, name, out, out_
     acc = _dtypes.work_dtype(arr.dtype)  # float16 compares in float32 (exactly)
     return _passes.run(_passes.rank_source(arr.ndim, taps, rank.rank), arr, mode, cval, acc,
                        out_dtype, out)
+
+
+# ------------------------------------------------------------------------ along one axis
+# scipy.ndimage's 1-D filters: the N-d filters with ``axes=(axis,)``, checked as scipy checks
+# them (a size of at least 1, weights of one dimension)
+
+
+def _size1d(size, name):
+    try:
+        size = operator.index(size)
+    except TypeError:
+        raise StencilTypeError(f"{name}: size must be an integer, got {size!r}") from None
+    if size < 1:  # (scipy: RuntimeError('incorrect filter size'))
+        raise StencilArgumentError(f"{name}: size must be >= 1, got {size}")
+    return size
+
+
+def _weights1d(weights, name):
+    w = np.asarray(weights)
+    if w.ndim != 1 or w.size == 0:  # (scipy: RuntimeError('no filter weights given'))
+        raise StencilArgumentError(f"{name}: weights must be a non-empty 1-d sequence, got shape "
+                                   f"{w.shape}")
+    return w
+
+
+@memoized
+def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+    """Correlation along one axis: :func:`correlate` with 1-d ``weights`` and ``axes=(axis,)``.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    weights : array_like
+        1-d weights.
+    axis : int, optional
+        The axis filtered. Default -1.
+    output, mode, cval
+        As for :func:`correlate`.
+    origin : int, optional
+        Shift of the window's centre.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.correlate1d(np.array([[0, 0, 4, 0, 0]]), [1, 2, 3], mode="constant")
+    array([[ 0, 12,  8,  4,  0]])
+    """
+    name = "correlate1d"
+    return _correlate_nd(input, _weights1d(weights, name), output, mode, cval, origin, (axis,),
+                         name)
+
+
+@memoized
+def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+    """Convolution along one axis: :func:`convolve` with 1-d ``weights`` and ``axes=(axis,)``.
+
+    Parameters
+    ----------
+    input, weights, axis, output, mode, cval, origin
+        As for :func:`correlate1d`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.convolve1d(np.array([0, 0, 4, 0, 0]), [1, 2, 3], mode="constant")
+    array([ 0,  4,  8, 12,  0])
+    """
+    name = "convolve1d"
+    return _convolve_nd(input, _weights1d(weights, name), output, mode, cval, origin, (axis,),
+                        name)
+
+
+@memoized
+def uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+    """Mean over ``size`` elements along one axis: :func:`uniform_filter` along ``axis``.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    size : int
+        The window's length, at least 1.
+    axis, output, mode, cval, origin
+        As for :func:`correlate1d`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.uniform_filter1d(np.array([[0, 3, 0, 0, 6]], np.uint8), 3, mode="constant")
+    array([[1, 1, 1, 2, 2]], dtype=uint8)
+    """
+    name = "uniform_filter1d"
+    return _uniform(input, _size1d(size, name), output, mode, cval, origin, (axis,), name)
+
+
+@memoized
+def gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0,
+                      truncate=4.0, *, radius=None):
+    """Gaussian smoothing (or a derivative) along one axis: :func:`gaussian_filter` there.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    sigma : float
+        Standard deviation.
+    axis : int, optional
+        The axis filtered. Default -1.
+    order : int, optional
+        0 smooths; 1, 2 or 3 filters with that derivative of the Gaussian.
+    output, mode, cval
+        As for :func:`correlate`.
+    truncate : float, optional
+        The window reaches ``int(truncate * sigma + 0.5)`` elements each side. Default 4.
+    radius : int, optional
+        The reach each side, overriding ``truncate``.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.gaussian_filter1d(np.array([[0.0, 0.0, 1.0, 0.0, 0.0]]), 1.0).round(3)
+    array([[0.058, 0.242, 0.399, 0.242, 0.058]])
+    """
+    name = "gaussian_filter1d"
+    if np.ndim(sigma) or np.ndim(order) or np.ndim(radius):
+        raise StencilTypeError(f"{name}: sigma, order and radius are scalars (one axis); for "
+                               "several axes use gaussian_filter")
+    return _gaussian(input, sigma, order, output, mode, cval, truncate, radius, (axis,), name)
+
+
+@memoized
+def minimum_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+    """Minimum over ``size`` elements along one axis: :func:`minimum_filter` along ``axis``.
+
+    Parameters
+    ----------
+    input, size, axis, output, mode, cval, origin
+        As for :func:`uniform_filter1d`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.minimum_filter1d(np.array([5, 3, 8, 1, 9]), 3)
+    array([3, 3, 1, 1, 1])
+    """
+    name = "minimum_filter1d"
+    return _extreme("minimum", input, _size1d(size, name), None, output, mode, cval, origin,
+                    (axis,), name)
+
+
+@memoized
+def maximum_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0):
+    """Maximum over ``size`` elements along one axis: :func:`maximum_filter` along ``axis``.
+
+    Parameters
+    ----------
+    input, size, axis, output, mode, cval, origin
+        As for :func:`uniform_filter1d`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.maximum_filter1d(np.array([5, 3, 8, 1, 9]), 3)
+    array([5, 8, 8, 9, 9])
+    """
+    name = "maximum_filter1d"
+    return _extreme("maximum", input, _size1d(size, name), None, output, mode, cval, origin,
+                    (axis,), name)

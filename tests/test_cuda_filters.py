@@ -56,6 +56,19 @@ def test_large_windows_and_per_axis_modes(call, exact_ints):
         check(call(cuda.to_device(a)), call(a), exact=exact_ints and dtype is np.uint8)
 
 
+def test_one_axis_filters_on_the_device():
+    """scipy's 1-D filters reach the device as the N-d ones along one axis."""
+    calls = [lambda x: filters.uniform_filter1d(x, 4, axis=0, mode="wrap"),
+             lambda x: filters.gaussian_filter1d(x, 1.5, order=1, output=np.float32),
+             lambda x: filters.maximum_filter1d(x, 20, axis=0, mode="constant", cval=2),
+             lambda x: filters.convolve1d(x, [1, -2, 3], mode="mirror")]
+    for dtype in (np.uint8, np.float32):
+        a = sample((13, 17), dtype, seed=5)
+        for i, call in enumerate(calls):
+            exact = dtype is np.uint8 and i != 1
+            check(call(cuda.to_device(a)), call(a), exact=exact)
+
+
 def test_output_on_the_device():
     a = sample((6, 7), np.uint8)
     out = cuda.device_array(a.shape, np.float32)

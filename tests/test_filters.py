@@ -280,6 +280,15 @@ BAD_CALLS = [
     (lambda a: filters.rank_filter(a, 2, (3, 0)), RuntimeError, r"size 0 along an axis"),
     (lambda a: filters.rank_filter(a, 2, 3, mode=["reflect", "wrap"]), RuntimeError,
      r"rank 2 of 9 needs a single mode"),
+    (lambda a: filters.uniform_filter1d(a, 0), RuntimeError, r"size must be >= 1, got 0"),
+    (lambda a: filters.minimum_filter1d(a, 2.5), TypeError, r"size must be an integer"),
+    (lambda a: filters.correlate1d(a, [[1, 2]]), RuntimeError,
+     r"weights must be a non-empty 1-d sequence, got shape \(1, 2\)"),
+    (lambda a: filters.gaussian_filter1d(a, [1, 2]), TypeError, r"sigma, order and radius are"),
+    (lambda a: filters.gaussian_filter1d(a, 1, radius=1.1), ValueError,
+     r"radius must be integers; 1.1"),  # (a TypeError too)
+    (lambda a: filters.convolve1d(a, [1, 2], axis=2), np.exceptions.AxisError,
+     r"convolve1d: axis 2 is out of range for a 2-d input"),
     (lambda a: filters.rank_filter(a, 0, footprint=np.eye(2), mode=["reflect", "wrap"]),
      RuntimeError, r"one mode per axis needs a separable window"),
 ]
@@ -345,6 +354,44 @@ def test_rank_and_percentile_filters_follow_scipy():
     # float results into integer outputs: rounded and saturated, as every filter
     assert filters.percentile_filter(np.array([2.7, -1.6, 300.2]), 50, 3,
                                      output=np.uint8).tolist() == [3, 3, 255]
+
+
+ONE_AXIS = [
+    ("correlate1d", ([0.5, 1.0, -0.25],), {}),
+    ("correlate1d", ([1, 2, 1, 3],), {"origin": -1}),
+    ("convolve1d", ([1, -2, 3, 1],), {"origin": 1}),
+    ("uniform_filter1d", (4,), {}),
+    ("uniform_filter1d", (15,), {}),  # running sums
+    ("gaussian_filter1d", (1.5,), {"order": 1}),
+    ("minimum_filter1d", (4,), {"origin": 1}),
+    ("maximum_filter1d", (20,), {}),  # van Herk
+]
+
+
+@pytest.mark.parametrize("name,args,kw", ONE_AXIS, ids=[f"{n}{a}" for n, a, _ in ONE_AXIS])
+def test_one_axis_filters_equal_scipy(name, args, kw):
+    """scipy.ndimage's 1-D filters: the N-d ones along ``axis``, every mode, both axes, NumPy
+    and Dask; float64 results (scipy truncates integer ones, see the rounding rule)."""
+    rng = np.random.default_rng(2)
+    for dtype in (np.uint8, np.float32):
+        a = rng.integers(0, 100, (11, 14)).astype(dtype)
+        x = da.from_array(a, chunks=((3, 1, 7), (5, 9)))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        for axis in (0, -1):
+            for mode in MODES:
+                k = dict(kw, axis=axis, mode=mode, **_cval(mode, np.uint8))
+                want = getattr(ndi, name)(a.astype(np.float64), *args, **k)
+                got = getattr(filters, name)(a, *args, output=np.float64, **k)
+                np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 100,
+                                           err_msg=f"{dtype} {k}")
+                lazy = getattr(filters, name)(x, *args, output=np.float64, **k)
+                np.testing.assert_allclose(lazy.compute(scheduler="sync"), got, rtol=tol,
+                                           atol=tol * 100)
+    a = sample((9, 10), np.uint8)  # integer outputs: the N-d filter's result, rounded once
+    nd = {"correlate1d": "correlate", "convolve1d": "convolve"}.get(name, name[:-2])
+    if name.endswith("filter1d") and name != "gaussian_filter1d":
+        np.testing.assert_array_equal(getattr(filters, name)(a, *args, axis=0, **kw),
+                                      getattr(filters, nd)(a, *args, axes=(0,), **kw))
 
 
 def test_values_scipy_accepts():
