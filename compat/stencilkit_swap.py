@@ -25,7 +25,8 @@ import pytest
 SWAPPED = ("correlate", "convolve", "uniform_filter", "gaussian_filter", "laplace", "sobel",
            "prewitt", "minimum_filter", "maximum_filter", "median_filter", "rank_filter",
            "percentile_filter", "correlate1d", "convolve1d", "uniform_filter1d",
-           "gaussian_filter1d", "minimum_filter1d", "maximum_filter1d")
+           "gaussian_filter1d", "minimum_filter1d", "maximum_filter1d", "gaussian_laplace",
+           "gaussian_gradient_magnitude")
 PEERS = {"scipy.ndimage": ("scipy", "differences_scipy.tsv"),
          "dask_image.ndfilters": ("dask-image", "differences_dask_image.tsv")}
 HERE = Path(__file__).parent

@@ -452,15 +452,20 @@ def separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
     return arr
 
 
-def add(parts, acc, out, out_dtype):
+def add(parts, acc, out, out_dtype, norm=False):
     """The element-wise sum of same-shape arrays into ``out_dtype`` (rounded, saturated).
 
-    A generated kernel, so it runs on every backend.
+    ``norm``: the square root of the sum of their squares instead. A generated kernel (in
+    ``acc``, left to right), so it runs on every backend.
     """
     names = [f"a{i}" for i in range(len(parts))]
     ndim = parts[0].ndim
     reads = [read(ndim, [0] * ndim).replace("a[", f"{n}[", 1) for n in names]
-    lines = [f"def f_sum({', '.join(names)}):", f"    s = {' + '.join(reads)}"]
+    if norm:
+        squares = " + ".join(f"{r} * {r}" for r in reads)
+        lines = [f"def f_norm({', '.join(names)}):", f"    s = np.sqrt({squares})"]
+    else:
+        lines = [f"def f_sum({', '.join(names)}):", f"    s = {' + '.join(reads)}"]
     store(lines, "s", "int" if acc.kind in "iu" else "float", out_dtype)
     st = compiled("\n".join(lines) + "\n")
     if out is not None:

@@ -59,9 +59,9 @@ from .backends.cuda_replay import memoized, spoil
 
 __all__ = [
     "convolve", "convolve1d", "correlate", "correlate1d", "gaussian_filter", "gaussian_filter1d",
-    "laplace", "maximum_filter", "maximum_filter1d", "median_filter", "minimum_filter",
-    "minimum_filter1d", "percentile_filter", "prewitt", "rank_filter", "sobel", "uniform_filter",
-    "uniform_filter1d",
+    "gaussian_gradient_magnitude", "gaussian_laplace", "laplace", "maximum_filter",
+    "maximum_filter1d", "median_filter", "minimum_filter", "minimum_filter1d",
+    "percentile_filter", "prewitt", "rank_filter", "sobel", "uniform_filter", "uniform_filter1d",
 ]
 
 # The filters that pick an element of rank from their window (its dimensions run along the
@@ -661,6 +661,113 @@ def _gaussian(input, sigma, order, output, mode, cval, truncate, radius, axes, n
     if not passes:
         return _passes.linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
     return _gaussian_run(arr, mode, cval, passes, output, out, out_dtype, name)
+
+
+def _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radius, order, norm,
+                          name):
+    """Gaussian derivatives of ``order`` summed (``norm``: as a gradient's magnitude).
+
+    scipy's ``generic_laplace`` (``norm`` False) or ``generic_gradient_magnitude`` (True)
+    with :func:`gaussian_filter`: for each filtered axis, that order along it, smoothing along
+    the other filtered axes, in that axis' mode on every axis (as scipy); the terms' sum, or
+    the square root of their squares' sum, in the data's float type (float64 for integers),
+    rounded once into an integer output.
+    """
+    arr = _array(input, name)
+    axes = _axes(axes, arr.ndim, name)
+    sigmas = _per_axis(sigma, axes, "sigma", name, convert=float)
+    if isinstance(mode, str):
+        modes_ = [mode] * len(axes)
+    else:
+        modes_ = list(mode)
+        if len(modes_) != len(axes):
+            raise StencilArgumentError(
+                f"{name}: mode has {len(modes_)} values but the filter runs along {len(axes)} "
+                f"axes {axes}; give one per axis or a single mode")
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    if not axes:  # (as scipy: the input)
+        return _passes.linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+    work = _dtypes.work_dtype(arr.dtype) if arr.dtype.kind in "fc" else np.dtype(np.float64)
+    full = [0.0] * arr.ndim
+    for ax, s in zip(axes, sigmas):
+        full[ax] = s
+    terms = []
+    for ax, m in zip(axes, modes_):
+        orders = [0] * arr.ndim
+        orders[ax] = order
+        terms.append(_gaussian(arr, tuple(full), tuple(orders), work, m, cval, truncate, radius,
+                               None, name))
+    return _passes.add(terms, work, out, out_dtype, norm=norm)
+
+
+@memoized
+def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None,
+                     truncate=4.0, radius=None):
+    """Laplacian of a Gaussian: the sum over axes of second Gaussian derivatives, as scipy.
+
+    Each filtered axis' term is :func:`gaussian_filter` with order 2 along it and smoothing
+    along the other filtered axes; the terms are summed in the data's float type (float64 for
+    integer data) and an integer result is rounded once (scipy truncates every term).
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    sigma : float or sequence of float
+        Standard deviation per filtered axis.
+    output, cval, axes
+        As for :func:`correlate`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'} or sequence of them, optional
+        One mode, or one per filtered axis: as scipy, each axis' term then uses that mode on
+        every axis.
+    truncate, radius
+        As for :func:`gaussian_filter` (scipy's ``**kwargs``, passed on to it).
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.gaussian_laplace(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), 1.0).round(3)
+    array([ 0.197,  0.002, -0.399,  0.002,  0.197])
+    """
+    return _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radius, 2,
+                                 False, "gaussian_laplace")
+
+
+@memoized
+def gaussian_gradient_magnitude(input, sigma, output=None, mode="reflect", cval=0.0, *,
+                                axes=None, truncate=4.0, radius=None):
+    """Gradient magnitude by Gaussian derivatives: ``sqrt(sum over axes of d_k^2)``, as scipy.
+
+    Each filtered axis' derivative is :func:`gaussian_filter` with order 1 along it and
+    smoothing along the other filtered axes; squares, sum and square root in the data's float
+    type (float64 for integer data), an integer result rounded once (scipy truncates each
+    derivative and squares it in the integer type). With ``axes``, only those axes are
+    smoothed, as in :func:`gaussian_laplace` (scipy 1.17 smooths the others too).
+
+    Parameters
+    ----------
+    input, sigma, output, mode, cval, axes, truncate, radius
+        As for :func:`gaussian_laplace`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.gaussian_gradient_magnitude(np.array([0.0, 0.0, 1.0, 0.0, 0.0]), 1.0).round(3)
+    array([0.095, 0.241, 0.   , 0.241, 0.095])
+    """
+    return _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radius, 1,
+                                 True, "gaussian_gradient_magnitude")
 
 
 def _gaussian_args(arr, sigma, order, mode, cval, truncate, radius, axes, name):

@@ -56,16 +56,19 @@ def test_large_windows_and_per_axis_modes(call, exact_ints):
         check(call(cuda.to_device(a)), call(a), exact=exact_ints and dtype is np.uint8)
 
 
-def test_one_axis_filters_on_the_device():
-    """scipy's 1-D filters reach the device as the N-d ones along one axis."""
+def test_one_axis_filters_and_gaussian_derivative_sums_on_the_device():
+    """scipy's 1-D filters reach the device as the N-d ones along one axis; the Laplacian of
+    a Gaussian and the gradient magnitude as Gaussian passes and a generated sum."""
     calls = [lambda x: filters.uniform_filter1d(x, 4, axis=0, mode="wrap"),
              lambda x: filters.gaussian_filter1d(x, 1.5, order=1, output=np.float32),
              lambda x: filters.maximum_filter1d(x, 20, axis=0, mode="constant", cval=2),
-             lambda x: filters.convolve1d(x, [1, -2, 3], mode="mirror")]
+             lambda x: filters.convolve1d(x, [1, -2, 3], mode="mirror"),
+             lambda x: filters.gaussian_laplace(x, 1.0, output=np.float32),
+             lambda x: filters.gaussian_gradient_magnitude(x, 1.0, output=np.float32)]
     for dtype in (np.uint8, np.float32):
         a = sample((13, 17), dtype, seed=5)
         for i, call in enumerate(calls):
-            exact = dtype is np.uint8 and i != 1
+            exact = dtype is np.uint8 and i in (0, 2, 3)
             check(call(cuda.to_device(a)), call(a), exact=exact)
 
 

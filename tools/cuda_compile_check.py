@@ -146,6 +146,7 @@ def cases():
             filters.uniform_filter(a, 15)
             filters.median_filter(a, 3)
             filters.rank_filter(a, 1, footprint=np.eye(3) + np.eye(3)[::-1])  # not a median
+            filters.gaussian_gradient_magnitude(a, 1.0)  # (its sum of squares, np.sqrt)
             filters.minimum_filter(a, 5)
             filters.gaussian_filter(a, 1.0)
             filters.sobel(a, 0)

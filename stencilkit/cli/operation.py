@@ -19,7 +19,7 @@ from .status import UsageError
 
 FILTERS = ("uniform_filter", "gaussian_filter", "laplace", "sobel", "prewitt", "minimum_filter",
            "maximum_filter", "median_filter", "rank_filter", "percentile_filter", "correlate",
-           "convolve")
+           "convolve", "gaussian_laplace", "gaussian_gradient_magnitude")
 RESAMPLING = ("decimate", "block_reduce", "pyramid_down")
 FUNCTIONS = FILTERS + RESAMPLING
 

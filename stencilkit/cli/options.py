@@ -425,7 +425,9 @@ def _example_options(name: str) -> str:
             "prewitt": "--axis 0 ", "minimum_filter": "--size 3 ", "maximum_filter": "--size 3 ",
             "median_filter": "--size 5 ", "rank_filter": "--rank 2 --size 3 ",
             "percentile_filter": "--percentile 90 --size 5 ", "decimate": "--factor 2 ",
-            "block_reduce": "--factor 2 --func max ", "pyramid_down": "--levels 2 "}.get(name, "")
+            "block_reduce": "--factor 2 --func max ", "pyramid_down": "--levels 2 ",
+            "gaussian_laplace": "--sigma 2 --dtype float32 --name '{stem}.tif' ",
+            "gaussian_gradient_magnitude": "--sigma 1.5 "}.get(name, "")
 
 
 # ------------------------------------------------------------------------ finding the function
