@@ -70,6 +70,9 @@ def test_one_axis_filters_and_gaussian_derivative_sums_on_the_device():
         for i, call in enumerate(calls):
             exact = dtype is np.uint8 and i in (0, 2, 3)
             check(call(cuda.to_device(a)), call(a), exact=exact)
+    for seed in (6, 7):  # again on new data (several routes a call: not replayed whole)
+        a = sample((13, 17), np.float32, seed=seed)
+        check(calls[5](cuda.to_device(a)), calls[5](a), exact=False)
 
 
 def test_output_on_the_device():

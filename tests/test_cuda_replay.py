@@ -42,6 +42,8 @@ CALLS = [
      lambda x, **k: filters.gaussian_filter(x, 2.0, **k), np.uint8, True),
     ("sobel float32: generated stencil", lambda x, **k: filters.sobel(x, **k),
      np.float32, True),
+    ("rank 2 of 3 x 3 uint8: network on pairs", lambda x, **k: filters.rank_filter(x, 2, 3, **k),
+     np.uint8, True),
     ("block_reduce 2 mean uint8", lambda x, **k: resample.block_reduce(x, 2, "mean"),
      np.uint8, False),
     ("block_reduce (1, 2, 3) max int16, a volume",
