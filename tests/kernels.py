@@ -121,6 +121,22 @@ def named_functions_py(x):  # math's and NumPy's functions bound by name (from m
 named_functions = sk.stencil(named_functions_py)
 
 
+def numpy_ufuncs_py(x):  # NumPy's ufuncs on scalars, exactly rounded ones (numba-cuda lacks them)
+    a = np.sqrt(np.abs(x[0])) + np.floor(x[1] / 3) - np.ceil(x[-1] / 7) + np.trunc(x[0] / 5)
+    b = np.square(x[1]) + np.sign(x[-1]) * np.fabs(x[0]) + np.copysign(2, x[1])
+    # (np.fmod of floats: numba's integer loop takes an unsigned remainder, fmod(-8, 7) is 1)
+    return a + b + np.fmod(x[0] / 2, 7) + np.negative(x[1]) + np.power(x[-1], 2)
+
+
+numpy_ufuncs = sk.stencil(numpy_ufuncs_py)
+
+
+@sk.stencil
+def numpy_ufuncs_inexact(x):  # libdevice's on a GPU: within a few ulps of the CPU's
+    return (np.exp(x[0] / 100) + np.expm1(x[1] / 50) + np.log1p(np.abs(x[-1])) + np.exp2(x[0] / 64)
+            + np.cbrt(x[1]) + np.power(np.abs(x[0]) + 1, 0.3))
+
+
 @sk.stencil
 def builtin_types(x):  # max(int64, float64) is a float64, math.sqrt of a float32 a float32
     return max(x[0], x[0] / 3) + math.sqrt(abs(x[0])) % 1

@@ -16,6 +16,8 @@ from kernels import (
     integer_roundings,
     named_functions,
     named_functions_py,
+    numpy_ufuncs,
+    numpy_ufuncs_py,
     sample,
     shifted,
     shifts,
@@ -139,6 +141,19 @@ def test_math_and_numpy_functions_bound_by_name():
             np.testing.assert_array_equal(
                 named_functions(x, mode=mode, out_dtype=np.float64, **kw),
                 apply_reference(named_functions_py, [x], ndim=1, mode=mode, cval=cval,
+                                out_dtype=np.float64), err_msg=f"{np.dtype(dtype)} {mode}")
+
+
+def test_numpy_ufuncs_on_scalars():
+    """np.sqrt, np.abs, np.floor, np.sign, np.fmod, np.power... on a kernel's scalars: numba's
+    loops (np.fmod of integers stays integer), against the reference's NumPy evaluation."""
+    for dtype in (np.float64, np.int16):
+        x = sample((6, 7), dtype)[0]
+        for mode, cval in (("reflect", 0), ("constant", 2)):
+            kw = {"cval": cval} if cval else {}
+            np.testing.assert_array_equal(
+                numpy_ufuncs(x, mode=mode, out_dtype=np.float64, **kw),
+                apply_reference(numpy_ufuncs_py, [x], ndim=1, mode=mode, cval=cval,
                                 out_dtype=np.float64), err_msg=f"{np.dtype(dtype)} {mode}")
 
 

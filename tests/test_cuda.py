@@ -23,6 +23,7 @@ from kernels import (
     math_edges,
     named_functions,
     narrow_types,
+    numpy_ufuncs,
     sample,
     scaled,
     scoped_numbers,
@@ -179,6 +180,17 @@ def test_float_to_int_conversions_in_a_body_saturate_like_the_cpu(cpp, monkeypat
         same(got, cpu(shift, x, 0, dj, acc=np.int16, mode="wrap"))
         reads = converted(x.ravel(), 2).reshape(2, 4)  # (int16, truncated)
         np.testing.assert_array_equal(got, np.roll(reads, -dj, axis=1))
+
+
+@pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])
+def test_numpy_ufuncs_on_scalars_on_every_path(cpp, monkeypatch):
+    """np.sqrt, np.abs, np.floor, np.square, np.power... on scalars: numba-cuda's CUDA target
+    lacks them (a KeyError lowering the kernel on a device); the numba.cuda fallback takes them
+    from stencilkit's additions (stencilkit.backends.cuda_ufuncs), with numba's loops."""
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", cpp)
+    for dtype in (np.float32, np.int16):
+        x = sample((40,), dtype)
+        same(gpu(numpy_ufuncs, x), cpu(numpy_ufuncs, x))
 
 
 @pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])

@@ -17,6 +17,8 @@ from kernels import (
     life,
     named_functions,
     narrow_types,
+    numpy_ufuncs,
+    numpy_ufuncs_inexact,
     sample,
     scoped_numbers,
     shift,
@@ -472,6 +474,19 @@ def test_numba_cuda_fallback_on_the_gpu(cupy, monkeypatch, st, dtypes, shapes):
         for mode in ("reflect", "constant", "skip"):
             kw = {"mode": mode, **({"cval": 1} if mode in ("constant", "skip") else {})}
             close(st(d, **kw).get(), st(a, **kw), FALLBACK_ULPS)
+
+
+def test_numpy_ufuncs_on_the_numba_fallback_on_the_gpu(cupy, monkeypatch):
+    """NumPy's ufuncs on scalars that numba-cuda's CUDA target lacks (np.sqrt, np.exp,
+    np.abs, np.floor, np.power...), through stencilkit.backends.cuda_ufuncs: compiled and
+    within the fallback's ulp bound of the CPU."""
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", "0")
+    for st in (numpy_ufuncs, numpy_ufuncs_inexact):
+        for dtype in (np.float32, np.float64, np.int16):
+            a = sample((3, 5000), dtype, seed=5)
+            for mode in ("reflect", "constant"):
+                close(st(cupy.asarray(a), mode=mode, cval=1).get(),
+                      st(a, mode=mode, cval=1), FALLBACK_ULPS)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])

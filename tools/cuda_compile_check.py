@@ -82,6 +82,8 @@ def cases():
         math_edges,
         named_functions,
         narrow_types,
+        numpy_ufuncs,
+        numpy_ufuncs_inexact,
         scoped_numbers,
         shift,
         shifts,
@@ -123,6 +125,9 @@ def cases():
         "int16", ()
     yield "named_functions float32 (from math import sqrt)", named_functions, ["float32"], \
         "float32", "float32", ()
+    for dt, acc in (("float32", "float32"), ("int16", "int64"), ("float64", "float64")):
+        yield f"numpy_ufuncs {dt} (cuda_ufuncs)", numpy_ufuncs, [dt], acc, dt, ()
+        yield f"numpy_ufuncs_inexact {dt} (cuda_ufuncs)", numpy_ufuncs_inexact, [dt], acc, dt, ()
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
     # does where it has no kernel of its own: as generated stencils), with the dtypes those
@@ -166,7 +171,8 @@ def cases():
             key = (st._source, dt, acc, out)
             if key not in done:
                 done.add(key)
-                yield f"filter {st.__name__} {dt}->{out} acc {acc}", st, [dt], acc, out, ()
+                yield (f"filter {st.__name__} {dt}->{out} acc {acc}", st,
+                       [dt] * len(st._spec.arrays), acc, out, ())
 
 
 def block_cases():

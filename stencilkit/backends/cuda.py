@@ -367,6 +367,10 @@ def module(st, fastmath: bool, idx64: bool = True):
     key = ("cuda", bool(fastmath), bool(idx64))
     mod = st._modules.get(key)
     if mod is None:
+        if not simulated():  # NumPy's ufuncs numba-cuda's CUDA target lacks (np.sqrt, ...)
+            from . import cuda_ufuncs
+
+            cuda_ufuncs.install()
         header = f"# globals: {sorted(st._spec.global_keys.items())!r}\n"
         # numba-cuda (0.30) cannot cache kernels that link libraries ("Cannot pickle
         # CUDACodeLibrary with linking files", seen on an H100): compiled once per process
