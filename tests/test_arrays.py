@@ -146,7 +146,7 @@ def test_math_and_numpy_functions_bound_by_name():
 
 def test_numpy_ufuncs_on_scalars():
     """np.sqrt, np.abs, np.floor, np.sign, np.fmod, np.power... on a kernel's scalars: numba's
-    loops (np.fmod of integers stays integer), against the reference's NumPy evaluation."""
+    loops (np.square of an int64 stays int64), against the reference's NumPy evaluation."""
     for dtype in (np.float64, np.int16):
         x = sample((6, 7), dtype)[0]
         for mode, cval in (("reflect", 0), ("constant", 2)):
