@@ -1410,6 +1410,20 @@ class _Translator:
             a = self.get(names[0], c)
             neg = f"-{a}" if n_iv else f"sk_sub_{sfx(c)}(0, {a})"
             return f"({a} < 0 ? {neg} : {a})", c
+        if fn in (np.square, np.negative, np.positive):
+            # NumPy's loops are homogeneous: the argument converted to the result type, and an
+            # integer result wraps in it (np.square of an int16 is an int16)
+            if len(names) != 1 or rt == types.boolean or not isinstance(
+                    rt, (types.Integer, types.Float)):
+                raise Unsupported(f"{label} typed {sig}")
+            a = self.get(names[0], rc)
+            if fn is np.positive:
+                return a, rc
+            if isinstance(rt, types.Float):
+                return (f"({a} * {a})" if fn is np.square else f"(-{a})"), rc
+            # in 64-bit unsigned arithmetic, then cast: modulo 2**bits, no C++ promotion to int
+            u = f"(sk_u64)({a})"
+            return f"(({rc})({u} * {u}))" if fn is np.square else f"(({rc})(0 - {u}))", rc
         if fn in (min, max):
             return self.minmax(fn, names, argtypes, rt, n_iv)
         if fn in _UFUNC_MINMAX:

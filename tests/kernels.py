@@ -131,6 +131,12 @@ def numpy_ufuncs_py(x):  # NumPy's ufuncs on scalars, exactly rounded ones (numb
 numpy_ufuncs = sk.stencil(numpy_ufuncs_py)
 
 
+@sk.stencil(neighborhood=((-1, 1),))
+def square_negative(x):  # np.square/np.negative/np.positive: the C++ path's too (numba's loops)
+    narrow = np.square(np.int16(x[0] // 3)) + np.negative(np.uint8(x[1]))  # int16, uint8: wrap
+    return np.square(x[0]) - np.negative(x[1]) + np.positive(x[-1]) + narrow
+
+
 @sk.stencil
 def numpy_ufuncs_inexact(x):  # libdevice's on a GPU: within a few ulps of the CPU's
     return (np.exp(x[0] / 100) + np.expm1(x[1] / 50) + np.log1p(np.abs(x[-1])) + np.exp2(x[0] / 64)

@@ -41,6 +41,7 @@ from kernels import (
     shifts,
     skew1,
     smooth,
+    square_negative,
     tuple_loops,
     tuple_merge,
     unpacking,
@@ -139,6 +140,7 @@ CASES = [
     (builtin_types, [np.int64, np.float32], [(40,)]),
     (narrow_types, [np.int16, np.int64], [(40,), (3,)]),
     (named_functions, [np.float32, np.int16], [(40,)]),
+    (square_negative, [np.float32, np.int16, np.uint8], [(40,)]),
 ]
 
 

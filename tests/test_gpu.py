@@ -24,6 +24,7 @@ from kernels import (
     shift,
     skew1,
     smooth,
+    square_negative,
     tuple_loops,
     unpacking,
     variable_diffusion,
@@ -105,6 +106,7 @@ CPP_CASES = [
     (scoped_numbers, [np.float32], [(3, 5000)]),
     (narrow_types, [np.int16, np.int64], [(3, 5000)]),
     (named_functions, [np.float32], [(3, 5000)]),
+    (square_negative, [np.float32, np.int16], [(3, 5000)]),
 ]
 
 

@@ -89,6 +89,7 @@ def cases():
         shifts,
         skew1,
         smooth,
+        square_negative,
         tuple_loops,
         unpacking,
     )
@@ -125,6 +126,8 @@ def cases():
         "int16", ()
     yield "named_functions float32 (from math import sqrt)", named_functions, ["float32"], \
         "float32", "float32", ()
+    for dt, acc in (("float32", "float32"), ("int16", "int64"), ("uint8", "int64")):
+        yield f"square_negative {dt} (numba's loops)", square_negative, [dt], acc, dt, ()
     for dt, acc in (("float32", "float32"), ("int16", "int64"), ("float64", "float64")):
         yield f"numpy_ufuncs {dt} (cuda_ufuncs)", numpy_ufuncs, [dt], acc, dt, ()
         yield f"numpy_ufuncs_inexact {dt} (cuda_ufuncs)", numpy_ufuncs_inexact, [dt], acc, dt, ()
