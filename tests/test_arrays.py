@@ -131,30 +131,22 @@ def test_float_to_int_saturates_and_nan_is_zero():
     np.testing.assert_array_equal(scale(x), [0, 50, 100, 255, 0, 255, 0])
 
 
-def test_math_and_numpy_functions_bound_by_name():
-    """``from math import sqrt`` and ``from numpy import hypot``: the functions by name, as
-    through their modules, against the reference's evaluation of the same Python function."""
+@pytest.mark.parametrize("st,py", [(named_functions, named_functions_py),
+                                   (numpy_ufuncs, numpy_ufuncs_py)],
+                         ids=["bound_by_name", "numpy_ufuncs"])
+def test_math_and_numpy_functions(st, py):
+    """``from math import sqrt``, ``from numpy import hypot`` (the functions by name, as
+    through their modules) and NumPy's ufuncs on a kernel's scalars (np.sqrt, np.abs,
+    np.floor, np.sign, np.fmod, np.power... by numba's loops: np.square of an int64 stays
+    int64), against the reference's evaluation of the same Python function."""
     for dtype in (np.float64, np.int16):
         x = sample((6, 7), dtype)[0]
         for mode, cval in (("reflect", 0), ("constant", 2)):
             kw = {"cval": cval} if cval else {}
             np.testing.assert_array_equal(
-                named_functions(x, mode=mode, out_dtype=np.float64, **kw),
-                apply_reference(named_functions_py, [x], ndim=1, mode=mode, cval=cval,
-                                out_dtype=np.float64), err_msg=f"{np.dtype(dtype)} {mode}")
-
-
-def test_numpy_ufuncs_on_scalars():
-    """np.sqrt, np.abs, np.floor, np.sign, np.fmod, np.power... on a kernel's scalars: numba's
-    loops (np.square of an int64 stays int64), against the reference's NumPy evaluation."""
-    for dtype in (np.float64, np.int16):
-        x = sample((6, 7), dtype)[0]
-        for mode, cval in (("reflect", 0), ("constant", 2)):
-            kw = {"cval": cval} if cval else {}
-            np.testing.assert_array_equal(
-                numpy_ufuncs(x, mode=mode, out_dtype=np.float64, **kw),
-                apply_reference(numpy_ufuncs_py, [x], ndim=1, mode=mode, cval=cval,
-                                out_dtype=np.float64), err_msg=f"{np.dtype(dtype)} {mode}")
+                st(x, mode=mode, out_dtype=np.float64, **kw),
+                apply_reference(py, [x], ndim=1, mode=mode, cval=cval, out_dtype=np.float64),
+                err_msg=f"{np.dtype(dtype)} {mode}")
 
 
 def test_float_to_int_conversions_in_a_body_saturate_and_nan_is_zero():
