@@ -803,7 +803,7 @@ class CudaBackend(Backend):
         (p,) = passes.passes
         args = (p.footprint, arr.dtype, passes.out_dtype, arr.ndim)
         try:
-            if p.rank == p.size // 2 and cuda_median.fits(*args):  # 3 x 3 medians: sorted columns
+            if cuda_median.fits(*args, p.rank):  # 3 x 3 medians: sorted columns
                 return cuda_median.run(arr, p.lo[-2], p.lo[-1], passes.mode, passes.cval, out)
             if cuda_median.network_fits(*args):  # 8/16-bit windows: the network on 16x2 pairs
                 return cuda_median.run_network(arr, p, passes.mode, passes.cval, out)

@@ -52,17 +52,17 @@ the same time on an H100 (2026-11-27, ``tools/gpu_profile.py``: the 3 x 3 uint8 
 
 
 @functools.lru_cache(maxsize=256)
-def fits(footprint, dtype, out_dtype, ndim) -> bool:
-    """Whether ``sk_med3`` takes a median over ``footprint`` of ``dtype`` data.
+def fits(footprint, dtype, out_dtype, ndim, rank=4) -> bool:
+    """Whether ``sk_med3`` takes the element of ``rank`` over ``footprint`` of ``dtype`` data.
 
     ``footprint``: full rank, nested tuples of bools (hashable: the answer is remembered).
     A 3 x 3 box over the last two axes of integer, bool, float32 or float64 data, into
-    ``out_dtype`` the data's dtype.
+    ``out_dtype`` the data's dtype, and its median (rank 4): the sorted columns find no other.
     """
     fp = np.asarray(footprint, bool)
     dtype = np.dtype(dtype)
-    return (ndim >= 2 and fp.ndim == ndim and fp.shape[-2:] == (3, 3) and bool(fp.all())
-            and all(s == 1 for s in fp.shape[:-2])
+    return (rank == 4 and ndim >= 2 and fp.ndim == ndim and fp.shape[-2:] == (3, 3)
+            and bool(fp.all()) and all(s == 1 for s in fp.shape[:-2])
             and (dtype.kind in "biu" or dtype in (np.float32, np.float64))
             and np.dtype(out_dtype) == dtype)
 
