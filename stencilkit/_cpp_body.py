@@ -459,6 +459,20 @@ _UFUNCS = {np.sqrt: "sqrt", np.fabs: "fabs", np.floor: "floor", np.ceil: "ceil",
            np.cbrt: "cbrt"}
 _UFUNCS2 = {np.arctan2: "atan2", np.hypot: "hypot", np.copysign: "copysign"}
 _UFUNC_MINMAX = {np.minimum: "min", np.maximum: "max", np.fmin: "fmin", np.fmax: "fmax"}
+# NumPy ufuncs on scalars translated by their loop (Translator.ufunc_loop): the loop numba's
+# lowering picks for the argument types (numba.np.numpy_support.ufunc_find_matching_loop),
+# the arguments converted to its input type, its C++ in the loop's type
+_UFUNC_LOOPS = {
+    np.add: "add", np.subtract: "sub", np.multiply: "mul", np.true_divide: "truediv",
+    np.floor_divide: "floordiv", np.remainder: "mod", np.fmod: "fmod", np.power: "pow",
+    np.float_power: "pow", np.sign: "sign", np.reciprocal: "reciprocal",
+    np.deg2rad: "radians", np.radians: "radians", np.rad2deg: "degrees",
+    np.degrees: "degrees", np.signbit: "signbit", np.logical_and: "land",
+    np.logical_or: "lor", np.logical_xor: "lxor", np.logical_not: "lnot", np.bitwise_and: "&",
+    np.bitwise_or: "|", np.bitwise_xor: "^", np.invert: "~", np.greater: ">",
+    np.greater_equal: ">=", np.less: "<", np.less_equal: "<=", np.equal: "==",
+    np.not_equal: "!="}
+_ANGLES = {math.radians: "radians", math.degrees: "degrees"}
 _CHECKS = {math.isnan: "isnan", math.isinf: "isinf", math.isfinite: "isfinite",
            np.isnan: "isnan", np.isinf: "isinf", np.isfinite: "isfinite"}
 
@@ -1469,7 +1483,101 @@ class _Translator:
                 raise Unsupported(f"{label} typed {sig}")
             args = [self.get(x, rc) for x in names]
             return self.mathcall(_MATH2.get(fn) or _UFUNCS2[fn], args, rc), rc
+        if fn in _ANGLES:
+            if not isinstance(rt, types.Float) or len(names) != 1:
+                raise Unsupported(f"{label} typed {sig}")
+            # numba's: the argument (an integer through float64) times the constant in rt
+            return self.angle(_ANGLES[fn], self.chain(names[0], argtypes[0], rc), rc), rc
+        if fn in _UFUNC_LOOPS:
+            return self.ufunc_loop(fn, names, argtypes, rt)
         raise Unsupported(f"a call of {label!r}")
+
+    @staticmethod
+    def angle(kind, a, c):
+        """``a`` in radians or degrees: times pi/180 or 180/pi as a constant of type ``c``."""
+        coef = math.pi / 180 if kind == "radians" else 180 / math.pi
+        return f"({a} * {literal_c(coef, c)})"
+
+    def ufunc_loop(self, fn, names, argtypes, rt):
+        """A NumPy ufunc on scalars as numba lowers it: the loop its type rules pick.
+
+        numba's lowering (``numba.np.npyimpl``) finds the loop for the argument and result
+        types with ``ufunc_find_matching_loop``, converts each argument to the loop's input
+        type, computes the loop in it (its implementation in ``numba.np.ufunc_db``: an
+        integer result wraps in the loop's type, ``np.power`` of int8 is an int8) and
+        converts the loop's result to the call's. Refused: loops of mixed input types (a
+        signed with an unsigned comparison), the integer reciprocal (a float 1/x cast back,
+        undefined at 0), loops of other than numbers.
+        """
+        from numba.np.numpy_support import ufunc_find_matching_loop
+
+        types = self.types
+        label = f"np.{fn.__name__}"
+        loop = ufunc_find_matching_loop(fn, tuple(argtypes) + (rt,))
+        if loop is None or len(loop.outputs) != 1 or len(names) != fn.nin:
+            raise Unsupported(f"{label} of {tuple(argtypes)}")
+        lt, ot = loop.inputs[0], loop.outputs[0]
+        if any(t != lt for t in loop.inputs) or not all(
+                self.is_value(t) for t in (lt, ot)):
+            raise Unsupported(f"{label}'s loop {loop.ufunc_sig}")
+        lc, oc = ctype(lt), ctype(ot)
+        args = [self.chain(x, t, lc) for x, t in zip(names, argtypes)]
+        a, b = args[0], args[-1]
+        kind = _UFUNC_LOOPS[fn]
+        is_float = isinstance(lt, types.Float)
+        if oc == "bool":
+            if kind in ("land", "lor", "lxor"):
+                op = {"land": "&&", "lor": "||", "lxor": "!="}[kind]
+                text = f"(({a} != 0) {op} ({b} != 0))"
+            elif kind == "lnot":
+                text = f"({a} == 0)"
+            elif kind == "signbit" and is_float:
+                text = f"sk_signbit({a})"
+            elif kind in ("&", "|", "^", "~", "add", "sub", "mul") and lc == "bool":
+                op = {"add": "|", "sub": "^", "mul": "&"}.get(kind, kind)
+                text = f"(!{a})" if op == "~" else f"((bool)({a} {op} {b}))"
+            elif kind in _COMPARE:
+                text = f"({a} {kind} {b})"
+            else:
+                raise Unsupported(f"{label}'s loop {loop.ufunc_sig}")
+        elif is_float:
+            ops = {"add": "+", "sub": "-", "mul": "*", "truediv": "/"}
+            if kind in ops:
+                text = f"({a} {ops[kind]} {b})"
+            elif kind == "floordiv":  # (the floor of the quotient: not Python's //)
+                text = self.mathcall("floor", [f"({a} / {b})"], lc)
+            elif kind in ("fmod", "pow"):
+                text = self.mathcall(kind, [a, b], lc)
+            elif kind in ("mod", "sign"):
+                text = f"sk_np{kind}_{sfx(lc)}({', '.join(args)})"
+            elif kind == "reciprocal":
+                text = f"({literal_c(1, lc)} / {a})"
+            elif kind in ("radians", "degrees"):
+                text = self.angle(kind, a, lc)
+            else:
+                raise Unsupported(f"{label}'s loop {loop.ufunc_sig}")
+        elif kind == "truediv" and oc == "double":  # (integer loops divide in float64)
+            text = f"({conv(a, lc, oc)} / {conv(b, lc, oc)})"
+        elif lt != ot or lc == "bool":
+            raise Unsupported(f"{label}'s loop {loop.ufunc_sig}")
+        elif kind in ("add", "sub", "mul"):
+            # modulo 2**bits in unsigned arithmetic (no C++ promotion to a signed int)
+            w = "sk_u64" if lt.bitwidth == 64 else "sk_u32"
+            op = {"add": "+", "sub": "-", "mul": "*"}[kind]
+            text = f"(({lc})(({w}){a} {op} ({w}){b}))"
+        elif kind in ("floordiv", "mod"):  # (np_int_sdiv/srem: 0 for a zero divisor)
+            text = f"sk_{'' if lt.signed else 'u'}{kind}_{sfx(lc)}({a}, {b})"
+        elif kind in ("fmod", "sign"):
+            text = f"sk_np{kind}_{sfx(lc)}({', '.join(args)})"
+        elif kind == "pow":
+            text = f"sk_npow_{sfx(lc)}({a}, {b})"
+        elif kind in ("&", "|", "^"):
+            text = f"(({lc})({a} {kind} {b}))"
+        elif kind == "~":
+            text = f"(({lc})~{a})"
+        else:
+            raise Unsupported(f"{label}'s loop {loop.ufunc_sig}")
+        return conv(text, oc, ctype(rt)), ctype(rt)
 
     def jitted(self, dispatcher, v, sig):
         """A call of a numba-jitted function: its body as a C++ function of its own.

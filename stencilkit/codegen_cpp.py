@@ -276,7 +276,7 @@ SK_PY_MINMAX(float, f32) SK_PY_MINMAX(double, f64)
 #define SK_SIGNED(T, U, S)                                                                \
 SK_FN T sk_add_##S(T a, T b) { return (T)((U)a + (U)b); }                                 \
 SK_FN T sk_sub_##S(T a, T b) { return (T)((U)a - (U)b); }                                 \
-SK_FN T sk_mul_##S(T a, T b) { return (T)((U)a * (U)b); }                                 \
+SK_FN T sk_mul_##S(T a, T b) { return (T)(1u * (U)a * (U)b); }  /* (no promotion to int) */ \
 SK_FN T sk_shl_##S(T a, T b) {  /* NumPy's shifts: a count out of range shifts all out */ \
   return (U)b < sizeof(T) * 8 ? (T)((U)a << (U)b) : (T)0; }                                \
 SK_FN T sk_shr_##S(T a, T b) {                                                             \
@@ -312,7 +312,7 @@ SK_FN T sk_ipow_##S(T a, sk_i64 b) {                                            
     if (a == 0) return (T)(MINV);                                                         \
     if (a != 1 && a != (T)-1) return 0; }                                                 \
   if (e > 0x10000) return (T)pow((double)a, (double)b);                                   \
-  while (e != 0) { if (e & 1) r = (T)(r * a); e >>= 1; a = (T)(a * a); }                  \
+  while (e != 0) { if (e & 1) r = (T)(1ull * r * a); e >>= 1; a = (T)(1ull * a * a); }      \
   if (invert) return (T)(1.0 / (double)r);                                                \
   return r; }
 SK_IPOW_INT(sk_i64, i64, (sk_i64)((sk_u64)1 << 63))
@@ -326,6 +326,66 @@ SK_FN T sk_ipow_##S(T a, sk_i64 b) {                                            
   return r; }
 SK_IPOW_FLOAT(float, f32)
 SK_IPOW_FLOAT(double, f64)
+
+// NumPy's ufunc loops as numba lowers them, where they differ from the operators
+// (_cpp_body.Translator.ufunc_loop): np.remainder of floats (fmod, plus the divisor where the
+// signs differ; the addition turns -0.0 into 0.0), np.sign (of floats: the argument itself
+// for zeros and NaN), np.signbit
+#define SK_NP_FLOAT(T, S, FMOD)                                                            \
+SK_FN T sk_npmod_##S(T a, T b) { T r = FMOD(a, b);                                        \
+  return r + ((r < (T)0 || r > (T)0) && ((b < (T)0) != (r < (T)0)) ? b : (T)0); }         \
+SK_FN T sk_npsign_##S(T a) { return a > (T)0 ? (T)1 : (a < (T)0 ? (T)-1 : a); }
+SK_NP_FLOAT(double, f64, fmod)
+SK_NP_FLOAT(float, f32, fmodf)
+SK_FN bool sk_signbit(float a) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return (__float_as_uint(a) >> 31) != 0;
+#else
+  sk_u32 u; memcpy(&u, &a, 4); return (u >> 31) != 0;
+#endif
+}
+SK_FN bool sk_signbit(double a) {
+#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
+  return __double_as_longlong(a) < 0;
+#else
+  sk_u64 u; memcpy(&u, &a, 8); return (u >> 63) != 0;
+#endif
+}
+
+// integers: np.fmod is numba's unsigned remainder of the bits (np_int_fmod_impl = urem, 0 for
+// a zero divisor); np.sign compares the bits as signed (a uint8 200 gives 255, as numba's)
+#define SK_NP_INT(T, I, U, S)                                                             \
+SK_FN T sk_npfmod_##S(T a, T b) { return b == 0 ? (T)0 : (T)((U)a % (U)b); }              \
+SK_FN T sk_npsign_##S(T a) { return a == 0 ? (T)0 : ((I)a > 0 ? (T)1 : (T)-1); }
+SK_NP_INT(sk_i8, sk_i8, sk_u8, i8) SK_NP_INT(sk_i16, sk_i16, sk_u16, i16)
+SK_NP_INT(sk_i32, sk_i32, sk_u32, i32) SK_NP_INT(sk_i64, sk_i64, sk_u64, i64)
+SK_NP_INT(sk_u8, sk_i8, sk_u8, u8) SK_NP_INT(sk_u16, sk_i16, sk_u16, u16)
+SK_NP_INT(sk_u32, sk_i32, sk_u32, u32) SK_NP_INT(sk_u64, sk_i64, sk_u64, u64)
+
+// numba's integer np.power (int_power_impl): the power in int64 (uint64 for unsigned loops;
+// 0 to a negative power: the type's lowest bit pattern, as its error model "numpy" has it),
+// returned through a float64 (its other returns are floats: 64-bit results above 2**53
+// round) and converted to the loop's type. Beyond the type that conversion has no defined
+// value in LLVM (x86 gives 0 or the lowest value, or the wrapped one where LLVM folds the
+// round trip away): here the power wrapped in the type, as NumPy's, and the float power of
+// an exponent above 2**16 saturated
+SK_FN sk_i64 sk_via_f64_i64(sk_i64 r) { double v = (double)r;
+  return v < 9223372036854775808.0 ? (sk_i64)v : r; }
+SK_FN sk_u64 sk_via_f64_u64(sk_u64 r) { double v = (double)r;
+  return v < 18446744073709551616.0 ? (sk_u64)v : r; }
+#define SK_NP_POW(T, S, W)                                                                \
+SK_FN T sk_npow_##S(T a, T b) {                                                           \
+  sk_##W r = 1, x = (sk_##W)a, e = (sk_##W)b; bool invert = false;                        \
+  if (b < 0) {                                                                            \
+    if (a == 0) return (T)((sk_u64)1 << (sizeof(T) * 8 - 1));                             \
+    if (a != 1 && a != (T)-1) return 0;                                                   \
+    invert = true; e = (sk_##W)(0 - (sk_u64)e); }                                         \
+  if (e > 0x10000) return sk_f2i_##S(pow((double)x, (double)b));                          \
+  while (e != 0) { if (e & 1) r = (sk_##W)(1ull * r * x); e >>= 1; x = (sk_##W)(1ull * x * x); } \
+  return invert ? (T)r : (T)sk_via_f64_##W(r); }  /* (inverted: r is 1 or -1, 1.0 / r) */
+SK_NP_POW(sk_i8, i8, i64) SK_NP_POW(sk_i16, i16, i64) SK_NP_POW(sk_i32, i32, i64)
+SK_NP_POW(sk_i64, i64, i64) SK_NP_POW(sk_u8, u8, u64) SK_NP_POW(sk_u16, u16, u64)
+SK_NP_POW(sk_u32, u32, u64) SK_NP_POW(sk_u64, u64, u64)
 
 // the number of values range(start, stop, step) yields, as numba's range iterator counts
 SK_FN sk_i64 sk_range_count(sk_i64 start, sk_i64 stop, sk_i64 step) {

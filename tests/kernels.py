@@ -165,6 +165,190 @@ def integer_roundings(x):  # of an integer: the integer itself, so every differe
     return (math.floor(v) - v) | (math.ceil(v) - v) | (math.trunc(v) - v) | (round(v) - v)
 
 
+# NumPy's ufuncs on scalars by their loops (numba's ufunc_db; the C++ path translates them
+# with _cpp_body.Translator.ufunc_loop). Called with acc=dtype, so the loops run in the
+# data's type; k picks one (a run-time choice: one compiled kernel per dtype).
+INT_LOOPS = [np.add, np.subtract, np.multiply, np.floor_divide, np.remainder, np.fmod,
+             np.power, np.sign, np.bitwise_and, np.bitwise_or, np.bitwise_xor, np.invert]
+
+
+@sk.stencil
+def int_loops(x, y, k):
+    a = x[0]
+    b = y[0]
+    if k == 0:
+        r = np.add(a, b)
+    elif k == 1:
+        r = np.subtract(a, b)
+    elif k == 2:
+        r = np.multiply(a, b)
+    elif k == 3:
+        r = np.floor_divide(a, b)
+    elif k == 4:
+        r = np.remainder(a, b)
+    elif k == 5:
+        r = np.fmod(a, b)
+    elif k == 6:
+        r = np.power(a, b)
+    elif k == 7:
+        r = np.sign(a)
+    elif k == 8:
+        r = np.bitwise_and(a, b)
+    elif k == 9:
+        r = np.bitwise_or(a, b)
+    elif k == 10:
+        r = np.bitwise_xor(a, b)
+    else:
+        r = np.invert(a)
+    return r
+
+
+FLOAT_LOOPS = [np.add, np.subtract, np.multiply, np.true_divide, np.floor_divide, np.remainder,
+               np.fmod, np.power, np.float_power, np.sign, np.reciprocal, np.deg2rad, np.rad2deg]
+
+
+@sk.stencil
+def float_loops(x, y, k):
+    a = x[0]
+    b = y[0]
+    if k == 0:
+        r = np.add(a, b)
+    elif k == 1:
+        r = np.subtract(a, b)
+    elif k == 2:
+        r = np.multiply(a, b)
+    elif k == 3:
+        r = np.true_divide(a, b)
+    elif k == 4:
+        r = np.floor_divide(a, b)
+    elif k == 5:
+        r = np.remainder(a, b)
+    elif k == 6:
+        r = np.fmod(a, b)
+    elif k == 7:
+        r = np.power(a, b)
+    elif k == 8:
+        r = np.float_power(a, b)
+    elif k == 9:
+        r = np.sign(a)
+    elif k == 10:
+        r = np.reciprocal(a)
+    elif k == 11:
+        r = np.deg2rad(a)
+    else:
+        r = np.rad2deg(a)
+    return r
+
+
+PREDICATE_LOOPS = [np.logical_and, np.logical_or, np.logical_xor, np.logical_not, np.greater,
+                   np.greater_equal, np.less, np.less_equal, np.equal, np.not_equal, np.signbit]
+
+
+@sk.stencil
+def predicate_loops(x, y, k):
+    a = x[0]
+    b = y[0]
+    if k == 0:
+        r = np.logical_and(a, b)
+    elif k == 1:
+        r = np.logical_or(a, b)
+    elif k == 2:
+        r = np.logical_xor(a, b)
+    elif k == 3:
+        r = np.logical_not(a)
+    elif k == 4:
+        r = np.greater(a, b)
+    elif k == 5:
+        r = np.greater_equal(a, b)
+    elif k == 6:
+        r = np.less(a, b)
+    elif k == 7:
+        r = np.less_equal(a, b)
+    elif k == 8:
+        r = np.equal(a, b)
+    elif k == 9:
+        r = np.not_equal(a, b)
+    else:
+        r = np.signbit(a)
+    return r
+
+
+@sk.stencil
+def mixed_loops(x, y, k):  # loops of types other than the arguments' (out_dtype=np.float64)
+    a = x[0]
+    b = y[0]
+    if k == 0:
+        r = np.float64(np.true_divide(a, b))  # (integers: the float64 loop)
+    elif k == 1:
+        r = np.float64(np.add(np.int8(a), np.int16(b)))  # int16's
+    elif k == 2:
+        r = np.float64(np.power(np.float32(a), np.int64(b) % 5))  # float64's
+    elif k == 3:
+        r = np.float64(np.remainder(np.uint8(a), np.int8(b)))  # int16's
+    elif k == 4:
+        r = np.float64(np.floor_divide(np.int16(a), np.uint8(b)))  # int16's
+    elif k == 5:
+        r = np.float64(math.radians(a)) + np.float64(math.degrees(b))
+    elif k == 6:
+        r = np.float64(np.multiply(np.uint16(a), np.uint8(b)))  # uint16's, wrapping
+    else:
+        r = np.float64(np.greater(np.uint8(a), np.int8(b)))  # int16's
+    return r
+
+
+LOOP_FLOATS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, -7.5, 7.0, 1e-40, 1e30, -1e30, np.inf,
+               -np.inf, np.nan]
+LOOP_INTS = [0, 1, -1, 2, -2, 3, -3, 5, -7, 8, 100, -100, 127, -128, 200, 255, 1000, -1000]
+
+
+def _power_steps_fit(a, b):
+    """Whether numba's int_power (its loop in int64, no-signed-wrap) stays in int64."""
+    if b < 0 and a not in (1, -1) or a in (0, 1) or b >= 64:
+        return True  # (0 and the rest return before the loop; the rest: unsigned loops)
+    r, x, e = 1, a, abs(b)
+    while e:
+        if e & 1:
+            r *= x
+        e >>= 1
+        x *= x
+        if not -2**63 <= min(r, x) <= max(r, x) < 2**63:
+            return False
+    return True
+
+
+def loop_pairs(fn, dtype):
+    """``(a, b)``: every pair of sample values of ``dtype`` that loop ``fn`` is defined on.
+
+    numba compiles signed integer arithmetic with no-signed-wrap (an overflowing int8 add has
+    no defined value) and takes a signed remainder of MIN by -1 as x86 does (a trap): those
+    pairs are left out. The power's exponents are -3..8 (the integers): its value reaches the
+    loop's type through a float64, a conversion LLVM leaves undefined beyond the type, so
+    powers beyond it are left out too.
+    """
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        v = np.array(LOOP_FLOATS, dt)
+        a, b = (m.ravel() for m in np.meshgrid(v, v))
+        return a, b
+    info = np.iinfo(dt)
+    vals = LOOP_INTS + [int(info.min), int(info.max), int(info.min) + 1, int(info.max) - 1]
+    v = np.unique(np.array([x % 2**(8 * dt.itemsize) for x in vals], np.uint64).astype(dt))
+    e = np.arange(-3, 9).astype(dt) if fn is np.power else v
+    a, b = (m.ravel() for m in np.meshgrid(v, e))
+    pairs = list(zip(a.tolist(), b.tolist()))
+    keep = [True] * len(pairs)
+    exact = {np.add: lambda x, y: x + y, np.subtract: lambda x, y: x - y,
+             np.multiply: lambda x, y: x * y}.get(fn)
+    if dt.kind == "i" and exact is not None:
+        keep = [info.min <= exact(x, y) <= info.max for x, y in pairs]
+    elif dt.kind == "i" and fn is np.remainder:
+        keep = [not (x == info.min and y == -1) for x, y in pairs]
+    elif fn is np.power:
+        keep = [_power_steps_fit(x, y) and (y < 0 or x in (0, 1) or (
+            y < 64 and info.min <= x ** y <= info.max)) for x, y in pairs]
+    return a[np.array(keep)], b[np.array(keep)]
+
+
 # (k's conversion: the rounding, then the integer type saturated into)
 CONVERSIONS = [("trunc", np.int64), *(("trunc", t) for t in (np.int8, np.int16, np.int32,
                                                              np.int64, np.uint8, np.uint16,

@@ -8,16 +8,23 @@ import pytest
 from kernels import (
     CONVERSIONS,
     CONVERTED,
+    FLOAT_LOOPS,
+    INT_LOOPS,
     KERNELS,
+    PREDICATE_LOOPS,
     SHIFT_COUNTS,
     blend,
     conversions,
     converted,
+    float_loops,
+    int_loops,
     integer_roundings,
+    loop_pairs,
     named_functions,
     named_functions_py,
     numpy_ufuncs,
     numpy_ufuncs_py,
+    predicate_loops,
     sample,
     shifted,
     shifts,
@@ -147,6 +154,46 @@ def test_math_and_numpy_functions(st, py):
                 st(x, mode=mode, out_dtype=np.float64, **kw),
                 apply_reference(py, [x], ndim=1, mode=mode, cval=cval, out_dtype=np.float64),
                 err_msg=f"{np.dtype(dtype)} {mode}")
+
+
+# NumPy's loops that numba's equal on every pair of loop_pairs (the independent reference);
+# elsewhere numba's own rules hold (an unsigned np.fmod of integers, np.sign of unsigned bits
+# as signed, 0 for an integer division by zero, np.floor_divide of floats as floor(a / b),
+# np.rad2deg of float32 times float32(180 / pi), NumPy's 180 / float32(pi): an ulp apart)
+NUMPY_EQUAL = {"int": [np.add, np.subtract, np.multiply, np.bitwise_and, np.bitwise_or,
+                       np.bitwise_xor, np.invert],
+               "float": [np.add, np.subtract, np.multiply, np.true_divide, np.fmod, np.sign,
+                         np.reciprocal, np.deg2rad],
+               "predicate": PREDICATE_LOOPS}
+
+
+@pytest.mark.parametrize("st,fns,kind,dtypes", [
+    (int_loops, INT_LOOPS, "int", [np.int8, np.uint16, np.int64, np.uint64]),
+    (float_loops, FLOAT_LOOPS, "float", [np.float32, np.float64]),
+    (predicate_loops, PREDICATE_LOOPS, "predicate", [np.int8, np.float64])],
+    ids=["int", "float", "predicate"])
+def test_numpy_ufunc_loops_in_the_data_type(st, fns, kind, dtypes):
+    """np.add, np.logical_xor, np.deg2rad... on scalars in the data's own type (acc=dtype):
+    NumPy's results, an int8 sum wrapping in int8 (where numba's loop is NumPy's)."""
+    for dtype in dtypes:
+        for k, fn in enumerate(fns):
+            if fn not in NUMPY_EQUAL[kind]:
+                continue
+            a, b = loop_pairs(fn, dtype)
+            with np.errstate(all="ignore"):
+                want = fn(a, b) if fn.nin == 2 else fn(a)
+                got = st(a, b, k, acc=dtype)
+            np.testing.assert_array_equal(got, want.astype(got.dtype),
+                                          err_msg=f"np.{fn.__name__} {np.dtype(dtype)}")
+        if kind == "int" and np.dtype(dtype).kind == "i":  # (and where numba's differ)
+            a = np.array([-8, 8, 7, -7, 0], dtype)
+            b = np.array([7, -7, 0, 2, 3], dtype)
+            np.testing.assert_array_equal(st(a, b, 3, acc=dtype), [-2, -2, 0, -4, 0])  # floor_div
+            np.testing.assert_array_equal(st(a, b, 4, acc=dtype), [6, -6, 0, 1, 0])  # remainder
+            m = 2**(8 * a.itemsize)  # (np.fmod: the remainder of the bits as unsigned)
+            fmod = [x % m % (y % m) if y else 0 for x, y in zip(a.tolist(), b.tolist())]
+            np.testing.assert_array_equal(st(a, b, 5, acc=dtype),
+                                          np.array(fmod, np.uint64).astype(dtype))
 
 
 def test_float_to_int_conversions_in_a_body_saturate_and_nan_is_zero():

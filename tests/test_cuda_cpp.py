@@ -18,6 +18,10 @@ from filter_table import TABLE, assert_device_result
 from kernels import (
     CONVERSIONS,
     CONVERTED,
+    FLOAT_LOOPS,
+    INT_LOOPS,
+    LOOP_INTS,
+    PREDICATE_LOOPS,
     SHIFT_COUNTS,
     amplify,
     asym2,
@@ -28,11 +32,16 @@ from kernels import (
     converted,
     diffuse,
     float_helpers,
+    float_loops,
     helpers,
+    int_loops,
     integer_roundings,
     lap3,
+    loop_pairs,
+    mixed_loops,
     named_functions,
     narrow_types,
+    predicate_loops,
     sample,
     scaled,
     scoped_numbers,
@@ -217,6 +226,60 @@ def test_options_out_dtype_acc_and_axes():
         same(host_call(smooth, a, **options), smooth(a, **options))
     h = sample((5, 8), np.float16)
     same(host_call(smooth, h), smooth(h))
+
+
+LOOP_CASES = [(int_loops, INT_LOOPS, [np.int8, np.uint8, np.int16, np.uint32, np.int64, np.uint64]),
+              (float_loops, FLOAT_LOOPS, [np.float32, np.float64]),
+              (predicate_loops, PREDICATE_LOOPS, [np.int8, np.uint64, np.float32, np.float64])]
+LOOP_PARAMS = [(st, fns, d) for st, fns, dtypes in LOOP_CASES for d in dtypes]
+LOOP_IDS = [f"{st.__name__}-{np.dtype(d).name}" for st, _, d in LOOP_PARAMS]
+
+
+def same_bits(got, want):
+    """Equal bit for bit: the sign of a zero too (NaNs: any NaN)."""
+    same(got, want)
+    if got.dtype.kind == "f":
+        nan = np.isnan(want)
+        np.testing.assert_array_equal(np.signbit(got[~nan]), np.signbit(want[~nan]))
+
+
+@pytest.mark.parametrize("st,fns,dtype", LOOP_PARAMS, ids=LOOP_IDS)
+def test_numpy_ufunc_loops_equal_the_cpu(st, fns, dtype):
+    """NumPy's ufuncs on scalars (np.power, np.remainder, np.sign, np.logical_and, ...) by
+    numba's loops in the data's type (``acc=dtype``: int8's loop wraps in int8; numba's
+    integer np.fmod takes an unsigned remainder, its np.sign compares unsigned bits as signed):
+    the C++ path translates them (``_cpp_body.Translator.ufunc_loop``), so it equals the CPU
+    on every pair of sample values each loop is defined on, zeros' signs included."""
+    for k, fn in enumerate(fns):
+        a, b = loop_pairs(fn, dtype)
+        with np.errstate(all="ignore"):
+            want = st(a, b, k, acc=dtype)
+        got = host_call(st, a, b, k, acc=dtype)
+        try:
+            same_bits(got, want)
+        except AssertionError as exc:
+            raise AssertionError(f"np.{fn.__name__} of {np.dtype(dtype)}: {exc}") from None
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32])
+def test_numpy_ufunc_loops_of_other_types_equal_the_cpu(dtype):
+    """Loops numba picks for arguments of different types (np.add of an int8 and an int16:
+    int16's; an integer true division: float64's) and math.radians/math.degrees."""
+    v = np.array(LOOP_INTS + ([0.5, -2.5, np.nan, np.inf, -0.0] if dtype == np.float32 else []),
+                 dtype)
+    a, b = (m.ravel() for m in np.meshgrid(v, v))
+    for k in range(8):
+        with np.errstate(all="ignore"):
+            want = mixed_loops(a, b, k, out_dtype=np.float64)
+        same_bits(host_call(mixed_loops, a, b, k, out_dtype=np.float64), want)
+
+
+@pytest.mark.parametrize("st,fns,dtype", LOOP_PARAMS, ids=LOOP_IDS)
+def test_numpy_ufunc_loop_modules_compile_with_nvrtc(st, fns, dtype):
+    cpp_host.needs_nvrtc()
+    mod = _module(st, dtype, shape=(8,), params=(1,), acc=dtype)
+    ptx = cuda_cpp.ptx(mod.source, "compute_80")
+    assert all(f".entry {name}(" in ptx for name in mod.kernels)
 
 
 def test_float_to_int_conversions_saturate_as_on_the_cpu():

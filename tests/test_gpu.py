@@ -7,18 +7,25 @@ Run them on a GPU machine with `NUMBA_ENABLE_CUDASIM=0 .venv/bin/python -m pytes
 import numpy as np
 import pytest
 from kernels import (
+    FLOAT_LOOPS,
+    INT_LOOPS,
+    PREDICATE_LOOPS,
     asym2,
     blend,
     box5,
     diffuse,
     float_helpers,
+    float_loops,
     helpers,
+    int_loops,
     lap3,
     life,
+    loop_pairs,
     named_functions,
     narrow_types,
     numpy_ufuncs,
     numpy_ufuncs_inexact,
+    predicate_loops,
     sample,
     scoped_numbers,
     shift,
@@ -489,6 +496,32 @@ def test_numpy_ufuncs_on_the_numba_fallback_on_the_gpu(cupy, monkeypatch):
             for mode in ("reflect", "constant"):
                 close(st(cupy.asarray(a), mode=mode, cval=1).get(),
                       st(a, mode=mode, cval=1), FALLBACK_ULPS)
+
+
+@pytest.mark.parametrize("cpp", ["1", "0"], ids=["cpp", "numba"])
+def test_numpy_ufunc_loops_on_the_gpu(cupy, monkeypatch, cpp):
+    """NumPy's ufuncs on scalars by numba's loops in the data's type (the C++ path's
+    ``ufunc_loop``; on the fallback numba-cuda's and stencilkit.backends.cuda_ufuncs' loops):
+    the CPU's results on every pair each loop is defined on, integers bit for bit; floats
+    within the fallback's bound (np.power, np.float_power: CUDA's pow, not correctly rounded,
+    within it on the C++ path too)."""
+    monkeypatch.setenv("STENCILKIT_CUDA_CPP", cpp)
+    for st, fns, dtypes in ((int_loops, INT_LOOPS, [np.int8, np.uint16, np.int64, np.uint64]),
+                            (float_loops, FLOAT_LOOPS, [np.float32, np.float64]),
+                            (predicate_loops, PREDICATE_LOOPS, [np.int16, np.float32])):
+        for dtype in dtypes:
+            for k, fn in enumerate(fns):
+                a, b = loop_pairs(fn, dtype)
+                with np.errstate(all="ignore"):
+                    want = st(a, b, k, acc=dtype)
+                got = st(cupy.asarray(a), cupy.asarray(b), k, acc=dtype).get()
+                if np.dtype(dtype).kind != "f" or cpp == "1" and fn not in (
+                        np.power, np.float_power):
+                    np.testing.assert_array_equal(got, want, err_msg=f"np.{fn.__name__}")
+                    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+                else:  # (each a single operation: relative to the element itself)
+                    np.testing.assert_allclose(got, want, err_msg=f"np.{fn.__name__}",
+                                               rtol=FALLBACK_ULPS * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])

@@ -8,10 +8,11 @@ capability 8.0) for a spread of dtypes, with no GPU and no driver needed.
 Needs numba-cuda and NVVM from the CUDA toolkit wheels (about 0.5 GB, so not part of CI)::
 
     pip install 'numba-cuda[cu12]' nvidia-cuda-nvcc-cu12 nvidia-cuda-nvrtc-cu12
-    NUMBA_ENABLE_CUDASIM=0 python tools/cuda_compile_check.py
+    NUMBA_ENABLE_CUDASIM=0 python tools/cuda_compile_check.py [NAME ...]
 
-(if NVVM or NVRTC are not found, put their ``lib`` folders on LD_LIBRARY_PATH). Exit status 0
-when every kernel compiles; each failure is printed.
+(NAME: only the cases whose names contain it, such as ``loops``; if NVVM or NVRTC are not
+found, put their ``lib`` folders on LD_LIBRARY_PATH). Exit status 0 when every kernel
+compiles; each failure is printed.
 """
 
 from __future__ import annotations
@@ -76,14 +77,18 @@ def cases():
         box5,
         conversions,
         float_helpers,
+        float_loops,
         helpers,
+        int_loops,
         integer_roundings,
         lap3,
         math_edges,
+        mixed_loops,
         named_functions,
         narrow_types,
         numpy_ufuncs,
         numpy_ufuncs_inexact,
+        predicate_loops,
         scoped_numbers,
         shift,
         shifts,
@@ -131,6 +136,15 @@ def cases():
     for dt, acc in (("float32", "float32"), ("int16", "int64"), ("float64", "float64")):
         yield f"numpy_ufuncs {dt} (cuda_ufuncs)", numpy_ufuncs, [dt], acc, dt, ()
         yield f"numpy_ufuncs_inexact {dt} (cuda_ufuncs)", numpy_ufuncs_inexact, [dt], acc, dt, ()
+    for st, dtypes in ((int_loops, ("int8", "uint8", "int16", "uint32", "int64", "uint64")),
+                       (float_loops, ("float32", "float64")),
+                       (predicate_loops, ("int8", "uint64", "float32", "float64")),
+                       (mixed_loops, ("int16", "float32"))):  # NumPy's loops in each type
+        for dt in dtypes:
+            out = "float64" if st is mixed_loops else dt
+            acc = dt if st is not mixed_loops else ("float32" if dt == "float32" else "int64")
+            yield f"{st.__name__} {dt} (numba's ufunc loops)", st, [dt, dt], acc, out, \
+                (T.int64,)
     # filters: the generated sources behind calls on device arrays (captured from
     # _passes.compiled, with the CPU backend lowering the line passes as the CUDA backend
     # does where it has no kernel of its own: as generated stencils), with the dtypes those
@@ -213,13 +227,15 @@ def block_cases():
         T.float64, T.float64)
 
 
-def main() -> int:
-    """Compile everything; the exit status."""
+def main(only=()) -> int:
+    """Compile everything (or the cases whose names contain one of ``only``); the exit status."""
     _no_gpu_needed()
     print(f"numba {numba.__version__}, numba.cuda from {cuda.__file__}")
     failures = 0
     count = 0
     for name, st, dtypes, acc, out, params in cases():
+        if only and not any(word in name for word in only):
+            continue
         interior, border = stencil_signatures(st, dtypes, params, acc, out)
         for idx64 in (False, True):
             module = cuda_backend.module(st, False, idx64)
@@ -244,6 +260,8 @@ def main() -> int:
             failures += 1
             print(f"FAIL  C++ {name}\n{traceback.format_exc()}")
     for name, kernel, sig in block_cases():
+        if only and not any(word in name for word in only):
+            continue
         count += 1
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(8, 0))
@@ -256,4 +274,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
