@@ -276,8 +276,17 @@ def ufunc(uf):
 
     The loop numba picks for the operands' types: ``np.hypot(float32, int64)`` runs ``ff->f``,
     a float32, where NumPy 2 computes a float64. The loop itself is NumPy's, which numba's
-    own follows but at some edges: numba's ``maximum`` of equals is the first (done here too),
-    its float ``floor_divide`` its own algorithm (``1.0 // -inf`` -0.0, NumPy's -1.0).
+    own follows but at some edges, done here as numba's loops do them (``numba.np.npyfuncs``):
+    ``maximum`` of equals is the first; integer ``fmod`` the unsigned remainder of the bits
+    (``fmod(int8(-8), int8(7))`` is 3); integer ``sign`` compares the bits as signed (of a
+    uint8 200: 255); integer ``floor_divide`` and ``remainder`` give 0 for a zero divisor and
+    for the minimum by -1; float ``floor_divide`` is ``floor(a / b)`` (``1.0 // -inf`` -0.0,
+    NumPy's -1.0), float ``remainder`` the C remainder plus the divisor where the signs differ
+    (a zero result +0.0, NumPy's takes the divisor's sign).
+
+    >>> f = ufunc(np.fmod)
+    >>> f(np.int8(-8), np.int8(7)), ufunc(np.sign)(np.uint8(200))
+    (np.int8(3), np.uint8(255))
     """
     def call(*args, **kwargs):
         plan = None if kwargs else _loop(uf, tuple(type(a) for a in args))
@@ -285,8 +294,12 @@ def ufunc(uf):
             return uf(*args, **kwargs)
         inputs, result = plan
         ops = [to(a, k) for a, k in zip(args, inputs)]
+        own = _NUMBA_LOOPS.get((uf, np.dtype(inputs[0]).kind))
         if uf in _FIRST_OF_EQUALS and ops[0] == ops[1]:
             r = ops[0]  # (numba's select keeps the first of equals: -0.0 in max(-0.0, 0.0))
+        elif own is not None:
+            with np.errstate(all="ignore"):
+                r = own(*ops)
         else:
             r = uf(*ops)
         return r if type(r) is result else to(r, result)
@@ -296,6 +309,42 @@ def ufunc(uf):
 
 
 _FIRST_OF_EQUALS = frozenset((np.maximum, np.minimum, np.fmax, np.fmin))
+
+
+def _bits(v, kind):
+    """Integer scalar ``v``'s bits as the signed (``"i"``) or unsigned (``"u"``) type."""
+    return np.asarray(v).view(f"{kind}{v.itemsize}")[()]
+
+
+def _int_fmod(a, b):
+    t = type(a)
+    return t(0) if b == 0 else _bits(_bits(a, "u") % _bits(b, "u"), np.dtype(t).kind)
+
+
+def _int_sign(a):
+    s = _bits(a, "i")
+    return type(a)(0) if s == 0 else (type(a)(1) if s > 0 else _bits(type(s)(-1), a.dtype.kind))
+
+
+def _int_divide_or_zero(uf):
+    def loop(a, b):
+        lowest = np.iinfo(type(a)).min
+        if b == 0 or (lowest < 0 and b == -1 and (a == lowest or uf is np.remainder)):
+            return type(a)(0)
+        return uf(a, b)
+    return loop
+
+
+def _float_remainder(a, b):
+    r = np.fmod(a, b)
+    fix = (r < 0 or r > 0) and ((b < 0) != (r < 0))
+    return r + (b if fix else type(r)(0))
+
+
+_NUMBA_LOOPS = {
+    **{(np.fmod, k): _int_fmod for k in "iu"}, **{(np.sign, k): _int_sign for k in "iu"},
+    **{(uf, k): _int_divide_or_zero(uf) for uf in (np.floor_divide, np.remainder) for k in "iu"},
+    (np.floor_divide, "f"): lambda a, b: np.floor(a / b), (np.remainder, "f"): _float_remainder}
 
 
 @functools.cache

@@ -5,12 +5,13 @@ an interval analysis (32-bit operations, unsigned divisions by constants, lifted
 shifts by counts known in range); a wrong interval gives wrong integers for some data only,
 which hand-written kernels find by luck. Here hypothesis draws expression trees over reads,
 literals and a parameter (arithmetic, bitwise operations, shifts, min/max, conditionals,
-conversions, ``math.floor`` and friends), for every integer dtype, float32 and float64 and
-several accumulators, with data spanning each type's range (its extremes, and NaN, infinities
-and signed zeros for floats), and every output must equal the CPU's bit for bit (signed zeros
-included). The numba.cuda fallback runs them under the simulator too (its operators computed
-in numba's types: stencilkit._scalar_ops). It found the two bugs of 2026-11-29 (kernels
-``mixed_signedness`` and ``integer_roundings`` in tests/test_cuda_cpp.py and tests/kernels.py).
+conversions, ``math.floor`` and friends, NumPy's ufuncs on scalars), for every integer
+dtype, float32 and float64 and several accumulators, with data spanning each type's range
+(its extremes, and NaN, infinities and signed zeros for floats), and every output must equal
+the CPU's bit for bit (signed zeros included). The numba.cuda fallback runs them under the
+simulator too (its operators and ufuncs computed in numba's types and loops:
+stencilkit._scalar_ops). It found the two bugs of 2026-11-29 (kernels ``mixed_signedness``
+and ``integer_roundings`` in tests/test_cuda_cpp.py and tests/kernels.py).
 
 Expressions whose signed arithmetic could overflow are not drawn: numba compiles it as
 no-signed-wrap, so the CPU's result there is undefined (the README says so). Each drawn node
@@ -161,6 +162,29 @@ def _unary(op, a):
                    max(abs(lo), abs(hi)))
 
 
+_UFUNCS = {"add": "+", "subtract": "-", "multiply": "*", "floor_divide": "//",
+           "remainder": "%", "bitwise_and": "&", "bitwise_or": "|", "bitwise_xor": "^",
+           "fmod": None, "sign": None, "true_divide": None, "greater": None, "logical_xor": None}
+
+
+def _ufunc(name, a, b):
+    """NumPy's ufunc ``name`` on scalars (numba's loop for the arguments' types: the C++
+    path's ``ufunc_loop``), with the operator's interval where the loop is the operator's
+    in the loop's type (an overflowing signed loop, undefined in numba's code, refused)."""
+    fn = getattr(np, name)
+    args = (a, b)[:fn.nin]
+    ty = _typed(fn, *(n.ty for n in args))
+    text = f"np.{name}({', '.join(n.text for n in args)})"
+    if ty is None or not isinstance(ty, nt.Integer):
+        return None if ty is None else Node(text, ty)
+    if _UFUNCS[name] is not None:
+        node = _binary(_UFUNCS[name], *(Node(n.text, ty, n.within(ty)) for n in args))
+        return node and Node(text, ty, node.iv)
+    if name == "sign" and ty.signed:
+        return Node(text, ty, (-1, 1))
+    return _result(text, ty, *_range(ty), False)  # (fmod: the unsigned remainder of the bits)
+
+
 @st.composite
 def expressions(draw, read_ty, depth=3, names=(), offsets=("-1", "0", "1")):
     """A random integer (or, by numba's promotions, float) expression over the kernel's reads
@@ -185,7 +209,7 @@ def expressions(draw, read_ty, depth=3, names=(), offsets=("-1", "0", "1")):
     sub = expressions(read_ty, depth - 1, names, offsets)
     a = draw(sub)
     kind = draw(st.sampled_from(["binary", "binary", "binary", "constant", "unary", "select",
-                                 "convert", "math", "sum"]))
+                                 "convert", "math", "sum", "ufunc"]))
     if kind == "sum":  # weighted reads over the rows (the emitter regroups such sums by rows)
         node = a
         for _ in range(draw(st.integers(2, 8))):
@@ -204,6 +228,8 @@ def expressions(draw, read_ty, depth=3, names=(), offsets=("-1", "0", "1")):
         node = _binary(op, a, Node(f"({v})", nt.int64, (v, v)))
     elif kind == "unary":
         node = _unary(draw(st.sampled_from(["-", "~", "abs"])), a)
+    elif kind == "ufunc":
+        node = _ufunc(draw(st.sampled_from(sorted(_UFUNCS))), a, draw(sub))
     elif kind == "select":
         b, c, d = draw(sub), draw(sub), draw(sub)
         cmp = draw(st.sampled_from(["<", "<=", "==", "!=", ">", ">="]))
