@@ -1,12 +1,13 @@
 """``make compat``: scipy's and dask-image's own filter tests, with stencilkit's filters in.
 
-Runs ``scipy.ndimage.tests.test_filters`` (from the installed scipy wheel) and dask-image's
-ndfilters tests (from its source release, downloaded once into ``.compat/``) with the plugin
-``stencilkit_swap``: each peer's filters (``stencilkit_swap.SWAPPED``) replaced by
-``stencilkit.filters``', every documented difference (``differences_*.tsv``) a strict
-expected failure. Exit status 0 when both runs fail exactly in their documented differences.
-``--install`` (``make compat``) first installs the peer versions the lists are for (SCIPY and
-DASK_IMAGE below).
+Runs ``scipy.ndimage.tests.test_filters`` and ``test_morphology`` (from the installed scipy
+wheel) and dask-image's ndfilters and ndmorph tests (from its source release, downloaded
+once into ``.compat/``) with the plugin ``stencilkit_swap``: each peer's filters
+(``stencilkit_swap.SWAPPED``) replaced by ``stencilkit.filters``' and its morphology
+(``stencilkit_swap.MORPHOLOGY``) by ``stencilkit.morphology``', every documented
+difference (``differences_*.tsv``) a strict expected failure. Exit status 0 when every run
+fails exactly in its documented differences. ``--install`` (``make compat``) first installs
+the peer versions the lists are for (SCIPY and DASK_IMAGE below).
 
     python compat/run.py [--install] [--only scipy|dask-image] [pytest options: -n 2, -k sobel]
 """
@@ -28,12 +29,14 @@ CACHE = HERE.parent / ".compat"
 # dask-image's test modules of the functions stencilkit has (the rest test others)
 DASK_IMAGE_TESTS = ("test__conv.py", "test__diff.py", "test__edge.py", "test__gaussian.py",
                     "test__order.py", "test__smooth.py")
+DASK_IMAGE_MORPHOLOGY_TESTS = ("test_ndmorph.py",)
 
 
-def dask_image_tests() -> list[Path]:
-    """dask-image's ndfilters test files, from its source release (downloaded once)."""
+def dask_image_tests(names=DASK_IMAGE_TESTS) -> list[Path]:
+    """dask-image's ndfilters (ndmorph) test files, from its source release (downloaded once)."""
     folder = CACHE / f"dask-image-{DASK_IMAGE}-tests"
-    if not all((folder / name).is_file() for name in DASK_IMAGE_TESTS):
+    wanted = DASK_IMAGE_TESTS + DASK_IMAGE_MORPHOLOGY_TESTS
+    if not all((folder / name).is_file() for name in wanted):
         CACHE.mkdir(exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
                         "--no-binary", ":all:", "-d", str(CACHE), f"dask-image=={DASK_IMAGE}"],
@@ -42,9 +45,10 @@ def dask_image_tests() -> list[Path]:
         folder.mkdir(exist_ok=True)
         with tarfile.open(sdist) as tar:
             for member in tar.getmembers():
-                if Path(member.name).name in DASK_IMAGE_TESTS and "test_ndfilters" in member.name:
+                if Path(member.name).name in wanted and (
+                        "test_ndfilters" in member.name or "test_ndmorph" in member.name):
                     (folder / Path(member.name).name).write_bytes(tar.extractfile(member).read())
-    return [folder / name for name in DASK_IMAGE_TESTS]
+    return [folder / name for name in names]
 
 
 def pytest(args: list) -> tuple[int, float]:
@@ -75,13 +79,20 @@ def main(argv=None) -> int:
         runs.append((f"scipy {SCIPY} test_filters.py", ["--swap-into", "scipy.ndimage",
                                                           "--pyargs",
                                                           "scipy.ndimage.tests.test_filters"]))
+        runs.append((f"scipy {SCIPY} test_morphology.py",
+                     ["--swap-into", "scipy.ndimage", "--differences",
+                      str(HERE / "differences_scipy_morphology.tsv"), "--pyargs",
+                      "scipy.ndimage.tests.test_morphology"]))
     if args.only in (None, "dask-image"):
         runs.append((f"dask-image {DASK_IMAGE} ndfilters tests",
                      ["--swap-into", "dask_image.ndfilters",
                       *map(str, dask_image_tests())]))
+        runs.append((f"dask-image {DASK_IMAGE} ndmorph tests",
+                     ["--swap-into", "dask_image.ndmorph",
+                      *map(str, dask_image_tests(DASK_IMAGE_MORPHOLOGY_TESTS))]))
     status = 0
     for title, run_args in runs:
-        print(f"== {title}, stencilkit.filters swapped in", flush=True)
+        print(f"== {title}, stencilkit's functions swapped in", flush=True)
         rc, seconds = pytest(run_args + extra)
         print(f"== {title}: {'as documented' if rc == 0 else 'FAILED (see above)'} "
               f"({seconds:.0f} s)", flush=True)

@@ -1,13 +1,15 @@
 """A pytest plugin: a peer's filter functions replaced by stencilkit's, its tests run unchanged.
 
-``--swap-into scipy.ndimage`` (scipy's own ``scipy.ndimage.tests.test_filters``, from the
-installed wheel) or ``--swap-into dask_image.ndfilters`` (dask-image's ndfilters tests, from
-its source release): the filters of ``SWAPPED`` that the peer has become ``stencilkit.filters``'
-before the test modules are imported. Each test listed in ``differences_<peer>.tsv`` (a
+``--swap-into scipy.ndimage`` (scipy's own ``scipy.ndimage.tests.test_filters`` and
+``test_morphology``, from the installed wheel), ``--swap-into dask_image.ndfilters`` or
+``dask_image.ndmorph`` (dask-image's tests, from its source release): the filters of
+``SWAPPED`` that the peer has become ``stencilkit.filters``', and the functions of
+``MORPHOLOGY`` ``stencilkit.morphology``'s, before the test modules are imported. Each test
+listed in the peer's ``differences_*.tsv`` (``--differences FILE`` for another list; a
 documented, deliberate difference: test id pattern, category, reason) becomes a strict
 expected failure, so the run fails on any other failure and on any listed test that passes:
 the list stays exact as stencilkit and the peers change. ``compat/run.py`` (``make compat``)
-drives both runs.
+drives the runs.
 
 ``STENCILKIT_COMPAT_RECORD=FILE`` also writes every failure (test id, phase, exception), the
 raw material for the list.
@@ -27,8 +29,13 @@ SWAPPED = ("correlate", "convolve", "uniform_filter", "gaussian_filter", "laplac
            "percentile_filter", "correlate1d", "convolve1d", "uniform_filter1d",
            "gaussian_filter1d", "minimum_filter1d", "maximum_filter1d", "gaussian_laplace",
            "gaussian_gradient_magnitude")
+MORPHOLOGY = ("grey_erosion", "grey_dilation", "grey_opening", "grey_closing",
+              "morphological_gradient", "morphological_laplace", "white_tophat", "black_tophat",
+              "binary_erosion", "binary_dilation", "binary_opening", "binary_closing",
+              "generate_binary_structure", "iterate_structure")
 PEERS = {"scipy.ndimage": ("scipy", "differences_scipy.tsv"),
-         "dask_image.ndfilters": ("dask-image", "differences_dask_image.tsv")}
+         "dask_image.ndfilters": ("dask-image", "differences_dask_image.tsv"),
+         "dask_image.ndmorph": ("dask-image", "differences_dask_image_morphology.tsv")}
 HERE = Path(__file__).parent
 # the marks of the peers' own pytest configurations, which a run from outside their trees lacks
 MARKS = ("array_api_backends", "skip_xp_backends", "xfail_xp_backends", "slow", "xslow",
@@ -40,6 +47,8 @@ def pytest_addoption(parser):
     """``--swap-into MODULE``: the peer namespace whose filters are replaced."""
     parser.addoption("--swap-into", choices=sorted(PEERS), required=True,
                      help="the namespace whose filter functions become stencilkit's")
+    parser.addoption("--differences", metavar="FILE",
+                     help="the list of documented differences (default: the peer's filters')")
 
 
 def differences(path: Path) -> tuple[str, list]:
@@ -67,7 +76,7 @@ def _matches(pattern: str, test: str) -> bool:
 
 def pytest_configure(config):
     """Swap the functions before the test modules are imported and their tests collected."""
-    from stencilkit import filters
+    from stencilkit import filters, morphology
 
     _STATE["config"] = config
     for mark in MARKS:
@@ -81,9 +90,16 @@ def pytest_configure(config):
         for name in SWAPPED:
             xp_capabilities_table[getattr(filters, name)] = xp_capabilities_table[
                 getattr(module, name)]
+        for name in MORPHOLOGY:
+            if getattr(module, name) in xp_capabilities_table:
+                xp_capabilities_table[getattr(morphology, name)] = xp_capabilities_table[
+                    getattr(module, name)]
     for name in SWAPPED:
         if hasattr(module, name):  # (dask-image has no 1-D filters)
             setattr(module, name, getattr(filters, name))
+    for name in MORPHOLOGY:
+        if hasattr(module, name):
+            setattr(module, name, getattr(morphology, name))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -91,6 +107,7 @@ def pytest_collection_modifyitems(config, items):
     import importlib.metadata as md
 
     dist, filename = PEERS[config.getoption("swap_into")]
+    filename = config.getoption("differences") or filename
     version, rows = differences(HERE / filename)
     if version != md.version(dist):
         raise pytest.UsageError(f"{filename} lists the differences for {dist} {version}; this "

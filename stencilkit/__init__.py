@@ -20,13 +20,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MODES", "Chain", "Stencil", "StencilArgumentError", "StencilError", "StencilTypeError",
-    "chain", "cuda_available", "filters", "resample", "stencil", "__version__",
+    "chain", "cuda_available", "filters", "morphology", "resample", "stencil", "__version__",
 ]
 
 
 def __getattr__(name):
-    """``sk.filters`` and ``sk.resample`` load on first use (they import Dask only then)."""
-    if name in ("filters", "resample"):
+    """``sk.filters``, ``sk.morphology`` and ``sk.resample`` load on first use.
+
+    (They import Dask only then.)
+    """
+    if name in ("filters", "morphology", "resample"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

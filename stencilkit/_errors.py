@@ -36,3 +36,18 @@ class StencilAxisTypeError(StencilValueTypeError):
 
 class StencilAxisError(StencilError, np.exceptions.AxisError):
     """An axis out of range: numpy's ``AxisError`` (a ValueError and an IndexError), as scipy."""
+
+
+class StencilArgumentTypeError(StencilArgumentError, TypeError):
+    """A scalar where an array is needed: a RuntimeError and a TypeError.
+
+    A structuring element of 0 dimensions for an n-d input: scipy.ndimage's rank check raises
+    RuntimeError, dask-image TypeError.
+    """
+
+
+class StencilNotImplementedError(StencilError, NotImplementedError):
+    """A call that stencilkit cannot do on this kind of array: a NotImplementedError.
+
+    An iteration until nothing changes, on a lazy Dask array (as dask-image raises).
+    """

@@ -452,11 +452,12 @@ def separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
     return arr
 
 
-def add(parts, acc, out, out_dtype, norm=False):
+def add(parts, acc, out, out_dtype, norm=False, signs=None):
     """The element-wise sum of same-shape arrays into ``out_dtype`` (rounded, saturated).
 
-    ``norm``: the square root of the sum of their squares instead. A generated kernel (in
-    ``acc``, left to right), so it runs on every backend.
+    ``signs``: +1 or -1 per part (``a0 - a1``); ``norm``: the square root of the sum of
+    their squares instead. A generated kernel (in ``acc``, left to right), so it runs on
+    every backend.
     """
     names = [f"a{i}" for i in range(len(parts))]
     ndim = parts[0].ndim
@@ -464,6 +465,11 @@ def add(parts, acc, out, out_dtype, norm=False):
     if norm:
         squares = " + ".join(f"{r} * {r}" for r in reads)
         lines = [f"def f_norm({', '.join(names)}):", f"    s = np.sqrt({squares})"]
+    elif signs is not None:
+        terms = reads[0] + "".join(f" {'-' if g < 0 else '+'} {r}"
+                                   for g, r in zip(signs[1:], reads[1:]))
+        lines = [f"def f_{'_'.join('p' if g > 0 else 'm' for g in signs)}"
+                 f"({', '.join(names)}):", f"    s = {'-' if signs[0] < 0 else ''}{terms}"]
     else:
         lines = [f"def f_sum({', '.join(names)}):", f"    s = {' + '.join(reads)}"]
     store(lines, "s", "int" if acc.kind in "iu" else "float", out_dtype)

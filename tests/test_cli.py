@@ -257,7 +257,8 @@ def test_help_for_each_function_lists_every_parameter(capsys):
             params = [p for p in inspect.signature(function(name)).parameters.values()
                       if p.name not in ("input", "a", "axes")]
             for param in params:
-                option = "--dtype" if param.name == "output" else f"--{param.name}"
+                option = "--dtype" if param.name == "output" else "--" + param.name.replace(
+                    "_", "-")
                 assert f"{option} " in text, (name, option)
                 if param.name != "output":  # its description is the command's own
                     desc = re.sub(r":func:`(\w+)`", r"\1", docs[param.name][1])
@@ -329,6 +330,34 @@ def test_weights_and_footprints_from_files(tmp_path, capsys):
                tmp_path / "p", capsys=capsys)
     assert got.returncode == 2 and "--percentile" in got.stderr
 
+
+
+def test_morphology_on_images_equals_scipy(tmp_path, capsys):
+    """The morphology functions as commands: grey (a footprint from a file, a non-flat
+    structure), binary (the image's non-zero pixels; a 1-bit PNG, or --dtype uint8)."""
+    from stencilkit import morphology
+
+    write_inputs(tmp_path / "in", frames(2))
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+    np.save(tmp_path / "cross.npy", cross)
+    a = frames(2)[1]
+    for args, want in [
+            (("grey_opening", "--footprint", tmp_path / "cross.npy"),
+             scipy_ndimage.grey_opening(a, footprint=cross)),
+            (("white_tophat", "--structure", "[[0,1,0],[1,2,1],[0,1,0]]", "--dtype", "int16",
+              "--name", "{stem}.tif"),
+             morphology.white_tophat(a, structure=[[0, 1, 0], [1, 2, 1], [0, 1, 0]],
+                                     output=np.int16)),  # (tests/test_morphology.py: scipy)
+            (("binary_erosion", "--iterations", "2", "--border-value", "1"),
+             scipy_ndimage.binary_erosion(a > 0, iterations=2, border_value=1)),
+            (("binary_closing", "--dtype", "uint8"), scipy_ndimage.binary_closing(a > 0))]:
+        got = main("run", *args, tmp_path / "in", "-o", tmp_path / args[0], "-q",
+                   capsys=capsys)
+        assert got.returncode == 0, got.stderr
+        name = "img1.tif" if "--name" in args else "img1.png"
+        np.testing.assert_array_equal(io.read_image(tmp_path / args[0] / name),
+                                      want.astype(io.read_image(tmp_path / args[0] / name)
+                                                  .dtype), err_msg=args[0])
 
 def corrupt_corpus(folder):
     """About 60 damaged files in 5 formats, named by what is wrong with them."""

@@ -34,7 +34,7 @@ from numba import types as T  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 import stencilkit as sk  # noqa: E402
-from stencilkit import _cpp_body, _passes, filters, resample  # noqa: E402
+from stencilkit import _cpp_body, _passes, filters, morphology, resample  # noqa: E402
 from stencilkit.backends import cpu as cpu_backend  # noqa: E402
 from stencilkit.backends import cuda as cuda_backend  # noqa: E402
 from stencilkit.backends import cuda_blocks, cuda_cpp, cuda_lines  # noqa: E402
@@ -177,6 +177,11 @@ def cases():
             # pyramid_down on a device array: the binomial prefilter as a generated stencil
             w = np.multiply.outer(resample._BINOMIAL, resample._BINOMIAL)
             resample._binomial(a, w, (0, 1), "reflect", 256)
+            # morphology: a non-flat structure (x - s, x + s), the compositions' signed sums,
+            # the input's truth, an iteration's mask and the empty structure
+            morphology.morphological_laplace(a, structure=np.ones((2, 3)))
+            morphology.binary_opening(a, mask=a8 > 0, iterations=2)
+            morphology.binary_erosion(a, np.zeros((3, 3), bool))
     finally:
         _passes.compiled = original
         del cpu_backend.BACKEND.run_passes

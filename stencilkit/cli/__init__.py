@@ -36,13 +36,14 @@ import sys
 
 from .batch import Job, Result, process, run
 from .manifest import MANIFEST, Manifest
-from .operation import FILTERS, RESAMPLING, Operation
+from .operation import FILTERS, MORPHOLOGY, RESAMPLING, Operation
 from .options import EPILOG, parse_run
 from .progress import Progress
 from .status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "FILTERS", "Job",
-           "MANIFEST", "Manifest", "Operation", "Progress", "RESAMPLING", "Result", "UsageError",
+           "MANIFEST", "MORPHOLOGY", "Manifest", "Operation", "Progress", "RESAMPLING", "Result",
+           "UsageError",
            "main", "parser", "process", "run"]
 
 

@@ -20,15 +20,23 @@ from .status import UsageError
 FILTERS = ("uniform_filter", "gaussian_filter", "laplace", "sobel", "prewitt", "minimum_filter",
            "maximum_filter", "median_filter", "rank_filter", "percentile_filter", "correlate",
            "convolve", "gaussian_laplace", "gaussian_gradient_magnitude")
+MORPHOLOGY = ("grey_erosion", "grey_dilation", "grey_opening", "grey_closing",
+              "morphological_gradient", "morphological_laplace", "white_tophat", "black_tophat",
+              "binary_erosion", "binary_dilation", "binary_opening", "binary_closing")
 RESAMPLING = ("decimate", "block_reduce", "pyramid_down")
-FUNCTIONS = FILTERS + RESAMPLING
+FUNCTIONS = FILTERS + MORPHOLOGY + RESAMPLING
+
+
+def module_of(name: str) -> str:
+    """The stencilkit module whose function ``name`` is (one of FUNCTIONS)."""
+    return "filters" if name in FILTERS else "morphology" if name in MORPHOLOGY else "resample"
 
 
 def function(name: str):
     """The library function ``name`` (one of FUNCTIONS)."""
-    from .. import filters, resample
+    import importlib
 
-    return getattr(filters if name in FILTERS else resample, name)
+    return getattr(importlib.import_module(f"stencilkit.{module_of(name)}"), name)
 
 
 def _json_default(value):

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .operation import FILTERS, FUNCTIONS, Operation, function, kernel_operation, probe
+from .operation import FUNCTIONS, Operation, function, kernel_operation, module_of, probe
 from .status import UsageError
 
 # parameters the command sets itself: the image is each 2-D plane, filtered along both axes
@@ -378,7 +378,7 @@ def function_parser(name: str) -> tuple[argparse.ArgumentParser, dict]:
                f"\n\n{EPILOG}")
     _inputs(p)
     group = p.add_argument_group(f"{name} options", f"the parameters of stencilkit."
-                                 f"{'filters' if name in FILTERS else 'resample'}.{name}")
+                                 f"{module_of(name)}.{name}")
     params = {}
     for param in inspect.signature(fn).parameters.values():
         if param.name in _IMAGE + _SET_BY_THE_COMMAND:
@@ -427,7 +427,13 @@ def _example_options(name: str) -> str:
             "percentile_filter": "--percentile 90 --size 5 ", "decimate": "--factor 2 ",
             "block_reduce": "--factor 2 --func max ", "pyramid_down": "--levels 2 ",
             "gaussian_laplace": "--sigma 2 --dtype float32 --name '{stem}.tif' ",
-            "gaussian_gradient_magnitude": "--sigma 1.5 "}.get(name, "")
+            "gaussian_gradient_magnitude": "--sigma 1.5 ", "grey_opening": "--size 5 ",
+            "grey_erosion": "--size 3 ", "grey_dilation": "--size 3 ", "grey_closing": "--size 5 ",
+            "morphological_gradient": "--size 3 ", "morphological_laplace": "--size 3 "
+            "--dtype int16 --name '{stem}.tif' ", "white_tophat": "--size 15 ",
+            "black_tophat": "--size 15 ", "binary_erosion": "--iterations 2 ",
+            "binary_dilation": "--iterations 2 ", "binary_opening": "--iterations 2 ",
+            "binary_closing": "--iterations 2 "}.get(name, "")
 
 
 # ------------------------------------------------------------------------ finding the function
