@@ -4,12 +4,13 @@
 
 Every filter of tests/filter_table.py (the table the tests check against scipy) runs with the
 table's first parameters on a ``size x size`` uint8 image (Gaussian: also float32), plus
-large-window variants, beside scipy.ndimage with the same arguments and OpenCV's equivalent;
-then block-mean halving of a 12000 x 5000 uint8 image (cv2.resize INTER_AREA, skimage) and one
-pyramid level (cv2.pyrDown). Each line gives the best of ``--rounds`` interleaved rounds in ms
-(stencilkit, a numpy.copyto of as many bytes and each peer in turn, so that all see the same
-moments of a shared machine; scipy, slow, runs once), the bandwidth (bytes read + written),
-its ratio to that copy, and stencilkit's speed-up over each peer. The peers' borders and
+large-window variants and morphology, beside scipy.ndimage with the same arguments and
+OpenCV's equivalent; then block-mean halving of a 12000 x 5000 uint8 image (cv2.resize
+INTER_AREA, skimage) and one pyramid level (cv2.pyrDown). Each line gives the best of
+``--rounds`` interleaved rounds in ms (stencilkit, a numpy.copyto of as many bytes and each
+peer in turn, so that all see the same moments of a shared machine; scipy, slow, runs once),
+the bandwidth (bytes read + written), its ratio to that copy, and stencilkit's speed-up over
+each peer. The peers' borders and
 integer rounding differ a little (see stencilkit.filters): this compares the same work per
 pixel.
 """
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from filter_table import entry  # noqa: E402
 
-from stencilkit import filters, resample  # noqa: E402
+from stencilkit import filters, morphology, resample  # noqa: E402
 
 
 def _cv2():
@@ -53,6 +54,10 @@ def cases(size, scipy_on):
     reflect = getattr(cv2, "BORDER_REFLECT", None)
     k3 = np.ones((3, 3), np.uint8)
     k15 = np.ones((15, 15), np.uint8)
+    blobs = img > 127  # (binary morphology: bool in and out; OpenCV's on 0/255 uint8)
+    bout = np.empty_like(blobs)
+    blobs8 = blobs.astype(np.uint8) * 255
+    cross8 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
 
     def sk(name, a, out, **kw):
         params = {**(entry(name).params[0] if entry(name).params else {}), **kw}
@@ -108,6 +113,22 @@ def cases(size, scipy_on):
         ("percentile_filter 10% 15x15", img,
          sk("percentile_filter", img, out8, percentile=10, size=15, origin=0),
          sp("percentile_filter", img, out8, percentile=10, size=15, origin=0), None),
+        # morphology (stencilkit.morphology on the min/max filters; OpenCV's morphologyEx)
+        ("grey_opening 15x15", img,
+         lambda: morphology.grey_opening(img, size=15, output=out8),
+         lambda: ndi.grey_opening(img, size=15, output=out8),
+         cv2 and (lambda: cv2.morphologyEx(img, cv2.MORPH_OPEN, k15, dst=out8,
+                                           borderType=reflect))),
+        ("white_tophat 15x15", img,
+         lambda: morphology.white_tophat(img, size=15, output=out8),
+         lambda: ndi.white_tophat(img, size=15, output=out8),
+         cv2 and (lambda: cv2.morphologyEx(img, cv2.MORPH_TOPHAT, k15, dst=out8,
+                                           borderType=reflect))),
+        ("binary_erosion cross x3", blobs,
+         lambda: morphology.binary_erosion(blobs, iterations=3, output=bout),
+         lambda: ndi.binary_erosion(blobs, iterations=3, output=bout),
+         cv2 and (lambda: cv2.erode(blobs8, cross8, iterations=3,
+                                    borderType=cv2.BORDER_CONSTANT, borderValue=0))),
     ]
     result = []
     for label, a, ours, theirs, ocv in rows:

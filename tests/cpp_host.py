@@ -494,6 +494,12 @@ class FakeCupyArray:
     def __len__(self):
         return len(self.host)
 
+    def any(self):
+        return FakeCupyArray(np.asarray(self.host.any()))
+
+    def __bool__(self):  # (CuPy: the truth of a one-element array, copied to the host)
+        return bool(self.host)
+
     def __array__(self, *args, **kwargs):
         raise TypeError("Implicit conversion to a NumPy array is not allowed (stand-in CuPy: "
                         "use .get())")

@@ -524,6 +524,34 @@ def test_numpy_ufunc_loops_on_the_gpu(cupy, monkeypatch, cpp):
                                                rtol=FALLBACK_ULPS * np.finfo(dtype).eps)
 
 
+def test_morphology_on_the_gpu(cupy):
+    """stencilkit.morphology on CuPy arrays (the min/max filters' kernels, a non-flat
+    structure's kernel, the compositions' sums, binary iterations until nothing changes and
+    masks): the CPU's results, which equal scipy's (tests/test_morphology.py)."""
+    from stencilkit import morphology
+
+    a = sample((2, 70, 90), np.uint8, seed=14)
+    d = cupy.asarray(a)
+    s = np.array([[0, 1, 0], [2, 3, 1], [0, -1, 2]])
+    for name, kw in (("grey_opening", {"size": (1, 5, 4)}),
+                     ("morphological_gradient", {"footprint": np.eye(3, dtype=bool),
+                                                 "axes": (1, 2)}),
+                     ("white_tophat", {"structure": s, "axes": (1, 2), "mode": "constant"}),
+                     ("morphological_laplace", {"size": 3, "output": np.int16})):
+        want = getattr(morphology, name)(a, **kw)
+        np.testing.assert_array_equal(getattr(morphology, name)(d, **kw).get(), want,
+                                      err_msg=name)
+    b = a > 100
+    mask = a < 200
+    for name, kw in (("binary_erosion", {"iterations": 0}),
+                     ("binary_opening", {"iterations": 2, "border_value": 1}),
+                     ("binary_dilation", {"mask": mask, "iterations": 3})):
+        want = getattr(morphology, name)(b, **kw)
+        dkw = {k: (cupy.asarray(v) if k == "mask" else v) for k, v in kw.items()}
+        np.testing.assert_array_equal(getattr(morphology, name)(cupy.asarray(b), **dkw).get(),
+                                      want, err_msg=name)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_large_medians_on_the_numba_fallback_on_the_gpu(cupy, monkeypatch, dtype):
     """cuda_lines.run_rank (the CPU's quickselect as a device function) on a real GPU."""

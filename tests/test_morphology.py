@@ -241,3 +241,25 @@ def test_morphology_on_device_arrays():
         got = morphology.binary_erosion(cuda.to_device(b), **kw)
         host = {k: (mask if k == "mask" else v) for k, v in kw.items()}
         np.testing.assert_array_equal(got.copy_to_host(), ndi.binary_erosion(b, **host))
+
+
+def test_morphology_on_the_cpp_path(fake_gpu):
+    """The CUDA C++ path (tests/cpp_host.py: the generated modules built for the host, a
+    stand-in CuPy): the kernels of a non-flat structure, the compositions' sums, the input's
+    truth and an iteration's mask, each the CPU's result bit for bit."""
+    a = _image(np.uint8)
+    f = sample((11, 14), np.float32, seed=9)
+    for x, name, kw in ((a, "white_tophat", {"structure": STRUCTURE, "mode": "constant"}),
+                        (a, "morphological_laplace", {"size": 3, "output": np.int16}),
+                        (f, "grey_closing", {"structure": STRUCTURE / 3, "mode": "wrap"})):
+        got = getattr(morphology, name)(fake_gpu.asarray(x), **kw)
+        np.testing.assert_array_equal(got.get(), getattr(morphology, name)(x, **kw),
+                                      err_msg=name)
+    b = _blobs()
+    mask = _blobs(seed=1) | _blobs(seed=2)
+    for name, kw in (("binary_erosion", {"iterations": 0}),
+                     ("binary_closing", {"mask": mask, "iterations": 2, "border_value": 1})):
+        dkw = {k: (fake_gpu.asarray(v) if k == "mask" else v) for k, v in kw.items()}
+        got = getattr(morphology, name)(fake_gpu.asarray(np.where(b, 3.5, 0.0)), **dkw)
+        np.testing.assert_array_equal(got.get(), getattr(ndi, name)(b, **kw), err_msg=name)
+    assert fake_gpu.compiled > 0  # (the generated C++, not the numba.cuda fallback)
