@@ -8,8 +8,9 @@ Workloads (issue "CUDA backend at memory speed"): a 3 x 3 int8 mean on 16384^2 a
 filter, 5 x 5 and 15 x 15 medians, a 2 x 2 block mean, 4 x 4 and 32 x 32 block medians and
 a 2 x 2 x 2 volume mean on uint8;
 a 15 x 15 median on uint16; pyramid_down and decimate; then every filter of
-tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, each
-beside cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the
+tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, and
+morphology (grey opening, top-hat and gradient, binary erosion and closing), each beside
+cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the
 same run: a device-to-device copy of as many bytes (the memory limit), the classic
 hand-written numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1``
 guard, as users write it today), cupyx.scipy.ndimage where CuPy is installed, and stencilkit's
@@ -40,7 +41,7 @@ import numpy as np
 from numba import cuda
 
 import stencilkit as sk
-from stencilkit import filters, resample
+from stencilkit import filters, morphology, resample
 from stencilkit.backends import cuda as cuda_backend
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
@@ -489,6 +490,29 @@ def main(argv=None):
                                        getattr(dev.cndi, e.name)(x, **cparams))
                     pairs.append((label, peer))
             report_pairs(title, 2 * host.nbytes, best_times(table, dev, rounds), pairs)
+
+    title = f"morphology, uint8 and bool {gside} x {gside}"
+    if wanted(title):
+        host, x, table = image(np.uint8, gside)
+        b = dev.put(host > 127)
+        cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], bool)
+        calls = {"grey_opening size=15": lambda m: m.grey_opening(x, size=15),
+                 "white_tophat size=15": lambda m: m.white_tophat(x, size=15),
+                 "morphological_gradient cross": lambda m: m.morphological_gradient(
+                     x, footprint=cross if m is morphology else dev.cupy.asarray(cross)),
+                 "binary_erosion cross x3": lambda m: m.binary_erosion(b, iterations=3),
+                 "binary_closing 3x3 box": lambda m: m.binary_closing(
+                     b, np.ones((3, 3), bool) if m is morphology
+                     else dev.cupy.ones((3, 3), bool))}
+        pairs = []
+        for label, call in calls.items():
+            table[label] = lambda call=call: call(morphology)
+            peer = None
+            if dev.cndi is not None:
+                peer = f"cupyx {label}"
+                table[peer] = lambda call=call: call(dev.cndi)
+            pairs.append((label, peer))
+        report_pairs(title, 2 * host.nbytes, best_times(table, dev, rounds), pairs)
     return 0
 
 
