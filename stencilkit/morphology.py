@@ -38,6 +38,7 @@ __all__ = [
     "binary_closing",
     "binary_dilation",
     "binary_erosion",
+    "binary_hit_or_miss",
     "binary_opening",
     "black_tophat",
     "generate_binary_structure",
@@ -541,8 +542,15 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
         out, out_dtype = filters._output(output, arr, name)
         if out_dtype.kind == "c":
             raise StencilTypeError(f"{name}: complex output is not supported")
-    if op == "maximum":  # dilation: the reflected structure (scipy's binary_dilation)
-        s, _, origin = _reflected(arr, None, s, None, origin, axes, name)
+    # the structure's dimensions run along the filtered axes in increasing order, whatever
+    # order axes lists them in, even where it is a box (the minimum and maximum filters pair a
+    # box's sizes with axes as given): scipy's binary erosion takes it as a footprint
+    axes, origin = filters._window_axes(axes, origin, arr.ndim, name)
+    if op == "maximum":  # dilation: the reflected structure (scipy's binary_dilation), its
+        # origin negated, one less along an even length (of the axis the length is along:
+        # scipy pairs them by position, which differs for axes listed out of order)
+        s = s[(slice(None, None, -1),) * s.ndim]
+        origin = tuple(-o - (0 if n & 1 else 1) for o, n in zip(origin, s.shape))
     x = _truth(arr)
     if arr.size == 0:
         return filters._finish_empty(x, out, out_dtype)
@@ -695,3 +703,78 @@ def binary_closing(input, structure=None, iterations=1, output=None, origin=0, m
                           brute_force, axes=axes)
     return binary_erosion(tmp, structure, iterations, mask, output, border_value, origin,
                           brute_force, axes=axes)
+
+
+def binary_hit_or_miss(input, structure1=None, structure2=None, output=None, origin1=0,
+                       origin2=None, *, axes=None):
+    """Hit-or-miss: where ``structure1`` fits the True elements and ``structure2`` the False.
+
+    As scipy: the erosion of the input by ``structure1`` (outside the array False) and of its
+    complement by ``structure2`` (outside True), both True.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+        Non-zero elements are True.
+    structure1 : array_like, optional
+        What must fit the True elements (default: the cross,
+        ``generate_binary_structure(len(axes), 1)``).
+    structure2 : array_like, optional
+        What must fit the False elements (default: the complement of ``structure1``).
+    output : ndarray or dtype, optional
+        As for :func:`binary_erosion`.
+    origin1, origin2 : int or sequence of int, optional
+        Shift of each structure's centre per filtered axis (``origin2`` defaults to
+        ``origin1``).
+    axes : int or sequence of int, optional
+        The axes filtered (default all).
+
+    Returns
+    -------
+    ndarray or dask array of bool (or of ``output``'s dtype)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import morphology
+    >>> a = np.zeros((5, 5), bool); a[2, 2] = True; a[0, 3:] = True
+    >>> dot = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], bool)
+    >>> morphology.binary_hit_or_miss(a, dot).astype(int)  # the isolated True elements
+    array([[0, 0, 0, 0, 0],
+           [0, 0, 0, 0, 0],
+           [0, 0, 1, 0, 0],
+           [0, 0, 0, 0, 0],
+           [0, 0, 0, 0, 0]])
+    """
+    name = "binary_hit_or_miss"
+    if not backends.foreign(input) and np.ndim(input) == 0:
+        input = np.asarray(input).reshape(1)  # (0-d: one element, as binary_erosion's)
+        res = binary_hit_or_miss(input, np.ones(1, bool) if structure1 is None else np.reshape(
+            structure1, -1), None if structure2 is None else np.reshape(structure2, -1),
+            output if output is None or not isinstance(output, np.ndarray)
+            else output.reshape(1), origin1, origin2, axes=axes)
+        return res.reshape(())
+    arr = filters._array(input, name)
+    if structure1 is None:
+        structure1 = generate_binary_structure(len(filters._axes(axes, arr.ndim, name)), 1)
+    if structure2 is None:
+        structure2 = np.logical_not(structure1)
+    if origin2 is None:
+        origin2 = origin1
+    hit = _binary("minimum", arr, structure1, 1, None, None, 0, origin1, axes, name)
+    miss = _binary("minimum", _not(arr), structure2, 1, None, None, 1, origin2, axes, name)
+    at = _passes.read(arr.ndim, [0] * arr.ndim)[1:]
+    both = _passes.compiled(f"def f_both(h, m):\n    return h{at} and m{at}\n")
+    if output is None:
+        return both(hit, miss, out_dtype=np.bool_)
+    out, out_dtype = filters._output(output, arr, name)
+    if out is not None:
+        return both(hit, miss, out_dtype=out_dtype, out=out)
+    return both(hit, miss, out_dtype=out_dtype)
+
+
+def _not(arr):
+    """``arr == 0`` as a bool array of the same kind (a generated kernel: every backend)."""
+    source = f"def f_zero(a):\n    return {_passes.read(arr.ndim, [0] * arr.ndim)} == 0\n"
+    return _passes.run(source, arr, "nearest", 0.0, _dtypes.default_acc(arr.dtype),
+                       np.dtype(bool), None)

@@ -263,3 +263,41 @@ def test_morphology_on_the_cpp_path(fake_gpu):
         got = getattr(morphology, name)(fake_gpu.asarray(np.where(b, 3.5, 0.0)), **dkw)
         np.testing.assert_array_equal(got.get(), getattr(ndi, name)(b, **kw), err_msg=name)
     assert fake_gpu.compiled > 0  # (the generated C++, not the numba.cuda fallback)
+
+
+def test_hit_or_miss_equals_scipy():
+    a = _blobs()
+    corner = np.array([[0, 1, 0], [0, 1, 1], [0, 0, 0]], bool)
+    for kw in ({}, {"structure1": corner}, {"structure1": corner, "structure2": ~corner,
+                                             "origin1": (1, 0), "origin2": (0, -1)},
+               {"structure1": np.ones((1, 2), bool), "axes": (1, 0)}):
+        np.testing.assert_array_equal(morphology.binary_hit_or_miss(a, **kw),
+                                      ndi.binary_hit_or_miss(a, **kw), err_msg=str(kw))
+    x = da.from_array(a, chunks=((4, 1, 6, 5), (2, 9, 8)))
+    np.testing.assert_array_equal(morphology.binary_hit_or_miss(x, corner).compute(),
+                                  ndi.binary_hit_or_miss(a, corner))
+    out = np.zeros(a.shape, np.uint8)
+    assert morphology.binary_hit_or_miss(a, corner, output=out) is out
+    np.testing.assert_array_equal(out, ndi.binary_hit_or_miss(a, corner))
+    for v in (True, False):  # (0-d, as scipy)
+        assert morphology.binary_hit_or_miss(np.array(v)) == ndi.binary_hit_or_miss(np.array(v))
+
+
+def test_binary_structures_run_along_the_axes_in_increasing_order():
+    """A structure's dimensions run along the filtered axes in increasing order, whatever order
+    ``axes`` lists them in (scipy's rule), a box's too (the minimum filter pairs a box's sizes
+    with axes as given); origins pair with axes as given when fewer than all are filtered, and
+    a dilation's even-length adjustment goes with the axis of that length (scipy pairs it by
+    position and, for axes out of order, reads outside its window)."""
+    a = _blobs()
+    stack = np.stack([a, _blobs(seed=3)])
+    for s in (np.ones((1, 2), bool), ODD):
+        for name in ("binary_erosion", "binary_dilation", "binary_hit_or_miss"):
+            fn, ref = getattr(morphology, name), getattr(ndi, name)
+            key = "origin1" if name.endswith("miss") else "origin"
+            np.testing.assert_array_equal(fn(a, s, axes=(1, 0), **{key: (0, -1)}),
+                                          ref(a, s, axes=(1, 0), **{key: (0, -1)}))
+            np.testing.assert_array_equal(fn(stack, s, axes=(2, 1), **{key: (-1, 0)}),
+                                          fn(stack, s, axes=(1, 2), **{key: (0, -1)}))
+            np.testing.assert_array_equal(fn(stack, s, axes=(1, 2), **{key: (0, -1)}),
+                                          ref(stack, s, axes=(1, 2), **{key: (0, -1)}))
