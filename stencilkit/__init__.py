@@ -27,7 +27,7 @@ __all__ = [
 def __getattr__(name):
     """``sk.filters``, ``sk.morphology`` and ``sk.resample`` load on first use.
 
-    (They import Dask only then.)
+    They import Dask only then.
     """
     if name in ("filters", "morphology", "resample"):
         import importlib

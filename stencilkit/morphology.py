@@ -21,6 +21,7 @@ result and wraps one beyond the type (a uint8 Laplace below 0).
 
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -195,13 +196,23 @@ def _structured(op, input, footprint, structure, output, mode, cval, origin, axe
     if arr.size == 0:
         return filters._finish_empty(arr, out, out_dtype)
     sign = "-" if op == "minimum" else "+"
-    terms = [f"{_passes.read(arr.ndim, offs)} {sign} {float(s[idx])!r}"
+    terms = [f"{_passes.read(arr.ndim, offs)} {sign} {_number(s[idx])}"
              for offs, idx in _passes.taps(fp, origins, axes, arr.ndim)]
     lines = [f"def f_{op}_structure(a):", f"    m = {terms[0]}"]
     lines += [f"    m = np.{op}(m, {t})" for t in terms[1:]]  # (NaN wins, as the filters)
     _passes.store(lines, "m", "float", out_dtype)
     source = "\n".join(lines) + "\n"
     return _passes.run(source, arr, mode, cval, np.dtype(np.float64), out_dtype, out)
+
+
+def _number(v) -> str:
+    """Python source for the float ``v`` (``np.inf``, ``-np.inf`` and ``np.nan`` too)."""
+    v = float(v)
+    if math.isnan(v):
+        return "np.nan"
+    if math.isinf(v):
+        return "np.inf" if v > 0 else "(-np.inf)"
+    return f"({v!r})" if v < 0 or str(v).startswith("-") else repr(v)
 
 
 def grey_erosion(input, size=None, footprint=None, structure=None, output=None,

@@ -80,6 +80,11 @@ def test_grey_morphology_of_nan_bool_and_outputs():
     f[3, 4] = np.nan
     got = morphology.grey_erosion(f, size=3)
     assert np.isnan(got[2:5, 3:6]).all() and np.isnan(got).sum() == 9  # (NaN wins: filters)
+    s = np.array([[0, -np.inf, 0], [1, -0.0, np.inf], [0.5, 2, -3]])  # (infinite offsets)
+    g = sample((9, 12), np.float64, seed=8)
+    for name in ("grey_erosion", "grey_dilation"):
+        np.testing.assert_array_equal(getattr(morphology, name)(g, structure=s),
+                                      getattr(ndi, name)(g, structure=s), err_msg=name)
     b = sample((9, 12), np.uint8, seed=6) > 128
     for name in ("grey_erosion", "grey_dilation", "white_tophat", "black_tophat"):
         np.testing.assert_array_equal(getattr(morphology, name)(b, size=3),

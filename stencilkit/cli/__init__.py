@@ -43,8 +43,7 @@ from .status import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageErr
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "FILTERS", "Job",
            "MANIFEST", "MORPHOLOGY", "Manifest", "Operation", "Progress", "RESAMPLING", "Result",
-           "UsageError",
-           "main", "parser", "process", "run"]
+           "UsageError", "main", "parser", "process", "run"]
 
 
 def parser() -> argparse.ArgumentParser:
