@@ -94,6 +94,9 @@ def main(argv=None) -> int:
     for title, run_args in runs:
         print(f"== {title}, stencilkit's functions swapped in", flush=True)
         rc, seconds = pytest(run_args + extra)
+        if rc == 5 and ("-k" in extra or "-m" in extra):  # (the selection left none of it)
+            print(f"== {title}: no test selected")
+            continue
         print(f"== {title}: {'as documented' if rc == 0 else 'FAILED (see above)'} "
               f"({seconds:.0f} s)", flush=True)
         status = status or rc
