@@ -54,7 +54,8 @@ def cases(size, scipy_on):
     reflect = getattr(cv2, "BORDER_REFLECT", None)
     k3 = np.ones((3, 3), np.uint8)
     k15 = np.ones((15, 15), np.uint8)
-    blobs = img > 127  # (binary morphology: bool in and out; OpenCV's on 0/255 uint8)
+    blobs = ndi.uniform_filter(img, 5) > 127  # (binary morphology: bool in and out, regions
+    # and holes of a few pixels; OpenCV's on 0/255 uint8)
     bout = np.empty_like(blobs)
     blobs8 = blobs.astype(np.uint8) * 255
     cross8 = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
@@ -129,6 +130,8 @@ def cases(size, scipy_on):
          lambda: ndi.binary_erosion(blobs, iterations=3, output=bout),
          cv2 and (lambda: cv2.erode(blobs8, cross8, iterations=3,
                                     borderType=cv2.BORDER_CONSTANT, borderValue=0))),
+        ("binary_fill_holes", blobs, lambda: morphology.binary_fill_holes(blobs, output=bout),
+         lambda: ndi.binary_fill_holes(blobs, output=bout), None),
     ]
     result = []
     for label, a, ours, theirs, ocv in rows:

@@ -32,7 +32,8 @@ SWAPPED = ("correlate", "convolve", "uniform_filter", "gaussian_filter", "laplac
 MORPHOLOGY = ("grey_erosion", "grey_dilation", "grey_opening", "grey_closing",
               "morphological_gradient", "morphological_laplace", "white_tophat", "black_tophat",
               "binary_erosion", "binary_dilation", "binary_opening", "binary_closing",
-              "binary_hit_or_miss", "generate_binary_structure", "iterate_structure")
+              "binary_hit_or_miss", "binary_propagation", "binary_fill_holes",
+              "generate_binary_structure", "iterate_structure")
 PEERS = {"scipy.ndimage": ("scipy", "differences_scipy.tsv"),
          "dask_image.ndfilters": ("dask-image", "differences_dask_image.tsv"),
          "dask_image.ndmorph": ("dask-image", "differences_dask_image_morphology.tsv")}

@@ -21,6 +21,7 @@ result and wraps one beyond the type (a uint8 Laplace below 0).
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 
@@ -39,8 +40,10 @@ __all__ = [
     "binary_closing",
     "binary_dilation",
     "binary_erosion",
+    "binary_fill_holes",
     "binary_hit_or_miss",
     "binary_opening",
+    "binary_propagation",
     "black_tophat",
     "generate_binary_structure",
     "grey_closing",
@@ -538,9 +541,9 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
     lazy = backends.for_array(arr).lazy
     if iterations < 1 and lazy:
         raise StencilNotImplementedError(
-            f"{name}: iterations={iterations} (until nothing changes) needs the whole array "
-            "after each pass; on a Dask array give a number of iterations (or compute it "
-            "first)")
+            f"{name}: repeating until nothing changes (iterations={iterations}) needs the "
+            "whole array after each pass; compute the Dask array first (x.compute()), or give "
+            "a number of iterations where the function takes one")
     if mask is not None:
         mask = mask if backends.foreign(mask) else np.asarray(mask)
         if tuple(mask.shape) != tuple(arr.shape):
@@ -565,6 +568,22 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
     x = _truth(arr)
     if arr.size == 0:
         return filters._finish_empty(x, out, out_dtype)
+    taps = [offs for offs, _ in _passes.taps(s, filters._origins(origin, s.shape, axes, name),
+                                            axes, arr.ndim)]
+    if iterations < 1 and isinstance(x, np.ndarray) and (0,) * arr.ndim in taps:
+        # until nothing changes: with the centre in the window each pass only adds (dilation)
+        # or only removes (erosion), so the end is what a breadth-first growth from the True
+        # elements reaches (of the complement for an erosion: its dual), each element visited
+        # once, where the passes would take as many as the longest path
+        grown = x.copy() if op == "maximum" else ~x
+        allowed = np.ones(x.shape, bool) if mask is None else np.asarray(mask)
+        _grow()(grown.reshape(-1), np.ascontiguousarray(allowed).reshape(-1),
+                np.array(x.shape, np.int64), np.array(taps, np.int64).reshape(len(taps), -1),
+                border if op == "maximum" else not border)
+        new = grown if op == "maximum" else ~grown
+        if out is None and out_dtype == np.bool_:
+            return new
+        return _passes.linear(new, [((0,) * new.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
     done = 0
     while True:
         if s.any():
@@ -582,6 +601,98 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
     if out is None and out_dtype == np.bool_:
         return new
     return _passes.linear(new, [((0,) * new.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+
+
+@functools.cache
+def _grow():
+    """The compiled breadth-first growth (:func:`_grow_py`)."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_grow_py)
+
+
+def _grow_py(y, allowed, shape, taps, border):
+    """Grow the True elements of ``y`` (flat, C order, of ``shape``) to a fixed point, in place.
+
+    An allowed False element becomes True where ``y[p + tap]`` is True for a tap (``border``:
+    or ``p + tap`` lies outside the array): the end of iterating a binary dilation with the
+    window's offsets ``taps`` (``(taps, ndim)``; the centre among them) and a mask. Each
+    element enters the queue at most once; away from the faces (most elements) a tap is one
+    flat offset, with no bounds to check.
+    """
+    n = y.size
+    ndim = shape.shape[0]
+    ntaps = taps.shape[0]
+    strides = np.empty(ndim, np.int64)
+    step = 1
+    for d in range(ndim - 1, -1, -1):
+        strides[d] = step
+        step *= shape[d]
+    flat = np.zeros(ntaps, np.int64)
+    lo = np.zeros(ndim, np.int64)  # an element's window stays inside where lo <= at < hi
+    hi = shape.copy()
+    for k in range(ntaps):
+        for d in range(ndim):
+            flat[k] += taps[k, d] * strides[d]
+            lo[d] = max(lo[d], -taps[k, d])
+            hi[d] = min(hi[d], shape[d] - taps[k, d])
+    queue = np.empty(n, np.int64)
+    head = 0
+    tail = 0
+    at = np.zeros(ndim, np.int64)
+    for p in range(n):  # (at: p's coordinates, counted up as an odometer)
+        if y[p]:
+            queue[tail] = p
+            tail += 1
+        elif border and allowed[p]:
+            for d in range(ndim):
+                if at[d] < lo[d] or at[d] >= hi[d]:  # the window reaches outside
+                    y[p] = True
+                    queue[tail] = p
+                    tail += 1
+                    break
+        d = ndim - 1
+        at[d] += 1
+        while d > 0 and at[d] == shape[d]:
+            at[d] = 0
+            d -= 1
+            at[d] += 1
+    # the elements whose window holds q at tap k: p = q - tap; all of them inside the array
+    # where rlo <= q's coordinates < rhi
+    rlo = np.zeros(ndim, np.int64)
+    rhi = shape.copy()
+    for k in range(ntaps):
+        for d in range(ndim):
+            rlo[d] = max(rlo[d], taps[k, d])
+            rhi[d] = min(rhi[d], shape[d] + taps[k, d])
+    while head < tail:
+        q = queue[head]
+        head += 1
+        r = q
+        interior = True
+        for d in range(ndim):
+            c = r // strides[d]
+            r -= c * strides[d]
+            at[d] = c
+            if c < rlo[d] or c >= rhi[d]:
+                interior = False
+        for k in range(ntaps):
+            if interior:
+                p = q - flat[k]
+            else:
+                p = 0
+                for d in range(ndim):
+                    c = at[d] - taps[k, d]
+                    if c < 0 or c >= shape[d]:
+                        p = -1
+                        break
+                    p += c * strides[d]
+                if p < 0:
+                    continue
+            if not y[p] and allowed[p]:
+                y[p] = True
+                queue[tail] = p
+                tail += 1
 
 
 def binary_erosion(input, structure=None, iterations=1, mask=None, output=None,
@@ -789,3 +900,78 @@ def _not(arr):
     source = f"def f_zero(a):\n    return {_passes.read(arr.ndim, [0] * arr.ndim)} == 0\n"
     return _passes.run(source, arr, "nearest", 0.0, _dtypes.default_acc(arr.dtype),
                        np.dtype(bool), None)
+
+
+def binary_propagation(input, structure=None, mask=None, output=None, border_value=0,
+                       origin=0, *, axes=None):
+    """Binary propagation: the True elements grown through ``mask`` until nothing changes.
+
+    :func:`binary_dilation` with ``iterations=-1``, as scipy (the reconstruction of ``mask``
+    from the markers in ``input``). On NumPy arrays a breadth-first growth that visits each
+    element once; on GPU arrays passes until nothing changes; not on Dask (it needs the whole
+    array).
+
+    Parameters
+    ----------
+    input, structure, mask, output, border_value, origin, axes
+        As for :func:`binary_erosion`.
+
+    Returns
+    -------
+    ndarray of bool (or of ``output``'s dtype)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import morphology
+    >>> mask = np.array([1, 1, 1, 0, 1, 1], bool)
+    >>> morphology.binary_propagation(np.array([0, 1, 0, 0, 0, 0], bool), mask=mask)
+    array([ True,  True,  True, False, False, False])
+    """
+    return _binary("maximum", input, structure, -1, mask, output, border_value, origin, axes,
+                   "binary_propagation")
+
+
+def binary_fill_holes(input, structure=None, output=None, origin=0, *, axes=None):
+    """Fill the holes: the False regions that ``structure``'s steps cannot join to the border.
+
+    As scipy: the complement of the propagation of the border through the False elements.
+
+    Parameters
+    ----------
+    input : array_like
+        Non-zero elements are True (NumPy or GPU arrays; not Dask: it needs the whole array).
+    structure, output, origin, axes
+        As for :func:`binary_erosion`.
+
+    Returns
+    -------
+    ndarray of bool (or of ``output``'s dtype)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import morphology
+    >>> ring = np.zeros((5, 5), bool); ring[1:4, 1:4] = True; ring[2, 2] = False
+    >>> morphology.binary_fill_holes(ring).astype(int)
+    array([[0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 0],
+           [0, 1, 1, 1, 0],
+           [0, 1, 1, 1, 0],
+           [0, 0, 0, 0, 0]])
+    """
+    name = "binary_fill_holes"
+    if not backends.foreign(input) and np.ndim(input) == 0:  # (0-d: as scipy)
+        return binary_fill_holes(np.asarray(input).reshape(1), np.ones(1, bool) if structure
+                                 is None else np.reshape(structure, -1), output, origin,
+                                 axes=axes).reshape(())
+    arr = filters._array(input, name)
+    background = _not(arr)
+    seeds = backends.for_array(arr).zeros(arr.shape, np.dtype(bool), arr)
+    outside = _binary("maximum", seeds, structure, -1, background, None, 1, origin, axes, name)
+    holes_filled = _not(outside)
+    if output is None:
+        return holes_filled
+    out, out_dtype = filters._output(output, arr, name)
+    return _passes.linear(holes_filled, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype,
+                          True)

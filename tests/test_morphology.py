@@ -246,6 +246,8 @@ def test_morphology_on_device_arrays():
         got = morphology.binary_erosion(cuda.to_device(b), **kw)
         host = {k: (mask if k == "mask" else v) for k, v in kw.items()}
         np.testing.assert_array_equal(got.copy_to_host(), ndi.binary_erosion(b, **host))
+    got = morphology.binary_fill_holes(cuda.to_device(b))
+    np.testing.assert_array_equal(got.copy_to_host(), ndi.binary_fill_holes(b))
 
 
 def test_morphology_on_the_cpp_path(fake_gpu):
@@ -263,7 +265,8 @@ def test_morphology_on_the_cpp_path(fake_gpu):
     b = _blobs()
     mask = _blobs(seed=1) | _blobs(seed=2)
     for name, kw in (("binary_erosion", {"iterations": 0}),
-                     ("binary_closing", {"mask": mask, "iterations": 2, "border_value": 1})):
+                     ("binary_closing", {"mask": mask, "iterations": 2, "border_value": 1}),
+                     ("binary_fill_holes", {})):
         dkw = {k: (fake_gpu.asarray(v) if k == "mask" else v) for k, v in kw.items()}
         got = getattr(morphology, name)(fake_gpu.asarray(np.where(b, 3.5, 0.0)), **dkw)
         np.testing.assert_array_equal(got.get(), getattr(ndi, name)(b, **kw), err_msg=name)
@@ -306,3 +309,33 @@ def test_binary_structures_run_along_the_axes_in_increasing_order():
                                           fn(stack, s, axes=(1, 2), **{key: (0, -1)}))
             np.testing.assert_array_equal(fn(stack, s, axes=(1, 2), **{key: (0, -1)}),
                                           ref(stack, s, axes=(1, 2), **{key: (0, -1)}))
+
+
+def test_propagation_and_fill_holes_equal_scipy():
+    """Until nothing changes: on NumPy arrays by a breadth-first growth (each element once),
+    for every structure holding its centre; passes otherwise (and on device arrays)."""
+    a = _blobs((30, 33))
+    mask = _blobs((30, 33), seed=1) | _blobs((30, 33), seed=2)
+    ring = np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], bool)  # (no centre: the passes)
+    for kw in ({}, {"structure": np.ones((3, 3))}, {"structure": ODD, "origin": (-1, 0)},
+               {"axes": (1,)}, {"structure": ring}):
+        np.testing.assert_array_equal(morphology.binary_fill_holes(a, **kw),
+                                      ndi.binary_fill_holes(a, **kw), err_msg=f"fill {kw}")
+        for extra in ({}, {"border_value": 1}):
+            np.testing.assert_array_equal(
+                morphology.binary_propagation(a, mask=mask, **kw, **extra),
+                ndi.binary_propagation(a, mask=mask, **kw, **extra), err_msg=f"prop {kw}")
+    for name in ("binary_erosion", "binary_dilation"):  # (the growth behind iterations < 1)
+        for kw in ({"border_value": 1}, {"mask": mask, "structure": ODD, "origin": (0, -1)}):
+            np.testing.assert_array_equal(getattr(morphology, name)(a, iterations=0, **kw),
+                                          getattr(ndi, name)(a, iterations=0, **kw))
+    stack = np.stack([a, ~a])
+    np.testing.assert_array_equal(morphology.binary_fill_holes(stack, axes=(1, 2)),
+                                  ndi.binary_fill_holes(stack, axes=(1, 2)))
+    out = np.zeros(a.shape, np.uint8)
+    assert morphology.binary_fill_holes(a, output=out) is out
+    np.testing.assert_array_equal(out, ndi.binary_fill_holes(a))
+    for v in (True, False):
+        assert morphology.binary_fill_holes(np.array(v)) == ndi.binary_fill_holes(np.array(v))
+    with pytest.raises(NotImplementedError, match="Dask"):
+        morphology.binary_fill_holes(da.from_array(a, chunks=10))

@@ -23,7 +23,7 @@ FILTERS = ("uniform_filter", "gaussian_filter", "laplace", "sobel", "prewitt", "
 MORPHOLOGY = ("grey_erosion", "grey_dilation", "grey_opening", "grey_closing",
               "morphological_gradient", "morphological_laplace", "white_tophat", "black_tophat",
               "binary_erosion", "binary_dilation", "binary_opening", "binary_closing",
-              "binary_hit_or_miss")
+              "binary_hit_or_miss", "binary_fill_holes")
 RESAMPLING = ("decimate", "block_reduce", "pyramid_down")
 FUNCTIONS = FILTERS + MORPHOLOGY + RESAMPLING
 
