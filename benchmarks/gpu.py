@@ -9,7 +9,8 @@ filter, 5 x 5 and 15 x 15 medians, a 2 x 2 block mean, 4 x 4 and 32 x 32 block m
 a 2 x 2 x 2 volume mean on uint8;
 a 15 x 15 median on uint16; pyramid_down and decimate; then every filter of
 tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, and
-morphology (grey opening, top-hat and gradient, binary erosion and closing), each beside
+morphology (grey opening, top-hat and gradient, binary erosion, closing and hole filling),
+each beside
 cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the
 same run: a device-to-device copy of as many bytes (the memory limit), the classic
 hand-written numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1``
@@ -503,7 +504,8 @@ def main(argv=None):
                  "binary_erosion cross x3": lambda m: m.binary_erosion(b, iterations=3),
                  "binary_closing 3x3 box": lambda m: m.binary_closing(
                      b, np.ones((3, 3), bool) if m is morphology
-                     else dev.cupy.ones((3, 3), bool))}
+                     else dev.cupy.ones((3, 3), bool)),
+                 "binary_fill_holes": lambda m: m.binary_fill_holes(b)}
         pairs = []
         for label, call in calls.items():
             table[label] = lambda call=call: call(morphology)

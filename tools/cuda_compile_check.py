@@ -182,6 +182,7 @@ def cases():
             morphology.morphological_laplace(a, structure=np.ones((2, 3)))
             morphology.binary_opening(a, mask=a8 > 0, iterations=2)
             morphology.binary_erosion(a, np.zeros((3, 3), bool))
+            morphology.binary_hit_or_miss(a)  # (the complement, both erosions' conjunction)
     finally:
         _passes.compiled = original
         del cpu_backend.BACKEND.run_passes
