@@ -575,7 +575,8 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
         # or only removes (erosion), so the end is what a breadth-first growth from the True
         # elements reaches (of the complement for an erosion: its dual), each element visited
         # once, where the passes would take as many as the longest path
-        grown = x.copy() if op == "maximum" else ~x
+        grown = np.ascontiguousarray(x if op == "maximum" else ~x)  # (grown in place:
+        grown = grown.copy() if grown is x else grown  # a C-ordered array of its own)
         allowed = np.ones(x.shape, bool) if mask is None else np.asarray(mask)
         _grow()(grown.reshape(-1), np.ascontiguousarray(allowed).reshape(-1),
                 np.array(x.shape, np.int64), np.array(taps, np.int64).reshape(len(taps), -1),

@@ -329,6 +329,12 @@ def test_propagation_and_fill_holes_equal_scipy():
         for kw in ({"border_value": 1}, {"mask": mask, "structure": ODD, "origin": (0, -1)}):
             np.testing.assert_array_equal(getattr(morphology, name)(a, iterations=0, **kw),
                                           getattr(ndi, name)(a, iterations=0, **kw))
+    f = np.asfortranarray(a)  # (the growth works on a C-ordered copy)
+    for name in ("binary_erosion", "binary_dilation"):
+        np.testing.assert_array_equal(getattr(morphology, name)(f, iterations=0),
+                                      getattr(ndi, name)(a, iterations=0))
+        np.testing.assert_array_equal(getattr(morphology, name)(a[:, ::-2], iterations=0),
+                                      getattr(ndi, name)(a[:, ::-2], iterations=0))
     stack = np.stack([a, ~a])
     np.testing.assert_array_equal(morphology.binary_fill_holes(stack, axes=(1, 2)),
                                   ndi.binary_fill_holes(stack, axes=(1, 2)))
