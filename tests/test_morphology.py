@@ -345,3 +345,22 @@ def test_propagation_and_fill_holes_equal_scipy():
         assert morphology.binary_fill_holes(np.array(v)) == ndi.binary_fill_holes(np.array(v))
     with pytest.raises(NotImplementedError, match="Dask"):
         morphology.binary_fill_holes(da.from_array(a, chunks=10))
+
+
+def test_output_aliasing_the_input_byte_order_and_read_only_input():
+    a = _image(np.int16)
+    for name in ("grey_opening", "white_tophat", "morphological_gradient"):
+        x = a.copy()
+        assert getattr(morphology, name)(x, size=3, output=x) is x
+        np.testing.assert_array_equal(x, getattr(ndi, name)(a, size=3), err_msg=name)
+    b = _blobs()
+    for name in ("binary_erosion", "binary_closing", "binary_fill_holes"):
+        x = b.copy()
+        assert getattr(morphology, name)(x, output=x) is x
+        np.testing.assert_array_equal(x, getattr(ndi, name)(b), err_msg=name)
+    f = sample((11, 14), np.float32, seed=2)
+    np.testing.assert_array_equal(morphology.grey_erosion(f.astype(">f4"), structure=STRUCTURE),
+                                  ndi.grey_erosion(f, structure=STRUCTURE))
+    ro = b.copy()
+    ro.flags.writeable = False
+    np.testing.assert_array_equal(morphology.binary_fill_holes(ro), ndi.binary_fill_holes(b))
