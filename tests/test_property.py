@@ -170,3 +170,28 @@ def test_dask_temporal_blocking_equals_numpy(data, mode, steps, block_steps):
             scheduler="sync"),
         asym2.iterate(a, steps=steps, mode=mode),
     )
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=chunked_arrays(min_dims=2, max_dims=2),
+       mode=st.sampled_from(["reflect", "mirror", "nearest", "wrap", "constant"]),
+       iterations=st.integers(1, 3), border_value=st.integers(0, 1))
+def test_morphology_on_dask_equals_scipy_for_any_chunking(data, mode, iterations,
+                                                           border_value):
+    """Grey and binary morphology on random chunkings (halos deeper than chunks, iterations
+    that stack them) == scipy.ndimage on the whole array."""
+    da = pytest.importorskip("dask.array")
+    ndi = pytest.importorskip("scipy.ndimage")
+    from stencilkit import morphology
+
+    a, chunks = data
+    x = da.from_array(a, chunks=chunks)
+    np.testing.assert_array_equal(
+        morphology.white_tophat(x, size=(3, 2), mode=mode, cval=5).compute(scheduler="sync"),
+        ndi.white_tophat(a, size=(3, 2), mode=mode, cval=5))
+    b = a > 0
+    y = da.from_array(b, chunks=chunks)
+    np.testing.assert_array_equal(
+        morphology.binary_closing(y, iterations=iterations, border_value=border_value)
+        .compute(scheduler="sync"),
+        ndi.binary_closing(b, iterations=iterations, border_value=border_value))
