@@ -160,8 +160,17 @@ def _reflected(arr, size, footprint, structure, origin, axes, name):
             even = i < window.ndim and not window.shape[i] & 1
         else:
             even = not sizes[i] & 1
-        origins[i] = -origins[i] - (1 if even else 0)
+        origins[i] = _dilation_origin(origins[i], 2 if even else 1)
     return footprint, structure, tuple(origins)
+
+
+def _dilation_origin(origin, length):
+    """A dilation's origin along an axis of the window's ``length``.
+
+    Negated (the window is reversed), one less for an even length (its centre is not
+    symmetric).
+    """
+    return -origin - (0 if length & 1 else 1)
 
 
 def _grey(op, input, size, footprint, structure, output, mode, cval, origin, axes, name):
@@ -476,13 +485,24 @@ def black_tophat(input, size=None, footprint=None, structure=None, output=None,
 
 # -- binary morphology -------------------------------------------------------------------------
 
-def _truth(arr):
-    """``arr != 0`` as a bool array of the same kind (a generated kernel: every backend)."""
-    if arr.dtype == np.bool_:
+def _truth(arr, negate=False):
+    """``arr != 0`` (``negate``: ``arr == 0``) as a bool array of the same kind.
+
+    A generated kernel, so every backend runs it.
+    """
+    if arr.dtype == np.bool_ and not negate:
         return arr
-    source = f"def f_nonzero(a):\n    return {_passes.read(arr.ndim, [0] * arr.ndim)} != 0\n"
+    name, op = ("f_zero", "==") if negate else ("f_nonzero", "!=")
+    source = f"def {name}(a):\n    return {_passes.read(arr.ndim, [0] * arr.ndim)} {op} 0\n"
     return _passes.run(source, arr, "nearest", 0.0, _dtypes.default_acc(arr.dtype),
                        np.dtype(bool), None)
+
+
+def _into(res, out, out_dtype):
+    """``res`` (bool) as the call's result: itself, or converted into ``out``/``out_dtype``."""
+    if out is None and out_dtype == res.dtype:
+        return res
+    return _passes.linear(res, [((0,) * res.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
 
 
 def _where(new, old, mask):
@@ -564,7 +584,7 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
         # origin negated, one less along an even length (of the axis the length is along:
         # scipy pairs them by position, which differs for axes listed out of order)
         s = s[(slice(None, None, -1),) * s.ndim]
-        origin = tuple(-o - (0 if n & 1 else 1) for o, n in zip(origin, s.shape))
+        origin = tuple(_dilation_origin(o, n) for o, n in zip(origin, s.shape))
     x = _truth(arr)
     if arr.size == 0:
         return filters._finish_empty(x, out, out_dtype)
@@ -581,10 +601,7 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
         _grow()(grown.reshape(-1), np.ascontiguousarray(allowed).reshape(-1),
                 np.array(x.shape, np.int64), np.array(taps, np.int64).reshape(len(taps), -1),
                 border if op == "maximum" else not border)
-        new = grown if op == "maximum" else ~grown
-        if out is None and out_dtype == np.bool_:
-            return new
-        return _passes.linear(new, [((0,) * new.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+        return _into(grown if op == "maximum" else ~grown, out, out_dtype)
     done = 0
     while True:
         if s.any():
@@ -599,9 +616,7 @@ def _binary(op, input, structure, iterations, mask, output, border_value, origin
         if 1 <= iterations <= done or iterations < 1 and _same(new, x):
             break
         x = new
-    if out is None and out_dtype == np.bool_:
-        return new
-    return _passes.linear(new, [((0,) * new.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+    return _into(new, out, out_dtype)
 
 
 @functools.cache
@@ -885,22 +900,13 @@ def binary_hit_or_miss(input, structure1=None, structure2=None, output=None, ori
     if origin2 is None:
         origin2 = origin1
     hit = _binary("minimum", arr, structure1, 1, None, None, 0, origin1, axes, name)
-    miss = _binary("minimum", _not(arr), structure2, 1, None, None, 1, origin2, axes, name)
+    miss = _binary("minimum", _truth(arr, negate=True), structure2, 1, None, None, 1, origin2,
+                   axes, name)
     at = _passes.read(arr.ndim, [0] * arr.ndim)[1:]
     both = _passes.compiled(f"def f_both(h, m):\n    return h{at} and m{at}\n")
-    if output is None:
-        return both(hit, miss, out_dtype=np.bool_)
-    out, out_dtype = filters._output(output, arr, name)
-    if out is not None:
-        return both(hit, miss, out_dtype=out_dtype, out=out)
-    return both(hit, miss, out_dtype=out_dtype)
-
-
-def _not(arr):
-    """``arr == 0`` as a bool array of the same kind (a generated kernel: every backend)."""
-    source = f"def f_zero(a):\n    return {_passes.read(arr.ndim, [0] * arr.ndim)} == 0\n"
-    return _passes.run(source, arr, "nearest", 0.0, _dtypes.default_acc(arr.dtype),
-                       np.dtype(bool), None)
+    out, out_dtype = (None, np.dtype(bool)) if output is None else filters._output(output, arr,
+                                                                                  name)
+    return both(hit, miss, out_dtype=out_dtype, **({} if out is None else {"out": out}))
 
 
 def binary_propagation(input, structure=None, mask=None, output=None, border_value=0,
@@ -967,12 +973,9 @@ def binary_fill_holes(input, structure=None, output=None, origin=0, *, axes=None
                                  is None else np.reshape(structure, -1), output, origin,
                                  axes=axes).reshape(())
     arr = filters._array(input, name)
-    background = _not(arr)
     seeds = backends.for_array(arr).zeros(arr.shape, np.dtype(bool), arr)
-    outside = _binary("maximum", seeds, structure, -1, background, None, 1, origin, axes, name)
-    holes_filled = _not(outside)
-    if output is None:
-        return holes_filled
-    out, out_dtype = filters._output(output, arr, name)
-    return _passes.linear(holes_filled, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype,
-                          True)
+    outside = _binary("maximum", seeds, structure, -1, _truth(arr, negate=True), None, 1, origin,
+                      axes, name)
+    out, out_dtype = (None, np.dtype(bool)) if output is None else filters._output(output, arr,
+                                                                                  name)
+    return _into(_truth(outside, negate=True), out, out_dtype)
