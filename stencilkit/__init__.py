@@ -11,7 +11,12 @@ array([[-2.,  2.,  0.],
 """
 
 from ._chain import Chain, chain
-from ._errors import StencilArgumentError, StencilError, StencilTypeError
+from ._errors import (
+    StencilArgumentError,
+    StencilError,
+    StencilPerformanceWarning,
+    StencilTypeError,
+)
 from ._stencil import Stencil, stencil
 from .backends.cuda import cuda_available
 from .modes import MODES
@@ -19,7 +24,8 @@ from .modes import MODES
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODES", "Chain", "Stencil", "StencilArgumentError", "StencilError", "StencilTypeError",
+    "MODES", "Chain", "Stencil", "StencilArgumentError", "StencilError",
+    "StencilPerformanceWarning", "StencilTypeError",
     "chain", "cuda_available", "filters", "morphology", "resample", "stencil", "__version__",
 ]
 

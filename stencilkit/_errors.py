@@ -51,3 +51,11 @@ class StencilNotImplementedError(StencilError, NotImplementedError):
 
     An iteration until nothing changes, on a lazy Dask array (as dask-image raises).
     """
+
+
+class StencilPerformanceWarning(UserWarning):
+    """A call that gives the right answer by a slow route, and how to make it fast.
+
+    A ``generic_filter`` function that numba cannot compile is called from Python for each
+    element, as scipy.ndimage does.
+    """

@@ -10,7 +10,8 @@ window: :func:`linear_source`, :func:`extreme_source`, :func:`rank_source`, run 
 - :class:`Box2`: a box over the last two axes in one sweep;
 - :class:`Sep2`: separable weights over the last two axes in one sweep;
 - :class:`Extreme`: a running minimum or maximum along one axis (van Herk / Gil-Werman);
-- :class:`Rank`: a selection (the median) over a window of many elements.
+- :class:`Rank`: a selection (the median) over a window of many elements;
+- :class:`Generic`, :class:`Generic1d`: a user's function of each window or line.
 
 ``backends.for_array(arr).run_passes(passes, arr, out)`` runs them: the CPU backend with its
 line kernels (:mod:`stencilkit.backends.cpu_lines`), Dask by mapping those over regions with the
@@ -192,6 +193,38 @@ class Rank(NamedTuple):
     def reach(self, ndim):
         shape = np.array(self.footprint, bool).shape
         return {d: (lo, s - 1 - lo) for d, (s, lo) in enumerate(zip(shape, self.lo))}
+
+
+class Generic(NamedTuple):
+    """A user's function of each window's values (scipy's ``generic_filter``).
+
+    ``function``: a :class:`stencilkit._generic.WindowFunction`, called with a float64 buffer
+    of the window's values in the footprint's C order; ``footprint``, ``lo``: as for
+    :class:`Rank`. The result is float64 (the filter converts it into the output).
+    """
+
+    footprint: tuple
+    lo: tuple
+    function: object
+
+    def reach(self, ndim):
+        return Rank.reach(self, ndim)
+
+
+class Generic1d(NamedTuple):
+    """A user's function of each line along ``axis`` (scipy's ``generic_filter1d``).
+
+    ``function`` fills a float64 output line from the input line extended by ``lo`` elements
+    before and ``size - 1 - lo`` after, as the mode says. The result is float64.
+    """
+
+    axis: int
+    size: int
+    lo: int
+    function: object
+
+    def reach(self, ndim):
+        return {self.axis: (self.lo, self.size - 1 - self.lo)}
 
 
 class Passes(NamedTuple):

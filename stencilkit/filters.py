@@ -54,12 +54,14 @@ from ._errors import (
     StencilTypeError,
     StencilValueTypeError,
 )
-from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Rank, Sep2
+from ._generic import WindowFunction
+from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2
 from .backends.cuda_replay import memoized, spoil
 
 __all__ = [
     "convolve", "convolve1d", "correlate", "correlate1d", "gaussian_filter", "gaussian_filter1d",
-    "gaussian_gradient_magnitude", "gaussian_laplace", "laplace", "maximum_filter",
+    "gaussian_gradient_magnitude", "gaussian_laplace", "generic_filter", "generic_filter1d",
+    "generic_gradient_magnitude", "generic_laplace", "laplace", "maximum_filter",
     "maximum_filter1d", "median_filter", "minimum_filter", "minimum_filter1d",
     "percentile_filter", "prewitt", "rank_filter", "sobel", "uniform_filter", "uniform_filter1d",
 ]
@@ -234,7 +236,7 @@ def _footprint(size, footprint, axes, name):
     sizes = _per_axis(size, axes, "size", name)
     if any(s < 0 for s in sizes):
         raise StencilError(f"{name}: size must be >= 0 along every axis, got {sizes}")
-    if 0 in sizes and name in _ORDERED:  # (scipy raises RuntimeError too)
+    if 0 in sizes and (name in _ORDERED or name == "generic_filter"):  # (scipy: RuntimeError)
         raise StencilArgumentError(f"{name}: size 0 along an axis leaves no element in the window; "
                                 f"give sizes >= 1, got {sizes}")
     # as scipy: a box of size 0 along an axis does not filter along it, as size 1
@@ -1501,3 +1503,259 @@ def maximum_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0
     name = "maximum_filter1d"
     return _extreme("maximum", input, _size1d(size, name), None, output, mode, cval, origin,
                     (axis,), name)
+
+
+# ------------------------------------------------------------------ a user's function of windows
+# scipy.ndimage's generic filters: the function compiled by numba and called from a compiled
+# loop (:mod:`stencilkit._generic`), where scipy calls it from Python for every element
+
+
+def generic_filter(input, function, size=None, footprint=None, output=None, mode="reflect",
+                   cval=0.0, origin=0, extra_arguments=(), extra_keywords=None, *, axes=None):
+    """A function of each window's values, compiled: scipy's ``generic_filter`` at speed.
+
+    ``function(values, *extra_arguments, **extra_keywords)`` gets the window's values as a
+    1-d float64 array (the footprint's True elements in C order; past the edges as ``mode``
+    says, ``cval`` as given for ``constant``) and returns one number. A Python function
+    (a lambda too) is compiled by numba, a ``numba.njit`` function is used as it is, and
+    NumPy's functions that numba supports (``np.mean``, ``np.std``, ``np.median``,
+    ``np.ptp``, ...) are called from compiled code; the loop over the elements is compiled
+    too, and runs on every core. A function numba cannot compile (or a
+    ``scipy.LowLevelCallable``) is called from Python for each element instead, as scipy
+    does, with a :class:`stencilkit._errors.StencilPerformanceWarning` that says why. On a
+    GPU the function is compiled for the device by numba.cuda (loops and ``math``; NumPy's
+    reductions are not available there). Integer outputs are the function's value rounded to
+    the nearest (ties to even) and saturated, as every filter's.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+        Real (bool, integer or float) input.
+    function : callable
+        The window's function, as above.
+    size, footprint, origin, axes
+        As for :func:`minimum_filter` (``size`` is ignored, with a warning, when a
+        ``footprint`` is given).
+    output, cval
+        As for :func:`correlate`.
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'}, optional
+        Boundary mode as for :func:`correlate` (one for every axis).
+    extra_arguments : tuple, optional
+        Further positional arguments to ``function``.
+    extra_keywords : dict, optional
+        Further keyword arguments to ``function``.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.generic_filter(np.array([5.0, 3, 8, 1, 9]), np.ptp, size=3)
+    array([2., 5., 7., 8., 8.])
+    >>> filters.generic_filter(np.array([5.0, 3, 8, 1, 9]), lambda w, k: w[0] * k, size=2,
+    ...                        extra_arguments=(10,))
+    array([50., 50., 30., 80., 10.])
+    """
+    name = "generic_filter"
+    if size is not None and footprint is not None:
+        warnings.warn(f"{name}: ignoring size because footprint is set", UserWarning,
+                      stacklevel=2)
+    arr = _generic_input(input, name)
+    fn = WindowFunction(function, extra_arguments, extra_keywords, "filter", name)
+    axes = _axes(axes, arr.ndim, name)
+    fp, _ = _footprint(None if footprint is not None else size, footprint, axes, name)
+    axes, origin = _window_axes(axes, origin, arr.ndim, name)
+    origins = _origins(origin, fp.shape, axes, name)
+    mode, cval = _mode(mode, name), _cval(cval, name, arr)
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    shape, lo = [1] * arr.ndim, [0] * arr.ndim
+    for ax, s, o in zip(axes, fp.shape, origins):
+        shape[ax], lo[ax] = s, s // 2 + o
+    p = Generic(_nested(fp.reshape(shape).tolist()), tuple(lo), fn)
+    return _generic_run(arr, p, mode, cval, out, out_dtype, name)
+
+
+def generic_filter1d(input, function, filter_size, axis=-1, output=None, mode="reflect",
+                     cval=0.0, origin=0, extra_arguments=(), extra_keywords=None):
+    """A function of each line along an axis, compiled: scipy's ``generic_filter1d``.
+
+    ``function(line, result, *extra_arguments, **extra_keywords)`` gets each line along
+    ``axis`` as a float64 array extended by ``filter_size // 2 + origin`` elements before and
+    the rest of the window after (as ``mode`` says), and fills the float64 array ``result``
+    of the line's own length. Compiled and called as :func:`generic_filter`'s function.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+        Real (bool, integer or float) input.
+    function : callable
+        The line's function, as above.
+    filter_size : int
+        The window's length along ``axis``, at least 1.
+    axis : int, optional
+        The axis the lines run along. Default: the last.
+    output, mode, cval, origin, extra_arguments, extra_keywords
+        As for :func:`generic_filter`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> def running_sum(line, result):
+    ...     for i in range(result.size):
+    ...         result[i] = line[i] + line[i + 1] + line[i + 2]
+    >>> filters.generic_filter1d(np.array([1.0, 2, 3, 4]), running_sum, 3, mode="constant")
+    array([3., 6., 9., 7.])
+    """
+    name = "generic_filter1d"
+    arr = _generic_input(input, name)
+    fn = WindowFunction(function, extra_arguments, extra_keywords, "filter1d", name)
+    size = _size1d(filter_size, name)
+    (axis,) = _axes((axis,), arr.ndim, name)
+    (o,) = _origins(origin, (size,), (axis,), name)
+    mode, cval = _mode(mode, name), _cval(cval, name, arr)
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    return _generic_run(arr, Generic1d(axis, size, size // 2 + o, fn), mode, cval, out,
+                        out_dtype, name)
+
+
+def _generic_input(input, name):
+    arr = _array(input, name)
+    if arr.dtype.kind == "c":  # (scipy: TypeError('Complex type not supported'))
+        raise StencilTypeError(f"{name}: complex input is not supported (the function gets "
+                               "float64 values, as scipy's); filter the real and imaginary "
+                               "parts separately")
+    return arr
+
+
+def _generic_run(arr, p, mode, cval, out, out_dtype, name):
+    """The generic pass ``p`` (a float64 result) into the output, by the filters' rule."""
+    backend = backends.for_array(arr)
+    if out_dtype.kind in "iu":
+        plan = _passes.Passes((p,), mode, cval, np.dtype(np.float64), name)
+        return backend.saturate(backend.run_passes(plan, arr, None), out_dtype, out)
+    return backend.run_passes(_passes.Passes((p,), mode, cval, out_dtype, name), arr, out)
+
+
+def generic_laplace(input, derivative2, output=None, mode="reflect", cval=0.0,
+                    extra_arguments=(), extra_keywords=None, *, axes=None):
+    """The sum over axes of a given second derivative, as scipy's ``generic_laplace``.
+
+    ``derivative2(input, axis, output, mode, cval, *extra_arguments, **extra_keywords)``
+    returns the second derivative along ``axis`` (any filter here or your own; ``output``
+    is a dtype: the data's float type, float64 for integers). The terms are summed in that
+    type by a generated kernel and rounded once into an integer output.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    derivative2 : callable
+        The second derivative along one axis, as above.
+    output, cval
+        As for :func:`correlate`.
+    mode : str or sequence of str, optional
+        Boundary mode, or one per filtered axis, passed on to ``derivative2``.
+    extra_arguments, extra_keywords
+        Further arguments to ``derivative2``.
+    axes : sequence of int, optional
+        The axes to differentiate along. Default: all.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> def d2(input, axis, output, mode, cval):
+    ...     return filters.correlate1d(input, [1, -2, 1], axis, output, mode, cval)
+    >>> filters.generic_laplace(np.array([0, 10, 0]), d2, mode="constant")
+    array([ 10, -20,  10])
+    """
+    return _generic_derivatives(input, derivative2, output, mode, cval, extra_arguments,
+                                extra_keywords, axes, False, "generic_laplace")
+
+
+def generic_gradient_magnitude(input, derivative, output=None, mode="reflect", cval=0.0,
+                               extra_arguments=(), extra_keywords=None, *, axes=None):
+    """The gradient's magnitude from a given first derivative: scipy's function of that name.
+
+    ``derivative(input, axis, output, mode, cval, *extra_arguments, **extra_keywords)``
+    returns the derivative along ``axis`` (``output``: a dtype, as for
+    :func:`generic_laplace`); the result is the square root of the sum of their squares,
+    computed by a generated kernel and rounded once into an integer output.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    derivative : callable
+        The first derivative along one axis, as above.
+    output, mode, cval, extra_arguments, extra_keywords, axes
+        As for :func:`generic_laplace`.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> filters.generic_gradient_magnitude(np.array([0.0, 0, 3, 3, 3, 0]), filters.sobel)
+    array([0., 3., 3., 0., 3., 3.])
+    """
+    return _generic_derivatives(input, derivative, output, mode, cval, extra_arguments,
+                                extra_keywords, axes, True, "generic_gradient_magnitude")
+
+
+def _generic_derivatives(input, derivative, output, mode, cval, extra_arguments, extra_keywords,
+                         axes, norm, name):
+    arr = _array(input, name)
+    if not callable(derivative):
+        raise StencilTypeError(f"{name}: the derivative must be callable, got "
+                               f"{type(derivative).__name__}")
+    if isinstance(extra_arguments, (str, bytes)) or not hasattr(extra_arguments, "__iter__"):
+        raise StencilTypeError(f"{name}: extra_arguments must be a tuple, got "
+                               f"{type(extra_arguments).__name__}")
+    extra_keywords = {} if extra_keywords is None else extra_keywords
+    if not isinstance(extra_keywords, dict):
+        raise StencilTypeError(f"{name}: extra_keywords must be a dict, got "
+                               f"{type(extra_keywords).__name__}")
+    axes = _axes(axes, arr.ndim, name)
+    if isinstance(mode, str):
+        modes_ = [mode] * len(axes)
+    else:
+        modes_ = list(mode)
+        if len(modes_) != len(axes):
+            raise StencilArgumentError(
+                f"{name}: mode has {len(modes_)} values but the derivatives run along "
+                f"{len(axes)} axes {axes}; give one per axis or a single mode")
+    out, out_dtype = _output(output, arr, name)
+    if arr.size == 0:
+        return _finish_empty(arr, out, out_dtype)
+    if not axes:  # (as scipy: the input)
+        return _passes.linear(arr, [((0,) * arr.ndim, 1)], "nearest", 0.0, out, out_dtype, True)
+    work = _dtypes.work_dtype(arr.dtype) if arr.dtype.kind in "fc" else np.dtype(np.float64)
+    terms = []
+    for ax, m in zip(axes, modes_):
+        term = derivative(arr, ax, work, m, cval, *extra_arguments, **extra_keywords)
+        if term is None or tuple(getattr(term, "shape", ())) != tuple(arr.shape):
+            raise StencilTypeError(
+                f"{name}: the derivative along axis {ax} must return an array of the input's "
+                f"shape {tuple(arr.shape)}, got "
+                + ("None" if term is None else f"{type(term).__name__} of shape "
+                   f"{getattr(term, 'shape', ())}"))
+        terms.append(term)
+    return _passes.add(terms, work, out, out_dtype, norm=norm)

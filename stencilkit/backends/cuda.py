@@ -737,10 +737,14 @@ class CudaBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        from .._passes import Box, Box2, Rank
+        from .._passes import Box, Box2, Generic, Generic1d, Rank
         from . import cuda_cpp, cuda_sep
 
         (p, *rest) = passes.passes
+        if isinstance(p, (Generic, Generic1d)):  # a user's function (numba.cuda)
+            from . import cuda_generic
+
+            return cuda_generic.run(arr, p, passes.mode, passes.cval, out, passes.out_dtype)
         cpp = cuda_cpp.available()[0]
         if cpp and not rest and isinstance(p, Rank) and p.networked:  # (regions of Dask)
             res = self.rank_kernel(passes, arr, out)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._passes import Box, Box2, Extreme, Rank, Sep2
+from ..._passes import Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2
 from .box import box2_pass, box_pass
 from .common import native
 from .extreme import extreme_pass
+from .generic import generic1d_pass, generic_pass
 from .rank import rank_pass
 from .separable import sep2_pass
 
@@ -61,6 +62,14 @@ class LineProgram:
                 continue
             elif isinstance(p, Extreme):
                 x = extreme_pass(x, p.axis, p.lo, p.hi, mode, cval, p.is_max, dst=into(x.dtype))
+                continue
+            elif isinstance(p, Generic):
+                x = generic_pass(x, p.footprint, p.lo, p.function, mode, cval,
+                                 dst=into(np.dtype(np.float64)))
+                continue
+            elif isinstance(p, Generic1d):
+                x = generic1d_pass(x, p.axis, p.size, p.lo, p.function, mode, cval,
+                                   dst=into(np.dtype(np.float64)))
                 continue
             else:  # pragma: no cover - a pass type without a CPU kernel
                 raise TypeError(f"no CPU line kernel for {type(p).__name__}")

@@ -1,0 +1,225 @@
+"""A user's function of each window or line (:class:`stencilkit._passes.Generic`, ``Generic1d``).
+
+scipy.ndimage's ``generic_filter`` hands the function a float64 buffer of the window's values
+(the footprint's True elements in C order, past the edges as the mode says, ``cval`` as a
+float for ``constant``) and stores the number it returns; ``generic_filter1d`` hands it each
+line along an axis, extended by the window's reach, and an output line to fill. Here both
+loops are compiled, with the function (:meth:`stencilkit._generic.WindowFunction.compiled`)
+called from them: a loop per function, per ``*args`` and keyword names, serial or parallel
+(threads over chunks of elements, each with its own buffer).
+
+The window's values are gathered as the large-window medians gather theirs
+(:func:`.rank.pad`): the array extended by the reach, in its own dtype where ``cval`` is one of
+its values, else in float64, and each window read at fixed offsets from its corner. Lines are
+extended through ``_sk_map``, the generated stencils' index map.
+
+A function numba cannot compile is called from Python instead (the result is the same; a
+:class:`stencilkit._errors.StencilPerformanceWarning` says why it is slow).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+import warnings
+
+import numba
+import numpy as np
+
+from ... import _dtypes, modes
+from ..._errors import StencilPerformanceWarning
+from .common import _map
+from .rank import pad
+
+_FILTER = """
+def _sk_generic(flat, pstrides, dst, offsets, extra, kw):
+    shape = dst.shape
+    nd = len(shape)
+    total = dst.size
+    out = dst.reshape(-1)
+    n = offsets.size
+    for t in _sk_range((total + 1023) // 1024):
+        buf = np.empty(n, np.float64)
+        for q in range(t * 1024, min(total, (t + 1) * 1024)):
+            rem = q
+            base = 0
+            for d in range(nd - 1, -1, -1):
+                i = rem % shape[d]
+                rem //= shape[d]
+                base += i * pstrides[d]
+            for j in range(n):
+                buf[j] = flat[base + offsets[j]]
+            out[q] = _sk_f(buf{call})
+"""
+
+_FILTER1D = """
+def _sk_generic(src, dst, size, lo, mode, cval, extra, kw):
+    outer, n, inner = src.shape
+    for t in _sk_range(outer * inner):
+        o = t // inner
+        c = t - o * inner
+        line = np.empty(n + size - 1, np.float64)
+        res = np.zeros(n, np.float64)
+        for p in range(n + size - 1):
+            m = _sk_map(p - lo, n, mode)
+            line[p] = src[o, m, c] if m >= 0 else cval
+        _sk_f(line, res{call})
+        for p in range(n):
+            dst[o, p, c] = res[p]
+"""
+
+_LOOPS: dict = {}
+PARALLEL_MIN = 1 << 12  # windows below which one thread does the work
+
+
+def _loop(fn, parallel):
+    """The loop calling ``fn`` (a WindowFunction), compiled by numba at its first call."""
+    callee = fn.compiled()
+    try:
+        key = (fn.kind, parallel, len(fn.args), tuple(fn.kwargs), callee)
+        hash(key)
+    except TypeError:  # (an unhashable callable: a loop per call)
+        key = None
+    loop = _LOOPS.get(key) if key is not None else None
+    if loop is None:
+        # the extra arguments spelled out (numba refuses ``*extra`` beside keywords)
+        call = "".join(f", extra[{i}]" for i in range(len(fn.args))) + "".join(
+            f", {k}=kw[{i}]" for i, k in enumerate(fn.kwargs))
+        source = (_FILTER if fn.kind == "filter" else _FILTER1D).format(call=call)
+        scope = {"np": np, "_sk_f": callee, "_sk_map": _map,
+                 "_sk_range": numba.prange if parallel else range}
+        exec(compile(textwrap.dedent(source), f"<stencilkit {fn.name}>", "exec"), scope)
+        loop = numba.njit(nogil=True, parallel=parallel)(scope["_sk_generic"])
+        if key is not None:
+            _dtypes.remember(_LOOPS, key, loop, 64)
+    return loop
+
+
+def _run(fn, count, args):
+    """Run the compiled loop on ``args`` (False where numba cannot compile the function)."""
+    from numba.core.errors import NumbaError
+
+    from .. import cpu
+
+    extra = (fn.args, tuple(fn.kwargs.values()))
+    parallel = count >= PARALLEL_MIN and cpu._PARALLEL_LOCK.acquire(blocking=False)
+    try:
+        try:
+            _loop(fn, parallel)(*args, *extra)
+        except NumbaError as exc:  # typing or lowering: before any element ran
+            _warn(fn, why(exc))
+            return False
+    finally:
+        if parallel:
+            cpu._PARALLEL_LOCK.release()
+    return True
+
+
+def why(exc) -> str:
+    """The line of a numba compile error that says what failed (and the signature tried)."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Failed in ")]
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    if first.startswith("No implementation of function"):
+        tried = next((line for line in lines[1:] if line.startswith(">>>")), "")
+        first = first.rstrip(":") + (f": {tried[3:].strip()}" if tried else "")
+    return first
+
+
+def _warn(fn, why):
+    warnings.warn(
+        f"{fn.name}: function {fn.label!r} could not be compiled by numba ({why}); it is "
+        "called from Python for every element instead, as scipy.ndimage does, which is slow. "
+        "Use the NumPy and math functions numba supports, pass a numba.njit function, or give "
+        "options by extra_arguments", StencilPerformanceWarning, stacklevel=_outside())
+
+
+def _outside() -> int:
+    """The stack level of the first caller outside stencilkit (the user's call)."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def generic_pass(src, footprint, lo, fn, mode, cval, dst=None):
+    """``fn`` of every window of ``footprint`` (full rank, ``lo`` before the centre): float64."""
+    fp = np.array(footprint, bool)
+    reach = [(lo_d, s - 1 - lo_d) for lo_d, s in zip(lo, fp.shape)]
+    dst = np.empty(src.shape, np.float64) if dst is None else dst
+    if src.size == 0:
+        return dst
+    work = src.dtype
+    if mode == "constant" and not _holds(work, cval):  # (scipy's buffer holds cval as a float)
+        work = np.dtype(np.float64)
+    padded = pad(src.astype(work, copy=False), reach, mode, work.type(cval))
+    pstrides = np.array([s // padded.itemsize for s in padded.strides], np.int64)
+    offsets = np.array([sum(int(i) * st for i, st in zip(idx, pstrides))
+                        for idx in zip(*np.nonzero(fp))], np.int64)
+    flat = padded.reshape(-1)
+    if not _run(fn, src.size, (flat, pstrides, dst, offsets)):
+        _python_filter(flat, pstrides, dst, offsets, fn)
+    return dst
+
+
+def _holds(dtype, cval) -> bool:
+    """Whether ``cval`` is exactly a value of ``dtype``."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return bool(np.asarray(cval).astype(dtype) == cval)
+        except (OverflowError, ValueError):
+            return False
+
+
+def _python_filter(flat, pstrides, dst, offsets, fn):
+    """The compiled loop's work, calling ``fn`` from Python (a block of windows at a time)."""
+    shape = dst.shape
+    out = dst.reshape(-1)
+    step = max(1, (1 << 16) // max(offsets.size, 1))
+    for start in range(0, dst.size, step):
+        q = np.arange(start, min(dst.size, start + step))
+        base = np.zeros(q.size, np.int64)
+        for d, i in enumerate(np.unravel_index(q, shape)):
+            base += i * pstrides[d]
+        windows = flat[base[:, None] + offsets[None, :]].astype(np.float64)
+        for k in range(q.size):
+            out[start + k] = fn.value(windows[k])
+
+
+def generic1d_pass(src, axis, size, lo, fn, mode, cval, dst=None):
+    """``fn`` over every line along ``axis``, extended by ``lo`` before and the rest after."""
+    shape = src.shape
+    dst = np.empty(shape, np.float64) if dst is None else dst
+    if src.size == 0:
+        return dst
+    n = shape[axis]
+    view = src.reshape(math.prod(shape[:axis]), n, math.prod(shape[axis + 1:]))
+    out = dst.reshape(view.shape)
+    code = modes.mode_code(mode)
+    args = (view, out, np.int64(size), np.int64(lo), np.int64(code), np.float64(cval))
+    if not _run(fn, src.size, args):
+        _python_filter1d(view, out, size, lo, code, float(cval), fn)
+    return dst
+
+
+def _python_filter1d(view, out, size, lo, code, cval, fn):
+    from ..._regions import global_map
+
+    outer, n, inner = view.shape
+    index = np.arange(-lo, n + size - 1 - lo)
+    mapped = global_map(index, n, code) if code != modes.CONSTANT else index
+    inside = (mapped >= 0) & (mapped < n)
+    src = np.clip(mapped, 0, n - 1)
+    for o in range(outer):
+        for c in range(inner):
+            line = np.where(inside, view[o, src, c].astype(np.float64), cval)
+            res = np.zeros(n, np.float64)
+            fn.call(line, res)
+            out[o, :, c] = res
