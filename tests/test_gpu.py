@@ -552,6 +552,45 @@ def test_morphology_on_the_gpu(cupy):
                                       want, err_msg=name)
 
 
+def _window_spread(values, weight):
+    lo = values[0]
+    hi = values[0]
+    for v in values:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return hi - lo + weight * values[0]
+
+
+def _line_sum(line, result, scale):
+    for i in range(result.size):
+        result[i] = (line[i] + line[i + 1] + line[i + 2]) * scale
+
+
+def test_generic_filters_on_the_gpu(cupy):
+    """generic_filter and generic_filter1d on CuPy arrays: the user's function compiled for
+    the device by numba.cuda (extra arguments, keywords bound to their places), the CPU's
+    results; NumPy's own functions refused with advice."""
+    from stencilkit import StencilTypeError
+
+    a = sample((2, 70, 90), np.uint8, seed=15)
+    d = cupy.asarray(a)
+    for kw in ({"size": (1, 3, 4), "mode": "constant", "cval": 2.5},
+               {"footprint": np.eye(3, dtype=bool), "axes": (1, 2), "origin": (0, -1),
+                "mode": "wrap"}):
+        for extra in ({"extra_arguments": (0.25,)}, {"extra_keywords": {"weight": -1.5}}):
+            for output in (np.float64, np.int16):
+                want = filters.generic_filter(a, _window_spread, output=output, **kw, **extra)
+                got = filters.generic_filter(d, _window_spread, output=output, **kw, **extra)
+                np.testing.assert_array_equal(got.get(), want, err_msg=f"{kw} {extra}")
+    for axis in (1, 2):
+        kw = {"axis": axis, "mode": "mirror", "extra_keywords": {"scale": 0.5}}
+        np.testing.assert_array_equal(
+            filters.generic_filter1d(d, _line_sum, 3, output=np.float32, **kw).get(),
+            filters.generic_filter1d(a, _line_sum, 3, output=np.float32, **kw))
+    with pytest.raises(StencilTypeError, match="no device version"):
+        filters.generic_filter(d, np.median, size=3)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_large_medians_on_the_numba_fallback_on_the_gpu(cupy, monkeypatch, dtype):
     """cuda_lines.run_rank (the CPU's quickselect as a device function) on a real GPU."""

@@ -17,6 +17,7 @@ compiles; each failure is printed.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import traceback
@@ -228,9 +229,47 @@ def block_cases():
         yield f"rank select {src} of {n}", cuda_lines._rank_kernel(n, np.dtype(src)), (
             arr(src, 1), arr(src, 1), arr("int64", 2), arr("int64", 1), T.int64, T.int64,
             scalar(src))
+    yield from generic_cases()
     yield "median2 uint16", cuda_blocks.median2, (
         a3("uint16"), a3("uint16"), T.int64, T.int64, T.boolean, T.float64, T.boolean,
         T.float64, T.float64)
+
+
+def _spread(values, scale, k=1.0):
+    """A window's function as users write them for a device: a loop, math, extra arguments."""
+    lo = values[0]
+    hi = values[0]
+    s = 0.0
+    for v in values:
+        lo = min(lo, v)
+        hi = max(hi, v)
+        s += math.sqrt(abs(v))
+    return (hi - lo) * scale + s * k
+
+
+def _line(line, result, scale):
+    for i in range(result.size):
+        result[i] = (line[i] + line[i + 1] + line[i + 2]) * scale
+
+
+def generic_cases():
+    """(name, kernel, signature) for generic_filter's and generic_filter1d's device kernels."""
+    from stencilkit import _generic
+    from stencilkit.backends import cuda_generic
+
+    for kwargs in ({}, {"k": 2.0}):
+        fn = _generic.WindowFunction(_spread, (0.5,), kwargs, "filter", "generic_filter")
+        extra = numba.typeof(fn.positional())
+        for src, n in (("uint8", 9), ("float32", 25), ("bool", 5)):
+            yield (f"generic_filter {src} of {n} {sorted(kwargs)}",
+                   cuda_generic._kernel(fn, cuda_generic._WINDOW, n),
+                   (arr(src, 1), arr("float64", 1), arr("int64", 2), arr("int64", 1), T.int64,
+                    T.float64, extra))
+    fn = _generic.WindowFunction(_line, (), {"scale": 0.25}, "filter1d", "generic_filter1d")
+    for src in ("uint16", "float64"):
+        yield (f"generic_filter1d {src}", cuda_generic._kernel(fn, cuda_generic._LINE),
+               (arr(src, 3), arr("float64", 3), arr("float64", 2), arr("float64", 2), T.int64,
+                T.int64, T.int64, T.int64, T.float64, numba.typeof(fn.positional())))
 
 
 def main(only=()) -> int:
