@@ -1,7 +1,8 @@
 """``make compat``: scipy's and dask-image's own filter tests, with stencilkit's filters in.
 
-Runs ``scipy.ndimage.tests.test_filters`` and ``test_morphology`` (from the installed scipy
-wheel) and dask-image's ndfilters and ndmorph tests (from its source release, downloaded
+Runs ``scipy.ndimage.tests.test_filters``, ``test_c_api`` (the generic filters' C callbacks)
+and ``test_morphology`` (from the installed scipy wheel) and dask-image's ndfilters and ndmorph
+tests (from its source release, downloaded
 once into ``.compat/``) with the plugin ``stencilkit_swap``: each peer's filters
 (``stencilkit_swap.SWAPPED``) replaced by ``stencilkit.filters``' and its morphology
 (``stencilkit_swap.MORPHOLOGY``) by ``stencilkit.morphology``', every documented
@@ -28,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 CACHE = HERE.parent / ".compat"
 # dask-image's test modules of the functions stencilkit has (the rest test others)
 DASK_IMAGE_TESTS = ("test__conv.py", "test__diff.py", "test__edge.py", "test__gaussian.py",
-                    "test__order.py", "test__smooth.py")
+                    "test__generic.py", "test__order.py", "test__smooth.py")
 DASK_IMAGE_MORPHOLOGY_TESTS = ("test_ndmorph.py",)
 
 
@@ -79,6 +80,10 @@ def main(argv=None) -> int:
         runs.append((f"scipy {SCIPY} test_filters.py", ["--swap-into", "scipy.ndimage",
                                                           "--pyargs",
                                                           "scipy.ndimage.tests.test_filters"]))
+        runs.append((f"scipy {SCIPY} test_c_api.py",
+                     ["--swap-into", "scipy.ndimage", "--differences",
+                      str(HERE / "differences_scipy_c_api.tsv"), "--pyargs",
+                      "scipy.ndimage.tests.test_c_api"]))
         runs.append((f"scipy {SCIPY} test_morphology.py",
                      ["--swap-into", "scipy.ndimage", "--differences",
                       str(HERE / "differences_scipy_morphology.tsv"), "--pyargs",
