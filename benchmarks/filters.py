@@ -156,6 +156,14 @@ def cases(size, scipy_on):
     result.append(("pyramid_down 1 level 12000x5000", big.nbytes * 5 // 4,
                    lambda: resample.pyramid_down(big, 1),
                    {"opencv": lambda: cv2.pyrDown(big)} if cv2 else {}))
+    # generic_filter: scipy calls the function from Python per element (hence a smaller image);
+    # stencilkit compiles it (numba) and calls it from a compiled loop on every core
+    small = img[:500, :500].copy()
+    for label, fn in (("np.std 5x5", np.std), ("loop 5x5", _spread)):
+        result.append((f"generic_filter {label} (500^2)", small.nbytes * 2,
+                       functools.partial(filters.generic_filter, small, fn, size=5),
+                       {"scipy": functools.partial(ndi.generic_filter, small, fn, size=5)}
+                       if scipy_on else {}))
     # 16-bit median beyond the sorting networks (two-level histogram); its peer is the generic
     # selection path it replaced (OpenCV's medianBlur takes 16-bit images only up to 5x5)
     from stencilkit.backends import cpu_lines as _lines
@@ -168,6 +176,16 @@ def cases(size, scipy_on):
     result.append(("median_filter 15x15 uint16 2000x2000", u16.nbytes * 2,
                    lambda: filters.median_filter(u16, 15), peers))
     return result
+
+
+def _spread(values):
+    """A window's range, written as a loop (generic_filter's rows)."""
+    lo = values[0]
+    hi = values[0]
+    for v in values:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return hi - lo
 
 
 def interleaved(fns, rounds, once=()):

@@ -10,7 +10,7 @@ a 2 x 2 x 2 volume mean on uint8;
 a 15 x 15 median on uint16; pyramid_down and decimate; then every filter of
 tests/filter_table.py with each of its parameter sets, on uint8 and float32 8192^2, and
 morphology (grey opening, top-hat and gradient, binary erosion, closing and hole filling),
-each beside
+and the generic filters (a Python loop per window, compiled by numba.cuda), each beside
 cupyx.scipy.ndimage's function of the same name and arguments. Each beside, in the
 same run: a device-to-device copy of as many bytes (the memory limit), the classic
 hand-written numba.cuda kernel where there is one (``cuda.grid`` and an ``if 1 <= i < n - 1``
@@ -515,7 +515,39 @@ def main(argv=None):
                 table[peer] = lambda call=call: call(dev.cndi)
             pairs.append((label, peer))
         report_pairs(title, 2 * host.nbytes, best_times(table, dev, rounds), pairs)
+
+    title = f"generic filters (a Python function of each window), float32 {gside} x {gside}"
+    if wanted(title):
+        host, x, table = image(np.float32, gside)
+        table["generic_filter loop sum 3x3"] = lambda: filters.generic_filter(
+            x, _window_sum, size=3)
+        table["generic_filter loop sum 5x5"] = lambda: filters.generic_filter(
+            x, _window_sum, size=5)
+        table["generic_filter1d running sum of 3"] = lambda: filters.generic_filter1d(
+            x, _line_sum3, 3)
+        pairs = [(label, None) for label in list(table)[1:]]
+        if dev.cndi is not None:  # (cupyx takes CuPy kernels, not Python functions)
+            total = dev.cupy.ReductionKernel("X x", "Y y", "x", "a + b", "y = a", "0", "wsum")
+            for size in (3, 5):
+                label = f"generic_filter loop sum {size}x{size}"
+                table[f"cupyx {label}"] = lambda size=size: dev.cndi.generic_filter(
+                    x, total, size=size)
+                pairs[size // 2 - 1] = (label, f"cupyx {label}")
+        report_pairs(title, 2 * host.nbytes, best_times(table, dev, rounds), pairs)
     return 0
+
+
+def _window_sum(values):
+    """A window's sum as users write one for generic_filter: a loop."""
+    s = 0.0
+    for v in values:
+        s += v
+    return s
+
+
+def _line_sum3(line, result):
+    for i in range(result.size):
+        result[i] = line[i] + line[i + 1] + line[i + 2]
 
 
 def sweep_geometry(dev, rng, side, gside, rounds):
