@@ -81,12 +81,17 @@ def saturate(x, dtype):
     """``x`` (a NumPy or CuPy array) in the integer ``dtype`` by the filters' rule.
 
     Floats: nearest integer, ties to even; NaN 0; beyond the type's range its limit. Integers:
-    clipped to the range. A new array of ``x``'s kind.
+    clipped to the range. A new array of ``x``'s kind. Bool, as the range [0, 1]: True where
+    that integer is at least 1.
     """
     import sys
 
     xp = sys.modules["cupy"] if type(x).__module__.startswith("cupy") else np
     dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        if x.dtype.kind == "b":
+            return x.copy()
+        return (xp.rint(x) if x.dtype.kind == "f" else x) >= 1  # (NaN: False)
     info = np.iinfo(dtype)
     if x.dtype.kind == "f":
         v = xp.rint(x)

@@ -1642,7 +1642,7 @@ def _generic_input(input, name):
 def _generic_run(arr, p, mode, cval, out, out_dtype, name):
     """The generic pass ``p`` (a float64 result) into the output, by the filters' rule."""
     backend = backends.for_array(arr)
-    if out_dtype.kind in "iu":
+    if out_dtype.kind in "biu":  # (bool: the integer rule into [0, 1], as every filter's)
         plan = _passes.Passes((p,), mode, cval, np.dtype(np.float64), name)
         return backend.saturate(backend.run_passes(plan, arr, None), out_dtype, out)
     return backend.run_passes(_passes.Passes((p,), mode, cval, out_dtype, name), arr, out)

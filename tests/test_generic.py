@@ -76,12 +76,13 @@ def test_generic_filter_equals_scipy(window, origin, dtype):
             got = filters.generic_filter(a, fn, output=np.float64, **kw)
             np.testing.assert_allclose(got, want, rtol=rtol, atol=0,
                                        err_msg=f"{fn.__name__} {mode} {cval}")
-            if a.dtype.kind in "iu" and not rtol:  # (scipy truncates into integers, wraps)
-                info = np.iinfo(a.dtype)
+            if a.dtype.kind in "biu" and not rtol:  # (scipy truncates into integers, wraps)
+                info = np.iinfo(np.uint8 if a.dtype == bool else a.dtype)
                 rounded = np.clip(np.nan_to_num(np.rint(want)), info.min, info.max)
                 got = filters.generic_filter(a, fn, **kw)
-                assert got.dtype == a.dtype
-                np.testing.assert_array_equal(got, rounded.astype(a.dtype))
+                assert got.dtype == a.dtype  # (bool: as every filter's, True from 1 up)
+                np.testing.assert_array_equal(
+                    got, rounded >= 1 if a.dtype == bool else rounded.astype(a.dtype))
 
 
 def test_generic_filter_in_3d_along_axes_and_in_parallel():
