@@ -254,6 +254,13 @@ def test_generic_filters_on_device_arrays():
         assert not isinstance(got, np.ndarray) and got.dtype == np.int16
         np.testing.assert_array_equal(got.copy_to_host(),
                                       filters.generic_filter(a, fn, output=np.int16, **kw))
+    stack = sample((2, 9, 10), np.int16, seed=4)  # (a window along the last two axes)
+    for kw in ({"footprint": ODD, "axes": (1, 2), "mode": "reflect"},
+               {"size": (2, 1, 3), "mode": "nearest"}):
+        np.testing.assert_array_equal(
+            filters.generic_filter(cuda.to_device(stack), spread, **kw).copy_to_host(),
+            np.clip(np.rint(ndi.generic_filter(stack, spread, output=np.float64, **kw)),
+                    -32768, 32767).astype(np.int16))
     kw = {"axis": 0, "mode": "mirror", "extra_arguments": (2.0,), "extra_keywords": {"offset": 1}}
     got = filters.generic_filter1d(cuda.to_device(a), shifted, 3, **kw)
     np.testing.assert_array_equal(got.copy_to_host(), ndi.generic_filter1d(a, shifted, 3, **kw))

@@ -263,8 +263,8 @@ def generic_cases():
         for src, n in (("uint8", 9), ("float32", 25), ("bool", 5)):
             yield (f"generic_filter {src} of {n} {sorted(kwargs)}",
                    cuda_generic._kernel(fn, cuda_generic._WINDOW, n),
-                   (arr(src, 1), arr("float64", 1), arr("int64", 2), arr("int64", 1), T.int64,
-                    T.float64, extra))
+                   (arr(src, 1), arr("float64", 1), arr("int64", 2), arr("int64", 1),
+                    arr("int64", 2), arr("int64", 1), T.int64, T.float64, extra))
     fn = _generic.WindowFunction(_line, (), {"scale": 0.25}, "filter1d", "generic_filter1d")
     for src in ("uint16", "float64"):
         yield (f"generic_filter1d {src}", cuda_generic._kernel(fn, cuda_generic._LINE),

@@ -3,10 +3,11 @@
 The function is compiled for the device by numba.cuda (``cuda.jit(device=True)`` of its
 Python source: a numba.njit function's ``py_func``) and called from a generated kernel:
 
-- :class:`stencilkit._passes.Generic`: a thread per output element gathers its window through
-  the mode's index map (``_sk_map``) into a float64 array in its local memory, in the
-  footprint's C order (``cval`` as given for ``constant``), as the large-window medians do
-  (:mod:`.cuda_lines`), and stores the function's value;
+- :class:`stencilkit._passes.Generic`: a thread per output element gathers its window into a
+  float64 array in its local memory, in the footprint's C order: at fixed offsets where the
+  whole window lies inside the array, else through the mode's index map (``_sk_map``;
+  ``cval`` as given for ``constant``), as the large-window medians do (:mod:`.cuda_lines`),
+  and stores the function's value;
 - :class:`stencilkit._passes.Generic1d`: a thread per line extends its line into a float64 row
   of a scratch array in global memory and has the function fill another (as many lines per
   launch as 256 MiB of scratch holds).
@@ -35,7 +36,7 @@ WINDOW_MAX = 8192  # window elements a thread's local buffer holds (64 KiB of fl
 SCRATCH = 256 << 20  # bytes of line buffers per launch of the 1-d kernel
 
 _WINDOW = """
-def _sk_generic(src, dst, offsets, core, mode, cval, extra):
+def _sk_generic(src, dst, offsets, flat, reach, core, mode, cval, extra):
     buf = cuda.local.array({n}, np.float64)
     idx = cuda.local.array({axes}, np.int64)
     k = core.shape[0]
@@ -46,19 +47,27 @@ def _sk_generic(src, dst, offsets, core, mode, cval, extra):
     stride = np.int64(cuda.gridsize(1))
     while q < dst.shape[0]:
         rem = q
+        interior = True
         for d in range(k - 1, -1, -1):
-            idx[d] = rem % core[d]
+            i = rem % core[d]
+            idx[d] = i
             rem //= core[d]
+            if i < reach[d, 0] or i >= core[d] - reach[d, 1]:
+                interior = False
         base = rem * plane
-        for e in range({n}):
-            flat = np.int64(0)
-            inside = True
-            for d in range(k):
-                m = _sk_map(idx[d] + offsets[e, d], core[d], mode)
-                if m < 0:
-                    inside = False
-                flat = flat * core[d] + m
-            buf[e] = np.float64(src[base + flat]) if inside else cval
+        if interior:  # the whole window inside: fixed offsets from the element
+            for e in range({n}):
+                buf[e] = np.float64(src[q + flat[e]])
+        else:
+            for e in range({n}):
+                at = np.int64(0)
+                inside = True
+                for d in range(k):
+                    m = _sk_map(idx[d] + offsets[e, d], core[d], mode)
+                    if m < 0:
+                        inside = False
+                    at = at * core[d] + m
+                buf[e] = np.float64(src[base + at]) if inside else cval
         dst[q] = _sk_f(buf, *extra)
         q += stride
 """
@@ -168,12 +177,16 @@ def run(x, p, mode, cval, out=None, out_dtype=None):
         dst = cuda_backend.empty((total,), np.float64, x)
         offsets = np.array([[int(i[d]) - p.lo[d] for d in range(first, fp.ndim)]
                             for i in zip(*np.nonzero(fp))], np.int64)
+        strides = np.cumprod((1,) + core[:0:-1])[::-1]  # (of the core axes, in elements)
+        flat = offsets @ strides
+        reach = np.stack([np.maximum(-offsets.min(0), 0), np.maximum(offsets.max(0), 0)], 1)
         grid, block = _grid(total)
         kernel = _kernel(p.function, _WINDOW, n)
         dev = cuda_backend.cuda()
         _launch(p.function, kernel, grid, block, _extra(p.function), src, dst,
-                dev.to_device(offsets), dev.to_device(np.array(core, np.int64)), code,
-                np.float64(cval))
+                dev.to_device(offsets), dev.to_device(flat.astype(np.int64)),
+                dev.to_device(reach.astype(np.int64)),
+                dev.to_device(np.array(core, np.int64)), code, np.float64(cval))
         return cuda_backend.deliver(dst.reshape(shape), out, out_dtype)
     n = shape[p.axis]
     outer, inner = math.prod(shape[:p.axis]), math.prod(shape[p.axis + 1:])
