@@ -1517,15 +1517,17 @@ def generic_filter(input, function, size=None, footprint=None, output=None, mode
     ``function(values, *extra_arguments, **extra_keywords)`` gets the window's values as a
     1-d float64 array (the footprint's True elements in C order; past the edges as ``mode``
     says, ``cval`` as given for ``constant``) and returns one number. A Python function
-    (a lambda too) is compiled by numba, a ``numba.njit`` function is used as it is, and
+    (a lambda too) is compiled by numba, a ``numba.njit`` function is used as it is,
     NumPy's functions that numba supports (``np.mean``, ``np.std``, ``np.median``,
-    ``np.ptp``, ...) are called from compiled code; the loop over the elements is compiled
-    too, and runs on every core. A function numba cannot compile (or a
-    ``scipy.LowLevelCallable``) is called from Python for each element instead, as scipy
-    does, with a :class:`stencilkit._errors.StencilPerformanceWarning` that says why. On a
-    GPU the function is compiled for the device by numba.cuda (loops and ``math``; NumPy's
-    reductions are not available there). Integer outputs are the function's value rounded to
-    the nearest (ties to even) and saturated, as every filter's.
+    ``np.ptp``, ...) are called from compiled code, and a C function (a
+    ``scipy.LowLevelCallable``) through ctypes; the loop over the elements is compiled too,
+    and runs on every core. A function numba cannot compile is called from Python for each
+    element instead, as scipy does, with a :class:`stencilkit.StencilPerformanceWarning`
+    that says why. On a GPU the function is compiled for the device by numba.cuda (loops
+    and ``math``; NumPy's reductions are not available there). Integer outputs are the
+    function's value rounded to the nearest (ties to even) and saturated, as every
+    filter's. Given both a ``size`` and a ``footprint``, the size is ignored, with a
+    warning (as scipy).
 
     Parameters
     ----------
@@ -1534,8 +1536,7 @@ def generic_filter(input, function, size=None, footprint=None, output=None, mode
     function : callable
         The window's function, as above.
     size, footprint, origin, axes
-        As for :func:`minimum_filter` (``size`` is ignored, with a warning, when a
-        ``footprint`` is given).
+        As for :func:`minimum_filter`.
     output, cval
         As for :func:`correlate`.
     mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'}, optional

@@ -119,6 +119,74 @@ def test_user_kernel_from_a_file(tmp_path):
                                   np.roll(frames(2)[1], -1, axis=1))
 
 
+FUNCTIONS_PY = """
+def spread(values):
+    lo = values[0]
+    hi = values[0]
+    for v in values:
+        lo = min(lo, v)
+        hi = max(hi, v)
+    return (hi - lo) * {scale}
+
+
+def running_max(line, result):
+    for i in range(result.size):
+        m = line[i]
+        for j in range(1, 5):
+            m = max(m, line[i + j])
+        result[i] = m
+
+
+TABLE = 3
+"""
+
+
+def test_generic_filters_of_a_function_from_a_file(tmp_path, capsys):
+    """generic_filter and generic_filter1d with --function FILE.py:NAME, in this process and
+    in worker processes (the function travels as its file's name); an edited file redoes the
+    outputs (the manifest holds its digest); a bad reference is a usage error."""
+    import scipy.ndimage as ndi
+
+    f = tmp_path / "my_filters.py"
+    f.write_text(FUNCTIONS_PY.format(scale=0.5))
+    write_inputs(tmp_path / "in", frames(3))
+    a = frames(3)[2]
+
+    def spread(values, scale=0.5):
+        return (values.max() - values.min()) * scale
+
+    got = main("run", "generic_filter", "--function", f"{f}:spread", "--size", "3,5",
+               tmp_path / "in", "-o", tmp_path / "g", "-q", capsys=capsys)
+    assert got.returncode == 0, got.stderr
+    want = ndi.generic_filter(a, spread, size=(3, 5), output=np.float64)
+    np.testing.assert_array_equal(io.read_image(tmp_path / "g" / "img2.png"),
+                                  np.rint(want).astype(np.uint8))
+    out = cli("run", "generic_filter1d", "--function", f"{f}:running_max", "--filter-size", "5",
+              "--axis", "0", "--mode", "wrap", tmp_path / "in", "-o", tmp_path / "g1",
+              "--scheduler", "processes", "--workers", "2", check=0)
+    assert "done: 3 written" in out.stdout
+    np.testing.assert_array_equal(io.read_image(tmp_path / "g1" / "img2.png"),
+                                  ndi.maximum_filter1d(a, 5, axis=0, mode="wrap"))
+    run = ("run", "generic_filter", "--function", f"{f}:spread", "--size", "3,5",
+           tmp_path / "in", "-o", tmp_path / "g")
+    assert "3 of 3 outputs are already complete" in main(*run, capsys=capsys).stdout
+    f.write_text(FUNCTIONS_PY.format(scale=0.25))
+    assert "done: 3 written, 0 already complete" in main(*run, capsys=capsys).stdout
+    np.testing.assert_array_equal(io.read_image(tmp_path / "g" / "img2.png"), np.rint(
+        ndi.generic_filter(a, spread, size=(3, 5), output=np.float64, extra_arguments=(0.25,))
+    ).astype(np.uint8))
+    for ref, message in ((f"{tmp_path / 'none.py'}:spread", "no such file"),
+                         (f"{f}:nothing", "has no 'nothing'"),
+                         (f"{f}:TABLE", "'TABLE' is a int, not a function"),
+                         (str(f), "give it as path/to/file.py:name")):
+        got = main("run", "generic_filter", "--function", ref, "--size", "3",
+                   tmp_path / "in", "-o", tmp_path / "x", capsys=capsys)
+        assert got.returncode == 2 and message in got.stderr, (message, got.stderr)
+    got = main("run", "generic_filter", "--size", "3", tmp_path / "in", "-o", tmp_path / "x",
+               capsys=capsys)
+    assert got.returncode == 2 and "generic_filter needs --function" in got.stderr
+
+
 def test_resume_skips_complete_outputs_and_redoes_changed_ones(tmp_path):
     write_inputs(tmp_path / "in", frames(4))
     cli("run", "maximum_filter", tmp_path / "in", "-o", tmp_path / "o", "--size", "3", check=0)
@@ -255,7 +323,8 @@ def test_help_for_each_function_lists_every_parameter(capsys):
             assert f"usage: stencilkit run {name} [OPTIONS] INPUT... -o OUTDIR" in text
             docs = parameter_docs(function(name))
             params = [p for p in inspect.signature(function(name)).parameters.values()
-                      if p.name not in ("input", "a", "axes")]
+                      if p.name not in ("input", "a", "axes", "extra_arguments",
+                                        "extra_keywords")]  # (a function's file holds those)
             for param in params:
                 option = "--dtype" if param.name == "output" else "--" + param.name.replace(
                     "_", "-")

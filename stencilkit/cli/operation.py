@@ -19,7 +19,8 @@ from .status import UsageError
 
 FILTERS = ("uniform_filter", "gaussian_filter", "laplace", "sobel", "prewitt", "minimum_filter",
            "maximum_filter", "median_filter", "rank_filter", "percentile_filter", "correlate",
-           "convolve", "gaussian_laplace", "gaussian_gradient_magnitude")
+           "convolve", "gaussian_laplace", "gaussian_gradient_magnitude", "generic_filter",
+           "generic_filter1d")
 MORPHOLOGY = ("grey_erosion", "grey_dilation", "grey_opening", "grey_closing",
               "morphological_gradient", "morphological_laplace", "white_tophat", "black_tophat",
               "binary_erosion", "binary_dilation", "binary_opening", "binary_closing",
@@ -77,35 +78,85 @@ class Operation:
 
     def __call__(self, plane):
         """Apply to one 2-D plane (pyramid_down: its smallest level)."""
-        result = self.function()(plane, **self.params)
+        params = {k: v.load() if isinstance(v, FileFunction) else v
+                  for k, v in self.params.items()}
+        result = self.function()(plane, **params)
         if self.name == "pyramid_down":
             result = result[-1]  # the smallest level
         return result
 
 
-def load_kernel(ref: str):
-    """The Stencil named by ``path/to/file.py:name``."""
+def _load(ref: str, option: str):
+    """The object named by ``path/to/file.py:name`` (the file imported as a module)."""
     import importlib.util
-
-    from .._stencil import Stencil
 
     path, sep, name = ref.rpartition(":")
     if not sep or not path or not name:
-        raise UsageError(f"--kernel {ref!r}: give it as path/to/file.py:name")
+        raise UsageError(f"{option} {ref!r}: give it as path/to/file.py:name")
     file = Path(path)
     if not file.is_file():
-        raise UsageError(f"--kernel {ref!r}: no such file {path}")
+        raise UsageError(f"{option} {ref!r}: no such file {path}")
     spec = importlib.util.spec_from_file_location(f"_stencilkit_user_{file.stem}", file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise UsageError(f"--kernel {ref!r}: importing {path} failed: "
+        raise UsageError(f"{option} {ref!r}: importing {path} failed: "
                          f"{type(exc).__name__}: {exc}") from None
     obj = getattr(module, name, None)
     if obj is None:
-        raise UsageError(f"--kernel {ref!r}: {path} has no {name!r}")
+        raise UsageError(f"{option} {ref!r}: {path} has no {name!r}")
+    return obj
+
+
+@dataclass(frozen=True)
+class FileFunction:
+    """A Python function given as ``path/to/file.py:name`` (``generic_filter --function``).
+
+    Picklable by its reference: a worker process imports the file again. Its text (the
+    manifest's record of the operation) holds a digest of the file, so outputs made by an
+    edited function are redone.
+    """
+
+    ref: str
+    digest: str
+    option: str = "--function"
+
+    @classmethod
+    def of(cls, ref: str, option: str = "--function") -> FileFunction:
+        """The function ``ref``, loaded and checked (a UsageError names what is wrong)."""
+        import hashlib
+
+        fn = _load(ref, option)
+        if not callable(fn):
+            raise UsageError(f"{option} {ref!r}: {ref.rpartition(':')[2]!r} is a "
+                             f"{type(fn).__name__}, not a function")
+        path = ref.rpartition(":")[0]
+        made = cls(ref, hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16], option)
+        _LOADED[made] = fn
+        return made
+
+    def load(self):
+        """The function itself (imported once per process)."""
+        fn = _LOADED.get(self)
+        if fn is None:
+            fn = _LOADED[self] = _load(self.ref, self.option)
+        return fn
+
+    def __repr__(self):
+        return f"{self.ref} (sha256 {self.digest})"
+
+
+_LOADED: dict = {}
+
+
+def load_kernel(ref: str):
+    """The Stencil named by ``path/to/file.py:name``."""
+    from .._stencil import Stencil
+
+    obj = _load(ref, "--kernel")
+    name = ref.rpartition(":")[2]
     if not isinstance(obj, Stencil):
         raise UsageError(f"--kernel {ref!r}: {name!r} is a {type(obj).__name__}, not a stencil; "
                          "decorate it with @stencilkit.stencil")

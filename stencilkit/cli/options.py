@@ -10,7 +10,8 @@ of the function's parameters becomes an option whose converter comes from the nu
 (``int or sequence of int`` takes ``3`` or ``3,5``; ``{'a', 'b'}`` takes one of those;
 ``array_like`` a nested list or a ``.npy``/``.txt`` file), so ``stencilkit run FUNCTION
 --help`` lists every parameter with its type, default and description, and a wrong value names
-the option and the form it takes. ``--kernel FILE.py:NAME`` replaces the function.
+the option and the form it takes (a ``callable``: ``FILE.py:NAME``, a function imported from
+the file). ``--kernel FILE.py:NAME`` replaces the function.
 """
 
 from __future__ import annotations
@@ -25,12 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .operation import FUNCTIONS, Operation, function, kernel_operation, module_of, probe
+from .operation import (
+    FUNCTIONS,
+    FileFunction,
+    Operation,
+    function,
+    kernel_operation,
+    module_of,
+    probe,
+)
 from .status import UsageError
 
 # parameters the command sets itself: the image is each 2-D plane, filtered along both axes
 _IMAGE = ("input", "a")
 _SET_BY_THE_COMMAND = ("axes",)
+# parameters with no command-line form (a function from a file holds its own constants)
+_NOT_OFFERED = ("extra_arguments", "extra_keywords")
 # the filters' ``output`` (an array or a dtype) is the output dtype here: --output is the folder
 _OPTION_NAMES = {"output": "--dtype"}
 _DEST = "param_"  # the function's parameters in the namespace, apart from the run's options
@@ -118,12 +129,16 @@ class ValueType:
     sequence: bool = False
     array: bool = False
     dtype: bool = False
+    function: bool = False
 
     @classmethod
     def parse(cls, type_text: str, option: str) -> ValueType:
         """The ValueType of a numpydoc type such as ``int or sequence of int, optional``."""
         vt = cls(option)
         text = re.sub(r",\s*optional$", "", type_text.strip())
+        if text == "callable":  # (a function and nothing else: one from a file)
+            vt.function = True
+            return vt
         for alt in (a.strip() for a in re.split(r"\s+or\s+", text)):
             seq = re.fullmatch(r"sequence of (\w+)", alt)
             if alt.startswith("{"):
@@ -150,6 +165,8 @@ class ValueType:
         """The placeholder in ``--help``: ``N[,...]``, ``{a,b}``, ``ARRAY|FILE``."""
         if self.array:
             return "ARRAY|FILE"
+        if self.function:
+            return "FILE.py:NAME"
         if self.dtype:
             return "DTYPE"
         one = "{" + ",".join(self.choices) + "}" if self.choices else _WORDS[self.scalar][1]
@@ -158,6 +175,8 @@ class ValueType:
     def _examples(self) -> tuple[str, str]:
         if self.array:
             return "'[[0,1,0],[1,1,1],[0,1,0]]'", "weights.npy"
+        if self.function:
+            return "my_filters.py:spread", "lib/noise.py:local_std"
         if self.dtype:
             return "int16", "float32"
         if self.choices:
@@ -169,6 +188,8 @@ class ValueType:
         a, b = self._examples()
         if self.array:
             what = "a nested list of numbers or a .npy, .txt or .csv file"
+        elif self.function:
+            what = "a Python function, as the file defining it and its name"
         elif self.dtype:
             what = "a NumPy dtype name"
         else:
@@ -193,6 +214,8 @@ class ValueType:
     def _convert(self, text: str):
         if self.array:
             return _array_value(text)
+        if self.function:  # (a UsageError, naming what is wrong, passes through argparse)
+            return FileFunction.of(text, self.option)
         if self.dtype:
             return np.dtype(text)
         listed = text[:1] in "([" or "," in text
@@ -338,7 +361,8 @@ EXAMPLES = """examples:
   stencilkit run uniform_filter --size 5 'frames/*.png' -o out
   stencilkit run gaussian_filter --sigma 1.5 --mode nearest scans/ -o smooth --name '{stem}.tif'
   stencilkit run block_reduce 'tiles/**/*.tif' -o half --factor 2 --func median
-  stencilkit run --kernel my_kernels.py:sharpen in/ -o out --scheduler local --workers 4"""
+  stencilkit run --kernel my_kernels.py:sharpen in/ -o out --scheduler local --workers 4
+  stencilkit run generic_filter --function my_filters.py:spread --size 5 in/ -o out"""
 
 
 def general_parser() -> argparse.ArgumentParser:
@@ -381,7 +405,7 @@ def function_parser(name: str) -> tuple[argparse.ArgumentParser, dict]:
                                  f"{module_of(name)}.{name}")
     params = {}
     for param in inspect.signature(fn).parameters.values():
-        if param.name in _IMAGE + _SET_BY_THE_COMMAND:
+        if param.name in _IMAGE + _SET_BY_THE_COMMAND + _NOT_OFFERED:
             continue
         option = _OPTION_NAMES.get(param.name, "--" + param.name.replace("_", "-"))
         if param.name not in docs:
@@ -433,7 +457,10 @@ def _example_options(name: str) -> str:
             "--dtype int16 --name '{stem}.tif' ", "white_tophat": "--size 15 ",
             "black_tophat": "--size 15 ", "binary_erosion": "--iterations 2 ",
             "binary_dilation": "--iterations 2 ", "binary_opening": "--iterations 2 ",
-            "binary_closing": "--iterations 2 "}.get(name, "")
+            "binary_closing": "--iterations 2 ",
+            "generic_filter": "--function my_filters.py:spread --size 5 ",
+            "generic_filter1d": "--function my_filters.py:running_max --filter-size 9 "
+            }.get(name, "")
 
 
 # ------------------------------------------------------------------------ finding the function
