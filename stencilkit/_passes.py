@@ -200,7 +200,8 @@ class Generic(NamedTuple):
 
     ``function``: a :class:`stencilkit._generic.WindowFunction`, called with a float64 buffer
     of the window's values in the footprint's C order; ``footprint``, ``lo``: as for
-    :class:`Rank`. The result is float64 (the filter converts it into the output).
+    :class:`Rank`. Each value is stored in the plan's ``out_dtype`` by the filters' rule
+    (integers nearest and saturated, bools True from 1 up): the filter's only pass.
     """
 
     footprint: tuple
@@ -215,7 +216,7 @@ class Generic1d(NamedTuple):
     """A user's function of each line along ``axis`` (scipy's ``generic_filter1d``).
 
     ``function`` fills a float64 output line from the input line extended by ``lo`` elements
-    before and ``size - 1 - lo`` after, as the mode says. The result is float64.
+    before and ``size - 1 - lo`` after, as the mode says. Stored as :class:`Generic`'s.
     """
 
     axis: int

@@ -1641,12 +1641,12 @@ def _generic_input(input, name):
 
 
 def _generic_run(arr, p, mode, cval, out, out_dtype, name):
-    """The generic pass ``p`` (a float64 result) into the output, by the filters' rule."""
-    backend = backends.for_array(arr)
-    if out_dtype.kind in "biu":  # (bool: the integer rule into [0, 1], as every filter's)
-        plan = _passes.Passes((p,), mode, cval, np.dtype(np.float64), name)
-        return backend.saturate(backend.run_passes(plan, arr, None), out_dtype, out)
-    return backend.run_passes(_passes.Passes((p,), mode, cval, out_dtype, name), arr, out)
+    """The generic pass ``p``, each value stored in the output by the filters' rule.
+
+    Integers: nearest, ties to even, saturated (NaN 0); bool: the same into [0, 1].
+    """
+    plan = _passes.Passes((p,), mode, cval, out_dtype, name)
+    return backends.for_array(arr).run_passes(plan, arr, out)
 
 
 def generic_laplace(input, derivative2, output=None, mode="reflect", cval=0.0,

@@ -329,3 +329,24 @@ def test_generic_filter_into_an_output_array_and_from_views():
     want = ndi.generic_filter(a, spread, size=3, output=np.float64)
     np.testing.assert_array_equal(out, np.clip(np.rint(want), 0, 255).astype(np.uint8))
     assert math.isfinite(float(out.sum()))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.uint64, np.bool_,
+                                   np.float32])
+def test_the_loops_store_values_by_the_filters_rule(dtype):
+    """The compiled loops' stores (the rounding written out, for numba.cuda) equal
+    _dtypes.saturate (integers, bool) and NumPy's conversion (floats) on ties, NaN, infinities
+    and the types' limits."""
+    from stencilkit._dtypes import saturate
+    from stencilkit.backends.cpu_lines.generic import store_of
+
+    values = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 0.49999999999999994, 127.5, 128.5,
+                       -128.5, 255.5, 256.0, np.nan, np.inf, -np.inf, 2.0**63, -2.0**63,
+                       2.0**64, 2.0**64 - 2048, 9.2e18, 1e300, -1e300, 3.0, 0.7, -0.7])
+    store, lo, hi = store_of(dtype)
+    got = np.zeros(values.size, dtype)
+    for q, v in enumerate(values):
+        store(got, q, v, lo, hi)
+    with np.errstate(all="ignore"):
+        want = values.astype(dtype) if np.dtype(dtype).kind == "f" else saturate(values, dtype)
+    np.testing.assert_array_equal(got, want)

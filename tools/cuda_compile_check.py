@@ -256,20 +256,27 @@ def generic_cases():
     """(name, kernel, signature) for generic_filter's and generic_filter1d's device kernels."""
     from stencilkit import _generic
     from stencilkit.backends import cuda_generic
+    from stencilkit.backends.cpu_lines.generic import store_of
 
     for kwargs in ({}, {"k": 2.0}):
         fn = _generic.WindowFunction(_spread, (0.5,), kwargs, "filter", "generic_filter")
         extra = numba.typeof(fn.positional())
-        for src, n in (("uint8", 9), ("float32", 25), ("bool", 5)):
-            yield (f"generic_filter {src} of {n} {sorted(kwargs)}",
-                   cuda_generic._kernel(fn, cuda_generic._WINDOW, n),
-                   (arr(src, 1), arr("float64", 1), arr("int64", 2), arr("int64", 1),
-                    arr("int64", 2), arr("int64", 1), T.int64, T.float64, extra))
+        for src, n, out in (("uint8", 9, "uint8"), ("float32", 25, "float32"),
+                            ("bool", 5, "bool"), ("int16", 9, "uint64")):
+            store, lo, hi = store_of(out)
+            yield (f"generic_filter {src}->{out} of {n} {sorted(kwargs)}",
+                   cuda_generic._kernel(fn, cuda_generic._WINDOW, store, n),
+                   (arr(src, 1), arr(out, 1), arr("int64", 2), arr("int64", 1),
+                    arr("int64", 2), arr("int64", 1), T.int64, T.float64, numba.typeof(lo),
+                    numba.typeof(hi), extra))
     fn = _generic.WindowFunction(_line, (), {"scale": 0.25}, "filter1d", "generic_filter1d")
-    for src in ("uint16", "float64"):
-        yield (f"generic_filter1d {src}", cuda_generic._kernel(fn, cuda_generic._LINE),
-               (arr(src, 3), arr("float64", 3), arr("float64", 2), arr("float64", 2), T.int64,
-                T.int64, T.int64, T.int64, T.float64, numba.typeof(fn.positional())))
+    for src, out in (("uint16", "uint16"), ("float64", "float64"), ("float32", "int64")):
+        store, lo, hi = store_of(out)
+        yield (f"generic_filter1d {src}->{out}", cuda_generic._kernel(fn, cuda_generic._LINE,
+                                                                     store),
+               (arr(src, 3), arr(out, 3), arr("float64", 2), arr("float64", 2), T.int64,
+                T.int64, T.int64, T.int64, T.float64, numba.typeof(lo), numba.typeof(hi),
+                numba.typeof(fn.positional())))
 
 
 def main(only=()) -> int:

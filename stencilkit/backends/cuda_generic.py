@@ -12,6 +12,9 @@ Python source: a numba.njit function's ``py_func``) and called from a generated 
   of a scratch array in global memory and has the function fill another (as many lines per
   launch as 256 MiB of scratch holds).
 
+Each value is stored in the output's dtype by the CPU's store functions, compiled for the
+device (:func:`stencilkit.backends.cpu_lines.generic.store_of`).
+
 NumPy's own functions (``np.mean``) have no device version, so they are refused with advice,
 on the simulator too (it would run them, a real device would not); so is a function
 numba.cuda cannot compile. The results are the CPU's where the function computes the same in
@@ -36,7 +39,7 @@ WINDOW_MAX = 8192  # window elements a thread's local buffer holds (64 KiB of fl
 SCRATCH = 256 << 20  # bytes of line buffers per launch of the 1-d kernel
 
 _WINDOW = """
-def _sk_generic(src, dst, offsets, flat, reach, core, mode, cval, extra):
+def _sk_generic(src, dst, offsets, flat, reach, core, mode, cval, lo, hi, extra):
     buf = cuda.local.array({n}, np.float64)
     idx = cuda.local.array({axes}, np.int64)
     k = core.shape[0]
@@ -68,13 +71,14 @@ def _sk_generic(src, dst, offsets, flat, reach, core, mode, cval, extra):
                         inside = False
                     at = at * core[d] + m
                 buf[e] = np.float64(src[base + at]) if inside else cval
-        dst[q] = _sk_f(buf, *extra)
+        _sk_store(dst, q, _sk_f(buf, *extra), lo, hi)
         q += stride
 """
 
 _LINE = """
-def _sk_generic(src, dst, lines_in, lines_out, first, size, lo, mode, cval, extra):
+def _sk_generic(src, dst, lines_in, lines_out, first, size, before, mode, cval, lo, hi, extra):
     outer, n, inner = src.shape
+    out = dst.reshape(-1)
     t = np.int64(cuda.grid(1))
     stride = np.int64(cuda.gridsize(1))
     while t < lines_in.shape[0] and first + t < outer * inner:
@@ -84,13 +88,13 @@ def _sk_generic(src, dst, lines_in, lines_out, first, size, lo, mode, cval, extr
         line = lines_in[t]
         res = lines_out[t]
         for p in range(n + size - 1):
-            m = _sk_map(p - lo, n, mode)
+            m = _sk_map(p - before, n, mode)
             line[p] = np.float64(src[o, m, c]) if m >= 0 else cval
         for p in range(n):
             res[p] = 0.0
         _sk_f(line, res, *extra)
         for p in range(n):
-            dst[o, p, c] = res[p]
+            _sk_store(out, (o * n + p) * inner + c, res[p], lo, hi)
         t += stride
 """
 
@@ -109,12 +113,23 @@ def _device_function(fn):
     return cuda.jit(device=True)(py)
 
 
-def _kernel(fn, template, n=0):
-    key = (fn.kind, n, fn.python() or fn.function)
+_STORES = {}
+
+
+def _store(host):
+    """The device twin of a CPU store function (:func:`.cpu_lines.generic.store_of`)."""
+    if host not in _STORES:
+        _STORES[host] = cuda.jit(device=True)(host.py_func)
+    return _STORES[host]
+
+
+def _kernel(fn, template, store, n=0):
+    key = (fn.kind, n, store, fn.python() or fn.function)
     kernel = _KERNELS.get(key)
     if kernel is None:
         source = template.format(n=n, axes=MAX_AXES)
-        scope = {"np": np, "cuda": cuda, "_sk_f": _device_function(fn), "_sk_map": _map}
+        scope = {"np": np, "cuda": cuda, "_sk_f": _device_function(fn), "_sk_map": _map,
+                 "_sk_store": _store(store)}
         exec(compile(textwrap.dedent(source), f"<stencilkit {fn.name} device>", "exec"), scope)
         kernel = cuda.jit(scope["_sk_generic"])
         _dtypes.remember(_KERNELS, key, kernel, 64)
@@ -153,10 +168,16 @@ def _work(x):
 
 
 def run(x, p, mode, cval, out=None, out_dtype=None):
-    """The pass ``p`` (``Generic`` or ``Generic1d``) over the device array ``x``, into ``out``."""
+    """The pass ``p`` (``Generic`` or ``Generic1d``) over the device array ``x``, into ``out``.
+
+    Each value stored in ``out_dtype`` by the CPU's store rule (float16: through float32).
+    """
     from .._passes import Generic
+    from .cpu_lines.generic import store_of
 
     out_dtype = np.dtype(out_dtype or np.float64)
+    stored = _dtypes.work_dtype(out_dtype)
+    store, lo, hi = store_of(stored)
     shape = tuple(x.shape)
     total = math.prod(shape)
     work = _work(x)
@@ -174,32 +195,33 @@ def run(x, p, mode, cval, out=None, out_dtype=None):
                                "does not run on a GPU; filter a host copy on the CPU")
         core = shape[first:]
         src = cuda_backend.work(x, (), False, (total,), work, x)
-        dst = cuda_backend.empty((total,), np.float64, x)
+        dst = cuda_backend.empty((total,), stored, x)
         offsets = np.array([[int(i[d]) - p.lo[d] for d in range(first, fp.ndim)]
                             for i in zip(*np.nonzero(fp))], np.int64)
         strides = np.cumprod((1,) + core[:0:-1])[::-1]  # (of the core axes, in elements)
         flat = offsets @ strides
         reach = np.stack([np.maximum(-offsets.min(0), 0), np.maximum(offsets.max(0), 0)], 1)
         grid, block = _grid(total)
-        kernel = _kernel(p.function, _WINDOW, n)
+        kernel = _kernel(p.function, _WINDOW, store, n)
         dev = cuda_backend.cuda()
         _launch(p.function, kernel, grid, block, _extra(p.function), src, dst,
                 dev.to_device(offsets), dev.to_device(flat.astype(np.int64)),
                 dev.to_device(reach.astype(np.int64)),
-                dev.to_device(np.array(core, np.int64)), code, np.float64(cval))
+                dev.to_device(np.array(core, np.int64)), code, np.float64(cval), lo, hi)
         return cuda_backend.deliver(dst.reshape(shape), out, out_dtype)
     n = shape[p.axis]
     outer, inner = math.prod(shape[:p.axis]), math.prod(shape[p.axis + 1:])
     src = cuda_backend.work(x, (), False, (outer, n, inner), work, x)
-    dst = cuda_backend.empty((outer, n, inner), np.float64, x)
+    dst = cuda_backend.empty((outer, n, inner), stored, x)
     lines = outer * inner
     per = max(1, min(lines, SCRATCH // (8 * (2 * n + p.size))))
     lines_in = cuda_backend.empty((per, n + p.size - 1), np.float64, x)
     lines_out = cuda_backend.empty((per, n), np.float64, x)
-    kernel = _kernel(p.function, _LINE)
+    kernel = _kernel(p.function, _LINE, store)
     grid, block = _grid(per)
     extra = _extra(p.function)
     for first in range(0, lines, per):
         _launch(p.function, kernel, grid, block, extra, src, dst, lines_in, lines_out,
-                np.int64(first), np.int64(p.size), np.int64(p.lo), code, np.float64(cval))
+                np.int64(first), np.int64(p.size), np.int64(p.lo), code, np.float64(cval), lo,
+                hi)
     return cuda_backend.deliver(dst.reshape(shape), out, out_dtype)

@@ -13,8 +13,11 @@ The window's values are gathered as the large-window medians gather theirs
 its values, else in float64, and each window read at fixed offsets from its corner. Lines are
 extended through ``_sk_map``, the generated stencils' index map.
 
-A function numba cannot compile is called from Python instead (the result is the same; a
-:class:`stencilkit._errors.StencilPerformanceWarning` says why it is slow).
+Each value is stored in the output's dtype as it is made, by the filters' rule for integers
+(nearest, ties to even, saturated; NaN 0) and bools (True from 1 up), so no float64 copy of
+the result is ever made whole. A function numba cannot compile is called from Python instead
+(the result is the same; a :class:`stencilkit._errors.StencilPerformanceWarning` says why it
+is slow).
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ import numpy as np
 
 from ... import _dtypes, modes
 from ..._errors import StencilPerformanceWarning
-from .common import _map
+from .common import _map, _sk_njit
 from .rank import pad
 
 _FILTER = """
-def _sk_generic(flat, pstrides, dst, offsets, extra, kw):
+def _sk_generic(flat, pstrides, dst, offsets, lo, hi, extra, kw):
     shape = dst.shape
     nd = len(shape)
     total = dst.size
@@ -49,34 +52,86 @@ def _sk_generic(flat, pstrides, dst, offsets, extra, kw):
                 base += i * pstrides[d]
             for j in range(n):
                 buf[j] = flat[base + offsets[j]]
-            out[q] = _sk_f(buf{call})
+            _sk_store(out, q, _sk_f(buf{call}), lo, hi)
 """
 
 _FILTER1D = """
-def _sk_generic(src, dst, size, lo, mode, cval, extra, kw):
+def _sk_generic(src, dst, size, before, mode, cval, lo, hi, extra, kw):
     outer, n, inner = src.shape
+    out = dst.reshape(-1)
     for t in _sk_range(outer * inner):
         o = t // inner
         c = t - o * inner
         line = np.empty(n + size - 1, np.float64)
         res = np.zeros(n, np.float64)
         for p in range(n + size - 1):
-            m = _sk_map(p - lo, n, mode)
+            m = _sk_map(p - before, n, mode)
             line[p] = src[o, m, c] if m >= 0 else cval
         _sk_f(line, res{call})
         for p in range(n):
-            dst[o, p, c] = res[p]
+            _sk_store(out, (o * n + p) * inner + c, res[p], lo, hi)
 """
 
 _LOOPS: dict = {}
 PARALLEL_MIN = 1 << 12  # windows below which one thread does the work
 
 
-def _loop(fn, parallel):
+# How a value is stored in the output (lo, hi: the output dtype's limits): the filters' rule
+# (stencilkit._dtypes.saturate) in the loop, so no float64 result is ever made whole.
+
+@_sk_njit
+def store_float(out, q, v, lo, hi):
+    """Floats (and complex): the value, as NumPy converts it."""
+    out[q] = v
+
+
+@_sk_njit
+def store_int(out, q, v, lo, hi):
+    """Integers: the nearest (ties to even), saturated to [lo, hi]; NaN 0.
+
+    The rounding written out (numba.cuda has no ``np.rint``; exact for every float64).
+    """
+    x = np.float64(v)
+    if x != x:
+        out[q] = 0
+        return
+    r = x
+    if abs(x) < 4503599627370496.0:  # below 2**52 (above: an integer already; and
+        f = math.floor(x)  # math.floor gives an int64; numba.cuda has no np.floor)
+        d = x - f
+        # up from a fraction above a half, and from a half to an even integer (no branch: the
+        # fractions of a filter's values are as good as random)
+        f += (d > 0.5) | ((d == 0.5) & (f % 2 != 0))
+        r = np.float64(f)
+    if r >= hi:
+        out[q] = hi
+    elif r <= lo:
+        out[q] = lo
+    else:
+        out[q] = r
+
+
+@_sk_njit
+def store_bool(out, q, v, lo, hi):
+    """Bool: the integer rule into [0, 1]: True from 1 up, 0.5 (to even) and NaN False."""
+    out[q] = np.float64(v) > 0.5
+
+
+def store_of(dtype):
+    """``(store function, lo, hi)`` for an output of ``dtype``."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return store_int, dtype.type(info.min), dtype.type(info.max)
+    zero = dtype.type(0)
+    return (store_bool if dtype.kind == "b" else store_float), zero, zero
+
+
+def _loop(fn, parallel, store):
     """The loop calling ``fn`` (a WindowFunction), compiled by numba at its first call."""
     callee = fn.compiled()
     try:
-        key = (fn.kind, parallel, len(fn.args), tuple(fn.kwargs), callee)
+        key = (fn.kind, parallel, store, len(fn.args), tuple(fn.kwargs), callee)
         hash(key)
     except TypeError:  # (an unhashable callable: a loop per call)
         key = None
@@ -86,7 +141,7 @@ def _loop(fn, parallel):
         call = "".join(f", extra[{i}]" for i in range(len(fn.args))) + "".join(
             f", {k}=kw[{i}]" for i, k in enumerate(fn.kwargs))
         source = (_FILTER if fn.kind == "filter" else _FILTER1D).format(call=call)
-        scope = {"np": np, "_sk_f": callee, "_sk_map": _map,
+        scope = {"np": np, "_sk_f": callee, "_sk_map": _map, "_sk_store": store,
                  "_sk_range": numba.prange if parallel else range}
         exec(compile(textwrap.dedent(source), f"<stencilkit {fn.name}>", "exec"), scope)
         loop = numba.njit(nogil=True, parallel=parallel)(scope["_sk_generic"])
@@ -95,17 +150,18 @@ def _loop(fn, parallel):
     return loop
 
 
-def _run(fn, count, args):
+def _run(fn, count, dtype, args):
     """Run the compiled loop on ``args`` (False where numba cannot compile the function)."""
     from numba.core.errors import NumbaError
 
     from .. import cpu
 
-    extra = (fn.args, tuple(fn.kwargs.values()))
+    store, lo, hi = store_of(dtype)
+    extra = (lo, hi, fn.args, tuple(fn.kwargs.values()))
     parallel = count >= PARALLEL_MIN and cpu._PARALLEL_LOCK.acquire(blocking=False)
     try:
         try:
-            _loop(fn, parallel)(*args, *extra)
+            _loop(fn, parallel, store)(*args, *extra)
         except NumbaError as exc:  # typing or lowering: before any element ran
             _warn(fn, why(exc))
             return False
@@ -148,11 +204,14 @@ def _outside() -> int:
     return level
 
 
-def generic_pass(src, footprint, lo, fn, mode, cval, dst=None):
-    """``fn`` of every window of ``footprint`` (full rank, ``lo`` before the centre): float64."""
+def generic_pass(src, footprint, lo, fn, mode, cval, dtype, dst=None):
+    """``fn`` of every window of ``footprint`` (full rank, ``lo`` before the centre).
+
+    Stored in ``dtype`` (native byte order, no float16) by the filters' rule.
+    """
     fp = np.array(footprint, bool)
     reach = [(lo_d, s - 1 - lo_d) for lo_d, s in zip(lo, fp.shape)]
-    dst = np.empty(src.shape, np.float64) if dst is None else dst
+    dst = np.empty(src.shape, dtype) if dst is None else dst
     if src.size == 0:
         return dst
     work = src.dtype
@@ -163,7 +222,7 @@ def generic_pass(src, footprint, lo, fn, mode, cval, dst=None):
     offsets = np.array([sum(int(i) * st for i, st in zip(idx, pstrides))
                         for idx in zip(*np.nonzero(fp))], np.int64)
     flat = padded.reshape(-1)
-    if not _run(fn, src.size, (flat, pstrides, dst, offsets)):
+    if not _run(fn, src.size, dst.dtype, (flat, pstrides, dst, offsets)):
         _python_filter(flat, pstrides, dst, offsets, fn)
     return dst
 
@@ -189,14 +248,24 @@ def _python_filter(flat, pstrides, dst, offsets, fn):
         for d, i in enumerate(np.unravel_index(q, shape)):
             base += i * pstrides[d]
         windows = flat[base[:, None] + offsets[None, :]].astype(np.float64)
-        for k in range(q.size):
-            out[start + k] = fn.value(windows[k])
+        values = np.array([fn.value(w) for w in windows])
+        out[start:start + q.size] = _stored(values, out.dtype)
 
 
-def generic1d_pass(src, axis, size, lo, fn, mode, cval, dst=None):
-    """``fn`` over every line along ``axis``, extended by ``lo`` before and the rest after."""
+def _stored(values, dtype):
+    """Float64 ``values`` in ``dtype`` by the store rule (the loops' ``store_of``)."""
+    if dtype.kind in "biu":
+        return _dtypes.saturate(values, dtype)
+    return values.astype(dtype)
+
+
+def generic1d_pass(src, axis, size, lo, fn, mode, cval, dtype, dst=None):
+    """``fn`` over every line along ``axis``, extended by ``lo`` before and the rest after.
+
+    Stored in ``dtype`` as :func:`generic_pass` stores.
+    """
     shape = src.shape
-    dst = np.empty(shape, np.float64) if dst is None else dst
+    dst = np.empty(shape, dtype) if dst is None else dst
     if src.size == 0:
         return dst
     n = shape[axis]
@@ -204,7 +273,7 @@ def generic1d_pass(src, axis, size, lo, fn, mode, cval, dst=None):
     out = dst.reshape(view.shape)
     code = modes.mode_code(mode)
     args = (view, out, np.int64(size), np.int64(lo), np.int64(code), np.float64(cval))
-    if not _run(fn, src.size, args):
+    if not _run(fn, src.size, dst.dtype, args):
         _python_filter1d(view, out, size, lo, code, float(cval), fn)
     return dst
 
@@ -222,4 +291,4 @@ def _python_filter1d(view, out, size, lo, code, cval, fn):
             line = np.where(inside, view[o, src, c].astype(np.float64), cval)
             res = np.zeros(n, np.float64)
             fn.call(line, res)
-            out[o, :, c] = res
+            out[o, :, c] = _stored(res, out.dtype)

@@ -63,13 +63,15 @@ class LineProgram:
             elif isinstance(p, Extreme):
                 x = extreme_pass(x, p.axis, p.lo, p.hi, mode, cval, p.is_max, dst=into(x.dtype))
                 continue
-            elif isinstance(p, Generic):
-                x = generic_pass(x, p.footprint, p.lo, p.function, mode, cval,
-                                 dst=into(np.dtype(np.float64)))
+            elif isinstance(p, Generic):  # (a filter's one pass, into its output's dtype)
+                dtype = native(plan.out_dtype)
+                x = generic_pass(x, p.footprint, p.lo, p.function, mode, cval, dtype,
+                                 dst=into(dtype))
                 continue
             elif isinstance(p, Generic1d):
-                x = generic1d_pass(x, p.axis, p.size, p.lo, p.function, mode, cval,
-                                   dst=into(np.dtype(np.float64)))
+                dtype = native(plan.out_dtype)
+                x = generic1d_pass(x, p.axis, p.size, p.lo, p.function, mode, cval, dtype,
+                                   dst=into(dtype))
                 continue
             else:  # pragma: no cover - a pass type without a CPU kernel
                 raise TypeError(f"no CPU line kernel for {type(p).__name__}")
