@@ -131,7 +131,9 @@ stamp tests > "$OUT/tests.txt"
 timeout "${T_TESTS:-300}" python3 -u -m pytest -o addopts="" -p no:cacheprovider -p no:benchmark -q -rfE \
     -n "${WORKERS:-6}" --durations=10 --continue-on-collection-errors \
     ${SPECS:-tests/test_gpu.py tests/test_cuda_resample.py tests/test_cuda_filters.py \
-    tests/test_cuda.py tests/test_cuda_cpp_random.py::test_random_kernels_on_a_gpu_equal_the_cpu} \
+    tests/test_cuda.py tests/test_cuda_cpp_random.py::test_random_kernels_on_a_gpu_equal_the_cpu \
+    tests/test_generic.py::test_generic_filters_on_device_arrays \
+    tests/test_morphology.py::test_morphology_on_device_arrays} \
     >> "$OUT/tests.txt" 2>&1
 echo "pytest exit status $?" >> "$OUT/tests.txt"
 stamp end >> "$OUT/tests.txt"
