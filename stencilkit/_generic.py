@@ -68,7 +68,11 @@ class WindowFunction:
         self.kind = kind
         self.name = name
         self.label = getattr(function, "__name__", type(function).__name__)
-        self.token = _token(function, self.args, self.kwargs)
+
+    @functools.cached_property
+    def token(self) -> str:
+        """Dask's token of the function and its arguments (worked out when Dask asks)."""
+        return _token(self.function, self.args, self.kwargs)
 
     def __repr__(self):
         return f"WindowFunction({self.label}, {self.kind}, {self.token})"
