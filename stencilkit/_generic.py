@@ -263,29 +263,32 @@ def _call_low_level(f, kind, *buffers):
 def _low_level_jit(f, kind):
     """A numba function calling a ``scipy.LowLevelCallable`` on float64 arrays (compiled).
 
-    numba calls ctypes functions from compiled code; the arrays' data pointers come from
-    :func:`_data`, the user data's from :func:`_pointer`.
+    numba calls ctypes functions from compiled code; the arrays' data pointers and the user
+    data's come from :func:`_intrinsics`.
     """
     import numba
 
     address, user = _address(f, kind)
     cfn = _prototype(kind)(address)
     user = np.uint64(user)
+    data, pointer = _intrinsics()
     if kind == "filter":
         def call(buf):
             res = np.empty(1, np.float64)
-            if cfn(_data(buf), buf.size, _data(res), _pointer(user)) == 0:
+            if cfn(data(buf), buf.size, data(res), pointer(user)) == 0:
                 raise RuntimeError("generic_filter: the LowLevelCallable returned 0 (an error)")
             return res[0]
     else:
         def call(line, res):
-            if cfn(_data(line), line.size, _data(res), res.size, _pointer(user)) == 0:
+            if cfn(data(line), line.size, data(res), res.size, pointer(user)) == 0:
                 raise RuntimeError("generic_filter1d: the LowLevelCallable returned 0 (an "
                                    "error)")
     return numba.njit(call)
 
 
+@functools.cache
 def _intrinsics():
+    """``(data, pointer)``: an array's data pointer, and an integer address as ``void *``."""
     from numba import types as nt
     from numba.core import cgutils
     from numba.extending import intrinsic
@@ -305,9 +308,3 @@ def _intrinsics():
         return nt.voidptr(address), codegen
 
     return data, pointer
-
-
-try:
-    _data, _pointer = _intrinsics()
-except ImportError:  # pragma: no cover - numba is a dependency
-    _data = _pointer = None

@@ -305,8 +305,14 @@ def test_generic_filters_raise_scipys_types():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", StencilPerformanceWarning)
             filters.generic_filter(a, lambda v: [v[0], v[1]], size=3)
-    with pytest.raises(ZeroDivisionError):  # the function's own error, from compiled code
-        filters.generic_filter(a, _divide_by_zero, size=3)
+    # the function's own error, from compiled code: one thread, and the parallel loop (where
+    # numba loses an exception: caught, then raised by the serial loop)
+    big = sample((70, 80), np.float64)
+    for x in (a, big):
+        with pytest.raises(ZeroDivisionError):
+            filters.generic_filter(x, _divide_by_zero, size=3)
+        with pytest.raises(ValueError, match="a line of"):
+            filters.generic_filter1d(x, _refuse_line, 3, axis=0)
     with pytest.raises(StencilTypeError, match="derivative"):
         filters.generic_laplace(a, lambda *args: None)
     empty = filters.generic_filter(np.zeros((0, 4), np.uint8), spread, size=3)
@@ -315,6 +321,11 @@ def test_generic_filters_raise_scipys_types():
 
 def _divide_by_zero(values):
     return values[0] / 0
+
+
+def _refuse_line(line, result):
+    if line.size > 3:
+        raise ValueError("a line of more than 3")
 
 
 def test_generic_filter_into_an_output_array_and_from_views():

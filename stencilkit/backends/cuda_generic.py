@@ -15,6 +15,9 @@ Python source: a numba.njit function's ``py_func``) and called from a generated 
 Each value is stored in the output's dtype by the CPU's store functions, compiled for the
 device (:func:`stencilkit.backends.cpu_lines.generic.store_of`).
 
+An exception the function raises is not seen on a real device (numba.cuda compiles a kernel's
+``raise`` away unless it is compiled for debugging); the simulator raises it.
+
 NumPy's own functions (``np.mean``) have no device version, so they are refused with advice,
 on the simulator too (it would run them, a real device would not); so is a function
 numba.cuda cannot compile. The results are the CPU's where the function computes the same in

@@ -35,7 +35,7 @@ from .common import _map, _sk_njit
 from .rank import pad
 
 _FILTER = """
-def _sk_generic(flat, pstrides, dst, offsets, lo, hi, extra, kw):
+def _sk_generic(flat, pstrides, dst, offsets, lo, hi, failed, extra, kw):
     shape = dst.shape
     nd = len(shape)
     total = dst.size
@@ -52,11 +52,11 @@ def _sk_generic(flat, pstrides, dst, offsets, lo, hi, extra, kw):
                 base += i * pstrides[d]
             for j in range(n):
                 buf[j] = flat[base + offsets[j]]
-            _sk_store(out, q, _sk_f(buf{call}), lo, hi)
+{store}
 """
 
 _FILTER1D = """
-def _sk_generic(src, dst, size, before, mode, cval, lo, hi, extra, kw):
+def _sk_generic(src, dst, size, before, mode, cval, lo, hi, failed, extra, kw):
     outer, n, inner = src.shape
     out = dst.reshape(-1)
     for t in _sk_range(outer * inner):
@@ -67,9 +67,39 @@ def _sk_generic(src, dst, size, before, mode, cval, lo, hi, extra, kw):
         for p in range(n + size - 1):
             m = _sk_map(p - before, n, mode)
             line[p] = src[o, m, c] if m >= 0 else cval
-        _sk_f(line, res{call})
+{call}
         for p in range(n):
             _sk_store(out, (o * n + p) * inner + c, res[p], lo, hi)
+"""
+
+# The call, serial: exceptions rise from it as from any numba function. In the parallel loop
+# (numba loses an exception raised in a prange body: a SystemError, or none at all) a guard
+# catches it and marks the task failed; the serial loop then runs again and raises it.
+_STORE = "            _sk_store(out, q, _sk_f(buf{call}), lo, hi)"
+_STORE_GUARDED = """\
+            v, bad = _sk_guard(buf, extra, kw)
+            if bad:
+                failed[t] = 1
+            else:
+                _sk_store(out, q, v, lo, hi)"""
+_CALL1D = "        _sk_f(line, res{call})"
+_CALL1D_GUARDED = """\
+        if _sk_guard(line, res, extra, kw):
+            failed[t] = 1"""
+_GUARD = """
+def _sk_guard(buf, extra, kw):
+    try:
+        return np.float64(_sk_f(buf{call})), False
+    except Exception:
+        return 0.0, True
+"""
+_GUARD1D = """
+def _sk_guard(line, res, extra, kw):
+    try:
+        _sk_f(line, res{call})
+        return False
+    except Exception:
+        return True
 """
 
 _LOOPS: dict = {}
@@ -140,9 +170,18 @@ def _loop(fn, parallel, store):
         # the extra arguments spelled out (numba refuses ``*extra`` beside keywords)
         call = "".join(f", extra[{i}]" for i in range(len(fn.args))) + "".join(
             f", {k}=kw[{i}]" for i, k in enumerate(fn.kwargs))
-        source = (_FILTER if fn.kind == "filter" else _FILTER1D).format(call=call)
         scope = {"np": np, "_sk_f": callee, "_sk_map": _map, "_sk_store": store,
                  "_sk_range": numba.prange if parallel else range}
+        if fn.kind == "filter":
+            source = _FILTER.format(store=_STORE_GUARDED if parallel else _STORE)
+            guard = _GUARD
+        else:
+            source = _FILTER1D.format(call=_CALL1D_GUARDED if parallel else _CALL1D)
+            guard = _GUARD1D
+        source = source.format(call=call)
+        if parallel:
+            exec(compile(guard.format(call=call), f"<stencilkit {fn.name}>", "exec"), scope)
+            scope["_sk_guard"] = numba.njit(nogil=True)(scope["_sk_guard"])
         exec(compile(textwrap.dedent(source), f"<stencilkit {fn.name}>", "exec"), scope)
         loop = numba.njit(nogil=True, parallel=parallel)(scope["_sk_generic"])
         if key is not None:
@@ -150,15 +189,20 @@ def _loop(fn, parallel, store):
     return loop
 
 
-def _run(fn, count, dtype, args):
-    """Run the compiled loop on ``args`` (False where numba cannot compile the function)."""
+def _run(fn, count, tasks, dtype, args):
+    """Run the compiled loop on ``args`` (False where numba cannot compile the function).
+
+    ``count``: the windows or line elements (parallel from ``PARALLEL_MIN``); ``tasks``: the
+    parallel loop's iterations (blocks of 1024 windows, or lines).
+    """
     from numba.core.errors import NumbaError
 
     from .. import cpu
 
     store, lo, hi = store_of(dtype)
-    extra = (lo, hi, fn.args, tuple(fn.kwargs.values()))
     parallel = count >= PARALLEL_MIN and cpu._PARALLEL_LOCK.acquire(blocking=False)
+    failed = np.zeros(tasks if parallel else 1, np.uint8)
+    extra = (lo, hi, failed, fn.args, tuple(fn.kwargs.values()))
     try:
         try:
             _loop(fn, parallel, store)(*args, *extra)
@@ -168,6 +212,8 @@ def _run(fn, count, dtype, args):
     finally:
         if parallel:
             cpu._PARALLEL_LOCK.release()
+    if failed.any():  # the function raised: run serially, which raises it as it is
+        _loop(fn, False, store)(*args, *extra)
     return True
 
 
@@ -222,7 +268,7 @@ def generic_pass(src, footprint, lo, fn, mode, cval, dtype, dst=None):
     offsets = np.array([sum(int(i) * st for i, st in zip(idx, pstrides))
                         for idx in zip(*np.nonzero(fp))], np.int64)
     flat = padded.reshape(-1)
-    if not _run(fn, src.size, dst.dtype, (flat, pstrides, dst, offsets)):
+    if not _run(fn, src.size, -(-src.size // 1024), dst.dtype, (flat, pstrides, dst, offsets)):
         _python_filter(flat, pstrides, dst, offsets, fn)
     return dst
 
@@ -273,7 +319,7 @@ def generic1d_pass(src, axis, size, lo, fn, mode, cval, dtype, dst=None):
     out = dst.reshape(view.shape)
     code = modes.mode_code(mode)
     args = (view, out, np.int64(size), np.int64(lo), np.int64(code), np.float64(cval))
-    if not _run(fn, src.size, dst.dtype, args):
+    if not _run(fn, src.size, view.shape[0] * view.shape[2], dst.dtype, args):
         _python_filter1d(view, out, size, lo, code, float(cval), fn)
     return dst
 
