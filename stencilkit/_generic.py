@@ -2,7 +2,9 @@
 
 scipy.ndimage calls such a function from C once per element (or line), through the Python
 interpreter: a 5 x 5 ``np.std`` of a megapixel image takes seconds. stencilkit compiles it
-instead: a plain Python function (a lambda too) is compiled by numba (``numba.njit``), a
+instead: a plain Python function (a lambda too) is compiled by numba (``numba.njit``, with
+NumPy's error model: a float division by zero gives inf or NaN, as NumPy's float64 values give
+scipy's call of the same function), a
 numba-jitted function is used as it is, NumPy's own functions (``np.mean``, ``np.median``,
 ``np.ptp``, ...) are called from compiled code, which numba knows how to do, and a C function
 (a ``scipy.LowLevelCallable`` or a bare capsule, with scipy's signatures) through ctypes from
@@ -114,7 +116,7 @@ class WindowFunction:
             if jitted is None:
                 import numba
 
-                jitted = numba.njit(f)
+                jitted = numba.njit(f, error_model="numpy")
                 _dtypes.remember(_JITTED, f, jitted, 64)
             return jitted
         if f is np.median:  # (numba's skips a NaN; NumPy's, and so scipy's call, gives NaN)

@@ -309,10 +309,14 @@ def test_generic_filters_raise_scipys_types():
     # numba loses an exception: caught, then raised by the serial loop)
     big = sample((70, 80), np.float64)
     for x in (a, big):
-        with pytest.raises(ZeroDivisionError):
-            filters.generic_filter(x, _divide_by_zero, size=3)
+        with pytest.raises(ValueError, match="a window holding"):
+            filters.generic_filter(x, _refuse_window, size=3)
         with pytest.raises(ValueError, match="a line of"):
             filters.generic_filter1d(x, _refuse_line, 3, axis=0)
+    # a float division by zero: inf or NaN, as NumPy's float64 values give scipy's function
+    with np.errstate(divide="ignore", invalid="ignore"):
+        np.testing.assert_array_equal(filters.generic_filter(a, _divide_by_zero, size=3),
+                                      ndi.generic_filter(a, _divide_by_zero, size=3))
     with pytest.raises(StencilTypeError, match="derivative"):
         filters.generic_laplace(a, lambda *args: None)
     empty = filters.generic_filter(np.zeros((0, 4), np.uint8), spread, size=3)
@@ -320,7 +324,13 @@ def test_generic_filters_raise_scipys_types():
 
 
 def _divide_by_zero(values):
-    return values[0] / 0
+    return values[0] / (values[1] - values[1])
+
+
+def _refuse_window(values):
+    if values[0] > values[1]:
+        raise ValueError("a window holding a larger first value")
+    return values[0]
 
 
 def _refuse_line(line, result):

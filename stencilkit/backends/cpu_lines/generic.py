@@ -23,7 +23,6 @@ is slow).
 from __future__ import annotations
 
 import math
-import textwrap
 import warnings
 
 import numba
@@ -34,73 +33,71 @@ from ..._errors import StencilPerformanceWarning
 from .common import _map, _sk_njit
 from .rank import pad
 
-_FILTER = """
+# One task of the loop: a block of 1024 windows, or one line.
+_TASK = """
+def _sk_task(t, flat, pstrides, out, shape, offsets, lo, hi, extra, kw):
+    nd = len(shape)
+    n = offsets.size
+    buf = np.empty(n, np.float64)
+    for q in range(t * 1024, min(out.size, (t + 1) * 1024)):
+        rem = q
+        base = 0
+        for d in range(nd - 1, -1, -1):
+            i = rem % shape[d]
+            rem //= shape[d]
+            base += i * pstrides[d]
+        for j in range(n):
+            buf[j] = flat[base + offsets[j]]
+        _sk_store(out, q, _sk_f(buf{call}), lo, hi)
+"""
+
+_TASK1D = """
+def _sk_task(t, src, out, size, before, mode, cval, lo, hi, extra, kw):
+    outer, n, inner = src.shape
+    o = t // inner
+    c = t - o * inner
+    line = np.empty(n + size - 1, np.float64)
+    res = np.zeros(n, np.float64)
+    for p in range(n + size - 1):
+        m = _sk_map(p - before, n, mode)
+        line[p] = src[o, m, c] if m >= 0 else cval
+    _sk_f(line, res{call})
+    for p in range(n):
+        _sk_store(out, (o * n + p) * inner + c, res[p], lo, hi)
+"""
+
+# The loops over the tasks. Serial: an exception rises from the task as from any numba
+# function. Parallel: numba loses an exception raised in a prange body (a SystemError, or none
+# at all and wrong values), so a guard around each task catches it and marks the task failed;
+# the serial loop then runs again and raises it as it is.
+_ARGS = "t, flat, pstrides, out, shape, offsets, lo, hi, extra, kw"
+_ARGS1D = "t, src, out, size, before, mode, cval, lo, hi, extra, kw"
+_LOOP = """
 def _sk_generic(flat, pstrides, dst, offsets, lo, hi, failed, extra, kw):
     shape = dst.shape
-    nd = len(shape)
-    total = dst.size
     out = dst.reshape(-1)
-    n = offsets.size
-    for t in _sk_range((total + 1023) // 1024):
-        buf = np.empty(n, np.float64)
-        for q in range(t * 1024, min(total, (t + 1) * 1024)):
-            rem = q
-            base = 0
-            for d in range(nd - 1, -1, -1):
-                i = rem % shape[d]
-                rem //= shape[d]
-                base += i * pstrides[d]
-            for j in range(n):
-                buf[j] = flat[base + offsets[j]]
-{store}
+    for t in _sk_range((out.size + 1023) // 1024):
+{run}
 """
-
-_FILTER1D = """
+_LOOP1D = """
 def _sk_generic(src, dst, size, before, mode, cval, lo, hi, failed, extra, kw):
-    outer, n, inner = src.shape
     out = dst.reshape(-1)
-    for t in _sk_range(outer * inner):
-        o = t // inner
-        c = t - o * inner
-        line = np.empty(n + size - 1, np.float64)
-        res = np.zeros(n, np.float64)
-        for p in range(n + size - 1):
-            m = _sk_map(p - before, n, mode)
-            line[p] = src[o, m, c] if m >= 0 else cval
-{call}
-        for p in range(n):
-            _sk_store(out, (o * n + p) * inner + c, res[p], lo, hi)
+    for t in _sk_range(src.shape[0] * src.shape[2]):
+{run}
 """
-
-# The call, serial: exceptions rise from it as from any numba function. In the parallel loop
-# (numba loses an exception raised in a prange body: a SystemError, or none at all) a guard
-# catches it and marks the task failed; the serial loop then runs again and raises it.
-_STORE = "            _sk_store(out, q, _sk_f(buf{call}), lo, hi)"
-_STORE_GUARDED = """\
-            v, bad = _sk_guard(buf, extra, kw)
-            if bad:
-                failed[t] = 1
-            else:
-                _sk_store(out, q, v, lo, hi)"""
-_CALL1D = "        _sk_f(line, res{call})"
-_CALL1D_GUARDED = """\
-        if _sk_guard(line, res, extra, kw):
+_RUN = "        _sk_task({args})"
+_RUN_GUARDED = """\
+        if _sk_guarded({args}):
             failed[t] = 1"""
 _GUARD = """
-def _sk_guard(buf, extra, kw):
+def _sk_guarded({args}):
     try:
-        return np.float64(_sk_f(buf{call})), False
-    except Exception:
-        return 0.0, True
-"""
-_GUARD1D = """
-def _sk_guard(line, res, extra, kw):
-    try:
-        _sk_f(line, res{call})
+        _sk_task({args})
         return False
     except Exception:
         return True
 """
+
 
 _LOOPS: dict = {}
 PARALLEL_MIN = 1 << 12  # windows below which one thread does the work
@@ -172,17 +169,13 @@ def _loop(fn, parallel, store):
             f", {k}=kw[{i}]" for i, k in enumerate(fn.kwargs))
         scope = {"np": np, "_sk_f": callee, "_sk_map": _map, "_sk_store": store,
                  "_sk_range": numba.prange if parallel else range}
-        if fn.kind == "filter":
-            source = _FILTER.format(store=_STORE_GUARDED if parallel else _STORE)
-            guard = _GUARD
-        else:
-            source = _FILTER1D.format(call=_CALL1D_GUARDED if parallel else _CALL1D)
-            guard = _GUARD1D
-        source = source.format(call=call)
-        if parallel:
-            exec(compile(guard.format(call=call), f"<stencilkit {fn.name}>", "exec"), scope)
-            scope["_sk_guard"] = numba.njit(nogil=True)(scope["_sk_guard"])
-        exec(compile(textwrap.dedent(source), f"<stencilkit {fn.name}>", "exec"), scope)
+        task, body, args = ((_TASK, _LOOP, _ARGS) if fn.kind == "filter"
+                            else (_TASK1D, _LOOP1D, _ARGS1D))
+        run = (_RUN_GUARDED if parallel else _RUN).format(args=args)
+        source = task.format(call=call) + _GUARD.format(args=args) + body.format(run=run)
+        exec(compile(source, f"<stencilkit {fn.name}>", "exec"), scope)
+        for name in ("_sk_task", "_sk_guarded"):
+            scope[name] = numba.njit(nogil=True, error_model="numpy")(scope[name])
         loop = numba.njit(nogil=True, parallel=parallel)(scope["_sk_generic"])
         if key is not None:
             _dtypes.remember(_LOOPS, key, loop, 64)
