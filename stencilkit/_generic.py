@@ -52,21 +52,8 @@ class WindowFunction:
             raise StencilTypeError(f"{name}: function must be callable (a Python function, a "
                                    f"numba.njit function or a NumPy function), got "
                                    f"{type(function).__name__}")
-        if isinstance(extra_arguments, (str, bytes)) or not hasattr(extra_arguments, "__iter__"):
-            raise StencilTypeError(f"{name}: extra_arguments must be a tuple, got "
-                                   f"{type(extra_arguments).__name__}")
-        if extra_keywords is None:
-            extra_keywords = {}
-        if not isinstance(extra_keywords, dict):
-            raise StencilTypeError(f"{name}: extra_keywords must be a dict, got "
-                                   f"{type(extra_keywords).__name__}")
-        for key in extra_keywords:
-            if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
-                raise StencilTypeError(f"{name}: extra_keywords' keys must be argument names, "
-                                       f"got {key!r}")
         self.function = function
-        self.args = tuple(extra_arguments)
-        self.kwargs = dict(extra_keywords)
+        self.args, self.kwargs = extras(extra_arguments, extra_keywords, name)
         self.kind = kind
         self.name = name
         self.label = getattr(function, "__name__", type(function).__name__)
@@ -157,6 +144,23 @@ class WindowFunction:
         if isinstance(f, types.FunctionType) and not _numpys(f):
             return f
         return None
+
+
+def extras(extra_arguments, extra_keywords, name):
+    """``(tuple, dict)``: scipy's ``extra_arguments`` and ``extra_keywords``, checked."""
+    if isinstance(extra_arguments, (str, bytes)) or not hasattr(extra_arguments, "__iter__"):
+        raise StencilTypeError(f"{name}: extra_arguments must be a tuple, got "
+                               f"{type(extra_arguments).__name__}")
+    if extra_keywords is None:
+        extra_keywords = {}
+    if not isinstance(extra_keywords, dict):
+        raise StencilTypeError(f"{name}: extra_keywords must be a dict, got "
+                               f"{type(extra_keywords).__name__}")
+    for key in extra_keywords:
+        if not isinstance(key, str) or not key.isidentifier() or keyword.iskeyword(key):
+            raise StencilTypeError(f"{name}: extra_keywords' keys must be argument names, got "
+                                   f"{key!r}")
+    return tuple(extra_arguments), dict(extra_keywords)
 
 
 @functools.cache

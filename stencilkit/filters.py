@@ -54,7 +54,7 @@ from ._errors import (
     StencilTypeError,
     StencilValueTypeError,
 )
-from ._generic import WindowFunction
+from ._generic import WindowFunction, extras
 from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2
 from .backends.cuda_replay import memoized, spoil
 
@@ -665,6 +665,18 @@ def _gaussian(input, sigma, order, output, mode, cval, truncate, radius, axes, n
     return _gaussian_run(arr, mode, cval, passes, output, out, out_dtype, name)
 
 
+def _mode_per_axis(mode, axes, name):
+    """A mode for each of ``axes``: one given for all, or one per axis (checked in number)."""
+    if isinstance(mode, str):
+        return [mode] * len(axes)
+    modes_ = list(mode)
+    if len(modes_) != len(axes):
+        raise StencilArgumentError(
+            f"{name}: mode has {len(modes_)} values but the filter runs along {len(axes)} "
+            f"axes {axes}; give one per axis or a single mode")
+    return modes_
+
+
 def _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radius, order, norm,
                           name):
     """Gaussian derivatives of ``order`` summed (``norm``: as a gradient's magnitude).
@@ -678,14 +690,7 @@ def _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radi
     arr = _array(input, name)
     axes = _axes(axes, arr.ndim, name)
     sigmas = _per_axis(sigma, axes, "sigma", name, convert=float)
-    if isinstance(mode, str):
-        modes_ = [mode] * len(axes)
-    else:
-        modes_ = list(mode)
-        if len(modes_) != len(axes):
-            raise StencilArgumentError(
-                f"{name}: mode has {len(modes_)} values but the filter runs along {len(axes)} "
-                f"axes {axes}; give one per axis or a single mode")
+    modes_ = _mode_per_axis(mode, axes, name)
     out, out_dtype = _output(output, arr, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
@@ -1727,22 +1732,9 @@ def _generic_derivatives(input, derivative, output, mode, cval, extra_arguments,
     if not callable(derivative):
         raise StencilTypeError(f"{name}: the derivative must be callable, got "
                                f"{type(derivative).__name__}")
-    if isinstance(extra_arguments, (str, bytes)) or not hasattr(extra_arguments, "__iter__"):
-        raise StencilTypeError(f"{name}: extra_arguments must be a tuple, got "
-                               f"{type(extra_arguments).__name__}")
-    extra_keywords = {} if extra_keywords is None else extra_keywords
-    if not isinstance(extra_keywords, dict):
-        raise StencilTypeError(f"{name}: extra_keywords must be a dict, got "
-                               f"{type(extra_keywords).__name__}")
+    extra_arguments, extra_keywords = extras(extra_arguments, extra_keywords, name)
     axes = _axes(axes, arr.ndim, name)
-    if isinstance(mode, str):
-        modes_ = [mode] * len(axes)
-    else:
-        modes_ = list(mode)
-        if len(modes_) != len(axes):
-            raise StencilArgumentError(
-                f"{name}: mode has {len(modes_)} values but the derivatives run along "
-                f"{len(axes)} axes {axes}; give one per axis or a single mode")
+    modes_ = _mode_per_axis(mode, axes, name)
     out, out_dtype = _output(output, arr, name)
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
