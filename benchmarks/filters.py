@@ -29,6 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from filter_table import entry  # noqa: E402
+from kernels import window_spread  # noqa: E402
 
 from stencilkit import filters, morphology, resample  # noqa: E402
 
@@ -159,7 +160,7 @@ def cases(size, scipy_on):
     # generic_filter: scipy calls the function from Python per element (hence a smaller image);
     # stencilkit compiles it (numba) and calls it from a compiled loop on every core
     small = img[:500, :500].copy()
-    for label, fn in (("np.std 5x5", np.std), ("loop 5x5", _spread)):
+    for label, fn in (("np.std 5x5", np.std), ("loop 5x5", window_spread)):
         result.append((f"generic_filter {label} (500^2)", small.nbytes * 2,
                        functools.partial(filters.generic_filter, small, fn, size=5),
                        {"scipy": functools.partial(ndi.generic_filter, small, fn, size=5)}
@@ -176,16 +177,6 @@ def cases(size, scipy_on):
     result.append(("median_filter 15x15 uint16 2000x2000", u16.nbytes * 2,
                    lambda: filters.median_filter(u16, 15), peers))
     return result
-
-
-def _spread(values):
-    """A window's range, written as a loop (generic_filter's rows)."""
-    lo = values[0]
-    hi = values[0]
-    for v in values:
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return hi - lo
 
 
 def interleaved(fns, rounds, once=()):

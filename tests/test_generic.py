@@ -19,6 +19,7 @@ import pytest
 import scipy
 import scipy.ndimage as ndi
 from kernels import sample
+from kernels import window_spread as spread
 
 from stencilkit import StencilError, StencilTypeError, filters
 from stencilkit._errors import StencilPerformanceWarning
@@ -32,16 +33,6 @@ WINDOWS = [({"size": 3}, 0), ({"size": (2, 4)}, (0, -1)), ({"footprint": ODD}, (
 WINDOW_IDS = ["size3", "size2x4", "odd_footprint", "cross"]
 MODES = [("reflect", 0.0), ("constant", -2.5), ("nearest", 0.0), ("mirror", 0.0),
          ("wrap", 0.0), ("constant", 7.0)]
-
-
-def spread(values):
-    """Largest minus smallest plus a quarter of the first (order-sensitive), by a loop."""
-    lo = values[0]
-    hi = values[0]
-    for v in values:
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return hi - lo + 0.25 * values[0]
 
 
 def weighted(values, weights, scale=1.0):

@@ -35,6 +35,7 @@ from kernels import (
     tuple_loops,
     unpacking,
     variable_diffusion,
+    window_spread,
 )
 
 import stencilkit as sk
@@ -552,15 +553,6 @@ def test_morphology_on_the_gpu(cupy):
                                       want, err_msg=name)
 
 
-def _window_spread(values, weight):
-    lo = values[0]
-    hi = values[0]
-    for v in values:
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return hi - lo + weight * values[0]
-
-
 def _line_sum(line, result, scale):
     for i in range(result.size):
         result[i] = (line[i] + line[i + 1] + line[i + 2]) * scale
@@ -579,8 +571,8 @@ def test_generic_filters_on_the_gpu(cupy):
                 "mode": "wrap"}):
         for extra in ({"extra_arguments": (0.25,)}, {"extra_keywords": {"weight": -1.5}}):
             for output in (np.float64, np.int16):
-                want = filters.generic_filter(a, _window_spread, output=output, **kw, **extra)
-                got = filters.generic_filter(d, _window_spread, output=output, **kw, **extra)
+                want = filters.generic_filter(a, window_spread, output=output, **kw, **extra)
+                got = filters.generic_filter(d, window_spread, output=output, **kw, **extra)
                 np.testing.assert_array_equal(got.get(), want, err_msg=f"{kw} {extra}")
     for axis in (1, 2):
         kw = {"axis": axis, "mode": "mirror", "extra_keywords": {"scale": 0.5}}
