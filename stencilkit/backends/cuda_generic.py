@@ -113,17 +113,24 @@ def _device_function(fn):
             f"one) that numba.cuda compiles; {fn.label!r} is not one (NumPy's own functions "
             "and scipy.LowLevelCallable have no device version): write the reduction as a "
             "loop over the values, or filter a host copy (cupy.asnumpy) on the CPU")
-    return cuda.jit(device=True)(py)
+    return _device(py)
 
 
-_STORES = {}
+_DEVICE: dict = {}
+
+
+def _device(py):
+    """``cuda.jit(device=True)`` of the Python function ``py``, once per function."""
+    jitted = _DEVICE.get(py)
+    if jitted is None:
+        jitted = cuda.jit(device=True)(py)
+        _dtypes.remember(_DEVICE, py, jitted, 64)
+    return jitted
 
 
 def _store(host):
     """The device twin of a CPU store function (:func:`.cpu_lines.generic.store_of`)."""
-    if host not in _STORES:
-        _STORES[host] = cuda.jit(device=True)(host.py_func)
-    return _STORES[host]
+    return _device(host.py_func)
 
 
 def _kernel(fn, template, store, n=0):
