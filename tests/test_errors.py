@@ -228,6 +228,22 @@ def test_a_body_numba_cannot_type_names_the_kernel_and_types():
         clipped(np.zeros(3, np.float32), -1.0)
 
 
+def test_a_kernels_own_exception_rises_from_the_parallel_loop_too():
+    """numba turns an exception raised in a parallel loop into a SystemError ("returned a
+    result with an exception set"); the serial twin then runs and raises the kernel's own."""
+    @sk.stencil
+    def refuse(x):
+        if x[0, 0] > 0.99:
+            raise ValueError("a value above 0.99")
+        return x[0, 1]
+
+    a = np.random.default_rng(0).random((150, 150))  # (more than one thread's share)
+    for x in (a, a[:20, :20] + 1):  # the parallel loop, the serial one
+        with pytest.raises(ValueError, match="a value above 0.99"):
+            refuse(x)
+    np.testing.assert_array_equal(refuse(a * 0.5), refuse(a * 0.5, parallel=False))
+
+
 def test_errors_are_raised_before_compiling(monkeypatch):
     """Bad calls never reach the code generator."""
     from stencilkit.backends import cpu

@@ -194,13 +194,20 @@ def _write_once(path: Path, source) -> None:
 
 
 def run(module, arrays, out, params, mode, cval_acc, cval_out, acc_marker, parallel) -> None:
-    """Run the compiled loop nest on ``(B, *core)`` arrays into ``out`` of the same shape."""
+    """Run the compiled loop nest on ``(B, *core)`` arrays into ``out`` of the same shape.
+
+    A kernel's exception raised in the parallel loop reaches Python as numba's SystemError
+    ("returned a result with an exception set"); the serial twin then runs, and raises the
+    kernel's own exception as it is (or, were it not raised again, computes the result).
+    """
     if parallel and _PARALLEL_LOCK.acquire(blocking=False):
         try:
             module._sk_run_par(*arrays, out, mode, cval_acc, cval_out, acc_marker, *params)
+            return
+        except SystemError:
+            pass
         finally:
             _PARALLEL_LOCK.release()
-        return
     module._sk_run_ser(*arrays, out, mode, cval_acc, cval_out, acc_marker, *params)
 
 
