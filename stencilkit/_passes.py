@@ -9,6 +9,7 @@ window: :func:`linear_source`, :func:`extreme_source`, :func:`rank_source`, run 
 - :class:`Box`: a running sum along one axis (``divisor`` and rounding into ``dtype``);
 - :class:`Box2`: a box over the last two axes in one sweep;
 - :class:`Sep2`: separable weights over the last two axes in one sweep;
+- :class:`SepSum2`: several such terms summed (or a gradient's magnitude) in one sweep;
 - :class:`Extreme`: a running minimum or maximum along one axis (van Herk / Gil-Werman);
 - :class:`Rank`: a selection (the median) over a window of many elements;
 - :class:`Generic`, :class:`Generic1d`: a user's function of each window or line.
@@ -93,6 +94,32 @@ class Sep2(NamedTuple):
     def reach(self, ndim):
         return {self.axis: (self.lov, len(self.wv) - 1 - self.lov),
                 self.axis + 1: (self.loh, len(self.wh) - 1 - self.loh)}
+
+
+class SepSum2(NamedTuple):
+    """Terms of separable weights over ``axis`` and ``axis + 1``, combined, in one sweep.
+
+    ``terms``: ``((wv, wh), ...)``, each term's weights down and across (every term of the
+    same lengths, ``lov``/``loh`` taps before the centre); the result, in the float ``dtype``,
+    is the terms' sum, or with ``norm`` the square root of the sum of their squares: a
+    Laplacian or a gradient's magnitude of Gaussian derivatives. Each term is exactly the
+    :class:`Sep2` of its weights into ``dtype`` (:meth:`split`), and they combine as
+    :func:`add` combines them in ``dtype``, so a backend without the sweep runs those.
+    """
+
+    axis: int
+    terms: tuple
+    lov: int
+    loh: int
+    norm: bool
+    dtype: np.dtype
+
+    def split(self):
+        """The terms as ``Sep2`` passes into ``dtype``."""
+        return [Sep2(self.axis, wv, self.lov, wh, self.loh, self.dtype) for wv, wh in self.terms]
+
+    def reach(self, ndim):
+        return self.split()[0].reach(ndim)
 
 
 def tie_bound(wv, wh, lo, hi, acc=np.float32, most=1e-3):
@@ -281,6 +308,11 @@ class Passes(NamedTuple):
                 dtype = self.out_dtype if last else np.dtype(p.dtype)
                 x = separable(x, one_d, self.mode, cval, out if last else None, dtype, False)
                 cval = cval * sum(p.wv) * sum(p.wh)
+            elif isinstance(p, SepSum2):  # each term, then their sum (or magnitude)
+                parts = [Passes((q,), self.mode, cval, np.dtype(p.dtype), self.name)
+                         .as_stencils(x, None) for q in p.split()]
+                x = add(parts, np.dtype(p.dtype), out if last else None,
+                        self.out_dtype if last else np.dtype(p.dtype), norm=p.norm)
             elif isinstance(p, Extreme):
                 taps = [(tuple(o if d == p.axis else 0 for d in range(x.ndim)), None)
                         for o in range(-p.lo, p.hi + 1)]

@@ -55,7 +55,7 @@ from ._errors import (
     StencilValueTypeError,
 )
 from ._generic import WindowFunction, extras
-from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2
+from ._passes import MEDIAN_MAX, Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2, SepSum2
 from .backends.cuda_replay import memoized, spoil
 
 __all__ = [
@@ -700,6 +700,14 @@ def _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radi
     full = [0.0] * arr.ndim
     for ax, s in zip(axes, sigmas):
         full[ax] = s
+    fused = _gaussian_sum(arr, tuple(full), order, modes_, cval, truncate, radius, axes, work,
+                          norm, out_dtype, name)
+    if fused is not None:  # both terms in one sweep, each as its own sweep would give it
+        p, mode = fused
+        if out_dtype.kind in "iu":
+            res = _run_lines(arr, [p], mode, cval, None, work, name)
+            return backends.for_array(arr).saturate(res, out_dtype, out)
+        return _run_lines(arr, [p], mode, cval, out, out_dtype, name)
     terms = []
     for ax, m in zip(axes, modes_):
         orders = [0] * arr.ndim
@@ -707,6 +715,43 @@ def _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radi
         terms.append(_gaussian(arr, tuple(full), tuple(orders), work, m, cval, truncate, radius,
                                None, name))
     return _passes.add(terms, work, out, out_dtype, norm=norm)
+
+
+def _gaussian_sum(arr, full, order, modes_, cval, truncate, radius, axes, work, norm,
+                  out_dtype, name):
+    """``(SepSum2, mode)`` of the Gaussian derivatives over the last two axes, or None.
+
+    Where each term would run as one ``Sep2`` sweep (the generated, unrolled one: a mode
+    that extends the array, more than ``DIRECT_TAPS`` taps, at most ``UNROLL_MAX`` a side)
+    the two run as one sweep that reads the image once, with the same sums (the CPU's
+    ``sepsum2_pass``; a GPU runs the two sweeps and adds them, as before).
+    """
+    from .backends.cpu_lines.separable import UNROLL_MAX
+
+    nd = arr.ndim
+    if (nd < 2 or sorted(axes) != [nd - 2, nd - 1] or arr.dtype.kind not in "biuf"
+            or out_dtype.kind not in "iuf"):
+        return None
+    names = {_mode(m, name) for m in modes_}
+    if len(names) != 1 or "constant" in names:
+        return None
+    (mode,) = names
+    terms = []
+    for ax in axes:
+        orders = [0] * nd
+        orders[ax] = order
+        mode, _, passes = _gaussian_args(arr, full, tuple(orders), mode, cval, truncate, radius,
+                                         None, name)
+        if len(passes) != 2 or math.prod(len(w) for _, w, _ in passes) <= DIRECT_TAPS:
+            return None
+        (_, wv, _), (_, wh, _) = sorted(passes, key=lambda q: q[0])
+        if max(len(wv), len(wh)) > UNROLL_MAX:
+            return None
+        terms.append((tuple(wv), tuple(wh)))
+    if len({(len(wv), len(wh)) for wv, wh in terms}) != 1:
+        return None
+    (wv, wh) = terms[0]
+    return SepSum2(nd - 2, tuple(terms), len(wv) // 2, len(wh) // 2, norm, work), mode
 
 
 @memoized

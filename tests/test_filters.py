@@ -428,6 +428,32 @@ def test_gaussian_laplace_and_gradient_magnitude_equal_scipy(name):
     assert ours(u8, 1.0).dtype == np.uint8  # (saturated: a Laplacian's negatives are 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_gaussian_derivatives_in_one_sweep_equal_their_terms(dtype):
+    """Over the last two axes the two Gaussian derivatives run as one sweep (SepSum2); each
+    term's sums are those of gaussian_filter of that order, bit for bit, and they combine as
+    NumPy adds them in the data's float type (the integer rule after), on NumPy and on Dask
+    chunks smaller than the window."""
+    from stencilkit._dtypes import saturate
+
+    rng = np.random.default_rng(11)
+    a = (rng.random((3, 23, 31)) * 200).astype(dtype)
+    x = da.from_array(a, chunks=((2, 1), (5, 9, 9), (4, 20, 7)))
+    work = np.dtype(np.float32) if a.dtype.itemsize <= 4 and a.dtype.kind == "f" else \
+        np.dtype(np.float64)
+    for name, order in (("gaussian_laplace", 2), ("gaussian_gradient_magnitude", 1)):
+        for sigma, mode in ((1.0, "reflect"), (2.0, "wrap"), (1.0, "mirror"), (2.0, "nearest")):
+            kw = {"mode": mode, "axes": (1, 2)}
+            t0, t1 = (filters.gaussian_filter(a, (0.0, sigma, sigma), orders, output=work,
+                                              mode=mode) for orders in ((0, order, 0),
+                                                                         (0, 0, order)))
+            exact = np.sqrt(t0 * t0 + t1 * t1) if order == 1 else t0 + t1
+            want = saturate(exact, a.dtype) if a.dtype.kind in "iu" else exact.astype(a.dtype)
+            got = getattr(filters, name)(a, sigma, **kw)
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {sigma} {mode}")
+            np.testing.assert_array_equal(getattr(filters, name)(x, sigma, **kw).compute(), got)
+
+
 def test_values_scipy_accepts():
     """size 0, a cval with modes that ignore it or that the dtype cannot hold, radius 0."""
     a = sample((7, 9), np.float64)

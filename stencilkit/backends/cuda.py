@@ -737,7 +737,7 @@ class CudaBackend(Backend):
     # -- the library ---------------------------------------------------------------------------
 
     def run_passes(self, passes, arr, out):
-        from .._passes import Box, Box2, Generic, Generic1d, Rank
+        from .._passes import Box, Box2, Generic, Generic1d, Rank, SepSum2
         from . import cuda_cpp, cuda_sep
 
         (p, *rest) = passes.passes
@@ -745,6 +745,13 @@ class CudaBackend(Backend):
             from . import cuda_generic
 
             return cuda_generic.run(arr, p, passes.mode, passes.cval, out, passes.out_dtype)
+        if isinstance(p, SepSum2) and not rest:  # each term's sweep, then their sum
+            from .._passes import add
+
+            dtype = np.dtype(p.dtype)
+            parts = [self.run_passes(passes._replace(passes=(q,), out_dtype=dtype), arr, None)
+                     for q in p.split()]
+            return add(parts, dtype, out, passes.out_dtype, norm=p.norm)
         cpp = cuda_cpp.available()[0]
         if cpp and not rest and isinstance(p, Rank) and p.networked:  # (regions of Dask)
             res = self.rank_kernel(passes, arr, out)

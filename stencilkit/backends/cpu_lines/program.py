@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._passes import Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2
+from ..._passes import Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2, SepSum2
 from .box import box2_pass, box_pass
 from .common import native
 from .extreme import extreme_pass
 from .generic import generic1d_pass, generic_pass
 from .rank import rank_pass
-from .separable import sep2_pass
+from .separable import sep2_pass, sepsum2_pass
 
 
 class LineProgram:
@@ -55,6 +55,13 @@ class LineProgram:
                 x = sep2_pass(x, np.array(p.wv), p.lov, np.array(p.wh), p.loh, mode, cval,
                               dtype, acc=acc, dst=into(dtype))
                 cval = cval * sum(p.wv) * sum(p.wh)
+                continue
+            elif isinstance(p, SepSum2):  # (a filter's one pass: as its terms' Sep2s, added)
+                dtype = native(p.dtype)
+                acc = np.float32 if x.dtype == np.float32 else np.float64
+                terms = [(np.array(wv), np.array(wh)) for wv, wh in p.terms]
+                x = sepsum2_pass(x, terms, p.lov, p.loh, mode, p.norm, dtype, acc=acc,
+                                 dst=into(dtype))
                 continue
             elif isinstance(p, Rank):
                 x = rank_pass(x, np.array(p.footprint, bool), p.lo, p.rank, mode, cval, p.last2,
