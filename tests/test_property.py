@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from kernels import conversions, converted, shift, smooth, smooth_py
+from kernels import conversions, converted, shift, smooth, smooth_py, window_spread
 from reference import apply_reference, pad_index
 
 pytestmark = pytest.mark.property
@@ -197,21 +197,11 @@ def test_morphology_on_dask_equals_scipy_for_any_chunking(data, mode, iterations
         ndi.binary_closing(b, iterations=iterations, border_value=border_value))
 
 
-def _spread(values):
-    """A window's function for generic_filter: order-sensitive, by a loop (compiled once)."""
-    lo = values[0]
-    hi = values[0]
-    for v in values:
-        lo = min(lo, v)
-        hi = max(hi, v)
-    return hi - lo + 0.5 * values[-1]
-
-
 @settings(max_examples=40, deadline=None)
 @given(data=chunked_arrays(min_dims=2, max_dims=3),
        mode=st.sampled_from(["reflect", "mirror", "nearest", "wrap", "constant"]),
-       window=st.sampled_from([(3, 2), (1, 4), (2, 1)]), shift=st.booleans())
-def test_generic_filter_on_dask_equals_scipy_for_any_chunking(data, mode, window, shift):
+       window=st.sampled_from([(3, 2), (1, 4), (2, 1)]), moved=st.booleans())
+def test_generic_filter_on_dask_equals_scipy_for_any_chunking(data, mode, window, moved):
     """generic_filter (a compiled user function) on random chunkings == scipy.ndimage's
     generic_filter on the whole array (the float value, and its integer rounding)."""
     da = pytest.importorskip("dask.array")
@@ -221,12 +211,12 @@ def test_generic_filter_on_dask_equals_scipy_for_any_chunking(data, mode, window
     a, chunks = data
     x = da.from_array(a, chunks=chunks)
     axes = (a.ndim - 2, a.ndim - 1)
-    origin = (0, -1 if shift and window[1] > 1 else 0)
+    origin = (0, -1 if moved and window[1] > 1 else 0)
     kw = {"size": window, "mode": mode, "cval": 2.5, "origin": origin, "axes": axes}
-    want = ndi.generic_filter(a, _spread, output=np.float64, **kw)
+    want = ndi.generic_filter(a, window_spread, output=np.float64, **kw)
     np.testing.assert_array_equal(
-        filters.generic_filter(x, _spread, output=np.float64, **kw).compute(scheduler="sync"),
+        filters.generic_filter(x, window_spread, output=np.float64, **kw).compute(scheduler="sync"),
         want)
     np.testing.assert_array_equal(
-        filters.generic_filter(x, _spread, **kw).compute(scheduler="sync"),
+        filters.generic_filter(x, window_spread, **kw).compute(scheduler="sync"),
         np.rint(want).astype(a.dtype))
