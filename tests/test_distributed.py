@@ -38,6 +38,30 @@ def test_kernels_run_in_worker_processes(client):
     np.testing.assert_array_equal(client.compute(blend(x, y, 3)).result(), blend(a, b, 3))
 
 
+def test_generic_filter_runs_in_worker_processes(client):
+    """generic_filter's function travels to the workers (a local function: cloudpickle takes
+    it by value) and is compiled there; a numba function travels as itself."""
+    import numba
+
+    from stencilkit import filters
+
+    def spread(values, weight):
+        lo = values[0]
+        hi = values[0]
+        for v in values:
+            lo = min(lo, v)
+            hi = max(hi, v)
+        return hi - lo + weight * values[0]
+
+    a = sample((30, 40), np.float32)
+    x = da.from_array(a, chunks=(7, 9))
+    for fn in (spread, numba.njit(spread)):
+        kw = {"size": (3, 2), "mode": "wrap", "extra_arguments": (0.5,)}
+        np.testing.assert_array_equal(
+            client.compute(filters.generic_filter(x, fn, **kw)).result(),
+            filters.generic_filter(a, fn, **kw))
+
+
 def test_killed_worker_still_gives_the_exact_result(client):
     """Kill a worker process mid-computation: Dask reruns its tasks, the result is unchanged."""
     a = sample((64, 64), np.float64)
