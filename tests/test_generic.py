@@ -362,3 +362,18 @@ def test_the_loops_store_values_by_the_filters_rule(dtype):
     with np.errstate(all="ignore"):
         want = values.astype(dtype) if np.dtype(dtype).kind == "f" else saturate(values, dtype)
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_cval_the_dtype_cannot_hold():
+    """A cval outside the data's type: ignored by the modes that do not use it (it raised
+    OverflowError for uint8 once), a float in the window's values for 'constant' (scipy's
+    buffer holds it as a float), as scipy, for uint8, bool and float32 data."""
+    a = sample((6, 7), np.uint8, seed=3)
+    for x in (a, a > 100, a.astype(np.float32)):
+        for mode, cval in (("reflect", -1.0), ("constant", -1.0), ("constant", 2.5),
+                           ("constant", 1e300)):
+            np.testing.assert_array_equal(
+                filters.generic_filter(x, spread, size=3, mode=mode, cval=cval,
+                                       output=np.float64),
+                ndi.generic_filter(x, spread, size=3, mode=mode, cval=cval, output=np.float64),
+                err_msg=f"{x.dtype} {mode} {cval}")

@@ -253,10 +253,12 @@ def generic_pass(src, footprint, lo, fn, mode, cval, dtype, dst=None):
     dst = np.empty(src.shape, dtype) if dst is None else dst
     if src.size == 0:
         return dst
-    work = src.dtype
-    if mode == "constant" and not _holds(work, cval):  # (scipy's buffer holds cval as a float)
-        work = np.dtype(np.float64)
-    padded = pad(src.astype(work, copy=False), reach, mode, work.type(cval))
+    work, fill = src.dtype, 0  # (cval: used by 'constant' only, and ignored as scipy does)
+    if mode == "constant":
+        if not _holds(work, cval):  # (scipy's buffer holds cval as a float)
+            work = np.dtype(np.float64)
+        fill = cval
+    padded = pad(src.astype(work, copy=False), reach, mode, work.type(fill))
     pstrides = np.array([s // padded.itemsize for s in padded.strides], np.int64)
     offsets = np.array([sum(int(i) * st for i, st in zip(idx, pstrides))
                         for idx in zip(*np.nonzero(fp))], np.int64)
@@ -267,13 +269,20 @@ def generic_pass(src, footprint, lo, fn, mode, cval, dtype, dst=None):
 
 
 def _holds(dtype, cval) -> bool:
-    """Whether ``cval`` is exactly a value of ``dtype``."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return bool(np.asarray(cval).astype(dtype) == cval)
-        except (OverflowError, ValueError):
-            return False
+    """Whether the float ``cval`` is exactly a value of ``dtype`` (no conversion warns).
+
+    (Arithmetic, not a cast under ``warnings.catch_warnings``: that swaps the process's
+    warning filters, which Dask's threads share.)
+    """
+    cval = float(cval)
+    if dtype.kind == "b":
+        return cval in (0.0, 1.0)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return cval.is_integer() and info.min <= cval <= info.max
+    if not math.isfinite(cval):
+        return True  # (every float type holds inf and NaN)
+    return abs(cval) <= float(np.finfo(dtype).max) and float(dtype.type(cval)) == cval
 
 
 def _python_filter(flat, pstrides, dst, offsets, fn):
