@@ -740,8 +740,9 @@ def _gaussian_sum(arr, full, order, modes_, cval, truncate, radius, axes, work, 
     for ax in axes:
         orders = [0] * nd
         orders[ax] = order
-        mode, _, passes = _gaussian_args(arr, full, tuple(orders), mode, cval, truncate, radius,
-                                         None, name)
+        args = (full, tuple(orders), mode, cval, truncate, radius, None)
+        mode, _, passes = _parsed(name, arr, args,
+                                  lambda args=args: _gaussian_args(arr, *args, name))
         if len(passes) != 2 or math.prod(len(w) for _, w, _ in passes) <= DIRECT_TAPS:
             return None
         (_, wv, _), (_, wh, _) = sorted(passes, key=lambda q: q[0])
