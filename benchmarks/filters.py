@@ -165,6 +165,13 @@ def cases(size, scipy_on):
                        functools.partial(filters.generic_filter, small, fn, size=5),
                        {"scipy": functools.partial(ndi.generic_filter, small, fn, size=5)}
                        if scipy_on else {}))
+    # a C function (scipy.LowLevelCallable of a numba cfunc): scipy calls it from C too
+    mid = rng.random((2000, 2000))
+    span = _span_callable()
+    result.append(("generic_filter C fn 3x3 (2000^2)", mid.nbytes * 2,
+                   functools.partial(filters.generic_filter, mid, span, size=3),
+                   {"scipy": functools.partial(ndi.generic_filter, mid, span, size=3)}
+                   if scipy_on else {}))
     # 16-bit median beyond the sorting networks (two-level histogram); its peer is the generic
     # selection path it replaced (OpenCV's medianBlur takes 16-bit images only up to 5x5)
     from stencilkit.backends import cpu_lines as _lines
@@ -177,6 +184,21 @@ def cases(size, scipy_on):
     result.append(("median_filter 15x15 uint16 2000x2000", u16.nbytes * 2,
                    lambda: filters.median_filter(u16, 15), peers))
     return result
+
+
+def _span_callable():
+    """A window's range as a C function with scipy's generic_filter signature."""
+    import scipy
+    from numba import carray, cfunc, types
+
+    @cfunc(types.intc(types.CPointer(types.float64), types.intp, types.CPointer(types.float64),
+                      types.voidptr))
+    def span(values, n, result, data):
+        v = carray(values, (n,), dtype=types.float64)
+        result[0] = v.max() - v.min()
+        return 1
+
+    return scipy.LowLevelCallable(span.ctypes)
 
 
 def interleaved(fns, rounds, once=()):
