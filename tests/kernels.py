@@ -33,6 +33,11 @@ def lap3_py(u):
             - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0] - u[0, 0, 0])
 
 
+def deep3_py(u):
+    # reaches further along axis 0 than along axis 1: its rows are walked with axis 0 fastest
+    return u[-3, 0, 0] + 2 * u[2, -1, 1] - u[1, 1, -1] + u[0, 0, 0]
+
+
 def blend_py(a, b, alpha):
     return a[0, 0] * alpha + b[-1, 1]
 
@@ -41,6 +46,7 @@ smooth = sk.stencil(smooth_py)
 skew1 = sk.stencil(skew1_py)
 asym2 = sk.stencil(asym2_py)
 lap3 = sk.stencil(lap3_py)
+deep3 = sk.stencil(deep3_py)
 blend = sk.stencil(blend_py)
 
 
@@ -505,6 +511,7 @@ KERNELS = {
     "skew1": (skew1, skew1_py),
     "asym2": (asym2, asym2_py),
     "lap3": (lap3, lap3_py),
+    "deep3": (deep3, deep3_py),
 }
 
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]

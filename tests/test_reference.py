@@ -16,6 +16,7 @@ SHAPES = {
     "skew1": [(11,), (1,), (2,), (2, 4)],
     "asym2": [(4, 7), (1, 2)],
     "lap3": [(3, 4, 5), (1, 1, 2)],
+    "deep3": [(7, 4, 5), (1, 2, 3), (2, 5, 3, 4)],
 }
 
 
@@ -137,6 +138,11 @@ def test_parallel_equals_serial():
         np.testing.assert_array_equal(
             smooth(a, mode=mode, parallel=True), smooth(a, mode=mode, parallel=False)
         )
+    deep3 = KERNELS["deep3"][0]  # rows walked along axis 0 fastest (its longest reach)
+    v = sample((40, 30, 20), np.int16)
+    for mode in MODES:
+        np.testing.assert_array_equal(deep3(v, mode=mode, parallel=True),
+                                      deep3(v, mode=mode, parallel=False))
     long1 = sample((100_000,), np.float32)  # a 1-D signal is split into column blocks
     skew1 = KERNELS["skew1"][0]
     np.testing.assert_array_equal(skew1(long1, parallel=True), skew1(long1, parallel=False))
