@@ -469,7 +469,44 @@ def linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
     return "\n".join(lines) + "\n"
 
 
-def run(source, arr, mode, cval, acc, out_dtype, out=None):
+def _foreign(arr):
+    from . import backends
+
+    return backends.foreign(arr)
+
+
+def outer_taps(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
+    """1-D float weights along an axis before the last two: ``(axis, offsets, weights, scale)``.
+
+    None unless :func:`linear_source`'s kernel of these arguments is such a sum. Such a pass runs on
+    NumPy arrays as the CPU line kernel ``cpu_lines.outer_pass``, which computes the kernel's
+    values bit for bit (the terms in its order, the weights and the mean's factor as its
+    literals): a float sum into its own type, no mode ``skip``.
+    """
+    acc = np.dtype(acc)
+    if acc_kind != "float" or acc.kind != "f" or np.dtype(out_dtype) != acc:
+        return None
+    axes = {d for offs, w in taps if w != 0 for d, o in enumerate(offs) if o != 0}
+    if len(axes) != 1 or next(iter(axes)) > ndim - 3:
+        return None
+    (axis,) = axes
+    kept = [(offs[axis], acc.type(float(w))) for offs, w in taps if w != 0]
+    scale = None if divisor is None else acc.type(1 / divisor)
+    return axis, tuple(o for o, _ in kept), np.array([w for _, w in kept], acc), scale
+
+
+def run(source, arr, mode, cval, acc, out_dtype, out=None, outer=None):
+    """The generated ``source`` over ``arr``.
+
+    ``outer`` (:func:`outer_taps`): the same sum, by the CPU line kernel on NumPy arrays.
+    """
+    if outer is not None and mode != "skip" and isinstance(arr, np.ndarray) \
+            and not _foreign(arr):
+        from .backends.cpu_lines import program
+
+        acc_type = np.dtype(acc)
+        cv = cval_in(cval, acc_type, "filter") if mode == "constant" else acc_type.type(0)
+        return program.outer(arr, outer, mode, cv, out)
     st = compiled(source)
     kwargs = dict(mode=mode, acc=acc, out_dtype=out_dtype)
     if mode == "constant":
@@ -482,7 +519,8 @@ def run(source, arr, mode, cval, acc, out_dtype, out=None):
 def linear(arr, taps, mode, cval, out, out_dtype, integral, divisor=None):
     acc, acc_kind = plan_acc(arr.dtype, integral, cval)
     source = linear_source(arr.ndim, taps, acc, acc_kind, out_dtype, divisor)
-    return run(source, arr, mode, cval, acc, out_dtype, out)
+    return run(source, arr, mode, cval, acc, out_dtype, out,
+               outer_taps(arr.ndim, taps, acc, acc_kind, out_dtype, divisor))
 
 
 def separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
@@ -512,7 +550,8 @@ def separable(arr, passes, mode, cval, out, out_dtype, integral, divisor=None):
         source = linear_source(arr.ndim, taps, acc, acc_kind, target,
                                 divisor if last else None)
         pass_mode = mode[axis] if isinstance(mode, dict) else mode
-        arr = run(source, arr, pass_mode, cval, acc, target, out if last else None)
+        arr = run(source, arr, pass_mode, cval, acc, target, out if last else None,
+                  outer_taps(arr.ndim, taps, acc, acc_kind, target, divisor if last else None))
         if not last:  # outside the array, the intermediate is this pass applied to cval
             cval = np.asarray(cval * sum(weights)).astype(inter)[()]
     return arr

@@ -438,10 +438,11 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
         taps = [(offs, w[idx]) for offs, idx in _passes.taps(np.ones(w.shape, bool), origins,
                                                              axes, arr.ndim)]
         acc, acc_kind = _passes.plan_acc(arr.dtype, integral, cval)
-        found = (_passes.linear_source(arr.ndim, taps, acc, acc_kind, out_dtype), acc)
+        found = (_passes.linear_source(arr.ndim, taps, acc, acc_kind, out_dtype), acc,
+                 _passes.outer_taps(arr.ndim, taps, acc, acc_kind, out_dtype))
         if key is not None:
             _dtypes.remember(_SOURCES, key, found, 256)
-    return _passes.run(found[0], arr, mode, cval, found[1], out_dtype, out)
+    return _passes.run(found[0], arr, mode, cval, found[1], out_dtype, out, found[2])
 
 
 _SOURCES: dict = {}
@@ -529,7 +530,7 @@ def _uniform(input, size, output, mode, cval, origin, axes, name):
     if how == "separable":
         return _passes.separable(arr, what, mode, cval, out, out_dtype, True, divisor=fp.size)
     if how == "source":
-        return _passes.run(what[0], arr, mode, cval, what[1], out_dtype, out)
+        return _passes.run(what[0], arr, mode, cval, what[1], out_dtype, out, what[2])
     return _run_lines(arr, what, mode, cval, out, out_dtype, name)
 
 
@@ -545,7 +546,7 @@ def _box_args(arr, size, mode, cval, origin, axes, name):
 def _uniform_plan(ndim, dtype, axes, fp, mode, cval, origins, out_dtype):
     """How uniform_filter computes, from its checked arguments (remembered: read-only).
 
-    ``("separable", passes)``, ``("source", (generated source, accumulator))`` or
+    ``("separable", passes)``, ``("source", (generated source, accumulator, outer taps))`` or
     ``("lines", line passes)``.
     """
     n = fp.size
@@ -555,7 +556,8 @@ def _uniform_plan(ndim, dtype, axes, fp, mode, cval, origins, out_dtype):
         taps = [(offs, 1) for offs, _ in _passes.taps(fp, origins, axes, ndim)]
         acc, acc_kind = _passes.plan_acc(dtype, True, cval)
         return "source", (_passes.linear_source(ndim, taps, acc, acc_kind, out_dtype,
-                                                divisor=n), acc)
+                                                divisor=n), acc,
+                          _passes.outer_taps(ndim, taps, acc, acc_kind, out_dtype, n))
     fractional = mode == "constant" and not float(np.real(cval)).is_integer()
     if dtype.kind == "c" or (dtype.kind in "iu" and dtype.itemsize == 8) or (
             fractional and dtype.kind in "biu"):

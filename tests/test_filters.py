@@ -896,3 +896,46 @@ def test_passes_as_generated_stencils_equal_the_line_kernels(name, call, dtype, 
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     else:
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.uint8])
+def test_weights_along_an_outer_axis_equal_the_generated_stencil(dtype):
+    """1-D float weights along an axis before the last two run on NumPy arrays as a CPU line
+    kernel (cpu_lines.outer_pass): the generated stencil's values bit for bit, for every mode
+    and cval, zero weights left out, windows longer than the axis, a float mean's factor,
+    several lane tiles, NaN and -0.0, and outputs of any layout."""
+    from stencilkit import _passes
+
+    rng = np.random.default_rng(5)
+    a = (rng.random((6, 9, 3, 40)) * 60 - 20).astype(dtype)
+    if dtype != np.uint8:
+        a[2, 1, 1, 3], a[3, 0, 0, 0], a[1, 2, 2, 7] = np.nan, -0.0, np.inf
+    cases = [((0.25, 0.0, -1.5, 3.0, 0.1), 0, None), ((1, 1, 1, 1, 1, 1, 1, 1, 1), 1, 9),
+             ((0.2,) * 13, 0, 13), ((2.0, -0.5), 1, None)]
+    for weights, axis, divisor in cases:
+        for origin in (0, -1):
+            taps = []
+            for o, w in zip(range(len(weights)), weights):
+                offs = [0] * a.ndim
+                offs[axis] = o - len(weights) // 2 - origin
+                taps.append((tuple(offs), w))
+            acc, kind = _passes.plan_acc(a.dtype, False, 0.0)  # (float sums)
+            outer = _passes.outer_taps(a.ndim, taps, acc, kind, acc, divisor)
+            assert outer is not None and outer[0] == axis and len(outer[1]) == sum(
+                w != 0 for w in weights)
+            source = _passes.linear_source(a.ndim, taps, acc, kind, acc, divisor)
+            for mode, cval in (("reflect", 0.0), ("mirror", 0.0), ("nearest", 0.0),
+                               ("wrap", 0.0), ("constant", -2.5)):
+                want = _passes.run(source, a, mode, cval, acc, acc)
+                got = _passes.run(source, a, mode, cval, acc, acc, None, outer)
+                assert got.dtype == want.dtype == acc
+                np.testing.assert_array_equal(got.view(f"u{acc.itemsize}"),
+                                              want.view(f"u{acc.itemsize}"), err_msg=mode)
+            out = np.empty(a.shape[::-1], acc).T  # (an output that is not C-contiguous)
+            assert _passes.run(source, a, "wrap", 0.0, acc, acc, out, outer) is out
+            np.testing.assert_array_equal(out, _passes.run(source, a, "wrap", 0.0, acc, acc))
+    # and not: along the last two axes, integer sums, a float16 intermediate
+    assert _passes.outer_taps(4, [((0, 0, 1, 0), 1.0)], np.float64, "float", np.float64) is None
+    assert _passes.outer_taps(4, [((1, 0, 0, 0), 1)], np.int64, "int", np.int64) is None
+    assert _passes.outer_taps(4, [((1, 0, 0, 0), 1.0)], np.float32, "float", np.float16) is None
+

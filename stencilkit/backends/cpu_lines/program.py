@@ -10,7 +10,7 @@ from .common import native
 from .extreme import extreme_pass
 from .generic import generic1d_pass, generic_pass
 from .rank import rank_pass
-from .separable import sep2_pass, sepsum2_pass
+from .separable import outer_pass, sep2_pass, sepsum2_pass
 
 
 class LineProgram:
@@ -101,6 +101,23 @@ def _direct(out, src, dtype):
             and out.flags.aligned and not np.may_share_memory(out, src)):
         return out
     return None
+
+
+def outer(arr, taps, mode, cval, out):
+    """1-D weights along an outer axis (``_passes.outer_taps``) over a NumPy array.
+
+    Into ``out`` (any layout) or a new array: the generated stencil's values, by
+    :func:`outer_pass`.
+    """
+    axis, offsets, weights, scale = taps
+    x = np.ascontiguousarray(arr)
+    x = x.astype(native(x.dtype), copy=False)
+    dst = None if out is None else _direct(out, x, weights.dtype)
+    res = outer_pass(x, axis, offsets, weights, mode, cval, scale, dst)
+    if out is not None and res is not out:
+        np.copyto(out, res, casting="unsafe")
+        return out
+    return res
 
 
 def run(passes, arr, out):

@@ -1,17 +1,21 @@
 """Separable weights over the last two axes in one sweep (:func:`sep2_pass`).
 
-The float32 sums of 8-bit data are checked near ties (:func:`float32_tie`).
+The float32 sums of 8-bit data are checked near ties (:func:`float32_tie`). 1-D weights along
+an axis before the last two: :func:`outer_pass`.
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
 
 from ... import modes
+from ..._casts import widen
 from ..._passes import tie_bound
 from .. import cpu
-from .common import _dest, _map, _sk_njit
+from .common import _dest, _map, _sk_njit, _tile
 
 
 @_sk_njit
@@ -439,4 +443,115 @@ def sepsum2_pass(src, terms, lov, loh, mode, norm, out_dtype, acc=np.float64, ds
     kernel = _unrolled_sepsum2(len(terms), wv.shape[1], wh.shape[1], np.dtype(acc).name,
                                bool(norm))
     kernel(s, d, wv, lov, wh, loh, modes.mode_code(mode), band)
+    return dst
+
+
+# ------------------------------------------------------------- 1-D weights along an outer axis
+
+OUTER_LANES = 2048
+"""Lanes (contiguous elements of the planes after the axis) a task sums side by side."""
+
+
+@_sk_njit
+def _enter(ring, slot, src, o, p, n, mode, cval, c0u, nl):
+    """Row ``p`` of the line (mapped by the mode; outside: ``cval``) into ``ring[slot]``.
+
+    Converted to the sums' type as the generated stencil reads it.
+    """
+    dst = ring[slot]
+    m = _map(p, n, mode)
+    if m >= 0:
+        row = src[o, m]
+        for c in range(nl):
+            u = np.uint64(c)
+            dst[u] = widen(row[c0u + u], cval)
+    else:
+        for c in range(nl):
+            dst[np.uint64(c)] = cval
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _outer(src, dst, offs, w, mode, cval, scale, scaled, lanes):
+    """``dst[o, i] = w[0] * src[o, i + offs[0]] + w[1] * src[o, i + offs[1]] + ...``.
+
+    Over ``(outer, n, inner)`` views, a tile of ``lanes`` side by side per task. The rows a
+    window spans wait in a ring (each read from memory once, converted once): read straight
+    from the array, a window's rows lie a plane apart, at one offset in their pages, and more
+    of them than a cache set holds. The terms are added from the first in the generated
+    stencil's order, four rows a pass over the tile's sums, and the sum is times ``scale``
+    where ``scaled``: ``_passes.linear_source``'s value bit for bit. Rows past the ends are
+    mapped by the mode (``constant``: ``cval``, in the sums' type).
+    """
+    n_outer, n, inner = src.shape
+    tiles = -(-inner // lanes)
+    k = w.size
+    lo = offs.min()
+    span = offs.max() - lo + 1
+    for t in numba.prange(n_outer * tiles):
+        o, c0, nl = _tile(t, tiles, lanes, inner)
+        c0u = np.uint64(c0)
+        ring = np.empty((span, nl), w.dtype)  # row p of the line in slot (p - lo) % span
+        acc = np.empty(nl, w.dtype)
+        for p in range(lo, lo + span - 1):
+            _enter(ring, p - lo, src, o, p, n, mode, cval, c0u, nl)
+        for i in range(n):
+            p = i + lo + span - 1  # the row that enters the window
+            _enter(ring, (p - lo) % span, src, o, p, n, mode, cval, c0u, nl)
+            w0 = w[0]
+            r0 = ring[(i + offs[0] - lo) % span]
+            for c in range(nl):
+                u = np.uint64(c)
+                acc[u] = w0 * r0[u]
+            j = 1
+            while j + 4 <= k:  # four rows, added one after another
+                w1, w2, w3, w4 = w[j], w[j + 1], w[j + 2], w[j + 3]
+                r1 = ring[(i + offs[j] - lo) % span]
+                r2 = ring[(i + offs[j + 1] - lo) % span]
+                r3 = ring[(i + offs[j + 2] - lo) % span]
+                r4 = ring[(i + offs[j + 3] - lo) % span]
+                for c in range(nl):
+                    u = np.uint64(c)
+                    acc[u] = (((acc[u] + w1 * r1[u]) + w2 * r2[u]) + w3 * r3[u]) + w4 * r4[u]
+                j += 4
+            while j < k:
+                w1 = w[j]
+                r1 = ring[(i + offs[j] - lo) % span]
+                for c in range(nl):
+                    u = np.uint64(c)
+                    acc[u] = acc[u] + w1 * r1[u]
+                j += 1
+            out = dst[o, i]
+            if scaled:
+                for c in range(nl):
+                    u = np.uint64(c)
+                    out[c0u + u] = acc[u] * scale
+            else:
+                for c in range(nl):
+                    u = np.uint64(c)
+                    out[c0u + u] = acc[u]
+
+
+def outer_pass(src, axis, offsets, weights, mode, cval, scale=None, dst=None):
+    """Weights along ``axis`` of a C-contiguous array, summed in the weights' float type.
+
+    ``offsets[j]``, ``weights[j]``: the taps, in the order the generated stencil of the same
+    taps (``_passes.linear_source``, every weight non-zero, in the sums' type) adds them; the
+    result, in that type, is that stencil's bit for bit (``scale``: its float mean's factor).
+    For axes before the last two: there the stencil reads each input row ``len(weights)``
+    times, a whole plane apart (rows at the same offset in their pages, so more of them than
+    a cache set holds), where this reads it once per tile of lanes.
+    """
+    w = np.asarray(weights)
+    dst = _dest(dst, src.shape, w.dtype)
+    if src.size == 0:
+        return dst
+    outer = math.prod(src.shape[:axis])
+    n = src.shape[axis]
+    inner = math.prod(src.shape[axis + 1:])
+    tasks = max(1, 2 * numba.get_num_threads() // max(outer, 1))
+    lanes = max(min(OUTER_LANES, -(-inner // tasks)), 64)
+    s = src.reshape(outer, n, inner)
+    d = dst.reshape(outer, n, inner)
+    _outer(s, d, np.asarray(offsets, np.int64), w, modes.mode_code(mode), w.dtype.type(cval),
+           w.dtype.type(1 if scale is None else scale), scale is not None, lanes)
     return dst
