@@ -939,3 +939,25 @@ def test_weights_along_an_outer_axis_equal_the_generated_stencil(dtype):
     assert _passes.outer_taps(4, [((1, 0, 0, 0), 1)], np.int64, "int", np.int64) is None
     assert _passes.outer_taps(4, [((1, 0, 0, 0), 1.0)], np.float32, "float", np.float16) is None
 
+
+def test_float_results_round_into_integers_by_the_filters_rule_in_one_pass():
+    """The CPU backend's compiled rounding of a float result into integers (one parallel
+    pass) equals stencilkit._dtypes.saturate (NumPy's form) at ties, NaN, infinities and
+    every type's limits."""
+    from stencilkit import _dtypes, backends
+
+    special = np.array([np.nan, np.inf, -np.inf, 0.5, 1.5, 2.5, -0.5, -1.5, 254.5, 255.5, 256,
+                        -128.5, -129, 127.5, 1e20, -1e20, 2.0**63, 2.0**63 - 1024, -2.0**63,
+                        2.0**64, 0.49999999999999994, -0.0, 3.7, -3.7, 1e30])
+    backend = backends.for_array(special)
+    for fdt in (np.float32, np.float64):
+        x = np.concatenate([special.astype(fdt), np.linspace(-300, 300, 2401, dtype=fdt)])
+        for dtype in (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+                      np.uint64, np.bool_):
+            want = _dtypes.saturate(x, dtype)
+            got = backend.saturate(x, np.dtype(dtype))
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want, err_msg=f"{fdt} -> {dtype}")
+            out = np.empty(x.shape, dtype)
+            assert backend.saturate(x, np.dtype(dtype), out) is out
+            np.testing.assert_array_equal(out, want)

@@ -295,6 +295,12 @@ class CpuBackend(Backend):
     def zeros(self, shape, dtype, like):
         return np.zeros(shape, dtype)
 
+    def saturate(self, a, dtype, out=None):
+        from .cpu_lines.generic import saturate
+
+        res = saturate(a, dtype, out)
+        return super().saturate(a, dtype, out) if res is None else res
+
     # -- user kernels ----------------------------------------------------------------------------
 
     def prepare(self, st, arrays, params, out, overrides):

@@ -144,6 +144,41 @@ def store_bool(out, q, v, lo, hi):
     out[q] = np.float64(v) > 0.5
 
 
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _saturate_int(src, dst, lo, hi):
+    for i in numba.prange(src.size):
+        store_int(dst, i, src[i], lo, hi)
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _saturate_bool(src, dst, lo, hi):
+    for i in numba.prange(src.size):
+        store_bool(dst, i, src[i], lo, hi)
+
+
+def saturate(a, dtype, out=None):
+    """A float NumPy array in an integer (or bool) ``dtype`` by the filters' rule, one pass.
+
+    The rule of :func:`stencilkit._dtypes.saturate`; None for other arrays. NumPy's form takes ten
+    passes: 2.4 s for 2^28 float64 into uint8 (on this project's 2-core machine), as much as the
+    whole filter whose result it rounds.
+    """
+    dtype = np.dtype(dtype)
+    if (type(a) is not np.ndarray or a.dtype not in (np.float32, np.float64)
+            or dtype.kind not in "biu" or not a.flags.c_contiguous):
+        return None
+    direct = out is not None and out.dtype == dtype and out.flags.c_contiguous \
+        and out.flags.writeable and not np.may_share_memory(out, a)
+    dst = out if direct else np.empty(a.shape, dtype)
+    _, lo, hi = store_of(dtype)
+    (_saturate_bool if dtype.kind == "b" else _saturate_int)(a.reshape(-1), dst.reshape(-1),
+                                                            lo, hi)
+    if out is not None and not direct:
+        np.copyto(out, dst)
+        return out
+    return dst
+
+
 def store_of(dtype):
     """``(store function, lo, hi)`` for an output of ``dtype``."""
     dtype = np.dtype(dtype)
