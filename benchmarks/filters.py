@@ -6,11 +6,11 @@ Every filter of tests/filter_table.py (the table the tests check against scipy) 
 table's first parameters on a ``size x size`` uint8 image (Gaussian: also float32), plus
 large-window variants and morphology, beside scipy.ndimage with the same arguments and
 OpenCV's equivalent; then block-mean halving of a 12000 x 5000 uint8 image (cv2.resize
-INTER_AREA, skimage) and one pyramid level (cv2.pyrDown). Each line gives the best of
-``--rounds`` interleaved rounds in ms (stencilkit, a numpy.copyto of as many bytes and each
-peer in turn, so that all see the same moments of a shared machine; scipy, slow, runs once),
-the bandwidth (bytes read + written), its ratio to that copy, and stencilkit's speed-up over
-each peer. The peers' borders and
+INTER_AREA, skimage), one pyramid level (cv2.pyrDown), the generic filters and filters of 3-D
+volumes (``--only volume``). Each line gives the best of ``--rounds`` interleaved rounds in ms
+(stencilkit, a numpy.copyto of as many bytes and each peer in turn, so that all see the same
+moments of a shared machine; scipy, slow, runs once), the bandwidth (bytes read + written),
+its ratio to that copy, and stencilkit's speed-up over each peer. The peers' borders and
 integer rounding differ a little (see stencilkit.filters): this compares the same work per
 pixel.
 """
@@ -183,7 +183,46 @@ def cases(size, scipy_on):
         peers["scipy"] = lambda: ndi.median_filter(u16, 15)
     result.append(("median_filter 15x15 uint16 2000x2000", u16.nbytes * 2,
                    lambda: filters.median_filter(u16, 15), peers))
+    result += _volume_cases(rng, scipy_on)
     return result
+
+
+def _volume_cases(rng, scipy_on):
+    """3-D rows: passes along axis 0, whose rows lie a plane apart (``volume`` in the label).
+
+    The ``generated`` peer is the generated stencil of the same 17 taps, which those passes
+    ran as before the line kernel for axes before the last two (``cpu_lines.outer_pass``).
+    """
+    import scipy.ndimage as ndi
+
+    from stencilkit import _passes
+
+    vol = rng.random((128, 512, 512), dtype=np.float32)
+    outv = np.empty_like(vol)
+    vol8 = rng.integers(0, 256, (64, 1024, 1024), dtype=np.uint8)
+    out8 = np.empty_like(vol8)
+    w = np.ones(17, np.float32) / 17
+    taps = [((o, 0, 0), x) for o, x in zip(range(-8, 9), w)]
+    acc = np.dtype(np.float32)
+    generated = _passes.linear_source(3, taps, acc, "float", acc)
+    rows = [
+        ("volume correlate1d 17 axis 0 f32", vol,
+         lambda: filters.correlate1d(vol, w, axis=0, output=outv),
+         {"generated": lambda: _passes.run(generated, vol, "reflect", 0.0, acc, acc, outv),
+          "scipy": lambda: ndi.correlate1d(vol, w, axis=0, output=outv)}),
+        ("volume gaussian_filter s=2 f32", vol,
+         lambda: filters.gaussian_filter(vol, 2.0, output=outv),
+         {"scipy": lambda: ndi.gaussian_filter(vol, 2.0, output=outv)}),
+        ("volume gaussian_laplace s=2 f32", vol,
+         lambda: filters.gaussian_laplace(vol, 2.0, output=outv),
+         {"scipy": lambda: ndi.gaussian_laplace(vol, 2.0, output=outv)}),
+        ("volume gaussian_filter s=2 uint8", vol8,
+         lambda: filters.gaussian_filter(vol8, 2.0, output=out8),
+         {"scipy": lambda: ndi.gaussian_filter(vol8, 2.0, output=out8)}),
+    ]
+    return [(label + f" {'x'.join(map(str, a.shape))}", a.nbytes * 2, ours,
+             {k: v for k, v in peers.items() if scipy_on or k != "scipy"})
+            for label, a, ours, peers in rows]
 
 
 def _span_callable():
