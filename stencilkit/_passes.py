@@ -10,6 +10,8 @@ window: :func:`linear_source`, :func:`extreme_source`, :func:`rank_source`, run 
 - :class:`Box2`: a box over the last two axes in one sweep;
 - :class:`Sep2`: separable weights over the last two axes in one sweep;
 - :class:`SepSum2`: several such terms summed (or a gradient's magnitude) in one sweep;
+- :class:`Line1`: 1-D float weights along an axis before the last two, which :func:`run`
+  takes from a generated stencil's route on NumPy and Dask arrays (the same values);
 - :class:`Extreme`: a running minimum or maximum along one axis (van Herk / Gil-Werman);
 - :class:`Rank`: a selection (the median) over a window of many elements;
 - :class:`Generic`, :class:`Generic1d`: a user's function of each window or line.
@@ -120,6 +122,31 @@ class SepSum2(NamedTuple):
 
     def reach(self, ndim):
         return self.split()[0].reach(ndim)
+
+
+class Line1(NamedTuple):
+    """1-D float weights along ``axis`` (one before the last two), summed in ``dtype``.
+
+    ``offsets[j]``/``weights[j]``: the taps (no zero weight, each already a value of
+    ``dtype``) in the order the generated stencil of the same taps adds them
+    (:func:`linear_source`, whose value the CPU line kernel gives bit for bit); with a
+    ``divisor``, the sum times its reciprocal in ``dtype`` (a float mean, as that stencil
+    computes it). :func:`outer_taps` makes it.
+    """
+
+    axis: int
+    offsets: tuple
+    weights: tuple
+    divisor: int | None
+    dtype: np.dtype
+
+    def reach(self, ndim):
+        return {self.axis: (max(0, -min(self.offsets)), max(0, max(self.offsets)))}
+
+    def taps(self, ndim):
+        """The taps as :func:`linear_source` takes them (full-rank offsets, weight)."""
+        return [(tuple(o if d == self.axis else 0 for d in range(ndim)), w)
+                for o, w in zip(self.offsets, self.weights)]
 
 
 def tie_bound(wv, wh, lo, hi, acc=np.float32, most=1e-3):
@@ -308,6 +335,12 @@ class Passes(NamedTuple):
                 dtype = self.out_dtype if last else np.dtype(p.dtype)
                 x = separable(x, one_d, self.mode, cval, out if last else None, dtype, False)
                 cval = cval * sum(p.wv) * sum(p.wh)
+            elif isinstance(p, Line1):
+                dtype = self.out_dtype if last else np.dtype(p.dtype)
+                source = linear_source(x.ndim, p.taps(x.ndim), p.dtype, "float", dtype,
+                                       p.divisor)
+                x = run(source, x, self.mode, cval, p.dtype, dtype, out if last else None)
+                cval = cval * sum(p.weights) / (p.divisor or 1)
             elif isinstance(p, SepSum2):  # each term, then their sum (or magnitude)
                 parts = [Passes((q,), self.mode, cval, np.dtype(p.dtype), self.name)
                          .as_stencils(x, None) for q in p.split()]
@@ -469,19 +502,14 @@ def linear_source(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
     return "\n".join(lines) + "\n"
 
 
-def _foreign(arr):
-    from . import backends
-
-    return backends.foreign(arr)
-
-
 def outer_taps(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
-    """1-D float weights along an axis before the last two: ``(axis, offsets, weights, scale)``.
+    """The :class:`Line1` of :func:`linear_source`'s kernel of these arguments, or None.
 
-    None unless :func:`linear_source`'s kernel of these arguments is such a sum. Such a pass runs on
-    NumPy arrays as the CPU line kernel ``cpu_lines.outer_pass``, which computes the kernel's
-    values bit for bit (the terms in its order, the weights and the mean's factor as its
-    literals): a float sum into its own type, no mode ``skip``.
+    None unless that kernel is 1-D float weights along an axis before the last two, into its
+    own float type (a float mean's divisor as its factor). On NumPy and Dask arrays such a
+    pass runs as the CPU line kernel ``cpu_lines.outer_pass``: there the generated stencil
+    reads a window's rows a plane apart, at one offset in their pages (more of them than a
+    cache set holds), while the line kernel reads each once per tile of lanes.
     """
     acc = np.dtype(acc)
     if acc_kind != "float" or acc.kind != "f" or np.dtype(out_dtype) != acc:
@@ -490,9 +518,24 @@ def outer_taps(ndim, taps, acc, acc_kind, out_dtype, divisor=None):
     if len(axes) != 1 or next(iter(axes)) > ndim - 3:
         return None
     (axis,) = axes
-    kept = [(offs[axis], acc.type(float(w))) for offs, w in taps if w != 0]
-    scale = None if divisor is None else acc.type(1 / divisor)
-    return axis, tuple(o for o, _ in kept), np.array([w for _, w in kept], acc), scale
+    kept = [(int(offs[axis]), float(acc.type(float(w)))) for offs, w in taps if w != 0]
+    return Line1(axis, tuple(o for o, _ in kept), tuple(w for _, w in kept), divisor, acc)
+
+
+def _line_backend(arr):
+    """The backend that runs a :class:`Line1` on ``arr`` as a line pass, or None.
+
+    The CPU's for NumPy arrays and Dask's for NumPy chunks; device arrays keep the stencil
+    (the CUDA backend has no such kernel).
+    """
+    from . import backends
+    from .backends import cpu, dask
+
+    backend = backends.for_array(arr)
+    if backend is cpu.BACKEND or (backend is dask.BACKEND and not backends.is_device_array(
+            getattr(arr, "_meta", None))):
+        return backend
+    return None
 
 
 def run(source, arr, mode, cval, acc, out_dtype, out=None, outer=None):
@@ -500,13 +543,11 @@ def run(source, arr, mode, cval, acc, out_dtype, out=None, outer=None):
 
     ``outer`` (:func:`outer_taps`): the same sum, by the CPU line kernel on NumPy arrays.
     """
-    if outer is not None and mode != "skip" and isinstance(arr, np.ndarray) \
-            and not _foreign(arr):
-        from .backends.cpu_lines import program
-
-        acc_type = np.dtype(acc)
-        cv = cval_in(cval, acc_type, "filter") if mode == "constant" else acc_type.type(0)
-        return program.outer(arr, outer, mode, cv, out)
+    backend = _line_backend(arr) if outer is not None and mode != "skip" else None
+    if backend is not None:
+        cv = cval_in(cval, outer.dtype, "filter") if mode == "constant" else 0.0
+        plan = Passes((outer,), mode, float(cv), outer.dtype, "filter")
+        return backend.run_passes(plan, arr, out)
     st = compiled(source)
     kwargs = dict(mode=mode, acc=acc, out_dtype=out_dtype)
     if mode == "constant":

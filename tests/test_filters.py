@@ -900,16 +900,18 @@ def test_passes_as_generated_stencils_equal_the_line_kernels(name, call, dtype, 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64, np.uint8])
 def test_weights_along_an_outer_axis_equal_the_generated_stencil(dtype):
-    """1-D float weights along an axis before the last two run on NumPy arrays as a CPU line
-    kernel (cpu_lines.outer_pass): the generated stencil's values bit for bit, for every mode
-    and cval, zero weights left out, windows longer than the axis, a float mean's factor,
-    several lane tiles, NaN and -0.0, and outputs of any layout."""
+    """1-D float weights along an axis before the last two run on NumPy and Dask arrays as a
+    CPU line pass (_passes.Line1, cpu_lines.outer_pass): the generated stencil's values bit
+    for bit, for every mode and cval, zero weights left out, windows longer than the axis, a
+    float mean's factor, several lane tiles, NaN and -0.0, outputs of any layout, Dask chunks
+    smaller than the window; and lowered back to that stencil (Passes.as_stencils)."""
     from stencilkit import _passes
 
     rng = np.random.default_rng(5)
     a = (rng.random((6, 9, 3, 40)) * 60 - 20).astype(dtype)
     if dtype != np.uint8:
         a[2, 1, 1, 3], a[3, 0, 0, 0], a[1, 2, 2, 7] = np.nan, -0.0, np.inf
+    x = da.from_array(a, chunks=((2, 4), (4, 2, 3), (3,), (17, 23)))
     cases = [((0.25, 0.0, -1.5, 3.0, 0.1), 0, None), ((1, 1, 1, 1, 1, 1, 1, 1, 1), 1, 9),
              ((0.2,) * 13, 0, 13), ((2.0, -0.5), 1, None)]
     for weights, axis, divisor in cases:
@@ -921,7 +923,7 @@ def test_weights_along_an_outer_axis_equal_the_generated_stencil(dtype):
                 taps.append((tuple(offs), w))
             acc, kind = _passes.plan_acc(a.dtype, False, 0.0)  # (float sums)
             outer = _passes.outer_taps(a.ndim, taps, acc, kind, acc, divisor)
-            assert outer is not None and outer[0] == axis and len(outer[1]) == sum(
+            assert outer is not None and outer.axis == axis and len(outer.offsets) == sum(
                 w != 0 for w in weights)
             source = _passes.linear_source(a.ndim, taps, acc, kind, acc, divisor)
             for mode, cval in (("reflect", 0.0), ("mirror", 0.0), ("nearest", 0.0),
@@ -931,6 +933,11 @@ def test_weights_along_an_outer_axis_equal_the_generated_stencil(dtype):
                 assert got.dtype == want.dtype == acc
                 np.testing.assert_array_equal(got.view(f"u{acc.itemsize}"),
                                               want.view(f"u{acc.itemsize}"), err_msg=mode)
+                if weights[0] == 0.25:  # (Dask: regions with the halo the taps reach)
+                    lazy = _passes.run(source, x, mode, cval, acc, acc, None, outer)
+                    np.testing.assert_array_equal(lazy.compute(), got)
+                    plan = _passes.Passes((outer,), mode, cval, acc, "test")
+                    np.testing.assert_array_equal(plan.as_stencils(a, None), got)
             out = np.empty(a.shape[::-1], acc).T  # (an output that is not C-contiguous)
             assert _passes.run(source, a, "wrap", 0.0, acc, acc, out, outer) is out
             np.testing.assert_array_equal(out, _passes.run(source, a, "wrap", 0.0, acc, acc))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._passes import Box, Box2, Extreme, Generic, Generic1d, Rank, Sep2, SepSum2
+from ..._passes import Box, Box2, Extreme, Generic, Generic1d, Line1, Rank, Sep2, SepSum2
 from .box import box2_pass, box_pass
 from .common import native
 from .extreme import extreme_pass
@@ -56,6 +56,12 @@ class LineProgram:
                               dtype, acc=acc, dst=into(dtype))
                 cval = cval * sum(p.wv) * sum(p.wh)
                 continue
+            elif isinstance(p, Line1):  # (the weights' own float type: no float16)
+                dtype = np.dtype(p.dtype)
+                x = outer_pass(x, p.axis, p.offsets, np.array(p.weights, dtype), mode,
+                               dtype.type(cval), p.divisor, dst=into(dtype))
+                cval = cval * sum(p.weights) / (p.divisor or 1)
+                continue
             elif isinstance(p, SepSum2):  # (a filter's one pass: as its terms' Sep2s, added)
                 dtype = native(p.dtype)
                 acc = np.float32 if x.dtype == np.float32 else np.float64
@@ -101,23 +107,6 @@ def _direct(out, src, dtype):
             and out.flags.aligned and not np.may_share_memory(out, src)):
         return out
     return None
-
-
-def outer(arr, taps, mode, cval, out):
-    """1-D weights along an outer axis (``_passes.outer_taps``) over a NumPy array.
-
-    Into ``out`` (any layout) or a new array: the generated stencil's values, by
-    :func:`outer_pass`.
-    """
-    axis, offsets, weights, scale = taps
-    x = np.ascontiguousarray(arr)
-    x = x.astype(native(x.dtype), copy=False)
-    dst = None if out is None else _direct(out, x, weights.dtype)
-    res = outer_pass(x, axis, offsets, weights, mode, cval, scale, dst)
-    if out is not None and res is not out:
-        np.copyto(out, res, casting="unsafe")
-        return out
-    return res
 
 
 def run(passes, arr, out):

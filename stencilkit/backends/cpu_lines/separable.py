@@ -531,15 +531,15 @@ def _outer(src, dst, offs, w, mode, cval, scale, scaled, lanes):
                     out[c0u + u] = acc[u]
 
 
-def outer_pass(src, axis, offsets, weights, mode, cval, scale=None, dst=None):
+def outer_pass(src, axis, offsets, weights, mode, cval, divisor=None, dst=None):
     """Weights along ``axis`` of a C-contiguous array, summed in the weights' float type.
 
     ``offsets[j]``, ``weights[j]``: the taps, in the order the generated stencil of the same
     taps (``_passes.linear_source``, every weight non-zero, in the sums' type) adds them; the
-    result, in that type, is that stencil's bit for bit (``scale``: its float mean's factor).
-    For axes before the last two: there the stencil reads each input row ``len(weights)``
-    times, a whole plane apart (rows at the same offset in their pages, so more of them than
-    a cache set holds), where this reads it once per tile of lanes.
+    result, in that type, is that stencil's bit for bit (with ``divisor``: times its
+    reciprocal, as that stencil's float mean). For axes before the last two
+    (``_passes.Line1``): there the stencil reads each input row ``len(weights)`` times, a
+    whole plane apart, where this reads it once per tile of lanes.
     """
     w = np.asarray(weights)
     dst = _dest(dst, src.shape, w.dtype)
@@ -552,6 +552,7 @@ def outer_pass(src, axis, offsets, weights, mode, cval, scale=None, dst=None):
     lanes = max(min(OUTER_LANES, -(-inner // tasks)), 64)
     s = src.reshape(outer, n, inner)
     d = dst.reshape(outer, n, inner)
+    scale = w.dtype.type(1 if divisor is None else 1 / divisor)
     _outer(s, d, np.asarray(offsets, np.int64), w, modes.mode_code(mode), w.dtype.type(cval),
-           w.dtype.type(1 if scale is None else scale), scale is not None, lanes)
+           scale, divisor is not None, lanes)
     return dst
