@@ -871,6 +871,7 @@ def _gaussian_run(arr, mode, cval, passes, output, out, out_dtype, name):
         # the last two axes fused in one sweep (no intermediate array); others first
         (_, wv, _), (_, wh, _) = last_two
         head = [p for p in passes if p[0] < arr.ndim - 2]
+        whole = arr.dtype.kind in "biu"
         if head:
             inter = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
             arr = _passes.separable(arr, head, mode, cval, None, inter, False)
@@ -878,6 +879,15 @@ def _gaussian_run(arr, mode, cval, passes, output, out, out_dtype, name):
             cval = float(np.asarray(cval * math.prod(sum(w) for _, w, _ in head)).astype(inter))
         lines = [Sep2(arr.ndim - 2, tuple(wv), len(wv) // 2, tuple(wh), len(wh) // 2,
                       out_dtype)]
+        from .backends import cpu
+
+        if head and whole and out_dtype.kind in "biu" and backends.for_array(arr) is cpu.BACKEND:
+            # the float64 intermediate of integer data is finite: the CPU's sweep rounds and
+            # saturates into the output itself, as the float result saturated afterwards
+            # (_run_lines' rule for float data, whose NaN and infinities the sweep's store
+            # would not take), without that float64 result
+            plan = _passes.Passes(tuple(lines), mode, cval, np.dtype(out_dtype), name)
+            return cpu.BACKEND.run_passes(plan, arr, out)
         return _run_lines(arr, lines, mode, cval, out, out_dtype, name)
     return _passes.separable(arr, passes, mode, cval, out, out_dtype, False)
 
