@@ -710,6 +710,10 @@ def _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radi
             res = _run_lines(arr, [p], mode, cval, None, work, name)
             return backends.for_array(arr).saturate(res, out_dtype, out)
         return _run_lines(arr, [p], mode, cval, out, out_dtype, name)
+    res = _gaussian_volume(arr, tuple(full), order, modes_, cval, truncate, radius, axes, work,
+                           norm, out_dtype, name)
+    if res is not None:
+        return _deliver(res, out, out_dtype)
     terms = []
     for ax, m in zip(axes, modes_):
         orders = [0] * arr.ndim
@@ -717,6 +721,64 @@ def _gaussian_derivatives(input, sigma, output, mode, cval, axes, truncate, radi
         terms.append(_gaussian(arr, tuple(full), tuple(orders), work, m, cval, truncate, radius,
                                None, name))
     return _passes.add(terms, work, out, out_dtype, norm=norm)
+
+
+def _deliver(res, out, out_dtype):
+    """A float result ``res`` in ``out_dtype`` (integers by the filters' rule), into ``out``."""
+    if out_dtype.kind in "iub":
+        return backends.for_array(res).saturate(res, out_dtype, out)
+    if out is None:
+        return res.astype(out_dtype, copy=False)
+    np.copyto(out, res, casting="unsafe")
+    return out
+
+
+def _gaussian_volume(arr, full, order, modes_, cval, truncate, radius, axes, work, norm,
+                     out_dtype, name):
+    """Gaussian derivatives over the last three axes of a NumPy array, fewer sweeps; or None.
+
+    The terms as :func:`_gaussian` computes them, combined as :func:`_passes.add` combines
+    them, bit for bit: the first axis' term as it is (a pass along the first axis, then the
+    last two in one sweep); the other two share their first pass (the same smoothing) and run
+    as one ``SepSum2`` sweep that adds the first term in (``sepsum2_pass`` with a base). One
+    mode that extends the array, the terms' sweeps the unrolled ones; the CPU only.
+    """
+    from .backends import cpu
+    from .backends.cpu_lines.separable import UNROLL_MAX, sepsum2_pass
+
+    nd = arr.ndim
+    if (nd < 3 or sorted(axes) != [nd - 3, nd - 2, nd - 1] or out_dtype.kind not in "iuf"
+            or not (arr.dtype.kind in "biu" or arr.dtype in (np.float32, np.float64))
+            or backends.for_array(arr) is not cpu.BACKEND):
+        return None
+    names = {_mode(m, name) for m in modes_}
+    if len(names) != 1 or "constant" in names:
+        return None
+    (mode,) = names
+    weights = []
+    for ax in range(nd - 3, nd):
+        orders = [0] * nd
+        orders[ax] = order
+        args = (full, tuple(orders), mode, cval, truncate, radius, None)
+        mode, _, passes = _parsed(name, arr, args,
+                                  lambda args=args: _gaussian_args(arr, *args, name))
+        if len(passes) != 3 or math.prod(len(w) for _, w, _ in passes) <= DIRECT_TAPS:
+            return None
+        weights.append([tuple(w) for _, w, _ in sorted(passes, key=lambda q: q[0])])
+    (_, wv1, wh1), (head, wv2, wh2) = weights[1], weights[2]
+    if (weights[1][0] != head or len(wv1) != len(wv2) or len(wh1) != len(wh2)
+            or max(len(wv1), len(wh1)) > UNROLL_MAX):
+        return None
+    orders = [0] * nd
+    orders[nd - 3] = order
+    first = _gaussian(arr, full, tuple(orders), work, mode, cval, truncate, radius, None, name)
+    # the smoothing along the first axis the other two terms share, as _gaussian_run makes it
+    inter = arr.dtype if arr.dtype.kind == "f" else np.dtype(np.float64)
+    x = _passes.separable(arr, [(nd - 3, head, 0)], mode, cval, None, inter, False)
+    acc = np.float32 if x.dtype == np.float32 else np.float64
+    return sepsum2_pass(np.ascontiguousarray(x), [(wv1, wh1), (wv2, wh2)], len(wv1) // 2,
+                        len(wh1) // 2, mode, norm, work, acc=acc,
+                        base=np.ascontiguousarray(first))
 
 
 def _gaussian_sum(arr, full, order, modes_, cval, truncate, radius, axes, work, norm,

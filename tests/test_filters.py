@@ -991,3 +991,42 @@ def test_integer_volumes_round_in_the_sweep_as_the_float_result_rounded(out):
             ref = ndi.gaussian_filter(a.astype(np.float64), sigma, **kw)
             ties = np.abs(np.abs(ref - np.floor(ref)) - 0.5) < 1e-9
             assert np.all((got == saturate(ref, out)) | ties)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_gaussian_derivatives_of_volumes_equal_their_terms(dtype, monkeypatch):
+    """Over the last three axes of a NumPy array the Gaussian derivatives take fewer sweeps
+    (the first axis' term as it is; the other two share their smoothing along the first axis
+    and run as one sweep that adds the first term in): each term's sums are gaussian_filter's
+    of that order, combined as NumPy combines them in the data's float type, bit for bit, in
+    every mode that extends the array, batch axes included; float64 equals scipy's."""
+    from stencilkit._dtypes import saturate
+    from stencilkit.backends.cpu_lines import separable
+
+    swept = []  # (the fused route taken: its sweep with the first term as a base)
+    sweep = separable.sepsum2_pass
+    monkeypatch.setattr(separable, "sepsum2_pass", lambda *args, base=None, **kw: (
+        swept.append(base is not None), sweep(*args, base=base, **kw))[1])
+    rng = np.random.default_rng(12)
+    a = (rng.random((2, 7, 12, 15)) * 200).astype(dtype)
+    work = np.dtype(np.float32) if a.dtype == np.float32 else np.dtype(np.float64)
+    axes = (1, 2, 3)
+    for name, order in (("gaussian_laplace", 2), ("gaussian_gradient_magnitude", 1)):
+        for mode in ("reflect", "mirror", "nearest", "wrap"):
+            terms = []
+            for ax in axes:
+                orders = [0] * 4
+                orders[ax] = order
+                terms.append(filters.gaussian_filter(a, (0.0, 1.0, 1.0, 1.0), orders,
+                                                     output=work, mode=mode))
+            exact = (np.sqrt((terms[0] * terms[0] + terms[1] * terms[1]) + terms[2] * terms[2])
+                     if order == 1 else (terms[0] + terms[1]) + terms[2])
+            want = saturate(exact, a.dtype) if a.dtype.kind in "iu" else exact
+            del swept[:]
+            got = getattr(filters, name)(a, 1.0, mode=mode, axes=axes)
+            assert swept == [True]
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} {mode}")
+            if a.dtype == np.float64:
+                ref = getattr(ndi, name)(a, (0.0, 1.0, 1.0, 1.0) if order == 1 else 1.0,
+                                         mode=mode, axes=axes)
+                np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-10)

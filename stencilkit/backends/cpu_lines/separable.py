@@ -346,7 +346,7 @@ _sk_njit = numba.njit(cache={cache}, nogil=True)
 {map_source}
 
 @numba.njit(cache={cache}, nogil=True, parallel=True)
-def sepsum2(src, dst, wv, lov, wh, loh, mode, band):
+def sepsum2(src, dst, wv, lov, wh, loh, mode, band{base_arg}):
     n_outer, n0, n1 = src.shape
     m0 = dst.shape[1]
     m1 = dst.shape[2]
@@ -374,15 +374,15 @@ def sepsum2(src, dst, wv, lov, wh, loh, mode, band):
 _SUMS = {}
 
 
-def _unrolled_sepsum2(terms, kv, kh, acc, norm):
+def _unrolled_sepsum2(terms, kv, kh, acc, norm, base=False):
     """The generated sweep of ``terms`` separable terms of ``kv`` x ``kh`` taps, in ``acc``.
 
     Each term's sums are written as :func:`_unrolled_sep2` writes them (the same products
     added in the same order: bit for bit its float result), then the terms are combined as
     :func:`stencilkit._passes.add` combines them (left to right; ``norm``: the square root
-    of the sum of squares).
+    of the sum of squares); ``base``: an array of the output's shape is the first of them.
     """
-    key = (terms, kv, kh, acc, norm)
+    key = (terms, kv, kh, acc, norm, base)
     kernel = _SUMS.get(key)
     if kernel is None:
         def source(cache):
@@ -408,11 +408,15 @@ def _unrolled_sepsum2(terms, kv, kh, acc, norm):
                 f"                h{t} = " + " + ".join(f"b{t}_{j} * ext{t}[u + np.uint64({j})]"
                                                    for j in range(kh))
                 for t in range(terms))
+            parts = [f"h{t}" for t in range(terms)]
+            if base:
+                parts.insert(0, "bv")
+                horizontal += "\n                bv = base[o, i, u]"
             if norm:
-                combine = "np.sqrt(" + " + ".join(f"h{t} * h{t}" for t in range(terms)) + ")"
+                combine = "np.sqrt(" + " + ".join(f"{h} * {h}" for h in parts) + ")"
             else:
-                combine = " + ".join(f"h{t}" for t in range(terms))
-            return _SUM2_TEMPLATE.format(
+                combine = " + ".join(parts)
+            return _SUM2_TEMPLATE.format(base_arg=", base" if base else "",
                 terms=terms, kv=kv, kh=kh, acc=acc, cache=cache, map_source=modes.MAP_SOURCE,
                 weights=weights, buffers=buffers, rows=rows, vertical="\n".join(vertical),
                 extend=extend, horizontal=horizontal, combine=combine)
@@ -422,12 +426,14 @@ def _unrolled_sepsum2(terms, kv, kh, acc, norm):
     return kernel
 
 
-def sepsum2_pass(src, terms, lov, loh, mode, norm, out_dtype, acc=np.float64, dst=None):
+def sepsum2_pass(src, terms, lov, loh, mode, norm, out_dtype, acc=np.float64, dst=None,
+                 base=None):
     """Separable ``terms`` (``((wv, wh), ...)``) over the last two axes, combined, one sweep.
 
     Float results in ``out_dtype`` (sums in ``acc``, which should be ``out_dtype``'s own
     type for the terms to equal their :func:`sep2_pass`); a mode that extends the array
-    (not ``constant``) and at most ``UNROLL_MAX`` taps per axis.
+    (not ``constant``) and at most ``UNROLL_MAX`` taps per axis. ``base`` (C-contiguous, of
+    the result's shape and type): a first term, combined with the others as they combine.
     """
     out_dtype = np.dtype(out_dtype)
     n0, n1 = src.shape[-2:]
@@ -441,8 +447,9 @@ def sepsum2_pass(src, terms, lov, loh, mode, norm, out_dtype, acc=np.float64, ds
     wv = np.array([t[0] for t in terms], np.float64).astype(acc)
     wh = np.array([t[1] for t in terms], np.float64).astype(acc)
     kernel = _unrolled_sepsum2(len(terms), wv.shape[1], wh.shape[1], np.dtype(acc).name,
-                               bool(norm))
-    kernel(s, d, wv, lov, wh, loh, modes.mode_code(mode), band)
+                               bool(norm), base is not None)
+    extra = () if base is None else (base.reshape(-1, n0, n1),)
+    kernel(s, d, wv, lov, wh, loh, modes.mode_code(mode), band, *extra)
     return dst
 
 
