@@ -529,10 +529,10 @@ def _line_backend(arr):
     (the CUDA backend has no such kernel).
     """
     from . import backends
-    from .backends import cpu, dask
+    from .backends import cpu
 
     backend = backends.for_array(arr)
-    if backend is cpu.BACKEND or (backend is dask.BACKEND and not backends.is_device_array(
+    if backend is cpu.BACKEND or (backends.is_dask_array(arr) and not backends.is_device_array(
             getattr(arr, "_meta", None))):
         return backend
     return None
