@@ -740,31 +740,22 @@ def _gaussian_volume(arr, full, order, modes_, cval, truncate, radius, axes, wor
     The terms as :func:`_gaussian` computes them, combined as :func:`_passes.add` combines
     them, bit for bit: the first axis' term as it is (a pass along the first axis, then the
     last two in one sweep); the other two share their first pass (the same smoothing) and run
-    as one ``SepSum2`` sweep that adds the first term in (``sepsum2_pass`` with a base). One
-    mode that extends the array, the terms' sweeps the unrolled ones; the CPU only.
+    as one ``SepSum2`` sweep that adds the first term in (``sepsum2_pass`` with a base). The
+    axes in order, one mode that extends the array, the terms' sweeps the unrolled ones; the
+    CPU only.
     """
     from .backends import cpu
     from .backends.cpu_lines.separable import UNROLL_MAX, sepsum2_pass
 
     nd = arr.ndim
-    if (nd < 3 or sorted(axes) != [nd - 3, nd - 2, nd - 1] or out_dtype.kind not in "iuf"
+    if (nd < 3 or tuple(axes) != (nd - 3, nd - 2, nd - 1) or out_dtype.kind not in "iuf"
             or not (arr.dtype.kind in "biu" or arr.dtype in (np.float32, np.float64))
             or backends.for_array(arr) is not cpu.BACKEND):
         return None
-    names = {_mode(m, name) for m in modes_}
-    if len(names) != 1 or "constant" in names:
+    found = _derivative_terms(arr, full, order, modes_, cval, truncate, radius, axes, name)
+    if found is None:
         return None
-    (mode,) = names
-    weights = []
-    for ax in range(nd - 3, nd):
-        orders = [0] * nd
-        orders[ax] = order
-        args = (full, tuple(orders), mode, cval, truncate, radius, None)
-        mode, _, passes = _parsed(name, arr, args,
-                                  lambda args=args: _gaussian_args(arr, *args, name))
-        if len(passes) != 3 or math.prod(len(w) for _, w, _ in passes) <= DIRECT_TAPS:
-            return None
-        weights.append([tuple(w) for _, w, _ in sorted(passes, key=lambda q: q[0])])
+    mode, weights = found
     (_, wv1, wh1), (head, wv2, wh2) = weights[1], weights[2]
     if (weights[1][0] != head or len(wv1) != len(wv2) or len(wh1) != len(wh2)
             or max(len(wv1), len(wh1)) > UNROLL_MAX):
@@ -779,6 +770,30 @@ def _gaussian_volume(arr, full, order, modes_, cval, truncate, radius, axes, wor
     return sepsum2_pass(np.ascontiguousarray(x), [(wv1, wh1), (wv2, wh2)], len(wv1) // 2,
                         len(wh1) // 2, mode, norm, work, acc=acc,
                         base=np.ascontiguousarray(first))
+
+
+def _derivative_terms(arr, full, order, modes_, cval, truncate, radius, axes, name):
+    """``(mode, weights)`` of the Gaussian derivative terms, one per axis of ``axes``, or None.
+
+    None unless every term takes one mode that extends the array and runs as a pass per axis
+    of ``axes`` (more than ``DIRECT_TAPS`` taps in all); ``weights[t]``: term t's weight
+    vectors (tuples) in axis order.
+    """
+    names = {_mode(m, name) for m in modes_}
+    if len(names) != 1 or "constant" in names:
+        return None
+    (mode,) = names
+    weights = []
+    for ax in axes:
+        orders = [0] * arr.ndim
+        orders[ax] = order
+        args = (full, tuple(orders), mode, cval, truncate, radius, None)
+        mode, _, passes = _parsed(name, arr, args,
+                                  lambda args=args: _gaussian_args(arr, *args, name))
+        if len(passes) != len(axes) or math.prod(len(w) for _, w, _ in passes) <= DIRECT_TAPS:
+            return None
+        weights.append([tuple(w) for _, w, _ in sorted(passes, key=lambda q: q[0])])
+    return mode, weights
 
 
 def _gaussian_sum(arr, full, order, modes_, cval, truncate, radius, axes, work, norm,
@@ -796,23 +811,13 @@ def _gaussian_sum(arr, full, order, modes_, cval, truncate, radius, axes, work, 
     if (nd < 2 or sorted(axes) != [nd - 2, nd - 1] or arr.dtype.kind not in "biuf"
             or out_dtype.kind not in "iuf"):
         return None
-    names = {_mode(m, name) for m in modes_}
-    if len(names) != 1 or "constant" in names:
+    found = _derivative_terms(arr, full, order, modes_, cval, truncate, radius, axes, name)
+    if found is None:
         return None
-    (mode,) = names
-    terms = []
-    for ax in axes:
-        orders = [0] * nd
-        orders[ax] = order
-        args = (full, tuple(orders), mode, cval, truncate, radius, None)
-        mode, _, passes = _parsed(name, arr, args,
-                                  lambda args=args: _gaussian_args(arr, *args, name))
-        if len(passes) != 2 or math.prod(len(w) for _, w, _ in passes) <= DIRECT_TAPS:
-            return None
-        (_, wv, _), (_, wh, _) = sorted(passes, key=lambda q: q[0])
-        if max(len(wv), len(wh)) > UNROLL_MAX:
-            return None
-        terms.append((tuple(wv), tuple(wh)))
+    mode, weights = found
+    terms = [(wv, wh) for wv, wh in weights]
+    if max(len(w) for term in terms for w in term) > UNROLL_MAX:
+        return None
     if len({(len(wv), len(wh)) for wv, wh in terms}) != 1:
         return None
     (wv, wh) = terms[0]

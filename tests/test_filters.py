@@ -1030,3 +1030,12 @@ def test_gaussian_derivatives_of_volumes_equal_their_terms(dtype, monkeypatch):
                 ref = getattr(ndi, name)(a, (0.0, 1.0, 1.0, 1.0) if order == 1 else 1.0,
                                          mode=mode, axes=axes)
                 np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-10)
+        # the axes in another order add the terms in that order: the terms' own passes
+        terms.reverse()
+        exact = (np.sqrt((terms[0] * terms[0] + terms[1] * terms[1]) + terms[2] * terms[2])
+                 if order == 1 else (terms[0] + terms[1]) + terms[2])
+        del swept[:]
+        got = getattr(filters, name)(a, 1.0, mode=mode, axes=axes[::-1])
+        assert swept == []
+        np.testing.assert_array_equal(
+            got, saturate(exact, a.dtype) if a.dtype.kind in "iu" else exact)
