@@ -214,6 +214,13 @@ def _gathered(program, arrays, axis_plans, meta):
     return da.Array(graph, name, first.chunks, meta=meta)
 
 
+def _saturate_chunk(x, dtype):
+    """One chunk of :meth:`DaskBackend.saturate`, by the chunk's backend (NumPy or CuPy)."""
+    from . import select
+
+    return select((x,)).saturate(x, dtype)
+
+
 def _halo(passes, ndim):
     """(before, after) per axis: how far the passes reach, all of them together."""
     halo = [(0, 0)] * ndim
@@ -267,9 +274,8 @@ class DaskBackend(Backend):
             like.astype(dtype)
 
     def saturate(self, a, dtype, out=None):
-        from .._dtypes import saturate
-
-        return a.map_blocks(saturate, dtype, dtype=dtype)  # (NumPy or CuPy chunks)
+        # each chunk by its own backend's rule (NumPy chunks: the CPU's compiled pass)
+        return a.map_blocks(_saturate_chunk, np.dtype(dtype), dtype=dtype)
 
     def apply(self, st, arrays, params, out, overrides, steps=1):
         if out is not None:
