@@ -719,6 +719,7 @@ def test_remembered_arguments_still_raise_and_keep_equal_values_apart():
                                ndi.gaussian_filter(x, 1.0, mode=("nearest", "wrap")))
     key = ("median_filter", 2, x.dtype.str, filters._dtypes.exact_key(
         (1, None, "reflect", 0.0, 0, None)))
+    filters.median_filter(x, size=1)  # (remembered now: the cache is emptied when full)
     assert not filters._PARSED[key][1].flags.writeable
 
 
