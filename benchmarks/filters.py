@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from filter_table import entry  # noqa: E402
-from kernels import window_spread  # noqa: E402
+from kernels import span_callable, window_spread  # noqa: E402
 
 from stencilkit import filters, morphology, resample  # noqa: E402
 
@@ -167,7 +167,7 @@ def cases(size, scipy_on):
                        if scipy_on else {}))
     # a C function (scipy.LowLevelCallable of a numba cfunc): scipy calls it from C too
     mid = rng.random((2000, 2000))
-    span = _span_callable()
+    span = span_callable()
     result.append(("generic_filter C fn 3x3 (2000^2)", mid.nbytes * 2,
                    functools.partial(filters.generic_filter, mid, span, size=3),
                    {"scipy": functools.partial(ndi.generic_filter, mid, span, size=3)}
@@ -226,21 +226,6 @@ def _volume_cases(rng, scipy_on):
     return [(label + f" {'x'.join(map(str, a.shape))}", a.nbytes * 2, ours,
              {k: v for k, v in peers.items() if scipy_on or k != "scipy"})
             for label, a, ours, peers in rows]
-
-
-def _span_callable():
-    """A window's range as a C function with scipy's generic_filter signature."""
-    import scipy
-    from numba import carray, cfunc, types
-
-    @cfunc(types.intc(types.CPointer(types.float64), types.intp, types.CPointer(types.float64),
-                      types.voidptr))
-    def span(values, n, result, data):
-        v = carray(values, (n,), dtype=types.float64)
-        result[0] = v.max() - v.min()
-        return 1
-
-    return scipy.LowLevelCallable(span.ctypes)
 
 
 def interleaved(fns, rounds, once=()):

@@ -547,3 +547,19 @@ def window_spread(values, weight=0.25):
         lo = min(lo, v)
         hi = max(hi, v)
     return hi - lo + weight * values[0]
+
+
+def span_callable():
+    """A window's range as a C function with scipy's generic_filter signature: a
+    scipy.LowLevelCallable of a numba cfunc (compiled at the call, not at import)."""
+    import scipy
+    from numba import carray, cfunc, types
+
+    @cfunc(types.intc(types.CPointer(types.float64), types.intp, types.CPointer(types.float64),
+                      types.voidptr))
+    def span(values, n, result, data):
+        v = carray(values, (n,), dtype=types.float64)
+        result[0] = v.max() - v.min()
+        return 1
+
+    return scipy.LowLevelCallable(span.ctypes)

@@ -16,9 +16,8 @@ import warnings
 import numba
 import numpy as np
 import pytest
-import scipy
 import scipy.ndimage as ndi
-from kernels import sample
+from kernels import sample, span_callable
 from kernels import window_spread as spread
 
 from stencilkit import StencilError, StencilTypeError, filters
@@ -107,19 +106,11 @@ def test_generic_filter_extra_arguments_keywords_and_kinds_of_function():
 def test_c_functions_as_scipy_takes_them():
     """scipy's own C test callbacks (a bare capsule, a LowLevelCallable) and a numba cfunc,
     compiled into the loop (no warning)."""
-    from numba import carray, cfunc, types
     from scipy.ndimage import _ctest
-
-    @cfunc(types.intc(types.CPointer(types.float64), types.intp, types.CPointer(types.float64),
-                      types.voidptr))
-    def span(values, n, result, data):
-        v = carray(values, (n,), dtype=types.float64)
-        result[0] = v.max() - v.min()
-        return 1
 
     im = sample((20, 21), np.float64, seed=2)
     weights = np.arange(5.0) / 10
-    for fn in (_ctest.filter2d(weights), scipy.LowLevelCallable(span.ctypes)):
+    for fn in (_ctest.filter2d(weights), span_callable()):
         np.testing.assert_array_equal(filters.generic_filter(im, fn, footprint=CROSS),
                                       ndi.generic_filter(im, fn, footprint=CROSS))
     np.testing.assert_array_equal(filters.generic_filter1d(im, _ctest.filter1d(3), 3, axis=0),
