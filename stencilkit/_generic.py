@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import keyword
 import types
+import uuid
 
 import numpy as np
 
@@ -36,18 +37,16 @@ class WindowFunction:
 
     ``kind``: ``"filter"`` (``function(values, *args, **kwargs)`` returns one number per
     window) or ``"filter1d"`` (``function(line_in, line_out, *args, **kwargs)`` fills
-    ``line_out``). Picklable (for Dask workers in other processes); its ``repr`` holds a token
-    of the function and arguments, so Dask tells two configurations apart.
+    ``line_out``). Picklable (for Dask workers in other processes; a C function only back into
+    the process that made it, see :func:`_revive`); its ``repr`` holds a token of the function
+    and arguments, so Dask tells two configurations apart.
     """
 
+    unavailable = None  # why the function cannot run in this process (see _revive)
+
     def __init__(self, function, extra_arguments, extra_keywords, kind, name):
-        if type(function).__name__ == "PyCapsule":  # a C function, as scipy takes it
-            try:
-                from scipy import LowLevelCallable
-            except ImportError:  # pragma: no cover - C callbacks come from scipy's world
-                raise StencilTypeError(f"{name}: a PyCapsule function needs scipy "
-                                       "(pip install scipy)") from None
-            function = LowLevelCallable(function)
+        label = getattr(function, "__name__", type(function).__name__)
+        function = _c_function(function, kind, name)
         if not callable(function) and not _low_level(function):
             raise StencilTypeError(f"{name}: function must be callable (a Python function, a "
                                    f"numba.njit function or a NumPy function), got "
@@ -56,7 +55,7 @@ class WindowFunction:
         self.args, self.kwargs = extras(extra_arguments, extra_keywords, name)
         self.kind = kind
         self.name = name
-        self.label = getattr(function, "__name__", type(function).__name__)
+        self.label = label
 
     @functools.cached_property
     def token(self) -> str:
@@ -66,8 +65,26 @@ class WindowFunction:
     def __repr__(self):
         return f"WindowFunction({self.label}, {self.kind}, {self.token})"
 
+    def __reduce__(self):
+        if not _low_level(self.function):
+            return super().__reduce__()
+        # A C function's address means something only in this process (and in a fork of
+        # it): the pickle names the function, and unpickling finds it again in this process
+        # (dask.distributed pickles every graph, in-process workers' too) or says what to do
+        key = (_PROCESS, id(self.function))
+        _dtypes.remember(_LIVE, key, self.function, 256)
+        state = dict(self.__dict__)
+        del state["function"]
+        return _revive, (key, state)
+
+    def available(self):
+        """Raise the reason this (unpickled) function cannot run here, if there is one."""
+        if self.unavailable is not None:
+            raise StencilTypeError(self.unavailable)
+
     def call(self, *buffers):
         """The function on host buffers, from Python (the fallback's call)."""
+        self.available()
         if _low_level(self.function):
             return _call_low_level(self.function, self.kind, *buffers)
         return self.function(*buffers, *self.args, **self.kwargs)
@@ -87,6 +104,7 @@ class WindowFunction:
         A ``scipy.LowLevelCallable`` is called through ctypes from a numba function. Anything
         may still fail to compile, which the caller finds out when it compiles its loop.
         """
+        self.available()
         f = self.function
         if _low_level(f):
             jitted = _JITTED.get((tuple.__getitem__(f, 0), self.kind))
@@ -136,6 +154,7 @@ class WindowFunction:
 
     def python(self):
         """The Python function behind the function (for the device compiler), or None."""
+        self.available()
         from numba.core.dispatcher import Dispatcher
 
         f = self.function
@@ -180,6 +199,56 @@ def _median():
 
 def _numpys(f) -> bool:
     return (getattr(f, "__module__", None) or "").split(".")[0] == "numpy"
+
+
+_PROCESS = uuid.uuid4().hex  # (a forked process inherits it, and the functions' addresses)
+_LIVE: dict = {}  # (process, id) -> a C function pickled in this process
+
+
+def _revive(key, state):
+    """A pickled :class:`WindowFunction` of a C function, unpickled.
+
+    In the process that pickled it, the function itself; elsewhere one that raises when used
+    (a task's error, which Dask reports as the computation's: raised while unpickling, it
+    would take the worker down).
+    """
+    fn = WindowFunction.__new__(WindowFunction)
+    fn.__dict__.update(state, function=_LIVE.get(key))
+    if fn.function is None:
+        fn.unavailable = (
+            f"{state['name']}: the C function {state['label']!r} cannot run in another process "
+            "(its machine code and user data exist only in the one that made it): compute "
+            "with Dask's threads (scheduler='threads') or pass the function as Python or "
+            "numba.njit code, which every worker compiles for itself")
+    return fn
+
+
+def _c_function(function, kind, name):
+    """``function``, or a ``scipy.LowLevelCallable`` of it if it is a C function in another form.
+
+    A bare capsule (as scipy takes it), a numba ``cfunc`` or a ctypes function pointer (scipy
+    would call the last two from Python with the window's array, and ctypes refuse it).
+    """
+    import ctypes
+
+    cls = type(function)
+    if cls.__name__ == "PyCapsule":
+        what = "a PyCapsule function"
+    elif cls.__name__ == "CFunc" and cls.__module__.startswith("numba"):
+        what, function = "a numba cfunc", function.ctypes
+    elif isinstance(function, ctypes._CFuncPtr):
+        what = "a ctypes function"
+    else:
+        return function
+    try:
+        from scipy import LowLevelCallable
+    except ImportError:  # pragma: no cover - C callbacks come from scipy's world
+        raise StencilTypeError(f"{name}: {what} needs scipy (pip install scipy)") from None
+    try:
+        return LowLevelCallable(function)
+    except (TypeError, ValueError) as exc:  # a ctypes function of types scipy cannot name
+        raise StencilTypeError(f"{name}: {what} must have one of the C signatures "
+                               f"{' or '.join(_signatures(kind))}: {exc}") from None
 
 
 def _low_level(f) -> bool:

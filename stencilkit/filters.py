@@ -1650,7 +1650,8 @@ def generic_filter(input, function, size=None, footprint=None, output=None, mode
     (a lambda too) is compiled by numba, a ``numba.njit`` function is used as it is,
     NumPy's functions that numba supports (``np.mean``, ``np.std``, ``np.median``,
     ``np.ptp``, ...) are called from compiled code, and a C function (a
-    ``scipy.LowLevelCallable``) through ctypes; the loop over the elements is compiled too,
+    ``scipy.LowLevelCallable``, a capsule, a numba ``cfunc`` or a ctypes function pointer,
+    with scipy's signature) through ctypes; the loop over the elements is compiled too,
     and runs on every core. A function numba cannot compile is called from Python for each
     element instead, as scipy does, with a :class:`stencilkit.StencilPerformanceWarning`
     that says why. On a GPU the function is compiled for the device by numba.cuda (loops

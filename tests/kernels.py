@@ -4,6 +4,7 @@ Each entry of ``KERNELS`` pairs a Stencil with the plain Python function it was 
 tests/reference.py evaluates element by element as the independent reference.
 """
 
+import functools
 import math
 from math import floor, sqrt
 
@@ -549,10 +550,10 @@ def window_spread(values, weight=0.25):
     return hi - lo + weight * values[0]
 
 
-def span_callable():
-    """A window's range as a C function with scipy's generic_filter signature: a
-    scipy.LowLevelCallable of a numba cfunc (compiled at the call, not at import)."""
-    import scipy
+@functools.cache
+def span_cfunc():
+    """A window's range as a numba cfunc with scipy's generic_filter signature (compiled at
+    the first call, not at import)."""
     from numba import carray, cfunc, types
 
     @cfunc(types.intc(types.CPointer(types.float64), types.intp, types.CPointer(types.float64),
@@ -562,4 +563,11 @@ def span_callable():
         result[0] = v.max() - v.min()
         return 1
 
-    return scipy.LowLevelCallable(span.ctypes)
+    return span
+
+
+def span_callable():
+    """:func:`span_cfunc` as a scipy.LowLevelCallable."""
+    import scipy
+
+    return scipy.LowLevelCallable(span_cfunc().ctypes)

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
-from kernels import sample, span_callable
+from kernels import sample, span_callable, span_cfunc
 from kernels import window_spread as spread
 
 from stencilkit import StencilError, StencilTypeError, filters
@@ -115,6 +115,52 @@ def test_c_functions_as_scipy_takes_them():
                                       ndi.generic_filter(im, fn, footprint=CROSS))
     np.testing.assert_array_equal(filters.generic_filter1d(im, _ctest.filter1d(3), 3, axis=0),
                                   ndi.generic_filter1d(im, _ctest.filter1d(3), 3, axis=0))
+
+
+def test_c_functions_in_other_forms_and_their_signature_checked():
+    """A numba cfunc and a ctypes function pointer are C functions too (scipy would call them
+    from Python with the window and ctypes refuse it): taken as LowLevelCallables; a ctypes
+    function of another signature is refused by name."""
+    import ctypes
+
+    im = sample((9, 11), np.float64, seed=4)
+    want = ndi.generic_filter(im, span_callable(), size=3, mode="wrap")
+    for fn in (span_cfunc(), span_cfunc().ctypes):
+        np.testing.assert_array_equal(filters.generic_filter(im, fn, size=3, mode="wrap"), want)
+    other = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_double)(lambda v: 1)
+    with pytest.raises(StencilTypeError, match=r"signature 'int \(double\)' is not one that "
+                       r"generic_filter takes: int \(double \*, npy_intp, double \*, void \*\)"):
+        filters.generic_filter(im, other, size=3)
+    with pytest.raises(StencilTypeError, match="a ctypes function must have one of the C "
+                       "signatures int .double .*, npy_intp, double .*, void .*. or"):
+        filters.generic_filter(im, ctypes.pythonapi.Py_IsInitialized, size=3)  # no argtypes
+
+
+def test_c_functions_in_a_pickled_graph_run_in_this_process_and_say_why_not_elsewhere(
+        monkeypatch):
+    """dask.distributed pickles every graph, its in-process workers' too: a C function comes
+    back in the process that pickled it (a forked one too) and works; in any other process
+    (here: the record of live functions emptied) computing raises the reason and what to do,
+    as the task's error (raised while unpickling, it would take a worker down)."""
+    import pickle
+
+    from stencilkit import _generic
+
+    im = sample((12, 10), np.float64, seed=5)
+    want = ndi.generic_filter(im, span_callable(), footprint=CROSS)
+    for fn in (span_callable(), span_cfunc()):
+        lazy = filters.generic_filter(da.from_array(im, chunks=(5, 4)), fn, footprint=CROSS)
+        data = pickle.dumps(lazy)
+        np.testing.assert_array_equal(pickle.loads(data).compute(scheduler="threads"), want)
+        with monkeypatch.context() as m:
+            m.setattr(_generic, "_LIVE", {})
+            elsewhere = pickle.loads(data)
+            with pytest.raises(StencilTypeError, match="cannot run in another process .* "
+                               "Dask's threads .* Python or numba.njit code"):
+                elsewhere.compute(scheduler="threads")
+    # a Python function travels as itself
+    lazy = filters.generic_filter(da.from_array(im, chunks=(5, 4)), np.ptp, footprint=CROSS)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(lazy)).compute(), want)
 
 
 def test_a_function_numba_cannot_compile_runs_from_python_with_a_warning():
