@@ -172,6 +172,14 @@ def cases(size, scipy_on):
                    functools.partial(filters.generic_filter, mid, span, size=3),
                    {"scipy": functools.partial(ndi.generic_filter, mid, span, size=3)}
                    if scipy_on else {}))
+    # vectorized_filter: NumPy's reductions over sliding windows, as scipy's own (whose batches
+    # run one after another; stencilkit's on every core), beside the compiled generic_filter
+    for label, fn in (("np.std", np.std), ("np.median", np.median)):
+        peers = {"generic": functools.partial(filters.generic_filter, mid, fn, size=5)}
+        if hasattr(ndi, "vectorized_filter"):  # (scipy 1.16 and later)
+            peers["scipy"] = functools.partial(ndi.vectorized_filter, mid, fn, size=5)
+        result.append((f"vectorized_filter {label} 5x5 (2000^2)", mid.nbytes * 2,
+                       functools.partial(filters.vectorized_filter, mid, fn, size=5), peers))
     # 16-bit median beyond the sorting networks (two-level histogram); its peer is the generic
     # selection path it replaced (OpenCV's medianBlur takes 16-bit images only up to 5x5)
     from stencilkit.backends import cpu_lines as _lines

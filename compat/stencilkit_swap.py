@@ -29,7 +29,7 @@ SWAPPED = ("correlate", "convolve", "uniform_filter", "gaussian_filter", "laplac
            "percentile_filter", "correlate1d", "convolve1d", "uniform_filter1d",
            "gaussian_filter1d", "minimum_filter1d", "maximum_filter1d", "gaussian_laplace",
            "gaussian_gradient_magnitude", "generic_filter", "generic_filter1d", "generic_laplace",
-           "generic_gradient_magnitude")
+           "generic_gradient_magnitude", "vectorized_filter")
 MORPHOLOGY = ("grey_erosion", "grey_dilation", "grey_opening", "grey_closing",
               "morphological_gradient", "morphological_laplace", "white_tophat", "black_tophat",
               "binary_erosion", "binary_dilation", "binary_opening", "binary_closing",

@@ -51,6 +51,7 @@ from ._errors import (
     StencilAxisError,
     StencilAxisTypeError,
     StencilError,
+    StencilNotImplementedError,
     StencilTypeError,
     StencilValueTypeError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "generic_gradient_magnitude", "generic_laplace", "laplace", "maximum_filter",
     "maximum_filter1d", "median_filter", "minimum_filter", "minimum_filter1d",
     "percentile_filter", "prewitt", "rank_filter", "sobel", "uniform_filter", "uniform_filter1d",
+    "vectorized_filter",
 ]
 
 # The filters that pick an element of rank from their window (its dimensions run along the
@@ -1778,6 +1780,117 @@ def _generic_run(arr, p, mode, cval, out, out_dtype, name):
     """
     plan = _passes.Passes((p,), mode, cval, out_dtype, name)
     return backends.for_array(arr).run_passes(plan, arr, out)
+
+
+def vectorized_filter(input, function, *, size=None, footprint=None, output=None,
+                      mode="reflect", cval=None, origin=None, axes=None, batch_memory=2**30):
+    """A NumPy-vectorised function of every window: scipy's ``vectorized_filter``.
+
+    ``function(windows, axis=...)`` reduces a whole batch of windows at once along ``axis``
+    (the window's axes, last), as ``np.mean``, ``np.std`` or ``np.percentile`` do; with a
+    ``footprint``, it gets the footprint's elements along one last axis (``axis=-1``).
+    Nothing is compiled: any dtype NumPy takes (complex, float16) and any NumPy code work,
+    and the result has the function's dtype. As scipy, the input is extended by ``mode``
+    (or not: ``"valid"`` keeps only the windows inside it, a smaller result) and viewed as
+    its sliding windows, in batches of at most ``batch_memory`` bytes (counted as every
+    element of every window); here the batches run on every core (the function is called
+    from several threads at once, as the compiled filters' functions are), and a Dask array
+    is filtered lazily per chunk with the halo the window reaches (functions of one value
+    per window). Where a compiled filter exists (``uniform_filter`` for ``np.mean``,
+    ``median_filter``, ``generic_filter`` for any numba-compilable function), it is faster.
+
+    Parameters
+    ----------
+    input : array_like or dask array
+    function : callable
+        ``function(windows, axis=axes)``: one value per window (or, on an array in memory
+        whose windows fit ``batch_memory``, any result, returned as it is).
+    size : int or sequence of int, optional
+        The window's shape along ``axes``. Either ``size`` or ``footprint``.
+    footprint : array_like, optional
+        The window's elements that the function gets (as bool).
+    output : ndarray, optional
+        Where the values go (NumPy's assignment casts them).
+    mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap', 'valid'}, optional
+        Default 'reflect'; also scipy's 'grid-mirror', 'grid-constant', 'grid-wrap'.
+    cval : scalar, optional
+        The value past the edges for 'constant' (only then; default 0).
+    origin : int or sequence of int, optional
+        Window shift per axis, as for the other filters (not with 'valid').
+    axes : int or sequence of int, optional
+        The axes the window spans. Default: all.
+    batch_memory : int, optional
+        The most bytes of windows the function gets in one call. Default 2**30.
+
+    Returns
+    -------
+    ndarray or dask array
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stencilkit import filters
+    >>> a = np.array([[1.0, 2, 3], [4, 5, 6]])
+    >>> filters.vectorized_filter(a, np.max, size=2, mode="valid")
+    array([[5., 6.]])
+    >>> filters.vectorized_filter(a, np.ptp, size=3, axes=1, mode="nearest")
+    array([[1., 2., 1.],
+           [1., 2., 1.]])
+    """
+    from . import _vectorized
+
+    name = "vectorized_filter"
+    if backends.is_device_array(input):
+        raise StencilNotImplementedError(
+            f"{name}: device arrays are not supported (the function is NumPy code): use "
+            "generic_filter, which compiles the function for the device, or filter "
+            "cupy.asnumpy(input)")
+    dask_input = backends.is_dask_array(input)
+    arr = input if dask_input else np.asarray(input)
+    window, axes, batch_memory = _vectorized.check(arr, function, size, footprint, mode, cval,
+                                                   origin, axes, batch_memory)
+    if arr.ndim == 0 and window.size == ():  # a 0-d input and window: as scipy's call
+        a0 = np.asarray(arr)
+        if window.footprint is None:
+            return np.asarray(function(a0, axis=()))
+        return np.asarray(window.call(a0[window.footprint]))  # (the mask applied twice)
+    core = tuple(range(arr.ndim - len(axes), arr.ndim))
+    if dask_input:
+        if output is not None:
+            raise StencilTypeError(f"{name}: output= is not supported for a Dask input "
+                                   "(the result is lazy): store the result instead")
+        if arr.size == 0:
+            return arr.copy()
+        import dask.array as da
+
+        moved = da.moveaxis(arr, axes, core)
+        return da.moveaxis(_vectorized.run_dask(moved, window, batch_memory, axes), core, axes)
+    if output is not None:
+        if not isinstance(output, np.ndarray):
+            raise StencilTypeError(f"{name}: output must be a NumPy array, got "
+                                   f"{type(output).__name__}")
+        if not output.flags.writeable:
+            raise StencilError(f"{name}: output is read-only")
+    if arr.size == 0:
+        if output is None:
+            return arr.copy()
+        output[...] = arr
+        return output
+    import numba
+
+    moved = np.moveaxis(arr, axes, core)
+    into = None if output is None else np.moveaxis(output, axes, core)
+    if into is not None:
+        shape = moved.shape if window.mode != "valid" else moved.shape[:arr.ndim - len(axes)] \
+            + tuple(n - s + 1 for n, s in zip(moved.shape[arr.ndim - len(axes):], window.size))
+        if into.shape != shape:
+            raise StencilError(f"{name}: output has shape {output.shape}; the result's is "
+                               f"{np.moveaxis(np.empty(shape, bool), core, axes).shape}")
+    result = _vectorized.run(moved, window, into, batch_memory, numba.get_num_threads())
+    if output is not None:
+        return output
+    # (a function of several values per window: its result as scipy places it)
+    return np.moveaxis(result, tuple(range(-len(axes), 0)), axes)
 
 
 def generic_laplace(input, derivative2, output=None, mode="reflect", cval=0.0,
