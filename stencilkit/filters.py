@@ -1886,6 +1886,8 @@ def vectorized_filter(input, function, *, size=None, footprint=None, output=None
         if into.shape != shape:
             raise StencilError(f"{name}: output has shape {output.shape}; the result's is "
                                f"{np.moveaxis(np.empty(shape, bool), core, axes).shape}")
+        if window.mode == "valid" and np.may_share_memory(output, arr):
+            moved = moved.copy()  # (the other modes read a padded copy already)
     result = _vectorized.run(moved, window, into, batch_memory, numba.get_num_threads())
     if output is not None:
         return output

@@ -152,6 +152,17 @@ def test_errors_and_edge_cases():
 
     with pytest.raises(ArithmeticError, match="from the function"):  # from a pool thread
         filters.vectorized_filter(np.ones((64, 64)), failing, size=3, batch_memory=64 * 9 * 8 * 6)
+    # the output over the input: the same values (every mode reads the input extended into a
+    # copy; 'valid', whose windows are views of the input itself, copies it first)
+    # (the first batch, computed first, writes the row the second batch reads first)
+    for mode, size in (("reflect", 3), ("valid", (2, 1))):
+        y = sample((8, 5), np.float64, seed=6)
+        want = filters.vectorized_filter(y, np.mean, size=size, mode=mode)
+        out = y[-want.shape[0]:]
+        assert filters.vectorized_filter(y, np.mean, size=size, mode=mode, output=out) is out
+        np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(  # a window of no axes: the function of each element
+        filters.vectorized_filter(x, np.mean, size=(), axes=()), x)
     x.flags.writeable = False  # a read-only input is fine
     np.testing.assert_array_equal(filters.vectorized_filter(x, np.mean, size=1), x)
     assert filters.vectorized_filter(np.empty((0, 3)), np.mean, size=2).shape == (0, 3)
