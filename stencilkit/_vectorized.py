@@ -18,7 +18,8 @@ import numbers
 
 import numpy as np
 
-from ._errors import StencilError, StencilNotImplementedError
+from . import _dtypes
+from ._errors import StencilError, StencilNotImplementedError, StencilTypeError
 
 # scipy's names for np.pad's modes, and the grid- aliases scipy takes
 _PAD = {"reflect": "symmetric", "mirror": "reflect", "nearest": "edge", "wrap": "wrap",
@@ -178,15 +179,15 @@ def run(a, window, output, batch_memory, threads):
             whole = np.asarray(window.call(view))
         if output is None:
             return whole
-        output[...] = whole
+        store(output, whole)
         return output
     if output is None:
         output = np.empty(shape, first.dtype)
-    output[:rows] = first
+    store(output[:rows], first)
     starts = range(rows, view.shape[0], rows)
 
     def batch(i):
-        output[i:i + rows] = window.call(view[i:i + rows])
+        store(output[i:i + rows], window.call(view[i:i + rows]))
 
     if threads > 1 and len(starts) > 1:
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
@@ -197,6 +198,25 @@ def run(a, window, output, batch_memory, threads):
     return output
 
 
+def store(dst, values):
+    """Store ``values`` into ``dst`` by the filters' rule.
+
+    Into integers (or bool): nearest, ties to even, and saturated
+    (:func:`stencilkit._dtypes.saturate`); complex values only into complex.
+    """
+    values = np.asarray(values)
+    if values.dtype == dst.dtype:
+        dst[...] = values
+    elif values.dtype.kind == "c" and dst.dtype.kind != "c":
+        raise StencilTypeError(f"vectorized_filter: the function's values are complex "
+                               f"({values.dtype}); the output's dtype {dst.dtype} is not: "
+                               "give a complex output, or return the real part")
+    elif dst.dtype.kind in "iub":
+        dst[...] = _dtypes.saturate(values, dst.dtype)
+    else:
+        dst[...] = values
+
+
 class Program:
     """The filter of one Dask region (core axes last), for :func:`run_program`.
 
@@ -204,25 +224,20 @@ class Program:
     shape.
     """
 
-    def __init__(self, window, dtype, batch_memory, axes):
+    def __init__(self, window, dtype, batch_memory):
         self.window = window
-        self.dtype = dtype
+        self.dtype = dtype  # the result's (values stored by store())
         self.batch_memory = batch_memory
-        self.axes = axes  # where the core axes were
 
     def __call__(self, region):
-        # laid out as a C-contiguous array in the input's own axis order, moved: NumPy's
-        # reductions add in an order that follows the layout, so the sums are those of the
-        # same call on the array in memory (and scipy's)
-        core = tuple(range(region.ndim - len(self.axes), region.ndim))
-        region = np.moveaxis(np.ascontiguousarray(np.moveaxis(region, core, self.axes)),
-                             self.axes, core)
+        # (NumPy's reductions add in an order that follows the operand's shape and layout: a
+        # region's float sums may differ from the whole array's in the last bit)
         out = np.empty(region.shape, self.dtype)
         return run(region, self.window, out, self.batch_memory, 1)
 
     def __dask_tokenize__(self):
         return ("stencilkit.vectorized.Program", self.window.__dask_tokenize__(),
-                str(self.dtype), self.batch_memory, self.axes)
+                str(self.dtype), self.batch_memory)
 
 
 def result_dtype(window, dtype):
@@ -243,20 +258,23 @@ def result_dtype(window, dtype):
     return value.dtype
 
 
-def run_dask(x, window, batch_memory, axes):
-    """The filter of the Dask array ``x`` (core axes last, moved from ``axes``), lazily.
+def run_dask(x, window, batch_memory, out_dtype=None):
+    """The filter of the Dask array ``x`` (core axes last), lazily.
 
-    Per chunk, with the halo the window reaches.
+    Per chunk, with the halo the window reaches; into ``out_dtype`` (None: the function's).
     """
     from . import modes
     from .backends.dask import run_program
 
     dtype = result_dtype(window, x.dtype)
+    if out_dtype is not None:
+        store(np.empty(0, out_dtype), np.empty(0, dtype))  # (complex into real: refused now)
+        dtype = out_dtype
     mode = window.mode
     if mode == "valid":  # the windows inside the array: any mode's result, cut
         window = Window(window.function, window.size, window.footprint, "nearest",
                         window.cval, (0,) * window.n_axes, window.n_axes)
-    program = Program(window, dtype, batch_memory, axes)
+    program = Program(window, dtype, batch_memory)
     result = run_program(program, [x], window.n_axes, window.borders,
                          modes.mode_code(window.mode), dtype)
     if mode == "valid":

@@ -1809,8 +1809,10 @@ def vectorized_filter(input, function, *, size=None, footprint=None, output=None
         The window's shape along ``axes``. Either ``size`` or ``footprint``.
     footprint : array_like, optional
         The window's elements that the function gets (as bool).
-    output : ndarray, optional
-        Where the values go (NumPy's assignment casts them).
+    output : ndarray or dtype, optional
+        Where the values go, or their dtype (default: the function's). Into integers (or
+        bool) they are rounded to nearest, ties to even, and saturated, as every filter's
+        (scipy assigns them: truncated, wrapped); complex values only into complex.
     mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap', 'valid'}, optional
         Default 'reflect'; also scipy's 'grid-mirror', 'grid-constant', 'grid-wrap'.
     cval : scalar, optional
@@ -1855,34 +1857,47 @@ def vectorized_filter(input, function, *, size=None, footprint=None, output=None
             return np.asarray(function(a0, axis=()))
         return np.asarray(window.call(a0[window.footprint]))  # (the mask applied twice)
     core = tuple(range(arr.ndim - len(axes), arr.ndim))
+    out_dtype = None
+    if output is not None and not isinstance(output, np.ndarray):
+        if backends.is_dask_array(output) or backends.is_device_array(output):
+            raise StencilTypeError(f"{name}: output must be a NumPy array or a dtype, got "
+                                   f"{type(output).__name__}")
+        try:
+            out_dtype = np.dtype(output)
+        except TypeError:
+            raise StencilTypeError(f"{name}: output must be a NumPy array or a dtype, got "
+                                   f"{output!r}") from None
+        if out_dtype.kind not in "biufc":
+            raise StencilTypeError(f"{name}: output must have a numeric dtype, got "
+                                   f"{out_dtype}")
+        output = None
     if dask_input:
         if output is not None:
-            raise StencilTypeError(f"{name}: output= is not supported for a Dask input "
-                                   "(the result is lazy): store the result instead")
+            raise StencilTypeError(f"{name}: output= arrays do not apply to a Dask input (the "
+                                   "result is a lazy Dask array): pass a dtype instead")
         if arr.size == 0:
-            return arr.copy()
+            return arr.astype(out_dtype or arr.dtype)
         import dask.array as da
 
         moved = da.moveaxis(arr, axes, core)
-        return da.moveaxis(_vectorized.run_dask(moved, window, batch_memory, axes), core, axes)
-    if output is not None:
-        if not isinstance(output, np.ndarray):
-            raise StencilTypeError(f"{name}: output must be a NumPy array, got "
-                                   f"{type(output).__name__}")
-        if not output.flags.writeable:
-            raise StencilError(f"{name}: output is read-only")
+        return da.moveaxis(_vectorized.run_dask(moved, window, batch_memory, out_dtype), core,
+                           axes)
+    if output is not None and not output.flags.writeable:
+        raise StencilError(f"{name}: output is read-only")
     if arr.size == 0:
         if output is None:
-            return arr.copy()
+            return arr.astype(out_dtype or arr.dtype)
         output[...] = arr
         return output
     import numba
 
     moved = np.moveaxis(arr, axes, core)
+    shape = moved.shape if window.mode != "valid" else moved.shape[:arr.ndim - len(axes)] + \
+        tuple(n - s + 1 for n, s in zip(moved.shape[arr.ndim - len(axes):], window.size))
+    if out_dtype is not None:
+        output = np.moveaxis(np.empty(shape, out_dtype), core, axes)
     into = None if output is None else np.moveaxis(output, axes, core)
     if into is not None:
-        shape = moved.shape if window.mode != "valid" else moved.shape[:arr.ndim - len(axes)] \
-            + tuple(n - s + 1 for n, s in zip(moved.shape[arr.ndim - len(axes):], window.size))
         if into.shape != shape:
             raise StencilError(f"{name}: output has shape {output.shape}; the result's is "
                                f"{np.moveaxis(np.empty(shape, bool), core, axes).shape}")

@@ -138,6 +138,12 @@ def running_max(line, result):
 
 
 TABLE = 3
+
+
+def local_std(windows, axis):  # (vectorized_filter's: windows along ``axis``)
+    import numpy as np
+
+    return np.std(windows, axis=axis)
 """
 
 
@@ -185,6 +191,19 @@ def test_generic_filters_of_a_function_from_a_file(tmp_path, capsys):
     got = main("run", "generic_filter", "--size", "3", tmp_path / "in", "-o", tmp_path / "x",
                capsys=capsys)
     assert got.returncode == 2 and "generic_filter needs --function" in got.stderr
+    # vectorized_filter: the function's float64 values into float32 TIFFs; the valid windows
+    got = main("run", "vectorized_filter", "--function", f"{f}:local_std", "--size", "3,5",
+               "--dtype", "float32", "--name", "{stem}.tif", tmp_path / "in", "-o",
+               tmp_path / "v", "-q", capsys=capsys)
+    assert got.returncode == 0, got.stderr
+    np.testing.assert_array_equal(io.read_image(tmp_path / "v" / "img2.tif"), ndi.vectorized_filter(
+        a, np.std, size=(3, 5)).astype(np.float32))
+    got = main("run", "vectorized_filter", "--function", f"{f}:local_std", "--size", "3",
+               "--mode", "valid", "--dtype", "uint8", tmp_path / "in", "-o", tmp_path / "vv",
+               "-q", capsys=capsys)
+    assert got.returncode == 0, got.stderr
+    np.testing.assert_array_equal(io.read_image(tmp_path / "vv" / "img2.png"), np.rint(
+        ndi.vectorized_filter(a, np.std, size=3, mode="valid")).astype(np.uint8))
 
 
 def test_resume_skips_complete_outputs_and_redoes_changed_ones(tmp_path):

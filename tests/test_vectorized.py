@@ -86,6 +86,33 @@ def test_the_function_gives_the_dtype(dtype):
     np.testing.assert_array_equal(out, ndi.vectorized_filter(a, np.sum, size=3))
 
 
+def test_values_into_integer_outputs_round_and_saturate():
+    """Into integers (an array or a dtype; NumPy, Dask) the values are rounded to nearest, ties
+    to even, and saturated, as every filter's (scipy assigns: truncated, wrapped)."""
+    a = np.array([[1, 2, 3, 300, -7, 0.5, 1.5, 2.5]])
+    means = ndi.vectorized_filter(a, np.mean, size=(1, 2), mode="nearest")  # ties: x.5
+    want = np.clip(np.rint(means), 0, 255).astype(np.uint8)
+    assert want.tolist() == [[1, 2, 2, 152, 146, 0, 1, 2]]  # (window [i - 1, i])
+    out = np.empty(a.shape, np.uint8)
+    assert filters.vectorized_filter(a, np.mean, size=(1, 2), mode="nearest", output=out) is out
+    np.testing.assert_array_equal(out, want)
+    for x in (a, da.from_array(a, chunks=(1, 3))):
+        got = filters.vectorized_filter(x, np.mean, size=(1, 2), mode="nearest",
+                                        output=np.uint8)
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(np.asarray(got), want)
+    sums = filters.vectorized_filter(np.full((4, 4), 200, np.int64), np.sum, size=2,
+                                     output=np.int8)
+    assert (sums == 127).all()  # (800: saturated, not wrapped)
+    with pytest.raises(StencilTypeError, match="the function's values are complex .* the "
+                       "output's dtype float64 is not"):
+        filters.vectorized_filter(a + 1j, np.mean, size=2, output=np.float64)
+    with pytest.raises(StencilTypeError, match="the function's values are complex"):
+        filters.vectorized_filter(da.from_array(a + 1j), np.mean, size=2, output=np.float64)
+    with pytest.raises(StencilTypeError, match="output must be a NumPy array or a dtype"):
+        filters.vectorized_filter(a, np.mean, size=2, output="eggplant")
+
+
 @settings(max_examples=25, deadline=None)
 @given(shape=st.tuples(st.integers(1, 9), st.integers(1, 11)),
        chunks=st.tuples(st.integers(1, 5), st.integers(1, 6)),
@@ -138,7 +165,7 @@ def test_errors_and_edge_cases():
     with pytest.raises(StencilError, match="output has shape \\(6, 5\\); the result's is "
                        "\\(5, 6\\)"):
         filters.vectorized_filter(x, np.mean, size=3, output=np.empty((6, 5)))
-    with pytest.raises(StencilTypeError, match="output= is not supported for a Dask input"):
+    with pytest.raises(StencilTypeError, match="output= arrays do not apply to a Dask input"):
         filters.vectorized_filter(da.from_array(x), np.mean, size=3, output=np.empty_like(x))
     frozen = np.empty_like(x)
     frozen.flags.writeable = False

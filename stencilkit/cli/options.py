@@ -421,7 +421,8 @@ def function_parser(name: str) -> tuple[argparse.ArgumentParser, dict]:
         if param.name == "output":
             text = ("The output's dtype, such as int16 or float32 (name the outputs .tif for "
                     "the dtypes that PNG and JPEG cannot hold).")
-            kind, default = "", "default: the input's"
+            kind, default = "", ("default: the function's (np.std's: float64)"
+                                 if name == "vectorized_filter" else "default: the input's")
         group.add_argument(option, dest=_DEST + param.name, type=vt, metavar=vt.metavar,
                            default=argparse.SUPPRESS,
                            help=f"{text} [{'; '.join(filter(None, (kind, default)))}]"
@@ -459,7 +460,9 @@ def _example_options(name: str) -> str:
             "binary_dilation": "--iterations 2 ", "binary_opening": "--iterations 2 ",
             "binary_closing": "--iterations 2 ",
             "generic_filter": "--function my_filters.py:spread --size 5 ",
-            "generic_filter1d": "--function my_filters.py:running_max --filter-size 9 "
+            "generic_filter1d": "--function my_filters.py:running_max --filter-size 9 ",
+            "vectorized_filter": "--function my_filters.py:local_std --size 7 --dtype float32 "
+            "--name '{stem}.tif' "
             }.get(name, "")
 
 
