@@ -144,13 +144,20 @@ def local_std(windows, axis):  # (vectorized_filter's: windows along ``axis``)
     import numpy as np
 
     return np.std(windows, axis=axis)
+
+
+def second(input, axis, output, mode, cval):  # (generic_laplace's derivative)
+    from stencilkit import filters
+
+    return filters.correlate1d(input, [1, -2, 1], axis, output, mode, cval)
 """
 
 
 def test_generic_filters_of_a_function_from_a_file(tmp_path, capsys):
     """generic_filter and generic_filter1d with --function FILE.py:NAME, in this process and
     in worker processes (the function travels as its file's name); an edited file redoes the
-    outputs (the manifest holds its digest); a bad reference is a usage error."""
+    outputs (the manifest holds its digest); a bad reference is a usage error; vectorized_filter
+    and generic_laplace take their functions the same way."""
     import scipy.ndimage as ndi
 
     f = tmp_path / "my_filters.py"
@@ -204,6 +211,13 @@ def test_generic_filters_of_a_function_from_a_file(tmp_path, capsys):
     assert got.returncode == 0, got.stderr
     np.testing.assert_array_equal(io.read_image(tmp_path / "vv" / "img2.png"), np.rint(
         ndi.vectorized_filter(a, np.std, size=3, mode="valid")).astype(np.uint8))
+    # generic_laplace with --derivative2 (the 1-D second differences: scipy's laplace)
+    got = main("run", "generic_laplace", "--derivative2", f"{f}:second", "--dtype", "int16",
+               "--name", "{stem}.tif", tmp_path / "in", "-o", tmp_path / "l", "-q",
+               capsys=capsys)
+    assert got.returncode == 0, got.stderr
+    np.testing.assert_array_equal(io.read_image(tmp_path / "l" / "img2.tif"),
+                                  ndi.laplace(a.astype(np.int16)))
 
 
 def test_resume_skips_complete_outputs_and_redoes_changed_ones(tmp_path):

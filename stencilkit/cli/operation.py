@@ -20,7 +20,7 @@ from .status import UsageError
 FILTERS = ("uniform_filter", "gaussian_filter", "laplace", "sobel", "prewitt", "minimum_filter",
            "maximum_filter", "median_filter", "rank_filter", "percentile_filter", "correlate",
            "convolve", "gaussian_laplace", "gaussian_gradient_magnitude", "generic_filter",
-           "generic_filter1d", "vectorized_filter")
+           "generic_filter1d", "generic_laplace", "generic_gradient_magnitude", "vectorized_filter")
 MORPHOLOGY = ("grey_erosion", "grey_dilation", "grey_opening", "grey_closing",
               "morphological_gradient", "morphological_laplace", "white_tophat", "black_tophat",
               "binary_erosion", "binary_dilation", "binary_opening", "binary_closing",
