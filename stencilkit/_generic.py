@@ -20,6 +20,7 @@ no such way round: the function must compile for the device.
 from __future__ import annotations
 
 import functools
+import itertools
 import keyword
 import types
 import uuid
@@ -71,10 +72,11 @@ class WindowFunction:
         # A C function's address means something only in this process (and in a fork of
         # it): the pickle names the function, and unpickling finds it again in this process
         # (dask.distributed pickles every graph, in-process workers' too) or says what to do
-        key = (_PROCESS, id(self.function))
+        # (a key of its own per instance, never reused: a key forgotten when the record is
+        # full can only fail to find its function, never find another)
+        key = self.__dict__.setdefault("_live_key", (_PROCESS, next(_KEYS)))
         _dtypes.remember(_LIVE, key, self.function, 256)
-        state = dict(self.__dict__)
-        del state["function"]
+        state = {k: v for k, v in self.__dict__.items() if k not in ("function", "_live_key")}
         return _revive, (key, state)
 
     def available(self):
@@ -202,7 +204,8 @@ def _numpys(f) -> bool:
 
 
 _PROCESS = uuid.uuid4().hex  # (a forked process inherits it, and the functions' addresses)
-_LIVE: dict = {}  # (process, id) -> a C function pickled in this process
+_LIVE: dict = {}  # (process, key) -> a C function pickled in this process
+_KEYS = itertools.count()
 
 
 def _revive(key, state):
