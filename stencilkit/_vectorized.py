@@ -5,7 +5,8 @@ The function takes a whole batch of windows at once (``function(windows, axis=..
 argument checks and messages this follows), the input is extended by the mode with
 ``np.pad`` and viewed as its sliding windows (``numpy.lib.stride_tricks``); what stencilkit
 adds is where the batches run: on every core (NumPy's reductions release the GIL; a batch of
-``batch_memory`` bytes at most, as in scipy, and at least one per thread) and, on a Dask
+``batch_memory`` bytes at most, as in scipy, and of :data:`BATCH` (4 MiB, in cache), at least
+one per thread) and, on a Dask
 array, lazily per chunk with the halo the window reaches, every mode exact at chunk edges
 (the regions of the other filters' line passes, :func:`stencilkit.backends.dask.run_program`).
 """
