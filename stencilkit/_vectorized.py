@@ -19,7 +19,6 @@ import numbers
 
 import numpy as np
 
-from . import _dtypes
 from ._errors import StencilError, StencilNotImplementedError, StencilTypeError
 
 # scipy's names for np.pad's modes, and the grid- aliases scipy takes
@@ -202,8 +201,9 @@ def run(a, window, output, batch_memory, threads):
 def store(dst, values):
     """Store ``values`` into ``dst`` by the filters' rule.
 
-    Into integers (or bool): nearest, ties to even, and saturated
-    (:func:`stencilkit._dtypes.saturate`); complex values only into complex.
+    Into integers (or bool): nearest, ties to even, and saturated, by the CPU backend's
+    rounding pass (:meth:`stencilkit.backends.Backend.saturate`); complex values only into
+    complex.
     """
     values = np.asarray(values)
     if values.dtype == dst.dtype:
@@ -213,7 +213,9 @@ def store(dst, values):
                                f"({values.dtype}); the output's dtype {dst.dtype} is not: "
                                "give a complex output, or return the real part")
     elif dst.dtype.kind in "iub":
-        dst[...] = _dtypes.saturate(values, dst.dtype)
+        from .backends import cpu
+
+        cpu.BACKEND.saturate(np.ascontiguousarray(values), dst.dtype, out=dst)
     else:
         dst[...] = values
 
