@@ -218,19 +218,15 @@ def _volume_cases(rng, scipy_on):
          lambda: filters.correlate1d(vol, w, axis=0, output=outv),
          {"generated": lambda: _passes.run(generated, vol, "reflect", 0.0, acc, acc, outv),
           "scipy": lambda: ndi.correlate1d(vol, w, axis=0, output=outv)}),
-        ("volume gaussian_filter s=2 f32", vol,
-         lambda: filters.gaussian_filter(vol, 2.0, output=outv),
-         {"scipy": lambda: ndi.gaussian_filter(vol, 2.0, output=outv)}),
-        ("volume gaussian_laplace s=2 f32", vol,
-         lambda: filters.gaussian_laplace(vol, 2.0, output=outv),
-         {"scipy": lambda: ndi.gaussian_laplace(vol, 2.0, output=outv)}),
-        ("volume gaussian_gradient_magnitude s=2 f32", vol,
-         lambda: filters.gaussian_gradient_magnitude(vol, 2.0, output=outv),
-         {"scipy": lambda: ndi.gaussian_gradient_magnitude(vol, 2.0, output=outv)}),
-        ("volume gaussian_filter s=2 uint8", vol8,
-         lambda: filters.gaussian_filter(vol8, 2.0, output=out8),
-         {"scipy": lambda: ndi.gaussian_filter(vol8, 2.0, output=out8)}),
     ]
+    # the Gaussians beside scipy's function of the same name and arguments
+    for name, a, out, what in (("gaussian_filter", vol, outv, "f32"),
+                               ("gaussian_laplace", vol, outv, "f32"),
+                               ("gaussian_gradient_magnitude", vol, outv, "f32"),
+                               ("gaussian_filter", vol8, out8, "uint8")):
+        ours = functools.partial(getattr(filters, name), a, 2.0, output=out)
+        theirs = functools.partial(getattr(ndi, name), a, 2.0, output=out)
+        rows.append((f"volume {name} s=2 {what}", a, ours, {"scipy": theirs}))
     return [(label + f" {'x'.join(map(str, a.shape))}", a.nbytes * 2, ours,
              {k: v for k, v in peers.items() if scipy_on or k != "scipy"})
             for label, a, ours, peers in rows]
