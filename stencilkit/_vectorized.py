@@ -48,6 +48,13 @@ class Window:
     def axes(self):
         return tuple(range(-self.n_axes, 0))
 
+    def result_shape(self, shape):
+        """The result's shape for an input of ``shape`` (core axes last)."""
+        if self.mode != "valid":
+            return tuple(shape)
+        nb = len(shape) - self.n_axes
+        return tuple(shape[:nb]) + tuple(n - s + 1 for n, s in zip(shape[nb:], self.size))
+
     def call(self, windows):
         """The function of a batch of windows (core window axes last), one value each."""
         if self.footprint is not None:

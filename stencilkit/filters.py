@@ -1892,8 +1892,7 @@ def vectorized_filter(input, function, *, size=None, footprint=None, output=None
     import numba
 
     moved = np.moveaxis(arr, axes, core)
-    shape = moved.shape if window.mode != "valid" else moved.shape[:arr.ndim - len(axes)] + \
-        tuple(n - s + 1 for n, s in zip(moved.shape[arr.ndim - len(axes):], window.size))
+    shape = window.result_shape(moved.shape)
     if out_dtype is not None:
         output = np.moveaxis(np.empty(shape, out_dtype), core, axes)
     into = None if output is None else np.moveaxis(output, axes, core)
