@@ -534,6 +534,7 @@ class _Translator:
         self.inexact: set = set()
         self.consts: dict = {}        # var -> Python constant (module, function, number, ...)
         self.iv: dict = {}            # var -> integer interval
+        self.held32: set = set()      # 8/16-bit integer vars held in sk_i32 (_held_in_32_bits)
         self.expr_iv: dict = {}       # id(expr) -> interval of its result
         self.iter_root: dict = {}     # range or tuple iterator var -> the getiter that made it
         self.state_root: dict = {}    # range state var -> the call var that made it
@@ -953,9 +954,60 @@ class _Translator:
     def storage(self, var) -> str:
         """The C++ type variable ``var`` is held in (int32 where its range allows)."""
         t = self.ty(var)
-        if self.narrow(t, self.iv.get(var)):
+        if self.narrow(t, self.iv.get(var)) or var in self.held32:
             return "sk_i32"
         return ctype(t)
+
+    def _held_in_32_bits(self) -> set:
+        """The 8- and 16-bit integer variables that every value assigned them already fits.
+
+        Held in ``sk_i32``, they need no truncation where assigned and no sign extension where
+        read: a sum proven to fit said so (``np.int16(s)``, which the filters write so that the
+        CPU's vectorised loop runs in 16-bit lanes) costs nothing here, where a conversion to
+        ``sk_i16`` of a value behind ``sk_keep`` would cost the 8-bit Sobel's packed kernel
+        about 6 instructions an output (tools/kernel_steps.py: 7.9 -> 14.2).
+        """
+        ir, types = self.ir, self.types
+
+        def source(v):  # the variable a copy, cast or conversion call takes its value from
+            if isinstance(v, ir.Var):
+                return v.name
+            if isinstance(v, ir.Expr) and v.op == "cast":
+                return v.value.name
+            if isinstance(v, ir.Expr) and v.op == "call" and len(v.args) == 1 and (
+                    isinstance(types.unliteral(self.ty(v.func.name)), types.NumberClass)
+                    or self.consts.get(v.func.name) is int):
+                return v.args[0].name
+            return None
+
+        fitting = {}
+        for var, values in self.defs.items():
+            t = types.unliteral(self.ty(var)) if var in self.typemap else None
+            if not isinstance(t, types.Integer) or t.bitwidth >= 32:
+                continue
+            rng = type_range(t)
+            # the value each definition computes, before numba's conversion to the variable's
+            # type (an expression's own interval: its result type's range where unknown)
+            if all(iv is not None and _within(iv, rng)
+                   for iv in (self._interval(v, types.int64) for v in values)):
+                fitting[var] = (t, [source(v) for v in values])
+        # only where a wider value arrives (a conversion that would truncate), and the copies
+        # of those: 8-bit values that stay 8-bit keep their type (a uint8 minimum is a byte
+        # operation; held in sk_i32 it costs the 3 x 3 cross's packed kernel 10 instructions)
+        held = set()
+        changed = True
+        while changed:
+            changed = False
+            for var, (t, sources) in fitting.items():
+                if var in held:
+                    continue
+                for src in sources:
+                    st = types.unliteral(self.ty(src)) if src in self.typemap else None
+                    if src in held or (isinstance(st, types.Integer) and st.bitwidth > t.bitwidth):
+                        held.add(var)
+                        changed = True
+                        break
+        return held
 
     def const_value(self, var):
         """The number a variable holds if it is a compile-time constant, else None."""
@@ -975,6 +1027,7 @@ class _Translator:
         types = self.types
         self.scan()
         self.intervals()
+        self.held32 = self._held_in_32_bits()
         decls, lines = [], []
         compound = {}
         # declarations in the order the body first defines the variables
@@ -1412,6 +1465,10 @@ class _Translator:
         if isinstance(fnty, types.NumberClass) or fn in (int, float):
             if len(names) != 1:
                 raise Unsupported(f"{label}() with {len(names)} arguments")
+            a_iv = self._var_iv(names[0])
+            if isinstance(rt, types.Integer) and a_iv is not None and _within(
+                    a_iv, type_range(rt)) and _within(a_iv, I32):
+                return self.get(names[0], "sk_i32"), "sk_i32"  # (the value is kept)
             return self.chain(names[0], argtypes[0], rc), rc
         if fn is bool:
             return self.get(names[0], "bool"), "bool"

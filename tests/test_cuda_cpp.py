@@ -350,6 +350,33 @@ def test_int8_mean_is_computed_in_32_bits():
 
 
 @sk.stencil
+def narrowed16(x):  # conversions to 16 bits of values that fit (kept) and that wrap (truncated)
+    d = np.int16(x[-1, 0] - 2 * x[0, 0] + x[1, 0])  # fits: int8 -512..508, uint8 -510..510
+    e = d
+    w = np.int16(x[0, 0] * 300)  # wraps for |x| > 109
+    u = np.uint8(x[0, 1] + x[0, -1])  # wraps for uint8 sums over 255, int8 below 0
+    return (0 if e < -100 else (e if e < 100 else 100)) + w // 4 + u
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_conversions_of_values_that_fit_keep_the_value_and_the_others_wrap(dtype):
+    """A conversion to an 8/16-bit type of a value that provably fits is held in 32 bits
+    (no truncation, no sign extension; _cpp_body.Translator._held_in_32_bits: the filters'
+    ``np.int16(s)`` of a bounded sum), and one that may not fit still wraps as numba's does:
+    every extreme of the data against the CPU."""
+    lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+    a = np.where(sample((24, 40), np.uint8, seed=2) % 3 == 0, lo, hi).astype(dtype)
+    a[5:8, 3:30] = sample((3, 27), dtype, seed=4)
+    same(host_call(narrowed16, a, out_dtype=np.int32), narrowed16(a, out_dtype=np.int32))
+    src = narrowed16.cuda_source(a, out_dtype=np.int32)
+    body = src[src.index("SK_FN sk_i32 narrowed16_body"):]
+    body = body[:body.index("\n}\n")]
+    assert "sk_i16 " not in body  # every 16-bit value held in sk_i32
+    # truncated only where the value may not fit (w, u), not for d
+    assert body.count("(sk_i16)") == 1 and body.count("(sk_u8)") == 1
+
+
+@sk.stencil
 def ranged(x):  # divisions and comparisons whose operands' ranges the emitter knows
     a = x[0, 0]
     s = a + x[0, 1]
