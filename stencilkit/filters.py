@@ -427,20 +427,21 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
         return _finish_empty(arr, out, out_dtype)
     # the kernel's source is a function of the weights' bits, the window's place and the
     # types (and whether cval is whole): worked out once (a fifth of a small GPU call's time)
+    reads = _passes.read_span(arr.dtype, mode, cval)
     key = None if w.nbytes > 1 << 16 else (  # (large windows: not kept)
         w.tobytes(), w.dtype.str, w.shape, origins, axes, arr.ndim, arr.dtype.str,
-        out_dtype.str, float(np.real(cval)).is_integer())
+        out_dtype.str, float(np.real(cval)).is_integer(), reads)
     found = _SOURCES.get(key)
     if found is None:
         integral = w.dtype.kind in "biuf" and bool(np.all(w == np.round(w))) \
             and bool(np.all(np.abs(w) < 2**31))
-        if integral and arr.dtype.kind in "iu":  # int64 sums must not overflow, else float64
-            bound = max(abs(int(v)) for v in _passes.limits(arr.dtype))
-            integral = bound * float(np.abs(w).sum()) < 2**62
+        if integral and reads is not None:  # int64 sums must not overflow, else float64
+            integral = max(-reads[0], reads[1]) * float(np.abs(w).sum()) < 2**62
         taps = [(offs, w[idx]) for offs, idx in _passes.taps(np.ones(w.shape, bool), origins,
                                                              axes, arr.ndim)]
         acc, acc_kind = _passes.plan_acc(arr.dtype, integral, cval)
-        found = (_passes.linear_source(arr.ndim, taps, acc, acc_kind, out_dtype), acc,
+        found = (_passes.linear_source(arr.ndim, taps, acc, acc_kind, out_dtype, None, reads),
+                 acc,
                  _passes.outer_taps(arr.ndim, taps, acc, acc_kind, out_dtype))
         if key is not None:
             _dtypes.remember(_SOURCES, key, found, 256)
@@ -558,7 +559,7 @@ def _uniform_plan(ndim, dtype, axes, fp, mode, cval, origins, out_dtype):
         taps = [(offs, 1) for offs, _ in _passes.taps(fp, origins, axes, ndim)]
         acc, acc_kind = _passes.plan_acc(dtype, True, cval)
         return "source", (_passes.linear_source(ndim, taps, acc, acc_kind, out_dtype,
-                                                divisor=n), acc,
+                                                n, _passes.read_span(dtype, mode, cval)), acc,
                           _passes.outer_taps(ndim, taps, acc, acc_kind, out_dtype, n))
     fractional = mode == "constant" and not float(np.real(cval)).is_integer()
     if dtype.kind == "c" or (dtype.kind in "iu" and dtype.itemsize == 8) or (

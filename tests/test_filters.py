@@ -689,6 +689,64 @@ def test_integer_outputs_are_the_exact_result_rounded_and_saturated(name, params
     np.testing.assert_array_equal(lazy.compute(), got)
 
 
+NARROW_CASES = [  # (data, weights): sums that fit int16 just, int32, or neither (int64)
+    (np.uint8, [[16, 16, 16], [16, -16, 16], [16, 16, -16]]),  # -8160 .. 28560: int16
+    (np.int8, [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]),  # sobel: int16
+    (np.int8, [[127, 64, 64]]),  # |w| = 255: -32640 .. 32385, int16
+    (np.int16, [[1, 2, 1], [0, 0, 0], [-1, -2, -1]]),  # int32
+    (np.uint16, [[30000, -30000, 7]]),  # beyond int32: int64
+    (np.bool_, [[3, -5, 1], [2, 1, 1]]),
+]
+
+
+@pytest.mark.parametrize("dtype,w", NARROW_CASES, ids=[f"{np.dtype(d).name}-{i}" for i, (d, _)
+                                                       in enumerate(NARROW_CASES)])
+def test_integer_sums_in_a_narrower_type_are_exact_at_its_limits(dtype, w):
+    """Integer correlations whose every sum provably fits int16 or int32 say so in the kernel
+    (``_passes.sum_type``: then vectorised in that type), cval of ``mode='constant'`` counted
+    among the values read: exact against int64 sums of the padded windows for data at the
+    dtype's extremes, a cval far outside them, and the outputs' saturation."""
+    from filter_table import windows
+
+    from stencilkit import _passes
+
+    w = np.array(w)
+    taps = [((0, 0), int(v)) for v in w.ravel()]
+    lo, hi = (0, 1) if dtype is np.bool_ else _passes.limits(dtype)
+    s_lo, s_hi = _passes.sum_span(taps, (lo, hi))
+    assert (s_lo, s_hi) == (int(np.minimum(w * lo, w * hi).sum()),
+                            int(np.maximum(w * lo, w * hi).sum()))
+    rng = np.random.default_rng(3)
+    a = np.where(rng.random((13, 17)) < 0.5, lo, hi).astype(dtype)
+    a[4, 2:9] = np.arange(7)  # (and a few values between)
+    r, c = w.shape
+    a[7:7 + r, 7:7 + c] = np.where(w > 0, hi, lo)  # a window of the largest sum
+    a[1:1 + r, 11:11 + c] = np.where(w > 0, lo, hi)  # and one of the smallest
+    for mode, cval in [("wrap", 0), ("constant", 0), ("constant", -40000), ("constant", 3)]:
+        reads = _passes.read_span(a.dtype, mode, cval)
+        kind = _passes.sum_type(taps, reads)
+        want_kind = next((np.dtype(t) for t in (np.int16, np.int32)
+                          if np.iinfo(t).min <= _passes.sum_span(taps, reads)[0]
+                          and _passes.sum_span(taps, reads)[1] <= np.iinfo(t).max), None)
+        assert kind == want_kind
+        win = windows(a.astype(np.int64), w.shape, (0, 0), (0, 1), mode, cval)
+        exact = (win * w).sum(axis=(-2, -1))
+        if mode == "wrap":
+            assert (exact.min(), exact.max()) == (s_lo, s_hi)  # the limits reached
+        for out in (np.dtype(dtype), np.dtype(np.int16), np.dtype(np.float64)):
+            got = filters.correlate(a, w, output=out, mode=mode, cval=cval)
+            want = exact.astype(out) if out.kind == "f" else round_even_saturate(exact, out)
+            np.testing.assert_array_equal(got, want, err_msg=f"{mode} {cval} {out}")
+    lazy = filters.correlate(da.from_array(a, chunks=(4, 5)), w, mode="constant", cval=-40000)
+    np.testing.assert_array_equal(lazy.compute(), filters.correlate(a, w, mode="constant",
+                                                                    cval=-40000))
+    # a sum that fits is computed in the narrow type (what the vectorised loop depends on)
+    source = _passes.linear_source(2, taps, np.dtype(np.int64), "int", np.dtype(dtype), None,
+                                   _passes.read_span(a.dtype, "reflect", 0))
+    kind = _passes.sum_type(taps, (lo, hi))
+    assert (f"s = np.{kind.name}(s)" in source) == (kind is not None)
+
+
 def test_cval_minus_zero_is_not_the_cached_plan_of_zero():
     """Python's 0.0 == -0.0 (equal hashes): the plans of a call with cval=0.0 and one with
     cval=-0.0 must not share a cache entry (a minimum at the border is the cval's zero)."""
