@@ -497,7 +497,11 @@ def sum_type(taps, reads):
     """
     if reads is None or not NARROW:
         return None
-    s_lo, s_hi = sum_span(taps, reads)
+    return _narrowest(*sum_span(taps, reads))
+
+
+def _narrowest(s_lo, s_hi):
+    """int16 or int32, the first that holds ``s_lo .. s_hi``, or None."""
     for t in (np.int16, np.int32):
         info = np.iinfo(t)
         if info.min <= s_lo and s_hi <= info.max:
@@ -681,6 +685,15 @@ def add(parts, acc, out, out_dtype, norm=False, signs=None):
                  f"({', '.join(names)}):", f"    s = {'-' if signs[0] < 0 else ''}{terms}"]
     else:
         lines = [f"def f_sum({', '.join(names)}):", f"    s = {' + '.join(reads)}"]
+    if not norm and acc.kind in "iu" and NARROW and all(p.dtype.kind in "biu" for p in parts):
+        # integer parts: the sum in the narrowest type that holds it (as sum_type says why;
+        # a uint8 difference with saturation at 8000^2: 2.3 -> 2.0 ms)
+        gs = signs if signs is not None else [1] * len(parts)
+        spans = [(0, 1) if p.dtype.kind == "b" else limits(p.dtype) for p in parts]
+        narrow = _narrowest(sum(min(g * a, g * b) for g, (a, b) in zip(gs, spans)),
+                            sum(max(g * a, g * b) for g, (a, b) in zip(gs, spans)))
+        if narrow is not None:
+            lines.append(f"    s = np.{narrow.name}(s)")
     store(lines, "s", "int" if acc.kind in "iu" else "float", out_dtype)
     st = compiled("\n".join(lines) + "\n")
     if out is not None:

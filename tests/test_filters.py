@@ -747,6 +747,28 @@ def test_integer_sums_in_a_narrower_type_are_exact_at_its_limits(dtype, w):
     assert (f"s = np.{kind.name}(s)" in source) == (kind is not None)
 
 
+@pytest.mark.parametrize("dtypes,signs", [((np.uint8, np.uint8), (1, -1)),
+                                          ((np.int16, np.int16, np.int16), (1, -1, 1)),
+                                          ((np.uint8, np.int8), (-1, -1)),
+                                          ((np.int32, np.int32), (1, 1))])
+def test_element_wise_integer_sums_in_a_narrower_type_are_exact(dtypes, signs):
+    """``_passes.add`` (morphology's differences, the per-axis Laplacian's terms) sums integer
+    parts in int16 or int32 where their types bound the sum (int32 parts: int64): exact
+    against int64 NumPy for parts at their types' extremes, saturated into the outputs."""
+    from stencilkit import _passes
+
+    rng = np.random.default_rng(7)
+    parts = []
+    for d in dtypes:
+        info = np.iinfo(d)
+        parts.append(np.where(rng.random((9, 31)) < 0.5, info.min, info.max).astype(d))
+    parts[0][0, :4] = [0, 1, 2, 3]
+    exact = sum(g * p.astype(np.int64) for g, p in zip(signs, parts))
+    for out in (np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.int64)):
+        got = _passes.add(parts, np.dtype(np.int64), None, out, signs=list(signs))
+        np.testing.assert_array_equal(got, round_even_saturate(exact, out), err_msg=str(out))
+
+
 def test_cval_minus_zero_is_not_the_cached_plan_of_zero():
     """Python's 0.0 == -0.0 (equal hashes): the plans of a call with cval=0.0 and one with
     cval=-0.0 must not share a cache entry (a minimum at the border is the cval's zero)."""
