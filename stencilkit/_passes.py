@@ -444,13 +444,20 @@ def literal(w, acc_dtype):
     return repr(float(w))
 
 
+CVAL_INT = 2**31
+"""An integer cval of at most this magnitude keeps integer data's sums in int64 (as large as
+32-bit data: what the filters' int64 bounds assume); a larger one sums in float64, where int64
+sums of it could overflow (a 3 x 3 correlation with cval=2**62 wrapped, silently)."""
+
+
 def plan_acc(arr_dtype, weights_integral, cval):
     """The accumulator: exact int64 for integer data and weights, float otherwise."""
     kind = arr_dtype.kind
     if kind == "c":
         return np.dtype(np.complex128), "float"
+    c = float(np.real(cval))
     if (kind in "biu" and arr_dtype.itemsize < 8 and weights_integral
-            and float(np.real(cval)).is_integer()):
+            and c.is_integer() and abs(c) <= CVAL_INT):
         return np.dtype(np.int64), "int"
     if kind == "f" and arr_dtype.itemsize <= 4:
         return np.dtype(np.float32), "float"

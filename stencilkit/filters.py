@@ -561,12 +561,13 @@ def _uniform_plan(ndim, dtype, axes, fp, mode, cval, origins, out_dtype):
         return "source", (_passes.linear_source(ndim, taps, acc, acc_kind, out_dtype,
                                                 n, _passes.read_span(dtype, mode, cval)), acc,
                           _passes.outer_taps(ndim, taps, acc, acc_kind, out_dtype, n))
-    fractional = mode == "constant" and not float(np.real(cval)).is_integer()
+    c = float(np.real(cval))
+    float_cval = mode == "constant" and not (c.is_integer() and abs(c) <= _passes.CVAL_INT)
     if dtype.kind == "c" or (dtype.kind in "iu" and dtype.itemsize == 8) or (
-            fractional and dtype.kind in "biu"):
+            float_cval and dtype.kind in "biu"):
         # complex and 64-bit integers (whose sums could overflow int64), and integer data
-        # padded with a cval between integers (the running sums' exact path adds integers; the
-        # passes then sum in float64): tap-by-tap passes
+        # padded with a cval between integers or beyond CVAL_INT (the running sums' exact path
+        # adds integers; the passes then sum in float64): tap-by-tap passes
         return "separable", [(ax, (1,) * s, o) for ax, s, o in zip(axes, fp.shape, origins)
                              if s > 1]
     # running sums: a few operations per element whatever the size

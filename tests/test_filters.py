@@ -769,6 +769,26 @@ def test_element_wise_integer_sums_in_a_narrower_type_are_exact(dtypes, signs):
         np.testing.assert_array_equal(got, round_even_saturate(exact, out), err_msg=str(out))
 
 
+@pytest.mark.parametrize("cval", [2.0**62, -1e300, 2.0**31 + 1])
+def test_integer_data_with_a_cval_beyond_int32_sums_without_overflow(cval):
+    """An integer cval too large for exact int64 sums (beyond _passes.CVAL_INT) sums in
+    float64: until 2026-11-30 a 3 x 3 correlation of int8 data with cval=2**62 wrapped to
+    -4.6e18 at the borders, and a 1 x 15 mean or a Sobel with a mode per axis likewise.
+    Against the same filters of the data as float64, and that rounded and saturated."""
+    a = (np.arange(12 * 17) % 7).astype(np.int8).reshape(12, 17)
+    cases = [("uniform_filter", {"size": 15}), ("uniform_filter", {"size": (1, 15)}),
+             ("correlate", {"weights": np.ones((3, 3), np.int64)}), ("laplace", {}),
+             ("sobel", {"mode": ["constant", "reflect"]})]
+    for name, kw in cases:
+        kw = {"mode": "constant", **kw}
+        want = getattr(filters, name)(a.astype(np.float64), cval=cval, **kw)
+        for out in (np.float64, np.int8):
+            got = getattr(filters, name)(a, cval=cval, output=out, **kw)
+            np.testing.assert_allclose(got, want if out is np.float64 else
+                                       round_even_saturate(want, out), rtol=1e-12,
+                                       err_msg=f"{name} {kw} {out}")
+
+
 def test_cval_minus_zero_is_not_the_cached_plan_of_zero():
     """Python's 0.0 == -0.0 (equal hashes): the plans of a call with cval=0.0 and one with
     cval=-0.0 must not share a cache entry (a minimum at the border is the cval's zero)."""
