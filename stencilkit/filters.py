@@ -16,8 +16,10 @@ Results and the one place they differ from scipy.ndimage:
   ``[[1, 1, 0], ...]`` that is 0.67 becomes 0; a uint8 Laplacian of -20 becomes 236). stencilkit
   *rounds to nearest, ties to even, and saturates* to the output dtype's range, so an integer
   result is the exact result rounded. Integer inputs with integer weights (uniform, Sobel,
-  Prewitt, Laplace, integer ``correlate`` weights) are computed in exact int64 arithmetic;
-  fractional weights sum in float64. (The large-window Gaussian of 8-bit data sums in float32,
+  Prewitt, Laplace, integer ``correlate`` weights) are computed in exact int64 arithmetic
+  (in int16 or int32 where the data's range, and cval's, bound every sum: the same integers,
+  twice to four times the vector lanes); fractional weights, and a cval beyond 2**31 or
+  between integers, sum in float64. (The large-window Gaussian of 8-bit data sums in float32,
   twice the vector width, and sums again in float64 every element whose float32 sum lies within
   its proven error bound of a half-integer: the integers are the float64 sums', see
   ``stencilkit.backends.cpu_lines.float32_tie``.)
