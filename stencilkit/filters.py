@@ -1091,6 +1091,11 @@ def laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None):
             return _finish_empty(arr, out, out_dtype)
         wide = np.dtype(np.int64) if arr.dtype.kind in "biu" else (
             np.dtype(np.complex128) if arr.dtype.kind == "c" else np.dtype(np.float64))
+        if wide.kind == "i" and _passes.plan_acc(arr.dtype, True, cval_)[1] == "int":
+            # each term in the narrowest type that holds it (a quarter of int64's bytes for
+            # 8-bit data: uint8 8000^2 with a mode per axis, 45 -> 17 ms)
+            taps = [((-1,), 1), ((0,), -2), ((1,), 1)]
+            wide = _passes.sum_type(taps, _passes.read_span(arr.dtype, modes_, cval_)) or wide
         parts = [_passes.separable(arr, [(ax, [1, -2, 1], 0)], modes_, cval_, None, wide, True)
                  for ax in axes]
         return _passes.add(parts, wide, out, out_dtype)

@@ -747,6 +747,25 @@ def test_integer_sums_in_a_narrower_type_are_exact_at_its_limits(dtype, w):
     assert (f"s = np.{kind.name}(s)" in source) == (kind is not None)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+def test_a_mode_per_axis_keeps_narrowed_terms_exact(dtype):
+    """The per-axis passes (Sobel's smoothing pass, each Laplacian term) hold their integer
+    results in the narrowest type the data's and cval's range allow: exact against scipy on
+    int64 data at the dtype's extremes, cval far outside them included."""
+    info = np.iinfo(dtype)
+    a = np.where(np.random.default_rng(5).random((11, 14)) < 0.5, info.min, info.max)
+    a = a.astype(dtype)
+    for cval in (0, -40000, 3):
+        mode = ["constant", "wrap"]
+        want = ndi.laplace(a.astype(np.int64), mode=mode, cval=cval)
+        for out in (np.dtype(dtype), np.dtype(np.int32)):
+            got = filters.laplace(a, mode=mode, cval=cval, output=out)
+            np.testing.assert_array_equal(got, round_even_saturate(want, out))
+        want = filters.sobel(a.astype(np.float64), mode=mode, cval=cval)
+        got = filters.sobel(a, mode=mode, cval=cval, output=np.int32)
+        np.testing.assert_array_equal(got, want.astype(np.int32))
+
+
 @pytest.mark.parametrize("dtypes,signs", [((np.uint8, np.uint8), (1, -1)),
                                           ((np.int16, np.int16, np.int16), (1, -1, 1)),
                                           ((np.uint8, np.int8), (-1, -1)),
