@@ -428,11 +428,13 @@ def _correlate(arr, w, output, mode, cval, origin, axes, name):
     if arr.size == 0:
         return _finish_empty(arr, out, out_dtype)
     # the kernel's source is a function of the weights' bits, the window's place and the
-    # types (and whether cval is whole): worked out once (a fifth of a small GPU call's time)
+    # types (and whether cval is whole and within CVAL_INT: plan_acc; the values it reads):
+    # worked out once (a fifth of a small GPU call's time)
     reads = _passes.read_span(arr.dtype, mode, cval)
+    c = float(np.real(cval))
     key = None if w.nbytes > 1 << 16 else (  # (large windows: not kept)
         w.tobytes(), w.dtype.str, w.shape, origins, axes, arr.ndim, arr.dtype.str,
-        out_dtype.str, float(np.real(cval)).is_integer(), reads)
+        out_dtype.str, c.is_integer(), abs(c) <= _passes.CVAL_INT, reads)
     found = _SOURCES.get(key)
     if found is None:
         integral = w.dtype.kind in "biuf" and bool(np.all(w == np.round(w))) \
