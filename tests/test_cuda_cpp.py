@@ -361,7 +361,7 @@ def narrowed16(x):  # conversions to 16 bits of values that fit (kept) and that 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8])
 def test_conversions_of_values_that_fit_keep_the_value_and_the_others_wrap(dtype):
     """A conversion to an 8/16-bit type of a value that provably fits is held in 32 bits
-    (no truncation, no sign extension; _cpp_body.Translator._held_in_32_bits: the filters'
+    (no truncation, no sign extension; _cpp_body._Translator._held_in_32_bits: the filters'
     ``np.int16(s)`` of a bounded sum), and one that may not fit still wraps as numba's does:
     every extreme of the data against the CPU."""
     lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
