@@ -418,6 +418,9 @@ def taps(fp, origins, axes, ndim):
 
 
 def limits(dtype):
+    """``(min, max)`` of an integer or bool dtype."""
+    if np.dtype(dtype).kind == "b":
+        return 0, 1
     info = np.iinfo(dtype)
     return int(info.min), int(info.max)
 
@@ -477,7 +480,7 @@ def read_span(dtype, mode, cval):
     dtype = np.dtype(dtype)
     if dtype.kind not in "biu":
         return None
-    lo, hi = (0, 1) if dtype.kind == "b" else limits(dtype)
+    lo, hi = limits(dtype)
     modes_ = mode.values() if isinstance(mode, dict) else (mode,)
     c = float(np.real(cval))
     if "constant" in modes_ and math.isfinite(c):
@@ -696,7 +699,7 @@ def add(parts, acc, out, out_dtype, norm=False, signs=None):
         # integer parts: the sum in the narrowest type that holds it (as sum_type says why;
         # a uint8 difference with saturation at 8000^2: 2.3 -> 2.0 ms)
         gs = signs if signs is not None else [1] * len(parts)
-        spans = [(0, 1) if p.dtype.kind == "b" else limits(p.dtype) for p in parts]
+        spans = [limits(p.dtype) for p in parts]
         narrow = _narrowest(sum(min(g * a, g * b) for g, (a, b) in zip(gs, spans)),
                             sum(max(g * a, g * b) for g, (a, b) in zip(gs, spans)))
         if narrow is not None:
