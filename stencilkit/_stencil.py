@@ -68,12 +68,14 @@ class _ModuleRef:
         self.name = name
 
 
-def _rebuild(source, scope, neighborhood, options):
+def _rebuild(source, scope, neighborhood, options, narrow_auto=True):
     scope = {
         k: importlib.import_module(v.name) if isinstance(v, _ModuleRef) else v
         for k, v in scope.items()
     }
-    return Stencil._from_source(source, scope, neighborhood, options)
+    st = Stencil._from_source(source, scope, neighborhood, options)
+    st._narrow_auto = narrow_auto
+    return st
 
 
 class Stencil:
@@ -149,6 +151,11 @@ class Stencil:
         """Names of the kernel's scalar parameters."""
         return self._spec.params
 
+    _narrow_auto = True
+    """Whether the CPU backend holds integer variables narrow where they fit
+    (stencilkit/_narrow.py); off for the filters' generated kernels, whose plans narrow their
+    sums themselves."""
+
     def __repr__(self):
         return f"<stencilkit.Stencil {self._spec.name}{self.signature} radius={self.radius}>"
 
@@ -158,7 +165,7 @@ class Stencil:
             for k, v in self._spec.globals.items()
         }
         options = {k: v for k, v in self.options.items() if v != _OPTIONS[k]}
-        return _rebuild, (self._source, scope, self._neighborhood, options)
+        return _rebuild, (self._source, scope, self._neighborhood, options, self._narrow_auto)
 
     # -- compilation ---------------------------------------------------------------------------
 
@@ -402,7 +409,9 @@ class Stencil:
     def explain(self, *args, **kwargs) -> str:
         """Say how a call with these arguments would run: backend, kernel path and why.
 
-        For the CUDA backend: whether the generated CUDA C++ or the numba.cuda fallback runs
+        For the CPU backend: threads, the accumulator, the output and the integer variables
+        held in 16 or 32 bits for these dtypes (README, "Vectorising integer kernels"). For
+        the CUDA backend: whether the generated CUDA C++ or the numba.cuda fallback runs
         (and why), the accumulator narrowing, the index width and the launches (assuming the
         arrays' rows start on 4-byte boundaries, as fresh allocations do).
 
@@ -414,6 +423,14 @@ class Stencil:
         ...     return (x[-1] + x[0] + x[1]) // 3
         >>> print(mean3.explain(np.zeros((4, 1000), np.int8)))  # doctest: +ELLIPSIS
         mean3 on a (4, 1000) int8 array: the CPU backend (numba), ...
+        >>> @sk.stencil
+        ... def sharpen(x):
+        ...     v = 3 * x[0] - x[-1] - x[1]
+        ...     return min(max(v, 0), 255)
+        >>> print(sharpen.explain(np.zeros(1000, np.uint8)))  # doctest: +ELLIPSIS
+        sharpen on a (1000,) uint8 array: ...; v held in int16 (its values fit)
+        >>> print(sharpen.explain(np.zeros(1000, np.int32)))  # doctest: +ELLIPSIS
+        sharpen on a (1000,) int32 array: ...; accumulator int64, output int32
         """
         arrays, params, overrides = self._split_args(args, dict(kwargs))
         first = arrays[0]

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import modes
+from . import _narrow, modes
 from .kernel import KernelSpec, with_ast_lock
 
 BLOCK = 1 << 14
@@ -339,10 +339,12 @@ def _integer_type(obj) -> bool:
     return isinstance(obj, nb_types.Integer)
 
 
-def _body(spec: KernelSpec, context: str, debug: bool, strong_literals: bool = False):
+def _body(spec: KernelSpec, context: str, debug: bool, strong_literals: bool = False,
+          narrow: tuple = ()):
     fdef = copy.deepcopy(spec.tree)
     _attach_offsets(spec, fdef)
     fdef = _IntegerOps(spec, fdef).visit(fdef)
+    fdef = _narrow.Rewrite(narrow, spec).apply(fdef)
     rewriter = _Rewriter(spec, context, debug)
     new = rewriter.visit(fdef)
     if strong_literals:
@@ -476,7 +478,8 @@ class _Points(NamedTuple):
 
 
 @with_ast_lock
-def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufunc: dict) -> str:
+def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufunc: dict,
+             narrow: tuple = ()) -> str:
     """Return the source of the module that compiles ``spec``.
 
     ``gufunc`` holds the defaults baked into ``_sk_gufunc``: ``mode`` (int code), ``cval``,
@@ -485,15 +488,22 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
     (:func:`_cpu_points`), the element-wise border path of kernels with run-time offsets along
     a leading axis (:func:`_cpu_border`), the parallel and serial runners
     (:func:`_cpu_runners`) and the gufunc's inner loop (:func:`_cpu_gufunc`).
+
+    ``narrow``: the body's integer variables held in 16 or 32 bits
+    (:func:`stencilkit._narrow.decide`), valid only for the dtypes it was decided for; such a
+    module has no gufunc (whose loops serve every dtype).
     """
     nm = _names(spec)
-    points = _cpu_points(spec, nm, debug)
+    points = _cpu_points(spec, nm, debug, narrow)
+    held = [f"# held narrow for the dtypes of the calls it serves: "
+            f"{', '.join(f'{n} {t}' for n, t in narrow)}"] if narrow else []
     return "\n".join([
         *_cpu_header(spec, nm, fastmath, debug, cache),
+        *held,
         *points.lines,
-        *([] if points.use_rows else _cpu_border(spec, nm, debug)),
+        *([] if points.use_rows else _cpu_border(spec, nm, debug, narrow)),
         *_cpu_runners(spec, nm, points),
-        *_cpu_gufunc(spec, nm, gufunc),
+        *([] if narrow else _cpu_gufunc(spec, nm, gufunc)),
     ])
 
 
@@ -545,7 +555,7 @@ def _strides(nm) -> list[str]:
     return [f"_sk_S{d}" for d in range(nm.k)]
 
 
-def _cpu_points(spec, nm, debug) -> _Points:
+def _cpu_points(spec, nm, debug, narrow=()) -> _Points:
     """The kernel body as point functions that compute one output each.
 
     Per row of reads (interior and edge columns) when the offsets along the leading axes are
@@ -557,20 +567,20 @@ def _cpu_points(spec, nm, debug) -> _Points:
     lines = []
     use_rows = all(isinstance(o, int) for a in spec.accesses for o in a.offsets[:last])
     if not use_rows:
-        body, _ = _body(spec, "direct", debug)
+        body, _ = _body(spec, "direct", debug, narrow=narrow)
         lines += _jitted(f"_sk_pt_direct({A}, _sk_b, {', '.join(IX)}, _sk_acc{P})", body)
         # The span loop counts from the span's start _sk_s; direct indexing wants the column.
         cols = ", ".join(IX[:last] + [f"_sk_s + {IX[last]}"])
         interior_call = f"_sk_pt_direct({A}, _sk_b, {cols}, _sk_acc{P})"
         return _Points(lines, False, interior_call, None, [], [], "True", [])
-    body, rows = _body(spec, "rows", debug)
+    body, rows = _body(spec, "rows", debug, narrow=narrow)
     row_names = list(rows.values())
     lines += _jitted(f"_sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P})",
                      body)
     # One flag per row of reads (by its leading offsets): whether it lies inside the array.
     row_leads = list(dict.fromkeys(lead for _, lead in rows)) if last else []
     flags = [_row_flag(lead) for lead in row_leads]
-    body, _ = _body(spec, "edge", debug)
+    body, _ = _body(spec, "edge", debug, narrow=narrow)
     lines += _jitted(f"_sk_pt_edge({flat}, {', '.join(row_names + flags)}, {IX[last]}, "
                      f"{N[last]}, _sk_mode, _sk_cval, _sk_acc{P})", body)
     # Row indices along the leading core axes: plain in interior rows, mapped by the mode in
@@ -616,7 +626,7 @@ def _cpu_points(spec, nm, debug) -> _Points:
                    row_setup, outside_setup, outside_call)
 
 
-def _cpu_border(spec, nm, debug) -> list[str]:
+def _cpu_border(spec, nm, debug, narrow=()) -> list[str]:
     """The element-wise border path: every read mapped by the mode (or cval, or skipped).
 
     Only for kernels whose offsets along a leading axis are computed at run time (the others'
@@ -624,7 +634,7 @@ def _cpu_border(spec, nm, debug) -> list[str]:
     """
     last, A, P, IX, all_n = nm.last, nm.A, nm.P, nm.IX, nm.all_n
     lead_i = "".join(f", {i}" for i in IX[:last])
-    body, _ = _body(spec, "border", debug)
+    body, _ = _body(spec, "border", debug, narrow=narrow)
     return _jitted(f"_sk_pt_border({A}, _sk_b, {', '.join(IX)}, {all_n}, _sk_mode, "
                    f"_sk_cval, _sk_acc{P})", body) + [
         "",

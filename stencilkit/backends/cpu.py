@@ -39,7 +39,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .. import _buffers, _regions, codegen, modes
+from .. import _buffers, _dtypes, _narrow, _regions, codegen, modes
 from .._errors import StencilError, StencilTypeError
 from . import Backend, to_numpy
 
@@ -213,9 +213,13 @@ def run(module, arrays, out, params, mode, cval_acc, cval_out, acc_marker, paral
 
 # -- the backend -------------------------------------------------------------------------------
 
-def module(st, fastmath: bool, debug: bool):
-    """Stencil ``st``'s generated CPU module (compiled once per variant, cached on ``st``)."""
-    key = (bool(fastmath), bool(debug))
+def module(st, fastmath: bool, debug: bool, narrow: tuple = ()):
+    """Stencil ``st``'s generated CPU module (compiled once per variant, cached on ``st``).
+
+    ``narrow``: the integer variables held in 16 or 32 bits (:func:`narrowing`); a module
+    with them serves only the calls they were decided for.
+    """
+    key = (bool(fastmath), bool(debug), narrow)
     mod = st._modules.get(key)
     if mod is None:
         opts = st.options
@@ -227,12 +231,31 @@ def module(st, fastmath: bool, debug: bool):
         header = f"# globals: {sorted(st._spec.global_keys.items())!r}\n"
         mod = load_module(
             lambda cache: header + codegen.generate(
-                st._spec, fastmath=key[0], debug=key[1], cache=cache, gufunc=gu
+                st._spec, fastmath=key[0], debug=key[1], cache=cache, gufunc=gu, narrow=narrow
             ),
             st._spec.globals,
         )
         st._modules[key] = mod
     return mod
+
+
+def narrowing(st, plan, params) -> tuple:
+    """The variables a call's module holds narrow (:func:`stencilkit._narrow.decide`).
+
+    Decided once per stencil, dtypes, cval and parameter types (typing the body: about 10 ms).
+    """
+    if plan.acc0.dtype != np.int64 or not st._narrow_auto:
+        return ()
+    cval = _narrow.cval_of(plan)
+    key = (plan.work_dtypes, None if cval is None else int(cval), tuple(map(type, params)))
+    decided = st._modules.setdefault("cpu-narrowing", {})
+    found = decided.get(key)
+    if found is None:
+        spec = st._spec
+        found = _narrow.decide(spec, plan.acc0.dtype, dict(zip(spec.arrays, plan.work_dtypes)),
+                               cval, tuple(numba.typeof(p) for p in params))
+        _dtypes.remember(decided, key, found, 257)
+    return found
 
 
 def work(a, plan, k, dtype):
@@ -325,7 +348,8 @@ class CpuBackend(Backend):
         if not direct:
             dest = _buffers.POOL.empty(plan.wshape, plan.wout)
         if dest.size:
-            run(module(st, *plan.variant), work_, dest, params, plan.mode, plan.cval_acc,
+            mod = module(st, *plan.variant, narrowing(st, plan, params))
+            run(mod, work_, dest, params, plan.mode, plan.cval_acc,
                 plan.cval_out, plan.acc0, parallel(plan))
         if out is None:
             result = from_work(dest, plan)
@@ -358,7 +382,7 @@ class CpuBackend(Backend):
                 np.copyto(cur, work_[0])
                 if steps and cur.size:
                     nxt = _buffers.POOL.empty(plan.wshape, plan.wout)
-                    mod = module(st, *plan.variant)
+                    mod = module(st, *plan.variant, narrowing(st, plan, params))
                     for _ in range(steps):
                         run(mod, [cur, *work_[1:]], nxt, params, plan.mode, plan.cval_acc,
                             plan.cval_out, plan.acc0, parallel(plan))
@@ -372,8 +396,10 @@ class CpuBackend(Backend):
     def explain(self, st, what, arrays, params, overrides):
         plan = st._plan(st._check_arrays(arrays, params, None, self), None, overrides)
         how = "parallel threads" if parallel(plan) else "one thread"
+        held = "".join(f"; {name} held in {kind} (its values fit)"
+                       for name, kind in narrowing(st, plan, params))
         return (f"{what}: the CPU backend (numba), {how}; accumulator "
-                f"{plan.acc0.dtype}, output {plan.out_dtype}")
+                f"{plan.acc0.dtype}, output {plan.out_dtype}{held}")
 
     def _tile_chunks(self, st, plan):
         k = st.ndim
@@ -407,7 +433,7 @@ class CpuBackend(Backend):
         chunks = self._tile_chunks(st, plan)
         bounds = [np.concatenate([[0], np.cumsum(c)]).astype(int) for c in chunks]
         B = plan.wshape[0]
-        mod = module(st, *plan.variant)
+        mod = module(st, *plan.variant, narrowing(st, plan, params))
         largest = math.prod(max(c) + 2 * max(r) * block_steps
                             for c, r in zip(chunks, st.radius))
         local = threading.local()
