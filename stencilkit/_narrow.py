@@ -17,14 +17,14 @@ ranges (the data type's, and cval for the constant mode) by the same analysis
 * every value assigned to it, in every version numba's SSA gives it, is an int64 within
   ``[-32767, 32767]`` (``[-(2**31 - 1), 2**31 - 1]``: symmetric, so ``abs`` of it fits too), and
 * every use gives the same result for the narrow value as for the int64 one: an operand of an
-  arithmetic, bitwise or comparison operator whose other operand is a signed integer or a float64
-  (numba computes those in int64 or float64 whatever the width: a float32 operand would turn an
-  int64 product into float64 but an int16 one into float32), of a unary operator, a branch's
-  condition, the returned value (stored by value), a conversion (``float``, ``np.float32``, ...),
-  or of ``min``, ``max``, ``abs``, ``int`` or a copy whose result (of the narrow type then) is
-  used so itself; never an index, a tuple, a shift (stencilkit's own function, NumPy's wrapping
-  shift of the narrow type) or any other call (NumPy's ufuncs keep an int16's type, and
-  ``np.square`` of it would wrap).
+  arithmetic, bitwise, shift or comparison operator whose other operand is a signed integer (or
+  a float64, not for bitwise operators and shifts): numba computes those in int64 or float64
+  whatever the width (a float32 operand would turn an int64 product into float64 but an int16
+  one into float32); of a unary operator, a branch's condition, the returned value (stored by
+  value), a conversion (``float``, ``np.float32``, ...), or of ``min``, ``max``, ``abs``,
+  ``int`` or a copy whose result (of the narrow type then) is used so itself; never an index,
+  a tuple or any other call (NumPy's ufuncs keep an int16's type, and ``np.square`` of it
+  would wrap).
 
 The conversions are exact, so the results are those of the int64 code. Integer literals among
 the arguments of ``min``/``max`` and the branches of conditional expressions that hold such a
@@ -55,7 +55,8 @@ _ARITH = {operator.add, operator.iadd, operator.sub, operator.isub, operator.mul
           operator.itruediv, operator.lt, operator.le, operator.gt, operator.ge, operator.eq,
           operator.ne}
 _BITWISE = {operator.and_, operator.iand, operator.or_, operator.ior, operator.xor,
-            operator.ixor}
+            operator.ixor, operator.lshift, operator.ilshift, operator.rshift, operator.irshift}
+"""(Shifts: the CPU's ``_sk_shl``/``_sk_shr`` of an int16 and an int64 compute in int64.)"""
 _UNARY = {operator.neg, operator.pos, operator.invert, operator.not_}
 
 

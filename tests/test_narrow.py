@@ -40,12 +40,12 @@ def versions(x, k):  # versions in branches, an augmented assignment, abs, an in
 
 
 @sk.stencil
-def unsafe(x, alpha):  # a ufunc keeping int16 (np.square would wrap), a float parameter, a shift
+def unsafe(x, alpha):  # a ufunc keeping int16 (np.square would wrap), a float parameter
     a = x[0, 0] + x[0, 1]
     b = x[0, 0] - x[1, 0]
-    c = x[1, 1] * 3
+    c = x[1, 1] * 3  # (a shift computes in int64: c << 6 leaves int16 for uint8 data)
     m = min(a, 7)  # held only if its result's uses allow it: np.square does not
-    return np.square(m) + b * alpha + (c << 2)
+    return np.square(m) + b * alpha + (c << 6) + (1 << (c & 7)) + (c >> 1)
 
 
 @sk.stencil
@@ -108,8 +108,8 @@ def decide(st, dtype, cval=None, params=()):
     (clamp_minmax, I16, None, (), (("v", "int32"),)),
     (versions, U8, None, (3,), (("v", "int16"), ("w", "int16"))),
     (versions, I16, None, (3,), (("v", "int32"), ("w", "int32"))),
-    (unsafe, U8, None, (np.float32(0.5),), ()),
-    (unsafe, U8, None, (0.5,), (("b", "int16"),)),  # float64: int16 * float64 is float64 too
+    (unsafe, U8, None, (np.float32(0.5),), (("c", "int16"),)),
+    (unsafe, U8, None, (0.5,), (("b", "int16"), ("c", "int16"))),  # int16 * float64: float64
     (indexed, U8, None, (), ()),
     (big_literal, U8, None, (), (("v", "int16"),)),
     (copied, U8, None, (), ()),
