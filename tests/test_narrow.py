@@ -108,6 +108,7 @@ def decide(st, dtype, cval=None, params=()):
     (clamp_minmax, I16, None, (), (("v", "int32"),)),
     (versions, U8, None, (3,), (("v", "int16"), ("w", "int16"))),
     (versions, I16, None, (3,), (("v", "int32"), ("w", "int32"))),
+    (versions, U8, None, (2**63,), (("v", "int16"),)),  # w * k: a uint64 k
     (unsafe, U8, None, (np.float32(0.5),), (("c", "int16"),)),
     (unsafe, U8, None, (0.5,), (("b", "int16"), ("c", "int16"))),  # int16 * float64: float64
     (indexed, U8, None, (), ()),
@@ -210,6 +211,9 @@ def test_the_decision_is_per_call_and_explained():
     np.testing.assert_array_equal(r16, apply_reference(ref, [a16], ndim=2))
     assert "v held in int16" in clamp_tern.explain(a8)
     assert "held in" not in clamp_tern.explain(a8.astype(np.int32))
+    # a parameter's numba type is part of the key: 2**63 is a uint64, beside which w stays
+    assert "w held in int16" in versions.explain(a8, 3)
+    assert "w held" not in versions.explain(a8, 2**63)
 
 
 def test_iterate_and_dask_use_the_narrow_module():
