@@ -39,7 +39,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from .. import _buffers, _dtypes, _narrow, _regions, codegen, modes
+from .. import _buffers, _dtypes, _narrow, _regions, _unroll, codegen, modes
 from .._errors import StencilError, StencilTypeError
 from . import Backend, to_numpy
 
@@ -229,14 +229,26 @@ def module(st, fastmath: bool, debug: bool, narrow: tuple = ()):
             "acc": opts["acc"],
         }
         header = f"# globals: {sorted(st._spec.global_keys.items())!r}\n"
+        spec = cpu_spec(st)
         mod = load_module(
             lambda cache: header + codegen.generate(
-                st._spec, fastmath=key[0], debug=key[1], cache=cache, gufunc=gu, narrow=narrow
+                spec, fastmath=key[0], debug=key[1], cache=cache, gufunc=gu, narrow=narrow
             ),
             st._spec.globals,
         )
         st._modules[key] = mod
     return mod
+
+
+def cpu_spec(st):
+    """The kernel as the CPU compiles it: its loops over constant ranges unrolled.
+
+    (:mod:`stencilkit._unroll`: the same operations in the same order.)
+    """
+    spec = st._modules.get("cpu-spec")
+    if spec is None:
+        spec = st._modules.setdefault("cpu-spec", _unroll.unrolled(st._spec, st._neighborhood))
+    return spec
 
 
 def narrowing(st, plan, params) -> tuple:
@@ -253,7 +265,7 @@ def narrowing(st, plan, params) -> tuple:
     decided = st._modules.setdefault("cpu-narrowing", {})
     found = decided.get(key)
     if found is None:
-        spec = st._spec
+        spec = cpu_spec(st)
         found = _narrow.decide(spec, plan.acc0.dtype, dict(zip(spec.arrays, plan.work_dtypes)),
                                cval, tuple(numba.typeof(p) for p in params))
         _dtypes.remember(decided, key, found, 257)
@@ -400,6 +412,8 @@ class CpuBackend(Backend):
         how = "parallel threads" if parallel(plan) else "one thread"
         held = "".join(f"; {name} held in {kind} (its values fit)"
                        for name, kind in narrowing(st, plan, params))
+        if cpu_spec(st) is not st._spec:
+            held = "; loops over constant ranges unrolled" + held
         return (f"{what}: the CPU backend (numba), {how}; accumulator "
                 f"{plan.acc0.dtype}, output {plan.out_dtype}{held}")
 
