@@ -46,7 +46,10 @@ def unrolled(spec: KernelSpec, neighborhood) -> KernelSpec:
     bound = {n.id for n in ast.walk(fdef) if isinstance(n, ast.Name)
              and not isinstance(n.ctx, ast.Load)} | {a.arg for a in fdef.args.args}
     scope = {k: v for k, v in spec.globals.items() if k not in bound}
-    unroll = _Unroll(scope, "range" not in spec.globals and "range" not in bound)
+    # (a global np.integer bound would type the index by its type, uint64 say: not unrolled)
+    scope = {k: v for k, v in scope.items() if type(v) is int}
+    unroll = _Unroll(scope, "range" not in spec.globals and "range" not in bound
+                     and "int" not in spec.globals and "int" not in bound, spec.arrays)
     changed = False
     while True:  # (an inner loop's range may use an outer loop's index: again until none)
         unroll.changed = False
@@ -69,9 +72,10 @@ def _count(stmts) -> int:
 
 
 class _Unroll:
-    def __init__(self, scope: dict, builtin_range: bool):
+    def __init__(self, scope: dict, builtin_range: bool, arrays):
         self.scope = scope
         self.builtin_range = builtin_range
+        self.arrays = arrays
         self.changed = False
 
     def statements(self, stmts: list) -> list:
@@ -118,19 +122,50 @@ class _Unroll:
         out = []
         for v in values:
             for stmt in loop.body:
-                out.append(_Substitute(name, v).visit(copy.deepcopy(stmt)))
+                out.append(_Substitute(name, v, self.arrays).visit(copy.deepcopy(stmt)))
         if len(values):  # (Python leaves the variable at its last value)
             out.append(ast.Assign(targets=[ast.Name(id=name, ctx=ast.Store())],
-                                  value=ast.Constant(values[-1]), lineno=loop.lineno))
+                                  value=_int(values[-1]), lineno=loop.lineno))
         return [ast.fix_missing_locations(s) for s in out]
 
 
 class _Substitute(ast.NodeTransformer):
-    def __init__(self, name: str, value: int):
-        self.name, self.value = name, value
+    """The loop variable's loads replaced by its value.
+
+    ``int(v)`` in general, typed int64 as the variable is (a bare literal would be typed a
+    literal, and numba specialises some operations on those: ``x ** 3`` multiplies where
+    ``x ** i`` squares); a bare ``v`` in an array's subscript (an offset, folded by the parser)
+    and in ``range()``'s arguments (an inner loop's bounds, folded here).
+    """
+
+    def __init__(self, name: str, value: int, arrays):
+        self.name, self.value, self.arrays = name, value, arrays
+        self.offset = False
+
+    def visit_Subscript(self, node):
+        if isinstance(node.value, ast.Name) and node.value.id in self.arrays:
+            outer, self.offset = self.offset, True
+            node.slice = self.visit(node.slice)
+            self.offset = outer
+            return node
+        return self.generic_visit(node)
+
+    def visit_Call(self, node):
+        if isinstance(node.func, ast.Name) and node.func.id == "range":  # (an inner loop's
+            outer, self.offset = self.offset, True                       # bounds: folded)
+            node.args = [self.visit(a) for a in node.args]
+            self.offset = outer
+            return node
+        return self.generic_visit(node)
 
     def visit_Name(self, node):
         if node.id == self.name and isinstance(node.ctx, ast.Load):
-            return ast.copy_location(ast.Constant(self.value), node)
+            value = ast.Constant(self.value) if self.offset else _int(self.value)
+            return ast.copy_location(value, node)
         return node
+
+
+def _int(value: int) -> ast.expr:
+    return ast.Call(func=ast.Name(id="int", ctx=ast.Load()), args=[ast.Constant(value)],
+                    keywords=[])
 

@@ -94,7 +94,7 @@ def test_which_loops_are_written_out():
         assert "loops over constant ranges unrolled" in st.explain(np.zeros((4, 9), np.uint8))
     src = cpu.cpu_spec(box).source
     assert src.count("s += x[") == 25 and "x[-2, -2]" in src and "x[2, 2]" in src
-    assert src.rstrip().endswith("return s // 25 + 3 * i - j") and "i = 2" in src
+    assert src.rstrip().endswith("return s // 25 + 3 * i - j") and "i = int(2)" in src
     # kept: the parameter's range, the break and the reassigned m stay loops
     assert cpu.cpu_spec(kept).source.count("for ") == 3
     # too_far: written out it would read outside its neighborhood: the loops stay
@@ -130,3 +130,21 @@ def test_the_written_out_kernel_is_the_one_compiled_and_narrowed():
     assert "s held in int16" in box.explain(a)  # (a loop-carried sum's range is int64's)
     with pytest.raises(StencilError, match="neighborhood"):
         sk.stencil(too_far.__wrapped__)  # (no neighborhood: the loop's offsets are unknown)
+
+
+@sk.stencil(neighborhood=((0, 0), (-2, 2)))
+def powers(x):  # the index as an exponent: int64, squared as in the loop (a literal multiplies)
+    s = 0.0
+    for i in range(1, 6):
+        s += x[0, i - 3] ** i
+    return s
+
+
+def test_the_index_keeps_its_type(monkeypatch):
+    a = sample((3, 50), np.float64, seed=9) * 1.37
+    got = powers(a)
+    spec = cpu.cpu_spec(powers)
+    assert "x[0, 5 - 3] ** int(5)" in spec.source and not spec.dynamic
+    monkeypatch.setattr(_unroll, "ENABLED", False)
+    np.testing.assert_array_equal(got, sk.stencil(neighborhood=((0, 0), (-2, 2)))(
+        powers.__wrapped__)(a))
