@@ -216,6 +216,8 @@ def _narrowed(tr, names: set) -> tuple:
         ivs = [tr.iv.get(v) for v in versions]
         if any(iv is None for iv in ivs):
             continue
+        if len({iv for iv in ivs}) == 1 and ivs[0][0] == ivs[0][1]:
+            continue  # (a constant: numba folds it; an unrolled loop's index, say)
         size = max(max(abs(iv[0]), abs(iv[1])) for iv in ivs)
         kind = next((k for k, bound in TYPES if size <= bound), None)
         if kind is None:
