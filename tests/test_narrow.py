@@ -13,7 +13,7 @@ import pytest
 from reference import apply_reference
 
 import stencilkit as sk
-from stencilkit import _narrow, codegen
+from stencilkit import _narrow, _unroll, codegen
 from stencilkit.backends import cpu
 
 
@@ -233,7 +233,7 @@ def test_iterate_and_dask_use_the_narrow_module():
                                   cval=300))
 
 
-# -- random programs (tests/test_cuda_cpp_random.py's), narrowed against the int64 code ------
+# -- random programs (tests/test_cuda_cpp_random.py's), rewritten against the code as written --
 
 try:
     from hypothesis import HealthCheck, assume, given, settings
@@ -264,20 +264,20 @@ if given is not None:
               derandomize="STENCILKIT_RANDOM_NARROW" not in os.environ,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     @given(case=narrowed_cases())
-    def test_random_programs_held_narrow_equal_the_int64_code(case):
+    def test_random_programs_held_narrow_equal_the_code_as_written(case):
         dtype, body, mode, k, seed = case
         kern, plain = _load(body), _load(body)
         a = _data(dtype, seed)
         kw = _options(None, mode)
         plan = kern._plan([a], None, kw)
         assume(cpu.narrowing(kern, plan, (k,)))
-        saved = _narrow.ENABLED
-        _narrow.ENABLED = False
+        saved = _narrow.ENABLED, _unroll.ENABLED
+        _narrow.ENABLED = _unroll.ENABLED = False  # (the kernel as written: loops stay loops)
         try:
             with np.errstate(all="ignore"):
                 want = plain(a, k, **kw)
         finally:
-            _narrow.ENABLED = saved
+            _narrow.ENABLED, _unroll.ENABLED = saved
         with np.errstate(all="ignore"):
             got = kern(a, k, **kw)
         _same(got, want, f"\n{body}# {dtype.__name__}, {mode}, k={k}, "
