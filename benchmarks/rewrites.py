@@ -51,8 +51,16 @@ def box5_loops(x):  # a 5 x 5 mean by two loops (run-time offsets, as written)
     return s // 25
 
 
-KERNELS = [sobel_tern, sharpen, sharpen_hinted, box5_loops]
-NEIGHBORHOOD = {box5_loops: ((-2, 2), (-2, 2))}
+def box7_loops(x):  # a 7 x 7 mean by two loops: written out, its point function inlined
+    s = 0
+    for i in range(-3, 4):
+        for j in range(-3, 4):
+            s += x[i, j]
+    return s // 49
+
+
+KERNELS = [sobel_tern, sharpen, sharpen_hinted, box5_loops, box7_loops]
+NEIGHBORHOOD = {box5_loops: ((-2, 2), (-2, 2)), box7_loops: ((-3, 3), (-3, 3))}
 
 
 def numba_stencil(fn, neighborhood):

@@ -43,6 +43,15 @@ import numpy as np
 from . import _narrow, modes
 from .kernel import KernelSpec, with_ast_lock
 
+INLINE_NODES = 350
+"""Kernels whose syntax tree has more nodes than this have their interior point function
+inlined by numba (``inline='always'``) rather than left to LLVM's inliner, which refused a 7 x
+7 sum followed by a division (49 reads: the loop then calls a function per element and does
+not vectorise; 4000^2 uint8, ``s // 49``: 57 ms, inlined 3.1 ms; the 7 x 7 sum alone, or 36
+reads with the division, were inlined anyway). A 3 x 3 kernel has about 100 nodes, a 5 x 5 sum
+with its division 300, a 7 x 7 one 580. Inlining costs compile time (0.2-0.8 s a module),
+hence the bound."""
+
 BLOCK = 1 << 14
 """Columns per parallel work item: splits long 1-D signals, never a row of a normal image."""
 
@@ -577,6 +586,9 @@ def _cpu_points(spec, nm, debug, narrow=()) -> _Points:
     row_names = list(rows.values())
     lines += _jitted(f"_sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P})",
                      body)
+    if sum(1 for _ in ast.walk(spec.tree)) > INLINE_NODES:
+        lines[-3] = ("@_sk_numba.njit(inline='always', no_cpython_wrapper=True, "
+                     "no_cfunc_wrapper=True, **_sk_opts)")
     # One flag per row of reads (by its leading offsets): whether it lies inside the array.
     row_leads = list(dict.fromkeys(lead for _, lead in rows)) if last else []
     flags = [_row_flag(lead) for lead in row_leads]

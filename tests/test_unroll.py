@@ -148,3 +148,35 @@ def test_the_index_keeps_its_type(monkeypatch):
     monkeypatch.setattr(_unroll, "ENABLED", False)
     np.testing.assert_array_equal(got, sk.stencil(neighborhood=((0, 0), (-2, 2)))(
         powers.__wrapped__)(a))
+
+
+@sk.stencil(neighborhood=((-3, 3), (-3, 3)))
+def mean7(x):  # 49 reads and a division: LLVM's inliner left its point function a call
+    s = 0
+    for i in range(-3, 4):
+        for j in range(-3, 4):
+            s += x[i, j]
+    return s // 49
+
+
+@sk.stencil
+def pair(x):
+    return x[0, -1] + x[0, 1]
+
+
+def test_a_large_body_is_inlined_by_numba():
+    from stencilkit import codegen
+
+    a = sample((9, 40), np.uint8, seed=2)
+    for mode in ("reflect", "constant"):
+        np.testing.assert_array_equal(mean7(a, mode=mode),
+                                      apply_reference(mean7.__wrapped__, [a], ndim=2, mode=mode))
+    gu = {"mode": 0, "cval": 0, "acc": None}
+
+    def rows_decorator(spec):
+        src = codegen.generate(spec, fastmath=False, debug=False, cache=False, gufunc=gu)
+        return src.splitlines()[src.splitlines().index(next(
+            line for line in src.splitlines() if line.startswith("def _sk_pt_rows"))) - 1]
+
+    assert "inline='always'" in rows_decorator(cpu.cpu_spec(mean7))
+    assert rows_decorator(cpu.cpu_spec(pair)) == "@_sk_njit"
