@@ -400,12 +400,13 @@ def compiled(source: str) -> Stencil:
     """One Stencil per generated source (the source is the whole configuration).
 
     Its integer sums are narrowed here, from the data's span (:func:`sum_type`), so the CPU
-    backend's own narrowing of variables (stencilkit/_narrow.py) is off for it: it would
-    compile a second module per dtype to convert what is already converted (measured: no
-    faster, 8000^2 uint8 Sobel and Prewitt at a copy's speed either way).
+    backend's rewrites of users' kernels are off for it (``Stencil._cpu_rewrites``): their
+    narrowing would compile a second module per dtype to convert what is already converted
+    (measured: no faster, 8000^2 uint8 Sobel and Prewitt at a copy's speed either way), and
+    the filters' speed is measured as their kernels are compiled now (benchmarks/filters.py).
     """
     st = Stencil._from_source(source, {"np": np}, None, {})
-    st._narrow_auto = False
+    st._cpu_rewrites = False
     return st
 
 

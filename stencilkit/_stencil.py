@@ -68,13 +68,13 @@ class _ModuleRef:
         self.name = name
 
 
-def _rebuild(source, scope, neighborhood, options, narrow_auto=True):
+def _rebuild(source, scope, neighborhood, options, cpu_rewrites=True):
     scope = {
         k: importlib.import_module(v.name) if isinstance(v, _ModuleRef) else v
         for k, v in scope.items()
     }
     st = Stencil._from_source(source, scope, neighborhood, options)
-    st._narrow_auto = narrow_auto
+    st._cpu_rewrites = cpu_rewrites
     return st
 
 
@@ -151,10 +151,11 @@ class Stencil:
         """Names of the kernel's scalar parameters."""
         return self._spec.params
 
-    _narrow_auto = True
-    """Whether the CPU backend holds integer variables narrow where they fit
-    (stencilkit/_narrow.py); off for the filters' generated kernels, whose plans narrow their
-    sums themselves."""
+    _cpu_rewrites = True
+    """Whether the CPU backend rewrites the kernel for speed: integer variables held narrow
+    where they fit (stencilkit/_narrow.py), a large body inlined (codegen.INLINE_NODES). Off
+    for the filters' generated kernels, whose plans narrow their sums themselves and whose
+    speed is measured as they are (benchmarks/filters.py)."""
 
     def __repr__(self):
         return f"<stencilkit.Stencil {self._spec.name}{self.signature} radius={self.radius}>"
@@ -165,7 +166,7 @@ class Stencil:
             for k, v in self._spec.globals.items()
         }
         options = {k: v for k, v in self.options.items() if v != _OPTIONS[k]}
-        return _rebuild, (self._source, scope, self._neighborhood, options, self._narrow_auto)
+        return _rebuild, (self._source, scope, self._neighborhood, options, self._cpu_rewrites)
 
     # -- compilation ---------------------------------------------------------------------------
 

@@ -44,13 +44,14 @@ from . import _narrow, modes
 from .kernel import KernelSpec, with_ast_lock
 
 INLINE_NODES = 350
-"""Kernels whose syntax tree has more nodes than this have their interior point function
+"""Users' kernels whose syntax tree has more nodes than this have their interior point function
 inlined by numba (``inline='always'``) rather than left to LLVM's inliner, which refused a 7 x
 7 sum followed by a division (49 reads: the loop then calls a function per element and does
 not vectorise; 4000^2 uint8, ``s // 49``: 57 ms, inlined 3.1 ms; the 7 x 7 sum alone, or 36
 reads with the division, were inlined anyway). A 3 x 3 kernel has about 100 nodes, a 5 x 5 sum
 with its division 300, a 7 x 7 one 580. Inlining costs compile time (0.2-0.8 s a module),
-hence the bound."""
+hence the bound; the filters' generated kernels are left as they are measured
+(``Stencil._cpu_rewrites``)."""
 
 BLOCK = 1 << 14
 """Columns per parallel work item: splits long 1-D signals, never a row of a normal image."""
@@ -488,7 +489,7 @@ class _Points(NamedTuple):
 
 @with_ast_lock
 def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufunc: dict,
-             narrow: tuple = ()) -> str:
+             narrow: tuple = (), inline_large: bool = True) -> str:
     """Return the source of the module that compiles ``spec``.
 
     ``gufunc`` holds the defaults baked into ``_sk_gufunc``: ``mode`` (int code), ``cval``,
@@ -500,10 +501,11 @@ def generate(spec: KernelSpec, *, fastmath: bool, debug: bool, cache: bool, gufu
 
     ``narrow``: the body's integer variables held in 16 or 32 bits
     (:func:`stencilkit._narrow.decide`), valid only for the dtypes it was decided for; such a
-    module has no gufunc (whose loops serve every dtype).
+    module has no gufunc (whose loops serve every dtype). ``inline_large``: a body of more than
+    :data:`INLINE_NODES` syntax nodes inlined by numba.
     """
     nm = _names(spec)
-    points = _cpu_points(spec, nm, debug, narrow)
+    points = _cpu_points(spec, nm, debug, narrow, inline_large)
     held = [f"# held narrow for the dtypes of the calls it serves: "
             f"{', '.join(f'{n} {t}' for n, t in narrow)}"] if narrow else []
     return "\n".join([
@@ -564,7 +566,7 @@ def _strides(nm) -> list[str]:
     return [f"_sk_S{d}" for d in range(nm.k)]
 
 
-def _cpu_points(spec, nm, debug, narrow=()) -> _Points:
+def _cpu_points(spec, nm, debug, narrow=(), inline_large=True) -> _Points:
     """The kernel body as point functions that compute one output each.
 
     Per row of reads (interior and edge columns) when the offsets along the leading axes are
@@ -586,7 +588,7 @@ def _cpu_points(spec, nm, debug, narrow=()) -> _Points:
     row_names = list(rows.values())
     lines += _jitted(f"_sk_pt_rows({flat}, {', '.join(row_names)}, _sk_j, _sk_acc{P})",
                      body)
-    if sum(1 for _ in ast.walk(spec.tree)) > INLINE_NODES:
+    if inline_large and sum(1 for _ in ast.walk(spec.tree)) > INLINE_NODES:
         lines[-3] = ("@_sk_numba.njit(inline='always', no_cpython_wrapper=True, "
                      "no_cfunc_wrapper=True, **_sk_opts)")
     # One flag per row of reads (by its leading offsets): whether it lies inside the array.

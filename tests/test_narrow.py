@@ -297,5 +297,5 @@ def test_the_filters_kernels_narrow_themselves_and_keep_it_through_pickling(monk
     filters.sobel(a)
     filters.correlate(a, np.array([[1, -2], [3, 1]]), mode="constant", cval=-300)
     st = _passes.compiled("def f_test(a):\n    v = a[0] - a[1]\n    return min(v, 5)\n")
-    assert not st._narrow_auto and not pickle.loads(pickle.dumps(st))._narrow_auto
-    assert pickle.loads(pickle.dumps(clamp_tern))._narrow_auto
+    assert not st._cpu_rewrites and not pickle.loads(pickle.dumps(st))._cpu_rewrites
+    assert pickle.loads(pickle.dumps(clamp_tern))._cpu_rewrites

@@ -180,3 +180,16 @@ def test_a_large_body_is_inlined_by_numba():
 
     assert "inline='always'" in rows_decorator(cpu.cpu_spec(mean7))
     assert rows_decorator(cpu.cpu_spec(pair)) == "@_sk_njit"
+
+
+def test_the_filters_kernels_are_left_to_llvms_inliner(monkeypatch):
+    from stencilkit import _passes, codegen
+
+    seen = []
+    generate = codegen.generate
+    monkeypatch.setattr(codegen, "generate", lambda *a, **k: seen.append(k) or generate(*a, **k))
+    taps = " + ".join(f"a[{i}, {j}]" for i in range(-3, 4) for j in range(-3, 4))
+    st = _passes.compiled(f"def f_test_big(a):\n    return ({taps}) // 49\n")
+    cpu.module(st, False, False)
+    cpu.module(mean7, False, True)  # (debug: a variant not compiled before)
+    assert [k["inline_large"] for k in seen] == [False, True]

@@ -232,7 +232,8 @@ def module(st, fastmath: bool, debug: bool, narrow: tuple = ()):
         spec = cpu_spec(st)
         mod = load_module(
             lambda cache: header + codegen.generate(
-                spec, fastmath=key[0], debug=key[1], cache=cache, gufunc=gu, narrow=narrow
+                spec, fastmath=key[0], debug=key[1], cache=cache, gufunc=gu, narrow=narrow,
+                inline_large=st._cpu_rewrites
             ),
             st._spec.globals,
         )
@@ -256,7 +257,7 @@ def narrowing(st, plan, params) -> tuple:
 
     Decided once per stencil, dtypes, cval and parameter types (typing the body: about 10 ms).
     """
-    if plan.acc0.dtype != np.int64 or not st._narrow_auto:
+    if plan.acc0.dtype != np.int64 or not st._cpu_rewrites:
         return ()
     cval = _narrow.cval_of(plan)
     # (a Python int's numba type is int64, or uint64 from 2**63: part of the key)
