@@ -410,8 +410,9 @@ class Stencil:
     def explain(self, *args, **kwargs) -> str:
         """Say how a call with these arguments would run: backend, kernel path and why.
 
-        For the CPU backend: threads, the accumulator, the output and the integer variables
-        held in 16 or 32 bits for these dtypes (README, "Vectorising integer kernels"). For
+        For the CPU backend: threads, the accumulator, the output, whether loops over
+        constant ranges were written out, and the integer variables held in 16 or 32 bits for
+        these dtypes (README, "Vectorising integer kernels"). For
         the CUDA backend: whether the generated CUDA C++ or the numba.cuda fallback runs
         (and why), the accumulator narrowing, the index width and the launches (assuming the
         arrays' rows start on 4-byte boundaries, as fresh allocations do).
