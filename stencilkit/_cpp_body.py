@@ -1938,34 +1938,49 @@ def read_range(dtype, acc):
     return full
 
 
-def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
-    """Translate the kernel body, typed for ``req``, into the C++ function ``fname``."""
+def translator(spec: KernelSpec, acc, span, param_types, share: bool = False):
+    """The body typed by numba, ready for its intervals: ``(translator, reads, readers)``.
+
+    ``acc``: the reads' dtype; ``span(array)``: the interval of that array's reads (None: the
+    type's); ``param_types``: numba types of the scalar parameters; ``share``: as
+    :func:`point_source`. Used by :func:`emit` and by the CPU's narrowing
+    (:mod:`stencilkit._narrow`).
+    """
     import numba
     from numba.core import types
 
     _register_reader_typeof()
+    source, reads = point_source(spec, share)
+    acc_t = numba.from_dtype(np.dtype(acc))
+    readers = tuple(a for a in spec.arrays
+                    if any(isinstance(o, str) for x in spec.accesses if x.array == a
+                           for o in x.offsets))
+    namespace = dict(spec.globals)
+    for a in readers:
+        namespace[f"_sk_rd_{a}"] = _Reader(a, spec.ndim, acc_t)
+    exec(compile(source, f"<stencilkit body of {spec.name}>", "exec"), namespace)
+    func_ir, typemap, calltypes, return_type = typed_ir(
+        namespace["_sk_point"], [acc_t] * len(reads) + list(param_types))
+    arg_ranges = [span(a) for a, _ in reads]
+    arg_ranges += [type_range(t) if isinstance(types.unliteral(t), types.Integer)
+                   or t == types.boolean else None for t in param_types]
+    tr = _Translator(func_ir, typemap, calltypes, return_type, arg_ranges,
+                     {a: span(a) for a in readers})
+    return tr, reads, readers
+
+
+def emit(spec: KernelSpec, req: BodyRequest, fname: str) -> Body:
+    """Translate the kernel body, typed for ``req``, into the C++ function ``fname``."""
+    from numba.core import types
+
     # regrouped for signed and bool accumulators, whose sums numba types int64 throughout
     # (unsigned ones sum to uint64, and a uint64 with an int64 operand becomes int64, negative
     # beyond 2**63: regrouping would move those conversions)
     share = SHARE_ROWS and np.dtype(req.acc).kind in "bi"
-    source, reads = point_source(spec, share)
-    acc_t = numba.from_dtype(req.acc)
-    readers = tuple(a for a in spec.arrays
-                    if any(isinstance(o, str) for acc in spec.accesses if acc.array == a
-                           for o in acc.offsets))
-    namespace = dict(spec.globals)
-    for a in readers:
-        namespace[f"_sk_rd_{a}"] = _Reader(a, spec.ndim, acc_t)
-    code = compile(source, f"<stencilkit body of {spec.name}>", "exec")
-    exec(code, namespace)
-    fn = namespace["_sk_point"]
-    argtypes = [acc_t] * len(reads) + list(req.param_types)
-    func_ir, typemap, calltypes, return_type = typed_ir(fn, argtypes)
-    arg_ranges = [read_range(req.input_dtypes[a], req.acc) for a, _ in reads]
-    arg_ranges += [type_range(t) if isinstance(types.unliteral(t), types.Integer)
-                   or t == types.boolean else None for t in req.param_types]
-    reader_ranges = {a: read_range(req.input_dtypes[a], req.acc) for a in readers}
-    tr = _Translator(func_ir, typemap, calltypes, return_type, arg_ranges, reader_ranges)
+    tr, reads, readers = translator(
+        spec, req.acc, lambda a: read_range(req.input_dtypes[a], req.acc), req.param_types,
+        share)
+    typemap, return_type = tr.typemap, tr.return_type
     tr.prefix = fname
     # argument names: readable ones from the reads and the parameters
     for i, (a, offs) in enumerate(reads):

@@ -43,8 +43,6 @@ import operator
 
 import numpy as np
 
-from . import modes
-
 ENABLED = True
 
 TYPES = (("int16", (1 << 15) - 1), ("int32", (1 << 31) - 1))
@@ -99,35 +97,15 @@ def _assigned(spec) -> set:
 
 def _typed(spec, acc, input_dtypes, cval, param_types):
     """The body's typed IR with its integer intervals (a :class:`_cpp_body._Translator`)."""
-    import numba
-    from numba.core import types
-
     from . import _cpp_body as cb
 
-    cb._register_reader_typeof()
-    source, reads = cb.point_source(spec)
-    acc_t = numba.from_dtype(np.dtype(acc))
-    readers = tuple(a for a in spec.arrays
-                    if any(isinstance(o, str) for x in spec.accesses if x.array == a
-                           for o in x.offsets))
-    namespace = dict(spec.globals)
-    for a in readers:
-        namespace[f"_sk_rd_{a}"] = cb._Reader(a, spec.ndim, acc_t)
-    exec(compile(source, f"<stencilkit body of {spec.name}>", "exec"), namespace)
-    func_ir, typemap, calltypes, return_type = cb.typed_ir(
-        namespace["_sk_point"], [acc_t] * len(reads) + list(param_types))
-
-    def span(a):
+    def span(a):  # the data type's range, widened by the constant mode's cval
         iv = cb.read_range(input_dtypes[a], acc)
         if iv is not None and cval is not None:
             iv = (min(iv[0], int(cval)), max(iv[1], int(cval)))
         return iv
 
-    arg_ranges = [span(a) for a, _ in reads]
-    arg_ranges += [cb.type_range(t) if isinstance(types.unliteral(t), types.Integer)
-                   or t == types.boolean else None for t in param_types]
-    tr = cb._Translator(func_ir, typemap, calltypes, return_type, arg_ranges,
-                        {a: span(a) for a in readers})
+    tr = cb.translator(spec, acc, span, param_types)[0]
     tr.scan()
     tr.intervals()
     return tr
@@ -368,8 +346,3 @@ def _literal(node):
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return node.value
     return None
-
-
-def cval_of(plan):
-    """The reads' cval for :func:`decide`: the constant mode's, else None."""
-    return plan.cval_acc if plan.mode == modes.CONSTANT else None

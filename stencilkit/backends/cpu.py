@@ -259,7 +259,7 @@ def narrowing(st, plan, params) -> tuple:
     """
     if plan.acc0.dtype != np.int64 or not st._cpu_rewrites:
         return ()
-    cval = _narrow.cval_of(plan)
+    cval = plan.cval_acc if plan.mode == modes.CONSTANT else None  # (the reads' cval)
     # (a Python int's numba type is int64, or uint64 from 2**63: part of the key)
     key = (plan.work_dtypes, None if cval is None else int(cval),
            tuple((int, p >= 1 << 63) if type(p) is int else type(p) for p in params))
