@@ -500,9 +500,13 @@ def read_span(dtype, mode, cval):
 
 def sum_span(taps, reads):
     """``(lo, hi)``: the least and greatest sums of ``taps`` over values within ``reads``."""
-    lo, hi = reads
-    ws = [int(w) for _, w in taps if w != 0]
-    return (sum(min(w * lo, w * hi) for w in ws), sum(max(w * lo, w * hi) for w in ws))
+    return _terms_span([(int(w), reads) for _, w in taps if w != 0])
+
+
+def _terms_span(terms):
+    """``(lo, hi)`` of a sum of ``w * v`` over ``(w, (v_lo, v_hi))`` terms."""
+    return (sum(min(w * lo, w * hi) for w, (lo, hi) in terms),
+            sum(max(w * lo, w * hi) for w, (lo, hi) in terms))
 
 
 def sum_type(taps, reads):
@@ -708,9 +712,7 @@ def add(parts, acc, out, out_dtype, norm=False, signs=None):
         # integer parts: the sum in the narrowest type that holds it (as sum_type says why;
         # a uint8 difference with saturation at 8000^2: 2.3 -> 2.0 ms)
         gs = signs if signs is not None else [1] * len(parts)
-        spans = [limits(p.dtype) for p in parts]
-        narrow = _narrowest(sum(min(g * a, g * b) for g, (a, b) in zip(gs, spans)),
-                            sum(max(g * a, g * b) for g, (a, b) in zip(gs, spans)))
+        narrow = _narrowest(*_terms_span([(g, limits(p.dtype)) for g, p in zip(gs, parts)]))
         if narrow is not None:
             lines.append(f"    s = np.{narrow.name}(s)")
     store(lines, "s", "int" if acc.kind in "iu" else "float", out_dtype)
