@@ -405,9 +405,7 @@ def compiled(source: str) -> Stencil:
     (measured: no faster, 8000^2 uint8 Sobel and Prewitt at a copy's speed either way), and
     the filters' speed is measured as their kernels are compiled now (benchmarks/filters.py).
     """
-    st = Stencil._from_source(source, {"np": np}, None, {})
-    st._cpu_rewrites = False
-    return st
+    return Stencil._from_source(source, {"np": np}, None, {}, cpu_rewrites=False)
 
 
 def read(ndim, offsets):

@@ -73,9 +73,7 @@ def _rebuild(source, scope, neighborhood, options, cpu_rewrites=True):
         k: importlib.import_module(v.name) if isinstance(v, _ModuleRef) else v
         for k, v in scope.items()
     }
-    st = Stencil._from_source(source, scope, neighborhood, options)
-    st._cpu_rewrites = cpu_rewrites
-    return st
+    return Stencil._from_source(source, scope, neighborhood, options, cpu_rewrites)
 
 
 class Stencil:
@@ -92,9 +90,10 @@ class Stencil:
         functools.update_wrapper(self, fn, updated=())
 
     @classmethod
-    def _from_source(cls, source, scope, neighborhood, options):
+    def _from_source(cls, source, scope, neighborhood, options, cpu_rewrites=True):
         self = cls.__new__(cls)
         self._init(source, scope, neighborhood, options)
+        self._cpu_rewrites = cpu_rewrites
         self.__name__ = self._spec.name
         self.__qualname__ = self._spec.name
         self.__doc__ = None
